@@ -1,0 +1,365 @@
+"""The ``fluxscape`` command (DESIGN section 3).
+
+Exit status: 0 success, 1 a reported error (one line on stderr; ``--debug`` adds the
+traceback), 2 wrong usage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from fluxscape import __version__
+from fluxscape.errors import FluxscapeError
+
+log = logging.getLogger("fluxscape")
+REPO_WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
+
+
+class _Group(click.Group):
+    """Turns FluxscapeError (and unexpected errors) into one line on stderr and exit 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except FluxscapeError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted; rerun with --resume to continue", err=True)
+            sys.exit(130)
+        except Exception as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(
+                f"error: {type(exc).__name__}: {exc} (rerun with --debug for details)", err=True
+            )
+            sys.exit(1)
+
+
+def _setup_logging(debug: bool, quiet: bool = False) -> None:
+    level = logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO)
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )
+    quiet_level = logging.INFO if debug else logging.WARNING
+    for noisy in ("distributed", "asyncio", "tornado", "rasterio", "fsspec", "bokeh"):
+        logging.getLogger(noisy).setLevel(quiet_level)
+    # distributed configures its own child loggers at import time; quieten those too.
+    import distributed  # noqa: F401
+
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("distributed"):
+            logging.getLogger(name).setLevel(quiet_level)
+
+
+@click.group(
+    cls=_Group,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Example: fluxscape demo --out demo-out",
+)
+@click.version_option(__version__, prog_name="fluxscape")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logging.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """fluxscape: satellite and flux-tower data to gridded, catalogued Zarr products."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    _setup_logging(debug)
+
+
+# --- sample data and demo -----------------------------------------------------------------
+
+
+@cli.command("sample-data", epilog="Example: fluxscape sample-data sample --preset demo")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--seed", default=42, show_default=True, help="Random seed of the world.")
+@click.option(
+    "--preset",
+    default="demo",
+    show_default=True,
+    help="Region preset: demo (1 degree) or demo-4x (2 x 2 degrees).",
+)
+def sample_data(directory: Path, seed: int, preset: str) -> None:
+    """Write the sample world (MODIS tiles, FLUXNET towers and the truth) into DIRECTORY."""
+    from fluxscape.sample.generate import write_sample_world
+
+    t0 = time.monotonic()
+    summary = write_sample_world(directory, preset=preset, seed=seed)
+    click.echo(
+        f"sample world {preset!r} (seed {seed}) written to {directory} in "
+        f"{time.monotonic() - t0:.0f} s: {summary['modis_files']} MODIS tiles, "
+        f"{summary['tower_files']} tower files, truth in {directory / 'truth'}"
+    )
+
+
+def _sample_is_current(directory: Path, preset: str, seed: int) -> bool:
+    world = directory / "truth" / "world.json"
+    if not world.exists():
+        return False
+    info = json.loads(world.read_text())
+    return info.get("preset") == preset and info.get("seed") == seed
+
+
+@cli.command(epilog="Example: fluxscape demo --out demo-out")
+@click.option(
+    "--out",
+    "out",
+    default="demo-out",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the sample world (OUT/sample) and the products.",
+)
+@click.option("--workers", type=int, default=None, help="Dask workers (default 2).")
+def demo(out: Path, workers: int | None) -> None:
+    """Generate the sample world into OUT/sample and run workflows/demo.yaml into OUT."""
+    from fluxscape.catalog import open_catalog
+    from fluxscape.pipeline.run import run_workflow
+    from fluxscape.sample.generate import write_sample_world
+
+    t0 = time.monotonic()
+    sample = out / "sample"
+    if _sample_is_current(sample, "demo", 42):
+        click.echo(f"using the sample world already in {sample}")
+    else:
+        click.echo(f"writing the sample world to {sample} ...")
+        write_sample_world(sample, preset="demo", seed=42)
+    workflow = REPO_WORKFLOWS / "demo.yaml"
+    if not workflow.exists():
+        raise FluxscapeError(
+            f"{workflow}: the demo workflow is missing (run from a clone of "
+            "the fluxscape repository)"
+        )
+    result = run_workflow(workflow, out=out, data_dir=sample, workers=workers, resume=True)
+    cat_dir = out / "catalog"
+    entries = open_catalog(cat_dir).entries()
+    click.echo("")
+    click.echo(f"demo finished in {time.monotonic() - t0:.0f} s")
+    for p in result.products:
+        click.echo(
+            f"  product {p.name}: {p.store} ({p.tiles_total} tiles, "
+            f"{len(p.skipped_inputs)} skipped inputs)"
+        )
+    click.echo(f"  catalog: {cat_dir / 'catalog.json'} ({len(entries)} product(s))")
+    click.echo(f"  resolved workflow: {out / 'workflow.yaml'}")
+    tower = json.loads((sample / "truth" / "world.json").read_text())["towers"][0]
+    click.echo("\nTry:")
+    click.echo(f"  fluxscape catalog list {cat_dir}")
+    click.echo(f"  fluxscape catalog search {cat_dir} --variable ndvi --json")
+    click.echo(
+        f"  fluxscape catalog extract {cat_dir} --variable ndvi "
+        f"--point {tower['lon']},{tower['lat']} -o {out / 'ndvi_at_tower.csv'}"
+    )
+    click.echo(
+        f"  fluxscape inspect {sample / 'towers' / 'SitesList.csv'} "
+        f"{next(iter(sorted((sample / 'modis').glob('*.hdf'))))}"
+    )
+    click.echo(f"  fluxscape run {out / 'workflow.yaml'} --resume")
+
+
+# --- run -------------------------------------------------------------------------------------
+
+
+@cli.command(epilog="Example: fluxscape run workflows/demo.yaml --out demo-out --resume")
+@click.argument("workflow", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Output folder (overrides output.dir of the workflow).",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="Use an existing Dask scheduler, e.g. tcp://127.0.0.1:8786.",
+)
+@click.option("--workers", type=int, default=None, help="Workers of the local Dask cluster.")
+@click.option("--resume", is_flag=True, help="Continue existing stores; finished tiles are kept.")
+@click.option("--fresh", is_flag=True, help="Delete this workflow's stores and start again.")
+def run(
+    workflow: Path,
+    out: Path | None,
+    scheduler: str | None,
+    workers: int | None,
+    resume: bool,
+    fresh: bool,
+) -> None:
+    """Run a workflow file: every product, tile by tile, then publish to the catalog."""
+    from fluxscape.pipeline.run import run_workflow
+
+    if resume and fresh:
+        raise click.UsageError("--resume and --fresh exclude each other")
+    if scheduler and workers:
+        raise click.UsageError("--scheduler and --workers exclude each other")
+    result = run_workflow(
+        workflow, out=out, scheduler=scheduler, workers=workers, resume=resume, fresh=fresh
+    )
+    for p in result.products:
+        click.echo(
+            f"{p.name}: {p.tiles_run} of {p.tiles_total} tiles run, "
+            f"{len(p.skipped_inputs)} input(s) skipped -> {p.store}"
+        )
+    click.echo(f"done in {result.seconds:.0f} s; resolved workflow: {result.out / 'workflow.yaml'}")
+
+
+# --- inspect ---------------------------------------------------------------------------------
+
+
+@cli.command(epilog="Example: fluxscape inspect demo-out/sample/modis/*.hdf --json")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of text.")
+def inspect(files: tuple[Path, ...], as_json: bool) -> None:
+    """Show reader, variables, lon/lat bbox and time span of each FILE (exit 1 on a bad one)."""
+    from fluxscape.readers import inspect_file
+
+    summaries, errors = [], []
+    for f in files:
+        try:
+            summaries.append(inspect_file(f))
+        except FluxscapeError as exc:
+            errors.append(str(exc))
+    if as_json:
+        click.echo(json.dumps([s.to_json() for s in summaries], indent=2))
+    else:
+        for s in summaries:
+            click.echo(
+                f"{s.path}\n  reader:    {s.reader}\n  variables: {', '.join(s.variables)}"
+                f"\n  bbox:      {s.bbox}\n  time:      {s.time}"
+            )
+    for e in errors:
+        click.echo(f"error: {e}", err=True)
+    if errors:
+        sys.exit(1)
+
+
+# --- catalog ---------------------------------------------------------------------------------
+
+
+@cli.group(epilog="Example: fluxscape catalog list demo-out/catalog")
+def catalog() -> None:
+    """Find products, and extract time series from them."""
+
+
+def _print_entries(entries, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps([e.to_json() for e in entries], indent=2))
+        return
+    if not entries:
+        click.echo("no products match")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "product", "variables", "bbox (W,S,E,N)", "time")
+    for e in entries:
+        table.add_row(
+            e.id,
+            e.product,
+            ", ".join(e.variables),
+            ", ".join(f"{v:.2f}" for v in e.bbox),
+            f"{e.time[0][:10]} / {e.time[1][:10]}",
+        )
+    Console(width=140).print(table)
+
+
+@catalog.command("list", epilog="Example: fluxscape catalog list demo-out/catalog")
+@click.argument("catalog_path", metavar="CATALOG", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def catalog_list(catalog_path: Path, as_json: bool) -> None:
+    """List the products published in CATALOG."""
+    from fluxscape.catalog import open_catalog
+
+    _print_entries(open_catalog(catalog_path).entries(), as_json)
+
+
+@catalog.command(
+    "search",
+    epilog="Example: fluxscape catalog search demo-out/catalog --variable ndvi "
+    "--bbox 138.2,35.8,138.4,36.0 --time 2021-04-01/2021-10-31 --json",
+)
+@click.argument("catalog_path", metavar="CATALOG", type=click.Path(path_type=Path))
+@click.option("--product", default=None, help="Product name or id, e.g. vi.")
+@click.option("--variable", default=None, help="Variable, e.g. ndvi.")
+@click.option("--bbox", default=None, metavar="W,S,E,N", help="Lon/lat box to intersect.")
+@click.option(
+    "--time", "time_range", default=None, metavar="START/END", help="Time range to overlap."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def catalog_search(catalog_path: Path, product, variable, bbox, time_range, as_json) -> None:
+    """Search CATALOG by product, variable, place and time."""
+    from fluxscape.catalog import open_catalog
+    from fluxscape.catalog.api import parse_bbox
+
+    entries = open_catalog(catalog_path).search(
+        product=product, variable=variable, bbox=parse_bbox(bbox) if bbox else None, time=time_range
+    )
+    _print_entries(entries, as_json)
+
+
+@catalog.command(
+    "extract",
+    epilog="Example: fluxscape catalog extract demo-out/catalog --variable ndvi "
+    "--point 138.44,35.96 -o ndvi.csv",
+)
+@click.argument("catalog_path", metavar="CATALOG", type=click.Path(path_type=Path))
+@click.option("--variable", required=True, help="Variable to extract, e.g. ndvi.")
+@click.option("--point", default=None, metavar="LON,LAT", help="Nearest pixel to this point.")
+@click.option("--bbox", default=None, metavar="W,S,E,N", help="Mean over this lon/lat box.")
+@click.option("--time", "time_range", default=None, metavar="START/END", help="Time range.")
+@click.option("--product", default=None, help="Only this product.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write CSV here (default: print to stdout).",
+)
+def catalog_extract(catalog_path: Path, variable, point, bbox, time_range, product, output) -> None:
+    """Extract a time series of a variable at a point or as a bbox mean, as CSV."""
+    from fluxscape.catalog import open_catalog
+    from fluxscape.catalog.api import parse_bbox
+
+    if (point is None) == (bbox is None):
+        raise click.UsageError("give exactly one of --point LON,LAT or --bbox W,S,E,N")
+    pt = None
+    if point:
+        try:
+            lon, lat = (float(v) for v in point.split(","))
+        except ValueError as exc:
+            raise click.UsageError(f"--point {point!r}: expected LON,LAT") from exc
+        pt = (lon, lat)
+    df = open_catalog(catalog_path).extract(
+        variable,
+        point=pt,
+        bbox=parse_bbox(bbox) if bbox else None,
+        time=time_range,
+        product=product,
+    )
+    if output:
+        df.to_csv(output, index=False, float_format="%.6g")
+        click.echo(f"{len(df)} rows written to {output}")
+    else:
+        click.echo(df.to_csv(index=False, float_format="%.6g"), nl=False)
+
+
+def main() -> None:
+    """Entry point of the ``fluxscape`` console script."""
+    cli(obj={})
+
+
+if __name__ == "__main__":
+    main()

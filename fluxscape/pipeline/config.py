@@ -1,0 +1,221 @@
+"""The workflow file (DESIGN section 4): schema, validation and resolution.
+
+A workflow is validated completely before any work starts. Unknown keys and wrong types are
+errors naming the key (``region.bbox: ...``); an input glob that matches no file is an error
+naming the input. :func:`resolve_workflow` fills defaults and makes every path absolute, so the
+resolved YAML (written to ``OUT/workflow.yaml``) reruns anywhere with ``--resume``.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from fluxscape.errors import WorkflowError
+
+#: Named regions, [W, S, E, N] in degrees.
+REGION_PRESETS: dict[str, tuple[float, float, float, float]] = {
+    "sample-demo": (138.0, 35.5, 139.0, 36.5),
+    "sample-demo-4x": (137.5, 35.0, 139.5, 37.0),
+    "kanto": (138.4, 34.8, 141.0, 37.2),
+    "japan": (122.0, 24.0, 146.0, 46.0),
+    "korea": (124.0, 33.0, 132.0, 39.0),
+    "northeast-asia": (100.0, 20.0, 150.0, 55.0),
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Region(_Strict):
+    """Target grid: bbox [W, S, E, N] in degrees (or a named preset), CRS, resolution in CRS
+    units (degrees for EPSG:4326)."""
+
+    bbox: tuple[float, float, float, float] | None = None
+    preset: str | None = None
+    crs: str = "EPSG:4326"
+    resolution: Annotated[float, Field(gt=0)] = 0.01
+
+    @model_validator(mode="after")
+    def _bbox_or_preset(self) -> Region:
+        if self.bbox is None and self.preset is None:
+            raise ValueError("give either bbox [W, S, E, N] or preset")
+        if self.preset is not None and self.preset not in REGION_PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; known: {sorted(REGION_PRESETS)}")
+        if self.bbox is not None:
+            w, s, e, n = self.bbox
+            if not (w < e and s < n):
+                raise ValueError(f"bbox {list(self.bbox)} must be [W, S, E, N] with W < E, S < N")
+        return self
+
+    @property
+    def lonlat_bbox(self) -> tuple[float, float, float, float]:
+        return self.bbox if self.bbox is not None else REGION_PRESETS[self.preset]
+
+
+class Period(_Strict):
+    """Time period (inclusive dates) and product time step. ``16D`` is the MODIS convention:
+    16-day periods starting on day 1, 17, ..., 353 of each year."""
+
+    start: date
+    end: date
+    step: Literal["16D", "8D", "1D", "1M"] = "16D"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Period:
+        if self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        return self
+
+
+class Input(_Strict):
+    """One input: a reader name and path globs (relative to ``data_dir`` or absolute)."""
+
+    reader: str
+    paths: list[str] = Field(min_length=1)
+
+    @field_validator("reader")
+    @classmethod
+    def _known_reader(cls, value: str) -> str:
+        from fluxscape.readers.registry import readers
+
+        if value not in readers():
+            raise ValueError(f"unknown reader {value!r}; known: {sorted(readers())}")
+        return value
+
+
+class ViProduct(_Strict):
+    """The ``vi`` product: vegetation indices on the target grid, QA-masked."""
+
+    kind: Literal["vi"] = "vi"
+    input: str
+    variables: list[Literal["ndvi", "evi", "evi2", "nbr"]] = ["ndvi", "evi"]
+    max_pixel_reliability: Annotated[int, Field(ge=0, le=3)] = 1
+    resampling: Literal["nearest", "average", "bilinear"] = "nearest"
+
+
+class Output(_Strict):
+    """Output directory (products, catalog, logs) and the catalog directory in it."""
+
+    dir: str = "."
+    catalog: str = "catalog"
+
+
+class DaskSettings(_Strict):
+    """Where tiles run: an existing scheduler, a LocalCluster, or dask-jobqueue."""
+
+    scheduler: str | None = None
+    cluster: Literal["local", "slurm", "pbs"] = "local"
+    workers: Annotated[int, Field(ge=1)] = 2
+    threads_per_worker: Annotated[int, Field(ge=1)] = 1
+    memory_limit: str = "3GiB"
+    jobqueue: dict = Field(default_factory=dict)
+
+
+class Workflow(_Strict):
+    """A complete workflow file."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+    description: str = ""
+    region: Region
+    tile_size: Annotated[int, Field(ge=8, le=4096)] = 256
+    period: Period
+    data_dir: str = "."
+    inputs: dict[str, Input] = Field(min_length=1)
+    products: dict[str, ViProduct] = Field(min_length=1)
+    output: Output = Output()
+    dask: DaskSettings = DaskSettings()
+
+    @model_validator(mode="after")
+    def _products_use_known_inputs(self) -> Workflow:
+        for name, product in self.products.items():
+            if product.input not in self.inputs:
+                raise ValueError(
+                    f"products.{name}.input: {product.input!r} is not one of the inputs "
+                    f"{sorted(self.inputs)}"
+                )
+        return self
+
+
+def _format_error(source: str, exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif err["type"] == "missing":
+        msg = "required key is missing"
+    msg = msg.removeprefix("Value error, ")
+    where = f"{loc}: " if loc else ""
+    more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
+    return f"{source}: {where}{msg}{more}"
+
+
+def parse_workflow(text: str, source: str = "<workflow>") -> Workflow:
+    """Validate workflow YAML text; WorkflowError with one line naming the key otherwise."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise WorkflowError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    if not isinstance(raw, dict):
+        raise WorkflowError(f"{source}: a workflow must be a YAML mapping of keys")
+    try:
+        return Workflow.model_validate(raw)
+    except ValidationError as exc:
+        raise WorkflowError(_format_error(source, exc)) from None
+
+
+def load_workflow(path: str | Path) -> tuple[Workflow, Path]:
+    """Read and validate a workflow file; returns the workflow and its folder (the base for
+    relative paths)."""
+    path = Path(path)
+    if not path.is_file():
+        raise WorkflowError(f"{path}: workflow file not found")
+    return parse_workflow(path.read_text(), str(path)), path.resolve().parent
+
+
+def resolve_workflow(
+    wf: Workflow, base: Path, out: str | Path | None = None, data_dir: str | Path | None = None
+) -> Workflow:
+    """Make every path absolute (``data_dir`` and ``output.dir`` relative to ``base``, input
+    globs relative to ``data_dir``), apply overrides and check each glob matches a file."""
+    data = Path(data_dir) if data_dir is not None else base / wf.data_dir
+    data = data.resolve()
+    out_dir = Path(out).resolve() if out is not None else (base / wf.output.dir).resolve()
+    inputs = {}
+    for name, inp in wf.inputs.items():
+        patterns = [str(Path(p) if Path(p).is_absolute() else data / p) for p in inp.paths]
+        for pattern in patterns:
+            if not glob.glob(pattern):
+                raise WorkflowError(f"inputs.{name}.paths: {pattern!r} matches no file")
+        inputs[name] = inp.model_copy(update={"paths": patterns})
+    region = wf.region
+    if region.bbox is None:
+        region = region.model_copy(update={"bbox": region.lonlat_bbox})
+    return wf.model_copy(
+        update={
+            "data_dir": str(data),
+            "inputs": inputs,
+            "region": region,
+            "output": wf.output.model_copy(update={"dir": str(out_dir)}),
+        }
+    )
+
+
+def workflow_yaml(wf: Workflow) -> str:
+    """The workflow as YAML text (every field, defaults included)."""
+    return yaml.safe_dump(json.loads(wf.model_dump_json()), sort_keys=False)
+
+
+def workflow_hash(wf: Workflow) -> str:
+    """A digest of what determines the products (everything but Dask and output settings)."""
+    payload = json.loads(wf.model_dump_json(exclude={"dask", "output", "description"}))
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]

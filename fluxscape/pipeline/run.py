@@ -1,0 +1,342 @@
+"""``fluxscape run``: validate a workflow, then build each product tile by tile on Dask.
+
+Order of work for each product: index the input headers (bad files are skipped and
+recorded), create the store if needed, run the tiles that the manifest does not list as
+finished, finalise the store's provenance, and only then publish it to the catalog.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from distributed import as_completed
+
+import fluxscape
+from fluxscape.errors import FluxscapeError
+from fluxscape.pipeline import config as cfg
+from fluxscape.pipeline.cluster import dask_client
+from fluxscape.pipeline.grid import TargetGrid, target_grid
+from fluxscape.pipeline.progress import progress
+from fluxscape.pipeline.sources import (
+    expand_paths,
+    file_checksum,
+    granules_for,
+    index_granules,
+)
+from fluxscape.pipeline.store import Manifest, create_store, finalize_store
+from fluxscape.pipeline.timeaxis import period_starts
+from fluxscape.pipeline.vi_task import ViTileTask, run_vi_tile, vi_variables
+
+log = logging.getLogger(__name__)
+
+STATE_DIR = ".fluxscape"
+
+
+@dataclass
+class ProductResult:
+    """What a run did for one product."""
+
+    name: str
+    store: Path
+    tiles_total: int
+    tiles_run: int
+    skipped_inputs: list[dict] = field(default_factory=list)
+    published: Path | None = None
+
+
+@dataclass
+class RunResult:
+    """What a run wrote: output folder, resolved workflow, products, wall time (s)."""
+
+    out: Path
+    workflow: cfg.Workflow
+    products: list[ProductResult]
+    seconds: float
+
+
+def prepare(
+    workflow_path: str | Path,
+    out: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+) -> cfg.Workflow:
+    """Load, validate and resolve a workflow with command-line overrides (no work done)."""
+    wf, base = cfg.load_workflow(workflow_path)
+    wf = cfg.resolve_workflow(wf, base, out=out, data_dir=data_dir)
+    dask_update = {}
+    if scheduler:
+        dask_update["scheduler"] = scheduler
+    if workers:
+        dask_update["workers"] = workers
+    if dask_update:
+        wf = wf.model_copy(update={"dask": wf.dask.model_copy(update=dask_update)})
+    return wf
+
+
+def run_workflow(
+    workflow_path: str | Path,
+    out: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    resume: bool = False,
+    fresh: bool = False,
+) -> RunResult:
+    """Run a workflow file. ``resume`` continues stores a previous run started (finished
+    tiles are skipped, finished stores left untouched); ``fresh`` deletes them first; with
+    neither, existing stores are an error so that nothing written is lost."""
+    started = time.monotonic()
+    wf = prepare(workflow_path, out, data_dir, scheduler, workers)
+    out_dir = Path(wf.output.dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_if_changed(out_dir / "workflow.yaml", cfg.workflow_yaml(wf))
+    grid = target_grid(wf.region, wf.tile_size)
+    results = []
+    with _lazy_client(wf.dask) as get_client:
+        for name, product in wf.products.items():
+            results.append(
+                _run_product(
+                    wf, name, product, grid, out_dir, get_client, resume=resume, fresh=fresh
+                )
+            )
+    return RunResult(out_dir, wf, results, time.monotonic() - started)
+
+
+class _lazy_client:
+    """Start the Dask cluster only when a product has tiles to run."""
+
+    def __init__(self, settings: cfg.DaskSettings):
+        self.settings, self._cm, self._client = settings, None, None
+
+    def __enter__(self):
+        return self.get
+
+    def get(self):
+        if self._client is None:
+            self._cm = dask_client(self.settings)
+            self._client = self._cm.__enter__()
+        return self._client
+
+    def __exit__(self, *exc):
+        if self._cm is not None:
+            self._cm.__exit__(*exc)
+        return False
+
+
+def _run_product(
+    wf: cfg.Workflow,
+    name: str,
+    product: cfg.ViProduct,
+    grid: TargetGrid,
+    out_dir: Path,
+    get_client,
+    resume: bool,
+    fresh: bool,
+) -> ProductResult:
+    from fluxscape.catalog.publish import publish_store, unpublish
+
+    store = out_dir / "products" / f"{name}.zarr"
+    manifest = Manifest(out_dir / STATE_DIR / f"{name}.manifest.jsonl")
+    catalog_dir = _catalog_dir(wf, out_dir)
+    digest = cfg.workflow_hash(wf)
+    if fresh:
+        unpublish(catalog_dir, wf.name, name)
+        shutil.rmtree(store, ignore_errors=True)
+        manifest.path.unlink(missing_ok=True)
+    state = manifest.read()
+    exists = store.exists() or bool(state["tiles"])
+    if exists and not resume:
+        raise FluxscapeError(
+            f"{store} already exists; use --resume to continue it or --fresh to start again"
+        )
+    if exists and state["workflow_hash"] not in (None, digest):
+        raise FluxscapeError(
+            f"{store} was made by a different workflow (digest "
+            f"{state['workflow_hash']}, now {digest}); use --fresh to rebuild it"
+        )
+    if exists and not store.exists():
+        raise FluxscapeError(
+            f"{manifest.path} lists finished tiles but {store} is missing; "
+            "use --fresh to start again"
+        )
+    total = len(grid.tiles)
+    if state["complete"]:
+        log.info("%s: complete already (%d tiles); nothing to do", name, total)
+        published = publish_store(store, catalog_dir, wf.name, name, only_if_missing=True)
+        return ProductResult(name, store, total, 0, published=published)
+
+    inp = wf.inputs[product.input]
+    files = expand_paths(inp.paths)
+    granules, skipped = index_granules(files, inp.reader)
+    times = period_starts(wf.period)
+    per_tile = {t.id: granules_for(t.geobox, granules) for t in grid.tiles}
+    if not any(per_tile.values()):
+        raise FluxscapeError(
+            f"inputs.{product.input}: none of its {len(files)} file(s) "
+            f"covers the region {list(wf.region.lonlat_bbox)}"
+        )
+    if not store.exists():
+        store.parent.mkdir(parents=True, exist_ok=True)
+        create_store(
+            store,
+            grid.geobox,
+            times,
+            vi_variables(product.variables),
+            wf.tile_size,
+            _creation_attrs(wf, name),
+        )
+        manifest.start(digest)
+        state = manifest.read()
+    todo = [t for t in grid.tiles if t.id not in state["tiles"]]
+    log.info(
+        "%s: %d of %d tiles to run (%d input files, %d skipped)",
+        name,
+        len(todo),
+        total,
+        len(files),
+        len(skipped),
+    )
+    failures = []
+    if todo:
+        client = get_client()
+        tasks = [
+            ViTileTask(
+                str(store),
+                t.id,
+                t.geobox,
+                t.rows,
+                t.cols,
+                tuple(times.values),
+                tuple(per_tile[t.id]),
+                tuple(product.variables),
+                product.max_pixel_reliability,
+                product.resampling,
+            )
+            for t in todo
+        ]
+        futures = [
+            client.submit(run_vi_tile, task, key=f"{name}-tile-{task.tile_id}-{digest}", pure=False)
+            for task in tasks
+        ]
+        bar = progress(f"{name} tiles", len(futures))
+        try:
+            for future in as_completed(futures):
+                try:
+                    result = future.result()
+                except Exception as exc:
+                    failures.append(f"{exc}")
+                    log.error("%s: a tile failed: %s", name, exc)
+                    continue
+                for s in result["skipped"]:
+                    log.warning("skipped input %s: %s", s["file"], s["reason"])
+                manifest.append(result)
+                bar.advance(f"tile {result['tile']}")
+        finally:
+            bar.close()
+    if failures:
+        raise FluxscapeError(
+            f"{name}: {len(failures)} tile(s) failed (first: {failures[0]}); "
+            "fix the cause and rerun with --resume"
+        )
+    state = manifest.read()
+    all_skipped = _merge_skipped(
+        [s.to_json() for s in skipped], [s for e in state["tiles"].values() for s in e["skipped"]]
+    )
+    used = [f for f in files if f not in {s["file"] for s in all_skipped}]
+    finalize_store(store, _final_attrs(wf, used, all_skipped, times))
+    manifest.append({"complete": True})
+    published = publish_store(store, catalog_dir, wf.name, name)
+    return ProductResult(name, store, total, len(todo), all_skipped, published)
+
+
+def _catalog_dir(wf: cfg.Workflow, out_dir: Path) -> Path:
+    path = Path(wf.output.catalog)
+    return path if path.is_absolute() else out_dir / path
+
+
+def _merge_skipped(*lists: list[dict]) -> list[dict]:
+    seen, merged = set(), []
+    for entry in (e for lst in lists for e in lst):
+        if entry["file"] not in seen:
+            seen.add(entry["file"])
+            merged.append(entry)
+    return sorted(merged, key=lambda e: e["file"])
+
+
+def _creation_attrs(wf: cfg.Workflow, product: str) -> dict:
+    created = datetime.now(UTC).replace(microsecond=0).isoformat()
+    return {
+        "title": f"fluxscape {product} product of workflow {wf.name}",
+        "summary": (
+            "Vegetation indices composited on the target grid from QA-masked satellite observations"
+            if product == "vi"
+            else product
+        ),
+        "source": ", ".join(sorted({i.reader for i in wf.inputs.values()})),
+        "history": f"{created} created by fluxscape {fluxscape.__version__} (workflow {wf.name})",
+        "Conventions": "CF-1.10",
+        "institution": "fluxscape",
+        "product": product,
+        "run": wf.name,
+        "fluxscape_version": fluxscape.__version__,
+        "workflow": cfg.workflow_yaml(wf),
+        "workflow_hash": cfg.workflow_hash(wf),
+        "date_created": created,
+        "models": [],
+        "inputs": [],
+        "skipped_inputs": [],
+    }
+
+
+def _final_attrs(wf: cfg.Workflow, used: list[str], skipped: list[dict], times) -> dict:
+    w, s, e, n = wf.region.lonlat_bbox
+    return {
+        "inputs": [
+            {"file": os.path.basename(f), "path": f, "sha256": file_checksum(f)} for f in used
+        ],
+        "skipped_inputs": skipped,
+        "time_coverage_start": str(times[0].date()),
+        "time_coverage_end": str(times[-1].date()),
+        "geospatial_lon_min": w,
+        "geospatial_lat_min": s,
+        "geospatial_lon_max": e,
+        "geospatial_lat_max": n,
+    }
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    if path.exists() and path.read_text() == text:
+        return
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def result_summary(result: RunResult) -> dict:
+    """A JSON-able summary of a run."""
+    return {
+        "out": str(result.out),
+        "seconds": round(result.seconds, 1),
+        "products": [
+            {
+                "name": p.name,
+                "store": str(p.store),
+                "tiles": p.tiles_total,
+                "tiles_run": p.tiles_run,
+                "skipped_inputs": p.skipped_inputs,
+                "catalog": str(p.published) if p.published else None,
+            }
+            for p in result.products
+        ],
+    }
+
+
+__all__ = ["run_workflow", "prepare", "RunResult", "ProductResult", "result_summary", "json"]

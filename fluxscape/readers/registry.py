@@ -1,0 +1,129 @@
+"""Reader registry: file name patterns first, file content second.
+
+Each reader module registers a :class:`ReaderSpec`. ``detect(path)`` picks the reader whose
+file-name pattern matches and whose content check accepts the file; a file that matches
+nothing gets a :class:`~fluxscape.errors.ReaderError` naming the file and the readers tried.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import xarray as xr
+
+from fluxscape.errors import ReaderError
+
+
+@dataclass(frozen=True)
+class FileSummary:
+    """What ``fluxscape inspect`` prints for one file.
+
+    bbox is [W, S, E, N] in degrees (EPSG:4326) or None when the file carries no location;
+    time is [start, end] as ISO 8601 strings or None.
+    """
+
+    path: str
+    reader: str
+    variables: list[str]
+    bbox: list[float] | None
+    time: list[str] | None
+    details: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "path": self.path,
+            "reader": self.reader,
+            "variables": self.variables,
+            "bbox": self.bbox,
+            "time": self.time,
+            **({"details": self.details} if self.details else {}),
+        }
+
+
+@dataclass(frozen=True)
+class ReaderSpec:
+    """One reader: its name, file-name regexes (matched on the base name), a content check,
+    an ``open`` returning an xarray Dataset and a ``summarize`` for ``inspect``."""
+
+    name: str
+    patterns: tuple[str, ...]
+    sniff: Callable[[Path], bool]
+    open: Callable[[Path], xr.Dataset]
+    summarize: Callable[[Path], FileSummary]
+    description: str = ""
+
+    def matches_name(self, path: Path) -> bool:
+        return any(re.fullmatch(p, path.name) for p in self.patterns)
+
+
+_READERS: dict[str, ReaderSpec] = {}
+
+
+def register(spec: ReaderSpec) -> ReaderSpec:
+    """Add a reader to the registry (idempotent by name)."""
+    _READERS[spec.name] = spec
+    return spec
+
+
+def readers() -> dict[str, ReaderSpec]:
+    """All registered readers by name."""
+    _load_builtin()
+    return dict(_READERS)
+
+
+def get_reader(name: str) -> ReaderSpec:
+    """The reader called ``name``; ReaderError listing the known names otherwise."""
+    known = readers()
+    if name not in known:
+        raise ReaderError(f"unknown reader {name!r}; known readers: {', '.join(sorted(known))}")
+    return known[name]
+
+
+def detect(path: str | Path) -> ReaderSpec:
+    """Pick the reader for ``path``: name pattern first, then the content check.
+
+    Raises ReaderError naming the file and the readers tried when none accepts it.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ReaderError(f"{path}: no such file")
+    known = readers()
+    by_name = [r for r in known.values() if r.matches_name(path)]
+    problems = []
+    for spec in by_name:
+        try:
+            if spec.sniff(path):
+                return spec
+            problems.append(f"{spec.name}: name matches but content does not")
+        except Exception as exc:  # a content check that fails is a reason, not a crash
+            problems.append(f"{spec.name}: {exc}")
+    for spec in known.values():
+        if spec in by_name:
+            continue
+        try:
+            if spec.sniff(path):
+                return spec
+        except Exception:
+            continue
+    tried = ", ".join(sorted(known))
+    detail = f" ({'; '.join(problems)})" if problems else ""
+    raise ReaderError(f"{path}: no reader recognises this file{detail}; readers tried: {tried}")
+
+
+def open_file(path: str | Path, reader: str | None = None) -> xr.Dataset:
+    """Open ``path`` with the named reader, or the detected one."""
+    spec = get_reader(reader) if reader else detect(path)
+    return spec.open(Path(path))
+
+
+def inspect_file(path: str | Path) -> FileSummary:
+    """Reader, variables, lon/lat bbox and time span of one file."""
+    return detect(path).summarize(Path(path))
+
+
+def _load_builtin() -> None:
+    # Importing the reader modules registers them (satpy-style: one module per format).
+    from fluxscape.readers import fluxnet, modis_hdf4  # noqa: F401

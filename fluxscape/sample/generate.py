@@ -1,0 +1,268 @@
+"""``fluxscape sample-data``: write the sample world in real file formats, with its truth.
+
+Layout of the output directory::
+
+    modis/    MOD13A2.AYYYYDDD.hHHvVV.061.<production>.hdf   16-day VI tiles (HDF4-EOS)
+    towers/   FLX_<site>_FLUXNET2015_FULLSET_DD_<y1>-<y2>_1-4.csv and SitesList.csv
+    truth/    world.json, towers.csv, tower_daily.csv, phenology.nc
+
+MODIS tiles are full 1200 x 1200 tiles; only pixels within the region plus a margin carry
+data, the rest is fill (as over the ocean), which keeps the files small.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from pyproj import Transformer
+from scipy.ndimage import gaussian_filter
+
+from fluxscape.readers.modis_hdf4 import SINUSOIDAL_PROJ, TILE_SIZE_M, tile_upper_left
+from fluxscape.sample.fluxnet_writer import write_fullset_dd, write_site_list
+from fluxscape.sample.modis_writer import MOD13_SDS, TileSpec, write_mod13a2
+from fluxscape.sample.world import LC_NAMES, PRESETS, World
+
+log = logging.getLogger(__name__)
+
+MODIS_1KM = 1200
+MARGIN_DEG = 0.05
+#: MOD13 VI Quality words (bits: MODLAND QA, usefulness, aerosol, adjacent cloud,
+#: BRDF correction, mixed clouds, land/water = land) for good, marginal and cloudy pixels.
+VIQ_GOOD = 0b00 | (0b0001 << 2) | (0b01 << 6) | (1 << 9) | (0b001 << 11)
+VIQ_MARGINAL = 0b01 | (0b0100 << 2) | (0b10 << 6) | (1 << 8) | (1 << 9) | (0b001 << 11)
+VIQ_CLOUDY = 0b10 | (0b1100 << 2) | (0b11 << 6) | (1 << 9) | (1 << 10) | (0b001 << 11)
+NOISE_REFLECTANCE = 0.004
+
+
+def composite_starts(years) -> list[datetime]:
+    """MODIS 16-day composite start dates (DOY 1, 17, ..., 353 of each year)."""
+    return [datetime(y, 1, 1) + timedelta(days=d) for y in years for d in range(0, 365, 16)]
+
+
+def modis_tiles_for(bbox: tuple[float, float, float, float]) -> list[tuple[int, int]]:
+    """MODIS sinusoidal tiles (h, v) that intersect a lon/lat bbox."""
+    w, s, e, n = bbox
+    lon = np.concatenate(
+        [np.linspace(w, e, 50), np.full(50, e), np.linspace(w, e, 50), np.full(50, w)]
+    )
+    lat = np.concatenate(
+        [np.full(50, s), np.linspace(s, n, 50), np.full(50, n), np.linspace(s, n, 50)]
+    )
+    x, y = Transformer.from_crs("EPSG:4326", SINUSOIDAL_PROJ, always_xy=True).transform(lon, lat)
+    x0, y0 = tile_upper_left(0, 0)
+    hs = np.floor((np.asarray(x) - x0) / TILE_SIZE_M).astype(int)
+    vs = np.floor((y0 - np.asarray(y)) / TILE_SIZE_M).astype(int)
+    return sorted(
+        {(h, v) for h in range(hs.min(), hs.max() + 1) for v in range(vs.min(), vs.max() + 1)}
+    )
+
+
+def _data_window(h: int, v: int, bbox) -> tuple[slice, slice] | None:
+    """Rows/columns of tile h/v within bbox + margin (None if they do not meet)."""
+    w, s, e, n = bbox
+    lon = np.linspace(w - MARGIN_DEG, e + MARGIN_DEG, 200)
+    lat = np.linspace(s - MARGIN_DEG, n + MARGIN_DEG, 200)
+    glon, glat = np.meshgrid(lon, lat)
+    x, y = Transformer.from_crs("EPSG:4326", SINUSOIDAL_PROJ, always_xy=True).transform(
+        glon.ravel(), glat.ravel()
+    )
+    ulx, uly = tile_upper_left(h, v)
+    px = TILE_SIZE_M / MODIS_1KM
+    cols = np.floor((np.asarray(x) - ulx) / px).astype(int)
+    rows = np.floor((uly - np.asarray(y)) / px).astype(int)
+    inside = (cols >= 0) & (cols < MODIS_1KM) & (rows >= 0) & (rows < MODIS_1KM)
+    if not inside.any():
+        return None
+    return (
+        slice(rows[inside].min(), rows[inside].max() + 1),
+        slice(cols[inside].min(), cols[inside].max() + 1),
+    )
+
+
+def _pixel_lonlat(h: int, v: int, win: tuple[slice, slice]) -> tuple[np.ndarray, np.ndarray]:
+    ulx, uly = tile_upper_left(h, v)
+    px = TILE_SIZE_M / MODIS_1KM
+    cols = np.arange(win[1].start, win[1].stop)
+    rows = np.arange(win[0].start, win[0].stop)
+    x = ulx + (cols + 0.5) * px
+    y = uly - (rows + 0.5) * px
+    gx, gy = np.meshgrid(x, y)
+    lon, lat = Transformer.from_crs(SINUSOIDAL_PROJ, "EPSG:4326", always_xy=True).transform(gx, gy)
+    return np.asarray(lon), np.asarray(lat)
+
+
+def _cloud_fraction(start: datetime) -> float:
+    """Fraction of cloudy composite pixels: more in the rainy season (June-July)."""
+    doy = start.timetuple().tm_yday
+    return 0.12 + 0.18 * np.exp(-(((doy - 180) / 35.0) ** 2))
+
+
+def _to_dn(values: np.ndarray, scale: float, lo: int, hi: int, dtype) -> np.ndarray:
+    return np.clip(np.round(values * scale), lo, hi).astype(dtype)
+
+
+def write_modis_vi(world: World, out: Path, rng: np.random.Generator) -> list[Path]:
+    """Write MOD13A2 tiles for every 16-day composite of the world's years."""
+    paths = []
+    bbox = world.preset.bbox
+    for h, v in modis_tiles_for(bbox):
+        win = _data_window(h, v, bbox)
+        if win is None:
+            continue
+        lon, lat = _pixel_lonlat(h, v, win)
+        bright = world.brightness(lon, lat)
+        ulx, uly = tile_upper_left(h, v)
+        tile = TileSpec(h, v, MODIS_1KM, (ulx, uly), (ulx + TILE_SIZE_M, uly - TILE_SIZE_M))
+        for start in composite_starts(world.preset.years):
+            year_end = datetime(start.year, 12, 31)
+            end = min(start + timedelta(days=15), year_end)
+            span = (end - start).days + 1
+            doy = start.timetuple().tm_yday + rng.integers(0, span, size=lon.shape)
+            obs_dates = (np.datetime64(f"{start.year}-01-01") + (doy - 1)).astype("datetime64[D]")
+            ndvi_true = _ndvi_at(world, lon, lat, obs_dates)
+            refl = world.reflectance(ndvi_true, bright)
+            noise = {k: rng.normal(0, NOISE_REFLECTANCE, lon.shape) for k in refl}
+            refl = {k: np.clip(refl[k] + noise[k], 0.001, 1) for k in refl}
+            rank = _cloud_rank(rng, lon.shape)
+            cf = _cloud_fraction(start)
+            cloudy = rank < cf
+            marginal = (rank >= cf) & (rank < cf + 0.08)
+            # Residual cloud: bright, flat spectrum; marginal: extra noise (thin cloud, aerosol).
+            for k, base in (("red", 0.28), ("nir", 0.31), ("blue", 0.30), ("mir", 0.20)):
+                refl[k] = np.where(cloudy, base + rng.normal(0, 0.02, lon.shape), refl[k])
+                refl[k] = np.where(marginal, refl[k] + rng.normal(0, 0.012, lon.shape), refl[k])
+                refl[k] = np.clip(refl[k], 0.001, 1)
+            red, nir, blue = refl["red"], refl["nir"], refl["blue"]
+            ndvi = (nir - red) / (nir + red)
+            evi = 2.5 * (nir - red) / (nir + 6 * red - 7.5 * blue + 1)
+            reliability = np.where(cloudy, 3, np.where(marginal, 1, 0)).astype(np.int8)
+            quality = np.where(cloudy, VIQ_CLOUDY, np.where(marginal, VIQ_MARGINAL, VIQ_GOOD))
+            sza = np.abs(lat - 23.44 * np.sin(2 * np.pi * (doy - 81) / 365)) + 5
+            layers_win = {
+                "NDVI": _to_dn(ndvi, 10000, -2000, 10000, np.int16),
+                "EVI": _to_dn(evi, 10000, -2000, 10000, np.int16),
+                "VI Quality": quality.astype(np.uint16),
+                "red reflectance": _to_dn(red, 10000, 0, 10000, np.int16),
+                "NIR reflectance": _to_dn(nir, 10000, 0, 10000, np.int16),
+                "blue reflectance": _to_dn(blue, 10000, 0, 10000, np.int16),
+                "MIR reflectance": _to_dn(refl["mir"], 10000, 0, 10000, np.int16),
+                "view zenith angle": _to_dn(
+                    rng.uniform(-60, 60, lon.shape), 100, -9000, 9000, np.int16
+                ),
+                "sun zenith angle": _to_dn(sza, 100, -9000, 9000, np.int16),
+                "relative azimuth angle": _to_dn(
+                    rng.uniform(-180, 180, lon.shape), 10, -3600, 3600, np.int16
+                ),
+                "composite day of the year": doy.astype(np.int16),
+                "pixel reliability": reliability,
+            }
+            layers = {}
+            for suffix, _, dtype, fill, *_ in MOD13_SDS:
+                full = np.full((MODIS_1KM, MODIS_1KM), fill, dtype=dtype)
+                full[win] = layers_win[suffix]
+                layers[suffix] = full
+            production = start + timedelta(days=17, hours=3, minutes=42, seconds=15)
+            name = (
+                f"MOD13A2.A{start:%Y}{start.timetuple().tm_yday:03d}.h{h:02d}v{v:02d}.061."
+                f"{production:%Y}{production.timetuple().tm_yday:03d}{production:%H%M%S}.hdf"
+            )
+            bbox_tile = (float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max()))
+            paths.append(write_mod13a2(out / name, tile, layers, start, end, bbox_tile, production))
+    return paths
+
+
+def _ndvi_at(world: World, lon, lat, obs_dates: np.ndarray) -> np.ndarray:
+    """True NDVI per pixel at that pixel's own observation date."""
+    out = np.empty(lon.shape)
+    for d in np.unique(obs_dates):
+        sel = obs_dates == d
+        out[sel] = world.ndvi(lon[sel], lat[sel], [d])[..., 0]
+    return out
+
+
+def _cloud_rank(rng: np.random.Generator, shape) -> np.ndarray:
+    """Spatially correlated cloud field as ranks in [0, 1) (clouds where rank < fraction)."""
+    field = gaussian_filter(rng.normal(size=shape), sigma=4)
+    ranks = field.ravel().argsort().argsort().reshape(shape)
+    return ranks / ranks.size
+
+
+def write_towers(world: World, out: Path, truth: Path, rng: np.random.Generator) -> list[Path]:
+    """FULLSET DD files and SitesList.csv for the towers, plus the true daily series."""
+    sites = world.towers()
+    dates = world.dates()
+    paths = [write_site_list(out / "SitesList.csv", sites)]
+    frames = []
+    for site in sites.itertuples():
+        daily = world.tower_fluxes(site.lon, site.lat, dates)
+        paths.append(write_fullset_dd(out, site.site_id, daily, rng, lat=site.lat))
+        frames.append(daily.assign(site_id=site.site_id).rename_axis("date").reset_index())
+    sites.to_csv(truth / "towers.csv", index=False)
+    pd.concat(frames).to_csv(truth / "tower_daily.csv", index=False, float_format="%.5f")
+    return paths
+
+
+def write_truth_phenology(world: World, truth: Path, step: float = 0.01) -> Path:
+    """True land cover and double-logistic parameters on a lon/lat grid over the region."""
+    w, s, e, n = world.preset.bbox
+    lon = np.arange(w + step / 2, e, step)
+    lat = np.arange(n - step / 2, s, -step)
+    glon, glat = np.meshgrid(lon, lat)
+    years = list(world.preset.years)
+    params = [world.phenology(glon, glat, y) for y in years]
+    ds = xr.Dataset(
+        {
+            k: (("year", "lat", "lon"), np.stack([p[k] for p in params]).astype("f4"))
+            for k in params[0]
+        },
+        coords={"year": years, "lat": lat, "lon": lon},
+    )
+    ds["land_cover"] = (
+        ("lat", "lon"),
+        world.land_cover(glon, glat).astype("i1"),
+        {"flag_values": list(range(len(LC_NAMES))), "flag_meanings": " ".join(LC_NAMES)},
+    )
+    ds.attrs["model"] = (
+        "ndvi = vmin + (vmax - vmin) * (1/(1+exp(-k1 (doy - sos))) + 1/(1+exp(k2 (doy - eos))) - 1)"
+    )
+    path = truth / "phenology.nc"
+    ds.to_netcdf(path)
+    return path
+
+
+def write_sample_world(out_dir: str | Path, preset: str = "demo", seed: int = 42) -> dict:
+    """Write the sample world for ``preset`` into ``out_dir``; returns a summary dict
+    (preset, bbox, years, file counts, towers)."""
+    if preset not in PRESETS:
+        from fluxscape.errors import FluxscapeError
+
+        raise FluxscapeError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+    out = Path(out_dir)
+    world = World(PRESETS[preset], seed=seed)
+    truth = out / "truth"
+    truth.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    log.info("writing MODIS MOD13A2 tiles")
+    modis = write_modis_vi(world, out / "modis", rng)
+    log.info("writing FLUXNET FULLSET tower files")
+    (out / "towers").mkdir(parents=True, exist_ok=True)
+    towers = write_towers(world, out / "towers", truth, rng)
+    write_truth_phenology(world, truth)
+    summary = {
+        "preset": preset,
+        "seed": seed,
+        "bbox": list(world.preset.bbox),
+        "years": list(world.preset.years),
+        "modis_files": len(modis),
+        "tower_files": len(towers) - 1,
+        "towers": world.towers().to_dict(orient="records"),
+        "generator": "fluxscape.sample",
+    }
+    (truth / "world.json").write_text(json.dumps(summary, indent=2))
+    return summary

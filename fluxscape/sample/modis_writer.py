@@ -1,0 +1,307 @@
+"""Write MOD13A2-style 16-day VI tiles in the real HDF4-EOS layout (pyhdf).
+
+SDS names, data types, ``scale_factor``/``add_offset``/``_FillValue``/``valid_range``
+attributes and the ``StructMetadata.0`` grid block follow the MOD13 C6.1 User's Guide and real
+LP DAAC files (dimension names ``YDim:<grid>``/``XDim:<grid>``, deflate-compressed chunked SDS).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from pyhdf.SD import SD, SDC
+
+GRID_1KM = "MODIS_Grid_16DAY_1km_VI"
+PREFIX_1KM = "1 km 16 days "
+
+#: (SDS suffix, HDF type, numpy dtype, fill, valid range, scale_factor, units, long name)
+MOD13_SDS = [
+    ("NDVI", SDC.INT16, np.int16, -3000, (-2000, 10000), 10000.0, "NDVI", "1 km 16 days NDVI"),
+    ("EVI", SDC.INT16, np.int16, -3000, (-2000, 10000), 10000.0, "EVI", "1 km 16 days EVI"),
+    (
+        "VI Quality",
+        SDC.UINT16,
+        np.uint16,
+        65535,
+        (0, 65534),
+        None,
+        "bits",
+        "1 km 16 days VI Quality",
+    ),
+    (
+        "red reflectance",
+        SDC.INT16,
+        np.int16,
+        -1000,
+        (0, 10000),
+        10000.0,
+        "reflectance",
+        "1 km 16 days red reflectance (Band 1)",
+    ),
+    (
+        "NIR reflectance",
+        SDC.INT16,
+        np.int16,
+        -1000,
+        (0, 10000),
+        10000.0,
+        "reflectance",
+        "1 km 16 days NIR reflectance (Band 2)",
+    ),
+    (
+        "blue reflectance",
+        SDC.INT16,
+        np.int16,
+        -1000,
+        (0, 10000),
+        10000.0,
+        "reflectance",
+        "1 km 16 days blue reflectance (Band 3)",
+    ),
+    (
+        "MIR reflectance",
+        SDC.INT16,
+        np.int16,
+        -1000,
+        (0, 10000),
+        10000.0,
+        "reflectance",
+        "1 km 16 days MIR reflectance (Band 7)",
+    ),
+    (
+        "view zenith angle",
+        SDC.INT16,
+        np.int16,
+        -10000,
+        (-9000, 9000),
+        100.0,
+        "degrees",
+        "1 km 16 days view zenith angle",
+    ),
+    (
+        "sun zenith angle",
+        SDC.INT16,
+        np.int16,
+        -10000,
+        (-9000, 9000),
+        100.0,
+        "degrees",
+        "1 km 16 days sun zenith angle",
+    ),
+    (
+        "relative azimuth angle",
+        SDC.INT16,
+        np.int16,
+        -4000,
+        (-3600, 3600),
+        10.0,
+        "degrees",
+        "1 km 16 days relative azimuth angle",
+    ),
+    (
+        "composite day of the year",
+        SDC.INT16,
+        np.int16,
+        -1,
+        (1, 366),
+        None,
+        "Julian day of year",
+        "1 km 16 days composite day of the year",
+    ),
+    (
+        "pixel reliability",
+        SDC.INT8,
+        np.int8,
+        -1,
+        (0, 3),
+        None,
+        "rank",
+        "1 km 16 days pixel reliability summary QA",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class TileSpec:
+    """A MODIS sinusoidal tile: h, v, pixels per side and its corners in metres."""
+
+    h: int
+    v: int
+    size: int
+    upper_left: tuple[float, float]
+    lower_right: tuple[float, float]
+
+
+def struct_metadata(grid_name: str, tile: TileSpec, fields: list[tuple[str, str]]) -> str:
+    """``StructMetadata.0`` ODL text for one sinusoidal grid; ``fields`` = (name, DFNT type)."""
+    ulx, uly = tile.upper_left
+    lrx, lry = tile.lower_right
+    lines = [
+        "GROUP=SwathStructure",
+        "END_GROUP=SwathStructure",
+        "GROUP=GridStructure",
+        "\tGROUP=GRID_1",
+        f'\t\tGridName="{grid_name}"',
+        f"\t\tXDim={tile.size}",
+        f"\t\tYDim={tile.size}",
+        f"\t\tUpperLeftPointMtrs=({ulx:.6f},{uly:.6f})",
+        f"\t\tLowerRightMtrs=({lrx:.6f},{lry:.6f})",
+        "\t\tProjection=GCTP_SNSOID",
+        "\t\tProjParams=(6371007.181000,0,0,0,0,0,0,0,0,0,0,0,0)",
+        "\t\tSphereCode=-1",
+        "\t\tGridOrigin=HDFE_GD_UL",
+        "\t\tGROUP=Dimension",
+        "\t\tEND_GROUP=Dimension",
+        "\t\tGROUP=DataField",
+    ]
+    for i, (name, dfnt) in enumerate(fields, start=1):
+        lines += [
+            f"\t\t\tOBJECT=DataField_{i}",
+            f'\t\t\t\tDataFieldName="{name}"',
+            f"\t\t\t\tDataType={dfnt}",
+            '\t\t\t\tDimList=("YDim","XDim")',
+            f"\t\t\tEND_OBJECT=DataField_{i}",
+        ]
+    lines += [
+        "\t\tEND_GROUP=DataField",
+        "\t\tGROUP=MergedFields",
+        "\t\tEND_GROUP=MergedFields",
+        "\tEND_GROUP=GRID_1",
+        "END_GROUP=GridStructure",
+        "GROUP=PointStructure",
+        "END_GROUP=PointStructure",
+        "END",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def core_metadata(
+    short_name: str,
+    start: datetime,
+    end: datetime,
+    tile: TileSpec,
+    bbox: tuple[float, float, float, float],
+    production: datetime,
+) -> str:
+    """A minimal ECS ``CoreMetadata.0`` (inventory metadata) like LP DAAC files carry."""
+    w, s, e, n = bbox
+
+    def obj(name: str, value: str) -> list[str]:
+        return [
+            f"    OBJECT                 = {name}",
+            "      NUM_VAL              = 1",
+            f"      VALUE                = {value}",
+            f"    END_OBJECT             = {name}",
+        ]
+
+    lines = [
+        "GROUP                  = INVENTORYMETADATA",
+        "  GROUPTYPE            = MASTERGROUP",
+        "  GROUP                  = COLLECTIONDESCRIPTIONCLASS",
+    ]
+    lines += obj("SHORTNAME", f'"{short_name}"') + obj("VERSIONID", "61")
+    lines += [
+        "  END_GROUP              = COLLECTIONDESCRIPTIONCLASS",
+        "  GROUP                  = RANGEDATETIME",
+    ]
+    lines += obj("RANGEBEGINNINGDATE", f'"{start:%Y-%m-%d}"')
+    lines += obj("RANGEBEGINNINGTIME", '"00:00:00.000000"')
+    lines += obj("RANGEENDINGDATE", f'"{end:%Y-%m-%d}"')
+    lines += obj("RANGEENDINGTIME", '"23:59:59.999999"')
+    lines += [
+        "  END_GROUP              = RANGEDATETIME",
+        "  GROUP                  = SPATIALDOMAINCONTAINER",
+        "    GROUP                  = HORIZONTALSPATIALDOMAINCONTAINER",
+        "      GROUP                  = BOUNDINGRECTANGLE",
+    ]
+    lines += obj("WESTBOUNDINGCOORDINATE", f"{w:.6f}") + obj("NORTHBOUNDINGCOORDINATE", f"{n:.6f}")
+    lines += obj("EASTBOUNDINGCOORDINATE", f"{e:.6f}") + obj("SOUTHBOUNDINGCOORDINATE", f"{s:.6f}")
+    lines += [
+        "      END_GROUP              = BOUNDINGRECTANGLE",
+        "    END_GROUP              = HORIZONTALSPATIALDOMAINCONTAINER",
+        "  END_GROUP              = SPATIALDOMAINCONTAINER",
+        "  GROUP                  = ADDITIONALATTRIBUTES",
+    ]
+    lines += obj("HORIZONTALTILENUMBER", f'"{tile.h:02d}"')
+    lines += obj("VERTICALTILENUMBER", f'"{tile.v:02d}"')
+    lines += obj("PRODUCTIONDATETIME", f'"{production:%Y-%m-%dT%H:%M:%S.000Z}"')
+    lines += [
+        "  END_GROUP              = ADDITIONALATTRIBUTES",
+        "END_GROUP              = INVENTORYMETADATA",
+        "END",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+_DFNT = {SDC.INT16: "DFNT_INT16", SDC.UINT16: "DFNT_UINT16", SDC.INT8: "DFNT_INT8"}
+
+
+def write_mod13a2(
+    path: Path,
+    tile: TileSpec,
+    layers: dict[str, np.ndarray],
+    start: datetime,
+    end: datetime,
+    bbox: tuple[float, float, float, float],
+    production: datetime,
+) -> Path:
+    """Write one MOD13A2 tile. ``layers`` maps SDS suffixes (``"NDVI"``, ``"VI Quality"``, ...)
+    to stored DN arrays of shape (size, size); layers not given are written as fill."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".hdf.part")
+    sd = SD(str(tmp), SDC.WRITE | SDC.CREATE | SDC.TRUNC)
+    try:
+        sd.HDFEOSVersion = "HDFEOS_V2.19"
+        fields = [(PREFIX_1KM + suffix, _DFNT[hdf_type]) for suffix, hdf_type, *_ in MOD13_SDS]
+        setattr(sd, "StructMetadata.0", struct_metadata(GRID_1KM, tile, fields))
+        setattr(sd, "CoreMetadata.0", core_metadata("MOD13A2", start, end, tile, bbox, production))
+        setattr(
+            sd, "ArchiveMetadata.0", "GROUP = ARCHIVEDMETADATA\nEND_GROUP = ARCHIVEDMETADATA\nEND\n"
+        )
+        sd.identifier_product_doi = "10.5067/MODIS/MOD13A2.061"
+        sd.identifier_product_doi_authority = "http://dx.doi.org"
+        for suffix, hdf_type, dtype, fill, vrange, scale, units, long_name in MOD13_SDS:
+            data = layers.get(suffix)
+            if data is None:
+                data = np.full((tile.size, tile.size), fill, dtype=dtype)
+            sds = sd.create(PREFIX_1KM + suffix, hdf_type, (tile.size, tile.size))
+            sds.dim(0).setname(f"YDim:{GRID_1KM}")
+            sds.dim(1).setname(f"XDim:{GRID_1KM}")
+            sds.setcompress(SDC.COMP_DEFLATE, 4)
+            sds.setfillvalue(fill)
+            sds.long_name = long_name
+            sds.units = units
+            sds.attr("valid_range").set(hdf_type, list(vrange))
+            if scale is not None:
+                sds.scale_factor = scale
+                sds.scale_factor_err = 0.0
+                sds.add_offset = 0.0
+                sds.add_offset_err = 0.0
+                sds.attr("calibrated_nt").set(SDC.INT32, 5)
+            if suffix == "VI Quality":
+                sds.Legend = VI_QUALITY_LEGEND
+            sds[:] = np.asarray(data, dtype=dtype)
+            sds.endaccess()
+    finally:
+        sd.end()
+    tmp.replace(path)
+    return path
+
+
+VI_QUALITY_LEGEND = (
+    "Bit Fields Description (Right to Left):\n"
+    "[0-1] : MODLAND_QA [2 bit range]\n 00: VI produced, good quality\n"
+    " 01: VI produced, but check other QA\n 10: Pixel produced, but most probably cloudy\n"
+    " 11: Pixel not produced due to other reasons than clouds\n"
+    "[2-5] : VI usefulness [4 bit range]\n 0000: Highest quality ... "
+    "1111: Not useful for any other reason/not processed\n"
+    "[6-7] : Aerosol quantity [2 bit range]\n 00: Climatology 01: Low 10: Average 11: High\n"
+    "[8] : Adjacent cloud detected\n[9] : Atmosphere BRDF correction performed\n"
+    "[10] : Mixed clouds\n[11-13] : Land/Water Flag\n 001: Land (Nothing else but land)\n"
+    "[14] : Possible snow/ice\n[15] : Possible shadow\n"
+)
