@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from fluxscape.readers.fluxnet import (
     read_fluxnet,
     read_site_list,
 )
+from conftest import missing_realdata
 from fluxscape.sample.fluxnet_writer import (
     DD_COLUMNS,
     NEE_NOISE_SD,
@@ -39,30 +39,11 @@ CH_DAV_LAT, CH_DAV_LON = 46.81533, 9.85591
 # ------------------------------------------------------------------------------------------
 
 
-def _missing_realdata(reason: str) -> None:
-    if os.environ.get("FLUXSCAPE_REQUIRE_REALDATA") == "1":
-        pytest.fail(f"{reason} (FLUXSCAPE_REQUIRE_REALDATA=1)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="session")
-def realdata_dir() -> Path:
-    """Folder of real input files: $FLUXSCAPE_REALDATA, default <repo>/../shared/realdata.
-
-    Skips when absent, unless FLUXSCAPE_REQUIRE_REALDATA=1 (then the test fails).
-    """
-    default = Path(__file__).resolve().parents[2] / "shared" / "realdata"
-    root = Path(os.environ.get("FLUXSCAPE_REALDATA", str(default)))
-    if not root.is_dir():
-        _missing_realdata(f"real-data folder {root} not found (set FLUXSCAPE_REALDATA)")
-    return root
-
-
 @pytest.fixture(scope="session")
 def warmwinter(realdata_dir: Path) -> Path:
     folder = realdata_dir / "fluxnet2020_warmwinter"
     if not (folder / BE_LCR_DD).is_file():
-        _missing_realdata(f"FLUXNET warm-winter files not found under {folder}")
+        missing_realdata(f"FLUXNET warm-winter files not found under {folder}")
     return folder
 
 

@@ -1,0 +1,110 @@
+"""Shared fixtures: real data folder, the sample world and one demo run (session-scoped)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FLUXSCAPE = [sys.executable, "-m", "fluxscape.cli"]
+
+
+def missing_realdata(reason: str) -> None:
+    """Skip (with the reason) or, when FLUXSCAPE_REQUIRE_REALDATA=1, fail."""
+    if os.environ.get("FLUXSCAPE_REQUIRE_REALDATA") == "1":
+        pytest.fail(f"{reason} (FLUXSCAPE_REQUIRE_REALDATA=1)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def realdata_dir() -> Path:
+    """Folder of real input files: $FLUXSCAPE_REALDATA, default <repo>/../shared/realdata.
+
+    Skips when absent, unless FLUXSCAPE_REQUIRE_REALDATA=1 (then the test fails).
+    """
+    default = REPO.parent / "shared" / "realdata"
+    root = Path(os.environ.get("FLUXSCAPE_REALDATA", str(default)))
+    if not root.is_dir():
+        missing_realdata(f"real-data folder {root} not found (set FLUXSCAPE_REALDATA)")
+    return root
+
+
+def run_cli(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    """Run the fluxscape command in a subprocess; returns the completed process."""
+    proc = subprocess.run([*FLUXSCAPE, *map(str, args)], capture_output=True, text=True,
+                          **kwargs)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"fluxscape {' '.join(map(str, args))} failed "
+                             f"({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def demo_out(tmp_path_factory) -> Path:
+    """``fluxscape demo --out DIR`` run once: the sample world in DIR/sample, products in DIR."""
+    out = tmp_path_factory.mktemp("demo")
+    proc = run_cli("demo", "--out", out)
+    (out / "demo_stdout.txt").write_text(proc.stdout)
+    (out / "demo_stderr.txt").write_text(proc.stderr)
+    return out
+
+
+@pytest.fixture(scope="session")
+def sample_dir(demo_out: Path) -> Path:
+    """The demo's sample world (read-only: copy before changing it)."""
+    return demo_out / "sample"
+
+
+SMALL_WORKFLOW = """\
+name: small
+region:
+  bbox: [138.0, 36.0, 138.5, 36.5]
+  crs: EPSG:4326
+  resolution: 0.01
+tile_size: 25
+period: {{start: 2021-01-01, end: 2021-12-31, step: 16D}}
+data_dir: {data_dir}
+inputs:
+  modis_vi:
+    reader: modis_hdf4
+    paths: ["modis/*.hdf"]
+products:
+  vi:
+    input: modis_vi
+    variables: [ndvi, evi]
+output:
+  dir: out
+dask:
+  workers: {workers}
+"""
+
+
+def small_workflow(folder: Path, data_dir: Path, workers: int = 2) -> Path:
+    """A 0.5 x 0.5 degree, 4-tile, one-year workflow on ``data_dir`` written into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "small.yaml"
+    path.write_text(SMALL_WORKFLOW.format(data_dir=data_dir, workers=workers))
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_reference(tmp_path_factory, sample_dir: Path) -> Path:
+    """An uninterrupted local run of the small workflow; returns its output folder."""
+    folder = tmp_path_factory.mktemp("small_ref")
+    wf = small_workflow(folder, sample_dir)
+    run_cli("run", wf, "--out", folder / "out")
+    return folder / "out"
+
+
+def copy_sample_inputs(sample_dir: Path, dest: Path) -> Path:
+    """A copy of the sample world's MODIS folder (symlinked files) that a test may extend."""
+    (dest / "modis").mkdir(parents=True)
+    for f in (sample_dir / "modis").iterdir():
+        (dest / "modis" / f.name).symlink_to(f)
+    shutil.copytree(sample_dir / "truth", dest / "truth")
+    return dest

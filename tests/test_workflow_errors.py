@@ -1,0 +1,102 @@
+"""A bad workflow fails before any work, with one line naming the problem, exit status 1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, run_cli
+
+from fluxscape.errors import WorkflowError
+from fluxscape.pipeline.config import load_workflow, parse_workflow, resolve_workflow
+
+
+@pytest.fixture()
+def good(tmp_path: Path) -> dict:
+    (tmp_path / "data" / "modis").mkdir(parents=True)
+    (tmp_path / "data" / "modis" / "MOD13A2.A2021001.h29v05.061.2021018034215.hdf").write_text("")
+    doc = yaml.safe_load((REPO / "workflows" / "demo.yaml").read_text())
+    doc["data_dir"] = str(tmp_path / "data")
+    doc["output"]["dir"] = str(tmp_path / "out")
+    return doc
+
+
+def _run(tmp_path: Path, doc: dict):
+    path = tmp_path / "wf.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return run_cli("run", path, check=False)
+
+
+def _assert_one_line_error(proc, *needles: str) -> None:
+    assert proc.returncode == 1, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_demo_workflow_is_valid():
+    wf, _ = load_workflow(REPO / "workflows" / "demo.yaml")
+    assert wf.name == "demo" and "vi" in wf.products
+
+
+def test_unknown_key_is_named(tmp_path, good):
+    good["region"]["bbx"] = [1, 2, 3, 4]
+    proc = _run(tmp_path, good)
+    _assert_one_line_error(proc, "region.bbx", "unknown key")
+    assert not (tmp_path / "out").exists()
+
+
+def test_wrong_type_is_named(tmp_path, good):
+    good["tile_size"] = "big"
+    proc = _run(tmp_path, good)
+    _assert_one_line_error(proc, "tile_size")
+    assert not (tmp_path / "out").exists()
+
+
+def test_glob_matching_nothing_names_the_input(tmp_path, good):
+    good["inputs"]["modis_vi"]["paths"] = ["nowhere/*.hdf"]
+    proc = _run(tmp_path, good)
+    _assert_one_line_error(proc, "inputs.modis_vi.paths", "matches no file")
+    assert not (tmp_path / "out").exists()
+
+
+def test_product_using_unknown_input_is_named(tmp_path, good):
+    good["products"]["vi"]["input"] = "sgli"
+    proc = _run(tmp_path, good)
+    _assert_one_line_error(proc, "products.vi.input", "sgli")
+
+
+def test_unknown_reader_lists_known_readers(tmp_path, good):
+    good["inputs"]["modis_vi"]["reader"] = "modis"
+    proc = _run(tmp_path, good)
+    _assert_one_line_error(proc, "inputs.modis_vi.reader", "modis_hdf4")
+
+
+def test_inverted_bbox_is_rejected():
+    text = (REPO / "workflows" / "demo.yaml").read_text().replace(
+        "[138.0, 35.5, 139.0, 36.5]", "[139.0, 35.5, 138.0, 36.5]")
+    with pytest.raises(WorkflowError, match="region"):
+        parse_workflow(text)
+
+
+def test_missing_workflow_file_exit_1(tmp_path):
+    proc = run_cli("run", tmp_path / "nope.yaml", check=False)
+    _assert_one_line_error(proc, "nope.yaml", "not found")
+
+
+def test_resolved_workflow_has_absolute_paths(tmp_path, good):
+    wf = parse_workflow(yaml.safe_dump(good))
+    resolved = resolve_workflow(wf, tmp_path)
+    pattern = resolved.inputs["modis_vi"].paths[0]
+    assert Path(pattern).is_absolute() and pattern.startswith(str(tmp_path / "data"))
+    assert Path(resolved.output.dir).is_absolute()
+
+
+def test_resume_and_fresh_together_is_usage_error(tmp_path, good):
+    path = tmp_path / "wf.yaml"
+    path.write_text(yaml.safe_dump(good))
+    proc = run_cli("run", path, "--resume", "--fresh", check=False)
+    assert proc.returncode == 2
