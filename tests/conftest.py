@@ -36,11 +36,12 @@ def realdata_dir() -> Path:
 
 def run_cli(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
     """Run the fluxscape command in a subprocess; returns the completed process."""
-    proc = subprocess.run([*FLUXSCAPE, *map(str, args)], capture_output=True, text=True,
-                          **kwargs)
+    proc = subprocess.run([*FLUXSCAPE, *map(str, args)], capture_output=True, text=True, **kwargs)
     if check and proc.returncode != 0:
-        raise AssertionError(f"fluxscape {' '.join(map(str, args))} failed "
-                             f"({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"fluxscape {' '.join(map(str, args))} failed "
+            f"({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 

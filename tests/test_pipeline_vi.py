@@ -33,7 +33,8 @@ def towers(sample_dir: Path) -> pd.DataFrame:
 def _observation_dates(px: xr.Dataset) -> pd.DatetimeIndex:
     years = pd.DatetimeIndex(px.time.values).year
     return pd.to_datetime([f"{y}-01-01" for y in years]) + pd.to_timedelta(
-        px.doy.values - 1, unit="D")
+        px.doy.values - 1, unit="D"
+    )
 
 
 def test_demo_prints_summary_and_query_commands(demo_out):
@@ -44,8 +45,9 @@ def test_demo_prints_summary_and_query_commands(demo_out):
 
 
 def test_ndvi_at_tower_pixels_matches_truth_within_noise(vi, towers, sample_dir):
-    world = World(PRESETS["demo"], seed=json.loads(
-        (sample_dir / "truth" / "world.json").read_text())["seed"])
+    world = World(
+        PRESETS["demo"], seed=json.loads((sample_dir / "truth" / "world.json").read_text())["seed"]
+    )
     for t in towers.itertuples():
         px = vi.sel(x=t.lon, y=t.lat, method="nearest")
         good = (px.qa.values == 0) & np.isfinite(px.ndvi.values)
@@ -84,8 +86,18 @@ def test_store_follows_cf_and_design_contract(demo_out, vi):
         assert vi[name].encoding.get("grid_mapping", attrs.get("grid_mapping")) == "spatial_ref"
     assert vi.ndvi.attrs["standard_name"] == "normalized_difference_vegetation_index"
     assert "WGS 84" in vi.spatial_ref.attrs["crs_wkt"]
-    for key in ("title", "summary", "source", "history", "fluxscape_version", "workflow",
-                "inputs", "skipped_inputs", "models", "date_created"):
+    for key in (
+        "title",
+        "summary",
+        "source",
+        "history",
+        "fluxscape_version",
+        "workflow",
+        "inputs",
+        "skipped_inputs",
+        "models",
+        "date_created",
+    ):
         assert key in vi.attrs, key
     assert len(vi.attrs["inputs"]) == 46
     assert all(len(i["sha256"]) == 64 for i in vi.attrs["inputs"])
@@ -127,8 +139,11 @@ def test_catalog_collection_describes_store(demo_out):
 
 
 def _tree_digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_resume_of_finished_run_rewrites_nothing(demo_out):
@@ -146,8 +161,7 @@ def test_rerun_without_resume_refuses_to_overwrite(demo_out):
     assert "--resume" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_unreadable_input_is_reported_skipped_and_recorded(tmp_path, sample_dir,
-                                                           small_reference):
+def test_unreadable_input_is_reported_skipped_and_recorded(tmp_path, sample_dir, small_reference):
     data = copy_sample_inputs(sample_dir, tmp_path / "data")
     bad = data / "modis" / "MOD13A2.A2021017.h29v05.061.2099001000000.hdf"
     bad.write_bytes(b"\x0e\x03\x13\x01" + bytes(range(256)) * 4)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import missing_realdata
 
 from fluxscape.errors import ReaderError
 from fluxscape.readers import fluxnet
@@ -18,7 +19,6 @@ from fluxscape.readers.fluxnet import (
     read_fluxnet,
     read_site_list,
 )
-from conftest import missing_realdata
 from fluxscape.sample.fluxnet_writer import (
     DD_COLUMNS,
     NEE_NOISE_SD,

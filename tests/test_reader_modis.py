@@ -114,8 +114,10 @@ def test_reading_a_window_gives_the_same_values_as_the_full_tile(sample_tile):
 
 
 def test_real_mod11_lst_kelvin_and_view_angle_with_cf_offset(modis_real):
-    ds = open_modis_tile(modis_real / "MOD11B2.A2017001.h14v04.006.2017013155631.hdf",
-                         ["LST_Day_6km", "Day_view_angl", "QC_Day"])
+    ds = open_modis_tile(
+        modis_real / "MOD11B2.A2017001.h14v04.006.2017013155631.hdf",
+        ["LST_Day_6km", "Day_view_angl", "QC_Day"],
+    )
     lst = ds.LST_Day_6km.values
     assert np.nanmin(lst) > 200 and np.nanmax(lst) < 340  # January, North Atlantic/America
     angle = ds.Day_view_angl.values

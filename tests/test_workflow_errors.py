@@ -76,8 +76,11 @@ def test_unknown_reader_lists_known_readers(tmp_path, good):
 
 
 def test_inverted_bbox_is_rejected():
-    text = (REPO / "workflows" / "demo.yaml").read_text().replace(
-        "[138.0, 35.5, 139.0, 36.5]", "[139.0, 35.5, 138.0, 36.5]")
+    text = (
+        (REPO / "workflows" / "demo.yaml")
+        .read_text()
+        .replace("[138.0, 35.5, 139.0, 36.5]", "[139.0, 35.5, 138.0, 36.5]")
+    )
     with pytest.raises(WorkflowError, match="region"):
         parse_workflow(text)
 
