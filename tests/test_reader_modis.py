@@ -189,3 +189,11 @@ def test_inspect_bad_file_exits_1_naming_file(tmp_path):
     proc = run_cli("inspect", bad, check=False)
     assert proc.returncode == 1
     assert "notes.txt" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_plain_xarray_opens_modis_tile_through_entry_point(sample_tile):
+    import xarray as xr
+
+    ds = xr.open_dataset(sample_tile, engine="fluxscape_modis")
+    ours = open_modis_tile(sample_tile, ["NDVI"])
+    np.testing.assert_array_equal(ds.NDVI.values, ours.NDVI.values)

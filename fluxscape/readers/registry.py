@@ -124,6 +124,17 @@ def inspect_file(path: str | Path) -> FileSummary:
     return detect(path).summarize(Path(path))
 
 
+_NOT_READERS = {"registry", "xarray_backends"}
+
+
 def _load_builtin() -> None:
-    # Importing the reader modules registers them (satpy-style: one module per format).
-    from fluxscape.readers import fluxnet, modis_hdf4  # noqa: F401
+    """Import every reader module of this package; importing one registers it (satpy-style:
+    one module per format)."""
+    import importlib
+    import pkgutil
+
+    import fluxscape.readers as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name not in _NOT_READERS and not info.name.startswith("_"):
+            importlib.import_module(f"fluxscape.readers.{info.name}")

@@ -137,11 +137,64 @@ class World:
         return 0.46 + 0.06 * self._field("bright", lon, lat)
 
     def reflectance(self, ndvi: np.ndarray, brightness: np.ndarray) -> dict[str, np.ndarray]:
-        """MODIS red (b1), NIR (b2), blue (b3) and MIR (b7) surface reflectance consistent with
-        ``ndvi`` (same shape; ``brightness`` broadcasts)."""
+        """Nadir surface reflectance (0-1) consistent with ``ndvi`` (same shape; ``brightness``
+        broadcasts): ``blue`` 0.47 um, ``green`` 0.55, ``red`` 0.64, ``nir`` 0.86, ``swir16``
+        1.6 and ``mir`` (= SWIR 2.1-2.3 um: MODIS b7, AHI B06, SGLI SW04)."""
         nir = brightness * (1 + ndvi) / 2
         red = brightness * (1 - ndvi) / 2
-        return {"red": red, "nir": nir, "blue": 0.55 * red + 0.01, "mir": 0.6 * red + 0.04}
+        return {"red": red, "nir": nir, "blue": 0.55 * red + 0.01, "green": 0.7 * red + 0.035,
+                "swir16": 0.30 - 0.10 * ndvi, "mir": 0.6 * red + 0.04}
+
+    def fapar(self, ndvi: np.ndarray) -> np.ndarray:
+        """Fraction of absorbed PAR from NDVI (unitless): 1.24 NDVI - 0.168, in [0, 0.95]."""
+        return np.clip(1.24 * ndvi - 0.168, 0, 0.95)
+
+    def lai(self, ndvi: np.ndarray) -> np.ndarray:
+        """Leaf area index (m2 m-2) from fAPAR by Beer's law with k = 0.5."""
+        return -np.log(1 - self.fapar(ndvi)) / 0.5
+
+    def air_temperature(self, lon, lat, dates) -> np.ndarray:
+        """Daily mean air temperature (degC), shape lon.shape + (len(dates),)."""
+        dates = pd.DatetimeIndex(np.atleast_1d(dates))
+        doy = np.asarray(dates.dayofyear, float)
+        cloud = self._cloudiness(dates)
+        elev = self.elevation(np.asarray(lon, float), np.asarray(lat, float))[..., None]
+        return 14.0 - 11.5 * np.cos(2 * np.pi * (doy - 20) / 365) - 0.0055 * elev + 2.5 * (
+            0.5 - cloud)
+
+    def land_surface_temperature(self, lon, lat, dates) -> np.ndarray:
+        """Clear-sky daytime land surface temperature (K): air temperature plus a sensible-heat
+        excess that is larger over sparse vegetation. Shape lon.shape + (len(dates),)."""
+        ndvi = self.ndvi(lon, lat, dates)
+        return self.air_temperature(lon, lat, dates) + 273.15 + 3.0 + 7.0 * (1 - ndvi)
+
+    def xco2(self, lon, lat, dates) -> np.ndarray:
+        """Column-averaged dry-air CO2 mole fraction (ppm): growth of 2.4 ppm per year, a
+        northern-hemisphere seasonal cycle (minimum in August), a latitude gradient and an
+        urban enhancement around Tokyo. Shape lon.shape + (len(dates),)."""
+        return self._column(lon, lat, dates, base=413.0, growth=2.4, season=3.5, grad=0.15,
+                            plume=1.5)
+
+    def xch4(self, lon, lat, dates) -> np.ndarray:
+        """Column-averaged dry-air CH4 mole fraction (ppb), like :meth:`xco2`."""
+        return self._column(lon, lat, dates, base=1895.0, growth=12.0, season=12.0, grad=2.0,
+                            plume=10.0)
+
+    def _column(self, lon, lat, dates, base, growth, season, grad, plume) -> np.ndarray:
+        dates = pd.DatetimeIndex(np.atleast_1d(dates))
+        lon = np.asarray(lon, float)[..., None]
+        lat = np.asarray(lat, float)[..., None]
+        years = np.asarray((dates - pd.Timestamp("2021-01-01")).days, float) / 365.25
+        doy = np.asarray(dates.dayofyear, float)
+        d2 = (lon - 139.7) ** 2 + (lat - 35.7) ** 2
+        return (base + growth * years + season * np.cos(2 * np.pi * (doy - 135) / 365)
+                + grad * (lat - 36.0) + plume * np.exp(-d2 / 0.35**2))
+
+    def _cloudiness(self, dates: pd.DatetimeIndex) -> np.ndarray:
+        """Daily regional cloudiness in [0, 1] (one synoptic sequence for the whole region)."""
+        rng = np.random.default_rng(self.seed + 7)
+        days = (dates - pd.Timestamp("2000-01-01")).days.to_numpy()
+        return rng.beta(2.0, 3.0, size=days.max() + 1)[days]
 
     # --- weather and fluxes ----------------------------------------------------------------
 
@@ -150,13 +203,8 @@ class World:
         P_F (mm d-1). Cloudiness is shared across the region (one synoptic sequence)."""
         dates = pd.DatetimeIndex(dates)
         doy = np.asarray(dates.dayofyear, float)
-        rng = np.random.default_rng(self.seed + 7)
-        days = (dates - pd.Timestamp("2000-01-01")).days.to_numpy()
-        cloud_all = rng.beta(2.0, 3.0, size=days.max() + 1)
-        cloud = cloud_all[days] + 0.15 * np.sin(2 * np.pi * (doy - 100) / 365) ** 8
-        elev = float(self.elevation(lon, lat))
-        ta = 14.0 - 11.5 * np.cos(2 * np.pi * (doy - 20) / 365) - 0.0055 * elev
-        ta = ta + 2.5 * (0.5 - cloud_all[days])
+        cloud = self._cloudiness(dates) + 0.15 * np.sin(2 * np.pi * (doy - 100) / 365) ** 8
+        ta = self.air_temperature(np.array(lon), np.array(lat), dates)
         sw_pot = 250 + 150 * np.sin(2 * np.pi * (doy - 80) / 365) - 3.0 * (lat - 36)
         sw = sw_pot * (1 - 0.7 * np.clip(cloud, 0, 1))
         es = 6.1078 * np.exp(17.27 * ta / (ta + 237.3))
@@ -178,7 +226,7 @@ class World:
         met = self.weather(lon, lat, dates)
         lc = LC_NAMES[int(self.land_cover(lon, lat))]
         ndvi = self.ndvi(np.array(lon), np.array(lat), dates)
-        fapar = np.clip(1.24 * ndvi - 0.168, 0, 0.95)
+        fapar = self.fapar(ndvi)
         par = 0.45 * met["SW_IN_F"].to_numpy() * 0.0864
         f_t = np.clip((met["TA_F"].to_numpy() + 2) / 12, 0, 1)
         f_vpd = np.clip(1 - (met["VPD_F"].to_numpy() - 8) / 30, 0.3, 1)
