@@ -1,7 +1,8 @@
 """xarray backends, so analysts can open our formats with plain xarray:
 
 >>> xr.open_dataset("MOD13A2.A2021193.h29v05.061.2021210034215.hdf", engine="fluxscape_modis")
->>> xr.open_dataset("FLX_JP-SW1_FLUXNET2015_FULLSET_DD_2021-2022_1-4.csv", engine="fluxscape_fluxnet")
+>>> xr.open_dataset("FLX_JP-SW1_FLUXNET2015_FULLSET_DD_2021-2022_1-4.csv",
+...                 engine="fluxscape_fluxnet")
 
 Registered through the ``xarray.backends`` entry point group in ``pyproject.toml``.
 """
@@ -15,7 +16,7 @@ from xarray.backends import BackendEntrypoint
 
 
 class ModisHdf4Backend(BackendEntrypoint):
-    """MODIS HDF4-EOS sinusoidal tiles through :func:`fluxscape.readers.modis_hdf4.open_modis_tile`."""
+    """MODIS HDF4-EOS sinusoidal tiles (:func:`fluxscape.readers.modis_hdf4.open_modis_tile`)."""
 
     description = "MODIS HDF4-EOS grid tiles (fluxscape)"
     open_dataset_parameters = ("filename_or_obj", "drop_variables")
