@@ -7,7 +7,6 @@ finished, finalise the store's provenance, and only then publish it to the catal
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -16,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 from distributed import as_completed
 
 import fluxscape
@@ -24,15 +24,10 @@ from fluxscape.pipeline import config as cfg
 from fluxscape.pipeline.cluster import dask_client
 from fluxscape.pipeline.grid import TargetGrid, target_grid
 from fluxscape.pipeline.progress import progress
-from fluxscape.pipeline.sources import (
-    expand_paths,
-    file_checksum,
-    granules_for,
-    index_granules,
-)
+from fluxscape.pipeline.sources import file_checksum
+from fluxscape.pipeline.steps import step_for
+from fluxscape.pipeline.steps.base import StepContext
 from fluxscape.pipeline.store import Manifest, create_store, finalize_store
-from fluxscape.pipeline.timeaxis import period_starts
-from fluxscape.pipeline.vi_task import ViTileTask, run_vi_tile, vi_variables
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +129,7 @@ class _lazy_client:
 def _run_product(
     wf: cfg.Workflow,
     name: str,
-    product: cfg.ViProduct,
+    product,
     grid: TargetGrid,
     out_dir: Path,
     get_client,
@@ -159,13 +154,13 @@ def _run_product(
         )
     if exists and state["workflow_hash"] not in (None, digest):
         raise FluxscapeError(
-            f"{store} was made by a different workflow (digest "
-            f"{state['workflow_hash']}, now {digest}); use --fresh to rebuild it"
+            f"{store} was made by a different workflow (digest {state['workflow_hash']}, now "
+            f"{digest}); use --fresh to rebuild it"
         )
     if exists and not store.exists():
         raise FluxscapeError(
-            f"{manifest.path} lists finished tiles but {store} is missing; "
-            "use --fresh to start again"
+            f"{manifest.path} lists finished tiles but {store} is missing; use --fresh to "
+            "start again"
         )
     total = len(grid.tiles)
     if state["complete"]:
@@ -173,58 +168,38 @@ def _run_product(
         published = publish_store(store, catalog_dir, wf.name, name, only_if_missing=True)
         return ProductResult(name, store, total, 0, published=published)
 
-    inp = wf.inputs[product.input]
-    files = expand_paths(inp.paths)
-    granules, skipped = index_granules(files, inp.reader)
-    times = period_starts(wf.period)
-    per_tile = {t.id: granules_for(t.geobox, granules) for t in grid.tiles}
-    if not any(per_tile.values()):
-        raise FluxscapeError(
-            f"inputs.{product.input}: none of its {len(files)} file(s) "
-            f"covers the region {list(wf.region.lonlat_bbox)}"
-        )
+    plan = step_for(product.kind).plan(StepContext(wf, name, product, grid, store, out_dir))
     if not store.exists():
         store.parent.mkdir(parents=True, exist_ok=True)
         create_store(
             store,
             grid.geobox,
-            times,
-            vi_variables(product.variables),
+            plan.dims,
+            plan.variables,
             wf.tile_size,
-            _creation_attrs(wf, name),
+            _creation_attrs(wf, name, plan.summary),
         )
         manifest.start(digest)
         state = manifest.read()
     todo = [t for t in grid.tiles if t.id not in state["tiles"]]
     log.info(
-        "%s: %d of %d tiles to run (%d input files, %d skipped)",
+        "%s: %d of %d tiles to run (%d inputs, %d skipped)",
         name,
         len(todo),
         total,
-        len(files),
-        len(skipped),
+        len(plan.inputs),
+        len(plan.skipped),
     )
+    for s in plan.skipped:
+        log.warning("skipped input %s: %s", s.path, s.reason)
     failures = []
     if todo:
         client = get_client()
-        tasks = [
-            ViTileTask(
-                str(store),
-                t.id,
-                t.geobox,
-                t.rows,
-                t.cols,
-                tuple(times.values),
-                tuple(per_tile[t.id]),
-                tuple(product.variables),
-                product.max_pixel_reliability,
-                product.resampling,
+        futures = [
+            client.submit(
+                plan.run_tile, plan.make_task(t), key=f"{name}-tile-{t.id}-{digest}", pure=False
             )
             for t in todo
-        ]
-        futures = [
-            client.submit(run_vi_tile, task, key=f"{name}-tile-{task.tile_id}-{digest}", pure=False)
-            for task in tasks
         ]
         bar = progress(f"{name} tiles", len(futures))
         try:
@@ -243,15 +218,16 @@ def _run_product(
             bar.close()
     if failures:
         raise FluxscapeError(
-            f"{name}: {len(failures)} tile(s) failed (first: {failures[0]}); "
-            "fix the cause and rerun with --resume"
+            f"{name}: {len(failures)} tile(s) failed (first: {failures[0]}); fix the cause and "
+            "rerun with --resume"
         )
     state = manifest.read()
     all_skipped = _merge_skipped(
-        [s.to_json() for s in skipped], [s for e in state["tiles"].values() for s in e["skipped"]]
+        [s.to_json() for s in plan.skipped],
+        [s for e in state["tiles"].values() for s in e["skipped"]],
     )
-    used = [f for f in files if f not in {s["file"] for s in all_skipped}]
-    finalize_store(store, _final_attrs(wf, used, all_skipped, times))
+    used = [f for f in plan.inputs if f not in {s["file"] for s in all_skipped}]
+    finalize_store(store, _final_attrs(wf, used, all_skipped, plan) | plan.source_attrs)
     manifest.append({"complete": True})
     published = publish_store(store, catalog_dir, wf.name, name)
     return ProductResult(name, store, total, len(todo), all_skipped, published)
@@ -271,15 +247,11 @@ def _merge_skipped(*lists: list[dict]) -> list[dict]:
     return sorted(merged, key=lambda e: e["file"])
 
 
-def _creation_attrs(wf: cfg.Workflow, product: str) -> dict:
+def _creation_attrs(wf: cfg.Workflow, product: str, summary: str) -> dict:
     created = datetime.now(UTC).replace(microsecond=0).isoformat()
     return {
         "title": f"fluxscape {product} product of workflow {wf.name}",
-        "summary": (
-            "Vegetation indices composited on the target grid from QA-masked satellite observations"
-            if product == "vi"
-            else product
-        ),
+        "summary": summary,
         "source": ", ".join(sorted({i.reader for i in wf.inputs.values()})),
         "history": f"{created} created by fluxscape {fluxscape.__version__} (workflow {wf.name})",
         "Conventions": "CF-1.10",
@@ -296,20 +268,25 @@ def _creation_attrs(wf: cfg.Workflow, product: str) -> dict:
     }
 
 
-def _final_attrs(wf: cfg.Workflow, used: list[str], skipped: list[dict], times) -> dict:
+def _final_attrs(wf: cfg.Workflow, used: list[str], skipped: list[dict], plan) -> dict:
     w, s, e, n = wf.region.lonlat_bbox
-    return {
+    attrs = {
         "inputs": [
-            {"file": os.path.basename(f), "path": f, "sha256": file_checksum(f)} for f in used
+            {"file": os.path.basename(f), "path": f, "sha256": file_checksum(f)}
+            for f in used
+            if Path(f).is_file()
         ],
         "skipped_inputs": skipped,
-        "time_coverage_start": str(times[0].date()),
-        "time_coverage_end": str(times[-1].date()),
         "geospatial_lon_min": w,
         "geospatial_lat_min": s,
         "geospatial_lon_max": e,
         "geospatial_lat_max": n,
     }
+    if "time" in plan.dims:
+        times = pd.DatetimeIndex(plan.dims["time"])
+        attrs["time_coverage_start"] = str(times[0].date())
+        attrs["time_coverage_end"] = str(times[-1].date())
+    return attrs
 
 
 def _write_if_changed(path: Path, text: str) -> None:
@@ -339,4 +316,4 @@ def result_summary(result: RunResult) -> dict:
     }
 
 
-__all__ = ["run_workflow", "prepare", "RunResult", "ProductResult", "result_summary", "json"]
+__all__ = ["run_workflow", "prepare", "RunResult", "ProductResult", "result_summary"]

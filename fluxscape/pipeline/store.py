@@ -24,7 +24,6 @@ from pathlib import Path
 
 import dask.array as da
 import numpy as np
-import pandas as pd
 import xarray as xr
 import zarr
 from odc.geo.geobox import GeoBox
@@ -46,35 +45,40 @@ class VariableSpec:
 def create_store(
     path: Path,
     geobox: GeoBox,
-    times: pd.DatetimeIndex,
+    dims: dict[str, np.ndarray],
     variables: list[VariableSpec],
     tile_size: int,
     attrs: dict,
 ) -> None:
-    """Write an empty store: coordinates ``time, y, x``, ``spatial_ref`` (CF grid mapping
-    with ``crs_wkt``) and data variables ``(time, y, x)`` chunked (all times, tile, tile)."""
+    """Write an empty store: the non-spatial coordinates ``dims`` (in order, e.g. ``time`` or
+    ``year, season``) then ``y, x``, ``spatial_ref`` (CF grid mapping with ``crs_wkt``), and
+    data variables ``(*dims, y, x)`` chunked (whole non-spatial dims, tile, tile)."""
     coords = grid_coords(geobox)
-    shape = (len(times), *geobox.shape.yx)
-    chunks = (len(times), tile_size, tile_size)
+    lead = {name: np.asarray(values) for name, values in dims.items()}
+    shape = (*(len(v) for v in lead.values()), *geobox.shape.yx)
+    chunks = (*(len(v) for v in lead.values()), tile_size, tile_size)
+    names = (*lead, "y", "x")
     data_vars, encoding = {}, {}
     for var in variables:
         fill = np.nan if var.fill is None else var.fill
         arr = da.full(shape, fill, dtype=var.dtype, chunks=chunks)
-        data_vars[var.name] = (
-            ("time", "y", "x"),
-            arr,
-            {**var.attrs, "grid_mapping": "spatial_ref"},
-        )
+        data_vars[var.name] = (names, arr, {**var.attrs, "grid_mapping": "spatial_ref"})
         encoding[var.name] = {"chunks": chunks, "_FillValue": fill}
-    ds = xr.Dataset(data_vars, coords={**coords, "time": times.astype("datetime64[ns]")})
+    for name, values in lead.items():
+        if np.issubdtype(values.dtype, np.datetime64):
+            lead[name] = values.astype("datetime64[ns]")
+            encoding[name] = {
+                "units": "days since 1970-01-01",
+                "calendar": "proleptic_gregorian",
+                "dtype": "int32",
+            }
+    ds = xr.Dataset(data_vars, coords={**coords, **lead})
     ds["x"].attrs.update(_axis_attrs(geobox, "x"))
     ds["y"].attrs.update(_axis_attrs(geobox, "y"))
-    ds["time"].attrs.update(standard_name="time", long_name="start of compositing period", axis="T")
-    encoding["time"] = {
-        "units": "days since 1970-01-01",
-        "calendar": "proleptic_gregorian",
-        "dtype": "int32",
-    }
+    if "time" in ds.coords:
+        ds["time"].attrs.update(
+            standard_name="time", long_name="start of compositing period", axis="T"
+        )
     ds.attrs.update(attrs)
     tmp = path.with_name(path.name + ".creating")
     _rmtree(tmp)
@@ -121,10 +125,10 @@ def _axis_attrs(geobox: GeoBox, axis: str) -> dict:
 
 
 def write_tile(path: Path, tile_ds: xr.Dataset, rows: slice, cols: slice) -> None:
-    """Write one tile's data variables ``(time, y, x)`` into their region of the store."""
-    region = {"time": slice(None), "y": rows, "x": cols}
-    out = tile_ds.drop_vars([c for c in tile_ds.coords if c not in ("time",)], errors="ignore")
-    out = out.drop_vars("time", errors="ignore")
+    """Write one tile's data variables ``(*dims, y, x)`` into their region of the store."""
+    region = {d: slice(None) for d in tile_ds.dims if d not in ("y", "x")}
+    region |= {"y": rows, "x": cols}
+    out = tile_ds.drop_vars(list(tile_ds.coords), errors="ignore")
     for name in out.data_vars:
         out[name].attrs = {}
         out[name].encoding = {}

@@ -142,8 +142,14 @@ class World:
         1.6 and ``mir`` (= SWIR 2.1-2.3 um: MODIS b7, AHI B06, SGLI SW04)."""
         nir = brightness * (1 + ndvi) / 2
         red = brightness * (1 - ndvi) / 2
-        return {"red": red, "nir": nir, "blue": 0.55 * red + 0.01, "green": 0.7 * red + 0.035,
-                "swir16": 0.30 - 0.10 * ndvi, "mir": 0.6 * red + 0.04}
+        return {
+            "red": red,
+            "nir": nir,
+            "blue": 0.55 * red + 0.01,
+            "green": 0.7 * red + 0.035,
+            "swir16": 0.30 - 0.10 * ndvi,
+            "mir": 0.6 * red + 0.04,
+        }
 
     def fapar(self, ndvi: np.ndarray) -> np.ndarray:
         """Fraction of absorbed PAR from NDVI (unitless): 1.24 NDVI - 0.168, in [0, 0.95]."""
@@ -159,8 +165,9 @@ class World:
         doy = np.asarray(dates.dayofyear, float)
         cloud = self._cloudiness(dates)
         elev = self.elevation(np.asarray(lon, float), np.asarray(lat, float))[..., None]
-        return 14.0 - 11.5 * np.cos(2 * np.pi * (doy - 20) / 365) - 0.0055 * elev + 2.5 * (
-            0.5 - cloud)
+        return (
+            14.0 - 11.5 * np.cos(2 * np.pi * (doy - 20) / 365) - 0.0055 * elev + 2.5 * (0.5 - cloud)
+        )
 
     def land_surface_temperature(self, lon, lat, dates) -> np.ndarray:
         """Clear-sky daytime land surface temperature (K): air temperature plus a sensible-heat
@@ -172,13 +179,15 @@ class World:
         """Column-averaged dry-air CO2 mole fraction (ppm): growth of 2.4 ppm per year, a
         northern-hemisphere seasonal cycle (minimum in August), a latitude gradient and an
         urban enhancement around Tokyo. Shape lon.shape + (len(dates),)."""
-        return self._column(lon, lat, dates, base=413.0, growth=2.4, season=3.5, grad=0.15,
-                            plume=1.5)
+        return self._column(
+            lon, lat, dates, base=413.0, growth=2.4, season=3.5, grad=0.15, plume=1.5
+        )
 
     def xch4(self, lon, lat, dates) -> np.ndarray:
         """Column-averaged dry-air CH4 mole fraction (ppb), like :meth:`xco2`."""
-        return self._column(lon, lat, dates, base=1895.0, growth=12.0, season=12.0, grad=2.0,
-                            plume=10.0)
+        return self._column(
+            lon, lat, dates, base=1895.0, growth=12.0, season=12.0, grad=2.0, plume=10.0
+        )
 
     def _column(self, lon, lat, dates, base, growth, season, grad, plume) -> np.ndarray:
         dates = pd.DatetimeIndex(np.atleast_1d(dates))
@@ -187,8 +196,13 @@ class World:
         years = np.asarray((dates - pd.Timestamp("2021-01-01")).days, float) / 365.25
         doy = np.asarray(dates.dayofyear, float)
         d2 = (lon - 139.7) ** 2 + (lat - 35.7) ** 2
-        return (base + growth * years + season * np.cos(2 * np.pi * (doy - 135) / 365)
-                + grad * (lat - 36.0) + plume * np.exp(-d2 / 0.35**2))
+        return (
+            base
+            + growth * years
+            + season * np.cos(2 * np.pi * (doy - 135) / 365)
+            + grad * (lat - 36.0)
+            + plume * np.exp(-d2 / 0.35**2)
+        )
 
     def _cloudiness(self, dates: pd.DatetimeIndex) -> np.ndarray:
         """Daily regional cloudiness in [0, 1] (one synoptic sequence for the whole region)."""

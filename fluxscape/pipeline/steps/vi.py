@@ -1,5 +1,5 @@
-"""The ``vi`` product's tile task: read MODIS VI granules that meet a tile, resample them onto
-the tile, mask with QA, compute indices and write the tile's region of the store.
+"""The ``vi`` product: read MODIS VI granules that meet a tile, resample them onto the tile,
+mask with QA, compute indices and write the tile's region of the store.
 
 Runs on a Dask worker; it takes plain values (paths, GeoBoxes, dates) and returns what it
 skipped, so it is idempotent and its memory is bounded by the tile (time x tile x tile).
@@ -16,10 +16,19 @@ import xarray as xr
 from odc.geo.geobox import GeoBox
 from odc.geo.overlap import compute_reproject_roi
 
+from fluxscape.errors import FluxscapeError
+from fluxscape.pipeline.grid import Tile
 from fluxscape.pipeline.resample import gather, nearest_index, reproject_stack
-from fluxscape.pipeline.sources import Granule, Skipped
+from fluxscape.pipeline.sources import (
+    Granule,
+    Skipped,
+    expand_paths,
+    granules_for,
+    index_granules,
+)
+from fluxscape.pipeline.steps.base import Plan, StepContext
 from fluxscape.pipeline.store import VariableSpec, write_tile
-from fluxscape.pipeline.timeaxis import period_index
+from fluxscape.pipeline.timeaxis import period_index, period_starts
 from fluxscape.products import indices, qa
 from fluxscape.readers.modis_hdf4 import open_modis_tile
 
@@ -171,3 +180,43 @@ def run_vi_tile(task: ViTileTask) -> dict:
     data["doy"] = (("time", "y", "x"), doy_out)
     write_tile(Path(task.store), xr.Dataset(data), task.rows, task.cols)
     return {"tile": task.tile_id, "skipped": [s.to_json() for s in skipped], "granules": used}
+
+
+def plan(ctx: StepContext) -> Plan:
+    """Index the product's input granules and plan one task per tile."""
+    product = ctx.product
+    inp = ctx.workflow.inputs[product.input]
+    files = expand_paths(inp.paths)
+    granules, skipped = index_granules(files, inp.reader)
+    times = period_starts(ctx.workflow.period)
+    per_tile = {t.id: granules_for(t.geobox, granules) for t in ctx.grid.tiles}
+    if not any(per_tile.values()):
+        raise FluxscapeError(
+            f"inputs.{product.input}: none of its {len(files)} file(s) covers the region "
+            f"{list(ctx.workflow.region.lonlat_bbox)}"
+        )
+
+    def make_task(tile: Tile) -> ViTileTask:
+        return ViTileTask(
+            str(ctx.store),
+            tile.id,
+            tile.geobox,
+            tile.rows,
+            tile.cols,
+            tuple(times.values),
+            tuple(per_tile[tile.id]),
+            tuple(product.variables),
+            product.max_pixel_reliability,
+            product.resampling,
+        )
+
+    return Plan(
+        dims={"time": times.values},
+        variables=vi_variables(product.variables),
+        summary="Vegetation indices composited on the target grid from QA-masked satellite "
+        "observations",
+        make_task=make_task,
+        run_tile=run_vi_tile,
+        inputs=[g.path for g in granules],
+        skipped=skipped,
+    )

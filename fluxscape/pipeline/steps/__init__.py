@@ -1,0 +1,14 @@
+"""Product steps of the pipeline, one module per product kind."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from fluxscape.pipeline.steps import vi
+
+STEPS: dict[str, ModuleType] = {"vi": vi}
+
+
+def step_for(kind: str) -> ModuleType:
+    """The step module of a product kind."""
+    return STEPS[kind]
