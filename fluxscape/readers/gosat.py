@@ -636,8 +636,7 @@ def open_gosat_acos(path: str | Path, gas: str | None = None) -> xr.Dataset:
         lat = _nc_values(path, v["latitude"], ACOS_FILL)
         lon = _nc_values(path, v["longitude"], ACOS_FILL)
         time = _acos_times(path, v["time"])
-        flag_raw = v["xco2_quality_flag"][...]
-        flag = _flag(np.ma.filled(np.ma.asarray(flag_raw).astype("float64"), np.nan), ACOS_FILL)
+        flag = _flag(_nc_values(path, v["xco2_quality_flag"], ACOS_FILL), ACOS_FILL)
         if "sounding_id" in v:
             sounding_id = np.ma.filled(np.ma.asarray(v["sounding_id"][...]), -1).astype("int64")
         else:
