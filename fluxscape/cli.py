@@ -164,8 +164,8 @@ def demo(out: Path, workers: int | None) -> None:
         f"--point {tower['lon']},{tower['lat']} -o {out / 'ndvi_at_tower.csv'}"
     )
     click.echo(
-        f"  fluxscape inspect {sample / 'towers' / 'SitesList.csv'} "
-        f"{next(iter(sorted((sample / 'modis').glob('*.hdf'))))}"
+        f"  fluxscape inspect {sorted((sample / 'towers').glob('FLX_*.csv'))[0]} "
+        f"{sorted((sample / 'modis').glob('*.hdf'))[0]}"
     )
     click.echo(f"  fluxscape run {out / 'workflow.yaml'} --resume")
 
