@@ -76,6 +76,7 @@ inputs:
     paths: ["modis/*.hdf"]
 products:
   vi:
+    kind: vi
     input: modis_vi
     variables: [ndvi, evi]
 output:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import xarray as xr
 from odc.geo.xr import xr_reproject
 
@@ -22,10 +23,13 @@ def test_tiles_cover_region_without_overlap():
     assert (cover == 1).all()
 
 
-def test_region_snaps_outward_to_grid_tiles():
-    grid = target_grid(Region(bbox=(138.03, 35.51, 138.97, 36.49), resolution=0.01), 25)
+def test_region_snaps_to_pixel_grid_and_edge_tiles_are_smaller():
+    grid = target_grid(Region(bbox=(138.034, 35.512, 138.968, 36.487), resolution=0.01), 25)
     w, s, e, n = grid.geobox.extent.boundingbox
-    assert (w, s, e, n) == (138.0, 35.5, 139.0, 36.5)
+    assert (w, s, e, n) == pytest.approx((138.03, 35.51, 138.97, 36.49), abs=1e-9)
+    assert grid.geobox.shape.yx == (98, 94)
+    last = grid.tiles[-1]
+    assert last.geobox.shape.yx == (23, 19) and (last.rows.stop, last.cols.stop) == (98, 94)
 
 
 def test_nearest_lookup_agrees_with_gdal_warp(sample_dir):

@@ -124,12 +124,22 @@ def _nies(tmp_path: Path, gas: str = "xco2", name: str | None = None, **kw) -> P
     return write_nies_l2(tmp_path / name, snd, gas, value, **kw)
 
 
-def _acos(tmp_path: Path, name: str = "acos_LtCO2_210714_v211029_B9213A_211029011634s.nc4",
-          snd: Soundings | None = None, xco2=None) -> Path:
+def _acos(
+    tmp_path: Path,
+    name: str = "acos_LtCO2_210714_v211029_B9213A_211029011634s.nc4",
+    snd: Soundings | None = None,
+    xco2=None,
+) -> Path:
     snd = snd or _soundings()
     xco2 = np.full(snd.size, 415.0) if xco2 is None else np.asarray(xco2, float)
-    return write_acos_lite(tmp_path / name, snd, xco2, np.full(snd.size, 1.5),
-                           np.full(snd.size, 413.0), np.random.default_rng(0))
+    return write_acos_lite(
+        tmp_path / name,
+        snd,
+        xco2,
+        np.full(snd.size, 1.5),
+        np.full(snd.size, 413.0),
+        np.random.default_rng(0),
+    )
 
 
 # --- sample writer ---------------------------------------------------------------------------
@@ -153,8 +163,9 @@ def test_writer_writes_nies_co2_ch4_and_acos_file_every_overpass_day(gosat_dir):
 def test_writer_puts_passed_soundings_in_every_quarter_degree_cell_every_month(nies_co2):
     ok = nies_co2[nies_co2.quality_pass == 1]
     w, s, e, n = WORLD.preset.bbox
-    cells = (np.floor((ok.lon - w) / 0.25).astype(int) * 100
-             + np.floor((ok.lat - s) / 0.25).astype(int))
+    cells = np.floor((ok.lon - w) / 0.25).astype(int) * 100 + np.floor((ok.lat - s) / 0.25).astype(
+        int
+    )
     counts = ok.groupby([ok.day.dt.to_period("M"), cells]).size()
     assert len(counts) == 12 * 16  # 12 months x 16 cells, none empty
     assert counts.min() >= 3
@@ -190,11 +201,10 @@ def test_passed_soundings_equal_world_truth_within_retrieval_noise(request, tabl
 
 
 @pytest.mark.parametrize(
-    ("table", "gas", "bias"), [("nies_co2", "xco2", -5.0), ("nies_ch4", "xch4", -40.0),
-                               ("acos_co2", "xco2", -5.0)]
+    ("table", "gas", "bias"),
+    [("nies_co2", "xco2", -5.0), ("nies_ch4", "xch4", -40.0), ("acos_co2", "xco2", -5.0)],
 )
-def test_screened_soundings_are_biased_low_so_ignoring_the_flag_is_wrong(request, table, gas,
-                                                                         bias):
+def test_screened_soundings_are_biased_low_so_ignoring_the_flag_is_wrong(request, table, gas, bias):
     df = request.getfixturevalue(table)
     failed = df[(df.quality_pass == 0) & df.value.notna()]
     assert failed.residual.mean() == pytest.approx(bias, rel=0.15)
@@ -217,7 +227,8 @@ def test_nies_and_acos_locate_the_same_soundings_at_the_same_times(gosat_dir):
     merged = pd.merge(
         nies[["lat", "lon"]].to_dataframe().reset_index(),
         acos[["lat", "lon"]].to_dataframe().reset_index(),
-        on="time", suffixes=("_nies", "_acos"),
+        on="time",
+        suffixes=("_nies", "_acos"),
     )
     assert len(merged) == acos.sizes["obs"]  # Lite keeps the converged subset
     np.testing.assert_allclose(merged.lat_nies, merged.lat_acos, atol=1e-5)
@@ -236,13 +247,18 @@ def test_nies_xco2_is_bias_corrected_and_xco2_raw_is_the_uncorrected_dataset(gos
     np.testing.assert_allclose(ds.xco2_raw.values[good], raw[good], rtol=1e-7)
     np.testing.assert_allclose(ds.xco2_uncertainty.values[good], error[good], rtol=1e-7)
     assert ds.xco2.attrs["bias_corrected"] == 1 and ds.xco2.attrs["units"] == "ppm"
-    np.testing.assert_allclose((ds.xco2_raw - ds.xco2).values[good], NIES_XCO2_RAW_OFFSET,
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        (ds.xco2_raw - ds.xco2).values[good], NIES_XCO2_RAW_OFFSET, atol=1e-4
+    )
 
 
 def test_nies_file_without_bias_correction_gives_xco2_from_xco2_dataset(tmp_path):
-    path = _nies(tmp_path, name="GOSATTFTS20210714_02C01SV0280R210823GU000.h5",
-                 raw_offset=0.7, bias_corrected=False)
+    path = _nies(
+        tmp_path,
+        name="GOSATTFTS20210714_02C01SV0280R210823GU000.h5",
+        raw_offset=0.7,
+        bias_corrected=False,
+    )
     ds = open_gosat_nies(path)
     np.testing.assert_allclose(ds.xco2.values, 415.7, rtol=1e-6)
     assert ds.xco2.attrs["bias_corrected"] == 0
@@ -286,8 +302,11 @@ def test_acos_time_is_seconds_since_1970_utc(tmp_path):
     with netCDF4.Dataset(path) as nc:
         seconds = nc["time"][0]
     expected = np.datetime64("1970-01-01") + np.timedelta64(int(round(seconds * 1000)), "ms")
-    assert open_gosat_acos(path)["time"].values[0] == expected == np.datetime64(
-        "2021-07-14T04:00:00.000")
+    assert (
+        open_gosat_acos(path)["time"].values[0]
+        == expected
+        == np.datetime64("2021-07-14T04:00:00.000")
+    )
 
 
 # --- quality flags and fill values ------------------------------------------------------------
@@ -338,8 +357,13 @@ def test_acos_minus_999999_becomes_nan_with_or_without_fill_attribute(tmp_path):
 
 def test_all_fill_nies_file_reads_as_nan_with_nothing_passing(tmp_path):
     n = 5
-    snd = Soundings(np.full(n, np.nan), np.full(n, np.nan), _soundings(n).time,
-                    np.zeros(n, bool), np.zeros(n, bool))
+    snd = Soundings(
+        np.full(n, np.nan),
+        np.full(n, np.nan),
+        _soundings(n).time,
+        np.zeros(n, bool),
+        np.zeros(n, bool),
+    )
     path = _nies(tmp_path, snd=snd, value=np.full(n, np.nan), uncertainty=np.full(n, np.nan))
     with h5py.File(path, "r+") as f:
         f["Data/retrievalQuality/totalPostScreeningResult"][...] = 0  # flags say "passed"
@@ -456,8 +480,10 @@ def test_inspect_gives_sounding_bbox_time_span_and_counts(gosat_dir):
     s = inspect_file(path)
     assert s.reader == "gosat_nies"
     assert s.variables[:3] == ["xco2", "xco2_raw", "xco2_uncertainty"]
-    assert s.bbox == pytest.approx([float(ds.lon.min()), float(ds.lat.min()),
-                                    float(ds.lon.max()), float(ds.lat.max())], abs=1e-6)
+    assert s.bbox == pytest.approx(
+        [float(ds.lon.min()), float(ds.lat.min()), float(ds.lon.max()), float(ds.lat.max())],
+        abs=1e-6,
+    )
     w, so, e, n = WORLD.preset.bbox
     assert w <= s.bbox[0] < s.bbox[2] <= e and so <= s.bbox[1] < s.bbox[3] <= n
     day = parse_nies_name(path)["date"].date().isoformat()
@@ -481,8 +507,9 @@ NIES_NAME = "GOSATTFTS20210714_02C01SV0290R210823GU000.h5"
 ACOS_NAME = "acos_LtCO2_210714_v211029_B9213A_211029011634s.nc4"
 
 
-@pytest.mark.parametrize(("name", "opener"), [(NIES_NAME, open_gosat_nies),
-                                              (ACOS_NAME, open_gosat_acos)])
+@pytest.mark.parametrize(
+    ("name", "opener"), [(NIES_NAME, open_gosat_nies), (ACOS_NAME, open_gosat_acos)]
+)
 def test_zero_byte_file_raises_reader_error_naming_file(tmp_path, name, opener):
     bad = tmp_path / name
     bad.write_bytes(b"")

@@ -95,11 +95,24 @@ class Input(_Strict):
 class ViProduct(_Strict):
     """The ``vi`` product: vegetation indices on the target grid, QA-masked."""
 
-    kind: Literal["vi"] = "vi"
+    kind: Literal["vi"]
     input: str
     variables: list[Literal["ndvi", "evi", "evi2", "nbr"]] = ["ndvi", "evi"]
     max_pixel_reliability: Annotated[int, Field(ge=0, le=3)] = 1
     resampling: Literal["nearest", "average", "bilinear"] = "nearest"
+
+
+class GosatL3Product(_Strict):
+    """The ``gosat_l3`` product: monthly XCO2/XCH4 mean, count and standard error of the
+    quality-passed soundings of GOSAT inputs, on a coarse grid of ``resolution`` (CRS units)."""
+
+    kind: Literal["gosat_l3"]
+    inputs: list[str] = Field(min_length=1)
+    variables: list[Literal["xco2", "xch4"]] = ["xco2", "xch4"]
+    resolution: Annotated[float, Field(gt=0)] = 0.25
+
+
+Product = Annotated[ViProduct | GosatL3Product, Field(discriminator="kind")]
 
 
 class Output(_Strict):
@@ -130,18 +143,21 @@ class Workflow(_Strict):
     period: Period
     data_dir: str = "."
     inputs: dict[str, Input] = Field(min_length=1)
-    products: dict[str, ViProduct] = Field(min_length=1)
+    products: dict[str, Product] = Field(min_length=1)
     output: Output = Output()
     dask: DaskSettings = DaskSettings()
 
     @model_validator(mode="after")
     def _products_use_known_inputs(self) -> Workflow:
         for name, product in self.products.items():
-            if product.input not in self.inputs:
-                raise ValueError(
-                    f"products.{name}.input: {product.input!r} is not one of the inputs "
-                    f"{sorted(self.inputs)}"
-                )
+            used = getattr(product, "inputs", None) or [getattr(product, "input", None)]
+            field = "inputs" if hasattr(product, "inputs") else "input"
+            for inp in used:
+                if inp is not None and inp not in self.inputs:
+                    raise ValueError(
+                        f"products.{name}.{field}: {inp!r} is not one of the inputs "
+                        f"{sorted(self.inputs)}"
+                    )
         return self
 
 
@@ -153,6 +169,12 @@ def _format_error(source: str, exc: ValidationError) -> str:
         msg = "unknown key"
     elif err["type"] == "missing":
         msg = "required key is missing"
+    elif err["type"] == "union_tag_not_found":
+        loc, msg = f"{loc}.kind", "required key is missing (the product kind)"
+    elif err["type"] == "union_tag_invalid":
+        ctx = err.get("ctx", {})
+        loc = f"{loc}.kind"
+        msg = f"unknown product kind {ctx.get('tag')!r}; known: {ctx.get('expected_tags')}"
     msg = msg.removeprefix("Value error, ")
     where = f"{loc}: " if loc else ""
     more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""

@@ -93,10 +93,14 @@ def run_workflow(
     out_dir = Path(wf.output.dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_if_changed(out_dir / "workflow.yaml", cfg.workflow_yaml(wf))
-    grid = target_grid(wf.region, wf.tile_size)
     results = []
     with _lazy_client(wf.dask) as get_client:
         for name, product in wf.products.items():
+            step = step_for(product.kind)
+            if hasattr(step, "grid"):
+                grid = step.grid(wf.region, product, wf.tile_size)
+            else:
+                grid = target_grid(wf.region, wf.tile_size)
             results.append(
                 _run_product(
                     wf, name, product, grid, out_dir, get_client, resume=resume, fresh=fresh

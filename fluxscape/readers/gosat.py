@@ -82,9 +82,7 @@ __all__ = [
     "parse_nies_name",
 ]
 
-NIES_SPEC_URL = (
-    "https://data2.gosat.nies.go.jp/doc/documents/GOSAT_ProductDescription_21_FTSSWIRL2_V3.10_ja.pdf"
-)
+NIES_SPEC_URL = "https://data2.gosat.nies.go.jp/doc/documents/GOSAT_ProductDescription_21_FTSSWIRL2_V3.10_ja.pdf"
 ACOS_SPEC_URL = "https://disc.gsfc.nasa.gov/datasets/ACOS_L2_Lite_FP_9r/summary"
 
 #: Units of the normalised gas variables.
@@ -94,8 +92,13 @@ _LONG_NAMES = {
     "xch4": "column-averaged dry-air mole fraction of CH4",
 }
 _TO_MOL_PER_MOL = {
-    "ppm": 1e-6, "ppmv": 1e-6, "ppb": 1e-9, "ppbv": 1e-9,
-    "mol mol-1": 1.0, "mol/mol": 1.0, "1": 1.0,
+    "ppm": 1e-6,
+    "ppmv": 1e-6,
+    "ppb": 1e-9,
+    "ppbv": 1e-9,
+    "mol mol-1": 1.0,
+    "mol/mol": 1.0,
+    "1": 1.0,
 }
 
 #: NIES product code -> normalised gas variable.
@@ -237,13 +240,15 @@ def _point_table(
 ) -> xr.Dataset:
     """The common sounding table (see the module docstring) from decoded 1-D arrays."""
     n = lat.size
-    columns = [("longitude", lon), ("time", time), ("sounding id", sounding_id),
-               ("quality flag", flag)] + [(k, v[0]) for k, v in gases.items()]
+    columns = [
+        ("longitude", lon),
+        ("time", time),
+        ("sounding id", sounding_id),
+        ("quality flag", flag),
+    ] + [(k, v[0]) for k, v in gases.items()]
     for name, arr in columns:
         if arr.shape != (n,):
-            raise ReaderError(
-                f"{path}: {name} has shape {arr.shape}, latitude has {n} soundings"
-            )
+            raise ReaderError(f"{path}: {name} has shape {arr.shape}, latitude has {n} soundings")
     lat, lon = _geolocation(lat, lon)
     ok = (flag == 0) & np.isfinite(lat) & np.isfinite(lon)
     for name in GAS_UNITS:
@@ -274,8 +279,12 @@ def _point_table(
 
 def _gas_attrs(gas: str, source: str, **extra) -> dict:
     """CF-style attributes of a normalised gas variable read from ``source``."""
-    return {"units": GAS_UNITS[gas], "long_name": _LONG_NAMES[gas], "source_variable": source,
-            **extra}
+    return {
+        "units": GAS_UNITS[gas],
+        "long_name": _LONG_NAMES[gas],
+        "source_variable": source,
+        **extra,
+    }
 
 
 def _check_gas(path: Path, present: list[str], gas: str | None) -> None:
@@ -328,8 +337,9 @@ def _decode_strings(raw: np.ndarray) -> np.ndarray:
     arr = arr.reshape(-1)
     return np.array(
         [
-            (v.decode("utf-8", errors="replace") if isinstance(v, bytes | np.bytes_) else str(v))
-            .strip("\x00 ")
+            (
+                v.decode("utf-8", errors="replace") if isinstance(v, bytes | np.bytes_) else str(v)
+            ).strip("\x00 ")
             for v in arr
         ],
         dtype=object,
@@ -435,9 +445,7 @@ def open_gosat_nies(path: str | Path, gas: str | None = None) -> xr.Dataset:
         lat = _decode_fill(_h5_read(f, path, "Data/geolocation/latitude"), NIES_FILL)
         lon = _decode_fill(_h5_read(f, path, "Data/geolocation/longitude"), NIES_FILL)
         time = parse_nies_times(path, _h5_read(f, path, "scanAttribute/time"))
-        flag = _flag(
-            _h5_read(f, path, "Data/retrievalQuality/totalPostScreeningResult"), NIES_FILL
-        )
+        flag = _flag(_h5_read(f, path, "Data/retrievalQuality/totalPostScreeningResult"), NIES_FILL)
         gases: dict[str, tuple[np.ndarray, dict]] = {}
         for name in [gas] if gas else present:
             gases.update(_nies_gas(f, path, name))
@@ -450,8 +458,8 @@ def open_gosat_nies(path: str | Path, gas: str | None = None) -> xr.Dataset:
         raise ReaderError(f"{path}: damaged HDF5 file ({exc})") from exc
     finally:
         f.close()
-    product = info["product"] if info else next(
-        k for k, v in NIES_PRODUCTS.items() if v == present[0]
+    product = (
+        info["product"] if info else next(k for k, v in NIES_PRODUCTS.items() if v == present[0])
     )
     return _point_table(
         path,
@@ -700,8 +708,15 @@ def _summary(path: Path, ds: xr.Dataset) -> FileSummary:
     located = np.isfinite(lat) & np.isfinite(lon)
     bbox = None
     if located.any():
-        bbox = [round(float(v), 6) for v in
-                (lon[located].min(), lat[located].min(), lon[located].max(), lat[located].max())]
+        bbox = [
+            round(float(v), 6)
+            for v in (
+                lon[located].min(),
+                lat[located].min(),
+                lon[located].max(),
+                lat[located].max(),
+            )
+        ]
     times = ds["time"].values
     span = None
     if times.size:

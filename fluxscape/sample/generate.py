@@ -4,6 +4,7 @@ Layout of the output directory::
 
     modis/    MOD13A2.AYYYYDDD.hHHvVV.061.<production>.hdf   16-day VI tiles (HDF4-EOS)
     towers/   FLX_<site>_FLUXNET2015_FULLSET_DD_<y1>-<y2>_1-4.csv and SitesList.csv
+    gosat/    nies/GOSATTFTS*_02C0[12]S*.h5 and acos/acos_LtCO2_*.nc4 (every third day)
     truth/    world.json, towers.csv, tower_daily.csv, phenology.nc
 
 MODIS tiles are full 1200 x 1200 tiles; only pixels within the region plus a margin carry
@@ -25,6 +26,7 @@ from scipy.ndimage import gaussian_filter
 
 from fluxscape.readers.modis_hdf4 import SINUSOIDAL_PROJ, TILE_SIZE_M, tile_upper_left
 from fluxscape.sample.fluxnet_writer import write_fullset_dd, write_site_list
+from fluxscape.sample.gosat_writer import write_gosat
 from fluxscape.sample.modis_writer import MOD13_SDS, TileSpec, write_mod13a2
 from fluxscape.sample.world import LC_NAMES, PRESETS, World
 
@@ -247,12 +249,15 @@ def write_sample_world(out_dir: str | Path, preset: str = "demo", seed: int = 42
     world = World(PRESETS[preset], seed=seed)
     truth = out / "truth"
     truth.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
+    # One random stream per source, so adding a source never changes the others' files.
+    streams = np.random.SeedSequence(seed).spawn(8)
     log.info("writing MODIS MOD13A2 tiles")
-    modis = write_modis_vi(world, out / "modis", rng)
+    modis = write_modis_vi(world, out / "modis", np.random.default_rng(streams[0]))
     log.info("writing FLUXNET FULLSET tower files")
     (out / "towers").mkdir(parents=True, exist_ok=True)
-    towers = write_towers(world, out / "towers", truth, rng)
+    towers = write_towers(world, out / "towers", truth, np.random.default_rng(streams[1]))
+    log.info("writing GOSAT L2 soundings (NIES HDF5, ACOS Lite NetCDF)")
+    gosat = write_gosat(world, out, np.random.default_rng(streams[2]))
     write_truth_phenology(world, truth)
     summary = {
         "preset": preset,
@@ -261,6 +266,7 @@ def write_sample_world(out_dir: str | Path, preset: str = "demo", seed: int = 42
         "years": list(world.preset.years),
         "modis_files": len(modis),
         "tower_files": len(towers) - 1,
+        "gosat_files": len(gosat),
         "towers": world.towers().to_dict(orient="records"),
         "generator": "fluxscape.sample",
     }

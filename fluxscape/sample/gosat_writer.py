@@ -192,22 +192,40 @@ def write_nies_l2(
         geo = f.create_group("Data/geolocation")
         _nies_dataset(geo, "latitude", _filled(snd.lat, NIES_FILL), "deg", "latitude")
         _nies_dataset(geo, "longitude", _filled(snd.lon, NIES_FILL), "deg", "longitude")
-        _nies_dataset(
-            geo, "landFraction", np.full(n, 100.0, "float32"), "%", "land fraction"
-        )
+        _nies_dataset(geo, "landFraction", np.full(n, 100.0, "float32"), "%", "land fraction")
         mix = f.create_group("Data/mixingRatio")
-        _nies_dataset(mix, stem, _filled(value + raw_offset, NIES_FILL), unit,
-                      f"column-averaged dry air mole fraction of {stem[1:]}")
+        _nies_dataset(
+            mix,
+            stem,
+            _filled(value + raw_offset, NIES_FILL),
+            unit,
+            f"column-averaged dry air mole fraction of {stem[1:]}",
+        )
         if bias_corrected:
-            _nies_dataset(mix, f"{stem}BiasCorrected", _filled(value, NIES_FILL), unit,
-                          f"bias-corrected {stem}")
+            _nies_dataset(
+                mix,
+                f"{stem}BiasCorrected",
+                _filled(value, NIES_FILL),
+                unit,
+                f"bias-corrected {stem}",
+            )
             err = uncertainty if uncertainty is not None else np.full(n, np.nan)
-            _nies_dataset(mix, f"{stem}BiasCorrectedError", _filled(err, NIES_FILL), unit,
-                          f"error of bias-corrected {stem}")
+            _nies_dataset(
+                mix,
+                f"{stem}BiasCorrectedError",
+                _filled(err, NIES_FILL),
+                unit,
+                f"error of bias-corrected {stem}",
+            )
         qual = f.create_group("Data/retrievalQuality")
         failed = snd.cloudy | snd.unconverged | ~np.isfinite(value)
-        _nies_dataset(qual, "totalPostScreeningResult", failed.astype("int8"), "none",
-                      "total post-screening result (0: passed)")
+        _nies_dataset(
+            qual,
+            "totalPostScreeningResult",
+            failed.astype("int8"),
+            "none",
+            "total post-screening result (0: passed)",
+        )
         chi2 = np.where(snd.unconverged, np.nan, np.where(failed, 2.5, 1.1))
         _nies_dataset(qual, "chi2", _filled(chi2, NIES_FILL), "none", "chi square")
         scan = f.create_group("scanAttribute")
@@ -215,8 +233,11 @@ def write_nies_l2(
         _nies_dataset(scan, "scanID", _strings(scan_ids), "none", "scan ID")
         _nies_dataset(scan, "numScan", np.array([n], "int32"), "none", "number of scans")
         meta = f.create_group("Global/metadata")
-        for key, text in (("satelliteName", "GOSAT"), ("sensorName", "TANSO-FTS"),
-                          ("operationLevel", "L2")):
+        for key, text in (
+            ("satelliteName", "GOSAT"),
+            ("sensorName", "TANSO-FTS"),
+            ("operationLevel", "L2"),
+        ):
             meta.create_dataset(key, data=_strings([text]))
     return path
 
@@ -272,49 +293,106 @@ def write_acos_lite(
         var("sounding_id", ids, "i8", long_name="sounding id (YYYYMMDDhhmmss + index)")
         var("latitude", lat, units="degrees_north", long_name="latitude")
         var("longitude", lon, units="degrees_east", long_name="longitude")
-        var("time", seconds, "f8", units="seconds since 1970-01-01 00:00:00",
-            long_name="sounding time (UTC)")
+        var(
+            "time",
+            seconds,
+            "f8",
+            units="seconds since 1970-01-01 00:00:00",
+            long_name="sounding time (UTC)",
+        )
         date = np.stack(
-            [stamps.year, stamps.month, stamps.day, stamps.hour, stamps.minute, stamps.second,
-             stamps.microsecond // 1000], axis=1,
+            [
+                stamps.year,
+                stamps.month,
+                stamps.day,
+                stamps.hour,
+                stamps.minute,
+                stamps.second,
+                stamps.microsecond // 1000,
+            ],
+            axis=1,
         ).astype("i2")
-        var("date", date, "i2", ("sounding_id", "epoch_dimension"),
-            long_name="year, month, day, hour, minute, second, millisecond (UTC)")
+        var(
+            "date",
+            date,
+            "i2",
+            ("sounding_id", "epoch_dimension"),
+            long_name="year, month, day, hour, minute, second, millisecond (UTC)",
+        )
         var("xco2", xco2, units="ppm", long_name="bias-corrected XCO2")
         var("xco2_uncertainty", uncertainty, units="ppm", long_name="XCO2 posterior error")
-        var("xco2_quality_flag", cloudy.astype("i1"), "i1",
-            long_name="XCO2 quality flag", comment="0 = good, 1 = bad")
+        var(
+            "xco2_quality_flag",
+            cloudy.astype("i1"),
+            "i1",
+            long_name="XCO2 quality flag",
+            comment="0 = good, 1 = bad",
+        )
         var("solar_zenith_angle", sza, units="degrees")
         var("sensor_zenith_angle", rng.uniform(0, 12, n), units="degrees")
         offsets = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * 0.045
-        var("vertex_latitude", lat[:, None] + offsets[None, :, 1], dims=("sounding_id", "vertices"),
-            units="degrees_north")
-        var("vertex_longitude", lon[:, None] + offsets[None, :, 0],
-            dims=("sounding_id", "vertices"), units="degrees_east")
+        var(
+            "vertex_latitude",
+            lat[:, None] + offsets[None, :, 1],
+            dims=("sounding_id", "vertices"),
+            units="degrees_north",
+        )
+        var(
+            "vertex_longitude",
+            lon[:, None] + offsets[None, :, 0],
+            dims=("sounding_id", "vertices"),
+            units="degrees_east",
+        )
         var("xco2_apriori", apriori, units="ppm")
-        var("pressure_levels", psurf[:, None] * levels[None, :], dims=("sounding_id", "levels"),
-            units="hPa")
+        var(
+            "pressure_levels",
+            psurf[:, None] * levels[None, :],
+            dims=("sounding_id", "levels"),
+            units="hPa",
+        )
         weight = np.full((n, N_LEVELS), 1.0 / N_LEVELS)
         var("pressure_weight", weight, dims=("sounding_id", "levels"), units="1")
         kernel = np.broadcast_to(0.75 + 0.3 * levels, (n, N_LEVELS))
         var("xco2_averaging_kernel", kernel, dims=("sounding_id", "levels"), units="1")
-        var("co2_profile_apriori", np.repeat(apriori[:, None], N_LEVELS, axis=1),
-            dims=("sounding_id", "levels"), units="ppm")
+        var(
+            "co2_profile_apriori",
+            np.repeat(apriori[:, None], N_LEVELS, axis=1),
+            dims=("sounding_id", "levels"),
+            units="ppm",
+        )
         sounding = nc.createGroup("Sounding")
         var("land_fraction", np.full(n, 100.0), units="%", group=sounding)
-        var("gain", np.full(n, ord("H"), "i1"), "i1", group=sounding,
-            comment="ASCII code of the TANSO-FTS gain setting (H or M)")
+        var(
+            "gain",
+            np.full(n, ord("H"), "i1"),
+            "i1",
+            group=sounding,
+            comment="ASCII code of the TANSO-FTS gain setting (H or M)",
+        )
         retrieval = nc.createGroup("Retrieval")
-        var("xco2_raw", xco2 + ACOS_XCO2_RAW_OFFSET, units="ppm", group=retrieval,
-            long_name="XCO2 before bias correction")
+        var(
+            "xco2_raw",
+            xco2 + ACOS_XCO2_RAW_OFFSET,
+            units="ppm",
+            group=retrieval,
+            long_name="XCO2 before bias correction",
+        )
         var("psurf", psurf, units="hPa", group=retrieval)
-        var("aod_total", np.where(cloudy, 0.4, 0.08) * rng.uniform(0.5, 1.5, n), units="1",
-            group=retrieval)
+        var(
+            "aod_total",
+            np.where(cloudy, 0.4, 0.08) * rng.uniform(0.5, 1.5, n),
+            units="1",
+            group=retrieval,
+        )
         meteorology = nc.createGroup("Meteorology")
         var("psurf_apriori", psurf + rng.normal(0, 1.5, n), units="hPa", group=meteorology)
         preprocessors = nc.createGroup("Preprocessors")
-        var("co2_ratio", np.where(cloudy, 1.03, 1.0) + rng.normal(0, 0.003, n), units="1",
-            group=preprocessors)
+        var(
+            "co2_ratio",
+            np.where(cloudy, 1.03, 1.0) + rng.normal(0, 0.003, n),
+            units="1",
+            group=preprocessors,
+        )
     return path
 
 
@@ -337,15 +415,18 @@ def write_gosat(world: World, out_dir: str | Path, rng: np.random.Generator) -> 
             value, unc = _retrieve(truth, snd, gas, rng)
             name = f"GOSATTFTS{day:%Y%m%d}_{product}V{NIES_VERSION}R{processed:%y%m%d}GU000.h5"
             if gas == "xco2":
-                paths.append(write_nies_l2(nies_dir / name, snd, gas, value, unc,
-                                           raw_offset=NIES_XCO2_RAW_OFFSET))
+                paths.append(
+                    write_nies_l2(
+                        nies_dir / name, snd, gas, value, unc, raw_offset=NIES_XCO2_RAW_OFFSET
+                    )
+                )
             else:
-                paths.append(write_nies_l2(nies_dir / name, snd, gas, value,
-                                           bias_corrected=False))
+                paths.append(write_nies_l2(nies_dir / name, snd, gas, value, bias_corrected=False))
         value, unc = _retrieve(co2, snd, "xco2", rng)
         apriori = co2 - 2.0 + rng.normal(0, 0.5, snd.size)
         produced = day + timedelta(days=300, hours=1, minutes=16, seconds=34)
-        name = (f"acos_LtCO2_{day:%y%m%d}_v{produced:%y%m%d}_{ACOS_BUILD}_"
-                f"{produced:%y%m%d%H%M%S}s.nc4")
+        name = (
+            f"acos_LtCO2_{day:%y%m%d}_v{produced:%y%m%d}_{ACOS_BUILD}_{produced:%y%m%d%H%M%S}s.nc4"
+        )
         paths.append(write_acos_lite(acos_dir / name, snd, value, unc, apriori, rng))
     return paths

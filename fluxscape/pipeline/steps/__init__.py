@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from fluxscape.pipeline.steps import vi
+from fluxscape.pipeline.steps import gosat_l3, vi
 
-STEPS: dict[str, ModuleType] = {"vi": vi}
+STEPS: dict[str, ModuleType] = {"vi": vi, "gosat_l3": gosat_l3}
 
 
 def step_for(kind: str) -> ModuleType:
