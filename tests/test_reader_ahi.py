@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from fluxscape.errors import ReaderError
-from fluxscape.readers import detect, inspect_file
+from fluxscape.readers import detect, inspect_file, readers
 from fluxscape.readers.ahi_hsd import (
     granule_info,
     linecol_to_lonlat,
@@ -321,6 +321,7 @@ def test_ptree_bbox_reads_only_a_window(ahi_sample):
 
 
 def test_registry_detects_hsd_and_ptree_files(ahi_sample):
+    assert {"ahi_hsd", "ahi_ptree"} <= set(readers())
     hsd = hsd_files(ahi_sample, "2021-07-03 02:30", "03")[0]
     assert detect(hsd).name == "ahi_hsd"
     assert detect(ptree_file(ahi_sample, "2021-07-03 02:30")).name == "ahi_ptree"
@@ -530,7 +531,8 @@ def test_ptree_all_fill_is_a_reader_error(ahi_sample, tmp_path):
     with netCDF4.Dataset(path, "a") as nc:
         for name in nc.variables:
             if name.startswith(("albedo_", "tbb_")):
-                nc[name][:] = np.ma.masked_all(nc[name].shape)
+                nc[name].set_auto_maskandscale(False)
+                nc[name][:] = np.full(nc[name].shape, -32768, dtype="i2")  # _FillValue
     assert_reader_error(open_ptree, path, "fill")
 
 

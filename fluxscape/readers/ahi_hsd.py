@@ -41,12 +41,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import xarray as xr
 
 from fluxscape.errors import ReaderError
 from fluxscape.readers.registry import FileSummary, ReaderSpec, register
+
+if TYPE_CHECKING:  # pyresample is imported lazily (reader modules must import fast)
+    from pyresample.geometry import AreaDefinition
 
 SPEC_URL = (
     "https://www.data.jma.go.jp/mscweb/en/himawari89/space_segment/hsd_sample/"
@@ -554,17 +558,16 @@ def _local_copy(header: HsdHeader, folder: Path) -> Path:
     return target
 
 
-def _target_area(areas: dict[str, object], resolution: int):
+def _target_area(areas: dict[int, AreaDefinition], resolution: int) -> AreaDefinition:
     """The geostationary AreaDefinition at ``resolution`` metres covering the loaded
     segments: the loaded band's own area at that resolution, else another band's area with
     its pixel grid refined or coarsened (AHI grids nest: 2 km = 2 x 2 x 1 km = 4 x 4 x 0.5 km).
     """
     from pyresample.geometry import AreaDefinition
 
-    by_res = {res: area for res, area in areas.items()}
-    if resolution in by_res:
-        return by_res[resolution]
-    res, area = min(by_res.items())
+    if resolution in areas:
+        return areas[resolution]
+    res, area = min(areas.items())
     factor = res / resolution
     width, height = area.width * factor, area.height * factor
     if abs(width - round(width)) > 1e-6 or abs(height - round(height)) > 1e-6:
@@ -658,6 +661,7 @@ def open_hsd(
 def _load_with_satpy(local: list[Path], headers: list[HsdHeader], wanted: list[str], res: int):
     """satpy Scene -> computed DataArrays on one common grid (inside the temporary folder's
     lifetime, hence computed)."""
+    import dask
     from satpy import Scene
 
     names = ", ".join(sorted(h.path.name for h in headers))
@@ -682,7 +686,9 @@ def _load_with_satpy(local: list[Path], headers: list[HsdHeader], wanted: list[s
                 out = scn
             else:
                 out = scn.resample(target, resampler="native")
-            arrays = {b: out[b].compute() for b in wanted}
+            # Synchronous: small arrays, and safe inside a task of a distributed Dask cluster.
+            computed = dask.compute(*(out[b] for b in wanted), scheduler="synchronous")
+            arrays = dict(zip(wanted, computed, strict=True))
     except ReaderError:
         raise
     except Exception as exc:  # satpy/numpy/dask errors become one clear line
@@ -715,7 +721,7 @@ def _finish(
     for b in wanted:
         arr = arrays[b]
         values = np.asarray(arr.values, dtype=np.float32)
-        role, wl, native, _ = BANDS.get(b, (b.lower(), float("nan"), 0, ""))
+        role, wl, _, _ = BANDS.get(b, (b.lower(), float("nan"), 0, ""))
         if _calibration(b) == "reflectance":
             values = values / np.float32(100.0)
             attrs = {
@@ -732,14 +738,15 @@ def _finish(
         attrs.update(
             band=b,
             wavelength_um=float(arr.attrs["wavelength"].central),
-            native_resolution_m=int(arr.attrs["resolution"]),
+            native_resolution_m=NATIVE_RESOLUTION[int(b[1:])],
             grid_mapping="spatial_ref",
         )
         data_vars[b] = (("y", "x"), values, attrs)
     ds = xr.Dataset(data_vars, coords=coords)
     lons, lats = area.get_lonlats()
-    lons = np.where(np.isfinite(lons) & (np.abs(lons) <= 360), lons, np.nan).astype(np.float32)
-    lats = np.where(np.isfinite(lats) & (np.abs(lats) <= 90), lats, np.nan).astype(np.float32)
+    # float64: float32 would move pixel centres by up to 1.5e-5 degree (about 1.5 m).
+    lons = np.where(np.isfinite(lons) & (np.abs(lons) <= 360), lons, np.nan)
+    lats = np.where(np.isfinite(lats) & (np.abs(lats) <= 90), lats, np.nan)
     ds = ds.assign_coords(
         lon=(("y", "x"), lons, {"units": "degrees_east", "standard_name": "longitude"}),
         lat=(("y", "x"), lats, {"units": "degrees_north", "standard_name": "latitude"}),
@@ -751,7 +758,7 @@ def _finish(
         from pyorbital.astronomy import sun_zenith_angle
 
         with np.errstate(invalid="ignore"):
-            sza = sun_zenith_angle(mid, lons.astype(float), lats.astype(float))
+            sza = sun_zenith_angle(mid, lons, lats)
         ds["solar_zenith_angle"] = (
             ("y", "x"),
             np.asarray(sza, dtype=np.float32),
