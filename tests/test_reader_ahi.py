@@ -494,6 +494,12 @@ def test_hsd_one_all_fill_band_becomes_nan_and_is_listed(ahi_sample, tmp_path):
     assert np.isnan(ds["B13"].values).all() and np.isfinite(ds["B03"].values).all()
 
 
+def test_hsd_segments_with_a_gap_are_refused(ahi_sample):
+    files = hsd_files(ahi_sample, "2021-07-03 02:30", "13")
+    with pytest.raises(ReaderError, match="not contiguous"):
+        open_hsd([files[0], files[2]])
+
+
 def test_hsd_files_of_two_observations_are_refused(ahi_sample):
     files = hsd_files(ahi_sample, "2021-07-03 02:30", "13")[:1]
     files += hsd_files(ahi_sample, "2021-07-03 05:00", "13")[:1]

@@ -597,7 +597,7 @@ def open_hsd(
         HSD files of ONE observation (same satellite, area and nominal time): one or more
         segments of one or more bands, ``.DAT`` or ``.DAT.bz2``. Use
         :func:`segments_for_bbox` first to open only the segments over a region. Every band
-        must cover the same segments.
+        must cover the same, adjacent segments.
     bands:
         satpy band names; default: those of :data:`BANDS` (B03, B04, B05, B06, B13) present.
     resolution:
@@ -650,6 +650,12 @@ def open_hsd(
         raise ReaderError(
             f"{files[0]}: bands cover different segments ({segs}); give every band the same "
             "segments"
+        )
+    seg_list = next(iter(segs.values()))
+    if seg_list != list(range(seg_list[0], seg_list[-1] + 1)):
+        raise ReaderError(
+            f"{files[0]}: segments {seg_list} are not contiguous; satpy would stack them "
+            "without the gap, so open each run of adjacent segments separately"
         )
     chosen = [h for h in headers if f"B{h.band:02d}" in wanted]
     with tempfile.TemporaryDirectory(prefix="fluxscape_hsd_") as tmp:
