@@ -16,6 +16,10 @@ from fluxscape.pipeline.config import load_workflow, parse_workflow, resolve_wor
 def good(tmp_path: Path) -> dict:
     (tmp_path / "data" / "modis").mkdir(parents=True)
     (tmp_path / "data" / "modis" / "MOD13A2.A2021001.h29v05.061.2021018034215.hdf").write_text("")
+    (tmp_path / "data" / "gosat" / "nies").mkdir(parents=True)
+    for code in ("02C01S", "02C02S"):
+        name = f"GOSATTFTS20210101_{code}V0290R21021900000GU000.h5"
+        (tmp_path / "data" / "gosat" / "nies" / name).write_text("")
     doc = yaml.safe_load((REPO / "workflows" / "demo.yaml").read_text())
     doc["data_dir"] = str(tmp_path / "data")
     doc["output"]["dir"] = str(tmp_path / "out")
