@@ -5,10 +5,19 @@ Format specification: JAXA, "SGLI Level-1 Product Format Description"
 Decoding and geolocation are satpy's (``satpy/readers/sgli_l1b.py``, reader status Beta): DNs
 are masked to 14 bits (the upper bits carry stray-light flags), 16383/16382 (missing/saturated,
 from the ``Bit00(LSB)-13`` attribute) become NaN, reflectance is
-``(DN * Slope_reflectance + Offset_reflectance)``, and the tie-point ``Geometry_data``
+``(DN * Slope_reflectance + Offset_reflectance)`` (pi L / F0, not yet divided by the cosine of
+the solar zenith angle, as JAXA's own tools do), and the tie-point ``Geometry_data``
 ``Latitude``/``Longitude`` (every ``Resampling_interval`` pixels) are interpolated to every
-pixel with python-geotiepoints. This module checks the file first (so that a bad file gives a
-ReaderError naming the file and the problem rather than a satpy traceback), then asks satpy.
+pixel with python-geotiepoints. By default the bands are loaded with satpy's ``sunz_corrected``
+modifier (as satpy's own SGLI composites are): 1/cos(SZA) from the file's ``Solar_zenith``
+(VNR) or from the solar position at the scene start (IRS, whose angles satpy does not map).
+
+This module checks the file first (so that a bad file gives a ReaderError naming the file and
+the problem rather than a satpy traceback), then asks satpy. JAXA stores
+``Resampling_interval`` and ``Number_of_lines``/``Number_of_pixels`` as 1-element arrays,
+which satpy 0.60 cannot pass to numpy >= 2.4 (pytroll/satpy#3470, fix in review as
+pytroll/satpy#3475); for such files satpy reads a small view file (external links to the
+bands, unwrapped attributes) until a fixed satpy is required.
 
 File names (satpy's pattern, matched on the base name)::
 
@@ -344,6 +353,9 @@ def _scalar_view(path: Path, folder: Path) -> Path:
     view = folder / path.name
     with h5py.File(path, "r") as src, h5py.File(view, "w") as dst:
         for name, obj in src.items():
+            if not isinstance(obj, h5py.Group):
+                dst[name] = h5py.ExternalLink(str(path.resolve()), f"/{name}")
+                continue
             group = dst.create_group(name)
             for key, value in obj.attrs.items():
                 unwrap = name == "Image_data" and key in _SCALAR_ATTRS["Image_data"]

@@ -1,9 +1,8 @@
 """GCOM-C SGLI Level-2 land tile products (VGI, LST, LAI, RSRF) in JAXA's EQA tiles (HDF5).
 
 Format specification: JAXA, "SGLI Higher Level Product Format Description"
-(https://gportal.jaxa.jp/gpr/assets/mng_upload/GCOM-C/SGLI_Higher_Level_Product_Format_Description_en.pdf)
-and, for the tile geolocation, the "GCOM-C Data Users Handbook" (SGC-180024,
-https://gportal.jaxa.jp/gpr/assets/mng_upload/GCOM-C/GCOM-C_SHIKISAI_Data_Users_Handbook_en.pdf).
+(listed on https://shikisai.jaxa.jp/faq/faq0040.html, with the per-product QA flag tables) and,
+for the tile geolocation, the "GCOM-C Data Users Handbook" (SGC-180024).
 Cross-checked against the open readers ``K0gata/SGLI_Python_Open_Tool:spot/level2.py`` and
 ``TTY6335/SGLI_L2``. satpy has no reader for these tiles, so this thin h5py reader is ours.
 
@@ -39,7 +38,7 @@ Importing this module registers the ``sgli_l2`` reader with :mod:`fluxscape.read
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import h5py
@@ -69,8 +68,7 @@ __all__ = [
 ]
 
 SPEC_URL = (
-    "https://gportal.jaxa.jp/gpr/assets/mng_upload/GCOM-C/"
-    "SGLI_Higher_Level_Product_Format_Description_en.pdf"
+    "SGLI Higher Level Product Format Description (https://shikisai.jaxa.jp/faq/faq0040.html)"
 )
 HANDBOOK = "GCOM-C Data Users Handbook SGC-180024 (EQA tile geolocation)"
 
@@ -107,6 +105,11 @@ QA_BITS = {
 
 _TIME_FORMATS = ("%Y%m%d %H:%M:%S.%f", "%Y%m%d %H:%M:%S")
 _NOT_DECODED = ("QA_flag", "Line_tai93")
+
+
+def _is_bit_layer(name: str) -> bool:
+    """QA_flag and other flag/time-stamp layers: returned as stored integers."""
+    return name in _NOT_DECODED or "flag" in name.lower()
 
 
 # --- small HDF5 helpers (shared with sgli_l1b) -------------------------------------------------
@@ -325,15 +328,6 @@ def parse_l2_filename(path: str | Path) -> dict | None:
     }
 
 
-def _period_end(start: datetime, period: str) -> datetime:
-    if period == "08D":
-        return start + timedelta(days=8) - timedelta(microseconds=1)
-    if period == "01M":
-        nxt = datetime(start.year + start.month // 12, start.month % 12 + 1, 1)
-        return nxt - timedelta(microseconds=1)
-    return start + timedelta(days=1) - timedelta(microseconds=1)
-
-
 def _read_info(h5: h5py.File, path: Path) -> dict:
     """Tile, size, times and product of an open L2 file (metadata only)."""
     glob_attrs = _group(h5, "Global_attributes", path).attrs
@@ -494,6 +488,9 @@ def open_sgli_l2(
     composites the composite start date (like the MODIS reader). Attributes carry the tile,
     product, period and ``time_coverage_start``/``time_coverage_end`` (ISO 8601, UTC).
 
+    Memory: a full 250 m tile is 4800 x 4800 pixels (two float64 coordinate arrays of 184 MB);
+    read such tiles by ``roi``.
+
     Raises ReaderError naming the file and the problem (not HDF5, truncated, missing group,
     attribute, time or product layer, unknown variable).
     """
@@ -506,7 +503,7 @@ def open_sgli_l2(
         if meta is not None:
             required = PRODUCT_LAYERS.get(info["product"], ())
             missing = [name for name in required if name not in info["layers"]]
-            if missing or not [k for k in info["layers"] if k not in _NOT_DECODED]:
+            if missing or not [k for k in info["layers"] if not _is_bit_layer(k)]:
                 raise ReaderError(
                     f"{path}: {info['product']} file has no product layer "
                     f"{missing or 'at all'} in /Image_data (it has {sorted(info['layers'])})"
@@ -534,7 +531,7 @@ def open_sgli_l2(
                 raise ReaderError(f"{where} has shape {dset.shape}, the tile is {n} x {n}")
             dn = _read_layer(dset, window, path, name)
             attrs = {"long_name": _description(dset.attrs, where) or name}
-            if name in _NOT_DECODED:
+            if _is_bit_layer(name):
                 values = dn
                 attrs["units"] = "1"
                 if name == "QA_flag":

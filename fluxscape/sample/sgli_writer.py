@@ -3,33 +3,39 @@
 Two kinds of files are written into one folder:
 
 * **L2 land tiles** (``GC1SG1_{YYYYMMDD}D01D_T{vv}{hh}_L2SG_{VGI_|LST_|LAI_|RSRF}K_3000.h5``),
-  1 km EQA tiles of 1200 x 1200 pixels, every tile that meets the region, on a 2-day revisit
-  (SGLI's 1150 km swath revisits mid-latitudes about every 2 days; a real 01D tile exists every
-  day, but on the other days the region lies outside the swath, so those are not written).
-  VGI carries NDVI and EVI computed from noisy surface reflectances, RSRF those reflectances
-  (``Rs_VN03``, ``Rs_VN05``, ``Rs_VN08``, ``Rs_VN11``, ``Rs_SW03``, ``Rs_SW04``), LST the
-  daytime land surface temperature, LAI the leaf area index, all with ``QA_flag`` bits
-  (:data:`fluxscape.readers.sgli_l2.QA_BITS`) and a per-pixel ``Geometry_data/Obs_time``.
-  Only pixels within the region plus :data:`MARGIN_DEG` carry data; the rest of the tile is
-  Error_DN with the QA no-data bit, as over the sea. Layers are gzip-compressed and chunked, and
-  only chunks that hold data are written: HDF5 returns the fill value (= Error_DN) for the
-  others, so a reader sees the full tile exactly as if every chunk had been written.
+  1 km EQA tiles of 1200 x 1200 pixels, every tile that meets the region (T0529 for the demo
+  preset; T0528 and T0529 for demo-4x). Overpasses come every 2 days (SGLI's 1150 km swath
+  revisits mid-latitudes about every 2 days; a real 01D tile exists every day, but on the other
+  days the region lies outside the swath, so those are not written). VGI (NDVI and EVI
+  computed from noisy surface reflectances), LST (daytime) and LAI are written for every
+  overpass; RSRF (those reflectances: ``Rs_VN03``, ``Rs_VN05``, ``Rs_VN08``, ``Rs_VN11``,
+  ``Rs_SW03``, ``Rs_SW04``) for every 4th overpass (8 days), which keeps the demo sample under
+  60 MB (see :data:`PRODUCT_EVERY`). Every layer has ``QA_flag`` bits
+  (:data:`fluxscape.readers.sgli_l2.QA_BITS`); LST and RSRF also a per-pixel
+  ``Geometry_data/Obs_time``. Only pixels within the region plus :data:`MARGIN_DEG` carry
+  data; the rest of the tile is Error_DN with the QA no-data bit, as over the sea. Layers are
+  gzip-compressed in 200 x 200 chunks and only chunks that hold data are written: HDF5 returns
+  the fill value (= Error_DN) for the others, so a reader sees the full tile exactly as if
+  every chunk had been written.
 * **L1B granules** (``GC1SG1_{YYYYMMDDhhmm}M{path}{scene}_1BSG_{VNR|IRS}DK_2002.h5``), one
   daytime 1 km scene a month in the first year, with VN03-VN06, VN08, VN11 (VNR file) and
-  SW03, SW04 (IRS file), tie-point geolocation every 10 pixels and solar/sensor angles, in the
-  layout satpy's ``sgli_l1b`` reader expects. Real L1B scenes are about 1250 pixels x 1955
-  lines at 1 km; the sample scenes are cut to the region plus margin (roughly 140 x 120 at
-  1 km for the demo preset) to stay small. The sample world has no atmosphere, so the TOA
-  reflectance of a clear pixel equals the true surface reflectance.
+  SW03, SW04 (IRS file), tie-point geolocation and solar/sensor angles every 10 pixels, and
+  JAXA's 1-element array attributes. Real L1B scenes are about 1250 pixels x 1955 lines at
+  1 km; the sample scenes are cut to the region plus margin (139 x 124 at 1 km for the demo
+  preset) to stay small. The sample world has no atmosphere: a clear pixel's TOA reflectance
+  is the true surface reflectance, stored as JAXA's Slope_reflectance quantity (pi L / F0,
+  i.e. times cos(solar zenith)). One pixel is missing (DN 16383) and the last three lines carry
+  the stray-light bit (bit 15), which readers must mask off.
 
-Clouds are spatially correlated blobs (smoothed Gaussian noise ranked against the day's regional
-cloudiness from :meth:`World.weather`); cloudy pixels get cloud-contaminated values (bright, flat
-reflectances, low NDVI and LAI, cold LST) and QA cloud bits; pixels next to clouds get extra
-noise and the adjacency bit.
+Clouds are spatially correlated blobs (smoothed Gaussian noise thresholded at the day's
+regional cloudiness from :meth:`World.weather`). Cloudy pixels carry cloud-contaminated
+values (bright, flat reflectances, hence low NDVI, EVI and LAI) and the QA cloud bit; LST is
+Error_DN there (clear-sky retrieval). Pixels at cloud edges get thin-cloud contamination
+(slightly brighter, LST 2 K colder) and the adjacency bit.
 
 Attribute names and layouts follow JAXA's format descriptions; numerical Slope/Offset/valid
-ranges, QA bit positions, ``Obs_time`` and the second-letter and path/scene numbers of L1B
-names are hedged choices (see the reader modules).
+ranges, QA bit positions, ``Obs_time`` and the letter and path/scene numbers in L1B names are
+hedged choices (see the reader modules).
 """
 
 from __future__ import annotations
@@ -192,27 +198,54 @@ def _to_dn(values: np.ndarray, layer: Layer, dtype=np.uint16) -> np.ndarray:
     return np.where(np.isfinite(values), dn, layer.error_dn).astype(dtype)
 
 
-def _cloud_field(
-    rng: np.random.Generator,
-    shape,
-    inside: np.ndarray,
-    fraction: float,
-    adjacent: float = 0.06,
-    sigma: float = 4.0,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Spatially correlated clouds over the ``inside`` pixels: (cloudy, adjacent, depth).
+#: Cloud fields are drawn on a regional lon/lat grid (so clouds continue across tile edges
+#: and the same day's L2 tiles share them) and looked up at each pixel's lon/lat.
+CLOUD_GRID_DEG = 0.01
+CLOUD_SIGMA_CELLS = 4.0
+CLOUD_EDGE_FRACTION = 0.06
 
-    A smoothed Gaussian field is thresholded at its ``fraction`` quantile (clouds are blobs of
-    ~10 pixels); ``adjacent`` is the next ``adjacent`` quantile band (cloud edges, thin
-    cloud); ``depth`` in [0, 1] grows smoothly towards a blob's core (cloud optical depth).
-    """
-    field = gaussian_filter(rng.normal(size=shape), sigma=sigma)[inside]
-    field /= field.std() or 1.0
-    lo, hi = np.quantile(field, [min(fraction, 1.0), min(fraction + adjacent, 1.0)])
-    cloudy = field < lo if fraction > 0 else np.zeros(field.shape, bool)
-    edge = (field >= lo) & (field < hi) if fraction > 0 else np.zeros(field.shape, bool)
-    depth = np.clip((lo - field) / 1.0, 0.0, 1.0)
-    return cloudy, edge, depth
+
+@dataclass(frozen=True)
+class CloudField:
+    """One day's clouds over the region: a smooth standardised field on a lon/lat grid
+    (north-west corner ``west``/``north``, ``CLOUD_GRID_DEG`` cells) and its thresholds:
+    cloudy below ``cloud``, cloud edge/thin cloud below ``edge``."""
+
+    west: float
+    north: float
+    field: np.ndarray
+    cloud: float
+    edge: float
+
+    def at(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(cloudy, edge, depth) at lon/lat: depth in [0, 1] grows smoothly towards a cloud's
+        core (optical depth) and is 0 outside clouds."""
+        ny, nx = self.field.shape
+        row = np.clip(np.round((self.north - lat) / CLOUD_GRID_DEG), 0, ny - 1).astype(int)
+        col = np.clip(np.round((lon - self.west) / CLOUD_GRID_DEG), 0, nx - 1).astype(int)
+        value = self.field[row, col]
+        cloudy = value < self.cloud
+        edge = ~cloudy & (value < self.edge)
+        return cloudy, edge, np.clip(self.cloud - value, 0.0, 1.0)
+
+
+def _clouds(world: World, rng: np.random.Generator, fraction: float) -> CloudField:
+    """Spatially correlated clouds (blobs of ~10 km) covering ``fraction`` of the region."""
+    w, s, e, n = world.preset.bbox
+    pad = MARGIN_DEG + 0.1  # also covers the corners of the L1B scenes
+    west, north = w - pad, n + pad
+    ny = int(np.ceil((n - s + 2 * pad) / CLOUD_GRID_DEG)) + 1
+    nx = int(np.ceil((e - w + 2 * pad) / CLOUD_GRID_DEG)) + 1
+    field = gaussian_filter(rng.normal(size=(ny, nx)), sigma=CLOUD_SIGMA_CELLS)
+    field /= field.std()
+    k = int(np.ceil(pad / CLOUD_GRID_DEG))
+    region = field[k:-k, k:-k]  # the fraction refers to the region without the padding
+    if fraction <= 0:
+        return CloudField(west, north, field, -np.inf, -np.inf)
+    cloud, edge = np.quantile(
+        region, [min(fraction, 1.0), min(fraction + CLOUD_EDGE_FRACTION, 1.0)]
+    )
+    return CloudField(west, north, field, float(cloud), float(edge))
 
 
 def _cloud_fraction(world: World, dates: pd.DatetimeIndex) -> np.ndarray:
@@ -273,31 +306,15 @@ def _tile_areas(world: World, n: int) -> list[_TileArea]:
     return areas
 
 
-def _observations(world: World, area: _TileArea, dates: pd.DatetimeIndex, rng):
-    """Yield (date, observation) per date for one tile area: observed layers (physical
-    values, shape (k,) of the inside pixels), QA bits, per-pixel UT hours and the overpass
-    hour. The truth is evaluated in blocks of dates to bound memory."""
-    lon, lat = area.lon, area.lat
-    k = lon.size
-    bright = world.brightness(lon, lat)
-    fractions = _cloud_fraction(world, dates)
-    block = 32
-    for b0 in range(0, len(dates), block):
-        sub = dates[b0 : b0 + block]
-        ndvi_true = world.ndvi(lon, lat, sub)
-        lst_true = world.land_surface_temperature(lon, lat, sub)
-        for i, date in enumerate(sub):
-            frac = fractions[b0 + i]
-            yield (
-                date.to_pydatetime(),
-                _observe(world, ndvi_true[:, i], lst_true[:, i], bright, lat, area, frac, rng, k),
-            )
+def _observe(world: World, truth: dict, clouds: CloudField, overpass: float, rng) -> dict:
+    """One overpass over one tile area: sensor noise, clouds and their contamination.
 
-
-def _observe(world, ndvi_true, lst_true, bright, lat, area, frac, rng, k) -> dict:
-    """One overpass over one tile area: sensor noise, clouds and their contamination."""
-    refl = world.reflectance(ndvi_true, bright)
-    cloudy, edge, depth = _cloud_field(rng, area.inside.shape, area.inside, frac)
+    ``truth`` holds the area's true ``ndvi``, ``lst``, ``brightness``, ``lon`` and ``lat``
+    (shape (k,)); returns observed layers (physical values), QA bits and per-pixel UT hours.
+    """
+    k = truth["lon"].size
+    refl = world.reflectance(truth["ndvi"], truth["brightness"])
+    cloudy, edge, depth = clouds.at(truth["lon"], truth["lat"])
     # Cloud reflectance grows smoothly with optical depth (flat spectrum, darker in the SWIR);
     # thin cloud at the edges adds a little brightness. Sensor noise comes on top of both.
     cloud_refl = 0.22 + 0.3 * depth
@@ -312,11 +329,10 @@ def _observe(world, ndvi_true, lst_true, bright, lat, area, frac, rng, k) -> dic
     lai = np.clip(world.lai(ndvi) * (1 + rng.normal(0, NOISE_LAI_REL, k)), 0, 10)
     # LST is retrieved for clear sky only: detected clouds are Error_DN; undetected thin cloud
     # at the edges of the cloud mask biases it cold.
-    lst = lst_true - np.where(edge, 2.0, 0) + rng.normal(0, NOISE_LST_K, k)
+    lst = truth["lst"] - np.where(edge, 2.0, 0) + rng.normal(0, NOISE_LST_K, k)
     lst = np.where(cloudy, np.nan, lst)
     qa = np.where(cloudy, QA_CLOUDY, 0) | np.where(edge, QA_ADJACENT, 0)
-    overpass = OVERPASS_UTC_H + rng.uniform(-0.4, 0.4)
-    hours = overpass + (36.0 - lat) * SECONDS_PER_DEG_LAT / 3600.0
+    hours = overpass + (36.0 - truth["lat"]) * SECONDS_PER_DEG_LAT / 3600.0
     layers = {"NDVI": ndvi, "EVI": evi, "LST": lst, "LAI": lai}
     layers.update({f"Rs_{b}": refl[BAND_TRUTH[b]] for b in RSRF_BANDS})
     return {"layers": layers, "qa": qa.astype(np.uint16), "hours": hours, "overpass": overpass}
@@ -461,24 +477,49 @@ def write_sgli_l2(
     dates: pd.DatetimeIndex | None = None,
     products: tuple[str, ...] = ("VGI", "LST", "LAI", "RSRF"),
 ) -> list[Path]:
-    """Write daily 1 km L2 tiles (VGI, LST, LAI, RSRF) for ``dates`` (default: every
-    revisit date of the world's years) for every EQA tile that meets the region."""
+    """Write daily 1 km L2 tiles for ``dates`` (default: every revisit date of the world's
+    years) for every EQA tile that meets the region; product ``p`` on every
+    ``PRODUCT_EVERY[p]``-th date. One overpass time and one cloud field per date, shared by
+    all tiles. Returns the paths written."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     n = TILE_PIXELS[L2_RES]
     dates = revisit_dates(world) if dates is None else pd.DatetimeIndex(dates)
+    areas = _tile_areas(world, n)
+    blocks = [_chunk_blocks(area) for area in areas]
+    templates = [{p: _l2_template(p, area, n) for p in products} for area in areas]
+    fractions = _cloud_fraction(world, dates)
     paths = []
-    for area in _tile_areas(world, n):
-        blocks = _chunk_blocks(area)
-        templates = {p: _l2_template(p, area, n) for p in products}
-        for i, (day, obs) in enumerate(_observations(world, area, dates, rng)):
-            for product in products:
-                if i % PRODUCT_EVERY[product]:
-                    continue
-                name = l2_name(day, area.vtile, area.htile, product)
-                paths.append(
-                    _write_l2_tile(out / name, templates[product], product, day, area, blocks, obs)
-                )
+    block = 32  # dates per truth evaluation: bounds memory for large presets
+    for b0 in range(0, len(dates), block):
+        sub = dates[b0 : b0 + block]
+        truths = [
+            {
+                "lon": a.lon,
+                "lat": a.lat,
+                "brightness": world.brightness(a.lon, a.lat),
+                "ndvi": world.ndvi(a.lon, a.lat, sub),
+                "lst": world.land_surface_temperature(a.lon, a.lat, sub),
+            }
+            for a in areas
+        ]
+        for i, date in enumerate(sub):
+            index = b0 + i
+            day = date.to_pydatetime()
+            clouds = _clouds(world, rng, fractions[index])
+            overpass = OVERPASS_UTC_H + rng.uniform(-0.4, 0.4)
+            for a, area in enumerate(areas):
+                truth = dict(truths[a], ndvi=truths[a]["ndvi"][:, i], lst=truths[a]["lst"][:, i])
+                obs = _observe(world, truth, clouds, overpass, rng)
+                for product in products:
+                    if index % PRODUCT_EVERY[product]:
+                        continue
+                    name = l2_name(day, area.vtile, area.htile, product)
+                    paths.append(
+                        _write_l2_tile(
+                            out / name, templates[a][product], product, day, area, blocks[a], obs
+                        )
+                    )
     return paths
 
 
@@ -648,10 +689,7 @@ def write_sgli_l1b(
         start = start.replace(microsecond=start.microsecond // 1000 * 1000)
         end = start + timedelta(seconds=n_lines * PIXEL_KM / GROUND_SPEED_KM_S)
         refl = world.reflectance(world.ndvi(lon, lat, [date])[..., 0], bright)
-        cloudy, _, depth = _cloud_field(
-            rng, lon.shape, np.ones(lon.shape, dtype=bool), 0.15 + 0.2 * rng.random()
-        )
-        cloudy, depth = cloudy.reshape(lon.shape), depth.reshape(lon.shape)
+        cloudy, _, depth = _clouds(world, rng, 0.15 + 0.2 * rng.random()).at(lon, lat)
         alt, _ = get_alt_az(start, lon, lat)
         cos_sza = np.sin(alt)
         toa = {}
