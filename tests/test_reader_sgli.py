@@ -28,6 +28,7 @@ from fluxscape.readers.sgli_l2 import (
     open_sgli_l2,
     parse_l2_filename,
     tile_bbox,
+    tile_pixel_index,
     tile_window,
     tiles_for_bbox,
     window_for_bbox,
@@ -378,6 +379,72 @@ def test_demo4x_writes_both_tiles_and_each_decodes_to_truth(tmp_path):
         truth = world4.ndvi(ds["lon"].values, ds["lat"].values, [_date(ds)])[..., 0]
         err = (ds["NDVI"].values - truth)[clear]
         assert err.size > 50 and abs(err.mean()) < 0.01 and err.std() < 0.03
+
+
+# --- resampling onto a lon/lat grid ------------------------------------------------------------
+
+
+def _target_grid(bbox, step=0.01):
+    w, s, e, n = bbox
+    lon = np.arange(w + step / 2, e, step)
+    lat = np.arange(n - step / 2, s, -step)
+    return np.meshgrid(lon, lat)
+
+
+def test_index_lookup_regrids_l2_ndvi_to_truth_on_a_lon_lat_grid(sgli_dir, world):
+    path = _files(sgli_dir, "VGI")[0]
+    info = granule_info(path)
+    glon, glat = _target_grid(DEMO_BBOX)
+    rows, cols, valid = tile_pixel_index(glon, glat, info["vtile"], info["htile"], info["n"])
+    assert valid.all()
+    win = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
+    ds = open_sgli_l2(path, ["NDVI", "QA_flag"], roi=win)
+    r, c = rows - win[0].start, cols - win[1].start
+    # the looked-up pixel contains the target point: centres within half a pixel
+    assert np.abs(ds["lat"].values[r, c] - glat).max() <= 0.5 / 120 + 1e-9
+    assert np.abs(ds["lon"].values[r, c] - glon).max() <= 0.5 * 360 / 34000
+    ndvi = ds["NDVI"].values[r, c]
+    clear = ~cloud_mask(ds["QA_flag"].values[r, c])
+    src_lon, src_lat = ds["lon"].values[r, c], ds["lat"].values[r, c]
+    err = (ndvi - world.ndvi(src_lon, src_lat, [_date(ds)])[..., 0])[clear]
+    assert abs(err.mean()) < 0.003 and err.std() < 0.025
+    at_target = (ndvi - world.ndvi(glon, glat, [_date(ds)])[..., 0])[clear]
+    assert np.median(np.abs(at_target)) < 0.02  # plus the truth's change within half a pixel
+
+
+def test_pixel_index_marks_points_of_the_neighbouring_tile_invalid():
+    rows, cols, valid = tile_pixel_index(
+        np.array([138.5, 136.0]), np.array([36.0, 37.5]), 5, 29, 1200
+    )
+    assert valid.tolist() == [True, False]  # 136.0 E at 37.5 N lies in T0528
+
+
+def test_pyresample_kdtree_regrids_l1b_swath_to_truth_on_a_lon_lat_grid(l1b_pairs, world):
+    from pyresample.geometry import AreaDefinition
+    from pyresample.kd_tree import resample_nearest
+
+    from fluxscape.readers.sgli_l1b import swath_definition
+
+    vnr, _ = l1b_pairs[0]
+    bbox = (138.2, 35.7, 138.8, 36.3)
+    glon, glat = _target_grid(bbox)
+    area = AreaDefinition("demo", "demo", "lonlat", "EPSG:4326", glon.shape[1], glon.shape[0], bbox)
+    swath = swath_definition(vnr)
+    nir = resample_nearest(
+        swath, vnr["VN11"].values, area, radius_of_influence=1500, fill_value=np.nan
+    )
+    blue = resample_nearest(
+        swath, vnr["VN03"].values, area, radius_of_influence=1500, fill_value=np.nan
+    )
+    lons, lats = area.get_lonlats()
+    np.testing.assert_allclose(lons, glon, atol=1e-9)
+    truth = world.reflectance(
+        world.ndvi(glon, glat, [_date(vnr)])[..., 0], world.brightness(glon, glat)
+    )["nir"]
+    clear = blue < 0.2
+    err = (nir - truth)[clear]
+    assert np.isfinite(nir).all() and clear.mean() > 0.3
+    assert abs(err.mean()) < 0.003 and err.std() < 0.02
 
 
 # --- registry and inspect ----------------------------------------------------------------------

@@ -260,7 +260,10 @@ def open_sgli_l1b(
     """Load the reflective bands of an SGLI L1B file with satpy's ``sgli_l1b`` reader.
 
     ``variables``: band names (``VN08`` or satpy's ``VN8``); None loads every VN/SW band in the
-    file. ``roi`` = (line slice, pixel slice) computes only that window.
+    file. ``roi`` = (line slice, pixel slice) computes only that window (see
+    :func:`window_for_bbox`). ``sunz_corrected``: divide by cos(solar zenith) with satpy's
+    modifier (default), giving TOA bidirectional reflectance; False gives JAXA's
+    Slope_reflectance quantity pi L / F0.
 
     Returns dims ``(y, x)`` (``y``/``x`` = line/pixel numbers of the granule): one float32
     variable per band, TOA reflectance as a fraction (satpy gives percent; divided by 100,

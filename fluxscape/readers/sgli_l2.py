@@ -62,6 +62,7 @@ __all__ = [
     "open_sgli_l2",
     "parse_l2_filename",
     "tile_bbox",
+    "tile_pixel_index",
     "tile_window",
     "tiles_for_bbox",
     "window_for_bbox",
@@ -236,6 +237,20 @@ def eqa_pixel(lon, lat, n: int) -> tuple[np.ndarray, np.ndarray]:
     np_i = _pixels_in_row(90.0 - (line + 0.5) * d, n)
     col = np.floor(lon * np_i / 360.0 + _np0(n) / 2).astype(np.int64)
     return line, col
+
+
+def tile_pixel_index(
+    lon, lat, vtile: int, htile: int, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nearest-neighbour lookup into tile ``T{vtile}{htile}``: for each target lon/lat
+    (degrees, any shape, e.g. the pixel centres of a lon/lat target grid) the row and column
+    of the tile pixel that contains it, and ``valid`` (False where the point lies in another
+    tile). Exact (no search tree): the inverse of the EQA formula. Gather with
+    ``data[rows, cols]`` and mask with ``valid``; rows/cols are 0 where invalid."""
+    line, col = eqa_pixel(lon, lat, n)
+    rows, cols = line - vtile * n, col - htile * n
+    valid = (rows >= 0) & (rows < n) & (cols >= 0) & (cols < n)
+    return np.where(valid, rows, 0), np.where(valid, cols, 0), valid
 
 
 def _bbox_lines(bbox, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
