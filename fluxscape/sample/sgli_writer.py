@@ -21,7 +21,7 @@ Two kinds of files are written into one folder:
   daytime 1 km scene a month in the first year, with VN03-VN06, VN08, VN11 (VNR file) and
   SW03, SW04 (IRS file), tie-point geolocation and solar/sensor angles every 10 pixels, and
   JAXA's 1-element array attributes. Real L1B scenes are about 1250 pixels x 1955 lines at
-  1 km; the sample scenes are cut to the region plus margin (139 x 124 at 1 km for the demo
+  1 km; the sample scenes are cut to the region plus margin (143 lines x 125 pixels for the demo
   preset) to stay small. The sample world has no atmosphere: a clear pixel's TOA reflectance
   is the true surface reflectance, stored as JAXA's Slope_reflectance quantity (pi L / F0,
   i.e. times cos(solar zenith)). One pixel is missing (DN 16383) and the last three lines carry
@@ -339,15 +339,10 @@ def _observe(world: World, truth: dict, clouds: CloudField, overpass: float, rng
 
 
 def _chunk_blocks(area: _TileArea) -> list[tuple[tuple[slice, slice], tuple[slice, slice]]]:
-    """Chunk-aligned pieces of the data window that hold region pixels: (tile slices,
-    window-relative slices). Writing whole chunks avoids read-modify-write of partial ones."""
-    (r0, r1), (c0, c1) = (
-        (area.window[0].start, area.window[0].stop),
-        (
-            area.window[1].start,
-            area.window[1].stop,
-        ),
-    )
+    """The data window cut along chunk boundaries, keeping the pieces that hold region pixels:
+    (tile slices, window-relative slices). Chunks without region pixels are never written."""
+    r0, r1 = area.window[0].start, area.window[0].stop
+    c0, c1 = area.window[1].start, area.window[1].stop
     cy, cx = CHUNKS
     blocks = []
     for rs in range(r0 // cy * cy, r1, cy):
@@ -364,7 +359,8 @@ def _l2_template(product: str, area: _TileArea, n: int) -> bytes:
     """An L2 tile file with every group, attribute and (empty, fill-valued) dataset, as bytes.
 
     Each date's file is a copy with its times, name and pixel data filled in: creating ~50
-    HDF5 attributes and ~10 datasets per file is what made writing slow."""
+    HDF5 attributes and ~10 datasets per file is what made writing slow. The file uses the
+    HDF5 1.10 object format (smaller metadata; any h5py reads it; JAXA's files are older)."""
     product_name, layers = PRODUCTS[product]
     buf = io.BytesIO()
     with h5py.File(buf, "w", libver=("v110", "latest")) as h5:
