@@ -72,12 +72,19 @@ def harmonic_design(t, *, order: int = 3, trend: bool = True, t_ref: float = 0.0
     if not 1 <= order <= 6:
         raise ValueError(f"harmonic order must be 1..6, got {order}")
     t = np.asarray(t, float)
-    columns = [np.ones_like(t)]
+    first = 1 + int(trend)
+    out = np.empty(t.shape + (first + 2 * order,))
+    out[..., 0] = 1.0
     if trend:
-        columns.append(t - t_ref)
-    for j in range(1, order + 1):
-        columns += [np.cos(2 * np.pi * j * t), np.sin(2 * np.pi * j * t)]
-    return np.stack(columns, axis=-1)
+        out[..., 1] = t - t_ref
+    cos1, sin1 = np.cos(2 * np.pi * t), np.sin(2 * np.pi * t)
+    cos_j, sin_j = cos1, sin1
+    for j in range(order):  # angle addition: two trigonometric calls for all harmonics
+        if j:
+            cos_j, sin_j = cos_j * cos1 - sin_j * sin1, sin_j * cos1 + cos_j * sin1
+        out[..., first + 2 * j] = cos_j
+        out[..., first + 2 * j + 1] = sin_j
+    return out
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,32 @@ def _times_2d(t, n_time: int, n_pix: int) -> np.ndarray:
     return t.reshape(n_time, n_pix)
 
 
+def _solve_fit(
+    design: np.ndarray, y: np.ndarray, w: np.ndarray, min_obs: int, max_condition: float
+) -> tuple[np.ndarray, ...]:
+    """Batched weighted least squares. ``design`` (pixel, time, p), ``y`` and ``w`` (pixel,
+    time). Returns coef (pixel, p), sigma, n_obs, ok (pixel,) and the fitted values (pixel,
+    time) at every time."""
+    p = design.shape[-1]
+    weighted = design * w[..., None]
+    xtx = np.matmul(weighted.transpose(0, 2, 1), design)
+    xty = np.matmul(weighted.transpose(0, 2, 1), np.where(w, y, 0.0)[..., None])[..., 0]
+    n_obs = w.sum(axis=1)
+    ok = n_obs >= min_obs
+    if ok.any():
+        eig = np.linalg.eigvalsh(xtx[ok])  # ascending; X'WX is symmetric positive semidefinite
+        ok[ok] = eig[:, 0] > eig[:, -1] / max_condition
+    xtx[~ok] = np.eye(p)
+    xty[~ok] = 0.0
+    coef = np.linalg.solve(xtx, xty[..., None])[..., 0]
+    fitted = np.matmul(design, coef[..., None])[..., 0]
+    resid = np.where(w, y - fitted, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sigma = np.sqrt((resid**2).sum(axis=1) / (n_obs - p))
+    ok &= sigma > 0
+    return np.where(ok[:, None], coef, np.nan), np.where(ok, sigma, np.nan), n_obs, ok, fitted
+
+
 def fit_harmonic(
     y,
     t,
@@ -132,34 +165,20 @@ def fit_harmonic(
     like ``y``): observations to fit (e.g. the QA-good history). Solves the batched normal
     equations (X' W X) b = X' W y with W the per-pixel 0/1 mask. ``t_ref`` (decimal year)
     centres the trend term (default: the earliest valid time). Pixels with fewer than
-    ``min_obs`` observations (default 2 p) or an ill-conditioned X' W X are not ok (NaN coef).
+    ``min_obs`` observations (default 2 p) or an ill-conditioned X' W X (eigenvalue ratio above
+    ``max_condition``) are not ok (NaN coef and sigma).
     """
     y = np.asarray(y, float)
     n_time, shape = y.shape[0], y.shape[1:]
     yf = y.reshape(n_time, -1)
-    n_pix = yf.shape[1]
-    tf = _times_2d(t, n_time, n_pix)
+    tf = _times_2d(t, n_time, yf.shape[1])
     w = np.asarray(valid, bool).reshape(n_time, -1) & np.isfinite(yf) & np.isfinite(tf)
     if t_ref is None:
         t_ref = float(np.min(np.where(w, tf, np.inf))) if w.any() else 0.0
-    design = harmonic_design(np.where(w, tf, 0.0), order=order, trend=trend, t_ref=t_ref)
+    design = harmonic_design(np.where(w, tf, 0.0).T, order=order, trend=trend, t_ref=t_ref)
     p = design.shape[-1]
     min_obs = 2 * p if min_obs is None else max(min_obs, p + 1)
-    wf = w.astype(float)
-    xtx = np.einsum("tni,tn,tnj->nij", design, wf, design)
-    xty = np.einsum("tni,tn,tn->ni", design, wf, np.where(w, yf, 0.0))
-    n_obs = w.sum(axis=0)
-    ok = n_obs >= min_obs
-    ok[ok] = np.linalg.cond(xtx[ok]) < max_condition
-    xtx[~ok] = np.eye(p)
-    xty[~ok] = 0.0
-    coef = np.linalg.solve(xtx, xty[..., None])[..., 0]
-    resid = np.where(w, yf - np.einsum("tni,ni->tn", design, coef), 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sigma = np.sqrt((resid**2).sum(axis=0) / (n_obs - p))
-    ok &= sigma > 0
-    coef = np.where(ok[:, None], coef, np.nan)
-    sigma = np.where(ok, sigma, np.nan)
+    coef, sigma, n_obs, ok, _ = _solve_fit(design, yf.T, w.T, min_obs, max_condition)
     return HarmonicFit(
         coef=coef.reshape(*shape, p),
         sigma=sigma.reshape(shape),
@@ -288,6 +307,7 @@ def monitor_breaks(
     critval: float | None = None,
     direction: Direction = "both",
     min_history_obs: int | None = None,
+    block_size: int = 8192,
 ) -> MonitorResult:
     """BFAST Monitor-style break detection for every pixel at once.
 
@@ -296,14 +316,15 @@ def monitor_breaks(
     [start, end) intervals in decimal years, the history before the monitoring period.
 
     Method: the season-trend model (``order`` harmonics, optional ``trend``) is fitted by OLS to
-    the valid history observations of each pixel (n of them, residual sd sigma). The valid
-    observations are then taken in time order; for monitoring observation k (counted from the
-    first history observation) the OLS-MOSUM process is the sum of the last floor(h n)
-    residuals / (sigma sqrt(n)) (the window reaches back into the history at first), the
-    OLS-CUSUM process the sum of monitoring residuals up to k / (sigma sqrt(n)). A break is the
-    first k where the process crosses :func:`monitoring_boundary` (``direction``: both signs, or
-    only drops / rises). ``critval`` defaults to the tabulated value for (h, alpha, period)
-    (:func:`mosum_critical_value`) or :func:`cusum_critical_value` (alpha).
+    the valid history observations of each pixel (n of them, residual sd sigma; at least
+    ``min_history_obs``, default 2 p). The valid observations are then taken in time order; for
+    monitoring observation k (counted from the first history observation) the OLS-MOSUM process
+    is the sum of the last floor(h n) residuals / (sigma sqrt(n)) (the window reaches back into
+    the history at first), the OLS-CUSUM process the sum of monitoring residuals up to k /
+    (sigma sqrt(n)). A break is the first k where the process crosses
+    :func:`monitoring_boundary` (``direction``: both signs, or only drops / rises). ``critval``
+    defaults to the tabulated value for (h, alpha, period) (:func:`mosum_critical_value`) or
+    :func:`cusum_critical_value` (alpha).
 
     Dating: because the moving sum needs several post-break residuals to cross, the crossing
     lags the change; the onset is estimated as the start j (not before monitoring, not more than
@@ -311,50 +332,108 @@ def monitor_breaks(
     sum(r_j..r_k) / sqrt(k - j + 1) of a shift from the model (pre-break mean 0).
     Magnitude: the median residual from the onset to the end of monitoring (BFAST Monitor's
     magnitude is the median over the whole monitoring period).
+
+    Pixels are processed in blocks of ``block_size`` to bound memory (the design matrix is
+    pixels x time x p).
     """
-    y = np.asarray(y, float)
-    n_time, shape = y.shape[0], y.shape[1:]
-    yf = y.reshape(n_time, -1)
-    n_pix = yf.shape[1]
-    tf = _times_2d(t, n_time, n_pix)
-    ok_obs = np.asarray(valid, bool).reshape(n_time, -1) & np.isfinite(yf) & np.isfinite(tf)
     if history[1] > monitor[0]:
         raise ValueError(f"history {history} must end before monitoring {monitor} starts")
-    in_hist = ok_obs & (tf >= history[0]) & (tf < history[1])
-    in_mon = ok_obs & (tf >= monitor[0]) & (tf < monitor[1])
     if critval is None:
         critval = (
             mosum_critical_value(h, alpha, period)
             if process == "mosum"
             else cusum_critical_value(alpha)
         )
-
-    fit = fit_harmonic(
-        yf, tf, in_hist, order=order, trend=trend, t_ref=history[0], min_obs=min_history_obs
+    y = np.asarray(y, float)
+    n_time, shape = y.shape[0], y.shape[1:]
+    yf = y.reshape(n_time, -1)
+    n_pix = yf.shape[1]
+    tf = _times_2d(t, n_time, n_pix)
+    ok_obs = np.asarray(valid, bool).reshape(n_time, -1) & np.isfinite(yf) & np.isfinite(tf)
+    p = harmonic_design(0.0, order=order, trend=trend).shape[-1]
+    settings = {
+        "history": history,
+        "monitor": monitor,
+        "order": order,
+        "trend": trend,
+        "process": process,
+        "h": h,
+        "critval": critval,
+        "direction": direction,
+        "min_obs": 2 * p if min_history_obs is None else max(min_history_obs, p + 1),
+    }
+    blocks = [
+        _monitor_block(
+            yf[:, i : i + block_size],
+            tf[:, i : i + block_size],
+            ok_obs[:, i : i + block_size],
+            **settings,
+        )
+        for i in range(0, max(n_pix, 1), block_size)
+    ]
+    out = {name: np.concatenate([b[name] for b in blocks]) for name in blocks[0]}
+    return MonitorResult(
+        has_break=out["has_break"].reshape(shape),
+        onset_index=out["onset_index"].reshape(shape),
+        onset_time=out["onset_time"].reshape(shape),
+        detection_index=out["detection_index"].reshape(shape),
+        detection_time=out["detection_time"].reshape(shape),
+        magnitude=out["magnitude"].reshape(shape),
+        sign=out["sign"].reshape(shape),
+        statistic=out["statistic"].reshape(shape),
+        fit=HarmonicFit(
+            coef=out["coef"].reshape(*shape, p),
+            sigma=out["sigma"].reshape(shape),
+            n_obs=out["n_obs"].reshape(shape),
+            ok=out["ok"].reshape(shape),
+            order=order,
+            trend=trend,
+            t_ref=history[0],
+        ),
     )
-    ok = fit.ok
-    resid = yf - fit.predict(tf)
 
-    # Compact each pixel's usable observations in time order: history first, then monitoring.
+
+def _monitor_block(
+    y: np.ndarray,
+    t: np.ndarray,
+    ok_obs: np.ndarray,
+    *,
+    history: tuple[float, float],
+    monitor: tuple[float, float],
+    order: int,
+    trend: bool,
+    process: Process,
+    h: float,
+    critval: float,
+    direction: Direction,
+    min_obs: int,
+) -> dict[str, np.ndarray]:
+    """:func:`monitor_breaks` on (time, pixel) arrays; returns flat per-pixel arrays."""
+    n_time, n_pix = y.shape
+    in_hist = ok_obs & (t >= history[0]) & (t < history[1])
+    in_mon = ok_obs & (t >= monitor[0]) & (t < monitor[1])
     use = in_hist | in_mon
-    order_idx = np.argsort(np.where(use, tf, np.inf), axis=0, kind="stable")
-    r = np.take_along_axis(np.where(use, resid, 0.0), order_idx, axis=0)
-    r = np.nan_to_num(r)
-    csum = np.concatenate([np.zeros((1, n_pix)), np.cumsum(r, axis=0)])
-    n = in_hist.sum(axis=0)
+    design = harmonic_design(
+        np.where(use, t, history[0]).T, order=order, trend=trend, t_ref=history[0]
+    )
+    coef, sigma, n, ok, fitted = _solve_fit(design, y.T, in_hist.T, min_obs, 1e10)
     m = in_mon.sum(axis=0)
     window = np.floor(h * n).astype(np.int64)
     if process == "mosum":
-        ok &= window >= 2
+        ok = ok & (window >= 2)
+
+    # Compact each pixel's usable observations in time order: history first, then monitoring.
+    order_idx = np.argsort(np.where(use, t, np.inf), axis=0, kind="stable")
+    r = np.take_along_axis(np.where(use & ok, y - fitted.T, 0.0), order_idx, axis=0)
+    csum = np.concatenate([np.zeros((1, n_pix)), np.cumsum(r, axis=0)])
     pos = np.arange(n_time)[:, None]
     monitoring = (pos >= n) & (pos < n + m) & ok
-    scale = np.where(ok, fit.sigma * np.sqrt(np.maximum(n, 1)), np.inf)
-    end = csum[1:]
+    scale = np.where(ok, sigma * np.sqrt(np.maximum(n, 1)), np.inf)
     if process == "mosum":
         start = np.take_along_axis(csum, np.clip(pos + 1 - window, 0, None), axis=0)
     else:
-        start = np.broadcast_to(np.take_along_axis(csum, n[None], axis=0), end.shape)
-    proc = (end - start) / scale
+        start = np.take_along_axis(csum, n[None], axis=0)
+    proc = (csum[1:] - start) / scale
     bound = monitoring_boundary((pos + 1) / np.maximum(n, 1), critval, process)
     signed = {"both": np.abs(proc), "negative": -proc, "positive": proc}[direction]
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -367,37 +446,30 @@ def monitor_breaks(
 
     onset = _onset(csum, detect, n, window if process == "mosum" else detect - n + 1, sign)
     onset = np.where(has_break, onset, 0)
-    after = (pos >= onset) & (pos < n + m) & has_break
-    magnitude = masked_median(r, after)
+    magnitude = masked_median(r, (pos >= onset) & (pos < n + m) & has_break)
 
-    def to_time_index(compact: np.ndarray) -> np.ndarray:
+    def time_index(compact: np.ndarray) -> np.ndarray:
         return np.where(has_break, np.take_along_axis(order_idx, compact[None], 0)[0], -1)
 
-    onset_index, detection_index = to_time_index(onset), to_time_index(detect)
-
     def time_at(index: np.ndarray) -> np.ndarray:
-        value = np.take_along_axis(tf, np.maximum(index, 0)[None], 0)[0]
+        value = np.take_along_axis(t, np.maximum(index, 0)[None], 0)[0]
         return np.where(index >= 0, value, np.nan)
 
-    return MonitorResult(
-        has_break=has_break.reshape(shape),
-        onset_index=onset_index.reshape(shape),
-        onset_time=time_at(onset_index).reshape(shape),
-        detection_index=detection_index.reshape(shape),
-        detection_time=time_at(detection_index).reshape(shape),
-        magnitude=magnitude.reshape(shape),
-        sign=sign.astype(np.int8).reshape(shape),
-        statistic=statistic.reshape(shape),
-        fit=HarmonicFit(
-            coef=fit.coef.reshape(*shape, -1),
-            sigma=fit.sigma.reshape(shape),
-            n_obs=fit.n_obs.reshape(shape),
-            ok=ok.reshape(shape),
-            order=order,
-            trend=trend,
-            t_ref=fit.t_ref,
-        ),
-    )
+    onset_index, detection_index = time_index(onset), time_index(detect)
+    return {
+        "has_break": has_break,
+        "onset_index": onset_index,
+        "onset_time": time_at(onset_index),
+        "detection_index": detection_index,
+        "detection_time": time_at(detection_index),
+        "magnitude": magnitude,
+        "sign": sign.astype(np.int8),
+        "statistic": statistic,
+        "coef": coef,
+        "sigma": sigma,
+        "n_obs": n,
+        "ok": ok,
+    }
 
 
 def _onset(csum, detect, n, span, sign) -> np.ndarray:
