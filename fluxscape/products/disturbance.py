@@ -131,7 +131,13 @@ def detect_disturbance(
     at most ``-min_magnitude`` (NDVI units): the MOSUM test assumes independent residuals, while
     NDVI residuals carry phenology shifts and autocorrelation that the moving sum also sees, so
     the magnitude rule keeps short, small departures (a late spring) from counting as
-    disturbance.
+    disturbance. Critical value: the default is R ``bfastmonitor``'s (h 0.25, alpha 0.05,
+    period 10: 1.342), which is conservative for one monitoring year after a few history years;
+    the exact iid level for such a design
+    (:func:`~fluxscape.products.breaks.simulate_mosum_critical_value`, about 0.88 one-sided for
+    72 history and 18 monitoring observations) flags 15 % of the undisturbed pixels of the
+    synthetic test cube without the magnitude rule, because NDVI residuals are neither
+    independent nor free of phenology shifts.
 
     Anomalies (:mod:`~fluxscape.products.anomaly`): per pixel and ``period_days`` slot of the
     year, mean and sd (floored at ``sd_floor``) of the valid history observations; z-scores of
