@@ -272,6 +272,7 @@ def test_harmonic_fit_recovers_known_season_trend_coefficients_with_per_pixel_ma
     assert fit.ok.all()
     np.testing.assert_allclose(fit.coef, truth, atol=2e-4)
     np.testing.assert_allclose(fit.sigma, 1e-4, rtol=0.5)
+    np.testing.assert_allclose(fit.predict(t), y, atol=1e-3)
 
 
 def test_mosum_break_onset_is_the_first_observation_after_a_step_drop() -> None:
