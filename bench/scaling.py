@@ -5,7 +5,8 @@ Runs ``workflows/demo.yaml`` over the sample worlds of the ``demo`` (1 x 1 degre
 ``demo-4x`` (2 x 2 degrees) presets, each as a separate ``fluxscape run --fresh`` process, and
 measures for each run:
 
-* the wall time of the whole ``fluxscape run`` process;
+* the wall time of the whole ``fluxscape run`` process (and its CPU time, user + system of
+  the process and every descendant, from ``wait4``: steadier than wall time on a busy host);
 * the peak memory of the WHOLE run: every ~0.1 s the memory of the ``fluxscape run`` process
   and all its descendants (the Dask worker processes the LocalCluster spawns, the
   multiprocessing resource tracker, ...) is summed and the maximum of those sums kept. The
@@ -13,15 +14,17 @@ measures for each run:
   psutil's ``memory_full_info()``), so that shared library pages are not counted once per
   process; where PSS is not available USS is used, and failing that RSS. RSS and USS sums are
   recorded too;
-* the peak of the largest single process (PSS by polling), and its kernel high-water mark
-  (``VmHWM`` in ``/proc/PID/status``, and ``ru_maxrss`` of the run from ``wait4``), which a
-  0.1 s poll cannot miss;
-* the number of tiles and pixels it wrote, read back from ``OUT/products/vi.zarr``.
+* the peak of the largest single process (PSS by polling), and the kernel's per-process
+  high-water marks (``VmHWM`` in ``/proc/PID/status``, and ``ru_maxrss`` from ``wait4``),
+  which a 0.1 s poll cannot miss;
+* the number of tiles and pixels of the ``vi`` product, read back from
+  ``OUT/products/vi.zarr``.
 
 Each run is repeated ``--repeat`` times (median wall time, maximum of the peaks). The results
 go to ``bench/RESULTS.md`` (table), stdout, and ``WORK/scaling.json`` (raw numbers, with a
-memory timeline per run under ``WORK/timelines/``). Exit status 0 when the 4x region's peak
-memory is within the budget (default 15 %) of the 1x region's, 1 otherwise.
+memory timeline per run under ``WORK/timelines/`` and the run logs under ``WORK/logs/``).
+Exit status 0 when the 4x region's whole-run peak memory is within the budget (default 15 %)
+of the 1x region's, 1 otherwise.
 
 This is a benchmark to run on demand (``python bench/scaling.py``), not a test.
 """
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import glob
 import json
 import math
 import os
@@ -51,7 +55,7 @@ PRESET_NAMES = ("demo", "demo-4x")
 MIB = 1024 * 1024
 
 
-# --- helpers -------------------------------------------------------------------------------
+# --- sample worlds and workflows -----------------------------------------------------------
 
 
 def fluxscape_command() -> list[str]:
@@ -62,7 +66,7 @@ def fluxscape_command() -> list[str]:
     return [sys.executable, "-m", "fluxscape.cli"]
 
 
-def preset_bbox(name: str) -> tuple[float, float, float, float]:
+def preset_bbox(name: str) -> tuple[float, ...]:
     from fluxscape.sample.world import PRESETS
 
     return tuple(float(v) for v in PRESETS[name].bbox)
@@ -73,8 +77,15 @@ def bbox_area(bbox) -> float:
     return (e - w) * (n - s)
 
 
-def ensure_sample(directory: Path, preset: str, seed: int) -> str:
-    """Write the preset's sample world into ``directory`` unless the one there matches."""
+def input_globs(wf: dict) -> list[str]:
+    """The workflow's input globs (relative to its ``data_dir`` or absolute)."""
+    return [p for inp in wf["inputs"].values() for p in inp["paths"]]
+
+
+def ensure_sample(directory: Path, preset: str, seed: int, globs: list[str]) -> str:
+    """Write the preset's sample world into ``directory`` unless the one there matches: its
+    ``truth/world.json`` names the same preset, seed and bbox, and every input glob of the
+    workflow finds a file (a world written by an older generator may lack a source)."""
     world = directory / "truth" / "world.json"
     if world.exists():
         info = json.loads(world.read_text())
@@ -82,26 +93,30 @@ def ensure_sample(directory: Path, preset: str, seed: int) -> str:
             info.get("preset") == preset
             and info.get("seed") == seed
             and tuple(info.get("bbox", ())) == preset_bbox(preset)
+            and all(glob.glob(str(directory / g)) for g in globs)
         ):
             return "reused"
     shutil.rmtree(directory, ignore_errors=True)
     cmd = fluxscape_command() + ["sample-data", str(directory), "--preset", preset]
     cmd += ["--seed", str(seed)]
     print(f"writing sample world {preset!r} to {directory} ...", flush=True)
-    subprocess.run(cmd, check=True)
+    subprocess.run(cmd, check=True, cwd=REPO)
     return "written"
 
 
-def write_workflow(path: Path, preset: str, sample: Path, out: Path) -> dict:
+def derive_workflow(preset: str, sample: Path, out: Path, products: list[str] | None) -> dict:
     """``workflows/demo.yaml`` with the preset's bbox, ``data_dir`` and ``output.dir``
-    changed; tile size, resolution and Dask settings are kept."""
+    changed; tile size, resolution and Dask settings are kept. ``products`` keeps only
+    those products (None: all)."""
     wf = yaml.safe_load(DEMO_WORKFLOW.read_text())
-    wf["name"] = f"bench-{preset}"
     wf["region"]["bbox"] = list(preset_bbox(preset))
     wf["data_dir"] = str(sample.resolve())
     wf["output"]["dir"] = str(out.resolve())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(wf, sort_keys=False))
+    if products:
+        unknown = sorted(set(products) - set(wf["products"]))
+        if unknown:
+            sys.exit(f"unknown product(s) {unknown}; {DEMO_WORKFLOW} has {list(wf['products'])}")
+        wf["products"] = {k: v for k, v in wf["products"].items() if k in products}
     return wf
 
 
@@ -141,11 +156,12 @@ class MemorySampler:
         self.root_pid = root_pid
         self.procs: dict[int, psutil.Process] = {}
         self.roles: dict[int, str] = {}
-        self.metric = None  # "pss", "uss" or "rss": what the whole-run sum uses
-        self.peak = {"pss": 0, "uss": 0, "rss": 0}
-        self.peak_single = 0  # largest single process, in the chosen metric
-        self.peak_single_role = None
-        self.peak_by_role: dict[str, int] = {}
+        self.metric: str | None = None  # "pss", "uss" or "rss": what the sums use
+        self.peak = {"pss": 0, "uss": 0, "rss": 0}  # whole tree
+        self.peak_single = 0  # largest single process (metric)
+        self.peak_single_role: str | None = None
+        self.peak_role_sum: dict[str, int] = {}  # sum over a role's processes
+        self.peak_role_single: dict[str, int] = {}  # largest process of a role
         self.hwm: dict[int, int] = {}
         self.max_processes = 0
         self.timeline: list[dict] = []
@@ -160,8 +176,7 @@ class MemorySampler:
             return []
         tree = [root]
         for child in children:
-            # reuse Process objects so psutil keeps its per-process state (and pid reuse
-            # is detected by create_time)
+            # reuse Process objects (psutil detects pid reuse through the create time)
             proc = self.procs.get(child.pid)
             if proc is None or not proc.is_running():
                 proc = self.procs[child.pid] = child
@@ -169,17 +184,15 @@ class MemorySampler:
         return tree
 
     def sample(self) -> None:
-        tree = self._tree()
         sums = {"pss": 0, "uss": 0, "rss": 0}
         by_role: dict[str, int] = {}
         alive = 0
-        for proc in tree:
+        for proc in self._tree():
             try:
                 rss = proc.memory_info().rss
                 try:
                     full = proc.memory_full_info()
-                    pss = getattr(full, "pss", None)
-                    uss = getattr(full, "uss", None)
+                    pss, uss = getattr(full, "pss", None), getattr(full, "uss", None)
                 except (psutil.AccessDenied, NotImplementedError):
                     pss = uss = None
             except psutil.Error:
@@ -195,7 +208,7 @@ class MemorySampler:
                 self.roles[proc.pid] = _role(proc, self.root_pid)
             role = self.roles[proc.pid]
             by_role[role] = by_role.get(role, 0) + value
-            self.peak_by_role[role] = max(self.peak_by_role.get(role, 0), value)
+            self.peak_role_single[role] = max(self.peak_role_single.get(role, 0), value)
             if value > self.peak_single:
                 self.peak_single, self.peak_single_role = value, role
             hwm = _vm_hwm(proc.pid)
@@ -207,6 +220,8 @@ class MemorySampler:
         self.max_processes = max(self.max_processes, alive)
         for key, value in sums.items():
             self.peak[key] = max(self.peak[key], value)
+        for role, value in by_role.items():
+            self.peak_role_sum[role] = max(self.peak_role_sum.get(role, 0), value)
         self.timeline.append(
             {
                 "t": round(time.monotonic() - self.t0, 2),
@@ -227,43 +242,51 @@ class MemorySampler:
 def run_measured(cmd: list[str], log_path: Path, interval: float) -> dict:
     """Run ``cmd``, sampling its process tree every ``interval`` seconds."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()[0]
     with open(log_path, "w") as log:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         sampler = MemorySampler(proc.pid)
-        status = None
-        rusage = None
         while True:
+            tick = time.perf_counter()
             sampler.sample()
-            # wait4 instead of Popen.poll: it also returns the run's ru_maxrss
+            # wait4 instead of Popen.poll: it also gives the run's rusage (max RSS, CPU)
             pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
-            time.sleep(interval)
+            time.sleep(max(0.0, interval - (time.perf_counter() - tick)))
         wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, else KiB
     return {
         "returncode": proc.returncode,
         "wall_s": wall,
+        "cpu_s": rusage.ru_utime + rusage.ru_stime,
         "sampler": sampler,
-        # Linux: kilobytes; the largest RSS of the run process or any descendant it reaped
-        "ru_maxrss": rusage.ru_maxrss * 1024 if sys.platform != "darwin" else rusage.ru_maxrss,
+        "ru_maxrss": rusage.ru_maxrss * scale,
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg()[0],
     }
 
 
-# --- reading the product -------------------------------------------------------------------
+# --- reading the products ------------------------------------------------------------------
 
 
-def store_size(store: Path, tile_size: int) -> dict:
+def store_sizes(products_dir: Path, tile_size: int) -> dict:
+    """Dimensions, tiles and pixels of every store in ``products_dir``."""
     import xarray as xr
 
-    ds = xr.open_zarr(store)
-    try:
-        ny, nx, nt = int(ds.sizes["y"]), int(ds.sizes["x"]), int(ds.sizes["time"])
-    finally:
-        ds.close()
-    tiles = math.ceil(ny / tile_size) * math.ceil(nx / tile_size)
-    return {"tiles": tiles, "ny": ny, "nx": nx, "nt": nt, "pixels": ny * nx}
+    out = {}
+    for store in sorted(products_dir.glob("*.zarr")):
+        with xr.open_zarr(store) as ds:
+            sizes = {k: int(v) for k, v in ds.sizes.items()}
+        ny, nx = sizes["y"], sizes["x"]
+        out[store.stem] = {
+            "sizes": sizes,
+            "tiles": math.ceil(ny / tile_size) * math.ceil(nx / tile_size),
+            "pixels": ny * nx,
+        }
+    return out
 
 
 # --- the benchmark -------------------------------------------------------------------------
@@ -271,26 +294,35 @@ def store_size(store: Path, tile_size: int) -> dict:
 
 def bench_preset(preset: str, work: Path, args) -> dict:
     sample = work / "samples" / preset
-    sample_state = ensure_sample(sample, preset, args.seed)
     out = work / "runs" / preset
+    wf = derive_workflow(preset, sample, out, args.products)
+    sample_state = ensure_sample(sample, preset, args.seed, input_globs(wf))
     workflow = work / "workflows" / f"{preset}.yaml"
-    wf = write_workflow(workflow, preset, sample, out)
+    workflow.parent.mkdir(parents=True, exist_ok=True)
+    workflow.write_text(yaml.safe_dump(wf, sort_keys=False))
+    tile_size = int(wf["tile_size"])
     runs = []
     for i in range(args.repeat):
         shutil.rmtree(out, ignore_errors=True)  # a fresh output folder for every run
         cmd = fluxscape_command() + ["run", str(workflow), "--fresh"]
         print(f"[{preset}] run {i + 1}/{args.repeat}: {' '.join(cmd)}", flush=True)
-        res = run_measured(cmd, work / "logs" / f"{preset}-{i + 1}.log", args.interval)
+        log_path = work / "logs" / f"{preset}-{i + 1}.log"
+        res = run_measured(cmd, log_path, args.interval)
         s = res["sampler"]
         if res["returncode"] != 0:
-            log = (work / "logs" / f"{preset}-{i + 1}.log").read_text()
-            sys.exit(f"[{preset}] fluxscape run failed ({res['returncode']}):\n{log[-3000:]}")
-        size = store_size(out / "products" / "vi.zarr", int(wf["tile_size"]))
+            tail = log_path.read_text()[-3000:]
+            sys.exit(f"[{preset}] fluxscape run failed ({res['returncode']}):\n{tail}")
+        stores = store_sizes(out / "products", tile_size)
+        if "vi" not in stores:
+            sys.exit(f"[{preset}] the run wrote no {out / 'products' / 'vi.zarr'}")
         timeline = work / "timelines" / f"{preset}-{i + 1}.json"
         timeline.parent.mkdir(parents=True, exist_ok=True)
         timeline.write_text(json.dumps(s.timeline))
         run = {
             "wall_s": round(res["wall_s"], 2),
+            "cpu_s": round(res["cpu_s"], 1),
+            "loadavg_before": round(res["loadavg_before"], 2),
+            "loadavg_after": round(res["loadavg_after"], 2),
             "metric": s.metric,
             "peak_total_mib": round(s.peak[s.metric] / MIB, 1),
             "peak_total_rss_mib": round(s.peak["rss"] / MIB, 1),
@@ -298,47 +330,59 @@ def bench_preset(preset: str, work: Path, args) -> dict:
             "peak_total_uss_mib": round(s.peak["uss"] / MIB, 1),
             "peak_single_mib": round(s.peak_single / MIB, 1),
             "peak_single_role": s.peak_single_role,
-            "peak_by_role_mib": {k: round(v / MIB, 1) for k, v in s.peak_by_role.items()},
+            "peak_role_sum_mib": {k: round(v / MIB, 1) for k, v in s.peak_role_sum.items()},
+            "peak_role_single_mib": {k: round(v / MIB, 1) for k, v in s.peak_role_single.items()},
             "hwm_rss_by_role_mib": {k: round(v / MIB, 1) for k, v in s.hwm_by_role().items()},
             "ru_maxrss_mib": round(res["ru_maxrss"] / MIB, 1),
             "processes": s.max_processes,
             "samples": s.samples,
             "timeline": str(timeline),
-            **size,
+            "log": str(log_path),
+            "tiles": stores["vi"]["tiles"],
+            "pixels": stores["vi"]["pixels"],
+            "stores": stores,
         }
         print(
-            f"[{preset}] {run['wall_s']:.1f} s, peak {run['peak_total_mib']:.0f} MiB "
+            f"[{preset}] {run['wall_s']:.1f} s (cpu {run['cpu_s']:.0f} s, load "
+            f"{run['loadavg_before']:.1f}), peak {run['peak_total_mib']:.0f} MiB "
             f"({s.metric} sum of {s.max_processes} processes), largest process "
-            f"{run['peak_single_mib']:.0f} MiB ({s.peak_single_role}), by role "
-            f"{run['peak_by_role_mib']}",
+            f"{run['peak_single_mib']:.0f} MiB ({s.peak_single_role}), peak by role "
+            f"{run['peak_role_sum_mib']}",
             flush=True,
         )
         runs.append(run)
-    roles = sorted({r for run in runs for r in run["peak_by_role_mib"]})
+
+    def role_max(key: str) -> dict:
+        roles = sorted({r for run in runs for r in run[key]})
+        return {role: max(run[key].get(role, 0) for run in runs) for role in roles}
+
+    biggest = max(runs, key=lambda r: r["peak_single_mib"])
     return {
         "preset": preset,
         "bbox": list(preset_bbox(preset)),
         "area_deg2": bbox_area(preset_bbox(preset)),
         "sample": sample_state,
         "workflow": str(workflow),
-        "tile_size": wf["tile_size"],
+        "products": list(wf["products"]),
+        "tile_size": tile_size,
         "resolution": wf["region"]["resolution"],
         "dask": wf["dask"],
         "tiles": runs[0]["tiles"],
         "pixels": runs[0]["pixels"],
-        "shape_tyx": [runs[0]["nt"], runs[0]["ny"], runs[0]["nx"]],
+        "stores": runs[0]["stores"],
         "wall_s": round(statistics.median(r["wall_s"] for r in runs), 2),
+        "cpu_s": round(statistics.median(r["cpu_s"] for r in runs), 1),
+        "loadavg_max": max(max(r["loadavg_before"], r["loadavg_after"]) for r in runs),
+        "metric": runs[0]["metric"],
         "peak_total_mib": max(r["peak_total_mib"] for r in runs),
         "peak_total_rss_mib": max(r["peak_total_rss_mib"] for r in runs),
-        "peak_single_mib": max(r["peak_single_mib"] for r in runs),
-        "peak_by_role_mib": {
-            role: max(r["peak_by_role_mib"].get(role, 0) for r in runs) for role in roles
-        },
-        "hwm_rss_by_role_mib": {
-            role: max(r["hwm_rss_by_role_mib"].get(role, 0) for r in runs)
-            for role in sorted({k for r in runs for k in r["hwm_rss_by_role_mib"]})
-        },
+        "peak_single_mib": biggest["peak_single_mib"],
+        "peak_single_role": biggest["peak_single_role"],
+        "peak_role_sum_mib": role_max("peak_role_sum_mib"),
+        "peak_role_single_mib": role_max("peak_role_single_mib"),
+        "hwm_rss_by_role_mib": role_max("hwm_rss_by_role_mib"),
         "ru_maxrss_mib": max(r["ru_maxrss_mib"] for r in runs),
+        "processes": max(r["processes"] for r in runs),
         "runs": runs,
     }
 
@@ -356,88 +400,123 @@ def machine_info() -> dict:
     }
 
 
+def summarize(small: dict, large: dict, budget: float) -> dict:
+    summary = {
+        "area_ratio": large["area_deg2"] / small["area_deg2"],
+        "tiles_ratio": large["tiles"] / small["tiles"],
+        "pixels_ratio": large["pixels"] / small["pixels"],
+        "wall_ratio": large["wall_s"] / small["wall_s"],
+        "cpu_ratio": large["cpu_s"] / small["cpu_s"],
+        "peak_ratio": large["peak_total_mib"] / small["peak_total_mib"],
+        "single_ratio": large["peak_single_mib"] / small["peak_single_mib"],
+    }
+    summary["peak_growth"] = summary["peak_ratio"] - 1
+    summary["budget"] = budget
+    summary["within_budget"] = summary["peak_growth"] <= budget
+    return summary
+
+
 def render(results: list[dict], summary: dict, machine: dict, args) -> tuple[str, str]:
-    """The markdown table (also printed) and the whole RESULTS.md text."""
-    metric = results[0]["runs"][0]["metric"].upper()
-    head = (
+    """The markdown table and verdict (also printed) and the whole RESULTS.md text."""
+    metric = results[0]["metric"].upper()
+    table = (
         "| region | area (deg²) | tiles | pixels | wall time (s) | peak memory whole run (MiB) "
         "| peak largest process (MiB) |\n"
         "|---|---:|---:|---:|---:|---:|---:|\n"
     )
-    rows = "".join(
-        f"| {r['preset']} {r['bbox']} | {r['area_deg2']:g} | {r['tiles']} | {r['pixels']:,} "
-        f"| {r['wall_s']:.1f} | {r['peak_total_mib']:.0f} | {r['peak_single_mib']:.0f} "
-        f"({r['runs'][0]['peak_single_role']}) |\n"
-        for r in results
+    for r in results:
+        w, s, e, n = r["bbox"]
+        table += (
+            f"| {r['preset']} ({w:g}–{e:g} E, {s:g}–{n:g} N) | {r['area_deg2']:g} | {r['tiles']} "
+            f"| {r['pixels']:,} | {r['wall_s']:.1f} | {r['peak_total_mib']:.0f} "
+            f"| {r['peak_single_mib']:.0f} ({r['peak_single_role']}) |\n"
+        )
+    table += (
+        f"| **ratio 4x / 1x** | {summary['area_ratio']:.2f} | {summary['tiles_ratio']:.2f} "
+        f"| {summary['pixels_ratio']:.2f} | **{summary['wall_ratio']:.2f}** "
+        f"| **{summary['peak_ratio']:.2f}** | {summary['single_ratio']:.2f} |\n"
     )
-    ratio = (
-        f"| ratio 4x / 1x | {summary['area_ratio']:.2f} | {summary['tiles_ratio']:.2f} "
-        f"| {summary['pixels_ratio']:.2f} | {summary['wall_ratio']:.2f} "
-        f"| {summary['peak_ratio']:.2f} | {summary['single_ratio']:.2f} |\n"
-    )
-    table = head + rows + ratio
     growth = summary["peak_growth"] * 100
-    verdict = (
-        f"**Within budget:** the 4x region's peak memory is {growth:+.1f} % of the 1x region's "
-        f"(budget {args.budget * 100:.0f} %): memory is bounded by the tile, not the region."
-        if summary["within_budget"]
-        else f"**Over budget:** the 4x region's peak memory is {growth:+.1f} % of the 1x "
-        f"region's (budget {args.budget * 100:.0f} %): memory is NOT bounded by the tile "
-        "alone; it grows with the region."
-    )
-    roles = sorted({k for r in results for k in r["peak_by_role_mib"]})
-    role_head = (
+    budget = args.budget * 100
+    if summary["within_budget"]:
+        verdict = (
+            f"**Within budget:** the 4x region's whole-run peak memory is {growth:+.1f} % of "
+            f"the 1x region's (budget {budget:.0f} %): memory is bounded by the tile, not the "
+            "region."
+        )
+    else:
+        verdict = (
+            f"**Over budget:** the 4x region's whole-run peak memory is {growth:+.1f} % of the "
+            f"1x region's (budget {budget:.0f} %): memory is not bounded by the tile alone; it "
+            "grows with the region."
+        )
+    roles = sorted({k for r in results for k in r["peak_role_sum_mib"]})
+    role_table = (
         "| region | "
-        + " | ".join(f"{role} peak {metric} (MiB)" for role in roles)
-        + " | largest process VmHWM RSS (MiB) | wait4 ru_maxrss (MiB) | sum of RSS (MiB) "
-        "| processes |\n|---|" + "---:|" * (len(roles) + 4) + "\n"
+        + " | ".join(f"{role} (MiB)" for role in roles)
+        + " | largest worker (MiB) | largest VmHWM RSS (MiB) | wait4 ru_maxrss (MiB) "
+        "| whole run, sum of RSS (MiB) | processes | CPU time (s) | load avg |\n|---|"
+        + "---:|" * (len(roles) + 7)
+        + "\n"
     )
-    role_rows = "".join(
-        f"| {r['preset']} | "
-        + " | ".join(f"{r['peak_by_role_mib'].get(role, 0):.0f}" for role in roles)
-        + f" | {max(r['hwm_rss_by_role_mib'].values(), default=0):.0f} "
-        f"| {r['ru_maxrss_mib']:.0f} | {r['peak_total_rss_mib']:.0f} "
-        f"| {max(run['processes'] for run in r['runs'])} |\n"
-        for r in results
-    )
+    for r in results:
+        role_table += (
+            f"| {r['preset']} | "
+            + " | ".join(f"{r['peak_role_sum_mib'].get(role, 0):.0f}" for role in roles)
+            + f" | {r['peak_role_single_mib'].get('worker', 0):.0f} "
+            f"| {max(r['hwm_rss_by_role_mib'].values(), default=0):.0f} "
+            f"| {r['ru_maxrss_mib']:.0f} | {r['peak_total_rss_mib']:.0f} | {r['processes']} "
+            f"| {r['cpu_s']:.0f} | {r['loadavg_max']:.1f} |\n"
+        )
     dask = results[0]["dask"]
+    products = ", ".join(f"`{p}`" for p in results[0]["products"])
     text = f"""# Scaling benchmark results
 
 Written by `python bench/scaling.py` (see `bench/README.md`) on {machine["date"]}.
 
-**What was measured.** `workflows/demo.yaml` (tile size {results[0]["tile_size"]} pixels,
+## What was measured
+
+`workflows/demo.yaml` (products {products}; tile size {results[0]["tile_size"]} pixels,
 resolution {results[0]["resolution"]} degrees, {dask.get("workers")} Dask workers x
-{dask.get("threads_per_worker")} thread, memory limit {dask.get("memory_limit")}) run with
-`fluxscape run WORKFLOW --fresh` as a separate process over the sample worlds of the presets
-`demo` (1 x 1 degree) and `demo-4x` (2 x 2 degrees), with only `region.bbox`, `data_dir` and
-`output.dir` changed. Each run: {args.repeat} time(s); median wall time, maximum of the peaks.
+{dask.get("threads_per_worker")} thread, memory limit {dask.get("memory_limit")}) run as
+`fluxscape run WORKFLOW --fresh` in its own process over the sample worlds of the presets
+`demo` (1 x 1 degree) and `demo-4x` (2 x 2 degrees); only `region.bbox`, `data_dir` and
+`output.dir` differ from the repository's workflow. Each region was run {args.repeat}
+time(s): median wall time, maximum of the peaks. Tiles and pixels are those of the `vi`
+store (`OUT/products/vi.zarr`).
 
-**How.** Wall time: from starting the `fluxscape run` process to its exit (Python start-up,
-indexing the inputs, starting the LocalCluster, all tiles, catalog). Peak memory of the whole
-run: every {args.interval} s the benchmark lists the `fluxscape run` process and all its
-descendants (recursively: the Dask worker processes, the multiprocessing resource tracker)
-and sums their **{metric}** (`psutil.Process.memory_full_info()`, i.e.
-`/proc/PID/smaps_rollup`; PSS counts a page shared by n processes as 1/n in each, so shared
-libraries are not counted n times); the table gives the maximum of those sums. The "peak
-largest process" is the largest {metric} of a single process at any sample (its role in
-brackets: `driver` = the `fluxscape run` process, which also hosts the scheduler and
-nannies; `worker` = a Dask worker process). Spikes shorter than the poll interval can be
-missed by polling; the kernel's per-process high-water marks (`VmHWM`, and `ru_maxrss` from
-`wait4`, both RSS) are listed below as a cross-check. The benchmark process itself is not
-counted.
+## How
 
-**Machine.** {machine["cpus"]} CPUs, {machine["ram_gib"]} GiB RAM, Python {machine["python"]},
-{machine["platform"]}, fluxscape {machine["fluxscape"]}.
+* **Wall time:** from starting the `fluxscape run` process to its exit (Python start-up,
+  indexing the inputs, starting the LocalCluster, every tile, finalising and cataloguing).
+* **Peak memory, whole run:** every {args.interval} s the benchmark lists the `fluxscape run`
+  process and all its descendants (recursively: the Dask worker processes and the
+  multiprocessing resource tracker), sums their **{metric}** (proportional set size,
+  `psutil.Process.memory_full_info()`, read from `/proc/PID/smaps_rollup`; a page shared by
+  n processes counts 1/n in each, so shared libraries are not counted n times) and keeps the
+  largest sum. The benchmark's own process is not counted.
+* **Peak largest process:** the largest {metric} of one process at any sample; in brackets
+  its role: `driver` = the `fluxscape run` process (which also hosts the Dask scheduler and
+  the nannies), `worker` = a Dask worker process.
+* Polling can miss spikes shorter than the interval; the kernel's per-process high-water
+  marks (`VmHWM`, and `ru_maxrss` from `wait4`; both RSS, which counts shared pages in full)
+  are listed below as a cross-check.
+
+**Machine:** {machine["cpus"]} CPUs, {machine["ram_gib"]} GiB RAM, Python {machine["python"]},
+{machine["platform"]}, fluxscape {machine["fluxscape"]}. Wall times depend on what else the
+host runs: the load average (1 min) around the runs is in the last column below.
+
+## Results
 
 {table}
 {verdict}
 
-Peak memory by process role (maximum over the samples of the role's {metric}, summed over
-the role's processes at each sample):
+Peak {metric} by process role (maximum over the samples of the sum over the role's
+processes), with the cross-checks:
 
-{role_head}{role_rows}
-Raw numbers: `bench/out/scaling.json`; memory timelines (MiB per role every sample):
-`bench/out/timelines/`.
+{role_table}
+Raw numbers: `bench/out/scaling.json`; {metric} per role at every sample:
+`bench/out/timelines/`; run logs: `bench/out/logs/`.
 """
     return table + "\n" + verdict, text
 
@@ -456,6 +535,13 @@ def main(argv: list[str] | None = None) -> int:
         "--budget", type=float, default=0.15, help="allowed peak memory growth (default 0.15)"
     )
     parser.add_argument(
+        "--products",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="run only these products of the demo workflow (default: all; vi is required)",
+    )
+    parser.add_argument(
         "--results",
         type=Path,
         default=BENCH_DIR / "RESULTS.md",
@@ -464,29 +550,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if args.products and "vi" not in args.products:
+        parser.error("--products must include vi (tiles and pixels are read from vi.zarr)")
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
 
     machine = machine_info()
     results = [bench_preset(preset, work, args) for preset in PRESET_NAMES]
-    small, large = results
-    summary = {
-        "area_ratio": large["area_deg2"] / small["area_deg2"],
-        "tiles_ratio": large["tiles"] / small["tiles"],
-        "pixels_ratio": large["pixels"] / small["pixels"],
-        "wall_ratio": large["wall_s"] / small["wall_s"],
-        "peak_ratio": large["peak_total_mib"] / small["peak_total_mib"],
-        "single_ratio": large["peak_single_mib"] / small["peak_single_mib"],
-    }
-    summary["peak_growth"] = summary["peak_ratio"] - 1
-    summary["budget"] = args.budget
-    summary["within_budget"] = summary["peak_growth"] <= args.budget
+    summary = summarize(*results, args.budget)
 
     table, text = render(results, summary, machine, args)
     print()
     print(table)
     args.results.write_text(text)
-    raw = {"machine": machine, "summary": summary, "results": results}
+    raw = {"machine": machine, "args": vars(args), "summary": summary, "results": results}
     (work / "scaling.json").write_text(json.dumps(raw, indent=2, default=str))
     print(f"\nwrote {args.results} and {work / 'scaling.json'}")
     return 0 if summary["within_budget"] else 1

@@ -97,9 +97,10 @@ class ViProduct(_Strict):
 
     kind: Literal["vi"]
     input: str
-    variables: list[Literal["ndvi", "evi", "evi2", "nbr"]] = ["ndvi", "evi"]
+    variables: list[Literal["ndvi", "evi", "evi2", "grvi", "nbr", "ndwi"]] = ["ndvi"]
     max_pixel_reliability: Annotated[int, Field(ge=0, le=3)] = 1
     resampling: Literal["nearest", "average", "bilinear"] = "nearest"
+    hours: tuple[float, float] | None = None  # UTC [first, last) hours of observations kept
 
 
 class GosatL3Product(_Strict):

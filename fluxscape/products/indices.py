@@ -34,3 +34,13 @@ def nbr(nir, swir2):
     """Normalised burn ratio (NIR - SWIR2) / (NIR + SWIR2); SWIR2 ~2.1-2.3 um
     (MODIS band 7, AHI B06, SGLI SW04)."""
     return _ratio(nir - swir2, nir + swir2)
+
+
+def grvi(green, red):
+    """Green-red vegetation index (Motohka et al. 2010): (green - red) / (green + red)."""
+    return _ratio(green - red, green + red)
+
+
+def ndwi(nir, swir16):
+    """Normalised difference water index (Gao 1996): (NIR - SWIR 1.6 um) / (NIR + SWIR)."""
+    return _ratio(nir - swir16, nir + swir16)

@@ -1,8 +1,11 @@
-"""The ``vi`` product: read MODIS VI granules that meet a tile, resample them onto the tile,
-mask with QA, compute indices and write the tile's region of the store.
+"""The ``vi`` product: vegetation indices composited per period on the target grid.
 
-Runs on a Dask worker; it takes plain values (paths, GeoBoxes, dates) and returns what it
-skipped, so it is idempotent and its memory is bounded by the tile (time x tile x tile).
+For each tile: the input's granules that meet it are read onto the tile through their source
+adapter (:mod:`fluxscape.pipeline.adapters`), masked with their QA / cloud screen, and
+composited per period by maximum NDVI among usable observations (the MODIS MVC rule; a MODIS
+16-day file is already one composite, AHI and SGLI give several observations per period).
+``doy`` keeps the day of year of the observation each composite took, ``qa`` its
+reliability (or the best reliability seen when nothing was usable).
 """
 
 from __future__ import annotations
@@ -14,36 +17,16 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from odc.geo.geobox import GeoBox
-from odc.geo.overlap import compute_reproject_roi
 
 from fluxscape.errors import FluxscapeError
+from fluxscape.pipeline.adapters import adapter_for
+from fluxscape.pipeline.adapters.base import Granule
 from fluxscape.pipeline.grid import Tile
-from fluxscape.pipeline.resample import gather, nearest_index, reproject_stack
-from fluxscape.pipeline.sources import (
-    Granule,
-    Skipped,
-    expand_paths,
-    granules_for,
-    index_granules,
-)
+from fluxscape.pipeline.sources import Skipped, expand_paths
 from fluxscape.pipeline.steps.base import Plan, StepContext
 from fluxscape.pipeline.store import VariableSpec, write_tile
 from fluxscape.pipeline.timeaxis import period_index, period_starts
-from fluxscape.products import indices, qa
-from fluxscape.readers.modis_hdf4 import open_modis_tile
-
-MODIS_LAYERS = [
-    "NDVI",
-    "EVI",
-    "VI_Quality",
-    "pixel_reliability",
-    "red_reflectance",
-    "NIR_reflectance",
-    "blue_reflectance",
-    "MIR_reflectance",
-    "composite_day_of_the_year",
-]
-INT_LAYERS = ["VI_Quality", "pixel_reliability"]
+from fluxscape.products import indices
 
 VI_VARIABLES = {
     "ndvi": VariableSpec(
@@ -59,13 +42,21 @@ VI_VARIABLES = {
     "evi2": VariableSpec(
         "evi2", "float32", {"long_name": "two-band enhanced vegetation index", "units": "1"}
     ),
+    "grvi": VariableSpec(
+        "grvi", "float32", {"long_name": "green-red vegetation index", "units": "1"}
+    ),
     "nbr": VariableSpec("nbr", "float32", {"long_name": "normalized burn ratio", "units": "1"}),
+    "ndwi": VariableSpec(
+        "ndwi",
+        "float32",
+        {"long_name": "normalized difference water index (NIR, SWIR 1.6 um)", "units": "1"},
+    ),
 }
 QA_VARIABLE = VariableSpec(
     "qa",
     "uint8",
     {
-        "long_name": "pixel reliability of the selected observation",
+        "long_name": "reliability of the selected observation",
         "units": "1",
         "flag_values": [0, 1, 2, 3],
         "flag_meanings": "good marginal snow_ice cloudy",
@@ -81,10 +72,40 @@ DOY_VARIABLE = VariableSpec(
     },
 )
 
+#: Indices each reader can give (from delivered layers or from its bands).
+CAPABILITIES = {
+    "modis_hdf4": {"ndvi", "evi", "evi2", "nbr"},
+    "sgli_l2": {"ndvi", "evi"},
+    "sgli_l1b": {"ndvi", "evi", "evi2", "grvi"},
+    "ahi_hsd": {"ndvi", "evi2", "nbr", "ndwi"},
+    "ahi_ptree": {"ndvi", "evi2", "nbr", "ndwi"},
+}
+
 
 def vi_variables(names: list[str]) -> list[VariableSpec]:
     """Store variables of the vi product: the requested indices, ``qa`` and ``doy``."""
     return [VI_VARIABLES[n] for n in names] + [QA_VARIABLE, DOY_VARIABLE]
+
+
+def compute_indices(layers: dict, names: list[str]) -> dict[str, np.ndarray]:
+    """The requested indices (plus ndvi) from standard layers; delivered ndvi/evi win."""
+    get = layers.get
+    out = {"ndvi": get("ndvi") if get("ndvi") is not None else indices.ndvi(get("red"), get("nir"))}
+    formulas = {
+        "evi": lambda: (
+            get("evi")
+            if get("evi") is not None
+            else indices.evi(get("red"), get("nir"), get("blue"))
+        ),
+        "evi2": lambda: indices.evi2(get("red"), get("nir")),
+        "grvi": lambda: indices.grvi(get("green"), get("red")),
+        "nbr": lambda: indices.nbr(get("nir"), get("swir22")),
+        "ndwi": lambda: indices.ndwi(get("nir"), get("swir16")),
+    }
+    for name in names:
+        if name != "ndvi":
+            out[name] = formulas[name]()
+    return out
 
 
 @dataclass(frozen=True)
@@ -96,100 +117,78 @@ class ViTileTask:
     geobox: GeoBox
     rows: slice
     cols: slice
-    times: tuple  # period start dates (numpy datetime64)
+    times: tuple
+    reader: str
     granules: tuple[Granule, ...]
     variables: tuple[str, ...]
-    max_pixel_reliability: int
-    resampling: str
-
-
-def _read_group_on_tile(
-    granules: list[Granule], tile: GeoBox, resampling: str, skipped: list[Skipped]
-) -> list[tuple[Granule, dict[str, np.ndarray]]]:
-    """Granules that share one native grid, read over the tile's footprint only and
-    resampled onto ``tile`` (layer name -> (y, x) array per granule). Granules that fail to
-    read are appended to ``skipped``."""
-    src_box = granules[0].geobox
-    index = nearest_index(src_box, tile)
-    if index.empty:
-        return []
-    window = index.window
-    if resampling != "nearest":  # read a padded window for interpolating methods
-        rr = compute_reproject_roi(src_box, tile)
-        window = rr.roi_src
-    out = []
-    for granule in granules:
-        try:
-            ds = open_modis_tile(granule.path, MODIS_LAYERS, roi=window)
-        except Exception as exc:
-            skipped.append(Skipped(granule.path, str(exc).replace(f"{granule.path}: ", "")))
-            continue
-        layers = {}
-        for name in MODIS_LAYERS:
-            nodata = -1 if name in INT_LAYERS else np.nan
-            data = ds[name].values.astype("int32" if name in INT_LAYERS else "float32")
-            if resampling == "nearest" or name in INT_LAYERS:
-                if resampling != "nearest":
-                    data = reproject_stack(data[None], src_box[window], tile, "nearest", nodata)[0]
-                else:
-                    data = gather(data, index, nodata)
-            else:
-                data = reproject_stack(data[None], src_box[window], tile, resampling, nodata)[0]
-            layers[name] = data
-        out.append((granule, layers))
-    return out
+    options: dict
 
 
 def run_vi_tile(task: ViTileTask) -> dict:
-    """Compute and write one tile of the vi product. Returns ``{"tile": id, "skipped":
-    [{"file", "reason"}], "granules": n}``; unreadable granules are skipped, not raised."""
+    """Composite and write one tile. Returns ``{"tile", "skipped", "granules", "opened"}``;
+    unreadable granules are skipped (file and reason), not raised."""
     times = pd.DatetimeIndex(task.times)
     ny, nx = task.geobox.shape.yx
-    nt = len(times)
-    out = {v: np.full((nt, ny, nx), np.nan, np.float32) for v in task.variables}
-    qa_out = np.full((nt, ny, nx), 255, np.uint8)
-    doy_out = np.full((nt, ny, nx), np.nan, np.float32)
+    shape = (len(times), ny, nx)
+    out = {v: np.full(shape, np.nan, np.float32) for v in task.variables}
+    best = np.full(shape, np.nan, np.float32)
+    qa_out = np.full(shape, 255, np.uint8)
+    doy_out = np.full(shape, np.nan, np.float32)
     skipped: list[Skipped] = []
-    groups: dict[GeoBox, list[Granule]] = {}
+    groups: dict = {}
     for granule in task.granules:
         if period_index(times, granule.start) is not None:
-            groups.setdefault(granule.geobox, []).append(granule)
-    used = 0
+            groups.setdefault(granule.key, []).append(granule)
+    adapter = adapter_for(task.reader)
+    used, opened = 0, []
     for members in groups.values():
-        for granule, layers in _read_group_on_tile(members, task.geobox, task.resampling, skipped):
+        for granule, layers in adapter.read(members, task.geobox, task.options, skipped):
             t = period_index(times, granule.start)
             used += 1
-            rel = layers["pixel_reliability"]
-            observed = rel >= 0
-            usable = qa.modis_vi_usable(layers["VI_Quality"], rel, task.max_pixel_reliability)
-            usable &= np.isnan(out[task.variables[0]][t])  # first granule wins in overlaps
-            red, nir = layers["red_reflectance"], layers["NIR_reflectance"]
-            values = {
-                "ndvi": layers["NDVI"],
-                "evi": layers["EVI"],
-                "evi2": indices.evi2(red, nir),
-                "nbr": indices.nbr(nir, layers["MIR_reflectance"]),
-            }
+            opened += layers.pop("_opened", [])
+            values = compute_indices(layers, list(task.variables))
+            ndvi = values["ndvi"]
+            with np.errstate(invalid="ignore"):
+                take = layers["usable"] & np.isfinite(ndvi) & ~(ndvi <= best[t])
+            best[t] = np.where(take, ndvi, best[t])
             for name in task.variables:
-                out[name][t] = np.where(usable, values[name], out[name][t])
-            fresh = observed & (qa_out[t] == 255)
-            qa_out[t] = np.where(fresh, np.clip(rel, 0, 3), qa_out[t]).astype(np.uint8)
-            doy_out[t] = np.where(usable, layers["composite_day_of_the_year"], doy_out[t])
+                out[name][t] = np.where(take, values[name], out[name][t])
+            doy_out[t] = np.where(take, layers["doy"], doy_out[t])
+            rel = layers["reliability"]
+            chosen_or_better = take | ((rel >= 0) & ~np.isfinite(best[t]) & (rel < qa_out[t]))
+            qa_out[t] = np.where(chosen_or_better, np.clip(rel, 0, 3), qa_out[t])
     data = {name: (("time", "y", "x"), arr) for name, arr in out.items()}
     data["qa"] = (("time", "y", "x"), qa_out)
     data["doy"] = (("time", "y", "x"), doy_out)
     write_tile(Path(task.store), xr.Dataset(data), task.rows, task.cols)
-    return {"tile": task.tile_id, "skipped": [s.to_json() for s in skipped], "granules": used}
+    return {
+        "tile": task.tile_id,
+        "skipped": [s.to_json() for s in skipped],
+        "granules": used,
+        "opened": sorted(set(opened)),
+    }
 
 
 def plan(ctx: StepContext) -> Plan:
-    """Index the product's input granules and plan one task per tile."""
+    """Index the input's granules (headers only) and plan one task per tile."""
     product = ctx.product
     inp = ctx.workflow.inputs[product.input]
+    unsupported = set(product.variables) - CAPABILITIES.get(inp.reader, set())
+    if unsupported:
+        raise FluxscapeError(
+            f"products.{ctx.name}.variables: {sorted(unsupported)} cannot be made from "
+            f"{inp.reader} (it gives {sorted(CAPABILITIES.get(inp.reader, set()))})"
+        )
+    adapter = adapter_for(inp.reader)
+    options = {
+        "max_reliability": product.max_pixel_reliability,
+        "resampling": product.resampling,
+        "hours": list(product.hours) if product.hours else None,
+    }
     files = expand_paths(inp.paths)
-    granules, skipped = index_granules(files, inp.reader)
+    granules, skipped = adapter.index(files, options)
     times = period_starts(ctx.workflow.period)
-    per_tile = {t.id: granules_for(t.geobox, granules) for t in ctx.grid.tiles}
+    per_tile = {t.id: [g for g in granules if g.meets(t.geobox)] for t in ctx.grid.tiles}
     if not any(per_tile.values()):
         raise FluxscapeError(
             f"inputs.{product.input}: none of its {len(files)} file(s) covers the region "
@@ -204,19 +203,19 @@ def plan(ctx: StepContext) -> Plan:
             tile.rows,
             tile.cols,
             tuple(times.values),
+            inp.reader,
             tuple(per_tile[tile.id]),
             tuple(product.variables),
-            product.max_pixel_reliability,
-            product.resampling,
+            options,
         )
 
     return Plan(
         dims={"time": times.values},
         variables=vi_variables(product.variables),
-        summary="Vegetation indices composited on the target grid from QA-masked satellite "
-        "observations",
+        summary=f"Vegetation indices ({inp.reader}) composited per {ctx.workflow.period.step} "
+        "period on the target grid from QA-masked observations (maximum NDVI)",
         make_task=make_task,
         run_tile=run_vi_tile,
-        inputs=[g.path for g in granules],
+        inputs=[p for g in granules for p in (g.paths or (g.path,))],
         skipped=skipped,
     )

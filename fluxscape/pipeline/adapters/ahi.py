@@ -1,0 +1,153 @@
+"""Himawari AHI as ``vi`` sources: HSD segments (satpy ``ahi_hsd``, pyresample index lookup on
+the geostationary area, only the segments over the tile are opened) and JAXA P-Tree gridded
+NetCDF (odc-geo index lookup on its regular lat/lon grid).
+
+AHI sees a place many times a day; ``options["hours"]`` = [first, last) UTC hours keeps only
+observations in a fixed window (e.g. near local noon), so that the sun-angle dependence of the
+reflectance does not leak into the season. Clouds are screened by brightness (red) and, for
+HSD and P-Tree, by the 10.4 um brightness temperature.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+from odc.geo.geobox import GeoBox
+
+from fluxscape.pipeline.adapters.base import (
+    Granule,
+    cloud_screen,
+    day_of_year,
+    skip,
+    tile_bbox,
+    tile_lonlat,
+)
+from fluxscape.pipeline.resample import gather, nearest_index
+from fluxscape.pipeline.sources import Skipped
+from fluxscape.readers import ahi_hsd, ahi_ptree
+
+HSD_BANDS = {"B03": "red", "B04": "nir", "B05": "swir16", "B06": "swir22"}
+COLD_CLOUD_K = 265.0
+
+
+def _in_hours(when, options: dict) -> bool:
+    hours = options.get("hours")
+    if not hours:
+        return True
+    h = when.hour + when.minute / 60
+    return hours[0] <= h < hours[1]
+
+
+def index_hsd(paths: list[str], options: dict) -> tuple[list[Granule], list[Skipped]]:
+    """Group segment files by observation (satellite + nominal time); one granule each."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    skipped: list[Skipped] = []
+    for path in paths:
+        try:
+            info = ahi_hsd.granule_info(path)
+        except Exception as exc:
+            skip(skipped, path, exc)
+            continue
+        if info["bbox"] is None or not _in_hours(info["nominal_start"], options):
+            continue
+        groups[(info["platform"], info["area"], info["nominal_start"])].append(info)
+    granules = []
+    for (platform, area, start), infos in sorted(groups.items(), key=lambda kv: kv[0][2]):
+        boxes = np.array([i["bbox"] for i in infos])
+        bbox = (boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max())
+        paths_ = tuple(sorted(i["path"] for i in infos))
+        key = (platform, area, infos[0]["sub_lon"])
+        granules.append(Granule(paths_[0], start, tuple(float(v) for v in bbox), key, paths_))
+    return granules, skipped
+
+
+def read_hsd(
+    granules: list[Granule], tile: GeoBox, options: dict, skipped: list[Skipped]
+) -> list[tuple[Granule, dict]]:
+    """Open only the segments over the tile; nearest pixel via the AreaDefinition."""
+    lon, lat = tile_lonlat(tile)
+    out = []
+    cache: dict = {}
+    for granule in granules:
+        try:
+            selected = ahi_hsd.segments_for_bbox(granule.paths, tile_bbox(tile, 0.05))
+            if not selected:
+                continue
+            ds = ahi_hsd.open_hsd(
+                selected,
+                bands=[*HSD_BANDS, "B13"],
+                resolution=options.get("ahi_resolution", 1000),
+                solar_angles=False,
+            )
+        except Exception as exc:
+            skip(skipped, granule.path, exc)
+            continue
+        area = ds.attrs["area"]
+        ckey = (area.area_extent, area.shape)
+        if ckey not in cache:
+            rows, cols = area.get_array_indices_from_lonlat(lon, lat)
+            rows, cols = np.ma.filled(rows, -1), np.ma.filled(cols, -1)
+            cache[ckey] = (rows, cols, (rows >= 0) & (cols >= 0))
+        rows, cols, valid = cache[ckey]
+        r, c = np.where(valid, rows, 0), np.where(valid, cols, 0)
+        layers = {
+            name: np.where(valid, ds[band].values[r, c], np.nan).astype("float32")
+            for band, name in HSD_BANDS.items()
+        }
+        bt = np.where(valid, ds["B13"].values[r, c], np.nan)
+        out.append((granule, _screen(layers, bt, granule, [str(p) for p in selected])))
+    return out
+
+
+def _screen(layers: dict, bt: np.ndarray, granule: Granule, opened: list[str]) -> dict:
+    observed = np.isfinite(layers["red"]) & np.isfinite(layers["nir"])
+    with np.errstate(invalid="ignore"):
+        cloudy = cloud_screen(layers["red"]) | (bt < COLD_CLOUD_K)
+    layers["reliability"] = np.where(observed, np.where(cloudy, 3, 0), -1)
+    layers["usable"] = observed & ~cloudy
+    layers["doy"] = np.full(layers["red"].shape, day_of_year(granule.start), "float32")
+    layers["_opened"] = opened
+    return layers
+
+
+def index_ptree(paths: list[str], options: dict) -> tuple[list[Granule], list[Skipped]]:
+    """P-Tree files: nominal time and grid extent (grid shape and bbox as the key)."""
+    granules, skipped = [], []
+    for path in paths:
+        try:
+            info = ahi_ptree.granule_info(path)
+        except Exception as exc:
+            skip(skipped, path, exc)
+            continue
+        if not _in_hours(info["nominal_start"], options):
+            continue
+        key = (info["pixels"], info["lines"], tuple(info["bbox"]))
+        granules.append(Granule(path, info["nominal_start"], tuple(info["bbox"]), key, (path,)))
+    return granules, skipped
+
+
+def read_ptree(
+    granules: list[Granule], tile: GeoBox, options: dict, skipped: list[Skipped]
+) -> list[tuple[Granule, dict]]:
+    """Reflectance of bands 3-6 and tbb_13 on the tile by an odc-geo index lookup."""
+    out = []
+    index = None
+    for granule in granules:
+        try:
+            ds = ahi_ptree.open_ptree(granule.path, variables=["tbb_13"], bbox=tile_bbox(tile, 0.1))
+        except Exception as exc:
+            skip(skipped, granule.path, exc)
+            continue
+        if index is None:
+            index = nearest_index(ds.odc.geobox, tile)
+        if index.empty:
+            return []
+        w = index.window
+        layers = {
+            name: gather(ds[f"reflectance_{b:02d}"].values[w], index, np.nan).astype("float32")
+            for b, name in ((3, "red"), (4, "nir"), (5, "swir16"), (6, "swir22"))
+        }
+        bt = gather(ds["tbb_13"].values[w], index, np.nan)
+        out.append((granule, _screen(layers, bt, granule, [granule.path])))
+    return out

@@ -1,0 +1,83 @@
+"""MODIS MOD13/MYD13 VI tiles as a ``vi`` source (odc-geo index lookup on the sinusoidal grid)."""
+
+from __future__ import annotations
+
+import numpy as np
+from odc.geo.geobox import GeoBox
+from odc.geo.overlap import compute_reproject_roi
+
+from fluxscape.pipeline.adapters.base import Granule, skip
+from fluxscape.pipeline.resample import gather, nearest_index, reproject_stack
+from fluxscape.pipeline.sources import Skipped
+from fluxscape.products import qa
+from fluxscape.readers import modis_hdf4
+from fluxscape.readers.registry import detect
+
+LAYERS = {  # reader variable -> standard layer
+    "NDVI": "ndvi",
+    "EVI": "evi",
+    "red_reflectance": "red",
+    "NIR_reflectance": "nir",
+    "blue_reflectance": "blue",
+    "MIR_reflectance": "swir22",
+    "composite_day_of_the_year": "doy",
+}
+INT_LAYERS = ("VI_Quality", "pixel_reliability")
+
+
+def index(paths: list[str], options: dict) -> tuple[list[Granule], list[Skipped]]:
+    """Header of each MODIS file: composite start date and tile grid."""
+    granules, skipped = [], []
+    for path in paths:
+        try:
+            if detect(path).name != "modis_hdf4":
+                raise ValueError("is not a MODIS HDF4-EOS file")
+            meta = modis_hdf4.parse_filename(path)
+            if meta is None:
+                raise ValueError("file name does not follow the MODIS convention")
+            gbox = modis_hdf4.tile_geobox(path)
+            bb = gbox.extent.to_crs("EPSG:4326").boundingbox
+            granules.append(
+                Granule(path, meta["start"], (bb.left, bb.bottom, bb.right, bb.top), gbox, (path,))
+            )
+        except Exception as exc:  # any failure to read a header skips the file
+            skip(skipped, path, exc)
+    return granules, skipped
+
+
+def read(
+    granules: list[Granule], tile: GeoBox, options: dict, skipped: list[Skipped]
+) -> list[tuple[Granule, dict]]:
+    """Each granule's layers over the tile (one index lookup for the shared tile grid)."""
+    src_box: GeoBox = granules[0].key
+    resampling = options.get("resampling", "nearest")
+    index_ = nearest_index(src_box, tile)
+    if index_.empty:
+        return []
+    window = (
+        index_.window if resampling == "nearest" else compute_reproject_roi(src_box, tile).roi_src
+    )
+    out = []
+    for granule in granules:
+        try:
+            ds = modis_hdf4.open_modis_tile(granule.path, [*LAYERS, *INT_LAYERS], roi=window)
+        except Exception as exc:
+            skip(skipped, granule.path, exc)
+            continue
+        layers = {}
+        for name in [*LAYERS, *INT_LAYERS]:
+            is_int = name in INT_LAYERS
+            nodata = -1 if is_int else np.nan
+            data = ds[name].values.astype("int32" if is_int else "float32")
+            if resampling == "nearest":
+                data = gather(data, index_, nodata)
+            else:
+                how = "nearest" if is_int else resampling
+                data = reproject_stack(data[None], src_box[window], tile, how, nodata)[0]
+            layers[LAYERS.get(name, name)] = data
+        rel = layers.pop("pixel_reliability")
+        quality = layers.pop("VI_Quality")
+        layers["reliability"] = np.where(rel >= 0, np.clip(rel, 0, 3), -1)
+        layers["usable"] = qa.modis_vi_usable(quality, rel, options.get("max_reliability", 1))
+        out.append((granule, layers))
+    return out
