@@ -102,7 +102,9 @@ def sample_data(directory: Path, seed: int, preset: str) -> None:
     click.echo(
         f"sample world {preset!r} (seed {seed}) written to {directory} in "
         f"{time.monotonic() - t0:.0f} s: {summary['modis_files']} MODIS tiles, "
-        f"{summary['tower_files']} tower files, truth in {directory / 'truth'}"
+        f"{summary['tower_files']} tower files, {summary['gosat_files']} GOSAT files, "
+        f"{summary['sgli_files']} SGLI files, {summary['ahi_files']} AHI files; truth in "
+        f"{directory / 'truth'}"
     )
 
 

@@ -12,7 +12,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import xarray as xr
 
@@ -187,10 +186,7 @@ class Catalog:
             da = ds[variable]
             if point is not None:
                 px = da.sel(x=point[0], y=point[1], method="nearest")
-                values = px.values
-                frame = pd.DataFrame(
-                    {"time": pd.DatetimeIndex(px.time.values), "value": values.astype(float)}
-                )
+                frame = _tidy(px)
                 frame["x"] = round(float(px.x), 9)
                 frame["y"] = round(float(px.y), 9)
             else:
@@ -198,17 +194,23 @@ class Catalog:
                 sub = da.sel(x=slice(w, ea), y=slice(n, s) if da.y[0] > da.y[-1] else slice(s, n))
                 if sub.sizes["x"] == 0 or sub.sizes["y"] == 0:
                     continue
-                mean = sub.mean(dim=("y", "x"), skipna=True).values
-                frame = pd.DataFrame(
-                    {"time": pd.DatetimeIndex(sub.time.values), "value": np.asarray(mean, float)}
-                )
+                frame = _tidy(sub.mean(dim=("y", "x"), skipna=True))
                 frame["n_pixels"] = int(sub.sizes["x"] * sub.sizes["y"])
             frame.insert(0, "product", e.id)
-            frame.insert(2, "variable", variable)
+            frame.insert(frame.columns.get_loc("value"), "variable", variable)
             frames.append(frame)
         if not frames:
             raise FluxscapeError(f"bbox {bbox} holds no pixel of {variable!r}")
         return pd.concat(frames, ignore_index=True)
+
+
+def _tidy(da: xr.DataArray) -> pd.DataFrame:
+    """One row per remaining coordinate (``time``, or ``year`` and ``season``): those
+    columns and ``value`` (float)."""
+    da = da.drop_vars([c for c in da.coords if c not in da.dims])
+    frame = da.load().to_dataframe(name="value").reset_index()
+    frame["value"] = frame["value"].astype(float)
+    return frame
 
 
 def open_catalog(path: str | Path) -> Catalog:

@@ -41,8 +41,7 @@ def build_collection(store: Path, run: str, product: str, href_base: Path) -> py
     south, north = float(y.min() - dy / 2), float(y.max() + dy / 2)
     crs_wkt = ds["spatial_ref"].attrs.get("crs_wkt", "")
     bbox_ll = _lonlat_bbox(crs_wkt, (west, south, east, north))
-    t0 = pystac.utils.str_to_datetime(str(ds["time"].values[0])[:19] + "Z")
-    t1 = pystac.utils.str_to_datetime(str(ds["time"].values[-1])[:19] + "Z")
+    t0, t1, time_dims = _temporal(ds)
     variables = [v for v in ds.data_vars if v != "spatial_ref"]
     collection = pystac.Collection(
         id=collection_id(run, product),
@@ -94,13 +93,7 @@ def build_collection(store: Path, run: str, product: str, href_base: Path) -> py
                 "reference_system": epsg or crs_wkt,
             }
         ),
-        "time": Dimension.from_dict(
-            {
-                "type": "temporal",
-                "extent": [t0.isoformat(), t1.isoformat()],
-                "values": [str(t)[:10] for t in ds["time"].values],
-            }
-        ),
+        **time_dims,
     }
     cube.variables = {
         v: Variable.from_dict(
@@ -114,6 +107,45 @@ def build_collection(store: Path, run: str, product: str, href_base: Path) -> py
         for v in variables
     }
     return collection
+
+
+def _temporal(ds: xr.Dataset) -> tuple:
+    """Start, end (datetimes) and datacube dimensions of a store's time axis: ``time``
+    (period starts) or ``year`` (whole calendar years), plus ``season`` when present."""
+    import datetime as dt
+
+    if "time" in ds.dims:
+        t0 = pystac.utils.str_to_datetime(str(ds["time"].values[0])[:19] + "Z")
+        t1 = pystac.utils.str_to_datetime(str(ds["time"].values[-1])[:19] + "Z")
+        values = [str(t)[:10] for t in ds["time"].values]
+        dims = {
+            "time": Dimension.from_dict(
+                {"type": "temporal", "values": values, "extent": [t0.isoformat(), t1.isoformat()]}
+            )
+        }
+        return t0, t1, dims
+    years = [int(y) for y in ds["year"].values]
+    t0 = dt.datetime(years[0], 1, 1, tzinfo=dt.UTC)
+    t1 = dt.datetime(years[-1], 12, 31, 23, 59, 59, tzinfo=dt.UTC)
+    dims = {
+        "year": Dimension.from_dict(
+            {
+                "type": "temporal",
+                "values": [str(y) for y in years],
+                "extent": [t0.isoformat(), t1.isoformat()],
+                "step": "P1Y",
+            }
+        )
+    }
+    if "season" in ds.dims:
+        dims["season"] = Dimension.from_dict(
+            {
+                "type": "other",
+                "values": [int(v) for v in ds["season"].values],
+                "description": "season within the year",
+            }
+        )
+    return t0, t1, dims
 
 
 def _epsg(crs_wkt: str) -> int | None:

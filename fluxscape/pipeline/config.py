@@ -113,7 +113,39 @@ class GosatL3Product(_Strict):
     resolution: Annotated[float, Field(gt=0)] = 0.25
 
 
-Product = Annotated[ViProduct | GosatL3Product, Field(discriminator="kind")]
+class PhenologyProduct(_Strict):
+    """The ``phenology`` product from an earlier ``vi`` product of the workflow."""
+
+    kind: Literal["phenology"]
+    source: str
+    variable: Literal["ndvi", "evi", "evi2"] = "ndvi"
+    method: Literal["whittaker", "savgol", "double_logistic"] = "whittaker"
+    seasons: Annotated[int, Field(ge=1, le=2)] = 2
+
+
+class DisturbanceProduct(_Strict):
+    """The ``disturbance`` product from an earlier ``vi`` product: a stable ``history``
+    period and a ``monitor`` period, each [first, last] dates."""
+
+    kind: Literal["disturbance"]
+    source: str
+    variable: Literal["ndvi", "evi", "evi2", "nbr"] = "ndvi"
+    history: tuple[date, date]
+    monitor: tuple[date, date]
+    process: Literal["mosum", "cusum"] = "mosum"
+    min_magnitude: Annotated[float, Field(ge=0)] = 0.05
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DisturbanceProduct:
+        if not (self.history[0] < self.history[1] < self.monitor[0] <= self.monitor[1]):
+            raise ValueError("need history[0] < history[1] < monitor[0] <= monitor[1]")
+        return self
+
+
+Product = Annotated[
+    ViProduct | GosatL3Product | PhenologyProduct | DisturbanceProduct,
+    Field(discriminator="kind"),
+]
 
 
 class Output(_Strict):
@@ -150,8 +182,18 @@ class Workflow(_Strict):
 
     @model_validator(mode="after")
     def _products_use_known_inputs(self) -> Workflow:
+        earlier: list[str] = []
         for name, product in self.products.items():
+            source = getattr(product, "source", None)
+            if source is not None and source not in earlier:
+                raise ValueError(
+                    f"products.{name}.source: {source!r} must be a product listed before "
+                    f"{name!r} (earlier products: {earlier})"
+                )
+            earlier.append(name)
             used = getattr(product, "inputs", None) or [getattr(product, "input", None)]
+            if source is not None:
+                continue
             field = "inputs" if hasattr(product, "inputs") else "input"
             for inp in used:
                 if inp is not None and inp not in self.inputs:

@@ -5,6 +5,9 @@ Layout of the output directory::
     modis/    MOD13A2.AYYYYDDD.hHHvVV.061.<production>.hdf   16-day VI tiles (HDF4-EOS)
     towers/   FLX_<site>_FLUXNET2015_FULLSET_DD_<y1>-<y2>_1-4.csv and SitesList.csv
     gosat/    nies/GOSATTFTS*_02C0[12]S*.h5 and acos/acos_LtCO2_*.nc4 (every third day)
+    sgli/     GC1SG1_*_T*_L2SG_{VGI,LST,LAI,RSRF}*.h5 (1 km tiles, 2-day revisit) and L1B
+    ahi/      hsd/HS_H0?_*_B??_R301_R??_S????.DAT.bz2 and ptree/NC_H0?_*.nc (first year,
+              every 4th day, 3 times a day)
     truth/    world.json, towers.csv, tower_daily.csv, phenology.nc
 
 MODIS tiles are full 1200 x 1200 tiles; only pixels within the region plus a margin carry
@@ -25,9 +28,11 @@ from pyproj import Transformer
 from scipy.ndimage import gaussian_filter
 
 from fluxscape.readers.modis_hdf4 import SINUSOIDAL_PROJ, TILE_SIZE_M, tile_upper_left
+from fluxscape.sample.ahi_writer import write_ahi
 from fluxscape.sample.fluxnet_writer import write_fullset_dd, write_site_list
 from fluxscape.sample.gosat_writer import write_gosat
 from fluxscape.sample.modis_writer import MOD13_SDS, TileSpec, write_mod13a2
+from fluxscape.sample.sgli_writer import write_sgli
 from fluxscape.sample.world import LC_NAMES, PRESETS, World
 
 log = logging.getLogger(__name__)
@@ -258,6 +263,10 @@ def write_sample_world(out_dir: str | Path, preset: str = "demo", seed: int = 42
     towers = write_towers(world, out / "towers", truth, np.random.default_rng(streams[1]))
     log.info("writing GOSAT L2 soundings (NIES HDF5, ACOS Lite NetCDF)")
     gosat = write_gosat(world, out, np.random.default_rng(streams[2]))
+    log.info("writing GCOM-C SGLI L2 land tiles and L1B granules")
+    sgli = write_sgli(world, out / "sgli", np.random.default_rng(streams[3]))
+    log.info("writing Himawari AHI HSD segments and P-Tree NetCDF")
+    ahi = write_ahi(world, out / "ahi", np.random.default_rng(streams[4]))
     write_truth_phenology(world, truth)
     summary = {
         "preset": preset,
@@ -267,6 +276,8 @@ def write_sample_world(out_dir: str | Path, preset: str = "demo", seed: int = 42
         "modis_files": len(modis),
         "tower_files": len(towers) - 1,
         "gosat_files": len(gosat),
+        "sgli_files": len(sgli),
+        "ahi_files": len(ahi),
         "towers": world.towers().to_dict(orient="records"),
         "generator": "fluxscape.sample",
     }

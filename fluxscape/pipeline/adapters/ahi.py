@@ -86,7 +86,8 @@ def read_hsd(
         area = ds.attrs["area"]
         ckey = (area.area_extent, area.shape)
         if ckey not in cache:
-            rows, cols = area.get_array_indices_from_lonlat(lon, lat)
+            # pyresample returns (column, row) indices of the nearest pixel
+            cols, rows = area.get_array_indices_from_lonlat(lon, lat)
             rows, cols = np.ma.filled(rows, -1), np.ma.filled(cols, -1)
             cache[ckey] = (rows, cols, (rows >= 0) & (cols >= 0))
         rows, cols, valid = cache[ckey]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from fluxscape.pipeline.steps import gosat_l3, vi
+from fluxscape.pipeline.steps import disturbance, gosat_l3, vi
 
-STEPS: dict[str, ModuleType] = {"vi": vi, "gosat_l3": gosat_l3}
+STEPS: dict[str, ModuleType] = {"vi": vi, "gosat_l3": gosat_l3, "disturbance": disturbance}
 
 
 def step_for(kind: str) -> ModuleType:

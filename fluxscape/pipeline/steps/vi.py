@@ -188,6 +188,7 @@ def plan(ctx: StepContext) -> Plan:
     files = expand_paths(inp.paths)
     granules, skipped = adapter.index(files, options)
     times = period_starts(ctx.workflow.period)
+    granules = [g for g in granules if period_index(times, g.start) is not None]
     per_tile = {t.id: [g for g in granules if g.meets(t.geobox)] for t in ctx.grid.tiles}
     if not any(per_tile.values()):
         raise FluxscapeError(
