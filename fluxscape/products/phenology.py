@@ -42,7 +42,9 @@ float days since 1 January of the first year (day 0 = 1 January 00:00).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
@@ -52,6 +54,7 @@ import xarray as xr
 from fluxscape.products import smoothing
 
 Method = Literal["whittaker", "savgol", "double_logistic"]
+METHODS: tuple[str, ...] = ("whittaker", "savgol", "double_logistic")
 
 #: MCD12Q2 transition dates: name -> (fraction of the segment amplitude, rising?).
 TRANSITIONS: dict[str, tuple[float, bool]] = {
@@ -270,6 +273,17 @@ class _SegmentMax:
         return (k - base - 1) + np.clip(frac, 0.0, 1.0)
 
 
+def _ranges(shape: tuple[int, int], pix, start, stop) -> np.ndarray:
+    """Boolean (pixel, n) mask, True on [start, stop] (inclusive, clipped) of row ``pix``."""
+    n = shape[1]
+    start = np.clip(np.asarray(start), 0, n - 1).astype(np.int64)
+    stop = np.clip(np.asarray(stop), 0, n - 1).astype(np.int64)
+    marks = np.zeros((shape[0], n + 1), dtype=np.int32)
+    np.add.at(marks, (pix, start), 1)
+    np.add.at(marks, (pix, stop + 1), -1)
+    return np.cumsum(marks[:, :-1], axis=1) > 0
+
+
 def _vertex(z: np.ndarray, pix: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Parabolic refinement of an extremum at grid index ``at``: (fractional index, value)."""
     n = z.shape[1]
@@ -320,9 +334,15 @@ def _extract(
     for i, name in enumerate(names_dn):
         out[name] = dn[:, i]
     if sos_method == "derivative":
+        # Fastest rise between greenup and maturity, fastest fall between senescence and
+        # dormancy: wiggles on the plateau or in winter are not transitions.
         rate = np.gradient(z, axis=1)
-        rise = _SegmentMax(rate, troughs)
-        fall = _SegmentMax(-rate[:, ::-1], troughs[:, ::-1])
+        floor = float(np.min(rate)) - 1.0
+        ok = np.isfinite(up[:, 0]) & np.isfinite(dn[:, 0])
+        rising = _ranges(z.shape, pix[ok], np.floor(up[ok, 0]), np.ceil(up[ok, 2]))
+        falling = _ranges(z.shape, pix[ok], np.floor(dn[ok, 0]), np.ceil(dn[ok, 2]))
+        rise = _SegmentMax(np.where(rising, rate, floor), troughs)
+        fall = _SegmentMax(np.where(falling, -rate, floor)[:, ::-1], troughs[:, ::-1])
         rev_at = n - 1 - at
         t_up = rise.first_reach(pix, left, at, rise.value(pix, left, at))
         t_dn = fall.first_reach(pix, rl, rev_at, fall.value(pix, rl, rev_at))
@@ -429,6 +449,20 @@ def _fit_seasons(
     return np.where(ok[:, None], curves, rough_rows)
 
 
+@dataclass(frozen=True)
+class _Rules:
+    """Season division and extraction settings (see :func:`phenology_metrics`)."""
+
+    seasons: int
+    sos_method: str
+    sos_fraction: float
+    eos_fraction: float
+    min_amplitude: float
+    min_relative_amplitude: float
+    min_peak_separation: float
+    fit_iterations: int | None  # None: no double-logistic fit
+
+
 def phenology_metrics(
     values,
     weights,
@@ -437,39 +471,80 @@ def phenology_metrics(
     *,
     method: Method = "whittaker",
     seasons: int = 2,
-    grid_start: float | None = None,
-    grid_stop: float | None = None,
-    step: float = 8.0,
-    lam: float = smoothing.DEFAULT_LAMBDA,
-    envelope_iterations: int = smoothing.DEFAULT_ENVELOPE_ITERATIONS,
-    savgol_window: float = 61.0,
-    fit_iterations: int = 20,
     sos_method: Literal["amplitude", "derivative"] = "amplitude",
     sos_fraction: float = 0.5,
     eos_fraction: float = 0.5,
-    min_amplitude: float = 0.05,
+    step: float = 8.0,
+    grid_start: float | None = None,
+    grid_stop: float | None = None,
+    lam: float = smoothing.DEFAULT_LAMBDA,
+    envelope_iterations: int = smoothing.DEFAULT_ENVELOPE_ITERATIONS,
+    envelope_scale: float = smoothing.DEFAULT_ENVELOPE_SCALE,
+    savgol_window: float = 41.0,
+    savgol_polyorder: int = 2,
+    fit_iterations: int = 20,
+    min_amplitude: float = 0.1,
     min_relative_amplitude: float = 0.15,
     min_peak_separation: float = 60.0,
     min_observations: int = 6,
-    block_size: int = 4096,
+    block_size: int = 8192,
 ) -> dict[str, np.ndarray]:
     """Phenology metrics of many series: numpy in, numpy out (see the module docstring for the
     definitions and conventions).
 
     ``values``, ``weights`` (0..1; see :func:`fluxscape.products.smoothing.qa_weights`) and
-    ``days`` (float days since 1 January of ``years[0]``) are (..., time). The series are
-    smoothed on a grid of ``step`` days from ``grid_start`` to ``grid_stop`` (default: the
-    years' first and last days, widened to every observation). Returns a dict of float32
-    arrays (..., year, season) for :data:`VARIABLES`; dates in day of year of their ``year``.
-    Series with fewer than ``min_observations`` usable observations give NaN. Pixels are
-    processed ``block_size`` at a time, which bounds the memory.
+    ``days`` (float days since 1 January of ``years[0]``) are (..., time). Returns a dict of
+    float32 arrays (..., year, season) for :data:`VARIABLES`; dates in day of year of their
+    ``year``. Series with fewer than ``min_observations`` usable observations give NaN.
+
+    Smoothing: ``method`` with its parameters (``lam`` in day^3 and the envelope settings of
+    :func:`~fluxscape.products.smoothing.whittaker`, which also makes the rough curve of
+    ``"double_logistic"``; ``savgol_window`` in days and ``savgol_polyorder``;
+    ``fit_iterations`` of the double-logistic fit), on a grid of ``step`` days from
+    ``grid_start`` to ``grid_stop`` (default: the years' first and last days, widened to every
+    observation). Dates are interpolated between grid nodes, so they are not rounded to
+    ``step``; for 16-day composites an 8-day grid moves sos/eos by less than half a day
+    against a daily one (tests/test_phenology.py) for a third of the cost.
+
+    Seasons: a rise or fall smaller than ``max(min_amplitude, min_relative_amplitude x the
+    series range)`` (index units) does not separate seasons; peaks closer than
+    ``min_peak_separation`` days merge; at most ``seasons`` per year.
+
+    Pixels are processed ``block_size`` at a time, which bounds the memory.
     """
-    if method not in ("whittaker", "savgol", "double_logistic"):
+    if method not in METHODS:
         raise ValueError(
             f"method: expected 'whittaker', 'savgol' or 'double_logistic', got {method!r}"
         )
+    if sos_method not in ("amplitude", "derivative"):
+        raise ValueError(f"sos_method: expected 'amplitude' or 'derivative', got {sos_method!r}")
     if seasons < 1:
         raise ValueError(f"seasons: expected >= 1, got {seasons}")
+    if method == "savgol":
+        smooth = partial(
+            smoothing.savgol,
+            window=savgol_window,
+            polyorder=savgol_polyorder,
+            envelope_iterations=envelope_iterations,
+            envelope_scale=envelope_scale,
+        )
+    else:
+        smooth = partial(
+            smoothing.whittaker,
+            lam=lam,
+            envelope_iterations=envelope_iterations,
+            envelope_scale=envelope_scale,
+        )
+    rules = _Rules(
+        seasons,
+        sos_method,
+        sos_fraction,
+        eos_fraction,
+        min_amplitude,
+        min_relative_amplitude,
+        min_peak_separation,
+        fit_iterations if method == "double_logistic" else None,
+    )
     years = [int(y) for y in years]
     jan1 = np.array(
         [
@@ -491,87 +566,53 @@ def phenology_metrics(
     start = np.floor(min(jan1[0], t_lo)) if grid_start is None else float(grid_start)
     stop = np.ceil(max(jan1[-1] - 1, t_hi)) if grid_stop is None else float(grid_stop)
     grid = start + step * np.arange(int(np.ceil((stop - start) / step)) + 1)
-    year_starts = (jan1 - start) / step
     ny = len(years)
     out = {v: np.full((y.shape[0], ny, seasons), np.nan, dtype=np.float32) for v in VARIABLES}
     good = np.flatnonzero(usable.sum(axis=1) >= min_observations)
     for b0 in range(0, good.size, block_size):
         rows = good[b0 : b0 + block_size]
-        block = _phenology_block(
-            y[rows],
-            np.where(usable[rows], w[rows], 0.0),
-            t[rows],
-            grid,
-            year_starts,
-            jan1,
-            method=method,
-            seasons=seasons,
-            lam=lam,
-            envelope_iterations=envelope_iterations,
-            savgol_window=savgol_window,
-            fit_iterations=fit_iterations,
-            sos_method=sos_method,
-            sos_fraction=sos_fraction,
-            eos_fraction=eos_fraction,
-            min_amplitude=min_amplitude,
-            min_relative_amplitude=min_relative_amplitude,
-            min_peak_separation=min_peak_separation,
-        )
+        w_rows = np.where(usable[rows], w[rows], 0.0)
+        block = _phenology_block(y[rows], w_rows, t[rows], grid, jan1, smooth, rules)
         for v in VARIABLES:
             out[v][rows] = block[v]
     return {v: a.reshape(shape + (ny, seasons)) for v, a in out.items()}
 
 
 def _phenology_block(
-    y,
-    w,
-    t,
-    grid,
-    year_starts,
-    jan1,
-    *,
-    method,
-    seasons,
-    lam,
-    envelope_iterations,
-    savgol_window,
-    fit_iterations,
-    sos_method,
-    sos_fraction,
-    eos_fraction,
-    min_amplitude,
-    min_relative_amplitude,
-    min_peak_separation,
+    y: np.ndarray,
+    w: np.ndarray,
+    t: np.ndarray,
+    grid: np.ndarray,
+    jan1: np.ndarray,
+    smooth: Callable[..., np.ndarray],
+    rules: _Rules,
 ) -> dict[str, np.ndarray]:
+    """:func:`phenology_metrics` of one block of series (pixel, time) with usable weights."""
     npix = y.shape[0]
     step = grid[1] - grid[0]
-    if method == "savgol":
-        z = smoothing.savgol(
-            y, w, t, grid, window=savgol_window, envelope_iterations=envelope_iterations
-        )
-    else:
-        z = smoothing.whittaker(y, w, t, grid, lam=lam, envelope_iterations=envelope_iterations)
-    threshold = _season_threshold(z, min_amplitude, min_relative_amplitude)
-    ext = _simplify_extrema(*_extrema(z), threshold, min_peak_separation / step)
-    left, _, right = _seasons_by_year(*ext, year_starts, seasons)
+    z = smooth(y, w, t, grid)
+    threshold = _season_threshold(z, rules.min_amplitude, rules.min_relative_amplitude)
+    ext = _simplify_extrema(*_extrema(z), threshold, rules.min_peak_separation / step)
+    year_starts = (jan1 - grid[0]) / step
+    left, _, right = _seasons_by_year(*ext, year_starts, rules.seasons)
     troughs = np.zeros(z.shape, dtype=bool)
     idx, _, typ, count = ext
     rr, cc = np.nonzero((typ == -1) & (np.arange(idx.shape[1])[None, :] < count[:, None]))
     troughs[rr, idx[rr, cc]] = True
-    ny = year_starts.size - 1
     pix, yi, si = np.nonzero(left >= 0)
     li, ri = left[pix, yi, si], right[pix, yi, si]
-    if method == "double_logistic":
+    where = pix
+    if rules.fit_iterations is not None:
         # Each season is extracted on its own fitted curve (one row per season).
-        z = _fit_seasons(z, grid, y, w, t, pix, li, ri, fit_iterations)
-        rows = np.arange(pix.size)
+        z = _fit_seasons(z, grid, y, w, t, pix, li, ri, rules.fit_iterations)
+        where = np.arange(pix.size)
         troughs = np.zeros(z.shape, dtype=bool)
-        troughs[rows, li] = True
-        troughs[rows, ri] = True
-        res = _extract(z, troughs, rows, li, ri, sos_method, sos_fraction, eos_fraction)
-    else:
-        res = _extract(z, troughs, pix, li, ri, sos_method, sos_fraction, eos_fraction)
-    out = {v: np.full((npix, ny, seasons), np.nan, dtype=np.float32) for v in VARIABLES}
+        troughs[where, li] = True
+        troughs[where, ri] = True
+    res = _extract(
+        z, troughs, where, li, ri, rules.sos_method, rules.sos_fraction, rules.eos_fraction
+    )
+    out = {v: np.full((npix, len(jan1) - 1, rules.seasons), np.nan, np.float32) for v in VARIABLES}
     day = {}
     for name in DATE_VARIABLES:
         day[name] = grid[0] + step * res[name]

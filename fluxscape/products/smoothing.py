@@ -37,10 +37,10 @@ from scipy.signal import savgol_filter
 #: 3 cloudy; any other code (255 = no observation) gets 0.
 DEFAULT_QA_WEIGHTS: dict[int, float] = {0: 1.0, 1: 0.5, 2: 0.0, 3: 0.0}
 
-#: Whittaker smoothing parameter for second differences on a daily grid (its unit is day^3):
-#: chosen on the sample world's 16-day composites (see tests/test_phenology.py), where 100
-#: splits single seasons on noise and 1000 fills the valley between double-cropping seasons.
-DEFAULT_LAMBDA = 300.0
+#: Whittaker smoothing parameter for second differences on a daily grid (its unit is day^3),
+#: chosen on synthetic 16-day composites (tests/test_phenology.py): 100-200 recover single
+#: seasons equally well, 300 and more start to fill the ~35-day valley between two crops.
+DEFAULT_LAMBDA = 150.0
 
 #: Upper-envelope iterations and the smallest residual scale (index units) of their bisquare
 #: weights: residuals within about this size of the curve keep most of their weight, so that
@@ -305,7 +305,7 @@ def savgol(
     days,
     grid,
     *,
-    window: float = 61.0,
+    window: float = 41.0,
     polyorder: int = 2,
     envelope_iterations: int = DEFAULT_ENVELOPE_ITERATIONS,
     envelope_scale: float = DEFAULT_ENVELOPE_SCALE,
