@@ -327,8 +327,8 @@ def savgol(
     y, w0, t, shape = _as_matrix(values, weights, days)
     j0, frac, w0 = _grid_positions(t, w0, grid)
     usable = w0 > 0
-    length = int(round(window / step)) // 2 * 2 + 1
-    length = max(length, polyorder + 2 + (polyorder % 2 == 0))
+    shortest = polyorder + 1 + polyorder % 2  # odd and longer than the polynomial order
+    length = max(int(round(window / step)) // 2 * 2 + 1, shortest)
     w = w0
     z = None
     for _ in range(envelope_iterations + 1):
