@@ -245,6 +245,21 @@ def test_double_crop_amplitudes_within_005_of_truth(double_crop_pixels):
     assert _rmse(amp[ok], truth[ok]) <= 0.05
 
 
+def test_one_season_per_year_keeps_the_season_of_larger_amplitude(double_crop_pixels):
+    _, cube = double_crop_pixels
+    one = _product(cube, seasons=1)
+    two = _product(cube)
+    assert one.sizes["season"] == 1
+    both = np.isfinite(two["pos"].values).all(axis=1)  # (year, y, x)
+    larger = two["amplitude"].isel(season=1) > two["amplitude"].isel(season=0)
+    assert larger.values[both].mean() > 0.9  # mostly rice, the taller crop
+    for name in ("midgreenup", "pos", "midgreendown", "amplitude"):
+        expected = xr.where(larger, two[name].isel(season=1), two[name].isel(season=0))
+        np.testing.assert_array_equal(
+            one[name].isel(season=0).values[both], expected.values[both], err_msg=name
+        )
+
+
 def test_min_peak_separation_merges_two_peaks_closer_than_it(double_crop_pixels):
     _, cube = double_crop_pixels
     ds = _product(cube, min_peak_separation=150.0)  # wheat and rice peaks are ~100 days apart

@@ -661,7 +661,7 @@ def observation_days(time, doy, reference) -> xr.DataArray:
 
 
 def phenology(
-    index: xr.DataArray,
+    ndvi: xr.DataArray,
     qa: xr.DataArray | None = None,
     doy: xr.DataArray | None = None,
     *,
@@ -673,9 +673,9 @@ def phenology(
 ) -> xr.Dataset:
     """The ``phenology`` product: per-year, per-season dates and metrics of a VI series.
 
-    ``index`` (time, y, x): a vegetation index (NDVI by default in the ``vi`` store), NaN where
-    missing; ``time`` = composite period starts (datetime64). ``qa`` (same dims): ``vi.qa``
-    codes, turned into weights by ``qa_weights`` (default
+    ``ndvi`` (time, y, x): NDVI, or any vegetation index on the same scale (EVI2, ...), NaN
+    where missing; ``time`` = composite period starts (datetime64), as in the ``vi`` store.
+    ``qa`` (same dims): ``vi.qa`` codes, turned into weights by ``qa_weights`` (default
     :data:`fluxscape.products.smoothing.DEFAULT_QA_WEIGHTS`: good 1, marginal 0.5, snow and
     cloudy 0); None = all weight 1. ``doy`` (same dims): ``vi.doy``, the actual day of year of
     each observation; None = period middles. ``years``: the years to report (default: every
@@ -688,14 +688,14 @@ def phenology(
     chunked in space (``time`` must be one chunk): it is one ``xarray.apply_ufunc`` with
     ``dask="parallelized"``.
     """
-    starts = pd.DatetimeIndex(index["time"].values)
+    starts = pd.DatetimeIndex(ndvi["time"].values)
     years = sorted(set(starts.year)) if years is None else [int(y) for y in years]
     reference = pd.Timestamp(years[0], 1, 1)
     if doy is None:
-        doy = xr.full_like(index, np.nan, dtype=float)
-    days = observation_days(index["time"], doy, reference)
+        doy = xr.full_like(ndvi, np.nan, dtype=float)
+    days = observation_days(ndvi["time"], doy, reference)
     if qa is None:
-        weights = xr.ones_like(index, dtype=float)
+        weights = xr.ones_like(ndvi, dtype=float)
     else:
         weights = xr.apply_ufunc(
             smoothing.qa_weights,
@@ -717,7 +717,7 @@ def phenology(
 
     stacked = xr.apply_ufunc(
         kernel,
-        index,
+        ndvi,
         weights,
         days,
         input_core_dims=[["time"], ["time"], ["time"]],
@@ -728,7 +728,7 @@ def phenology(
             "output_sizes": {"variable": len(VARIABLES), "year": len(years), "season": seasons}
         },
     )
-    space = [d for d in index.dims if d != "time"]
+    space = [d for d in ndvi.dims if d != "time"]
     ds = xr.Dataset(
         {
             name: stacked.isel(variable=i)
@@ -741,13 +741,13 @@ def phenology(
         year=("year", np.asarray(years, dtype=np.int32)),
         season=("season", np.arange(1, seasons + 1, dtype=np.int32)),
     )
-    keep = {k: c for k, c in index.coords.items() if "time" not in c.dims}
+    keep = {k: c for k, c in ndvi.coords.items() if "time" not in c.dims}
     ds = ds.assign_coords(keep)
     ds["season"].attrs["long_name"] = "season number within the year, by peak date"
     ds["year"].attrs["long_name"] = "calendar year of the seasonal peak"
-    if "grid_mapping" in index.attrs:
+    if "grid_mapping" in ndvi.attrs:
         for name in VARIABLES:
-            ds[name].attrs["grid_mapping"] = index.attrs["grid_mapping"]
+            ds[name].attrs["grid_mapping"] = ndvi.attrs["grid_mapping"]
     if options.get("sos_method") == "derivative":
         sos_rule = "days of the maximum rate of increase / decrease"
     else:
