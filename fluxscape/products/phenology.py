@@ -254,7 +254,9 @@ class _SegmentMax:
         """Maximum of the segment that begins at ``start`` over [start, at]."""
         return self.run[pix * self.n + at] - self.lift[pix * self.n + start]
 
-    def first_reach(self, pix, start, stop, level) -> np.ndarray:
+    def first_reach(
+        self, pix: np.ndarray, start: np.ndarray, stop: np.ndarray, level: np.ndarray
+    ) -> np.ndarray:
         """Fractional index where the running maximum from ``start`` first reaches ``level``
         (``stop`` if it does not before), interpolated linearly between the two nodes around
         the crossing. Arguments broadcast (e.g. (N, 1) seasons against (N, m) levels)."""
@@ -273,7 +275,9 @@ class _SegmentMax:
         return (k - base - 1) + np.clip(frac, 0.0, 1.0)
 
 
-def _ranges(shape: tuple[int, int], pix, start, stop) -> np.ndarray:
+def _ranges(
+    shape: tuple[int, int], pix: np.ndarray, start: np.ndarray, stop: np.ndarray
+) -> np.ndarray:
     """Boolean (pixel, n) mask, True on [start, stop] (inclusive, clipped) of row ``pix``."""
     n = shape[1]
     start = np.clip(np.asarray(start), 0, n - 1).astype(np.int64)
@@ -464,9 +468,9 @@ class _Rules:
 
 
 def phenology_metrics(
-    values,
-    weights,
-    days,
+    values: np.ndarray,
+    weights: np.ndarray,
+    days: np.ndarray,
     years: Sequence[int],
     *,
     method: Method = "whittaker",
@@ -629,7 +633,9 @@ def _phenology_block(
 # --- xarray entry point ----------------------------------------------------------------------
 
 
-def observation_days(time, doy, reference) -> xr.DataArray:
+def observation_days(
+    time: xr.DataArray, doy: xr.DataArray, reference: str | pd.Timestamp
+) -> xr.DataArray:
     """Float days since ``reference`` (a date; day 0 = its 00:00) of each observation.
 
     ``time`` (time,) holds the composite period starts, ``doy`` (..., time) the day of year of

@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.signal import savgol_filter
 
 #: Weight of each MODIS VI pixel-reliability / ``vi.qa`` code: 0 good, 1 marginal, 2 snow/ice,
@@ -52,7 +53,7 @@ DEFAULT_ENVELOPE_SCALE = 0.05
 DL_PARAMS = ("vmin", "vmax", "sos", "k1", "eos", "k2")
 
 
-def qa_weights(qa, mapping: Mapping[int, float] | None = None) -> np.ndarray:
+def qa_weights(qa: np.ndarray, mapping: Mapping[int, float] | None = None) -> np.ndarray:
     """Observation weights (float64, same shape as ``qa``) from integer QA codes.
 
     ``mapping`` maps code -> weight (default :data:`DEFAULT_QA_WEIGHTS`); unlisted codes and NaN
@@ -66,7 +67,9 @@ def qa_weights(qa, mapping: Mapping[int, float] | None = None) -> np.ndarray:
     return out
 
 
-def _as_matrix(values, weights, days) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple]:
+def _as_matrix(
+    values: ArrayLike, weights: ArrayLike, days: ArrayLike
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, ...]]:
     """(pixel, time) float64 copies with unusable observations at weight 0, value 0, day 0."""
     values = np.asarray(values, dtype=float)
     shape = values.shape[:-1]
@@ -88,7 +91,9 @@ def _grid_step(grid: np.ndarray) -> float:
     return float(step[0])
 
 
-def _grid_positions(t: np.ndarray, w: np.ndarray, grid: np.ndarray):
+def _grid_positions(
+    t: np.ndarray, w: np.ndarray, grid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Left node index (int), fraction towards the right node, and weights with observations
     outside the grid set to 0."""
     step = _grid_step(grid)
@@ -107,7 +112,14 @@ def _at_observations(z: np.ndarray, j0: np.ndarray, frac: np.ndarray) -> np.ndar
     return left + frac * (right - left)
 
 
-def _envelope_weights(y, w0, fitted, usable, scale_min: float, axis: int = 1) -> np.ndarray:
+def _envelope_weights(
+    y: np.ndarray,
+    w0: np.ndarray,
+    fitted: np.ndarray,
+    usable: np.ndarray,
+    scale_min: float,
+    axis: int = 1,
+) -> np.ndarray:
     """Upper-envelope reweighting: observations below the curve lose weight by a bisquare of
     their residual over max(6 median absolute residuals, ``scale_min``) (phenofit
     ``wBisquare``); those above keep their QA weight. ``axis`` is the time axis."""
@@ -226,10 +238,10 @@ class _WhittakerSystem:
 
 
 def whittaker(
-    values,
-    weights,
-    days,
-    grid,
+    values: np.ndarray,
+    weights: np.ndarray,
+    days: np.ndarray,
+    grid: np.ndarray,
     *,
     lam: float = DEFAULT_LAMBDA,
     envelope_iterations: int = DEFAULT_ENVELOPE_ITERATIONS,
@@ -300,10 +312,10 @@ def interpolate_rows(x: np.ndarray, y: np.ndarray, valid: np.ndarray, xq: np.nda
 
 
 def savgol(
-    values,
-    weights,
-    days,
-    grid,
+    values: np.ndarray,
+    weights: np.ndarray,
+    days: np.ndarray,
+    grid: np.ndarray,
     *,
     window: float = 41.0,
     polyorder: int = 2,
@@ -342,7 +354,15 @@ def savgol(
     return z.reshape(shape + (grid.size,))
 
 
-def double_logistic(t, vmin, vmax, sos, k1, eos, k2):
+def double_logistic(
+    t: ArrayLike,
+    vmin: ArrayLike,
+    vmax: ArrayLike,
+    sos: ArrayLike,
+    k1: ArrayLike,
+    eos: ArrayLike,
+    k2: ArrayLike,
+) -> np.ndarray:
     """Double logistic (Beck et al. 2006; the sample world's truth model):
     vmin + (vmax - vmin) (1 / (1 + exp(-k1 (t - sos))) + 1 / (1 + exp(k2 (t - eos))) - 1).
 
@@ -377,13 +397,13 @@ def _dl_and_jacobian(t: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def fit_double_logistic(
-    values,
-    weights,
-    days,
-    initial,
+    values: np.ndarray,
+    weights: np.ndarray,
+    days: np.ndarray,
+    initial: np.ndarray,
     *,
-    lower=None,
-    upper=None,
+    lower: np.ndarray | None = None,
+    upper: np.ndarray | None = None,
     iterations: int = 25,
 ) -> np.ndarray:
     """Weighted least-squares fit of :func:`double_logistic` to many series at once.
