@@ -138,7 +138,12 @@ def test_unreadable_sgli_and_ahi_files_are_skipped_and_recorded(tmp_path, sample
     )
     bad_vgi = data / "sgli" / "GC1SG1_20210602D01D_T0529_L2SG_VGI_K_3000.h5"
     bad_vgi.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
-    hsd = sorted((sample_dir / "ahi" / "hsd" / "2021" / "06").glob("*/0230"))[0]
+    # an observation inside the first 16-day period of the workflow (starts 10 June)
+    hsd = [
+        d
+        for d in sorted((sample_dir / "ahi" / "hsd" / "2021" / "06").glob("*/0230"))
+        if int(d.parent.name) >= 12
+    ][0]
     dest = data / "ahi" / "hsd" / "2021" / "06" / hsd.parent.name / "0230"
     shutil.copytree(hsd, dest)
     victim = sorted(dest.glob("*_B03_*S02*.DAT.bz2"))[0]
@@ -156,3 +161,31 @@ def test_unreadable_sgli_and_ahi_files_are_skipped_and_recorded(tmp_path, sample
     ahi = xr.open_zarr(tmp_path / "out" / "products" / "vi_ahi.zarr")
     assert victim.name in {Path(s["file"]).name for s in ahi.attrs["skipped_inputs"]}
     assert np.isfinite(sgli.ndvi.values).any()
+
+
+def test_unreadable_gosat_file_is_skipped_and_recorded(tmp_path, sample_dir):
+    data = tmp_path / "data" / "gosat" / "nies"
+    data.mkdir(parents=True)
+    for f in sorted((sample_dir / "gosat" / "nies").glob("GOSATTFTS2021*_02C01S*.h5"))[:20]:
+        (data / f.name).symlink_to(f)
+    victim = sorted(data.iterdir())[5]
+    victim.unlink()
+    victim.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)
+    wf = tmp_path / "gosat.yaml"
+    wf.write_text(f"""\
+name: gosat
+region: {{bbox: [138.0, 35.5, 139.0, 36.5], resolution: 0.01}}
+tile_size: 25
+period: {{start: 2021-01-01, end: 2021-03-31, step: 16D}}
+data_dir: {tmp_path / "data"}
+inputs:
+  co2: {{reader: gosat_nies, paths: ["gosat/nies/*.h5"]}}
+products:
+  gosat_l3: {{kind: gosat_l3, inputs: [co2], variables: [xco2], resolution: 0.25}}
+output: {{dir: out}}
+""")
+    proc = run_cli("run", wf, "--out", tmp_path / "out")
+    assert victim.name in proc.stderr
+    ds = xr.open_zarr(tmp_path / "out" / "products" / "gosat_l3.zarr")
+    assert [Path(s["file"]).name for s in ds.attrs["skipped_inputs"]] == [victim.name]
+    assert int(ds.xco2_count.sum()) > 0

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from fluxscape.pipeline.steps import disturbance, gosat_l3, vi
+from fluxscape.pipeline.steps import disturbance, gosat_l3, phenology, vi
 
-STEPS: dict[str, ModuleType] = {"vi": vi, "gosat_l3": gosat_l3, "disturbance": disturbance}
+STEPS: dict[str, ModuleType] = {
+    "vi": vi,
+    "gosat_l3": gosat_l3,
+    "phenology": phenology,
+    "disturbance": disturbance,
+}
 
 
 def step_for(kind: str) -> ModuleType:
