@@ -21,10 +21,10 @@ measures for each run:
   ``OUT/products/vi.zarr``.
 
 Each run is repeated ``--repeat`` times (median wall time, maximum of the peaks). The results
-go to ``bench/RESULTS.md`` (table), stdout, and ``WORK/scaling.json`` (raw numbers, with a
-memory timeline per run under ``WORK/timelines/`` and the run logs under ``WORK/logs/``).
-Exit status 0 when the 4x region's whole-run peak memory is within the budget (default 15 %)
-of the 1x region's, 1 otherwise.
+go to the ``## Scaling`` section of ``bench/RESULTS.md`` (other sections are left alone), to
+stdout, and to ``WORK/scaling.json`` (raw numbers; a memory timeline per run is written under
+``WORK/timelines/`` and the run logs under ``WORK/logs/``). Exit status 0 when the 4x region's
+whole-run peak memory is within the budget (default 15 %) of the 1x region's, 1 otherwise.
 
 This is a benchmark to run on demand (``python bench/scaling.py``), not a test.
 """
@@ -38,6 +38,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -239,13 +240,16 @@ class MemorySampler:
         return out
 
 
-def run_measured(cmd: list[str], log_path: Path, interval: float) -> dict:
-    """Run ``cmd``, sampling its process tree every ``interval`` seconds."""
+def run_measured(cmd: list[str], log_path: Path, interval: float, env: dict) -> dict:
+    """Run ``cmd`` (with ``env`` added to the environment), sampling its process tree every
+    ``interval`` seconds."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()[0]
     with open(log_path, "w") as log:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env={**os.environ, **env}
+        )
         sampler = MemorySampler(proc.pid)
         while True:
             tick = time.perf_counter()
@@ -307,7 +311,7 @@ def bench_preset(preset: str, work: Path, args) -> dict:
         cmd = fluxscape_command() + ["run", str(workflow), "--fresh"]
         print(f"[{preset}] run {i + 1}/{args.repeat}: {' '.join(cmd)}", flush=True)
         log_path = work / "logs" / f"{preset}-{i + 1}.log"
-        res = run_measured(cmd, log_path, args.interval)
+        res = run_measured(cmd, log_path, args.interval, args.env)
         s = res["sampler"]
         if res["returncode"] != 0:
             tail = log_path.read_text()[-3000:]
@@ -387,6 +391,28 @@ def bench_preset(preset: str, work: Path, args) -> dict:
     }
 
 
+def source_state() -> str:
+    """The commit of the source tree, and whether the package or workflows differ from it
+    (read-only git commands; empty if git is unavailable)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "diff", "--name-only", "HEAD", "--", "fluxscape", "workflows"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+    except OSError:
+        return ""
+    if not head:
+        return ""
+    return f"commit {head}" + (
+        f" with uncommitted changes in {', '.join(changed)}" if changed else ""
+    )
+
+
 def machine_info() -> dict:
     import fluxscape
 
@@ -396,6 +422,7 @@ def machine_info() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "fluxscape": fluxscape.__version__,
+        "source": source_state(),
         "date": dt.datetime.now().astimezone().replace(microsecond=0).isoformat(),
     }
 
@@ -417,7 +444,8 @@ def summarize(small: dict, large: dict, budget: float) -> dict:
 
 
 def render(results: list[dict], summary: dict, machine: dict, args) -> tuple[str, str]:
-    """The markdown table and verdict (also printed) and the whole RESULTS.md text."""
+    """The markdown table and verdict (also printed) and the ``## Scaling`` section of
+    RESULTS.md."""
     metric = results[0]["metric"].upper()
     table = (
         "| region | area (deg²) | tiles | pixels | wall time (s) | peak memory whole run (MiB) "
@@ -469,12 +497,15 @@ def render(results: list[dict], summary: dict, machine: dict, args) -> tuple[str
             f"| {r['cpu_s']:.0f} | {r['loadavg_max']:.1f} |\n"
         )
     dask = results[0]["dask"]
+    source = f" ({machine['source']})" if machine.get("source") else ""
+    env = " ".join(f"`{k}={v}`" for k, v in args.env.items())
+    env_note = f" Environment of the runs: {env}." if env else ""
     products = ", ".join(f"`{p}`" for p in results[0]["products"])
-    text = f"""# Scaling benchmark results
+    text = f"""## Scaling
 
 Written by `python bench/scaling.py` (see `bench/README.md`) on {machine["date"]}.
 
-## What was measured
+### What was measured
 
 `workflows/demo.yaml` (products {products}; tile size {results[0]["tile_size"]} pixels,
 resolution {results[0]["resolution"]} degrees, {dask.get("workers")} Dask workers x
@@ -483,9 +514,9 @@ resolution {results[0]["resolution"]} degrees, {dask.get("workers")} Dask worker
 `demo` (1 x 1 degree) and `demo-4x` (2 x 2 degrees); only `region.bbox`, `data_dir` and
 `output.dir` differ from the repository's workflow. Each region was run {args.repeat}
 time(s): median wall time, maximum of the peaks. Tiles and pixels are those of the `vi`
-store (`OUT/products/vi.zarr`).
+store (`OUT/products/vi.zarr`).{env_note}
 
-## How
+### How
 
 * **Wall time:** from starting the `fluxscape run` process to its exit (Python start-up,
   indexing the inputs, starting the LocalCluster, every tile, finalising and cataloguing).
@@ -503,10 +534,10 @@ store (`OUT/products/vi.zarr`).
   are listed below as a cross-check.
 
 **Machine:** {machine["cpus"]} CPUs, {machine["ram_gib"]} GiB RAM, Python {machine["python"]},
-{machine["platform"]}, fluxscape {machine["fluxscape"]}. Wall times depend on what else the
+{machine["platform"]}, fluxscape {machine["fluxscape"]}{source}. Wall times depend on what else the
 host runs: the load average (1 min) around the runs is in the last column below.
 
-## Results
+### Results
 
 {table}
 {verdict}
@@ -519,6 +550,22 @@ Raw numbers: `bench/out/scaling.json`; {metric} per role at every sample:
 `bench/out/timelines/`; run logs: `bench/out/logs/`.
 """
     return table + "\n" + verdict, text
+
+
+def write_section(path: Path, section: str) -> None:
+    """Replace the ``## Scaling`` section of ``path`` (up to the next ``## `` heading) and
+    leave the other benchmarks' sections alone; without one, add it after the title."""
+    text = path.read_text() if path.exists() else ""
+    section = section.rstrip() + "\n"
+    pattern = re.compile(r"^## Scaling\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text, count=1)
+    elif text.startswith("# "):
+        title, _, rest = text.partition("\n")
+        text = f"{title}\n\n{section}\n{rest.lstrip()}"
+    else:
+        text = f"# Benchmark results\n\n{section}\n{text.lstrip()}"
+    path.write_text(text.rstrip() + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -542,14 +589,25 @@ def main(argv: list[str] | None = None) -> int:
         help="run only these products of the demo workflow (default: all; vi is required)",
     )
     parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="add to the environment of the runs (repeatable), e.g. a DASK_* setting",
+    )
+    parser.add_argument(
         "--results",
         type=Path,
         default=BENCH_DIR / "RESULTS.md",
-        help="markdown file to write (default bench/RESULTS.md)",
+        help="markdown file whose '## Scaling' section is written (default bench/RESULTS.md)",
     )
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    try:
+        args.env = dict(item.split("=", 1) for item in args.env)
+    except ValueError:
+        parser.error("--env takes KEY=VALUE")
     if args.products and "vi" not in args.products:
         parser.error("--products must include vi (tiles and pixels are read from vi.zarr)")
     work = args.work.resolve()
@@ -562,7 +620,7 @@ def main(argv: list[str] | None = None) -> int:
     table, text = render(results, summary, machine, args)
     print()
     print(table)
-    args.results.write_text(text)
+    write_section(args.results, text)
     raw = {"machine": machine, "args": vars(args), "summary": summary, "results": results}
     (work / "scaling.json").write_text(json.dumps(raw, indent=2, default=str))
     print(f"\nwrote {args.results} and {work / 'scaling.json'}")

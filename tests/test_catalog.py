@@ -36,7 +36,7 @@ def test_search_by_variable_bbox_and_time_finds_demo(cat):
     "query",
     [
         {"variable": "gpp"},
-        {"product": "phenology"},
+        {"product": "flux"},
         {"bbox": (100.0, 10.0, 101.0, 11.0)},
         {"time": "2015-01-01/2015-12-31"},
     ],

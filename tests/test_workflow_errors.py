@@ -79,6 +79,24 @@ def test_unknown_reader_lists_known_readers(tmp_path, good):
     _assert_one_line_error(proc, "inputs.modis_vi.reader", "modis_hdf4")
 
 
+def test_derived_product_needs_a_vi_source(tmp_path, good):
+    good["products"]["phenology"]["source"] = "gosat_l3"
+    proc = _run(tmp_path, good)
+    _assert_one_line_error(proc, "products.phenology.source", "not a vi product")
+
+
+def test_products_run_sources_first_whatever_the_listing_order():
+    from fluxscape.pipeline.config import run_order
+
+    wf = parse_workflow(
+        yaml.safe_dump(
+            yaml.safe_load((REPO / "workflows" / "demo.yaml").read_text()), sort_keys=True
+        )
+    )
+    order = run_order(wf.products)
+    assert order.index("vi") < order.index("phenology")
+
+
 def test_inverted_bbox_is_rejected():
     text = (
         (REPO / "workflows" / "demo.yaml")

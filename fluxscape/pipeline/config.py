@@ -148,6 +148,13 @@ Product = Annotated[
 ]
 
 
+def run_order(products: dict) -> list[str]:
+    """Product names in the order they must run: products made from inputs first, then those
+    derived from other products' stores."""
+    direct = [name for name, p in products.items() if getattr(p, "source", None) is None]
+    return direct + [name for name in products if name not in direct]
+
+
 class Output(_Strict):
     """Output directory (products, catalog, logs) and the catalog directory in it."""
 
@@ -182,15 +189,14 @@ class Workflow(_Strict):
 
     @model_validator(mode="after")
     def _products_use_known_inputs(self) -> Workflow:
-        earlier: list[str] = []
         for name, product in self.products.items():
             source = getattr(product, "source", None)
-            if source is not None and source not in earlier:
+            if source is not None and getattr(self.products.get(source), "kind", None) != "vi":
+                vi_products = [k for k, v in self.products.items() if v.kind == "vi"]
                 raise ValueError(
-                    f"products.{name}.source: {source!r} must be a product listed before "
-                    f"{name!r} (earlier products: {earlier})"
+                    f"products.{name}.source: {source!r} is not a vi product of this workflow "
+                    f"(vi products: {vi_products})"
                 )
-            earlier.append(name)
             used = getattr(product, "inputs", None) or [getattr(product, "input", None)]
             if source is not None:
                 continue

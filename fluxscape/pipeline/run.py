@@ -95,7 +95,8 @@ def run_workflow(
     _write_if_changed(out_dir / "workflow.yaml", cfg.workflow_yaml(wf))
     results = []
     with _lazy_client(wf.dask) as get_client:
-        for name, product in wf.products.items():
+        for name in cfg.run_order(wf.products):
+            product = wf.products[name]
             step = step_for(product.kind)
             if hasattr(step, "grid"):
                 grid = step.grid(wf.region, product, wf.tile_size)
