@@ -36,7 +36,7 @@ def source_store(ctx: StepContext) -> Path:
     if not store.exists() or not complete:
         raise FluxscapeError(
             f"products.{ctx.name}.source: the {name!r} store is not complete "
-            f"({store}); list {name!r} before {ctx.name!r} in products"
+            f"({store}); its run must finish first"
         )
     return store
 
