@@ -424,3 +424,17 @@ def test_sniff_rejects_file_without_timestamp_column(tmp_path):
     assert fluxnet.SPEC.sniff(path) is False
     path.write_text("TIMESTAMP,NEE\n20190101,1.0\n")
     assert fluxnet.SPEC.sniff(path) is True
+
+
+def test_fluxnet_ch4_daily_methane_flux_in_nmol_per_m2_per_s(tmp_path):
+    path = tmp_path / "FLX_JP-Swl_FLUXNET-CH4_DD_2015-2015_1-1.csv"
+    path.write_text(
+        "TIMESTAMP,FCH4,FCH4_F,FCH4_F_ANNOPTLM,FCH4_F_ANNOPTLM_QC,TA_F,NEE_F\n"
+        "20150101,12.5,12.5,12.1,0.9,-1.5,0.8\n"
+        "20150102,-9999,13.0,12.9,0.2,-0.5,0.7\n"
+    )
+    ds = read_fluxnet(path)
+    assert ds["FCH4_F"].attrs["units"] == "nmolCH4 m-2 s-1"
+    assert ds["FCH4_F_ANNOPTLM"].attrs["units"] == "nmolCH4 m-2 s-1"
+    assert np.isnan(ds["FCH4"].values[1]) and ds["FCH4_F"].values[1] == 13.0
+    assert ds.attrs["resolution"] == "DD"

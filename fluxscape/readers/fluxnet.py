@@ -260,6 +260,10 @@ def _units_for(name: str, resolution: str) -> str | None:
         return "1"
     if re.fullmatch(r"(NEE|GPP|RECO)(_.*)?", name) and not name.endswith("_N"):
         return _CARBON_UNITS[resolution]
+    if re.fullmatch(r"FCH4(_.*)?", name) and not name.endswith("_N"):
+        # FLUXNET-CH4 (Delwiche et al. 2021, ESSD 13:3607) keeps nmolCH4 m-2 s-1 at every
+        # resolution (daily values are means of the half-hourly fluxes)
+        return "nmolCH4 m-2 s-1"
     rules = (
         (r"(TA|TS)(_.*)?", "degC"),
         (r"(SW_IN|SW_OUT|SW_DIF|LW_IN|LW_OUT|NETRAD)(_.*)?", "W m-2"),
