@@ -125,3 +125,22 @@ def test_cli_extract_bad_bbox_exit_1_one_line(demo_out):
 def test_open_catalog_on_missing_folder_is_clear(tmp_path):
     with pytest.raises(FluxscapeError, match="catalog.json"):
         open_catalog(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("product", "variables"),
+    [
+        ("vi", ["ndvi", "evi", "evi2", "nbr"]),
+        ("phenology", ["sos", "eos", "greenup", "dormancy", "amplitude"]),
+        ("gosat_l3", ["xco2", "xch4"]),
+    ],
+)
+def test_quicklook_png_per_variable_and_year_is_catalogued(demo_out, product, variables):
+    coll = json.loads((demo_out / "catalog" / f"demo.{product}" / "collection.json").read_text())
+    for var in variables:
+        for year in (2021, 2022):
+            asset = coll["assets"][f"quicklook_{var}_{year}"]
+            assert asset["type"] == "image/png" and asset["roles"] == ["overview"]
+            png = (demo_out / "catalog" / f"demo.{product}" / asset["href"]).resolve()
+            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            assert png.stat().st_size > 5000  # a real map, not an empty canvas

@@ -72,6 +72,17 @@ def build_collection(store: Path, run: str, product: str, href_base: Path) -> py
             extra_fields={"xarray:open_kwargs": {"engine": "zarr", "consolidated": True}},
         ),
     )
+    quicklooks = store.parent.parent / "quicklooks" / product
+    for png in sorted(quicklooks.glob("*.png")):
+        collection.add_asset(
+            f"quicklook_{png.stem}",
+            pystac.Asset(
+                href=os.path.relpath(png, href_base),
+                media_type=pystac.MediaType.PNG,
+                roles=["overview"],
+                title=f"{png.stem.replace('_', ' ')} quicklook map",
+            ),
+        )
     cube = DatacubeExtension.ext(collection, add_if_missing=True)
     epsg = _epsg(crs_wkt)
     cube.dimensions = {

@@ -24,6 +24,7 @@ from fluxscape.pipeline import config as cfg
 from fluxscape.pipeline.cluster import dask_client
 from fluxscape.pipeline.grid import TargetGrid, target_grid
 from fluxscape.pipeline.progress import progress
+from fluxscape.pipeline.quicklook import write_quicklooks
 from fluxscape.pipeline.sources import file_checksum
 from fluxscape.pipeline.steps import step_for
 from fluxscape.pipeline.steps.base import StepContext
@@ -233,6 +234,7 @@ def _run_product(
     )
     used = [f for f in plan.inputs if f not in {s["file"] for s in all_skipped}]
     finalize_store(store, _final_attrs(wf, used, all_skipped, plan) | plan.source_attrs)
+    write_quicklooks(store, out_dir / "quicklooks", name)
     manifest.append({"complete": True})
     published = publish_store(store, catalog_dir, wf.name, name)
     return ProductResult(name, store, total, len(todo), all_skipped, published)

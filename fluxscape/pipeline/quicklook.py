@@ -1,0 +1,78 @@
+"""Quicklook PNG maps: one per product variable and year, written next to the products.
+
+For ``(time, y, x)`` stores each map is the variable's mean over the year's periods; for
+``(year[, season], y, x)`` stores it is the year's value (first season). Large regions are
+block-averaged to at most :data:`MAX_PIXELS` per side before reading, and reading goes chunk by
+chunk through dask, so memory stays bounded however large the region is.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+log = logging.getLogger(__name__)
+MAX_PIXELS = 800
+SKIP = {"qa", "doy", "n_obs"}
+
+
+def _coarse(da: xr.DataArray) -> xr.DataArray:
+    factor = int(np.ceil(max(da.sizes["y"], da.sizes["x"]) / MAX_PIXELS))
+    if factor > 1:
+        da = da.coarsen(y=factor, x=factor, boundary="trim").mean()
+    return da
+
+
+def _yearly(da: xr.DataArray) -> dict[int, xr.DataArray]:
+    if "season" in da.dims:
+        da = da.isel(season=0)
+    if "year" in da.dims:
+        return {int(y): da.sel(year=y) for y in da["year"].values}
+    years = da["time"].dt.year
+    return {
+        int(y): da.where(years == y, drop=True).mean("time", skipna=True)
+        for y in np.unique(years.values)
+    }
+
+
+def write_quicklooks(store: Path, out_dir: Path, product: str) -> list[Path]:
+    """PNG maps ``out_dir/<product>/<variable>_<year>.png`` for the store's float variables;
+    returns the paths written (each written to a temporary name, then renamed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ds = xr.open_zarr(store, consolidated=True)
+    folder = out_dir / product
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, var in ds.data_vars.items():
+        if name in SKIP or var.dtype.kind != "f" or not {"y", "x"} <= set(var.dims):
+            continue
+        for year, data in _yearly(_coarse(var)).items():
+            values = data.values  # computed chunk by chunk by dask (threaded scheduler)
+            if not np.isfinite(values).any():
+                continue
+            lo, hi = np.nanpercentile(values, [2, 98])
+            fig, ax = plt.subplots(figsize=(6, 5), dpi=100)
+            x, y = data["x"].values, data["y"].values
+            mesh = ax.pcolormesh(x, y, values, shading="nearest", vmin=lo, vmax=hi, cmap="viridis")
+            units = var.attrs.get("units", "")
+            fig.colorbar(mesh, ax=ax, label=f"{name} ({units})" if units else name)
+            what = "annual mean of " if "time" in var.dims else ""
+            ax.set_title(f"{product}: {what}{var.attrs.get('long_name', name)}, {year}", fontsize=9)
+            ax.set_xlabel("x (longitude)" if ds["x"].attrs.get("units") == "degrees_east" else "x")
+            ax.set_ylabel("y (latitude)" if ds["y"].attrs.get("units") == "degrees_north" else "y")
+            ax.set_aspect("equal")
+            path = folder / f"{name}_{year}.png"
+            tmp = path.with_name(path.name + ".tmp.png")
+            fig.savefig(tmp, bbox_inches="tight")
+            plt.close(fig)
+            os.replace(tmp, path)
+            written.append(path)
+    return written
