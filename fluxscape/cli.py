@@ -94,7 +94,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     help="Region preset: demo (1 degree) or demo-4x (2 x 2 degrees).",
 )
 def sample_data(directory: Path, seed: int, preset: str) -> None:
-    """Write the sample world (MODIS tiles, FLUXNET towers and the truth) into DIRECTORY."""
+    """Write the sample world in real formats (MODIS, SGLI, AHI, GOSAT, FLUXNET) and its truth."""
     from fluxscape.sample.generate import write_sample_world
 
     t0 = time.monotonic()
