@@ -380,6 +380,7 @@ def bench_preset(preset: str, work: Path, args) -> dict:
         "metric": runs[0]["metric"],
         "peak_total_mib": max(r["peak_total_mib"] for r in runs),
         "peak_total_rss_mib": max(r["peak_total_rss_mib"] for r in runs),
+        "peak_total_uss_mib": max(r["peak_total_uss_mib"] for r in runs),
         "peak_single_mib": biggest["peak_single_mib"],
         "peak_single_role": biggest["peak_single_role"],
         "peak_role_sum_mib": role_max("peak_role_sum_mib"),
@@ -428,6 +429,9 @@ def machine_info() -> dict:
 
 
 def summarize(small: dict, large: dict, budget: float) -> dict:
+    def uss(r: dict) -> float:
+        return max(run["peak_total_uss_mib"] for run in r["runs"])
+
     summary = {
         "area_ratio": large["area_deg2"] / small["area_deg2"],
         "tiles_ratio": large["tiles"] / small["tiles"],
@@ -435,6 +439,7 @@ def summarize(small: dict, large: dict, budget: float) -> dict:
         "wall_ratio": large["wall_s"] / small["wall_s"],
         "cpu_ratio": large["cpu_s"] / small["cpu_s"],
         "peak_ratio": large["peak_total_mib"] / small["peak_total_mib"],
+        "uss_ratio": uss(large) / uss(small),
         "single_ratio": large["peak_single_mib"] / small["peak_single_mib"],
     }
     summary["peak_growth"] = summary["peak_ratio"] - 1
@@ -478,14 +483,17 @@ def render(results: list[dict], summary: dict, machine: dict, args) -> tuple[str
             f"1x region's (budget {budget:.0f} %): memory is not bounded by the tile alone; it "
             "grows with the region."
         )
+    verdict += (
+        f" (Sum of USS, memory private to the run's processes: "
+        f"{(summary['uss_ratio'] - 1) * 100:+.1f} %.)"
+    )
     roles = sorted({k for r in results for k in r["peak_role_sum_mib"]})
     role_table = (
         "| region | "
         + " | ".join(f"{role} (MiB)" for role in roles)
         + " | largest worker (MiB) | largest VmHWM RSS (MiB) | wait4 ru_maxrss (MiB) "
-        "| whole run, sum of RSS (MiB) | processes | CPU time (s) | load avg |\n|---|"
-        + "---:|" * (len(roles) + 7)
-        + "\n"
+        "| whole run, sum of USS (MiB) | whole run, sum of RSS (MiB) | processes | CPU time (s) "
+        "| load avg |\n|---|" + "---:|" * (len(roles) + 8) + "\n"
     )
     for r in results:
         role_table += (
@@ -493,7 +501,9 @@ def render(results: list[dict], summary: dict, machine: dict, args) -> tuple[str
             + " | ".join(f"{r['peak_role_sum_mib'].get(role, 0):.0f}" for role in roles)
             + f" | {r['peak_role_single_mib'].get('worker', 0):.0f} "
             f"| {max(r['hwm_rss_by_role_mib'].values(), default=0):.0f} "
-            f"| {r['ru_maxrss_mib']:.0f} | {r['peak_total_rss_mib']:.0f} | {r['processes']} "
+            f"| {r['ru_maxrss_mib']:.0f} "
+            f"| {max(run['peak_total_uss_mib'] for run in r['runs']):.0f} "
+            f"| {r['peak_total_rss_mib']:.0f} | {r['processes']} "
             f"| {r['cpu_s']:.0f} | {r['loadavg_max']:.1f} |\n"
         )
     dask = results[0]["dask"]
@@ -501,6 +511,7 @@ def render(results: list[dict], summary: dict, machine: dict, args) -> tuple[str
     env = " ".join(f"`{k}={v}`" for k, v in args.env.items())
     env_note = f" Environment of the runs: {env}." if env else ""
     products = ", ".join(f"`{p}`" for p in results[0]["products"])
+    notes = f"\n### Findings\n\n{args.notes.read_text().strip()}\n" if args.notes else ""
     text = f"""## Scaling
 
 Written by `python bench/scaling.py` (see `bench/README.md`) on {machine["date"]}.
@@ -525,10 +536,15 @@ store (`OUT/products/vi.zarr`).{env_note}
   multiprocessing resource tracker), sums their **{metric}** (proportional set size,
   `psutil.Process.memory_full_info()`, read from `/proc/PID/smaps_rollup`; a page shared by
   n processes counts 1/n in each, so shared libraries are not counted n times) and keeps the
-  largest sum. The benchmark's own process is not counted.
+  largest sum. The benchmark's own process is not counted. On a shared host PSS also
+  depends on other processes mapping the same library files (their share lowers ours), so
+  the sums of USS (private pages only: immune to that, but without shared libraries) and of
+  RSS (shared pages counted once per process) are given too.
 * **Peak largest process:** the largest {metric} of one process at any sample; in brackets
   its role: `driver` = the `fluxscape run` process (which also hosts the Dask scheduler and
-  the nannies), `worker` = a Dask worker process.
+  the nannies), `worker` = a Dask worker process. When the workers exit, the pages they
+  shared with the driver count in full for the driver, so its PSS can peak in the last
+  second of a run, when the whole run's sum is already low.
 * Polling can miss spikes shorter than the interval; the kernel's per-process high-water
   marks (`VmHWM`, and `ru_maxrss` from `wait4`; both RSS, which counts shared pages in full)
   are listed below as a cross-check.
@@ -548,7 +564,7 @@ processes), with the cross-checks:
 {role_table}
 Raw numbers: `bench/out/scaling.json`; {metric} per role at every sample:
 `bench/out/timelines/`; run logs: `bench/out/logs/`.
-"""
+{notes}"""
     return table + "\n" + verdict, text
 
 
@@ -596,6 +612,18 @@ def main(argv: list[str] | None = None) -> int:
         help="add to the environment of the runs (repeatable), e.g. a DASK_* setting",
     )
     parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: rewrite the results from WORK/scaling.json of an earlier run",
+    )
+    parser.add_argument(
+        "--notes",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="markdown put under '### Findings' in the section (e.g. a diagnosis of this run)",
+    )
+    parser.add_argument(
         "--results",
         type=Path,
         default=BENCH_DIR / "RESULTS.md",
@@ -613,17 +641,24 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
 
-    machine = machine_info()
-    results = [bench_preset(preset, work, args) for preset in PRESET_NAMES]
+    if args.report_only:
+        raw = json.loads((work / "scaling.json").read_text())
+        machine, results = raw["machine"], raw["results"]
+        for key in ("repeat", "interval", "env"):  # describe the run as it was made
+            setattr(args, key, raw.get("args", {}).get(key, getattr(args, key)))
+    else:
+        machine = machine_info()
+        results = [bench_preset(preset, work, args) for preset in PRESET_NAMES]
     summary = summarize(*results, args.budget)
 
     table, text = render(results, summary, machine, args)
     print()
     print(table)
     write_section(args.results, text)
-    raw = {"machine": machine, "args": vars(args), "summary": summary, "results": results}
-    (work / "scaling.json").write_text(json.dumps(raw, indent=2, default=str))
-    print(f"\nwrote {args.results} and {work / 'scaling.json'}")
+    if not args.report_only:
+        raw = {"machine": machine, "args": vars(args), "summary": summary, "results": results}
+        (work / "scaling.json").write_text(json.dumps(raw, indent=2, default=str))
+    print(f"\nwrote {args.results}" + ("" if args.report_only else f" and {work / 'scaling.json'}"))
     return 0 if summary["within_budget"] else 1
 
 

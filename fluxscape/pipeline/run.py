@@ -201,15 +201,26 @@ def _run_product(
     failures = []
     if todo:
         client = get_client()
-        futures = [
-            client.submit(
-                plan.run_tile, plan.make_task(t), key=f"{name}-tile-{t.id}-{digest}", pure=False
+        # Keep a few tasks per worker in flight rather than the whole region's: the driver's
+        # memory then depends on the tile, not on the number of tiles.
+        in_flight = 2 * max(1, len(client.scheduler_info().get("workers", {})) or wf.dask.workers)
+        pending = iter(todo)
+
+        def submit(tile):
+            return client.submit(
+                plan.run_tile,
+                plan.make_task(tile),
+                key=f"{name}-tile-{tile.id}-{digest}",
+                pure=False,
             )
-            for t in todo
-        ]
-        bar = progress(f"{name} tiles", len(futures))
+
+        queue = as_completed([submit(t) for _, t in zip(range(in_flight), pending, strict=False)])
+        bar = progress(f"{name} tiles", len(todo))
         try:
-            for future in as_completed(futures):
+            for future in queue:
+                nxt = next(pending, None)
+                if nxt is not None:
+                    queue.add(submit(nxt))
                 try:
                     result = future.result()
                 except Exception as exc:

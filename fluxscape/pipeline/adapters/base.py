@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 from odc.geo.geobox import GeoBox
-from odc.geo.geom import BoundingBox
+from odc.geo.geom import BoundingBox, Geometry
 
 from fluxscape.pipeline.sources import Skipped
 
@@ -41,10 +41,13 @@ class Granule:
     bbox: tuple[float, float, float, float]
     key: Any
     paths: tuple[str, ...] = ()
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
+    footprint: Geometry | None = field(default=None, compare=False, hash=False)
 
     def meets(self, tile: GeoBox) -> bool:
-        """True when the granule's bbox intersects the tile's lon/lat extent."""
+        """True when the granule's footprint (when known, compared in the tile's CRS) or else
+        its lon/lat bbox intersects the tile."""
+        if self.footprint is not None:
+            return self.footprint.to_crs(tile.crs).intersects(tile.extent)
         w, s, e, n = self.bbox
         tb = tile.extent.to_crs("EPSG:4326").boundingbox
         return not (w > tb.right or e < tb.left or s > tb.top or n < tb.bottom)

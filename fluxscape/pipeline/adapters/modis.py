@@ -38,7 +38,14 @@ def index(paths: list[str], options: dict) -> tuple[list[Granule], list[Skipped]
             gbox = modis_hdf4.tile_geobox(path)
             bb = gbox.extent.to_crs("EPSG:4326").boundingbox
             granules.append(
-                Granule(path, meta["start"], (bb.left, bb.bottom, bb.right, bb.top), gbox, (path,))
+                Granule(
+                    path,
+                    meta["start"],
+                    (bb.left, bb.bottom, bb.right, bb.top),
+                    gbox,
+                    (path,),
+                    footprint=gbox.extent,
+                )
             )
         except Exception as exc:  # any failure to read a header skips the file
             skip(skipped, path, exc)
