@@ -315,23 +315,4 @@ def _write_if_changed(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def result_summary(result: RunResult) -> dict:
-    """A JSON-able summary of a run."""
-    return {
-        "out": str(result.out),
-        "seconds": round(result.seconds, 1),
-        "products": [
-            {
-                "name": p.name,
-                "store": str(p.store),
-                "tiles": p.tiles_total,
-                "tiles_run": p.tiles_run,
-                "skipped_inputs": p.skipped_inputs,
-                "catalog": str(p.published) if p.published else None,
-            }
-            for p in result.products
-        ],
-    }
-
-
-__all__ = ["run_workflow", "prepare", "RunResult", "ProductResult", "result_summary"]
+__all__ = ["run_workflow", "prepare", "RunResult", "ProductResult"]

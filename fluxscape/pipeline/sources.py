@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import logging
 from dataclasses import dataclass
 from pathlib import Path
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

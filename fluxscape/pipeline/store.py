@@ -142,11 +142,6 @@ def finalize_store(path: Path, attrs: dict) -> None:
     zarr.consolidate_metadata(str(path), zarr_format=ZARR_FORMAT)
 
 
-def store_attrs(path: Path) -> dict:
-    """The global attributes of a store."""
-    return dict(zarr.open_group(str(path), mode="r", zarr_format=ZARR_FORMAT).attrs)
-
-
 def _rmtree(path: Path) -> None:
     import shutil
 

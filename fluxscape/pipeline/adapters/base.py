@@ -28,8 +28,6 @@ from odc.geo.geom import BoundingBox, Geometry
 
 from fluxscape.pipeline.sources import Skipped
 
-LAYER_NAMES = ("red", "green", "blue", "nir", "swir16", "swir22", "ndvi", "evi")
-
 
 @dataclass(frozen=True)
 class Granule:
