@@ -39,7 +39,7 @@ PRESETS = {
         "demo",
         (138.0, 35.5, 139.0, 36.5),
         (2021, 2022),
-        8,
+        12,
         "1 degree around the Kanto-Chubu mountains, central Japan",
     ),
     "demo-4x": Preset(
@@ -212,46 +212,59 @@ class World:
 
     # --- weather and fluxes ----------------------------------------------------------------
 
-    def weather(self, lon: float, lat: float, dates) -> pd.DataFrame:
-        """Daily true weather at one location: TA_F (degC), SW_IN_F (W m-2), VPD_F (hPa),
-        P_F (mm d-1). Cloudiness is shared across the region (one synoptic sequence)."""
-        dates = pd.DatetimeIndex(dates)
+    def meteo(self, lon, lat, dates) -> dict[str, np.ndarray]:
+        """True daily weather on any lon/lat array: ``TA_F`` (degC), ``SW_IN_F`` (W m-2),
+        ``SW_IN_POT`` (W m-2), ``VPD_F`` (hPa), ``P_F`` (mm d-1), each of shape
+        lon.shape + (len(dates),). Cloudiness is shared across the region (one synoptic
+        sequence); radiation decreases northwards, temperature with elevation."""
+        dates = pd.DatetimeIndex(np.atleast_1d(dates))
+        lon, lat = np.asarray(lon, float), np.asarray(lat, float)
         doy = np.asarray(dates.dayofyear, float)
         cloud = self._cloudiness(dates) + 0.15 * np.sin(2 * np.pi * (doy - 100) / 365) ** 8
-        ta = self.air_temperature(np.array(lon), np.array(lat), dates)
-        sw_pot = 250 + 150 * np.sin(2 * np.pi * (doy - 80) / 365) - 3.0 * (lat - 36)
-        sw = sw_pot * (1 - 0.7 * np.clip(cloud, 0, 1))
+        cloud = np.clip(cloud, 0, 1)
+        ta = self.air_temperature(lon, lat, dates)
+        sw_pot = 250 + 150 * np.sin(2 * np.pi * (doy - 80) / 365) - 3.0 * (lat[..., None] - 36)
+        sw = sw_pot * (1 - 0.7 * cloud)
         es = 6.1078 * np.exp(17.27 * ta / (ta + 237.3))
-        vpd = es * (0.45 - 0.3 * np.clip(cloud, 0, 1))
-        precip = np.where(cloud > 0.55, 25 * (cloud - 0.55), 0.0)
-        return pd.DataFrame(
-            {"TA_F": ta, "SW_IN_F": sw, "SW_IN_POT": sw_pot / 0.75, "VPD_F": vpd, "P_F": precip},
-            index=dates,
-        )
+        vpd = es * (0.45 - 0.3 * cloud)
+        precip = np.broadcast_to(np.where(cloud > 0.55, 25 * (cloud - 0.55), 0.0), ta.shape)
+        return {"TA_F": ta, "SW_IN_F": sw, "SW_IN_POT": sw_pot / 0.75, "VPD_F": vpd, "P_F": precip}
 
-    def tower_fluxes(self, lon: float, lat: float, dates) -> pd.DataFrame:
-        """Daily true weather plus GPP, RECO and NEE (gC m-2 d-1) at one location.
+    def weather(self, lon: float, lat: float, dates) -> pd.DataFrame:
+        """Daily true weather at one location (columns as :meth:`meteo`), indexed by date."""
+        dates = pd.DatetimeIndex(dates)
+        met = self.meteo(np.array(lon), np.array(lat), dates)
+        return pd.DataFrame({k: np.asarray(v).reshape(-1) for k, v in met.items()}, index=dates)
+
+    def fluxes(self, lon, lat, dates) -> dict[str, np.ndarray]:
+        """True daily ``GPP``, ``RECO`` and ``NEE`` (gC m-2 d-1) and ``NDVI`` on any lon/lat
+        array, shape lon.shape + (len(dates),).
 
         GPP follows a light-use-efficiency model: LUE(land cover) x fAPAR(NDVI) x PAR x f(T) x
         f(VPD), with fAPAR = 1.24 NDVI - 0.168 and PAR = 0.45 SW_IN (MJ m-2 d-1).
         RECO follows Lloyd-Taylor on air temperature plus 20 % of GPP; NEE = RECO - GPP.
         """
+        lon, lat = np.asarray(lon, float), np.asarray(lat, float)
+        met = self.meteo(lon, lat, dates)
+        lc = self.land_cover(lon, lat)[..., None]
+        ndvi = self.ndvi(lon, lat, dates)
+        par = 0.45 * met["SW_IN_F"] * 0.0864
+        f_t = np.clip((met["TA_F"] + 2) / 12, 0, 1)
+        f_vpd = np.clip(1 - (met["VPD_F"] - 8) / 30, 0.3, 1)
+        lue = np.choose(lc, [LAND_COVER[n]["lue"] for n in LC_NAMES])
+        rref = np.choose(lc, [LAND_COVER[n]["rref"] for n in LC_NAMES])
+        gpp = lue * self.fapar(ndvi) * par * f_t * f_vpd
+        ta = met["TA_F"]
+        reco = rref * np.exp(308.56 * (1 / 56.02 - 1 / (ta + 46.02))) + 0.2 * gpp
+        return {"NDVI": ndvi, "GPP": gpp, "RECO": reco, "NEE": reco - gpp}
+
+    def tower_fluxes(self, lon: float, lat: float, dates) -> pd.DataFrame:
+        """Daily true weather plus NDVI, GPP, RECO and NEE (gC m-2 d-1) at one location (see
+        :meth:`fluxes`), indexed by date."""
         dates = pd.DatetimeIndex(dates)
-        met = self.weather(lon, lat, dates)
-        lc = LC_NAMES[int(self.land_cover(lon, lat))]
-        ndvi = self.ndvi(np.array(lon), np.array(lat), dates)
-        fapar = self.fapar(ndvi)
-        par = 0.45 * met["SW_IN_F"].to_numpy() * 0.0864
-        f_t = np.clip((met["TA_F"].to_numpy() + 2) / 12, 0, 1)
-        f_vpd = np.clip(1 - (met["VPD_F"].to_numpy() - 8) / 30, 0.3, 1)
-        gpp = LAND_COVER[lc]["lue"] * fapar * par * f_t * f_vpd
-        ta = met["TA_F"].to_numpy()
-        reco = LAND_COVER[lc]["rref"] * np.exp(308.56 * (1 / 56.02 - 1 / (ta + 46.02))) + 0.2 * gpp
-        out = met.copy()
-        out["NDVI"] = ndvi
-        out["GPP"] = gpp
-        out["RECO"] = reco
-        out["NEE"] = reco - gpp
+        out = self.weather(lon, lat, dates)
+        for name, values in self.fluxes(np.array(lon), np.array(lat), dates).items():
+            out[name] = np.asarray(values).reshape(-1)
         return out
 
     # --- towers ----------------------------------------------------------------------------

@@ -1,0 +1,129 @@
+"""Predictor fields for the flux models, on a tile or at tower points.
+
+Three kinds of predictor, all on the product's time axis (period starts ``times``):
+
+* variables of a ``vi`` store of the run (same grid and time axis), read at pixels;
+* gridded meteorology (``cf_meteo`` files), averaged over each period on its own grid first
+  and then interpolated bilinearly to the pixel centres (so memory follows the tile and the
+  number of periods, not the length of the daily record);
+* the season: sine and cosine of the period's middle day of year.
+
+Every function returns float32/float64 arrays with dims ``(time, y, x)`` for tiles or a
+DataFrame indexed by (site, time) for points; NaN where a predictor is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from fluxscape.errors import FluxscapeError
+from fluxscape.readers.cf_meteo import open_cf_meteo
+
+SEASON_FEATURES = ("doy_sin", "doy_cos")
+
+
+def period_ends(times: pd.DatetimeIndex, step: str) -> pd.DatetimeIndex:
+    """Exclusive end of each period: the next start, or start + step for the last one (16D and
+    8D periods end on 1 January at the latest, as MODIS composites do)."""
+    times = pd.DatetimeIndex(times)
+    if step == "1M":
+        last = times[-1] + pd.offsets.MonthBegin(1)
+    else:
+        days = {"16D": 16, "8D": 8, "1D": 1}[step]
+        last = min(times[-1] + pd.Timedelta(days=days), pd.Timestamp(times[-1].year + 1, 1, 1))
+    ends = list(times[1:]) + [last]
+    out = []
+    for start, end in zip(times, ends, strict=True):
+        year_end = pd.Timestamp(start.year + 1, 1, 1)
+        out.append(min(end, year_end) if step in ("16D", "8D") else end)
+    return pd.DatetimeIndex(out)
+
+
+def period_of_days(days: pd.DatetimeIndex, times: pd.DatetimeIndex, ends) -> np.ndarray:
+    """Index of the period each day falls in (-1 outside every period)."""
+    days = pd.DatetimeIndex(days)
+    pos = np.searchsorted(times.values, days.values, side="right") - 1
+    ok = (pos >= 0) & (days.values < np.asarray(ends.values)[np.clip(pos, 0, None)])
+    return np.where(ok, pos, -1)
+
+
+def season_features(times: pd.DatetimeIndex, ends: pd.DatetimeIndex) -> dict[str, np.ndarray]:
+    """``doy_sin``/``doy_cos`` of each period's middle day (1-D over time)."""
+    mid = pd.DatetimeIndex(times) + (pd.DatetimeIndex(ends) - pd.DatetimeIndex(times)) / 2
+    angle = 2 * np.pi * (np.asarray(mid.dayofyear, float) - 1) / 365.25
+    return {"doy_sin": np.sin(angle), "doy_cos": np.cos(angle)}
+
+
+def meteo_periods(
+    paths: Sequence[str],
+    times: pd.DatetimeIndex,
+    ends: pd.DatetimeIndex,
+    variables: Sequence[str],
+    bbox: tuple[float, float, float, float] | None = None,
+) -> xr.Dataset:
+    """Period means of the meteorology in ``paths`` on the files' own grid, dims (time, lat,
+    lon), cut to ``bbox`` (W, S, E, N, degrees) plus one cell; a period without any day of
+    data is NaN. FluxscapeError when a variable is in none of the files."""
+    parts = []
+    for path in paths:
+        ds = open_cf_meteo(path)
+        if bbox is not None:
+            w, s, e, n = bbox
+            dlat = float(np.abs(np.diff(ds["lat"].values[:2]))[0]) if ds.sizes["lat"] > 1 else 1
+            dlon = float(np.abs(np.diff(ds["lon"].values[:2]))[0]) if ds.sizes["lon"] > 1 else 1
+            ds = ds.sel(
+                lat=slice(s - 1.5 * dlat, n + 1.5 * dlat), lon=slice(w - 1.5 * dlon, e + 1.5 * dlon)
+            )
+        missing = [v for v in variables if v not in ds]
+        if missing:
+            raise FluxscapeError(f"{path}: meteorology lacks {missing} (has {list(ds.data_vars)})")
+        label = period_of_days(pd.DatetimeIndex(ds["time"].values), times, ends)
+        keep = label >= 0
+        if not keep.any():
+            continue
+        sub = ds[list(variables)].isel(time=np.flatnonzero(keep)).load()
+        sub = sub.assign_coords(period=("time", label[keep]))
+        parts.append((sub.groupby("period").sum("time"), sub["period"].to_series().value_counts()))
+    if not parts:
+        raise FluxscapeError(f"no meteorology in {list(paths)[:3]} covers the period")
+    sums = None
+    counts = np.zeros(len(times))
+    for summed, count in parts:
+        summed = summed.reindex(period=np.arange(len(times)), fill_value=0.0)
+        sums = summed if sums is None else sums + summed
+        counts[count.index.to_numpy()] += count.to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = sums / xr.DataArray(np.where(counts > 0, counts, np.nan), dims="period")
+    return mean.rename(period="time").assign_coords(time=times.values)
+
+
+def meteo_at(periods: xr.Dataset, lon, lat) -> xr.Dataset:
+    """Bilinear interpolation of period-mean meteorology (from :func:`meteo_periods`) to
+    points: ``lon``/``lat`` 1-D arrays of pixel centres (a grid, dims y/x) or DataArrays sharing
+    a ``site`` dim (points)."""
+    return periods.interp(lon=lon, lat=lat, method="linear")
+
+
+def store_at_points(
+    store, variables: Sequence[str], lon: np.ndarray, lat: np.ndarray, window: int = 1
+) -> xr.Dataset:
+    """Variables of a product store at points (nearest pixel, or the mean of a ``window`` x
+    ``window`` block around it), dims (site, time); the pixel centre in ``pixel_x/pixel_y``."""
+    ds = xr.open_zarr(store, consolidated=True)[list(variables)]
+    x = ds["x"].values
+    y = ds["y"].values
+    col = np.abs(x[None, :] - np.asarray(lon)[:, None]).argmin(axis=1)
+    row = np.abs(y[None, :] - np.asarray(lat)[:, None]).argmin(axis=1)
+    half = window // 2
+    blocks = []
+    for r, c in zip(row, col, strict=True):
+        block = ds.isel(
+            y=slice(max(r - half, 0), r + half + 1), x=slice(max(c - half, 0), c + half + 1)
+        )
+        blocks.append(block.mean(("y", "x"), skipna=True).load())
+    out = xr.concat(blocks, dim="site")
+    return out.assign_coords(pixel_x=("site", x[col]), pixel_y=("site", y[row]))

@@ -1,0 +1,99 @@
+"""The cf_meteo reader: ERA5-like daily NetCDF of the sample world -> ta, sw_in, vpd, precip
+in FLUXNET units, against the world's true weather; other CF layouts; bad files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from fluxscape.errors import ReaderError
+from fluxscape.pipeline.predictors import meteo_at, meteo_periods, period_ends
+from fluxscape.readers.cf_meteo import open_cf_meteo
+from fluxscape.readers.registry import detect
+from fluxscape.sample.meteo_writer import write_meteo
+from fluxscape.sample.world import PRESETS, World
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    return World(PRESETS["demo"])
+
+
+@pytest.fixture(scope="module")
+def meteo_files(world, tmp_path_factory) -> list[Path]:
+    return write_meteo(world, tmp_path_factory.mktemp("meteo"))
+
+
+def test_detected_and_recovers_truth(world, meteo_files):
+    assert detect(meteo_files[0]).name == "cf_meteo"
+    ds = open_cf_meteo(meteo_files[0])
+    assert ds["lat"].values[0] < ds["lat"].values[-1]  # flipped to south -> north
+    assert {v: ds[v].attrs["units"] for v in ds.data_vars} == {
+        "ta": "degC",
+        "sw_in": "W m-2",
+        "vpd": "hPa",
+        "precip": "mm d-1",
+    }
+    lon, lat = float(ds["lon"][4]), float(ds["lat"][7])
+    truth = world.meteo(np.array(lon), np.array(lat), pd.DatetimeIndex(ds["time"].values))
+    point = ds.sel(lon=lon, lat=lat)
+    assert np.abs(point["ta"] - truth["TA_F"]).max() < 1e-3
+    assert np.abs(point["sw_in"] - truth["SW_IN_F"]).max() / truth["SW_IN_F"].max() < 1e-5
+    assert np.abs(point["vpd"] - truth["VPD_F"]).max() < 1e-3  # from t2m and d2m
+    assert np.abs(point["precip"] - truth["P_F"]).max() < 1e-3
+
+
+def test_other_cf_layout_hourly_watts(tmp_path):
+    """A CF file with W m-2, kg m-2 s-1, degC and a 'time'/'lat'/'lon' naming is converted."""
+    times = pd.date_range("2021-07-01", periods=48, freq="h")
+    dims = ("time", "lat", "lon")
+    shape = (48, 2, 3)
+    ds = xr.Dataset(
+        {
+            "tas": (
+                dims,
+                np.full(shape, 20.0),
+                {"units": "degC", "standard_name": "air_temperature"},
+            ),
+            "rsds": (dims, np.full(shape, 300.0), {"units": "W m-2"}),
+            "pr": (dims, np.full(shape, 1e-4), {"units": "kg m-2 s-1"}),
+        },
+        coords={"time": times, "lat": [36.0, 36.5], "lon": [138.0, 138.5, 139.0]},
+    )
+    path = tmp_path / "forcing.nc"
+    ds.to_netcdf(path)
+    out = open_cf_meteo(path)
+    assert float(out["ta"].mean()) == pytest.approx(20.0)
+    assert float(out["sw_in"].mean()) == pytest.approx(300.0)
+    assert float(out["precip"].mean()) == pytest.approx(8.64, rel=1e-5)
+    assert "vpd" not in out  # neither VPD nor dewpoint: absent, not invented
+
+
+def test_period_means_and_interpolation(world, meteo_files):
+    times = pd.DatetimeIndex(["2021-07-12", "2021-07-28"])
+    ends = period_ends(times, "16D")
+    assert list(ends) == [pd.Timestamp("2021-07-28"), pd.Timestamp("2021-08-13")]
+    per = meteo_periods(meteo_files, times, ends, ["ta", "sw_in"])
+    lon, lat = float(per["lon"][5]), float(per["lat"][6])
+    days = pd.date_range("2021-07-12", "2021-07-27")
+    truth = world.meteo(np.array(lon), np.array(lat), days)["TA_F"].mean()
+    assert abs(float(meteo_at(per, lon, lat)["ta"][0]) - truth) < 1e-3  # 16-day mean at a node
+    # half way between two nodes: the mean of the two (bilinear)
+    lon2 = float(per["lon"][6])
+    mid = float(meteo_at(per, (lon + lon2) / 2, lat)["ta"][0])
+    assert mid == pytest.approx(float(per["ta"][0].sel(lat=lat).isel(lon=[5, 6]).mean()), abs=1e-6)
+
+
+def test_bad_files_named(tmp_path):
+    text = tmp_path / "notes.nc"
+    text.write_text("not netcdf")
+    with pytest.raises(ReaderError, match="notes.nc"):
+        open_cf_meteo(text)
+    nocoords = tmp_path / "table.nc"
+    xr.Dataset({"t2m": ("n", np.arange(3.0))}).to_netcdf(nocoords)
+    with pytest.raises(ReaderError, match="table.nc: no time/latitude/longitude"):
+        open_cf_meteo(nocoords)
