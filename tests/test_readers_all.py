@@ -25,6 +25,7 @@ SAMPLE_GLOBS = {
     "sgli_l1b": "sgli/GC1SG1_*_1BSG_VNR*.h5",
     "ahi_hsd": "ahi/hsd/2021/06/*/0230/HS_*_B03_*.DAT.bz2",
     "ahi_ptree": "ahi/ptree/2021*/*/*/NC_H0*.nc",
+    "cf_meteo": "meteo/era5_daily_*.nc",
 }
 
 
@@ -50,6 +51,7 @@ HOSTILE_NAMES = {
     "sgli_l1b": "GC1SG1_202101090111M00407_1BSG_VNRDK_2002.h5",
     "ahi_hsd": "HS_H08_20210601_0230_B03_R301_R05_S0104.DAT",
     "ahi_ptree": "NC_H08_20210601_0230_R21_FLDK.00067_00067.nc",
+    "cf_meteo": "era5_daily_2021.nc",
 }
 HOSTILE_CONTENT = {
     "zero-byte": b"",
