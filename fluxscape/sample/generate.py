@@ -7,6 +7,7 @@ Layout of the output directory::
     gosat/    nies/GOSATTFTS*_02C0[12]S*.h5 and acos/acos_LtCO2_*.nc4 (every third day)
     sgli/     GC1SG1_*_T*_L2SG_{VGI,LST,LAI,RSRF}*.h5 (1 km tiles, 2-day revisit) and L1B
     meteo/    era5_daily_<year>.nc (ERA5-like daily t2m, d2m, ssrd, tp on 0.1 degrees)
+    regions/  prefectures.geojson (three made-up regions for regional totals)
     ahi/      hsd/HS_H0?_*_B??_R301_R??_S????.DAT.bz2 and ptree/NC_H0?_*.nc (first year,
               every 4th day, 3 times a day)
     truth/    world.json, towers.csv, tower_daily.csv, phenology.nc
@@ -34,6 +35,7 @@ from fluxscape.sample.fluxnet_writer import write_fullset_dd, write_site_list
 from fluxscape.sample.gosat_writer import write_gosat
 from fluxscape.sample.meteo_writer import write_meteo
 from fluxscape.sample.modis_writer import MOD13_SDS, TileSpec, write_mod13a2
+from fluxscape.sample.regions_writer import write_regions
 from fluxscape.sample.sgli_writer import write_sgli
 from fluxscape.sample.world import LC_NAMES, PRESETS, World
 
@@ -271,6 +273,7 @@ def write_sample_world(out_dir: str | Path, preset: str = "demo", seed: int = 42
     ahi = write_ahi(world, out / "ahi", np.random.default_rng(streams[4]))
     log.info("writing ERA5-like daily meteorology NetCDF")
     meteo = write_meteo(world, out / "meteo")
+    write_regions(world, out / "regions")
     write_truth_phenology(world, truth)
     summary = {
         "preset": preset,
