@@ -164,8 +164,8 @@ class World:
         k1, k2 = np.full_like(sos, 0.09), np.full_like(sos, 0.07)
         two = self.double_crop(lon, lat)
         f1, f2 = self._field("crop1", lon, lat), self._field("crop2", lon, lat)
-        sos = np.where(two, 84 + 6 * f1 + elev / 150.0 + shift, sos)
-        eos = np.where(two, 154 - 4 * f2 + 0.5 * shift, eos)
+        sos = np.where(two, 80 + 6 * f1 + elev / 150.0 + shift, sos)
+        eos = np.where(two, 146 - 4 * f2 + 0.5 * shift, eos)
         k1, k2 = np.where(two, 0.12, k1), np.where(two, 0.12, k2)
         vmax = np.where(two, 0.66, vmax)
         nan = np.full_like(sos, np.nan)
@@ -176,8 +176,8 @@ class World:
             "k2": k2,
             "vmin": vmin * np.ones_like(sos),
             "vmax": vmax * np.ones_like(sos),
-            "sos2": np.where(two, 193 + 5 * f2 + 0.5 * shift, nan),
-            "eos2": np.where(two, 266 - 7 * f1 + 0.5 * shift, nan),
+            "sos2": np.where(two, 203 + 5 * f2 + 0.5 * shift, nan),
+            "eos2": np.where(two, 270 - 7 * f1 + 0.5 * shift, nan),
             "k1_2": np.where(two, 0.12, nan),
             "k2_2": np.where(two, 0.08, nan),
             "vmax2": np.where(two, 0.80, nan),
@@ -271,10 +271,9 @@ class World:
     @staticmethod
     def _recovery(ev: dict, dates: pd.DatetimeIndex) -> np.ndarray:
         """exp(-(t - t0) / tau) after the event (1 on its day), 0 before; shape (dates,)."""
-        days = np.asarray((dates - pd.Timestamp(ev["date"])).days, float)
-        return np.where(
-            days >= 0, np.exp(-np.maximum(days, 0) / (365.25 * ev["recovery_years"])), 0
-        )
+        days = (dates.values.astype("datetime64[D]") - np.datetime64(ev["date"])).astype(float)
+        tau = 365.25 * ev["recovery_years"]
+        return np.where(days >= 0, np.exp(-np.maximum(days, 0) / tau), 0.0)
 
     def disturbance(self, lon, lat) -> dict[str, np.ndarray]:
         """Disturbance truth per location (the preset's ``event_year``): ``disturbed`` (bool),
@@ -324,7 +323,7 @@ class World:
         dates = pd.DatetimeIndex(np.atleast_1d(dates))
         out = np.zeros(np.shape(lon) + (len(dates),))
         for ev, mask in self._event_masks(lon, lat):
-            if ev["char"] > 0:
+            if ev["char"] > 0 and mask.any():
                 out = np.where(mask[..., None], ev["char"] * self._recovery(ev, dates), out)
         return out
 
