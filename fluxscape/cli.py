@@ -91,7 +91,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
     "--preset",
     default="demo",
     show_default=True,
-    help="Region preset: demo (1 degree) or demo-4x (2 x 2 degrees).",
+    help="Region preset: demo (1 degree), demo-4x (2 x 2 degrees) or disturbance (0.5 degree, "
+    "MODIS only, 2017-2022 with forest clearings and fires in 2022).",
 )
 def sample_data(directory: Path, seed: int, preset: str) -> None:
     """Write the sample world in real formats (MODIS, SGLI, AHI, GOSAT, FLUXNET) and its truth."""

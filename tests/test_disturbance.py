@@ -33,8 +33,12 @@ POST_FIRE = ("2022-08-01", "2022-09-15")
 
 
 def sample_world() -> World:
-    """The demo world with year-to-year phenology shifts (N(0, 4) days) in every year."""
-    return World(replace(PRESETS["demo"], years=tuple(range(2017, 2023))))
+    """The demo world with year-to-year phenology shifts (N(0, 4) days) in every year, without
+    its own events (disturbance patches, heat wave): this module inserts known ones."""
+    preset = replace(
+        PRESETS["demo"], years=tuple(range(2017, 2023)), n_disturbances=0, heat_wave=False
+    )
+    return World(preset)
 
 
 def modis_period_starts(years) -> pd.DatetimeIndex:

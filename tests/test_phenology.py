@@ -4,6 +4,7 @@ truth is known (the sample world's double logistic, and wheat-then-rice double c
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -65,8 +66,10 @@ def _daily_days() -> pd.DatetimeIndex:
 
 @pytest.fixture(scope="module")
 def world_pixels():
-    """300 pixels of the demo world: its double-logistic truth per year and a sampled cube."""
-    world = World(PRESETS["demo"])
+    """300 pixels of the demo world: its double-logistic truth per year and a sampled cube.
+    The world's double cropping and disturbances are off: these pixels are single-season
+    curves (double cropping has its own cube below)."""
+    world = World(replace(PRESETS["demo"], double_crop=False, n_disturbances=0))
     rng = np.random.default_rng(11)
     w, s, e, n = world.preset.bbox
     lon, lat = rng.uniform(w, e, 300), rng.uniform(s, n, 300)

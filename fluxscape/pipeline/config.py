@@ -134,6 +134,7 @@ class DisturbanceProduct(_Strict):
     monitor: tuple[date, date]
     process: Literal["mosum", "cusum"] = "mosum"
     min_magnitude: Annotated[float, Field(ge=0)] = 0.05
+    burn_severity: bool = False  # dNBR / severity class of each break (source needs nbr)
 
     @model_validator(mode="after")
     def _ordered(self) -> DisturbanceProduct:

@@ -297,6 +297,93 @@ def detect_disturbance(
     return xr.Dataset(data, coords=out_coords, attrs=attrs)
 
 
+def burn_severity_of_breaks(
+    nbr: xr.DataArray,
+    onset: xr.DataArray,
+    qa: xr.DataArray | None = None,
+    doy: xr.DataArray | None = None,
+    *,
+    history: Period,
+    max_qa: int = 1,
+    order: int = 3,
+    trend: bool = True,
+    post_days: int = 48,
+    period_days: int = 16,
+    min_abs_pre: float = 0.001,
+) -> xr.Dataset:
+    """Burn severity of each vegetation break from an NBR composite series.
+
+    Inputs: ``nbr`` (time, y, x) unitless with ``qa``/``doy`` as in the ``vi`` product;
+    ``onset`` (y, x) datetime64, the break onset (e.g. ``break_date`` of
+    :func:`detect_disturbance`, NaT where none); ``history``: the stable period (inclusive
+    dates) on which the NBR season-trend model (``order`` harmonics, ``trend``) is fitted.
+
+    The pre-fire NBR is what that model expects at the onset; dNBR is the median, over the
+    valid observations from the onset to ``post_days`` after it, of expected minus observed
+    NBR: the expectation follows the season, so a fixed pre/post window's phenology change
+    does not count as burn (fixed windows: :func:`assess_burn_severity`).
+    Returns (y, x): ``nbr_pre`` (modelled), ``dnbr``, ``rdnbr`` (Miller & Thode 2007), all
+    unitless and NaN where there is no onset or no valid post-onset observation, and
+    ``burn_severity`` (uint8 USGS / Key & Benson class, 0 = none).
+    """
+    dims, coords = _spatial(nbr)
+    values = _values(nbr, dims).astype(float)
+    period_start = np.asarray(nbr["time"].values, "datetime64[D]")
+    dates = observation_dates(period_start, _values(doy, dims), period_days=period_days)
+    dates = np.broadcast_to(
+        dates.reshape(dates.shape + (1,) * (values.ndim - dates.ndim)), values.shape
+    )
+    t = breaks.decimal_year(dates)
+    valid = usable(values, _values(qa, dims), max_qa=max_qa)
+    hist = _decimal_period(history)
+    in_hist = valid & (t >= hist[0]) & (t < hist[1])
+    fit = breaks.fit_harmonic(values, t, in_hist, order=order, trend=trend, t_ref=hist[0])
+    start = np.asarray(onset.transpose(*dims).values, "datetime64[D]")
+    has = ~np.isnat(start)
+    end = start + np.timedelta64(post_days, "D")
+    window = valid & has & (dates >= start) & (dates < end)
+    resid = values - fit.predict(t)
+    d = -anomaly.masked_median(resid, window)
+    t_onset = breaks.decimal_year(np.where(has, start, np.datetime64("2000-01-01")))
+    pre = np.where(has, fit.predict(t_onset[None])[0], np.nan)
+    d = np.where(np.isfinite(pre), d, np.nan)
+    grid = _grid_mapping(nbr)
+    data = {
+        "nbr_pre": (
+            dims,
+            pre.astype(np.float32),
+            {"long_name": "modelled NBR at the onset", "units": "1", **grid},
+        ),
+        "dnbr": (
+            dims,
+            d.astype(np.float32),
+            {
+                "long_name": "dNBR after the break (modelled minus observed NBR)",
+                "units": "1",
+                **grid,
+            },
+        ),
+        "rdnbr": (
+            dims,
+            burn.rdnbr(d, pre, min_abs_pre=min_abs_pre).astype(np.float32),
+            {"long_name": "relative dNBR dNBR/sqrt(|NBR_pre|)", "units": "1", **grid},
+        ),
+        "burn_severity": (
+            dims,
+            burn.severity_class(d),
+            {
+                "long_name": "burn severity class of the break (USGS, Key & Benson 2006)",
+                "units": "1",
+                "flag_values": np.array(burn.SEVERITY_FLAG_VALUES, np.uint8),
+                "flag_meanings": burn.SEVERITY_FLAG_MEANINGS,
+                "_FillValue": np.uint8(0),
+                **grid,
+            },
+        ),
+    }
+    return xr.Dataset(data, coords=coords, attrs={"title": "burn severity of vegetation breaks"})
+
+
 def detect_heat_stress(
     lst: xr.DataArray,
     valid: xr.DataArray | None = None,

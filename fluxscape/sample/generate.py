@@ -10,7 +10,10 @@ Layout of the output directory::
     regions/  prefectures.geojson (three made-up regions for regional totals)
     ahi/      hsd/HS_H0?_*_B??_R301_R??_S????.DAT.bz2 and ptree/NC_H0?_*.nc (first year,
               every 4th day, 3 times a day)
-    truth/    world.json, towers.csv, tower_daily.csv, phenology.nc
+    truth/    world.json (with the events: disturbance patches, heat wave), towers.csv,
+              tower_daily.csv, phenology.nc (one or two seasons), disturbance.nc
+
+A preset names the sources it writes (the ``disturbance`` preset: MODIS only).
 
 MODIS tiles are full 1200 x 1200 tiles; only pixels within the region plus a margin carry
 data, the rest is fill (as over the ocean), which keeps the files small.
@@ -111,7 +114,7 @@ def _pixel_lonlat(h: int, v: int, win: tuple[slice, slice]) -> tuple[np.ndarray,
 def _cloud_fraction(start: datetime) -> float:
     """Fraction of cloudy composite pixels: more in the rainy season (June-July)."""
     doy = start.timetuple().tm_yday
-    return 0.12 + 0.18 * np.exp(-(((doy - 180) / 35.0) ** 2))
+    return 0.18 + 0.18 * np.exp(-(((doy - 180) / 35.0) ** 2))
 
 
 def _to_dn(values: np.ndarray, scale: float, lo: int, hi: int, dtype) -> np.ndarray:
@@ -136,8 +139,8 @@ def write_modis_vi(world: World, out: Path, rng: np.random.Generator) -> list[Pa
             span = (end - start).days + 1
             doy = start.timetuple().tm_yday + rng.integers(0, span, size=lon.shape)
             obs_dates = (np.datetime64(f"{start.year}-01-01") + (doy - 1)).astype("datetime64[D]")
-            ndvi_true = _ndvi_at(world, lon, lat, obs_dates)
-            refl = world.reflectance(ndvi_true, bright)
+            ndvi_true = _at(world.ndvi, lon, lat, obs_dates)
+            refl = world.reflectance(ndvi_true, bright, _at(world.char, lon, lat, obs_dates))
             noise = {k: rng.normal(0, NOISE_REFLECTANCE, lon.shape) for k in refl}
             refl = {k: np.clip(refl[k] + noise[k], 0.001, 1) for k in refl}
             rank = _cloud_rank(rng, lon.shape)
@@ -188,12 +191,12 @@ def write_modis_vi(world: World, out: Path, rng: np.random.Generator) -> list[Pa
     return paths
 
 
-def _ndvi_at(world: World, lon, lat, obs_dates: np.ndarray) -> np.ndarray:
-    """True NDVI per pixel at that pixel's own observation date."""
+def _at(truth, lon, lat, obs_dates: np.ndarray) -> np.ndarray:
+    """A truth function ``truth(lon, lat, dates)`` per pixel at its own observation date."""
     out = np.empty(lon.shape)
     for d in np.unique(obs_dates):
         sel = obs_dates == d
-        out[sel] = world.ndvi(lon[sel], lat[sel], [d])[..., 0]
+        out[sel] = truth(lon[sel], lat[sel], [d])[..., 0]
     return out
 
 
@@ -247,6 +250,24 @@ def write_truth_phenology(world: World, truth: Path, step: float = 0.01) -> Path
     return path
 
 
+def write_truth_disturbance(world: World, truth: Path, step: float = 0.01) -> Path:
+    """True disturbance (:meth:`World.disturbance`) on a lon/lat grid over the region."""
+    w, s, e, n = world.preset.bbox
+    lon, lat = np.arange(w + step / 2, e, step), np.arange(n - step / 2, s, -step)
+    d = world.disturbance(*np.meshgrid(lon, lat))
+    ds = xr.Dataset(
+        {
+            k: (("lat", "lon"), v.astype("f4" if v.dtype.kind == "f" else "i1"))
+            for k, v in d.items()
+        },
+        coords={"lat": lat, "lon": lon},
+        attrs={"event_year": world.preset.event_year or 0, "kind_meanings": "none clearing fire"},
+    )
+    path = truth / "disturbance.nc"
+    ds.to_netcdf(path)
+    return path
+
+
 def write_sample_world(out_dir: str | Path, preset: str = "demo", seed: int = 42) -> dict:
     """Write the sample world for ``preset`` into ``out_dir``; returns a summary dict
     (preset, bbox, years, file counts, towers)."""
@@ -260,33 +281,39 @@ def write_sample_world(out_dir: str | Path, preset: str = "demo", seed: int = 42
     truth.mkdir(parents=True, exist_ok=True)
     # One random stream per source, so adding a source never changes the others' files.
     streams = np.random.SeedSequence(seed).spawn(8)
-    log.info("writing MODIS MOD13A2 tiles")
-    modis = write_modis_vi(world, out / "modis", np.random.default_rng(streams[0]))
-    log.info("writing FLUXNET FULLSET tower files")
-    (out / "towers").mkdir(parents=True, exist_ok=True)
-    towers = write_towers(world, out / "towers", truth, np.random.default_rng(streams[1]))
-    log.info("writing GOSAT L2 soundings (NIES HDF5, ACOS Lite NetCDF)")
-    gosat = write_gosat(world, out, np.random.default_rng(streams[2]))
-    log.info("writing GCOM-C SGLI L2 land tiles and L1B granules")
-    sgli = write_sgli(world, out / "sgli", np.random.default_rng(streams[3]))
-    log.info("writing Himawari AHI HSD segments and P-Tree NetCDF")
-    ahi = write_ahi(world, out / "ahi", np.random.default_rng(streams[4]))
-    log.info("writing ERA5-like daily meteorology NetCDF")
-    meteo = write_meteo(world, out / "meteo")
-    write_regions(world, out / "regions")
+    sources = world.preset.sources
+    files = {name: [] for name in ("modis", "towers", "gosat", "sgli", "ahi", "meteo")}
+    if "modis" in sources:
+        log.info("writing MODIS MOD13A2 tiles")
+        files["modis"] = write_modis_vi(world, out / "modis", np.random.default_rng(streams[0]))
+    if "towers" in sources:
+        log.info("writing FLUXNET FULLSET tower files")
+        (out / "towers").mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(streams[1])
+        files["towers"] = write_towers(world, out / "towers", truth, rng)[1:]
+    if "gosat" in sources:
+        log.info("writing GOSAT L2 soundings (NIES HDF5, ACOS Lite NetCDF)")
+        files["gosat"] = write_gosat(world, out, np.random.default_rng(streams[2]))
+    if "sgli" in sources:
+        log.info("writing GCOM-C SGLI L2 land tiles and L1B granules")
+        files["sgli"] = write_sgli(world, out / "sgli", np.random.default_rng(streams[3]))
+    if "ahi" in sources:
+        log.info("writing Himawari AHI HSD segments and P-Tree NetCDF")
+        files["ahi"] = write_ahi(world, out / "ahi", np.random.default_rng(streams[4]))
+    if "meteo" in sources:
+        log.info("writing ERA5-like daily meteorology NetCDF and the regions GeoJSON")
+        files["meteo"] = write_meteo(world, out / "meteo")
+        write_regions(world, out / "regions")
     write_truth_phenology(world, truth)
+    write_truth_disturbance(world, truth)
     summary = {
         "preset": preset,
         "seed": seed,
         "bbox": list(world.preset.bbox),
         "years": list(world.preset.years),
-        "modis_files": len(modis),
-        "tower_files": len(towers) - 1,
-        "gosat_files": len(gosat),
-        "sgli_files": len(sgli),
-        "ahi_files": len(ahi),
-        "meteo_files": len(meteo),
+        **{f"{k}_files" if k != "towers" else "tower_files": len(v) for k, v in files.items()},
         "towers": world.towers().to_dict(orient="records"),
+        "events": world.events(),
         "generator": "fluxscape.sample",
     }
     (truth / "world.json").write_text(json.dumps(summary, indent=2))

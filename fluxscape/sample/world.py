@@ -21,6 +21,15 @@ LAND_COVER = {
     "GRA": {"code": 10, "vmin": 0.22, "vmax": 0.72, "lue": 1.15, "rref": 1.8},
 }
 LC_NAMES = list(LAND_COVER)
+NDVI_FLOOR = 0.05
+FOREST = (LC_NAMES.index("DBF"), LC_NAMES.index("ENF"))
+#: Elevation (m) below which croplands grow two crops a year: winter wheat (green-up in March,
+#: harvest in June) then paddy rice (transplanted in late June, harvested in September).
+DOUBLE_CROP_BELOW_M = 580.0
+#: Disturbance kinds of :meth:`World.disturbance` (``kind`` values).
+DISTURBANCE_KINDS = {0: "none", 1: "clearing", 2: "fire"}
+#: Sources a preset can write (``fluxscape sample-data``).
+ALL_SOURCES = ("modis", "towers", "gosat", "sgli", "ahi", "meteo")
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,15 @@ class Preset:
     years: tuple[int, ...]
     n_towers: int
     description: str = ""
+    #: Forest patches cleared or burnt in ``event_year`` (see :meth:`World.disturbance`).
+    n_disturbances: int = 0
+    #: Year of the disturbances and of the heat wave (None: no events).
+    event_year: int | None = None
+    #: A heat wave (a known LST anomaly, see :meth:`World.heat_wave`) in ``event_year``.
+    heat_wave: bool = False
+    #: Lowland croplands grow two crops a year (see :data:`DOUBLE_CROP_BELOW_M`).
+    double_crop: bool = True
+    sources: tuple[str, ...] = ALL_SOURCES
 
 
 PRESETS = {
@@ -41,6 +59,9 @@ PRESETS = {
         (2021, 2022),
         12,
         "1 degree around the Kanto-Chubu mountains, central Japan",
+        n_disturbances=6,
+        event_year=2022,
+        heat_wave=True,
     ),
     "demo-4x": Preset(
         "demo-4x",
@@ -48,6 +69,21 @@ PRESETS = {
         (2021, 2022),
         8,
         "2 x 2 degrees (4x the demo area), crossing MODIS tiles h28v05/h29v05",
+        n_disturbances=12,
+        event_year=2022,
+        heat_wave=True,
+    ),
+    "disturbance": Preset(
+        "disturbance",
+        (138.3, 35.8, 138.8, 36.3),
+        tuple(range(2017, 2023)),
+        0,
+        "0.5 degree of forest and fields, stable 2017-2021 history, forest clearings and "
+        "fires in 2022 (MODIS only)",
+        n_disturbances=10,
+        event_year=2022,
+        heat_wave=True,
+        sources=("modis",),
     ),
 }
 
@@ -70,6 +106,16 @@ class World:
                 rng.uniform(0.5, 1.0, size=4),
             )
         self._coef["year_shift"] = {y: float(rng.normal(0, 4)) for y in self.preset.years}
+        # Later additions draw from their own stream so the fields above never change.
+        extra = np.random.default_rng([self.seed, 1])
+        for name in ("crop1", "crop2"):
+            self._coef[name] = (
+                extra.uniform(0.8, 3.0, size=(4, 2)) * extra.choice([-1, 1], size=(4, 2)),
+                extra.uniform(0, 2 * np.pi, size=4),
+                extra.uniform(0.5, 1.0, size=4),
+            )
+        self._coef["events"] = self._draw_events(np.random.default_rng([self.seed, 2]))
+        self._coef["heat"] = self._draw_heat_wave(np.random.default_rng([self.seed, 3]))
 
     # --- static fields ---------------------------------------------------------------------
 
@@ -93,9 +139,19 @@ class World:
         """Pseudo elevation in metres (0-2500) that delays spring and cools the air."""
         return 1250 + 1250 * self._field("elev", lon, lat)
 
+    def double_crop(self, lon, lat) -> np.ndarray:
+        """True where the land grows two crops a year (lowland croplands, bool array)."""
+        if not self.preset.double_crop:
+            return np.zeros(np.shape(lon), bool)
+        lc = self.land_cover(lon, lat)
+        return (lc == LC_NAMES.index("CRO")) & (self.elevation(lon, lat) < DOUBLE_CROP_BELOW_M)
+
     def phenology(self, lon, lat, year: int) -> dict[str, np.ndarray]:
         """Double-logistic parameters per location for ``year``: sos/eos (day of year of the
-        inflection points), k1/k2 (1/day), vmin/vmax (NDVI)."""
+        inflection points), k1/k2 (1/day), vmin/vmax (NDVI) of the first season, and
+        sos2/eos2/k1_2/k2_2/vmax2 of a second season (NaN where there is one season only, see
+        :meth:`double_crop`); ``seasons`` is 1 or 2. On double-crop pixels the first season is
+        winter wheat and the second paddy rice, each a double logistic on the same base."""
         lc = self.land_cover(lon, lat)
         elev = self.elevation(lon, lat)
         shift = self._coef["year_shift"].get(year, 0.0)
@@ -105,20 +161,217 @@ class World:
         eos = 292 - 10 * self._field("eos", lon, lat) - elev / 150.0 + 0.5 * shift
         sos = np.where(lc == 2, sos + 25, sos)  # crops are sown later
         eos = np.where(lc == 2, eos - 40, eos)
+        k1, k2 = np.full_like(sos, 0.09), np.full_like(sos, 0.07)
+        two = self.double_crop(lon, lat)
+        f1, f2 = self._field("crop1", lon, lat), self._field("crop2", lon, lat)
+        sos = np.where(two, 80 + 6 * f1 + elev / 150.0 + shift, sos)
+        eos = np.where(two, 146 - 4 * f2 + 0.5 * shift, eos)
+        k1, k2 = np.where(two, 0.12, k1), np.where(two, 0.12, k2)
+        vmax = np.where(two, 0.66, vmax)
+        nan = np.full_like(sos, np.nan)
         return {
             "sos": sos,
             "eos": eos,
-            "k1": np.full_like(sos, 0.09),
-            "k2": np.full_like(sos, 0.07),
+            "k1": k1,
+            "k2": k2,
             "vmin": vmin * np.ones_like(sos),
             "vmax": vmax * np.ones_like(sos),
+            "sos2": np.where(two, 203 + 5 * f2 + 0.5 * shift, nan),
+            "eos2": np.where(two, 270 - 7 * f1 + 0.5 * shift, nan),
+            "k1_2": np.where(two, 0.12, nan),
+            "k2_2": np.where(two, 0.08, nan),
+            "vmax2": np.where(two, 0.80, nan),
+            "seasons": np.where(two, 2.0, 1.0),
         }
+
+    # --- events: disturbance patches and a heat wave ---------------------------------------
+
+    def _draw_events(self, rng: np.random.Generator) -> list[dict]:
+        """Forest patches (discs intersected with forest) cleared or burnt in the event year,
+        away from each other, the region's edges and the towers. Every second one is a fire."""
+        p = self.preset
+        if not p.n_disturbances or p.event_year is None:
+            return []
+        w, s, e, n = p.bbox
+        towers = self.towers()
+        ring = np.linspace(0, 2 * np.pi, 8, endpoint=False)
+        events: list[dict] = []
+        for _ in range(20000):
+            if len(events) == p.n_disturbances:
+                break
+            r = float(rng.uniform(0.025, 0.045))
+            lon = float(rng.uniform(w + r + 0.02, e - r - 0.02))
+            lat = float(rng.uniform(s + r + 0.02, n - r - 0.02))
+            probe_lon = np.concatenate(
+                [[lon], lon + 0.5 * r * np.cos(ring), lon + r * np.cos(ring)]
+            )
+            probe_lat = np.concatenate(
+                [[lat], lat + 0.5 * r * np.sin(ring), lat + r * np.sin(ring)]
+            )
+            forest = np.isin(self.land_cover(probe_lon, probe_lat), FOREST)
+            if not forest[:9].all() or forest.mean() < 0.75:
+                continue
+            if len(towers) and np.min(np.hypot(towers.lon - lon, towers.lat - lat)) < r + 0.06:
+                continue
+            if any(
+                np.hypot(ev["lon"] - lon, ev["lat"] - lat) < r + ev["radius"] + 0.03
+                for ev in events
+            ):
+                continue
+            fire = len(events) % 2 == 1
+            severity = float(rng.uniform(0.2, 1.0)) if fire else 0.0
+            doy = int(rng.integers(160, 241) if fire else rng.integers(110, 251))
+            events.append(
+                {
+                    "kind": "fire" if fire else "clearing",
+                    "lon": lon,
+                    "lat": lat,
+                    "radius": r,
+                    "date": str(np.datetime64(f"{p.event_year}-01-01") + doy - 1),
+                    "ndvi_drop": 0.2 + 0.3 * severity if fire else float(rng.uniform(0.2, 0.5)),
+                    "recovery_years": float(rng.uniform(1.0, 3.0)),
+                    "char": severity,
+                }
+            )
+        else:
+            raise RuntimeError(f"preset {p.name}: no room for {p.n_disturbances} disturbances")
+        return events
+
+    def _draw_heat_wave(self, rng: np.random.Generator) -> dict | None:
+        p = self.preset
+        if not p.heat_wave or p.event_year is None:
+            return None
+        w, s, e, n = p.bbox
+        start = np.datetime64(f"{p.event_year}-07-01") + int(rng.integers(10, 35))
+        return {
+            "lon": float(rng.uniform(w + 0.3 * (e - w), e - 0.3 * (e - w))),
+            "lat": float(rng.uniform(s + 0.3 * (n - s), n - 0.3 * (n - s))),
+            "radius": 0.3 * min(e - w, n - s),
+            "first": str(start),
+            "last": str(start + 11),
+            "lst_anomaly_k": 6.0,
+        }
+
+    def events(self) -> dict:
+        """The preset's events as plain data (for ``truth/world.json``): ``disturbances`` (kind,
+        centre lon/lat and radius in degrees, date, ndvi_drop, recovery_years, char) and
+        ``heat_wave`` (centre, radius, first/last day, lst_anomaly_k) or None."""
+        return {"disturbances": list(self._coef["events"]), "heat_wave": self._coef["heat"]}
+
+    def _event_masks(self, lon, lat) -> list[tuple[dict, np.ndarray]]:
+        lon, lat = np.asarray(lon, float), np.asarray(lat, float)
+        if not self._coef["events"]:
+            return []
+        forest = np.isin(self.land_cover(lon, lat), FOREST)
+        return [
+            (ev, forest & (np.hypot(lon - ev["lon"], lat - ev["lat"]) <= ev["radius"]))
+            for ev in self._coef["events"]
+        ]
+
+    @staticmethod
+    def _recovery(ev: dict, dates: pd.DatetimeIndex) -> np.ndarray:
+        """exp(-(t - t0) / tau) after the event (1 on its day), 0 before; shape (dates,)."""
+        days = (dates.values.astype("datetime64[D]") - np.datetime64(ev["date"])).astype(float)
+        tau = 365.25 * ev["recovery_years"]
+        return np.where(days >= 0, np.exp(-np.maximum(days, 0) / tau), 0.0)
+
+    def disturbance(self, lon, lat) -> dict[str, np.ndarray]:
+        """Disturbance truth per location (the preset's ``event_year``): ``disturbed`` (bool),
+        ``kind`` (int, :data:`DISTURBANCE_KINDS`), ``date`` (day of year of the onset, NaN where
+        none), ``magnitude`` (NDVI change on the onset day, negative), ``dnbr`` (NBR before minus
+        NBR just after the onset, unitless), ``recovery_years`` (e-folding time of the
+        recovery) and ``edge_distance`` (degrees from the nearest patch boundary; inf without
+        patches). A patch is a disc intersected with forest (DBF, ENF); NDVI drops by
+        ``ndvi_drop`` on the onset day and recovers exponentially; fires also char the surface
+        (darker red/NIR, brighter SWIR), so NBR drops more than NDVI alone explains."""
+        lon, lat = np.asarray(lon, float), np.asarray(lat, float)
+        nan = np.full(lon.shape, np.nan)
+        out = {
+            "disturbed": np.zeros(lon.shape, bool),
+            "kind": np.zeros(lon.shape, np.int8),
+            "date": nan.copy(),
+            "magnitude": nan.copy(),
+            "dnbr": nan.copy(),
+            "recovery_years": nan.copy(),
+            "edge_distance": np.full(lon.shape, np.inf),
+        }
+        bright = self.brightness(lon, lat)
+        for ev, mask in self._event_masks(lon, lat):
+            d = np.abs(np.hypot(lon - ev["lon"], lat - ev["lat"]) - ev["radius"])
+            out["edge_distance"] = np.minimum(out["edge_distance"], d)
+            if not mask.any():
+                continue
+            day = pd.Timestamp(ev["date"])
+            before = self._ndvi_undisturbed(lon, lat, pd.DatetimeIndex([day]))[..., 0]
+            after = np.maximum(before - ev["ndvi_drop"], NDVI_FLOOR)
+            nbr0 = _nbr(self.reflectance(before, bright))
+            nbr1 = _nbr(self.reflectance(after, bright, char=ev["char"]))
+            out["disturbed"] |= mask
+            out["kind"] = np.where(mask, 2 if ev["kind"] == "fire" else 1, out["kind"])
+            for key, value in (
+                ("date", day.dayofyear),
+                ("magnitude", after - before),
+                ("dnbr", nbr0 - nbr1),
+                ("recovery_years", ev["recovery_years"]),
+            ):
+                out[key] = np.where(mask, value, out[key])
+        return out
+
+    def char(self, lon, lat, dates) -> np.ndarray:
+        """Fire char fraction (0-1) per location and date (lon.shape + (len(dates),)): the
+        fire's severity on its day, recovering like NDVI; 0 outside fires."""
+        dates = pd.DatetimeIndex(np.atleast_1d(dates))
+        out = np.zeros(np.shape(lon) + (len(dates),))
+        for ev, mask in self._event_masks(lon, lat):
+            if ev["char"] > 0 and mask.any():
+                out = np.where(mask[..., None], ev["char"] * self._recovery(ev, dates), out)
+        return out
+
+    def heat_wave(self, lon, lat, dates) -> np.ndarray:
+        """Heat-wave LST anomaly truth (K) per location and date (lon.shape + (len(dates),)):
+        ``lst_anomaly_k`` inside the heat wave's disc on its days, 0 elsewhere."""
+        dates = pd.DatetimeIndex(np.atleast_1d(dates))
+        lon, lat = np.asarray(lon, float), np.asarray(lat, float)
+        hw = self._coef["heat"]
+        if hw is None:
+            return np.zeros(lon.shape + (len(dates),))
+        inside = np.hypot(lon - hw["lon"], lat - hw["lat"]) <= hw["radius"]
+        days = (dates >= pd.Timestamp(hw["first"])) & (dates <= pd.Timestamp(hw["last"]))
+        return hw["lst_anomaly_k"] * (inside[..., None] & np.asarray(days))
+
+    def homogeneous(self, lon, lat, radius: float = 0.015) -> np.ndarray:
+        """True where land cover, cropping (one or two seasons) and disturbance are the same at
+        12 points on a circle of ``radius`` degrees around each location as at the location
+        (pixels away from edges, where a resampled grid may take a neighbour's value)."""
+        lon, lat = np.asarray(lon, float), np.asarray(lat, float)
+
+        def key(x, y):
+            return (
+                self.land_cover(x, y) * 100
+                + self.double_crop(x, y) * 10
+                + self.disturbance(x, y)["kind"]
+            )
+
+        centre = key(lon, lat)
+        same = np.ones(lon.shape, bool)
+        for a in np.linspace(0, 2 * np.pi, 12, endpoint=False):
+            same &= key(lon + radius * np.cos(a), lat + radius * np.sin(a)) == centre
+        return same
 
     # --- vegetation ------------------------------------------------------------------------
 
     def ndvi(self, lon, lat, dates) -> np.ndarray:
-        """True NDVI at each location and date (broadcast: lon/lat shape + dates shape)."""
+        """True NDVI at each location and date (broadcast: lon/lat shape + dates shape),
+        disturbances included."""
         dates = pd.DatetimeIndex(np.atleast_1d(dates))
+        out = self._ndvi_undisturbed(lon, lat, dates)
+        for ev, mask in self._event_masks(lon, lat):
+            if mask.any():
+                drop = ev["ndvi_drop"] * self._recovery(ev, dates)
+                out = np.where(mask[..., None], np.maximum(out - drop, NDVI_FLOOR), out)
+        return out
+
+    def _ndvi_undisturbed(self, lon, lat, dates: pd.DatetimeIndex) -> np.ndarray:
         lon, lat = np.asarray(lon, float), np.asarray(lat, float)
         out = np.empty(lon.shape + (len(dates),), dtype=float)
         for year in np.unique(dates.year):
@@ -129,27 +382,47 @@ class World:
             e = {k: v[..., None] for k, v in p.items()}
             rise = 1 / (1 + np.exp(-e["k1"] * (t - e["sos"])))
             fall = 1 / (1 + np.exp(e["k2"] * (t - e["eos"])))
-            out[..., sel] = e["vmin"] + (e["vmax"] - e["vmin"]) * (rise + fall - 1)
+            value = e["vmin"] + (e["vmax"] - e["vmin"]) * (rise + fall - 1)
+            two = np.isfinite(e["sos2"])
+            if two.any():
+                rise2 = 1 / (1 + np.exp(-e["k1_2"] * (t - e["sos2"])))
+                fall2 = 1 / (1 + np.exp(e["k2_2"] * (t - e["eos2"])))
+                second = (e["vmax2"] - e["vmin"]) * (rise2 + fall2 - 1)
+                value = np.where(two, value + np.where(two, second, 0.0), value)
+            out[..., sel] = value
         return out
 
     def brightness(self, lon, lat) -> np.ndarray:
         """Red + NIR surface reflectance sum (0.40-0.52), a soil/canopy brightness field."""
         return 0.46 + 0.06 * self._field("bright", lon, lat)
 
-    def reflectance(self, ndvi: np.ndarray, brightness: np.ndarray) -> dict[str, np.ndarray]:
+    def reflectance(
+        self, ndvi: np.ndarray, brightness: np.ndarray, char=0.0
+    ) -> dict[str, np.ndarray]:
         """Nadir surface reflectance (0-1) consistent with ``ndvi`` (same shape; ``brightness``
-        broadcasts): ``blue`` 0.47 um, ``green`` 0.55, ``red`` 0.64, ``nir`` 0.86, ``swir16``
-        1.6 and ``mir`` (= SWIR 2.1-2.3 um: MODIS b7, AHI B06, SGLI SW04)."""
-        nir = brightness * (1 + ndvi) / 2
-        red = brightness * (1 - ndvi) / 2
+        and ``char`` broadcast): ``blue`` 0.47 um, ``green`` 0.55, ``red`` 0.64, ``nir`` 0.86,
+        ``swir16`` 1.6 and ``mir`` (= SWIR 2.1-2.3 um: MODIS b7, AHI B06, SGLI SW04).
+        ``char`` (0-1, :meth:`char`) darkens red and NIR alike (NDVI unchanged) and brightens
+        SWIR, as ash and exposed soil after a fire do."""
+        dark = 1 - 0.35 * np.asarray(char, float)
+        nir = brightness * (1 + ndvi) / 2 * dark
+        red = brightness * (1 - ndvi) / 2 * dark
         return {
             "red": red,
             "nir": nir,
             "blue": 0.55 * red + 0.01,
             "green": 0.7 * red + 0.035,
-            "swir16": 0.30 - 0.10 * ndvi,
-            "mir": 0.6 * red + 0.04,
+            "swir16": 0.30 - 0.10 * ndvi + 0.06 * np.asarray(char, float),
+            "mir": 0.6 * red + 0.04 + 0.12 * np.asarray(char, float),
         }
+
+    def nbr(self, lon, lat, dates) -> np.ndarray:
+        """True normalized burn ratio (NIR - SWIR2) / (NIR + SWIR2) per location and date
+        (lon.shape + (len(dates),)), fire char included."""
+        bright = self.brightness(lon, lat)[..., None]
+        return _nbr(
+            self.reflectance(self.ndvi(lon, lat, dates), bright, self.char(lon, lat, dates))
+        )
 
     def fapar(self, ndvi: np.ndarray) -> np.ndarray:
         """Fraction of absorbed PAR from NDVI (unitless): 1.24 NDVI - 0.168, in [0, 0.95]."""
@@ -171,9 +444,12 @@ class World:
 
     def land_surface_temperature(self, lon, lat, dates) -> np.ndarray:
         """Clear-sky daytime land surface temperature (K): air temperature plus a sensible-heat
-        excess that is larger over sparse vegetation. Shape lon.shape + (len(dates),)."""
+        excess that is larger over sparse vegetation, plus the heat wave's anomaly
+        (:meth:`heat_wave`; the air and the towers do not see it).
+        Shape lon.shape + (len(dates),)."""
         ndvi = self.ndvi(lon, lat, dates)
-        return self.air_temperature(lon, lat, dates) + 273.15 + 3.0 + 7.0 * (1 - ndvi)
+        air = self.air_temperature(lon, lat, dates)
+        return air + 273.15 + 3.0 + 7.0 * (1 - ndvi) + self.heat_wave(lon, lat, dates)
 
     def xco2(self, lon, lat, dates) -> np.ndarray:
         """Column-averaged dry-air CO2 mole fraction (ppm): growth of 2.4 ppm per year, a
@@ -302,3 +578,7 @@ class World:
         """Every day of the preset's years."""
         y0, y1 = min(self.preset.years), max(self.preset.years)
         return pd.date_range(f"{y0}-01-01", f"{y1}-12-31", freq="D")
+
+
+def _nbr(refl: dict[str, np.ndarray]) -> np.ndarray:
+    return (refl["nir"] - refl["mir"]) / (refl["nir"] + refl["mir"])

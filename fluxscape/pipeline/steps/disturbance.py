@@ -1,6 +1,8 @@
 """The ``disturbance`` product: BFAST Monitor-style NDVI breaks, their date and magnitude, and
 the year's minimum standardized anomaly, from a ``vi`` store (see
-:func:`fluxscape.products.disturbance.detect_disturbance`)."""
+:func:`fluxscape.products.disturbance.detect_disturbance`); with ``burn_severity``, the dNBR,
+RdNBR and USGS severity class of each break
+(:func:`fluxscape.products.disturbance.burn_severity_of_breaks`)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fluxscape.errors import FluxscapeError
 from fluxscape.pipeline.steps.base import Plan, StepContext
 from fluxscape.pipeline.steps.derived import (
     DerivedTileTask,
@@ -17,7 +20,8 @@ from fluxscape.pipeline.steps.derived import (
     source_store,
 )
 from fluxscape.pipeline.store import VariableSpec, write_tile
-from fluxscape.products.disturbance import detect_disturbance
+from fluxscape.products.burn import SEVERITY_FLAG_MEANINGS, SEVERITY_FLAG_VALUES
+from fluxscape.products.disturbance import burn_severity_of_breaks, detect_disturbance
 
 STORED = {  # variable -> (dtype, fill for integers, attrs)
     "disturbed": (
@@ -57,6 +61,26 @@ STORED = {  # variable -> (dtype, fill for integers, attrs)
 }
 
 
+BURN = {
+    "dnbr": (
+        "float32",
+        None,
+        {"long_name": "dNBR after the break (modelled minus observed NBR)", "units": "1"},
+    ),
+    "rdnbr": ("float32", None, {"long_name": "relative dNBR dNBR/sqrt(|NBR_pre|)", "units": "1"}),
+    "burn_severity": (
+        "uint8",
+        0,
+        {
+            "long_name": "burn severity class of the break (USGS, Key & Benson 2006)",
+            "units": "1",
+            "flag_values": list(SEVERITY_FLAG_VALUES),
+            "flag_meanings": SEVERITY_FLAG_MEANINGS,
+        },
+    ),
+}
+
+
 def run_disturbance_tile(task: DerivedTileTask) -> dict:
     """Detect breaks on one tile of the source vi store and write them."""
     src = read_source_tile(task)
@@ -71,6 +95,15 @@ def run_disturbance_tile(task: DerivedTileTask) -> dict:
         min_magnitude=s["min_magnitude"],
     )
     out = result[list(STORED)]
+    if s.get("burn_severity"):
+        onset = result.break_date.min("year")  # one break per pixel in the monitoring period
+        severity = burn_severity_of_breaks(
+            src["nbr"], onset, src["qa"], src["doy"], history=tuple(s["history"])
+        )
+        hit = result.disturbed.astype(bool)
+        for name in BURN:
+            fill = 0 if name == "burn_severity" else np.nan
+            out[name] = severity[name].where(hit, fill).astype(BURN[name][0])
     write_tile(Path(task.store), out, task.rows, task.cols)
     return {"tile": task.tile_id, "skipped": []}
 
@@ -86,17 +119,30 @@ def plan(ctx: StepContext) -> Plan:
         "monitor": [str(d) for d in p.monitor],
         "process": p.process,
         "min_magnitude": p.min_magnitude,
+        "burn_severity": p.burn_severity,
     }
+    read = [p.variable, "qa", "doy"]
+    stored = dict(STORED)
+    if p.burn_severity:
+        source_vars = ctx.workflow.products[p.source].variables
+        if "nbr" not in source_vars:
+            raise FluxscapeError(
+                f"products.{ctx.name}.burn_severity: the source product {p.source!r} has no nbr "
+                f"(its variables: {source_vars}); add nbr to products.{p.source}.variables"
+            )
+        read = list(dict.fromkeys([*read, "nbr"]))
+        stored |= BURN
     variables = [
-        VariableSpec(name, dtype, attrs, fill) for name, (dtype, fill, attrs) in STORED.items()
+        VariableSpec(name, dtype, attrs, fill) for name, (dtype, fill, attrs) in stored.items()
     ]
     return Plan(
         dims={"year": years},
         variables=variables,
         summary=f"Vegetation disturbance from {p.source}.{p.variable}: harmonic season-trend "
         f"model fitted on {p.history[0]}..{p.history[1]}, {p.process.upper()} monitoring of "
-        f"{p.monitor[0]}..{p.monitor[1]} (BFAST Monitor style)",
-        make_task=derived_task(ctx, source, [p.variable, "qa", "doy"], settings),
+        f"{p.monitor[0]}..{p.monitor[1]} (BFAST Monitor style)"
+        + ("; dNBR and burn severity of each break" if p.burn_severity else ""),
+        make_task=derived_task(ctx, source, read, settings),
         run_tile=run_disturbance_tile,
         inputs=[str(source)],
         source_attrs={
