@@ -70,6 +70,12 @@ def _record_days(ds: xr.Dataset) -> np.ndarray:
     return np.full(len(times), 7.0)
 
 
+def _site(ds: xr.Dataset) -> str:
+    if "site_id" in ds.attrs:
+        return str(ds.attrs["site_id"])
+    return str(ds["site"].values) if "site" in ds.coords else "unknown"
+
+
 def _check(ds: xr.Dataset) -> str:
     source = ds.attrs.get("source_file", "<dataset>")
     res = ds.attrs.get("resolution")
@@ -171,7 +177,7 @@ def build_targets(
     period_days = (ends - starts).days.to_numpy(dtype=float)
     n = len(starts)
     out: dict[str, object] = {
-        "site": ds.attrs.get("site_id", str(ds.coords.get("site", "unknown").values)),
+        "site": _site(ds),
         "time": starts,
     }
     for t in wanted:
@@ -214,7 +220,7 @@ def aggregate_drivers(
     starts, ends = period_bounds(periods, period_end)
     idx, days = _period_index(ds, starts, ends, source)
     period_days = (ends - starts).days.to_numpy(dtype=float)
-    out: dict[str, object] = {"site": ds.attrs.get("site_id", "unknown"), "time": starts}
+    out: dict[str, object] = {"site": _site(ds), "time": starts}
     for v in variables:
         values = ds[v].values.astype(float)
         mean, _, gdays = _aggregate(values, np.isfinite(values), idx, days, len(starts))

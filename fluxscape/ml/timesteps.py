@@ -16,9 +16,10 @@ def period_bounds(
     """Start and (exclusive) end of each period of a time axis given by its period starts.
 
     Period i covers ``[starts[i], starts[i+1])``. The end of the last period is ``end`` when
-    given; otherwise it is inferred: the next month start when every start is the 1st of a
-    month (monthly axis), else the typical (median) step length, clipped at the next 1 January
-    when the axis restarts on 1 January each year (MODIS 8-/16-day axes: DOY 1, 17, ..., 353).
+    given; otherwise it is inferred: when every start is the 1st of a month (monthly, yearly
+    axes), the typical step in whole months after the last start, else the typical (median)
+    step length, clipped at the next 1 January when the axis restarts on 1 January each year
+    (MODIS 8-/16-day axes: DOY 1, 17, ..., 353).
 
     Returns ``(starts, ends)`` as DatetimeIndex (naive, day precision expected). Raises
     FluxscapeError when the starts are not strictly increasing or fewer than one.
@@ -30,12 +31,15 @@ def period_bounds(
         raise FluxscapeError("time axis: period starts must be strictly increasing")
     if end is not None:
         last_end = pd.Timestamp(end)
-    elif (starts.day == 1).all() and (len(starts) == 1 or (np.diff(starts.month) != 0).all()):
-        last_end = starts[-1] + pd.offsets.MonthBegin(1)
+    elif (starts.day == 1).all():  # monthly, seasonal or yearly axis: step in whole months
+        months = starts.year.to_numpy() * 12 + starts.month.to_numpy()
+        step_m = int(np.median(np.diff(months))) if len(starts) > 1 else 1
+        last_end = starts[-1] + pd.DateOffset(months=max(step_m, 1))
     elif len(starts) == 1:
         last_end = starts[-1] + pd.Timedelta(days=1)
     else:
-        step = pd.Timedelta(np.median(np.diff(starts.asi8)), unit="ns").round("D")
+        ns = starts.values.astype("datetime64[ns]").astype(np.int64)
+        step = pd.Timedelta(float(np.median(np.diff(ns))), unit="ns").round("D")
         last_end = starts[-1] + step
         year_end = pd.Timestamp(year=starts[-1].year + 1, month=1, day=1)
         restarts = (starts.dayofyear == 1).sum() >= 1 and step > pd.Timedelta(days=1)
