@@ -1,0 +1,236 @@
+"""Regressors for flux upscaling and an ensemble (methods x site-grouped CV folds).
+
+Multi-target design: one :class:`EnsembleRegressor` per target, held in a :class:`FluxModel`
+(a dict wrapper that knows the feature names, in order, and the target names). Each target's
+ensemble is trained on the rows where that target is finite, so a missing NEE does not cost a
+GPP row.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
+from sklearn.model_selection import GroupKFold, KFold
+from sklearn.utils.validation import check_is_fitted
+
+from fluxscape.errors import FluxscapeError
+
+__all__ = ["METHODS", "EnsembleRegressor", "FluxModel", "leaking_features", "make_estimator"]
+
+#: Defaults per method: single-threaded (the pipeline parallelises over tiles), seeded.
+_DEFAULTS: dict[str, dict] = {
+    "rf": {"n_estimators": 200, "min_samples_leaf": 3, "max_features": 0.6, "n_jobs": 1},
+    "hgb": {"max_iter": 300, "learning_rate": 0.05, "min_samples_leaf": 20},
+    "lgbm": {
+        "n_estimators": 300,
+        "learning_rate": 0.05,
+        "num_leaves": 31,
+        "min_child_samples": 20,
+        "subsample": 0.8,
+        "subsample_freq": 1,
+        "colsample_bytree": 0.8,
+        "n_jobs": 1,
+        "verbose": -1,
+    },
+}
+METHODS = tuple(_DEFAULTS)
+
+
+def make_estimator(method: str, random_state: int | None = 0, **params) -> BaseEstimator:
+    """A fresh, unfitted regressor: "rf" (RandomForestRegressor), "hgb"
+    (HistGradientBoostingRegressor) or "lgbm" (lightgbm.LGBMRegressor).
+
+    ``params`` override the defaults in ``_DEFAULTS`` (single-threaded, seeded by
+    ``random_state``). Raises FluxscapeError for an unknown method.
+    """
+    if method not in _DEFAULTS:
+        raise FluxscapeError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    kwargs = {**_DEFAULTS[method], **params, "random_state": random_state}
+    if method == "rf":
+        return RandomForestRegressor(**kwargs)
+    if method == "hgb":
+        return HistGradientBoostingRegressor(**kwargs)
+    from lightgbm import LGBMRegressor
+
+    return LGBMRegressor(**kwargs)
+
+
+def _as_matrix(X) -> np.ndarray:
+    return np.asarray(X.to_numpy() if isinstance(X, pd.DataFrame) else X, dtype=np.float64)
+
+
+class EnsembleRegressor(RegressorMixin, BaseEstimator):
+    """Ensemble of ``methods`` x ``n_splits`` members; the spread across members is the
+    uncertainty (FLUXCOM-style).
+
+    Each member is one method fitted on the training part of one fold of a site-grouped
+    ``GroupKFold`` (``groups`` = site ids; ``KFold`` when no groups are given). With
+    ``n_splits=1`` each method is fitted once on all rows. Members are fitted on a float64
+    matrix; when ``X`` is a DataFrame its column names are kept in ``feature_names_in_`` and
+    checked at predict time.
+
+    Parameters: ``methods`` (tuple of "rf", "hgb", "lgbm"), ``n_splits`` (folds per method),
+    ``method_params`` ({method: {param: value}}), ``random_state`` (int; member seeds derive
+    from it, so results are deterministic).
+    """
+
+    def __init__(
+        self,
+        methods: tuple[str, ...] = ("rf", "hgb", "lgbm"),
+        n_splits: int = 5,
+        method_params: dict | None = None,
+        random_state: int = 0,
+    ):
+        self.methods = methods
+        self.n_splits = n_splits
+        self.method_params = method_params
+        self.random_state = random_state
+
+    def _folds(self, n: int, groups) -> list[np.ndarray]:
+        if self.n_splits <= 1:
+            return [np.arange(n)]
+        if groups is None:
+            splitter = KFold(self.n_splits, shuffle=True, random_state=self.random_state)
+            return [train for train, _ in splitter.split(np.zeros(n))]
+        n_groups = len(np.unique(groups))
+        if n_groups < 2:
+            raise FluxscapeError("EnsembleRegressor: site-grouped folds need >= 2 sites")
+        splitter = GroupKFold(min(self.n_splits, n_groups))
+        return [train for train, _ in splitter.split(np.zeros(n), groups=groups)]
+
+    def fit(self, X, y, groups=None) -> EnsembleRegressor:
+        """Fit all members. X (n_rows, n_features), y (n_rows,), groups (n_rows,) site ids."""
+        if isinstance(X, pd.DataFrame):
+            self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        Xm = _as_matrix(X)
+        ym = np.asarray(y, dtype=np.float64).ravel()
+        if Xm.ndim != 2 or len(Xm) != len(ym):
+            raise FluxscapeError(f"EnsembleRegressor.fit: X {Xm.shape} and y {ym.shape} differ")
+        if not (np.isfinite(Xm).all() and np.isfinite(ym).all()):
+            raise FluxscapeError("EnsembleRegressor.fit: X and y must be finite (drop rows first)")
+        params = self.method_params or {}
+        self.members_: list[BaseEstimator] = []
+        self.member_labels_: list[str] = []
+        for m_i, method in enumerate(self.methods):
+            for f_i, train in enumerate(self._folds(len(ym), groups)):
+                seed = self.random_state * 1000 + m_i * 100 + f_i
+                est = make_estimator(method, random_state=seed, **params.get(method, {}))
+                est.fit(Xm[train], ym[train])
+                self.members_.append(est)
+                self.member_labels_.append(f"{method}/fold{f_i}")
+        self.n_features_in_ = Xm.shape[1]
+        return self
+
+    def _check_X(self, X) -> np.ndarray:
+        check_is_fitted(self, "members_")
+        if isinstance(X, pd.DataFrame) and hasattr(self, "feature_names_in_"):
+            if list(X.columns) != list(self.feature_names_in_):
+                raise FluxscapeError(
+                    f"features {list(X.columns)} differ from the trained ones "
+                    f"{list(self.feature_names_in_)}"
+                )
+        Xm = _as_matrix(X)
+        if Xm.ndim != 2 or Xm.shape[1] != self.n_features_in_:
+            raise FluxscapeError(
+                f"X has shape {Xm.shape}; the model was trained on {self.n_features_in_} features"
+            )
+        return Xm
+
+    def member_predictions(self, X) -> np.ndarray:
+        """Predictions of every member, shape (n_members, n_rows)."""
+        Xm = self._check_X(X)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="X does not have valid feature names")
+            return np.stack([m.predict(Xm) for m in self.members_])
+
+    def predict(self, X) -> np.ndarray:
+        """Ensemble mean, shape (n_rows,)."""
+        return self.member_predictions(X).mean(axis=0)
+
+    def predict_with_sd(self, X) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, sd): ensemble mean and the standard deviation across members (ddof=1; 0
+        with a single member), each shape (n_rows,)."""
+        p = self.member_predictions(X)
+        sd = p.std(axis=0, ddof=1) if len(p) > 1 else np.zeros(p.shape[1])
+        return p.mean(axis=0), sd
+
+
+class FluxModel(BaseEstimator):
+    """One :class:`EnsembleRegressor` per target on a shared, ordered feature list.
+
+    ``fit(X, Y, groups)``: X a DataFrame with (at least) ``features`` as columns, Y a
+    DataFrame with one column per target (NaN allowed: each target uses its finite rows).
+    ``predict_with_sd(X)`` -> {target: (mean, sd)}. Attributes after fit: ``ensembles_``
+    ({target: EnsembleRegressor}), ``n_train_`` ({target: rows used}).
+    """
+
+    def __init__(
+        self,
+        features: tuple[str, ...] = (),
+        targets: tuple[str, ...] = ("gpp", "reco", "nee"),
+        methods: tuple[str, ...] = ("rf", "hgb", "lgbm"),
+        n_splits: int = 5,
+        method_params: dict | None = None,
+        random_state: int = 0,
+    ):
+        self.features = features
+        self.targets = targets
+        self.methods = methods
+        self.n_splits = n_splits
+        self.method_params = method_params
+        self.random_state = random_state
+
+    def fit(self, X: pd.DataFrame, Y: pd.DataFrame, groups=None) -> FluxModel:
+        """Fit one ensemble per target on rows where that target and all features are finite."""
+        features = list(self.features)
+        leaks = leaking_features(features)
+        if leaks:
+            raise FluxscapeError(f"features include tower flux columns (leakage): {leaks}")
+        missing = [c for c in features if c not in X.columns]
+        missing += [t for t in self.targets if t not in Y.columns]
+        if missing:
+            raise FluxscapeError(f"FluxModel.fit: columns missing: {missing}")
+        Xf = X[features].to_numpy(dtype=np.float64)
+        ok_x = np.isfinite(Xf).all(axis=1)
+        g = None if groups is None else np.asarray(groups)
+        self.ensembles_: dict[str, EnsembleRegressor] = {}
+        self.n_train_: dict[str, int] = {}
+        for t in self.targets:
+            ok = ok_x & np.isfinite(Y[t].to_numpy(dtype=np.float64))
+            if ok.sum() < 2:
+                raise FluxscapeError(f"FluxModel.fit: fewer than 2 usable rows for {t!r}")
+            ens = EnsembleRegressor(
+                self.methods, self.n_splits, self.method_params, self.random_state
+            )
+            ens.fit(Xf[ok], Y[t].to_numpy(dtype=np.float64)[ok], None if g is None else g[ok])
+            self.ensembles_[t] = ens
+            self.n_train_[t] = int(ok.sum())
+        return self
+
+    def predict_with_sd(self, X) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """{target: (mean, sd)} for X (DataFrame with the features, or an array whose
+        columns are ``features`` in order)."""
+        check_is_fitted(self, "ensembles_")
+        Xm = X[list(self.features)] if isinstance(X, pd.DataFrame) else X
+        Xm = _as_matrix(Xm)
+        return {t: e.predict_with_sd(Xm) for t, e in self.ensembles_.items()}
+
+    def predict(self, X) -> pd.DataFrame:
+        """Ensemble means as a DataFrame with one column per target."""
+        return pd.DataFrame({t: m for t, (m, _) in self.predict_with_sd(X).items()})
+
+
+_FLUX_PREFIXES = ("GPP", "NEE", "RECO", "LE", "H", "FCH4", "G", "NETRAD", "EBC", "FC")
+
+
+def leaking_features(features: list[str]) -> list[str]:
+    """Feature names that are tower flux columns (GPP/NEE/RECO/LE/H/FCH4/... or targets).
+
+    A name leaks when its first ``_``-separated part (case-insensitive) is one of
+    GPP, NEE, RECO, LE, H, FCH4, G, NETRAD, EBC, FC.
+    """
+    return [f for f in features if f.split("_")[0].upper() in _FLUX_PREFIXES]

@@ -1,0 +1,134 @@
+"""Saving and loading trained models with skops (no pickle), each with a model card.
+
+File layout: ``PATH`` (``.skops``) holds a dict ``{"card": <card JSON text>, "model": model}``;
+``PATH.card.json`` beside it is a readable copy of the card. The card records targets,
+features, sites, period, CV skill (given by the caller), library versions, the sha256 of the
+serialised model and ``card_id``, a content hash of everything else in the card; product
+stores list card ids in their ``models`` attribute (DESIGN.md).
+
+Loading never unpickles: skops reconstructs only types it trusts by default (numpy, builtins,
+most of scikit-learn) plus those in :data:`ALLOWED_TYPES`; any other type in the file is
+refused with a FluxscapeError naming the file and the types.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import skops.io as sio
+
+from fluxscape.errors import FluxscapeError
+
+__all__ = ["ALLOWED_TYPES", "card_path", "load_model", "read_card", "save_model"]
+
+#: Types beyond skops' defaults that our estimators contain (found by dumping a FluxModel of
+#: rf + hgb + lgbm members and listing ``skops.io.get_untrusted_types``).
+ALLOWED_TYPES: frozenset[str] = frozenset(
+    {
+        "fluxscape.ml.models.EnsembleRegressor",
+        "fluxscape.ml.models.FluxModel",
+        "sklearn.tree._tree.Tree",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "lightgbm.sklearn.LGBMRegressor",
+        "lightgbm.basic.Booster",
+        "collections.OrderedDict",
+    }
+)
+REQUIRED_CARD_KEYS = ("targets", "features", "sites", "period", "cv_skill")
+_LIBRARIES = ("fluxscape", "numpy", "pandas", "scikit-learn", "lightgbm", "skops")
+
+
+def card_path(path: str | Path) -> Path:
+    """The readable card beside a model file: ``<path>.card.json``."""
+    path = Path(path)
+    return path.with_name(path.name + ".card.json")
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for lib in _LIBRARIES:
+        try:
+            out[lib] = version(lib)
+        except PackageNotFoundError:
+            out[lib] = "not installed"
+    return out
+
+
+def _card_id(card: dict) -> str:
+    body = {k: v for k, v in card.items() if k != "card_id"}
+    text = json.dumps(body, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def save_model(model, path: str | Path, card: dict) -> dict:
+    """Save ``model`` to ``path`` (skops) with its model card; returns the completed card.
+
+    ``card`` must hold ``targets``, ``features``, ``sites``, ``period`` and ``cv_skill`` (any
+    JSON-serialisable values; extra keys are kept). Added: ``model_type``, ``library_versions``,
+    ``created``, ``model_sha256`` and ``card_id``. Raises FluxscapeError when a key is missing.
+    """
+    missing = [k for k in REQUIRED_CARD_KEYS if k not in card]
+    if missing:
+        raise FluxscapeError(f"model card for {path}: missing key(s) {missing}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = sio.dumps(model)
+    full = {
+        **card,
+        "model_type": f"{type(model).__module__}.{type(model).__qualname__}",
+        "library_versions": _versions(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "model_sha256": hashlib.sha256(blob).hexdigest(),
+    }
+    full = json.loads(json.dumps(full, default=str))
+    full["card_id"] = _card_id(full)
+    text = json.dumps(full, indent=2, sort_keys=True)
+    sio.dump({"card": text, "model": model}, path)
+    card_path(path).write_text(text + "\n")
+    return full
+
+
+def read_card(path: str | Path) -> dict:
+    """The model card of a saved model (from ``<path>.card.json``, without loading the model)."""
+    cp = card_path(path)
+    try:
+        return json.loads(cp.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise FluxscapeError(f"{cp}: cannot read model card ({exc})") from exc
+
+
+def load_model(path: str | Path):
+    """Load a model saved by :func:`save_model`; returns ``(model, card)``.
+
+    Raises FluxscapeError (naming the file) when the file is missing or not a skops file,
+    when it contains any type outside skops' defaults and :data:`ALLOWED_TYPES` (the types are
+    listed), or when its card does not match its content (card_id).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FluxscapeError(f"{path}: no such model file")
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+    except Exception as exc:  # skops raises zipfile/json/KeyError on foreign files
+        raise FluxscapeError(f"{path}: not a skops model file ({exc})") from exc
+    unknown = sorted(set(untrusted) - ALLOWED_TYPES)
+    if unknown:
+        raise FluxscapeError(
+            f"{path}: refusing to load unknown type(s) {', '.join(unknown)} "
+            "(only fluxscape estimators and their scikit-learn/LightGBM parts are allowed)"
+        )
+    try:
+        obj = sio.load(path, trusted=list(untrusted))
+    except Exception as exc:
+        raise FluxscapeError(f"{path}: cannot load model ({exc})") from exc
+    if not isinstance(obj, dict) or set(obj) != {"card", "model"}:
+        raise FluxscapeError(f"{path}: not a fluxscape model file (expected card and model)")
+    card = json.loads(obj["card"])
+    if card.get("card_id") != _card_id(card):
+        raise FluxscapeError(f"{path}: model card does not match its card_id (altered file)")
+    return obj["model"], card
