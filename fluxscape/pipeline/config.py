@@ -143,8 +143,39 @@ class DisturbanceProduct(_Strict):
         return self
 
 
+class FluxProduct(_Strict):
+    """The ``flux`` product: tower fluxes upscaled by machine learning (FLUXCOM style).
+
+    Predictors are variables of the ``source`` vi store, gridded meteorology from the ``meteo``
+    input (reader ``cf_meteo``) aggregated to the product step, and the season (sin/cos of the
+    day of year). Targets come from the ``towers`` input (FLUXNET FULLSET files) aggregated to
+    the same step with QC filtering; the tower coordinates from ``sites`` (a FLUXNET
+    ``SitesList.csv``; by default the one beside the tower files)."""
+
+    kind: Literal["flux"]
+    source: str
+    predictors: list[Literal["ndvi", "evi", "evi2", "grvi", "nbr", "ndwi"]] = ["ndvi", "evi"]
+    meteo: str | None = None
+    meteo_variables: list[Literal["ta", "sw_in", "vpd", "precip"]] = ["ta", "sw_in", "vpd"]
+    seasonal_features: bool = True
+    towers: str
+    sites: str | None = None
+    targets: list[Literal["gpp", "nee", "reco"]] = ["gpp", "nee", "reco"]
+    partitioning: Literal["NT", "DT"] = "NT"
+    min_qc: Annotated[float, Field(ge=0, le=1)] = 0.8
+    min_coverage: Annotated[float, Field(gt=0, le=1)] = 0.5
+    window: Literal[1, 3, 5] = 1
+    methods: list[Literal["rf", "hgb", "lgbm"]] = Field(["rf", "hgb"], min_length=1)
+    cv: Literal["loso", "group_kfold"] = "loso"
+    n_splits: Annotated[int, Field(ge=2)] = 5  # folds of group_kfold validation
+    ensemble_folds: Annotated[int, Field(ge=1)] = 5  # site-grouped folds per method in the ensemble
+    seed: int = 0
+    regions: str | None = None  # GeoJSON of polygons for regional totals (TgC)
+    region_name: str = "name"  # the polygons' property that names them
+
+
 Product = Annotated[
-    ViProduct | GosatL3Product | PhenologyProduct | DisturbanceProduct,
+    ViProduct | GosatL3Product | PhenologyProduct | DisturbanceProduct | FluxProduct,
     Field(discriminator="kind"),
 ]
 
@@ -198,16 +229,14 @@ class Workflow(_Strict):
                     f"products.{name}.source: {source!r} is not a vi product of this workflow "
                     f"(vi products: {vi_products})"
                 )
-            used = getattr(product, "inputs", None) or [getattr(product, "input", None)]
-            if source is not None:
-                continue
-            field = "inputs" if hasattr(product, "inputs") else "input"
-            for inp in used:
-                if inp is not None and inp not in self.inputs:
-                    raise ValueError(
-                        f"products.{name}.{field}: {inp!r} is not one of the inputs "
-                        f"{sorted(self.inputs)}"
-                    )
+            for field in ("inputs", "input", "towers", "meteo"):
+                used = getattr(product, field, None)
+                for inp in [used] if isinstance(used, str) else used or []:
+                    if inp not in self.inputs:
+                        raise ValueError(
+                            f"products.{name}.{field}: {inp!r} is not one of the inputs "
+                            f"{sorted(self.inputs)}"
+                        )
         return self
 
 
@@ -269,6 +298,15 @@ def resolve_workflow(
             if not glob.glob(pattern):
                 raise WorkflowError(f"inputs.{name}.paths: {pattern!r} matches no file")
         inputs[name] = inp.model_copy(update={"paths": patterns})
+    products = {}
+    for name, prod in wf.products.items():
+        for key in ("sites", "regions"):
+            value = getattr(prod, key, None)
+            if value and not Path(value).is_absolute():
+                prod = prod.model_copy(update={key: str(data / value)})
+            if value and not Path(getattr(prod, key)).is_file():
+                raise WorkflowError(f"products.{name}.{key}: {getattr(prod, key)} not found")
+        products[name] = prod
     region = wf.region
     if region.bbox is None:
         region = region.model_copy(update={"bbox": region.lonlat_bbox})
@@ -276,6 +314,7 @@ def resolve_workflow(
         update={
             "data_dir": str(data),
             "inputs": inputs,
+            "products": products,
             "region": region,
             "output": wf.output.model_copy(update={"dir": str(out_dir)}),
         }

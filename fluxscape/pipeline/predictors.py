@@ -127,3 +127,11 @@ def store_at_points(
         blocks.append(block.mean(("y", "x"), skipna=True).load())
     out = xr.concat(blocks, dim="site")
     return out.assign_coords(pixel_x=("site", x[col]), pixel_y=("site", y[row]))
+
+
+def fill_time_gaps(da: xr.DataArray) -> xr.DataArray:
+    """Fill a composite series' gaps (periods without a usable observation) by linear
+    interpolation in time, and the ends by the nearest value, per pixel: the gap-filled
+    predictors FLUXCOM-style upscaling expects. Pixels with no value at all stay NaN."""
+    filled = da.interpolate_na(dim="time", method="linear", use_coordinate=False)
+    return filled.ffill("time").bfill("time")

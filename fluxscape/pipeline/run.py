@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from fluxscape.pipeline.cluster import dask_client
 from fluxscape.pipeline.grid import TargetGrid, target_grid
 from fluxscape.pipeline.progress import progress
 from fluxscape.pipeline.quicklook import write_quicklooks
+from fluxscape.pipeline.report import write_report
 from fluxscape.pipeline.sources import file_checksum
 from fluxscape.pipeline.steps import step_for
 from fluxscape.pipeline.steps.base import StepContext
@@ -55,6 +57,7 @@ class RunResult:
     workflow: cfg.Workflow
     products: list[ProductResult]
     seconds: float
+    peak_memory_mib: float | None = None
 
 
 def prepare(
@@ -95,7 +98,7 @@ def run_workflow(
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_if_changed(out_dir / "workflow.yaml", cfg.workflow_yaml(wf))
     results = []
-    with _lazy_client(wf.dask) as get_client:
+    with _lazy_client(wf.dask) as lazy:
         for name in cfg.run_order(wf.products):
             product = wf.products[name]
             step = step_for(product.kind)
@@ -105,10 +108,19 @@ def run_workflow(
                 grid = target_grid(wf.region, wf.tile_size)
             results.append(
                 _run_product(
-                    wf, name, product, grid, out_dir, get_client, resume=resume, fresh=fresh
+                    wf, name, product, grid, out_dir, lazy.get, resume=resume, fresh=fresh
                 )
             )
-    return RunResult(out_dir, wf, results, time.monotonic() - started)
+        workers_peak = lazy.peak_worker_mib()
+    result = RunResult(out_dir, wf, results, time.monotonic() - started)
+    result.peak_memory_mib = _peak_rss_mib() + workers_peak
+    write_report(result, result.peak_memory_mib)
+    return result
+
+
+def _peak_rss_mib() -> float:
+    """Peak resident memory of this process (the driver), MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class _lazy_client:
@@ -118,13 +130,24 @@ class _lazy_client:
         self.settings, self._cm, self._client = settings, None, None
 
     def __enter__(self):
-        return self.get
+        return self
 
     def get(self):
         if self._client is None:
             self._cm = dask_client(self.settings)
             self._client = self._cm.__enter__()
         return self._client
+
+    def peak_worker_mib(self) -> float:
+        """Sum over the workers of each one's peak resident memory (MiB); 0 without a cluster.
+        A scheduler we did not start reports its workers' lifetime peaks."""
+        if self._client is None:
+            return 0.0
+        try:
+            peaks = self._client.run(_peak_rss_mib)
+        except Exception:  # a worker that cannot answer does not fail the run
+            return 0.0
+        return float(sum(peaks.values()))
 
     def __exit__(self, *exc):
         if self._cm is not None:
@@ -244,6 +267,8 @@ def _run_product(
         [s for e in state["tiles"].values() for s in e["skipped"]],
     )
     used = [f for f in plan.inputs if f not in {s["file"] for s in all_skipped}]
+    if plan.finish is not None:
+        plan.finish(store)
     finalize_store(store, _final_attrs(wf, used, all_skipped, plan) | plan.source_attrs)
     write_quicklooks(store, out_dir / "quicklooks", name)
     manifest.append({"complete": True})

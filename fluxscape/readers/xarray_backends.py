@@ -1,7 +1,7 @@
 """xarray backends, so analysts can open our formats with plain xarray:
 
 >>> xr.open_dataset("MOD13A2.A2021193.h29v05.061.2021210034215.hdf", engine="fluxscape_modis")
->>> xr.open_dataset("FLX_JP-SW1_FLUXNET2015_FULLSET_DD_2021-2022_1-4.csv",
+>>> xr.open_dataset("FLX_JP-S01_FLUXNET2015_FULLSET_DD_2021-2022_1-4.csv",
 ...                 engine="fluxscape_fluxnet")
 
 Registered through the ``xarray.backends`` entry point group in ``pyproject.toml``.

@@ -565,7 +565,7 @@ class World:
             i = len(rows)
             rows.append(
                 {
-                    "site_id": f"JP-SW{i + 1}",
+                    "site_id": f"JP-S{i + 1:02d}",  # FLUXNET ids: CC-XXX
                     "name": f"Sample world tower {i + 1}",
                     "lat": lat,
                     "lon": lon,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from fluxscape.pipeline.steps import disturbance, gosat_l3, phenology, vi
+from fluxscape.pipeline.steps import disturbance, flux, gosat_l3, phenology, vi
 
 STEPS: dict[str, ModuleType] = {
     "vi": vi,
     "gosat_l3": gosat_l3,
     "phenology": phenology,
     "disturbance": disturbance,
+    "flux": flux,
 }
 
 

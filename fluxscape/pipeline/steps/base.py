@@ -54,3 +54,6 @@ class Plan:
     inputs: list[str] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     source_attrs: dict = field(default_factory=dict)
+    #: Run in the driver once every tile is written (e.g. regional totals), before the store
+    #: is finalised and published; gets the store path.
+    finish: Callable[[Path], None] | None = None

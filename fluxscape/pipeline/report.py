@@ -1,0 +1,221 @@
+"""``OUT/report.html``: one self-contained page about a run (no scripts, no CDN; images are
+embedded as data URIs so the file opens offline and can be mailed).
+
+Sections: the run (workflow, time, peak memory), each product (its variables and a quicklook
+map per variable and year), the flux models (cross-validation skill by scale, time series at
+each tower: observed vs predicted), and the inputs used and skipped.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+import fluxscape
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.5em 0 1em}td,th{border:1px solid #ccc;padding:.25em .6em;
+text-align:left;font-size:.9em}th{background:#f3f3f3}.maps{display:flex;flex-wrap:wrap;gap:8px}
+.maps figure{margin:0;width:340px}.maps img{width:340px}figcaption{font-size:.8em;color:#555}
+.ts img{max-width:100%}code{background:#f6f6f6;padding:0 .2em}
+"""
+
+
+def _img(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode()
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+
+
+def _table(rows: list[dict]) -> str:
+    if not rows:
+        return "<p>none</p>"
+    cols = list(rows[0])
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in cols) + "</tr>"
+        for r in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if np.isfinite(value) else "—"
+    return "" if value is None else str(value)
+
+
+def _product_section(out: Path, name: str, store: Path) -> str:
+    ds = xr.open_zarr(store, consolidated=True)
+    rows = [
+        {
+            "variable": v,
+            "long name": ds[v].attrs.get("long_name", ""),
+            "units": ds[v].attrs.get("units", ""),
+            "dims": " × ".join(map(str, ds[v].dims)),
+        }
+        for v in ds.data_vars
+        if v != "spatial_ref"
+    ]
+    maps = []
+    for png in sorted((out / "quicklooks" / name).glob("*.png")):
+        maps.append(
+            f"<figure>{_img(png.read_bytes(), png.stem)}<figcaption>{html.escape(png.stem)}"
+            "</figcaption></figure>"
+        )
+    inputs = ds.attrs.get("inputs", [])
+    skipped = ds.attrs.get("skipped_inputs", [])
+    return (
+        f"<h2 id='{html.escape(name)}'>Product <code>{html.escape(name)}</code></h2>"
+        f"<p>{html.escape(ds.attrs.get('summary', ''))}</p>"
+        f"<p>Store: <code>{html.escape(str(store))}</code></p>{_table(rows)}"
+        f"<div class='maps'>{''.join(maps)}</div>"
+        f"<p>{len(inputs)} input file(s) used, {len(skipped)} skipped.</p>"
+        + (
+            _table([{"skipped file": s["file"], "reason": s["reason"]} for s in skipped])
+            if skipped
+            else ""
+        )
+    )
+
+
+def _skill_rows(cv_skill: dict) -> list[dict]:
+    rows = []
+    for target, scales in cv_skill.items():
+        for scale, metrics in scales.items():
+            if isinstance(metrics, dict):
+                rows.append(
+                    {
+                        "target": target,
+                        "scale": scale,
+                        **{k: metrics.get(k) for k in ("r2", "rmse", "bias", "nse", "n")},
+                    }
+                )
+    return rows
+
+
+def _tower_plot(table: pd.DataFrame, flux: xr.Dataset, sites: dict, target: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = sorted(sites)
+    ncol = 3
+    nrow = int(np.ceil(len(names) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(11, 2.2 * nrow), sharex=True, squeeze=False)
+    for ax, site in zip(axes.ravel(), names, strict=False):
+        lon, lat = sites[site]
+        pred = flux[target].sel(x=lon, y=lat, method="nearest")
+        ax.plot(pred["time"].values, pred.values, color="C1", lw=1.2, label="predicted (map)")
+        obs = table[table["site"] == site]
+        ax.plot(pd.to_datetime(obs["time"]), obs[target], ".", color="C0", ms=3, label="tower")
+        ax.set_title(site, fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes.ravel()[len(names) :]:
+        ax.axis("off")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(
+        f"{target.upper()} (gC m-2 d-1): tower observations vs the gridded product", fontsize=10
+    )
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _flux_section(out: Path, name: str, store: Path) -> str:
+    ds = xr.open_zarr(store, consolidated=True)
+    if "cv_skill" not in ds.attrs:
+        return ""
+    skill = json.loads(ds.attrs["cv_skill"])
+    cards = json.loads(ds.attrs.get("model_cards", "{}"))
+    parts = [
+        f"<h2>Models of <code>{html.escape(name)}</code></h2>",
+        "<p>Out-of-fold skill (sites held out whole), by scale:</p>",
+        _table(_skill_rows(skill)),
+    ]
+    parts.append(
+        _table(
+            [
+                {
+                    "target": t,
+                    "model card": c.get("card_id"),
+                    "methods": "/".join(c.get("methods", [])),
+                    "features": ", ".join(c.get("features", [])),
+                    "sites": len(c.get("sites", [])),
+                    "period": " – ".join(c.get("period", [])),
+                }
+                for t, c in cards.items()
+            ]
+        )
+    )
+    table_path = out / "reports" / name / "training_table.csv"
+    sites_path = out / "reports" / name / "sites.csv"
+    if table_path.is_file() and sites_path.is_file():
+        table = pd.read_csv(table_path)
+        sites = {r.site: (r.pixel_x, r.pixel_y) for r in pd.read_csv(sites_path).itertuples()}
+        for target in skill:
+            if target in ds and target in table:
+                png = _tower_plot(table, ds, sites, target)
+                parts.append(f"<div class='ts'>{_img(png, f'{target} at the towers')}</div>")
+    return "".join(parts)
+
+
+def write_report(result, peak_memory_mib: float | None = None) -> Path:
+    """Write ``OUT/report.html`` for a :class:`~fluxscape.pipeline.run.RunResult`; returns its
+    path (written to a temporary name, then renamed)."""
+    out = Path(result.out)
+    wf = result.workflow
+    head = [
+        f"<h1>fluxscape run <code>{html.escape(wf.name)}</code></h1>",
+        f"<p>{html.escape(wf.description)}</p>",
+        _table(
+            [
+                {
+                    "fluxscape": fluxscape.__version__,
+                    "wall time": f"{result.seconds:.0f} s",
+                    "peak memory": f"{peak_memory_mib:.0f} MiB" if peak_memory_mib else "—",
+                    "region (W, S, E, N)": ", ".join(f"{v:g}" for v in wf.region.lonlat_bbox),
+                    "period": f"{wf.period.start} – {wf.period.end} ({wf.period.step})",
+                    "workflow": str(out / "workflow.yaml"),
+                }
+            ]
+        ),
+        _table(
+            [
+                {
+                    "product": p.name,
+                    "tiles": p.tiles_total,
+                    "run now": p.tiles_run,
+                    "skipped inputs": len(p.skipped_inputs),
+                    "store": str(p.store),
+                }
+                for p in result.products
+            ]
+        ),
+    ]
+    body = []
+    for p in result.products:
+        body.append(_product_section(out, p.name, p.store))
+        if wf.products[p.name].kind == "flux":
+            body.append(_flux_section(out, p.name, p.store))
+    page = (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>fluxscape run {html.escape(wf.name)}</title><style>{_CSS}</style></head>"
+        f"<body>{''.join(head)}{''.join(body)}</body></html>"
+    )
+    path = out / "report.html"
+    tmp = path.with_name("report.html.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,364 @@
+"""The ``flux`` product: GPP, NEE and RECO upscaled from the towers by an ML ensemble.
+
+In the driver (:func:`plan`): the towers' fluxes are aggregated to the product step with QC
+filtering, the predictors are extracted at the tower pixels, each target gets a site-grouped
+cross-validation (report under ``OUT/reports/<product>/``) and an ensemble (methods x folds)
+saved with skops and a model card under ``OUT/models/<product>/``. A rerun with the same
+workflow and training table reuses the saved models, so ``--resume`` finishes the same store.
+On the workers (:func:`run_flux_tile`): each tile's predictors are assembled and the ensemble
+mean and spread written as ``<target>`` and ``<target>_sd`` (gC m-2 d-1).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from pyproj import CRS, Transformer
+from threadpoolctl import threadpool_limits
+
+from fluxscape.errors import FluxscapeError
+from fluxscape.ml import persist, validation
+from fluxscape.ml.models import FluxModel, leaking_features
+from fluxscape.ml.predict import predict_tile
+from fluxscape.ml.regional import regional_totals_dataset
+from fluxscape.ml.targets import build_targets
+from fluxscape.pipeline import predictors as pred
+from fluxscape.pipeline.config import workflow_hash
+from fluxscape.pipeline.grid import Tile
+from fluxscape.pipeline.sources import Skipped, expand_paths
+from fluxscape.pipeline.steps.base import Plan, StepContext
+from fluxscape.pipeline.steps.derived import source_store
+from fluxscape.pipeline.store import VariableSpec, write_tile
+from fluxscape.readers.fluxnet import find_site_list, read_fluxnet, read_site_list
+
+LONG_NAMES = {
+    "gpp": (
+        "gross primary productivity",
+        "gross_primary_productivity_of_biomass_expressed_as_carbon",
+    ),
+    "nee": ("net ecosystem exchange of CO2 (positive: release)", None),
+    "reco": ("ecosystem respiration", None),
+}
+
+
+@dataclass(frozen=True)
+class FluxTileTask:
+    """One tile of the flux product: where the predictors are, the models, the tile."""
+
+    source: str
+    store: str
+    tile_id: str
+    rows: slice
+    cols: slice
+    times: tuple
+    ends: tuple
+    predictors: tuple[str, ...]
+    meteo_files: tuple[str, ...]
+    meteo_variables: tuple[str, ...]
+    seasonal: bool
+    features: tuple[str, ...]
+    model: str  # path of the saved FluxModel
+
+
+def feature_names(product) -> list[str]:
+    """The model features in order: vi variables, meteorology, then the season."""
+    names = list(product.predictors)
+    if product.meteo:
+        names += list(product.meteo_variables)
+    if product.seasonal_features:
+        names += list(pred.SEASON_FEATURES)
+    return names
+
+
+# --- driver: training ------------------------------------------------------------------------
+
+
+def _sites(ctx: StepContext, tower_files: list[str]) -> pd.DataFrame:
+    p = ctx.product
+    path = Path(p.sites) if p.sites else (find_site_list(tower_files[0]) if tower_files else None)
+    if path is None:
+        raise FluxscapeError(
+            f"products.{ctx.name}.sites: no site list given and no SitesList.csv beside "
+            f"{tower_files[0] if tower_files else 'the tower files'}"
+        )
+    return read_site_list(path).set_index("site_id")
+
+
+def _tower_targets(
+    ctx: StepContext, files: list[str], times, ends
+) -> tuple[pd.DataFrame, list[Skipped]]:
+    """Targets of every tower file on the product axis, index (site, time); unreadable files
+    and files without the target columns are skipped and reported."""
+    p = ctx.product
+    frames, skipped = [], []
+    for path in files:
+        try:
+            frame = build_targets(
+                read_fluxnet(path),
+                times,
+                partition=p.partitioning,
+                min_qc=p.min_qc,
+                min_coverage=p.min_coverage,
+                period_end=ends[-1],
+                targets=tuple(p.targets),
+            )
+        except FluxscapeError as exc:
+            skipped.append(Skipped(path, str(exc)))
+            continue
+        frames.append(frame)
+    if not frames:
+        raise FluxscapeError(f"products.{ctx.name}.towers: no usable tower file among {len(files)}")
+    return pd.concat(frames).set_index(["site", "time"]), skipped
+
+
+def _tower_predictors(ctx, source: Path, sites: pd.DataFrame, times, ends) -> pd.DataFrame:
+    """Predictors at the towers, index (site, time); also records each tower's pixel centre
+    in ``OUT/reports/<product>/sites.csv``."""
+    p = ctx.product
+    at = pred.store_at_points(
+        source, p.predictors, sites["lon"].values, sites["lat"].values, window=p.window
+    )
+    frame = {v: pred.fill_time_gaps(at[v]).transpose("site", "time").values for v in p.predictors}
+    sites.assign(pixel_x=at["pixel_x"].values, pixel_y=at["pixel_y"].values).rename_axis(
+        "site"
+    ).to_csv(_report_dir(ctx) / "sites.csv")
+    if p.meteo:
+        files = expand_paths(ctx.workflow.inputs[p.meteo].paths)
+        lon = xr.DataArray(sites["lon"].values, dims="site")
+        lat = xr.DataArray(sites["lat"].values, dims="site")
+        bbox = (lon.min().item(), lat.min().item(), lon.max().item(), lat.max().item())
+        met = pred.meteo_at(
+            pred.meteo_periods(files, times, ends, p.meteo_variables, bbox), lon, lat
+        )
+        frame |= {v: met[v].transpose("site", "time").values for v in p.meteo_variables}
+    if p.seasonal_features:
+        season = pred.season_features(times, ends)
+        frame |= {k: np.broadcast_to(v, (len(sites), len(times))) for k, v in season.items()}
+    index = pd.MultiIndex.from_product([sites.index, times], names=["site", "time"])
+    return pd.DataFrame({k: np.asarray(v).reshape(-1) for k, v in frame.items()}, index=index)
+
+
+def _fingerprint(ctx: StepContext, table: pd.DataFrame) -> str:
+    digest = hashlib.sha256(workflow_hash(ctx.workflow).encode())
+    digest.update(pd.util.hash_pandas_object(table, index=False).values.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _train(ctx: StepContext, table: pd.DataFrame, features: list[str]) -> tuple[str, dict]:
+    """Cross-validate (report in ``OUT/reports/<product>/``) and fit the FluxModel, or reuse
+    the saved one when its fingerprint (workflow + training table) matches. Returns the model
+    path and its card."""
+    p = ctx.product
+    path = ctx.out_dir / "models" / ctx.name / "flux_model.skops"
+    fingerprint = _fingerprint(ctx, table)
+    if path.exists() and persist.card_path(path).exists():
+        card = persist.read_card(path)
+        if card.get("fingerprint") == fingerprint:
+            return str(path), card
+    n_sites = table["site"].nunique()
+    if n_sites < 2:
+        raise FluxscapeError(
+            f"products.{ctx.name}: {n_sites} tower(s) with data; site-grouped validation needs 2"
+        )
+    # One thread per fit: OpenMP in HistGradientBoosting oversubscribes a busy machine badly.
+    with threadpool_limits(limits=1):
+        cv = validation.cross_validate(
+            table,
+            features,
+            list(p.targets),
+            methods=tuple(p.methods),
+            cv=p.cv,
+            n_splits=p.n_splits,
+            random_state=p.seed,
+            units={t: "gC m-2 d-1" for t in p.targets},
+        )
+        validation.write_report(cv, _report_dir(ctx))
+        model = FluxModel(
+            tuple(features),
+            tuple(p.targets),
+            tuple(p.methods),
+            n_splits=min(p.ensemble_folds, n_sites),
+            random_state=p.seed,
+        )
+        model.fit(table[features], table[list(p.targets)], groups=table["site"].to_numpy())
+    skill = validation.skill(cv.predictions)
+    card = {
+        "targets": list(p.targets),
+        "units": "gC m-2 d-1",
+        "features": features,
+        "sites": sorted(table["site"].unique().tolist()),
+        "period": [
+            str(pd.Timestamp(table["time"].min()).date()),
+            str(pd.Timestamp(table["time"].max()).date()),
+        ],
+        "n_samples": {t: int(table[t].notna().sum()) for t in p.targets},
+        "methods": list(p.methods),
+        "cv": p.cv,
+        "cv_skill": {
+            t: {k: v for k, v in sk.items() if k != "per_site"} for t, sk in skill.items()
+        },
+        "partitioning": p.partitioning,
+        "min_qc": p.min_qc,
+        "workflow": ctx.workflow.name,
+        "fingerprint": fingerprint,
+    }
+    return str(path), persist.save_model(model, path, card)
+
+
+def plan(ctx: StepContext) -> Plan:
+    """Train (or reuse) the models in the driver; one prediction task per tile."""
+    p = ctx.product
+    wf = ctx.workflow
+    source = source_store(ctx)
+    with xr.open_zarr(source, consolidated=True) as src:
+        times = pd.DatetimeIndex(src["time"].values)
+        absent = [v for v in p.predictors if v not in src]
+    if absent:
+        raise FluxscapeError(
+            f"products.{ctx.name}.predictors: {absent} not in the {p.source} store"
+        )
+    ends = pred.period_ends(times, wf.period.step)
+    tower_files = expand_paths(wf.inputs[p.towers].paths)
+    sites = _sites(ctx, tower_files)
+    tgt, skipped = _tower_targets(ctx, tower_files, times, ends)
+    unknown = sorted(set(tgt.index.get_level_values("site")) - set(sites.index))
+    if unknown:
+        raise FluxscapeError(f"products.{ctx.name}: towers {unknown} are not in the site list")
+    sites = sites.loc[sorted(set(tgt.index.get_level_values("site")))]
+    features = feature_names(p)
+    predictors = _tower_predictors(ctx, source, sites, times, ends)
+    leaks = leaking_features(features)
+    if leaks:
+        raise FluxscapeError(f"products.{ctx.name}: predictors {leaks} are tower fluxes")
+    table = predictors.join(tgt[list(p.targets)], how="inner").reset_index()
+    table = table.dropna(subset=features).dropna(subset=list(p.targets), how="all")
+    table.to_csv(_report_dir(ctx) / "training_table.csv", index=False)
+    model_path, card = _train(ctx, table, features)
+    meteo_files = expand_paths(wf.inputs[p.meteo].paths) if p.meteo else []
+    variables = []
+    for target in p.targets:
+        long_name, standard = LONG_NAMES[target]
+        attrs = {
+            "units": "gC m-2 d-1",
+            "long_name": long_name,
+            "model_card": card["card_id"],
+        }
+        if standard:
+            attrs["standard_name"] = standard
+        variables.append(VariableSpec(target, "float32", attrs))
+        variables.append(
+            VariableSpec(
+                f"{target}_sd",
+                "float32",
+                {"units": "gC m-2 d-1", "long_name": f"{long_name}: ensemble standard deviation"},
+            )
+        )
+
+    def make_task(tile: Tile) -> FluxTileTask:
+        return FluxTileTask(
+            str(source),
+            str(ctx.store),
+            tile.id,
+            tile.rows,
+            tile.cols,
+            tuple(times),
+            tuple(ends),
+            tuple(p.predictors),
+            tuple(meteo_files),
+            tuple(p.meteo_variables),
+            p.seasonal_features,
+            tuple(features),
+            model_path,
+        )
+
+    def finish(store: Path) -> None:
+        if p.regions:
+            with xr.open_zarr(store, consolidated=False) as ds:  # not finalised yet
+                totals = regional_totals_dataset(
+                    ds, p.regions, p.region_name, tuple(p.targets), period_end=ends[-1]
+                )
+            totals.to_csv(_report_dir(ctx) / "regional_totals.csv", index=False)
+
+    return Plan(
+        dims={"time": times.values},
+        variables=variables,
+        summary=f"{', '.join(t.upper() for t in p.targets)} upscaled from {len(sites)} towers "
+        f"by an ensemble of {'/'.join(p.methods)} x site-grouped folds on {', '.join(features)}; "
+        "mean and ensemble spread, gC m-2 d-1",
+        make_task=make_task,
+        run_tile=run_flux_tile,
+        inputs=tower_files + meteo_files,
+        skipped=skipped,
+        finish=finish,
+        source_attrs={
+            "source_product": p.source,
+            "models": [card["card_id"]],
+            "model_card": json.dumps(card),
+            "cv_skill": json.dumps(card["cv_skill"]),
+            "towers": sorted(sites.index.tolist()),
+        },
+    )
+
+
+def _report_dir(ctx: StepContext) -> Path:
+    path = ctx.out_dir / "reports" / ctx.name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# --- workers: prediction ---------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=8)
+def _load(path: str, mtime_ns: int):
+    return persist.load_model(path)
+
+
+def _tile_lonlat(src: xr.Dataset) -> tuple[xr.DataArray, xr.DataArray]:
+    crs = CRS.from_wkt(src["spatial_ref"].attrs["crs_wkt"])
+    x, y = np.meshgrid(src["x"].values, src["y"].values)
+    if crs.is_geographic:
+        lon, lat = x, y
+    else:
+        lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(x, y)
+    return xr.DataArray(lon, dims=("y", "x")), xr.DataArray(lat, dims=("y", "x"))
+
+
+def tile_predictors(task: FluxTileTask) -> xr.Dataset:
+    """The tile's feature Dataset (dims time, y, x) in the models' feature order."""
+    src = xr.open_zarr(task.source, consolidated=True)
+    src = src[list(task.predictors) + ["spatial_ref"]].isel(y=task.rows, x=task.cols).load()
+    times, ends = pd.DatetimeIndex(task.times), pd.DatetimeIndex(task.ends)
+    feats = {v: pred.fill_time_gaps(src[v].astype("float64")) for v in task.predictors}
+    if task.meteo_files:
+        lon, lat = _tile_lonlat(src)
+        bbox = (float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max()))
+        met = pred.meteo_periods(task.meteo_files, times, ends, task.meteo_variables, bbox)
+        met = pred.meteo_at(met, lon, lat).transpose("time", "y", "x")
+        feats |= {
+            v: met[v].drop_vars(["lon", "lat"], errors="ignore") for v in task.meteo_variables
+        }
+    if task.seasonal:
+        shape = xr.ones_like(src[task.predictors[0]], dtype="float64")
+        for name, values in pred.season_features(times, ends).items():
+            feats[name] = shape * xr.DataArray(values, dims="time")
+    ds = xr.Dataset({k: v.drop_vars(["lon", "lat"], errors="ignore") for k, v in feats.items()})
+    return ds[list(task.features)]
+
+
+def run_flux_tile(task: FluxTileTask) -> dict:
+    """Predict every target on one tile and write it."""
+    feats = tile_predictors(task)
+    model, _ = _load(task.model, Path(task.model).stat().st_mtime_ns)
+    with threadpool_limits(limits=1):
+        result = predict_tile(model, feats)
+    out = result[[v for t in model.targets for v in (t, f"{t}_sd")]]
+    write_tile(Path(task.store), out.drop_attrs(), task.rows, task.cols)
+    return {"tile": task.tile_id, "skipped": []}
