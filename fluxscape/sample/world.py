@@ -75,12 +75,12 @@ PRESETS = {
     ),
     "disturbance": Preset(
         "disturbance",
-        (138.3, 35.8, 138.8, 36.3),
+        (138.6, 35.0, 139.0, 35.4),
         tuple(range(2017, 2023)),
         0,
-        "0.5 degree of forest and fields, stable 2017-2021 history, forest clearings and "
+        "0.4 degree of forest and fields, stable 2017-2021 history, forest clearings and "
         "fires in 2022 (MODIS only)",
-        n_disturbances=10,
+        n_disturbances=8,
         event_year=2022,
         heat_wave=True,
         sources=("modis",),
