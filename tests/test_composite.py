@@ -11,9 +11,9 @@ def test_weighted_median_picks_the_middle_usable_observation():
     values = np.array([[0.2, 0.5, np.nan], [0.9, 0.1, 0.4], [0.6, 0.3, 0.7], [0.05, 0.8, 0.5]])
     weights = np.array([[1, 1, 1], [1, 1, 1], [1, 1, 0], [0, 1, 1]], float)
     index, found = weighted_median_index(values, weights)
-    # column 0: 0.2, 0.9, 0.6 (0.05 has no weight) -> 0.6; column 1: 0.1 0.3 0.5 0.8 -> lower
-    # median 0.3; column 2: 0.4, 0.5 (NaN and zero weight skipped) -> 0.4
-    assert index.tolist() == [2, 2, 1] and found.all()
+    # column 0: 0.2, 0.9, 0.6 (0.05 has no weight) -> 0.6; column 1: 0.1 0.3 0.5 0.8 -> upper
+    # median 0.5; column 2: 0.4, 0.5 (NaN and zero weight skipped) -> upper 0.5
+    assert index.tolist() == [2, 0, 3] and found.all()
 
 
 def test_weights_move_the_median_and_no_weight_means_not_found():

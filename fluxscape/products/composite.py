@@ -25,19 +25,21 @@ def qa_weights(reliability, usable) -> np.ndarray:
 
 
 def weighted_median_index(values, weights) -> tuple[np.ndarray, np.ndarray]:
-    """The observation at the (lower) weighted median of ``values`` along axis 0.
+    """The observation at the weighted median of ``values`` along axis 0.
 
     Inputs: ``values`` (obs, ...) e.g. NDVI, ``weights`` (obs, ...) >= 0 (0 or a non-finite
     value: not used). Returns ``(index, found)`` of the trailing shape: the index along axis 0
-    of the first observation, in increasing value order, at which the cumulative weight reaches
-    half the total; ``found`` is False where no observation has weight (index 0 there)."""
+    of the first observation, in increasing value order, at which the cumulative weight exceeds
+    half the total (for an even split the upper one: residual clouds and shadows lower NDVI, so
+    a tie goes to the higher value, as the maximum-NDVI rule reasons); ``found`` is False where
+    no observation has weight (index 0 there)."""
     values = np.asarray(values, float)
     w = np.where(np.isfinite(values), np.asarray(weights, float), 0.0)
     w = np.where(w > 0, w, 0.0)
     order = np.argsort(np.where(w > 0, values, np.inf), axis=0, kind="stable")
     cum = np.cumsum(np.take_along_axis(w, order, axis=0), axis=0)
     total = cum[-1]
-    k = np.argmax(cum >= 0.5 * total, axis=0)
+    k = np.argmax(cum > 0.5 * total, axis=0)
     index = np.take_along_axis(order, k[None], axis=0)[0]
     found = total > 0
     return np.where(found, index, 0), found
