@@ -70,7 +70,13 @@ def disturbance_truth(disturbance_run):
     return ds, world.disturbance(lon, lat)
 
 
-def test_disturbance_preset_is_modis_only_with_a_five_year_history(disturbance_run):
+def test_disturbance_preset_is_modis_only_with_a_five_year_history(
+    disturbance_run, disturbance_truth
+):
+    ds, truth = disturbance_truth
+    written = xr.open_dataset(disturbance_run / "sample" / "truth" / "disturbance.nc")
+    np.testing.assert_array_equal(written.disturbed.values.astype(bool), truth["disturbed"])
+    np.testing.assert_allclose(written.date.values, truth["date"])
     info = json.loads((disturbance_run / "sample" / "truth" / "world.json").read_text())
     assert info["years"] == list(range(2017, 2023))
     assert info["modis_files"] == 6 * 23 and info["ahi_files"] == 0 and info["tower_files"] == 0
