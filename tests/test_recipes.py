@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,9 @@ import yaml
 from conftest import REPO, run_cli
 
 from fluxscape.pipeline.config import load_workflow
+from fluxscape.products import burn
+from fluxscape.products.disturbance import score_detections
+from fluxscape.sample.world import PRESETS, World
 
 RECIPES = sorted((REPO / "workflows").glob("*.yaml"))
 
@@ -44,3 +48,80 @@ def test_phenology_ahi_recipe_runs_on_sample_world(tmp_path, sample_dir):
     run_cli("run", _on_sample(REPO / "workflows" / "phenology-ahi.yaml", sample_dir, tmp_path))
     pheno = xr.open_zarr(tmp_path / "out" / "products" / "phenology_ahi.zarr")
     assert np.isfinite(pheno.sos.sel(year=2021, season=1).values).mean() > 0.9
+
+
+@pytest.fixture(scope="module")
+def disturbance_run(tmp_path_factory) -> Path:
+    """The `disturbance` preset (MODIS 2017-2022) and a run of disturbance-fire.yaml on it."""
+    folder = tmp_path_factory.mktemp("disturbance")
+    run_cli("sample-data", folder / "sample", "--preset", "disturbance")
+    recipe = REPO / "workflows" / "disturbance-fire.yaml"
+    run_cli("run", _on_sample(recipe, folder / "sample", folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def disturbance_truth(disturbance_run):
+    """The 2022 disturbance store and the world's truth on its grid."""
+    ds = xr.open_zarr(disturbance_run / "out" / "products" / "disturbance.zarr").sel(year=2022)
+    ds = ds.load()
+    world = World(PRESETS["disturbance"], seed=42)
+    lon, lat = np.meshgrid(ds.x.values, ds.y.values)
+    return ds, world.disturbance(lon, lat)
+
+
+def test_disturbance_preset_is_modis_only_with_a_five_year_history(
+    disturbance_run, disturbance_truth
+):
+    ds, truth = disturbance_truth
+    written = xr.open_dataset(disturbance_run / "sample" / "truth" / "disturbance.nc")
+    np.testing.assert_array_equal(written.disturbed.values.astype(bool), truth["disturbed"])
+    np.testing.assert_allclose(written.date.values, truth["date"])
+    info = json.loads((disturbance_run / "sample" / "truth" / "world.json").read_text())
+    assert info["years"] == list(range(2017, 2023))
+    assert info["modis_files"] == 6 * 23 and info["ahi_files"] == 0 and info["tower_files"] == 0
+    kinds = [e["kind"] for e in info["events"]["disturbances"]]
+    assert kinds.count("fire") >= 3 and kinds.count("clearing") >= 3
+    assert all(e["date"].startswith("2022-") for e in info["events"]["disturbances"])
+
+
+def test_disturbance_fire_recipe_detects_the_worlds_clearings_and_fires(disturbance_truth):
+    """Issue 4 acceptance through the pipeline, every pixel scored (edge pixels included, where
+    nearest-pixel resampling blurs patch boundaries): F1 >= 0.85, median onset error <= 16
+    days, false alarms on <= 2 % of the undisturbed pixels."""
+    ds, truth = disturbance_truth
+    assert truth["disturbed"].sum() > 200
+    scores = score_detections(
+        ds.disturbed.values,
+        truth["disturbed"],
+        detected_date=ds.date.values,
+        reference_date=truth["date"],
+    )
+    assert scores["f1"] >= 0.85, scores
+    assert scores["median_abs_date_error"] <= 16, scores
+    assert scores["false_alarm_rate"] <= 0.02, scores
+
+
+def test_disturbance_magnitude_follows_the_recovering_ndvi_drop(disturbance_truth):
+    """The store's magnitude is the median NDVI residual from the onset to the end of 2022; the
+    world's drop recovers as exp(-t / tau), so the truth there is about the drop at the middle
+    of that span."""
+    ds, truth = disturbance_truth
+    hit = ds.disturbed.values.astype(bool) & truth["disturbed"]
+    mid_days = (365 - truth["date"][hit]) / 2
+    expected = truth["magnitude"][hit] * np.exp(-mid_days / (365.25 * truth["recovery_years"][hit]))
+    ratio = ds.magnitude.values[hit] / expected
+    assert np.median(np.abs(ratio - 1)) <= 0.15, np.percentile(ratio, [10, 50, 90])
+
+
+def test_disturbance_fire_recipe_recovers_dnbr_and_burn_severity_of_fires(disturbance_truth):
+    ds, truth = disturbance_truth
+    detected = ds.disturbed.values.astype(bool)
+    fire = detected & (truth["kind"] == 2)
+    err = ds.dnbr.values[fire] - truth["dnbr"][fire]
+    assert np.isfinite(err).all()
+    assert np.median(np.abs(err)) <= 0.04  # early recovery over the 48 post-fire days
+    expected = burn.severity_class(truth["dnbr"][fire])
+    assert np.mean(ds.burn_severity.values[fire] == expected) >= 0.8
+    assert not np.isfinite(ds.burn_severity.values[~detected]).any()  # fill value 0: no class
+    assert np.isnan(ds.dnbr.values[~detected]).all()

@@ -35,6 +35,7 @@ products:
   vi_sgli_l1b: {{kind: vi, input: l1b, variables: [ndvi, evi2, grvi]}}
   vi_ahi: {{kind: vi, input: hsd, variables: [ndvi, evi2, nbr, ndwi], hours: [2, 3]}}
   vi_ahi_ptree: {{kind: vi, input: ptree, variables: [ndvi, nbr], hours: [2, 3]}}
+  vi_ahi_median: {{kind: vi, input: ptree, variables: [ndvi], hours: [2, 3], composite: median}}
 output: {{dir: out}}
 """
 
@@ -77,6 +78,7 @@ def ndvi_errors(store: Path) -> tuple[np.ndarray, float]:
         ("vi_sgli_l1b", 0.02, 0.3),  # TOA reflectance, one scene a month
         ("vi_ahi", 0.01, 0.8),  # near-noon HSD, every 4th day, rainy season
         ("vi_ahi_ptree", 0.01, 0.8),
+        ("vi_ahi_median", 0.01, 0.8),  # the same observations, QA-weighted median
     ],
 )
 def test_each_source_recovers_true_ndvi_on_target_grid(sources_run, product, median_max, valid_min):
@@ -153,6 +155,7 @@ def test_unreadable_sgli_and_ahi_files_are_skipped_and_recorded(tmp_path, sample
     text = text.replace("  vi_sgli_l1b:", "  #vi_sgli_l1b:").replace(
         "  vi_ahi_ptree:", "  #vi_ahi_ptree:"
     )
+    text = text.replace("  vi_ahi_median:", "  #vi_ahi_median:")
     wf.write_text(text)
     proc = run_cli("run", wf, "--out", tmp_path / "out")
     assert bad_vgi.name in proc.stderr and victim.name in proc.stderr

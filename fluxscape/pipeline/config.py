@@ -101,6 +101,7 @@ class ViProduct(_Strict):
     max_pixel_reliability: Annotated[int, Field(ge=0, le=3)] = 1
     resampling: Literal["nearest", "average", "bilinear"] = "nearest"
     hours: tuple[float, float] | None = None  # UTC [first, last) hours of observations kept
+    composite: Literal["max_ndvi", "median"] = "max_ndvi"  # per-period rule
 
 
 class GosatL3Product(_Strict):

@@ -1,4 +1,13 @@
-"""The sample world's truth: land cover, phenology, reflectance, weather and tower fluxes.
+"""The sample world's truth: land cover, phenology, reflectance, weather and tower fluxes, and
+the events a monitoring system should find.
+
+- Phenology: one double-logistic season a year, or two on double-cropped lowland fields
+  (winter wheat then paddy rice, :meth:`World.double_crop`); see :meth:`World.phenology`.
+- Disturbances (:meth:`World.disturbance`): forest patches cleared or burnt on known days of
+  the preset's ``event_year``, with a known NDVI drop that recovers exponentially; fires also
+  char the surface, so NBR drops more (:meth:`World.char`, :meth:`World.nbr`). Towers are
+  never disturbed, so their fluxes stay clean.
+- A heat wave (:meth:`World.heat_wave`): a known LST anomaly over a disc for 12 days.
 
 Everything is an analytic, deterministic function of (lon, lat, date) and the seed, so that the
 files written in real formats and the tests that check the pipeline agree on the same truth at
@@ -21,10 +30,11 @@ LAND_COVER = {
     "GRA": {"code": 10, "vmin": 0.22, "vmax": 0.72, "lue": 1.15, "rref": 1.8},
 }
 LC_NAMES = list(LAND_COVER)
-NDVI_FLOOR = 0.05
+NDVI_FLOOR = 0.05  # NDVI of a cleared or burnt patch never goes below this
 FOREST = (LC_NAMES.index("DBF"), LC_NAMES.index("ENF"))
 #: Elevation (m) below which croplands grow two crops a year: winter wheat (green-up in March,
-#: harvest in June) then paddy rice (transplanted in late June, harvested in September).
+#: senescence in late May) then paddy rice (green-up in July, senescence in late September);
+#: the valley between them lasts about 55 days, three 16-day composites.
 DOUBLE_CROP_BELOW_M = 580.0
 #: Disturbance kinds of :meth:`World.disturbance` (``kind`` values).
 DISTURBANCE_KINDS = {0: "none", 1: "clearing", 2: "fire"}
@@ -75,12 +85,12 @@ PRESETS = {
     ),
     "disturbance": Preset(
         "disturbance",
-        (138.3, 35.8, 138.8, 36.3),
+        (138.6, 35.0, 139.0, 35.4),
         tuple(range(2017, 2023)),
         0,
-        "0.5 degree of forest and fields, stable 2017-2021 history, forest clearings and "
+        "0.4 degree of forest and fields, stable 2017-2021 history, forest clearings and "
         "fires in 2022 (MODIS only)",
-        n_disturbances=10,
+        n_disturbances=8,
         event_year=2022,
         heat_wave=True,
         sources=("modis",),

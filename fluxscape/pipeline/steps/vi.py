@@ -3,7 +3,9 @@
 For each tile: the input's granules that meet it are read onto the tile through their source
 adapter (:mod:`fluxscape.pipeline.adapters`), masked with their QA / cloud screen, and
 composited per period by maximum NDVI among usable observations (the MODIS MVC rule; a MODIS
-16-day file is already one composite, AHI and SGLI give several observations per period).
+16-day file is already one composite, AHI and SGLI give several observations per period) or,
+with ``composite: median``, by the QA-weighted median NDVI observation
+(:mod:`fluxscape.products.composite`).
 ``doy`` keeps the day of year of the observation each composite took, ``qa`` its
 reliability (or the best reliability seen when nothing was usable).
 """
@@ -26,7 +28,7 @@ from fluxscape.pipeline.sources import Skipped, expand_paths
 from fluxscape.pipeline.steps.base import Plan, StepContext
 from fluxscape.pipeline.store import VariableSpec, write_tile
 from fluxscape.pipeline.timeaxis import period_index, period_starts
-from fluxscape.products import indices
+from fluxscape.products import composite, indices
 
 VI_VARIABLES = {
     "ndvi": VariableSpec(
@@ -122,6 +124,7 @@ class ViTileTask:
     granules: tuple[Granule, ...]
     variables: tuple[str, ...]
     options: dict
+    composite: str = "max_ndvi"
 
 
 def run_vi_tile(task: ViTileTask) -> dict:
@@ -141,12 +144,16 @@ def run_vi_tile(task: ViTileTask) -> dict:
             groups.setdefault(granule.key, []).append(granule)
     adapter = adapter_for(task.reader)
     used, opened = 0, []
+    stacks: dict[int, list] = {}
     for members in groups.values():
         for granule, layers in adapter.read(members, task.geobox, task.options, skipped):
             t = period_index(times, granule.start)
             used += 1
             opened += layers.pop("_opened", [])
             values = compute_indices(layers, list(task.variables))
+            if task.composite == "median":
+                stacks.setdefault(t, []).append((values, layers))
+                continue
             ndvi = values["ndvi"]
             with np.errstate(invalid="ignore"):
                 take = layers["usable"] & np.isfinite(ndvi) & ~(ndvi <= best[t])
@@ -157,6 +164,8 @@ def run_vi_tile(task: ViTileTask) -> dict:
             rel = layers["reliability"]
             chosen_or_better = take | ((rel >= 0) & ~np.isfinite(best[t]) & (rel < qa_out[t]))
             qa_out[t] = np.where(chosen_or_better, np.clip(rel, 0, 3), qa_out[t])
+    for t, stack in stacks.items():
+        _median_composite(stack, t, task.variables, out, qa_out, doy_out)
     data = {name: (("time", "y", "x"), arr) for name, arr in out.items()}
     data["qa"] = (("time", "y", "x"), qa_out)
     data["doy"] = (("time", "y", "x"), doy_out)
@@ -167,6 +176,24 @@ def run_vi_tile(task: ViTileTask) -> dict:
         "granules": used,
         "opened": sorted(set(opened)),
     }
+
+
+def _median_composite(stack: list, t: int, variables, out: dict, qa_out, doy_out) -> None:
+    """Period ``t`` from its observations ``stack`` [(indices, layers)]: the QA-weighted median
+    NDVI observation where one is usable, else the best reliability seen (as the MVC path)."""
+    ndvi = np.stack([v["ndvi"] for v, _ in stack])
+    rel = np.stack([layers["reliability"] for _, layers in stack])
+    usable = np.stack([layers["usable"] for _, layers in stack]) & np.isfinite(ndvi)
+    index, found = composite.weighted_median_index(ndvi, composite.qa_weights(rel, usable))
+
+    def pick(a: np.ndarray) -> np.ndarray:
+        return np.take_along_axis(a, index[None], axis=0)[0]
+
+    for name in variables:
+        out[name][t] = np.where(found, pick(np.stack([v[name] for v, _ in stack])), np.nan)
+    doy_out[t] = np.where(found, pick(np.stack([layers["doy"] for _, layers in stack])), np.nan)
+    seen = np.where(rel >= 0, rel, 255).min(axis=0)
+    qa_out[t] = np.where(found, np.clip(pick(rel), 0, 3), np.clip(seen, 0, 255)).astype(np.uint8)
 
 
 def plan(ctx: StepContext) -> Plan:
@@ -208,13 +235,16 @@ def plan(ctx: StepContext) -> Plan:
             tuple(per_tile[tile.id]),
             tuple(product.variables),
             options,
+            product.composite,
         )
 
     return Plan(
         dims={"time": times.values},
         variables=vi_variables(product.variables),
         summary=f"Vegetation indices ({inp.reader}) composited per {ctx.workflow.period.step} "
-        "period on the target grid from QA-masked observations (maximum NDVI)",
+        "period on the target grid from QA-masked observations ("
+        + ("QA-weighted median NDVI" if product.composite == "median" else "maximum NDVI")
+        + ")",
         make_task=make_task,
         run_tile=run_vi_tile,
         inputs=[p for g in granules for p in (g.paths or (g.path,))],
