@@ -134,4 +134,6 @@ def fill_time_gaps(da: xr.DataArray) -> xr.DataArray:
     interpolation in time, and the ends by the nearest value, per pixel: the gap-filled
     predictors FLUXCOM-style upscaling expects. Pixels with no value at all stay NaN."""
     filled = da.interpolate_na(dim="time", method="linear", use_coordinate=False)
-    return filled.ffill("time").bfill("time")
+    return filled.interpolate_na(
+        dim="time", method="nearest", use_coordinate=False, fill_value="extrapolate"
+    )
