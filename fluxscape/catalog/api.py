@@ -4,17 +4,23 @@
 >>> cat.search(variable="ndvi", bbox=(138.2, 35.8, 138.4, 36.0))
 >>> ds = cat.open("demo.vi")                       # lazy xarray.Dataset (dask)
 >>> df = cat.extract("ndvi", point=(138.44, 35.96))  # tidy DataFrame
+>>> df = cat.extract("ndvi", sites="sites.csv")        # site, lon, lat columns
+>>> cat.export("demo.vi", "ndvi.tif", variables=["ndvi"], time="2021-06-01/2021-06-30")
+
+Searches read the Parquet index beside the STAC JSON (:mod:`fluxscape.catalog.index`); a
+catalog written before the index existed is read from its JSON instead.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import xarray as xr
 
+from fluxscape.catalog import geo, index
 from fluxscape.errors import FluxscapeError
 
 TimeRange = tuple[str | None, str | None]
@@ -32,17 +38,45 @@ class Entry:
     bbox: list[float]
     time: list[str]
     store: Path
+    run_id: str = ""
+    access: str = "public"
+    models: list[str] = field(default_factory=list)
+    href: str = ""
 
     def to_json(self) -> dict:
         return {
             "id": self.id,
             "product": self.product,
             "run": self.run,
+            "run_id": self.run_id,
+            "access": self.access,
+            "models": self.models,
             "variables": self.variables,
             "bbox": self.bbox,
             "time": self.time,
             "store": str(self.store),
         }
+
+    @classmethod
+    def from_row(cls, row: dict, catalog_dir: Path) -> Entry:
+        """An Entry from an index row (:mod:`fluxscape.catalog.index`)."""
+        return cls(
+            id=row["id"],
+            product=row["product"],
+            run=row["workflow"],
+            variables=list(row["variables"]),
+            bbox=[row["xmin"], row["ymin"], row["xmax"], row["ymax"]],
+            time=[_iso_z(row["start_datetime"]), _iso_z(row["end_datetime"])],
+            store=(catalog_dir / row["store"]).resolve(),
+            run_id=row["run_id"],
+            access=row["access"],
+            models=list(row["models"]),
+            href=row["href"],
+        )
+
+
+def _iso_z(value) -> str:
+    return pd.Timestamp(value).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time_range(text: str | None) -> TimeRange:
@@ -81,8 +115,19 @@ class Catalog:
         self.root = root
         self.directory = root.parent
 
-    def entries(self) -> list[Entry]:
-        """Every published product, in catalog order."""
+    @property
+    def has_index(self) -> bool:
+        return (self.directory / index.INDEX_NAME).exists()
+
+    def entries(self, access: list[str] | None = None) -> list[Entry]:
+        """Every published product (ordered by id), optionally only those whose access
+        level is in ``access``."""
+        if self.has_index:
+            rows = index.query(self.directory, access=access)
+            return [Entry.from_row(r, self.directory) for r in rows]
+        return [e for e in self._entries_from_json() if access is None or e.access in access]
+
+    def _entries_from_json(self) -> list[Entry]:
         out = []
         for link in json.loads(self.root.read_text()).get("links", []):
             if link.get("rel") != "child":
@@ -90,21 +135,15 @@ class Catalog:
             path = (self.directory / link["href"]).resolve()
             if not path.exists():
                 continue  # a product being replaced right now
-            coll = json.loads(path.read_text())
-            asset = coll["assets"]["zarr"]
-            interval = coll["extent"]["temporal"]["interval"][0]
-            out.append(
-                Entry(
-                    id=coll["id"],
-                    product=coll.get("fluxscape:product", coll["id"]),
-                    run=coll.get("fluxscape:run", ""),
-                    variables=list(coll.get("fluxscape:variables", [])),
-                    bbox=list(coll["extent"]["spatial"]["bbox"][0]),
-                    time=[interval[0], interval[1]],
-                    store=(path.parent / asset["href"]).resolve(),
-                )
-            )
+            row = index.row_from_collection(json.loads(path.read_text()), path, self.directory)
+            out.append(Entry.from_row(row, self.directory))
         return out
+
+    def collection(self, name: str) -> dict:
+        """The STAC Collection (dict) of a product, by id or product name."""
+        entry = self._entry(name)
+        path = self.directory / (entry.href or f"{entry.id}/collection.json")
+        return json.loads(path.read_text())
 
     def search(
         self,
@@ -112,16 +151,26 @@ class Catalog:
         variable: str | None = None,
         bbox: tuple[float, float, float, float] | None = None,
         time: TimeRange | str | None = None,
+        run: str | None = None,
+        access: list[str] | None = None,
     ) -> list[Entry]:
         """Products matching all given filters: product name (or id), variable, a lon/lat
-        bbox that intersects, a time range (start, end) or ``"START/END"`` that overlaps."""
+        bbox that intersects, a time range (start, end) or ``"START/END"`` that overlaps, a
+        run (workflow name or run id), access levels allowed. Ordered by id."""
         if isinstance(time, str):
             time = parse_time_range(time)
+        if self.has_index:
+            rows = index.query(
+                self.directory, product, variable, bbox, time, run=run, access=access
+            )
+            return [Entry.from_row(r, self.directory) for r in rows]
         found = []
-        for e in self.entries():
+        for e in self.entries(access=access):
             if product and product not in (e.product, e.id):
                 continue
             if variable and variable not in e.variables:
+                continue
+            if run and run not in (e.run, e.run_id):
                 continue
             if bbox is not None:
                 w, s, ea, n = bbox
@@ -150,14 +199,13 @@ class Catalog:
         time: TimeRange | str | None = None,
     ) -> xr.Dataset:
         """Open a product lazily (dask-backed) by id or product name, optionally subset to a
-        lon/lat bbox and a time range."""
+        lon/lat bbox (pixels whose centres fall inside) and a time range (``time`` steps, or
+        whole ``year`` s that overlap it)."""
         ds = xr.open_zarr(self._entry(name).store, consolidated=True)
         if bbox is not None:
-            w, s, e, n = bbox
-            ds = ds.sel(x=slice(w, e), y=slice(n, s) if ds.y[0] > ds.y[-1] else slice(s, n))
+            ds = geo.subset_bbox(ds, bbox)
         if time is not None:
-            start, end = parse_time_range(time) if isinstance(time, str) else time
-            ds = ds.sel(time=slice(start, end))
+            ds = geo.subset_time(ds, parse_time_range(time) if isinstance(time, str) else time)
         return ds
 
     def extract(
@@ -167,50 +215,73 @@ class Catalog:
         bbox: tuple[float, float, float, float] | None = None,
         time: TimeRange | str | None = None,
         product: str | None = None,
+        sites: pd.DataFrame | str | Path | None = None,
+        polygon: dict | str | Path | None = None,
     ) -> pd.DataFrame:
-        """A time series of ``variable`` at a lon/lat point (nearest pixel) or as the mean
-        over a bbox, from every product carrying it (or ``product``). Columns: product,
-        time, variable, value, and x/y of the pixel (point) or n_pixels (bbox)."""
-        if (point is None) == (bbox is None):
-            raise FluxscapeError("extract needs exactly one of point=(lon, lat) or bbox")
-        entries = self.search(
-            product=product,
-            variable=variable,
-            bbox=bbox or (point[0], point[1], point[0], point[1]),
-        )
+        """A tidy time series of ``variable`` from every product carrying it (or ``product``):
+
+        - ``point=(lon, lat)``: the nearest pixel; columns product, time, variable, value, x, y
+          (x/y: the pixel centre in the store's CRS);
+        - ``sites``: a table (or CSV path) with columns site, lon, lat: the nearest pixel of
+          each site inside the product; columns product, site, time, variable, value, x, y;
+        - ``bbox=(W, S, E, N)`` or ``polygon`` (GeoJSON geometry, Feature or FeatureCollection,
+          as a dict or a file path; lon/lat): the mean over the pixels whose centres fall
+          inside; columns product, time, variable, value, n_pixels.
+
+        Products with a ``year`` (and ``season``) axis give those columns instead of time.
+        """
+        given = [v is not None for v in (point, bbox, sites, polygon)]
+        if sum(given) != 1:
+            raise FluxscapeError("extract needs exactly one of point, sites, bbox or polygon")
+        shape = None
+        if sites is not None:
+            sites = geo.read_sites(sites)
+            where = geo.sites_bbox(sites)
+        elif polygon is not None:
+            shape = geo.read_polygon(polygon)
+            where = tuple(float(v) for v in shape.bounds)
+        elif point is not None:
+            where = (point[0], point[1], point[0], point[1])
+        else:
+            where = bbox
+        entries = self.search(product=product, variable=variable, bbox=where)
         if not entries:
             raise FluxscapeError(f"no product in {self.root} has {variable!r} there")
         frames = []
         for e in entries:
-            ds = self.open(e.id, time=time)
-            da = ds[variable]
+            da = self.open(e.id, time=time)[variable]
             if point is not None:
-                px = da.sel(x=point[0], y=point[1], method="nearest")
-                frame = _tidy(px)
-                frame["x"] = round(float(px.x), 9)
-                frame["y"] = round(float(px.y), 9)
+                frame = geo.at_point(da, *point)
+            elif sites is not None:
+                frame = geo.at_sites(da, sites, e.bbox)
+            elif bbox is not None:
+                frame = geo.mean_in(da, geo.box(bbox))
             else:
-                w, s, ea, n = bbox
-                sub = da.sel(x=slice(w, ea), y=slice(n, s) if da.y[0] > da.y[-1] else slice(s, n))
-                if sub.sizes["x"] == 0 or sub.sizes["y"] == 0:
-                    continue
-                frame = _tidy(sub.mean(dim=("y", "x"), skipna=True))
-                frame["n_pixels"] = int(sub.sizes["x"] * sub.sizes["y"])
+                frame = geo.mean_in(da, shape)
+            if frame is None or frame.empty:
+                continue
             frame.insert(0, "product", e.id)
             frame.insert(frame.columns.get_loc("value"), "variable", variable)
             frames.append(frame)
         if not frames:
-            raise FluxscapeError(f"bbox {bbox} holds no pixel of {variable!r}")
+            raise FluxscapeError(f"{where} holds no pixel of {variable!r}")
         return pd.concat(frames, ignore_index=True)
 
+    def export(
+        self,
+        name: str,
+        path: str | Path,
+        variables: list[str] | None = None,
+        bbox: tuple[float, float, float, float] | None = None,
+        time: TimeRange | str | None = None,
+        fmt: str | None = None,
+    ) -> Path:
+        """Write a subset of a product for desktop GIS: CF NetCDF (``.nc``) or a
+        Cloud-Optimised GeoTIFF (``.tif``, one variable, one band per time step); ``fmt``
+        (``netcdf`` or ``cog``) overrides the suffix. Returns the path written."""
+        from fluxscape.catalog.export import export_dataset
 
-def _tidy(da: xr.DataArray) -> pd.DataFrame:
-    """One row per remaining coordinate (``time``, or ``year`` and ``season``): those
-    columns and ``value`` (float)."""
-    da = da.drop_vars([c for c in da.coords if c not in da.dims])
-    frame = da.load().to_dataframe(name="value").reset_index()
-    frame["value"] = frame["value"].astype(float)
-    return frame
+        return export_dataset(self.open(name, bbox=bbox, time=time), Path(path), variables, fmt)
 
 
 def open_catalog(path: str | Path) -> Catalog:

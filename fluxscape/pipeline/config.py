@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from fluxscape.access import AccessLevel, most_restrictive
 from fluxscape.errors import WorkflowError
 
 #: Named regions, [W, S, E, N] in degrees.
@@ -81,6 +82,7 @@ class Input(_Strict):
 
     reader: str
     paths: list[str] = Field(min_length=1)
+    access: AccessLevel = "public"  # who may see data made from it (fluxscape.access)
 
     @field_validator("reader")
     @classmethod
@@ -186,6 +188,7 @@ class Workflow(_Strict):
     products: dict[str, Product] = Field(min_length=1)
     output: Output = Output()
     dask: DaskSettings = DaskSettings()
+    access: AccessLevel = "public"  # floor for every product (fluxscape.access)
 
     @model_validator(mode="after")
     def _products_use_known_inputs(self) -> Workflow:
@@ -288,5 +291,24 @@ def workflow_yaml(wf: Workflow) -> str:
 
 def workflow_hash(wf: Workflow) -> str:
     """A digest of what determines the products (everything but Dask and output settings)."""
-    payload = json.loads(wf.model_dump_json(exclude={"dask", "output", "description"}))
+    # Access levels say who may read a product, not what it holds: reclassifying one
+    # republishes the catalog entry without recomputing the store.
+    skip = dict.fromkeys(("dask", "output", "description", "access"), True)
+    exclude = skip | {"inputs": {"__all__": {"access"}}}
+    payload = json.loads(wf.model_dump_json(exclude=exclude))
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# --- access levels ----------------------------------------------------------------------------
+
+
+def product_access(wf: Workflow, name: str) -> str:
+    """Effective access level of product ``name``: the most restrictive of the workflow's
+    level, the levels of the inputs it reads and (recursively) of its source product."""
+    product = wf.products[name]
+    used = getattr(product, "inputs", None) or [getattr(product, "input", None)]
+    levels = [wf.access] + [wf.inputs[i].access for i in used if i in wf.inputs]
+    source = getattr(product, "source", None)
+    if source is not None:
+        levels.append(product_access(wf, source))
+    return most_restrictive(*levels)
