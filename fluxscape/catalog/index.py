@@ -2,7 +2,7 @@
 
 ``CATALOG/index.parquet`` holds what search needs (id, product, workflow, run id, access level,
 variables, model ids, lon/lat bbox, time span, a WKB footprint, the collection's JSON path and
-the store's path relative to the catalog folder). Searches are SQL over that file with DuckDB,
+the store's path relative to the catalog folder). Searches are SQL over that table with DuckDB,
 so they stay fast as the catalog grows instead of parsing every collection.json. The file is
 rewritten to a temporary name and renamed (readers see the old index or the new one), always
 under the catalog's lock (see :mod:`fluxscape.catalog.publish`).
@@ -142,8 +142,8 @@ def query(
     workflow name or a run id), a list of ids, and the access levels allowed."""
     import duckdb
 
-    path = Path(catalog_dir) / INDEX_NAME
-    where, params = [], [str(path)]
+    table = _snapshot(Path(catalog_dir) / INDEX_NAME)
+    where, params = [], []
     if product:
         where.append("(product = ? OR id = ?)")
         params += [product, product]
@@ -170,16 +170,25 @@ def query(
     if access is not None:
         where.append("list_contains(?, access)")
         params.append(list(access))
-    sql = "SELECT * FROM read_parquet(?)"
+    sql = "SELECT * FROM idx"
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY id"
     if limit is not None:
         sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
     with duckdb.connect() as con:
+        con.register("idx", table)
         cur = con.execute(sql, params)
         names = [d[0] for d in cur.description]
         return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def _snapshot(path: Path) -> pa.Table:
+    """The index as one consistent Arrow table: read through a single open file, so a writer
+    replacing the file meanwhile cannot mix two versions (DuckDB reading the path directly
+    may reopen it between footer and row groups)."""
+    with open(path, "rb") as f:
+        return pq.read_table(pa.BufferReader(f.read()))
 
 
 def _iso(value: str, end_of_day: bool = False) -> str:

@@ -1,0 +1,218 @@
+"""`fluxscape serve` with real clients on 127.0.0.1: pystac-client, xarray over HTTP (fsspec),
+tiles, the data policy (anonymous / partner token / wrong token) and path traversal."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import socket
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+import xarray as xr
+from PIL import Image
+
+from fluxscape.catalog.publish import publish_store
+from fluxscape.catalog.serve import create_app, hash_token, load_tokens
+
+PARTNER_TOKEN = "partner-secret-token-0123456789"
+TILE = "/tiler/tiles/WebMercatorQuad/9/452/201.png"  # over the demo region (138-139 E)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served_catalog(demo_out, tmp_path_factory):
+    """A shared catalog: the demo's products (public) and a partners-only product."""
+    cat = tmp_path_factory.mktemp("served") / "catalog"
+    products = demo_out / "products"
+    for name in ("vi", "phenology", "gosat_l3"):
+        publish_store(products / f"{name}.zarr", cat, "demo", name, access="public")
+    publish_store(products / "vi.zarr", cat, "towers", "vi", access="partners", run_id="towers-1")
+    tokens = cat.parent / "tokens.json"
+    tokens.write_text(
+        json.dumps(
+            {"tokens": [{"name": "p", "sha256": hash_token(PARTNER_TOKEN), "access": "partners"}]}
+        )
+    )
+    return cat, tokens
+
+
+@pytest.fixture(scope="module")
+def server(served_catalog):
+    """uvicorn serving the catalog on a free loopback port, in a thread of this process."""
+    import uvicorn
+
+    cat, tokens = served_catalog
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(cat, load_tokens(tokens)), host="127.0.0.1", port=port, log_level="warning"
+    )
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    assert srv.started
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
+
+
+PARTNER = {"Authorization": f"Bearer {PARTNER_TOKEN}"}
+WRONG = {"Authorization": "Bearer not-the-token"}
+
+
+def test_pystac_client_finds_demo_products_by_bbox_and_time(server):
+    from pystac_client import Client
+
+    client = Client.open(server)
+    assert client.conforms_to("ITEM_SEARCH")
+    found = client.search(bbox=[138.2, 35.8, 138.4, 36.0], datetime="2021-04-01/2021-10-31")
+    ids = sorted(i.id for i in found.items())
+    assert ids == ["demo.gosat_l3", "demo.phenology", "demo.vi"]
+    none = client.search(bbox=[100.0, 10.0, 101.0, 11.0], datetime="2021-04-01/2021-10-31")
+    assert list(none.items()) == []
+    late = client.search(bbox=[138.2, 35.8, 138.4, 36.0], datetime="2030-01-01/2030-12-31")
+    assert list(late.items()) == []
+    paged = client.search(bbox=[138.2, 35.8, 138.4, 36.0], limit=1, max_items=3)
+    assert sorted(i.id for i in paged.items()) == ids
+    item = client.get_collection("demo.vi").get_item("demo.vi")
+    assert item.properties["fluxscape:access"] == "public"
+    assert item.assets["zarr"].href == f"{server}/zarr/demo.vi"
+
+
+def test_zarr_over_http_equals_disk(server, demo_out):
+    item = httpx.get(f"{server}/collections/demo.vi/items/demo.vi").json()
+    remote = xr.open_zarr(item["assets"]["zarr"]["href"], consolidated=True)
+    local = xr.open_zarr(demo_out / "products" / "vi.zarr", consolidated=True)
+    assert {"ndvi", "evi"} <= set(remote.data_vars)  # an empty Dataset would fail silently
+    sel = {"time": slice("2021-06-01", "2021-08-31"), "x": slice(138.3, 138.5)}
+    np.testing.assert_array_equal(remote.ndvi.sel(sel).values, local.ndvi.sel(sel).values)
+    assert np.isfinite(remote.ndvi.sel(sel).values).sum() > 1000
+
+
+def test_every_served_stac_document_validates(server):
+    from stac_pydantic import Catalog, Collection, Item, ItemCollection
+
+    landing = httpx.get(server).json()
+    Catalog.model_validate(landing)
+    colls = httpx.get(f"{server}/collections").json()["collections"]
+    assert len(colls) == 3
+    for coll in colls:
+        Collection.model_validate(coll)
+        items = httpx.get(f"{server}/collections/{coll['id']}/items").json()
+        ItemCollection.model_validate(items)
+        for feat in items["features"]:
+            Item.model_validate(feat)
+    ItemCollection.model_validate(httpx.get(f"{server}/search").json())
+
+
+def test_tile_is_a_rendered_png(server):
+    params = {"collection": "demo.vi", "variable": "ndvi", "sel": "time=2021-07-12"}
+    r = httpx.get(server + TILE, params=params | {"rescale": "0,1"})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    rgba = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGBA"))
+    assert (rgba[..., 3] > 0).mean() > 0.3  # the tile holds ~0.7 degrees of the region
+    assert len(np.unique(rgba[..., :3].reshape(-1, 3), axis=0)) > 20  # a field, not a flat fill
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/collections/towers.vi",
+        "/collections/towers.vi/items",
+        "/collections/towers.vi/items/towers.vi",
+        "/zarr/towers.vi/.zmetadata",
+        "/zarr/towers.vi/ndvi/0.0.0",
+        f"{TILE}?collection=towers.vi&variable=ndvi&sel=time=2021-07-12",
+        "/timeseries/towers.vi?variable=ndvi&lon=138.4&lat=35.9",
+    ],
+)
+def test_partners_product_hidden_from_anonymous_and_wrong_token(server, path):
+    assert httpx.get(server + path).status_code == 404
+    assert httpx.get(server + path, headers=WRONG).status_code == 401
+    assert httpx.get(server + path, headers=PARTNER).status_code == 200
+
+
+def test_search_shows_partners_product_only_to_the_partner_token(server):
+    from pystac_client import Client
+
+    anon = {f["id"] for f in httpx.get(f"{server}/search?limit=100").json()["features"]}
+    partner = httpx.post(f"{server}/search", json={"limit": 100}, headers=PARTNER).json()
+    assert "towers.vi" not in anon and "demo.vi" in anon
+    assert {f["id"] for f in partner["features"]} == anon | {"towers.vi"}
+    assert httpx.post(f"{server}/search", json={}, headers=WRONG).status_code == 401
+    assert "towers.vi" not in {
+        c["id"] for c in httpx.get(f"{server}/collections").json()["collections"]
+    }
+    client = Client.open(server, headers=PARTNER)
+    assert "towers.vi" in {i.id for i in client.search(collections=["towers.vi"]).items()}
+
+
+def test_partner_token_reads_partner_zarr_over_http(server, demo_out):
+    remote = xr.open_zarr(
+        f"{server}/zarr/towers.vi",
+        consolidated=True,
+        storage_options={"client_kwargs": {"headers": PARTNER}},
+    )
+    local = xr.open_zarr(demo_out / "products" / "vi.zarr")
+    np.testing.assert_array_equal(remote.ndvi.isel(time=10).values, local.ndvi.isel(time=10).values)
+
+
+def raw_get(base: str, path: str) -> tuple[int, bytes]:
+    """GET ``path`` exactly as written (no client-side normalisation of ../)."""
+    host, port = base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.request("GET", path)
+    resp = conn.getresponse()
+    return resp.status, resp.read()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/zarr/demo.vi/../../../../etc/passwd",
+        "/zarr/demo.vi/..%2f..%2f..%2f..%2fetc%2fpasswd",
+        "/zarr/demo.vi/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "/zarr/demo.vi/..%252f..%252fetc%252fpasswd",
+        "/zarr/..%2fproducts%2fvi.zarr/.zmetadata",
+        "/zarr/demo.vi/%2fetc%2fpasswd",
+        "/zarr/demo.vi//etc/passwd",
+        "/zarr/demo.vi/../../towers.vi/collection.json",
+        "/web/../../../../etc/passwd",
+        "/web/..%2f..%2f..%2fserve.py",
+        "/assets/demo.vi/..%2f..%2fcatalog.json",
+        "/zarr/demo.vi/../phenology.zarr/.zmetadata",
+    ],
+)
+def test_path_traversal_is_refused(server, path):
+    status, body = raw_get(server, path)
+    assert status in (400, 404)
+    assert b"root:" not in body and b"import" not in body and b"zarr_consolidated" not in body
+
+
+def test_read_only_no_write_methods(server):
+    for method in ("PUT", "DELETE", "PATCH"):
+        r = httpx.request(method, f"{server}/zarr/demo.vi/.zmetadata")
+        assert r.status_code == 405
+    assert httpx.post(f"{server}/collections", json={}).status_code == 405
+
+
+def test_timeseries_endpoint_matches_store(server, demo_out):
+    r = httpx.get(f"{server}/timeseries/demo.vi?variable=ndvi&lon=138.4392&lat=35.9628").json()
+    local = xr.open_zarr(demo_out / "products" / "vi.zarr").ndvi
+    px = local.sel(x=138.4392, y=35.9628, method="nearest")
+    assert r["x"] == pytest.approx(138.435) and r["y"] == pytest.approx(35.965)
+    got = np.array([np.nan if v is None else v for v in r["values"]])
+    np.testing.assert_allclose(got, px.values.astype(float), equal_nan=True)
