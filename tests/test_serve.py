@@ -6,7 +6,11 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import os
+import re
+import shutil
 import socket
+import subprocess
 import threading
 import time
 
@@ -216,3 +220,56 @@ def test_timeseries_endpoint_matches_store(server, demo_out):
     assert r["x"] == pytest.approx(138.435) and r["y"] == pytest.approx(35.965)
     got = np.array([np.nan if v is None else v for v in r["values"]])
     np.testing.assert_allclose(got, px.values.astype(float), equal_nan=True)
+
+
+def chromium() -> str:
+    exe = shutil.which("chromium")
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing (.ci/run installs Debian's chromium package)")
+        pytest.skip("Debian's chromium package is not installed (.ci/run installs it)")
+    return exe
+
+
+def headless(url: str, tmp_path, *extra: str) -> subprocess.CompletedProcess:
+    """Headless Chromium on ``url``, console messages logged to stderr."""
+    profile = tmp_path / f"profile-{len(list(tmp_path.iterdir()))}"
+    cmd = [
+        chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--window-size=1100,700",
+        "--virtual-time-budget=20000",
+        "--enable-logging=stderr",
+        "--v=0",
+        *extra,
+        url,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def test_map_page_renders_product_tiles_without_console_errors(server, tmp_path):
+    url = f"{server}/web/#point=138.4392,35.9628"
+    proc = headless(url, tmp_path, "--dump-dom")
+    # Chromium logs every console message (and failed resource loads) as ...:CONSOLE...
+    console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
+    assert console == []
+    status = re.search(r'<div id="status" ([^>]*)>', proc.stdout).group(1)
+    attrs = dict(re.findall(r'data-(\w+)="(\d+)"', status))
+    assert attrs["ready"] == "1" and attrs["errors"] == "0"
+    assert int(attrs["tiles"]) >= 2  # non-empty PNG tiles of the vi product arrived
+    assert "towers.vi" not in proc.stdout and "demo.vi (public)" in proc.stdout
+    series = re.search(r'class="where" data-values="(\d+)"', proc.stdout)
+    assert series and int(series.group(1)) > 25  # the clicked pixel's ndvi series is drawn
+    shot = tmp_path / "map.png"
+    proc = headless(url, tmp_path, f"--screenshot={shot}")
+    assert proc.returncode == 0
+    rgb = np.asarray(Image.open(shot).convert("RGB"))
+    assert len(np.unique(rgb.reshape(-1, 3), axis=0)) > 50  # a coloured map, not a blank page

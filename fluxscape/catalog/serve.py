@@ -30,6 +30,7 @@ inside the store (or be the asset file) that the catalog names for an id the cli
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -300,6 +301,14 @@ def create_app(catalog_dir: str | Path, tokens: dict[str, str] | None = None) ->
             "values": [None if v != v else float(v) for v in frame["value"]],
         }
 
+    @app.get("/stats/{cid}")
+    def stats(cid: str, variable: str, levels: Levels) -> dict[str, Any]:
+        row = row_or_404(cid, levels)
+        if variable not in row["variables"]:
+            raise HTTPException(404, f"{cid} has no variable {variable!r}")
+        lo, hi, units = _value_range(cat, cid, variable, row["run_id"])
+        return {"collection": cid, "variable": variable, "min": lo, "max": hi, "units": units}
+
     _add_tiler(app, cat, row_or_404)
     app.mount("/web", StaticFiles(directory=WEB_DIR, html=True), name="web")
     return app
@@ -319,6 +328,23 @@ def _add_tiler(app: FastAPI, cat: Catalog, row_or_404) -> None:
     tiler = TilerFactory(router_prefix="/tiler", path_dependency=product_store)
     app.include_router(tiler.router, prefix="/tiler")
     add_exception_handlers(app, DEFAULT_STATUS_CODES)
+
+
+@functools.lru_cache(maxsize=256)
+def _value_range(cat: Catalog, cid: str, variable: str, run_id: str) -> tuple[float, float, str]:
+    """2nd and 98th percentiles of a variable (colour scale of the map), from at most about
+    a million values sampled on a regular stride; cached per run."""
+    import numpy as np
+
+    da = cat.open(cid)[variable]
+    stride = max(1, int((da.size / 1e6) ** (1 / max(1, da.ndim))) + 1)
+    values = da.isel({d: slice(None, None, stride) for d in da.dims}).values.astype(float)
+    if not np.isfinite(values).any():
+        return 0.0, 1.0, da.attrs.get("units", "")
+    lo, hi = np.nanpercentile(values, [2, 98])
+    if hi <= lo:
+        hi = lo + 1.0
+    return float(lo), float(hi), str(da.attrs.get("units", ""))
 
 
 # --- documents -------------------------------------------------------------------------------
