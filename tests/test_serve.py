@@ -139,7 +139,7 @@ def test_tile_is_a_rendered_png(server):
         "/collections/towers.vi/items/towers.vi",
         "/zarr/towers.vi/.zmetadata",
         "/zarr/towers.vi/ndvi/0.0.0",
-        f"{TILE}?collection=towers.vi&variable=ndvi&sel=time=2021-07-12",
+        f"{TILE}?collection=towers.vi&variable=ndvi&sel=time=2021-07-12&rescale=0,1",
         "/timeseries/towers.vi?variable=ndvi&lon=138.4&lat=35.9",
     ],
 )
