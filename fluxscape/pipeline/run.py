@@ -111,9 +111,7 @@ def run_workflow(
             else:
                 grid = target_grid(wf.region, wf.tile_size)
             results.append(
-                _run_product(
-                    wf, name, product, grid, out_dir, get_client, resume, fresh, run_id
-                )
+                _run_product(wf, name, product, grid, out_dir, get_client, resume, fresh, run_id)
             )
     return RunResult(out_dir, wf, results, time.monotonic() - started)
 
@@ -255,9 +253,7 @@ def _run_product(
         [s for e in state["tiles"].values() for s in e["skipped"]],
     )
     used = [f for f in plan.inputs if f not in {s["file"] for s in all_skipped}]
-    finalize_store(
-        store, _final_attrs(wf, used, all_skipped, plan) | plan.source_attrs | publish
-    )
+    finalize_store(store, _final_attrs(wf, used, all_skipped, plan) | plan.source_attrs | publish)
     write_quicklooks(store, out_dir / "quicklooks", name)
     manifest.append({"complete": True})
     published = publish_store(store, catalog_dir, wf.name, name, **publish)
