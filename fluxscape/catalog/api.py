@@ -14,6 +14,7 @@ catalog written before the index existed is read from its JSON instead.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,7 +68,7 @@ class Entry:
             variables=list(row["variables"]),
             bbox=[row["xmin"], row["ymin"], row["xmax"], row["ymax"]],
             time=[_iso_z(row["start_datetime"]), _iso_z(row["end_datetime"])],
-            store=(catalog_dir / row["store"]).resolve(),
+            store=Path(os.path.normpath(catalog_dir / row["store"])),
             run_id=row["run_id"],
             access=row["access"],
             models=list(row["models"]),
@@ -76,7 +77,7 @@ class Entry:
 
 
 def _iso_z(value) -> str:
-    return pd.Timestamp(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time_range(text: str | None) -> TimeRange:
@@ -186,7 +187,7 @@ class Catalog:
         return found
 
     def _entry(self, name: str) -> Entry:
-        matches = [e for e in self.entries() if name in (e.id, e.product)]
+        matches = self.search(product=name)
         if not matches:
             known = ", ".join(e.id for e in self.entries()) or "none"
             raise FluxscapeError(f"{self.root}: no product {name!r} (published: {known})")
@@ -197,16 +198,14 @@ class Catalog:
         name: str,
         bbox: tuple[float, float, float, float] | None = None,
         time: TimeRange | str | None = None,
+        dask: bool = True,
     ) -> xr.Dataset:
-        """Open a product lazily (dask-backed) by id or product name, optionally subset to a
-        lon/lat bbox (pixels whose centres fall inside) and a time range (``time`` steps, or
-        whole ``year`` s that overlap it)."""
-        ds = xr.open_zarr(self._entry(name).store, consolidated=True)
-        if bbox is not None:
-            ds = geo.subset_bbox(ds, bbox)
-        if time is not None:
-            ds = geo.subset_time(ds, parse_time_range(time) if isinstance(time, str) else time)
-        return ds
+        """Open a product lazily by id or product name, optionally subset to a lon/lat bbox
+        (pixels whose centres fall inside) and a time range (``time`` steps, or whole
+        ``year`` s that overlap it). Variables are dask arrays with the store's chunks, or with
+        ``dask=False`` xarray's lazily indexed arrays (reads only what is indexed; faster for
+        a few pixels)."""
+        return _open_store(self._entry(name).store, bbox, time, dask)
 
     def extract(
         self,
@@ -249,7 +248,7 @@ class Catalog:
             raise FluxscapeError(f"no product in {self.root} has {variable!r} there")
         frames = []
         for e in entries:
-            da = self.open(e.id, time=time)[variable]
+            da = _open_store(e.store, None, time, dask=False)[variable]
             if point is not None:
                 frame = geo.at_point(da, *point)
             elif sites is not None:
@@ -282,6 +281,15 @@ class Catalog:
         from fluxscape.catalog.export import export_dataset
 
         return export_dataset(self.open(name, bbox=bbox, time=time), Path(path), variables, fmt)
+
+
+def _open_store(store: Path, bbox, time, dask: bool) -> xr.Dataset:
+    ds = xr.open_zarr(store, consolidated=True, **({} if dask else {"chunks": None}))
+    if bbox is not None:
+        ds = geo.subset_bbox(ds, bbox)
+    if time is not None:
+        ds = geo.subset_time(ds, parse_time_range(time) if isinstance(time, str) else time)
+    return ds
 
 
 def open_catalog(path: str | Path) -> Catalog:

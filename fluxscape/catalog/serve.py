@@ -288,7 +288,7 @@ def create_app(catalog_dir: str | Path, tokens: dict[str, str] | None = None) ->
             raise HTTPException(404, f"{cid} has no variable {variable!r}")
         if not (row["xmin"] <= lon <= row["xmax"] and row["ymin"] <= lat <= row["ymax"]):
             raise HTTPException(404, f"({lon}, {lat}) is outside {cid}")
-        frame = geo.at_point(cat.open(cid)[variable], lon, lat)
+        frame = geo.at_point(cat.open(cid, dask=False)[variable], lon, lat)
         labels = [c for c in frame.columns if c not in ("value", "x", "y")]
         return {
             "collection": cid,
@@ -336,7 +336,7 @@ def _value_range(cat: Catalog, cid: str, variable: str, run_id: str) -> tuple[fl
     a million values sampled on a regular stride; cached per run."""
     import numpy as np
 
-    da = cat.open(cid)[variable]
+    da = cat.open(cid, dask=False)[variable]
     stride = max(1, int((da.size / 1e6) ** (1 / max(1, da.ndim))) + 1)
     values = da.isel({d: slice(None, None, stride) for d in da.dims}).values.astype(float)
     if not np.isfinite(values).any():
