@@ -167,3 +167,18 @@ def test_run_publishes_into_a_shared_catalog_with_inherited_access(demo_out, tmp
     assert all(e.run_id.startswith("demo-") for e in entries.values())
     proc = run_cli("catalog", "search", shared, "--run", "demo", "--variable", "sos")
     assert "demo.phenology" in proc.stdout and "partners" in proc.stdout
+
+
+def test_catalog_files_on_disk_validate_offline(demo_out):
+    from stac_pydantic import Catalog, Collection
+
+    cat = demo_out / "catalog"
+    root = json.loads((cat / "catalog.json").read_text())
+    Catalog.model_validate(root)
+    children = [lk["href"] for lk in root["links"] if lk["rel"] == "child"]
+    assert len(children) == 3
+    for href in children:
+        coll = json.loads((cat / href).read_text())
+        Collection.model_validate(coll)
+        assert coll["fluxscape:access"] == "public" and coll["fluxscape:run_id"].startswith("demo-")
+        assert "cube:dimensions" in coll and coll["assets"]["zarr"]["roles"] == ["data"]
