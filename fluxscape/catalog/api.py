@@ -67,13 +67,24 @@ class Entry:
             run=row["workflow"],
             variables=list(row["variables"]),
             bbox=[row["xmin"], row["ymin"], row["xmax"], row["ymax"]],
-            time=[_iso_z(row["start_datetime"]), _iso_z(row["end_datetime"])],
-            store=Path(os.path.normpath(catalog_dir / row["store"])),
+            time=[
+                row.get("start_text") or _iso_z(row["start_datetime"]),
+                row.get("end_text") or _iso_z(row["end_datetime"]),
+            ],
+            store=Path(os.path.normpath(f"{catalog_dir}/{row['store']}")),
             run_id=row["run_id"],
             access=row["access"],
             models=list(row["models"]),
             href=row["href"],
         )
+
+
+#: Index columns an Entry needs, with the times formatted by DuckDB (fast for many rows).
+ENTRY_COLUMNS = (
+    "id, product, workflow, run_id, access, variables, models, xmin, ymin, xmax, ymax, href, "
+    "store, strftime(start_datetime, '%Y-%m-%dT%H:%M:%SZ') AS start_text, "
+    "strftime(end_datetime, '%Y-%m-%dT%H:%M:%SZ') AS end_text"
+)
 
 
 def _iso_z(value) -> str:
@@ -124,7 +135,7 @@ class Catalog:
         """Every published product (ordered by id), optionally only those whose access
         level is in ``access``."""
         if self.has_index:
-            rows = index.query(self.directory, access=access)
+            rows = index.query(self.directory, access=access, columns=ENTRY_COLUMNS)
             return [Entry.from_row(r, self.directory) for r in rows]
         return [e for e in self._entries_from_json() if access is None or e.access in access]
 
@@ -139,6 +150,16 @@ class Catalog:
             row = index.row_from_collection(json.loads(path.read_text()), path, self.directory)
             out.append(Entry.from_row(row, self.directory))
         return out
+
+    def table(self, **filters) -> pd.DataFrame:
+        """The index rows matching the :meth:`search` filters (product, variable, bbox,
+        time, run, access) as a DataFrame: one row per product, no per-entry objects (the
+        fast path for large catalogs)."""
+        if isinstance(filters.get("time"), str):
+            filters["time"] = parse_time_range(filters["time"])
+        if not self.has_index:
+            raise FluxscapeError(f"{self.directory}: no {index.INDEX_NAME} (publish to build it)")
+        return index.select(self.directory, "* EXCLUDE (geometry)", **filters).to_pandas()
 
     def collection(self, name: str) -> dict:
         """The STAC Collection (dict) of a product, by id or product name."""
@@ -162,7 +183,14 @@ class Catalog:
             time = parse_time_range(time)
         if self.has_index:
             rows = index.query(
-                self.directory, product, variable, bbox, time, run=run, access=access
+                self.directory,
+                product,
+                variable,
+                bbox,
+                time,
+                run=run,
+                access=access,
+                columns=ENTRY_COLUMNS,
             )
             return [Entry.from_row(r, self.directory) for r in rows]
         found = []

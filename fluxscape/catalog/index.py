@@ -125,8 +125,7 @@ def rebuild(catalog_dir: Path) -> Path:
     return write_rows(catalog_dir, rows)
 
 
-def query(
-    catalog_dir: Path,
+def _where(
     product: str | None = None,
     variable: str | None = None,
     bbox: tuple[float, float, float, float] | None = None,
@@ -134,13 +133,7 @@ def query(
     run: str | None = None,
     ids: list[str] | None = None,
     access: list[str] | None = None,
-    limit: int | None = None,
-    offset: int = 0,
-) -> list[dict]:
-    """Rows matching every given filter, ordered by id: product name or id, variable, a lon/lat
-    bbox that intersects, a (start, end) time range that overlaps (None = open), a run (the
-    workflow name or a run id), a list of ids, and the access levels allowed."""
-    table = _snapshot(Path(catalog_dir) / INDEX_NAME)
+) -> tuple[str, list]:
     where, params = [], []
     if product:
         where.append("(product = ? OR id = ?)")
@@ -168,17 +161,56 @@ def query(
     if access is not None:
         where.append("list_contains(?, access)")
         params.append(list(access))
-    sql = "SELECT * FROM idx"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY id"
+    return (" WHERE " + " AND ".join(where) if where else ""), params
+
+
+def select(
+    catalog_dir: Path,
+    columns: str = "*",
+    limit: int | None = None,
+    offset: int = 0,
+    order: bool = True,
+    **filters,
+) -> pa.Table:
+    """Index rows matching every filter (see :func:`query`) as an Arrow table, ordered by id;
+    ``columns`` is a DuckDB select list."""
+    table = _snapshot(Path(catalog_dir) / INDEX_NAME)
+    where, params = _where(**filters)
+    sql = f"SELECT {columns} FROM idx{where}" + (" ORDER BY id" if order else "")
     if limit is not None:
         sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
     with _connection().cursor() as con:
         con.register("idx", table)
-        cur = con.execute(sql, params)
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        rel = con.sql(sql, params=params)
+        to_arrow = getattr(rel, "to_arrow_table", None) or rel.arrow
+        return to_arrow()
+
+
+def count(catalog_dir: Path, **filters) -> int:
+    """How many index rows match every filter (see :func:`query`)."""
+    return select(catalog_dir, "count(*) AS n", order=False, **filters).column("n")[0].as_py()
+
+
+def query(
+    catalog_dir: Path,
+    product: str | None = None,
+    variable: str | None = None,
+    bbox: tuple[float, float, float, float] | None = None,
+    time: tuple[str | None, str | None] | None = None,
+    run: str | None = None,
+    ids: list[str] | None = None,
+    access: list[str] | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+    columns: str = "*",
+) -> list[dict]:
+    """Rows (dicts) matching every given filter, ordered by id: product name or id, variable,
+    a lon/lat bbox that intersects, a (start, end) time range that overlaps (None = open), a
+    run (the workflow name or a run id), a list of ids, and the access levels allowed."""
+    filters = dict(
+        product=product, variable=variable, bbox=bbox, time=time, run=run, ids=ids, access=access
+    )
+    return select(catalog_dir, columns, limit, offset, **filters).to_pylist()
 
 
 _CONNECTION = None

@@ -440,16 +440,18 @@ def _search(cat: Catalog, request: Request, levels: list[str], params: dict, met
     colls = params.get("collections")
     if colls is not None:
         ids = [i for i in (ids or colls) if i in set(colls)]
-    rows = (
-        index.query(cat.directory, bbox=bbox, time=time, ids=ids, access=levels)
-        if cat.has_index
-        else []
-    )
-    if shape is not None:
+    filters = {"bbox": bbox, "time": time, "ids": ids, "access": levels}
+    if not cat.has_index:
+        matched, chunk = 0, []
+    elif shape is not None:  # exact footprint test in shapely after the bbox prefilter
+        rows = index.query(cat.directory, **filters)
         rows = [r for r in rows if shapely.from_wkb(r["geometry"]).intersects(shape)]
-    chunk = rows[(page - 1) * limit : page * limit]
+        matched, chunk = len(rows), rows[(page - 1) * limit : page * limit]
+    else:  # only one page leaves DuckDB
+        matched = index.count(cat.directory, **filters)
+        chunk = index.query(cat.directory, **filters, limit=limit, offset=(page - 1) * limit)
     links = [_link("root", base, "application/json")]
-    if page * limit < len(rows):
+    if page * limit < matched:
         if method == "GET":
             query = dict(request.query_params) | {"page": str(page + 1)}
             links.append(_link("next", f"{base}search?{urlencode(query)}", GEOJSON))
@@ -462,7 +464,7 @@ def _search(cat: Catalog, request: Request, levels: list[str], params: dict, met
         {
             "type": "FeatureCollection",
             "features": [_item(r, base) for r in chunk],
-            "numberMatched": len(rows),
+            "numberMatched": matched,
             "numberReturned": len(chunk),
             "links": links,
         },
