@@ -345,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=BENCH_DIR / "RESULTS.md")
     args = parser.parse_args(argv)
 
+    load_before = os.getloadavg()[0]
     search_dir = args.work / "search" / "catalog"
     index_seconds = synthetic_catalog(search_dir, args.items, args.seed)
     search = bench_search(search_dir, args.repeat)
@@ -361,7 +362,9 @@ def main(argv: list[str] | None = None) -> int:
         "search": search,
         "extract": extract,
         "machine": f"{os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"{platform.platform()}, fluxscape {fluxscape.__version__}",
+        f"{platform.platform()}, fluxscape {fluxscape.__version__}; load average (1 min) "
+        f"{load_before:.1f} before and {os.getloadavg()[0]:.1f} after the run (the host is "
+        "shared: timings scale with it)",
     }
     out = BENCH_DIR / "out" / "catalog.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -40,6 +40,9 @@ def test_runs_share_a_catalog_and_rerun_replaces_only_its_entry(demo_out, tmp_pa
     assert [e.id for e in c.search(run="beta")] == ["beta.gosat_l3"]
     assert [e.id for e in c.search(run="alpha-2")] == ["alpha.vi"]
     assert [e.id for e in c.search(access=["public"])] == ["beta.gosat_l3"]
+    table = c.table(bbox=(138.2, 35.8, 138.4, 36.0), time="2021-04-01/2021-10-31")
+    assert list(table["id"]) == ["alpha.vi", "beta.gosat_l3"] and "geometry" not in table
+    assert list(c.table(product="vi")["access"]) == ["partners"]
     unpublish(cat, "beta", "gosat_l3")
     assert [e.id for e in open_catalog(cat).entries()] == ["alpha.vi"]
     assert len(json.loads((cat / "catalog.json").read_text())["links"]) == 3

@@ -273,3 +273,38 @@ def test_map_page_renders_product_tiles_without_console_errors(server, tmp_path)
     assert proc.returncode == 0
     rgb = np.asarray(Image.open(shot).convert("RGB"))
     assert len(np.unique(rgb.reshape(-1, 3), axis=0)) > 50  # a coloured map, not a blank page
+
+
+def test_cli_token_and_serve_on_loopback(served_catalog, tmp_path):
+    from conftest import FLUXSCAPE, run_cli
+
+    cat, _ = served_catalog
+    tokens = tmp_path / "tokens.json"
+    token = run_cli("catalog", "token", tokens, "--name", "tohoku", "--access", "partners")
+    secret = token.stdout.strip()
+    doc = json.loads(tokens.read_text())
+    assert doc["tokens"][0]["sha256"] == hash_token(secret) and secret not in tokens.read_text()
+    assert tokens.stat().st_mode & 0o777 == 0o600
+    port = free_port()
+    proc = subprocess.Popen(
+        [*FLUXSCAPE, "serve", str(cat), "--port", str(port), "--tokens", str(tokens)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                httpx.get(base, timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        auth = {"Authorization": f"Bearer {secret}"}
+        assert httpx.get(f"{base}/collections/towers.vi").status_code == 404
+        assert httpx.get(f"{base}/collections/towers.vi", headers=auth).status_code == 200
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert f"127.0.0.1:{port}" in err  # bound to loopback by default
+    assert secret not in err  # the token is never logged

@@ -135,9 +135,29 @@ class Catalog:
         """Every published product (ordered by id), optionally only those whose access
         level is in ``access``."""
         if self.has_index:
-            rows = index.query(self.directory, access=access, columns=ENTRY_COLUMNS)
-            return [Entry.from_row(r, self.directory) for r in rows]
+            return self._entries(index.select(self.directory, ENTRY_COLUMNS, access=access))
         return [e for e in self._entries_from_json() if access is None or e.access in access]
+
+    def _entries(self, table) -> list[Entry]:
+        """Entries from an Arrow table of ENTRY_COLUMNS (column-wise: no dict per row)."""
+        c = table.to_pydict()
+        base = str(self.directory)
+        return [
+            Entry(
+                id=c["id"][i],
+                product=c["product"][i],
+                run=c["workflow"][i],
+                variables=c["variables"][i],
+                bbox=[c["xmin"][i], c["ymin"][i], c["xmax"][i], c["ymax"][i]],
+                time=[c["start_text"][i], c["end_text"][i]],
+                store=Path(os.path.normpath(f"{base}/{c['store'][i]}")),
+                run_id=c["run_id"][i],
+                access=c["access"][i],
+                models=c["models"][i],
+                href=c["href"][i],
+            )
+            for i in range(table.num_rows)
+        ]
 
     def _entries_from_json(self) -> list[Entry]:
         out = []
@@ -182,17 +202,10 @@ class Catalog:
         if isinstance(time, str):
             time = parse_time_range(time)
         if self.has_index:
-            rows = index.query(
-                self.directory,
-                product,
-                variable,
-                bbox,
-                time,
-                run=run,
-                access=access,
-                columns=ENTRY_COLUMNS,
+            filters = dict(product=product, variable=variable, bbox=bbox, time=time, run=run)
+            return self._entries(
+                index.select(self.directory, ENTRY_COLUMNS, access=access, **filters)
             )
-            return [Entry.from_row(r, self.directory) for r in rows]
         found = []
         for e in self.entries(access=access):
             if product and product not in (e.product, e.id):
