@@ -302,13 +302,19 @@ def workflow_hash(wf: Workflow) -> str:
 # --- access levels ----------------------------------------------------------------------------
 
 
-def product_access(wf: Workflow, name: str) -> str:
+def product_access(wf: Workflow, name: str, _seen: frozenset = frozenset()) -> str:
     """Effective access level of product ``name``: the most restrictive of the workflow's
-    level, the levels of the inputs it reads and (recursively) of its source product."""
-    product = wf.products[name]
-    used = getattr(product, "inputs", None) or [getattr(product, "input", None)]
-    levels = [wf.access] + [wf.inputs[i].access for i in used if i in wf.inputs]
-    source = getattr(product, "source", None)
-    if source is not None:
-        levels.append(product_access(wf, source))
+    level, the levels of the inputs it reads and (recursively) of the products it is made
+    from. Any field of the product naming an input or another product counts (``input``,
+    ``inputs``, ``source``, or a new kind's own keys such as tower inputs), so a product
+    trained on partner-only towers is partner-only."""
+    levels = [wf.access]
+    for value in wf.products[name].model_dump().values():
+        for ref in value if isinstance(value, list | tuple) else [value]:
+            if not isinstance(ref, str):
+                continue
+            if ref in wf.inputs:
+                levels.append(wf.inputs[ref].access)
+            elif ref in wf.products and ref != name and ref not in _seen:
+                levels.append(product_access(wf, ref, _seen | {name}))
     return most_restrictive(*levels)
