@@ -437,6 +437,17 @@ def catalog_export(catalog_path: Path, product, output, variables, bbox, time_ra
     click.echo(f"written {path}")
 
 
+@catalog.command("reindex", epilog="Example: fluxscape catalog reindex demo-out/catalog")
+@click.argument("catalog_path", metavar="CATALOG", type=click.Path(path_type=Path))
+def catalog_reindex(catalog_path: Path) -> None:
+    """Rebuild CATALOG's search index and catalog.json from its collection.json files."""
+    from fluxscape.catalog import open_catalog
+    from fluxscape.catalog.publish import reindex
+
+    count = reindex(open_catalog(catalog_path).directory)
+    click.echo(f"{count} product(s) indexed in {catalog_path}")
+
+
 @catalog.command(
     "token",
     epilog="Example: fluxscape catalog token tokens.json --name tohoku --access partners",

@@ -15,6 +15,8 @@ from conftest import run_cli
 from fluxscape.access import most_restrictive, readable_levels
 from fluxscape.catalog import index, open_catalog
 from fluxscape.catalog.publish import publish_store, unpublish
+from fluxscape.catalog.serve import create_app
+from fluxscape.errors import FluxscapeError
 from fluxscape.pipeline import config as cfg
 
 
@@ -55,7 +57,9 @@ def test_index_matches_a_rebuild_from_the_json(demo_out, tmp_path):
     incremental = index.read_rows(cat)
     (cat / index.INDEX_NAME).unlink()
     assert open_catalog(cat).search(variable="sos")[0].id == "demo.phenology"  # JSON fallback
-    index.rebuild(cat)
+    with pytest.raises(FluxscapeError, match="catalog reindex"):
+        create_app(cat)
+    assert "3 product(s) indexed" in run_cli("catalog", "reindex", cat).stdout
     assert index.read_rows(cat) == incremental
     row = incremental[0]
     assert row["id"] == "demo.gosat_l3" and row["store"].endswith("products/gosat_l3.zarr")

@@ -278,6 +278,17 @@ def publish_store(
     return coll_path
 
 
+def reindex(catalog_dir: Path) -> int:
+    """Rebuild the search index and the root catalog from the collection.json files (for a
+    catalog written before the index existed, or after editing files by hand); returns the
+    number of products indexed."""
+    catalog_dir = Path(catalog_dir).resolve()
+    with catalog_lock(catalog_dir):
+        index.rebuild(catalog_dir)
+        _write_root(catalog_dir)
+    return len(index.read_rows(catalog_dir))
+
+
 def unpublish(catalog_dir: Path, run: str, product: str) -> None:
     """Remove a product's Collection from the catalog (before a fresh rebuild)."""
     catalog_dir = Path(catalog_dir)

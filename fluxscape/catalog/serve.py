@@ -141,6 +141,11 @@ def create_app(catalog_dir: str | Path, tokens: dict[str, str] | None = None) ->
     """The read-only ASGI app serving the catalog at ``catalog_dir``; ``tokens`` maps
     SHA-256 hex digests of bearer tokens to access levels (see :func:`load_tokens`)."""
     cat = open_catalog(catalog_dir)
+    if not cat.has_index:
+        raise FluxscapeError(
+            f"{cat.directory}: no {index.INDEX_NAME} (a catalog from before the index); run "
+            f"`fluxscape catalog reindex {cat.directory}` once"
+        )
     app = FastAPI(
         title="fluxscape catalog",
         description="STAC API, Zarr stores, tiles and a map of fluxscape products (read-only)",
