@@ -56,7 +56,7 @@ def _setup_logging(debug: bool, quiet: bool = False) -> None:
         force=True,
     )
     quiet_level = logging.INFO if debug else logging.WARNING
-    for noisy in ("distributed", "asyncio", "tornado", "rasterio", "fsspec", "bokeh"):
+    for noisy in ("distributed", "asyncio", "tornado", "rasterio", "fsspec", "bokeh", "numexpr"):
         logging.getLogger(noisy).setLevel(quiet_level)
     # distributed configures its own child loggers at import time; quieten those too.
     import distributed  # noqa: F401
@@ -193,6 +193,13 @@ def demo(out: Path, workers: int | None) -> None:
 @click.option("--workers", type=int, default=None, help="Workers of the local Dask cluster.")
 @click.option("--resume", is_flag=True, help="Continue existing stores; finished tiles are kept.")
 @click.option("--fresh", is_flag=True, help="Delete this workflow's stores and start again.")
+@click.option(
+    "--catalog",
+    "catalog_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Publish into this catalog folder (overrides output.catalog; may be shared by runs).",
+)
 def run(
     workflow: Path,
     out: Path | None,
@@ -200,6 +207,7 @@ def run(
     workers: int | None,
     resume: bool,
     fresh: bool,
+    catalog_dir: Path | None,
 ) -> None:
     """Run a workflow file: every product, tile by tile, then publish to the catalog."""
     from fluxscape.pipeline.run import run_workflow
@@ -209,7 +217,13 @@ def run(
     if scheduler and workers:
         raise click.UsageError("--scheduler and --workers exclude each other")
     result = run_workflow(
-        workflow, out=out, scheduler=scheduler, workers=workers, resume=resume, fresh=fresh
+        workflow,
+        out=out,
+        scheduler=scheduler,
+        workers=workers,
+        resume=resume,
+        fresh=fresh,
+        catalog=catalog_dir,
     )
     for p in result.products:
         click.echo(
@@ -267,16 +281,18 @@ def _print_entries(entries, as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("id", "product", "variables", "bbox (W,S,E,N)", "time")
+    table = Table("id", "product", "run id", "access", "variables", "bbox (W,S,E,N)", "time")
     for e in entries:
         table.add_row(
             e.id,
             e.product,
+            e.run_id,
+            e.access,
             ", ".join(e.variables),
             ", ".join(f"{v:.2f}" for v in e.bbox),
             f"{e.time[0][:10]} / {e.time[1][:10]}",
         )
-    Console(width=140).print(table)
+    Console(width=180).print(table)
 
 
 @catalog.command("list", epilog="Example: fluxscape catalog list demo-out/catalog")
@@ -301,14 +317,19 @@ def catalog_list(catalog_path: Path, as_json: bool) -> None:
 @click.option(
     "--time", "time_range", default=None, metavar="START/END", help="Time range to overlap."
 )
+@click.option("--run", default=None, help="Workflow name or run id.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def catalog_search(catalog_path: Path, product, variable, bbox, time_range, as_json) -> None:
-    """Search CATALOG by product, variable, place and time."""
+def catalog_search(catalog_path: Path, product, variable, bbox, time_range, run, as_json) -> None:
+    """Search CATALOG by product, variable, place, time and run."""
     from fluxscape.catalog import open_catalog
     from fluxscape.catalog.api import parse_bbox
 
     entries = open_catalog(catalog_path).search(
-        product=product, variable=variable, bbox=parse_bbox(bbox) if bbox else None, time=time_range
+        product=product,
+        variable=variable,
+        bbox=parse_bbox(bbox) if bbox else None,
+        time=time_range,
+        run=run,
     )
     _print_entries(entries, as_json)
 
@@ -321,7 +342,19 @@ def catalog_search(catalog_path: Path, product, variable, bbox, time_range, as_j
 @click.argument("catalog_path", metavar="CATALOG", type=click.Path(path_type=Path))
 @click.option("--variable", required=True, help="Variable to extract, e.g. ndvi.")
 @click.option("--point", default=None, metavar="LON,LAT", help="Nearest pixel to this point.")
+@click.option(
+    "--sites",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="CSV with columns site,lon,lat: nearest pixel of each site.",
+)
 @click.option("--bbox", default=None, metavar="W,S,E,N", help="Mean over this lon/lat box.")
+@click.option(
+    "--polygon",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="GeoJSON (Multi)Polygon file: mean over the pixels inside.",
+)
 @click.option("--time", "time_range", default=None, metavar="START/END", help="Time range.")
 @click.option("--product", default=None, help="Only this product.")
 @click.option(
@@ -329,15 +362,18 @@ def catalog_search(catalog_path: Path, product, variable, bbox, time_range, as_j
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Write CSV here (default: print to stdout).",
+    help="Write CSV, or Parquet for a .parquet name (default: CSV to stdout).",
 )
-def catalog_extract(catalog_path: Path, variable, point, bbox, time_range, product, output) -> None:
-    """Extract a time series of a variable at a point or as a bbox mean, as CSV."""
+def catalog_extract(
+    catalog_path: Path, variable, point, sites, bbox, polygon, time_range, product, output
+) -> None:
+    """Extract a tidy time series of a variable at a point or sites, or as a bbox or polygon
+    mean; pixel coordinates (x, y) in the output."""
     from fluxscape.catalog import open_catalog
     from fluxscape.catalog.api import parse_bbox
 
-    if (point is None) == (bbox is None):
-        raise click.UsageError("give exactly one of --point LON,LAT or --bbox W,S,E,N")
+    if sum(v is not None for v in (point, sites, bbox, polygon)) != 1:
+        raise click.UsageError("give exactly one of --point, --sites, --bbox or --polygon")
     pt = None
     if point:
         try:
@@ -351,12 +387,107 @@ def catalog_extract(catalog_path: Path, variable, point, bbox, time_range, produ
         bbox=parse_bbox(bbox) if bbox else None,
         time=time_range,
         product=product,
+        sites=sites,
+        polygon=polygon,
     )
-    if output:
+    if output and output.suffix.lower() in (".parquet", ".pq"):
+        df.to_parquet(output, index=False)
+        click.echo(f"{len(df)} rows written to {output}")
+    elif output:
         df.to_csv(output, index=False, float_format="%.6g")
         click.echo(f"{len(df)} rows written to {output}")
     else:
         click.echo(df.to_csv(index=False, float_format="%.6g"), nl=False)
+
+
+# --- catalog export, tokens and serve (issue #6) ----------------------------------------------
+
+
+@catalog.command(
+    "export",
+    epilog="Example: fluxscape catalog export demo-out/catalog demo.vi ndvi-2021.tif "
+    "--variable ndvi --time 2021-01-01/2021-12-31",
+)
+@click.argument("catalog_path", metavar="CATALOG", type=click.Path(path_type=Path))
+@click.argument("product")
+@click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--variable", "variables", multiple=True, help="Variable(s) (repeat); default all.")
+@click.option("--bbox", default=None, metavar="W,S,E,N", help="Lon/lat box to cut.")
+@click.option("--time", "time_range", default=None, metavar="START/END", help="Time range.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["netcdf", "cog"]),
+    default=None,
+    help="Default from OUTPUT's suffix (.nc or .tif).",
+)
+def catalog_export(catalog_path: Path, product, output, variables, bbox, time_range, fmt) -> None:
+    """Export a subset of PRODUCT to CF NetCDF or a Cloud-Optimised GeoTIFF (one variable,
+    one band per time step) for desktop GIS."""
+    from fluxscape.catalog import open_catalog
+    from fluxscape.catalog.api import parse_bbox
+
+    path = open_catalog(catalog_path).export(
+        product,
+        output,
+        variables=list(variables) or None,
+        bbox=parse_bbox(bbox) if bbox else None,
+        time=time_range,
+        fmt=fmt,
+    )
+    click.echo(f"written {path}")
+
+
+@catalog.command("reindex", epilog="Example: fluxscape catalog reindex demo-out/catalog")
+@click.argument("catalog_path", metavar="CATALOG", type=click.Path(path_type=Path))
+def catalog_reindex(catalog_path: Path) -> None:
+    """Rebuild CATALOG's search index and catalog.json from its collection.json files."""
+    from fluxscape.catalog import open_catalog
+    from fluxscape.catalog.publish import reindex
+
+    count = reindex(open_catalog(catalog_path).directory)
+    click.echo(f"{count} product(s) indexed in {catalog_path}")
+
+
+@catalog.command(
+    "token",
+    epilog="Example: fluxscape catalog token tokens.json --name tohoku --access partners",
+)
+@click.argument("tokens_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--name", required=True, help="Who the token is for (replaces a same-name one).")
+@click.option(
+    "--access",
+    type=click.Choice(["public", "partners", "restricted"]),
+    default="partners",
+    show_default=True,
+    help="Highest level the token may read.",
+)
+def catalog_token(tokens_file: Path, name: str, access: str) -> None:
+    """Create a bearer token for `fluxscape serve`: its SHA-256 goes into TOKENS_FILE and the
+    token is printed once (it is stored nowhere)."""
+    from fluxscape.catalog.serve import add_token
+
+    click.echo(add_token(tokens_file, name, access))
+
+
+@cli.command(epilog="Example: fluxscape serve demo-out/catalog --port 8080")
+@click.argument("catalog_path", metavar="CATALOG", type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=8080, show_default=True, type=int, help="Port to bind.")
+@click.option(
+    "--tokens",
+    "tokens_file",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Bearer tokens file (JSON, hashed; default $FLUXSCAPE_TOKENS_FILE).",
+)
+def serve(catalog_path: Path, host: str, port: int, tokens_file: Path | None) -> None:
+    """Serve CATALOG read-only over HTTP: STAC API, Zarr stores, map tiles and a map page at
+    /web/. Anonymous clients see public products only."""
+    from fluxscape.catalog.serve import serve as run_server
+
+    click.echo(f"serving {catalog_path} at http://{host}:{port}/ (map: /web/)", err=True)
+    run_server(catalog_path, host, port, tokens_file)
 
 
 def main() -> None:

@@ -144,3 +144,123 @@ def test_quicklook_png_per_variable_and_year_is_catalogued(demo_out, product, va
             png = (demo_out / "catalog" / f"demo.{product}" / asset["href"]).resolve()
             assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
             assert png.stat().st_size > 5000  # a real map, not an empty canvas
+
+
+# --- sites, polygons, Parquet, export (issue #6) ------------------------------------------------
+
+
+def test_sites_csv_gives_one_tidy_table_with_pixel_coordinates(cat, store, tmp_path):
+    sites = tmp_path / "sites.csv"
+    sites.write_text("site,lon,lat\nJP-A,138.4392,35.9628\nJP-B,138.1012,36.3987\nfar,120,30\n")
+    df = cat.extract("ndvi", sites=sites, product="vi", time="2021-01-01/2021-12-31")
+    assert list(df.columns) == ["product", "site", "time", "variable", "value", "x", "y"]
+    assert sorted(df.site.unique()) == ["JP-A", "JP-B"]  # the site outside is left out
+    for site, lon, lat in (("JP-A", 138.4392, 35.9628), ("JP-B", 138.1012, 36.3987)):
+        part = df[df.site == site]
+        px = store.ndvi.sel(x=lon, y=lat, method="nearest").sel(time=slice("2021", "2021"))
+        np.testing.assert_array_equal(part.value.to_numpy(), px.values.astype(float))
+        assert part.x.iloc[0] == pytest.approx(float(px.x))
+        assert part.y.iloc[0] == pytest.approx(float(px.y))
+    assert len(df) == 2 * 23
+
+
+def test_polygon_mean_uses_pixels_inside_only(cat, store, tmp_path):
+    # a triangle over about half of a 0.1 x 0.1 degree box; no pixel centre on its edges
+    tri = {
+        "type": "Polygon",
+        "coordinates": [[[138.2, 35.8], [138.3, 35.8], [138.3, 35.905], [138.2, 35.8]]],
+    }
+    geojson = tmp_path / "tri.geojson"
+    geojson.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [{"type": "Feature", "properties": {}, "geometry": tri}],
+            }
+        )
+    )
+    df = cat.extract("evi", polygon=geojson, time="2021-07-01/2021-07-31")
+    sub = store.evi.sel(
+        x=slice(138.2, 138.3), y=slice(35.9, 35.8), time=slice("2021-07-01", "2021-07-31")
+    )
+    xx, yy = np.meshgrid(sub.x.values, sub.y.values)
+    inside = (yy - 35.8) < 1.05 * (xx - 138.2)  # under the long edge
+    expect = sub.where(xr.DataArray(inside, dims=("y", "x"))).mean(("y", "x")).values
+    np.testing.assert_allclose(df["value"], expect, rtol=1e-6)
+    assert (df["n_pixels"] == inside.sum()).all() and 45 <= inside.sum() <= 55
+
+
+def test_bad_sites_and_polygon_are_clear_errors(cat, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,x\nA,1\n")
+    with pytest.raises(FluxscapeError, match="bad.csv.*site, lon, lat"):
+        cat.extract("ndvi", sites=bad)
+    line = tmp_path / "line.geojson"
+    line.write_text(json.dumps({"type": "LineString", "coordinates": [[138, 36], [139, 36]]}))
+    with pytest.raises(FluxscapeError, match="line.geojson.*Polygon"):
+        cat.extract("ndvi", polygon=line)
+
+
+def test_cli_extract_sites_to_parquet_and_search_table(demo_out, tmp_path):
+    sites = tmp_path / "s.csv"
+    sites.write_text("site,lon,lat\nA,138.4392,35.9628\n")
+    out = tmp_path / "ts.parquet"
+    run_cli(
+        "catalog",
+        "extract",
+        demo_out / "catalog",
+        "--variable",
+        "ndvi",
+        "--sites",
+        sites,
+        "-o",
+        out,
+    )
+    df = pd.read_parquet(out)
+    assert list(df.columns) == ["product", "site", "time", "variable", "value", "x", "y"]
+    assert len(df) == 46 and df["x"].iloc[0] == pytest.approx(138.435)
+    table = run_cli("catalog", "search", demo_out / "catalog", "--run", "demo").stdout
+    assert "demo.vi" in table and "public" in table and "access" in table
+
+
+def test_export_cog_opens_in_gdal_with_crs_and_values(cat, store, tmp_path):
+    import rasterio
+
+    out = tmp_path / "ndvi.tif"
+    run_cli(
+        "catalog",
+        "export",
+        cat.directory,
+        "demo.vi",
+        out,
+        "--variable",
+        "ndvi",
+        "--time",
+        "2021-06-01/2021-07-31",
+        "--bbox",
+        "138.2,35.8,138.6,36.1",
+    )
+    sub = store.ndvi.sel(
+        time=slice("2021-06-01", "2021-07-31"), x=slice(138.2, 138.6), y=slice(36.1, 35.8)
+    )
+    with rasterio.open(out) as src:
+        assert src.crs.to_epsg() == 4326
+        assert src.driver == "GTiff" and src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        assert src.count == sub.sizes["time"] == 4
+        assert src.descriptions[0] == str(sub.time.values[0])[:10]
+        assert src.bounds.left == pytest.approx(138.2) and src.bounds.top == pytest.approx(36.1)
+        np.testing.assert_array_equal(src.read(2), sub.isel(time=1).values)
+
+
+def test_export_netcdf_is_cf_and_matches_store(cat, store, tmp_path):
+    out = cat.export(
+        "phenology", tmp_path / "p.nc", variables=["sos", "eos"], bbox=(138.2, 35.8, 138.4, 36.0)
+    )
+    nc = xr.open_dataset(out, decode_coords="all")
+    assert set(nc.data_vars) == {"sos", "eos"} and nc.attrs["Conventions"].startswith("CF")
+    assert nc.rio.crs.to_epsg() == 4326 and nc.sos.encoding["grid_mapping"] == "spatial_ref"
+    pheno = xr.open_zarr(cat.directory.parent / "products" / "phenology.zarr")
+    ref = pheno.sos.sel(x=slice(138.2, 138.4), y=slice(36.0, 35.8))
+    np.testing.assert_array_equal(nc.sos.values, ref.values)
+    with pytest.raises(FluxscapeError, match="one variable"):
+        cat.export("vi", tmp_path / "two.tif", variables=["ndvi", "evi"])

@@ -4,17 +4,24 @@
 >>> cat.search(variable="ndvi", bbox=(138.2, 35.8, 138.4, 36.0))
 >>> ds = cat.open("demo.vi")                       # lazy xarray.Dataset (dask)
 >>> df = cat.extract("ndvi", point=(138.44, 35.96))  # tidy DataFrame
+>>> df = cat.extract("ndvi", sites="sites.csv")        # site, lon, lat columns
+>>> cat.export("demo.vi", "ndvi.tif", variables=["ndvi"], time="2021-06-01/2021-06-30")
+
+Searches read the Parquet index beside the STAC JSON (:mod:`fluxscape.catalog.index`); a
+catalog written before the index existed is read from its JSON instead.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import xarray as xr
 
+from fluxscape.catalog import geo, index
 from fluxscape.errors import FluxscapeError
 
 TimeRange = tuple[str | None, str | None]
@@ -32,17 +39,56 @@ class Entry:
     bbox: list[float]
     time: list[str]
     store: Path
+    run_id: str = ""
+    access: str = "public"
+    models: list[str] = field(default_factory=list)
+    href: str = ""
 
     def to_json(self) -> dict:
         return {
             "id": self.id,
             "product": self.product,
             "run": self.run,
+            "run_id": self.run_id,
+            "access": self.access,
+            "models": self.models,
             "variables": self.variables,
             "bbox": self.bbox,
             "time": self.time,
             "store": str(self.store),
         }
+
+    @classmethod
+    def from_row(cls, row: dict, catalog_dir: Path) -> Entry:
+        """An Entry from an index row (:mod:`fluxscape.catalog.index`)."""
+        return cls(
+            id=row["id"],
+            product=row["product"],
+            run=row["workflow"],
+            variables=list(row["variables"]),
+            bbox=[row["xmin"], row["ymin"], row["xmax"], row["ymax"]],
+            time=[
+                row.get("start_text") or _iso_z(row["start_datetime"]),
+                row.get("end_text") or _iso_z(row["end_datetime"]),
+            ],
+            store=Path(os.path.normpath(f"{catalog_dir}/{row['store']}")),
+            run_id=row["run_id"],
+            access=row["access"],
+            models=list(row["models"]),
+            href=row["href"],
+        )
+
+
+#: Index columns an Entry needs, with the times formatted by DuckDB (fast for many rows).
+ENTRY_COLUMNS = (
+    "id, product, workflow, run_id, access, variables, models, xmin, ymin, xmax, ymax, href, "
+    "store, strftime(start_datetime, '%Y-%m-%dT%H:%M:%SZ') AS start_text, "
+    "strftime(end_datetime, '%Y-%m-%dT%H:%M:%SZ') AS end_text"
+)
+
+
+def _iso_z(value) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time_range(text: str | None) -> TimeRange:
@@ -81,8 +127,39 @@ class Catalog:
         self.root = root
         self.directory = root.parent
 
-    def entries(self) -> list[Entry]:
-        """Every published product, in catalog order."""
+    @property
+    def has_index(self) -> bool:
+        return (self.directory / index.INDEX_NAME).exists()
+
+    def entries(self, access: list[str] | None = None) -> list[Entry]:
+        """Every published product (ordered by id), optionally only those whose access
+        level is in ``access``."""
+        if self.has_index:
+            return self._entries(index.select(self.directory, ENTRY_COLUMNS, access=access))
+        return [e for e in self._entries_from_json() if access is None or e.access in access]
+
+    def _entries(self, table) -> list[Entry]:
+        """Entries from an Arrow table of ENTRY_COLUMNS (column-wise: no dict per row)."""
+        c = table.to_pydict()
+        base = str(self.directory)
+        return [
+            Entry(
+                id=c["id"][i],
+                product=c["product"][i],
+                run=c["workflow"][i],
+                variables=c["variables"][i],
+                bbox=[c["xmin"][i], c["ymin"][i], c["xmax"][i], c["ymax"][i]],
+                time=[c["start_text"][i], c["end_text"][i]],
+                store=Path(os.path.normpath(f"{base}/{c['store'][i]}")),
+                run_id=c["run_id"][i],
+                access=c["access"][i],
+                models=c["models"][i],
+                href=c["href"][i],
+            )
+            for i in range(table.num_rows)
+        ]
+
+    def _entries_from_json(self) -> list[Entry]:
         out = []
         for link in json.loads(self.root.read_text()).get("links", []):
             if link.get("rel") != "child":
@@ -90,21 +167,25 @@ class Catalog:
             path = (self.directory / link["href"]).resolve()
             if not path.exists():
                 continue  # a product being replaced right now
-            coll = json.loads(path.read_text())
-            asset = coll["assets"]["zarr"]
-            interval = coll["extent"]["temporal"]["interval"][0]
-            out.append(
-                Entry(
-                    id=coll["id"],
-                    product=coll.get("fluxscape:product", coll["id"]),
-                    run=coll.get("fluxscape:run", ""),
-                    variables=list(coll.get("fluxscape:variables", [])),
-                    bbox=list(coll["extent"]["spatial"]["bbox"][0]),
-                    time=[interval[0], interval[1]],
-                    store=(path.parent / asset["href"]).resolve(),
-                )
-            )
+            row = index.row_from_collection(json.loads(path.read_text()), path, self.directory)
+            out.append(Entry.from_row(row, self.directory))
         return out
+
+    def table(self, **filters) -> pd.DataFrame:
+        """The index rows matching the :meth:`search` filters (product, variable, bbox,
+        time, run, access) as a DataFrame: one row per product, no per-entry objects (the
+        fast path for large catalogs)."""
+        if isinstance(filters.get("time"), str):
+            filters["time"] = parse_time_range(filters["time"])
+        if not self.has_index:
+            raise FluxscapeError(f"{self.directory}: no {index.INDEX_NAME} (publish to build it)")
+        return index.select(self.directory, "* EXCLUDE (geometry)", **filters).to_pandas()
+
+    def collection(self, name: str) -> dict:
+        """The STAC Collection (dict) of a product, by id or product name."""
+        entry = self._entry(name)
+        path = self.directory / (entry.href or f"{entry.id}/collection.json")
+        return json.loads(path.read_text())
 
     def search(
         self,
@@ -112,16 +193,26 @@ class Catalog:
         variable: str | None = None,
         bbox: tuple[float, float, float, float] | None = None,
         time: TimeRange | str | None = None,
+        run: str | None = None,
+        access: list[str] | None = None,
     ) -> list[Entry]:
         """Products matching all given filters: product name (or id), variable, a lon/lat
-        bbox that intersects, a time range (start, end) or ``"START/END"`` that overlaps."""
+        bbox that intersects, a time range (start, end) or ``"START/END"`` that overlaps, a
+        run (workflow name or run id), access levels allowed. Ordered by id."""
         if isinstance(time, str):
             time = parse_time_range(time)
+        if self.has_index:
+            filters = dict(product=product, variable=variable, bbox=bbox, time=time, run=run)
+            return self._entries(
+                index.select(self.directory, ENTRY_COLUMNS, access=access, **filters)
+            )
         found = []
-        for e in self.entries():
+        for e in self.entries(access=access):
             if product and product not in (e.product, e.id):
                 continue
             if variable and variable not in e.variables:
+                continue
+            if run and run not in (e.run, e.run_id):
                 continue
             if bbox is not None:
                 w, s, ea, n = bbox
@@ -137,7 +228,7 @@ class Catalog:
         return found
 
     def _entry(self, name: str) -> Entry:
-        matches = [e for e in self.entries() if name in (e.id, e.product)]
+        matches = self.search(product=name)
         if not matches:
             known = ", ".join(e.id for e in self.entries()) or "none"
             raise FluxscapeError(f"{self.root}: no product {name!r} (published: {known})")
@@ -148,17 +239,14 @@ class Catalog:
         name: str,
         bbox: tuple[float, float, float, float] | None = None,
         time: TimeRange | str | None = None,
+        dask: bool = True,
     ) -> xr.Dataset:
-        """Open a product lazily (dask-backed) by id or product name, optionally subset to a
-        lon/lat bbox and a time range."""
-        ds = xr.open_zarr(self._entry(name).store, consolidated=True)
-        if bbox is not None:
-            w, s, e, n = bbox
-            ds = ds.sel(x=slice(w, e), y=slice(n, s) if ds.y[0] > ds.y[-1] else slice(s, n))
-        if time is not None:
-            start, end = parse_time_range(time) if isinstance(time, str) else time
-            ds = ds.sel(time=slice(start, end))
-        return ds
+        """Open a product lazily by id or product name, optionally subset to a lon/lat bbox
+        (pixels whose centres fall inside) and a time range (``time`` steps, or whole
+        ``year`` s that overlap it). Variables are dask arrays with the store's chunks, or with
+        ``dask=False`` xarray's lazily indexed arrays (reads only what is indexed; faster for
+        a few pixels)."""
+        return _open_store(self._entry(name).store, bbox, time, dask)
 
     def extract(
         self,
@@ -167,50 +255,82 @@ class Catalog:
         bbox: tuple[float, float, float, float] | None = None,
         time: TimeRange | str | None = None,
         product: str | None = None,
+        sites: pd.DataFrame | str | Path | None = None,
+        polygon: dict | str | Path | None = None,
     ) -> pd.DataFrame:
-        """A time series of ``variable`` at a lon/lat point (nearest pixel) or as the mean
-        over a bbox, from every product carrying it (or ``product``). Columns: product,
-        time, variable, value, and x/y of the pixel (point) or n_pixels (bbox)."""
-        if (point is None) == (bbox is None):
-            raise FluxscapeError("extract needs exactly one of point=(lon, lat) or bbox")
-        entries = self.search(
-            product=product,
-            variable=variable,
-            bbox=bbox or (point[0], point[1], point[0], point[1]),
-        )
+        """A tidy time series of ``variable`` from every product carrying it (or ``product``):
+
+        - ``point=(lon, lat)``: the nearest pixel; columns product, time, variable, value, x, y
+          (x/y: the pixel centre in the store's CRS);
+        - ``sites``: a table (or CSV path) with columns site, lon, lat: the nearest pixel of
+          each site inside the product; columns product, site, time, variable, value, x, y;
+        - ``bbox=(W, S, E, N)`` or ``polygon`` (GeoJSON geometry, Feature or FeatureCollection,
+          as a dict or a file path; lon/lat): the mean over the pixels whose centres fall
+          inside; columns product, time, variable, value, n_pixels.
+
+        Products with a ``year`` (and ``season``) axis give those columns instead of time.
+        """
+        given = [v is not None for v in (point, bbox, sites, polygon)]
+        if sum(given) != 1:
+            raise FluxscapeError("extract needs exactly one of point, sites, bbox or polygon")
+        shape = None
+        if sites is not None:
+            sites = geo.read_sites(sites)
+            where = geo.sites_bbox(sites)
+        elif polygon is not None:
+            shape = geo.read_polygon(polygon)
+            where = tuple(float(v) for v in shape.bounds)
+        elif point is not None:
+            where = (point[0], point[1], point[0], point[1])
+        else:
+            where = bbox
+        entries = self.search(product=product, variable=variable, bbox=where)
         if not entries:
             raise FluxscapeError(f"no product in {self.root} has {variable!r} there")
         frames = []
         for e in entries:
-            ds = self.open(e.id, time=time)
-            da = ds[variable]
+            da = _open_store(e.store, None, time, dask=False)[variable]
             if point is not None:
-                px = da.sel(x=point[0], y=point[1], method="nearest")
-                frame = _tidy(px)
-                frame["x"] = round(float(px.x), 9)
-                frame["y"] = round(float(px.y), 9)
+                frame = geo.at_point(da, *point)
+            elif sites is not None:
+                frame = geo.at_sites(da, sites, e.bbox)
+            elif bbox is not None:
+                frame = geo.mean_in(da, geo.box(bbox))
             else:
-                w, s, ea, n = bbox
-                sub = da.sel(x=slice(w, ea), y=slice(n, s) if da.y[0] > da.y[-1] else slice(s, n))
-                if sub.sizes["x"] == 0 or sub.sizes["y"] == 0:
-                    continue
-                frame = _tidy(sub.mean(dim=("y", "x"), skipna=True))
-                frame["n_pixels"] = int(sub.sizes["x"] * sub.sizes["y"])
+                frame = geo.mean_in(da, shape)
+            if frame is None or frame.empty:
+                continue
             frame.insert(0, "product", e.id)
             frame.insert(frame.columns.get_loc("value"), "variable", variable)
             frames.append(frame)
         if not frames:
-            raise FluxscapeError(f"bbox {bbox} holds no pixel of {variable!r}")
+            raise FluxscapeError(f"{where} holds no pixel of {variable!r}")
         return pd.concat(frames, ignore_index=True)
 
+    def export(
+        self,
+        name: str,
+        path: str | Path,
+        variables: list[str] | None = None,
+        bbox: tuple[float, float, float, float] | None = None,
+        time: TimeRange | str | None = None,
+        fmt: str | None = None,
+    ) -> Path:
+        """Write a subset of a product for desktop GIS: CF NetCDF (``.nc``) or a
+        Cloud-Optimised GeoTIFF (``.tif``, one variable, one band per time step); ``fmt``
+        (``netcdf`` or ``cog``) overrides the suffix. Returns the path written."""
+        from fluxscape.catalog.export import export_dataset
 
-def _tidy(da: xr.DataArray) -> pd.DataFrame:
-    """One row per remaining coordinate (``time``, or ``year`` and ``season``): those
-    columns and ``value`` (float)."""
-    da = da.drop_vars([c for c in da.coords if c not in da.dims])
-    frame = da.load().to_dataframe(name="value").reset_index()
-    frame["value"] = frame["value"].astype(float)
-    return frame
+        return export_dataset(self.open(name, bbox=bbox, time=time), Path(path), variables, fmt)
+
+
+def _open_store(store: Path, bbox, time, dask: bool) -> xr.Dataset:
+    ds = xr.open_zarr(store, consolidated=True, **({} if dask else {"chunks": None}))
+    if bbox is not None:
+        ds = geo.subset_bbox(ds, bbox)
+    if time is not None:
+        ds = geo.subset_time(ds, parse_time_range(time) if isinstance(time, str) else time)
+    return ds
 
 
 def open_catalog(path: str | Path) -> Catalog:

@@ -3,8 +3,14 @@
 One STAC Collection per (run, product) with the Zarr store as a ``data`` asset
 (``application/vnd+zarr``), the datacube extension describing its dimensions and variables,
 spatial/temporal extents, and the store's provenance. Everything here is read from the store
-itself. Files are written to a temporary name and renamed, and the root ``catalog.json`` is
-rewritten last, so readers see either the old catalog or the new one, never half of one.
+itself, except what only the run knows (its run id and the product's access level).
+
+Several runs may publish into one catalog folder at once: each publication holds the catalog's
+file lock (``CATALOG/.lock``) while it writes. Every file is written to a temporary name and
+renamed over the old one (``os.replace`` is atomic), in the order collection.json, then the
+search index (:mod:`fluxscape.catalog.index`), then the root ``catalog.json``, so a reader
+sees the old entry or the new one, never half of one, and a re-run of a workflow replaces its
+own entries without touching other runs'.
 """
 
 from __future__ import annotations
@@ -15,7 +21,11 @@ from pathlib import Path
 
 import pystac
 import xarray as xr
+from filelock import FileLock
 from pystac.extensions.datacube import DatacubeExtension, Dimension, Variable
+
+from fluxscape.access import check_level
+from fluxscape.catalog import index
 
 ZARR_MEDIA_TYPE = "application/vnd+zarr"
 CATALOG_ID = "fluxscape"
@@ -30,10 +40,20 @@ def _store_dataset(store: Path) -> xr.Dataset:
     return xr.open_zarr(store, consolidated=True, decode_times=True)
 
 
-def build_collection(store: Path, run: str, product: str, href_base: Path) -> pystac.Collection:
-    """A STAC Collection describing ``store`` (asset href relative to ``href_base``)."""
+def build_collection(
+    store: Path,
+    run: str,
+    product: str,
+    href_base: Path,
+    access: str | None = None,
+    run_id: str | None = None,
+) -> pystac.Collection:
+    """A STAC Collection describing ``store`` (asset href relative to ``href_base``); ``run``
+    is the workflow name, ``access`` and ``run_id`` default to the store's attributes."""
     ds = _store_dataset(store)
     attrs = ds.attrs
+    access = check_level(access or attrs.get("access") or "public", f"{store}: access")
+    run_id = run_id or attrs.get("run_id") or f"{run}-{attrs.get('date_created', '')}"
     x, y = ds["x"].values, ds["y"].values
     dx = float(abs(x[1] - x[0])) if len(x) > 1 else 0.0
     dy = float(abs(y[1] - y[0])) if len(y) > 1 else 0.0
@@ -52,6 +72,9 @@ def build_collection(store: Path, run: str, product: str, href_base: Path) -> py
         extra_fields={
             "fluxscape:product": product,
             "fluxscape:run": run,
+            "fluxscape:workflow": run,
+            "fluxscape:run_id": run_id,
+            "fluxscape:access": access,
             "fluxscape:variables": variables,
             "fluxscape:version": attrs.get("fluxscape_version"),
             "fluxscape:workflow_hash": attrs.get("workflow_hash"),
@@ -185,20 +208,19 @@ def _atomic_write_json(path: Path, payload: dict) -> None:
 
 
 def _write_root(catalog_dir: Path) -> Path:
-    """Rewrite ``catalog.json`` linking every published collection folder."""
+    """Rewrite ``catalog.json`` linking every collection of the index."""
     root = catalog_dir / "catalog.json"
     links = [
         {"rel": "root", "href": "./catalog.json", "type": "application/json"},
         {"rel": "self", "href": "./catalog.json", "type": "application/json"},
     ]
-    for coll in sorted(catalog_dir.glob("*/collection.json")):
-        title = json.loads(coll.read_text()).get("title", coll.parent.name)
+    for row in index.read_rows(catalog_dir):
         links.append(
             {
                 "rel": "child",
-                "href": f"./{coll.parent.name}/collection.json",
+                "href": "./" + Path(row["href"]).as_posix(),
                 "type": "application/json",
-                "title": title,
+                "title": row["title"],
             }
         )
     payload = {
@@ -212,30 +234,69 @@ def _write_root(catalog_dir: Path) -> Path:
     return root
 
 
+def catalog_lock(catalog_dir: Path) -> FileLock:
+    """The inter-process lock that serialises writers of one catalog folder."""
+    catalog_dir.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(catalog_dir / ".lock"), timeout=300)
+
+
 def publish_store(
-    store: Path, catalog_dir: Path, run: str, product: str, only_if_missing: bool = False
+    store: Path,
+    catalog_dir: Path,
+    run: str,
+    product: str,
+    only_if_missing: bool = False,
+    access: str | None = None,
+    run_id: str | None = None,
 ) -> Path:
-    """Write the Collection for a finished store and link it from the root catalog;
-    returns the collection.json path."""
+    """Write the Collection for a finished store, index it and link it from the root catalog
+    (replacing this run's earlier entry of the product); returns the collection.json path.
+    ``only_if_missing`` keeps an existing entry unless its access level differs."""
     catalog_dir = Path(catalog_dir).resolve()
     coll_dir = catalog_dir / collection_id(run, product)
     coll_path = coll_dir / "collection.json"
     if only_if_missing and coll_path.exists():
-        return coll_path
-    collection = build_collection(Path(store).resolve(), run, product, coll_dir)
+        old = json.loads(coll_path.read_text())
+        if access is None or old.get("fluxscape:access") == access:
+            with catalog_lock(catalog_dir):
+                if not (catalog_dir / index.INDEX_NAME).exists():
+                    index.rebuild(catalog_dir)
+            return coll_path
+    collection = build_collection(Path(store).resolve(), run, product, coll_dir, access, run_id)
     payload = collection.to_dict(include_self_link=False, transform_hrefs=False)
     payload["links"] = [
         {"rel": "root", "href": "../catalog.json", "type": "application/json"},
         {"rel": "parent", "href": "../catalog.json", "type": "application/json"},
     ]
-    _atomic_write_json(coll_path, payload)
-    _write_root(catalog_dir)
+    with catalog_lock(catalog_dir):
+        _atomic_write_json(coll_path, payload)
+        if (catalog_dir / index.INDEX_NAME).exists():
+            index.upsert(catalog_dir, index.row_from_collection(payload, coll_path, catalog_dir))
+        else:
+            index.rebuild(catalog_dir)
+        _write_root(catalog_dir)
     return coll_path
+
+
+def reindex(catalog_dir: Path) -> int:
+    """Rebuild the search index and the root catalog from the collection.json files (for a
+    catalog written before the index existed, or after editing files by hand); returns the
+    number of products indexed."""
+    catalog_dir = Path(catalog_dir).resolve()
+    with catalog_lock(catalog_dir):
+        index.rebuild(catalog_dir)
+        _write_root(catalog_dir)
+    return len(index.read_rows(catalog_dir))
 
 
 def unpublish(catalog_dir: Path, run: str, product: str) -> None:
     """Remove a product's Collection from the catalog (before a fresh rebuild)."""
-    coll = Path(catalog_dir) / collection_id(run, product) / "collection.json"
-    if coll.exists():
-        coll.unlink()
-        _write_root(Path(catalog_dir))
+    catalog_dir = Path(catalog_dir)
+    cid = collection_id(run, product)
+    coll = catalog_dir / cid / "collection.json"
+    if not coll.exists():
+        return
+    with catalog_lock(catalog_dir):
+        index.upsert(catalog_dir, remove=cid)
+        coll.unlink(missing_ok=True)
+        _write_root(catalog_dir)

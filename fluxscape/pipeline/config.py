@@ -18,6 +18,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from fluxscape.access import AccessLevel, most_restrictive
 from fluxscape.errors import WorkflowError
 
 #: Named regions, [W, S, E, N] in degrees.
@@ -81,6 +82,7 @@ class Input(_Strict):
 
     reader: str
     paths: list[str] = Field(min_length=1)
+    access: AccessLevel = "public"  # who may see data made from it (fluxscape.access)
 
     @field_validator("reader")
     @classmethod
@@ -219,6 +221,7 @@ class Workflow(_Strict):
     products: dict[str, Product] = Field(min_length=1)
     output: Output = Output()
     dask: DaskSettings = DaskSettings()
+    access: AccessLevel = "public"  # floor for every product (fluxscape.access)
 
     @model_validator(mode="after")
     def _products_use_known_inputs(self) -> Workflow:
@@ -329,5 +332,30 @@ def workflow_yaml(wf: Workflow) -> str:
 
 def workflow_hash(wf: Workflow) -> str:
     """A digest of what determines the products (everything but Dask and output settings)."""
-    payload = json.loads(wf.model_dump_json(exclude={"dask", "output", "description"}))
+    # Access levels say who may read a product, not what it holds: reclassifying one
+    # republishes the catalog entry without recomputing the store.
+    skip = dict.fromkeys(("dask", "output", "description", "access"), True)
+    exclude = skip | {"inputs": {"__all__": {"access"}}}
+    payload = json.loads(wf.model_dump_json(exclude=exclude))
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# --- access levels ----------------------------------------------------------------------------
+
+
+def product_access(wf: Workflow, name: str, _seen: frozenset = frozenset()) -> str:
+    """Effective access level of product ``name``: the most restrictive of the workflow's
+    level, the levels of the inputs it reads and (recursively) of the products it is made
+    from. Any field of the product naming an input or another product counts (``input``,
+    ``inputs``, ``source``, or a new kind's own keys such as tower inputs), so a product
+    trained on partner-only towers is partner-only."""
+    levels = [wf.access]
+    for value in wf.products[name].model_dump().values():
+        for ref in value if isinstance(value, list | tuple) else [value]:
+            if not isinstance(ref, str):
+                continue
+            if ref in wf.inputs:
+                levels.append(wf.inputs[ref].access)
+            elif ref in wf.products and ref != name and ref not in _seen:
+                levels.append(product_access(wf, ref, _seen | {name}))
+    return most_restrictive(*levels)

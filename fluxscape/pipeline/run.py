@@ -12,6 +12,7 @@ import os
 import resource
 import shutil
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,12 +89,18 @@ def run_workflow(
     workers: int | None = None,
     resume: bool = False,
     fresh: bool = False,
+    catalog: str | Path | None = None,
 ) -> RunResult:
     """Run a workflow file. ``resume`` continues stores a previous run started (finished
     tiles are skipped, finished stores left untouched); ``fresh`` deletes them first; with
-    neither, existing stores are an error so that nothing written is lost."""
+    neither, existing stores are an error so that nothing written is lost. ``catalog``
+    overrides the workflow's catalog directory (e.g. one shared by several runs)."""
     started = time.monotonic()
     wf = prepare(workflow_path, out, data_dir, scheduler, workers)
+    if catalog is not None:
+        output = wf.output.model_copy(update={"catalog": str(Path(catalog).resolve())})
+        wf = wf.model_copy(update={"output": output})
+    run_id = new_run_id(wf.name)
     out_dir = Path(wf.output.dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_if_changed(out_dir / "workflow.yaml", cfg.workflow_yaml(wf))
@@ -107,9 +114,7 @@ def run_workflow(
             else:
                 grid = target_grid(wf.region, wf.tile_size)
             results.append(
-                _run_product(
-                    wf, name, product, grid, out_dir, lazy.get, resume=resume, fresh=fresh
-                )
+                _run_product(wf, name, product, grid, out_dir, lazy.get, resume, fresh, run_id)
             )
         workers_peak = lazy.peak_worker_mib()
     result = RunResult(out_dir, wf, results, time.monotonic() - started)
@@ -164,6 +169,7 @@ def _run_product(
     get_client,
     resume: bool,
     fresh: bool,
+    run_id: str = "",
 ) -> ProductResult:
     from fluxscape.catalog.publish import publish_store, unpublish
 
@@ -171,6 +177,7 @@ def _run_product(
     manifest = Manifest(out_dir / STATE_DIR / f"{name}.manifest.jsonl")
     catalog_dir = _catalog_dir(wf, out_dir)
     digest = cfg.workflow_hash(wf)
+    publish = {"access": cfg.product_access(wf, name), "run_id": run_id}
     if fresh:
         unpublish(catalog_dir, wf.name, name)
         shutil.rmtree(store, ignore_errors=True)
@@ -194,7 +201,9 @@ def _run_product(
     total = len(grid.tiles)
     if state["complete"]:
         log.info("%s: complete already (%d tiles); nothing to do", name, total)
-        published = publish_store(store, catalog_dir, wf.name, name, only_if_missing=True)
+        published = publish_store(
+            store, catalog_dir, wf.name, name, only_if_missing=True, **publish
+        )
         return ProductResult(name, store, total, 0, published=published)
 
     plan = step_for(product.kind).plan(StepContext(wf, name, product, grid, store, out_dir))
@@ -269,11 +278,17 @@ def _run_product(
     used = [f for f in plan.inputs if f not in {s["file"] for s in all_skipped}]
     if plan.finish is not None:
         plan.finish(store)
-    finalize_store(store, _final_attrs(wf, used, all_skipped, plan) | plan.source_attrs)
+    finalize_store(store, _final_attrs(wf, used, all_skipped, plan) | plan.source_attrs | publish)
     write_quicklooks(store, out_dir / "quicklooks", name)
     manifest.append({"complete": True})
-    published = publish_store(store, catalog_dir, wf.name, name)
+    published = publish_store(store, catalog_dir, wf.name, name, **publish)
     return ProductResult(name, store, total, len(todo), all_skipped, published)
+
+
+def new_run_id(workflow: str) -> str:
+    """A unique id for one execution of a workflow: name, UTC start time, random suffix."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{workflow}-{stamp}-{uuid.uuid4().hex[:6]}"
 
 
 def _catalog_dir(wf: cfg.Workflow, out_dir: Path) -> Path:

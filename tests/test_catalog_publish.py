@@ -1,0 +1,191 @@
+"""One catalog, many runs: publishing under a lock, atomic replace, the index, access levels."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import yaml
+from conftest import run_cli
+
+from fluxscape.access import most_restrictive, readable_levels
+from fluxscape.catalog import index, open_catalog
+from fluxscape.catalog.publish import publish_store, unpublish
+from fluxscape.catalog.serve import create_app
+from fluxscape.errors import FluxscapeError
+from fluxscape.pipeline import config as cfg
+
+
+def test_runs_share_a_catalog_and_rerun_replaces_only_its_entry(demo_out, tmp_path):
+    cat = tmp_path / "shared"
+    vi = demo_out / "products" / "vi.zarr"
+    publish_store(vi, cat, "alpha", "vi", run_id="alpha-1")
+    publish_store(demo_out / "products" / "gosat_l3.zarr", cat, "beta", "gosat_l3", run_id="b-1")
+    publish_store(vi, cat, "alpha", "vi", run_id="alpha-2", access="partners")
+    c = open_catalog(cat)
+    assert [(e.id, e.run_id, e.access) for e in c.entries()] == [
+        ("alpha.vi", "alpha-2", "partners"),
+        ("beta.gosat_l3", "b-1", "public"),
+    ]
+    coll = c.collection("alpha.vi")
+    assert coll["fluxscape:workflow"] == "alpha" and coll["fluxscape:run_id"] == "alpha-2"
+    assert coll["fluxscape:models"] == [] and "fluxscape:access" in coll
+    root = json.loads((cat / "catalog.json").read_text())
+    assert [lk["href"] for lk in root["links"] if lk["rel"] == "child"] == [
+        "./alpha.vi/collection.json",
+        "./beta.gosat_l3/collection.json",
+    ]
+    assert [e.id for e in c.search(run="beta")] == ["beta.gosat_l3"]
+    assert [e.id for e in c.search(run="alpha-2")] == ["alpha.vi"]
+    assert [e.id for e in c.search(access=["public"])] == ["beta.gosat_l3"]
+    table = c.table(bbox=(138.2, 35.8, 138.4, 36.0), time="2021-04-01/2021-10-31")
+    assert list(table["id"]) == ["alpha.vi", "beta.gosat_l3"] and "geometry" not in table
+    assert list(c.table(product="vi")["access"]) == ["partners"]
+    unpublish(cat, "beta", "gosat_l3")
+    assert [e.id for e in open_catalog(cat).entries()] == ["alpha.vi"]
+    assert len(json.loads((cat / "catalog.json").read_text())["links"]) == 3
+
+
+def test_index_matches_a_rebuild_from_the_json(demo_out, tmp_path):
+    cat = tmp_path / "c"
+    for name in ("vi", "phenology", "gosat_l3"):
+        publish_store(demo_out / "products" / f"{name}.zarr", cat, "demo", name)
+    incremental = index.read_rows(cat)
+    (cat / index.INDEX_NAME).unlink()
+    assert open_catalog(cat).search(variable="sos")[0].id == "demo.phenology"  # JSON fallback
+    with pytest.raises(FluxscapeError, match="catalog reindex"):
+        create_app(cat)
+    assert "3 product(s) indexed" in run_cli("catalog", "reindex", cat).stdout
+    assert index.read_rows(cat) == incremental
+    row = incremental[0]
+    assert row["id"] == "demo.gosat_l3" and row["store"].endswith("products/gosat_l3.zarr")
+    assert (cat / row["store"]).resolve() == (demo_out / "products" / "gosat_l3.zarr").resolve()
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from fluxscape.catalog.publish import publish_store
+    store, cat, run, n = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+    for i in range(n):
+        publish_store(store, cat, run, "vi", run_id=f"{run}-{i}",
+                      access="partners" if i % 2 else "public")
+    """
+)
+
+
+def test_concurrent_writers_and_a_reader_never_see_half_a_product(demo_out, tmp_path):
+    cat = tmp_path / "busy"
+    vi = demo_out / "products" / "vi.zarr"
+    publish_store(vi, cat, "alpha", "vi", run_id="alpha-start")
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(vi), str(cat), run, "12"])
+        for run in ("alpha", "beta")
+    ]
+    reads, seen_runs = 0, set()
+    while any(w.poll() is None for w in writers) or reads < 5:
+        c = open_catalog(cat)
+        entries = {e.id: e for e in c.entries()}
+        assert "alpha.vi" in entries  # published once, then only ever replaced
+        for e in entries.values():
+            coll = c.collection(e.id)  # complete JSON, or json.loads would fail
+            assert coll["id"] == e.id and coll["fluxscape:run_id"].startswith(e.run)
+            assert coll["fluxscape:access"] in ("public", "partners")
+            assert e.store.joinpath(".zmetadata").exists()
+            seen_runs.add(coll["fluxscape:run_id"])
+        root = json.loads((cat / "catalog.json").read_text())
+        assert {lk["href"] for lk in root["links"] if lk["rel"] == "child"} >= {
+            "./alpha.vi/collection.json"
+        }
+        reads += 1
+        time.sleep(0.01)
+    assert [w.returncode for w in writers] == [0, 0]
+    final = {e.id: e.run_id for e in open_catalog(cat).entries()}
+    assert final == {"alpha.vi": "alpha-11", "beta.vi": "beta-11"}
+    assert len(seen_runs) > 2  # the reader really ran while the writers replaced entries
+    assert not list(cat.glob("**/*.tmp")) and not list(cat.glob(".index-*"))
+
+
+def test_access_levels_order_and_inheritance():
+    assert most_restrictive("public", "partners") == "partners"
+    assert most_restrictive("restricted", None, "public") == "restricted"
+    assert most_restrictive() == "public"
+    assert readable_levels("partners") == ["public", "partners"]
+    with pytest.raises(ValueError, match="secret"):
+        most_restrictive("secret")
+
+
+def _workflow(**access) -> cfg.Workflow:
+    from conftest import REPO
+
+    raw = yaml.safe_load((REPO / "workflows" / "demo.yaml").read_text())
+    if "workflow" in access:
+        raw["access"] = access["workflow"]
+    for name, level in access.get("inputs", {}).items():
+        raw["inputs"][name]["access"] = level
+    return cfg.parse_workflow(yaml.safe_dump(raw), "test.yaml")
+
+
+def test_product_access_is_the_most_restrictive_of_what_it_was_made_from(tmp_path):
+    wf = _workflow(inputs={"modis_vi": "partners", "gosat_ch4": "restricted"})
+    assert cfg.product_access(wf, "vi") == "partners"
+    assert cfg.product_access(wf, "phenology") == "partners"  # derived from vi
+    assert cfg.product_access(wf, "gosat_l3") == "restricted"
+    public = _workflow()
+    assert {n: cfg.product_access(public, n) for n in public.products} == dict.fromkeys(
+        public.products, "public"
+    )
+    floor = _workflow(workflow="partners")
+    assert cfg.product_access(floor, "gosat_l3") == "partners"
+    # who may read a product does not change what it holds: same digest, no recompute
+    assert cfg.workflow_hash(wf) == cfg.workflow_hash(public)
+
+
+def test_unknown_access_level_names_the_key(tmp_path):
+    from fluxscape.errors import WorkflowError
+
+    with pytest.raises(WorkflowError, match=r"inputs\.modis_vi\.access"):
+        _workflow(inputs={"modis_vi": "secret"})
+
+
+def test_run_publishes_into_a_shared_catalog_with_inherited_access(demo_out, tmp_path):
+    raw = yaml.safe_load((demo_out / "workflow.yaml").read_text())
+    raw["inputs"]["modis_vi"]["access"] = "partners"
+    wf_file = tmp_path / "partner.yaml"
+    wf_file.write_text(yaml.safe_dump(raw))
+    shared = tmp_path / "shared-catalog"
+    resolved = demo_out / "workflow.yaml"
+    before = resolved.read_text()
+    try:  # the stores are complete: this only publishes
+        run_cli("run", wf_file, "--resume", "--catalog", shared)
+    finally:
+        resolved.write_text(before)  # the run rewrote the demo's resolved workflow
+    entries = {e.id: e for e in open_catalog(shared).entries()}
+    assert {k: e.access for k, e in entries.items()} == {
+        "demo.gosat_l3": "public",
+        "demo.phenology": "partners",
+        "demo.vi": "partners",
+    }
+    assert all(e.run_id.startswith("demo-") for e in entries.values())
+    proc = run_cli("catalog", "search", shared, "--run", "demo", "--variable", "sos")
+    assert "demo.phenology" in proc.stdout and "partners" in proc.stdout
+
+
+def test_catalog_files_on_disk_validate_offline(demo_out):
+    from stac_pydantic import Catalog, Collection
+
+    cat = demo_out / "catalog"
+    root = json.loads((cat / "catalog.json").read_text())
+    Catalog.model_validate(root)
+    children = [lk["href"] for lk in root["links"] if lk["rel"] == "child"]
+    assert len(children) == 3
+    for href in children:
+        coll = json.loads((cat / href).read_text())
+        Collection.model_validate(coll)
+        assert coll["fluxscape:access"] == "public" and coll["fluxscape:run_id"].startswith("demo-")
+        assert "cube:dimensions" in coll and coll["assets"]["zarr"]["roles"] == ["data"]
