@@ -55,8 +55,9 @@ def test_loso_gpp_skill_at_product_step(demo_out: Path, flux: xr.Dataset):
     assert set(skill) == {"gpp", "nee", "reco"}  # NEE and RECO validated and reported too
     for target in ("nee", "reco"):
         assert np.isfinite(skill[target]["step"]["r2"])
-    report = demo_out / "reports" / "flux" / "gpp"
-    assert (report / "report.md").is_file() and list(report.glob("*.png"))
+    report = demo_out / "reports" / "flux"
+    assert (report / "report.md").is_file() and (report / "scatter_gpp.png").is_file()
+    assert json.loads((report / "skill.json").read_text())["cv"] == "loso"
 
 
 def test_gridded_gpp_recovers_the_true_field(flux: xr.Dataset):
@@ -79,11 +80,47 @@ def test_store_carries_units_spread_and_model_cards(demo_out: Path, flux: xr.Dat
         assert flux[f"{name}_sd"].attrs["units"] == "gC m-2 d-1"
     sd = flux["gpp_sd"].isel(time=slice(10, 14)).values
     assert np.nanmean(sd) > 0  # ensemble members disagree somewhat
-    cards = json.loads(flux.attrs["model_cards"])
-    ids = flux.attrs["models"]
-    assert ids == [cards[t]["card_id"] for t in ("gpp", "nee", "reco")]
-    card = cards["gpp"]
+    card = json.loads(flux.attrs["model_card"])
+    assert flux.attrs["models"] == [card["card_id"]]
+    assert all(flux[t].attrs["model_card"] == card["card_id"] for t in ("gpp", "nee", "reco"))
     assert len(card["sites"]) == 12 and card["features"][:3] == ["ndvi", "evi", "nbr"]
     assert not any(f.lower().startswith(("gpp", "nee", "reco")) for f in card["features"])
-    model = load_model(demo_out / "models" / "flux" / "gpp.skops")
-    assert hasattr(model, "predict")
+    assert {"scikit-learn", "lightgbm"} <= set(card["library_versions"])
+    model, loaded_card = load_model(demo_out / "models" / "flux" / "flux_model.skops")
+    assert loaded_card["card_id"] == card["card_id"] and list(model.targets) == [
+        "gpp",
+        "nee",
+        "reco",
+    ]
+
+
+def test_regional_totals_match_the_store(demo_out: Path, flux: xr.Dataset):
+    """The West/East prefectures split the region: their annual GPP adds up to the whole
+    grid's (area-weighted, days per period), in TgC."""
+    totals = pd.read_csv(demo_out / "reports" / "flux" / "regional_totals.csv")
+    year = totals[
+        (totals.variable == "gpp") & (totals.period_type == "year") & (totals.period == "2021")
+    ].set_index("region")
+    gpp = flux["gpp"].sel(time=slice("2021-01-01", "2021-12-31"))
+    times = pd.DatetimeIndex(gpp.time.values)
+    days = np.diff(np.append(times.values, np.datetime64("2022-01-01"))).astype("timedelta64[D]")
+    lat = np.deg2rad(flux.y.values)
+    r = 6371007.2
+    area = (
+        r**2
+        * np.deg2rad(0.01)
+        * np.abs(np.sin(lat + np.deg2rad(0.005)) - np.sin(lat - np.deg2rad(0.005)))
+    )
+    grid_total = (
+        float(
+            (gpp * xr.DataArray(days.astype(float), dims="time"))
+            .sum("time")
+            .dot(xr.DataArray(area, dims="y"))
+            .sum()
+        )
+        / 1e12
+    )
+    both = year.loc["West", "total_TgC"] + year.loc["East", "total_TgC"]
+    assert both == pytest.approx(grid_total, rel=0.01)
+    assert year.loc["Lakeside", "total_TgC"] < year.loc["East", "total_TgC"]  # inside East
+    assert (year["sd_TgC"] > 0).all()
