@@ -51,10 +51,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from fluxscape.products import smoothing
+from fluxscape.products import kernels, smoothing
 
 Method = Literal["whittaker", "savgol", "double_logistic"]
 METHODS: tuple[str, ...] = ("whittaker", "savgol", "double_logistic")
+Engine = Literal["numba", "numpy"]
+ENGINES: tuple[str, ...] = ("numba", "numpy")
 
 #: MCD12Q2 transition dates: name -> (fraction of the segment amplitude, rising?).
 TRANSITIONS: dict[str, tuple[float, bool]] = {
@@ -492,6 +494,7 @@ def phenology_metrics(
     min_peak_separation: float = 60.0,
     min_observations: int = 6,
     block_size: int = 8192,
+    engine: Engine = "numba",
 ) -> dict[str, np.ndarray]:
     """Phenology metrics of many series: numpy in, numpy out (see the module docstring for the
     definitions and conventions).
@@ -514,7 +517,11 @@ def phenology_metrics(
     series range)`` (index units) does not separate seasons; peaks closer than
     ``min_peak_separation`` days merge; at most ``seasons`` per year.
 
-    Pixels are processed ``block_size`` at a time, which bounds the memory.
+    Pixels are processed ``block_size`` at a time, which bounds the memory. ``engine``:
+    ``"numba"`` (default) runs the Whittaker smoothing, season division and threshold dates
+    (``sos_method="amplitude"``) in the compiled kernels of :mod:`fluxscape.products.kernels`,
+    one pixel at a time; ``"numpy"`` runs the block-vectorised numpy reference. Both give the
+    same results to float rounding (tests/test_kernels.py).
     """
     if method not in METHODS:
         raise ValueError(
@@ -524,6 +531,8 @@ def phenology_metrics(
         raise ValueError(f"sos_method: expected 'amplitude' or 'derivative', got {sos_method!r}")
     if seasons < 1:
         raise ValueError(f"seasons: expected >= 1, got {seasons}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine: expected 'numba' or 'numpy', got {engine!r}")
     if method == "savgol":
         smooth = partial(
             smoothing.savgol,
@@ -534,7 +543,7 @@ def phenology_metrics(
         )
     else:
         smooth = partial(
-            smoothing.whittaker,
+            kernels.whittaker if engine == "numba" else smoothing.whittaker,
             lam=lam,
             envelope_iterations=envelope_iterations,
             envelope_scale=envelope_scale,
@@ -576,7 +585,10 @@ def phenology_metrics(
     for b0 in range(0, good.size, block_size):
         rows = good[b0 : b0 + block_size]
         w_rows = np.where(usable[rows], w[rows], 0.0)
-        block = _phenology_block(y[rows], w_rows, t[rows], grid, jan1, smooth, rules)
+        if engine == "numba" and sos_method == "amplitude" and method != "double_logistic":
+            block = _phenology_block_kernels(y[rows], w_rows, t[rows], grid, jan1, smooth, rules)
+        else:
+            block = _phenology_block(y[rows], w_rows, t[rows], grid, jan1, smooth, rules)
         for v in VARIABLES:
             out[v][rows] = block[v]
     return {v: a.reshape(shape + (ny, seasons)) for v, a in out.items()}
@@ -628,6 +640,35 @@ def _phenology_block(
     inside = (t[pix] >= day["greenup"][:, None]) & (t[pix] <= day["dormancy"][:, None])
     out["n_obs"][pix, yi, si] = np.sum(inside & (w[pix] > 0), axis=1)
     return out
+
+
+def _phenology_block_kernels(
+    y: np.ndarray,
+    w: np.ndarray,
+    t: np.ndarray,
+    grid: np.ndarray,
+    jan1: np.ndarray,
+    smooth: partial,
+    rules: _Rules,
+) -> dict[str, np.ndarray]:
+    """:func:`_phenology_block` (``sos_method="amplitude"``, no fit) by the numba kernels;
+    Whittaker smoothing runs inside the same kernel."""
+    names_up = [k for k, (_, rising) in TRANSITIONS.items() if rising]
+    names_dn = [k for k, (_, rising) in TRANSITIONS.items() if not rising]
+    settings = {
+        "seasons": rules.seasons,
+        "up_fractions": [TRANSITIONS[k][0] for k in names_up] + [rules.sos_fraction],
+        "down_fractions": [TRANSITIONS[k][0] for k in names_dn] + [rules.eos_fraction],
+        "n_obs_window": (names_up.index("greenup"), names_dn.index("dormancy")),
+        "min_amplitude": rules.min_amplitude,
+        "min_relative_amplitude": rules.min_relative_amplitude,
+        "min_peak_separation": rules.min_peak_separation,
+    }
+    if smooth.func is kernels.whittaker:
+        res = kernels.phenology_rows(y, w, t, grid, jan1, **smooth.keywords, **settings)
+    else:
+        res = kernels.season_metrics(smooth(y, w, t, grid), w, t, grid, jan1, **settings)
+    return dict(zip([*kernels.FIXED_OUTPUTS, *names_up, *names_dn], res, strict=True))
 
 
 # --- xarray entry point ----------------------------------------------------------------------
