@@ -22,7 +22,7 @@ Functions are compiled on first use and cached on disk (``cache=True``); they re
 work is spread over cores by Dask, one tile per task.
 
 Output layout of :func:`season_metrics` / :func:`phenology_rows`: one float32 array
-(variable, pixel, year, season), NaN where there is no season; the variables are
+(pixel, year, season, variable), NaN where there is no season; the variables are
 :data:`FIXED_OUTPUTS` followed by the rising transition dates (one per entry of
 ``up_fractions`` except the last, which is ``sos``) and then the falling ones (``down_fractions``
 except the last, ``eos``). Dates are days of year of the season's year, as in
@@ -45,147 +45,194 @@ _JIT = {"cache": True, "nogil": True}
 # --- Whittaker smoother -----------------------------------------------------------------------
 
 
+#: Pixels smoothed together: the banded solve runs over this many independent systems at
+#: once (one SIMD register of float64 on AVX-512), which hides the latency of its recurrence.
+LANES = 8
+
+
 @njit(**_JIT)
-def _solve(oy, ww, oj, of, m, n, lam, a0, a1, b):
-    """Weighted Whittaker solve on an n-node grid for m observations (values ``oy``, weights
-    ``ww``, left node ``oj``, fraction ``of`` towards the right node); ``lam`` per grid step^3.
-    Builds the pentadiagonal normal equations (second differences: diagonal ``a0``, first
-    super-diagonal ``a1``, second super-diagonal ``lam``) and solves them by LDL^T; the
-    solution is left in ``b``."""
-    for i in range(n):
-        a0[i] = 0.0
-        a1[i] = 0.0
-        b[i] = 0.0
-    for k in range(m):
-        j = oj[k]
-        f = of[k]
-        g = 1.0 - f
-        wg = ww[k] * g
-        wf = ww[k] * f
-        a0[j] += wg * g
-        a0[j + 1] += wf * f
-        a1[j] += wg * f
-        b[j] += wg * oy[k]
-        b[j + 1] += wf * oy[k]
+def _solve(oy, ow, ij, of, m, lam, a, c1):
+    """Weighted Whittaker solves on an n-node grid for the :data:`LANES` pixels of a group.
+
+    Observations of lane l: values ``oy[l, :m[l]]``, weights ``ow``, left node ``ij``, fraction
+    ``of`` towards the right node; ``lam`` per grid step^3. Builds the pentadiagonal normal
+    equations (second differences: diagonal ``a[0]``, first super-diagonal ``a[1]``, second
+    super-diagonal ``lam``; ``a`` is (3, n, LANES)) and solves them by LDL^T with the forward
+    substitution in the same pass; the solutions are left in ``a[2]`` (n, LANES). ``c1``
+    (LANES,) is work space. Lanes with fewer than 3 observations give non-finite values."""
+    a0, a1, b = a[0], a[1], a[2]
+    n = a0.shape[0]
+    a0[:] = 0.0
+    a1[:] = 0.0
+    b[:] = 0.0
+    for lane in range(LANES):
+        for k in range(m[lane]):
+            j = ij[lane, k]
+            f = of[lane, k]
+            g = 1.0 - f
+            wg = ow[lane, k] * g
+            wf = ow[lane, k] * f
+            a0[j, lane] += wg * g
+            a0[j + 1, lane] += wf * f
+            a1[j, lane] += wg * f
+            b[j, lane] += wg * oy[lane, k]
+            b[j + 1, lane] += wf * oy[lane, k]
     # D'D of second differences: diagonal lam (1, 5, 6, ..., 6, 5, 1), first off-diagonal
-    # lam (-2, -4, ..., -4, -2), second off-diagonal lam.
+    # lam (-2, -4, ..., -4, -2, 0), second off-diagonal lam.
     for i in range(n):
-        a0[i] += 6.0 * lam
-        a1[i] += -4.0 * lam
-    a0[0] += -5.0 * lam
-    a0[n - 1] += -5.0 * lam
-    a0[1] += -1.0 * lam
-    a0[n - 2] += -1.0 * lam
-    a1[0] += 2.0 * lam
-    a1[n - 2] += 2.0 * lam
-    a1[n - 1] = 0.0
+        p0 = 6.0 * lam
+        p1 = -4.0 * lam
+        if i == 0 or i == n - 1:
+            p0 = lam
+        elif i == 1 or i == n - 2:
+            p0 = 5.0 * lam
+        if i == 0 or i == n - 2:
+            p1 = -2.0 * lam
+        elif i == n - 1:
+            p1 = 0.0
+        for lane in range(LANES):
+            a0[i, lane] += p0
+            a1[i, lane] += p1
     a2 = lam
-    # Forward: a0 becomes 1/D, a1 the sub-diagonal L[i+1, i], b the forward solution.
-    c1 = 0.0  # L[i+1, i] D[i] before division
-    for i in range(n):
-        d = a0[i]
-        yi = b[i]
-        if i >= 1:
-            d -= a1[i - 1] * c1
-            yi -= a1[i - 1] * b[i - 1]
-        if i >= 2:
-            l2 = a0[i - 2] * a2
-            d -= l2 * a2
-            yi -= l2 * b[i - 2]
-        a0[i] = 1.0 / d
-        b[i] = yi
+    # Forward: a0 becomes 1/D, a1 the sub-diagonal L[i+1, i], b the forward solution;
+    # c1 = L[i+1, i] D[i].
+    for lane in range(LANES):
+        a0[0, lane] = 1.0 / a0[0, lane]
+        c1[lane] = a1[0, lane]
+        a1[0, lane] = c1[lane] * a0[0, lane]
+    for lane in range(LANES):
+        a0[1, lane] = 1.0 / (a0[1, lane] - a1[0, lane] * c1[lane])
+        b[1, lane] -= a1[0, lane] * b[0, lane]
+        c1[lane] = a1[1, lane] + (a0[0, lane] * -a2) * c1[lane]
+        a1[1, lane] = c1[lane] * a0[1, lane]
+    for i in range(2, n):
+        for lane in range(LANES):
+            l2 = a0[i - 2, lane] * a2
+            d = a0[i, lane] - a1[i - 1, lane] * c1[lane] - l2 * a2
+            b[i, lane] = b[i, lane] - a1[i - 1, lane] * b[i - 1, lane] - l2 * b[i - 2, lane]
+            a0[i, lane] = 1.0 / d
         if i < n - 1:
-            if i >= 1:
-                c1 = a1[i] + (a0[i - 1] * -a2) * c1
-            else:
-                c1 = a1[0]
-            a1[i] = c1 * a0[i]
+            for lane in range(LANES):
+                c1[lane] = a1[i, lane] + (a0[i - 1, lane] * -a2) * c1[lane]
+                a1[i, lane] = c1[lane] * a0[i, lane]
     for i in range(n):
-        b[i] *= a0[i]
-    for i in range(n - 2, -1, -1):
-        b[i] -= a1[i] * b[i + 1]
-        if i < n - 2:
-            b[i] -= a0[i] * b[i + 2] * a2
+        for lane in range(LANES):
+            b[i, lane] *= a0[i, lane]
+    for lane in range(LANES):
+        b[n - 2, lane] -= a1[n - 2, lane] * b[n - 1, lane]
+    for i in range(n - 3, -1, -1):
+        for lane in range(LANES):
+            b[i, lane] -= a1[i, lane] * b[i + 1, lane] + a0[i, lane] * b[i + 2, lane] * a2
 
 
 @njit(**_JIT)
-def _whittaker_row(y, w, t, grid0, step, n, lam, iterations, scale_min, scratch, ij, z):
-    """Smooth one series (``y``, ``w``, ``t`` of length nt) onto the grid ``grid0 + step * k``
-    (k < n) into ``z``, as :func:`fluxscape.products.smoothing.whittaker` does for one row
-    (``lam`` per grid step^3). ``scratch`` (8, max(n, nt)) and ``ij`` (nt,) are work space.
-    Returns the number of usable observations; ``z`` is NaN when it is below 3."""
-    oy, ow0, ow, of, ot, absr, a0, a1 = (
-        scratch[0],
-        scratch[1],
-        scratch[2],
-        scratch[3],
-        scratch[4],
-        scratch[5],
-        scratch[6],
-        scratch[7],
-    )
-    m = 0
-    first = np.inf
-    last = -np.inf
-    for k in range(y.size):
-        yk = y[k]
-        wk = w[k]
-        tk = t[k]
-        if not (np.isfinite(yk) and np.isfinite(tk) and np.isfinite(wk) and wk > 0.0):
-            continue
-        u = (tk - grid0) / step
-        if u < 0.0 or u > n - 1:
-            continue
-        j = min(max(np.floor(u), 0.0), n - 2.0)
-        oy[m] = yk
-        ow0[m] = wk
-        ij[m] = int(j)
-        of[m] = u - j
-        ot[m] = tk
-        first = min(first, tk)
-        last = max(last, tk)
-        m += 1
-    if m < 3:
-        for i in range(n):
-            z[i] = np.nan
-        return m
-    _solve(oy, ow0, ij, of, m, n, lam, a0, a1, z)
+def _whittaker_group(y, w, t, p0, grid0, step, lam, iterations, scale_min, ws, z):
+    """Smooth the pixels p0 .. p0 + LANES - 1 (those that exist) of ``y``, ``w``, ``t``
+    (pixel, time) onto the grid ``grid0 + step * k`` (k < n) into the rows of ``z``
+    (LANES, n), as :func:`fluxscape.products.smoothing.whittaker` does (``lam`` per grid
+    step^3): rows with fewer than 3 usable observations are NaN. ``ws`` is the work space of
+    :func:`_whittaker_work`; after the call, ``ws[0][4]`` (LANES, time) holds the weights of
+    the usable observations (finite value, day and weight > 0; 0 elsewhere) and ``ws[2][1]``
+    (LANES,) their number."""
+    obs, ij, counts, span, a, c1, absr = ws
+    oy, ow0, ow, of, wu = obs[0], obs[1], obs[2], obs[3], obs[4]
+    m = counts[0]
+    npix, nt = y.shape
+    n = z.shape[1]
+    for lane in range(LANES):
+        p = p0 + lane
+        count = 0
+        usable = 0
+        first = np.inf
+        last = -np.inf
+        if p < npix:
+            for k in range(nt):
+                yk = y[p, k]
+                wk = w[p, k]
+                tk = t[p, k]
+                wu[lane, k] = 0.0
+                if not (np.isfinite(yk) and np.isfinite(tk) and np.isfinite(wk) and wk > 0.0):
+                    continue
+                wu[lane, k] = wk
+                usable += 1
+                u = (tk - grid0) / step
+                if u < 0.0 or u > n - 1:
+                    continue
+                j = min(max(np.floor(u), 0.0), n - 2.0)
+                oy[lane, count] = yk
+                ow0[lane, count] = wk
+                ij[lane, count] = int(j)
+                of[lane, count] = u - j
+                first = min(first, tk)
+                last = max(last, tk)
+                count += 1
+        m[lane] = count
+        counts[1, lane] = usable
+        span[0, lane] = first
+        span[1, lane] = last
+    _solve(oy, ow0, ij, of, m, lam, a, c1)
+    zt = a[2]
     for _ in range(iterations):
         # Upper envelope: bisquare weights on negative residuals, scale 6 median |residual|.
-        for k in range(m):
-            j = ij[k]
-            ow[k] = oy[k] - (z[j] * (1.0 - of[k]) + z[j + 1] * of[k])
-            absr[k] = abs(ow[k])
-        absr[:m].sort()
-        scale = max(3.0 * (absr[(m - 1) // 2] + absr[m // 2]), scale_min)
-        for k in range(m):
-            r = ow[k]
-            if r < 0.0:
-                bis = max(1.0 - (r / scale) ** 2, 0.0)
-                ow[k] = ow0[k] * bis * bis
-            else:
-                ow[k] = ow0[k]
-        _solve(oy, ow, ij, of, m, n, lam, a0, a1, z)
-    # Hold the curve constant outside the observed span.
-    i0 = int(min(max(np.ceil((first - grid0) / step), 0.0), n - 1.0))
-    i1 = int(min(max(np.floor((last - grid0) / step), 0.0), n - 1.0))
-    for i in range(i0):
-        z[i] = z[i0]
-    for i in range(i1 + 1, n):
-        z[i] = z[i1]
-    return m
+        for lane in range(LANES):
+            mm = m[lane]
+            if mm < 3:
+                continue
+            for k in range(mm):
+                j = ij[lane, k]
+                f = of[lane, k]
+                r = oy[lane, k] - (zt[j, lane] * (1.0 - f) + zt[j + 1, lane] * f)
+                ow[lane, k] = r
+                absr[k] = abs(r)
+            absr[:mm].sort()
+            scale = max(3.0 * (absr[(mm - 1) // 2] + absr[mm // 2]), scale_min)
+            for k in range(mm):
+                r = ow[lane, k]
+                if r < 0.0:
+                    bis = max(1.0 - (r / scale) ** 2, 0.0)
+                    ow[lane, k] = ow0[lane, k] * bis * bis
+                else:
+                    ow[lane, k] = ow0[lane, k]
+        _solve(oy, ow, ij, of, m, lam, a, c1)
+    for lane in range(LANES):
+        if m[lane] < 3:
+            z[lane, :] = np.nan
+            continue
+        # Hold the curve constant outside the observed span.
+        i0 = int(min(max(np.ceil((span[0, lane] - grid0) / step), 0.0), n - 1.0))
+        i1 = int(min(max(np.floor((span[1, lane] - grid0) / step), 0.0), n - 1.0))
+        for i in range(n):
+            z[lane, i] = zt[i, lane]
+        for i in range(i0):
+            z[lane, i] = z[lane, i0]
+        for i in range(i1 + 1, n):
+            z[lane, i] = z[lane, i1]
+
+
+@njit(**_JIT)
+def _whittaker_work(n, nt):
+    """Work space of :func:`_whittaker_group` for n grid nodes and nt observations."""
+    return (
+        np.zeros((5, LANES, nt)),
+        np.zeros((LANES, nt), dtype=np.int64),
+        np.zeros((2, LANES), dtype=np.int64),
+        np.zeros((2, LANES)),
+        np.zeros((3, n, LANES)),
+        np.zeros(LANES),
+        np.zeros(nt),
+    )
 
 
 @njit(**_JIT)
 def _whittaker_rows(y, w, t, grid0, step, n, lam, iterations, scale_min):
     npix, nt = y.shape
     z = np.empty((npix, n))
-    scratch = np.empty((8, max(n, nt)))
-    ij = np.empty(nt, dtype=np.int64)
-    for p in range(npix):
-        _whittaker_row(
-            y[p], w[p], t[p], grid0, step, n, lam, iterations, scale_min, scratch, ij, z[p]
-        )
+    ws = _whittaker_work(n, nt)
+    zg = np.empty((LANES, n))
+    for p0 in range(0, npix, LANES):
+        _whittaker_group(y, w, t, p0, grid0, step, lam, iterations, scale_min, ws, zg)
+        for lane in range(min(LANES, npix - p0)):
+            z[p0 + lane] = zg[lane]
     return z
 
 
@@ -359,55 +406,68 @@ def _select_seasons(idx, val, typ, count, year_starts, seasons, chosen):
 
 
 @njit(**_JIT)
-def _first_reach(z, n, forward, start, stop, level):
-    """Fractional index where the running maximum of ``x`` from ``start`` first reaches
-    ``level`` within [start, stop] (``stop`` if it does not), interpolated between the running
-    maxima of the two nodes around the crossing, as ``phenology._SegmentMax.first_reach``.
-    ``x`` is ``z`` (``forward``) or ``z`` reversed, and indices are in that orientation.
-    ``start`` is a season boundary: a level reached at ``start`` itself (only a level equal to
-    the boundary value, for fractions in [0, 1]) gives ``start``, except at the series start,
-    where the reference interpolates towards node 1."""
+def _first_reach(z, n, forward, start, stop, levels, order, out):
+    """For each level, the fractional index where the running maximum of ``x`` from ``start``
+    first reaches it within [start, stop] (``stop`` if it does not), interpolated between the
+    running maxima of the two nodes around the crossing, as
+    ``phenology._SegmentMax.first_reach``; into ``out``. ``x`` is ``z`` (``forward``) or ``z``
+    reversed, and indices are in that orientation. ``order`` (work space) gets the levels'
+    ascending order, so one pass over [start, stop] serves them all.
+
+    ``start`` is a season boundary: a level reached at ``start`` itself (for fractions of the
+    amplitude in [0, 1], only a level equal to the boundary value) gives ``start``, except at
+    the series start, where the reference interpolates towards node 1."""
+    nl = levels.size
+    for i in range(nl):  # insertion sort of the level indices by level
+        order[i] = i
+        j = i
+        while j > 0 and levels[order[j - 1]] > levels[i]:
+            order[j] = order[j - 1]
+            j -= 1
+        order[j] = i
     x0 = z[start] if forward else z[n - 1 - start]
+    p = start  # scan position, running maxima at p and p - 1
     mk = x0
     mprev = x0
-    k = -1
-    if x0 >= level:
-        k = start
-    else:
-        for p in range(start + 1, stop + 1):
+    for q in range(nl):
+        level = levels[order[q]]
+        while mk < level and p < stop:
+            p += 1
             xp = z[p] if forward else z[n - 1 - p]
             mprev = mk
             if xp > mk:
                 mk = xp
-            if mk >= level:
-                k = p
-                break
-        if k < 0:
-            k = stop
-    if k == 0:
-        x1 = z[1] if forward else z[n - 2]
-        g0 = x0
-        g1 = max(x0, x1)
-    elif k == start:
-        return float(start)
-    else:
-        g0 = mprev
-        g1 = mk
-    frac = (level - g0) / (g1 - g0) if g1 > g0 else 1.0
-    return (k - 1) + min(max(frac, 0.0), 1.0)
+        k = p  # first reached at p, or not reached: p == stop
+        if k == 0:
+            x1 = z[1] if forward else z[n - 2]
+            g0 = x0
+            g1 = max(x0, x1)
+        elif k == start:
+            out[order[q]] = start
+            continue
+        else:
+            g0 = mprev
+            g1 = mk
+        frac = (level - g0) / (g1 - g0) if g1 > g0 else 1.0
+        out[order[q]] = (k - 1) + min(max(frac, 0.0), 1.0)
 
 
 @njit(**_JIT)
-def _season(z, n, left, right, up_fractions, down_fractions, res):
+def _season(z, n, left, right, up_fractions, down_fractions, levels, order, res):
     """Metrics of the season (troughs at grid indices ``left``, ``right``) of ``z``, dates as
     fractional grid indices, as ``phenology._extract`` (``sos_method="amplitude"``): ``res`` =
     [pos, peak, amplitude, integral, rising dates (last: sos), falling dates (last: eos)].
-    Returns False (and leaves ``res`` undefined) where the season is not valid."""
+    ``levels``, ``order`` are work space. Returns False (and leaves ``res`` undefined) where
+    the season is not valid."""
+    # The first maximum over [left, right - 1].
+    at = left
     top = z[left]
-    for i in range(left, right):
+    for i in range(left + 1, right):
         if z[i] > top:
             top = z[i]
-    at = int(np.rint(_first_reach(z, n, True, left, right - 1, top)))
+            at = i
+    if at == 0 and z[1] <= z[0]:
+        at = 1  # the reference's interpolation at the series start
     z0 = z[at]
     if 0 < at < n - 1:
         zm = z[at - 1]
@@ -427,18 +487,18 @@ def _season(z, n, left, right, up_fractions, down_fractions, res):
     nu = up_fractions.size
     nd = down_fractions.size
     for i in range(nu):
-        d = _first_reach(z, n, True, left, at, zl + up_fractions[i] * (peak - zl))
-        if i < nu - 1 and not (left <= d <= pos):
+        levels[i] = zl + up_fractions[i] * (peak - zl)
+    _first_reach(z, n, True, left, at, levels[:nu], order, res[4:])
+    for i in range(nu - 1):
+        if not (left <= res[4 + i] <= pos):
             return False
-        res[4 + i] = d
     for i in range(nd):
-        rev = _first_reach(
-            z, n, False, n - 1 - right, n - 1 - at, zr + down_fractions[i] * (peak - zr)
-        )
-        d = n - 1 - rev
-        if i < nd - 1 and not (pos <= d <= right):
+        levels[i] = zr + down_fractions[i] * (peak - zr)
+    _first_reach(z, n, False, n - 1 - right, n - 1 - at, levels[:nd], order, res[4 + nu :])
+    for i in range(nd):
+        res[4 + nu + i] = n - 1 - res[4 + nu + i]
+        if i < nd - 1 and not (pos <= res[4 + nu + i] <= right):
             return False
-        res[4 + nu + i] = d
     base = 0.5 * (zl + zr)
     sos = res[4 + nu - 1]
     eos = res[4 + nu + nd - 1]
@@ -456,7 +516,7 @@ def _season(z, n, left, right, up_fractions, down_fractions, res):
 
 @njit(**_JIT)
 def _row_metrics(z, w, t, p, settings, fractions, jan1, year_starts, work, iwork, chosen, out):
-    """Season division and metrics of one smoothed series ``z`` (n,) into ``out[:, p]``;
+    """Season division and metrics of one smoothed series ``z`` (n,) into ``out[p]``;
     ``w``, ``t`` (nt,) are the series' observation weights and days (for ``n_obs``).
     ``settings`` = [grid0, step, min_amplitude, min_relative_amplitude, min_separation (grid
     steps), n_up, n_down, n_obs first rising index, n_obs last falling index]; ``fractions``
@@ -471,8 +531,8 @@ def _row_metrics(z, w, t, p, settings, fractions, jan1, year_starts, work, iwork
             return  # not smoothed (too few observations): no season
         lo = min(lo, z[i])
         hi = max(hi, z[i])
-    idx, val, score, res = work[0], work[1], work[2], work[3]
-    sgn, typ, remove = iwork[0], iwork[1], iwork[2]
+    idx, val, score, res, levels = work[0], work[1], work[2], work[3], work[4]
+    sgn, typ, remove, order = iwork[0], iwork[1], iwork[2], iwork[3]
     count = _extrema(z, n, sgn, idx, val, typ)
     threshold = max(settings[2], settings[3] * (hi - lo))
     count = _simplify(idx, val, typ, count, threshold, settings[4], score, remove)
@@ -487,36 +547,35 @@ def _row_metrics(z, w, t, p, settings, fractions, jan1, year_starts, work, iwork
             j = chosen[yi, s]
             if j < 0:
                 break
-            if not _season(z, n, int(idx[j - 1]), int(idx[j + 1]), up, down, res):
-                out[_NOBS, p, yi, s] = 0.0
+            if not _season(z, n, int(idx[j - 1]), int(idx[j + 1]), up, down, levels, order, res):
+                out[p, yi, s, _NOBS] = 0.0
                 continue
             sos = grid0 + step * res[sos_at]
             eos = grid0 + step * res[eos_at]
-            out[_SOS, p, yi, s] = sos - jan1[yi] + 1.0
-            out[_EOS, p, yi, s] = eos - jan1[yi] + 1.0
-            out[_POS, p, yi, s] = grid0 + step * res[0] - jan1[yi] + 1.0
-            out[_LOS, p, yi, s] = eos - sos
-            out[_PEAK, p, yi, s] = res[1]
-            out[_AMP, p, yi, s] = res[2]
-            out[_INT, p, yi, s] = res[3] * step
+            out[p, yi, s, _SOS] = sos - jan1[yi] + 1.0
+            out[p, yi, s, _EOS] = eos - jan1[yi] + 1.0
+            out[p, yi, s, _POS] = grid0 + step * res[0] - jan1[yi] + 1.0
+            out[p, yi, s, _LOS] = eos - sos
+            out[p, yi, s, _PEAK] = res[1]
+            out[p, yi, s, _AMP] = res[2]
+            out[p, yi, s, _INT] = res[3] * step
             for i in range(n_up - 1):
-                out[8 + i, p, yi, s] = grid0 + step * res[4 + i] - jan1[yi] + 1.0
+                out[p, yi, s, 8 + i] = grid0 + step * res[4 + i] - jan1[yi] + 1.0
             for i in range(n_down - 1):
-                out[7 + n_up + i, p, yi, s] = grid0 + step * res[4 + n_up + i] - jan1[yi] + 1.0
+                out[p, yi, s, 7 + n_up + i] = grid0 + step * res[4 + n_up + i] - jan1[yi] + 1.0
             green = grid0 + step * res[green_at]
             dormant = grid0 + step * res[dormant_at]
             nobs = 0
             for k in range(t.size):
-                if w[k] > 0 and green <= t[k] <= dormant:
-                    nobs += 1
-            out[_NOBS, p, yi, s] = nobs
+                nobs += (w[k] > 0) & (green <= t[k]) & (t[k] <= dormant)
+            out[p, yi, s, _NOBS] = nobs
 
 
 @njit(**_JIT)
 def _work(n, n_years, seasons):
     """Work space of :func:`_row_metrics` for series of n nodes."""
-    work = np.empty((4, n + 8))
-    iwork = np.empty((3, n + 8), dtype=np.int64)
+    work = np.empty((5, n + 8))
+    iwork = np.empty((4, n + 8), dtype=np.int64)
     chosen = np.empty((n_years, seasons), dtype=np.int64)
     return work, iwork, chosen
 
@@ -524,7 +583,7 @@ def _work(n, n_years, seasons):
 @njit(**_JIT)
 def _season_metrics_rows(z, w, t, settings, fractions, jan1, year_starts, out):
     npix, n = z.shape
-    work, iwork, chosen = _work(n + fractions.size, year_starts.size - 1, out.shape[3])
+    work, iwork, chosen = _work(n + fractions.size, year_starts.size - 1, out.shape[2])
     for p in range(npix):
         _row_metrics(
             z[p], w[p], t[p], p, settings, fractions, jan1, year_starts, work, iwork, chosen, out
@@ -536,17 +595,30 @@ def _phenology_rows(y, w, t, smooth, settings, fractions, jan1, year_starts, out
     npix, nt = y.shape
     grid0, step = settings[0], settings[1]
     n = int(smooth[0])
-    scratch = np.empty((8, max(n, nt)))
-    ij = np.empty(nt, dtype=np.int64)
-    z = np.empty(n)
-    work, iwork, chosen = _work(n + fractions.size, year_starts.size - 1, out.shape[3])
-    for p in range(npix):
-        _whittaker_row(
-            y[p], w[p], t[p], grid0, step, n, smooth[1], int(smooth[2]), smooth[3], scratch, ij, z
-        )
-        _row_metrics(
-            z, w[p], t[p], p, settings, fractions, jan1, year_starts, work, iwork, chosen, out
-        )
+    min_observations = smooth[4]
+    ws = _whittaker_work(n, nt)
+    zg = np.empty((LANES, n))
+    work, iwork, chosen = _work(n + fractions.size, year_starts.size - 1, out.shape[2])
+    for p0 in range(0, npix, LANES):
+        _whittaker_group(y, w, t, p0, grid0, step, smooth[1], int(smooth[2]), smooth[3], ws, zg)
+        for lane in range(min(LANES, npix - p0)):
+            p = p0 + lane
+            if ws[2][1, lane] < min_observations:
+                continue
+            _row_metrics(
+                zg[lane],
+                ws[0][4, lane],
+                t[p],
+                p,
+                settings,
+                fractions,
+                jan1,
+                year_starts,
+                work,
+                iwork,
+                chosen,
+                out,
+            )
 
 
 def _settings(
@@ -608,7 +680,7 @@ def season_metrics(
     ``down_fractions`` likewise for the falling ones and ``eos``; ``n_obs_window``: the
     (rising, falling) transition indices between which observations are counted.
     ``min_peak_separation`` in days, amplitudes in index units. Rows with non-finite values
-    have no season. Returns the float32 array (variable, pixel, year, season) described in the
+    have no season. Returns the float32 array (pixel, year, season, variable) described in the
     module docstring."""
     settings, fractions, jan1, year_starts = _settings(
         grid,
@@ -645,10 +717,12 @@ def phenology_rows(
     min_amplitude: float,
     min_relative_amplitude: float,
     min_peak_separation: float,
+    min_observations: int = 0,
 ) -> np.ndarray:
     """:func:`whittaker` then :func:`season_metrics`, one pixel at a time (the smoothed series
     stay inside the kernel). ``values``, ``weights``, ``days``: (pixel, time); the other
-    arguments as in those two functions."""
+    arguments as in those two functions. Pixels with fewer than ``min_observations`` usable
+    observations (finite value and day, weight > 0) are all NaN, ``n_obs`` included."""
     settings, fractions, jan1, year_starts = _settings(
         grid,
         jan1,
@@ -663,7 +737,8 @@ def phenology_rows(
     y = _rows(values, values.shape)
     step = settings[1]
     smooth = np.array(
-        [np.size(grid), lam / step**3, int(envelope_iterations), envelope_scale], dtype=float
+        [np.size(grid), lam / step**3, int(envelope_iterations), envelope_scale, min_observations],
+        dtype=float,
     )
     out = _output(y.shape[0], jan1.size - 1, seasons, fractions.size)
     _phenology_rows(
@@ -682,5 +757,5 @@ def phenology_rows(
 
 def _output(npix: int, n_years: int, seasons: int, n_fractions: int) -> np.ndarray:
     return np.full(
-        (len(FIXED_OUTPUTS) + n_fractions - 2, npix, n_years, seasons), np.nan, np.float32
+        (npix, n_years, seasons, len(FIXED_OUTPUTS) + n_fractions - 2), np.nan, np.float32
     )

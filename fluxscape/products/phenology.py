@@ -517,11 +517,13 @@ def phenology_metrics(
     series range)`` (index units) does not separate seasons; peaks closer than
     ``min_peak_separation`` days merge; at most ``seasons`` per year.
 
-    Pixels are processed ``block_size`` at a time, which bounds the memory. ``engine``:
-    ``"numba"`` (default) runs the Whittaker smoothing, season division and threshold dates
-    (``sos_method="amplitude"``) in the compiled kernels of :mod:`fluxscape.products.kernels`,
-    one pixel at a time; ``"numpy"`` runs the block-vectorised numpy reference. Both give the
-    same results to float rounding (tests/test_kernels.py).
+    ``engine``: ``"numba"`` (default) runs the Whittaker smoothing, season division and
+    threshold dates (``sos_method="amplitude"``) in the compiled kernels of
+    :mod:`fluxscape.products.kernels`, a few pixels at a time, so the working memory does not
+    grow with the number of pixels; ``"numpy"`` runs the block-vectorised numpy reference,
+    ``block_size`` pixels at a time (which bounds its memory; also used by the numba engine
+    with the other smoothers and options). Both give the same results to float rounding
+    (tests/test_kernels.py).
     """
     if method not in METHODS:
         raise ValueError(
@@ -572,20 +574,29 @@ def phenology_metrics(
     y = values.reshape(-1, nt)
     w = np.broadcast_to(np.asarray(weights, dtype=float), values.shape).reshape(-1, nt)
     t = np.broadcast_to(np.asarray(days, dtype=float), values.shape).reshape(-1, nt)
-    usable = np.isfinite(y) & np.isfinite(t) & np.isfinite(w) & (w > 0)
-    t_used = t[usable]
-    t_lo = float(t_used.min()) if t_used.size else jan1[0]
-    t_hi = float(t_used.max()) if t_used.size else jan1[-1] - 1
+    ny = len(years)
+    usable = None
+    if grid_start is None or grid_stop is None:
+        usable = np.isfinite(y) & np.isfinite(t) & np.isfinite(w) & (w > 0)
+        t_used = t[usable]
+        t_lo = float(t_used.min()) if t_used.size else jan1[0]
+        t_hi = float(t_used.max()) if t_used.size else jan1[-1] - 1
     start = np.floor(min(jan1[0], t_lo)) if grid_start is None else float(grid_start)
     stop = np.ceil(max(jan1[-1] - 1, t_hi)) if grid_stop is None else float(grid_stop)
     grid = start + step * np.arange(int(np.ceil((stop - start) / step)) + 1)
-    ny = len(years)
+    kernel_path = engine == "numba" and sos_method == "amplitude" and method != "double_logistic"
+    if kernel_path and method == "whittaker":
+        # One pass over all pixels: the kernel holds one pixel's series at a time.
+        res = _phenology_block_kernels(y, w, t, grid, jan1, smooth, rules, min_observations)
+        return {v: a.reshape(shape + (ny, seasons)) for v, a in res.items()}
+    if usable is None:
+        usable = np.isfinite(y) & np.isfinite(t) & np.isfinite(w) & (w > 0)
     out = {v: np.full((y.shape[0], ny, seasons), np.nan, dtype=np.float32) for v in VARIABLES}
     good = np.flatnonzero(usable.sum(axis=1) >= min_observations)
     for b0 in range(0, good.size, block_size):
         rows = good[b0 : b0 + block_size]
         w_rows = np.where(usable[rows], w[rows], 0.0)
-        if engine == "numba" and sos_method == "amplitude" and method != "double_logistic":
+        if kernel_path:
             block = _phenology_block_kernels(y[rows], w_rows, t[rows], grid, jan1, smooth, rules)
         else:
             block = _phenology_block(y[rows], w_rows, t[rows], grid, jan1, smooth, rules)
@@ -650,9 +661,11 @@ def _phenology_block_kernels(
     jan1: np.ndarray,
     smooth: partial,
     rules: _Rules,
+    min_observations: int = 0,
 ) -> dict[str, np.ndarray]:
     """:func:`_phenology_block` (``sos_method="amplitude"``, no fit) by the numba kernels;
-    Whittaker smoothing runs inside the same kernel."""
+    Whittaker smoothing runs inside the same kernel, which also leaves pixels with fewer than
+    ``min_observations`` usable observations at NaN (other smoothers: rows already chosen)."""
     names_up = [k for k, (_, rising) in TRANSITIONS.items() if rising]
     names_dn = [k for k, (_, rising) in TRANSITIONS.items() if not rising]
     settings = {
@@ -665,10 +678,13 @@ def _phenology_block_kernels(
         "min_peak_separation": rules.min_peak_separation,
     }
     if smooth.func is kernels.whittaker:
-        res = kernels.phenology_rows(y, w, t, grid, jan1, **smooth.keywords, **settings)
+        res = kernels.phenology_rows(
+            y, w, t, grid, jan1, **smooth.keywords, **settings, min_observations=min_observations
+        )
     else:
         res = kernels.season_metrics(smooth(y, w, t, grid), w, t, grid, jan1, **settings)
-    return dict(zip([*kernels.FIXED_OUTPUTS, *names_up, *names_dn], res, strict=True))
+    names = [*kernels.FIXED_OUTPUTS, *names_up, *names_dn]
+    return {name: res[..., i] for i, name in enumerate(names)}
 
 
 # --- xarray entry point ----------------------------------------------------------------------
