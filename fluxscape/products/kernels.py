@@ -223,19 +223,6 @@ def _whittaker_work(n, nt):
     )
 
 
-@njit(**_JIT)
-def _whittaker_rows(y, w, t, grid0, step, n, lam, iterations, scale_min):
-    npix, nt = y.shape
-    z = np.empty((npix, n))
-    ws = _whittaker_work(n, nt)
-    zg = np.empty((LANES, n))
-    for p0 in range(0, npix, LANES):
-        _whittaker_group(y, w, t, p0, grid0, step, lam, iterations, scale_min, ws, zg)
-        for lane in range(min(LANES, npix - p0)):
-            z[p0 + lane] = zg[lane]
-    return z
-
-
 def _grid(grid: np.ndarray) -> tuple[float, float, int]:
     grid = np.asarray(grid, dtype=float)
     if grid.ndim != 1 or grid.size < 4:
@@ -270,9 +257,12 @@ def whittaker(
     y = _rows(values, values.shape)
     w = _rows(weights, values.shape)
     t = _rows(days, values.shape)
-    z = _whittaker_rows(
-        y, w, t, grid0, step, n, lam / step**3, int(envelope_iterations), envelope_scale
-    )
+    z = np.empty((y.shape[0], n))
+    smooth = np.array([n, lam / step**3, int(envelope_iterations), envelope_scale, 0.0])
+    settings = np.zeros(9)
+    settings[:2] = grid0, step
+    none = np.zeros(2)
+    _run(SMOOTH, y, w, t, z, smooth, settings, none, none, none, _output(0, 1, 1, 2))
     return z.reshape(values.shape[:-1] + (n,))
 
 
@@ -580,30 +570,52 @@ def _work(n, n_years, seasons):
     return work, iwork, chosen
 
 
-@njit(**_JIT)
-def _season_metrics_rows(z, w, t, settings, fractions, jan1, year_starts, out):
-    npix, n = z.shape
-    work, iwork, chosen = _work(n + fractions.size, year_starts.size - 1, out.shape[2])
-    for p in range(npix):
-        _row_metrics(
-            z[p], w[p], t[p], p, settings, fractions, jan1, year_starts, work, iwork, chosen, out
-        )
+#: Modes of :func:`_run`.
+SMOOTH, METRICS, BOTH = 0, 1, 2
 
 
 @njit(**_JIT)
-def _phenology_rows(y, w, t, smooth, settings, fractions, jan1, year_starts, out):
-    npix, nt = y.shape
-    grid0, step = settings[0], settings[1]
+def _run(mode, y, w, t, z, smooth, settings, fractions, jan1, year_starts, out):
+    """The one compiled entry point (a single compilation per environment serves every use).
+
+    ``mode`` :data:`SMOOTH`: Whittaker-smooth ``y``, ``w``, ``t`` (pixel, time) into ``z``
+    (pixel, n). :data:`METRICS`: season metrics of the smoothed ``z`` (``w`` holding the
+    usable observations' weights, 0 elsewhere) into ``out`` (pixel, year, season, variable).
+    :data:`BOTH`: smoothing then metrics per pixel, into ``out``, skipping pixels with fewer
+    than ``smooth[4]`` usable observations. ``smooth`` = [n, lam per grid step^3, envelope
+    iterations, envelope scale, min_observations]; ``settings``, ``fractions``: see
+    :func:`_row_metrics`."""
+    npix, nt = w.shape
     n = int(smooth[0])
-    min_observations = smooth[4]
+    grid0, step = settings[0], settings[1]
+    work, iwork, chosen = _work(n + fractions.size, year_starts.size - 1, out.shape[2])
+    if mode == METRICS:
+        for p in range(npix):
+            _row_metrics(
+                z[p],
+                w[p],
+                t[p],
+                p,
+                settings,
+                fractions,
+                jan1,
+                year_starts,
+                work,
+                iwork,
+                chosen,
+                out,
+            )
+        return
     ws = _whittaker_work(n, nt)
     zg = np.empty((LANES, n))
-    work, iwork, chosen = _work(n + fractions.size, year_starts.size - 1, out.shape[2])
     for p0 in range(0, npix, LANES):
         _whittaker_group(y, w, t, p0, grid0, step, smooth[1], int(smooth[2]), smooth[3], ws, zg)
         for lane in range(min(LANES, npix - p0)):
             p = p0 + lane
-            if ws[2][1, lane] < min_observations:
+            if mode == SMOOTH:
+                z[p] = zg[lane]
+                continue
+            if ws[2][1, lane] < smooth[4]:
                 continue
             _row_metrics(
                 zg[lane],
@@ -696,7 +708,8 @@ def season_metrics(
     out = _output(z.shape[0], jan1.size - 1, seasons, fractions.size)
     w = _rows(weights, np.shape(weights))
     t = _rows(days, np.shape(days))
-    _season_metrics_rows(z, w, t, settings, fractions, jan1, year_starts, out)
+    smooth = np.array([z.shape[1], 0.0, 0.0, 0.0, 0.0])
+    _run(METRICS, w, w, t, z, smooth, settings, fractions, jan1, year_starts, out)
     return out
 
 
@@ -741,17 +754,9 @@ def phenology_rows(
         dtype=float,
     )
     out = _output(y.shape[0], jan1.size - 1, seasons, fractions.size)
-    _phenology_rows(
-        y,
-        _rows(weights, values.shape),
-        _rows(days, values.shape),
-        smooth,
-        settings,
-        fractions,
-        jan1,
-        year_starts,
-        out,
-    )
+    w = _rows(weights, values.shape)
+    t = _rows(days, values.shape)
+    _run(BOTH, y, w, t, np.empty((0, 1)), smooth, settings, fractions, jan1, year_starts, out)
     return out
 
 
