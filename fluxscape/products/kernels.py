@@ -39,7 +39,7 @@ FIXED_OUTPUTS = ("sos", "pos", "eos", "los", "peak", "amplitude", "integral", "n
 
 _SOS, _POS, _EOS, _LOS, _PEAK, _AMP, _INT, _NOBS = range(8)
 
-_JIT = {"cache": True, "nogil": True}
+_JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 
 
 # --- Whittaker smoother -----------------------------------------------------------------------

@@ -544,8 +544,11 @@ def phenology_metrics(
             envelope_scale=envelope_scale,
         )
     else:
+        # The double-logistic fit amplifies float-rounding differences of its starting curve
+        # into different local optima now and then: it keeps the numpy smoother.
+        fast = engine == "numba" and method == "whittaker"
         smooth = partial(
-            kernels.whittaker if engine == "numba" else smoothing.whittaker,
+            kernels.whittaker if fast else smoothing.whittaker,
             lam=lam,
             envelope_iterations=envelope_iterations,
             envelope_scale=envelope_scale,
