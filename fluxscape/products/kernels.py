@@ -126,6 +126,40 @@ def _solve(oy, ow, ij, of, m, lam, a, c1):
 
 
 @njit(**_JIT)
+def _middle_pair_sum(a, m):
+    """Sum of the ((m - 1) // 2)-th and (m // 2)-th smallest of ``a[:m]`` (twice the median),
+    by quickselect (reorders ``a[:m]``)."""
+    k = (m - 1) // 2
+    lo = 0
+    hi = m - 1
+    while lo < hi:
+        pivot = a[(lo + hi) >> 1]
+        i = lo
+        j = hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                a[i], a[j] = a[j], a[i]
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            break
+    if m % 2:
+        return 2.0 * a[k]
+    upper = a[k + 1]
+    for i in range(k + 2, m):
+        upper = min(upper, a[i])
+    return a[k] + upper
+
+
+@njit(**_JIT)
 def _whittaker_group(y, w, t, p0, grid0, step, lam, iterations, scale_min, ws, z):
     """Smooth the pixels p0 .. p0 + LANES - 1 (those that exist) of ``y``, ``w``, ``t``
     (pixel, time) onto the grid ``grid0 + step * k`` (k < n) into the rows of ``z``
@@ -184,15 +218,11 @@ def _whittaker_group(y, w, t, p0, grid0, step, lam, iterations, scale_min, ws, z
                 r = oy[lane, k] - (zt[j, lane] * (1.0 - f) + zt[j + 1, lane] * f)
                 ow[lane, k] = r
                 absr[k] = abs(r)
-            absr[:mm].sort()
-            scale = max(3.0 * (absr[(mm - 1) // 2] + absr[mm // 2]), scale_min)
+            scale = max(3.0 * _middle_pair_sum(absr, mm), scale_min)
             for k in range(mm):
                 r = ow[lane, k]
-                if r < 0.0:
-                    bis = max(1.0 - (r / scale) ** 2, 0.0)
-                    ow[lane, k] = ow0[lane, k] * bis * bis
-                else:
-                    ow[lane, k] = ow0[lane, k]
+                bis = max(1.0 - (r / scale) ** 2, 0.0)
+                ow[lane, k] = ow0[lane, k] * (bis * bis if r < 0.0 else 1.0)
         _solve(oy, ow, ij, of, m, lam, a, c1)
     for lane in range(LANES):
         if m[lane] < 3:
