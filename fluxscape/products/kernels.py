@@ -62,21 +62,6 @@ def _solve(oy, ow, ij, of, m, lam, a, c1):
     (LANES,) is work space. Lanes with fewer than 3 observations give non-finite values."""
     a0, a1, b = a[0], a[1], a[2]
     n = a0.shape[0]
-    a0[:] = 0.0
-    a1[:] = 0.0
-    b[:] = 0.0
-    for lane in range(LANES):
-        for k in range(m[lane]):
-            j = ij[lane, k]
-            f = of[lane, k]
-            g = 1.0 - f
-            wg = ow[lane, k] * g
-            wf = ow[lane, k] * f
-            a0[j, lane] += wg * g
-            a0[j + 1, lane] += wf * f
-            a1[j, lane] += wg * f
-            b[j, lane] += wg * oy[lane, k]
-            b[j + 1, lane] += wf * oy[lane, k]
     # D'D of second differences: diagonal lam (1, 5, 6, ..., 6, 5, 1), first off-diagonal
     # lam (-2, -4, ..., -4, -2, 0), second off-diagonal lam.
     for i in range(n):
@@ -91,8 +76,21 @@ def _solve(oy, ow, ij, of, m, lam, a, c1):
         elif i == n - 1:
             p1 = 0.0
         for lane in range(LANES):
-            a0[i, lane] += p0
-            a1[i, lane] += p1
+            a0[i, lane] = p0
+            a1[i, lane] = p1
+            b[i, lane] = 0.0
+    for lane in range(LANES):
+        for k in range(m[lane]):
+            j = ij[lane, k]
+            f = of[lane, k]
+            g = 1.0 - f
+            wg = ow[lane, k] * g
+            wf = ow[lane, k] * f
+            a0[j, lane] += wg * g
+            a0[j + 1, lane] += wf * f
+            a1[j, lane] += wg * f
+            b[j, lane] += wg * oy[lane, k]
+            b[j + 1, lane] += wf * oy[lane, k]
     a2 = lam
     # Forward: a0 becomes 1/D, a1 the sub-diagonal L[i+1, i], b the forward solution;
     # c1 = L[i+1, i] D[i].
@@ -115,14 +113,14 @@ def _solve(oy, ow, ij, of, m, lam, a, c1):
             for lane in range(LANES):
                 c1[lane] = a1[i, lane] + (a0[i - 1, lane] * -a2) * c1[lane]
                 a1[i, lane] = c1[lane] * a0[i, lane]
-    for i in range(n):
-        for lane in range(LANES):
-            b[i, lane] *= a0[i, lane]
     for lane in range(LANES):
-        b[n - 2, lane] -= a1[n - 2, lane] * b[n - 1, lane]
+        b[n - 1, lane] *= a0[n - 1, lane]
+        b[n - 2, lane] = b[n - 2, lane] * a0[n - 2, lane] - a1[n - 2, lane] * b[n - 1, lane]
     for i in range(n - 3, -1, -1):
         for lane in range(LANES):
-            b[i, lane] -= a1[i, lane] * b[i + 1, lane] + a0[i, lane] * b[i + 2, lane] * a2
+            b[i, lane] = b[i, lane] * a0[i, lane] - (
+                a1[i, lane] * b[i + 1, lane] + a0[i, lane] * b[i + 2, lane] * a2
+            )
 
 
 @njit(**_JIT)
@@ -300,41 +298,37 @@ def whittaker(
 
 
 @njit(**_JIT)
-def _extrema(z, n, sgn, idx, val, typ):
+def _extrema(z, n, idx, val, typ):
     """Alternating local extrema of ``z`` (series ends included; plateaus count once, at their
-    right end) into ``idx``/``val``/``typ`` (+1 maximum, -1 minimum); returns their count."""
-    last = 0
+    right end) into ``idx``/``val``/``typ`` (+1 maximum, -1 minimum); returns their count.
+    Flat steps carry the previous slope (a flat start the first one), as
+    ``phenology._extrema``."""
     first = 0
     for i in range(n - 1):
         d = z[i + 1] - z[i]
-        s = 1 if d > 0 else (-1 if d < 0 else 0)
-        if s != 0:
-            if last == 0:
-                first = s
-            last = s
-        sgn[i] = s if s != 0 else last
-    for i in range(n - 1):  # a flat start takes the first slope
-        if sgn[i] != 0:
+        if d != 0:
+            first = 1 if d > 0 else -1
             break
-        sgn[i] = first
-    count = 0
-    for i in range(n):
-        if i == 0:
-            kind = -sgn[0]
-        elif i == n - 1:
-            kind = sgn[n - 2]
-        elif sgn[i - 1] > 0 and sgn[i] < 0:
-            kind = 1
-        elif sgn[i - 1] < 0 and sgn[i] > 0:
-            kind = -1
-        else:
-            kind = 0
-        if kind != 0:
+    if first == 0:
+        return 0
+    idx[0] = 0
+    val[0] = z[0]
+    typ[0] = -first
+    count = 1
+    prev = first
+    for i in range(1, n - 1):
+        d = z[i + 1] - z[i]
+        s = 1 if d > 0 else (-1 if d < 0 else prev)
+        if s != prev:
             idx[count] = i
             val[count] = z[i]
-            typ[count] = kind
+            typ[count] = prev  # +1 after a rise (a maximum), -1 after a fall
             count += 1
-    return count
+            prev = s
+    idx[count] = n - 1
+    val[count] = z[n - 1]
+    typ[count] = prev
+    return count + 1
 
 
 @njit(**_JIT)
@@ -552,8 +546,8 @@ def _row_metrics(z, w, t, p, settings, fractions, jan1, year_starts, work, iwork
         lo = min(lo, z[i])
         hi = max(hi, z[i])
     idx, val, score, res, levels = work[0], work[1], work[2], work[3], work[4]
-    sgn, typ, remove, order = iwork[0], iwork[1], iwork[2], iwork[3]
-    count = _extrema(z, n, sgn, idx, val, typ)
+    typ, remove, order = iwork[0], iwork[1], iwork[2]
+    count = _extrema(z, n, idx, val, typ)
     threshold = max(settings[2], settings[3] * (hi - lo))
     count = _simplify(idx, val, typ, count, threshold, settings[4], score, remove)
     seasons = chosen.shape[1]
@@ -595,7 +589,7 @@ def _row_metrics(z, w, t, p, settings, fractions, jan1, year_starts, work, iwork
 def _work(n, n_years, seasons):
     """Work space of :func:`_row_metrics` for series of n nodes."""
     work = np.empty((5, n + 8))
-    iwork = np.empty((4, n + 8), dtype=np.int64)
+    iwork = np.empty((3, n + 8), dtype=np.int64)
     chosen = np.empty((n_years, seasons), dtype=np.int64)
     return work, iwork, chosen
 
