@@ -1,4 +1,4 @@
-"""Numba kernels of the default phenology method, one pixel at a time.
+"""Numba kernels of the default phenology method, a few pixels at a time.
 
 The numpy implementations in :mod:`fluxscape.products.smoothing` and
 :mod:`fluxscape.products.phenology` process a whole block of pixels per operation; they are the
@@ -7,7 +7,7 @@ over pixels and O(n) work per pixel, without the block-wide temporaries:
 
 - :func:`whittaker`: :func:`fluxscape.products.smoothing.whittaker` (QA-weighted Whittaker
   smoother with upper-envelope iterations; the pentadiagonal normal equations are factorised
-  per pixel, LDL^T in one pass).
+  by LDL^T in O(n), :data:`LANES` pixels side by side to overlap their recurrences).
 - :func:`season_metrics`: season division (extrema, their simplification by the amplitude and
   peak-separation rules, at most ``seasons`` per year) and the MCD12Q2 threshold dates of
   :func:`fluxscape.products.phenology.phenology_metrics` (``sos_method="amplitude"``) on
@@ -17,9 +17,12 @@ over pixels and O(n) work per pixel, without the block-wide temporaries:
 Hand-written because no maintained library offers a weighted, irregularly sampled Whittaker
 smoother with envelope reweighting or the MCD12Q2 season rules as compiled array kernels.
 
-Functions are compiled on first use and cached on disk (``cache=True``); they release the GIL
-(``nogil=True``), so Dask's threads run tiles in parallel. They are serial over pixels: the
-work is spread over cores by Dask, one tile per task.
+All three go through one compiled entry point, ``_run``, compiled on first use (some 10-20 s
+of CPU) and cached on disk (``cache=True``, next to this file or in the user's cache), so later
+processes load it in well under a second. Kernels release the GIL (``nogil=True``), so Dask's
+threads run tiles in parallel; they are serial over pixels: the work is spread over cores by
+Dask, one tile per task. ``error_model="numpy"``: a singular system (a pixel without usable
+observations) gives NaN rather than an exception.
 
 Output layout of :func:`season_metrics` / :func:`phenology_rows`: one float32 array
 (pixel, year, season, variable), NaN where there is no season; the variables are

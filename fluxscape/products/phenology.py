@@ -1,7 +1,10 @@
 """Land-surface phenology (LSP) from vegetation-index time series, as pure array functions.
 
 Three steps, each vectorised over a (pixel, time) matrix (loops only over grid steps, fit
-iterations, years and season slots, never over pixels):
+iterations, years and season slots, never over pixels); this numpy code is the reference
+(``engine="numpy"``). The default ``engine="numba"`` runs the same Whittaker smoothing,
+season division and threshold dates in compiled per-pixel kernels
+(:mod:`fluxscape.products.kernels`), equal to float rounding and several times faster:
 
 1. **Smooth** the irregular, QA-weighted observations onto a regular day grid
    (:mod:`fluxscape.products.smoothing`): ``"whittaker"`` (default), ``"savgol"``, or
@@ -589,7 +592,7 @@ def phenology_metrics(
     grid = start + step * np.arange(int(np.ceil((stop - start) / step)) + 1)
     kernel_path = engine == "numba" and sos_method == "amplitude" and method != "double_logistic"
     if kernel_path and method == "whittaker":
-        # One pass over all pixels: the kernel holds one pixel's series at a time.
+        # One pass over all pixels: the kernel holds only a few pixels' series at a time.
         res = _phenology_block_kernels(y, w, t, grid, jan1, smooth, rules, min_observations)
         return {v: a.reshape(shape + (ny, seasons)) for v, a in res.items()}
     if usable is None:
