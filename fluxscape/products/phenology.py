@@ -1,7 +1,10 @@
 """Land-surface phenology (LSP) from vegetation-index time series, as pure array functions.
 
 Three steps, each vectorised over a (pixel, time) matrix (loops only over grid steps, fit
-iterations, years and season slots, never over pixels):
+iterations, years and season slots, never over pixels); this numpy code is the reference
+(``engine="numpy"``). The default ``engine="numba"`` runs the same Whittaker smoothing,
+season division and threshold dates in compiled per-pixel kernels
+(:mod:`fluxscape.products.kernels`), equal to float rounding and several times faster:
 
 1. **Smooth** the irregular, QA-weighted observations onto a regular day grid
    (:mod:`fluxscape.products.smoothing`): ``"whittaker"`` (default), ``"savgol"``, or
@@ -51,10 +54,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from fluxscape.products import smoothing
+from fluxscape.products import kernels, smoothing
 
 Method = Literal["whittaker", "savgol", "double_logistic"]
 METHODS: tuple[str, ...] = ("whittaker", "savgol", "double_logistic")
+Engine = Literal["numba", "numpy"]
+ENGINES: tuple[str, ...] = ("numba", "numpy")
 
 #: MCD12Q2 transition dates: name -> (fraction of the segment amplitude, rising?).
 TRANSITIONS: dict[str, tuple[float, bool]] = {
@@ -492,6 +497,7 @@ def phenology_metrics(
     min_peak_separation: float = 60.0,
     min_observations: int = 6,
     block_size: int = 8192,
+    engine: Engine = "numba",
 ) -> dict[str, np.ndarray]:
     """Phenology metrics of many series: numpy in, numpy out (see the module docstring for the
     definitions and conventions).
@@ -514,7 +520,13 @@ def phenology_metrics(
     series range)`` (index units) does not separate seasons; peaks closer than
     ``min_peak_separation`` days merge; at most ``seasons`` per year.
 
-    Pixels are processed ``block_size`` at a time, which bounds the memory.
+    ``engine``: ``"numba"`` (default) runs the Whittaker smoothing, season division and
+    threshold dates (``sos_method="amplitude"``) in the compiled kernels of
+    :mod:`fluxscape.products.kernels`, a few pixels at a time, so the working memory does not
+    grow with the number of pixels; ``"numpy"`` runs the block-vectorised numpy reference,
+    ``block_size`` pixels at a time (which bounds its memory; also used by the numba engine
+    with the other smoothers and options). Both give the same results to float rounding
+    (tests/test_kernels.py).
     """
     if method not in METHODS:
         raise ValueError(
@@ -524,6 +536,8 @@ def phenology_metrics(
         raise ValueError(f"sos_method: expected 'amplitude' or 'derivative', got {sos_method!r}")
     if seasons < 1:
         raise ValueError(f"seasons: expected >= 1, got {seasons}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine: expected 'numba' or 'numpy', got {engine!r}")
     if method == "savgol":
         smooth = partial(
             smoothing.savgol,
@@ -533,8 +547,11 @@ def phenology_metrics(
             envelope_scale=envelope_scale,
         )
     else:
+        # The double-logistic fit amplifies float-rounding differences of its starting curve
+        # into different local optima now and then: it keeps the numpy smoother.
+        fast = engine == "numba" and method == "whittaker"
         smooth = partial(
-            smoothing.whittaker,
+            kernels.whittaker if fast else smoothing.whittaker,
             lam=lam,
             envelope_iterations=envelope_iterations,
             envelope_scale=envelope_scale,
@@ -563,20 +580,32 @@ def phenology_metrics(
     y = values.reshape(-1, nt)
     w = np.broadcast_to(np.asarray(weights, dtype=float), values.shape).reshape(-1, nt)
     t = np.broadcast_to(np.asarray(days, dtype=float), values.shape).reshape(-1, nt)
-    usable = np.isfinite(y) & np.isfinite(t) & np.isfinite(w) & (w > 0)
-    t_used = t[usable]
-    t_lo = float(t_used.min()) if t_used.size else jan1[0]
-    t_hi = float(t_used.max()) if t_used.size else jan1[-1] - 1
+    ny = len(years)
+    usable = None
+    if grid_start is None or grid_stop is None:
+        usable = np.isfinite(y) & np.isfinite(t) & np.isfinite(w) & (w > 0)
+        t_used = t[usable]
+        t_lo = float(t_used.min()) if t_used.size else jan1[0]
+        t_hi = float(t_used.max()) if t_used.size else jan1[-1] - 1
     start = np.floor(min(jan1[0], t_lo)) if grid_start is None else float(grid_start)
     stop = np.ceil(max(jan1[-1] - 1, t_hi)) if grid_stop is None else float(grid_stop)
     grid = start + step * np.arange(int(np.ceil((stop - start) / step)) + 1)
-    ny = len(years)
+    kernel_path = engine == "numba" and sos_method == "amplitude" and method != "double_logistic"
+    if kernel_path and method == "whittaker":
+        # One pass over all pixels: the kernel holds only a few pixels' series at a time.
+        res = _phenology_block_kernels(y, w, t, grid, jan1, smooth, rules, min_observations)
+        return {v: a.reshape(shape + (ny, seasons)) for v, a in res.items()}
+    if usable is None:
+        usable = np.isfinite(y) & np.isfinite(t) & np.isfinite(w) & (w > 0)
     out = {v: np.full((y.shape[0], ny, seasons), np.nan, dtype=np.float32) for v in VARIABLES}
     good = np.flatnonzero(usable.sum(axis=1) >= min_observations)
     for b0 in range(0, good.size, block_size):
         rows = good[b0 : b0 + block_size]
         w_rows = np.where(usable[rows], w[rows], 0.0)
-        block = _phenology_block(y[rows], w_rows, t[rows], grid, jan1, smooth, rules)
+        if kernel_path:
+            block = _phenology_block_kernels(y[rows], w_rows, t[rows], grid, jan1, smooth, rules)
+        else:
+            block = _phenology_block(y[rows], w_rows, t[rows], grid, jan1, smooth, rules)
         for v in VARIABLES:
             out[v][rows] = block[v]
     return {v: a.reshape(shape + (ny, seasons)) for v, a in out.items()}
@@ -628,6 +657,40 @@ def _phenology_block(
     inside = (t[pix] >= day["greenup"][:, None]) & (t[pix] <= day["dormancy"][:, None])
     out["n_obs"][pix, yi, si] = np.sum(inside & (w[pix] > 0), axis=1)
     return out
+
+
+def _phenology_block_kernels(
+    y: np.ndarray,
+    w: np.ndarray,
+    t: np.ndarray,
+    grid: np.ndarray,
+    jan1: np.ndarray,
+    smooth: partial,
+    rules: _Rules,
+    min_observations: int = 0,
+) -> dict[str, np.ndarray]:
+    """:func:`_phenology_block` (``sos_method="amplitude"``, no fit) by the numba kernels;
+    Whittaker smoothing runs inside the same kernel, which also leaves pixels with fewer than
+    ``min_observations`` usable observations at NaN (other smoothers: rows already chosen)."""
+    names_up = [k for k, (_, rising) in TRANSITIONS.items() if rising]
+    names_dn = [k for k, (_, rising) in TRANSITIONS.items() if not rising]
+    settings = {
+        "seasons": rules.seasons,
+        "up_fractions": [TRANSITIONS[k][0] for k in names_up] + [rules.sos_fraction],
+        "down_fractions": [TRANSITIONS[k][0] for k in names_dn] + [rules.eos_fraction],
+        "n_obs_window": (names_up.index("greenup"), names_dn.index("dormancy")),
+        "min_amplitude": rules.min_amplitude,
+        "min_relative_amplitude": rules.min_relative_amplitude,
+        "min_peak_separation": rules.min_peak_separation,
+    }
+    if smooth.func is kernels.whittaker:
+        res = kernels.phenology_rows(
+            y, w, t, grid, jan1, **smooth.keywords, **settings, min_observations=min_observations
+        )
+    else:
+        res = kernels.season_metrics(smooth(y, w, t, grid), w, t, grid, jan1, **settings)
+    names = [*kernels.FIXED_OUTPUTS, *names_up, *names_dn]
+    return {name: res[..., i] for i, name in enumerate(names)}
 
 
 # --- xarray entry point ----------------------------------------------------------------------

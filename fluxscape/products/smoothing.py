@@ -60,6 +60,12 @@ def qa_weights(qa: np.ndarray, mapping: Mapping[int, float] | None = None) -> np
     get weight 0."""
     mapping = DEFAULT_QA_WEIGHTS if mapping is None else mapping
     qa = np.asarray(qa)
+    if qa.dtype.kind == "u" and qa.dtype.itemsize <= 2:  # a lookup table: one pass
+        table = np.zeros(2 ** (8 * qa.dtype.itemsize))
+        for code, weight in mapping.items():
+            if 0 <= code < table.size:
+                table[code] = weight
+        return table[qa]
     out = np.zeros(qa.shape, dtype=float)
     codes = np.where(np.isfinite(qa), qa, -1).astype(np.int64) if qa.dtype.kind == "f" else qa
     for code, weight in mapping.items():

@@ -1,0 +1,793 @@
+"""Numba kernels of the default phenology method, a few pixels at a time.
+
+The numpy implementations in :mod:`fluxscape.products.smoothing` and
+:mod:`fluxscape.products.phenology` process a whole block of pixels per operation; they are the
+reference. The kernels here compute the same results (to float rounding) with a compiled loop
+over pixels and O(n) work per pixel, without the block-wide temporaries:
+
+- :func:`whittaker`: :func:`fluxscape.products.smoothing.whittaker` (QA-weighted Whittaker
+  smoother with upper-envelope iterations; the pentadiagonal normal equations are factorised
+  by LDL^T in O(n), :data:`LANES` pixels side by side to overlap their recurrences).
+- :func:`season_metrics`: season division (extrema, their simplification by the amplitude and
+  peak-separation rules, at most ``seasons`` per year) and the MCD12Q2 threshold dates of
+  :func:`fluxscape.products.phenology.phenology_metrics` (``sos_method="amplitude"``) on
+  already smoothed series.
+- :func:`phenology_rows`: both in one pass (the smoothed series never leaves the kernel).
+
+Hand-written because no maintained library offers a weighted, irregularly sampled Whittaker
+smoother with envelope reweighting or the MCD12Q2 season rules as compiled array kernels.
+
+All three go through one compiled entry point, ``_run``, compiled on first use (some 10-20 s
+of CPU) and cached on disk (``cache=True``, next to this file or in the user's cache), so later
+processes load it in well under a second. Kernels release the GIL (``nogil=True``), so Dask's
+threads run tiles in parallel; they are serial over pixels: the work is spread over cores by
+Dask, one tile per task. ``error_model="numpy"``: a singular system (a pixel without usable
+observations) gives NaN rather than an exception.
+
+Output layout of :func:`season_metrics` / :func:`phenology_rows`: one float32 array
+(pixel, year, season, variable), NaN where there is no season; the variables are
+:data:`FIXED_OUTPUTS` followed by the rising transition dates (one per entry of
+``up_fractions`` except the last, which is ``sos``) and then the falling ones (``down_fractions``
+except the last, ``eos``). Dates are days of year of the season's year, as in
+:mod:`fluxscape.products.phenology`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+#: The first variables of the output array, in this order.
+FIXED_OUTPUTS = ("sos", "pos", "eos", "los", "peak", "amplitude", "integral", "n_obs")
+
+_SOS, _POS, _EOS, _LOS, _PEAK, _AMP, _INT, _NOBS = range(8)
+
+_JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
+
+
+# --- Whittaker smoother -----------------------------------------------------------------------
+
+
+#: Pixels smoothed together: the banded solve runs over this many independent systems at
+#: once (one SIMD register of float64 on AVX-512), which hides the latency of its recurrence.
+LANES = 8
+
+
+@njit(**_JIT)
+def _solve(oy, ow, ij, of, m, lam, a, c1):
+    """Weighted Whittaker solves on an n-node grid for the :data:`LANES` pixels of a group.
+
+    Observations of lane l: values ``oy[l, :m[l]]``, weights ``ow``, left node ``ij``, fraction
+    ``of`` towards the right node; ``lam`` per grid step^3. Builds the pentadiagonal normal
+    equations (second differences: diagonal ``a[0]``, first super-diagonal ``a[1]``, second
+    super-diagonal ``lam``; ``a`` is (3, n, LANES)) and solves them by LDL^T with the forward
+    substitution in the same pass; the solutions are left in ``a[2]`` (n, LANES). ``c1``
+    (LANES,) is work space. Lanes with fewer than 3 observations give non-finite values."""
+    a0, a1, b = a[0], a[1], a[2]
+    n = a0.shape[0]
+    # D'D of second differences: diagonal lam (1, 5, 6, ..., 6, 5, 1), first off-diagonal
+    # lam (-2, -4, ..., -4, -2, 0), second off-diagonal lam.
+    for i in range(n):
+        p0 = 6.0 * lam
+        p1 = -4.0 * lam
+        if i == 0 or i == n - 1:
+            p0 = lam
+        elif i == 1 or i == n - 2:
+            p0 = 5.0 * lam
+        if i == 0 or i == n - 2:
+            p1 = -2.0 * lam
+        elif i == n - 1:
+            p1 = 0.0
+        for lane in range(LANES):
+            a0[i, lane] = p0
+            a1[i, lane] = p1
+            b[i, lane] = 0.0
+    for lane in range(LANES):
+        for k in range(m[lane]):
+            j = ij[lane, k]
+            f = of[lane, k]
+            g = 1.0 - f
+            wg = ow[lane, k] * g
+            wf = ow[lane, k] * f
+            a0[j, lane] += wg * g
+            a0[j + 1, lane] += wf * f
+            a1[j, lane] += wg * f
+            b[j, lane] += wg * oy[lane, k]
+            b[j + 1, lane] += wf * oy[lane, k]
+    a2 = lam
+    # Forward: a0 becomes 1/D, a1 the sub-diagonal L[i+1, i], b the forward solution;
+    # c1 = L[i+1, i] D[i].
+    for lane in range(LANES):
+        a0[0, lane] = 1.0 / a0[0, lane]
+        c1[lane] = a1[0, lane]
+        a1[0, lane] = c1[lane] * a0[0, lane]
+    for lane in range(LANES):
+        a0[1, lane] = 1.0 / (a0[1, lane] - a1[0, lane] * c1[lane])
+        b[1, lane] -= a1[0, lane] * b[0, lane]
+        c1[lane] = a1[1, lane] + (a0[0, lane] * -a2) * c1[lane]
+        a1[1, lane] = c1[lane] * a0[1, lane]
+    for i in range(2, n):
+        for lane in range(LANES):
+            l2 = a0[i - 2, lane] * a2
+            d = a0[i, lane] - a1[i - 1, lane] * c1[lane] - l2 * a2
+            b[i, lane] = b[i, lane] - a1[i - 1, lane] * b[i - 1, lane] - l2 * b[i - 2, lane]
+            a0[i, lane] = 1.0 / d
+        if i < n - 1:
+            for lane in range(LANES):
+                c1[lane] = a1[i, lane] + (a0[i - 1, lane] * -a2) * c1[lane]
+                a1[i, lane] = c1[lane] * a0[i, lane]
+    for lane in range(LANES):
+        b[n - 1, lane] *= a0[n - 1, lane]
+        b[n - 2, lane] = b[n - 2, lane] * a0[n - 2, lane] - a1[n - 2, lane] * b[n - 1, lane]
+    for i in range(n - 3, -1, -1):
+        for lane in range(LANES):
+            b[i, lane] = b[i, lane] * a0[i, lane] - (
+                a1[i, lane] * b[i + 1, lane] + a0[i, lane] * b[i + 2, lane] * a2
+            )
+
+
+@njit(**_JIT)
+def _middle_pair_sum(a, m):
+    """Sum of the ((m - 1) // 2)-th and (m // 2)-th smallest of ``a[:m]`` (twice the median),
+    by quickselect (reorders ``a[:m]``)."""
+    k = (m - 1) // 2
+    lo = 0
+    hi = m - 1
+    while lo < hi:
+        pivot = a[(lo + hi) >> 1]
+        i = lo
+        j = hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                a[i], a[j] = a[j], a[i]
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            break
+    if m % 2:
+        return 2.0 * a[k]
+    upper = a[k + 1]
+    for i in range(k + 2, m):
+        upper = min(upper, a[i])
+    return a[k] + upper
+
+
+@njit(**_JIT)
+def _whittaker_group(y, w, t, p0, grid0, step, lam, iterations, scale_min, ws, z):
+    """Smooth the pixels p0 .. p0 + LANES - 1 (those that exist) of ``y``, ``w``, ``t``
+    (pixel, time) onto the grid ``grid0 + step * k`` (k < n) into the rows of ``z``
+    (LANES, n), as :func:`fluxscape.products.smoothing.whittaker` does (``lam`` per grid
+    step^3): rows with fewer than 3 usable observations are NaN. ``ws`` is the work space of
+    :func:`_whittaker_work`; after the call, ``ws[0][4]`` (LANES, time) holds the weights of
+    the usable observations (finite value, day and weight > 0; 0 elsewhere) and ``ws[2][1]``
+    (LANES,) their number."""
+    obs, ij, counts, span, a, c1, absr = ws
+    oy, ow0, ow, of, wu = obs[0], obs[1], obs[2], obs[3], obs[4]
+    m = counts[0]
+    npix, nt = y.shape
+    n = z.shape[1]
+    for lane in range(LANES):
+        p = p0 + lane
+        count = 0
+        usable = 0
+        first = np.inf
+        last = -np.inf
+        if p < npix:
+            for k in range(nt):
+                yk = y[p, k]
+                wk = w[p, k]
+                tk = t[p, k]
+                wu[lane, k] = 0.0
+                if not (np.isfinite(yk) and np.isfinite(tk) and np.isfinite(wk) and wk > 0.0):
+                    continue
+                wu[lane, k] = wk
+                usable += 1
+                u = (tk - grid0) / step
+                if u < 0.0 or u > n - 1:
+                    continue
+                j = min(max(np.floor(u), 0.0), n - 2.0)
+                oy[lane, count] = yk
+                ow0[lane, count] = wk
+                ij[lane, count] = int(j)
+                of[lane, count] = u - j
+                first = min(first, tk)
+                last = max(last, tk)
+                count += 1
+        m[lane] = count
+        counts[1, lane] = usable
+        span[0, lane] = first
+        span[1, lane] = last
+    _solve(oy, ow0, ij, of, m, lam, a, c1)
+    zt = a[2]
+    for _ in range(iterations):
+        # Upper envelope: bisquare weights on negative residuals, scale 6 median |residual|.
+        for lane in range(LANES):
+            mm = m[lane]
+            if mm < 3:
+                continue
+            for k in range(mm):
+                j = ij[lane, k]
+                f = of[lane, k]
+                r = oy[lane, k] - (zt[j, lane] * (1.0 - f) + zt[j + 1, lane] * f)
+                ow[lane, k] = r
+                absr[k] = abs(r)
+            scale = max(3.0 * _middle_pair_sum(absr, mm), scale_min)
+            for k in range(mm):
+                r = ow[lane, k]
+                bis = max(1.0 - (r / scale) ** 2, 0.0)
+                ow[lane, k] = ow0[lane, k] * (bis * bis if r < 0.0 else 1.0)
+        _solve(oy, ow, ij, of, m, lam, a, c1)
+    for lane in range(LANES):
+        if m[lane] < 3:
+            z[lane, :] = np.nan
+            continue
+        # Hold the curve constant outside the observed span.
+        i0 = int(min(max(np.ceil((span[0, lane] - grid0) / step), 0.0), n - 1.0))
+        i1 = int(min(max(np.floor((span[1, lane] - grid0) / step), 0.0), n - 1.0))
+        for i in range(n):
+            z[lane, i] = zt[i, lane]
+        for i in range(i0):
+            z[lane, i] = z[lane, i0]
+        for i in range(i1 + 1, n):
+            z[lane, i] = z[lane, i1]
+
+
+@njit(**_JIT)
+def _whittaker_work(n, nt):
+    """Work space of :func:`_whittaker_group` for n grid nodes and nt observations."""
+    return (
+        np.zeros((5, LANES, nt)),
+        np.zeros((LANES, nt), dtype=np.int64),
+        np.zeros((2, LANES), dtype=np.int64),
+        np.zeros((2, LANES)),
+        np.zeros((3, n, LANES)),
+        np.zeros(LANES),
+        np.zeros(nt),
+    )
+
+
+def _grid(grid: np.ndarray) -> tuple[float, float, int]:
+    grid = np.asarray(grid, dtype=float)
+    if grid.ndim != 1 or grid.size < 4:
+        raise ValueError(f"grid: expected a 1-D array of at least 4 day numbers, got {grid.shape}")
+    step = np.diff(grid)
+    if not np.allclose(step, step[0]) or step[0] <= 0:
+        raise ValueError("grid: expected regularly spaced, increasing day numbers")
+    return float(grid[0]), float(step[0]), int(grid.size)
+
+
+def _rows(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """(pixel, time) C-contiguous float64 view or copy of ``a`` broadcast to ``shape``."""
+    a = np.broadcast_to(np.asarray(a, dtype=float), shape)
+    return np.ascontiguousarray(a.reshape(-1, shape[-1]))
+
+
+def whittaker(
+    values: np.ndarray,
+    weights: np.ndarray,
+    days: np.ndarray,
+    grid: np.ndarray,
+    *,
+    lam: float,
+    envelope_iterations: int,
+    envelope_scale: float,
+) -> np.ndarray:
+    """:func:`fluxscape.products.smoothing.whittaker` (same arguments, same result to float
+    rounding): ``values``, ``weights``, ``days`` (..., time); ``grid`` regular day numbers;
+    returns (..., len(grid)) float64."""
+    grid0, step, n = _grid(grid)
+    values = np.asarray(values, dtype=float)
+    y = _rows(values, values.shape)
+    w = _rows(weights, values.shape)
+    t = _rows(days, values.shape)
+    z = np.empty((y.shape[0], n))
+    smooth = np.array([n, lam / step**3, int(envelope_iterations), envelope_scale, 0.0])
+    settings = np.zeros(9)
+    settings[:2] = grid0, step
+    none = np.zeros(2)
+    _run(SMOOTH, y, w, t, z, smooth, settings, none, none, none, _output(0, 1, 1, 2))
+    return z.reshape(values.shape[:-1] + (n,))
+
+
+# --- season division ------------------------------------------------------------------------------
+
+
+@njit(**_JIT)
+def _extrema(z, n, idx, val, typ):
+    """Alternating local extrema of ``z`` (series ends included; plateaus count once, at their
+    right end) into ``idx``/``val``/``typ`` (+1 maximum, -1 minimum); returns their count.
+    Flat steps carry the previous slope (a flat start the first one), as
+    ``phenology._extrema``."""
+    first = 0
+    for i in range(n - 1):
+        d = z[i + 1] - z[i]
+        if d != 0:
+            first = 1 if d > 0 else -1
+            break
+    if first == 0:
+        return 0
+    idx[0] = 0
+    val[0] = z[0]
+    typ[0] = -first
+    count = 1
+    prev = first
+    for i in range(1, n - 1):
+        d = z[i + 1] - z[i]
+        s = 1 if d > 0 else (-1 if d < 0 else prev)
+        if s != prev:
+            idx[count] = i
+            val[count] = z[i]
+            typ[count] = prev  # +1 after a rise (a maximum), -1 after a fall
+            count += 1
+            prev = s
+    idx[count] = n - 1
+    val[count] = z[n - 1]
+    typ[count] = prev
+    return count + 1
+
+
+@njit(**_JIT)
+def _simplify(idx, val, typ, count, threshold, min_separation, score, remove):
+    """Remove extremum pairs as ``phenology._simplify_extrema`` does for one row (in place);
+    returns the new count."""
+    cc = count
+    while cc >= 2:
+        for p in range(cc - 1):
+            score[p] = abs(val[p + 1] - val[p])
+        for j in range(1, cc - 1):
+            if typ[j] == -1 and (idx[j + 1] - idx[j - 1]) < min_separation:
+                score[j - 1 if val[j - 1] < val[j + 1] else j] = -1.0
+        for p in range(cc):
+            remove[p] = 0
+        any_chosen = False
+        for p in range(cc - 1):
+            s = score[p]
+            before = score[p - 1] if p > 0 else np.inf
+            after = score[p + 1] if p < cc - 2 else np.inf
+            if s < threshold and s < before and s <= after:
+                any_chosen = True
+                start_max = p == 0 and typ[0] == 1
+                end_max = p + 1 == cc - 1 and typ[p + 1] == 1
+                if not (end_max and not start_max):
+                    remove[p] = 1
+                if not (start_max and not end_max):
+                    remove[p + 1] = 1
+        if not any_chosen:
+            break
+        kept = 0
+        for p in range(cc):
+            if remove[p] == 0:
+                idx[kept] = idx[p]
+                val[kept] = val[p]
+                typ[kept] = typ[p]
+                kept += 1
+        cc = kept
+    return cc
+
+
+@njit(**_JIT)
+def _select_seasons(idx, val, typ, count, year_starts, seasons, chosen):
+    """Seasons (trough-peak-trough positions j-1, j, j+1 in the extrema list) per year, as
+    ``phenology._seasons_by_year``: ``chosen`` (year, season) gets the list position j of each
+    season's peak, -1 where none."""
+    ny = year_starts.size - 1
+    for yi in range(ny):
+        for s in range(seasons):
+            chosen[yi, s] = -1
+    for yi in range(ny):
+        nsel = 0
+        for _ in range(seasons):
+            best = -1
+            best_amp = 0.0
+            for j in range(1, count - 1):
+                if typ[j] != 1:
+                    continue
+                year = -1
+                for k in range(ny + 1):
+                    if year_starts[k] <= idx[j]:
+                        year = k
+                if year != yi:
+                    continue
+                taken = False
+                for q in range(nsel):
+                    if chosen[yi, q] == j:
+                        taken = True
+                if taken:
+                    continue
+                amp = val[j] - 0.5 * (val[j - 1] + val[j + 1])
+                if best < 0 or amp > best_amp:
+                    best = j
+                    best_amp = amp
+            if best < 0:
+                break
+            chosen[yi, nsel] = best
+            nsel += 1
+        for a in range(1, nsel):  # by peak date
+            v = chosen[yi, a]
+            b = a - 1
+            while b >= 0 and chosen[yi, b] > v:
+                chosen[yi, b + 1] = chosen[yi, b]
+                b -= 1
+            chosen[yi, b + 1] = v
+
+
+# --- extraction ------------------------------------------------------------------------------
+
+
+@njit(**_JIT)
+def _first_reach(z, n, forward, start, stop, levels, order, out):
+    """For each level, the fractional index where the running maximum of ``x`` from ``start``
+    first reaches it within [start, stop] (``stop`` if it does not), interpolated between the
+    running maxima of the two nodes around the crossing, as
+    ``phenology._SegmentMax.first_reach``; into ``out``. ``x`` is ``z`` (``forward``) or ``z``
+    reversed, and indices are in that orientation. ``order`` (work space) gets the levels'
+    ascending order, so one pass over [start, stop] serves them all.
+
+    ``start`` is a season boundary: a level reached at ``start`` itself (for fractions of the
+    amplitude in [0, 1], only a level equal to the boundary value) gives ``start``, except at
+    the series start, where the reference interpolates towards node 1."""
+    nl = levels.size
+    for i in range(nl):  # insertion sort of the level indices by level
+        order[i] = i
+        j = i
+        while j > 0 and levels[order[j - 1]] > levels[i]:
+            order[j] = order[j - 1]
+            j -= 1
+        order[j] = i
+    x0 = z[start] if forward else z[n - 1 - start]
+    p = start  # scan position, running maxima at p and p - 1
+    mk = x0
+    mprev = x0
+    for q in range(nl):
+        level = levels[order[q]]
+        while mk < level and p < stop:
+            p += 1
+            xp = z[p] if forward else z[n - 1 - p]
+            mprev = mk
+            if xp > mk:
+                mk = xp
+        k = p  # first reached at p, or not reached: p == stop
+        if k == 0:
+            x1 = z[1] if forward else z[n - 2]
+            g0 = x0
+            g1 = max(x0, x1)
+        elif k == start:
+            out[order[q]] = start
+            continue
+        else:
+            g0 = mprev
+            g1 = mk
+        frac = (level - g0) / (g1 - g0) if g1 > g0 else 1.0
+        out[order[q]] = (k - 1) + min(max(frac, 0.0), 1.0)
+
+
+@njit(**_JIT)
+def _season(z, n, left, right, up_fractions, down_fractions, levels, order, res):
+    """Metrics of the season (troughs at grid indices ``left``, ``right``) of ``z``, dates as
+    fractional grid indices, as ``phenology._extract`` (``sos_method="amplitude"``): ``res`` =
+    [pos, peak, amplitude, integral, rising dates (last: sos), falling dates (last: eos)].
+    ``levels``, ``order`` are work space. Returns False (and leaves ``res`` undefined) where
+    the season is not valid."""
+    # The first maximum over [left, right - 1].
+    at = left
+    top = z[left]
+    for i in range(left + 1, right):
+        if z[i] > top:
+            top = z[i]
+            at = i
+    if at == 0 and z[1] <= z[0]:
+        at = 1  # the reference's interpolation at the series start
+    z0 = z[at]
+    if 0 < at < n - 1:
+        zm = z[at - 1]
+        zp = z[at + 1]
+        curv = zm - 2 * z0 + zp
+        shift = 0.5 * (zm - zp) / curv if curv != 0 else 0.0
+        shift = min(max(shift, -0.5), 0.5)
+        peak = z0 - 0.25 * (zm - zp) * shift
+    else:
+        shift = 0.0
+        peak = z0
+    pos = at + shift
+    if not (left < pos < right):
+        return False
+    zl = z[left]
+    zr = z[right]
+    nu = up_fractions.size
+    nd = down_fractions.size
+    for i in range(nu):
+        levels[i] = zl + up_fractions[i] * (peak - zl)
+    _first_reach(z, n, True, left, at, levels[:nu], order, res[4:])
+    for i in range(nu - 1):
+        if not (left <= res[4 + i] <= pos):
+            return False
+    for i in range(nd):
+        levels[i] = zr + down_fractions[i] * (peak - zr)
+    _first_reach(z, n, False, n - 1 - right, n - 1 - at, levels[:nd], order, res[4 + nu :])
+    for i in range(nd):
+        res[4 + nu + i] = n - 1 - res[4 + nu + i]
+        if i < nd - 1 and not (pos <= res[4 + nu + i] <= right):
+            return False
+    base = 0.5 * (zl + zr)
+    sos = res[4 + nu - 1]
+    eos = res[4 + nu + nd - 1]
+    a = min(max(np.ceil(sos), 0.0), float(n))
+    b = max(min(max(np.floor(eos) + 1.0, 0.0), float(n)), a)
+    total = 0.0
+    for i in range(int(a), int(b)):
+        total += z[i]
+    res[0] = pos
+    res[1] = peak
+    res[2] = peak - base
+    res[3] = total - base * (b - a)
+    return True
+
+
+@njit(**_JIT)
+def _row_metrics(z, w, t, p, settings, fractions, jan1, year_starts, work, iwork, chosen, out):
+    """Season division and metrics of one smoothed series ``z`` (n,) into ``out[p]``;
+    ``w``, ``t`` (nt,) are the series' observation weights and days (for ``n_obs``).
+    ``settings`` = [grid0, step, min_amplitude, min_relative_amplitude, min_separation (grid
+    steps), n_up, n_down, n_obs first rising index, n_obs last falling index]; ``fractions``
+    = the n_up rising then n_down falling fractions (the last of each: sos, eos)."""
+    n = z.size
+    grid0, step = settings[0], settings[1]
+    n_up, n_down = int(settings[5]), int(settings[6])
+    lo = z[0]
+    hi = z[0]
+    for i in range(n):
+        if not np.isfinite(z[i]):
+            return  # not smoothed (too few observations): no season
+        lo = min(lo, z[i])
+        hi = max(hi, z[i])
+    idx, val, score, res, levels = work[0], work[1], work[2], work[3], work[4]
+    typ, remove, order = iwork[0], iwork[1], iwork[2]
+    count = _extrema(z, n, idx, val, typ)
+    threshold = max(settings[2], settings[3] * (hi - lo))
+    count = _simplify(idx, val, typ, count, threshold, settings[4], score, remove)
+    seasons = chosen.shape[1]
+    _select_seasons(idx, val, typ, count, year_starts, seasons, chosen)
+    up = fractions[:n_up]
+    down = fractions[n_up : n_up + n_down]
+    sos_at, eos_at = 4 + n_up - 1, 4 + n_up + n_down - 1
+    green_at, dormant_at = 4 + int(settings[7]), 4 + n_up + int(settings[8])
+    for yi in range(year_starts.size - 1):
+        for s in range(seasons):
+            j = chosen[yi, s]
+            if j < 0:
+                break
+            if not _season(z, n, int(idx[j - 1]), int(idx[j + 1]), up, down, levels, order, res):
+                out[p, yi, s, _NOBS] = 0.0
+                continue
+            sos = grid0 + step * res[sos_at]
+            eos = grid0 + step * res[eos_at]
+            out[p, yi, s, _SOS] = sos - jan1[yi] + 1.0
+            out[p, yi, s, _EOS] = eos - jan1[yi] + 1.0
+            out[p, yi, s, _POS] = grid0 + step * res[0] - jan1[yi] + 1.0
+            out[p, yi, s, _LOS] = eos - sos
+            out[p, yi, s, _PEAK] = res[1]
+            out[p, yi, s, _AMP] = res[2]
+            out[p, yi, s, _INT] = res[3] * step
+            for i in range(n_up - 1):
+                out[p, yi, s, 8 + i] = grid0 + step * res[4 + i] - jan1[yi] + 1.0
+            for i in range(n_down - 1):
+                out[p, yi, s, 7 + n_up + i] = grid0 + step * res[4 + n_up + i] - jan1[yi] + 1.0
+            green = grid0 + step * res[green_at]
+            dormant = grid0 + step * res[dormant_at]
+            nobs = 0
+            for k in range(t.size):
+                nobs += (w[k] > 0) & (green <= t[k]) & (t[k] <= dormant)
+            out[p, yi, s, _NOBS] = nobs
+
+
+@njit(**_JIT)
+def _work(n, n_years, seasons):
+    """Work space of :func:`_row_metrics` for series of n nodes."""
+    work = np.empty((5, n + 8))
+    iwork = np.empty((3, n + 8), dtype=np.int64)
+    chosen = np.empty((n_years, seasons), dtype=np.int64)
+    return work, iwork, chosen
+
+
+#: Modes of :func:`_run`.
+SMOOTH, METRICS, BOTH = 0, 1, 2
+
+
+@njit(**_JIT)
+def _run(mode, y, w, t, z, smooth, settings, fractions, jan1, year_starts, out):
+    """The one compiled entry point (a single compilation per environment serves every use).
+
+    ``mode`` :data:`SMOOTH`: Whittaker-smooth ``y``, ``w``, ``t`` (pixel, time) into ``z``
+    (pixel, n). :data:`METRICS`: season metrics of the smoothed ``z`` (``w`` holding the
+    usable observations' weights, 0 elsewhere) into ``out`` (pixel, year, season, variable).
+    :data:`BOTH`: smoothing then metrics per pixel, into ``out``, skipping pixels with fewer
+    than ``smooth[4]`` usable observations. ``smooth`` = [n, lam per grid step^3, envelope
+    iterations, envelope scale, min_observations]; ``settings``, ``fractions``: see
+    :func:`_row_metrics`."""
+    npix, nt = w.shape
+    n = int(smooth[0])
+    grid0, step = settings[0], settings[1]
+    work, iwork, chosen = _work(n + fractions.size, year_starts.size - 1, out.shape[2])
+    if mode == METRICS:
+        for p in range(npix):
+            _row_metrics(
+                z[p],
+                w[p],
+                t[p],
+                p,
+                settings,
+                fractions,
+                jan1,
+                year_starts,
+                work,
+                iwork,
+                chosen,
+                out,
+            )
+        return
+    ws = _whittaker_work(n, nt)
+    zg = np.empty((LANES, n))
+    for p0 in range(0, npix, LANES):
+        _whittaker_group(y, w, t, p0, grid0, step, smooth[1], int(smooth[2]), smooth[3], ws, zg)
+        for lane in range(min(LANES, npix - p0)):
+            p = p0 + lane
+            if mode == SMOOTH:
+                z[p] = zg[lane]
+                continue
+            if ws[2][1, lane] < smooth[4]:
+                continue
+            _row_metrics(
+                zg[lane],
+                ws[0][4, lane],
+                t[p],
+                p,
+                settings,
+                fractions,
+                jan1,
+                year_starts,
+                work,
+                iwork,
+                chosen,
+                out,
+            )
+
+
+def _settings(
+    grid: np.ndarray,
+    jan1: np.ndarray,
+    up_fractions: np.ndarray,
+    down_fractions: np.ndarray,
+    n_obs_window: tuple[int, int],
+    min_amplitude: float,
+    min_relative_amplitude: float,
+    min_peak_separation: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    grid0, step, _ = _grid(grid)
+    up = np.asarray(up_fractions, dtype=float).ravel()
+    down = np.asarray(down_fractions, dtype=float).ravel()
+    if up.size < 2 or down.size < 2:
+        raise ValueError("up_fractions, down_fractions: expected at least two fractions each")
+    settings = np.array(
+        [
+            grid0,
+            step,
+            min_amplitude,
+            min_relative_amplitude,
+            min_peak_separation / step,
+            up.size,
+            down.size,
+            n_obs_window[0],
+            n_obs_window[1],
+        ],
+        dtype=float,
+    )
+    jan1 = np.asarray(jan1, dtype=float)
+    return settings, np.concatenate([up, down]), jan1, (jan1 - grid0) / step
+
+
+def season_metrics(
+    z: np.ndarray,
+    weights: np.ndarray,
+    days: np.ndarray,
+    grid: np.ndarray,
+    jan1: np.ndarray,
+    *,
+    seasons: int,
+    up_fractions: np.ndarray,
+    down_fractions: np.ndarray,
+    n_obs_window: tuple[int, int],
+    min_amplitude: float,
+    min_relative_amplitude: float,
+    min_peak_separation: float,
+) -> np.ndarray:
+    """Season division and metrics of smoothed series (``phenology_metrics`` after its
+    smoothing step, ``sos_method="amplitude"``).
+
+    ``z`` (pixel, len(grid)): the smoothed series on the regular day ``grid`` (days since
+    1 January of the first year); ``weights``, ``days`` (pixel, time): the observations'
+    weights (0 = unusable) and days, for ``n_obs``; ``jan1`` (n_years + 1): day numbers of
+    1 January of each year and of the year after the last. ``up_fractions``: fractions of the
+    rising amplitude of the rising transition dates, the last one giving ``sos``;
+    ``down_fractions`` likewise for the falling ones and ``eos``; ``n_obs_window``: the
+    (rising, falling) transition indices between which observations are counted.
+    ``min_peak_separation`` in days, amplitudes in index units. Rows with non-finite values
+    have no season. Returns the float32 array (pixel, year, season, variable) described in the
+    module docstring."""
+    settings, fractions, jan1, year_starts = _settings(
+        grid,
+        jan1,
+        up_fractions,
+        down_fractions,
+        n_obs_window,
+        min_amplitude,
+        min_relative_amplitude,
+        min_peak_separation,
+    )
+    z = np.ascontiguousarray(z, dtype=float)
+    out = _output(z.shape[0], jan1.size - 1, seasons, fractions.size)
+    w = _rows(weights, np.shape(weights))
+    t = _rows(days, np.shape(days))
+    smooth = np.array([z.shape[1], 0.0, 0.0, 0.0, 0.0])
+    _run(METRICS, w, w, t, z, smooth, settings, fractions, jan1, year_starts, out)
+    return out
+
+
+def phenology_rows(
+    values: np.ndarray,
+    weights: np.ndarray,
+    days: np.ndarray,
+    grid: np.ndarray,
+    jan1: np.ndarray,
+    *,
+    lam: float,
+    envelope_iterations: int,
+    envelope_scale: float,
+    seasons: int,
+    up_fractions: np.ndarray,
+    down_fractions: np.ndarray,
+    n_obs_window: tuple[int, int],
+    min_amplitude: float,
+    min_relative_amplitude: float,
+    min_peak_separation: float,
+    min_observations: int = 0,
+) -> np.ndarray:
+    """:func:`whittaker` then :func:`season_metrics`, one pixel at a time (the smoothed series
+    stay inside the kernel). ``values``, ``weights``, ``days``: (pixel, time); the other
+    arguments as in those two functions. Pixels with fewer than ``min_observations`` usable
+    observations (finite value and day, weight > 0) are all NaN, ``n_obs`` included."""
+    settings, fractions, jan1, year_starts = _settings(
+        grid,
+        jan1,
+        up_fractions,
+        down_fractions,
+        n_obs_window,
+        min_amplitude,
+        min_relative_amplitude,
+        min_peak_separation,
+    )
+    values = np.asarray(values, dtype=float)
+    y = _rows(values, values.shape)
+    step = settings[1]
+    smooth = np.array(
+        [np.size(grid), lam / step**3, int(envelope_iterations), envelope_scale, min_observations],
+        dtype=float,
+    )
+    out = _output(y.shape[0], jan1.size - 1, seasons, fractions.size)
+    w = _rows(weights, values.shape)
+    t = _rows(days, values.shape)
+    _run(BOTH, y, w, t, np.empty((0, 1)), smooth, settings, fractions, jan1, year_starts, out)
+    return out
+
+
+def _output(npix: int, n_years: int, seasons: int, n_fractions: int) -> np.ndarray:
+    return np.full(
+        (npix, n_years, seasons, len(FIXED_OUTPUTS) + n_fractions - 2), np.nan, np.float32
+    )
