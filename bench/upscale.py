@@ -7,8 +7,9 @@ The model: a :class:`fluxscape.ml.models.FluxModel` for gpp, reco and nee, each 
 of LightGBM and HistGradientBoosting x 2 site-grouped folds (12 members in all, 100 trees
 each), trained on 20 synthetic sites x 200 rows of six drivers (TA_F, SW_IN_F, VPD_F, P_F,
 ndvi, lst). The tile: ``--time`` x ``--tile`` x ``--tile`` float32 driver cubes (default
-23 x 256 x 256, one year of 16-day periods), 5 % of the pixels missing (NaN, e.g. cloud or
-sea) in one driver. Tile generation and training are not timed.
+23 x 128 x 128, one year of 16-day periods; 256 works but takes ~2 minutes a call on this
+machine), 5 % of the pixels missing (NaN, e.g. cloud or sea) in one driver. Tile generation
+and training are not timed.
 
 Ours: ``predict_tile(model, tile)`` -> Dataset of gpp/reco/nee and their sds (stacking the
 valid rows, predicting in batches, scattering back into (time, y, x) float32 cubes).
@@ -18,7 +19,7 @@ Overhead = ours / bare - 1 in CPU time (``time.process_time``, threadpools at on
 Peak memory: ``tracemalloc`` peak (NumPy reports its buffers) over one ``predict_tile`` call
 with the tile already in memory, and the process's peak RSS growth during it.
 
-Run on demand: ``PYTHONPATH=. python bench/upscale.py [--tile 256] [--time 23] [--write]``;
+Run on demand: ``PYTHONPATH=. python bench/upscale.py [--tile 128] [--time 23] [--write]``;
 ``--write`` replaces the ``## Upscaling`` section of ``bench/RESULTS.md``; raw numbers go to
 ``bench/out/upscale.json``.
 """
@@ -147,9 +148,9 @@ def write_section(path: Path, section: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tile", type=int, default=256, help="tile side in pixels (256)")
+    parser.add_argument("--tile", type=int, default=128, help="tile side in pixels (128)")
     parser.add_argument("--time", type=int, default=23, help="time steps (23)")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
     parser.add_argument("--results", type=Path, default=BENCH_DIR / "RESULTS.md")
