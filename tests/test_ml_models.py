@@ -77,7 +77,7 @@ def test_ensemble_recovers_known_function_on_unseen_sites():
 def test_ensemble_follows_estimator_contract():
     ens = EnsembleRegressor(("rf",), n_splits=2)
     assert ens.get_params() == {"methods": ("rf",), "n_splits": 2, "method_params": None,
-                                "random_state": 0}
+                                "random_state": 0, "n_threads": 1}
     ens.set_params(n_splits=4)
     assert clone(ens).n_splits == 4
     with pytest.raises(FluxscapeError, match="must be finite"):

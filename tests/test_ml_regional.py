@@ -19,6 +19,7 @@ from fluxscape.ml.regional import (
     pixel_weights,
     regional_totals,
     regional_totals_dataset,
+    write_totals,
 )
 
 GEOD = Geod(ellps="WGS84")
@@ -112,6 +113,10 @@ def test_polygon_outside_gives_zero_and_file_input(tmp_path):
     assert (far_rows["total_TgC"] == 0).all() and (far_rows["area_km2"] == 0).all()
     quad_nee = out[(out.region == "quad") & (out.variable == "nee") & (out.period_type == "year")]
     assert quad_nee["total_TgC"].iloc[0] < 0 and np.isnan(quad_nee["sd_TgC"].iloc[0])
+    md = write_totals(out, tmp_path / "totals.csv")
+    back = pd.read_csv(tmp_path / "totals.csv")
+    np.testing.assert_allclose(back["total_TgC"], out["total_TgC"], rtol=1e-5)
+    assert md.count("\n") == len(out) + 2 and "| quad | gpp | 2021 |" in md
 
 
 def test_bad_polygons_are_clear_errors(tmp_path):

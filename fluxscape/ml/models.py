@@ -16,6 +16,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
 from sklearn.model_selection import GroupKFold, KFold
 from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
 
 from fluxscape.errors import FluxscapeError
 
@@ -75,7 +76,9 @@ class EnsembleRegressor(RegressorMixin, BaseEstimator):
 
     Parameters: ``methods`` (tuple of "rf", "hgb", "lgbm"), ``n_splits`` (folds per method),
     ``method_params`` ({method: {param: value}}), ``random_state`` (int; member seeds derive
-    from it, so results are deterministic).
+    from it, so results are deterministic), ``n_threads`` (OpenMP threads while fitting and
+    predicting, default 1: the pipeline parallelises over tiles, and HistGradientBoosting's
+    OpenMP pool on a shared, loaded machine is many times slower than one thread).
     """
 
     def __init__(
@@ -84,11 +87,13 @@ class EnsembleRegressor(RegressorMixin, BaseEstimator):
         n_splits: int = 5,
         method_params: dict | None = None,
         random_state: int = 0,
+        n_threads: int | None = 1,
     ):
         self.methods = methods
         self.n_splits = n_splits
         self.method_params = method_params
         self.random_state = random_state
+        self.n_threads = n_threads
 
     def _folds(self, n: int, groups) -> list[np.ndarray]:
         if self.n_splits <= 1:
@@ -119,7 +124,8 @@ class EnsembleRegressor(RegressorMixin, BaseEstimator):
             for f_i, train in enumerate(self._folds(len(ym), groups)):
                 seed = self.random_state * 1000 + m_i * 100 + f_i
                 est = make_estimator(method, random_state=seed, **params.get(method, {}))
-                est.fit(Xm[train], ym[train])
+                with threadpool_limits(self.n_threads, user_api="openmp"):
+                    est.fit(Xm[train], ym[train])
                 self.members_.append(est)
                 self.member_labels_.append(f"{method}/fold{f_i}")
         self.n_features_in_ = Xm.shape[1]
@@ -143,7 +149,7 @@ class EnsembleRegressor(RegressorMixin, BaseEstimator):
     def member_predictions(self, X) -> np.ndarray:
         """Predictions of every member, shape (n_members, n_rows)."""
         Xm = self._check_X(X)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), threadpool_limits(self.n_threads, user_api="openmp"):
             warnings.filterwarnings("ignore", message="X does not have valid feature names")
             return np.stack([m.predict(Xm) for m in self.members_])
 
@@ -176,6 +182,7 @@ class FluxModel(BaseEstimator):
         n_splits: int = 5,
         method_params: dict | None = None,
         random_state: int = 0,
+        n_threads: int | None = 1,
     ):
         self.features = features
         self.targets = targets
@@ -183,6 +190,7 @@ class FluxModel(BaseEstimator):
         self.n_splits = n_splits
         self.method_params = method_params
         self.random_state = random_state
+        self.n_threads = n_threads
 
     def fit(self, X: pd.DataFrame, Y: pd.DataFrame, groups=None) -> FluxModel:
         """Fit one ensemble per target on rows where that target and all features are finite."""
@@ -204,7 +212,8 @@ class FluxModel(BaseEstimator):
             if ok.sum() < 2:
                 raise FluxscapeError(f"FluxModel.fit: fewer than 2 usable rows for {t!r}")
             ens = EnsembleRegressor(
-                self.methods, self.n_splits, self.method_params, self.random_state
+                self.methods, self.n_splits, self.method_params, self.random_state,
+                self.n_threads,
             )
             ens.fit(Xf[ok], Y[t].to_numpy(dtype=np.float64)[ok], None if g is None else g[ok])
             self.ensembles_[t] = ens

@@ -33,6 +33,7 @@ __all__ = [
     "pixel_weights",
     "regional_totals",
     "regional_totals_dataset",
+    "write_totals",
 ]
 
 G_PER_TG = 1e12
@@ -239,3 +240,21 @@ def regional_totals_dataset(
     if not parts:
         raise FluxscapeError(f"dataset holds none of {variables}")
     return pd.concat(parts, ignore_index=True)
+
+
+def write_totals(totals: pd.DataFrame, path: str | Path) -> str:
+    """Write a :func:`regional_totals` table to CSV at ``path``; return it as a markdown table
+    (region, variable, period, total +- sd in TgC) for a report."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    totals.to_csv(path, index=False, float_format="%.6g")
+    lines = [
+        "| region | variable | period | total (TgC) | sd (TgC) | valid fraction |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in totals.itertuples(index=False):
+        lines.append(
+            f"| {r.region} | {r.variable} | {r.period} | {r.total_TgC:.4g} | {r.sd_TgC:.3g} | "
+            f"{r.valid_fraction:.3f} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -26,6 +26,7 @@ __all__ = [
     "aggregate_drivers",
     "build_targets",
     "flux_columns",
+    "site_table",
     "training_rows",
 ]
 
@@ -253,3 +254,30 @@ def training_rows(
         "kept": int(keep.sum()),
     }
     return table.loc[keep].reset_index(drop=True), counts
+
+
+def site_table(
+    ds: xr.Dataset,
+    drivers: list[str],
+    periods: pd.DatetimeIndex | None = None,
+    **target_options,
+) -> pd.DataFrame:
+    """Targets and tower meteorology of one site on one time axis (default: the file's own).
+
+    ``drivers`` are meteorological columns of the same file (e.g. TA_F, SW_IN_F, VPD_F, P_F);
+    flux columns are refused (they would leak the target). ``target_options`` go to
+    :func:`build_targets`. Returns ``site``, ``time``, the targets with their ``_n_valid`` and
+    ``_coverage`` columns, then the drivers.
+    """
+    from fluxscape.ml.models import leaking_features
+
+    leaks = leaking_features(drivers)
+    if leaks:
+        raise FluxscapeError(f"drivers include tower flux columns (leakage): {leaks}")
+    if periods is None:
+        periods = pd.DatetimeIndex(ds["time"].values)
+    t = build_targets(ds, periods, **target_options)
+    d = aggregate_drivers(ds, drivers, periods, period_end=target_options.get("period_end"))
+    out = t.merge(d, on=["site", "time"], how="left")
+    out.attrs = t.attrs
+    return out
