@@ -110,3 +110,36 @@ def copy_sample_inputs(sample_dir: Path, dest: Path) -> Path:
         (dest / "modis" / f.name).symlink_to(f)
     shutil.copytree(sample_dir / "truth", dest / "truth")
     return dest
+
+
+def chromium() -> str:
+    exe = shutil.which("chromium")
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing (.ci/run installs Debian's chromium package)")
+        pytest.skip("Debian's chromium package is not installed (.ci/run installs it)")
+    return exe
+
+
+def headless(url: str, tmp_path, *extra: str) -> subprocess.CompletedProcess:
+    """Headless Chromium on ``url``, console messages logged to stderr."""
+    profile = tmp_path / f"profile-{len(list(tmp_path.iterdir()))}"
+    cmd = [
+        chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--window-size=1100,700",
+        "--virtual-time-budget=20000",
+        "--enable-logging=stderr",
+        "--v=0",
+        *extra,
+        url,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)

@@ -6,9 +6,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
-import os
 import re
-import shutil
 import socket
 import subprocess
 import threading
@@ -18,6 +16,7 @@ import httpx
 import numpy as np
 import pytest
 import xarray as xr
+from conftest import headless
 from PIL import Image
 
 from fluxscape.catalog.publish import publish_store
@@ -220,39 +219,6 @@ def test_timeseries_endpoint_matches_store(server, demo_out):
     assert r["x"] == pytest.approx(138.435) and r["y"] == pytest.approx(35.965)
     got = np.array([np.nan if v is None else v for v in r["values"]])
     np.testing.assert_allclose(got, px.values.astype(float), equal_nan=True)
-
-
-def chromium() -> str:
-    exe = shutil.which("chromium")
-    if exe is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing (.ci/run installs Debian's chromium package)")
-        pytest.skip("Debian's chromium package is not installed (.ci/run installs it)")
-    return exe
-
-
-def headless(url: str, tmp_path, *extra: str) -> subprocess.CompletedProcess:
-    """Headless Chromium on ``url``, console messages logged to stderr."""
-    profile = tmp_path / f"profile-{len(list(tmp_path.iterdir()))}"
-    cmd = [
-        chromium(),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
-        "--window-size=1100,700",
-        "--virtual-time-budget=20000",
-        "--enable-logging=stderr",
-        "--v=0",
-        *extra,
-        url,
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
 def test_map_page_renders_product_tiles_without_console_errors(server, tmp_path):

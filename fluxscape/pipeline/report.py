@@ -20,6 +20,15 @@ import xarray as xr
 
 import fluxscape
 
+#: Counts the images that decoded once the page has loaded (``data-images`` and
+#: ``data-images-loaded`` on <body>), so a headless browser can check the page.
+_CHECK = (
+    "<script>window.addEventListener('load',function(){var i=document.images,n=0;"
+    "for(var k=0;k<i.length;k++){if(i[k].complete&&i[k].naturalWidth>0){n++;}}"
+    "document.body.setAttribute('data-images',i.length);"
+    "document.body.setAttribute('data-images-loaded',n);});</script>"
+)
+
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
@@ -138,27 +147,45 @@ def _flux_section(out: Path, name: str, store: Path) -> str:
     if "cv_skill" not in ds.attrs:
         return ""
     skill = json.loads(ds.attrs["cv_skill"])
-    cards = json.loads(ds.attrs.get("model_cards", "{}"))
+    card = json.loads(ds.attrs.get("model_card", "{}"))
     parts = [
         f"<h2>Models of <code>{html.escape(name)}</code></h2>",
         "<p>Out-of-fold skill (sites held out whole), by scale:</p>",
         _table(_skill_rows(skill)),
-    ]
-    parts.append(
+        "<p>Model card:</p>",
         _table(
             [
                 {
-                    "target": t,
-                    "model card": c.get("card_id"),
-                    "methods": "/".join(c.get("methods", [])),
-                    "features": ", ".join(c.get("features", [])),
-                    "sites": len(c.get("sites", [])),
-                    "period": " – ".join(c.get("period", [])),
+                    "card id": card.get("card_id"),
+                    "targets": ", ".join(card.get("targets", [])),
+                    "methods": "/".join(card.get("methods", [])),
+                    "features": ", ".join(card.get("features", [])),
+                    "sites": len(card.get("sites", [])),
+                    "period": " – ".join(card.get("period", [])),
                 }
-                for t, c in cards.items()
             ]
+        ),
+    ]
+    totals = out / "reports" / name / "regional_totals.csv"
+    if totals.is_file():
+        df = pd.read_csv(totals)
+        annual = df[df["period_type"] == "year"]
+        parts.append("<p>Annual regional totals (TgC, ± ensemble spread):</p>")
+        parts.append(
+            _table(
+                [
+                    {
+                        "region": r.region,
+                        "variable": r.variable,
+                        "year": r.period,
+                        "total (TgC)": float(r.total_TgC),
+                        "± (TgC)": float(r.sd_TgC),
+                        "area (km²)": float(r.area_km2),
+                    }
+                    for r in annual.itertuples()
+                ]
+            )
         )
-    )
     table_path = out / "reports" / name / "training_table.csv"
     sites_path = out / "reports" / name / "sites.csv"
     if table_path.is_file() and sites_path.is_file():
@@ -169,6 +196,30 @@ def _flux_section(out: Path, name: str, store: Path) -> str:
                 png = _tower_plot(table, ds, sites, target)
                 parts.append(f"<div class='ts'>{_img(png, f'{target} at the towers')}</div>")
     return "".join(parts)
+
+
+def _runs_section(out: Path) -> str:
+    log = out / ".fluxscape" / "runs.jsonl"
+    if not log.is_file():
+        return ""
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    return "<h2>Runs into this folder</h2>" + _table(rows[-20:])
+
+
+def record_run(result, peak_memory_mib: float | None) -> None:
+    """Append this run's start, wall time, peak memory and tiles run to
+    ``OUT/.fluxscape/runs.jsonl`` (the report's run history)."""
+    log = Path(result.out) / ".fluxscape" / "runs.jsonl"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    entry = {
+        "finished (UTC)": pd.Timestamp.now("UTC").strftime("%Y-%m-%d %H:%M:%S"),
+        "wall time (s)": round(result.seconds, 1),
+        "peak memory (MiB)": round(peak_memory_mib or 0.0),
+        "tiles run": sum(p.tiles_run for p in result.products),
+        "fluxscape": fluxscape.__version__,
+    }
+    with open(log, "a") as fh:
+        fh.write(json.dumps(entry) + "\n")
 
 
 def write_report(result, peak_memory_mib: float | None = None) -> Path:
@@ -205,14 +256,17 @@ def write_report(result, peak_memory_mib: float | None = None) -> Path:
         ),
     ]
     body = []
-    for p in result.products:
-        body.append(_product_section(out, p.name, p.store))
+    # The flux maps first: they are what most readers open the report for.
+    ordered = sorted(result.products, key=lambda p: wf.products[p.name].kind != "flux")
+    for p in ordered:
         if wf.products[p.name].kind == "flux":
             body.append(_flux_section(out, p.name, p.store))
+        body.append(_product_section(out, p.name, p.store))
+    body.append(_runs_section(out))
     page = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>fluxscape run {html.escape(wf.name)}</title><style>{_CSS}</style></head>"
-        f"<body>{''.join(head)}{''.join(body)}</body></html>"
+        f"<body>{''.join(head)}{''.join(body)}{_CHECK}</body></html>"
     )
     path = out / "report.html"
     tmp = path.with_name("report.html.tmp")

@@ -27,7 +27,7 @@ from fluxscape.pipeline.cluster import dask_client
 from fluxscape.pipeline.grid import TargetGrid, target_grid
 from fluxscape.pipeline.progress import progress
 from fluxscape.pipeline.quicklook import write_quicklooks
-from fluxscape.pipeline.report import write_report
+from fluxscape.pipeline.report import record_run, write_report
 from fluxscape.pipeline.sources import file_checksum
 from fluxscape.pipeline.steps import step_for
 from fluxscape.pipeline.steps.base import StepContext
@@ -119,6 +119,7 @@ def run_workflow(
         workers_peak = lazy.peak_worker_mib()
     result = RunResult(out_dir, wf, results, time.monotonic() - started)
     result.peak_memory_mib = _peak_rss_mib() + workers_peak
+    record_run(result, result.peak_memory_mib)
     write_report(result, result.peak_memory_mib)
     return result
 
