@@ -20,6 +20,13 @@ def good(tmp_path: Path) -> dict:
     for code in ("02C01S", "02C02S"):
         name = f"GOSATTFTS20210101_{code}V0290R21021900000GU000.h5"
         (tmp_path / "data" / "gosat" / "nies" / name).write_text("")
+    for rel in (
+        "towers/FLX_JP-S01_FLUXNET2015_FULLSET_DD_2021-2022_1-4.csv",
+        "meteo/era5_daily_2021.nc",
+        "regions/prefectures.geojson",
+    ):
+        (tmp_path / "data" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "data" / rel).write_text("")
     doc = yaml.safe_load((REPO / "workflows" / "demo.yaml").read_text())
     doc["data_dir"] = str(tmp_path / "data")
     doc["output"]["dir"] = str(tmp_path / "out")
@@ -125,3 +132,31 @@ def test_resume_and_fresh_together_is_usage_error(tmp_path, good):
     path.write_text(yaml.safe_dump(good))
     proc = run_cli("run", path, "--resume", "--fresh", check=False)
     assert proc.returncode == 2
+
+
+def test_misspelt_key_gets_a_suggestion(tmp_path, good):
+    good["tile_sise"] = good.pop("tile_size")
+    proc = _run(tmp_path, good)
+    _assert_one_line_error(proc, "tile_sise: unknown key", "did you mean 'tile_size'?")
+
+
+def test_missing_workflow_names_the_shipped_recipes(tmp_path):
+    proc = run_cli("run", tmp_path / "demo.yml", check=False)
+    _assert_one_line_error(
+        proc, "demo.yml: workflow file not found", "demo.yaml", "gpp-upscaling.yaml"
+    )
+
+
+def test_region_without_input_coverage_says_where_the_inputs_are(tmp_path, sample_dir):
+    doc = yaml.safe_load((REPO / "workflows" / "demo.yaml").read_text())
+    doc["data_dir"] = str(sample_dir)
+    doc["output"]["dir"] = str(tmp_path / "out")
+    doc["region"]["bbox"] = [100.0, 35.5, 101.0, 36.5]  # far west of the sample's MODIS tile
+    proc = _run(tmp_path, doc)
+    _assert_one_line_error(
+        proc, "inputs.modis_vi: none of its 46 file(s) covers the region", "hint: check region.bbox"
+    )
+    doc["region"]["bbox"] = [138.0, 35.5, 139.0, 36.5]
+    doc["period"] = {"start": "2019-01-01", "end": "2019-12-31", "step": "16D"}
+    proc = _run(tmp_path, doc)
+    _assert_one_line_error(proc, "outside period 2019-01-01 to 2019-12-31", "hint: change period")

@@ -244,12 +244,26 @@ class Workflow(_Strict):
         return self
 
 
+def _known_keys() -> set[str]:
+    models = [Workflow, Region, Period, Input, Output, DaskSettings, ViProduct, GosatL3Product,
+              PhenologyProduct, DisturbanceProduct, FluxProduct]
+    return {key for model in models for key in model.model_fields}
+
+
+def _suggest(key: str) -> str:
+    """``; did you mean 'x'?`` for a misspelt key (difflib), else ''."""
+    import difflib
+
+    close = difflib.get_close_matches(key, sorted(_known_keys()), n=1, cutoff=0.75)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def _format_error(source: str, exc: ValidationError) -> str:
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"])
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
-        msg = "unknown key"
+        msg = "unknown key" + _suggest(str(err["loc"][-1]))
     elif err["type"] == "missing":
         msg = "required key is missing"
     elif err["type"] == "union_tag_not_found":
@@ -283,7 +297,10 @@ def load_workflow(path: str | Path) -> tuple[Workflow, Path]:
     relative paths)."""
     path = Path(path)
     if not path.is_file():
-        raise WorkflowError(f"{path}: workflow file not found")
+        shipped = Path(__file__).resolve().parents[2] / "workflows"
+        recipes = sorted(p.name for p in shipped.glob("*.yaml")) if shipped.is_dir() else []
+        hint = f"; hint: the recipes are in {shipped}: {', '.join(recipes)}" if recipes else ""
+        raise WorkflowError(f"{path}: workflow file not found{hint}")
     return parse_workflow(path.read_text(), str(path)), path.resolve().parent
 
 

@@ -196,6 +196,29 @@ def _median_composite(stack: list, t: int, variables, out: dict, qa_out, doy_out
     qa_out[t] = np.where(found, np.clip(pick(rel), 0, 3), np.clip(seen, 0, 255)).astype(np.uint8)
 
 
+def _no_coverage(ctx: StepContext, name: str, files, indexed, in_period) -> str:
+    """One line saying why no granule meets the region or period, with the inputs' extent."""
+    wf = ctx.workflow
+    if not indexed:
+        return f"inputs.{name}: none of its {len(files)} file(s) could be read (see the log)"
+    if not in_period:
+        first = min(g.start for g in indexed).date()
+        last = max(g.start for g in indexed).date()
+        return (
+            f"inputs.{name}: its {len(indexed)} granule(s) span {first} to {last}, outside "
+            f"period {wf.period.start} to {wf.period.end}; hint: change period or the input paths"
+        )
+    w = min(g.bbox[0] for g in in_period)
+    s = min(g.bbox[1] for g in in_period)
+    e = max(g.bbox[2] for g in in_period)
+    n = max(g.bbox[3] for g in in_period)
+    return (
+        f"inputs.{name}: none of its {len(files)} file(s) covers the region "
+        f"{list(wf.region.lonlat_bbox)} (their headers span [{w:.2f}, {s:.2f}, {e:.2f}, {n:.2f}]); "
+        "hint: check region.bbox (W, S, E, N in degrees) or `fluxscape inspect` the files"
+    )
+
+
 def plan(ctx: StepContext) -> Plan:
     """Index the input's granules (headers only) and plan one task per tile."""
     product = ctx.product
@@ -213,15 +236,12 @@ def plan(ctx: StepContext) -> Plan:
         "hours": list(product.hours) if product.hours else None,
     }
     files = expand_paths(inp.paths)
-    granules, skipped = adapter.index(files, options)
+    indexed, skipped = adapter.index(files, options)
     times = period_starts(ctx.workflow.period)
-    granules = [g for g in granules if period_index(times, g.start) is not None]
+    granules = [g for g in indexed if period_index(times, g.start) is not None]
     per_tile = {t.id: [g for g in granules if g.meets(t.geobox)] for t in ctx.grid.tiles}
     if not any(per_tile.values()):
-        raise FluxscapeError(
-            f"inputs.{product.input}: none of its {len(files)} file(s) covers the region "
-            f"{list(ctx.workflow.region.lonlat_bbox)}"
-        )
+        raise FluxscapeError(_no_coverage(ctx, product.input, files, indexed, granules))
 
     def make_task(tile: Tile) -> ViTileTask:
         return ViTileTask(
