@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 import skops.io as sio
+from mlcases import FEATS, SMALL, sites_table
 from sklearn.base import BaseEstimator
 
 from fluxscape.errors import FluxscapeError
 from fluxscape.ml.models import FluxModel
 from fluxscape.ml.persist import card_path, load_model, read_card, save_model
-from tests.test_ml_models import FEATS, SMALL, sites_table
 
 CARD = {
     "targets": ["gpp", "reco"],

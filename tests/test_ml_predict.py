@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from mlcases import FEATS, SMALL, sites_table
 
 from fluxscape.errors import FluxscapeError
 from fluxscape.ml.models import FluxModel
 from fluxscape.ml.predict import predict_tile
-from tests.test_ml_models import FEATS, SMALL, sites_table
 
 
 @pytest.fixture(scope="module")

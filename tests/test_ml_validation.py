@@ -19,13 +19,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from mlcases import FEATS, SMALL, sites_table
 
 from fluxscape.errors import FluxscapeError
 from fluxscape.ml.models import leaking_features
 from fluxscape.ml.targets import site_table
 from fluxscape.ml.validation import cross_validate, metrics, scale_tables, skill, write_report
 from fluxscape.readers.fluxnet import read_fluxnet, read_site_list
-from tests.test_ml_models import FEATS, SMALL, sites_table
 
 MET = ["TA_F", "SW_IN_F", "VPD_F", "P_F", "SW_IN_POT", "LW_IN_F"]
 TARGET_COLS = ["GPP_NT_VUT_REF", "RECO_NT_VUT_REF", "NEE_VUT_REF", "NEE_VUT_REF_QC"]
