@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 import skops.io as sio
+from mlcases import FEATS, SMALL, sites_table
 from sklearn.base import BaseEstimator
-from test_ml_models import FEATS, SMALL, sites_table
 
 from fluxscape.errors import FluxscapeError
 from fluxscape.ml.models import FluxModel

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from test_ml_models import FEATS, SMALL, sites_table
+from mlcases import FEATS, SMALL, sites_table
 
 from fluxscape.errors import FluxscapeError
 from fluxscape.ml.models import FluxModel

@@ -19,7 +19,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from test_ml_models import FEATS, SMALL, sites_table
+from mlcases import FEATS, SMALL, sites_table
 
 from fluxscape.errors import FluxscapeError
 from fluxscape.ml.models import leaking_features
