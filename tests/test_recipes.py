@@ -125,3 +125,24 @@ def test_disturbance_fire_recipe_recovers_dnbr_and_burn_severity_of_fires(distur
     assert np.mean(ds.burn_severity.values[fire] == expected) >= 0.8
     assert not np.isfinite(ds.burn_severity.values[~detected]).any()  # fill value 0: no class
     assert np.isnan(ds.dnbr.values[~detected]).all()
+
+
+@pytest.mark.slow
+def test_gpp_upscaling_recipe_runs_on_sample_world(tmp_path, sample_dir):
+    """The full three-method ensemble: leave-one-site-out GPP skill and the gridded GPP against
+    the world's true field, as for the demo's smaller ensemble (tests/test_flux_pipeline.py)."""
+    import json
+
+    from test_flux_pipeline import _r2, _true_period_means
+
+    run_cli("run", _on_sample(REPO / "workflows" / "gpp-upscaling.yaml", sample_dir, tmp_path))
+    out = tmp_path / "out"
+    flux = xr.open_zarr(out / "products" / "flux.zarr")
+    skill = json.loads(flux.attrs["cv_skill"])
+    assert skill["gpp"]["step"]["r2"] >= 0.8
+    card = json.loads(flux.attrs["model_card"])
+    assert card["methods"] == ["rf", "hgb", "lgbm"]
+    ds, truth = _true_period_means(flux)
+    assert _r2(truth["gpp"], ds["gpp"].values) >= 0.8
+    totals = (out / "reports" / "flux" / "regional_totals.csv").read_text()
+    assert "Lakeside" in totals and (out / "report.html").is_file()
