@@ -47,7 +47,13 @@ def run_cli(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedPro
 
 @pytest.fixture(scope="session")
 def demo_out(tmp_path_factory) -> Path:
-    """``fluxscape demo --out DIR`` run once: the sample world in DIR/sample, products in DIR."""
+    """``fluxscape demo --out DIR`` run once: the sample world in DIR/sample, products in DIR.
+
+    For local iterations, FLUXSCAPE_TEST_DEMO_OUT names a finished demo output to reuse
+    (treated as read-only)."""
+    reuse = os.environ.get("FLUXSCAPE_TEST_DEMO_OUT")
+    if reuse:
+        return Path(reuse)
     out = tmp_path_factory.mktemp("demo")
     proc = run_cli("demo", "--out", out)
     (out / "demo_stdout.txt").write_text(proc.stdout)

@@ -35,8 +35,8 @@ def test_search_by_variable_bbox_and_time_finds_demo(cat):
 @pytest.mark.parametrize(
     "query",
     [
-        {"variable": "gpp"},
-        {"product": "flux"},
+        {"variable": "fch4"},
+        {"product": "disturbance"},
         {"bbox": (100.0, 10.0, 101.0, 11.0)},
         {"time": "2015-01-01/2015-12-31"},
     ],
