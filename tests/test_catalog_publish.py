@@ -140,6 +140,10 @@ def test_product_access_is_the_most_restrictive_of_what_it_was_made_from(tmp_pat
     assert {n: cfg.product_access(public, n) for n in public.products} == dict.fromkeys(
         public.products, "public"
     )
+    # a flux map trained on partner-only towers is partner-only; its predictors stay public
+    towers = _workflow(inputs={"towers": "partners"})
+    assert cfg.product_access(towers, "flux") == "partners"
+    assert cfg.product_access(towers, "vi") == "public"
     floor = _workflow(workflow="partners")
     assert cfg.product_access(floor, "gosat_l3") == "partners"
     # who may read a product does not change what it holds: same digest, no recompute
@@ -167,6 +171,7 @@ def test_run_publishes_into_a_shared_catalog_with_inherited_access(demo_out, tmp
         resolved.write_text(before)  # the run rewrote the demo's resolved workflow
     entries = {e.id: e for e in open_catalog(shared).entries()}
     assert {k: e.access for k, e in entries.items()} == {
+        "demo.flux": "partners",
         "demo.gosat_l3": "public",
         "demo.phenology": "partners",
         "demo.vi": "partners",
@@ -183,7 +188,7 @@ def test_catalog_files_on_disk_validate_offline(demo_out):
     root = json.loads((cat / "catalog.json").read_text())
     Catalog.model_validate(root)
     children = [lk["href"] for lk in root["links"] if lk["rel"] == "child"]
-    assert len(children) == 3
+    assert len(children) == 4
     for href in children:
         coll = json.loads((cat / href).read_text())
         Collection.model_validate(coll)
