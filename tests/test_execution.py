@@ -20,7 +20,7 @@ from conftest import FLUXSCAPE, run_cli, small_workflow
 
 # Differ between two runs by design: creation time, and the resolved workflow text (output
 # folder, scheduler address). ``workflow_hash`` covers what determines the data and is compared.
-VOLATILE_ATTRS = {"date_created", "history", "workflow"}
+VOLATILE_ATTRS = {"date_created", "history", "workflow", "run_id"}  # run_id: one per execution
 
 
 def _free_port() -> int:
