@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import shutil
 import socket
 import statistics
@@ -45,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import xarray as xr
+from results import write_section  # noqa: E402  (bench/ is on sys.path)
 
 BENCH_DIR = Path(__file__).resolve().parent
 PRODUCTS = {
@@ -352,15 +352,6 @@ def verdict(r: dict) -> str:
     return text
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the ``## Catalog`` section of ``path`` (up to the next ``## ``), or append it."""
-    text = path.read_text() if path.exists() else ""
-    pattern = re.compile(r"^## Catalog\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section.rstrip() + "\n\n", text).rstrip() + "\n"
-    else:
-        text = text.rstrip() + ("\n\n" if text else "") + section
-    path.write_text(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -381,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         section = markdown(json.loads((BENCH_DIR / "out" / "catalog.json").read_text()))
         print(section)
         if args.write:
-            write_section(args.results, section)
+            write_section(args.results, "Catalog", section)
         return 0
 
     load_before = os.getloadavg()[0]
@@ -411,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     section = markdown(result)
     print(section)
     if args.write:
-        write_section(args.results, section)
+        write_section(args.results, "Catalog", section)
     worst_search = max(v["median_ms"] for kind in search.values() for v in kind.values())
     return 0 if worst_search < 200 and extract["cold_max_ms"] < 1000 else 1
 

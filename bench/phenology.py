@@ -45,7 +45,6 @@ import argparse  # noqa: E402
 import datetime as dt  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
-import re  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import tracemalloc  # noqa: E402
@@ -56,6 +55,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import psutil  # noqa: E402
 import xarray as xr  # noqa: E402
+from results import write_section  # noqa: E402  (bench/ is on sys.path)
 from scipy.optimize import OptimizeWarning, curve_fit  # noqa: E402
 
 from fluxscape.products import kernels  # noqa: E402
@@ -278,15 +278,6 @@ numba kernel (`fluxscape.products.kernels`), so beyond the tile's own input and 
 """
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the ``## Phenology`` section of ``path`` (up to the next ``## ``), or append it."""
-    text = path.read_text() if path.exists() else ""
-    pattern = re.compile(r"^## Phenology\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section.rstrip() + "\n\n", text).rstrip() + "\n"
-    else:
-        text = text.rstrip() + ("\n\n" if text else "") + section
-    path.write_text(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -376,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     section = markdown(results)
     print(section)
     if args.write:
-        write_section(args.results, section)
+        write_section(args.results, "Phenology", section)
     return 0
 
 

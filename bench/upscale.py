@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import resource
 import time
 import tracemalloc
@@ -40,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import xarray as xr
+from results import write_section  # noqa: E402  (bench/ is on sys.path)
 from threadpoolctl import threadpool_limits
 
 from fluxscape.ml.models import FluxModel
@@ -139,15 +139,6 @@ all rows; differences of a few % are within the run-to-run noise on this shared 
 """
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the ``## Upscaling`` section of ``path`` (up to the next ``## ``), or append."""
-    text = path.read_text() if path.exists() else ""
-    pattern = re.compile(r"^## Upscaling\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section.rstrip() + "\n\n", text).rstrip() + "\n"
-    else:
-        text = text.rstrip() + ("\n\n" if text else "") + section
-    path.write_text(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     section = markdown(result)
     print(section)
     if args.write:
-        write_section(args.results, section)
+        write_section(args.results, "Upscaling", section)
     return 0
 
 

@@ -17,7 +17,7 @@ import pytest
 import xarray as xr
 
 from fluxscape.ml.persist import load_model
-from fluxscape.pipeline.predictors import period_ends
+from fluxscape.ml.timesteps import period_bounds
 from fluxscape.sample.world import PRESETS, World
 
 
@@ -31,7 +31,7 @@ def _true_period_means(flux: xr.Dataset, stride: int = 3) -> tuple[xr.DataArray,
     ds = flux.isel(y=slice(1, None, stride), x=slice(1, None, stride))
     lon, lat = np.meshgrid(ds.x.values, ds.y.values)
     times = pd.DatetimeIndex(ds.time.values)
-    ends = period_ends(times, "16D")
+    ends = period_bounds(times)[1]
     days = pd.date_range(times[0], ends[-1] - pd.Timedelta(days=1))
     daily = world.fluxes(lon, lat, days)
     label = np.searchsorted(times.values, days.values, side="right") - 1

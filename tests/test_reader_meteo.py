@@ -11,7 +11,8 @@ import pytest
 import xarray as xr
 
 from fluxscape.errors import ReaderError
-from fluxscape.pipeline.predictors import meteo_at, meteo_periods, period_ends
+from fluxscape.ml.timesteps import period_bounds
+from fluxscape.pipeline.predictors import meteo_at, meteo_periods
 from fluxscape.readers.cf_meteo import open_cf_meteo
 from fluxscape.readers.registry import detect
 from fluxscape.sample.meteo_writer import write_meteo
@@ -75,7 +76,7 @@ def test_other_cf_layout_hourly_watts(tmp_path):
 
 def test_period_means_and_interpolation(world, meteo_files):
     times = pd.DatetimeIndex(["2021-07-12", "2021-07-28"])
-    ends = period_ends(times, "16D")
+    ends = period_bounds(times)[1]
     assert list(ends) == [pd.Timestamp("2021-07-28"), pd.Timestamp("2021-08-13")]
     per = meteo_periods(meteo_files, times, ends, ["ta", "sw_in"])
     lon, lat = float(per["lon"][5]), float(per["lat"][6])
@@ -97,3 +98,15 @@ def test_bad_files_named(tmp_path):
     xr.Dataset({"t2m": ("n", np.arange(3.0))}).to_netcdf(nocoords)
     with pytest.raises(ReaderError, match="table.nc: no time/latitude/longitude"):
         open_cf_meteo(nocoords)
+
+
+def test_predictor_gaps_filled_in_time():
+    from fluxscape.pipeline.predictors import fill_time_gaps
+
+    a = xr.DataArray(
+        np.array([[np.nan, 1, np.nan, 3, np.nan], [np.nan] * 5, [1, 2, 3, 4, 5.0]]),
+        dims=("x", "time"),
+    )
+    np.testing.assert_array_equal(fill_time_gaps(a).values[0], [1, 1, 2, 3, 3])
+    assert np.isnan(fill_time_gaps(a).values[1]).all()  # never observed: stays missing
+    np.testing.assert_array_equal(fill_time_gaps(a).values[2], a.values[2])

@@ -26,22 +26,6 @@ from fluxscape.readers.cf_meteo import open_cf_meteo
 SEASON_FEATURES = ("doy_sin", "doy_cos")
 
 
-def period_ends(times: pd.DatetimeIndex, step: str) -> pd.DatetimeIndex:
-    """Exclusive end of each period: the next start, or start + step for the last one (16D and
-    8D periods end on 1 January at the latest, as MODIS composites do)."""
-    times = pd.DatetimeIndex(times)
-    if step == "1M":
-        last = times[-1] + pd.offsets.MonthBegin(1)
-    else:
-        days = {"16D": 16, "8D": 8, "1D": 1}[step]
-        last = min(times[-1] + pd.Timedelta(days=days), pd.Timestamp(times[-1].year + 1, 1, 1))
-    ends = list(times[1:]) + [last]
-    out = []
-    for start, end in zip(times, ends, strict=True):
-        year_end = pd.Timestamp(start.year + 1, 1, 1)
-        out.append(min(end, year_end) if step in ("16D", "8D") else end)
-    return pd.DatetimeIndex(out)
-
 
 def period_of_days(days: pd.DatetimeIndex, times: pd.DatetimeIndex, ends) -> np.ndarray:
     """Index of the period each day falls in (-1 outside every period)."""

@@ -29,6 +29,7 @@ from fluxscape.ml.models import FluxModel, leaking_features
 from fluxscape.ml.predict import predict_tile
 from fluxscape.ml.regional import regional_totals_dataset
 from fluxscape.ml.targets import build_targets
+from fluxscape.ml.timesteps import period_bounds
 from fluxscape.pipeline import predictors as pred
 from fluxscape.pipeline.config import workflow_hash
 from fluxscape.pipeline.grid import Tile
@@ -224,7 +225,7 @@ def plan(ctx: StepContext) -> Plan:
         raise FluxscapeError(
             f"products.{ctx.name}.predictors: {absent} not in the {p.source} store"
         )
-    ends = pred.period_ends(times, wf.period.step)
+    ends = period_bounds(times)[1]
     tower_files = expand_paths(wf.inputs[p.towers].paths)
     sites = _sites(ctx, tower_files)
     tgt, skipped = _tower_targets(ctx, tower_files, times, ends)
