@@ -161,6 +161,7 @@ class FluxProduct(_Strict):
     meteo: str | None = None
     meteo_variables: list[Literal["ta", "sw_in", "vpd", "precip"]] = ["ta", "sw_in", "vpd"]
     seasonal_features: bool = True
+    phenology: str | None = None  # a phenology product: days_since_sos, season_fraction
     towers: str
     sites: str | None = None
     targets: list[Literal["gpp", "nee", "reco"]] = ["gpp", "nee", "reco"]
@@ -233,6 +234,12 @@ class Workflow(_Strict):
                     f"products.{name}.source: {source!r} is not a vi product of this workflow "
                     f"(vi products: {vi_products})"
                 )
+            pheno = getattr(product, "phenology", None)
+            if pheno is not None and getattr(self.products.get(pheno), "kind", None) != "phenology":
+                raise ValueError(
+                    f"products.{name}.phenology: {pheno!r} is not a phenology product of this "
+                    "workflow"
+                )
             for field in ("inputs", "input", "towers", "meteo"):
                 used = getattr(product, field, None)
                 for inp in [used] if isinstance(used, str) else used or []:
@@ -245,8 +252,19 @@ class Workflow(_Strict):
 
 
 def _known_keys() -> set[str]:
-    models = [Workflow, Region, Period, Input, Output, DaskSettings, ViProduct, GosatL3Product,
-              PhenologyProduct, DisturbanceProduct, FluxProduct]
+    models = [
+        Workflow,
+        Region,
+        Period,
+        Input,
+        Output,
+        DaskSettings,
+        ViProduct,
+        GosatL3Product,
+        PhenologyProduct,
+        DisturbanceProduct,
+        FluxProduct,
+    ]
     return {key for model in models for key in model.model_fields}
 
 

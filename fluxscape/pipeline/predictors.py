@@ -26,7 +26,6 @@ from fluxscape.readers.cf_meteo import open_cf_meteo
 SEASON_FEATURES = ("doy_sin", "doy_cos")
 
 
-
 def period_of_days(days: pd.DatetimeIndex, times: pd.DatetimeIndex, ends) -> np.ndarray:
     """Index of the period each day falls in (-1 outside every period)."""
     days = pd.DatetimeIndex(days)
@@ -121,3 +120,36 @@ def fill_time_gaps(da: xr.DataArray) -> xr.DataArray:
     return filled.interpolate_na(
         dim="time", method="nearest", use_coordinate=False, fill_value="extrapolate"
     )
+
+
+PHENOLOGY_FEATURES = ("days_since_sos", "season_fraction")
+
+
+def phenology_features(
+    sos: xr.DataArray, eos: xr.DataArray, times: pd.DatetimeIndex, ends: pd.DatetimeIndex
+) -> dict[str, xr.DataArray]:
+    """Where each period's middle day falls in the growing season, from a phenology store.
+
+    ``sos``/``eos``: day of year, dims (year, season, *space). For each period the season is
+    the latest one of that year that started on or before the middle day (season 1 before
+    the first start). Returns ``days_since_sos`` (days, negative before the start) and
+    ``season_fraction`` ((day - sos) / (eos - sos) clipped to [0, 1]), dims (time, *space);
+    NaN where the pixel has no season that year."""
+    mid = pd.DatetimeIndex(times) + (pd.DatetimeIndex(ends) - pd.DatetimeIndex(times)) / 2
+    doy = xr.DataArray(np.asarray(mid.dayofyear, float), dims="time")
+    years = xr.DataArray(np.asarray(mid.year), dims="time")
+    s = sos.sel(year=years)  # (time, season, *space)
+    e = eos.sel(year=years)
+    started = (s <= doy).fillna(False)
+    n_seasons = s.sizes["season"]
+    index = xr.DataArray(np.arange(n_seasons), dims="season")
+    latest = xr.where(started, index, -1).max("season").clip(min=0)
+    s_pick = s.isel(season=latest)
+    e_pick = e.isel(season=latest)
+    since = doy - s_pick
+    fraction = (since / (e_pick - s_pick)).clip(0, 1)
+    drop = [c for c in ("year", "season") if c in since.coords]
+    return {
+        "days_since_sos": since.drop_vars(drop).transpose("time", ...),
+        "season_fraction": fraction.drop_vars(drop).transpose("time", ...),
+    }

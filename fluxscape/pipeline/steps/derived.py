@@ -27,15 +27,15 @@ class DerivedTileTask:
     settings: dict
 
 
-def source_store(ctx: StepContext) -> Path:
-    """The finished store of the product named in ``ctx.product.source``."""
-    name = ctx.product.source
+def source_store(ctx: StepContext, name: str | None = None) -> Path:
+    """The finished store of the product ``name`` (default: ``ctx.product.source``)."""
+    name = name or ctx.product.source
     store = ctx.product_store(name)
     state = ctx.out_dir / ".fluxscape" / f"{name}.manifest.jsonl"
     complete = state.exists() and '"complete": true' in state.read_text()
     if not store.exists() or not complete:
         raise FluxscapeError(
-            f"products.{ctx.name}.source: the {name!r} store is not complete "
+            f"products.{ctx.name}: the {name!r} store it reads is not complete "
             f"({store}); its run must finish first"
         )
     return store

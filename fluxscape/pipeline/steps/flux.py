@@ -64,6 +64,7 @@ class FluxTileTask:
     meteo_files: tuple[str, ...]
     meteo_variables: tuple[str, ...]
     seasonal: bool
+    phenology: str | None  # store of the phenology product giving days_since_sos etc.
     features: tuple[str, ...]
     model: str  # path of the saved FluxModel
 
@@ -73,6 +74,8 @@ def feature_names(product) -> list[str]:
     names = list(product.predictors)
     if product.meteo:
         names += list(product.meteo_variables)
+    if product.phenology:
+        names += list(pred.PHENOLOGY_FEATURES)
     if product.seasonal_features:
         names += list(pred.SEASON_FEATURES)
     return names
@@ -139,6 +142,16 @@ def _tower_predictors(ctx, source: Path, sites: pd.DataFrame, times, ends) -> pd
             pred.meteo_periods(files, times, ends, p.meteo_variables, bbox), lon, lat
         )
         frame |= {v: met[v].transpose("site", "time").values for v in p.meteo_variables}
+    if p.phenology:
+        at = pred.store_at_points(
+            ctx.product_store(p.phenology),
+            ["sos", "eos"],
+            sites["lon"].values,
+            sites["lat"].values,
+            window=p.window,
+        )
+        phen = pred.phenology_features(at["sos"], at["eos"], times, ends)
+        frame |= {k: v.transpose("site", "time").values for k, v in phen.items()}
     if p.seasonal_features:
         season = pred.season_features(times, ends)
         frame |= {k: np.broadcast_to(v, (len(sites), len(times))) for k, v in season.items()}
@@ -275,6 +288,7 @@ def plan(ctx: StepContext) -> Plan:
             tuple(meteo_files),
             tuple(p.meteo_variables),
             p.seasonal_features,
+            str(source_store(ctx, p.phenology)) if p.phenology else None,
             tuple(features),
             model_path,
         )
@@ -346,6 +360,11 @@ def tile_predictors(task: FluxTileTask) -> xr.Dataset:
         feats |= {
             v: met[v].drop_vars(["lon", "lat"], errors="ignore") for v in task.meteo_variables
         }
+    if task.phenology:
+        with xr.open_zarr(task.phenology, consolidated=True) as ph:
+            ph = ph[["sos", "eos"]].isel(y=task.rows, x=task.cols).load()
+        phen = pred.phenology_features(ph["sos"], ph["eos"], times, ends)
+        feats |= {k: v.drop_vars(["y", "x"], errors="ignore") for k, v in phen.items()}
     if task.seasonal:
         shape = xr.ones_like(src[task.predictors[0]], dtype="float64")
         for name, values in pred.season_features(times, ends).items():
