@@ -110,3 +110,21 @@ def test_predictor_gaps_filled_in_time():
     np.testing.assert_array_equal(fill_time_gaps(a).values[0], [1, 1, 2, 3, 3])
     assert np.isnan(fill_time_gaps(a).values[1]).all()  # never observed: stays missing
     np.testing.assert_array_equal(fill_time_gaps(a).values[2], a.values[2])
+
+
+def test_phenology_features_pick_the_current_season():
+    from fluxscape.pipeline.predictors import phenology_features
+
+    # 2021: one season from DOY 100; 2022: wheat from DOY 80 and rice from DOY 200
+    sos = xr.DataArray(
+        [[[100.0], [np.nan]], [[80.0], [200.0]]],
+        dims=("year", "season", "x"),
+        coords={"year": [2021, 2022], "season": [1, 2]},
+    )
+    eos = sos + 100
+    times = pd.DatetimeIndex(["2021-03-01", "2021-05-01", "2021-08-15", "2022-05-01", "2022-08-15"])
+    f = phenology_features(sos, eos, times, times + pd.Timedelta(days=16))
+    mid = (times + pd.Timedelta(days=8)).dayofyear.to_numpy()
+    expected = mid - np.array([100, 100, 100, 80, 200])
+    np.testing.assert_array_equal(f["days_since_sos"].values[:, 0], expected)
+    np.testing.assert_allclose(f["season_fraction"].values[:, 0], np.clip(expected / 100.0, 0, 1))
