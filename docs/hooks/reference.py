@@ -101,7 +101,7 @@ FIELD_NOTES = {
     "Workflow.tile_size": "Pixels per tile side: the unit of work, of resume and of memory.",
     "Workflow.period": "Time period and product time step.",
     "Workflow.data_dir": "Folder that relative input globs, `sites` and `regions` are resolved "
-    "against (itself relative to the workflow file; `--data-dir`/`fluxscape demo` override it).",
+    "against (itself relative to the workflow file; `fluxscape demo` points it at OUT/sample).",
     "Workflow.inputs": "Named inputs that products refer to.",
     "Workflow.products": "Named products; each becomes `OUT/products/<name>.zarr`.",
     "Workflow.output": "Where stores, catalog, reports and logs go.",
