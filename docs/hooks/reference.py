@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
+from pathlib import Path
 
 from mkdocs.structure.files import File
 
@@ -236,7 +237,27 @@ def workflow_reference() -> str:
     order += [n for n in defs if n not in order]
     for name in order:
         out += _section(name, defs[name], models[name])
+    out += _demo_with_defaults()
     return "\n".join(out)
+
+
+def _demo_with_defaults() -> list[str]:
+    """``workflows/demo.yaml`` as the program sees it: every default filled in."""
+    from fluxscape.pipeline.config import parse_workflow, workflow_yaml
+
+    demo = Path(__file__).resolve().parents[2] / "workflows" / "demo.yaml"
+    wf = parse_workflow(demo.read_text(), str(demo))
+    return [
+        "## Example: the demo workflow with every default",
+        "",
+        "`workflows/demo.yaml` after validation, every key present (what `OUT/workflow.yaml` "
+        "holds before paths are made absolute):",
+        "",
+        "```yaml",
+        workflow_yaml(wf).rstrip(),
+        "```",
+        "",
+    ]
 
 
 def readers_markdown() -> str:
