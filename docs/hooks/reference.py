@@ -177,7 +177,15 @@ def _one_line(text: str) -> str:
 def _section(name: str, schema: dict, cls) -> list[str]:
     comments = _field_comments(cls)
     required = set(schema.get("required", []))
-    lines = [f"## {name}", "", _one_line(schema.get("description", "")), ""]
+    kind = schema.get("properties", {}).get("kind", {}).get("const")
+    title = {
+        "Workflow": "Top level",
+        "DaskSettings": "`dask`",
+        "Input": "`inputs.<name>`",
+    }.get(name, f"`{name.lower()}`")
+    if kind:
+        title = f"`products.<name>` of kind `{kind}`"
+    lines = [f"## {title} {{#{name.lower()}}}", "", _one_line(schema.get("description", "")), ""]
     lines += ["| key | type | default | description |", "|---|---|---|---|"]
     for key, prop in schema.get("properties", {}).items():
         typ = _type(prop)
