@@ -1,0 +1,292 @@
+"""MkDocs hook: the workflow file reference and the reader list, generated at build time.
+
+``workflow-reference.md`` is written from ``Workflow.model_json_schema()`` (every key, type,
+default and description) and the ``<!-- readers-table -->`` marker in a page is replaced by one
+section per registered reader, so neither can drift from the code. MkDocs has no built-in way
+to render a pydantic schema, hence this small hook.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from pathlib import Path
+
+from mkdocs.structure.files import File
+
+REFERENCE = "workflow-reference.md"
+READERS_MARKER = "<!-- readers-table -->"
+
+
+def _models() -> dict:
+    from fluxscape.pipeline import config
+
+    return {
+        name: obj
+        for name, obj in vars(config).items()
+        if inspect.isclass(obj) and issubclass(obj, config._Strict) and obj is not config._Strict
+    }
+
+
+def _field_comments(cls) -> dict[str, str]:
+    """Trailing ``# comment`` of each field line in the model's source (the code's own notes)."""
+    out = {}
+    for line in inspect.getsource(cls).splitlines():
+        m = re.match(r"^    (\w+): .*?#\s*(.+)$", line)
+        if m:
+            out[m.group(1)] = m.group(2).strip()
+    return out
+
+
+def _type(prop: dict) -> str:
+    if "$ref" in prop:
+        name = prop["$ref"].rsplit("/", 1)[-1]
+        return f"[{name}](#{name.lower()})"
+    if "const" in prop:
+        return f"`{json.dumps(prop['const'])}`"
+    if "enum" in prop:
+        return "one of " + ", ".join(f"`{v}`" for v in prop["enum"])
+    if "anyOf" in prop:
+        return " or ".join(_type(p) for p in prop["anyOf"])
+    if "oneOf" in prop:
+        return " or ".join(_type(p) for p in prop["oneOf"])
+    kind = prop.get("type")
+    if kind == "array":
+        if "prefixItems" in prop:
+            return "[" + ", ".join(_type(p) for p in prop["prefixItems"]) + "]"
+        return f"list of ({_type(prop.get('items', {}))})"
+    if kind == "object":
+        extra = prop.get("additionalProperties")
+        if isinstance(extra, dict) and extra:
+            return f"mapping of name → ({_type(extra)})"
+        return "mapping"
+    if kind == "string" and prop.get("format") == "date":
+        return "date (YYYY-MM-DD)"
+    limits = []
+    for key, sign in (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maximum", "≤")):
+        if key in prop:
+            limits.append(f"{sign} {prop[key]}")
+    if "minItems" in prop:
+        limits.append(f"at least {prop['minItems']} item(s)")
+    if "minProperties" in prop:
+        limits.append(f"at least {prop['minProperties']} entry")
+    if "pattern" in prop:
+        limits.append(f"matching `{prop['pattern']}`")
+    return (kind or "any") + (f" ({', '.join(limits)})" if limits else "")
+
+
+def _limits(prop: dict) -> str:
+    parts = []
+    if "minItems" in prop:
+        parts.append(f"at least {prop['minItems']} item(s)")
+    if "minProperties" in prop:
+        parts.append(f"at least {prop['minProperties']} entry")
+    return "; ".join(parts)
+
+
+def _default(name: str, prop: dict, required: set[str]) -> str:
+    if name in required:
+        return "**required**"
+    if "default" not in prop:
+        return ""
+    return f"`{json.dumps(prop['default'])}`"
+
+
+#: What a key means, for keys whose description is neither in the schema nor in a trailing
+#: comment in fluxscape/pipeline/config.py. A key with no description anywhere fails the build.
+FIELD_NOTES = {
+    "Workflow.name": "Names the run and its catalog collections (`<name>.<product>`).",
+    "Workflow.description": "Free text, shown in the catalog.",
+    "Workflow.region": "The target grid.",
+    "Workflow.tile_size": "Pixels per tile side: the unit of work, of resume and of memory.",
+    "Workflow.period": "Time period and product time step.",
+    "Workflow.data_dir": "Folder that relative input globs, `sites` and `regions` are resolved "
+    "against (itself relative to the workflow file; `fluxscape demo` points it at OUT/sample).",
+    "Workflow.inputs": "Named inputs that products refer to.",
+    "Workflow.products": "Named products; each becomes `OUT/products/<name>.zarr`.",
+    "Workflow.output": "Where stores, catalog, reports and logs go.",
+    "Workflow.dask": "Where the tiles run.",
+    "Region.bbox": "[W, S, E, N] in degrees (lon/lat).",
+    "Region.preset": "A named region instead of `bbox` (list above).",
+    "Region.crs": "CRS of the target grid.",
+    "Region.resolution": "Pixel size in CRS units (degrees for EPSG:4326; 0.01 is about 1 km).",
+    "Period.start": "First day (inclusive).",
+    "Period.end": "Last day (inclusive).",
+    "Period.step": "Product time step: 16-day (MODIS DOY 1, 17, ...), 8-day, daily or monthly.",
+    "Input.reader": "Reader name (see [Readers](readers.md)); unknown names are errors.",
+    "Input.paths": "Glob patterns; each must match at least one file.",
+    "Output.dir": "Output folder, relative to the workflow file (`--out` overrides it).",
+    "Output.catalog": "Catalog folder inside `dir` (`--catalog` overrides it).",
+    "DaskSettings.scheduler": "Address of an existing Dask scheduler (`--scheduler` overrides).",
+    "DaskSettings.cluster": "Start a LocalCluster, or Slurm/PBS jobs through dask-jobqueue.",
+    "DaskSettings.workers": "Workers of the cluster started (`--workers` overrides).",
+    "DaskSettings.threads_per_worker": "Threads per worker (`cores` of a jobqueue job).",
+    "DaskSettings.memory_limit": "Memory per worker (`memory` of a jobqueue job).",
+    "DaskSettings.jobqueue": "Extra keyword arguments of `SLURMCluster`/`PBSCluster` "
+    "(queue, account, walltime, ...).",
+    "ViProduct.kind": "Product kind.",
+    "ViProduct.input": "The raster input (MODIS, SGLI or AHI reader).",
+    "ViProduct.variables": "Indices to compute (each must be possible from the reader's bands).",
+    "ViProduct.max_pixel_reliability": "Worst pixel reliability kept (MODIS: 0 good, "
+    "1 marginal, 2 snow/ice, 3 cloudy).",
+    "ViProduct.resampling": "Resampling of source pixels onto the target grid.",
+    "ViProduct.composite": "Per-period compositing: maximum NDVI or median",
+    "GosatL3Product.kind": "Product kind.",
+    "GosatL3Product.inputs": "GOSAT inputs (readers `gosat_nies`, `gosat_acos`).",
+    "GosatL3Product.variables": "Gases to map.",
+    "GosatL3Product.resolution": "Cell size of the L3 grid (CRS units).",
+    "PhenologyProduct.kind": "Product kind.",
+    "PhenologyProduct.source": "A `vi` product of the same workflow.",
+    "PhenologyProduct.variable": "Index whose seasonal curve is fitted.",
+    "PhenologyProduct.method": "Smoother or curve: Whittaker, Savitzky-Golay, double logistic.",
+    "PhenologyProduct.seasons": "Up to this many seasons per year (2 for double cropping).",
+    "DisturbanceProduct.kind": "Product kind.",
+    "DisturbanceProduct.source": "A `vi` product of the same workflow.",
+    "DisturbanceProduct.variable": "Index monitored for breaks.",
+    "DisturbanceProduct.history": "[first, last] dates of the stable history period.",
+    "DisturbanceProduct.monitor": "[first, last] dates of the monitoring period.",
+    "DisturbanceProduct.process": "Monitoring statistic (BFAST Monitor style).",
+    "DisturbanceProduct.min_magnitude": "Smallest index drop reported as a disturbance.",
+    "FluxProduct.kind": "Product kind.",
+    "FluxProduct.source": "A `vi` product of the same workflow: the remote-sensing predictors.",
+    "FluxProduct.predictors": "Variables of the `source` store used as predictors.",
+    "FluxProduct.meteo": "Input of gridded meteorology (reader `cf_meteo`), optional.",
+    "FluxProduct.meteo_variables": "Meteorological predictors.",
+    "FluxProduct.seasonal_features": "Add sin/cos of the day of year as predictors.",
+    "FluxProduct.towers": "Input of FLUXNET FULLSET tower files (reader `fluxnet`): the targets.",
+    "FluxProduct.sites": "FLUXNET `SitesList.csv` with tower coordinates "
+    "(default: the one beside the tower files).",
+    "FluxProduct.targets": "Fluxes to upscale (gC m-2 d-1).",
+    "FluxProduct.partitioning": "GPP/RECO partitioning: night-time (NT) or daytime (DT).",
+    "FluxProduct.min_qc": "Smallest fraction of measured/good-quality half-hours for a day to "
+    "count.",
+    "FluxProduct.min_coverage": "Smallest fraction of good days for a period to count.",
+    "FluxProduct.window": "Predictor pixel window around each tower (1, 3 or 5 pixels).",
+    "FluxProduct.methods": "Learners of the ensemble: random forest, histogram gradient "
+    "boosting, LightGBM.",
+    "FluxProduct.cv": "Validation: leave-one-site-out or site-grouped k-fold.",
+    "FluxProduct.seed": "Random seed of the folds and learners.",
+}
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.replace("``", "`").split())
+
+
+def _section(name: str, schema: dict, cls) -> list[str]:
+    comments = _field_comments(cls)
+    required = set(schema.get("required", []))
+    kind = schema.get("properties", {}).get("kind", {}).get("const")
+    title = {
+        "Workflow": "Top level",
+        "DaskSettings": "`dask`",
+        "Input": "`inputs.<name>`",
+    }.get(name, f"`{name.lower()}`")
+    if kind:
+        title = f"`products.<name>` of kind `{kind}`"
+    lines = [f"## {title} {{#{name.lower()}}}", "", _one_line(schema.get("description", "")), ""]
+    lines += ["| key | type | default | description |", "|---|---|---|---|"]
+    for key, prop in schema.get("properties", {}).items():
+        typ = _type(prop)
+        if prop.get("type") in ("array", "object") and _limits(prop) and "$ref" not in prop:
+            typ = f"{typ}; {_limits(prop)}"
+        desc = (
+            prop.get("description") or comments.get(key) or FIELD_NOTES.get(f"{cls.__name__}.{key}")
+        )
+        if not desc:
+            raise ValueError(
+                f"{cls.__name__}.{key} has no description: add a trailing comment in "
+                "fluxscape/pipeline/config.py or an entry in FIELD_NOTES of docs/hooks/reference.py"
+            )
+        lines.append(
+            f"| `{key}` | {typ} | {_default(key, prop, required)} | {_one_line(desc)} |".replace(
+                "\n", " "
+            )
+        )
+    return lines + [""]
+
+
+def workflow_reference() -> str:
+    """Markdown for every model of the workflow schema, top level first."""
+    from fluxscape.pipeline.config import REGION_PRESETS, Workflow
+
+    schema = Workflow.model_json_schema()
+    models = _models()
+    defs = schema["$defs"]
+    kinds = dict(
+        sorted(
+            schema["properties"]["products"]["additionalProperties"]["discriminator"][
+                "mapping"
+            ].items()
+        )
+    )
+    out = [
+        "# Workflow file reference",
+        "",
+        "<!-- generated at build time by docs/hooks/reference.py from "
+        "fluxscape.pipeline.config.Workflow.model_json_schema(); do not edit -->",
+        "",
+        "Generated from the workflow schema (`fluxscape.pipeline.config.Workflow`) each time "
+        "the documentation is built. Unknown keys are errors; see [Writing a workflow]"
+        "(workflow.md) for how the pieces fit together.",
+        "",
+        "Product kinds (`products.<name>.kind`): "
+        + ", ".join(f"[`{k}`](#{ref.rsplit('/', 1)[-1].lower()})" for k, ref in kinds.items())
+        + ".",
+        "",
+        "Region presets (`region.preset`): "
+        + ", ".join(f"`{k}` {list(v)}" for k, v in REGION_PRESETS.items())
+        + ".",
+        "",
+    ]
+    out += _section("Workflow", schema, Workflow)
+    order = ["Region", "Period", "Input", "Output", "DaskSettings"]
+    order += [n for n in defs if n not in order]
+    for name in order:
+        out += _section(name, defs[name], models[name])
+    out += _demo_with_defaults()
+    return "\n".join(out)
+
+
+def _demo_with_defaults() -> list[str]:
+    """``workflows/demo.yaml`` as the program sees it: every default filled in."""
+    from fluxscape.pipeline.config import parse_workflow, workflow_yaml
+
+    demo = Path(__file__).resolve().parents[2] / "workflows" / "demo.yaml"
+    wf = parse_workflow(demo.read_text(), str(demo))
+    return [
+        "## Example: the demo workflow with every default",
+        "",
+        "`workflows/demo.yaml` after validation, every key present (what `OUT/workflow.yaml` "
+        "holds before paths are made absolute):",
+        "",
+        "```yaml",
+        workflow_yaml(wf).rstrip(),
+        "```",
+        "",
+    ]
+
+
+def readers_markdown() -> str:
+    """One section per registered reader: name, description and accepted file names."""
+    from fluxscape.readers.registry import readers
+
+    out = []
+    for name, spec in sorted(readers().items()):
+        out += [f"### `{name}`", "", _one_line(spec.description) or "(no description)", ""]
+        out += ["Accepted file names (regular expressions on the base name):", ""]
+        out += [f"- `{p}`" for p in spec.patterns] + [""]
+    return "\n".join(out)
+
+
+def on_files(files, config):
+    """Add the generated reference page to the site (it never exists in docs/)."""
+    files.append(File.generated(config, REFERENCE, content=workflow_reference()))
+    return files
+
+
+def on_page_markdown(markdown, page, config, files):
+    if READERS_MARKER in markdown:
+        markdown = markdown.replace(READERS_MARKER, readers_markdown())
+    return markdown
