@@ -158,13 +158,14 @@ def demo(out: Path, workers: int | None) -> None:
         )
     click.echo(f"  catalog: {cat_dir / 'catalog.json'} ({len(entries)} product(s))")
     click.echo(f"  resolved workflow: {out / 'workflow.yaml'}")
+    click.echo(f"  run report (open in a browser): {out / 'report.html'}")
     tower = json.loads((sample / "truth" / "world.json").read_text())["towers"][0]
     click.echo("\nTry:")
     click.echo(f"  fluxscape catalog list {cat_dir}")
     click.echo(f"  fluxscape catalog search {cat_dir} --variable ndvi --json")
     click.echo(
-        f"  fluxscape catalog extract {cat_dir} --variable ndvi "
-        f"--point {tower['lon']},{tower['lat']} -o {out / 'ndvi_at_tower.csv'}"
+        f"  fluxscape catalog extract {cat_dir} --variable gpp "
+        f"--point {tower['lon']},{tower['lat']} -o {out / 'gpp_at_tower.csv'}"
     )
     click.echo(
         f"  fluxscape inspect {sorted((sample / 'towers').glob('FLX_*.csv'))[0]} "
