@@ -37,6 +37,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from fluxscape.products.smoothing import _grid_step
+
 #: The first variables of the output array, in this order.
 FIXED_OUTPUTS = ("sos", "pos", "eos", "los", "peak", "amplitude", "integral", "n_obs")
 
@@ -255,13 +257,10 @@ def _whittaker_work(n, nt):
 
 
 def _grid(grid: np.ndarray) -> tuple[float, float, int]:
+    """First day, step and length of a regular day grid (validated as the numpy path does)."""
+    step = _grid_step(grid)
     grid = np.asarray(grid, dtype=float)
-    if grid.ndim != 1 or grid.size < 4:
-        raise ValueError(f"grid: expected a 1-D array of at least 4 day numbers, got {grid.shape}")
-    step = np.diff(grid)
-    if not np.allclose(step, step[0]) or step[0] <= 0:
-        raise ValueError("grid: expected regularly spaced, increasing day numbers")
-    return float(grid[0]), float(step[0]), int(grid.size)
+    return float(grid[0]), step, int(grid.size)
 
 
 def _rows(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
