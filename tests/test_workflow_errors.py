@@ -148,9 +148,12 @@ def test_missing_workflow_names_the_shipped_recipes(tmp_path):
 
 
 def test_region_without_input_coverage_says_where_the_inputs_are(tmp_path, sample_dir):
+    """Coverage is known only once a product indexes its inputs: products planned before it
+    may have logged progress, but the run ends with one error line and exit status 1."""
     doc = yaml.safe_load((REPO / "workflows" / "demo.yaml").read_text())
     doc["data_dir"] = str(sample_dir)
     doc["output"]["dir"] = str(tmp_path / "out")
+    doc["products"] = {"vi": doc["products"]["vi"]}
     doc["region"]["bbox"] = [100.0, 35.5, 101.0, 36.5]  # far west of the sample's MODIS tile
     proc = _run(tmp_path, doc)
     _assert_one_line_error(
