@@ -34,9 +34,14 @@ def period_of_days(days: pd.DatetimeIndex, times: pd.DatetimeIndex, ends) -> np.
     return np.where(ok, pos, -1)
 
 
+def _middle_days(times: pd.DatetimeIndex, ends: pd.DatetimeIndex) -> pd.DatetimeIndex:
+    """The middle of each period [times[i], ends[i])."""
+    return pd.DatetimeIndex(times) + (pd.DatetimeIndex(ends) - pd.DatetimeIndex(times)) / 2
+
+
 def season_features(times: pd.DatetimeIndex, ends: pd.DatetimeIndex) -> dict[str, np.ndarray]:
     """``doy_sin``/``doy_cos`` of each period's middle day (1-D over time)."""
-    mid = pd.DatetimeIndex(times) + (pd.DatetimeIndex(ends) - pd.DatetimeIndex(times)) / 2
+    mid = _middle_days(times, ends)
     angle = 2 * np.pi * (np.asarray(mid.dayofyear, float) - 1) / 365.25
     return {"doy_sin": np.sin(angle), "doy_cos": np.cos(angle)}
 
@@ -135,7 +140,7 @@ def phenology_features(
     the first start). Returns ``days_since_sos`` (days, negative before the start) and
     ``season_fraction`` ((day - sos) / (eos - sos) clipped to [0, 1]), dims (time, *space);
     NaN where the pixel has no season that year."""
-    mid = pd.DatetimeIndex(times) + (pd.DatetimeIndex(ends) - pd.DatetimeIndex(times)) / 2
+    mid = _middle_days(times, ends)
     doy = xr.DataArray(np.asarray(mid.dayofyear, float), dims="time")
     years = xr.DataArray(np.asarray(mid.year), dims="time")
     s = sos.sel(year=years)  # (time, season, *space)

