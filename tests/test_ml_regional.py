@@ -13,6 +13,7 @@ from pyproj import Geod
 from shapely.geometry import Polygon, mapping
 
 from fluxscape.errors import FluxscapeError
+from fluxscape.ml import regional
 from fluxscape.ml.regional import (
     cell_area_m2,
     load_polygons,
@@ -126,3 +127,31 @@ def test_bad_polygons_are_clear_errors(tmp_path):
         load_polygons(bad)
     with pytest.raises(FluxscapeError, match="no property 'pref'"):
         load_polygons(fc(("a", QUAD)), name_property="pref")
+
+
+def test_block_by_block_sums_equal_whole_field_and_read_one_block_at_a_time(monkeypatch):
+    times = pd.Timestamp(2021, 1, 1) + pd.to_timedelta(16 * np.arange(23), unit="D")
+    rng = np.random.default_rng(3)
+    f = field(np.full(23, 2.0), times) * rng.uniform(0.5, 1.5, (23, 1, 1))
+    f = f * xr.DataArray(rng.uniform(0.0, 2.0, f.shape[1:]), dims=("y", "x"))
+    f[3, 10:20, 5:9] = np.nan
+    sd = 0.1 * f
+    whole = regional_totals(f, fc(("quad", QUAD)), sd=sd)
+    # a dask field chunked 7 x 9 pixels (many blocks, ragged edges, one-pixel strips)
+    chunked = regional_totals(f.chunk({"y": 7, "x": 9}), fc(("quad", QUAD)), sd=sd.chunk())
+    pd.testing.assert_frame_equal(whole, chunked, rtol=1e-9)
+    # numpy fields are cut into BLOCK-square blocks; each read covers one block only
+    seen: list[tuple[int, int]] = []
+    original = xr.DataArray.isel
+
+    def spy(self, *args, **kw):
+        out = original(self, *args, **kw)
+        if {"y", "x"} <= set(kw):
+            seen.append((out.sizes["y"], out.sizes["x"]))
+        return out
+
+    monkeypatch.setattr(regional, "BLOCK", 8)
+    monkeypatch.setattr(xr.DataArray, "isel", spy)
+    small = regional_totals(f, fc(("quad", QUAD)), sd=sd)
+    pd.testing.assert_frame_equal(whole, small, rtol=1e-9)
+    assert seen and max(max(s) for s in seen) <= 8

@@ -95,24 +95,29 @@ def load_polygons(polygons, name_property: str = "name") -> dict[str, object]:
     return out
 
 
-def _edges(coord: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray, float]:
+def _edges(coord: np.ndarray, name: str, res: float | None = None):
     c = np.asarray(coord, float)
-    if c.size < 2:
-        raise FluxscapeError(f"regional totals need >= 2 pixel centres along {name}")
-    step = np.diff(c)
-    if not np.allclose(step, step[0], rtol=1e-6, atol=1e-9):
-        raise FluxscapeError(f"coordinate {name} is not regularly spaced")
-    res = abs(float(step[0]))
+    if res is None:
+        if c.size < 2:
+            raise FluxscapeError(f"regional totals need >= 2 pixel centres along {name}")
+        step = np.diff(c)
+        if not np.allclose(step, step[0], rtol=1e-6, atol=1e-9):
+            raise FluxscapeError(f"coordinate {name} is not regularly spaced")
+        res = abs(float(step[0]))
     return c - res / 2.0, c + res / 2.0, res
 
 
-def pixel_weights(x: np.ndarray, y: np.ndarray, geom) -> np.ndarray:
+def pixel_weights(
+    x: np.ndarray, y: np.ndarray, geom, res: tuple[float, float] | None = None
+) -> np.ndarray:
     """Area (m2) of each pixel inside ``geom``, shape (len(y), len(x)).
 
-    ``x``/``y`` are regularly spaced pixel-centre longitudes/latitudes (any order).
+    ``x``/``y`` are regularly spaced pixel-centre longitudes/latitudes (any order); ``res``
+    (dx, dy) in degrees gives the pixel size when ``x`` or ``y`` has a single centre (a block
+    of a grid), otherwise it is taken from the centres' spacing.
     """
-    x0, x1, dx = _edges(x, "x")
-    y0, y1, _ = _edges(y, "y")
+    x0, x1, dx = _edges(x, "x", None if res is None else res[0])
+    y0, y1, _ = _edges(y, "y", None if res is None else res[1])
     w = np.zeros((len(y), len(x)))
     minx, miny, maxx, maxy = geom.bounds
     ix = np.flatnonzero((x1 > minx) & (x0 < maxx))
@@ -132,6 +137,60 @@ def pixel_weights(x: np.ndarray, y: np.ndarray, geom) -> np.ndarray:
     area = cell_area_m2(np.minimum(y0, y1)[iy], np.maximum(y0, y1)[iy], dx)
     w[np.ix_(iy, ix)] = frac * area[:, None]
     return w
+
+
+#: Block edge (pixels) for fields that are not chunked in space.
+BLOCK = 256
+
+
+def _spatial_blocks(field: xr.DataArray) -> list[tuple[slice, slice]]:
+    """(y, x) slices covering the field: its dask chunks when it has them (one store tile
+    each), else BLOCK x BLOCK pixels, so that one block of all time steps is in memory."""
+    sizes = {}
+    for dim in ("y", "x"):
+        chunks = field.chunksizes.get(dim) if field.chunks is not None else None
+        if chunks is None:
+            n = field.sizes[dim]
+            chunks = [BLOCK] * (n // BLOCK) + ([n % BLOCK] if n % BLOCK else [])
+        bounds = np.concatenate([[0], np.cumsum(chunks)])
+        sizes[dim] = [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    return [(ys, xs) for ys in sizes["y"] for xs in sizes["x"]]
+
+
+def _weighted_sums(field, sd, geoms: dict) -> dict[str, tuple]:
+    """Per region: (area m2, rate gC d-1 per step, valid area per step, rate of sd per step),
+    accumulated block by block over the field's spatial blocks (memory: one block)."""
+    _, _, dx = _edges(field["x"].values, "x")
+    _, _, dy = _edges(field["y"].values, "y")
+    n_time = field.sizes["time"]
+    acc = {r: [0.0, np.zeros(n_time), np.zeros(n_time), np.zeros(n_time)] for r in geoms}
+    for ys, xs in _spatial_blocks(field):
+        block = field.isel(y=ys, x=xs)
+        weights = {
+            r: pixel_weights(block["x"].values, block["y"].values, g, (dx, dy))
+            for r, g in geoms.items()
+        }
+        weights = {r: w.ravel() for r, w in weights.items() if w.any()}
+        if not weights:
+            continue
+        vals = block.values.astype(np.float64).reshape(n_time, -1)
+        ok = np.isfinite(vals)
+        vals = np.where(ok, vals, 0.0)
+        sds = None
+        if sd is not None:
+            sds = sd.isel(y=ys, x=xs).values.astype(np.float64).reshape(n_time, -1)
+            sds = np.where(ok & np.isfinite(sds), sds, 0.0)
+        for r, w in weights.items():
+            a = acc[r]
+            a[0] += w.sum()
+            a[1] += vals @ w
+            a[2] += ok.astype(float) @ w
+            if sds is not None:
+                a[3] += sds @ w
+    if sd is None:
+        for a in acc.values():
+            a[3] = np.full(n_time, np.nan)
+    return {r: tuple(a) for r, a in acc.items()}
 
 
 def regional_totals(
@@ -162,6 +221,10 @@ def regional_totals(
     ``period`` ("YYYY-MM" or "YYYY"), ``total_TgC``, ``sd_TgC`` (NaN without ``sd``),
     ``area_km2`` (polygon area on the grid), ``days`` (days of data in the period) and
     ``valid_fraction`` (area x days with finite data / area x days covered by the axis).
+
+    Memory: the field is read one spatial block at a time (its dask chunks, i.e. one store
+    tile each when opened from a store, else :data:`BLOCK` pixels square) with all its time
+    steps, so it is bounded by the tile size, not the region.
     """
     if tuple(field.dims) != ("time", "y", "x"):
         raise FluxscapeError(f"field dims must be (time, y, x), got {field.dims}")
@@ -170,21 +233,9 @@ def regional_totals(
     geoms = load_polygons(polygons, name_property)
     starts, ends = period_bounds(pd.DatetimeIndex(field["time"].values), period_end)
     dpm = days_per_month(starts, ends)  # (n_steps, n_months) days
-    vals = field.values.astype(np.float64)
-    sds = None if sd is None else sd.values.astype(np.float64)
-    ok = np.isfinite(vals)
     name = variable or field.name or "flux"
     rows = []
-    for region, geom in geoms.items():
-        w = pixel_weights(field["x"].values, field["y"].values, geom)
-        area = w.sum()
-        rate = np.where(ok, vals, 0.0).reshape(len(starts), -1) @ w.ravel()  # gC d-1 per step
-        valid = ok.reshape(len(starts), -1).astype(float) @ w.ravel()
-        rate_sd = (
-            np.full(len(starts), np.nan)
-            if sds is None
-            else np.where(ok, sds, 0.0).reshape(len(starts), -1) @ w.ravel()
-        )
+    for region, (area, rate, valid, rate_sd) in _weighted_sums(field, sd, geoms).items():
         month_tot = rate @ dpm.to_numpy() / G_PER_TG
         month_sd = rate_sd @ dpm.to_numpy() / G_PER_TG
         month_valid = valid @ dpm.to_numpy()
@@ -231,9 +282,7 @@ def regional_totals_dataset(
     """:func:`regional_totals` for each of ``variables`` present in a flux store dataset
     (using ``<v>_sd`` when present), concatenated. Write it with ``df.to_csv(path)``."""
     parts = [
-        regional_totals(
-            ds[v], polygons, name_property, ds.get(f"{v}_sd"), period_end, variable=v
-        )
+        regional_totals(ds[v], polygons, name_property, ds.get(f"{v}_sd"), period_end, variable=v)
         for v in variables
         if v in ds.data_vars
     ]
