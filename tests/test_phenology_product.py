@@ -113,3 +113,63 @@ def test_single_season_pixels_have_no_second_season(pheno, masks):
     _, _, _, keep, two = masks
     second = np.isfinite(pheno.sos.sel(season=2).values)  # (year, y, x)
     assert second[:, keep & ~two].mean() < 0.01
+
+
+PHENOLOGY_OPTIONS_WORKFLOW = """\
+name: pheno-options
+region: {{bbox: [138.1, 35.6, 138.4, 35.9], crs: EPSG:4326, resolution: 0.01}}
+tile_size: 30
+period: {{start: 2021-01-01, end: 2022-12-31, step: 16D}}
+data_dir: {data_dir}
+inputs:
+  modis_vi: {{reader: modis_hdf4, paths: ["modis/MOD13A2.*.hdf"]}}
+products:
+  vi: {{kind: vi, input: modis_vi, variables: [ndvi]}}
+  half: {{kind: phenology, source: vi, seasons: 1}}
+  early: {{kind: phenology, source: vi, seasons: 1, sos_fraction: 0.15, eos_fraction: 0.15}}
+  slope: {{kind: phenology, source: vi, seasons: 1, sos_method: derivative}}
+output: {{dir: out}}
+dask: {{workers: 1}}
+"""
+
+
+@pytest.fixture(scope="module")
+def options_run(tmp_path_factory, sample_dir):
+    from conftest import run_cli
+
+    folder = tmp_path_factory.mktemp("pheno_options")
+    wf = folder / "wf.yaml"
+    wf.write_text(PHENOLOGY_OPTIONS_WORKFLOW.format(data_dir=sample_dir))
+    run_cli("run", wf, "--out", folder / "out")
+    return {
+        name: xr.open_zarr(folder / "out" / "products" / f"{name}.zarr").load()
+        for name in ("half", "early", "slope")
+    }
+
+
+def test_workflow_sos_options_reach_the_extraction(options_run, sample_dir):
+    """``sos_fraction``/``eos_fraction`` and ``sos_method`` of the workflow change the dates as
+    the definitions say: 15 % of the amplitude is MCD12Q2's greenup/dormancy (same curve, so the
+    same dates), and the day of the steepest rise of the world's logistic is its inflection,
+    the true sos (<= 6 days RMSE on undisturbed single-season pixels)."""
+    half, early, slope = options_run["half"], options_run["early"], options_run["slope"]
+    for a, b in (("sos", "greenup"), ("eos", "dormancy")):
+        x, y = early[a].values, half[b].values
+        both = np.isfinite(x) & np.isfinite(y)
+        assert both.mean() > 0.9
+        np.testing.assert_allclose(x[both], y[both], atol=0.05)
+    assert np.nanmedian(half.sos.values - early.sos.values) > 5.0
+    assert "sos/eos by derivative" in slope.attrs["summary"]
+    seed = json.loads((sample_dir / "truth" / "world.json").read_text())["seed"]
+    world = World(PRESETS["demo"], seed=seed)
+    lon, lat = np.meshgrid(slope.x.values, slope.y.values)
+    keep = world.homogeneous(lon, lat, 0.015) & ~world.disturbance(lon, lat)["disturbed"]
+    keep &= ~world.double_crop(lon, lat)
+    truth = xr.open_dataset(sample_dir / "truth" / "phenology.nc").sel(
+        lon=slope.x, lat=slope.y, method="nearest"
+    )
+    for year in (2021, 2022):
+        est = slope.sos.sel(year=year, season=1).values
+        ok = keep & np.isfinite(est)
+        assert ok.sum() > 200
+        assert _rmse(est[ok], truth.sos.sel(year=year).values[ok]) <= 6.0

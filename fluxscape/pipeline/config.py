@@ -124,6 +124,12 @@ class PhenologyProduct(_Strict):
     variable: Literal["ndvi", "evi", "evi2"] = "ndvi"
     method: Literal["whittaker", "savgol", "double_logistic"] = "whittaker"
     seasons: Annotated[int, Field(ge=1, le=2)] = 2
+    sos_method: Literal["amplitude", "derivative"] = "amplitude"  # sos/eos rule (TIMESAT-like)
+    sos_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.5  # sos at this share of the rise
+    eos_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.5  # eos at this share of the fall
+    smoothing_lambda: Annotated[float, Field(gt=0)] | None = None  # Whittaker lambda (day^3)
+    savgol_window: Annotated[float, Field(gt=0)] = 41.0  # Savitzky-Golay window (days)
+    min_amplitude: Annotated[float, Field(ge=0)] = 0.1  # smallest season amplitude (VI units)
 
 
 class DisturbanceProduct(_Strict):

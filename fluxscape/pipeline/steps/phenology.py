@@ -30,6 +30,7 @@ def run_phenology_tile(task: DerivedTileTask) -> dict:
         method=s["method"],
         seasons=s["seasons"],
         years=s["years"],
+        **s["options"],
     )
     write_tile(Path(task.store), result[list(pheno.VARIABLES)], task.rows, task.cols)
     return {"tile": task.tile_id, "skipped": []}
@@ -41,14 +42,34 @@ def plan(ctx: StepContext) -> Plan:
     source = source_store(ctx)
     period = ctx.workflow.period
     years = list(range(pd.Timestamp(period.start).year, pd.Timestamp(period.end).year + 1))
-    settings = {"variable": p.variable, "method": p.method, "seasons": p.seasons, "years": years}
+    options = {
+        "sos_method": p.sos_method,
+        "sos_fraction": p.sos_fraction,
+        "eos_fraction": p.eos_fraction,
+        "savgol_window": p.savgol_window,
+        "min_amplitude": p.min_amplitude,
+    }
+    if p.smoothing_lambda is not None:
+        options["lam"] = p.smoothing_lambda
+    settings = {
+        "variable": p.variable,
+        "method": p.method,
+        "seasons": p.seasons,
+        "years": years,
+        "options": options,
+    }
     variables = [VariableSpec(name, "float32", dict(pheno.ATTRS[name])) for name in pheno.VARIABLES]
     return Plan(
         dims={"year": np.array(years), "season": np.arange(1, p.seasons + 1)},
         variables=variables,
         summary=f"Land-surface phenology from {p.source}.{p.variable}: QA-weighted {p.method} "
-        f"smoothing, up to {p.seasons} season(s) a year, MCD12Q2-style transition dates "
-        "(day of year)",
+        f"smoothing, up to {p.seasons} season(s) a year, sos/eos by {p.sos_method}"
+        + (
+            f" ({p.sos_fraction:g}/{p.eos_fraction:g} of the amplitude)"
+            if p.sos_method == "amplitude"
+            else ""
+        )
+        + ", MCD12Q2-style transition dates (day of year)",
         make_task=derived_task(ctx, source, [p.variable, "qa", "doy"], settings),
         run_tile=run_phenology_tile,
         inputs=[],
