@@ -389,6 +389,7 @@ def test_product_has_design_variables_dims_and_cf_attributes(world_pixels):
     ds = _product(cube.isel(x=slice(0, 10)))
     expected = {"sos", "pos", "eos", "los", "peak", "amplitude", "integral", "n_obs"}
     expected |= {"greenup", "midgreenup", "maturity", "senescence", "midgreendown", "dormancy"}
+    expected |= {"qa_overall", "qa_detailed"}
     assert set(ds.data_vars) == expected
     for name, var in ds.data_vars.items():
         assert var.dims == ("year", "season", "y", "x"), name
@@ -487,3 +488,43 @@ def test_double_logistic_fit_recovers_the_parameters_of_noisy_series():
     assert np.sqrt(np.mean((fit[:, 2] - true[:, 2]) ** 2)) < 3.0  # sos, days
     assert np.sqrt(np.mean((fit[:, 4] - true[:, 4]) ** 2)) < 3.0  # eos, days
     assert np.abs(fit[:, 1] - true[:, 1]).mean() < 0.02  # vmax, NDVI
+
+
+# --- per-date quality (MCD12Q2 QA_Detailed / QA_Overall style) ---------------------------------
+
+
+def test_date_quality_counts_unusable_observations_between_the_bracketing_usable_ones():
+    days = np.array([[0.0, 16, 32, 48, 64, 80, 96, 112, 128, 200]])
+    weights = np.array([[1.0, 1, 0.5, 0, 1, 0, 0, 1, 0, 0]])  # 48, 80, 96, 128, 200 unusable
+    dates = np.array([[8.0, 20.0, 40.0, 70.0, 120.0, 250.0, -5.0, np.nan]])
+    q = ph.date_quality(dates, days, weights)
+    # 8: 0..16 best; 20: 16..32 best (marginal counts as usable); 40: 32..64 one missing -> good;
+    # 70: 64..112 two missing -> fair; 120: nothing usable after -> poor; 250: after the last
+    # usable -> poor; -5: before the first -> poor; NaN -> 255
+    assert q.tolist() == [[0, 0, 1, 2, 3, 3, 3, 255]]
+
+
+def test_season_quality_packs_two_bits_per_date_and_overall_is_the_worst(world_pixels):
+    _, _, cube = world_pixels
+    sub = cube.isel(x=slice(0, 40))
+    ds = _product(sub)
+    detailed = ds["qa_detailed"].values.astype(np.int64)
+    overall = ds["qa_overall"].values
+    exists = np.isfinite(ds["sos"].values)
+    assert (overall[~exists] == 255).all() and (detailed[~exists] == 65535).all()
+    classes = np.stack([(detailed >> (2 * i)) & 3 for i in range(len(ph.QA_DATES))])
+    assert (classes.max(axis=0)[exists] == overall[exists]).all()
+    # ~24 % cloudy composites: a date has both neighbours clear about (1 - 0.24)^2 = 58 % of
+    # the time, and at most one cloudy composite around it most of the time
+    per_date = classes[:, exists]
+    assert 0.45 < (per_date == 0).mean() < 0.7
+    assert (per_date <= 1).mean() > 0.8
+    # knocking out every observation in spring makes greenup poor where it falls in the hole
+    doy = sub["doy"].values
+    hole = (doy >= 60) & (doy <= 150)
+    holed = sub.assign(qa=sub["qa"].where(~hole, 3))
+    ds2 = _product(holed)
+    greenup = ds2["greenup"].sel(season=1).values
+    inside = (greenup > 75) & (greenup < 135)
+    g_class = ds2["qa_detailed"].sel(season=1).values.astype(np.int64) & 3
+    assert inside.sum() > 10 and (g_class[inside] == 3).all()

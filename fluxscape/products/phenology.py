@@ -103,6 +103,88 @@ ATTRS: dict[str, dict[str, str]] = {
 }
 
 
+#: MCD12Q2 ``QA_Detailed`` order: two bits per date, lowest bits first.
+QA_DATES = ("greenup", "midgreenup", "maturity", "pos", "senescence", "midgreendown", "dormancy")
+#: Most unusable observations between the two usable ones that bracket a date, per QA class:
+#: 0 best (none: the neighbouring composites both saw the ground), 1 good, 2 fair; more, or no
+#: usable observation on one side, is 3 poor.
+QA_MAX_MISSING = (0, 1, 2)
+QA_VARIABLES = ("qa_overall", "qa_detailed")
+QA_ATTRS: dict[str, dict] = {
+    "qa_overall": {
+        "long_name": "overall quality of the season's dates (worst of qa_detailed)",
+        "units": "1",
+        "flag_values": [0, 1, 2, 3],
+        "flag_meanings": "best good fair poor",
+    },
+    "qa_detailed": {
+        "long_name": "quality of each date, 2 bits each from bit 0: greenup, midgreenup, "
+        "maturity, peak, senescence, midgreendown, dormancy (0 best 1 good 2 fair 3 poor: "
+        "0, 1, 2 or more unusable observations between the usable ones around the date)",
+        "units": "1",
+    },
+}
+
+
+def date_quality(
+    dates: np.ndarray,
+    days: np.ndarray,
+    weights: np.ndarray,
+    max_missing: Sequence[int] = QA_MAX_MISSING,
+) -> np.ndarray:
+    """Quality class of estimated dates from the observations around them.
+
+    ``dates`` (..., k) in the same float days as ``days`` (..., time), the observation days;
+    ``weights`` (..., time) > 0 marks usable observations. The class is the first ``i`` for
+    which at most ``max_missing[i]`` unusable observations (clouds, snow) lie between the last
+    usable observation at or before the date and the first one at or after it; else
+    ``len(max_missing)``, also when no usable observation lies on one side. Counting
+    observations rather than days makes the classes mean the same for 8-day, 16-day or daily
+    series. Returns uint8 (..., k); 255 where the date is NaN. Loops over ``k`` only."""
+    dates = np.asarray(dates, float)
+    days = np.asarray(days, float)
+    observed = np.isfinite(days)
+    usable = (np.asarray(weights, float) > 0) & observed
+    out = np.full(dates.shape, 255, np.uint8)
+    for k in range(dates.shape[-1]):
+        d = dates[..., k : k + 1]
+        with np.errstate(invalid="ignore"):
+            before = np.where(usable & (days <= d), days, -np.inf).max(axis=-1, keepdims=True)
+            after = np.where(usable & (days >= d), days, np.inf).min(axis=-1, keepdims=True)
+            missing = (observed & ~usable & (days > before) & (days < after)).sum(axis=-1)
+        bracketed = np.isfinite(before[..., 0]) & np.isfinite(after[..., 0])
+        cls = np.full(missing.shape, len(max_missing), np.uint8)
+        for i in range(len(max_missing) - 1, -1, -1):
+            cls = np.where(bracketed & (missing <= max_missing[i]), np.uint8(i), cls)
+        out[..., k] = np.where(np.isfinite(d[..., 0]), cls, 255)
+    return out
+
+
+def season_quality(
+    res: Mapping[str, np.ndarray], days: np.ndarray, weights: np.ndarray, jan1: Sequence[float]
+) -> dict[str, np.ndarray]:
+    """MCD12Q2-style ``qa_detailed`` (uint16, 2 bits per date of :data:`QA_DATES`) and
+    ``qa_overall`` (uint8, the worst date's class) per year and season.
+
+    ``res``: :func:`phenology_metrics` output ((..., year, season) dates in day of year),
+    ``days``/``weights`` its inputs (..., time), ``jan1`` the float day of 1 January of each
+    year in the same day count. Fill: 255 / 65535 where the season does not exist."""
+    offset = np.asarray(jan1, float)[:, None] - 1.0  # day of year -> day count, per year
+    stacked = np.stack([np.asarray(res[n], float) + offset for n in QA_DATES], axis=-1)
+    shape = stacked.shape  # (..., year, season, 7)
+    flat = stacked.reshape(*days.shape[:-1], -1)
+    cls = date_quality(flat, days, weights).reshape(shape)
+    missing = (cls == 255).all(axis=-1)
+    cls = np.where(cls == 255, 3, cls).astype(np.uint16)
+    detailed = np.zeros(shape[:-1], np.uint16)
+    for i in range(len(QA_DATES)):
+        detailed |= cls[..., i] << np.uint16(2 * i)
+    return {
+        "qa_overall": np.where(missing, 255, cls.max(axis=-1)).astype(np.uint8),
+        "qa_detailed": np.where(missing, 65535, detailed).astype(np.uint16),
+    }
+
+
 # --- season division --------------------------------------------------------------------------
 
 
@@ -780,9 +862,13 @@ def phenology(
         "grid_stop", max(jan1_next - 1.0, float((starts[-1] - reference).days) + 32.0)
     )
 
+    jan1 = [float((pd.Timestamp(y, 1, 1) - reference).days) for y in years]
+    names = (*VARIABLES, *QA_VARIABLES)
+
     def kernel(v, w, d):
         res = phenology_metrics(v, w, d, years, method=method, seasons=seasons, **options)
-        return np.stack([res[name] for name in VARIABLES], axis=-3)
+        res |= season_quality(res, d, w, jan1)
+        return np.stack([res[name].astype(np.float32) for name in names], axis=-3)
 
     stacked = xr.apply_ufunc(
         kernel,
@@ -794,7 +880,7 @@ def phenology(
         dask="parallelized",
         output_dtypes=[np.float32],
         dask_gufunc_kwargs={
-            "output_sizes": {"variable": len(VARIABLES), "year": len(years), "season": seasons}
+            "output_sizes": {"variable": len(names), "year": len(years), "season": seasons}
         },
     )
     space = [d for d in ndvi.dims if d != "time"]
@@ -806,6 +892,11 @@ def phenology(
             for i, name in enumerate(VARIABLES)
         }
     )
+    for i, name in enumerate(QA_VARIABLES, start=len(VARIABLES)):
+        dtype = np.uint8 if name == "qa_overall" else np.uint16
+        ds[name] = (
+            stacked.isel(variable=i).transpose("year", "season", *space).astype(dtype)
+        ).assign_attrs(QA_ATTRS[name])
     ds = ds.assign_coords(
         year=("year", np.asarray(years, dtype=np.int32)),
         season=("season", np.arange(1, seasons + 1, dtype=np.int32)),
@@ -815,7 +906,7 @@ def phenology(
     ds["season"].attrs["long_name"] = "season number within the year, by peak date"
     ds["year"].attrs["long_name"] = "calendar year of the seasonal peak"
     if "grid_mapping" in ndvi.attrs:
-        for name in VARIABLES:
+        for name in (*VARIABLES, *QA_VARIABLES):
             ds[name].attrs["grid_mapping"] = ndvi.attrs["grid_mapping"]
     if options.get("sos_method") == "derivative":
         sos_rule = "days of the maximum rate of increase / decrease"

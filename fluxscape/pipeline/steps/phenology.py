@@ -32,7 +32,8 @@ def run_phenology_tile(task: DerivedTileTask) -> dict:
         years=s["years"],
         **s["options"],
     )
-    write_tile(Path(task.store), result[list(pheno.VARIABLES)], task.rows, task.cols)
+    names = [*pheno.VARIABLES, *pheno.QA_VARIABLES]
+    write_tile(Path(task.store), result[names], task.rows, task.cols)
     return {"tile": task.tile_id, "skipped": []}
 
 
@@ -59,6 +60,10 @@ def plan(ctx: StepContext) -> Plan:
         "options": options,
     }
     variables = [VariableSpec(name, "float32", dict(pheno.ATTRS[name])) for name in pheno.VARIABLES]
+    variables += [
+        VariableSpec("qa_overall", "uint8", dict(pheno.QA_ATTRS["qa_overall"]), fill=255),
+        VariableSpec("qa_detailed", "uint16", dict(pheno.QA_ATTRS["qa_detailed"]), fill=65535),
+    ]
     return Plan(
         dims={"year": np.array(years), "season": np.arange(1, p.seasons + 1)},
         variables=variables,
