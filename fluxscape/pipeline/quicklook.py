@@ -17,7 +17,7 @@ import xarray as xr
 
 log = logging.getLogger(__name__)
 MAX_PIXELS = 800
-SKIP = {"qa", "doy", "n_obs"}
+SKIP = {"qa", "doy", "n_obs", "qa_overall", "qa_detailed"}
 
 
 def _coarse(da: xr.DataArray) -> xr.DataArray:
