@@ -132,3 +132,17 @@ def test_unknown_engine_is_rejected(series):
     values, weights, days = series
     with pytest.raises(ValueError, match="engine"):
         ph.phenology_metrics(values, weights, days, YEARS, engine="cuda")
+
+
+def test_date_quality_kernel_equals_the_numpy_reference():
+    rng = np.random.default_rng(5)
+    n, t = 500, 46
+    days = np.sort(rng.uniform(0, 730, (n, t)), axis=1)
+    days[rng.random((n, t)) < 0.05] = np.nan
+    weights = np.where(rng.random((n, t)) < 0.3, 0.0, rng.choice([0.5, 1.0], (n, t)))
+    dates = rng.uniform(-20, 750, (n, 28))
+    dates[rng.random(dates.shape) < 0.1] = np.nan
+    ref = ph.date_quality(dates, days, weights, engine="numpy")
+    fast = ph.date_quality(dates, days, weights, engine="numba")
+    assert set(np.unique(ref)) == {0, 1, 2, 3, 255}
+    np.testing.assert_array_equal(fast, ref)

@@ -790,3 +790,71 @@ def _output(npix: int, n_years: int, seasons: int, n_fractions: int) -> np.ndarr
     return np.full(
         (npix, n_years, seasons, len(FIXED_OUTPUTS) + n_fractions - 2), np.nan, np.float32
     )
+
+
+@njit(**_JIT)
+def _date_quality(dates, days, usable, max_missing, out):
+    n_pix, n_dates = dates.shape
+    n_time = days.shape[1]
+    n_classes = max_missing.shape[0]
+    vals = np.empty(n_time)
+    flags = np.empty(n_time, np.bool_)
+    udays = np.empty(n_time)
+    upos = np.empty(n_time, np.int64)
+    cum = np.empty(n_time + 1, np.int64)  # unusable observations before each sorted position
+    for p in range(n_pix):
+        m = 0
+        for t in range(n_time):
+            if not np.isnan(days[p, t]):
+                vals[m] = days[p, t]
+                flags[m] = usable[p, t]
+                m += 1
+        # insertion sort: composites come in time order, so this is O(time) in practice
+        for i in range(1, m):
+            v, f = vals[i], flags[i]
+            j = i - 1
+            while j >= 0 and vals[j] > v:
+                vals[j + 1], flags[j + 1] = vals[j], flags[j]
+                j -= 1
+            vals[j + 1], flags[j + 1] = v, f
+        nu = 0
+        cum[0] = 0
+        for i in range(m):
+            cum[i + 1] = cum[i] + (0 if flags[i] else 1)
+            if flags[i]:
+                udays[nu] = vals[i]
+                upos[nu] = i
+                nu += 1
+        for k in range(n_dates):
+            d = dates[p, k]
+            if np.isnan(d):
+                out[p, k] = 255
+                continue
+            before = np.searchsorted(udays[:nu], d, side="right") - 1
+            after = np.searchsorted(udays[:nu], d, side="left")
+            cls = n_classes
+            if before >= 0 and after < nu:
+                missing = cum[upos[after]] - cum[upos[before] + 1]
+                if upos[after] < upos[before]:
+                    missing = 0
+                for i in range(n_classes - 1, -1, -1):
+                    if missing <= max_missing[i]:
+                        cls = i
+            out[p, k] = cls
+
+
+def date_quality(dates, days, usable, max_missing) -> np.ndarray:
+    """:func:`fluxscape.products.phenology.date_quality` as a compiled loop: ``dates``
+    (n, k), ``days`` (n, time) float, ``usable`` (n, time) bool, ``max_missing`` (classes,)
+    int. Returns uint8 (n, k). Per pixel one in-place sort of its observations and a binary
+    search per date, no (n, time) temporaries."""
+    dates = np.ascontiguousarray(dates, np.float64)
+    out = np.empty(dates.shape, np.uint8)
+    _date_quality(
+        dates,
+        np.ascontiguousarray(days, np.float64),
+        np.ascontiguousarray(usable, np.bool_),
+        np.asarray(max_missing, np.int64),
+        out,
+    )
+    return out

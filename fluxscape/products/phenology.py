@@ -131,6 +131,7 @@ def date_quality(
     days: np.ndarray,
     weights: np.ndarray,
     max_missing: Sequence[int] = QA_MAX_MISSING,
+    engine: Engine = "numba",
 ) -> np.ndarray:
     """Quality class of estimated dates from the observations around them.
 
@@ -140,11 +141,22 @@ def date_quality(
     usable observation at or before the date and the first one at or after it; else
     ``len(max_missing)``, also when no usable observation lies on one side. Counting
     observations rather than days makes the classes mean the same for 8-day, 16-day or daily
-    series. Returns uint8 (..., k); 255 where the date is NaN. Loops over ``k`` only."""
+    series. Returns uint8 (..., k); 255 where the date is NaN. ``engine="numba"`` runs
+    :func:`fluxscape.products.kernels.date_quality`; ``"numpy"`` this reference (loops over
+    ``k`` only)."""
     dates = np.asarray(dates, float)
     days = np.asarray(days, float)
     observed = np.isfinite(days)
     usable = (np.asarray(weights, float) > 0) & observed
+    if engine == "numba":
+        lead = days.shape[:-1]
+        flat = kernels.date_quality(
+            dates.reshape(-1, dates.shape[-1]),
+            days.reshape(-1, days.shape[-1]),
+            usable.reshape(-1, days.shape[-1]),
+            max_missing,
+        )
+        return flat.reshape(*lead, dates.shape[-1])
     out = np.full(dates.shape, 255, np.uint8)
     for k in range(dates.shape[-1]):
         d = dates[..., k : k + 1]
@@ -161,7 +173,11 @@ def date_quality(
 
 
 def season_quality(
-    res: Mapping[str, np.ndarray], days: np.ndarray, weights: np.ndarray, jan1: Sequence[float]
+    res: Mapping[str, np.ndarray],
+    days: np.ndarray,
+    weights: np.ndarray,
+    jan1: Sequence[float],
+    engine: Engine = "numba",
 ) -> dict[str, np.ndarray]:
     """MCD12Q2-style ``qa_detailed`` (uint16, 2 bits per date of :data:`QA_DATES`) and
     ``qa_overall`` (uint8, the worst date's class) per year and season.
@@ -173,7 +189,7 @@ def season_quality(
     stacked = np.stack([np.asarray(res[n], float) + offset for n in QA_DATES], axis=-1)
     shape = stacked.shape  # (..., year, season, 7)
     flat = stacked.reshape(*days.shape[:-1], -1)
-    cls = date_quality(flat, days, weights).reshape(shape)
+    cls = date_quality(flat, days, weights, engine=engine).reshape(shape)
     missing = (cls == 255).all(axis=-1)
     cls = np.where(cls == 255, 3, cls).astype(np.uint16)
     detailed = np.zeros(shape[:-1], np.uint16)
@@ -867,7 +883,7 @@ def phenology(
 
     def kernel(v, w, d):
         res = phenology_metrics(v, w, d, years, method=method, seasons=seasons, **options)
-        res |= season_quality(res, d, w, jan1)
+        res |= season_quality(res, d, w, jan1, options.get("engine", "numba"))
         return np.stack([res[name].astype(np.float32) for name in names], axis=-3)
 
     stacked = xr.apply_ufunc(
