@@ -254,7 +254,8 @@ observation days, QA-weighted Whittaker smoothing with two upper-envelope iterat
 QA), against a per-pixel `scipy.optimize.curve_fit` double-logistic loop over a random
 sample of the same cube's single-season pixel-years. Cube: {r["tiles"]} tiles of
 {tile} x {tile} pixels x 2 years of 16-day composites (46 dates) =
-{ours["pixel_years"]:,} pixel-years; 80 % single season, 20 % wheat then rice; noise s.d. 0.015, 25 % cloudy (QA 3, low values), 10 % marginal.
+{ours["pixel_years"]:,} pixel-years; 80 % single season, 20 % wheat then rice; noise s.d.
+0.015, 25 % cloudy (QA 3, low values), 10 % marginal.
 Speed = CPU time of the process with BLAS/OpenMP at 1 thread (wall time in brackets; numba
 kernels compiled, or loaded from their cache, by a warm-up call before timing). The
 baseline runs interleaved with our tiles, so both see the same load on this shared 2-core
