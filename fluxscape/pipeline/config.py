@@ -282,9 +282,20 @@ def _suggest(key: str) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+def _product_kinds() -> set[str]:
+    """The ``kind`` tags of the product union (``vi``, ``phenology``, ...)."""
+    from typing import get_args
+
+    models = get_args(get_args(Product)[0])
+    return {get_args(m.model_fields["kind"].annotation)[0] for m in models}
+
+
 def _format_error(source: str, exc: ValidationError) -> str:
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
+    parts = list(err["loc"])
+    if len(parts) >= 4 and parts[0] == "products" and parts[2] in _product_kinds():
+        del parts[2]  # pydantic puts the discriminated union's tag into the location
+    loc = ".".join(str(p) for p in parts)
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = "unknown key" + _suggest(str(err["loc"][-1]))
