@@ -100,12 +100,18 @@ def sample_data(directory: Path, seed: int, preset: str) -> None:
 
     t0 = time.monotonic()
     summary = write_sample_world(directory, preset=preset, seed=seed)
+    labels = {
+        "modis_files": "MODIS VI tiles",
+        "tower_files": "tower files",
+        "gosat_files": "GOSAT files",
+        "sgli_files": "SGLI files",
+        "ahi_files": "AHI files",
+        "burned_area_files": "MCD64A1 burned-area tiles",
+    }
+    counts = ", ".join(f"{summary[k]} {label}" for k, label in labels.items() if summary.get(k))
     click.echo(
         f"sample world {preset!r} (seed {seed}) written to {directory} in "
-        f"{time.monotonic() - t0:.0f} s: {summary['modis_files']} MODIS tiles, "
-        f"{summary['tower_files']} tower files, {summary['gosat_files']} GOSAT files, "
-        f"{summary['sgli_files']} SGLI files, {summary['ahi_files']} AHI files; truth in "
-        f"{directory / 'truth'}"
+        f"{time.monotonic() - t0:.0f} s: {counts}; truth in {directory / 'truth'}"
     )
 
 

@@ -59,6 +59,7 @@ class Preset:
     heat_wave: bool = False
     #: Lowland croplands grow two crops a year (see :data:`DOUBLE_CROP_BELOW_M`).
     double_crop: bool = True
+    #: Sources written: any of ALL_SOURCES, plus ``burned_area`` (MODIS MCD64A1 monthly tiles).
     sources: tuple[str, ...] = ALL_SOURCES
 
 
@@ -89,11 +90,11 @@ PRESETS = {
         tuple(range(2017, 2023)),
         0,
         "0.4 degree of forest and fields, stable 2017-2021 history, forest clearings and "
-        "fires in 2022 (MODIS only)",
+        "fires in 2022 (MODIS VI and MCD64A1 burned area only)",
         n_disturbances=8,
         event_year=2022,
         heat_wave=True,
-        sources=("modis",),
+        sources=("modis", "burned_area"),
     ),
 }
 

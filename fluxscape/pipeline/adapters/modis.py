@@ -88,3 +88,27 @@ def read(
         layers["usable"] = qa.modis_vi_usable(quality, rel, options.get("max_reliability", 1))
         out.append((granule, layers))
     return out
+
+
+def read_burn_date(
+    granules: list[Granule], tile: GeoBox, skipped: list[Skipped]
+) -> list[tuple[Granule, np.ndarray]]:
+    """MCD64A1 ``Burn Date`` codes of each monthly granule on the tile, nearest neighbour from
+    the 500 m sinusoidal grid. Granules must share one native grid (``Granule.key``).
+    Returns [(granule, int16 (y, x))]: 0 unburned, 1-366 day of year of the burn, -1 unmapped
+    (also where the granule does not cover the pixel), -2 water. Unreadable files are
+    recorded in ``skipped`` and left out."""
+    src_box: GeoBox = granules[0].key
+    index_ = nearest_index(src_box, tile)
+    if index_.empty:
+        return []
+    out = []
+    for granule in granules:
+        try:
+            ds = modis_hdf4.open_modis_tile(granule.path, ["Burn_Date"], roi=index_.window)
+        except Exception as exc:
+            skip(skipped, granule.path, exc)
+            continue
+        codes = np.nan_to_num(ds["Burn_Date"].values, nan=-1).astype(np.int16)
+        out.append((granule, gather(codes, index_, -1)))
+    return out
