@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+import yaml
 
 from fluxscape.ml.persist import load_model
 from fluxscape.ml.timesteps import period_bounds
@@ -92,6 +93,14 @@ def test_store_carries_units_spread_and_model_cards(demo_out: Path, flux: xr.Dat
         "nee",
         "reco",
     ]
+    # the demo's method_params reach the card and the fitted forests
+    wanted = yaml.safe_load((demo_out / "workflow.yaml").read_text())["products"]["flux"]
+    rf = wanted["method_params"]["rf"]
+    assert {k: card["method_params"]["rf"][k] for k in rf} == rf
+    assert card["method_params"]["lgbm"]["num_leaves"] == 31  # a default, recorded too
+    forests = [m for e in model.ensembles_.values() for m in e.members_ if hasattr(m, "estimators_")]
+    assert forests and all(len(f.estimators_) == rf["n_estimators"] for f in forests)
+    assert all(f.min_samples_leaf == rf["min_samples_leaf"] for f in forests)
 
 
 def test_regional_totals_match_the_store(demo_out: Path, flux: xr.Dataset):

@@ -89,3 +89,48 @@ def test_flux_model_refuses_leaking_features():
     t = sites_table().assign(NEE_VUT_REF=1.0)
     with pytest.raises(FluxscapeError, match="leakage"):
         FluxModel([*FEATS, "NEE_VUT_REF"], ("gpp",)).fit(t, t[["gpp"]])
+
+
+def test_effective_params_and_unknown_names():
+    from fluxscape.ml.models import check_params, effective_params
+
+    rf = effective_params("rf", {"n_estimators": 50})
+    assert rf["n_estimators"] == 50 and rf["min_samples_leaf"] == 3  # default kept
+    assert make_estimator("rf", **{"n_estimators": 50}).n_estimators == 50
+    assert check_params("rf", {"n_estimators": 5, "n_estimator": 5, "random_state": 1}) == [
+        "n_estimator",
+        "random_state",
+    ]
+    assert check_params("lgbm", {"num_leaves": 15}) == []
+
+
+def test_flux_product_method_params_errors_name_the_key(tmp_path):
+    from fluxscape.pipeline.config import parse_workflow
+    from fluxscape.pipeline.steps.base import StepContext
+    from fluxscape.pipeline.steps.flux import _check_method_params
+
+    def ctx(params: str):
+        wf = parse_workflow(
+            f"""
+name: t
+region: {{bbox: [138.0, 35.5, 139.0, 36.5]}}
+period: {{start: 2021-01-01, end: 2021-12-31}}
+inputs:
+  modis: {{reader: modis_hdf4, paths: [x]}}
+  towers: {{reader: fluxnet, paths: [y]}}
+products:
+  vi: {{kind: vi, input: modis}}
+  flux: {{kind: flux, source: vi, towers: towers, methods: [rf, lgbm], method_params: {params}}}
+"""
+        )
+        return StepContext(wf, "flux", wf.products["flux"], None, tmp_path, tmp_path)
+
+    _check_method_params(ctx("{rf: {n_estimators: 10}, lgbm: {num_leaves: 7}}"))
+    with pytest.raises(FluxscapeError, match=r"method_params\.rf\.n_estimator: .*'n_estimators'"):
+        _check_method_params(ctx("{rf: {n_estimator: 10}}"))
+    with pytest.raises(FluxscapeError, match=r"method_params\.hgb: hgb is not one of the methods"):
+        _check_method_params(ctx("{hgb: {max_iter: 10}}"))
+    from fluxscape.errors import WorkflowError
+
+    with pytest.raises(WorkflowError, match=r"method_params\.xgb"):
+        ctx("{xgb: {n: 1}}")

@@ -167,6 +167,9 @@ FIELD_NOTES = {
     "FluxProduct.window": "Predictor pixel window around each tower (1, 3 or 5 pixels).",
     "FluxProduct.methods": "Learners of the ensemble: random forest, histogram gradient "
     "boosting, LightGBM.",
+    "FluxProduct.method_params": "Hyperparameters per learner, overriding the defaults, e.g. "
+    "`{rf: {n_estimators: 100, min_samples_leaf: 5}}`; names as in scikit-learn / LightGBM. "
+    "The model card records the hyperparameters used.",
     "FluxProduct.cv": "Validation: leave-one-site-out or site-grouped k-fold.",
     "FluxProduct.seed": "Random seed of the folds and learners.",
 }

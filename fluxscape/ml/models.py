@@ -20,7 +20,15 @@ from threadpoolctl import threadpool_limits
 
 from fluxscape.errors import FluxscapeError
 
-__all__ = ["METHODS", "EnsembleRegressor", "FluxModel", "leaking_features", "make_estimator"]
+__all__ = [
+    "METHODS",
+    "EnsembleRegressor",
+    "FluxModel",
+    "check_params",
+    "effective_params",
+    "leaking_features",
+    "make_estimator",
+]
 
 #: Defaults per method: single-threaded (the pipeline parallelises over tiles), seeded.
 _DEFAULTS: dict[str, dict] = {
@@ -50,7 +58,7 @@ def make_estimator(method: str, random_state: int | None = 0, **params) -> BaseE
     """
     if method not in _DEFAULTS:
         raise FluxscapeError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    kwargs = {**_DEFAULTS[method], **params, "random_state": random_state}
+    kwargs = {**effective_params(method, params), "random_state": random_state}
     if method == "rf":
         return RandomForestRegressor(**kwargs)
     if method == "hgb":
@@ -58,6 +66,21 @@ def make_estimator(method: str, random_state: int | None = 0, **params) -> BaseE
     from lightgbm import LGBMRegressor
 
     return LGBMRegressor(**kwargs)
+
+
+def effective_params(method: str, params: dict | None = None) -> dict:
+    """The hyperparameters a member of ``method`` is built with: the defaults overridden by
+    ``params`` (without ``random_state``, which each member derives from the ensemble's)."""
+    if method not in _DEFAULTS:
+        raise FluxscapeError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    return {**_DEFAULTS[method], **(params or {})}
+
+
+def check_params(method: str, params: dict) -> list[str]:
+    """Names in ``params`` that the estimator of ``method`` does not take (``random_state``
+    included: the ensemble sets it)."""
+    known = set(make_estimator(method).get_params()) - {"random_state"}
+    return [name for name in params if name not in known]
 
 
 def _as_matrix(X) -> np.ndarray:
@@ -212,7 +235,10 @@ class FluxModel(BaseEstimator):
             if ok.sum() < 2:
                 raise FluxscapeError(f"FluxModel.fit: fewer than 2 usable rows for {t!r}")
             ens = EnsembleRegressor(
-                self.methods, self.n_splits, self.method_params, self.random_state,
+                self.methods,
+                self.n_splits,
+                self.method_params,
+                self.random_state,
                 self.n_threads,
             )
             ens.fit(Xf[ok], Y[t].to_numpy(dtype=np.float64)[ok], None if g is None else g[ok])

@@ -177,6 +177,10 @@ class FluxProduct(_Strict):
     min_coverage: Annotated[float, Field(gt=0, le=1)] = 0.5
     window: Literal[1, 3, 5] = 1
     methods: list[Literal["rf", "hgb", "lgbm"]] = Field(["rf", "hgb"], min_length=1)
+    # hyperparameters per method, overriding the defaults (e.g. {rf: {n_estimators: 100}})
+    method_params: dict[
+        Literal["rf", "hgb", "lgbm"], dict[str, int | float | str | bool | None]
+    ] = Field(default_factory=dict)
     cv: Literal["loso", "group_kfold"] = "loso"
     n_splits: Annotated[int, Field(ge=2)] = 5  # folds of group_kfold validation
     ensemble_folds: Annotated[int, Field(ge=1)] = 5  # site-grouped folds per method in the ensemble

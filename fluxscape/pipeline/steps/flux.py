@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from fluxscape.errors import FluxscapeError
 from fluxscape.ml import persist, validation
-from fluxscape.ml.models import FluxModel
+from fluxscape.ml.models import FluxModel, check_params, effective_params, make_estimator
 from fluxscape.ml.predict import predict_tile
 from fluxscape.ml.regional import regional_totals_dataset
 from fluxscape.ml.targets import build_targets
@@ -183,25 +183,14 @@ def _train(ctx: StepContext, table: pd.DataFrame, features: list[str]) -> tuple[
         )
     # One thread per fit: OpenMP in HistGradientBoosting oversubscribes a busy machine badly.
     with threadpool_limits(limits=1):
-        cv = validation.cross_validate(
-            table,
-            features,
-            list(p.targets),
-            methods=tuple(p.methods),
-            cv=p.cv,
-            n_splits=p.n_splits,
-            random_state=p.seed,
-            units={t: "gC m-2 d-1" for t in p.targets},
-        )
-        validation.write_report(cv, _report_dir(ctx))
-        model = FluxModel(
-            tuple(features),
-            tuple(p.targets),
-            tuple(p.methods),
-            n_splits=min(p.ensemble_folds, n_sites),
-            random_state=p.seed,
-        )
-        model.fit(table[features], table[list(p.targets)], groups=table["site"].to_numpy())
+        try:
+            cv, model = _fit(ctx, table, features, n_sites)
+        except (ValueError, TypeError) as exc:
+            if not p.method_params:
+                raise
+            raise FluxscapeError(
+                f"products.{ctx.name}.method_params: a learner refused its hyperparameters ({exc})"
+            ) from exc
     skill = validation.skill(cv.predictions)
     card = {
         "targets": list(p.targets),
@@ -214,6 +203,7 @@ def _train(ctx: StepContext, table: pd.DataFrame, features: list[str]) -> tuple[
         ],
         "n_samples": {t: int(table[t].notna().sum()) for t in p.targets},
         "methods": list(p.methods),
+        "method_params": {m: effective_params(m, p.method_params.get(m)) for m in p.methods},
         "cv": p.cv,
         "cv_skill": {
             t: {k: v for k, v in sk.items() if k != "per_site"} for t, sk in skill.items()
@@ -226,9 +216,55 @@ def _train(ctx: StepContext, table: pd.DataFrame, features: list[str]) -> tuple[
     return str(path), persist.save_model(model, path, card)
 
 
+def _fit(ctx: StepContext, table: pd.DataFrame, features: list[str], n_sites: int):
+    """Cross-validation (its report written) and the fitted FluxModel."""
+    p = ctx.product
+    cv = validation.cross_validate(
+        table,
+        features,
+        list(p.targets),
+        methods=tuple(p.methods),
+        cv=p.cv,
+        n_splits=p.n_splits,
+        method_params=dict(p.method_params),
+        random_state=p.seed,
+        units={t: "gC m-2 d-1" for t in p.targets},
+    )
+    validation.write_report(cv, _report_dir(ctx))
+    model = FluxModel(
+        tuple(features),
+        tuple(p.targets),
+        tuple(p.methods),
+        n_splits=min(p.ensemble_folds, n_sites),
+        method_params=dict(p.method_params),
+        random_state=p.seed,
+    )
+    model.fit(table[features], table[list(p.targets)], groups=table["site"].to_numpy())
+    return cv, model
+
+
+def _check_method_params(ctx: StepContext) -> None:
+    """FluxscapeError naming the key for hyperparameters of a method the product does not use
+    or that its estimator does not take (before any fit; bad values fail in the first fit,
+    with sklearn's or LightGBM's message)."""
+    import difflib
+
+    p = ctx.product
+    for method, params in p.method_params.items():
+        key = f"products.{ctx.name}.method_params.{method}"
+        if method not in p.methods:
+            raise FluxscapeError(f"{key}: {method} is not one of the methods {list(p.methods)}")
+        for name in check_params(method, params):
+            known = sorted(make_estimator(method).get_params())
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise FluxscapeError(f"{key}.{name}: not a parameter of the {method} learner{hint}")
+
+
 def plan(ctx: StepContext) -> Plan:
     """Train (or reuse) the models in the driver; one prediction task per tile."""
     p = ctx.product
+    _check_method_params(ctx)
     wf = ctx.workflow
     source = source_store(ctx)
     with xr.open_zarr(source, consolidated=True) as src:
