@@ -98,7 +98,9 @@ def test_store_carries_units_spread_and_model_cards(demo_out: Path, flux: xr.Dat
     rf = wanted["method_params"]["rf"]
     assert {k: card["method_params"]["rf"][k] for k in rf} == rf
     assert card["method_params"]["lgbm"]["num_leaves"] == 31  # a default, recorded too
-    forests = [m for e in model.ensembles_.values() for m in e.members_ if hasattr(m, "estimators_")]
+    forests = [
+        m for e in model.ensembles_.values() for m in e.members_ if hasattr(m, "estimators_")
+    ]
     assert forests and all(len(f.estimators_) == rf["n_estimators"] for f in forests)
     assert all(f.min_samples_leaf == rf["min_samples_leaf"] for f in forests)
 
