@@ -60,6 +60,8 @@ class Preset:
     #: Lowland croplands grow two crops a year (see :data:`DOUBLE_CROP_BELOW_M`).
     double_crop: bool = True
     sources: tuple[str, ...] = ALL_SOURCES
+    #: Also write MOD11A2 8-day LST tiles beside the MODIS VI tiles (needs "modis" in sources).
+    modis_lst: bool = False
 
 
 PRESETS = {
@@ -89,11 +91,12 @@ PRESETS = {
         tuple(range(2017, 2023)),
         0,
         "0.4 degree of forest and fields, stable 2017-2021 history, forest clearings and "
-        "fires in 2022 (MODIS only)",
+        "fires in 2022, a heat wave in summer 2022 (MODIS VI and LST only)",
         n_disturbances=8,
         event_year=2022,
         heat_wave=True,
         sources=("modis",),
+        modis_lst=True,
     ),
 }
 
