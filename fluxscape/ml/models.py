@@ -212,7 +212,10 @@ class FluxModel(BaseEstimator):
             if ok.sum() < 2:
                 raise FluxscapeError(f"FluxModel.fit: fewer than 2 usable rows for {t!r}")
             ens = EnsembleRegressor(
-                self.methods, self.n_splits, self.method_params, self.random_state,
+                self.methods,
+                self.n_splits,
+                self.method_params,
+                self.random_state,
                 self.n_threads,
             )
             ens.fit(Xf[ok], Y[t].to_numpy(dtype=np.float64)[ok], None if g is None else g[ok])

@@ -28,8 +28,11 @@ INT_LAYERS = ("VI_Quality", "pixel_reliability")
 
 
 def index(paths: list[str], options: dict) -> tuple[list[Granule], list[Skipped]]:
-    """Header of each MODIS file: composite start date and tile grid."""
+    """Header of each MODIS file: composite start date and tile grid. With
+    ``options["products"]`` (product name prefixes, e.g. ``("MOD11", "MYD11")``) files of other
+    products are skipped with the reason."""
     granules, skipped = [], []
+    wanted = tuple(options.get("products") or ())
     for path in paths:
         try:
             if detect(path).name != "modis_hdf4":
@@ -37,6 +40,8 @@ def index(paths: list[str], options: dict) -> tuple[list[Granule], list[Skipped]
             meta = modis_hdf4.parse_filename(path)
             if meta is None:
                 raise ValueError("file name does not follow the MODIS convention")
+            if wanted and not meta["product"].startswith(wanted):
+                raise ValueError(f"is a {meta['product']} file, not {'/'.join(wanted)}")
             gbox = modis_hdf4.tile_geobox(path)
             bb = gbox.extent.to_crs("EPSG:4326").boundingbox
             granules.append(
@@ -92,6 +97,8 @@ def read(
     return out
 
 
+#: Products :func:`read_lst` reads (``options["products"]`` of :func:`index` for LST).
+LST_PRODUCTS = ("MOD11", "MYD11")
 #: MOD11 daytime layers read by :func:`read_lst` (reader variable -> standard layer).
 LST_LAYERS = {"LST_Day_1km": "lst", "Day_view_time": "view_time"}
 LST_QC = "QC_Day"
@@ -114,7 +121,7 @@ def read_lst(
     for granule in granules:
         try:
             product = (modis_hdf4.parse_filename(granule.path) or {}).get("product", "")
-            if product[:5] not in ("MOD11", "MYD11"):
+            if not product.startswith(LST_PRODUCTS):
                 raise ValueError(f"is a {product or 'non-MODIS'} file, not MOD11/MYD11 LST")
             ds = modis_hdf4.open_modis_tile(granule.path, [*LST_LAYERS, LST_QC], roi=index_.window)
         except Exception as exc:
