@@ -229,14 +229,18 @@ def annual_heat_summary(flag, z, period_start, period_days, years) -> dict[str, 
     doy = (start - start.astype("datetime64[Y]").astype("datetime64[D]")).astype(float) + 1
     days = along_time(np.asarray(period_days, float), z)
     out = {"heat_stress_days": [], "lst_zscore_max": [], "heat_onset": []}
+    nothing = np.full(z.shape[1:], np.nan)
     for y in years:
         sel = year_of == y
+        if not sel.any():
+            for values in out.values():
+                values.append(nothing)
+            continue
         f, zz = flag[sel], z[sel]
         observed = np.isfinite(zz).any(axis=0)
         total = np.where(f, days[sel], 0.0).sum(axis=0)
         out["heat_stress_days"].append(np.where(observed, total, np.nan))
         out["lst_zscore_max"].append(masked_max(zz, np.isfinite(zz)))
-        first = np.argmax(f, axis=0) if f.shape[0] else np.zeros(f.shape[1:], int)
-        onset = doy[sel][first] if f.shape[0] else np.full(f.shape[1:], np.nan)
+        onset = doy[sel][np.argmax(f, axis=0)]
         out["heat_onset"].append(np.where(f.any(axis=0), onset, np.nan))
     return {k: np.stack(v) if v else np.empty((0, *z.shape[1:])) for k, v in out.items()}
