@@ -102,7 +102,9 @@ def sample_data(directory: Path, seed: int, preset: str) -> None:
     summary = write_sample_world(directory, preset=preset, seed=seed)
     click.echo(
         f"sample world {preset!r} (seed {seed}) written to {directory} in "
-        f"{time.monotonic() - t0:.0f} s: {summary['modis_files']} MODIS tiles, "
+        f"{time.monotonic() - t0:.0f} s: {summary['modis_files']} MODIS tiles"
+        + (f" (+ {n} MOD11A2 LST)" if (n := summary.get("modis_lst_files")) else "")
+        + ", "
         f"{summary['tower_files']} tower files, {summary['gosat_files']} GOSAT files, "
         f"{summary['sgli_files']} SGLI files, {summary['ahi_files']} AHI files; truth in "
         f"{directory / 'truth'}"
