@@ -170,7 +170,7 @@ class LstProduct(_Strict):
     its standardized anomaly against the per-period-of-year climatology of the ``baseline``
     years, and a heat-stress flag where the anomaly exceeds ``threshold``."""
 
-    kind: Literal["lst"]
+    kind: Literal["lst"]  # Product kind.
     input: str = Field(description="The LST input: MOD11A2/MYD11A2 tiles (reader `modis_hdf4`).")
     max_qa: Annotated[int, Field(ge=0, le=1)] = Field(
         0,
