@@ -90,7 +90,7 @@ def test_mod11a2_sample_file_decodes_to_kelvin_emissivity_and_view_geometry(dist
     emis = ds.Emis_31.values[produced]
     assert 0.96 < emis.min() and emis.max() < 0.99  # DN * 0.002 + 0.49 (CF order)
     angle = ds.Day_view_angl.values[produced]
-    assert angle.min() >= 0 and angle.max() <= 65  # DN - 65 degrees
+    assert -65 <= angle.min() < 0 < angle.max() <= 65  # DN - 65 degrees, both swath sides
     assert np.nanmedian(ds.Day_view_time.values) == pytest.approx(10.5, abs=0.2)  # local hours
 
 
