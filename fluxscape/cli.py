@@ -92,7 +92,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     default="demo",
     show_default=True,
     help="Region preset: demo (1 degree), demo-4x (2 x 2 degrees) or disturbance (0.5 degree, "
-    "MODIS only, 2017-2022 with forest clearings and fires in 2022).",
+    "MODIS only, 2017-2022 with forest clearings, fires and a heat wave in 2022).",
 )
 def sample_data(directory: Path, seed: int, preset: str) -> None:
     """Write the sample world in real formats (MODIS, SGLI, AHI, GOSAT, FLUXNET) and its truth."""
@@ -100,14 +100,19 @@ def sample_data(directory: Path, seed: int, preset: str) -> None:
 
     t0 = time.monotonic()
     summary = write_sample_world(directory, preset=preset, seed=seed)
+    labels = {
+        "modis_files": "MODIS VI tiles",
+        "tower_files": "tower files",
+        "gosat_files": "GOSAT files",
+        "sgli_files": "SGLI files",
+        "ahi_files": "AHI files",
+        "burned_area_files": "MCD64A1 burned-area tiles",
+        "modis_lst_files": "MOD11A2 LST tiles",
+    }
+    counts = ", ".join(f"{summary[k]} {label}" for k, label in labels.items() if summary.get(k))
     click.echo(
         f"sample world {preset!r} (seed {seed}) written to {directory} in "
-        f"{time.monotonic() - t0:.0f} s: {summary['modis_files']} MODIS tiles"
-        + (f" (+ {n} MOD11A2 LST)" if (n := summary.get("modis_lst_files")) else "")
-        + ", "
-        f"{summary['tower_files']} tower files, {summary['gosat_files']} GOSAT files, "
-        f"{summary['sgli_files']} SGLI files, {summary['ahi_files']} AHI files; truth in "
-        f"{directory / 'truth'}"
+        f"{time.monotonic() - t0:.0f} s: {counts}; truth in {directory / 'truth'}"
     )
 
 

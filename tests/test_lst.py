@@ -75,7 +75,7 @@ def test_disturbance_preset_writes_8_day_mod11a2_tiles_for_each_year(disturbance
     info = json.loads((disturbance_run / "sample" / "truth" / "world.json").read_text())
     assert info["modis_lst_files"] == 6 * 46  # DOY 1, 9, ..., 361 of 2017-2022
     assert info["modis_files"] == 6 * 23
-    assert not PRESETS["demo"].modis_lst  # the demo stays as fast as before
+    assert "modis_lst" not in PRESETS["demo"].sources  # the demo stays as fast as before
 
 
 def test_mod11a2_sample_file_decodes_to_kelvin_emissivity_and_view_geometry(disturbance_run, world):

@@ -70,6 +70,7 @@ def test_disturbance_preset_is_modis_only_with_a_five_year_history(
     info = json.loads((disturbance_run / "sample" / "truth" / "world.json").read_text())
     assert info["years"] == list(range(2017, 2023))
     assert info["modis_files"] == 6 * 23 and info["ahi_files"] == 0 and info["tower_files"] == 0
+    assert info["burned_area_files"] == 6 * 12
     kinds = [e["kind"] for e in info["events"]["disturbances"]]
     assert kinds.count("fire") >= 3 and kinds.count("clearing") >= 3
     assert all(e["date"].startswith("2022-") for e in info["events"]["disturbances"])
@@ -115,6 +116,56 @@ def test_disturbance_fire_recipe_recovers_dnbr_and_burn_severity_of_fires(distur
     assert np.mean(ds.burn_severity.values[fire] == expected) >= 0.8
     assert not np.isfinite(ds.burn_severity.values[~detected]).any()  # fill value 0: no class
     assert np.isnan(ds.dnbr.values[~detected]).all()
+
+
+def test_mcd64a1_reference_on_the_grid_recovers_the_worlds_fires(disturbance_truth):
+    """The recipe's MCD64A1 reference, read from the 500 m sinusoidal tiles onto the 0.01
+    degree grid: every fire pixel away from the patch edge (the two grids disagree there) is
+    burned, with the burn date the writer's 0-3 days after the true day; no pixel away from a
+    fire is burned; clearings are not burns; winter months leave some pixels unmapped."""
+    from fluxscape.sample.generate import MCD64_MAX_LAG, MCD64_UNMAPPED_MONTHS
+
+    ds, truth = disturbance_truth
+    fire = truth["kind"] == 2
+    inner = truth["edge_distance"] > 0.01
+    burned = ds.mcd64_burned.values == 1
+    assert (fire & inner).sum() > 20 and burned[fire & inner].all()
+    assert not burned[~fire & inner].any()
+    assert not burned[truth["kind"] == 1].any()
+    lag = ds.mcd64_date.values[fire & burned] - truth["date"][fire & burned]
+    assert lag.min() >= 0 and lag.max() <= MCD64_MAX_LAG
+    assert set(np.unique(lag)) == set(range(MCD64_MAX_LAG + 1))
+    unmapped = ds.mcd64_unmapped.values
+    assert 0 < (unmapped > 0).mean() < 0.5 and unmapped.max() <= len(MCD64_UNMAPPED_MONTHS)
+
+
+def test_mcd64a1_agreement_report_scores_the_breaks_against_the_reference(
+    disturbance_run, disturbance_truth
+):
+    """OUT/reports/disturbance/mcd64a1_agreement.json equals the store's attribute and the
+    scores recomputed from the store; the breaks find the MCD64A1 burns (recall >= 0.8) with
+    onsets within 16 days of its burn dates, while MCD64A1, which maps fires only, does not
+    confirm the clearings (precision well below 1)."""
+    ds, truth = disturbance_truth
+    path = disturbance_run / "out" / "reports" / "disturbance" / "mcd64a1_agreement.json"
+    report = json.loads(path.read_text())
+    store = xr.open_zarr(disturbance_run / "out" / "products" / "disturbance.zarr")
+    assert json.loads(store.attrs["mcd64a1_agreement"]) == report
+    mapped = ds.mcd64_unmapped.values == 0
+    expected = score_detections(
+        ds.disturbed.values == 1,
+        ds.mcd64_burned.values == 1,
+        detected_date=ds.date.values,
+        reference_date=ds.mcd64_date.values,
+        mask=mapped,
+    )
+    breaks = report["2022"]["breaks"]
+    assert breaks["tp"] == expected["tp"] and breaks["fp"] == expected["fp"]
+    assert report["2022"]["mapped_pixels"] == int(mapped.sum())
+    assert breaks["recall"] >= 0.8 and breaks["median_abs_date_error"] <= 16, breaks
+    clearing_share = (truth["kind"][mapped] == 1).sum() / truth["disturbed"][mapped].sum()
+    assert breaks["precision"] < 1 - 0.5 * clearing_share, breaks
+    assert set(report["2022"]) == {"mapped_pixels", "mcd64_burned_pixels", "breaks", "burns"}
 
 
 @pytest.mark.slow

@@ -148,6 +148,8 @@ FIELD_NOTES = {
     "DisturbanceProduct.monitor": "[first, last] dates of the monitoring period.",
     "DisturbanceProduct.process": "Monitoring statistic (BFAST Monitor style).",
     "DisturbanceProduct.min_magnitude": "Smallest index drop reported as a disturbance.",
+    "DisturbanceProduct.reference": "Input of MODIS MCD64A1 monthly burned-area tiles "
+    "(reader `modis_hdf4`): its burn dates are stored beside the breaks and scored against them.",
     "FluxProduct.kind": "Product kind.",
     "FluxProduct.source": "A `vi` product of the same workflow: the remote-sensing predictors.",
     "FluxProduct.predictors": "Variables of the `source` store used as predictors.",

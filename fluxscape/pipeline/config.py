@@ -144,6 +144,7 @@ class DisturbanceProduct(_Strict):
     process: Literal["mosum", "cusum"] = "mosum"
     min_magnitude: Annotated[float, Field(ge=0)] = 0.05
     burn_severity: bool = False  # dNBR / severity class of each break (source needs nbr)
+    reference: str | None = None  # an input of MCD64A1 tiles: burn dates scored against breaks
     lst: str | None = Field(
         None,
         description="An `lst` product of the same workflow: adds the year's heat-stress days, "
@@ -345,7 +346,7 @@ class Workflow(_Strict):
                     f"products.{name}.phenology: {pheno!r} is not a phenology product of this "
                     "workflow"
                 )
-            for field in ("inputs", "input", "towers", "meteo"):
+            for field in ("inputs", "input", "towers", "meteo", "reference"):
                 used = getattr(product, field, None)
                 for inp in [used] if isinstance(used, str) else used or []:
                     if inp not in self.inputs:

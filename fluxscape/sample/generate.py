@@ -2,8 +2,11 @@
 
 Layout of the output directory::
 
-    modis/    MOD13A2.AYYYYDDD.hHHvVV.061.<production>.hdf   16-day VI tiles (HDF4-EOS) and,
-              for presets with ``modis_lst``, MOD11A2.AYYYYDDD.*.hdf 8-day LST tiles
+    modis/    MOD13A2.AYYYYDDD.hHHvVV.061.<production>.hdf   16-day VI tiles (HDF4-EOS) and
+              MOD11A2.AYYYYDDD.hHHvVV.061.<production>.hdf   8-day LST tiles (source
+              ``modis_lst``: the ``disturbance`` preset only)
+    burned_area/  MCD64A1.AYYYYDDD.hHHvVV.061.<production>.hdf   monthly burned area (500 m;
+              the ``disturbance`` preset only)
     towers/   FLX_<site>_FLUXNET2015_FULLSET_DD_<y1>-<y2>_1-4.csv and SitesList.csv
     gosat/    nies/GOSATTFTS*_02C0[12]S*.h5 and acos/acos_LtCO2_*.nc4 (every third day)
     sgli/     GC1SG1_*_T*_L2SG_{VGI,LST,LAI,RSRF}*.h5 (1 km tiles, 2-day revisit) and L1B
@@ -14,7 +17,8 @@ Layout of the output directory::
     truth/    world.json (with the events: disturbance patches, heat wave), towers.csv,
               tower_daily.csv, phenology.nc (one or two seasons), disturbance.nc
 
-A preset names the sources it writes (the ``disturbance`` preset: MODIS only).
+A preset names the sources it writes (the ``disturbance`` preset: MODIS VI, LST and burned
+area).
 
 MODIS tiles are full 1200 x 1200 tiles; only pixels within the region plus a margin carry
 data, the rest is fill (as over the ocean), which keeps the files small.
@@ -39,11 +43,14 @@ from fluxscape.sample.fluxnet_writer import write_fullset_dd, write_site_list
 from fluxscape.sample.gosat_writer import write_gosat
 from fluxscape.sample.meteo_writer import write_meteo
 from fluxscape.sample.modis_writer import (
+    MCD64A1,
     MOD11A2_SDS,
     MOD13_SDS,
+    MODIS_500M,
     TileSpec,
     write_mod11a2,
     write_mod13a2,
+    write_modis_grid,
 )
 from fluxscape.sample.regions_writer import write_regions
 from fluxscape.sample.sgli_writer import write_sgli
@@ -84,8 +91,9 @@ def modis_tiles_for(bbox: tuple[float, float, float, float]) -> list[tuple[int, 
     )
 
 
-def _data_window(h: int, v: int, bbox) -> tuple[slice, slice] | None:
-    """Rows/columns of tile h/v within bbox + margin (None if they do not meet)."""
+def _data_window(h: int, v: int, bbox, size: int = MODIS_1KM) -> tuple[slice, slice] | None:
+    """Rows/columns of tile h/v (``size`` pixels a side) within bbox + margin (None if they do
+    not meet)."""
     w, s, e, n = bbox
     lon = np.linspace(w - MARGIN_DEG, e + MARGIN_DEG, 200)
     lat = np.linspace(s - MARGIN_DEG, n + MARGIN_DEG, 200)
@@ -94,10 +102,10 @@ def _data_window(h: int, v: int, bbox) -> tuple[slice, slice] | None:
         glon.ravel(), glat.ravel()
     )
     ulx, uly = tile_upper_left(h, v)
-    px = TILE_SIZE_M / MODIS_1KM
+    px = TILE_SIZE_M / size
     cols = np.floor((np.asarray(x) - ulx) / px).astype(int)
     rows = np.floor((uly - np.asarray(y)) / px).astype(int)
-    inside = (cols >= 0) & (cols < MODIS_1KM) & (rows >= 0) & (rows < MODIS_1KM)
+    inside = (cols >= 0) & (cols < size) & (rows >= 0) & (rows < size)
     if not inside.any():
         return None
     return (
@@ -106,9 +114,11 @@ def _data_window(h: int, v: int, bbox) -> tuple[slice, slice] | None:
     )
 
 
-def _pixel_lonlat(h: int, v: int, win: tuple[slice, slice]) -> tuple[np.ndarray, np.ndarray]:
+def _pixel_lonlat(
+    h: int, v: int, win: tuple[slice, slice], size: int = MODIS_1KM
+) -> tuple[np.ndarray, np.ndarray]:
     ulx, uly = tile_upper_left(h, v)
-    px = TILE_SIZE_M / MODIS_1KM
+    px = TILE_SIZE_M / size
     cols = np.arange(win[1].start, win[1].stop)
     rows = np.arange(win[0].start, win[0].stop)
     x = ulx + (cols + 0.5) * px
@@ -314,6 +324,76 @@ def write_modis_lst(world: World, out: Path, rng: np.random.Generator) -> list[P
     return paths
 
 
+#: MCD64A1 maps a burn some days after it happens: burn date = true day + 0..MCD64_MAX_LAG.
+MCD64_MAX_LAG = 3
+#: Winter months in which persistent cloud and snow leave part of the region unmapped.
+MCD64_UNMAPPED_MONTHS = (1, 2, 12)
+MCD64_UNMAPPED_FRACTION = 0.05
+
+
+def write_modis_burned_area(world: World, out: Path, rng: np.random.Generator) -> list[Path]:
+    """Write MCD64A1 monthly burned-area tiles (500 m) for every month of the world's years.
+
+    Burned pixels are the world's fire patches (:meth:`World.disturbance`, kind fire) with
+    ``Burn Date`` = true day of year + 0..:data:`MCD64_MAX_LAG` days in the month holding that
+    date; clearings are not burns. In winter months a spatially correlated
+    :data:`MCD64_UNMAPPED_FRACTION` of pixels is unmapped (-1). Everything else is 0
+    (unburned land); the sample world has no water."""
+    paths = []
+    bbox = world.preset.bbox
+    for h, v in modis_tiles_for(bbox):
+        win = _data_window(h, v, bbox, MODIS_500M)
+        if win is None:
+            continue
+        lon, lat = _pixel_lonlat(h, v, win, MODIS_500M)
+        truth = world.disturbance(lon, lat)
+        fire = truth["kind"] == 2
+        year = world.preset.event_year or 0
+        lag = rng.integers(0, MCD64_MAX_LAG + 1, size=lon.shape)
+        last_doy = 366 if year % 4 == 0 else 365
+        burn_doy = np.where(fire, np.minimum(np.nan_to_num(truth["date"]) + lag, last_doy), 0)
+        burn_day = np.datetime64(f"{year}-01-01") + burn_doy.astype(int) - 1
+        burn_month = burn_day.astype("datetime64[M]")
+        ulx, uly = tile_upper_left(h, v)
+        tile = TileSpec(h, v, MODIS_500M, (ulx, uly), (ulx + TILE_SIZE_M, uly - TILE_SIZE_M))
+        bbox_tile = (float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max()))
+        for y in world.preset.years:
+            for month in range(1, 13):
+                start = datetime(y, month, 1)
+                end = (pd.Timestamp(start) + pd.offsets.MonthEnd(0)).to_pydatetime()
+                burnt = fire & (burn_month == np.datetime64(f"{y}-{month:02d}"))
+                unmapped = np.zeros(lon.shape, bool)
+                if month in MCD64_UNMAPPED_MONTHS:
+                    unmapped = _cloud_rank(rng, lon.shape) < MCD64_UNMAPPED_FRACTION
+                unmapped &= ~burnt
+                date = np.where(burnt, burn_doy, np.where(unmapped, -1, 0)).astype(np.int16)
+                first, last = start.timetuple().tm_yday, end.timetuple().tm_yday
+                window = {
+                    "Burn Date": date,
+                    "Burn Date Uncertainty": np.where(burnt, 1 + lag, 0).astype(np.uint8),
+                    # bit 0 land, bit 1 valid data
+                    "QA": np.where(unmapped, 0b01, 0b11).astype(np.uint8),
+                    "First Day": np.where(unmapped, -1, first).astype(np.int16),
+                    "Last Day": np.where(unmapped, -1, last).astype(np.int16),
+                }
+                layers = {}
+                for suffix, _, dtype, fill, *_ in MCD64A1.sds:
+                    full = np.full((MODIS_500M, MODIS_500M), fill, dtype=dtype)
+                    full[win] = window[suffix]
+                    layers[suffix] = full
+                production = end + timedelta(days=25, hours=5, minutes=12, seconds=41)
+                name = (
+                    f"MCD64A1.A{y}{first:03d}.h{h:02d}v{v:02d}.061."
+                    f"{production:%Y}{production.timetuple().tm_yday:03d}{production:%H%M%S}.hdf"
+                )
+                paths.append(
+                    write_modis_grid(
+                        out / name, MCD64A1, tile, layers, start, end, bbox_tile, production
+                    )
+                )
+    return paths
+
+
 def _at(truth, lon, lat, obs_dates: np.ndarray) -> np.ndarray:
     """A truth function ``truth(lon, lat, dates)`` per pixel at its own observation date."""
     out = np.empty(lon.shape)
@@ -405,15 +485,13 @@ def write_sample_world(out_dir: str | Path, preset: str = "demo", seed: int = 42
     # One random stream per source, so adding a source never changes the others' files.
     streams = np.random.SeedSequence(seed).spawn(8)
     sources = world.preset.sources
-    files = {name: [] for name in ("modis", "modis_lst", "towers", "gosat", "sgli", "ahi", "meteo")}
+    files = {
+        name: []
+        for name in ("modis", "towers", "gosat", "sgli", "ahi", "meteo", "burned_area", "modis_lst")
+    }
     if "modis" in sources:
         log.info("writing MODIS MOD13A2 tiles")
         files["modis"] = write_modis_vi(world, out / "modis", np.random.default_rng(streams[0]))
-    if "modis" in sources and world.preset.modis_lst:
-        log.info("writing MODIS MOD11A2 LST tiles")
-        # Its own stream (a child of the seed), so the other sources' files do not change.
-        rng = np.random.default_rng(np.random.SeedSequence([seed, 11]))
-        files["modis_lst"] = write_modis_lst(world, out / "modis", rng)
     if "towers" in sources:
         log.info("writing FLUXNET FULLSET tower files")
         (out / "towers").mkdir(parents=True, exist_ok=True)
@@ -432,6 +510,15 @@ def write_sample_world(out_dir: str | Path, preset: str = "demo", seed: int = 42
         log.info("writing ERA5-like daily meteorology NetCDF and the regions GeoJSON")
         files["meteo"] = write_meteo(world, out / "meteo")
         write_regions(world, out / "regions")
+    if "burned_area" in sources:
+        log.info("writing MODIS MCD64A1 monthly burned-area tiles")
+        rng = np.random.default_rng(streams[7])
+        files["burned_area"] = write_modis_burned_area(world, out / "burned_area", rng)
+    if "modis_lst" in sources:
+        log.info("writing MODIS MOD11A2 8-day LST tiles")
+        # Its own stream (a child of the seed), so the other sources' files do not change.
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 11]))
+        files["modis_lst"] = write_modis_lst(world, out / "modis", rng)
     write_truth_phenology(world, truth)
     write_truth_disturbance(world, truth)
     summary = {

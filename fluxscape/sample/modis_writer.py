@@ -1,5 +1,5 @@
-"""Write MOD13A2-style 16-day VI tiles and MOD11A2 8-day LST tiles in the real HDF4-EOS layout
-(pyhdf).
+"""Write MODIS sinusoidal grid tiles in the real HDF4-EOS layout (pyhdf): MOD13A2 16-day VI,
+MCD64A1 monthly burned area and MOD11A2 8-day land surface temperature.
 
 SDS names, data types, ``scale_factor``/``add_offset``/``_FillValue``/``valid_range``
 attributes and the ``StructMetadata.0`` grid block follow the MOD13 C6.1 User's Guide and real
@@ -247,8 +247,22 @@ _DFNT = {
 }
 
 
-def write_mod13a2(
+@dataclass(frozen=True)
+class ModisProduct:
+    """What differs between MODIS grid products in the file: short name, DOI, grid name, the
+    prefix of the SDS names and the SDS table (as :data:`MOD13_SDS`)."""
+
+    short_name: str
+    doi: str
+    grid: str
+    prefix: str
+    sds: list
+    legends: dict
+
+
+def write_modis_grid(
     path: Path,
+    product: ModisProduct,
     tile: TileSpec,
     layers: dict[str, np.ndarray],
     start: datetime,
@@ -256,28 +270,32 @@ def write_mod13a2(
     bbox: tuple[float, float, float, float],
     production: datetime,
 ) -> Path:
-    """Write one MOD13A2 tile. ``layers`` maps SDS suffixes (``"NDVI"``, ``"VI Quality"``, ...)
-    to stored DN arrays of shape (size, size); layers not given are written as fill."""
+    """Write one HDF4-EOS sinusoidal tile of ``product``. ``layers`` maps SDS suffixes to
+    stored DN arrays of shape (size, size); layers not given are written as fill. Written to
+    a ``.part`` file first, so a crash never leaves a truncated tile behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".hdf.part")
     sd = SD(str(tmp), SDC.WRITE | SDC.CREATE | SDC.TRUNC)
     try:
         sd.HDFEOSVersion = "HDFEOS_V2.19"
-        fields = [(PREFIX_1KM + suffix, _DFNT[hdf_type]) for suffix, hdf_type, *_ in MOD13_SDS]
-        setattr(sd, "StructMetadata.0", struct_metadata(GRID_1KM, tile, fields))
-        setattr(sd, "CoreMetadata.0", core_metadata("MOD13A2", start, end, tile, bbox, production))
+        fields = [
+            (product.prefix + suffix, _DFNT[hdf_type]) for suffix, hdf_type, *_ in product.sds
+        ]
+        setattr(sd, "StructMetadata.0", struct_metadata(product.grid, tile, fields))
+        core = core_metadata(product.short_name, start, end, tile, bbox, production)
+        setattr(sd, "CoreMetadata.0", core)
         setattr(
             sd, "ArchiveMetadata.0", "GROUP = ARCHIVEDMETADATA\nEND_GROUP = ARCHIVEDMETADATA\nEND\n"
         )
-        sd.identifier_product_doi = "10.5067/MODIS/MOD13A2.061"
+        sd.identifier_product_doi = product.doi
         sd.identifier_product_doi_authority = "http://dx.doi.org"
-        for suffix, hdf_type, dtype, fill, vrange, scale, units, long_name in MOD13_SDS:
+        for suffix, hdf_type, dtype, fill, vrange, scale, units, long_name in product.sds:
             data = layers.get(suffix)
             if data is None:
                 data = np.full((tile.size, tile.size), fill, dtype=dtype)
-            sds = sd.create(PREFIX_1KM + suffix, hdf_type, (tile.size, tile.size))
-            sds.dim(0).setname(f"YDim:{GRID_1KM}")
-            sds.dim(1).setname(f"XDim:{GRID_1KM}")
+            sds = sd.create(product.prefix + suffix, hdf_type, (tile.size, tile.size))
+            sds.dim(0).setname(f"YDim:{product.grid}")
+            sds.dim(1).setname(f"XDim:{product.grid}")
             sds.setcompress(SDC.COMP_DEFLATE, 4)
             sds.setfillvalue(fill)
             sds.long_name = long_name
@@ -289,14 +307,28 @@ def write_mod13a2(
                 sds.add_offset = 0.0
                 sds.add_offset_err = 0.0
                 sds.attr("calibrated_nt").set(SDC.INT32, 5)
-            if suffix == "VI Quality":
-                sds.Legend = VI_QUALITY_LEGEND
+            if suffix in product.legends:
+                sds.Legend = product.legends[suffix]
             sds[:] = np.asarray(data, dtype=dtype)
             sds.endaccess()
     finally:
         sd.end()
     tmp.replace(path)
     return path
+
+
+def write_mod13a2(
+    path: Path,
+    tile: TileSpec,
+    layers: dict[str, np.ndarray],
+    start: datetime,
+    end: datetime,
+    bbox: tuple[float, float, float, float],
+    production: datetime,
+) -> Path:
+    """Write one MOD13A2 tile. ``layers`` maps SDS suffixes (``"NDVI"``, ``"VI Quality"``, ...)
+    to stored DN arrays of shape (size, size); layers not given are written as fill."""
+    return write_modis_grid(path, MOD13A2, tile, layers, start, end, bbox, production)
 
 
 VI_QUALITY_LEGEND = (
@@ -310,6 +342,49 @@ VI_QUALITY_LEGEND = (
     "[8] : Adjacent cloud detected\n[9] : Atmosphere BRDF correction performed\n"
     "[10] : Mixed clouds\n[11-13] : Land/Water Flag\n 001: Land (Nothing else but land)\n"
     "[14] : Possible snow/ice\n[15] : Possible shadow\n"
+)
+
+
+MOD13A2 = ModisProduct(
+    "MOD13A2",
+    "10.5067/MODIS/MOD13A2.061",
+    GRID_1KM,
+    PREFIX_1KM,
+    MOD13_SDS,
+    {"VI Quality": VI_QUALITY_LEGEND},
+)
+
+GRID_BA = "MOD_Grid_Monthly_500m_DB_BA"
+MODIS_500M = 2400
+
+#: MCD64A1 C6.1 SDS (User's Guide, Giglio et al. 2021, Table 1). Burn Date: 0 unburned,
+#: 1-366 day of year of burning, -1 unmapped (insufficient data), -2 water. Fill values and
+#: valid ranges as seen in gdalinfo listings of LP DAAC files [hedged].
+MCD64_SDS = [
+    ("Burn Date", SDC.INT16, np.int16, -1, (-2, 366), None, "Julian day", "Burn Date"),
+    (
+        "Burn Date Uncertainty",
+        SDC.UINT8,
+        np.uint8,
+        0,
+        (0, 100),
+        None,
+        "days",
+        "Burn Date Uncertainty",
+    ),
+    ("QA", SDC.UINT8, np.uint8, 0, (0, 255), None, "bit field", "QA"),
+    ("First Day", SDC.INT16, np.int16, -1, (1, 366), None, "Julian day", "First Day"),
+    ("Last Day", SDC.INT16, np.int16, -1, (1, 366), None, "Julian day", "Last Day"),
+]
+
+MCD64_QA_LEGEND = (
+    "Bit 0: land/water (1 land, 0 water)\nBit 1: valid data flag (1 valid)\n"
+    "Bit 2: mapping period shortened\nBit 3: grid cell relabeled\n"
+    "Bit 4: spare\nBits 5-7: special condition code (0 none)\n"
+)
+
+MCD64A1 = ModisProduct(
+    "MCD64A1", "10.5067/MODIS/MCD64A1.061", GRID_BA, "", MCD64_SDS, {"QA": MCD64_QA_LEGEND}
 )
 
 

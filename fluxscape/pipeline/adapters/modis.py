@@ -1,6 +1,6 @@
 """MODIS tiles on a target tile (odc-geo index lookup on the sinusoidal grid): MOD13/MYD13 VI
-tiles as a ``vi`` source (:func:`read`), MOD11/MYD11 LST tiles as an ``lst`` source
-(:func:`read_lst`)."""
+tiles as a ``vi`` source (:func:`read`), MCD64A1 burn dates (:func:`read_burn_date`) and
+MOD11/MYD11 LST tiles as an ``lst`` source (:func:`read_lst`)."""
 
 from __future__ import annotations
 
@@ -94,6 +94,30 @@ def read(
         layers["reliability"] = np.where(rel >= 0, np.clip(rel, 0, 3), -1)
         layers["usable"] = qa.modis_vi_usable(quality, rel, options.get("max_reliability", 1))
         out.append((granule, layers))
+    return out
+
+
+def read_burn_date(
+    granules: list[Granule], tile: GeoBox, skipped: list[Skipped]
+) -> list[tuple[Granule, np.ndarray]]:
+    """MCD64A1 ``Burn Date`` codes of each monthly granule on the tile, nearest neighbour from
+    the 500 m sinusoidal grid. Granules must share one native grid (``Granule.key``).
+    Returns [(granule, int16 (y, x))]: 0 unburned, 1-366 day of year of the burn, -1 unmapped
+    (also where the granule does not cover the pixel), -2 water. Unreadable files are
+    recorded in ``skipped`` and left out."""
+    src_box: GeoBox = granules[0].key
+    index_ = nearest_index(src_box, tile)
+    if index_.empty:
+        return []
+    out = []
+    for granule in granules:
+        try:
+            ds = modis_hdf4.open_modis_tile(granule.path, ["Burn_Date"], roi=index_.window)
+        except Exception as exc:
+            skip(skipped, granule.path, exc)
+            continue
+        codes = np.nan_to_num(ds["Burn_Date"].values, nan=-1).astype(np.int16)
+        out.append((granule, gather(codes, index_, -1)))
     return out
 
 

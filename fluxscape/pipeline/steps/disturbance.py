@@ -2,12 +2,15 @@
 the year's minimum standardized anomaly, from a ``vi`` store (see
 :func:`fluxscape.products.disturbance.detect_disturbance`); with ``burn_severity``, the dNBR,
 RdNBR and USGS severity class of each break
-(:func:`fluxscape.products.disturbance.burn_severity_of_breaks`); with ``lst``, the year's
-heat-stress days, maximum LST anomaly and heat-stress onset from an ``lst`` store on the same
-grid (:func:`fluxscape.products.anomaly.annual_heat_summary`)."""
+(:func:`fluxscape.products.disturbance.burn_severity_of_breaks`); with ``reference``, MCD64A1
+burn dates on the grid and their agreement with the breaks (:mod:`.burned_area`); with ``lst``,
+the year's heat-stress days, maximum LST anomaly and heat-stress onset from an ``lst`` store
+on the same grid (:func:`fluxscape.products.anomaly.annual_heat_summary`)."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,8 @@ import pandas as pd
 import xarray as xr
 
 from fluxscape.errors import FluxscapeError
+from fluxscape.pipeline.sources import Skipped
+from fluxscape.pipeline.steps import burned_area
 from fluxscape.pipeline.steps.base import Plan, StepContext
 from fluxscape.pipeline.steps.derived import (
     DerivedTileTask,
@@ -156,11 +161,16 @@ def run_disturbance_tile(task: DerivedTileTask) -> dict:
         for name in BURN:
             fill = 0 if name == "burn_severity" else np.nan
             out[name] = severity[name].where(hit, fill).astype(BURN[name][0])
+    skipped: list[Skipped] = []
+    if s.get("reference"):
+        ref = burned_area.reference_tile(s["reference"], s["geobox"], out.year.values, skipped)
+        for name in ref.data_vars:
+            out[name] = (("year", "y", "x"), ref[name].values)
     if s.get("lst_store"):
         for name, values in heat_of_tile(task).items():
             out[name] = (("year", "y", "x"), values.astype(HEAT[name][0]))
     write_tile(Path(task.store), out, task.rows, task.cols)
-    return {"tile": task.tile_id, "skipped": []}
+    return {"tile": task.tile_id, "skipped": [k.to_json() for k in skipped]}
 
 
 def plan(ctx: StepContext) -> Plan:
@@ -198,6 +208,34 @@ def plan(ctx: StepContext) -> Plan:
     variables = [
         VariableSpec(name, dtype, attrs, fill) for name, (dtype, fill, attrs) in stored.items()
     ]
+    make_task = derived_task(ctx, source, read, settings)
+    inputs, skipped, finish = [str(source)], [], None
+    source_attrs = {
+        "source_product": p.source,
+        "monitoring_period": f"{pd.Timestamp(p.monitor[0]).date()}/"
+        f"{pd.Timestamp(p.monitor[1]).date()}",
+    }
+    if p.reference:
+        granules, skipped = burned_area.index_reference(ctx, years)
+        per_tile = {t.id: tuple(g for g in granules if g.meets(t.geobox)) for t in ctx.grid.tiles}
+        geoboxes = {t.id: t.geobox for t in ctx.grid.tiles}
+        variables += burned_area.VARIABLES
+        inputs += [g.path for g in granules]
+        plain_task = make_task
+
+        def make_task(tile):
+            task = plain_task(tile)
+            extra = {"reference": per_tile[tile.id], "geobox": geoboxes[tile.id]}
+            return dataclasses.replace(task, settings={**task.settings, **extra})
+
+        def finish(store: Path) -> None:
+            scores = burned_area.agreement(store, p.burn_severity)
+            report = ctx.out_dir / "reports" / ctx.name
+            report.mkdir(parents=True, exist_ok=True)
+            text = json.dumps(scores, indent=2)
+            (report / "mcd64a1_agreement.json").write_text(text)
+            source_attrs["mcd64a1_agreement"] = json.dumps(scores)
+
     return Plan(
         dims={"year": years},
         variables=variables,
@@ -205,13 +243,12 @@ def plan(ctx: StepContext) -> Plan:
         f"model fitted on {p.history[0]}..{p.history[1]}, {p.process.upper()} monitoring of "
         f"{p.monitor[0]}..{p.monitor[1]} (BFAST Monitor style)"
         + ("; dNBR and burn severity of each break" if p.burn_severity else "")
+        + ("; MCD64A1 burn dates as a reference" if p.reference else "")
         + (f"; heat stress days, maximum LST anomaly and onset from {p.lst}" if p.lst else ""),
-        make_task=derived_task(ctx, source, read, settings),
+        make_task=make_task,
         run_tile=run_disturbance_tile,
-        inputs=[str(source)] + ([str(ctx.product_store(p.lst))] if p.lst else []),
-        source_attrs={
-            "source_product": p.source,
-            "monitoring_period": f"{pd.Timestamp(p.monitor[0]).date()}/"
-            f"{pd.Timestamp(p.monitor[1]).date()}",
-        },
+        inputs=inputs + ([str(ctx.product_store(p.lst))] if p.lst else []),
+        skipped=skipped,
+        finish=finish,
+        source_attrs=source_attrs,
     )
