@@ -120,7 +120,7 @@ def test_lst_store_follows_the_product_contract(lst_truth):
         assert ds[name].dims == ("time", "y", "x")
         assert ds[name].attrs["grid_mapping"] == "spatial_ref" and "long_name" in ds[name].attrs
     assert ds.lst.attrs["units"] == "K" and ds.lst.attrs["standard_name"] == "surface_temperature"
-    step = np.diff(pd.DatetimeIndex(ds.time.values).dayofyear)
+    step = np.diff(pd.DatetimeIndex(ds.time.values).day_of_year)
     assert set(step[step > 0]) == {8} and ds.sizes["time"] == 6 * 46
     assert ds.attrs["baseline_period"] == "2017-01-01/2021-12-31"
     assert ds.attrs["skipped_inputs"] == []
@@ -193,7 +193,7 @@ def test_disturbance_heat_variables_summarise_the_lst_store(disturbance_run, lst
     assert days.tolist() == [8] * 45 + [5]
     np.testing.assert_array_equal(dd.heat_stress_days.values, np.tensordot(days, flag, axes=1))
     np.testing.assert_allclose(dd.lst_zscore_max.values, np.nanmax(z, axis=0), rtol=1e-6)
-    first = times[in_2022].dayofyear.values[np.argmax(flag, axis=0)]
+    first = times[in_2022].day_of_year.values[np.argmax(flag, axis=0)]
     onset = np.where(flag.any(axis=0), first, np.nan)
     np.testing.assert_array_equal(dd.heat_onset.values, onset)
     for name, units in (("heat_stress_days", "days"), ("heat_onset", "day of year")):
@@ -204,7 +204,7 @@ def test_disturbance_heat_onset_and_days_match_the_heat_wave(disturbance_run, ls
     dd = xr.open_zarr(disturbance_run / "out" / "products" / "disturbance.zarr")
     dd = dd.sel(year=2022).load()
     hw = lst_truth["hw"]
-    first, last = pd.Timestamp(hw["first"]).dayofyear, pd.Timestamp(hw["last"]).dayofyear
+    first, last = pd.Timestamp(hw["first"]).day_of_year, pd.Timestamp(hw["last"]).day_of_year
     inside = lst_truth["interior"] & ~lst_truth["near_patch"]  # cleared forest warms earlier
     onset = dd.heat_onset.values[inside]
     assert np.isfinite(onset).mean() >= 0.95

@@ -229,7 +229,7 @@ def lst_composite_starts(year: int) -> list[datetime]:
 def _daily_cloud_probability(world: World, days: pd.DatetimeIndex) -> np.ndarray:
     """Share of the region under cloud on each day: the world's synoptic cloudiness, more in
     the rainy season (June-July)."""
-    doy = np.asarray(days.dayofyear, float)
+    doy = np.asarray(days.day_of_year, float)
     cloud = world._cloudiness(days)
     return np.clip(0.1 + 0.8 * cloud + 0.2 * np.exp(-(((doy - 180) / 35.0) ** 2)), 0, 0.95)
 
