@@ -126,6 +126,18 @@ def test_lst_store_follows_the_product_contract(lst_truth):
     assert ds.attrs["skipped_inputs"] == []
 
 
+def test_lst_store_has_quicklooks_and_a_catalog_entry(disturbance_run):
+    from fluxscape.catalog import open_catalog
+
+    out = disturbance_run / "out"
+    for name in ("lst_2022.png", "lst_zscore_2022.png", "heat_stress_2022.png"):
+        png = out / "quicklooks" / "lst" / name
+        assert png.read_bytes()[:4] == b"\x89PNG", name
+    (entry,) = open_catalog(out / "catalog" / "catalog.json").search(product="lst")
+    assert {"lst", "lst_count", "lst_zscore", "heat_stress"} <= set(entry.variables)
+    assert entry.time[0].startswith("2017-01-01") and entry.time[1].startswith("2022-12-27")
+
+
 def test_lst_recovers_the_worlds_period_mean_lst_within_1_k(lst_truth):
     """Clear-sky MOD11 composites against the mean of the period's true daily LST: retrieval
     noise (0.7 K per day), clear-day sampling (clear days are a little warmer) and the
