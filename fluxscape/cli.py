@@ -92,7 +92,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     default="demo",
     show_default=True,
     help="Region preset: demo (1 degree), demo-4x (2 x 2 degrees) or disturbance (0.5 degree, "
-    "MODIS only, 2017-2022 with forest clearings and fires in 2022).",
+    "MODIS only, 2017-2022 with forest clearings, fires and a heat wave in 2022).",
 )
 def sample_data(directory: Path, seed: int, preset: str) -> None:
     """Write the sample world in real formats (MODIS, SGLI, AHI, GOSAT, FLUXNET) and its truth."""
@@ -107,6 +107,7 @@ def sample_data(directory: Path, seed: int, preset: str) -> None:
         "sgli_files": "SGLI files",
         "ahi_files": "AHI files",
         "burned_area_files": "MCD64A1 burned-area tiles",
+        "modis_lst_files": "MOD11A2 LST tiles",
     }
     counts = ", ".join(f"{summary[k]} {label}" for k, label in labels.items() if summary.get(k))
     click.echo(

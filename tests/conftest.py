@@ -67,6 +67,35 @@ def sample_dir(demo_out: Path) -> Path:
     return demo_out / "sample"
 
 
+def on_sample(recipe: Path, sample_dir: Path, folder: Path) -> Path:
+    """A copy of ``recipe`` in ``folder`` reading ``sample_dir`` and writing ``folder/out``."""
+    import yaml
+
+    doc = yaml.safe_load(recipe.read_text())
+    doc["data_dir"] = str(sample_dir)
+    doc["output"]["dir"] = str(folder / "out")
+    path = folder / recipe.name
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def disturbance_run(tmp_path_factory) -> Path:
+    """The `disturbance` preset (MOD13A2, MOD11A2, MCD64A1; 2017-2022) in DIR/sample and a run of
+    workflows/disturbance-fire.yaml on it in DIR/out (vi, lst, disturbance stores).
+
+    For local iterations, FLUXSCAPE_TEST_DISTURBANCE_OUT names a finished DIR to reuse
+    (treated as read-only)."""
+    reuse = os.environ.get("FLUXSCAPE_TEST_DISTURBANCE_OUT")
+    if reuse:
+        return Path(reuse)
+    folder = tmp_path_factory.mktemp("disturbance")
+    run_cli("sample-data", folder / "sample", "--preset", "disturbance")
+    recipe = REPO / "workflows" / "disturbance-fire.yaml"
+    run_cli("run", on_sample(recipe, folder / "sample", folder))
+    return folder
+
+
 SMALL_WORKFLOW = """\
 name: small
 region:

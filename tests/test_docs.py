@@ -27,7 +27,7 @@ def test_mkdocs_strict_build_with_generated_reference(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     html = (site / "workflow-reference" / "index.html").read_text()
     text = re.sub(r"<[^>]+>", " ", html)
-    for kind in ("vi", "phenology", "disturbance", "gosat_l3", "flux"):
+    for kind in ("vi", "phenology", "disturbance", "gosat_l3", "flux", "lst"):
         assert f'"{kind}"' in text.replace("&quot;", '"'), f"product kind {kind} missing"
     schema = Workflow.model_json_schema()
     # every key of every section of the schema is documented, with its default

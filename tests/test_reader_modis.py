@@ -126,6 +126,18 @@ def test_real_mod11_lst_kelvin_and_view_angle_with_cf_offset(modis_real):
     assert ds.QC_Day.dtype == np.uint8
 
 
+def test_real_mod11_emissivity_decoded_in_cf_order(modis_real):
+    """Emis_31/32 carry scale 0.002 and add_offset 0.49 documented as DN * scale + offset:
+    the MODIS-land order scale * (DN - offset) would give values near 0."""
+    ds = open_modis_tile(
+        modis_real / "MOD11B2.A2017001.h14v04.006.2017013155631.hdf", ["Emis_31", "Emis_32"]
+    )
+    for name in ("Emis_31", "Emis_32"):
+        emis = ds[name].values
+        assert np.isfinite(emis).any()
+        assert 0.9 < np.nanmedian(emis) < 1.0 and np.nanmax(emis) <= 0.49 + 0.002 * 255
+
+
 def test_real_mcd15_lai_and_fpar_scaled_to_physical_range(modis_real):
     ds = open_modis_tile(modis_real / REAL_FULL_TILES[0], ["Lai_500m", "Fpar_500m"])
     assert 0 <= np.nanmin(ds.Lai_500m.values) and np.nanmax(ds.Lai_500m.values) <= 10.0

@@ -51,16 +51,6 @@ def test_phenology_ahi_recipe_runs_on_sample_world(tmp_path, sample_dir):
 
 
 @pytest.fixture(scope="module")
-def disturbance_run(tmp_path_factory) -> Path:
-    """The `disturbance` preset (MODIS 2017-2022) and a run of disturbance-fire.yaml on it."""
-    folder = tmp_path_factory.mktemp("disturbance")
-    run_cli("sample-data", folder / "sample", "--preset", "disturbance")
-    recipe = REPO / "workflows" / "disturbance-fire.yaml"
-    run_cli("run", _on_sample(recipe, folder / "sample", folder))
-    return folder
-
-
-@pytest.fixture(scope="module")
 def disturbance_truth(disturbance_run):
     """The 2022 disturbance store and the world's truth on its grid."""
     ds = xr.open_zarr(disturbance_run / "out" / "products" / "disturbance.zarr").sel(year=2022)

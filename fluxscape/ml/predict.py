@@ -71,11 +71,15 @@ def predict_tile(model, predictors: xr.Dataset, batch_rows: int = DEFAULT_BATCH)
     for t in targets:
         units = TARGET_UNITS.get(t, "")
         data_vars[t] = xr.DataArray(
-            out[t].reshape(shape), dims=dims, coords=coords,
+            out[t].reshape(shape),
+            dims=dims,
+            coords=coords,
             attrs={"units": units, "long_name": f"{t} (ensemble mean)"},
         )
         data_vars[f"{t}_sd"] = xr.DataArray(
-            out[f"{t}_sd"].reshape(shape), dims=dims, coords=coords,
+            out[f"{t}_sd"].reshape(shape),
+            dims=dims,
+            coords=coords,
             attrs={"units": units, "long_name": f"{t} ensemble spread (sd across members)"},
         )
     return xr.Dataset(data_vars)

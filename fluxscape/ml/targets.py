@@ -164,9 +164,11 @@ def build_targets(
     source = _check(ds)
     starts, ends = period_bounds(periods, period_end)
     columns = flux_columns(partition)
-    wanted = list(targets) if targets is not None else [
-        t for t in columns if t != "fch4" or columns[t] in ds.data_vars
-    ]
+    wanted = (
+        list(targets)
+        if targets is not None
+        else [t for t in columns if t != "fch4" or columns[t] in ds.data_vars]
+    )
     unknown = [t for t in wanted if t not in columns]
     if unknown:
         raise FluxscapeError(f"unknown target(s) {unknown}; choose from {list(columns)}")

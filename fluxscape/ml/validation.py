@@ -266,7 +266,7 @@ def _plots(result: CVResult, out_dir: Path) -> list[str]:
             )
             ax.set_title(str(site), fontsize=8)
             ax.tick_params(labelsize=6)
-        for ax in axes.ravel()[len(sites):]:
+        for ax in axes.ravel()[len(sites) :]:
             ax.set_visible(False)
         axes[0, 0].legend(fontsize=6)
         fig.tight_layout()

@@ -145,11 +145,80 @@ class DisturbanceProduct(_Strict):
     min_magnitude: Annotated[float, Field(ge=0)] = 0.05
     burn_severity: bool = False  # dNBR / severity class of each break (source needs nbr)
     reference: str | None = None  # an input of MCD64A1 tiles: burn dates scored against breaks
+    lst: str | None = Field(
+        None,
+        description="An `lst` product of the same workflow: adds the year's heat-stress days, "
+        "maximum LST anomaly and heat-stress onset.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> DisturbanceProduct:
         if not (self.history[0] < self.history[1] < self.monitor[0] <= self.monitor[1]):
             raise ValueError("need history[0] < history[1] < monitor[0] <= monitor[1]")
+        return self
+
+
+def _year_or_date(value, last: bool):
+    """A year (int) as its first or last day; anything else unchanged (pydantic checks it)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return date(value, 12, 31) if last else date(value, 1, 1)
+    return value
+
+
+class LstProduct(_Strict):
+    """The ``lst`` product: daytime land surface temperature (K) per period on the target grid
+    from MODIS MOD11/MYD11 tiles (QC-masked mean of the usable observations of each period),
+    its standardized anomaly against the per-period-of-year climatology of the ``baseline``
+    years, and a heat-stress flag where the anomaly exceeds ``threshold``."""
+
+    kind: Literal["lst"]  # Product kind.
+    input: str = Field(description="The LST input: MOD11A2/MYD11A2 tiles (reader `modis_hdf4`).")
+    max_qa: Annotated[int, Field(ge=0, le=1)] = Field(
+        0,
+        description="Worst MOD11 mandatory QA kept (QC bits 0-1: 0 good, 1 other quality; "
+        "2 and 3 mean not produced).",
+    )
+    baseline: tuple[date, date] = Field(
+        description="[first, last] of the climatology: years (`[2017, 2021]`) or dates."
+    )
+    threshold: Annotated[float, Field(gt=0)] = Field(
+        2.0, description="Standardized anomaly (z) above which a period is under heat stress."
+    )
+    min_consecutive: Annotated[int, Field(ge=1)] = Field(
+        1,
+        description="Flag heat stress only in runs of at least this many consecutive periods "
+        "above the threshold (periods without a usable observation are skipped).",
+    )
+    sd_floor: Annotated[float, Field(gt=0)] = Field(
+        1.0,
+        description="Smallest climatological standard deviation (K), about the MOD11 accuracy: "
+        "keeps z finite and meaningful where the baseline barely varies.",
+    )
+    min_baseline: Annotated[int, Field(ge=2)] = Field(
+        3,
+        description="Fewest usable baseline observations of a period of the year for a "
+        "climatology (else z is NaN there).",
+    )
+    step: Literal["8D", "16D", "1M"] | None = Field(
+        None,
+        description="Time step of the product (default: the workflow's `period.step`); "
+        "MOD11A2 is 8-day.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _baseline_years(cls, data):
+        if isinstance(data, dict) and isinstance(data.get("baseline"), list | tuple):
+            base = list(data["baseline"])
+            if len(base) == 2:
+                base = [_year_or_date(base[0], False), _year_or_date(base[1], True)]
+            data = {**data, "baseline": base}
+        return data
+
+    @model_validator(mode="after")
+    def _baseline_ordered(self) -> LstProduct:
+        if self.baseline[1] < self.baseline[0]:
+            raise ValueError(f"baseline ends ({self.baseline[1]}) before it starts")
         return self
 
 
@@ -190,16 +259,32 @@ class FluxProduct(_Strict):
 
 
 Product = Annotated[
-    ViProduct | GosatL3Product | PhenologyProduct | DisturbanceProduct | FluxProduct,
+    ViProduct | GosatL3Product | PhenologyProduct | DisturbanceProduct | FluxProduct | LstProduct,
     Field(discriminator="kind"),
 ]
 
 
+#: Fields of a product that name another product whose store it reads.
+PRODUCT_REFERENCES = ("source", "phenology", "lst")
+
+
 def run_order(products: dict) -> list[str]:
     """Product names in the order they must run: products made from inputs first, then those
-    derived from other products' stores."""
-    direct = [name for name, p in products.items() if getattr(p, "source", None) is None]
-    return direct + [name for name in products if name not in direct]
+    derived from other products' stores, each after the products it reads (``source``,
+    ``phenology``, ``lst``)."""
+
+    def refs(name: str) -> list[str]:
+        p = products[name]
+        return [r for f in PRODUCT_REFERENCES if (r := getattr(p, f, None)) in products]
+
+    direct = [name for name in products if not refs(name)]
+    order = list(direct)
+    pending = [name for name in products if name not in direct]
+    while pending:
+        ready = [n for n in pending if all(r in order for r in refs(n))] or pending[:1]
+        order.append(ready[0])
+        pending.remove(ready[0])
+    return order
 
 
 class Output(_Strict):
@@ -245,6 +330,20 @@ class Workflow(_Strict):
                     f"products.{name}.source: {source!r} is not a vi product of this workflow "
                     f"(vi products: {vi_products})"
                 )
+            lst = getattr(product, "lst", None)
+            if lst is not None and getattr(self.products.get(lst), "kind", None) != "lst":
+                lst_products = [k for k, v in self.products.items() if v.kind == "lst"]
+                raise ValueError(
+                    f"products.{name}.lst: {lst!r} is not an lst product of this workflow "
+                    f"(lst products: {lst_products})"
+                )
+            if product.kind == "lst" and not (
+                product.baseline[0] <= self.period.end and product.baseline[1] >= self.period.start
+            ):
+                raise ValueError(
+                    f"products.{name}.baseline: {[str(d) for d in product.baseline]} lies "
+                    f"outside the period {self.period.start} to {self.period.end}"
+                )
             pheno = getattr(product, "phenology", None)
             if pheno is not None and getattr(self.products.get(pheno), "kind", None) != "phenology":
                 raise ValueError(
@@ -275,6 +374,7 @@ def _known_keys() -> set[str]:
         PhenologyProduct,
         DisturbanceProduct,
         FluxProduct,
+        LstProduct,
     ]
     return {key for model in models for key in model.model_fields}
 

@@ -41,3 +41,19 @@ def period_index(times: pd.DatetimeIndex, when: datetime | date) -> int | None:
     if pos + 1 < len(times):
         return pos if ts < times[pos + 1] else None
     return pos if ts - times[pos] < pd.Timedelta(days=31) else None
+
+
+def period_lengths(times: pd.DatetimeIndex, step: str) -> np.ndarray:
+    """Days in each period of an axis from :func:`period_starts` with ``step`` (int array):
+    ``8D``/``16D`` periods end at the next nominal start but never after 31 December (the
+    last MODIS composite of a year is 5-6 or 13-14 days), ``1M`` periods are calendar months
+    and ``1D`` periods one day."""
+    starts = pd.DatetimeIndex(times)
+    if step == "1M":
+        return np.asarray(starts.days_in_month, dtype=np.int64)
+    if step == "1D":
+        return np.ones(len(starts), dtype=np.int64)
+    nominal = starts + pd.Timedelta(days=STEP_DAYS[step])
+    year_end = pd.DatetimeIndex([pd.Timestamp(t.year + 1, 1, 1) for t in starts])
+    ends = np.minimum(nominal.values, year_end.values)
+    return ((ends - starts.values) / np.timedelta64(1, "D")).astype(np.int64)

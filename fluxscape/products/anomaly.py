@@ -189,3 +189,58 @@ def heat_stress(
     observed = np.isfinite(z)
     flag = in_runs_of_at_least(observed & (np.nan_to_num(z) > threshold), min_consecutive, observed)
     return z, flag
+
+
+def slot_in_year(period_start, period_days: int | None = None) -> np.ndarray:
+    """Period of the year of each time step, int (time,), from the periods' first days
+    ``period_start`` ((time,) datetime64): with ``period_days`` (8 or 16 for MODIS composites
+    restarting on 1 January, 1 for days) the slot is ``(doy - 1) // period_days``, as
+    :func:`period_of_year`; without it the calendar month (0 = January)."""
+    start = np.asarray(period_start, "datetime64[D]")
+    if period_days is None:
+        return (start.astype("datetime64[M]").astype(int) % 12).astype(np.int64)
+    doy = (start - start.astype("datetime64[Y]").astype("datetime64[D]")).astype(int) + 1
+    return period_of_year(doy, period_days)
+
+
+def period_mean(total, count) -> np.ndarray:
+    """Mean of accumulated observations: ``total / count`` (same shapes), NaN where
+    ``count`` is 0 (no warnings)."""
+    total, count = np.asarray(total, float), np.asarray(count)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def annual_heat_summary(flag, z, period_start, period_days, years) -> dict[str, np.ndarray]:
+    """Per-year heat-stress summary of a heat-stress time series.
+
+    Inputs: ``flag`` (time, ...) bool heat stress per period and ``z`` (time, ...) its
+    standardized LST anomaly (NaN where unobserved), both from :func:`heat_stress`;
+    ``period_start`` (time,) datetime64 and ``period_days`` (time,) int length of each
+    period in days; ``years`` the calendar years to summarise.
+    Returns, each (len(years), ...): ``heat_stress_days`` (days of the flagged periods
+    starting in the year; NaN where the year has no finite z), ``lst_zscore_max`` (largest
+    z of the year, NaN where none) and ``heat_onset`` (day of year of the first flagged
+    period's start, NaN where none)."""
+    flag = np.asarray(flag, bool)
+    z = np.asarray(z, float)
+    start = np.asarray(period_start, "datetime64[D]")
+    year_of = start.astype("datetime64[Y]").astype(int) + 1970
+    doy = (start - start.astype("datetime64[Y]").astype("datetime64[D]")).astype(float) + 1
+    days = along_time(np.asarray(period_days, float), z)
+    out = {"heat_stress_days": [], "lst_zscore_max": [], "heat_onset": []}
+    nothing = np.full(z.shape[1:], np.nan)
+    for y in years:
+        sel = year_of == y
+        if not sel.any():
+            for values in out.values():
+                values.append(nothing)
+            continue
+        f, zz = flag[sel], z[sel]
+        observed = np.isfinite(zz).any(axis=0)
+        total = np.where(f, days[sel], 0.0).sum(axis=0)
+        out["heat_stress_days"].append(np.where(observed, total, np.nan))
+        out["lst_zscore_max"].append(masked_max(zz, np.isfinite(zz)))
+        onset = doy[sel][np.argmax(f, axis=0)]
+        out["heat_onset"].append(np.where(f.any(axis=0), onset, np.nan))
+    return {k: np.stack(v) if v else np.empty((0, *z.shape[1:])) for k, v in out.items()}

@@ -11,7 +11,9 @@ Decoding follows the products' user guides, not the attributes blindly:
 
 * the MODIS land convention is ``value = scale_factor * (DN - add_offset)``;
 * MOD13/MYD13 files carry ``scale_factor = 10000`` meaning *divide* by 10 000 (User's Guide C6);
-* MOD11 view angles are documented in the file as ``DN * scale_factor + add_offset`` (CF).
+* MOD11 view angles and emissivities are documented in the file as
+  ``DN * scale_factor + add_offset`` (CF; e.g. ``Emis_31``: 0.002, offset 0.49);
+  MOD11 LST and view times have no offset (``LST_Day_1km``: DN x 0.02 K, fill 0).
 
 Quality layers (QA/QC bit fields, pixel reliability) are returned undecoded as integers so that
 later stages can mask with them.
@@ -167,6 +169,7 @@ def parse_struct_metadata(text: str) -> list[ModisGrid]:
 DECODING_RULES: list[tuple[str, str, str]] = [
     (r"M[OY]D13", r".*", "divide"),
     (r"M[OY]D11", r".*view_angl.*", "cf"),
+    (r"M[OY]D11", r"Emis_\d+", "cf"),
 ]
 
 

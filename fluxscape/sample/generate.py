@@ -2,7 +2,9 @@
 
 Layout of the output directory::
 
-    modis/    MOD13A2.AYYYYDDD.hHHvVV.061.<production>.hdf   16-day VI tiles (HDF4-EOS)
+    modis/    MOD13A2.AYYYYDDD.hHHvVV.061.<production>.hdf   16-day VI tiles (HDF4-EOS) and
+              MOD11A2.AYYYYDDD.hHHvVV.061.<production>.hdf   8-day LST tiles (source
+              ``modis_lst``: the ``disturbance`` preset only)
     burned_area/  MCD64A1.AYYYYDDD.hHHvVV.061.<production>.hdf   monthly burned area (500 m;
               the ``disturbance`` preset only)
     towers/   FLX_<site>_FLUXNET2015_FULLSET_DD_<y1>-<y2>_1-4.csv and SitesList.csv
@@ -15,7 +17,8 @@ Layout of the output directory::
     truth/    world.json (with the events: disturbance patches, heat wave), towers.csv,
               tower_daily.csv, phenology.nc (one or two seasons), disturbance.nc
 
-A preset names the sources it writes (the ``disturbance`` preset: MODIS VI and burned area).
+A preset names the sources it writes (the ``disturbance`` preset: MODIS VI, LST and burned
+area).
 
 MODIS tiles are full 1200 x 1200 tiles; only pixels within the region plus a margin carry
 data, the rest is fill (as over the ocean), which keeps the files small.
@@ -41,9 +44,11 @@ from fluxscape.sample.gosat_writer import write_gosat
 from fluxscape.sample.meteo_writer import write_meteo
 from fluxscape.sample.modis_writer import (
     MCD64A1,
+    MOD11A2_SDS,
     MOD13_SDS,
     MODIS_500M,
     TileSpec,
+    write_mod11a2,
     write_mod13a2,
     write_modis_grid,
 )
@@ -200,6 +205,122 @@ def write_modis_vi(world: World, out: Path, rng: np.random.Generator) -> list[Pa
             )
             bbox_tile = (float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max()))
             paths.append(write_mod13a2(out / name, tile, layers, start, end, bbox_tile, production))
+    return paths
+
+
+#: MOD11A2 ``QC_Day`` words (bits 0-1 mandatory QA, 2-3 data quality, 4-5 emissivity error,
+#: 6-7 LST error): good (LST error <= 1 K), good from one clear day only (<= 2 K), other
+#: quality (residual cloud, LST error > 3 K), not produced (cloud), not produced (other).
+QC_LST_GOOD = 0
+QC_LST_GOOD_2K = 0b01 << 6
+QC_LST_OTHER = 0b01 | (0b01 << 2) | (0b01 << 4) | (0b11 << 6)
+QC_LST_CLOUD = 0b10
+QC_LST_NOT_PRODUCED = 0b11
+LST_NOISE_K = 0.7  # daily retrieval noise of clear-sky LST (MOD11 accuracy is about 1 K)
+LST_CONTAMINATED = 0.05  # share of produced composites with undetected cloud (cold bias)
+NIGHT_COOLING_K = 4.0  # night LST below the daily mean air temperature
+
+
+def lst_composite_starts(year: int) -> list[datetime]:
+    """MOD11A2 8-day composite start dates of a year (DOY 1, 9, ..., 361)."""
+    return [datetime(year, 1, 1) + timedelta(days=d) for d in range(0, 365, 8)]
+
+
+def _daily_cloud_probability(world: World, days: pd.DatetimeIndex) -> np.ndarray:
+    """Share of the region under cloud on each day: the world's synoptic cloudiness, more in
+    the rainy season (June-July)."""
+    doy = np.asarray(days.day_of_year, float)
+    cloud = world._cloudiness(days)
+    return np.clip(0.1 + 0.8 * cloud + 0.2 * np.exp(-(((doy - 180) / 35.0) ** 2)), 0, 0.95)
+
+
+def _lst_layers(lst_true, air, p_cloud, ndvi, rng) -> dict:
+    """MOD11A2 DN layers of one 8-day composite on the window's pixels. ``lst_true``/``air``
+    (y, x, day) K and ``p_cloud`` (day,) for the composite's days, ``ndvi`` (y, x) at its
+    middle (for the emissivities). A pixel's day is clear
+    where a spatially correlated cloud rank exceeds the day's cloud share; LST is the mean of
+    the clear days' truth plus retrieval noise; no clear day gives fill and QC "cloud"."""
+    shape, n = ndvi.shape, len(p_cloud)
+    clear = np.stack([_cloud_rank(rng, shape) >= p for p in p_cloud], axis=-1)
+    n_clear = clear.sum(axis=-1)
+    produced = n_clear > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        noise = rng.normal(0, LST_NOISE_K, shape + (n,))
+        day = np.where(clear, lst_true + noise, 0).sum(axis=-1) / n_clear
+        night = np.where(clear, air - NIGHT_COOLING_K + noise, 0).sum(axis=-1) / n_clear
+    contaminated = produced & (rng.uniform(size=shape) < LST_CONTAMINATED)
+    day = np.where(contaminated, day - rng.uniform(2, 6, shape), day)
+    qc = np.select(
+        [~produced, contaminated, n_clear == 1],
+        [QC_LST_CLOUD, QC_LST_OTHER, QC_LST_GOOD_2K],
+        QC_LST_GOOD,
+    ).astype(np.uint8)
+    bits = (clear.astype(np.uint16) << np.arange(n, dtype=np.uint16)).sum(axis=-1)
+
+    def lst_dn(kelvin):
+        return np.where(produced, np.clip(np.round(kelvin / 0.02), 7500, 65535), 0)
+
+    def byte(values, fill):
+        return np.where(produced, np.clip(np.round(values), 0, 254), fill)
+
+    return {
+        "LST_Day_1km": lst_dn(day).astype(np.uint16),
+        "QC_Day": qc,
+        "Day_view_time": byte(10 * (10.5 + rng.normal(0, 0.3, shape)), 255).astype(np.uint8),
+        "Day_view_angl": byte(rng.uniform(-65, 65, shape) + 65, 255).astype(np.uint8),
+        "LST_Night_1km": lst_dn(night).astype(np.uint16),
+        "QC_Night": qc,
+        "Night_view_time": byte(10 * (22.5 + rng.normal(0, 0.3, shape)), 255).astype(np.uint8),
+        "Night_view_angl": byte(rng.uniform(-65, 65, shape) + 65, 255).astype(np.uint8),
+        "Emis_31": byte((0.965 + 0.02 * ndvi - 0.49) / 0.002, 0).astype(np.uint8),
+        "Emis_32": byte((0.970 + 0.018 * ndvi - 0.49) / 0.002, 0).astype(np.uint8),
+        "Clear_sky_days": np.where(produced, bits, 0).astype(np.uint8),
+        "Clear_sky_nights": np.where(produced, bits, 0).astype(np.uint8),
+    }
+
+
+def write_modis_lst(world: World, out: Path, rng: np.random.Generator) -> list[Path]:
+    """Write MOD11A2 8-day LST tiles for the world's years: daytime LST from
+    :meth:`World.land_surface_temperature` (heat wave included) over the clear days of each
+    composite (see :func:`_lst_layers`); the rest of each 1200 x 1200 tile is fill."""
+    paths = []
+    bbox = world.preset.bbox
+    for h, v in modis_tiles_for(bbox):
+        win = _data_window(h, v, bbox)
+        if win is None:
+            continue
+        lon, lat = _pixel_lonlat(h, v, win)
+        ulx, uly = tile_upper_left(h, v)
+        tile = TileSpec(h, v, MODIS_1KM, (ulx, uly), (ulx + TILE_SIZE_M, uly - TILE_SIZE_M))
+        bbox_tile = (float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max()))
+        for year in world.preset.years:
+            days = pd.date_range(f"{year}-01-01", f"{year}-12-31", freq="D")
+            lst_true = world.land_surface_temperature(lon, lat, days)
+            air = world.air_temperature(lon, lat, days) + 273.15
+            p_cloud = _daily_cloud_probability(world, days)
+            starts = lst_composite_starts(year)
+            ndvi_mid = world.ndvi(lon, lat, [np.datetime64(s.date()) + 4 for s in starts])
+            for i, start in enumerate(starts):
+                first = start.timetuple().tm_yday - 1
+                sel = slice(first, min(first + 8, len(days)))
+                layers_win = _lst_layers(
+                    lst_true[..., sel], air[..., sel], p_cloud[sel], ndvi_mid[..., i], rng
+                )
+                layers = {}
+                for s in MOD11A2_SDS:
+                    fill = QC_LST_NOT_PRODUCED if s.name.startswith("QC_") else s.fill
+                    full = np.full((MODIS_1KM, MODIS_1KM), fill, dtype=s.dtype)
+                    full[win] = layers_win[s.name]
+                    layers[s.name] = full
+                end = start + timedelta(days=sel.stop - sel.start - 1)
+                production = start + timedelta(days=9, hours=4, minutes=35, seconds=12)
+                name = (
+                    f"MOD11A2.A{start:%Y}{start.timetuple().tm_yday:03d}.h{h:02d}v{v:02d}.061."
+                    f"{production:%Y}{production.timetuple().tm_yday:03d}{production:%H%M%S}.hdf"
+                )
+                paths.append(
+                    write_mod11a2(out / name, tile, layers, start, end, bbox_tile, production)
+                )
     return paths
 
 
@@ -365,7 +486,8 @@ def write_sample_world(out_dir: str | Path, preset: str = "demo", seed: int = 42
     streams = np.random.SeedSequence(seed).spawn(8)
     sources = world.preset.sources
     files = {
-        name: [] for name in ("modis", "towers", "gosat", "sgli", "ahi", "meteo", "burned_area")
+        name: []
+        for name in ("modis", "towers", "gosat", "sgli", "ahi", "meteo", "burned_area", "modis_lst")
     }
     if "modis" in sources:
         log.info("writing MODIS MOD13A2 tiles")
@@ -392,6 +514,11 @@ def write_sample_world(out_dir: str | Path, preset: str = "demo", seed: int = 42
         log.info("writing MODIS MCD64A1 monthly burned-area tiles")
         rng = np.random.default_rng(streams[7])
         files["burned_area"] = write_modis_burned_area(world, out / "burned_area", rng)
+    if "modis_lst" in sources:
+        log.info("writing MODIS MOD11A2 8-day LST tiles")
+        # Its own stream (a child of the seed), so the other sources' files do not change.
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 11]))
+        files["modis_lst"] = write_modis_lst(world, out / "modis", rng)
     write_truth_phenology(world, truth)
     write_truth_disturbance(world, truth)
     summary = {

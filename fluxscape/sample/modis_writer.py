@@ -1,5 +1,5 @@
-"""Write MODIS sinusoidal grid tiles in the real HDF4-EOS layout (pyhdf): MOD13A2 16-day VI
-and MCD64A1 monthly burned area.
+"""Write MODIS sinusoidal grid tiles in the real HDF4-EOS layout (pyhdf): MOD13A2 16-day VI,
+MCD64A1 monthly burned area and MOD11A2 8-day land surface temperature.
 
 SDS names, data types, ``scale_factor``/``add_offset``/``_FillValue``/``valid_range``
 attributes and the ``StructMetadata.0`` grid block follow the MOD13 C6.1 User's Guide and real
@@ -386,3 +386,191 @@ MCD64_QA_LEGEND = (
 MCD64A1 = ModisProduct(
     "MCD64A1", "10.5067/MODIS/MCD64A1.061", GRID_BA, "", MCD64_SDS, {"QA": MCD64_QA_LEGEND}
 )
+
+
+# --- MOD11A2: 8-day land surface temperature and emissivity, 1 km --------------------------
+
+GRID_LST_1KM = "MODIS_Grid_8Day_1km_LST"
+
+
+@dataclass(frozen=True)
+class Sds:
+    """One science data set of a MODIS product: name, HDF type, numpy dtype, fill, valid range,
+    scale/offset (None: not written) and the other attributes real files carry."""
+
+    name: str
+    hdf_type: int
+    dtype: type
+    fill: int
+    valid_range: tuple[int, int]
+    scale: float | None
+    offset: float | None
+    attrs: dict
+
+
+def _lst_sds(when: str) -> list[Sds]:
+    time_of_day = "daytime" if when == "Day" else "nighttime"
+    cf = f"{when}_view_angl"
+    return [
+        Sds(
+            f"LST_{when}_1km",
+            SDC.UINT16,
+            np.uint16,
+            0,
+            (7500, 65535),
+            0.02,
+            0.0,
+            {
+                "long_name": f"8-day {time_of_day} 1km grid Land-surface Temperature",
+                "units": "K",
+                "LST": "LST data * scale_factor",
+            },
+        ),
+        Sds(
+            f"QC_{when}",
+            SDC.UINT8,
+            np.uint8,
+            0,
+            (0, 255),
+            None,
+            None,
+            {"long_name": f"Quality control for {time_of_day} LST and emissivity"},
+        ),
+        Sds(
+            f"{when}_view_time",
+            SDC.UINT8,
+            np.uint8,
+            255,
+            (0, 240),
+            0.1,
+            0.0,
+            {
+                "long_name": f"Average time of {time_of_day} Land-surface Temperature observation",
+                "units": "hrs",
+                "View_time": "View_time data * scale_factor",
+            },
+        ),
+        Sds(
+            cf,
+            SDC.UINT8,
+            np.uint8,
+            255,
+            (0, 130),
+            1.0,
+            -65.0,
+            {
+                "long_name": f"Average view zenith angle of {time_of_day} Land-surface Temperature",
+                "units": "deg",
+                "View_angle": "View_angle data * scale_factor + add_offset",
+            },
+        ),
+    ]
+
+
+def _emis_sds(band: int) -> Sds:
+    return Sds(
+        f"Emis_{band}",
+        SDC.UINT8,
+        np.uint8,
+        0,
+        (1, 255),
+        0.002,
+        0.49,
+        {
+            "long_name": f"Band {band} emissivity",
+            f"Emis_{band}": f"Emis_{band} data * scale_factor + add_offset",
+        },
+    )
+
+
+def _clear_sky_sds(when: str) -> Sds:
+    what = "days" if when == "days" else "nights"
+    return Sds(
+        f"Clear_sky_{what}",
+        SDC.UINT8,
+        np.uint8,
+        0,
+        (1, 255),
+        None,
+        None,
+        {"long_name": f"the {what} in clear-sky conditions and with validate LSTs"},
+    )
+
+
+#: MOD11A2 C6.1 science data sets in file order (LP DAAC MOD11 User's Guide; attributes as in
+#: real files: LST DN x 0.02 K with fill 0, QC bit fields with _FillValue 0, emissivity
+#: DN x 0.002 + 0.49 in CF order, view angle DN - 65 degrees, view time DN x 0.1 h).
+MOD11A2_SDS: list[Sds] = [
+    *_lst_sds("Day"),
+    *_lst_sds("Night"),
+    _emis_sds(31),
+    _emis_sds(32),
+    _clear_sky_sds("days"),
+    _clear_sky_sds("nights"),
+]
+
+QC_LEGEND = (
+    "Bit Fields Description (Right to Left):\n"
+    "[0-1] : Mandatory QA flags\n 00: LST produced, good quality\n"
+    " 01: LST produced, other quality, recommend examination of more detailed QA\n"
+    " 10: LST not produced due to cloud effects\n"
+    " 11: LST not produced primarily due to reasons other than cloud\n"
+    "[2-3] : Data quality flag\n 00: good data quality 01: other quality data 10-11: TBD\n"
+    "[4-5] : Emis error flag\n 00: average emissivity error <= 0.01\n"
+    " 01: <= 0.02 10: <= 0.04 11: > 0.04\n"
+    "[6-7] : LST error flag\n 00: average LST error <= 1K 01: <= 2K 10: <= 3K 11: > 3K\n"
+)
+
+
+def write_mod11a2(
+    path: Path,
+    tile: TileSpec,
+    layers: dict[str, np.ndarray],
+    start: datetime,
+    end: datetime,
+    bbox: tuple[float, float, float, float],
+    production: datetime,
+) -> Path:
+    """Write one MOD11A2 tile (grid ``MODIS_Grid_8Day_1km_LST``). ``layers`` maps SDS names
+    (``"LST_Day_1km"``, ``"QC_Day"``, ...) to stored DN arrays of shape (size, size); layers
+    not given are written as fill."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".hdf.part")
+    sd = SD(str(tmp), SDC.WRITE | SDC.CREATE | SDC.TRUNC)
+    try:
+        sd.HDFEOSVersion = "HDFEOS_V2.19"
+        fields = [(s.name, _DFNT[s.hdf_type]) for s in MOD11A2_SDS]
+        setattr(sd, "StructMetadata.0", struct_metadata(GRID_LST_1KM, tile, fields))
+        setattr(sd, "CoreMetadata.0", core_metadata("MOD11A2", start, end, tile, bbox, production))
+        setattr(
+            sd, "ArchiveMetadata.0", "GROUP = ARCHIVEDMETADATA\nEND_GROUP = ARCHIVEDMETADATA\nEND\n"
+        )
+        sd.identifier_product_doi = "10.5067/MODIS/MOD11A2.061"
+        sd.identifier_product_doi_authority = "http://dx.doi.org"
+        for s in MOD11A2_SDS:
+            data = layers.get(s.name)
+            if data is None:
+                data = np.full((tile.size, tile.size), s.fill, dtype=s.dtype)
+            sds = sd.create(s.name, s.hdf_type, (tile.size, tile.size))
+            sds.dim(0).setname(f"YDim:{GRID_LST_1KM}")
+            sds.dim(1).setname(f"XDim:{GRID_LST_1KM}")
+            sds.setcompress(SDC.COMP_DEFLATE, 4)
+            sds.setfillvalue(s.fill)
+            for key, value in s.attrs.items():
+                setattr(sds, key, value)
+            sds.attr("Number Type").set(SDC.CHAR8, np.dtype(s.dtype).name)
+            sds.attr("valid_range").set(s.hdf_type, list(s.valid_range))
+            if s.scale is not None:
+                sds.scale_factor = s.scale
+                sds.scale_factor_err = 0.0
+                sds.add_offset = s.offset
+                sds.add_offset_err = 0.0
+                sds.attr("calibrated_nt").set(SDC.INT32, 0)
+            if s.name.startswith("QC_"):
+                sds.Legend = QC_LEGEND
+            sds[:] = np.asarray(data, dtype=s.dtype)
+            sds.endaccess()
+    finally:
+        sd.end()
+    tmp.replace(path)
+    return path

@@ -59,7 +59,8 @@ class Preset:
     heat_wave: bool = False
     #: Lowland croplands grow two crops a year (see :data:`DOUBLE_CROP_BELOW_M`).
     double_crop: bool = True
-    #: Sources written: any of ALL_SOURCES, plus ``burned_area`` (MODIS MCD64A1 monthly tiles).
+    #: Sources written: any of ALL_SOURCES, plus ``burned_area`` (MODIS MCD64A1 monthly tiles)
+    #: and ``modis_lst`` (MODIS MOD11A2 8-day LST tiles, beside the VI tiles in ``modis/``).
     sources: tuple[str, ...] = ALL_SOURCES
 
 
@@ -90,11 +91,12 @@ PRESETS = {
         tuple(range(2017, 2023)),
         0,
         "0.4 degree of forest and fields, stable 2017-2021 history, forest clearings and "
-        "fires in 2022 (MODIS VI and MCD64A1 burned area only)",
+        "fires in 2022, a heat wave in summer 2022 (MODIS VI, MOD11A2 LST and MCD64A1 burned "
+        "area only)",
         n_disturbances=8,
         event_year=2022,
         heat_wave=True,
-        sources=("modis", "burned_area"),
+        sources=("modis", "burned_area", "modis_lst"),
     ),
 }
 

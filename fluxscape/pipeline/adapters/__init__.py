@@ -13,6 +13,9 @@ from fluxscape.errors import FluxscapeError
 class Adapter:
     index: Callable
     read: Callable
+    #: LST layers on a tile (``lst`` K, ``reliability``, ``usable``), for the ``lst`` product;
+    #: None for sources that give no land surface temperature.
+    read_lst: Callable | None = None
 
 
 def adapter_for(reader: str) -> Adapter:
@@ -20,7 +23,7 @@ def adapter_for(reader: str) -> Adapter:
     from fluxscape.pipeline.adapters import ahi, modis, sgli
 
     adapters = {
-        "modis_hdf4": Adapter(modis.index, modis.read),
+        "modis_hdf4": Adapter(modis.index, modis.read, modis.read_lst),
         "sgli_l2": Adapter(sgli.index_l2, sgli.read_l2),
         "sgli_l1b": Adapter(sgli.index_l1b, sgli.read_l1b),
         "ahi_hsd": Adapter(ahi.index_hsd, ahi.read_hsd),

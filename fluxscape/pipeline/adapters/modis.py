@@ -1,4 +1,6 @@
-"""MODIS MOD13/MYD13 VI tiles as a ``vi`` source (odc-geo index lookup on the sinusoidal grid)."""
+"""MODIS tiles on a target tile (odc-geo index lookup on the sinusoidal grid): MOD13/MYD13 VI
+tiles as a ``vi`` source (:func:`read`), MCD64A1 burn dates (:func:`read_burn_date`) and
+MOD11/MYD11 LST tiles as an ``lst`` source (:func:`read_lst`)."""
 
 from __future__ import annotations
 
@@ -26,8 +28,11 @@ INT_LAYERS = ("VI_Quality", "pixel_reliability")
 
 
 def index(paths: list[str], options: dict) -> tuple[list[Granule], list[Skipped]]:
-    """Header of each MODIS file: composite start date and tile grid."""
+    """Header of each MODIS file: composite start date and tile grid. With
+    ``options["products"]`` (product name prefixes, e.g. ``("MOD11", "MYD11")``) files of other
+    products are skipped with the reason."""
     granules, skipped = [], []
+    wanted = tuple(options.get("products") or ())
     for path in paths:
         try:
             if detect(path).name != "modis_hdf4":
@@ -35,6 +40,8 @@ def index(paths: list[str], options: dict) -> tuple[list[Granule], list[Skipped]
             meta = modis_hdf4.parse_filename(path)
             if meta is None:
                 raise ValueError("file name does not follow the MODIS convention")
+            if wanted and not meta["product"].startswith(wanted):
+                raise ValueError(f"is a {meta['product']} file, not {'/'.join(wanted)}")
             gbox = modis_hdf4.tile_geobox(path)
             bb = gbox.extent.to_crs("EPSG:4326").boundingbox
             granules.append(
@@ -111,4 +118,46 @@ def read_burn_date(
             continue
         codes = np.nan_to_num(ds["Burn_Date"].values, nan=-1).astype(np.int16)
         out.append((granule, gather(codes, index_, -1)))
+    return out
+
+
+#: Products :func:`read_lst` reads (``options["products"]`` of :func:`index` for LST).
+LST_PRODUCTS = ("MOD11", "MYD11")
+#: MOD11 daytime layers read by :func:`read_lst` (reader variable -> standard layer).
+LST_LAYERS = {"LST_Day_1km": "lst", "Day_view_time": "view_time"}
+LST_QC = "QC_Day"
+
+
+def read_lst(
+    granules: list[Granule], tile: GeoBox, options: dict, skipped: list[Skipped]
+) -> list[tuple[Granule, dict]]:
+    """Each MOD11/MYD11 granule's daytime LST over the tile: ``lst`` (K, NaN where fill),
+    ``view_time`` (local solar hours), ``qc`` (the QC_Day word, -1 off the source grid),
+    ``reliability`` (the mandatory QA bits 0-1: 0 good, 1 other quality, 2 cloud, 3 other
+    not produced; -1 no pixel) and ``usable`` (mandatory QA <= ``options["max_qa"]``, default
+    0, and LST present). Nearest neighbour only (LST is not averaged across QA classes);
+    a file that is not MOD11 or cannot be read is skipped."""
+    src_box: GeoBox = granules[0].key
+    index_ = nearest_index(src_box, tile)
+    if index_.empty:
+        return []
+    out = []
+    for granule in granules:
+        try:
+            product = (modis_hdf4.parse_filename(granule.path) or {}).get("product", "")
+            if not product.startswith(LST_PRODUCTS):
+                raise ValueError(f"is a {product or 'non-MODIS'} file, not MOD11/MYD11 LST")
+            ds = modis_hdf4.open_modis_tile(granule.path, [*LST_LAYERS, LST_QC], roi=index_.window)
+        except Exception as exc:
+            skip(skipped, granule.path, exc)
+            continue
+        layers = {
+            std: gather(ds[name].values.astype("float32"), index_, np.nan)
+            for name, std in LST_LAYERS.items()
+        }
+        qc = gather(ds[LST_QC].values.astype("int32"), index_, -1)
+        layers["qc"] = qc
+        layers["reliability"] = np.where(qc >= 0, qa.bits(np.maximum(qc, 0), 0, 1), -1)
+        layers["usable"] = qa.mod11_usable(layers["lst"], qc, options.get("max_qa", 0))
+        out.append((granule, layers))
     return out

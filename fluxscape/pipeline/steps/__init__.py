@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from fluxscape.pipeline.steps import disturbance, flux, gosat_l3, phenology, vi
+from fluxscape.pipeline.steps import disturbance, flux, gosat_l3, lst, phenology, vi
 
 STEPS: dict[str, ModuleType] = {
     "vi": vi,
@@ -12,6 +12,7 @@ STEPS: dict[str, ModuleType] = {
     "phenology": phenology,
     "disturbance": disturbance,
     "flux": flux,
+    "lst": lst,
 }
 
 

@@ -3,7 +3,9 @@ the year's minimum standardized anomaly, from a ``vi`` store (see
 :func:`fluxscape.products.disturbance.detect_disturbance`); with ``burn_severity``, the dNBR,
 RdNBR and USGS severity class of each break
 (:func:`fluxscape.products.disturbance.burn_severity_of_breaks`); with ``reference``, MCD64A1
-burn dates on the grid and their agreement with the breaks (:mod:`.burned_area`)."""
+burn dates on the grid and their agreement with the breaks (:mod:`.burned_area`); with ``lst``,
+the year's heat-stress days, maximum LST anomaly and heat-stress onset from an ``lst`` store
+on the same grid (:func:`fluxscape.products.anomaly.annual_heat_summary`)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from fluxscape.errors import FluxscapeError
 from fluxscape.pipeline.sources import Skipped
@@ -24,7 +27,10 @@ from fluxscape.pipeline.steps.derived import (
     read_source_tile,
     source_store,
 )
+from fluxscape.pipeline.steps.lst import product_times
 from fluxscape.pipeline.store import VariableSpec, write_tile
+from fluxscape.pipeline.timeaxis import period_lengths
+from fluxscape.products import anomaly
 from fluxscape.products.burn import SEVERITY_FLAG_MEANINGS, SEVERITY_FLAG_VALUES
 from fluxscape.products.disturbance import burn_severity_of_breaks, detect_disturbance
 
@@ -86,6 +92,52 @@ BURN = {
 }
 
 
+HEAT = {
+    "heat_stress_days": (
+        "float32",
+        None,
+        {
+            "long_name": "days under heat stress in the year (lengths of the LST periods "
+            "flagged as heat stress)",
+            "units": "days",
+        },
+    ),
+    "lst_zscore_max": (
+        "float32",
+        None,
+        {"long_name": "maximum standardized LST anomaly of the year", "units": "1"},
+    ),
+    "heat_onset": (
+        "float32",
+        None,
+        {
+            "long_name": "day of year of the start of the first heat-stress period",
+            "units": "day of year",
+        },
+    ),
+}
+
+
+def heat_of_tile(task: DerivedTileTask) -> dict[str, np.ndarray]:
+    """The tile's heat-stress summary per monitored year from the lst store (settings
+    ``lst_store``, ``lst_step``, ``monitor``, ``years``): each (year, y, x)."""
+    s = task.settings
+    ds = xr.open_zarr(s["lst_store"], consolidated=True)
+    ds = ds[["lst_zscore", "heat_stress"]].isel(y=task.rows, x=task.cols)
+    day = ds.time.values.astype("datetime64[D]")
+    first, last = (np.datetime64(d, "D") for d in s["monitor"])
+    inside = (day >= first) & (day <= last)
+    ds = ds.isel(time=np.flatnonzero(inside)).load()
+    times = pd.DatetimeIndex(ds.time.values)
+    return anomaly.annual_heat_summary(
+        ds.heat_stress.values == 1,
+        ds.lst_zscore.values,
+        times.values,
+        period_lengths(times, s["lst_step"]),
+        s["years"],
+    )
+
+
 def run_disturbance_tile(task: DerivedTileTask) -> dict:
     """Detect breaks on one tile of the source vi store and write them."""
     src = read_source_tile(task)
@@ -114,6 +166,9 @@ def run_disturbance_tile(task: DerivedTileTask) -> dict:
         ref = burned_area.reference_tile(s["reference"], s["geobox"], out.year.values, skipped)
         for name in ref.data_vars:
             out[name] = (("year", "y", "x"), ref[name].values)
+    if s.get("lst_store"):
+        for name, values in heat_of_tile(task).items():
+            out[name] = (("year", "y", "x"), values.astype(HEAT[name][0]))
     write_tile(Path(task.store), out, task.rows, task.cols)
     return {"tile": task.tile_id, "skipped": [k.to_json() for k in skipped]}
 
@@ -142,6 +197,14 @@ def plan(ctx: StepContext) -> Plan:
             )
         read = list(dict.fromkeys([*read, "nbr"]))
         stored |= BURN
+    if p.lst:
+        lst_product = ctx.workflow.products[p.lst]
+        settings |= {
+            "lst_store": str(source_store(ctx, p.lst)),
+            "lst_step": product_times(ctx.workflow, lst_product)[1],
+            "years": [int(y) for y in years],
+        }
+        stored |= HEAT
     variables = [
         VariableSpec(name, dtype, attrs, fill) for name, (dtype, fill, attrs) in stored.items()
     ]
@@ -180,10 +243,11 @@ def plan(ctx: StepContext) -> Plan:
         f"model fitted on {p.history[0]}..{p.history[1]}, {p.process.upper()} monitoring of "
         f"{p.monitor[0]}..{p.monitor[1]} (BFAST Monitor style)"
         + ("; dNBR and burn severity of each break" if p.burn_severity else "")
-        + ("; MCD64A1 burn dates as a reference" if p.reference else ""),
+        + ("; MCD64A1 burn dates as a reference" if p.reference else "")
+        + (f"; heat stress days, maximum LST anomaly and onset from {p.lst}" if p.lst else ""),
         make_task=make_task,
         run_tile=run_disturbance_tile,
-        inputs=inputs,
+        inputs=inputs + ([str(ctx.product_store(p.lst))] if p.lst else []),
         skipped=skipped,
         finish=finish,
         source_attrs=source_attrs,
