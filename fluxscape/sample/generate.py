@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -128,6 +129,50 @@ def _pixel_lonlat(
     return np.asarray(lon), np.asarray(lat)
 
 
+@dataclass(frozen=True)
+class _TileData:
+    """A MODIS tile that meets the region: its spec, the data window (rows, cols), the window's
+    pixel-centre lon/lat and their bbox."""
+
+    spec: TileSpec
+    window: tuple[slice, slice]
+    lon: np.ndarray
+    lat: np.ndarray
+
+    @property
+    def bbox(self) -> tuple[float, float, float, float]:
+        lon, lat = self.lon, self.lat
+        return (float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max()))
+
+    def full(self, window_values: np.ndarray, fill, dtype) -> np.ndarray:
+        """A whole tile of ``fill`` with ``window_values`` in the data window."""
+        out = np.full((self.spec.size, self.spec.size), fill, dtype=dtype)
+        out[self.window] = window_values
+        return out
+
+
+def _file_name(short_name: str, start: datetime, tile: TileSpec, production: datetime) -> str:
+    """LP DAAC file name ``<short>.AYYYYDDD.hHHvVV.061.<YYYYDDDHHMMSS>.hdf``."""
+    return (
+        f"{short_name}.A{start:%Y}{start.timetuple().tm_yday:03d}.h{tile.h:02d}v{tile.v:02d}.061."
+        f"{production:%Y}{production.timetuple().tm_yday:03d}{production:%H%M%S}.hdf"
+    )
+
+
+def _region_tiles(bbox, size: int = MODIS_1KM) -> list[_TileData]:
+    """The MODIS tiles (``size`` pixels a side) with data over ``bbox`` plus the margin."""
+    tiles = []
+    for h, v in modis_tiles_for(bbox):
+        win = _data_window(h, v, bbox, size)
+        if win is None:
+            continue
+        lon, lat = _pixel_lonlat(h, v, win, size)
+        ulx, uly = tile_upper_left(h, v)
+        spec = TileSpec(h, v, size, (ulx, uly), (ulx + TILE_SIZE_M, uly - TILE_SIZE_M))
+        tiles.append(_TileData(spec, win, lon, lat))
+    return tiles
+
+
 def _cloud_fraction(start: datetime) -> float:
     """Fraction of cloudy composite pixels: more in the rainy season (June-July)."""
     doy = start.timetuple().tm_yday
@@ -142,14 +187,9 @@ def write_modis_vi(world: World, out: Path, rng: np.random.Generator) -> list[Pa
     """Write MOD13A2 tiles for every 16-day composite of the world's years."""
     paths = []
     bbox = world.preset.bbox
-    for h, v in modis_tiles_for(bbox):
-        win = _data_window(h, v, bbox)
-        if win is None:
-            continue
-        lon, lat = _pixel_lonlat(h, v, win)
+    for td in _region_tiles(bbox):
+        tile, lon, lat = td.spec, td.lon, td.lat
         bright = world.brightness(lon, lat)
-        ulx, uly = tile_upper_left(h, v)
-        tile = TileSpec(h, v, MODIS_1KM, (ulx, uly), (ulx + TILE_SIZE_M, uly - TILE_SIZE_M))
         for start in composite_starts(world.preset.years):
             year_end = datetime(start.year, 12, 31)
             end = min(start + timedelta(days=15), year_end)
@@ -194,16 +234,11 @@ def write_modis_vi(world: World, out: Path, rng: np.random.Generator) -> list[Pa
                 "pixel reliability": reliability,
             }
             layers = {}
-            for suffix, _, dtype, fill, *_ in MOD13_SDS:
-                full = np.full((MODIS_1KM, MODIS_1KM), fill, dtype=dtype)
-                full[win] = layers_win[suffix]
-                layers[suffix] = full
+            for spec in MOD13_SDS:
+                layers[spec.name] = td.full(layers_win[spec.name], spec.fill, spec.dtype)
             production = start + timedelta(days=17, hours=3, minutes=42, seconds=15)
-            name = (
-                f"MOD13A2.A{start:%Y}{start.timetuple().tm_yday:03d}.h{h:02d}v{v:02d}.061."
-                f"{production:%Y}{production.timetuple().tm_yday:03d}{production:%H%M%S}.hdf"
-            )
-            bbox_tile = (float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max()))
+            name = _file_name("MOD13A2", start, tile, production)
+            bbox_tile = td.bbox
             paths.append(write_mod13a2(out / name, tile, layers, start, end, bbox_tile, production))
     return paths
 
@@ -285,14 +320,8 @@ def write_modis_lst(world: World, out: Path, rng: np.random.Generator) -> list[P
     composite (see :func:`_lst_layers`); the rest of each 1200 x 1200 tile is fill."""
     paths = []
     bbox = world.preset.bbox
-    for h, v in modis_tiles_for(bbox):
-        win = _data_window(h, v, bbox)
-        if win is None:
-            continue
-        lon, lat = _pixel_lonlat(h, v, win)
-        ulx, uly = tile_upper_left(h, v)
-        tile = TileSpec(h, v, MODIS_1KM, (ulx, uly), (ulx + TILE_SIZE_M, uly - TILE_SIZE_M))
-        bbox_tile = (float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max()))
+    for td in _region_tiles(bbox):
+        tile, lon, lat, bbox_tile = td.spec, td.lon, td.lat, td.bbox
         for year in world.preset.years:
             days = pd.date_range(f"{year}-01-01", f"{year}-12-31", freq="D")
             lst_true = world.land_surface_temperature(lon, lat, days)
@@ -309,15 +338,10 @@ def write_modis_lst(world: World, out: Path, rng: np.random.Generator) -> list[P
                 layers = {}
                 for s in MOD11A2_SDS:
                     fill = QC_LST_NOT_PRODUCED if s.name.startswith("QC_") else s.fill
-                    full = np.full((MODIS_1KM, MODIS_1KM), fill, dtype=s.dtype)
-                    full[win] = layers_win[s.name]
-                    layers[s.name] = full
+                    layers[s.name] = td.full(layers_win[s.name], fill, s.dtype)
                 end = start + timedelta(days=sel.stop - sel.start - 1)
                 production = start + timedelta(days=9, hours=4, minutes=35, seconds=12)
-                name = (
-                    f"MOD11A2.A{start:%Y}{start.timetuple().tm_yday:03d}.h{h:02d}v{v:02d}.061."
-                    f"{production:%Y}{production.timetuple().tm_yday:03d}{production:%H%M%S}.hdf"
-                )
+                name = _file_name("MOD11A2", start, tile, production)
                 paths.append(
                     write_mod11a2(out / name, tile, layers, start, end, bbox_tile, production)
                 )
@@ -341,11 +365,8 @@ def write_modis_burned_area(world: World, out: Path, rng: np.random.Generator) -
     (unburned land); the sample world has no water."""
     paths = []
     bbox = world.preset.bbox
-    for h, v in modis_tiles_for(bbox):
-        win = _data_window(h, v, bbox, MODIS_500M)
-        if win is None:
-            continue
-        lon, lat = _pixel_lonlat(h, v, win, MODIS_500M)
+    for td in _region_tiles(bbox, MODIS_500M):
+        tile, lon, lat, bbox_tile = td.spec, td.lon, td.lat, td.bbox
         truth = world.disturbance(lon, lat)
         fire = truth["kind"] == 2
         year = world.preset.event_year or 0
@@ -354,9 +375,6 @@ def write_modis_burned_area(world: World, out: Path, rng: np.random.Generator) -
         burn_doy = np.where(fire, np.minimum(np.nan_to_num(truth["date"]) + lag, last_doy), 0)
         burn_day = np.datetime64(f"{year}-01-01") + burn_doy.astype(int) - 1
         burn_month = burn_day.astype("datetime64[M]")
-        ulx, uly = tile_upper_left(h, v)
-        tile = TileSpec(h, v, MODIS_500M, (ulx, uly), (ulx + TILE_SIZE_M, uly - TILE_SIZE_M))
-        bbox_tile = (float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max()))
         for y in world.preset.years:
             for month in range(1, 13):
                 start = datetime(y, month, 1)
@@ -377,15 +395,10 @@ def write_modis_burned_area(world: World, out: Path, rng: np.random.Generator) -
                     "Last Day": np.where(unmapped, -1, last).astype(np.int16),
                 }
                 layers = {}
-                for suffix, _, dtype, fill, *_ in MCD64A1.sds:
-                    full = np.full((MODIS_500M, MODIS_500M), fill, dtype=dtype)
-                    full[win] = window[suffix]
-                    layers[suffix] = full
+                for spec in MCD64A1.sds:
+                    layers[spec.name] = td.full(window[spec.name], spec.fill, spec.dtype)
                 production = end + timedelta(days=25, hours=5, minutes=12, seconds=41)
-                name = (
-                    f"MCD64A1.A{y}{first:03d}.h{h:02d}v{v:02d}.061."
-                    f"{production:%Y}{production.timetuple().tm_yday:03d}{production:%H%M%S}.hdf"
-                )
+                name = _file_name("MCD64A1", start, tile, production)
                 paths.append(
                     write_modis_grid(
                         out / name, MCD64A1, tile, layers, start, end, bbox_tile, production

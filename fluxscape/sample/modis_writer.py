@@ -15,114 +15,150 @@ from pathlib import Path
 import numpy as np
 from pyhdf.SD import SD, SDC
 
+
+@dataclass(frozen=True)
+class Sds:
+    """One science data set of a MODIS product: name, HDF type, numpy dtype, fill, valid range,
+    scale/offset (None: not written) and the other attributes real files carry."""
+
+    name: str
+    hdf_type: int
+    dtype: type
+    fill: int
+    valid_range: tuple[int, int]
+    scale: float | None
+    offset: float | None
+    attrs: dict
+
+
+def sds_table(rows: list[tuple]) -> list[Sds]:
+    """Sds from compact rows (name, HDF type, dtype, fill, valid range, scale_factor or None,
+    units, long name); a scaled SDS gets add_offset 0."""
+    return [
+        Sds(
+            name,
+            hdf,
+            dtype,
+            fill,
+            vrange,
+            scale,
+            None if scale is None else 0.0,
+            {"long_name": long_name, "units": units},
+        )
+        for name, hdf, dtype, fill, vrange, scale, units, long_name in rows
+    ]
+
+
 GRID_1KM = "MODIS_Grid_16DAY_1km_VI"
 PREFIX_1KM = "1 km 16 days "
 
 #: (SDS suffix, HDF type, numpy dtype, fill, valid range, scale_factor, units, long name)
-MOD13_SDS = [
-    ("NDVI", SDC.INT16, np.int16, -3000, (-2000, 10000), 10000.0, "NDVI", "1 km 16 days NDVI"),
-    ("EVI", SDC.INT16, np.int16, -3000, (-2000, 10000), 10000.0, "EVI", "1 km 16 days EVI"),
-    (
-        "VI Quality",
-        SDC.UINT16,
-        np.uint16,
-        65535,
-        (0, 65534),
-        None,
-        "bits",
-        "1 km 16 days VI Quality",
-    ),
-    (
-        "red reflectance",
-        SDC.INT16,
-        np.int16,
-        -1000,
-        (0, 10000),
-        10000.0,
-        "reflectance",
-        "1 km 16 days red reflectance (Band 1)",
-    ),
-    (
-        "NIR reflectance",
-        SDC.INT16,
-        np.int16,
-        -1000,
-        (0, 10000),
-        10000.0,
-        "reflectance",
-        "1 km 16 days NIR reflectance (Band 2)",
-    ),
-    (
-        "blue reflectance",
-        SDC.INT16,
-        np.int16,
-        -1000,
-        (0, 10000),
-        10000.0,
-        "reflectance",
-        "1 km 16 days blue reflectance (Band 3)",
-    ),
-    (
-        "MIR reflectance",
-        SDC.INT16,
-        np.int16,
-        -1000,
-        (0, 10000),
-        10000.0,
-        "reflectance",
-        "1 km 16 days MIR reflectance (Band 7)",
-    ),
-    (
-        "view zenith angle",
-        SDC.INT16,
-        np.int16,
-        -10000,
-        (-9000, 9000),
-        100.0,
-        "degrees",
-        "1 km 16 days view zenith angle",
-    ),
-    (
-        "sun zenith angle",
-        SDC.INT16,
-        np.int16,
-        -10000,
-        (-9000, 9000),
-        100.0,
-        "degrees",
-        "1 km 16 days sun zenith angle",
-    ),
-    (
-        "relative azimuth angle",
-        SDC.INT16,
-        np.int16,
-        -4000,
-        (-3600, 3600),
-        10.0,
-        "degrees",
-        "1 km 16 days relative azimuth angle",
-    ),
-    (
-        "composite day of the year",
-        SDC.INT16,
-        np.int16,
-        -1,
-        (1, 366),
-        None,
-        "Julian day of year",
-        "1 km 16 days composite day of the year",
-    ),
-    (
-        "pixel reliability",
-        SDC.INT8,
-        np.int8,
-        -1,
-        (0, 3),
-        None,
-        "rank",
-        "1 km 16 days pixel reliability summary QA",
-    ),
-]
+MOD13_SDS = sds_table(
+    [
+        ("NDVI", SDC.INT16, np.int16, -3000, (-2000, 10000), 10000.0, "NDVI", "1 km 16 days NDVI"),
+        ("EVI", SDC.INT16, np.int16, -3000, (-2000, 10000), 10000.0, "EVI", "1 km 16 days EVI"),
+        (
+            "VI Quality",
+            SDC.UINT16,
+            np.uint16,
+            65535,
+            (0, 65534),
+            None,
+            "bits",
+            "1 km 16 days VI Quality",
+        ),
+        (
+            "red reflectance",
+            SDC.INT16,
+            np.int16,
+            -1000,
+            (0, 10000),
+            10000.0,
+            "reflectance",
+            "1 km 16 days red reflectance (Band 1)",
+        ),
+        (
+            "NIR reflectance",
+            SDC.INT16,
+            np.int16,
+            -1000,
+            (0, 10000),
+            10000.0,
+            "reflectance",
+            "1 km 16 days NIR reflectance (Band 2)",
+        ),
+        (
+            "blue reflectance",
+            SDC.INT16,
+            np.int16,
+            -1000,
+            (0, 10000),
+            10000.0,
+            "reflectance",
+            "1 km 16 days blue reflectance (Band 3)",
+        ),
+        (
+            "MIR reflectance",
+            SDC.INT16,
+            np.int16,
+            -1000,
+            (0, 10000),
+            10000.0,
+            "reflectance",
+            "1 km 16 days MIR reflectance (Band 7)",
+        ),
+        (
+            "view zenith angle",
+            SDC.INT16,
+            np.int16,
+            -10000,
+            (-9000, 9000),
+            100.0,
+            "degrees",
+            "1 km 16 days view zenith angle",
+        ),
+        (
+            "sun zenith angle",
+            SDC.INT16,
+            np.int16,
+            -10000,
+            (-9000, 9000),
+            100.0,
+            "degrees",
+            "1 km 16 days sun zenith angle",
+        ),
+        (
+            "relative azimuth angle",
+            SDC.INT16,
+            np.int16,
+            -4000,
+            (-3600, 3600),
+            10.0,
+            "degrees",
+            "1 km 16 days relative azimuth angle",
+        ),
+        (
+            "composite day of the year",
+            SDC.INT16,
+            np.int16,
+            -1,
+            (1, 366),
+            None,
+            "Julian day of year",
+            "1 km 16 days composite day of the year",
+        ),
+        (
+            "pixel reliability",
+            SDC.INT8,
+            np.int8,
+            -1,
+            (0, 3),
+            None,
+            "rank",
+            "1 km 16 days pixel reliability summary QA",
+        ),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -256,8 +292,12 @@ class ModisProduct:
     doi: str
     grid: str
     prefix: str
-    sds: list
-    legends: dict
+    sds: list[Sds]
+    legends: dict[str, str]
+    #: ``calibrated_nt`` attribute of scaled SDS (5 in MOD13 files, 0 in MOD11 files).
+    calibrated_nt: int = 5
+    #: MOD11 files carry a ``Number Type`` text attribute on each SDS.
+    number_type: bool = False
 
 
 def write_modis_grid(
@@ -278,9 +318,7 @@ def write_modis_grid(
     sd = SD(str(tmp), SDC.WRITE | SDC.CREATE | SDC.TRUNC)
     try:
         sd.HDFEOSVersion = "HDFEOS_V2.19"
-        fields = [
-            (product.prefix + suffix, _DFNT[hdf_type]) for suffix, hdf_type, *_ in product.sds
-        ]
+        fields = [(product.prefix + x.name, _DFNT[x.hdf_type]) for x in product.sds]
         setattr(sd, "StructMetadata.0", struct_metadata(product.grid, tile, fields))
         core = core_metadata(product.short_name, start, end, tile, bbox, production)
         setattr(sd, "CoreMetadata.0", core)
@@ -289,32 +327,38 @@ def write_modis_grid(
         )
         sd.identifier_product_doi = product.doi
         sd.identifier_product_doi_authority = "http://dx.doi.org"
-        for suffix, hdf_type, dtype, fill, vrange, scale, units, long_name in product.sds:
-            data = layers.get(suffix)
-            if data is None:
-                data = np.full((tile.size, tile.size), fill, dtype=dtype)
-            sds = sd.create(product.prefix + suffix, hdf_type, (tile.size, tile.size))
-            sds.dim(0).setname(f"YDim:{product.grid}")
-            sds.dim(1).setname(f"XDim:{product.grid}")
-            sds.setcompress(SDC.COMP_DEFLATE, 4)
-            sds.setfillvalue(fill)
-            sds.long_name = long_name
-            sds.units = units
-            sds.attr("valid_range").set(hdf_type, list(vrange))
-            if scale is not None:
-                sds.scale_factor = scale
-                sds.scale_factor_err = 0.0
-                sds.add_offset = 0.0
-                sds.add_offset_err = 0.0
-                sds.attr("calibrated_nt").set(SDC.INT32, 5)
-            if suffix in product.legends:
-                sds.Legend = product.legends[suffix]
-            sds[:] = np.asarray(data, dtype=dtype)
-            sds.endaccess()
+        for sd_spec in product.sds:
+            _write_sds(sd, product, sd_spec, layers.get(sd_spec.name), tile.size)
     finally:
         sd.end()
     tmp.replace(path)
     return path
+
+
+def _write_sds(sd: SD, product: ModisProduct, spec: Sds, data, size: int) -> None:
+    """One deflate-compressed SDS with its attributes; fill where ``data`` is None."""
+    if data is None:
+        data = np.full((size, size), spec.fill, dtype=spec.dtype)
+    sds = sd.create(product.prefix + spec.name, spec.hdf_type, (size, size))
+    sds.dim(0).setname(f"YDim:{product.grid}")
+    sds.dim(1).setname(f"XDim:{product.grid}")
+    sds.setcompress(SDC.COMP_DEFLATE, 4)
+    sds.setfillvalue(spec.fill)
+    for key, value in spec.attrs.items():
+        setattr(sds, key, value)
+    if product.number_type:
+        sds.attr("Number Type").set(SDC.CHAR8, np.dtype(spec.dtype).name)
+    sds.attr("valid_range").set(spec.hdf_type, list(spec.valid_range))
+    if spec.scale is not None:
+        sds.scale_factor = spec.scale
+        sds.scale_factor_err = 0.0
+        sds.add_offset = spec.offset
+        sds.add_offset_err = 0.0
+        sds.attr("calibrated_nt").set(SDC.INT32, product.calibrated_nt)
+    if spec.name in product.legends:
+        sds.Legend = product.legends[spec.name]
+    sds[:] = np.asarray(data, dtype=spec.dtype)
+    sds.endaccess()
 
 
 def write_mod13a2(
@@ -360,22 +404,24 @@ MODIS_500M = 2400
 #: MCD64A1 C6.1 SDS (User's Guide, Giglio et al. 2021, Table 1). Burn Date: 0 unburned,
 #: 1-366 day of year of burning, -1 unmapped (insufficient data), -2 water. Fill values and
 #: valid ranges as seen in gdalinfo listings of LP DAAC files [hedged].
-MCD64_SDS = [
-    ("Burn Date", SDC.INT16, np.int16, -1, (-2, 366), None, "Julian day", "Burn Date"),
-    (
-        "Burn Date Uncertainty",
-        SDC.UINT8,
-        np.uint8,
-        0,
-        (0, 100),
-        None,
-        "days",
-        "Burn Date Uncertainty",
-    ),
-    ("QA", SDC.UINT8, np.uint8, 0, (0, 255), None, "bit field", "QA"),
-    ("First Day", SDC.INT16, np.int16, -1, (1, 366), None, "Julian day", "First Day"),
-    ("Last Day", SDC.INT16, np.int16, -1, (1, 366), None, "Julian day", "Last Day"),
-]
+MCD64_SDS = sds_table(
+    [
+        ("Burn Date", SDC.INT16, np.int16, -1, (-2, 366), None, "Julian day", "Burn Date"),
+        (
+            "Burn Date Uncertainty",
+            SDC.UINT8,
+            np.uint8,
+            0,
+            (0, 100),
+            None,
+            "days",
+            "Burn Date Uncertainty",
+        ),
+        ("QA", SDC.UINT8, np.uint8, 0, (0, 255), None, "bit field", "QA"),
+        ("First Day", SDC.INT16, np.int16, -1, (1, 366), None, "Julian day", "First Day"),
+        ("Last Day", SDC.INT16, np.int16, -1, (1, 366), None, "Julian day", "Last Day"),
+    ]
+)
 
 MCD64_QA_LEGEND = (
     "Bit 0: land/water (1 land, 0 water)\nBit 1: valid data flag (1 valid)\n"
@@ -391,21 +437,6 @@ MCD64A1 = ModisProduct(
 # --- MOD11A2: 8-day land surface temperature and emissivity, 1 km --------------------------
 
 GRID_LST_1KM = "MODIS_Grid_8Day_1km_LST"
-
-
-@dataclass(frozen=True)
-class Sds:
-    """One science data set of a MODIS product: name, HDF type, numpy dtype, fill, valid range,
-    scale/offset (None: not written) and the other attributes real files carry."""
-
-    name: str
-    hdf_type: int
-    dtype: type
-    fill: int
-    valid_range: tuple[int, int]
-    scale: float | None
-    offset: float | None
-    attrs: dict
 
 
 def _lst_sds(when: str) -> list[Sds]:
@@ -534,43 +565,16 @@ def write_mod11a2(
     """Write one MOD11A2 tile (grid ``MODIS_Grid_8Day_1km_LST``). ``layers`` maps SDS names
     (``"LST_Day_1km"``, ``"QC_Day"``, ...) to stored DN arrays of shape (size, size); layers
     not given are written as fill."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".hdf.part")
-    sd = SD(str(tmp), SDC.WRITE | SDC.CREATE | SDC.TRUNC)
-    try:
-        sd.HDFEOSVersion = "HDFEOS_V2.19"
-        fields = [(s.name, _DFNT[s.hdf_type]) for s in MOD11A2_SDS]
-        setattr(sd, "StructMetadata.0", struct_metadata(GRID_LST_1KM, tile, fields))
-        setattr(sd, "CoreMetadata.0", core_metadata("MOD11A2", start, end, tile, bbox, production))
-        setattr(
-            sd, "ArchiveMetadata.0", "GROUP = ARCHIVEDMETADATA\nEND_GROUP = ARCHIVEDMETADATA\nEND\n"
-        )
-        sd.identifier_product_doi = "10.5067/MODIS/MOD11A2.061"
-        sd.identifier_product_doi_authority = "http://dx.doi.org"
-        for s in MOD11A2_SDS:
-            data = layers.get(s.name)
-            if data is None:
-                data = np.full((tile.size, tile.size), s.fill, dtype=s.dtype)
-            sds = sd.create(s.name, s.hdf_type, (tile.size, tile.size))
-            sds.dim(0).setname(f"YDim:{GRID_LST_1KM}")
-            sds.dim(1).setname(f"XDim:{GRID_LST_1KM}")
-            sds.setcompress(SDC.COMP_DEFLATE, 4)
-            sds.setfillvalue(s.fill)
-            for key, value in s.attrs.items():
-                setattr(sds, key, value)
-            sds.attr("Number Type").set(SDC.CHAR8, np.dtype(s.dtype).name)
-            sds.attr("valid_range").set(s.hdf_type, list(s.valid_range))
-            if s.scale is not None:
-                sds.scale_factor = s.scale
-                sds.scale_factor_err = 0.0
-                sds.add_offset = s.offset
-                sds.add_offset_err = 0.0
-                sds.attr("calibrated_nt").set(SDC.INT32, 0)
-            if s.name.startswith("QC_"):
-                sds.Legend = QC_LEGEND
-            sds[:] = np.asarray(data, dtype=s.dtype)
-            sds.endaccess()
-    finally:
-        sd.end()
-    tmp.replace(path)
-    return path
+    return write_modis_grid(path, MOD11A2, tile, layers, start, end, bbox, production)
+
+
+MOD11A2 = ModisProduct(
+    "MOD11A2",
+    "10.5067/MODIS/MOD11A2.061",
+    GRID_LST_1KM,
+    "",
+    MOD11A2_SDS,
+    {"QC_Day": QC_LEGEND, "QC_Night": QC_LEGEND},
+    calibrated_nt=0,
+    number_type=True,
+)
