@@ -97,6 +97,22 @@ def read(
     return out
 
 
+def _each_granule(granules: list[Granule], tile: GeoBox, skipped: list[Skipped], read_one):
+    """``[(granule, read_one(granule, index))]`` for granules sharing one native grid, with the
+    nearest-pixel ``index`` of the tile built once; a granule whose ``read_one`` raises is
+    recorded in ``skipped`` and left out."""
+    index_ = nearest_index(granules[0].key, tile)
+    if index_.empty:
+        return []
+    out = []
+    for granule in granules:
+        try:
+            out.append((granule, read_one(granule, index_)))
+        except Exception as exc:
+            skip(skipped, granule.path, exc)
+    return out
+
+
 def read_burn_date(
     granules: list[Granule], tile: GeoBox, skipped: list[Skipped]
 ) -> list[tuple[Granule, np.ndarray]]:
@@ -105,20 +121,13 @@ def read_burn_date(
     Returns [(granule, int16 (y, x))]: 0 unburned, 1-366 day of year of the burn, -1 unmapped
     (also where the granule does not cover the pixel), -2 water. Unreadable files are
     recorded in ``skipped`` and left out."""
-    src_box: GeoBox = granules[0].key
-    index_ = nearest_index(src_box, tile)
-    if index_.empty:
-        return []
-    out = []
-    for granule in granules:
-        try:
-            ds = modis_hdf4.open_modis_tile(granule.path, ["Burn_Date"], roi=index_.window)
-        except Exception as exc:
-            skip(skipped, granule.path, exc)
-            continue
+
+    def read_one(granule: Granule, index_) -> np.ndarray:
+        ds = modis_hdf4.open_modis_tile(granule.path, ["Burn_Date"], roi=index_.window)
         codes = np.nan_to_num(ds["Burn_Date"].values, nan=-1).astype(np.int16)
-        out.append((granule, gather(codes, index_, -1)))
-    return out
+        return gather(codes, index_, -1)
+
+    return _each_granule(granules, tile, skipped, read_one)
 
 
 #: Products :func:`read_lst` reads (``options["products"]`` of :func:`index` for LST).
@@ -137,20 +146,12 @@ def read_lst(
     not produced; -1 no pixel) and ``usable`` (mandatory QA <= ``options["max_qa"]``, default
     0, and LST present). Nearest neighbour only (LST is not averaged across QA classes);
     a file that is not MOD11 or cannot be read is skipped."""
-    src_box: GeoBox = granules[0].key
-    index_ = nearest_index(src_box, tile)
-    if index_.empty:
-        return []
-    out = []
-    for granule in granules:
-        try:
-            product = (modis_hdf4.parse_filename(granule.path) or {}).get("product", "")
-            if not product.startswith(LST_PRODUCTS):
-                raise ValueError(f"is a {product or 'non-MODIS'} file, not MOD11/MYD11 LST")
-            ds = modis_hdf4.open_modis_tile(granule.path, [*LST_LAYERS, LST_QC], roi=index_.window)
-        except Exception as exc:
-            skip(skipped, granule.path, exc)
-            continue
+
+    def read_one(granule: Granule, index_) -> dict:
+        product = (modis_hdf4.parse_filename(granule.path) or {}).get("product", "")
+        if not product.startswith(LST_PRODUCTS):
+            raise ValueError(f"is a {product or 'non-MODIS'} file, not MOD11/MYD11 LST")
+        ds = modis_hdf4.open_modis_tile(granule.path, [*LST_LAYERS, LST_QC], roi=index_.window)
         layers = {
             std: gather(ds[name].values.astype("float32"), index_, np.nan)
             for name, std in LST_LAYERS.items()
@@ -159,5 +160,6 @@ def read_lst(
         layers["qc"] = qc
         layers["reliability"] = np.where(qc >= 0, qa.bits(np.maximum(qc, 0), 0, 1), -1)
         layers["usable"] = qa.mod11_usable(layers["lst"], qc, options.get("max_qa", 0))
-        out.append((granule, layers))
-    return out
+        return layers
+
+    return _each_granule(granules, tile, skipped, read_one)
