@@ -12,17 +12,19 @@ from fluxscape.pipeline.config import Period
 STEP_DAYS = {"16D": 16, "8D": 8, "1D": 1}
 
 
-def period_starts(period: Period) -> pd.DatetimeIndex:
+def period_starts(period: Period, step: str | None = None) -> pd.DatetimeIndex:
     """Start dates of the compositing periods that begin within [start, end].
 
-    ``16D``/``8D`` restart on 1 January each year (the MODIS convention: DOY 1, 17, ...);
-    ``1M`` gives the first of each month; ``1D`` every day."""
+    ``step`` (default ``period.step``; a product may set its own): ``16D``/``8D`` restart on
+    1 January each year (the MODIS convention: DOY 1, 17, ...); ``1M`` gives the first of each
+    month; ``1D`` every day."""
+    step = step or period.step
     start, end = pd.Timestamp(period.start), pd.Timestamp(period.end)
-    if period.step == "1M":
+    if step == "1M":
         return pd.date_range(start.replace(day=1), end, freq="MS").rename("time")
-    if period.step == "1D":
+    if step == "1D":
         return pd.date_range(start, end, freq="D").rename("time")
-    days = STEP_DAYS[period.step]
+    days = STEP_DAYS[step]
     starts = [
         pd.Timestamp(year, 1, 1) + pd.Timedelta(days=d)
         for year in range(start.year, end.year + 1)
@@ -32,12 +34,13 @@ def period_starts(period: Period) -> pd.DatetimeIndex:
     return pd.DatetimeIndex([s for s in starts if start <= s <= end], name="time")
 
 
-def period_index(times: pd.DatetimeIndex, when: datetime | date) -> int | None:
-    """Index of the period that contains ``when`` (None when outside the axis)."""
+def period_index(times: pd.DatetimeIndex, when: datetime | date, last_days: int = 31) -> int | None:
+    """Index of the period that contains ``when`` (None when outside the axis); the last
+    period is taken to last ``last_days`` days (1 on a daily axis)."""
     ts = pd.Timestamp(when)
     pos = int(np.searchsorted(times.values, np.datetime64(ts, "ns"), side="right")) - 1
     if pos < 0:
         return None
     if pos + 1 < len(times):
         return pos if ts < times[pos + 1] else None
-    return pos if ts - times[pos] < pd.Timedelta(days=31) else None
+    return pos if ts - times[pos] < pd.Timedelta(days=last_days) else None
