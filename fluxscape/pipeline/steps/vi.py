@@ -1,13 +1,20 @@
 """The ``vi`` product: vegetation indices composited per period on the target grid.
 
-For each tile: the input's granules that meet it are read onto the tile through their source
-adapter (:mod:`fluxscape.pipeline.adapters`), masked with their QA / cloud screen, and
-composited per period by maximum NDVI among usable observations (the MODIS MVC rule; a MODIS
-16-day file is already one composite, AHI and SGLI give several observations per period) or,
-with ``composite: median``, by the QA-weighted median NDVI observation
-(:mod:`fluxscape.products.composite`).
+From an ``input``: for each tile, the input's granules that meet it are read onto the tile
+through their source adapter (:mod:`fluxscape.pipeline.adapters`), masked with their QA / cloud
+screen, and composited per period (the product's ``step``, else ``period.step``) by maximum NDVI
+among usable observations (the MODIS MVC rule; a MODIS 16-day file is already one composite,
+AHI and SGLI give several observations per period), by the QA-weighted median NDVI observation
+(``composite: median``), or, for AHI, by the usable scene nearest a local solar time
+(``composite: nearest_time``: the daily clear-sky layer with ``step: 1D``).
+
+From a ``source`` (a vi product with a finer step, e.g. that daily layer): each tile task reads
+its region of the source store and composites its time steps by the same rule
+(:mod:`fluxscape.pipeline.compositing`, shared by both paths).
+
 ``doy`` keeps the day of year of the observation each composite took, ``qa`` its
-reliability (or the best reliability seen when nothing was usable).
+reliability (or the best reliability seen when nothing was usable); for AHI, ``solar_time``
+and ``sza`` its geometry.
 """
 
 from __future__ import annotations
