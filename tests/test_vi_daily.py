@@ -254,3 +254,16 @@ def test_run_order_runs_the_daily_layer_before_its_composites_and_their_users():
     )
     wf = parse_workflow(BASE + text, "wf.yaml")
     assert run_order(wf.products) == ["vi1", "vi16", "pheno"]
+
+
+def test_last_period_of_the_axis_ends_with_its_step_and_the_year():
+    """A 16-day axis ending on 19 December takes no January scene of the next year (16-day
+    periods restart on 1 January); a daily axis takes nothing after its last day."""
+    from fluxscape.pipeline.timeaxis import period_index
+
+    sixteen = pd.DatetimeIndex(["2021-12-03", "2021-12-19"])
+    assert period_index(sixteen, pd.Timestamp("2021-12-31 02:30"), "16D") == 1
+    assert period_index(sixteen, pd.Timestamp("2022-01-01 02:30"), "16D") is None
+    daily = pd.date_range("2021-06-01", "2021-06-30", freq="D")
+    assert period_index(daily, pd.Timestamp("2021-06-30 05:00"), "1D") == 29
+    assert period_index(daily, pd.Timestamp("2021-07-01 00:00"), "1D") is None

@@ -34,13 +34,27 @@ def period_starts(period: Period, step: str | None = None) -> pd.DatetimeIndex:
     return pd.DatetimeIndex([s for s in starts if start <= s <= end], name="time")
 
 
-def period_index(times: pd.DatetimeIndex, when: datetime | date, last_days: int = 31) -> int | None:
+def period_end(start: pd.Timestamp, step: str | None) -> pd.Timestamp:
+    """End (exclusive) of the period of ``step`` that begins at ``start``: 16D/8D periods stop
+    at the end of the year (the next one restarts on 1 January); without a step, 31 days."""
+    if step == "1D":
+        return start + pd.Timedelta(days=1)
+    if step == "1M":
+        return start + pd.offsets.MonthBegin(1)
+    if step in STEP_DAYS:
+        return min(start + pd.Timedelta(days=STEP_DAYS[step]), pd.Timestamp(start.year + 1, 1, 1))
+    return start + pd.Timedelta(days=31)
+
+
+def period_index(
+    times: pd.DatetimeIndex, when: datetime | date, step: str | None = None
+) -> int | None:
     """Index of the period that contains ``when`` (None when outside the axis); the last
-    period is taken to last ``last_days`` days (1 on a daily axis)."""
+    period ends as a period of ``step`` does (:func:`period_end`)."""
     ts = pd.Timestamp(when)
     pos = int(np.searchsorted(times.values, np.datetime64(ts, "ns"), side="right")) - 1
     if pos < 0:
         return None
     if pos + 1 < len(times):
         return pos if ts < times[pos + 1] else None
-    return pos if ts - times[pos] < pd.Timedelta(days=last_days) else None
+    return pos if ts < period_end(times[pos], step) else None

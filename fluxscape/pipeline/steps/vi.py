@@ -108,8 +108,6 @@ SZA_VARIABLE = VariableSpec(
 #: Observation-geometry variables; readers of sources seen many times a day give them.
 GEOMETRY = ("solar_time", "sza")
 GEOSTATIONARY = {"ahi_hsd", "ahi_ptree"}
-#: Length (days) of a product's last period (its end is not the start of a next one).
-LAST_DAYS = {"1D": 1, "8D": 8, "16D": 16, "1M": 31}
 
 #: Indices each reader can give (from delivered layers or from its bands).
 CAPABILITIES = {
@@ -183,11 +181,10 @@ def run_vi_tile(task: ViTileTask) -> dict:
     """Composite and write one tile. Returns ``{"tile", "skipped", "granules", "opened"}``;
     unreadable granules are skipped (file and reason), not raised."""
     times = pd.DatetimeIndex(task.times)
-    last = LAST_DAYS[task.step]
     skipped: list[Skipped] = []
     groups: dict = {}
     for granule in task.granules:
-        if period_index(times, granule.start, last) is not None:
+        if period_index(times, granule.start, task.step) is not None:
             groups.setdefault(granule.key, []).append(granule)
     adapter = adapter_for(task.reader)
     carried = carried_variables(task.variables, task.reader in GEOSTATIONARY)
@@ -199,7 +196,7 @@ def run_vi_tile(task: ViTileTask) -> dict:
             opened += layers.pop("_opened", [])
             obs = {k: layers[k] for k in ("reliability", "usable", "doy", *GEOMETRY) if k in layers}
             obs.update(compute_indices(layers, list(task.variables)))
-            comp.add(period_index(times, granule.start, last), obs)
+            comp.add(period_index(times, granule.start, task.step), obs)
     _write(task.store, comp.result(), task.rows, task.cols)
     return {
         "tile": task.tile_id,
@@ -221,7 +218,7 @@ def run_vi_source_tile(task: DerivedTileTask) -> dict:
     written = st["written"]
     arrays = {name: src[name].values for name in task.variables}
     for d, when in enumerate(pd.DatetimeIndex(src.time.values)):
-        t = period_index(times, when, LAST_DAYS[st["step"]])
+        t = period_index(times, when, st["step"])
         if t is None:
             continue
         q = arrays["qa"][d]  # float, NaN for the fill value 255 (no observation)
@@ -290,7 +287,7 @@ def _plan_input(ctx: StepContext) -> Plan:
     indexed, skipped = adapter.index(files, options)
     step = product.step or ctx.workflow.period.step
     times = period_starts(ctx.workflow.period, step)
-    granules = [g for g in indexed if period_index(times, g.start, LAST_DAYS[step]) is not None]
+    granules = [g for g in indexed if period_index(times, g.start, step) is not None]
     per_tile = {t.id: [g for g in granules if g.meets(t.geobox)] for t in ctx.grid.tiles}
     if not any(per_tile.values()):
         raise FluxscapeError(_no_coverage(ctx, product.input, files, indexed, granules))
