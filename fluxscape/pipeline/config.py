@@ -111,7 +111,6 @@ class ViProduct(_Strict):
     max_pixel_reliability: Annotated[int, Field(ge=0, le=3)] = 1
     resampling: Literal["nearest", "average", "bilinear"] = "nearest"
     hours: tuple[float, float] | None = None  # UTC [first, last) hours of observations kept
-    # per-step rule: maximum NDVI, QA-weighted median, or (AHI) the usable scene nearest solar_time
     composite: Literal["max_ndvi", "median", "nearest_time"] = "max_ndvi"
     solar_time: Annotated[float, Field(ge=0, lt=24)] = 12.0  # local solar hour nearest_time aims at
 
@@ -304,7 +303,9 @@ class Workflow(_Strict):
                         f"day by their time (readers ahi_hsd, ahi_ptree), not {reader}"
                     )
                 continue
-            src = self.products[p.source]
+            src = self.products.get(p.source)
+            if getattr(src, "kind", None) != "vi":
+                continue  # reported by _products_use_known_inputs
             mine, theirs = p.step or self.period.step, src.step or self.period.step
             if STEPS.index(theirs) >= STEPS.index(mine):
                 raise ValueError(
