@@ -1,10 +1,18 @@
-"""QA-weighted median compositing (the vi step's ``composite: median``)."""
+"""Compositing rules of the vi step: maximum NDVI, QA-weighted median, nearest time, and the
+Compositor that applies them as observations arrive."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from fluxscape.products.composite import qa_weights, weighted_median_index
+from fluxscape.pipeline.compositing import Compositor
+from fluxscape.products.composite import (
+    max_ndvi_index,
+    nearest_time_index,
+    qa_weights,
+    weighted_median_index,
+)
 
 
 def test_weighted_median_picks_the_middle_usable_observation():
@@ -40,3 +48,62 @@ def test_qa_weights_good_one_marginal_half_others_zero():
     rel = np.array([0, 1, 2, 3, -1, 0])
     usable = np.array([1, 1, 1, 1, 1, 0], bool)
     assert qa_weights(rel, usable).tolist() == [1.0, 0.5, 0.0, 0.0, 0.0, 0.0]
+
+
+def test_max_ndvi_index_takes_the_first_largest_usable_value():
+    ndvi = np.array([[0.5, 0.2, np.nan], [0.7, 0.2, 0.3], [0.7, 0.9, 0.1]])
+    usable = np.array([[1, 1, 1], [1, 1, 0], [1, 0, 0]], bool)
+    index, found = max_ndvi_index(ndvi, usable)
+    assert index.tolist() == [1, 0, 0] and found.tolist() == [True, True, False]
+
+
+def test_nearest_time_index_wraps_at_midnight_and_skips_unusable_scenes():
+    hours = np.array([[11.0, 23.5, 12.0], [12.5, 1.0, 9.0], [13.9, 20.0, 15.1]])
+    usable = np.array([[0, 1, 0], [1, 1, 1], [1, 1, 1]], bool)
+    index, found = nearest_time_index(hours, 12.0, usable)
+    assert index.tolist() == [1, 2, 1] and found.all()  # 12.5 h; 20 h; 9 h before 15.1 h
+    index, found = nearest_time_index(hours, 0.0, usable)
+    assert index[1] == 0  # 23.5 h is 0.5 h from midnight, 1.0 h is 1 h
+
+
+@pytest.mark.parametrize("rule", ["max_ndvi", "nearest_time", "median"])
+def test_compositor_pairwise_pick_equals_the_pick_over_the_whole_period(rule):
+    """Observations fed one at a time give the composite of the whole stack: the same pick,
+    values taken from that observation, qa its reliability or the best one seen."""
+    rng = np.random.default_rng(3)
+    n, shape = 9, (30, 40)
+    obs = []
+    for _ in range(n):
+        rel = rng.choice([-1, 0, 1, 3], size=shape, p=[0.1, 0.5, 0.1, 0.3])
+        obs.append(
+            {
+                "ndvi": np.round(rng.uniform(0, 1, shape), 2).astype(np.float32),
+                "doy": np.full(shape, rng.integers(1, 366), np.float32),
+                "solar_time": rng.uniform(8, 16, shape).astype(np.float32),
+                "reliability": rel,
+                "usable": (rel >= 0) & (rel <= 1),
+            }
+        )
+    comp = Compositor(2, shape, ("ndvi", "doy", "solar_time"), rule, solar_time=12.0)
+    for o in obs:
+        comp.add(1, o)
+    out = comp.result()
+    assert np.isnan(out["ndvi"][0]).all() and (out["qa"][0] == 255).all()
+    ndvi = np.stack([o["ndvi"] for o in obs])
+    rel = np.stack([o["reliability"] for o in obs])
+    usable = np.stack([o["usable"] for o in obs])
+    if rule == "max_ndvi":
+        index, found = max_ndvi_index(ndvi, usable)
+    elif rule == "nearest_time":
+        hours = np.stack([o["solar_time"] for o in obs])
+        index, found = nearest_time_index(hours, 12.0, usable)
+    else:
+        index, found = weighted_median_index(ndvi, qa_weights(rel, usable))
+    for name in ("ndvi", "doy", "solar_time"):
+        stack = np.stack([o[name] for o in obs])
+        expected = np.where(found, np.take_along_axis(stack, index[None], 0)[0], np.nan)
+        np.testing.assert_array_equal(out[name][1], expected.astype(np.float32))
+    seen = np.where(rel >= 0, rel, 255).min(axis=0)
+    expected_qa = np.where(found, np.take_along_axis(rel, index[None], 0)[0], seen)
+    np.testing.assert_array_equal(out["qa"][1], expected_qa)
+    assert 0 < found.mean() < 1 and (out["qa"][1] == 3).any()

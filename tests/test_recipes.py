@@ -45,8 +45,19 @@ def test_gosat_xco2_recipe_runs_on_sample_world(tmp_path, sample_dir):
 
 @pytest.mark.slow
 def test_phenology_ahi_recipe_runs_on_sample_world(tmp_path, sample_dir):
+    """Scenes -> daily clear-sky layer -> 16-day composites of its store -> phenology."""
     run_cli("run", _on_sample(REPO / "workflows" / "phenology-ahi.yaml", sample_dir, tmp_path))
-    pheno = xr.open_zarr(tmp_path / "out" / "products" / "phenology_ahi.zarr")
+    products = tmp_path / "out" / "products"
+    daily = xr.open_zarr(products / "vi_ahi_daily.zarr")
+    assert daily.sizes["time"] == 365
+    valued = np.isfinite(daily.ndvi.values)
+    assert 0.1 < valued.mean() < 0.25  # every 4th day has scenes, some of them cloudy
+    lon = np.broadcast_to(daily.x.values, valued.shape)
+    utc = (daily.solar_time.values - lon / 15) % 24
+    assert ((utc >= 2) & (utc < 3))[valued].all()
+    vi = xr.open_zarr(products / "vi_ahi.zarr")
+    assert vi.sizes["time"] == 23 and vi.attrs["source_product"] == "vi_ahi_daily"
+    pheno = xr.open_zarr(products / "phenology_ahi.zarr")
     assert np.isfinite(pheno.sos.sel(year=2021, season=1).values).mean() > 0.9
 
 

@@ -131,7 +131,9 @@ FIELD_NOTES = {
     "ViProduct.max_pixel_reliability": "Worst pixel reliability kept (MODIS: 0 good, "
     "1 marginal, 2 snow/ice, 3 cloudy).",
     "ViProduct.resampling": "Resampling of source pixels onto the target grid.",
-    "ViProduct.composite": "Per-period compositing: maximum NDVI or median",
+    "ViProduct.composite": "Per-step compositing: the maximum-NDVI observation, the "
+    "QA-weighted median NDVI observation, or (AHI inputs) the usable scene nearest "
+    "`solar_time` (the daily clear-sky layer).",
     "GosatL3Product.kind": "Product kind.",
     "GosatL3Product.inputs": "GOSAT inputs (readers `gosat_nies`, `gosat_acos`).",
     "GosatL3Product.variables": "Gases to map.",

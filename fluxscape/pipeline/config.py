@@ -94,16 +94,25 @@ class Input(_Strict):
         return value
 
 
+#: Product time steps from finest to coarsest (a vi ``source`` must be finer than its user).
+STEPS = ("1D", "8D", "16D", "1M")
+
+
 class ViProduct(_Strict):
-    """The ``vi`` product: vegetation indices on the target grid, QA-masked."""
+    """The ``vi`` product: vegetation indices on the target grid, QA-masked. Made from an
+    ``input`` (its observations composited per step) or from the ``source`` store of a vi
+    product with a finer step (e.g. 16-day composites of a daily clear-sky AHI layer)."""
 
     kind: Literal["vi"]
-    input: str
+    input: str | None = None  # the raster input (MODIS, SGLI or AHI reader); or give source
+    source: str | None = None  # a vi product with a finer step whose values it composites
+    step: Literal["16D", "8D", "1D", "1M"] | None = None  # own time step (default period.step)
     variables: list[Literal["ndvi", "evi", "evi2", "grvi", "nbr", "ndwi"]] = ["ndvi"]
     max_pixel_reliability: Annotated[int, Field(ge=0, le=3)] = 1
     resampling: Literal["nearest", "average", "bilinear"] = "nearest"
     hours: tuple[float, float] | None = None  # UTC [first, last) hours of observations kept
-    composite: Literal["max_ndvi", "median"] = "max_ndvi"  # per-period rule
+    composite: Literal["max_ndvi", "median", "nearest_time"] = "max_ndvi"
+    solar_time: Annotated[float, Field(ge=0, lt=24)] = 12.0  # local solar hour nearest_time aims at
 
 
 class GosatL3Product(_Strict):
@@ -264,26 +273,30 @@ Product = Annotated[
 ]
 
 
-#: Fields of a product that name another product whose store it reads.
-PRODUCT_REFERENCES = ("source", "phenology", "lst")
+def _product_refs(products: dict, name: str) -> list[str]:
+    """The other products that product ``name`` reads (any field naming one: ``source``,
+    ``phenology``, ``lst``, ...)."""
+    refs = []
+    for value in products[name].model_dump().values():
+        for ref in value if isinstance(value, list | tuple) else [value]:
+            if isinstance(ref, str) and ref in products and ref != name:
+                refs.append(ref)
+    return refs
 
 
 def run_order(products: dict) -> list[str]:
     """Product names in the order they must run: products made from inputs first, then those
-    derived from other products' stores, each after the products it reads (``source``,
-    ``phenology``, ``lst``)."""
-
-    def refs(name: str) -> list[str]:
-        p = products[name]
-        return [r for f in PRODUCT_REFERENCES if (r := getattr(p, f, None)) in products]
-
-    direct = [name for name in products if not refs(name)]
+    derived from other products' stores, each after the products it reads (a 16-day vi made
+    from a daily vi runs after it, phenology after that; an lst product before the
+    disturbance product that reads it)."""
+    direct = [name for name in products if not _product_refs(products, name)]
     order = list(direct)
     pending = [name for name in products if name not in direct]
     while pending:
-        ready = [n for n in pending if all(r in order for r in refs(n))] or pending[:1]
-        order.append(ready[0])
-        pending.remove(ready[0])
+        ready = [n for n in pending if all(r in order for r in _product_refs(products, n))]
+        nxt = ready[0] if ready else pending[0]  # a cycle: the validator reports it
+        order.append(nxt)
+        pending.remove(nxt)
     return order
 
 
@@ -358,6 +371,57 @@ class Workflow(_Strict):
                             f"products.{name}.{field}: {inp!r} is not one of the inputs "
                             f"{sorted(self.inputs)}"
                         )
+        return self
+
+    @model_validator(mode="after")
+    def _vi_input_or_source(self) -> Workflow:
+        for name, p in self.products.items():
+            if p.kind != "vi":
+                continue
+            if (p.input is None) == (p.source is None):
+                key = "input" if p.input is None else "source"
+                raise ValueError(
+                    f"products.{name}.{key}: give exactly one of input (an input's observations) "
+                    "or source (a vi product with a finer step)"
+                )
+            if p.input is not None:
+                reader = self.inputs[p.input].reader
+                if p.composite == "nearest_time" and reader not in ("ahi_hsd", "ahi_ptree"):
+                    raise ValueError(
+                        f"products.{name}.composite: nearest_time picks among several scenes a "
+                        f"day by their time (readers ahi_hsd, ahi_ptree), not {reader}"
+                    )
+                continue
+            src = self.products.get(p.source)
+            if getattr(src, "kind", None) != "vi":
+                continue  # reported by _products_use_known_inputs
+            mine, theirs = p.step or self.period.step, src.step or self.period.step
+            if STEPS.index(theirs) >= STEPS.index(mine):
+                raise ValueError(
+                    f"products.{name}.step: {mine} is not coarser than the step {theirs} of its "
+                    f"source {p.source!r}; set step on one of them (e.g. 1D for the source)"
+                )
+            if p.composite == "nearest_time":
+                raise ValueError(
+                    f"products.{name}.composite: nearest_time chooses among one day's scenes "
+                    "(a product with an input); from a source use max_ndvi or median"
+                )
+            if p.hours is not None:
+                raise ValueError(
+                    f"products.{name}.hours: selects an input's scenes; its source "
+                    f"{p.source!r} already did (set hours there)"
+                )
+            if "ndvi" not in src.variables:
+                raise ValueError(
+                    f"products.{name}.source: {p.source!r} has no ndvi, which the composite "
+                    "rule ranks observations by (add ndvi to its variables)"
+                )
+            missing = [v for v in p.variables if v not in src.variables]
+            if missing:
+                raise ValueError(
+                    f"products.{name}.variables: {missing} are not in its source {p.source!r} "
+                    f"(it has {src.variables})"
+                )
         return self
 
 

@@ -43,3 +43,32 @@ def weighted_median_index(values, weights) -> tuple[np.ndarray, np.ndarray]:
     index = np.take_along_axis(order, k[None], axis=0)[0]
     found = total > 0
     return np.where(found, index, 0), found
+
+
+def max_ndvi_index(ndvi, usable) -> tuple[np.ndarray, np.ndarray]:
+    """The maximum-value-composite pick along axis 0 (the MODIS MVC rule).
+
+    Inputs: ``ndvi`` (obs, ...) and ``usable`` (obs, ...) bool. Returns ``(index, found)`` of
+    the trailing shape: the first observation with the largest finite usable NDVI (ties go to
+    the earlier one, so picking pairwise as observations arrive gives the same result);
+    ``found`` is False where none is usable (index 0 there)."""
+    ndvi = np.asarray(ndvi, float)
+    ok = np.asarray(usable, bool) & np.isfinite(ndvi)
+    index = np.argmax(np.where(ok, ndvi, -np.inf), axis=0)
+    found = ok.any(axis=0)
+    return np.where(found, index, 0), found
+
+
+def nearest_time_index(hours, target: float, usable) -> tuple[np.ndarray, np.ndarray]:
+    """The usable observation nearest a target time of day, along axis 0.
+
+    Inputs: ``hours`` (obs, ...) time of day of each observation in hours (e.g. local solar
+    time), ``target`` in hours (e.g. 12.0, noon), ``usable`` (obs, ...) bool. The distance
+    wraps at midnight. Returns ``(index, found)`` as :func:`max_ndvi_index`; ties go to the
+    earlier observation."""
+    hours = np.asarray(hours, float)
+    off = np.abs((hours - target + 12.0) % 24.0 - 12.0)
+    ok = np.asarray(usable, bool) & np.isfinite(off)
+    index = np.argmin(np.where(ok, off, np.inf), axis=0)
+    found = ok.any(axis=0)
+    return np.where(found, index, 0), found

@@ -20,6 +20,7 @@ from fluxscape.pipeline.adapters.base import (
     cloud_screen,
     day_of_year,
     skip,
+    solar_geometry,
     tile_bbox,
     tile_lonlat,
 )
@@ -97,17 +98,19 @@ def read_hsd(
             for band, name in HSD_BANDS.items()
         }
         bt = np.where(valid, ds["B13"].values[r, c], np.nan)
-        out.append((granule, _screen(layers, bt, granule, [str(p) for p in selected])))
+        opened = [str(p) for p in selected]
+        out.append((granule, _screen(layers, bt, granule, opened, lon, lat)))
     return out
 
 
-def _screen(layers: dict, bt: np.ndarray, granule: Granule, opened: list[str]) -> dict:
+def _screen(layers: dict, bt: np.ndarray, granule: Granule, opened: list[str], lon, lat) -> dict:
     observed = np.isfinite(layers["red"]) & np.isfinite(layers["nir"])
     with np.errstate(invalid="ignore"):
         cloudy = cloud_screen(layers["red"]) | (bt < COLD_CLOUD_K)
     layers["reliability"] = np.where(observed, np.where(cloudy, 3, 0), -1)
     layers["usable"] = observed & ~cloudy
     layers["doy"] = np.full(layers["red"].shape, day_of_year(granule.start), "float32")
+    layers["solar_time"], layers["sza"] = solar_geometry(granule.start, lon, lat)
     layers["_opened"] = opened
     return layers
 
@@ -134,6 +137,7 @@ def read_ptree(
     """Reflectance of bands 3-6 and tbb_13 on the tile by an odc-geo index lookup."""
     out = []
     index = None
+    lon, lat = tile_lonlat(tile)
     for granule in granules:
         try:
             ds = ahi_ptree.open_ptree(granule.path, variables=["tbb_13"], bbox=tile_bbox(tile, 0.1))
@@ -150,5 +154,5 @@ def read_ptree(
             for b, name in ((3, "red"), (4, "nir"), (5, "swir16"), (6, "swir22"))
         }
         bt = gather(ds["tbb_13"].values[w], index, np.nan)
-        out.append((granule, _screen(layers, bt, granule, [granule.path])))
+        out.append((granule, _screen(layers, bt, granule, [granule.path], lon, lat)))
     return out

@@ -8,6 +8,8 @@ tile: a dict of (y, x) arrays on the tile's pixels, with these names (those the 
 * ``reliability``: int, -1 no observation, 0 good, 1 marginal, 2 snow/ice, 3 cloudy
 * ``usable``: bool, the observation may enter a composite
 * ``doy``: float, day of year of the observation
+* ``solar_time``, ``sza`` (sources seen many times a day, AHI): local mean solar time of the
+  observation (hours) and solar zenith angle (degrees), from :func:`solar_geometry`
 
 An adapter module exposes ``index(paths, options) -> (granules, skipped)`` (headers only) and
 ``read(granules, tile, options, skipped) -> [(granule, layers)]`` for granules that share one
@@ -81,6 +83,21 @@ def cloud_screen(red: np.ndarray, threshold: float = 0.3) -> np.ndarray:
 def day_of_year(when: datetime) -> float:
     """Day of year (1 = 1 January) of a datetime, as float."""
     return float(when.timetuple().tm_yday)
+
+
+def solar_geometry(
+    when: datetime, lon: np.ndarray, lat: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Local mean solar time (hours, 0-24: UTC + longitude / 15) and solar zenith angle
+    (degrees, pyorbital's ``cos_zen``) at ``when`` (UTC) for lon/lat in degrees; float32
+    arrays of the shape of ``lon``. Mean, not apparent, solar time: the equation of time
+    (within +-16 minutes) is left out."""
+    from pyorbital.astronomy import cos_zen
+
+    hours = when.hour + when.minute / 60 + when.second / 3600
+    solar_time = np.mod(hours + np.asarray(lon, float) / 15.0, 24.0)
+    mu = np.clip(np.asarray(cos_zen(when, lon, lat), float), -1.0, 1.0)
+    return solar_time.astype("float32"), np.degrees(np.arccos(mu)).astype("float32")
 
 
 def skip(skipped: list[Skipped], path: str, exc: Exception) -> None:

@@ -102,13 +102,13 @@ def run_lst_tile(task: LstTileTask) -> dict:
     skipped: list[Skipped] = []
     groups: dict = {}
     for granule in task.granules:
-        if period_index(times, granule.start) is not None:
+        if period_index(times, granule.start, task.settings["step"]) is not None:
             groups.setdefault(granule.key, []).append(granule)
     read_lst = adapter_for(task.reader).read_lst
     used = 0
     for members in groups.values():
         for granule, layers in read_lst(members, task.geobox, task.options, skipped):
-            t = period_index(times, granule.start)
+            t = period_index(times, granule.start, task.settings["step"])
             use = layers["usable"]
             total[t] += np.where(use, layers["lst"], 0.0)
             count[t] += use
@@ -146,7 +146,7 @@ def product_times(workflow: Workflow, product: LstProduct) -> tuple[pd.DatetimeI
     """The lst product's time axis (period starts) and its step (``product.step`` or the
     workflow's ``period.step``)."""
     step = product.step or workflow.period.step
-    return period_starts(workflow.period.model_copy(update={"step": step})), step
+    return period_starts(workflow.period, step), step
 
 
 def plan(ctx: StepContext) -> Plan:
@@ -163,11 +163,12 @@ def plan(ctx: StepContext) -> Plan:
     files = expand_paths(inp.paths)
     indexed, skipped = adapter.index(files, options)
     times, step = product_times(ctx.workflow, p)
-    granules = [g for g in indexed if period_index(times, g.start) is not None]
+    granules = [g for g in indexed if period_index(times, g.start, step) is not None]
     per_tile = {t.id: [g for g in granules if g.meets(t.geobox)] for t in ctx.grid.tiles}
     if not any(per_tile.values()):
         raise FluxscapeError(_no_coverage(ctx, p.input, files, indexed, granules))
     settings = {
+        "step": step,
         "baseline": [str(d) for d in p.baseline],
         "threshold": p.threshold,
         "min_consecutive": p.min_consecutive,

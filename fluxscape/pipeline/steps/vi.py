@@ -1,13 +1,20 @@
 """The ``vi`` product: vegetation indices composited per period on the target grid.
 
-For each tile: the input's granules that meet it are read onto the tile through their source
-adapter (:mod:`fluxscape.pipeline.adapters`), masked with their QA / cloud screen, and
-composited per period by maximum NDVI among usable observations (the MODIS MVC rule; a MODIS
-16-day file is already one composite, AHI and SGLI give several observations per period) or,
-with ``composite: median``, by the QA-weighted median NDVI observation
-(:mod:`fluxscape.products.composite`).
+From an ``input``: for each tile, the input's granules that meet it are read onto the tile
+through their source adapter (:mod:`fluxscape.pipeline.adapters`), masked with their QA / cloud
+screen, and composited per period (the product's ``step``, else ``period.step``) by maximum NDVI
+among usable observations (the MODIS MVC rule; a MODIS 16-day file is already one composite,
+AHI and SGLI give several observations per period), by the QA-weighted median NDVI observation
+(``composite: median``), or, for AHI, by the usable scene nearest a local solar time
+(``composite: nearest_time``: the daily clear-sky layer with ``step: 1D``).
+
+From a ``source`` (a vi product with a finer step, e.g. that daily layer): each tile task reads
+its region of the source store and composites its time steps by the same rule
+(:mod:`fluxscape.pipeline.compositing`, shared by both paths).
+
 ``doy`` keeps the day of year of the observation each composite took, ``qa`` its
-reliability (or the best reliability seen when nothing was usable).
+reliability (or the best reliability seen when nothing was usable); for AHI, ``solar_time``
+and ``sza`` its geometry.
 """
 
 from __future__ import annotations
@@ -23,12 +30,19 @@ from odc.geo.geobox import GeoBox
 from fluxscape.errors import FluxscapeError
 from fluxscape.pipeline.adapters import adapter_for
 from fluxscape.pipeline.adapters.base import Granule
+from fluxscape.pipeline.compositing import Compositor
 from fluxscape.pipeline.grid import Tile
 from fluxscape.pipeline.sources import Skipped, expand_paths
 from fluxscape.pipeline.steps.base import Plan, StepContext
+from fluxscape.pipeline.steps.derived import (
+    DerivedTileTask,
+    derived_task,
+    read_source_tile,
+    source_store,
+)
 from fluxscape.pipeline.store import VariableSpec, write_tile
 from fluxscape.pipeline.timeaxis import period_index, period_starts
-from fluxscape.products import composite, indices
+from fluxscape.products import indices
 
 VI_VARIABLES = {
     "ndvi": VariableSpec(
@@ -74,6 +88,27 @@ DOY_VARIABLE = VariableSpec(
     },
 )
 
+SOLAR_TIME_VARIABLE = VariableSpec(
+    "solar_time",
+    "float32",
+    {
+        "long_name": "local mean solar time of the observation selected (UTC + longitude / 15)",
+        "units": "hour",
+    },
+)
+SZA_VARIABLE = VariableSpec(
+    "sza",
+    "float32",
+    {
+        "long_name": "solar zenith angle of the observation selected",
+        "standard_name": "solar_zenith_angle",
+        "units": "degree",
+    },
+)
+#: Observation-geometry variables; readers of sources seen many times a day give them.
+GEOMETRY = ("solar_time", "sza")
+GEOSTATIONARY = {"ahi_hsd", "ahi_ptree"}
+
 #: Indices each reader can give (from delivered layers or from its bands).
 CAPABILITIES = {
     "modis_hdf4": {"ndvi", "evi", "evi2", "nbr"},
@@ -84,9 +119,11 @@ CAPABILITIES = {
 }
 
 
-def vi_variables(names: list[str]) -> list[VariableSpec]:
-    """Store variables of the vi product: the requested indices, ``qa`` and ``doy``."""
-    return [VI_VARIABLES[n] for n in names] + [QA_VARIABLE, DOY_VARIABLE]
+def vi_variables(names: list[str], geometry: bool = False) -> list[VariableSpec]:
+    """Store variables of the vi product: the requested indices, ``qa`` and ``doy`` (and the
+    picked observation's ``solar_time`` and ``sza`` with ``geometry``)."""
+    extra = [SOLAR_TIME_VARIABLE, SZA_VARIABLE] if geometry else []
+    return [VI_VARIABLES[n] for n in names] + [QA_VARIABLE, DOY_VARIABLE, *extra]
 
 
 def compute_indices(layers: dict, names: list[str]) -> dict[str, np.ndarray]:
@@ -125,51 +162,42 @@ class ViTileTask:
     variables: tuple[str, ...]
     options: dict
     composite: str = "max_ndvi"
+    step: str = "16D"
+    solar_time: float = 12.0
+
+
+def carried_variables(variables, geometry: bool) -> tuple[str, ...]:
+    """The float variables a composite takes from its picked observation: the indices,
+    ``doy`` and, with ``geometry``, ``solar_time`` and ``sza``."""
+    return (*variables, "doy", *(GEOMETRY if geometry else ()))
+
+
+def _write(task_store: str, result: dict, rows: slice, cols: slice) -> None:
+    data = {name: (("time", "y", "x"), arr) for name, arr in result.items()}
+    write_tile(Path(task_store), xr.Dataset(data), rows, cols)
 
 
 def run_vi_tile(task: ViTileTask) -> dict:
     """Composite and write one tile. Returns ``{"tile", "skipped", "granules", "opened"}``;
     unreadable granules are skipped (file and reason), not raised."""
     times = pd.DatetimeIndex(task.times)
-    ny, nx = task.geobox.shape.yx
-    shape = (len(times), ny, nx)
-    out = {v: np.full(shape, np.nan, np.float32) for v in task.variables}
-    best = np.full(shape, np.nan, np.float32)
-    qa_out = np.full(shape, 255, np.uint8)
-    doy_out = np.full(shape, np.nan, np.float32)
     skipped: list[Skipped] = []
     groups: dict = {}
     for granule in task.granules:
-        if period_index(times, granule.start) is not None:
+        if period_index(times, granule.start, task.step) is not None:
             groups.setdefault(granule.key, []).append(granule)
     adapter = adapter_for(task.reader)
+    carried = carried_variables(task.variables, task.reader in GEOSTATIONARY)
+    comp = Compositor(len(times), task.geobox.shape.yx, carried, task.composite, task.solar_time)
     used, opened = 0, []
-    stacks: dict[int, list] = {}
     for members in groups.values():
         for granule, layers in adapter.read(members, task.geobox, task.options, skipped):
-            t = period_index(times, granule.start)
             used += 1
             opened += layers.pop("_opened", [])
-            values = compute_indices(layers, list(task.variables))
-            if task.composite == "median":
-                stacks.setdefault(t, []).append((values, layers))
-                continue
-            ndvi = values["ndvi"]
-            with np.errstate(invalid="ignore"):
-                take = layers["usable"] & np.isfinite(ndvi) & ~(ndvi <= best[t])
-            best[t] = np.where(take, ndvi, best[t])
-            for name in task.variables:
-                out[name][t] = np.where(take, values[name], out[name][t])
-            doy_out[t] = np.where(take, layers["doy"], doy_out[t])
-            rel = layers["reliability"]
-            chosen_or_better = take | ((rel >= 0) & ~np.isfinite(best[t]) & (rel < qa_out[t]))
-            qa_out[t] = np.where(chosen_or_better, np.clip(rel, 0, 3), qa_out[t])
-    for t, stack in stacks.items():
-        _median_composite(stack, t, task.variables, out, qa_out, doy_out)
-    data = {name: (("time", "y", "x"), arr) for name, arr in out.items()}
-    data["qa"] = (("time", "y", "x"), qa_out)
-    data["doy"] = (("time", "y", "x"), doy_out)
-    write_tile(Path(task.store), xr.Dataset(data), task.rows, task.cols)
+            obs = {k: layers[k] for k in ("reliability", "usable", "doy", *GEOMETRY) if k in layers}
+            obs.update(compute_indices(layers, list(task.variables)))
+            comp.add(period_index(times, granule.start, task.step), obs)
+    _write(task.store, comp.result(), task.rows, task.cols)
     return {
         "tile": task.tile_id,
         "skipped": [s.to_json() for s in skipped],
@@ -178,22 +206,30 @@ def run_vi_tile(task: ViTileTask) -> dict:
     }
 
 
-def _median_composite(stack: list, t: int, variables, out: dict, qa_out, doy_out) -> None:
-    """Period ``t`` from its observations ``stack`` [(indices, layers)]: the QA-weighted median
-    NDVI observation where one is usable, else the best reliability seen (as the MVC path)."""
-    ndvi = np.stack([v["ndvi"] for v, _ in stack])
-    rel = np.stack([layers["reliability"] for _, layers in stack])
-    usable = np.stack([layers["usable"] for _, layers in stack]) & np.isfinite(ndvi)
-    index, found = composite.weighted_median_index(ndvi, composite.qa_weights(rel, usable))
-
-    def pick(a: np.ndarray) -> np.ndarray:
-        return np.take_along_axis(a, index[None], axis=0)[0]
-
-    for name in variables:
-        out[name][t] = np.where(found, pick(np.stack([v[name] for v, _ in stack])), np.nan)
-    doy_out[t] = np.where(found, pick(np.stack([layers["doy"] for _, layers in stack])), np.nan)
-    seen = np.where(rel >= 0, rel, 255).min(axis=0)
-    qa_out[t] = np.where(found, np.clip(pick(rel), 0, 3), np.clip(seen, 0, 255)).astype(np.uint8)
+def run_vi_source_tile(task: DerivedTileTask) -> dict:
+    """Composite one tile of a finer vi store (e.g. daily) into this product's periods: every
+    source time step with a value is an observation (``qa`` its reliability, usable up to
+    ``max_reliability``), composited by the same rule as observations from files."""
+    st = task.settings
+    times = pd.DatetimeIndex(st["times"])
+    src = read_source_tile(task)
+    carried = [v for v in task.variables if v != "qa"]
+    comp = Compositor(len(times), (src.sizes["y"], src.sizes["x"]), carried, st["composite"])
+    written = st["written"]
+    arrays = {name: src[name].values for name in task.variables}
+    for d, when in enumerate(pd.DatetimeIndex(src.time.values)):
+        t = period_index(times, when, st["step"])
+        if t is None:
+            continue
+        q = arrays["qa"][d]  # float, NaN for the fill value 255 (no observation)
+        qa = np.where(np.isfinite(q), q, 255).astype(np.int16)
+        obs = {name: arrays[name][d] for name in carried}
+        obs["reliability"] = np.where(qa == 255, -1, qa)
+        obs["usable"] = np.isfinite(obs["ndvi"]) & (qa <= st["max_reliability"])
+        comp.add(t, obs)
+    result = comp.result()
+    _write(task.store, {k: result[k] for k in written}, task.rows, task.cols)
+    return {"tile": task.tile_id, "skipped": []}
 
 
 def _no_coverage(ctx: StepContext, name: str, files, indexed, in_period) -> str:
@@ -220,6 +256,18 @@ def _no_coverage(ctx: StepContext, name: str, files, indexed, in_period) -> str:
 
 
 def plan(ctx: StepContext) -> Plan:
+    """A vi product from its input (observations of the files) or from its source (the
+    store of a finer vi product)."""
+    return _plan_source(ctx) if ctx.product.source is not None else _plan_input(ctx)
+
+
+def _rule_text(product) -> str:
+    if product.composite == "nearest_time":
+        return f"the usable scene nearest {product.solar_time:g} h local solar time"
+    return "QA-weighted median NDVI" if product.composite == "median" else "maximum NDVI"
+
+
+def _plan_input(ctx: StepContext) -> Plan:
     """Index the input's granules (headers only) and plan one task per tile."""
     product = ctx.product
     inp = ctx.workflow.inputs[product.input]
@@ -237,8 +285,9 @@ def plan(ctx: StepContext) -> Plan:
     }
     files = expand_paths(inp.paths)
     indexed, skipped = adapter.index(files, options)
-    times = period_starts(ctx.workflow.period)
-    granules = [g for g in indexed if period_index(times, g.start) is not None]
+    step = product.step or ctx.workflow.period.step
+    times = period_starts(ctx.workflow.period, step)
+    granules = [g for g in indexed if period_index(times, g.start, step) is not None]
     per_tile = {t.id: [g for g in granules if g.meets(t.geobox)] for t in ctx.grid.tiles}
     if not any(per_tile.values()):
         raise FluxscapeError(_no_coverage(ctx, product.input, files, indexed, granules))
@@ -256,17 +305,47 @@ def plan(ctx: StepContext) -> Plan:
             tuple(product.variables),
             options,
             product.composite,
+            step,
+            product.solar_time,
         )
 
     return Plan(
         dims={"time": times.values},
-        variables=vi_variables(product.variables),
-        summary=f"Vegetation indices ({inp.reader}) composited per {ctx.workflow.period.step} "
-        "period on the target grid from QA-masked observations ("
-        + ("QA-weighted median NDVI" if product.composite == "median" else "maximum NDVI")
-        + ")",
+        variables=vi_variables(product.variables, inp.reader in GEOSTATIONARY),
+        summary=f"Vegetation indices ({inp.reader}) composited per {step} period on the target "
+        f"grid from QA-masked observations ({_rule_text(product)})",
         make_task=make_task,
         run_tile=run_vi_tile,
         inputs=[p for g in granules for p in (g.paths or (g.path,))],
         skipped=skipped,
+    )
+
+
+def _plan_source(ctx: StepContext) -> Plan:
+    """Composites of the finished store of ``source`` (a vi product with a finer step), one
+    task per tile; the tile's region of the source store is read by the task itself."""
+    product = ctx.product
+    source = source_store(ctx)
+    step = product.step or ctx.workflow.period.step
+    times = period_starts(ctx.workflow.period, step)
+    with xr.open_zarr(source, consolidated=True) as src:
+        geometry = all(name in src for name in GEOMETRY)
+    read = [*dict.fromkeys(["ndvi", *product.variables]), "doy", *(GEOMETRY if geometry else ())]
+    specs = vi_variables(product.variables, geometry)
+    settings = {
+        "times": tuple(times.values),
+        "step": step,
+        "composite": product.composite,
+        "max_reliability": product.max_pixel_reliability,
+        "written": [v.name for v in specs],
+    }
+    return Plan(
+        dims={"time": times.values},
+        variables=specs,
+        summary=f"Vegetation indices composited per {step} period from the {product.source} "
+        f"store ({_rule_text(product)} of its values)",
+        make_task=derived_task(ctx, source, [*read, "qa"], settings),
+        run_tile=run_vi_source_tile,
+        inputs=[],
+        source_attrs={"source_product": product.source},
     )
