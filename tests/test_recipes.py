@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import xarray as xr
-import yaml
-from conftest import REPO, run_cli
+from conftest import REPO, on_sample, run_cli
 
 from fluxscape.pipeline.config import load_workflow
 from fluxscape.products import burn
@@ -27,17 +25,8 @@ def test_recipe_validates_and_says_what_it_produces(recipe):
     assert "produc" in header.lower() or "->" in header
 
 
-def _on_sample(recipe: Path, sample_dir: Path, folder: Path) -> Path:
-    doc = yaml.safe_load(recipe.read_text())
-    doc["data_dir"] = str(sample_dir)
-    doc["output"]["dir"] = str(folder / "out")
-    path = folder / recipe.name
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
-
-
 def test_gosat_xco2_recipe_runs_on_sample_world(tmp_path, sample_dir):
-    run_cli("run", _on_sample(REPO / "workflows" / "gosat-xco2.yaml", sample_dir, tmp_path))
+    run_cli("run", on_sample(REPO / "workflows" / "gosat-xco2.yaml", sample_dir, tmp_path))
     ds = xr.open_zarr(tmp_path / "out" / "products" / "gosat_l3.zarr")
     assert int(ds.xco2_count.sum()) > int(ds.xch4_count.sum()) > 0  # NIES + ACOS for CO2
     assert 405 < float(ds.xco2.mean()) < 425 and 1880 < float(ds.xch4.mean()) < 1940
@@ -46,7 +35,7 @@ def test_gosat_xco2_recipe_runs_on_sample_world(tmp_path, sample_dir):
 @pytest.mark.slow
 def test_phenology_ahi_recipe_runs_on_sample_world(tmp_path, sample_dir):
     """Scenes -> daily clear-sky layer -> 16-day composites of its store -> phenology."""
-    run_cli("run", _on_sample(REPO / "workflows" / "phenology-ahi.yaml", sample_dir, tmp_path))
+    run_cli("run", on_sample(REPO / "workflows" / "phenology-ahi.yaml", sample_dir, tmp_path))
     products = tmp_path / "out" / "products"
     daily = xr.open_zarr(products / "vi_ahi_daily.zarr")
     assert daily.sizes["time"] == 365
@@ -187,7 +176,7 @@ def test_gpp_upscaling_recipe_runs_on_sample_world(tmp_path, sample_dir):
 
     from test_flux_pipeline import _r2, _true_period_means
 
-    run_cli("run", _on_sample(REPO / "workflows" / "gpp-upscaling.yaml", sample_dir, tmp_path))
+    run_cli("run", on_sample(REPO / "workflows" / "gpp-upscaling.yaml", sample_dir, tmp_path))
     out = tmp_path / "out"
     flux = xr.open_zarr(out / "products" / "flux.zarr")
     skill = json.loads(flux.attrs["cv_skill"])

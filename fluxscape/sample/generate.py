@@ -45,12 +45,12 @@ from fluxscape.sample.gosat_writer import write_gosat
 from fluxscape.sample.meteo_writer import write_meteo
 from fluxscape.sample.modis_writer import (
     MCD64A1,
+    MOD11A2,
     MOD11A2_SDS,
     MOD13_SDS,
+    MOD13A2,
     MODIS_500M,
     TileSpec,
-    write_mod11a2,
-    write_mod13a2,
     write_modis_grid,
 )
 from fluxscape.sample.regions_writer import write_regions
@@ -239,7 +239,11 @@ def write_modis_vi(world: World, out: Path, rng: np.random.Generator) -> list[Pa
             production = start + timedelta(days=17, hours=3, minutes=42, seconds=15)
             name = _file_name("MOD13A2", start, tile, production)
             bbox_tile = td.bbox
-            paths.append(write_mod13a2(out / name, tile, layers, start, end, bbox_tile, production))
+            paths.append(
+                write_modis_grid(
+                    out / name, MOD13A2, tile, layers, start, end, bbox_tile, production
+                )
+            )
     return paths
 
 
@@ -343,7 +347,9 @@ def write_modis_lst(world: World, out: Path, rng: np.random.Generator) -> list[P
                 production = start + timedelta(days=9, hours=4, minutes=35, seconds=12)
                 name = _file_name("MOD11A2", start, tile, production)
                 paths.append(
-                    write_mod11a2(out / name, tile, layers, start, end, bbox_tile, production)
+                    write_modis_grid(
+                        out / name, MOD11A2, tile, layers, start, end, bbox_tile, production
+                    )
                 )
     return paths
 

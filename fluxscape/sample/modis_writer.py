@@ -361,20 +361,6 @@ def _write_sds(sd: SD, product: ModisProduct, spec: Sds, data, size: int) -> Non
     sds.endaccess()
 
 
-def write_mod13a2(
-    path: Path,
-    tile: TileSpec,
-    layers: dict[str, np.ndarray],
-    start: datetime,
-    end: datetime,
-    bbox: tuple[float, float, float, float],
-    production: datetime,
-) -> Path:
-    """Write one MOD13A2 tile. ``layers`` maps SDS suffixes (``"NDVI"``, ``"VI Quality"``, ...)
-    to stored DN arrays of shape (size, size); layers not given are written as fill."""
-    return write_modis_grid(path, MOD13A2, tile, layers, start, end, bbox, production)
-
-
 VI_QUALITY_LEGEND = (
     "Bit Fields Description (Right to Left):\n"
     "[0-1] : MODLAND_QA [2 bit range]\n 00: VI produced, good quality\n"
@@ -551,21 +537,6 @@ QC_LEGEND = (
     " 01: <= 0.02 10: <= 0.04 11: > 0.04\n"
     "[6-7] : LST error flag\n 00: average LST error <= 1K 01: <= 2K 10: <= 3K 11: > 3K\n"
 )
-
-
-def write_mod11a2(
-    path: Path,
-    tile: TileSpec,
-    layers: dict[str, np.ndarray],
-    start: datetime,
-    end: datetime,
-    bbox: tuple[float, float, float, float],
-    production: datetime,
-) -> Path:
-    """Write one MOD11A2 tile (grid ``MODIS_Grid_8Day_1km_LST``). ``layers`` maps SDS names
-    (``"LST_Day_1km"``, ``"QC_Day"``, ...) to stored DN arrays of shape (size, size); layers
-    not given are written as fill."""
-    return write_modis_grid(path, MOD11A2, tile, layers, start, end, bbox, production)
 
 
 MOD11A2 = ModisProduct(
