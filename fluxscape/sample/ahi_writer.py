@@ -36,8 +36,11 @@ The truth (what the tests and the pipeline must recover) is:
   (a sample-world stand-in for path radiance and BRDF: it grows with 1/cos(SZA) - 1 and
   more in the red than in the NIR, so NDVI from morning or winter scenes is biased low and
   a composite must prefer near-noon scenes or normalise the geometry);
-* clear-sky B13 brightness temperature = :func:`clear_sky_bt13` (the world's LST minus an
-  atmospheric and time-of-day correction);
+* clear-sky B13 brightness temperature = :func:`clear_sky_bt13` in HSD files (the world's
+  LST minus an atmospheric and time-of-day correction); in P-Tree files B13 and B15 =
+  :func:`clear_sky_split_window` (emissivity from NDVI, and B15 colder than B13 by an amount
+  that grows with the world's precipitable water :func:`water_vapour_cm`), so that a
+  split-window algorithm recovers the LST;
 * :func:`cloud_cover` (fraction 0-1 of each pixel under thick cloud, a smooth field that
   drifts with a daily wind; the daily cloud amount follows the world's cloudiness through
   ``World.weather``): cloudy pixels are bright (:data:`CLOUD_REFLECTANCE`) and cold
@@ -69,13 +72,17 @@ __all__ = [
     "SEGMENT_LINES_2KM",
     "TargetArea",
     "clear_sky_bt13",
+    "clear_sky_split_window",
     "cloud_cover",
     "cloud_top_temperature",
     "illumination_factor",
     "ptree_grid",
+    "tir_emissivity",
+    "water_vapour_cm",
     "target_area_for",
     "write_ahi",
     "write_hsd_file",
+    "write_ptree",
     "write_ptree_observation",
 ]
 
@@ -116,7 +123,9 @@ HSD_BANDS = {
 #: P-Tree albedo bands 1-6 -> world reflectance key.
 PTREE_ALBEDO = {1: "blue", 2: "green", 3: "red", 4: "nir", 5: "swir16", 6: "mir"}
 #: P-Tree tbb bands 7-16 -> offset (K) from the B13 clear-sky brightness temperature (a
-#: plausible spectral shape: water-vapour bands 8-10 cold, 3.9 um warm in daytime).
+#: plausible spectral shape: water-vapour bands 8-10 cold, 3.9 um warm in daytime). Clear-sky
+#: B13 and B15 come from :func:`clear_sky_split_window` (B15 colder than B13 by a
+#: water-vapour-dependent amount); the B15 offset here applies to cloud tops only.
 PTREE_TBB = {
     7: 4.0,
     8: -45.0,
@@ -251,6 +260,57 @@ def clear_sky_bt13(lst: np.ndarray, cos_sza: np.ndarray) -> np.ndarray:
     surface temperature: ``LST - 1.5 - 4 * (1 - cos(SZA))`` (water-vapour absorption and a
     cooler surface when the sun is low)."""
     return np.asarray(lst, float) - 1.5 - 4.0 * (1.0 - np.clip(cos_sza, 0.0, 1.0))
+
+
+#: Sample-world precipitable water (cm) per hPa of surface vapour pressure (a rule of thumb:
+#: about 4 cm at 25 hPa in a humid Japanese summer, under 1 cm in a dry winter).
+WATER_VAPOUR_CM_PER_HPA = 0.16
+#: B13 - B15 brightness-temperature difference (K) of a clear atmosphere: D = D0 + DW * W.
+SPLIT_D0_K = 0.3
+SPLIT_DW_K_PER_CM = 0.55
+#: Split-window coefficient of the forward model: the B13 atmospheric deficit is GAMMA * D.
+SPLIT_GAMMA = 1.8
+
+
+def water_vapour_cm(world: World, lon: np.ndarray, lat: np.ndarray, dates) -> np.ndarray:
+    """Precipitable water (cm) of the world's atmosphere, shape lon.shape + (len(dates),):
+    :data:`WATER_VAPOUR_CM_PER_HPA` x the surface vapour pressure (hPa) of
+    :meth:`World.meteo` (saturation vapour pressure minus VPD)."""
+    met = world.meteo(lon, lat, dates)
+    ta = met["TA_F"]
+    es = 6.1078 * np.exp(17.27 * ta / (ta + 237.3))
+    return WATER_VAPOUR_CM_PER_HPA * np.maximum(es - met["VPD_F"], 0.0)
+
+
+def tir_emissivity(ndvi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sample-world surface emissivities of AHI B13 (10.4 um) and B15 (12.4 um) from the
+    world's NDVI (the same linear rule as the MOD11A2 sample's Emis_31/Emis_32): soil 0.965 /
+    0.970, dense vegetation about 0.983 / 0.986."""
+    v = np.clip(np.asarray(ndvi, float), 0.0, 1.0)
+    return 0.965 + 0.02 * v, 0.970 + 0.018 * v
+
+
+def clear_sky_split_window(
+    lst: np.ndarray, cos_sza: np.ndarray, ndvi: np.ndarray, water_vapour: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Clear-sky B13 (10.4 um) and B15 (12.4 um) brightness temperatures (K) of the P-Tree
+    sample from the world's daytime LST, NDVI and precipitable water ``W`` (cm).
+
+    Skin temperature at the scene = ``LST - 4 (1 - cos(SZA))`` (as :func:`clear_sky_bt13`:
+    a cooler surface when the sun is low). The surface emits less than a black body
+    (:func:`tir_emissivity`): ``E = 48 (1 - eps) - 75 (eps13 - eps15)`` K with eps the mean of
+    the two bands. Water vapour absorbs more at 12.4 um than at 10.4 um: ``B13 - B15 = D =
+    0.3 + 0.55 W`` K (0.85 K at 1 cm, 2.5 K at 4 cm) and the B13 deficit is ``1.8 D``. So
+    ``B13 = skin - E - 1.8 D`` and ``B15 = B13 - D``: a linear stand-in for radiative transfer,
+    chosen so that the Ulivieri et al. (1994) split-window form recovers the skin temperature
+    from B13, B15 and the emissivities (the retrieval's errors are then the emissivity
+    estimate, the noise and the clouds, as in real practice)."""
+    skin = np.asarray(lst, float) - 4.0 * (1.0 - np.clip(cos_sza, 0.0, 1.0))
+    e13, e15 = tir_emissivity(ndvi)
+    deficit = 48.0 * (1.0 - (e13 + e15) / 2) - 75.0 * (e13 - e15)
+    d = SPLIT_D0_K + SPLIT_DW_K_PER_CM * np.asarray(water_vapour, float)
+    bt13 = skin - deficit - SPLIT_GAMMA * d
+    return bt13, bt13 - d
 
 
 def cloud_top_temperature(excess: np.ndarray) -> np.ndarray:
@@ -683,6 +743,32 @@ def write_ahi(
     return paths + ptree_paths
 
 
+def write_ptree(
+    world: World,
+    out_dir: str | Path,
+    rng: np.random.Generator,
+    *,
+    day_step: int = 1,
+    times: Sequence[str] = PTREE_TIMES,
+) -> list[Path]:
+    """P-Tree NetCDF files only (no HSD) for every ``day_step``-th day of ALL the world's
+    years at the UTC ``times`` ("hh:mm"), into ``out_dir/YYYYMM/DD/hh/``: the light AHI
+    source of presets that need a long record (the ``disturbance`` preset's LST). Returns
+    the paths in time order; deterministic given ``rng`` and the world's seed."""
+    years = world.preset.years
+    days = pd.date_range(f"{min(years)}-01-01", f"{max(years)}-12-31", freq="D")[::day_step]
+    grid = ptree_grid(world.preset.bbox)
+    paths: list[Path] = []
+    for chunk in _chunks([d.date() for d in days], 61):
+        truth = _ptree_truth(world, grid, chunk)
+        for day in chunk:
+            for nominal in _obs_times(day, times):
+                paths.append(
+                    write_ptree_observation(world, grid, nominal, truth[day], Path(out_dir), rng)
+                )
+    return paths
+
+
 def _chunks(items: list, size: int):
     for i in range(0, len(items), size):
         yield items[i : i + size]
@@ -729,15 +815,22 @@ def ptree_scan_offset_minutes(lat: np.ndarray) -> np.ndarray:
 
 
 def _ptree_truth(world: World, grid: PtreeGrid, days: list[date]) -> dict:
+    """Per day: surface reflectance of the albedo bands, LST (K), NDVI and precipitable water
+    (cm) on the grid."""
     glon, glat = np.meshgrid(grid.lon, grid.lat)
     stamps = pd.DatetimeIndex([pd.Timestamp(d) for d in days])
     ndvi = world.ndvi(glon, glat, stamps)
     lst = world.land_surface_temperature(glon, glat, stamps)
+    wv = water_vapour_cm(world, glon, glat, stamps)
     bright = world.brightness(glon, glat)
     out = {}
     for i, d in enumerate(days):
         refl = world.reflectance(ndvi[..., i], bright)
-        out[d] = {k: refl[k] for k in PTREE_ALBEDO.values()} | {"lst": lst[..., i]}
+        out[d] = {k: refl[k] for k in PTREE_ALBEDO.values()} | {
+            "lst": lst[..., i],
+            "ndvi": ndvi[..., i],
+            "water_vapour": wv[..., i],
+        }
     return out
 
 
@@ -787,10 +880,13 @@ def write_ptree_observation(
             refl * mu,
             f"albedo (reflectance * cos(SOZ)) of band {band:02d}",
         )
-    clear13 = clear_sky_bt13(truth["lst"], mu)
+    clear13, clear15 = clear_sky_split_window(
+        truth["lst"], mu, truth["ndvi"], truth["water_vapour"]
+    )
     top = cloud_top_temperature(excess)
     for band, offset in PTREE_TBB.items():
-        bt = (1 - cover) * (clear13 + offset) + cover * (top + 0.2 * offset)
+        clear = clear15 if band == 15 else clear13 + offset
+        bt = (1 - cover) * clear + cover * (top + 0.2 * offset)
         bt = bt + rng.normal(0.0, NOISE_BT_K, bt.shape)
         variables[f"tbb_{band:02d}"] = ("tbb", bt, f"brightness temperature of band {band:02d}")
     variables["SAZ"] = ("angle", saz, "satellite zenith angle")

@@ -13,12 +13,13 @@ Layout of the output directory::
     meteo/    era5_daily_<year>.nc (ERA5-like daily t2m, d2m, ssrd, tp on 0.1 degrees)
     regions/  prefectures.geojson (three made-up regions for regional totals)
     ahi/      hsd/HS_H0?_*_B??_R301_R??_S????.DAT.bz2 and ptree/NC_H0?_*.nc (first year,
-              every 4th day, 3 times a day)
+              every 4th day, 3 times a day); source ``ahi_ptree`` (the ``disturbance``
+              preset): ptree/NC_H0?_*_0230_*.nc only, every 2nd day of all years
     truth/    world.json (with the events: disturbance patches, heat wave), towers.csv,
               tower_daily.csv, phenology.nc (one or two seasons), disturbance.nc
 
 A preset names the sources it writes (the ``disturbance`` preset: MODIS VI, LST and burned
-area).
+area, and a light AHI P-Tree record for AHI LST).
 
 MODIS tiles are full 1200 x 1200 tiles; only pixels within the region plus a margin carry
 data, the rest is fill (as over the ocean), which keeps the files small.
@@ -39,7 +40,7 @@ from pyproj import Transformer
 from scipy.ndimage import gaussian_filter
 
 from fluxscape.readers.modis_hdf4 import SINUSOIDAL_PROJ, TILE_SIZE_M, tile_upper_left
-from fluxscape.sample.ahi_writer import write_ahi
+from fluxscape.sample.ahi_writer import write_ahi, write_ptree
 from fluxscape.sample.fluxnet_writer import write_fullset_dd, write_site_list
 from fluxscape.sample.gosat_writer import write_gosat
 from fluxscape.sample.meteo_writer import write_meteo
@@ -67,6 +68,10 @@ VIQ_GOOD = 0b00 | (0b0001 << 2) | (0b01 << 6) | (1 << 9) | (0b001 << 11)
 VIQ_MARGINAL = 0b01 | (0b0100 << 2) | (0b10 << 6) | (1 << 8) | (1 << 9) | (0b001 << 11)
 VIQ_CLOUDY = 0b10 | (0b1100 << 2) | (0b11 << 6) | (1 << 9) | (1 << 10) | (0b001 << 11)
 NOISE_REFLECTANCE = 0.004
+#: The ``ahi_ptree`` source writes one 02:30 UTC P-Tree scene every PTREE_DAY_STEP days of all
+#: the preset's years: 2 gives 1096 files for 2017-2022 (about 175 MB, 25 s); every day would
+#: take about 50 s and 350 MB.
+PTREE_DAY_STEP = 2
 
 
 def composite_starts(years) -> list[datetime]:
@@ -506,7 +511,17 @@ def write_sample_world(out_dir: str | Path, preset: str = "demo", seed: int = 42
     sources = world.preset.sources
     files = {
         name: []
-        for name in ("modis", "towers", "gosat", "sgli", "ahi", "meteo", "burned_area", "modis_lst")
+        for name in (
+            "modis",
+            "towers",
+            "gosat",
+            "sgli",
+            "ahi",
+            "meteo",
+            "burned_area",
+            "modis_lst",
+            "ahi_ptree",
+        )
     }
     if "modis" in sources:
         log.info("writing MODIS MOD13A2 tiles")
@@ -538,6 +553,12 @@ def write_sample_world(out_dir: str | Path, preset: str = "demo", seed: int = 42
         # Its own stream (a child of the seed), so the other sources' files do not change.
         rng = np.random.default_rng(np.random.SeedSequence([seed, 11]))
         files["modis_lst"] = write_modis_lst(world, out / "modis", rng)
+    if "ahi_ptree" in sources:
+        log.info("writing Himawari AHI P-Tree NetCDF (02:30 UTC, every %d days)", PTREE_DAY_STEP)
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 13]))
+        files["ahi_ptree"] = write_ptree(
+            world, out / "ahi" / "ptree", rng, day_step=PTREE_DAY_STEP
+        )
     write_truth_phenology(world, truth)
     write_truth_disturbance(world, truth)
     summary = {

@@ -59,8 +59,9 @@ class Preset:
     heat_wave: bool = False
     #: Lowland croplands grow two crops a year (see :data:`DOUBLE_CROP_BELOW_M`).
     double_crop: bool = True
-    #: Sources written: any of ALL_SOURCES, plus ``burned_area`` (MODIS MCD64A1 monthly tiles)
-    #: and ``modis_lst`` (MODIS MOD11A2 8-day LST tiles, beside the VI tiles in ``modis/``).
+    #: Sources written: any of ALL_SOURCES, plus ``burned_area`` (MODIS MCD64A1 monthly tiles),
+    #: ``modis_lst`` (MODIS MOD11A2 8-day LST tiles, beside the VI tiles in ``modis/``) and
+    #: ``ahi_ptree`` (AHI P-Tree NetCDF only, 02:30 UTC every 2nd day of all years, for LST).
     sources: tuple[str, ...] = ALL_SOURCES
 
 
@@ -92,11 +93,11 @@ PRESETS = {
         0,
         "0.4 degree of forest and fields, stable 2017-2021 history, forest clearings and "
         "fires in 2022, a heat wave in summer 2022 (MODIS VI, MOD11A2 LST and MCD64A1 burned "
-        "area only)",
+        "area, and AHI P-Tree scenes at 02:30 UTC every 2nd day for AHI LST)",
         n_disturbances=8,
         event_year=2022,
         heat_wave=True,
-        sources=("modis", "burned_area", "modis_lst"),
+        sources=("modis", "burned_area", "modis_lst", "ahi_ptree"),
     ),
 }
 

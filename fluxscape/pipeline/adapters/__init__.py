@@ -13,8 +13,9 @@ from fluxscape.errors import FluxscapeError
 class Adapter:
     index: Callable
     read: Callable
-    #: LST layers on a tile (``lst`` K, ``reliability``, ``usable``), for the ``lst`` product;
-    #: None for sources that give no land surface temperature.
+    #: LST layers on a tile (``lst`` K, ``view_time``, ``qc``, ``reliability``, ``usable``),
+    #: for the ``lst`` product (MODIS MOD11, AHI P-Tree split window); None for sources that
+    #: give no land surface temperature.
     read_lst: Callable | None = None
 
 
@@ -27,7 +28,7 @@ def adapter_for(reader: str) -> Adapter:
         "sgli_l2": Adapter(sgli.index_l2, sgli.read_l2),
         "sgli_l1b": Adapter(sgli.index_l1b, sgli.read_l1b),
         "ahi_hsd": Adapter(ahi.index_hsd, ahi.read_hsd),
-        "ahi_ptree": Adapter(ahi.index_ptree, ahi.read_ptree),
+        "ahi_ptree": Adapter(ahi.index_ptree, ahi.read_ptree, ahi.read_lst_ptree),
     }
     if reader not in adapters:
         raise FluxscapeError(

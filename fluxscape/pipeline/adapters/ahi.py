@@ -1,6 +1,7 @@
 """Himawari AHI as ``vi`` sources: HSD segments (satpy ``ahi_hsd``, pyresample index lookup on
 the geostationary area, only the segments over the tile are opened) and JAXA P-Tree gridded
-NetCDF (odc-geo index lookup on its regular lat/lon grid).
+NetCDF (odc-geo index lookup on its regular lat/lon grid); P-Tree also as an ``lst`` source
+(:func:`read_lst_ptree`: split window on B13 and B15).
 
 AHI sees a place many times a day; ``options["hours"]`` = [first, last) UTC hours keeps only
 observations in a fixed window (e.g. near local noon), so that the sun-angle dependence of the
@@ -26,6 +27,7 @@ from fluxscape.pipeline.adapters.base import (
 )
 from fluxscape.pipeline.resample import gather, nearest_index
 from fluxscape.pipeline.sources import Skipped
+from fluxscape.products import split_window
 from fluxscape.readers import ahi_hsd, ahi_ptree
 
 HSD_BANDS = {"B03": "red", "B04": "nir", "B05": "swir16", "B06": "swir22"}
@@ -155,4 +157,71 @@ def read_ptree(
         }
         bt = gather(ds["tbb_13"].values[w], index, np.nan)
         out.append((granule, _screen(layers, bt, granule, [granule.path], lon, lat)))
+    return out
+
+
+#: Native P-Tree pixels around a cloudy pixel whose LST is "other quality" (reliability 1):
+#: cloud edges and thin cloud the brightness tests miss make the split window too cold.
+LST_CLOUD_BUFFER = 2
+
+
+def _lst_quality(red: np.ndarray, bt13: np.ndarray, lst: np.ndarray) -> np.ndarray:
+    """MOD11-like quality class per native pixel: 0 good, 1 other quality (within
+    :data:`LST_CLOUD_BUFFER` pixels of a cloud), 2 cloud (bright red or B13 colder than
+    :data:`COLD_CLOUD_K`), 3 not produced (no LST: fill or night)."""
+    from scipy.ndimage import binary_dilation
+
+    with np.errstate(invalid="ignore"):
+        cloudy = cloud_screen(red) | (bt13 < COLD_CLOUD_K)
+    near = cloudy
+    if LST_CLOUD_BUFFER > 0 and cloudy.any():
+        near = binary_dilation(cloudy, np.ones((3, 3), bool), iterations=LST_CLOUD_BUFFER)
+    quality = np.where(near, 1, 0)
+    quality = np.where(cloudy, 2, quality)
+    return np.where(np.isfinite(lst) & np.isfinite(red), quality, 3)
+
+
+def read_lst_ptree(
+    granules: list[Granule], tile: GeoBox, options: dict, skipped: list[Skipped]
+) -> list[tuple[Granule, dict]]:
+    """Each P-Tree scene's daytime land surface temperature on the tile, the ``lst`` layer
+    contract of :func:`fluxscape.pipeline.adapters.modis.read_lst`: ``lst`` (K, split window
+    :func:`fluxscape.products.split_window.split_window_lst` on ``tbb_13`` and ``tbb_15``
+    with emissivities from the scene's NDVI, :func:`~fluxscape.products.split_window.
+    ndvi_emissivity`), ``view_time`` (local mean solar time, hours), ``qc`` and
+    ``reliability`` (the class of :func:`_lst_quality`: 0 good, 1 near cloud, 2 cloud, 3 not
+    produced; -1 off the file's grid) and ``usable`` (reliability <= ``options["max_qa"]``,
+    default 0, and LST finite). Nearest neighbour from the 0.02 degree grid; quality is
+    decided on the native grid (the cloud buffer needs the neighbours). A file that cannot be
+    read or has no tbb_13/tbb_15 is skipped."""
+    out = []
+    index = None
+    lon, lat = tile_lonlat(tile)
+    max_qa = options.get("max_qa", 0)
+    for granule in granules:
+        try:
+            ds = ahi_ptree.open_ptree(
+                granule.path, variables=["tbb_13", "tbb_15"], bbox=tile_bbox(tile, 0.1)
+            )
+        except Exception as exc:
+            skip(skipped, granule.path, exc)
+            continue
+        if index is None:
+            index = nearest_index(ds.odc.geobox, tile)
+        if index.empty:
+            return []
+        red, nir = ds["reflectance_03"].values, ds["reflectance_04"].values
+        bt13, bt15 = ds["tbb_13"].values, ds["tbb_15"].values
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ndvi = (nir - red) / (nir + red)
+        lst = split_window.split_window_lst(bt13, bt15, *split_window.ndvi_emissivity(ndvi))
+        quality = _lst_quality(red, bt13, lst)
+        w = index.window
+        layers = {"lst": gather(lst[w], index, np.nan).astype("float32")}
+        layers["qc"] = gather(quality[w], index, -1).astype("int32")
+        layers["reliability"] = layers["qc"]
+        layers["usable"] = (layers["qc"] >= 0) & (layers["qc"] <= max_qa)
+        layers["usable"] &= np.isfinite(layers["lst"])
+        layers["view_time"] = solar_geometry(granule.start, lon, lat)[0]
+        out.append((granule, layers))
     return out
