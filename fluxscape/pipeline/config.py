@@ -176,16 +176,20 @@ def _year_or_date(value, last: bool):
 
 class LstProduct(_Strict):
     """The ``lst`` product: daytime land surface temperature (K) per period on the target grid
-    from MODIS MOD11/MYD11 tiles (QC-masked mean of the usable observations of each period),
+    from MODIS MOD11/MYD11 tiles or Himawari AHI P-Tree scenes (split window; quality-masked
+    mean of the usable observations of each period),
     its standardized anomaly against the per-period-of-year climatology of the ``baseline``
     years, and a heat-stress flag where the anomaly exceeds ``threshold``."""
 
     kind: Literal["lst"]  # Product kind.
-    input: str = Field(description="The LST input: MOD11A2/MYD11A2 tiles (reader `modis_hdf4`).")
+    input: str = Field(
+        description="The LST input: MOD11A2/MYD11A2 tiles (reader `modis_hdf4`) or Himawari "
+        "P-Tree NetCDF (reader `ahi_ptree`, split window on B13/B15)."
+    )
     max_qa: Annotated[int, Field(ge=0, le=1)] = Field(
         0,
-        description="Worst MOD11 mandatory QA kept (QC bits 0-1: 0 good, 1 other quality; "
-        "2 and 3 mean not produced).",
+        description="Worst quality kept: MOD11 mandatory QA (QC bits 0-1: 0 good, 1 other "
+        "quality; 2 and 3 mean not produced); for AHI 0 clear, 1 within 2 pixels of a cloud.",
     )
     baseline: tuple[date, date] = Field(
         description="[first, last] of the climatology: years (`[2017, 2021]`) or dates."

@@ -1,9 +1,11 @@
 """The ``lst`` product: daytime land surface temperature per period on the target grid, its
 standardized anomaly and heat-stress flags.
 
-For each tile: the input's MOD11/MYD11 granules that meet it are read onto the tile through
-the source adapter's ``read_lst`` (:mod:`fluxscape.pipeline.adapters`), masked with their QC
-(mandatory QA <= ``max_qa``) and averaged per period (``lst``, ``lst_count``). Then, per pixel,
+For each tile: the input's granules that meet it (MODIS MOD11/MYD11 tiles, reader
+``modis_hdf4``, or Himawari AHI P-Tree scenes, reader ``ahi_ptree``: split window on B13/B15)
+are read onto the tile through the source adapter's ``read_lst``
+(:mod:`fluxscape.pipeline.adapters`), masked with their quality (MOD11 mandatory QA, or the
+AHI cloud/cloud-edge class, <= ``max_qa``) and averaged per period (``lst``, ``lst_count``). Then, per pixel,
 the climatology of each period of the year over the ``baseline`` years gives ``lst_zscore``,
 and ``heat_stress`` flags z > ``threshold`` in runs of ``min_consecutive`` periods
 (:func:`fluxscape.products.anomaly.heat_stress`). A tile holds all time steps, so the
@@ -150,14 +152,15 @@ def product_times(workflow: Workflow, product: LstProduct) -> tuple[pd.DatetimeI
 
 
 def plan(ctx: StepContext) -> Plan:
-    """Index the input's MOD11 granules (headers only) and plan one task per tile."""
+    """Index the input's LST granules (headers only) and plan one task per tile."""
     p = ctx.product
     inp = ctx.workflow.inputs[p.input]
     adapter = adapter_for(inp.reader)
     if adapter.read_lst is None:
         raise FluxscapeError(
             f"products.{ctx.name}.input: reader {inp.reader!r} of input {p.input!r} gives no "
-            "land surface temperature (use MOD11A2/MYD11A2 tiles with reader modis_hdf4)"
+            "land surface temperature (use MOD11A2/MYD11A2 tiles with reader modis_hdf4, or "
+            "Himawari P-Tree NetCDF with reader ahi_ptree)"
         )
     options = {"max_qa": p.max_qa, "products": list(LST_PRODUCTS)}
     files = expand_paths(inp.paths)
@@ -193,11 +196,18 @@ def plan(ctx: StepContext) -> Plan:
         )
 
     base = f"{p.baseline[0]}..{p.baseline[1]}"
+    if inp.reader == "ahi_ptree":
+        source = (
+            f"ahi_ptree, Ulivieri et al. 1994 split window on B13/B15 with NDVI emissivity, "
+            f"cloud class <= {p.max_qa}"
+        )
+    else:
+        source = f"{inp.reader}, MOD11 QC mandatory QA <= {p.max_qa}"
     return Plan(
         dims={"time": times.values},
         variables=lst_variables(p.threshold),
-        summary=f"Daytime land surface temperature ({inp.reader}, MOD11 QC mandatory QA <= "
-        f"{p.max_qa}) averaged per {step} period on the target grid; standardized anomaly "
+        summary=f"Daytime land surface temperature ({source}) averaged per {step} period on "
+        f"the target grid; standardized anomaly "
         f"against the {base} climatology of each period of the year (sd floor {p.sd_floor:g} "
         f"K) and heat stress where z > {p.threshold:g}"
         + (f" for {p.min_consecutive} consecutive periods" if p.min_consecutive > 1 else ""),
