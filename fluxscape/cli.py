@@ -108,6 +108,7 @@ def sample_data(directory: Path, seed: int, preset: str) -> None:
         "ahi_files": "AHI files",
         "burned_area_files": "MCD64A1 burned-area tiles",
         "modis_lst_files": "MOD11A2 LST tiles",
+        "ahi_ptree_files": "AHI P-Tree files",
     }
     counts = ", ".join(f"{summary[k]} {label}" for k, label in labels.items() if summary.get(k))
     click.echo(
