@@ -556,9 +556,7 @@ def write_sample_world(out_dir: str | Path, preset: str = "demo", seed: int = 42
     if "ahi_ptree" in sources:
         log.info("writing Himawari AHI P-Tree NetCDF (02:30 UTC, every %d days)", PTREE_DAY_STEP)
         rng = np.random.default_rng(np.random.SeedSequence([seed, 13]))
-        files["ahi_ptree"] = write_ptree(
-            world, out / "ahi" / "ptree", rng, day_step=PTREE_DAY_STEP
-        )
+        files["ahi_ptree"] = write_ptree(world, out / "ahi" / "ptree", rng, day_step=PTREE_DAY_STEP)
     write_truth_phenology(world, truth)
     write_truth_disturbance(world, truth)
     summary = {

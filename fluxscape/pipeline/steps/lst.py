@@ -5,9 +5,9 @@ For each tile: the input's granules that meet it (MODIS MOD11/MYD11 tiles, reade
 ``modis_hdf4``, or Himawari AHI P-Tree scenes, reader ``ahi_ptree``: split window on B13/B15)
 are read onto the tile through the source adapter's ``read_lst``
 (:mod:`fluxscape.pipeline.adapters`), masked with their quality (MOD11 mandatory QA, or the
-AHI cloud/cloud-edge class, <= ``max_qa``) and averaged per period (``lst``, ``lst_count``). Then, per pixel,
-the climatology of each period of the year over the ``baseline`` years gives ``lst_zscore``,
-and ``heat_stress`` flags z > ``threshold`` in runs of ``min_consecutive`` periods
+AHI cloud/cloud-edge class, <= ``max_qa``) and averaged per period (``lst``, ``lst_count``).
+Then, per pixel, the climatology of each period of the year over the ``baseline`` years gives
+``lst_zscore``, and ``heat_stress`` flags z > ``threshold`` in runs of ``min_consecutive`` periods
 (:func:`fluxscape.products.anomaly.heat_stress`). A tile holds all time steps, so the
 climatology needs no second pass.
 """
