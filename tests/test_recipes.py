@@ -60,7 +60,7 @@ def disturbance_truth(disturbance_run):
     return ds, world.disturbance(lon, lat)
 
 
-def test_disturbance_preset_is_modis_only_with_a_five_year_history(
+def test_disturbance_preset_is_modis_and_light_ahi_with_a_five_year_history(
     disturbance_run, disturbance_truth
 ):
     ds, truth = disturbance_truth
@@ -71,6 +71,7 @@ def test_disturbance_preset_is_modis_only_with_a_five_year_history(
     assert info["years"] == list(range(2017, 2023))
     assert info["modis_files"] == 6 * 23 and info["ahi_files"] == 0 and info["tower_files"] == 0
     assert info["burned_area_files"] == 6 * 12
+    assert info["ahi_ptree_files"] == 1096  # one 02:30 UTC P-Tree scene every 2nd day
     kinds = [e["kind"] for e in info["events"]["disturbances"]]
     assert kinds.count("fire") >= 3 and kinds.count("clearing") >= 3
     assert all(e["date"].startswith("2022-") for e in info["events"]["disturbances"])
