@@ -81,8 +81,9 @@ def on_sample(recipe: Path, sample_dir: Path, folder: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def disturbance_run(tmp_path_factory) -> Path:
-    """The `disturbance` preset (MOD13A2, MOD11A2, MCD64A1; 2017-2022) in DIR/sample and a run of
-    workflows/disturbance-fire.yaml on it in DIR/out (vi, lst, disturbance stores).
+    """The `disturbance` preset (MOD13A2, MOD11A2, MCD64A1, AHI P-Tree; 2017-2022) in DIR/sample
+    and a run of workflows/disturbance-fire.yaml on it in DIR/out (vi, lst, lst_ahi,
+    disturbance stores).
 
     For local iterations, FLUXSCAPE_TEST_DISTURBANCE_OUT names a finished DIR to reuse
     (treated as read-only)."""

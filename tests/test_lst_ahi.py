@@ -23,7 +23,7 @@ from pyorbital.astronomy import cos_zen
 
 from fluxscape.errors import FluxscapeError
 from fluxscape.pipeline.adapters import adapter_for
-from fluxscape.pipeline.adapters.ahi import index_ptree, read_lst_ptree
+from fluxscape.pipeline.adapters.ahi import _lst_quality, index_ptree, read_lst_ptree
 from fluxscape.pipeline.adapters.base import tile_lonlat
 from fluxscape.pipeline.config import Region
 from fluxscape.pipeline.grid import target_grid
@@ -158,6 +158,17 @@ def test_split_window_recovers_a_known_surface():
         t13 = lst - deficit - 1.8 * d
         got = split_window.split_window_lst(t13, t13 - d, e13[0], e15[0])
         assert got == pytest.approx(lst, abs=1e-9)
+
+
+def test_lst_quality_marks_clouds_their_2_pixel_edges_and_missing_lst():
+    red, bt, lst = np.full((7, 7), 0.05), np.full((7, 7), 290.0), np.full((7, 7), 300.0)
+    red[3, 3] = 0.5  # bright cloud
+    bt[0, 6] = 250.0  # cold cloud top
+    lst[6, 0] = np.nan  # no LST (fill)
+    q = _lst_quality(red, bt, lst)
+    assert q[3, 3] == 2 and q[0, 6] == 2 and q[6, 0] == 3
+    assert q[1, 3] == 1 and q[5, 5] == 1 and q[2, 4] == 1 and q[2, 6] == 1  # <= 2 pixels
+    assert q[0, 3] == 0 and q[6, 6] == 0 and q[3, 0] == 0  # 3 pixels away
 
 
 # --- the lst_ahi store -------------------------------------------------------------------------
