@@ -150,6 +150,22 @@ def test_product_access_is_the_most_restrictive_of_what_it_was_made_from(tmp_pat
     assert cfg.workflow_hash(wf) == cfg.workflow_hash(public)
 
 
+def test_product_inputs_follow_the_products_it_reads(demo_out):
+    """The inputs behind each demo product (its store's ``source`` names their readers)."""
+    import xarray as xr
+
+    wf = _workflow()
+    assert cfg.product_inputs(wf, "vi") == ["modis_vi"]
+    assert cfg.product_inputs(wf, "phenology") == ["modis_vi"]  # through its source vi
+    assert "modis_vi" in cfg.product_inputs(wf, "flux") and "towers" in cfg.product_inputs(
+        wf, "flux"
+    )
+    assert "modis_vi" not in cfg.product_inputs(wf, "gosat_l3")
+    for name, readers in {"phenology": "modis_hdf4", "gosat_l3": "gosat_nies"}.items():
+        ds = xr.open_zarr(demo_out / "products" / f"{name}.zarr")
+        assert ds.attrs["source"] == readers
+
+
 def test_unknown_access_level_names_the_key(tmp_path):
     from fluxscape.errors import WorkflowError
 

@@ -568,19 +568,24 @@ def workflow_hash(wf: Workflow) -> str:
 # --- access levels ----------------------------------------------------------------------------
 
 
-def product_access(wf: Workflow, name: str, _seen: frozenset = frozenset()) -> str:
-    """Effective access level of product ``name``: the most restrictive of the workflow's
-    level, the levels of the inputs it reads and (recursively) of the products it is made
-    from. Any field of the product naming an input or another product counts (``input``,
-    ``inputs``, ``source``, or a new kind's own keys such as tower inputs), so a product
-    trained on partner-only towers is partner-only."""
-    levels = [wf.access]
+def product_inputs(wf: Workflow, name: str, _seen: frozenset = frozenset()) -> list[str]:
+    """Names of the inputs product ``name`` is made from: those its fields name (``input``,
+    ``inputs``, ``towers``, ``reference``, ...) and, recursively, those of the products it
+    reads (``source``, ``phenology``, ``lst``, ...). Sorted, without repeats."""
+    found: set[str] = set()
     for value in wf.products[name].model_dump().values():
         for ref in value if isinstance(value, list | tuple) else [value]:
             if not isinstance(ref, str):
                 continue
             if ref in wf.inputs:
-                levels.append(wf.inputs[ref].access)
+                found.add(ref)
             elif ref in wf.products and ref != name and ref not in _seen:
-                levels.append(product_access(wf, ref, _seen | {name}))
-    return most_restrictive(*levels)
+                found.update(product_inputs(wf, ref, _seen | {name}))
+    return sorted(found)
+
+
+def product_access(wf: Workflow, name: str) -> str:
+    """Effective access level of product ``name``: the most restrictive of the workflow's
+    level and the levels of every input it is made from (:func:`product_inputs`), so a
+    product trained on partner-only towers is partner-only."""
+    return most_restrictive(wf.access, *(wf.inputs[i].access for i in product_inputs(wf, name)))

@@ -311,7 +311,8 @@ def _creation_attrs(wf: cfg.Workflow, product: str, summary: str) -> dict:
     return {
         "title": f"fluxscape {product} product of workflow {wf.name}",
         "summary": summary,
-        "source": ", ".join(sorted({i.reader for i in wf.inputs.values()})),
+        # the readers of the inputs this product is made from (through its source products)
+        "source": ", ".join(sorted({wf.inputs[i].reader for i in cfg.product_inputs(wf, product)})),
         "history": f"{created} created by fluxscape {fluxscape.__version__} (workflow {wf.name})",
         "Conventions": "CF-1.10",
         "institution": "fluxscape",
