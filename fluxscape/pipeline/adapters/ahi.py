@@ -133,23 +133,31 @@ def index_ptree(paths: list[str], options: dict) -> tuple[list[Granule], list[Sk
     return granules, skipped
 
 
-def read_ptree(
-    granules: list[Granule], tile: GeoBox, options: dict, skipped: list[Skipped]
-) -> list[tuple[Granule, dict]]:
-    """Reflectance of bands 3-6 and tbb_13 on the tile by an odc-geo index lookup."""
-    out = []
+def _ptree_scenes(granules: list[Granule], tile: GeoBox, variables: list[str], skipped):
+    """``(granule, dataset, index)`` for each readable P-Tree file over the tile (its
+    reflectances plus ``variables``, cut to the tile's bbox + 0.1 degree), with the
+    nearest-pixel ``index`` built once; unreadable files are recorded in ``skipped``."""
     index = None
-    lon, lat = tile_lonlat(tile)
     for granule in granules:
         try:
-            ds = ahi_ptree.open_ptree(granule.path, variables=["tbb_13"], bbox=tile_bbox(tile, 0.1))
+            ds = ahi_ptree.open_ptree(granule.path, variables=variables, bbox=tile_bbox(tile, 0.1))
         except Exception as exc:
             skip(skipped, granule.path, exc)
             continue
         if index is None:
             index = nearest_index(ds.odc.geobox, tile)
         if index.empty:
-            return []
+            return
+        yield granule, ds, index
+
+
+def read_ptree(
+    granules: list[Granule], tile: GeoBox, options: dict, skipped: list[Skipped]
+) -> list[tuple[Granule, dict]]:
+    """Reflectance of bands 3-6 and tbb_13 on the tile by an odc-geo index lookup."""
+    out = []
+    lon, lat = tile_lonlat(tile)
+    for granule, ds, index in _ptree_scenes(granules, tile, ["tbb_13"], skipped):
         w = index.window
         layers = {
             name: gather(ds[f"reflectance_{b:02d}"].values[w], index, np.nan).astype("float32")
@@ -195,21 +203,9 @@ def read_lst_ptree(
     decided on the native grid (the cloud buffer needs the neighbours). A file that cannot be
     read or has no tbb_13/tbb_15 is skipped."""
     out = []
-    index = None
     lon, lat = tile_lonlat(tile)
     max_qa = options.get("max_qa", 0)
-    for granule in granules:
-        try:
-            ds = ahi_ptree.open_ptree(
-                granule.path, variables=["tbb_13", "tbb_15"], bbox=tile_bbox(tile, 0.1)
-            )
-        except Exception as exc:
-            skip(skipped, granule.path, exc)
-            continue
-        if index is None:
-            index = nearest_index(ds.odc.geobox, tile)
-        if index.empty:
-            return []
+    for granule, ds, index in _ptree_scenes(granules, tile, ["tbb_13", "tbb_15"], skipped):
         red, nir = ds["reflectance_03"].values, ds["reflectance_04"].values
         bt13, bt15 = ds["tbb_13"].values, ds["tbb_15"].values
         with np.errstate(invalid="ignore", divide="ignore"):
