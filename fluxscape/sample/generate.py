@@ -7,6 +7,8 @@ Layout of the output directory::
               ``modis_lst``: the ``disturbance`` preset only)
     burned_area/  MCD64A1.AYYYYDDD.hHHvVV.061.<production>.hdf   monthly burned area (500 m;
               the ``disturbance`` preset only)
+    landcover/  MCD12Q1.AYYYY001.hHHvVV.061.<production>.hdf   annual land cover (500 m, IGBP
+              and PFT classes; the ``demo`` preset)
     towers/   FLX_<site>_FLUXNET2015_FULLSET_DD_<y1>-<y2>_1-4.csv and SitesList.csv
     gosat/    nies/GOSATTFTS*_02C0[12]S*.h5 and acos/acos_LtCO2_*.nc4 (every third day)
     sgli/     GC1SG1_*_T*_L2SG_{VGI,LST,LAI,RSRF}*.h5 (1 km tiles, 2-day revisit) and L1B
@@ -45,6 +47,7 @@ from fluxscape.sample.fluxnet_writer import write_fullset_dd, write_site_list
 from fluxscape.sample.gosat_writer import write_gosat
 from fluxscape.sample.meteo_writer import write_meteo
 from fluxscape.sample.modis_writer import (
+    MCD12Q1,
     MCD64A1,
     MOD11A2,
     MOD11A2_SDS,
@@ -56,7 +59,7 @@ from fluxscape.sample.modis_writer import (
 )
 from fluxscape.sample.regions_writer import write_regions
 from fluxscape.sample.sgli_writer import write_sgli
-from fluxscape.sample.world import LC_NAMES, PRESETS, World
+from fluxscape.sample.world import LAND_COVER, LC_NAMES, PRESETS, World
 
 log = logging.getLogger(__name__)
 
@@ -418,6 +421,41 @@ def write_modis_burned_area(world: World, out: Path, rng: np.random.Generator) -
     return paths
 
 
+#: MCD12Q1 LC_Type5 (plant functional type) of the world's classes (IGBP codes are in
+#: :data:`LAND_COVER`).
+PFT_CODES = {"DBF": 4, "ENF": 1, "CRO": 7, "GRA": 6}
+
+
+def write_modis_landcover(world: World, out: Path) -> list[Path]:
+    """Write one MCD12Q1 annual land-cover tile (500 m) per year and tile: ``LC_Type1`` the
+    IGBP code and ``LC_Type5`` the PFT of the world's class at each pixel centre
+    (:meth:`World.land_cover`, codes in :data:`LAND_COVER`), ``QC`` 0 (classified land) and
+    ``LW`` 2 (land); fill outside the region. The world's land cover does not change, so
+    every year holds the same map, without misclassification."""
+    igbp = np.array([LAND_COVER[n]["code"] for n in LC_NAMES], np.uint8)
+    pft = np.array([PFT_CODES[n] for n in LC_NAMES], np.uint8)
+    paths = []
+    for td in _region_tiles(world.preset.bbox, MODIS_500M):
+        lc = world.land_cover(td.lon, td.lat)
+        window = {
+            "LC_Type1": igbp[lc],
+            "LC_Type5": pft[lc],
+            "QC": np.zeros(lc.shape, np.uint8),
+            "LW": np.full(lc.shape, 2, np.uint8),
+        }
+        layers = {x.name: td.full(window[x.name], x.fill, x.dtype) for x in MCD12Q1.sds}
+        for year in world.preset.years:
+            start, end = datetime(year, 1, 1), datetime(year, 12, 31)
+            production = datetime(year + 1, 7, 9, 3, 41, 7)
+            name = _file_name("MCD12Q1", start, td.spec, production)
+            paths.append(
+                write_modis_grid(
+                    out / name, MCD12Q1, td.spec, layers, start, end, td.bbox, production
+                )
+            )
+    return paths
+
+
 def _at(truth, lon, lat, obs_dates: np.ndarray) -> np.ndarray:
     """A truth function ``truth(lon, lat, dates)`` per pixel at its own observation date."""
     out = np.empty(lon.shape)
@@ -521,6 +559,7 @@ def write_sample_world(out_dir: str | Path, preset: str = "demo", seed: int = 42
             "burned_area",
             "modis_lst",
             "ahi_ptree",
+            "landcover",
         )
     }
     if "modis" in sources:
@@ -557,6 +596,9 @@ def write_sample_world(out_dir: str | Path, preset: str = "demo", seed: int = 42
         log.info("writing Himawari AHI P-Tree NetCDF (02:30 UTC, every %d days)", PTREE_DAY_STEP)
         rng = np.random.default_rng(np.random.SeedSequence([seed, 13]))
         files["ahi_ptree"] = write_ptree(world, out / "ahi" / "ptree", rng, day_step=PTREE_DAY_STEP)
+    if "landcover" in sources:
+        log.info("writing MODIS MCD12Q1 annual land-cover tiles")
+        files["landcover"] = write_modis_landcover(world, out / "landcover")
     write_truth_phenology(world, truth)
     write_truth_disturbance(world, truth)
     summary = {

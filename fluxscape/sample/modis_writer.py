@@ -1,5 +1,6 @@
 """Write MODIS sinusoidal grid tiles in the real HDF4-EOS layout (pyhdf): MOD13A2 16-day VI,
-MCD64A1 monthly burned area and MOD11A2 8-day land surface temperature.
+MCD64A1 monthly burned area, MOD11A2 8-day land surface temperature and MCD12Q1 annual land
+cover.
 
 SDS names, data types, ``scale_factor``/``add_offset``/``_FillValue``/``valid_range``
 attributes and the ``StructMetadata.0`` grid block follow the MOD13 C6.1 User's Guide and real
@@ -548,4 +549,33 @@ MOD11A2 = ModisProduct(
     {"QC_Day": QC_LEGEND, "QC_Night": QC_LEGEND},
     calibrated_nt=0,
     number_type=True,
+)
+
+
+# --- MCD12Q1: annual land cover, 500 m -------------------------------------------------------
+
+#: MCD12Q1 C6.1 SDS written (User Guide, Sulla-Menashe & Friedl 2018, Table 1; the real files
+#: also carry LC_Type2-4, LC_Prop1-3 and their assessments). All uint8, fill 255, no scaling.
+MCD12Q1_SDS = sds_table(
+    [
+        ("LC_Type1", SDC.UINT8, np.uint8, 255, (1, 17), None, "class number", "Land_Cover_Type_1"),
+        ("LC_Type5", SDC.UINT8, np.uint8, 255, (0, 11), None, "class number", "Land_Cover_Type_5"),
+        ("QC", SDC.UINT8, np.uint8, 255, (0, 10), None, "class number", "Quality_Assessment"),
+        ("LW", SDC.UINT8, np.uint8, 255, (1, 2), None, "class number", "Land_Water_Mask"),
+    ]
+)
+
+MCD12Q1_LEGENDS = {
+    "LC_Type1": "IGBP: 1 ENF, 2 EBF, 3 DNF, 4 DBF, 5 MF, 6 CSH, 7 OSH, 8 WSA, 9 SAV, 10 GRA, "
+    "11 WET, 12 CRO, 13 URB, 14 CVM, 15 SNO, 16 BAR, 17 WAT",
+    "LC_Type5": "PFT: 0 water, 1 ENF, 2 EBF, 3 DNF, 4 DBF, 5 shrub, 6 grass, 7 cereal crop, "
+    "8 broadleaf crop, 9 urban, 10 snow and ice, 11 barren",
+    "QC": "0 classified land, 1 unclassified land, 2 classified water, 3 unclassified water, "
+    "4 classified sea ice, 5 misclassified water, 6 omitted snow/ice, 7 misclassified snow/ice, "
+    "8 backfilled label, 9 forest type changed, 10 no data",
+    "LW": "1 water, 2 land",
+}
+
+MCD12Q1 = ModisProduct(
+    "MCD12Q1", "10.5067/MODIS/MCD12Q1.061", "MCD12Q1", "", MCD12Q1_SDS, MCD12Q1_LEGENDS
 )

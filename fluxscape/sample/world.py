@@ -61,7 +61,8 @@ class Preset:
     double_crop: bool = True
     #: Sources written: any of ALL_SOURCES, plus ``burned_area`` (MODIS MCD64A1 monthly tiles),
     #: ``modis_lst`` (MODIS MOD11A2 8-day LST tiles, beside the VI tiles in ``modis/``) and
-    #: ``ahi_ptree`` (AHI P-Tree NetCDF only, 02:30 UTC every 2nd day of all years, for LST).
+    #: ``ahi_ptree`` (AHI P-Tree NetCDF only, 02:30 UTC every 2nd day of all years, for LST)
+    #: and ``landcover`` (MODIS MCD12Q1 annual land-cover tiles, 500 m).
     sources: tuple[str, ...] = ALL_SOURCES
 
 
@@ -75,6 +76,7 @@ PRESETS = {
         n_disturbances=6,
         event_year=2022,
         heat_wave=True,
+        sources=(*ALL_SOURCES, "landcover"),
     ),
     "demo-4x": Preset(
         "demo-4x",
