@@ -23,6 +23,7 @@ def good(tmp_path: Path) -> dict:
     for rel in (
         "towers/FLX_JP-S01_FLUXNET2015_FULLSET_DD_2021-2022_1-4.csv",
         "meteo/era5_daily_2021.nc",
+        "landcover/MCD12Q1.A2022001.h29v05.061.2023190034107.hdf",
         "regions/prefectures.geojson",
     ):
         (tmp_path / "data" / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -242,7 +242,9 @@ class FluxProduct(_Strict):
     input (reader ``cf_meteo``) aggregated to the product step, and the season (sin/cos of the
     day of year). Targets come from the ``towers`` input (FLUXNET FULLSET files) aggregated to
     the same step with QC filtering; the tower coordinates from ``sites`` (a FLUXNET
-    ``SitesList.csv``; by default the one beside the tower files)."""
+    ``SitesList.csv``; by default the one beside the tower files). With ``land_cover`` (an
+    input of MODIS MCD12Q1 tiles, reader ``modis_hdf4``) the static class of
+    ``land_cover_layer`` (latest year) becomes one-hot ``lc_<code>`` features."""
 
     kind: Literal["flux"]
     source: str
@@ -251,6 +253,8 @@ class FluxProduct(_Strict):
     meteo_variables: list[Literal["ta", "sw_in", "vpd", "precip"]] = ["ta", "sw_in", "vpd"]
     seasonal_features: bool = True
     phenology: str | None = None  # a phenology product: days_since_sos, season_fraction
+    land_cover: str | None = None  # an input of MCD12Q1 tiles: one-hot lc_<code> features
+    land_cover_layer: Literal["LC_Type1", "LC_Type5"] = "LC_Type1"  # IGBP or PFT classes
     towers: str
     sites: str | None = None
     targets: list[Literal["gpp", "nee", "reco"]] = ["gpp", "nee", "reco"]
@@ -367,7 +371,7 @@ class Workflow(_Strict):
                     f"products.{name}.phenology: {pheno!r} is not a phenology product of this "
                     "workflow"
                 )
-            for field in ("inputs", "input", "towers", "meteo", "reference"):
+            for field in ("inputs", "input", "towers", "meteo", "reference", "land_cover"):
                 used = getattr(product, field, None)
                 for inp in [used] if isinstance(used, str) else used or []:
                     if inp not in self.inputs:
@@ -375,6 +379,12 @@ class Workflow(_Strict):
                             f"products.{name}.{field}: {inp!r} is not one of the inputs "
                             f"{sorted(self.inputs)}"
                         )
+            lc = getattr(product, "land_cover", None)
+            if lc is not None and self.inputs[lc].reader != "modis_hdf4":
+                raise ValueError(
+                    f"products.{name}.land_cover: input {lc!r} has reader "
+                    f"{self.inputs[lc].reader}; MCD12Q1 land-cover tiles need reader modis_hdf4"
+                )
         return self
 
     @model_validator(mode="after")

@@ -6,7 +6,9 @@ Three kinds of predictor, all on the product's time axis (period starts ``times`
 * gridded meteorology (``cf_meteo`` files), averaged over each period on its own grid first
   and then interpolated bilinearly to the pixel centres (so memory follows the tile and the
   number of periods, not the length of the daily record);
-* the season: sine and cosine of the period's middle day of year.
+* the season: sine and cosine of the period's middle day of year;
+* the static land cover (MODIS MCD12Q1 tiles): the class of the nearest 500 m pixel as
+  one-hot ``lc_<code>`` features, the same lookup (:func:`land_cover_at`) for towers and tiles.
 
 Every function returns float32/float64 arrays with dims ``(time, y, x)`` for tiles or a
 DataFrame indexed by (site, time) for points; NaN where a predictor is missing.
@@ -19,9 +21,19 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import xarray as xr
+from pyproj import Transformer
 
 from fluxscape.errors import FluxscapeError
 from fluxscape.readers.cf_meteo import open_cf_meteo
+from fluxscape.readers.modis_hdf4 import (
+    GRID_X_MIN_M,
+    GRID_Y_MAX_M,
+    SINUSOIDAL_PROJ,
+    TILE_SIZE_M,
+    open_modis_tile,
+    parse_filename,
+    read_grids,
+)
 
 SEASON_FEATURES = ("doy_sin", "doy_cos")
 
@@ -158,3 +170,65 @@ def phenology_features(
         "days_since_sos": since.drop_vars(drop).transpose("time", ...),
         "season_fraction": fraction.drop_vars(drop).transpose("time", ...),
     }
+
+
+def land_cover_files(paths: Sequence[str], key: str = "land_cover") -> dict[tuple[int, int], str]:
+    """The MCD12Q1 file of each tile (h, v) among ``paths``: the latest year, since the flux
+    models use the land cover as a static map (FLUXCOM's plant functional types). Other files
+    are ignored; FluxscapeError naming ``key`` when there is no MCD12Q1 file at all."""
+    latest: dict[tuple[int, int], tuple[int, str]] = {}
+    for path in paths:
+        meta = parse_filename(path)
+        if not meta or meta["product"] != "MCD12Q1":
+            continue
+        tile = (meta["h"], meta["v"])
+        year = int(meta["start"].year)
+        if tile not in latest or year > latest[tile][0]:
+            latest[tile] = (year, str(path))
+    if not latest:
+        shown = [str(p) for p in list(paths)[:3]]
+        raise FluxscapeError(
+            f"{key}: no MCD12Q1 file (MCD12Q1.AYYYY001.hHHvVV.061.*.hdf) among {len(paths)} "
+            f"file(s) {shown}"
+        )
+    return {tile: path for tile, (_, path) in latest.items()}
+
+
+def land_cover_at(
+    files: dict[tuple[int, int], str], layer: str, lon: np.ndarray, lat: np.ndarray
+) -> np.ndarray:
+    """Land-cover class (``layer`` of MCD12Q1: ``LC_Type1`` IGBP or ``LC_Type5`` PFT) of the
+    500 m pixel holding each point (nearest neighbour; lon/lat in degrees, any shape).
+    ``files`` from :func:`land_cover_files`. Returns int16 codes of the same shape, -1 where
+    no tile covers the point or the pixel is fill."""
+    lon, lat = np.asarray(lon, float), np.asarray(lat, float)
+    x, y = Transformer.from_crs("EPSG:4326", SINUSOIDAL_PROJ, always_xy=True).transform(
+        lon.ravel(), lat.ravel()
+    )
+    x, y = np.asarray(x), np.asarray(y)
+    h = np.floor((x - GRID_X_MIN_M) / TILE_SIZE_M).astype(int)
+    v = np.floor((GRID_Y_MAX_M - y) / TILE_SIZE_M).astype(int)
+    out = np.full(x.shape, -1, np.int16)
+    for (th, tv), path in files.items():
+        sel = np.flatnonzero((h == th) & (v == tv))
+        if not sel.size:
+            continue
+        grid = read_grids(path)[0]
+        (ulx, uly), (lrx, lry) = grid.upper_left, grid.lower_right
+        col = np.floor((x[sel] - ulx) / ((lrx - ulx) / grid.xdim)).astype(int)
+        row = np.floor((uly - y[sel]) / ((uly - lry) / grid.ydim)).astype(int)
+        col, row = np.clip(col, 0, grid.xdim - 1), np.clip(row, 0, grid.ydim - 1)
+        r0, c0 = int(row.min()), int(col.min())
+        roi = (slice(r0, int(row.max()) + 1), slice(c0, int(col.max()) + 1))
+        values = open_modis_tile(path, [layer], roi=roi)[layer].values
+        picked = values[row - r0, col - c0]
+        out[sel] = np.where(np.isfinite(picked), picked, -1).astype(np.int16)
+    return out.reshape(lon.shape)
+
+
+def land_cover_features(codes: np.ndarray, classes: Sequence[int]) -> dict[str, np.ndarray]:
+    """One-hot ``lc_<code>`` features (float64, same shape as ``codes``) for ``classes`` (the
+    classes found at the towers, fixed in the model card); a code not in ``classes`` or -1
+    (no class) is all zero."""
+    codes = np.asarray(codes)
+    return {f"lc_{c}": (codes == c).astype("float64") for c in classes}

@@ -65,12 +65,16 @@ class FluxTileTask:
     meteo_variables: tuple[str, ...]
     seasonal: bool
     phenology: str | None  # store of the phenology product giving days_since_sos etc.
+    land_cover_files: tuple[tuple[int, int, str], ...]  # (h, v, MCD12Q1 file) per tile
+    land_cover_layer: str
+    land_cover_classes: tuple[int, ...]  # the one-hot classes, fixed by the model card
     features: tuple[str, ...]
     model: str  # path of the saved FluxModel
 
 
-def feature_names(product) -> list[str]:
-    """The model features in order: vi variables, meteorology, then the season."""
+def feature_names(product, land_cover_classes: tuple[int, ...] = ()) -> list[str]:
+    """The model features in order: vi variables, meteorology, the season, then one
+    ``lc_<code>`` per land-cover class found at the towers."""
     names = list(product.predictors)
     if product.meteo:
         names += list(product.meteo_variables)
@@ -78,7 +82,14 @@ def feature_names(product) -> list[str]:
         names += list(pred.PHENOLOGY_FEATURES)
     if product.seasonal_features:
         names += list(pred.SEASON_FEATURES)
-    return names
+    return names + [f"lc_{c}" for c in land_cover_classes]
+
+
+def _land_cover_files(ctx: StepContext) -> dict[tuple[int, int], str]:
+    """The MCD12Q1 file per tile of the product's ``land_cover`` input (latest year)."""
+    p = ctx.product
+    files = expand_paths(ctx.workflow.inputs[p.land_cover].paths)
+    return pred.land_cover_files(files, key=f"products.{ctx.name}.land_cover")
 
 
 # --- driver: training ------------------------------------------------------------------------
@@ -122,17 +133,21 @@ def _tower_targets(
     return pd.concat(frames).set_index(["site", "time"]), skipped
 
 
-def _tower_predictors(ctx, source: Path, sites: pd.DataFrame, times, ends) -> pd.DataFrame:
+def _tower_predictors(
+    ctx, source: Path, sites: pd.DataFrame, times, ends, land_cover: pd.Series | None = None
+) -> pd.DataFrame:
     """Predictors at the towers, index (site, time); also records each tower's pixel centre
-    in ``OUT/reports/<product>/sites.csv``."""
+    (and land-cover class, ``land_cover``: codes indexed by site) in
+    ``OUT/reports/<product>/sites.csv``."""
     p = ctx.product
     at = pred.store_at_points(
         source, p.predictors, sites["lon"].values, sites["lat"].values, window=p.window
     )
     frame = {v: pred.fill_time_gaps(at[v]).transpose("site", "time").values for v in p.predictors}
-    sites.assign(pixel_x=at["pixel_x"].values, pixel_y=at["pixel_y"].values).rename_axis(
-        "site"
-    ).to_csv(_report_dir(ctx) / "sites.csv")
+    report = sites.assign(pixel_x=at["pixel_x"].values, pixel_y=at["pixel_y"].values)
+    if land_cover is not None:
+        report = report.assign(land_cover=land_cover.loc[sites.index].values)
+    report.rename_axis("site").to_csv(_report_dir(ctx) / "sites.csv")
     if p.meteo:
         files = expand_paths(ctx.workflow.inputs[p.meteo].paths)
         lon = xr.DataArray(sites["lon"].values, dims="site")
@@ -155,6 +170,12 @@ def _tower_predictors(ctx, source: Path, sites: pd.DataFrame, times, ends) -> pd
     if p.seasonal_features:
         season = pred.season_features(times, ends)
         frame |= {k: np.broadcast_to(v, (len(sites), len(times))) for k, v in season.items()}
+    if land_cover is not None:
+        classes = sorted(int(c) for c in set(land_cover) if c >= 0)
+        onehot = pred.land_cover_features(land_cover.loc[sites.index].values, classes)
+        frame |= {
+            k: np.broadcast_to(v[:, None], (len(sites), len(times))) for k, v in onehot.items()
+        }
     index = pd.MultiIndex.from_product([sites.index, times], names=["site", "time"])
     return pd.DataFrame({k: np.asarray(v).reshape(-1) for k, v in frame.items()}, index=index)
 
@@ -165,7 +186,9 @@ def _fingerprint(ctx: StepContext, table: pd.DataFrame) -> str:
     return digest.hexdigest()[:16]
 
 
-def _train(ctx: StepContext, table: pd.DataFrame, features: list[str]) -> tuple[str, dict]:
+def _train(
+    ctx: StepContext, table: pd.DataFrame, features: list[str], extra: dict | None = None
+) -> tuple[str, dict]:
     """Cross-validate (report in ``OUT/reports/<product>/``) and fit the FluxModel, or reuse
     the saved one when its fingerprint (workflow + training table) matches. Returns the model
     path and its card."""
@@ -212,6 +235,7 @@ def _train(ctx: StepContext, table: pd.DataFrame, features: list[str]) -> tuple[
         "min_qc": p.min_qc,
         "workflow": ctx.workflow.name,
         "fingerprint": fingerprint,
+        **(extra or {}),
     }
     return str(path), persist.save_model(model, path, card)
 
@@ -282,12 +306,29 @@ def plan(ctx: StepContext) -> Plan:
     if unknown:
         raise FluxscapeError(f"products.{ctx.name}: towers {unknown} are not in the site list")
     sites = sites.loc[sorted(set(tgt.index.get_level_values("site")))]
-    features = feature_names(p)
-    predictors = _tower_predictors(ctx, source, sites, times, ends)
+    lc_files, lc_codes, lc_classes, lc_card = {}, None, (), {}
+    if p.land_cover:
+        lc_files = _land_cover_files(ctx)
+        codes = pred.land_cover_at(
+            lc_files, p.land_cover_layer, sites["lon"].values, sites["lat"].values
+        )
+        lc_codes = pd.Series(codes, index=sites.index)
+        lc_classes = tuple(sorted(int(c) for c in set(codes) if c >= 0))
+        lc_card = {
+            "land_cover": {
+                "input": p.land_cover,
+                "layer": p.land_cover_layer,
+                "classes": list(lc_classes),
+                "files": sorted(Path(f).name for f in lc_files.values()),
+            }
+        }
+    features = feature_names(p, lc_classes)
+    predictors = _tower_predictors(ctx, source, sites, times, ends, lc_codes)
     table = predictors.join(tgt[list(p.targets)], how="inner").reset_index()
     table = table.dropna(subset=features).dropna(subset=list(p.targets), how="all")
     table.to_csv(_report_dir(ctx) / "training_table.csv", index=False)
-    model_path, card = _train(ctx, table, features)
+    model_path, card = _train(ctx, table, features, lc_card)
+    lc_classes = tuple(card.get("land_cover", {}).get("classes", lc_classes))
     meteo_files = expand_paths(wf.inputs[p.meteo].paths) if p.meteo else []
     variables = []
     for target in p.targets:
@@ -322,6 +363,9 @@ def plan(ctx: StepContext) -> Plan:
             tuple(p.meteo_variables),
             p.seasonal_features,
             str(source_store(ctx, p.phenology)) if p.phenology else None,
+            tuple((h, v, f) for (h, v), f in sorted(lc_files.items())),
+            p.land_cover_layer,
+            lc_classes,
             tuple(features),
             model_path,
         )
@@ -342,7 +386,7 @@ def plan(ctx: StepContext) -> Plan:
         "mean and ensemble spread, gC m-2 d-1",
         make_task=make_task,
         run_tile=run_flux_tile,
-        inputs=tower_files + meteo_files,
+        inputs=tower_files + meteo_files + sorted(lc_files.values()),
         skipped=skipped,
         finish=finish,
         source_attrs={
@@ -398,10 +442,16 @@ def tile_predictors(task: FluxTileTask) -> xr.Dataset:
             ph = ph[["sos", "eos"]].isel(y=task.rows, x=task.cols).load()
         phen = pred.phenology_features(ph["sos"], ph["eos"], times, ends)
         feats |= {k: v.drop_vars(["y", "x"], errors="ignore") for k, v in phen.items()}
+    shape = xr.ones_like(src[task.predictors[0]], dtype="float64")
     if task.seasonal:
-        shape = xr.ones_like(src[task.predictors[0]], dtype="float64")
         for name, values in pred.season_features(times, ends).items():
             feats[name] = shape * xr.DataArray(values, dims="time")
+    if task.land_cover_classes:
+        lon, lat = _tile_lonlat(src)
+        files = {(h, v): f for h, v, f in task.land_cover_files}
+        codes = pred.land_cover_at(files, task.land_cover_layer, lon.values, lat.values)
+        onehot = pred.land_cover_features(codes, task.land_cover_classes)
+        feats |= {k: shape * xr.DataArray(v, dims=("y", "x")) for k, v in onehot.items()}
     ds = xr.Dataset({k: v.drop_vars(["lon", "lat"], errors="ignore") for k, v in feats.items()})
     return ds[list(task.features)]
 

@@ -1,0 +1,116 @@
+"""MCD12Q1 land cover: the sample writer against the world's classes, the shared lookup used
+by the flux predictors at towers and tiles, its one-hot features and the config errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import REPO
+from pyproj import Transformer
+
+from fluxscape.errors import FluxscapeError, WorkflowError
+from fluxscape.pipeline import predictors as pred
+from fluxscape.pipeline.config import parse_workflow
+from fluxscape.readers.modis_hdf4 import SINUSOIDAL_PROJ, open_modis_tile
+from fluxscape.sample.generate import PFT_CODES, write_modis_landcover
+from fluxscape.sample.world import LAND_COVER, LC_NAMES, PRESETS, World
+
+WORLD = World(PRESETS["demo"])
+IGBP = np.array([LAND_COVER[n]["code"] for n in LC_NAMES])
+PFT = np.array([PFT_CODES[n] for n in LC_NAMES])
+
+
+@pytest.fixture(scope="module")
+def lc_files(tmp_path_factory) -> list[Path]:
+    return write_modis_landcover(WORLD, tmp_path_factory.mktemp("landcover"))
+
+
+def test_one_file_per_year_and_tile_named_like_lp_daac(lc_files):
+    names = sorted(p.name for p in lc_files)
+    assert len(names) == len(PRESETS["demo"].years)  # the demo region lies in h29v05
+    assert names[0].startswith("MCD12Q1.A2021001.h29v05.061.") and names[0].endswith(".hdf")
+
+
+def test_written_tile_decodes_to_the_world_classes_at_pixel_centres(lc_files):
+    ds = open_modis_tile(lc_files[-1])
+    assert ds.attrs["product"] == "MCD12Q1" and ds.attrs["grid_name"] == "MCD12Q1"
+    lc1 = ds["LC_Type1"].values
+    rows, cols = np.nonzero(np.isfinite(lc1))
+    rows, cols = rows[::7], cols[::7]
+    to_lonlat = Transformer.from_crs(SINUSOIDAL_PROJ, "EPSG:4326", always_xy=True)
+    lon, lat = to_lonlat.transform(ds["x"].values[cols], ds["y"].values[rows])
+    truth = WORLD.land_cover(np.asarray(lon), np.asarray(lat))
+    assert rows.size > 10_000
+    assert np.mean(lc1[rows, cols] == IGBP[truth]) > 0.99
+    assert np.mean(ds["LC_Type5"].values[rows, cols] == PFT[truth]) > 0.99
+    assert set(np.unique(ds["LW"].values[rows, cols])) == {2}  # land
+    assert int(ds["QC"].values[0, 0]) == 255  # fill outside the region, kept as a raw DN
+
+
+@pytest.mark.parametrize("layer,codes", [("LC_Type1", IGBP), ("LC_Type5", PFT)])
+def test_lookup_at_towers_is_the_world_class(lc_files, layer, codes):
+    sites = WORLD.towers()
+    files = pred.land_cover_files([str(p) for p in lc_files])
+    got = pred.land_cover_at(files, layer, sites["lon"].values, sites["lat"].values)
+    want = codes[WORLD.land_cover(sites["lon"].values, sites["lat"].values)]
+    assert got.tolist() == want.tolist()
+
+
+def test_lookup_on_a_grid_keeps_its_shape_and_marks_uncovered_points(lc_files):
+    files = pred.land_cover_files([str(p) for p in lc_files])
+    lon, lat = np.meshgrid(np.linspace(138.1, 138.9, 9), np.linspace(35.6, 36.4, 7))
+    got = pred.land_cover_at(files, "LC_Type1", lon, lat)
+    assert got.shape == (7, 9)
+    assert np.mean(got == IGBP[WORLD.land_cover(lon, lat)]) > 0.95  # 1 km grid vs 500 m pixels
+    far = pred.land_cover_at(files, "LC_Type1", np.array([10.0]), np.array([50.0]))
+    assert far.tolist() == [-1]  # no tile covers Europe
+
+
+def test_latest_year_per_tile_is_used_and_other_files_ignored(lc_files):
+    paths = [str(p) for p in lc_files] + ["/x/MOD13A2.A2022001.h29v05.061.2022018034215.hdf"]
+    files = pred.land_cover_files(paths)
+    assert list(files) == [(29, 5)] and ".A2022001." in files[(29, 5)]
+    with pytest.raises(FluxscapeError, match=r"products\.flux\.land_cover: no MCD12Q1 file"):
+        pred.land_cover_files(paths[-1:], key="products.flux.land_cover")
+
+
+def test_one_hot_features_for_the_tower_classes():
+    feats = pred.land_cover_features(np.array([[4, 12], [-1, 10]]), [4, 10])
+    assert list(feats) == ["lc_4", "lc_10"]
+    assert feats["lc_4"].tolist() == [[1, 0], [0, 0]]
+    assert feats["lc_10"].tolist() == [[0, 0], [0, 1]]  # class 12 absent at towers: all zero
+
+
+def _demo_doc() -> dict:
+    return yaml.safe_load((REPO / "workflows" / "demo.yaml").read_text())
+
+
+def test_demo_workflow_uses_the_land_cover_input():
+    for recipe in ("demo.yaml", "gpp-upscaling.yaml"):
+        doc = yaml.safe_load((REPO / "workflows" / recipe).read_text())
+        assert doc["products"]["flux"]["land_cover"] == "landcover", recipe
+        assert doc["inputs"]["landcover"]["reader"] == "modis_hdf4"
+
+
+def test_land_cover_with_the_wrong_reader_names_the_key():
+    doc = _demo_doc()
+    doc["inputs"]["landcover"]["reader"] = "cf_meteo"
+    with pytest.raises(WorkflowError, match=r"products\.flux\.land_cover: .*modis_hdf4"):
+        parse_workflow(yaml.safe_dump(doc))
+
+
+def test_land_cover_naming_no_input_names_the_key():
+    doc = _demo_doc()
+    doc["products"]["flux"]["land_cover"] = "lc"
+    with pytest.raises(WorkflowError, match=r"products\.flux\.land_cover: 'lc' is not one"):
+        parse_workflow(yaml.safe_dump(doc))
+
+
+def test_unknown_land_cover_layer_is_refused():
+    doc = _demo_doc()
+    doc["products"]["flux"]["land_cover_layer"] = "LC_Type3"
+    with pytest.raises(WorkflowError, match="land_cover_layer"):
+        parse_workflow(yaml.safe_dump(doc))
