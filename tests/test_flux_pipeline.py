@@ -19,7 +19,7 @@ import yaml
 
 from fluxscape.ml.persist import load_model
 from fluxscape.ml.timesteps import period_bounds
-from fluxscape.sample.world import PRESETS, World
+from fluxscape.sample.world import LAND_COVER, LC_NAMES, PRESETS, World
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +135,22 @@ def test_regional_totals_match_the_store(demo_out: Path, flux: xr.Dataset):
     assert both == pytest.approx(grid_total, rel=0.01)
     assert year.loc["Lakeside", "total_TgC"] < year.loc["East", "total_TgC"]  # inside East
     assert (year["sd_TgC"] > 0).all()
+
+
+def test_land_cover_classes_at_the_towers_become_one_hot_features(demo_out: Path, flux):
+    """The card lists one lc_<IGBP code> per class found at the towers (the world's classes),
+    sites.csv each tower's class, and the one-hot columns sum to 1 at every tower."""
+    card = json.loads(flux.attrs["model_card"])
+    sites = pd.read_csv(demo_out / "reports" / "flux" / "sites.csv")
+    world = World(PRESETS["demo"])
+    codes = np.array([LAND_COVER[n]["code"] for n in LC_NAMES])
+    truth = codes[world.land_cover(sites["lon"].values, sites["lat"].values)]
+    assert sites["land_cover"].tolist() == truth.tolist()
+    assert card["land_cover"]["layer"] == "LC_Type1"
+    assert card["land_cover"]["classes"] == sorted(set(truth.tolist()))
+    lc = [f"lc_{c}" for c in card["land_cover"]["classes"]]
+    assert card["features"][-len(lc) :] == lc
+    table = pd.read_csv(demo_out / "reports" / "flux" / "training_table.csv")
+    assert np.array_equal(table[lc].sum(axis=1).to_numpy(), np.ones(len(table)))
+    per_site = table.groupby("site")[lc].first().idxmax(axis=1).str[3:].astype(int)
+    assert per_site.to_dict() == dict(zip(sites["site"], truth.tolist(), strict=True))
