@@ -158,6 +158,11 @@ FIELD_NOTES = {
     "FluxProduct.meteo": "Input of gridded meteorology (reader `cf_meteo`), optional.",
     "FluxProduct.meteo_variables": "Meteorological predictors.",
     "FluxProduct.seasonal_features": "Add sin/cos of the day of year as predictors.",
+    "FluxProduct.land_cover": "Input of MODIS MCD12Q1 land-cover tiles (reader `modis_hdf4`), "
+    "optional: the static class (each tile's latest year) at the nearest 500 m pixel as one-hot "
+    "`lc_<code>` predictors, one per class found at the towers (listed in the model card).",
+    "FluxProduct.land_cover_layer": "MCD12Q1 layer of the land-cover classes: `LC_Type1` (IGBP) "
+    "or `LC_Type5` (plant functional types).",
     "FluxProduct.towers": "Input of FLUXNET FULLSET tower files (reader `fluxnet`): the targets.",
     "FluxProduct.sites": "FLUXNET `SitesList.csv` with tower coordinates "
     "(default: the one beside the tower files).",
