@@ -30,6 +30,9 @@ def test_sample_has_two_years_of_16_day_tiles_and_six_or_more_towers(sample_dir)
     assert sites["lon"].between(w, e).all() and sites["lat"].between(s, n).all()
     info = json.loads((sample_dir / "truth" / "world.json").read_text())
     assert info["years"] == [2021, 2022]
+    # one MCD12Q1 land-cover tile per year (the demo region lies in h29v05)
+    lc = sorted(p.name[:16] for p in (sample_dir / "landcover").glob("MCD12Q1.A*.h29v05.061.*.hdf"))
+    assert lc == ["MCD12Q1.A2021001", "MCD12Q1.A2022001"] and info["landcover_files"] == 2
 
 
 def test_tower_files_carry_the_true_gpp_within_noise(sample_dir):
