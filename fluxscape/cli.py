@@ -118,11 +118,19 @@ def sample_data(directory: Path, seed: int, preset: str) -> None:
 
 
 def _sample_is_current(directory: Path, preset: str, seed: int) -> bool:
+    """True when ``directory`` holds the sample world of ``preset`` and ``seed`` with every
+    source the preset writes today (a sample from an older fluxscape lacks newer sources)."""
+    from fluxscape.sample.world import PRESETS
+
     world = directory / "truth" / "world.json"
     if not world.exists():
         return False
     info = json.loads(world.read_text())
-    return info.get("preset") == preset and info.get("seed") == seed
+    return (
+        info.get("preset") == preset
+        and info.get("seed") == seed
+        and info.get("sources") == list(PRESETS[preset].sources)
+    )
 
 
 @cli.command(epilog="Example: fluxscape demo --out demo-out")

@@ -114,3 +114,23 @@ def test_unknown_land_cover_layer_is_refused():
     doc["products"]["flux"]["land_cover_layer"] = "LC_Type3"
     with pytest.raises(WorkflowError, match="land_cover_layer"):
         parse_workflow(yaml.safe_dump(doc))
+
+
+def test_demo_rewrites_a_sample_world_that_lacks_a_source_of_its_preset(tmp_path):
+    """`fluxscape demo` reuses OUT/sample only when it holds every source the preset writes
+    today: a sample from before land cover was added (no ``sources`` in world.json, or a
+    shorter list) is written again."""
+    import json
+
+    from fluxscape.cli import _sample_is_current
+    from fluxscape.sample.world import PRESETS
+
+    world = tmp_path / "truth" / "world.json"
+    world.parent.mkdir(parents=True)
+    current = list(PRESETS["demo"].sources)
+    assert "landcover" in current and "landcover" in PRESETS["demo-4x"].sources
+    for sources, expected in ((None, False), (current[:-1], False), (current, True)):
+        info = {"preset": "demo", "seed": 42} | ({"sources": sources} if sources else {})
+        world.write_text(json.dumps(info))
+        assert _sample_is_current(tmp_path, "demo", 42) is expected
+    assert not _sample_is_current(tmp_path, "demo", 7)

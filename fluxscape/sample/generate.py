@@ -606,6 +606,7 @@ def write_sample_world(out_dir: str | Path, preset: str = "demo", seed: int = 42
         "seed": seed,
         "bbox": list(world.preset.bbox),
         "years": list(world.preset.years),
+        "sources": list(world.preset.sources),
         **{f"{k}_files" if k != "towers" else "tower_files": len(v) for k, v in files.items()},
         "towers": world.towers().to_dict(orient="records"),
         "events": world.events(),

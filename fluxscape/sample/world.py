@@ -87,6 +87,7 @@ PRESETS = {
         n_disturbances=12,
         event_year=2022,
         heat_wave=True,
+        sources=(*ALL_SOURCES, "landcover"),
     ),
     "disturbance": Preset(
         "disturbance",
