@@ -50,10 +50,9 @@ from fluxscape.sample.modis_writer import (
     MCD12Q1,
     MCD64A1,
     MOD11A2,
-    MOD11A2_SDS,
-    MOD13_SDS,
     MOD13A2,
     MODIS_500M,
+    ModisProduct,
     TileSpec,
     write_modis_grid,
 )
@@ -158,6 +157,28 @@ class _TileData:
         out[self.window] = window_values
         return out
 
+    def write(
+        self,
+        out: Path,
+        product: ModisProduct,
+        window: dict[str, np.ndarray],
+        start: datetime,
+        end: datetime,
+        production: datetime,
+        fills: dict[str, int] | None = None,
+    ) -> Path:
+        """Write one ``product`` file of this tile into ``out``: each SDS's ``window`` values
+        in the data window, its fill (or ``fills[name]``) elsewhere; LP DAAC file name."""
+        fills = fills or {}
+        layers = {
+            x.name: self.full(window[x.name], fills.get(x.name, x.fill), x.dtype)
+            for x in product.sds
+        }
+        name = _file_name(product.short_name, start, self.spec, production)
+        return write_modis_grid(
+            out / name, product, self.spec, layers, start, end, self.bbox, production
+        )
+
 
 def _file_name(short_name: str, start: datetime, tile: TileSpec, production: datetime) -> str:
     """LP DAAC file name ``<short>.AYYYYDDD.hHHvVV.061.<YYYYDDDHHMMSS>.hdf``."""
@@ -196,7 +217,7 @@ def write_modis_vi(world: World, out: Path, rng: np.random.Generator) -> list[Pa
     paths = []
     bbox = world.preset.bbox
     for td in _region_tiles(bbox):
-        tile, lon, lat = td.spec, td.lon, td.lat
+        lon, lat = td.lon, td.lat
         bright = world.brightness(lon, lat)
         for start in composite_starts(world.preset.years):
             year_end = datetime(start.year, 12, 31)
@@ -241,17 +262,8 @@ def write_modis_vi(world: World, out: Path, rng: np.random.Generator) -> list[Pa
                 "composite day of the year": doy.astype(np.int16),
                 "pixel reliability": reliability,
             }
-            layers = {}
-            for spec in MOD13_SDS:
-                layers[spec.name] = td.full(layers_win[spec.name], spec.fill, spec.dtype)
             production = start + timedelta(days=17, hours=3, minutes=42, seconds=15)
-            name = _file_name("MOD13A2", start, tile, production)
-            bbox_tile = td.bbox
-            paths.append(
-                write_modis_grid(
-                    out / name, MOD13A2, tile, layers, start, end, bbox_tile, production
-                )
-            )
+            paths.append(td.write(out, MOD13A2, layers_win, start, end, production))
     return paths
 
 
@@ -326,6 +338,10 @@ def _lst_layers(lst_true, air, p_cloud, ndvi, rng) -> dict:
     }
 
 
+#: Outside the data window MOD11A2 QC words say "not produced" rather than their fill 0.
+MOD11_QC_FILL = {x.name: QC_LST_NOT_PRODUCED for x in MOD11A2.sds if x.name.startswith("QC_")}
+
+
 def write_modis_lst(world: World, out: Path, rng: np.random.Generator) -> list[Path]:
     """Write MOD11A2 8-day LST tiles for the world's years: daytime LST from
     :meth:`World.land_surface_temperature` (heat wave included) over the clear days of each
@@ -333,7 +349,7 @@ def write_modis_lst(world: World, out: Path, rng: np.random.Generator) -> list[P
     paths = []
     bbox = world.preset.bbox
     for td in _region_tiles(bbox):
-        tile, lon, lat, bbox_tile = td.spec, td.lon, td.lat, td.bbox
+        lon, lat = td.lon, td.lat
         for year in world.preset.years:
             days = pd.date_range(f"{year}-01-01", f"{year}-12-31", freq="D")
             lst_true = world.land_surface_temperature(lon, lat, days)
@@ -347,17 +363,10 @@ def write_modis_lst(world: World, out: Path, rng: np.random.Generator) -> list[P
                 layers_win = _lst_layers(
                     lst_true[..., sel], air[..., sel], p_cloud[sel], ndvi_mid[..., i], rng
                 )
-                layers = {}
-                for s in MOD11A2_SDS:
-                    fill = QC_LST_NOT_PRODUCED if s.name.startswith("QC_") else s.fill
-                    layers[s.name] = td.full(layers_win[s.name], fill, s.dtype)
                 end = start + timedelta(days=sel.stop - sel.start - 1)
                 production = start + timedelta(days=9, hours=4, minutes=35, seconds=12)
-                name = _file_name("MOD11A2", start, tile, production)
                 paths.append(
-                    write_modis_grid(
-                        out / name, MOD11A2, tile, layers, start, end, bbox_tile, production
-                    )
+                    td.write(out, MOD11A2, layers_win, start, end, production, MOD11_QC_FILL)
                 )
     return paths
 
@@ -380,7 +389,7 @@ def write_modis_burned_area(world: World, out: Path, rng: np.random.Generator) -
     paths = []
     bbox = world.preset.bbox
     for td in _region_tiles(bbox, MODIS_500M):
-        tile, lon, lat, bbox_tile = td.spec, td.lon, td.lat, td.bbox
+        lon, lat = td.lon, td.lat
         truth = world.disturbance(lon, lat)
         fire = truth["kind"] == 2
         year = world.preset.event_year or 0
@@ -408,16 +417,8 @@ def write_modis_burned_area(world: World, out: Path, rng: np.random.Generator) -
                     "First Day": np.where(unmapped, -1, first).astype(np.int16),
                     "Last Day": np.where(unmapped, -1, last).astype(np.int16),
                 }
-                layers = {}
-                for spec in MCD64A1.sds:
-                    layers[spec.name] = td.full(window[spec.name], spec.fill, spec.dtype)
                 production = end + timedelta(days=25, hours=5, minutes=12, seconds=41)
-                name = _file_name("MCD64A1", start, tile, production)
-                paths.append(
-                    write_modis_grid(
-                        out / name, MCD64A1, tile, layers, start, end, bbox_tile, production
-                    )
-                )
+                paths.append(td.write(out, MCD64A1, window, start, end, production))
     return paths
 
 
@@ -443,16 +444,10 @@ def write_modis_landcover(world: World, out: Path) -> list[Path]:
             "QC": np.zeros(lc.shape, np.uint8),
             "LW": np.full(lc.shape, 2, np.uint8),
         }
-        layers = {x.name: td.full(window[x.name], x.fill, x.dtype) for x in MCD12Q1.sds}
         for year in world.preset.years:
             start, end = datetime(year, 1, 1), datetime(year, 12, 31)
             production = datetime(year + 1, 7, 9, 3, 41, 7)
-            name = _file_name("MCD12Q1", start, td.spec, production)
-            paths.append(
-                write_modis_grid(
-                    out / name, MCD12Q1, td.spec, layers, start, end, td.bbox, production
-                )
-            )
+            paths.append(td.write(out, MCD12Q1, window, start, end, production))
     return paths
 
 
