@@ -217,6 +217,12 @@ def demo(out: Path, workers: int | None) -> None:
     default=None,
     help="Publish into this catalog folder (overrides output.catalog; may be shared by runs).",
 )
+@click.option(
+    "--allow-partial",
+    is_flag=True,
+    help="Publish a product even when more than max_skipped_share of its inputs were "
+    "skipped, marked as partial in the store and the catalog.",
+)
 def run(
     workflow: Path,
     out: Path | None,
@@ -225,6 +231,7 @@ def run(
     resume: bool,
     fresh: bool,
     catalog_dir: Path | None,
+    allow_partial: bool,
 ) -> None:
     """Run a workflow file: every product, tile by tile, then publish to the catalog."""
     from fluxscape.pipeline.run import run_workflow
@@ -241,6 +248,7 @@ def run(
         resume=resume,
         fresh=fresh,
         catalog=catalog_dir,
+        allow_partial=allow_partial,
     )
     for p in result.products:
         click.echo(

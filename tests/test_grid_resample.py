@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
+from fluxscape.pipeline.resample import gather, nearest_index
 from odc.geo.xr import xr_reproject
 
-from fluxscape.pipeline.config import Region
 from fluxscape.pipeline.grid import target_grid
-from fluxscape.pipeline.resample import gather, nearest_index
+from fluxscape.pipeline.schema import Region
 from fluxscape.readers.modis_hdf4 import open_modis_tile, tile_geobox
 
 

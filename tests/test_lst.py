@@ -22,7 +22,8 @@ from conftest import REPO, run_cli
 from fluxscape.errors import WorkflowError
 from fluxscape.pipeline.config import parse_workflow, run_order
 from fluxscape.pipeline.timeaxis import period_lengths
-from fluxscape.products import anomaly, qa
+from fluxscape.products import anomaly
+from fluxscape.readers import qa
 from fluxscape.readers.modis_hdf4 import open_modis_tile
 from fluxscape.sample.world import PRESETS, World
 
@@ -332,20 +333,26 @@ def test_slots_period_lengths_and_annual_heat_summary_on_a_small_series():
     np.testing.assert_array_equal(out["heat_onset"], [[353, np.nan], [9, np.nan], [np.nan] * 2])
 
 
-def test_adapter_read_lst_qc_other_quality_hides_cold_residual_cloud(disturbance_run, world):
+def test_source_read_lst_qc_other_quality_hides_cold_residual_cloud(disturbance_run, world):
     """max_qa 1 adds the composites QC marks 'other quality': in the sample world those carry
     undetected cloud, 2-6 K too cold."""
-    from fluxscape.pipeline.adapters.base import tile_lonlat
-    from fluxscape.pipeline.adapters.modis import index, read_lst
-    from fluxscape.pipeline.config import Region
     from fluxscape.pipeline.grid import target_grid
+    from fluxscape.pipeline.inputs import TileInputs, index_input, read_onto_tile
+    from fluxscape.pipeline.schema import Region
+    from fluxscape.readers.ontile import tile_lonlat
 
     tile = target_grid(Region(bbox=PRESETS["disturbance"].bbox), 40).tiles[0].geobox
     path = str(_mod11(disturbance_run, "2022105"))
-    granules, skipped = index([path], {"products": ["MOD11"]})
-    assert not skipped
-    strict = read_lst(granules, tile, {"max_qa": 0}, [])[0][1]
-    loose = read_lst(granules, tile, {"max_qa": 1}, [])[0][1]
+    index = index_input("lst", "modis_hdf4", [path])
+    assert not index.skipped and index.granules[0].layers == {"lst"}
+
+    def read(max_qa):
+        got = read_onto_tile(
+            "modis_hdf4", index.granules, tile, {"lst"}, {"max_qa": max_qa}, TileInputs()
+        )
+        return next(got)[1]
+
+    strict, loose = read(0), read(1)
     extra = loose["usable"] & ~strict["usable"]
     assert extra.mean() > 0.01 and (loose["reliability"][extra] == 1).all()
     lon, lat = tile_lonlat(tile)

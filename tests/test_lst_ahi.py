@@ -22,13 +22,14 @@ from conftest import run_cli
 from pyorbital.astronomy import cos_zen
 
 from fluxscape.errors import FluxscapeError
-from fluxscape.pipeline.adapters import adapter_for
-from fluxscape.pipeline.adapters.ahi import _lst_quality, index_ptree, read_lst_ptree
-from fluxscape.pipeline.adapters.base import tile_lonlat
-from fluxscape.pipeline.config import Region
+from fluxscape.pipeline.config import parse_workflow
 from fluxscape.pipeline.grid import target_grid
-from fluxscape.products import split_window
-from fluxscape.readers.ahi_ptree import open_ptree
+from fluxscape.pipeline.inputs import TileInputs, index_input, read_onto_tile
+from fluxscape.pipeline.schema import Region
+from fluxscape.readers import split_window
+from fluxscape.readers.ahi_ptree import lst_quality, open_ptree
+from fluxscape.readers.ontile import tile_lonlat
+from fluxscape.readers.registry import get_reader
 from fluxscape.sample.ahi_writer import ptree_scan_offset_minutes
 from fluxscape.sample.generate import PTREE_DAY_STEP
 from fluxscape.sample.world import PRESETS, World
@@ -126,11 +127,16 @@ def test_split_window_scene_lst_within_1_k_of_the_worlds_skin_temperature(distur
     ``max_qa: 0`` leaves them out; cloudy pixels are never usable."""
     tile = target_grid(Region(bbox=PRESETS["disturbance"].bbox), 40).tiles[0].geobox
     files = [str(f) for m in range(5, 10) for f in _ptree_files(disturbance_run, f"2022{m:02d}")]
-    granules, skipped = index_ptree(files, {})
-    assert not skipped and len(granules) == len(files) >= 70
+    index = index_input("ahi", "ahi_ptree", files)
+    granules = index.granules
+    assert not index.skipped and len(granules) == len(files) >= 70
+    assert all("lst" in g.layers for g in granules)
     lon, lat = tile_lonlat(tile)
     err = {0: [], 1: []}
-    for granule, layers in read_lst_ptree(granules, tile, {"max_qa": 0}, []):
+    record = TileInputs()
+    for granule, layers in read_onto_tile(
+        "ahi_ptree", granules, tile, {"lst"}, {"max_qa": 0}, record
+    ):
         day = pd.DatetimeIndex([pd.Timestamp(granule.start.date())])
         skin = _skin(world, lon, lat, day)[..., 0]
         rel = layers["reliability"]
@@ -165,7 +171,7 @@ def test_lst_quality_marks_clouds_their_2_pixel_edges_and_missing_lst():
     red[3, 3] = 0.5  # bright cloud
     bt[0, 6] = 250.0  # cold cloud top
     lst[6, 0] = np.nan  # no LST (fill)
-    q = _lst_quality(red, bt, lst)
+    q = lst_quality(red, bt, lst)
     assert q[3, 3] == 2 and q[0, 6] == 2 and q[6, 0] == 3
     assert q[1, 3] == 1 and q[5, 5] == 1 and q[2, 4] == 1 and q[2, 6] == 1  # <= 2 pixels
     assert q[0, 3] == 0 and q[6, 6] == 0 and q[3, 0] == 0  # 3 pixels away
@@ -264,20 +270,20 @@ def test_corrupt_ptree_file_is_skipped_and_recorded(disturbance_run, tmp_path):
     assert np.isfinite(ds.lst.values).mean() >= 0.8
 
 
-def test_lst_from_a_reader_without_lst_names_the_readers_that_have_it():
-    assert adapter_for("ahi_ptree").read_lst is read_lst_ptree
-    assert adapter_for("ahi_hsd").read_lst is None  # HSD sample files carry B13 only
-    assert adapter_for("sgli_l2").read_lst is None
-    from fluxscape.pipeline.steps import lst
-
-    class Ctx:  # just enough of a StepContext for plan() to reach the reader check
-        name = "lst_x"
-
-        class product:  # noqa: N801
-            input = "sgli"
-
-        class workflow:  # noqa: N801
-            inputs = {"sgli": type("I", (), {"reader": "sgli_l2", "paths": []})()}
-
-    with pytest.raises(FluxscapeError, match="gives no land surface temperature.*ahi_ptree"):
-        lst.plan(Ctx)
+def test_lst_from_a_reader_without_lst_names_the_readers_that_have_it(tmp_path):
+    assert get_reader("ahi_ptree").gives("lst")
+    assert not get_reader("ahi_hsd").gives("lst")  # HSD sample files carry B13 only
+    assert not get_reader("sgli_l2").gives("lst")
+    (tmp_path / "x.h5").write_bytes(b"")
+    text = f"""
+name: lst_x
+region: {{bbox: [138.0, 35.5, 138.5, 36.0]}}
+period: {{start: 2022-01-01, end: 2022-12-31, step: 8D}}
+data_dir: {tmp_path}
+inputs:
+  sgli: {{reader: sgli_l2, paths: ["*.h5"]}}
+products:
+  lst_x: {{kind: lst, input: sgli, baseline: [2022, 2022]}}
+"""
+    with pytest.raises(FluxscapeError, match=r"products\.lst_x\.input: .*gives no lst.*ahi_ptree"):
+        parse_workflow(text)

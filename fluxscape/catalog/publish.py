@@ -81,6 +81,7 @@ def build_collection(
             "fluxscape:models": attrs.get("models", []),
             "fluxscape:inputs": len(attrs.get("inputs", [])),
             "fluxscape:skipped_inputs": attrs.get("skipped_inputs", []),
+            "fluxscape:partial": bool(attrs.get("partial", False)),
             "created": attrs.get("date_created"),
         },
     )

@@ -13,7 +13,7 @@ import dask
 from distributed import Client, LocalCluster
 
 from fluxscape.errors import FluxscapeError
-from fluxscape.pipeline.config import DaskSettings
+from fluxscape.pipeline.schema import DaskSettings
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def dask_client(settings: DaskSettings) -> Iterator[Client]:
             n_workers=settings.workers,
             threads_per_worker=settings.threads_per_worker,
             memory_limit=settings.memory_limit,
-            processes=True,
+            processes=settings.processes,
             dashboard_address=None,
             silence_logs=logging.ERROR,
         ) as cluster,

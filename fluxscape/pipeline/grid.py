@@ -14,7 +14,7 @@ from odc.geo import resxy_
 from odc.geo.geobox import GeoBox, GeoboxTiles
 from odc.geo.geom import BoundingBox
 
-from fluxscape.pipeline.config import Region
+from fluxscape.pipeline.schema import Region
 
 
 @dataclass(frozen=True)
@@ -34,10 +34,12 @@ class Tile:
 
 @dataclass(frozen=True)
 class TargetGrid:
-    """The region's GeoBox and its tiles (row-major from the north-west)."""
+    """The region's GeoBox, its tiling (odc-geo GeoboxTiles: tile-by-geometry queries) and
+    its tiles (row-major from the north-west)."""
 
     geobox: GeoBox
     tiles: tuple[Tile, ...]
+    tiling: GeoboxTiles | None = None
 
 
 def region_geobox(region: Region) -> GeoBox:
@@ -60,4 +62,4 @@ def target_grid(region: Region, tile_size: int) -> TargetGrid:
         for ix in range(nx):
             rows, cols = tiling.roi[iy, ix]
             tiles.append(Tile((iy, ix), tiling[iy, ix], rows, cols))
-    return TargetGrid(box, tuple(tiles))
+    return TargetGrid(box, tuple(tiles), tiling)

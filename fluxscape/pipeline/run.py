@@ -12,6 +12,7 @@ import os
 import resource
 import shutil
 import time
+import traceback
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,14 +25,15 @@ import fluxscape
 from fluxscape.errors import FluxscapeError
 from fluxscape.pipeline import config as cfg
 from fluxscape.pipeline.cluster import dask_client
-from fluxscape.pipeline.grid import TargetGrid, target_grid
+from fluxscape.pipeline.inputs import file_checksum, index_input
 from fluxscape.pipeline.progress import progress
 from fluxscape.pipeline.quicklook import write_quicklooks
 from fluxscape.pipeline.report import record_run, write_report
-from fluxscape.pipeline.sources import file_checksum
+from fluxscape.pipeline.schema import input_names
 from fluxscape.pipeline.steps import step_for
 from fluxscape.pipeline.steps.base import StepContext
-from fluxscape.pipeline.store import Manifest, create_store, finalize_store
+from fluxscape.pipeline.store import Manifest, create_store, finalize_store, write_tile
+from fluxscape.readers.registry import get_reader
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +92,18 @@ def run_workflow(
     resume: bool = False,
     fresh: bool = False,
     catalog: str | Path | None = None,
+    allow_partial: bool = False,
 ) -> RunResult:
     """Run a workflow file. ``resume`` continues stores a previous run started (finished
-    tiles are skipped, finished stores left untouched); ``fresh`` deletes them first; with
-    neither, existing stores are an error so that nothing written is lost. ``catalog``
-    overrides the workflow's catalog directory (e.g. one shared by several runs)."""
+    tiles are skipped, finished stores left untouched); ``fresh`` rebuilds them (the published
+    store stays readable until the new one replaces it); with neither, existing stores are an
+    error so that nothing written is lost. ``catalog`` overrides the workflow's catalog
+    directory (e.g. one shared by several runs). ``allow_partial`` publishes a product whose
+    share of skipped inputs exceeds ``max_skipped_share``, marked as partial.
+
+    Every input the products read is indexed, and every product checked, before the first
+    product runs. The run's log (tracebacks of failed tiles included) is
+    ``OUT/.fluxscape/run.log``."""
     started = time.monotonic()
     wf = prepare(workflow_path, out, data_dir, scheduler, workers)
     if catalog is not None:
@@ -105,16 +114,14 @@ def run_workflow(
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_if_changed(out_dir / "workflow.yaml", cfg.workflow_yaml(wf))
     results = []
-    with _lazy_client(wf.dask) as lazy:
-        for name in cfg.run_order(wf.products):
-            product = wf.products[name]
-            step = step_for(product.kind)
-            if hasattr(step, "grid"):
-                grid = step.grid(wf.region, product, wf.tile_size)
-            else:
-                grid = target_grid(wf.region, wf.tile_size)
+    with _run_log(out_dir / STATE_DIR / "run.log"), _lazy_client(wf.dask) as lazy:
+        contexts = _contexts(wf, out_dir, resume, fresh)
+        for ctx in contexts.values():
+            if ctx is not None:
+                step_for(ctx.product.kind).check(ctx)
+        for name, ctx in contexts.items():
             results.append(
-                _run_product(wf, name, product, grid, out_dir, lazy.get, resume, fresh, run_id)
+                _run_product(wf, name, ctx, lazy.get, resume, fresh, run_id, allow_partial)
             )
         workers_peak = lazy.peak_worker_mib()
     result = RunResult(out_dir, wf, results, time.monotonic() - started)
@@ -122,6 +129,92 @@ def run_workflow(
     record_run(result, result.peak_memory_mib)
     write_report(result, result.peak_memory_mib)
     return result
+
+
+def _contexts(wf: cfg.Workflow, out_dir: Path, resume: bool, fresh: bool) -> dict:
+    """Per product in run order, its StepContext, or None when its store is complete and
+    will be kept. The raster and sounding inputs of the products to run are indexed here,
+    once; an input none of whose files can be read is an error before any product runs."""
+    digest = cfg.workflow_hash(wf)
+    todo = {}
+    for name in cfg.run_order(wf.products):
+        product = wf.products[name]
+        state = Manifest(out_dir / STATE_DIR / f"{name}.manifest.jsonl").read()
+        keep = resume and not fresh and state["complete"] and _store(out_dir, name).exists()
+        todo[name] = None if keep else product
+    needed = sorted({i for p in todo.values() if p is not None for i in input_names(p)})
+    index = {}
+    for name in needed:
+        inp = wf.inputs[name]
+        if get_reader(inp.reader).granule_info is None:
+            continue
+        found = index_input(name, inp.reader, inp.paths)
+        if found.files and not found.granules and found.skipped:
+            raise FluxscapeError(
+                f"inputs.{name}: none of its {len(found.files)} file(s) could be read "
+                f"(first: {found.skipped[0].path}: {found.skipped[0].reason})"
+            )
+        for s in found.skipped:
+            log.warning("skipped input %s: %s", s.path, s.reason)
+        index[name] = found
+    contexts = {}
+    for name, product in todo.items():
+        if product is None:
+            contexts[name] = None
+            continue
+        grid = step_for(product.kind).grid(wf, product)
+        contexts[name] = StepContext(
+            wf, name, product, grid, _staging(out_dir, name), out_dir, index, digest
+        )
+    return contexts
+
+
+def _store(out_dir: Path, name: str) -> Path:
+    """Where a finished product store is published."""
+    return out_dir / "products" / f"{name}.zarr"
+
+
+def _staging(out_dir: Path, name: str) -> Path:
+    """Where a product store is built until it is finished (readers never see it)."""
+    return out_dir / STATE_DIR / "building" / f"{name}.zarr"
+
+
+class _run_log:
+    """Also write the fluxscape log (with tracebacks) to ``path`` during a run."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.handler = None
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.handler = logging.FileHandler(self.path)
+        self.handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        )
+        self.handler.setLevel(logging.INFO)
+        root = logging.getLogger("fluxscape")
+        root.addHandler(self.handler)
+        if root.getEffectiveLevel() > logging.INFO:
+            self._level = root.level
+            root.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc):
+        root = logging.getLogger("fluxscape")
+        root.removeHandler(self.handler)
+        if hasattr(self, "_level"):
+            root.setLevel(self._level)
+        self.handler.close()
+        return False
+
+
+def execute_tile(run_tile, task, store: str) -> dict:
+    """Run one tile task on a worker and write its data into the store's region: the runner
+    alone writes stores. Returns the manifest entry (tile id and what the tile read)."""
+    result = run_tile(task)
+    write_tile(Path(store), result.data, task.tile.rows, task.tile.cols)
+    return {"tile": task.tile.id, **result.inputs.to_json()}
 
 
 def _peak_rss_mib() -> float:
@@ -164,54 +257,58 @@ class _lazy_client:
 def _run_product(
     wf: cfg.Workflow,
     name: str,
-    product,
-    grid: TargetGrid,
-    out_dir: Path,
+    ctx: StepContext | None,
     get_client,
     resume: bool,
     fresh: bool,
     run_id: str = "",
+    allow_partial: bool = False,
 ) -> ProductResult:
-    from fluxscape.catalog.publish import publish_store, unpublish
+    from fluxscape.catalog.publish import publish_store
 
-    store = out_dir / "products" / f"{name}.zarr"
+    out_dir = Path(wf.output.dir)
+    store, staging = _store(out_dir, name), _staging(out_dir, name)
     manifest = Manifest(out_dir / STATE_DIR / f"{name}.manifest.jsonl")
     catalog_dir = _catalog_dir(wf, out_dir)
     digest = cfg.workflow_hash(wf)
     publish = {"access": cfg.product_access(wf, name), "run_id": run_id}
-    if fresh:
-        unpublish(catalog_dir, wf.name, name)
-        shutil.rmtree(store, ignore_errors=True)
-        manifest.path.unlink(missing_ok=True)
-    state = manifest.read()
-    exists = store.exists() or bool(state["tiles"])
-    if exists and not resume:
-        raise FluxscapeError(
-            f"{store} already exists; use --resume to continue it or --fresh to start again"
-        )
-    if exists and state["workflow_hash"] not in (None, digest):
-        raise FluxscapeError(
-            f"{store} was made by a different workflow (digest {state['workflow_hash']}, now "
-            f"{digest}); use --fresh to rebuild it"
-        )
-    if exists and not store.exists():
-        raise FluxscapeError(
-            f"{manifest.path} lists finished tiles but {store} is missing; use --fresh to "
-            "start again"
-        )
-    total = len(grid.tiles)
-    if state["complete"]:
+    if ctx is None:  # complete, and kept (--resume)
+        total = len(step_for(wf.products[name].kind).grid(wf, wf.products[name]).tiles)
         log.info("%s: complete already (%d tiles); nothing to do", name, total)
         published = publish_store(
             store, catalog_dir, wf.name, name, only_if_missing=True, **publish
         )
         return ProductResult(name, store, total, 0, published=published)
+    if fresh:
+        shutil.rmtree(staging, ignore_errors=True)
+        manifest.path.unlink(missing_ok=True)
+    state = manifest.read()
+    exists = store.exists() or staging.exists() or bool(state["tiles"])
+    if exists and not (resume or fresh):
+        raise FluxscapeError(
+            f"{store if store.exists() else staging} already exists; use --resume to continue "
+            "it or --fresh to start again"
+        )
+    if (staging.exists() or state["tiles"]) and state["workflow_hash"] not in (None, digest):
+        raise FluxscapeError(
+            f"{staging} was made by a different workflow (digest {state['workflow_hash']}, now "
+            f"{digest}); use --fresh to rebuild it"
+        )
+    if state["tiles"] and not staging.exists():
+        raise FluxscapeError(
+            f"{manifest.path} lists finished tiles but {staging} is missing; use --fresh to "
+            "start again"
+        )
+    if state["complete"] and store.exists() and not staging.exists():
+        state = {"workflow_hash": None, "tiles": {}, "complete": False}  # rebuilt: --fresh
 
-    plan = step_for(product.kind).plan(StepContext(wf, name, product, grid, store, out_dir))
-    if not store.exists():
-        store.parent.mkdir(parents=True, exist_ok=True)
+    grid = ctx.grid
+    step = step_for(ctx.product.kind)
+    plan = step.plan(ctx)
+    if not staging.exists():
+        staging.parent.mkdir(parents=True, exist_ok=True)
         create_store(
-            store,
+            staging,
             grid.geobox,
             plan.dims,
             plan.variables,
@@ -220,70 +317,129 @@ def _run_product(
         )
         manifest.start(digest)
         state = manifest.read()
+    total = len(grid.tiles)
     todo = [t for t in grid.tiles if t.id not in state["tiles"]]
     log.info(
-        "%s: %d of %d tiles to run (%d inputs, %d skipped)",
+        "%s: %d of %d tiles to run (%d candidate inputs, %d skipped, %d of other kinds)",
         name,
         len(todo),
         total,
         len(plan.inputs),
         len(plan.skipped),
+        len(plan.ignored),
     )
-    for s in plan.skipped:
-        log.warning("skipped input %s: %s", s.path, s.reason)
-    failures = []
+    for s in plan.ignored:
+        log.debug("%s ignores %s: %s", name, s.path, s.reason)
     if todo:
-        client = get_client()
-        # Keep a few tasks per worker in flight rather than the whole region's: the driver's
-        # memory then depends on the tile, not on the number of tiles.
-        in_flight = 2 * max(1, len(client.scheduler_info().get("workers", {})) or wf.dask.workers)
-        pending = iter(todo)
-
-        def submit(tile):
-            return client.submit(
-                plan.run_tile,
-                plan.make_task(tile),
-                key=f"{name}-tile-{tile.id}-{digest}",
-                pure=False,
-            )
-
-        queue = as_completed([submit(t) for _, t in zip(range(in_flight), pending, strict=False)])
-        bar = progress(f"{name} tiles", len(todo))
-        try:
-            for future in queue:
-                nxt = next(pending, None)
-                if nxt is not None:
-                    queue.add(submit(nxt))
-                try:
-                    result = future.result()
-                except Exception as exc:
-                    failures.append(f"{exc}")
-                    log.error("%s: a tile failed: %s", name, exc)
-                    continue
-                for s in result["skipped"]:
-                    log.warning("skipped input %s: %s", s["file"], s["reason"])
-                manifest.append(result)
-                bar.advance(f"tile {result['tile']}")
-        finally:
-            bar.close()
-    if failures:
-        raise FluxscapeError(
-            f"{name}: {len(failures)} tile(s) failed (first: {failures[0]}); fix the cause and "
-            "rerun with --resume"
-        )
+        _run_tiles(wf, name, plan, step, todo, staging, manifest, get_client, digest)
     state = manifest.read()
+    entries = list(state["tiles"].values())
     all_skipped = _merge_skipped(
-        [s.to_json() for s in plan.skipped],
-        [s for e in state["tiles"].values() for s in e["skipped"]],
+        [s.to_json() for s in plan.skipped], [s for e in entries for s in e["skipped"]]
     )
-    used = [f for f in plan.inputs if f not in {s["file"] for s in all_skipped}]
+    skipped_files = {s["file"] for s in all_skipped}
+    if plan.observed:
+        if not any(e.get("observations", 0) for e in entries):
+            raise FluxscapeError(
+                f"products.{name}: its tiles read no usable observation from "
+                f"{len(plan.inputs)} candidate input file(s)"
+                + (
+                    f"; {len(all_skipped)} skipped (first: {all_skipped[0]['file']}: "
+                    f"{all_skipped[0]['reason']})"
+                    if all_skipped
+                    else ""
+                )
+                + "; nothing was published"
+            )
+        opened = {f for e in entries for f in e.get("opened", [])}
+        used = sorted({f for e in entries for f in e.get("used", [])})
+        no_data = sorted(opened - set(used) - skipped_files)
+        for f in no_data:
+            log.warning("input %s gave no usable value over the region; not counted as used", f)
+    else:
+        used, no_data = [f for f in plan.inputs if f not in skipped_files], []
+    considered = len(set(plan.inputs) | skipped_files)
+    share = len(skipped_files) / considered if considered else 0.0
+    partial = share > wf.max_skipped_share
+    if partial and not allow_partial:
+        raise FluxscapeError(
+            f"products.{name}: {len(skipped_files)} of {considered} input file(s) "
+            f"({share:.0%}) were skipped, more than max_skipped_share {wf.max_skipped_share:g} "
+            f"(first: {all_skipped[0]['file']}: {all_skipped[0]['reason']}); fix the inputs "
+            "and rerun with --resume, or publish it marked partial with --allow-partial"
+        )
     if plan.finish is not None:
-        plan.finish(store)
-    finalize_store(store, _final_attrs(wf, used, all_skipped, plan) | plan.source_attrs | publish)
+        plan.finish(staging)
+    attrs = _final_attrs(wf, used, all_skipped, plan) | plan.source_attrs | publish
+    attrs |= {"partial": partial, "inputs_without_data": no_data}
+    finalize_store(staging, attrs)
+    _swap_into_place(staging, store)
     write_quicklooks(store, out_dir / "quicklooks", name)
     manifest.append({"complete": True})
     published = publish_store(store, catalog_dir, wf.name, name, **publish)
     return ProductResult(name, store, total, len(todo), all_skipped, published)
+
+
+def _run_tiles(wf, name, plan, step, todo, staging, manifest, get_client, digest) -> None:
+    """Run the tiles on Dask, appending each finished one to the manifest; the first tile
+    that fails stops the product (its traceback goes to the log)."""
+    client = get_client()
+    # Keep a few tasks per worker in flight rather than the whole region's: the driver's
+    # memory then depends on the tile, not on the number of tiles.
+    in_flight = 2 * max(1, len(client.scheduler_info().get("workers", {})) or wf.dask.workers)
+    pending = iter(todo)
+
+    def submit(tile):
+        return client.submit(
+            execute_tile,
+            step.run_tile,
+            plan.make_task(tile),
+            str(staging),
+            key=f"{name}-tile-{tile.id}-{digest}",
+            pure=False,
+        )
+
+    queue = as_completed([submit(t) for _, t in zip(range(in_flight), pending, strict=False)])
+    bar = progress(f"{name} tiles", len(todo))
+    logged: set[str] = set()
+    try:
+        for future in queue:
+            try:
+                result = future.result()
+            except Exception as exc:
+                tb = "".join(traceback.format_exception(exc))
+                log.error("%s: tile %s failed:\n%s", name, future.key, tb)
+                for other in list(queue.futures):
+                    other.cancel()
+                raise FluxscapeError(
+                    f"{name}: a tile failed: {type(exc).__name__}: {exc} (traceback in "
+                    f"{Path(wf.output.dir) / STATE_DIR / 'run.log'}); fix the cause and rerun "
+                    "with --resume"
+                ) from None
+            nxt = next(pending, None)
+            if nxt is not None:
+                queue.add(submit(nxt))
+            for s in result["skipped"]:
+                if s["file"] not in logged:
+                    logged.add(s["file"])
+                    log.warning("skipped input %s: %s", s["file"], s["reason"])
+            manifest.append(result)
+            bar.advance(f"tile {result['tile']}")
+    finally:
+        bar.close()
+
+
+def _swap_into_place(staging: Path, store: Path) -> None:
+    """Move a finished store from its staging folder to where readers find it; a store it
+    replaces (--fresh) is moved aside first and removed after, so readers see the old or the
+    new store, never a half-built one."""
+    store.parent.mkdir(parents=True, exist_ok=True)
+    old = store.with_name(store.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if store.exists():
+        os.replace(store, old)
+    os.replace(staging, store)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def new_run_id(workflow: str) -> str:

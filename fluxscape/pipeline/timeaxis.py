@@ -7,7 +7,7 @@ from datetime import date, datetime
 import numpy as np
 import pandas as pd
 
-from fluxscape.pipeline.config import Period
+from fluxscape.pipeline.schema import Period
 
 STEP_DAYS = {"16D": 16, "8D": 8, "1D": 1}
 

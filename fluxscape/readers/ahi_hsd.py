@@ -47,6 +47,7 @@ import numpy as np
 import xarray as xr
 
 from fluxscape.errors import ReaderError
+from fluxscape.readers.ontile import Granule
 from fluxscape.readers.registry import FileSummary, ReaderSpec, register
 
 if TYPE_CHECKING:  # pyresample is imported lazily (reader modules must import fast)
@@ -837,6 +838,112 @@ def _summarize(path: Path) -> FileSummary:
     )
 
 
+# --- source: AHI scenes onto a tile ---------------------------------------------------------
+
+#: HSD band -> standard layer; B13 (10.4 um) screens cold clouds when the scene has it.
+HSD_LAYERS = {
+    "B01": "blue",
+    "B02": "green",
+    "B03": "red",
+    "B04": "nir",
+    "B05": "swir16",
+    "B06": "swir22",
+}
+THERMAL_BAND = "B13"
+#: Brightness temperature (K) of B13 below which a pixel is a cold cloud.
+COLD_CLOUD_K = 265.0
+
+
+def _granule_info(path: str | Path) -> Granule | None:
+    """One segment file as a granule part: the files of one scene (satellite, area, nominal
+    time) share a group and are merged by the pipeline; None when the segment is off the
+    disc."""
+    info = granule_info(path)
+    if info["bbox"] is None:
+        return None
+    layer = HSD_LAYERS.get(info["band"])
+    return Granule(
+        str(path),
+        info["nominal_start"],
+        tuple(float(v) for v in info["bbox"]),
+        (info["platform"], info["area"], info["sub_lon"]),
+        (str(path),),
+        layers=frozenset({layer} if layer else ()),
+        group=(info["platform"], info["area"], info["nominal_start"]),
+        product=info["area"],
+    )
+
+
+def _band_of(path: str) -> str:
+    match = FILENAME_RE.fullmatch(Path(path).name)
+    return f"B{match['band']}" if match else ""
+
+
+def _prepare(granule: Granule, tile, options: dict) -> dict:
+    from fluxscape.readers.ontile import tile_lonlat
+
+    lon, lat = tile_lonlat(tile)
+    return {"lon": lon, "lat": lat, "index": {}}
+
+
+def _read(granule: Granule, tile, layers, options: dict, context: dict) -> dict | None:
+    """The requested reflectance layers of one scene on the tile (nearest pixel through the
+    scene's AreaDefinition), opening only the segments of the bands needed over the tile:
+    those layers, B03 (red) for the bright-cloud test and B13 when the scene has it."""
+    from fluxscape.readers.ontile import tile_bbox
+
+    wanted = {band for band, name in HSD_LAYERS.items() if name in layers}
+    wanted |= {"B03", THERMAL_BAND}
+    files = [p for p in granule.files if _band_of(p) in wanted]
+    selected = segments_for_bbox(files, tile_bbox(tile, 0.05))
+    if not selected:
+        return None
+    bands = sorted({_band_of(str(p)) for p in selected})
+    ds = open_hsd(
+        selected, bands=bands, resolution=options.get("ahi_resolution", 1000), solar_angles=False
+    )
+    area = ds.attrs["area"]
+    key = (area.area_extent, area.shape)
+    if key not in context["index"]:
+        # pyresample returns (column, row) indices of the nearest pixel
+        cols, rows = area.get_array_indices_from_lonlat(context["lon"], context["lat"])
+        rows, cols = np.ma.filled(rows, -1), np.ma.filled(cols, -1)
+        context["index"][key] = (rows, cols, (rows >= 0) & (cols >= 0))
+    rows, cols, valid = context["index"][key]
+    r, c = np.where(valid, rows, 0), np.where(valid, cols, 0)
+
+    def on_tile(band: str) -> np.ndarray:
+        if band not in ds:
+            return np.full(valid.shape, np.nan, "float32")
+        return np.where(valid, ds[band].values[r, c], np.nan).astype("float32")
+
+    out = {HSD_LAYERS[b]: on_tile(b) for b in sorted(wanted - {THERMAL_BAND})}
+    out = {k: v for k, v in out.items() if k in layers or k == "red"}
+    out = screen_clouds(out, on_tile(THERMAL_BAND), granule, context["lon"], context["lat"])
+    out["files"] = [str(p) for p in selected]
+    return out
+
+
+def screen_clouds(layers: dict, bt: np.ndarray, granule: Granule, lon, lat) -> dict:
+    """Add ``reliability`` (0 clear, 3 cloudy, -1 no observation), ``usable``, ``doy`` and the
+    observation geometry (``solar_time``, ``sza``) to an AHI scene's layers on a tile. Cloudy:
+    red reflectance above 0.3 or the 10.4 um brightness temperature ``bt`` below
+    :data:`COLD_CLOUD_K` (NaN where the scene has no B13: the red test alone)."""
+    from fluxscape.readers.ontile import cloud_screen, day_of_year, solar_geometry
+
+    observed = np.isfinite(layers["red"])
+    if "nir" in layers:
+        observed &= np.isfinite(layers["nir"])
+    with np.errstate(invalid="ignore"):
+        cloudy = cloud_screen(layers["red"]) | (bt < COLD_CLOUD_K)
+    layers["reliability"] = np.where(observed, np.where(cloudy, 3, 0), -1)
+    layers["usable"] = observed & ~cloudy
+    layers["doy"] = np.full(layers["red"].shape, day_of_year(granule.start), "float32")
+    layers["solar_time"], layers["sza"] = solar_geometry(granule.start, lon, lat)
+    layers["files"] = list(granule.files)
+    return layers
+
+
 SPEC = register(
     ReaderSpec(
         name="ahi_hsd",
@@ -848,5 +955,11 @@ SPEC = register(
             "Himawari-8/9 AHI Himawari Standard Data segments (HS_H0x_..._Bbb_..._Sssss.DAT"
             "[.bz2]) through satpy's ahi_hsd; geostationary grid, reflectance 0-1, BT K"
         ),
+        capabilities=frozenset(HSD_LAYERS.values()),
+        many_per_day=True,
+        granule_info=_granule_info,
+        prepare=_prepare,
+        read=_read,
+        quality="bright-red and cold-B13 cloud screen",
     )
 )

@@ -31,6 +31,7 @@ import pandas as pd
 import xarray as xr
 
 from fluxscape.errors import ReaderError
+from fluxscape.readers.ontile import Granule
 from fluxscape.readers.registry import FileSummary, ReaderSpec, register
 
 SPEC_URL = "https://www.eorc.jaxa.jp/ptree/userguide.html"
@@ -414,6 +415,130 @@ def _summarize(path: Path) -> FileSummary:
     )
 
 
+# --- source: P-Tree scenes onto a tile --------------------------------------------------------
+
+#: Reflectance layers of P-Tree files: standard layer -> variable.
+PTREE_LAYERS = {
+    "blue": "reflectance_01",
+    "green": "reflectance_02",
+    "red": "reflectance_03",
+    "nir": "reflectance_04",
+    "swir16": "reflectance_05",
+    "swir22": "reflectance_06",
+}
+#: Native P-Tree pixels around a cloudy pixel whose LST is "other quality" (reliability 1):
+#: cloud edges and thin cloud the brightness tests miss make the split window too cold.
+LST_CLOUD_BUFFER = 2
+
+
+def _granule_info(path: str | Path) -> Granule:
+    """A P-Tree file as a granule: nominal time, grid extent (grid shape and bbox as the
+    native-grid key), reflectance layers it holds and ``lst`` when it has B13 and B15."""
+    info = granule_info(path)
+    have = set(info["variables"])
+    layers = {name for name, var in PTREE_LAYERS.items() if f"albedo_{var[-2:]}" in have}
+    if {"tbb_13", "tbb_15"} <= have and {"red", "nir"} <= layers:
+        layers.add("lst")
+    return Granule(
+        str(path),
+        info["nominal_start"],
+        tuple(info["bbox"]),
+        (info["pixels"], info["lines"], tuple(info["bbox"])),
+        (str(path),),
+        layers=frozenset(layers),
+    )
+
+
+def _prepare(granule: Granule, tile, options: dict) -> dict:
+    from fluxscape.readers.ontile import tile_lonlat
+
+    lon, lat = tile_lonlat(tile)
+    return {"lon": lon, "lat": lat, "index": None}
+
+
+def _read(granule: Granule, tile, layers, options: dict, context: dict) -> dict | None:
+    """Reflectance layers (cloud-screened as HSD scenes are) or, when ``lst`` is asked for,
+    the split-window land surface temperature, of one P-Tree file on the tile (nearest pixel
+    from its regular lat/lon grid, cut to the tile's bbox + 0.1 degree)."""
+    from fluxscape.readers.ahi_hsd import screen_clouds
+    from fluxscape.readers.ontile import gather, nearest_index, tile_bbox
+
+    thermal = ["tbb_13", "tbb_15"] if "lst" in layers else ["tbb_13"]
+    ds = open_ptree(granule.path, variables=thermal, bbox=tile_bbox(tile, 0.1))
+    if context["index"] is None:
+        context["index"] = nearest_index(ds.odc.geobox, tile)
+    index = context["index"]
+    if index.empty:
+        return None
+    if "lst" in layers:
+        out = _lst_layers(ds, index, options.get("max_qa", 0))
+        out["view_time"] = _solar_time(granule, context)
+        out["doy"] = np.full(index.valid.shape, _doy(granule), "float32")
+        out["files"] = [granule.path]
+        return out
+    w = index.window
+    out = {
+        name: gather(ds[var].values[w], index, np.nan).astype("float32")
+        for name, var in PTREE_LAYERS.items()
+        if name in layers or name == "red"
+    }
+    bt = gather(ds["tbb_13"].values[w], index, np.nan)
+    out = screen_clouds(out, bt, granule, context["lon"], context["lat"])
+    out["files"] = [granule.path]
+    return out
+
+
+def _doy(granule: Granule) -> float:
+    return float(granule.start.timetuple().tm_yday)
+
+
+def _solar_time(granule: Granule, context: dict) -> np.ndarray:
+    from fluxscape.readers.ontile import solar_geometry
+
+    return solar_geometry(granule.start, context["lon"], context["lat"])[0]
+
+
+def lst_quality(red: np.ndarray, bt13: np.ndarray, lst: np.ndarray) -> np.ndarray:
+    """MOD11-like quality class per native pixel: 0 good, 1 other quality (within
+    :data:`LST_CLOUD_BUFFER` pixels of a cloud), 2 cloud (bright red or B13 colder than
+    the AHI cold-cloud threshold), 3 not produced (no LST: fill or night)."""
+    from scipy.ndimage import binary_dilation
+
+    from fluxscape.readers.ahi_hsd import COLD_CLOUD_K
+    from fluxscape.readers.ontile import cloud_screen
+
+    with np.errstate(invalid="ignore"):
+        cloudy = cloud_screen(red) | (bt13 < COLD_CLOUD_K)
+    near = cloudy
+    if LST_CLOUD_BUFFER > 0 and cloudy.any():
+        near = binary_dilation(cloudy, np.ones((3, 3), bool), iterations=LST_CLOUD_BUFFER)
+    quality = np.where(near, 1, 0)
+    quality = np.where(cloudy, 2, quality)
+    return np.where(np.isfinite(lst) & np.isfinite(red), quality, 3)
+
+
+def _lst_layers(ds: xr.Dataset, index, max_qa: int) -> dict:
+    """``lst`` (K, Ulivieri split window on tbb_13/tbb_15 with emissivities from the scene's
+    NDVI), ``qc`` and ``reliability`` (the :func:`lst_quality` class, decided on the native
+    grid since the cloud buffer needs the neighbours; -1 off the grid) and ``usable``
+    (reliability <= ``max_qa`` and LST finite) on the tile."""
+    from fluxscape.readers import split_window
+    from fluxscape.readers.ontile import gather
+
+    red, nir = ds["reflectance_03"].values, ds["reflectance_04"].values
+    bt13, bt15 = ds["tbb_13"].values, ds["tbb_15"].values
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ndvi = (nir - red) / (nir + red)
+    lst = split_window.split_window_lst(bt13, bt15, *split_window.ndvi_emissivity(ndvi))
+    quality = lst_quality(red, bt13, lst)
+    w = index.window
+    out = {"lst": gather(lst[w], index, np.nan).astype("float32")}
+    out["qc"] = gather(quality[w], index, -1).astype("int32")
+    out["reliability"] = out["qc"]
+    out["usable"] = (out["qc"] >= 0) & (out["qc"] <= max_qa) & np.isfinite(out["lst"])
+    return out
+
+
 SPEC = register(
     ReaderSpec(
         name="ahi_ptree",
@@ -425,5 +550,11 @@ SPEC = register(
             "JAXA P-Tree Himawari L1 gridded NetCDF (NC_H0x_..._R21_FLDK.<px>_<ln>.nc): "
             "albedo, reflectance = albedo / cos(SOZ), tbb (K), angles, on the file's lat/lon grid"
         ),
+        capabilities=frozenset({*PTREE_LAYERS, "lst"}),
+        many_per_day=True,
+        granule_info=_granule_info,
+        prepare=_prepare,
+        read=_read,
+        quality="bright-red and cold-B13 cloud screen; LST: cloud and 2-pixel cloud-edge class",
     )
 )

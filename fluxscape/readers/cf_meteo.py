@@ -198,6 +198,7 @@ SPEC = register(
         sniff=_sniff,
         open=open_cf_meteo,
         summarize=_summarize,
+        capabilities=frozenset({"meteorology"}),
         description=(
             "gridded meteorology in CF NetCDF (ERA5 / ERA5-Land from the CDS: t2m, d2m, ssrd, "
             "tp): ta (degC), sw_in (W m-2), vpd (hPa), precip (mm d-1) on lat/lon"

@@ -661,6 +661,7 @@ SPEC = register(
         sniff=_sniff,
         open=read_fluxnet,
         summarize=_summarize,
+        capabilities=frozenset({"tower_flux"}),
         description=(
             "FLUXNET2015/ONEFlux FULLSET/SUBSET eddy-covariance CSV (FLX_/AMF_/JPF_ "
             "..._{HH|HR|DD|WW|MM|YY}_...csv), -9999 = missing"

@@ -67,6 +67,7 @@ import pandas as pd
 import xarray as xr
 
 from fluxscape.errors import ReaderError
+from fluxscape.readers.ontile import Granule
 from fluxscape.readers.registry import FileSummary, ReaderSpec, register
 
 __all__ = [
@@ -736,6 +737,30 @@ def _summary(path: Path, ds: xr.Dataset) -> FileSummary:
     )
 
 
+# --------------------------------------------------------------------------------------------
+# Sources: soundings as point tables
+# --------------------------------------------------------------------------------------------
+
+
+def _granule_from_name(path: str | Path, meta: dict | None, gases: frozenset[str]) -> Granule:
+    """A day of soundings: the date from the file name (headers are not needed to place the
+    file in time); the bbox is the globe, soundings are placed when read."""
+    if meta is None:
+        raise ReaderError(f"{path}: file name carries no observation date")
+    return Granule(
+        str(path), meta["date"], (-180.0, -90.0, 180.0, 90.0), None, (str(path),), layers=gases
+    )
+
+
+def _nies_granule(path: str | Path) -> Granule:
+    meta = parse_nies_name(path)
+    return _granule_from_name(path, meta, frozenset({meta["gas"]}) if meta else frozenset())
+
+
+def _acos_granule(path: str | Path) -> Granule:
+    return _granule_from_name(path, parse_acos_name(path), frozenset({"xco2"}))
+
+
 NIES_SPEC = register(
     ReaderSpec(
         name="gosat_nies",
@@ -744,6 +769,9 @@ NIES_SPEC = register(
         open=open_gosat_nies,
         summarize=lambda p: _summary(Path(p), open_gosat_nies(p)),
         description="NIES GOSAT TANSO-FTS SWIR L2 HDF5 (02C01S XCO2, 02C02S XCH4), -9999 = missing",
+        capabilities=frozenset({"xco2", "xch4"}),
+        granule_info=_nies_granule,
+        quality="quality flag of the retrieval (quality_pass)",
     )
 )
 ACOS_SPEC = register(
@@ -754,5 +782,8 @@ ACOS_SPEC = register(
         open=open_gosat_acos,
         summarize=lambda p: _summary(Path(p), open_gosat_acos(p)),
         description="NASA ACOS GOSAT Lite NetCDF4 (acos_LtCO2_*.nc4) XCO2, -999999 = missing",
+        capabilities=frozenset({"xco2"}),
+        granule_info=_acos_granule,
+        quality="xco2_quality_flag (quality_pass)",
     )
 )

@@ -22,7 +22,8 @@ later stages can mask with them.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -34,7 +35,9 @@ from pyhdf.error import HDF4Error
 from pyhdf.SD import SD, SDC
 
 from fluxscape.errors import ReaderError
-from fluxscape.readers.registry import FileSummary, ReaderSpec, register
+from fluxscape.readers import qa
+from fluxscape.readers.ontile import Granule, day_of_year, gather, nearest_index, reproject_stack
+from fluxscape.readers.registry import FileSummary, ReaderSpec, extend_capabilities, register
 
 #: MODIS sinusoidal projection on the authalic sphere used by all MODIS land tiles.
 SINUSOIDAL_PROJ = "+proj=sinu +lon_0=0 +x_0=0 +y_0=0 +R=6371007.181 +units=m +no_defs"
@@ -383,6 +386,194 @@ def _summarize(path: Path) -> FileSummary:
     )
 
 
+# --- source: MODIS products onto a tile -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModisProduct:
+    """What the pipeline reads from one MODIS product family: standard layer -> variable
+    (normalised SDS name) for float layers, the integer QA layers, and ``quality(arrays,
+    options) -> (reliability, usable)`` on the gathered (y, x) arrays (QA as int32, -1 where
+    the tile pixel is off the granule). ``doy``: the variable giving each pixel's day of year
+    (else the file's start date). ``integer``: layers that are class codes, gathered as int16
+    with -1 for fill. ``options``: extra option name -> variable for layers chosen by an
+    option (e.g. MCD12Q1's ``land_cover_layer``)."""
+
+    prefixes: tuple[str, ...]
+    layers: dict[str, str]
+    qa: tuple[str, ...]
+    quality: Callable[[dict, dict], tuple[np.ndarray, np.ndarray]]
+    doy: str | None = None
+    integer: frozenset[str] = frozenset()
+    #: layer -> variable read with any request (e.g. MOD11's view time and QC word)
+    extra: dict[str, str] = field(default_factory=dict)
+    #: float variables the quality rule looks at besides the QA layers
+    checks: tuple[str, ...] = ()
+
+
+#: MODIS product families the pipeline reads, by file-name prefix (``MOD13``, ``MOD11``, ...);
+#: a module for a new MODIS product calls :func:`register_product`.
+PRODUCTS: dict[str, ModisProduct] = {}
+
+
+def register_product(product: ModisProduct) -> ModisProduct:
+    """Make a MODIS product family readable onto tiles; its layers join the capabilities of
+    the ``modis_hdf4`` source."""
+    for prefix in product.prefixes:
+        PRODUCTS[prefix] = product
+    extend_capabilities("modis_hdf4", product.layers)
+    return product
+
+
+def product_family(name: str) -> ModisProduct | None:
+    """The registered family of a product short name (``MOD13A2`` -> the MOD13 entry)."""
+    return next((p for k, p in PRODUCTS.items() if name.startswith(k)), None)
+
+
+def _mod13_quality(a: dict, options: dict) -> tuple[np.ndarray, np.ndarray]:
+    rel = a["pixel_reliability"]
+    usable = qa.modis_vi_usable(a["VI_Quality"], rel, options.get("max_reliability", 1))
+    return np.where(rel >= 0, np.clip(rel, 0, 3), -1), usable
+
+
+def _mod11_quality(a: dict, options: dict) -> tuple[np.ndarray, np.ndarray]:
+    qc = a["QC_Day"]
+    reliability = np.where(qc >= 0, qa.bits(np.maximum(qc, 0), 0, 1), -1)
+    return reliability, qa.mod11_usable(a["LST_Day_1km"], qc, options.get("max_qa", 0))
+
+
+def _code_quality(name: str, option: str | None = None):
+    """Quality of class-code layers: no observation where the code is -1 (fill, off grid).
+    ``option``: the option naming the variable read instead of ``name``."""
+
+    def quality(a: dict, options: dict) -> tuple[np.ndarray, np.ndarray]:
+        codes = a[options.get(option) or name] if option else a[name]
+        return np.where(codes == -1, -1, 0), codes != -1
+
+    return quality
+
+
+register_product(
+    ModisProduct(
+        ("MOD13", "MYD13"),
+        {
+            "ndvi": "NDVI",
+            "evi": "EVI",
+            "red": "red_reflectance",
+            "nir": "NIR_reflectance",
+            "blue": "blue_reflectance",
+            "swir22": "MIR_reflectance",
+        },
+        ("VI_Quality", "pixel_reliability"),
+        _mod13_quality,
+        doy="composite_day_of_the_year",
+    )
+)
+register_product(
+    ModisProduct(
+        ("MOD11", "MYD11"),
+        {"lst": "LST_Day_1km"},
+        ("QC_Day",),
+        _mod11_quality,
+        extra={"view_time": "Day_view_time", "qc": "QC_Day"},
+        checks=("LST_Day_1km",),
+    )
+)
+register_product(
+    ModisProduct(
+        ("MCD64",),
+        {"burn_date": "Burn_Date"},
+        (),
+        _code_quality("Burn_Date"),
+        integer=frozenset({"burn_date"}),
+    )
+)
+register_product(
+    ModisProduct(
+        ("MCD12",),
+        {"land_cover": "LC_Type1"},
+        (),
+        _code_quality("LC_Type1", "land_cover_layer"),
+        integer=frozenset({"land_cover"}),
+    )
+)
+
+
+def granule_info(path: str | Path) -> Granule:
+    """Headers of a MODIS file as a Granule: start date from the name, the grid's GeoBox as
+    the native-grid key, its extent as footprint, the layers its product family gives
+    (none for a product no module registered)."""
+    meta = parse_filename(path)
+    if meta is None:
+        raise ReaderError(f"{path}: file name does not follow the MODIS convention")
+    gbox = tile_geobox(path)
+    bb = gbox.extent.to_crs("EPSG:4326").boundingbox
+    family = product_family(meta["product"])
+    return Granule(
+        str(path),
+        meta["start"],
+        (bb.left, bb.bottom, bb.right, bb.top),
+        gbox,
+        (str(path),),
+        layers=frozenset(family.layers) if family else frozenset(),
+        footprint=gbox.extent,
+        product=meta["product"],
+    )
+
+
+def _prepare(granule: Granule, tile: GeoBox, options: dict):
+    index = nearest_index(granule.key, tile)
+    if index.empty:
+        return None
+    window = index.window
+    if options.get("resampling", "nearest") != "nearest":
+        from odc.geo.overlap import compute_reproject_roi
+
+        window = compute_reproject_roi(granule.key, tile).roi_src
+    return index, window
+
+
+def _read(granule: Granule, tile: GeoBox, layers, options: dict, context) -> dict:
+    """The requested layers of one MODIS granule on the tile (see ReaderSpec.read)."""
+    index, window = context
+    family = product_family(granule.product)
+    if family is None:
+        raise ReaderError(f"{granule.path}: {granule.product} is not a product fluxscape reads")
+    chosen = dict(family.layers)
+    if "land_cover" in chosen and options.get("land_cover_layer"):
+        chosen["land_cover"] = options["land_cover_layer"]
+    wanted = {std: chosen[std] for std in layers if std in chosen}
+    wanted |= family.extra
+    names = list(dict.fromkeys([*wanted.values(), *family.qa, *family.checks]))
+    if family.doy:
+        names.append(family.doy)
+    ds = open_modis_tile(granule.path, names, roi=window)
+    resampling = options.get("resampling", "nearest")
+    integer_vars = {chosen[k] for k in family.integer} | set(family.qa)
+
+    def on_tile(name: str) -> np.ndarray:
+        is_int = name in integer_vars
+        nodata = -1 if is_int else np.nan
+        data = ds[name].values
+        data = np.nan_to_num(data, nan=-1).astype("int32") if is_int else data.astype("float32")
+        if resampling == "nearest":
+            return gather(data, index, nodata)
+        how = "nearest" if is_int else resampling
+        return reproject_stack(data[None], granule.key[window], tile, how, nodata)[0]
+
+    arrays = {name: on_tile(name) for name in names}
+    out = {std: arrays[var] for std, var in wanted.items()}
+    for std in family.integer & set(out):
+        out[std] = out[std].astype(np.int16)
+    out["reliability"], out["usable"] = family.quality(arrays, options)
+    if family.doy:
+        out["doy"] = arrays[family.doy]
+    else:
+        out["doy"] = np.full(tile.shape.yx, day_of_year(granule.start), "float32")
+    out["files"] = [granule.path]
+    return out
+
+
 register(
     ReaderSpec(
         name="modis_hdf4",
@@ -391,5 +582,10 @@ register(
         open=open_modis_tile,
         summarize=_summarize,
         description="MODIS HDF4-EOS sinusoidal grid tiles (pyhdf)",
+        capabilities=frozenset(layer for p in PRODUCTS.values() for layer in p.layers),
+        granule_info=granule_info,
+        prepare=_prepare,
+        read=_read,
+        quality="MOD13 pixel reliability and VI Quality; MOD11 QC mandatory QA",
     )
 )

@@ -1,8 +1,17 @@
-"""Reader registry: file name patterns first, file content second.
+"""Source registry: one :class:`ReaderSpec` per source, registered by its own module.
 
-Each reader module registers a :class:`ReaderSpec`. ``detect(path)`` picks the reader whose
-file-name pattern matches and whose content check accepts the file; a file that matches
-nothing gets a :class:`~fluxscape.errors.ReaderError` naming the file and the readers tried.
+A spec says everything the rest of fluxscape needs about a source: how to recognise its files
+(file-name patterns, then a content check), how to open and summarise one file, which standard
+layers it gives (``capabilities``, the vocabulary of :data:`fluxscape.readers.ontile.LAYERS`),
+whether it sees a place many times a day, and, for raster sources, ``granule_info`` (headers
+only) and ``prepare``/``read`` (a granule onto a tile's GeoBox). Steps ask for capabilities,
+never for reader names.
+
+``detect(path)`` picks the reader whose file-name pattern matches and whose content check
+accepts the file; a file that matches nothing gets a :class:`~fluxscape.errors.ReaderError`
+naming the file and the readers tried. Third-party packages add sources through the
+``fluxscape.sources`` entry-point group (each entry a module that registers on import, or a
+ReaderSpec), as xarray backends do.
 """
 
 from __future__ import annotations
@@ -45,8 +54,24 @@ class FileSummary:
 
 @dataclass(frozen=True)
 class ReaderSpec:
-    """One reader: its name, file-name regexes (matched on the base name), a content check,
-    an ``open`` returning an xarray Dataset and a ``summarize`` for ``inspect``."""
+    """One source: its name, file-name regexes (matched on the base name), a content check,
+    an ``open`` returning an xarray Dataset and a ``summarize`` for ``inspect``; what it gives.
+
+    - ``capabilities``: the standard layers files of this source may give (a single file may
+      give fewer: :attr:`fluxscape.readers.ontile.Granule.layers` says which);
+    - ``many_per_day``: the source sees a place many times a day (geostationary); its
+      observations carry ``solar_time`` and ``sza``;
+    - ``granule_info(path) -> Granule | None``: headers only; None for a file of the source
+      that holds no observation for the pipeline (e.g. an SGLI L1B IRS file);
+    - ``prepare(granule, tile, options) -> context | None``: what every granule on the same
+      native grid (``Granule.key``) shares on one tile (e.g. a nearest-pixel index); None when
+      that grid does not meet the tile;
+    - ``read(granule, tile, layers, options, context) -> dict | None``: the requested layers
+      (and ``reliability``, ``usable``, ``doy``, ``files``: the files opened) as (y, x) arrays
+      on the tile, or None when the granule has nothing over the tile. A format or I/O problem
+      raises ReaderError or OSError (the granule is skipped); anything else is a bug.
+    - ``quality``: one line on the QA / cloud mask used, for product summaries.
+    """
 
     name: str
     patterns: tuple[str, ...]
@@ -54,6 +79,16 @@ class ReaderSpec:
     open: Callable[[Path], xr.Dataset]
     summarize: Callable[[Path], FileSummary]
     description: str = ""
+    capabilities: frozenset[str] = frozenset()
+    many_per_day: bool = False
+    granule_info: Callable | None = None
+    prepare: Callable | None = None
+    read: Callable | None = None
+    quality: str = ""
+
+    def gives(self, *layers: str) -> bool:
+        """True when the source may give every one of ``layers``."""
+        return set(layers) <= self.capabilities
 
     def matches_name(self, path: Path) -> bool:
         return any(re.fullmatch(p, path.name) for p in self.patterns)
@@ -68,10 +103,25 @@ def register(spec: ReaderSpec) -> ReaderSpec:
     return spec
 
 
+def extend_capabilities(name: str, layers) -> None:
+    """Add ``layers`` to the capabilities of the registered source ``name`` (a module adding
+    a product to a format family, e.g. a MODIS product); no-op before it is registered."""
+    from dataclasses import replace
+
+    spec = _READERS.get(name)
+    if spec is not None:
+        _READERS[name] = replace(spec, capabilities=spec.capabilities | frozenset(layers))
+
+
 def readers() -> dict[str, ReaderSpec]:
     """All registered readers by name."""
     _load_builtin()
     return dict(_READERS)
+
+
+def sources_giving(*layers: str) -> list[str]:
+    """Names of the registered sources that may give all of ``layers`` (for messages)."""
+    return sorted(name for name, spec in readers().items() if spec.gives(*layers))
 
 
 def get_reader(name: str) -> ReaderSpec:
@@ -124,17 +174,29 @@ def inspect_file(path: str | Path) -> FileSummary:
     return detect(path).summarize(Path(path))
 
 
-_NOT_READERS = {"registry", "xarray_backends"}
+_NOT_READERS = {"registry", "xarray_backends", "ontile", "qa", "split_window"}
+ENTRY_POINT_GROUP = "fluxscape.sources"
+_loaded = False
 
 
 def _load_builtin() -> None:
-    """Import every reader module of this package; importing one registers it (satpy-style:
-    one module per format)."""
+    """Import every reader module of this package (importing one registers it, satpy-style:
+    one module per source), then the ``fluxscape.sources`` entry points of installed
+    packages."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True  # before importing: a reader module may look at the registry
     import importlib
     import pkgutil
+    from importlib.metadata import entry_points
 
     import fluxscape.readers as package
 
     for info in pkgutil.iter_modules(package.__path__):
         if info.name not in _NOT_READERS and not info.name.startswith("_"):
             importlib.import_module(f"fluxscape.readers.{info.name}")
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        loaded = ep.load()
+        if isinstance(loaded, ReaderSpec):
+            register(loaded)

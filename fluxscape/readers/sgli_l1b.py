@@ -49,6 +49,7 @@ import numpy as np
 import xarray as xr
 
 from fluxscape.errors import ReaderError
+from fluxscape.readers.ontile import Granule
 from fluxscape.readers.registry import FileSummary, ReaderSpec, register
 from fluxscape.readers.sgli_l2 import attr_number, attr_value, is_hdf5, open_h5, parse_jaxa_time
 
@@ -478,6 +479,73 @@ def _summarize(path: Path) -> FileSummary:
     )
 
 
+# --- source: VNR swaths onto a target tile ----------------------------------------------------
+
+#: VNR bands -> standard layers.
+L1B_LAYERS = {"VN03": "blue", "VN06": "green", "VN08": "red", "VN11": "nir"}
+
+
+def _granule_info(path: str | Path) -> Granule | None:
+    """A VNR L1B scene as a granule (each swath its own grid); None for the IRS/POL files of
+    the scene, which carry no VN band."""
+    if "_VNR" not in Path(path).name:
+        return None
+    info = granule_info(path)
+    return Granule(
+        str(path),
+        info["start"],
+        tuple(info["bbox"]),
+        str(path),
+        (str(path),),
+        layers=frozenset(L1B_LAYERS.values()),
+    )
+
+
+def _prepare(granule: Granule, tile, options: dict):
+    from pyresample import geometry
+
+    from fluxscape.readers.ontile import tile_lonlat
+
+    lon, lat = tile_lonlat(tile)
+    return geometry.GridDefinition(lons=lon, lats=lat)
+
+
+def _read(granule: Granule, tile, layers, options: dict, target) -> dict | None:
+    """TOA reflectances of one swath resampled to the tile by nearest neighbour (pyresample
+    kd-tree, 1.5 km radius) with the bright-red cloud screen."""
+    from pyresample import geometry, kd_tree
+
+    from fluxscape.readers.ontile import cloud_screen, day_of_year, tile_bbox
+
+    window = window_for_bbox(granule.path, tile_bbox(tile, 0.05))
+    if window is None:
+        return None
+    bands = [b for b, name in L1B_LAYERS.items() if name in layers or name == "red"]
+    ds = open_sgli_l1b(granule.path, bands, roi=window)
+    swath = geometry.SwathDefinition(lons=ds["lon"].values, lats=ds["lat"].values)
+    valid_in, valid_out, index_array, _ = kd_tree.get_neighbour_info(
+        swath, target, radius_of_influence=1500, neighbours=1
+    )
+    out = {}
+    for band in bands:
+        out[L1B_LAYERS[band]] = kd_tree.get_sample_from_neighbour_info(
+            "nn",
+            target.shape,
+            ds[band].values.astype("float32"),
+            valid_in,
+            valid_out,
+            index_array,
+            fill_value=np.nan,
+        ).astype("float32")
+    observed = np.isfinite(out["red"]) & np.isfinite(out.get("nir", out["red"]))
+    cloudy = cloud_screen(out["red"])
+    out["reliability"] = np.where(observed, np.where(cloudy, 3, 0), -1)
+    out["usable"] = observed & ~cloudy
+    out["doy"] = np.full(target.shape, day_of_year(granule.start), "float32")
+    out["files"] = [granule.path]
+    return out
+
+
 SPEC = register(
     ReaderSpec(
         name="sgli_l1b",
@@ -486,5 +554,10 @@ SPEC = register(
         open=open_sgli_l1b,
         summarize=_summarize,
         description="GCOM-C SGLI L1B VNR/IRS granules (TOA reflectance through satpy sgli_l1b)",
+        capabilities=frozenset(L1B_LAYERS.values()),
+        granule_info=_granule_info,
+        prepare=_prepare,
+        read=_read,
+        quality="bright-red cloud screen",
     )
 )

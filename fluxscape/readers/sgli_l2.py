@@ -46,6 +46,7 @@ import numpy as np
 import xarray as xr
 
 from fluxscape.errors import ReaderError
+from fluxscape.readers.ontile import Granule
 from fluxscape.readers.registry import FileSummary, ReaderSpec, register
 
 __all__ = [
@@ -647,6 +648,60 @@ def _summarize(path: Path) -> FileSummary:
     )
 
 
+# --- source: VGI tiles onto a target tile ------------------------------------------------------
+
+
+def _granule_info(path: str | Path) -> Granule:
+    """An L2 tile as a granule: overpass time, tile envelope, the tile id as the grid key;
+    ``ndvi``/``evi`` for VGI tiles (other L2 products give no layer the pipeline reads)."""
+    info = granule_info(path)
+    layers = frozenset({"ndvi", "evi"}) if info["product"] == "VGI" else frozenset()
+    return Granule(
+        str(path),
+        info["start"],
+        tuple(info["bbox"]),
+        (info["vtile"], info["htile"], info["n"]),
+        (str(path),),
+        layers=layers,
+        product=info["product"],
+    )
+
+
+def _prepare(granule: Granule, tile, options: dict):
+    from fluxscape.readers.ontile import tile_lonlat
+
+    vtile, htile, n = granule.key
+    lon, lat = tile_lonlat(tile)
+    rows, cols, valid = tile_pixel_index(lon, lat, vtile, htile, n)
+    if not valid.any():
+        return None
+    r0, r1 = int(rows[valid].min()), int(rows[valid].max()) + 1
+    c0, c1 = int(cols[valid].min()), int(cols[valid].max()) + 1
+    rr, cc = np.where(valid, rows - r0, 0), np.where(valid, cols - c0, 0)
+    return (slice(r0, r1), slice(c0, c1)), rr, cc, valid
+
+
+def _read(granule: Granule, tile, layers, options: dict, context) -> dict:
+    """NDVI/EVI of one VGI tile on the target pixels (exact EQA inverse) with the QA_flag
+    cloud mask: reliability 3 where cloudy, 0 clear, -1 off the tile."""
+    from fluxscape.readers.ontile import day_of_year
+
+    roi, rr, cc, valid = context
+    ds = open_sgli_l2(granule.path, ["NDVI", "EVI", "QA_flag"], roi=roi)
+    ndvi = np.where(valid, ds["NDVI"].values[rr, cc], np.nan)
+    evi = np.where(valid, ds["EVI"].values[rr, cc], np.nan)
+    cloudy = np.where(valid, cloud_mask(ds["QA_flag"].values[rr, cc]), True)
+    observed = valid & np.isfinite(ndvi)
+    return {
+        "ndvi": ndvi.astype("float32"),
+        "evi": evi.astype("float32"),
+        "reliability": np.where(observed, np.where(cloudy, 3, 0), -1),
+        "usable": observed & ~cloudy,
+        "doy": np.full(ndvi.shape, day_of_year(granule.start), "float32"),
+        "files": [granule.path],
+    }
+
+
 SPEC = register(
     ReaderSpec(
         name="sgli_l2",
@@ -655,5 +710,10 @@ SPEC = register(
         open=open_sgli_l2,
         summarize=_summarize,
         description="GCOM-C SGLI L2 land tiles (VGI, LST, LAI, RSRF; EQA grid; h5py)",
+        capabilities=frozenset({"ndvi", "evi"}),
+        granule_info=_granule_info,
+        prepare=_prepare,
+        read=_read,
+        quality="QA_flag cloud bits",
     )
 )

@@ -1,21 +1,32 @@
-"""Product steps of the pipeline, one module per product kind."""
+"""Product steps of the pipeline: one module per product kind, registered here.
+
+Each module defines a :class:`~fluxscape.pipeline.steps.base.Step` (its ``kind``, its pydantic
+``Config`` and what it does) as ``STEP``. Third-party packages add kinds through the
+``fluxscape.steps`` entry-point group (each entry a Step instance).
+"""
 
 from __future__ import annotations
 
-from types import ModuleType
+from importlib.metadata import entry_points
 
 from fluxscape.pipeline.steps import disturbance, flux, gosat_l3, lst, phenology, vi
+from fluxscape.pipeline.steps.base import Step
 
-STEPS: dict[str, ModuleType] = {
-    "vi": vi,
-    "gosat_l3": gosat_l3,
-    "phenology": phenology,
-    "disturbance": disturbance,
-    "flux": flux,
-    "lst": lst,
-}
+ENTRY_POINT_GROUP = "fluxscape.steps"
 
 
-def step_for(kind: str) -> ModuleType:
-    """The step module of a product kind."""
+def _registry() -> dict[str, Step]:
+    steps = [m.STEP for m in (vi, gosat_l3, phenology, disturbance, flux, lst)]
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        step = ep.load()
+        if isinstance(step, Step):
+            steps.append(step)
+    return {step.kind: step for step in steps}
+
+
+STEPS: dict[str, Step] = _registry()
+
+
+def step_for(kind: str) -> Step:
+    """The step of a product kind."""
     return STEPS[kind]

@@ -1,29 +1,48 @@
-"""What every product step gives the runner: a store layout and one task per tile.
+"""The step contract: what every product kind gives the runner.
 
-A step module (``steps/vi.py``, ...) exposes ``plan(ctx) -> Plan``. The runner creates the
-store from ``Plan.dims``/``Plan.variables``, submits ``Plan.run_tile(task)`` for each tile the
-manifest does not list, and records ``Plan.inputs``/``Plan.skipped`` as provenance.
+A step (one module per product kind, registered in :mod:`fluxscape.pipeline.steps`) is a
+:class:`Step` subclass with:
+
+- ``kind`` and ``Config``: its product kind and pydantic config model (the workflow's product
+  union is built from the registered steps); fields naming inputs or other products are typed
+  references (:class:`~fluxscape.pipeline.schema.InputRef`,
+  :class:`~fluxscape.pipeline.schema.ProductRef`);
+- ``validate(workflow, name, product)``: cross-checks against the rest of the workflow
+  (raise ValueError starting with the key: ``products.<name>.<key>: ...``);
+- ``check(ctx)``: checks of the files it will use, run for every product before the first
+  product runs (e.g. a tower site list's layout);
+- ``grid(workflow, product)``: its output grid (default: the workflow's region and tiles);
+- ``plan(ctx) -> Plan``: dims, variables, summary and one typed task per tile (each task has
+  a ``tile`` field, the shared :class:`~fluxscape.pipeline.grid.Tile` reference);
+- ``run_tile(task) -> TileResult``: runs on a worker and returns the tile's Dataset; the
+  runner alone writes the store region and the manifest.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+import xarray as xr
+from pydantic import BaseModel
 
-from fluxscape.pipeline.config import Workflow
-from fluxscape.pipeline.grid import TargetGrid, Tile
-from fluxscape.pipeline.sources import Skipped
+from fluxscape.pipeline.grid import TargetGrid, Tile, target_grid
+from fluxscape.pipeline.inputs import InputIndex, Skipped, TileInputs
 from fluxscape.pipeline.store import VariableSpec
+
+if TYPE_CHECKING:
+    from fluxscape.pipeline.config import Workflow
 
 
 @dataclass(frozen=True)
 class StepContext:
-    """What a step may look at: the resolved workflow, the product's name and settings, the
-    target grid, the store it writes and the run's output folder."""
+    """What a step may look at: the resolved workflow and its digest, the product's name and
+    config, the target grid, the store it writes, the run's output folder and the index of
+    every raster input of the workflow (built once, before the first product runs)."""
 
     workflow: Workflow
     name: str
@@ -31,10 +50,25 @@ class StepContext:
     grid: TargetGrid
     store: Path
     out_dir: Path
+    inputs: dict[str, InputIndex] = field(default_factory=dict)
+    digest: str = ""
 
     def product_store(self, name: str) -> Path:
-        """The store of another product of this run."""
+        """The published store of another product of this run."""
         return self.out_dir / "products" / f"{name}.zarr"
+
+    def key(self, field_name: str) -> str:
+        """``products.<name>.<field>``, for messages."""
+        return f"products.{self.name}.{field_name}"
+
+
+@dataclass
+class TileResult:
+    """What a tile task returns: the tile's data (dims ``(*plan dims, y, x)``) and what it
+    read (:class:`~fluxscape.pipeline.inputs.TileInputs`)."""
+
+    data: xr.Dataset
+    inputs: TileInputs = field(default_factory=TileInputs)
 
 
 @dataclass
@@ -42,18 +76,49 @@ class Plan:
     """A product's layout and tasks.
 
     ``dims``: the non-spatial dimensions in order with their coordinate values;
-    ``make_task(tile)``: the picklable task of one tile; ``run_tile(task)``: runs on a worker,
-    writes the tile and returns ``{"tile": id, "skipped": [...], ...}``.
-    """
+    ``make_task(tile)``: the picklable task of one tile (with a ``tile`` field);
+    ``inputs``: the input files the product may read (provenance keeps those that gave data);
+    ``skipped``: files refused before any tile ran (unreadable); ``ignored``: files of its
+    inputs that hold nothing this product uses (e.g. MOD11 tiles for a vi); ``observed``:
+    True when the tiles read input files (a product whose tiles read no usable observation
+    then fails);
+    ``finish(store)``: runs in the driver after the last tile (e.g. regional totals)."""
 
     dims: dict[str, np.ndarray]
     variables: list[VariableSpec]
     summary: str
     make_task: Callable[[Tile], Any]
-    run_tile: Callable[[Any], dict]
     inputs: list[str] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    ignored: list[Skipped] = field(default_factory=list)
     source_attrs: dict = field(default_factory=dict)
-    #: Run in the driver once every tile is written (e.g. regional totals), before the store
-    #: is finalised and published; gets the store path.
+    observed: bool = True
     finish: Callable[[Path], None] | None = None
+
+
+class Step(ABC):
+    """One product kind (see the module docstring for the contract)."""
+
+    kind: ClassVar[str]
+    Config: ClassVar[type[BaseModel]]
+
+    def validate(self, workflow: Workflow, name: str, product: BaseModel) -> None:
+        """Cross-checks against the workflow; ValueError naming the key."""
+        return None
+
+    def check(self, ctx: StepContext) -> None:
+        """Checks of the files the product will use, before any product runs."""
+        return None
+
+    def grid(self, workflow: Workflow, product: BaseModel) -> TargetGrid:
+        """The product's grid: the workflow's region cut into its tiles."""
+        return target_grid(workflow.region, workflow.tile_size)
+
+    @abstractmethod
+    def plan(self, ctx: StepContext) -> Plan:
+        """Layout and tasks (runs in the driver)."""
+
+    @staticmethod
+    @abstractmethod
+    def run_tile(task: Any) -> TileResult:
+        """One tile's data (runs on a worker)."""

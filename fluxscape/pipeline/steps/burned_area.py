@@ -15,17 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from odc.geo.geobox import GeoBox
 
 from fluxscape.errors import FluxscapeError
-from fluxscape.pipeline.adapters import modis
-from fluxscape.pipeline.adapters.base import Granule, skip
-from fluxscape.pipeline.sources import Skipped, expand_paths
+from fluxscape.pipeline.grid import Tile
+from fluxscape.pipeline.inputs import TileInputs, read_onto_tile, select
 from fluxscape.pipeline.steps.base import StepContext
 from fluxscape.pipeline.store import VariableSpec
 from fluxscape.products.burn import UNBURNED
 from fluxscape.products.disturbance import mcd64a1_reference, score_detections
-from fluxscape.readers.modis_hdf4 import parse_filename
+from fluxscape.readers.ontile import Granule
 
 VARIABLES = [
     VariableSpec(
@@ -57,53 +55,39 @@ VARIABLES = [
 ]
 
 
-def index_reference(ctx: StepContext, years: np.ndarray) -> tuple[list[Granule], list[Skipped]]:
-    """The MCD64A1 granules of the ``reference`` input in the monitored ``years`` (headers
-    only); files that are not MCD64A1 tiles are skipped with the reason. Raises
-    FluxscapeError naming the key when the input is not MODIS or holds no usable month."""
-    key = f"products.{ctx.name}.reference"
+def reference_granules(ctx: StepContext, years: np.ndarray) -> tuple[list[Granule], list]:
+    """The burned-area granules of the ``reference`` input in the monitored ``years`` and the
+    files of the input that give no burn dates (with the reason). FluxscapeError naming the
+    key when the input holds no usable month."""
     name = ctx.product.reference
-    inp = ctx.workflow.inputs[name]
-    if inp.reader != "modis_hdf4":
-        raise FluxscapeError(
-            f"{key}: input {name!r} is read by {inp.reader}; the reference must be MODIS "
-            "MCD64A1 burned-area tiles (reader modis_hdf4)"
-        )
-    files = expand_paths(inp.paths)
-    indexed, skipped = modis.index(files, {})
-    granules = []
-    for g in indexed:
-        product = (parse_filename(g.path) or {}).get("product", "")
-        if not product.startswith("MCD64"):
-            skip(
-                skipped, g.path, ValueError(f"is a {product} file, not an MCD64A1 burned-area tile")
-            )
-        elif g.start.year in set(years.tolist()):
-            granules.append(g)
+    index = ctx.inputs[name]
+    usable, ignored = select(index, lambda have: frozenset({"burn_date"}) & have or None)
+    granules = [g for g in usable if g.start.year in set(years.tolist())]
     if not granules:
         raise FluxscapeError(
-            f"{key}: none of the {len(files)} file(s) of input {name!r} is an MCD64A1 month in "
-            f"the monitored years {years.tolist()}"
-            + (f" ({len(skipped)} skipped, first: {skipped[0].reason})" if skipped else "")
+            f"{ctx.key('reference')}: none of the {len(index.files)} file(s) of input {name!r} "
+            f"is a burned-area month in the monitored years {years.tolist()}"
+            + (
+                f" ({len(index.skipped)} unreadable, first: {index.skipped[0].reason})"
+                if index.skipped
+                else ""
+            )
         )
-    return granules, skipped
+    return granules, ignored
 
 
 def reference_tile(
-    granules: tuple[Granule, ...], tile: GeoBox, years: np.ndarray, skipped: list[Skipped]
+    reader: str, granules: tuple[Granule, ...], tile: Tile, years: np.ndarray, record: TileInputs
 ) -> xr.Dataset:
     """The tile's (year, y, x) ``mcd64_burned``, ``mcd64_date`` and ``mcd64_unmapped`` from the
     monthly granules that meet it; months without a readable granule count as unmapped."""
-    groups: dict = {}
-    for g in granules:
-        groups.setdefault(g.key, []).append(g)
     layers: dict = {}  # month start -> codes; a later tile of the same month fills the gaps
-    for members in groups.values():
-        for g, codes in modis.read_burn_date(members, tile, skipped):
-            month = np.datetime64(g.start, "M")
-            prev = layers.get(month)
-            layers[month] = codes if prev is None else np.where(prev == -1, codes, prev)
-    ny, nx = tile.shape.yx
+    for g, out in read_onto_tile(reader, granules, tile.geobox, {"burn_date"}, {}, record):
+        month = np.datetime64(g.start, "M")
+        codes = out["burn_date"]
+        prev = layers.get(month)
+        layers[month] = codes if prev is None else np.where(prev == -1, codes, prev)
+    ny, nx = tile.geobox.shape.yx
     months = np.arange(f"{years.min()}-01", f"{years.max() + 1}-01", dtype="datetime64[M]")
     stack = np.stack([layers.get(m, np.full((ny, nx), -1, np.int16)) for m in months])
     da = xr.DataArray(

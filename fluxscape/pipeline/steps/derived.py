@@ -1,10 +1,8 @@
-"""Products derived from another product's store on the same grid (phenology, disturbance):
-each tile task reads its own region of the source store and writes its region of the new one.
-"""
+"""Products derived from another product's store on the same grid (phenology, disturbance,
+vi composites of a finer vi): each tile task reads its own region of the source store."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import xarray as xr
@@ -14,22 +12,8 @@ from fluxscape.pipeline.grid import Tile
 from fluxscape.pipeline.steps.base import StepContext
 
 
-@dataclass(frozen=True)
-class DerivedTileTask:
-    """One tile of a derived product: source store and variables, target store, settings."""
-
-    source: str
-    store: str
-    tile_id: str
-    rows: slice
-    cols: slice
-    variables: tuple[str, ...]
-    settings: dict
-
-
-def source_store(ctx: StepContext, name: str | None = None) -> Path:
-    """The finished store of the product ``name`` (default: ``ctx.product.source``)."""
-    name = name or ctx.product.source
+def source_store(ctx: StepContext, name: str) -> Path:
+    """The finished store of the product ``name``, which ``ctx``'s product reads."""
     store = ctx.product_store(name)
     state = ctx.out_dir / ".fluxscape" / f"{name}.manifest.jsonl"
     complete = state.exists() and '"complete": true' in state.read_text()
@@ -41,18 +25,7 @@ def source_store(ctx: StepContext, name: str | None = None) -> Path:
     return store
 
 
-def read_source_tile(task: DerivedTileTask) -> xr.Dataset:
-    """The tile's region of the source store (loaded: one tile, all times)."""
-    ds = xr.open_zarr(task.source, consolidated=True)
-    return ds[list(task.variables)].isel(y=task.rows, x=task.cols).load()
-
-
-def derived_task(ctx: StepContext, source: Path, variables: list[str], settings: dict):
-    """A ``make_task(tile)`` for a derived product."""
-
-    def make_task(tile: Tile) -> DerivedTileTask:
-        return DerivedTileTask(
-            str(source), str(ctx.store), tile.id, tile.rows, tile.cols, tuple(variables), settings
-        )
-
-    return make_task
+def read_source_tile(source: str | Path, variables, tile: Tile) -> xr.Dataset:
+    """The tile's region of a source store (loaded: one tile, all leading dims)."""
+    ds = xr.open_zarr(source, consolidated=True)
+    return ds[list(variables)].isel(y=tile.rows, x=tile.cols).load()

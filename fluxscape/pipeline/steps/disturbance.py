@@ -9,30 +9,60 @@ on the same grid (:func:`fluxscape.products.anomaly.annual_heat_summary`)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
+from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
 import xarray as xr
+from pydantic import Field, model_validator
 
-from fluxscape.errors import FluxscapeError
-from fluxscape.pipeline.sources import Skipped
+from fluxscape.pipeline.grid import Tile
+from fluxscape.pipeline.inputs import TileInputs, granules_per_tile
+from fluxscape.pipeline.schema import ProductRef, StrictModel, input_ref
 from fluxscape.pipeline.steps import burned_area
-from fluxscape.pipeline.steps.base import Plan, StepContext
-from fluxscape.pipeline.steps.derived import (
-    DerivedTileTask,
-    derived_task,
-    read_source_tile,
-    source_store,
-)
+from fluxscape.pipeline.steps.base import Plan, Step, StepContext, TileResult
+from fluxscape.pipeline.steps.derived import read_source_tile, source_store
 from fluxscape.pipeline.steps.lst import product_times
-from fluxscape.pipeline.store import VariableSpec, write_tile
+from fluxscape.pipeline.store import VariableSpec
 from fluxscape.pipeline.timeaxis import period_lengths
 from fluxscape.products import anomaly
 from fluxscape.products.burn import SEVERITY_FLAG_MEANINGS, SEVERITY_FLAG_VALUES
 from fluxscape.products.disturbance import burn_severity_of_breaks, detect_disturbance
+from fluxscape.readers.ontile import Granule
+
+
+class DisturbanceConfig(StrictModel):
+    """The ``disturbance`` product from an earlier ``vi`` product: a stable ``history``
+    period and a ``monitor`` period, each [first, last] dates."""
+
+    kind: Literal["disturbance"]
+    source: Annotated[str, ProductRef(("vi",))]
+    variable: Literal["ndvi", "evi", "evi2", "nbr"] = "ndvi"
+    history: tuple[date, date]
+    monitor: tuple[date, date]
+    process: Literal["mosum", "cusum"] = "mosum"
+    min_magnitude: Annotated[float, Field(ge=0)] = 0.05
+    burn_severity: bool = False  # dNBR / severity class of each break (source needs nbr)
+    # an input of MCD64A1 tiles: burn dates scored against breaks
+    reference: Annotated[str | None, input_ref({"burn_date"}, what="MCD64A1 burned-area tiles")] = (
+        None
+    )
+    lst: Annotated[str | None, ProductRef(("lst",))] = Field(
+        None,
+        description="An `lst` product of the same workflow: adds the year's heat-stress days, "
+        "maximum LST anomaly and heat-stress onset.",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DisturbanceConfig:
+        if not (self.history[0] < self.history[1] < self.monitor[0] <= self.monitor[1]):
+            raise ValueError("need history[0] < history[1] < monitor[0] <= monitor[1]")
+        return self
+
 
 STORED = {  # variable -> (dtype, fill for integers, attrs)
     "disturbed": (
@@ -118,14 +148,30 @@ HEAT = {
 }
 
 
-def heat_of_tile(task: DerivedTileTask) -> dict[str, np.ndarray]:
-    """The tile's heat-stress summary per monitored year from the lst store (settings
-    ``lst_store``, ``lst_step``, ``monitor``, ``years``): each (year, y, x)."""
-    s = task.settings
-    ds = xr.open_zarr(s["lst_store"], consolidated=True)
-    ds = ds[["lst_zscore", "heat_stress"]].isel(y=task.rows, x=task.cols)
+@dataclass(frozen=True)
+class DisturbanceTask:
+    """One tile of a disturbance product: the source vi store and the variables read, the
+    monitored years, and optionally the lst store (with its time step) and the reference
+    burned-area granules that meet the tile."""
+
+    tile: Tile
+    source: str
+    read: tuple[str, ...]
+    years: tuple[int, ...]
+    product: DisturbanceConfig
+    lst_store: str | None = None
+    lst_step: str | None = None
+    reference_reader: str | None = None
+    reference: tuple[Granule, ...] = ()
+
+
+def heat_of_tile(task: DisturbanceTask) -> dict[str, np.ndarray]:
+    """The tile's heat-stress summary per monitored year from the lst store: each
+    (year, y, x)."""
+    ds = xr.open_zarr(task.lst_store, consolidated=True)
+    ds = ds[["lst_zscore", "heat_stress"]].isel(y=task.tile.rows, x=task.tile.cols)
     day = ds.time.values.astype("datetime64[D]")
-    first, last = (np.datetime64(d, "D") for d in s["monitor"])
+    first, last = (np.datetime64(d, "D") for d in task.product.monitor)
     inside = (day >= first) & (day <= last)
     ds = ds.isel(time=np.flatnonzero(inside)).load()
     times = pd.DatetimeIndex(ds.time.values)
@@ -133,122 +179,140 @@ def heat_of_tile(task: DerivedTileTask) -> dict[str, np.ndarray]:
         ds.heat_stress.values == 1,
         ds.lst_zscore.values,
         times.values,
-        period_lengths(times, s["lst_step"]),
-        s["years"],
+        period_lengths(times, task.lst_step),
+        list(task.years),
     )
 
 
-def run_disturbance_tile(task: DerivedTileTask) -> dict:
-    """Detect breaks on one tile of the source vi store and write them."""
-    src = read_source_tile(task)
-    s = task.settings
+def run_disturbance_tile(task: DisturbanceTask) -> TileResult:
+    """Detect breaks on one tile of the source vi store (and add the optional layers)."""
+    p = task.product
+    src = read_source_tile(task.source, task.read, task.tile)
+    history = tuple(str(d) for d in p.history)
     result = detect_disturbance(
-        src[s["variable"]],
+        src[p.variable],
         src["qa"],
         src["doy"],
-        history=tuple(s["history"]),
-        monitor=tuple(s["monitor"]),
-        process=s["process"],
-        min_magnitude=s["min_magnitude"],
+        history=history,
+        monitor=tuple(str(d) for d in p.monitor),
+        process=p.process,
+        min_magnitude=p.min_magnitude,
     )
     out = result[list(STORED)]
-    if s.get("burn_severity"):
+    if p.burn_severity:
         onset = result.break_date.min("year")  # one break per pixel in the monitoring period
         severity = burn_severity_of_breaks(
-            src["nbr"], onset, src["qa"], src["doy"], history=tuple(s["history"])
+            src["nbr"], onset, src["qa"], src["doy"], history=history
         )
         hit = result.disturbed.astype(bool)
         for name in BURN:
             fill = 0 if name == "burn_severity" else np.nan
             out[name] = severity[name].where(hit, fill).astype(BURN[name][0])
-    skipped: list[Skipped] = []
-    if s.get("reference"):
-        ref = burned_area.reference_tile(s["reference"], s["geobox"], out.year.values, skipped)
+    record = TileInputs(observations=int(np.isfinite(src[p.variable].values).any()))
+    if task.reference_reader:
+        ref = burned_area.reference_tile(
+            task.reference_reader, task.reference, task.tile, out.year.values, record
+        )
         for name in ref.data_vars:
             out[name] = (("year", "y", "x"), ref[name].values)
-    if s.get("lst_store"):
+    if task.lst_store:
         for name, values in heat_of_tile(task).items():
             out[name] = (("year", "y", "x"), values.astype(HEAT[name][0]))
-    write_tile(Path(task.store), out, task.rows, task.cols)
-    return {"tile": task.tile_id, "skipped": [k.to_json() for k in skipped]}
+    return TileResult(out, record)
 
 
-def plan(ctx: StepContext) -> Plan:
-    """One task per tile of the source store's grid; one year per monitored calendar year."""
-    p = ctx.product
-    source = source_store(ctx)
-    years = np.arange(p.monitor[0].year, p.monitor[1].year + 1)
-    settings = {
-        "variable": p.variable,
-        "history": [str(d) for d in p.history],
-        "monitor": [str(d) for d in p.monitor],
-        "process": p.process,
-        "min_magnitude": p.min_magnitude,
-        "burn_severity": p.burn_severity,
-    }
-    read = [p.variable, "qa", "doy"]
-    stored = dict(STORED)
-    if p.burn_severity:
-        source_vars = ctx.workflow.products[p.source].variables
-        if "nbr" not in source_vars:
-            raise FluxscapeError(
-                f"products.{ctx.name}.burn_severity: the source product {p.source!r} has no nbr "
+class DisturbanceStep(Step):
+    kind = "disturbance"
+    Config = DisturbanceConfig
+
+    def validate(self, wf, name: str, p: DisturbanceConfig) -> None:
+        source_vars = wf.products[p.source].variables
+        if p.burn_severity and "nbr" not in source_vars:
+            raise ValueError(
+                f"products.{name}.burn_severity: the source product {p.source!r} has no nbr "
                 f"(its variables: {source_vars}); add nbr to products.{p.source}.variables"
             )
-        read = list(dict.fromkeys([*read, "nbr"]))
-        stored |= BURN
-    if p.lst:
-        lst_product = ctx.workflow.products[p.lst]
-        settings |= {
-            "lst_store": str(source_store(ctx, p.lst)),
-            "lst_step": product_times(ctx.workflow, lst_product)[1],
-            "years": [int(y) for y in years],
+        if p.variable not in source_vars:
+            raise ValueError(
+                f"products.{name}.variable: {p.variable} is not in the source product "
+                f"{p.source!r} (its variables: {source_vars})"
+            )
+
+    def plan(self, ctx: StepContext) -> Plan:
+        """One task per tile of the source store's grid; one year per monitored year."""
+        p: DisturbanceConfig = ctx.product
+        source = source_store(ctx, p.source)
+        years = np.arange(p.monitor[0].year, p.monitor[1].year + 1)
+        read = [p.variable, "qa", "doy"]
+        stored = dict(STORED)
+        if p.burn_severity:
+            read = list(dict.fromkeys([*read, "nbr"]))
+            stored |= BURN
+        fixed = {}
+        if p.lst:
+            lst_product = ctx.workflow.products[p.lst]
+            fixed |= {
+                "lst_store": str(source_store(ctx, p.lst)),
+                "lst_step": product_times(ctx.workflow, lst_product)[1],
+            }
+            stored |= HEAT
+        variables = [
+            VariableSpec(name, dtype, attrs, fill) for name, (dtype, fill, attrs) in stored.items()
+        ]
+        inputs, ignored, finish, per_tile = [], [], None, {}
+        source_attrs = {
+            "source_product": p.source,
+            "monitoring_period": f"{pd.Timestamp(p.monitor[0]).date()}/"
+            f"{pd.Timestamp(p.monitor[1]).date()}",
         }
-        stored |= HEAT
-    variables = [
-        VariableSpec(name, dtype, attrs, fill) for name, (dtype, fill, attrs) in stored.items()
-    ]
-    make_task = derived_task(ctx, source, read, settings)
-    inputs, skipped, finish = [str(source)], [], None
-    source_attrs = {
-        "source_product": p.source,
-        "monitoring_period": f"{pd.Timestamp(p.monitor[0]).date()}/"
-        f"{pd.Timestamp(p.monitor[1]).date()}",
-    }
-    if p.reference:
-        granules, skipped = burned_area.index_reference(ctx, years)
-        per_tile = {t.id: tuple(g for g in granules if g.meets(t.geobox)) for t in ctx.grid.tiles}
-        geoboxes = {t.id: t.geobox for t in ctx.grid.tiles}
-        variables += burned_area.VARIABLES
-        inputs += [g.path for g in granules]
-        plain_task = make_task
+        skipped = []
+        if p.reference:
+            granules, ignored = burned_area.reference_granules(ctx, years)
+            index = ctx.inputs[p.reference]
+            skipped = list(index.skipped)
+            per_tile = granules_per_tile(granules, ctx.grid.tiling, ctx.grid.tiles)
+            variables += burned_area.VARIABLES
+            inputs = [f for g in granules for f in g.files]
+            fixed["reference_reader"] = index.reader
 
-        def make_task(tile):
-            task = plain_task(tile)
-            extra = {"reference": per_tile[tile.id], "geobox": geoboxes[tile.id]}
-            return dataclasses.replace(task, settings={**task.settings, **extra})
+            def finish(store: Path) -> None:
+                scores = burned_area.agreement(store, p.burn_severity)
+                report = ctx.out_dir / "reports" / ctx.name
+                report.mkdir(parents=True, exist_ok=True)
+                text = json.dumps(scores, indent=2)
+                (report / "mcd64a1_agreement.json").write_text(text)
+                source_attrs["mcd64a1_agreement"] = json.dumps(scores)
 
-        def finish(store: Path) -> None:
-            scores = burned_area.agreement(store, p.burn_severity)
-            report = ctx.out_dir / "reports" / ctx.name
-            report.mkdir(parents=True, exist_ok=True)
-            text = json.dumps(scores, indent=2)
-            (report / "mcd64a1_agreement.json").write_text(text)
-            source_attrs["mcd64a1_agreement"] = json.dumps(scores)
+        def make_task(tile: Tile) -> DisturbanceTask:
+            return DisturbanceTask(
+                tile,
+                str(source),
+                tuple(read),
+                tuple(int(y) for y in years),
+                p,
+                reference=tuple(per_tile.get(tile.id, ())),
+                **fixed,
+            )
 
-    return Plan(
-        dims={"year": years},
-        variables=variables,
-        summary=f"Vegetation disturbance from {p.source}.{p.variable}: harmonic season-trend "
-        f"model fitted on {p.history[0]}..{p.history[1]}, {p.process.upper()} monitoring of "
-        f"{p.monitor[0]}..{p.monitor[1]} (BFAST Monitor style)"
-        + ("; dNBR and burn severity of each break" if p.burn_severity else "")
-        + ("; MCD64A1 burn dates as a reference" if p.reference else "")
-        + (f"; heat stress days, maximum LST anomaly and onset from {p.lst}" if p.lst else ""),
-        make_task=make_task,
-        run_tile=run_disturbance_tile,
-        inputs=inputs + ([str(ctx.product_store(p.lst))] if p.lst else []),
-        skipped=skipped,
-        finish=finish,
-        source_attrs=source_attrs,
-    )
+        return Plan(
+            dims={"year": years},
+            variables=variables,
+            summary=f"Vegetation disturbance from {p.source}.{p.variable}: harmonic "
+            f"season-trend model fitted on {p.history[0]}..{p.history[1]}, "
+            f"{p.process.upper()} monitoring of {p.monitor[0]}..{p.monitor[1]} "
+            "(BFAST Monitor style)"
+            + ("; dNBR and burn severity of each break" if p.burn_severity else "")
+            + ("; MCD64A1 burn dates as a reference" if p.reference else "")
+            + (f"; heat stress days, maximum LST anomaly and onset from {p.lst}" if p.lst else ""),
+            make_task=make_task,
+            inputs=inputs,
+            skipped=skipped,
+            ignored=ignored,
+            finish=finish,
+            source_attrs=source_attrs,
+        )
+
+    run_tile = staticmethod(run_disturbance_tile)
+
+
+STEP = DisturbanceStep()

@@ -16,10 +16,12 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
 import xarray as xr
+from pydantic import Field
 from pyproj import CRS, Transformer
 from threadpoolctl import threadpool_limits
 
@@ -31,12 +33,12 @@ from fluxscape.ml.regional import regional_totals_dataset
 from fluxscape.ml.targets import build_targets
 from fluxscape.ml.timesteps import period_bounds
 from fluxscape.pipeline import predictors as pred
-from fluxscape.pipeline.config import workflow_hash
 from fluxscape.pipeline.grid import Tile
-from fluxscape.pipeline.sources import Skipped, expand_paths
-from fluxscape.pipeline.steps.base import Plan, StepContext
+from fluxscape.pipeline.inputs import Skipped, TileInputs, expand_paths
+from fluxscape.pipeline.schema import ProductRef, StrictModel, input_ref
+from fluxscape.pipeline.steps.base import Plan, Step, StepContext, TileResult
 from fluxscape.pipeline.steps.derived import source_store
-from fluxscape.pipeline.store import VariableSpec, write_tile
+from fluxscape.pipeline.store import VariableSpec
 from fluxscape.readers.fluxnet import find_site_list, read_fluxnet, read_site_list
 
 LONG_NAMES = {
@@ -49,15 +51,54 @@ LONG_NAMES = {
 }
 
 
+class FluxConfig(StrictModel):
+    """The ``flux`` product: tower fluxes upscaled by machine learning (FLUXCOM style).
+
+    Predictors are variables of the ``source`` vi store, gridded meteorology from the ``meteo``
+    input (reader ``cf_meteo``) aggregated to the product step, and the season (sin/cos of the
+    day of year). Targets come from the ``towers`` input (FLUXNET FULLSET files) aggregated to
+    the same step with QC filtering; the tower coordinates from ``sites`` (a FLUXNET
+    ``SitesList.csv``; by default the one beside the tower files). With ``land_cover`` (an
+    input of MODIS MCD12Q1 tiles, reader ``modis_hdf4``) the static class of
+    ``land_cover_layer`` (latest year) becomes one-hot ``lc_<code>`` features."""
+
+    kind: Literal["flux"]
+    source: Annotated[str, ProductRef(("vi",))]
+    predictors: list[Literal["ndvi", "evi", "evi2", "grvi", "nbr", "ndwi"]] = ["ndvi", "evi"]
+    meteo: Annotated[str | None, input_ref({"meteorology"}, what="gridded meteorology")] = None
+    meteo_variables: list[Literal["ta", "sw_in", "vpd", "precip"]] = ["ta", "sw_in", "vpd"]
+    seasonal_features: bool = True
+    # a phenology product: days_since_sos, season_fraction
+    phenology: Annotated[str | None, ProductRef(("phenology",))] = None
+    # an input of land-cover maps (MCD12Q1 tiles): one-hot lc_<code> features
+    land_cover: Annotated[str | None, input_ref({"land_cover"}, what="land-cover maps")] = None
+    land_cover_layer: Literal["LC_Type1", "LC_Type5"] = "LC_Type1"  # IGBP or PFT classes
+    towers: Annotated[str, input_ref({"tower_flux"}, what="eddy-covariance tower files")]
+    sites: str | None = None
+    targets: list[Literal["gpp", "nee", "reco"]] = ["gpp", "nee", "reco"]
+    partitioning: Literal["NT", "DT"] = "NT"
+    min_qc: Annotated[float, Field(ge=0, le=1)] = 0.8
+    min_coverage: Annotated[float, Field(gt=0, le=1)] = 0.5
+    window: Literal[1, 3, 5] = 1
+    methods: list[Literal["rf", "hgb", "lgbm"]] = Field(["rf", "hgb"], min_length=1)
+    # hyperparameters per method, overriding the defaults (e.g. {rf: {n_estimators: 100}})
+    method_params: dict[
+        Literal["rf", "hgb", "lgbm"], dict[str, int | float | str | bool | None]
+    ] = Field(default_factory=dict)
+    cv: Literal["loso", "group_kfold"] = "loso"
+    n_splits: Annotated[int, Field(ge=2)] = 5  # folds of group_kfold validation
+    ensemble_folds: Annotated[int, Field(ge=1)] = 5  # site-grouped folds per method in the ensemble
+    seed: int = 0
+    regions: str | None = None  # GeoJSON of polygons for regional totals (TgC)
+    region_name: str = "name"  # the polygons' property that names them
+
+
 @dataclass(frozen=True)
-class FluxTileTask:
+class FluxTask:
     """One tile of the flux product: where the predictors are, the models, the tile."""
 
+    tile: Tile
     source: str
-    store: str
-    tile_id: str
-    rows: slice
-    cols: slice
     times: tuple
     ends: tuple
     predictors: tuple[str, ...]
@@ -181,7 +222,7 @@ def _tower_predictors(
 
 
 def _fingerprint(ctx: StepContext, table: pd.DataFrame) -> str:
-    digest = hashlib.sha256(workflow_hash(ctx.workflow).encode())
+    digest = hashlib.sha256(ctx.digest.encode())
     digest.update(pd.util.hash_pandas_object(table, index=False).values.tobytes())
     return digest.hexdigest()[:16]
 
@@ -285,12 +326,30 @@ def _check_method_params(ctx: StepContext) -> None:
             raise FluxscapeError(f"{key}.{name}: not a parameter of the {method} learner{hint}")
 
 
+class FluxStep(Step):
+    kind = "flux"
+    Config = FluxConfig
+
+    def check(self, ctx: StepContext) -> None:
+        """The tower site list and the hyperparameters, before any product runs."""
+        _check_method_params(ctx)
+        tower_files = expand_paths(ctx.workflow.inputs[ctx.product.towers].paths)
+        _sites(ctx, tower_files)
+
+    def plan(self, ctx: StepContext) -> Plan:
+        return plan(ctx)
+
+    @staticmethod
+    def run_tile(task: FluxTask) -> TileResult:
+        return run_flux_tile(task)
+
+
 def plan(ctx: StepContext) -> Plan:
     """Train (or reuse) the models in the driver; one prediction task per tile."""
     p = ctx.product
     _check_method_params(ctx)
     wf = ctx.workflow
-    source = source_store(ctx)
+    source = source_store(ctx, p.source)
     with xr.open_zarr(source, consolidated=True) as src:
         times = pd.DatetimeIndex(src["time"].values)
         absent = [v for v in p.predictors if v not in src]
@@ -349,13 +408,10 @@ def plan(ctx: StepContext) -> Plan:
             )
         )
 
-    def make_task(tile: Tile) -> FluxTileTask:
-        return FluxTileTask(
+    def make_task(tile: Tile) -> FluxTask:
+        return FluxTask(
+            tile,
             str(source),
-            str(ctx.store),
-            tile.id,
-            tile.rows,
-            tile.cols,
             tuple(times),
             tuple(ends),
             tuple(p.predictors),
@@ -385,7 +441,6 @@ def plan(ctx: StepContext) -> Plan:
         f"by an ensemble of {'/'.join(p.methods)} x site-grouped folds on {', '.join(features)}; "
         "mean and ensemble spread, gC m-2 d-1",
         make_task=make_task,
-        run_tile=run_flux_tile,
         inputs=tower_files + meteo_files + sorted(lc_files.values()),
         skipped=skipped,
         finish=finish,
@@ -423,10 +478,11 @@ def _tile_lonlat(src: xr.Dataset) -> tuple[xr.DataArray, xr.DataArray]:
     return xr.DataArray(lon, dims=("y", "x")), xr.DataArray(lat, dims=("y", "x"))
 
 
-def tile_predictors(task: FluxTileTask) -> xr.Dataset:
+def tile_predictors(task: FluxTask) -> xr.Dataset:
     """The tile's feature Dataset (dims time, y, x) in the models' feature order."""
     src = xr.open_zarr(task.source, consolidated=True)
-    src = src[list(task.predictors) + ["spatial_ref"]].isel(y=task.rows, x=task.cols).load()
+    rows, cols = task.tile.rows, task.tile.cols
+    src = src[list(task.predictors) + ["spatial_ref"]].isel(y=rows, x=cols).load()
     times, ends = pd.DatetimeIndex(task.times), pd.DatetimeIndex(task.ends)
     feats = {v: pred.fill_time_gaps(src[v].astype("float64")) for v in task.predictors}
     if task.meteo_files:
@@ -439,7 +495,7 @@ def tile_predictors(task: FluxTileTask) -> xr.Dataset:
         }
     if task.phenology:
         with xr.open_zarr(task.phenology, consolidated=True) as ph:
-            ph = ph[["sos", "eos"]].isel(y=task.rows, x=task.cols).load()
+            ph = ph[["sos", "eos"]].isel(y=rows, x=cols).load()
         phen = pred.phenology_features(ph["sos"], ph["eos"], times, ends)
         feats |= {k: v.drop_vars(["y", "x"], errors="ignore") for k, v in phen.items()}
     shape = xr.ones_like(src[task.predictors[0]], dtype="float64")
@@ -456,12 +512,15 @@ def tile_predictors(task: FluxTileTask) -> xr.Dataset:
     return ds[list(task.features)]
 
 
-def run_flux_tile(task: FluxTileTask) -> dict:
-    """Predict every target on one tile and write it."""
+def run_flux_tile(task: FluxTask) -> TileResult:
+    """Predict every target on one tile."""
     feats = tile_predictors(task)
     model, _ = _load(task.model, Path(task.model).stat().st_mtime_ns)
     with threadpool_limits(limits=1):
         result = predict_tile(model, feats)
-    out = result[[v for t in model.targets for v in (t, f"{t}_sd")]]
-    write_tile(Path(task.store), out.drop_attrs(), task.rows, task.cols)
-    return {"tile": task.tile_id, "skipped": []}
+    out = result[[v for t in model.targets for v in (t, f"{t}_sd")]].drop_attrs()
+    observed = int(np.isfinite(out[model.targets[0]].values).any())
+    return TileResult(out, TileInputs(observations=observed))
+
+
+STEP = FluxStep()

@@ -1,7 +1,8 @@
 """The ``gosat_l3`` product: monthly XCO2/XCH4 on a coarse grid from quality-passed GOSAT
 soundings (mean, count, standard error per cell and month).
 
-Soundings are point tables (NIES HDF5 or ACOS Lite NetCDF); each tile task reads the files of
+Soundings are point tables (sources giving ``xco2``/``xch4``: NIES HDF5 or ACOS Lite NetCDF,
+opened through their source); each tile task reads the files of
 the period (a GOSAT day file holds a few hundred soundings in a region: small), keeps those
 inside its tile that passed screening, and bins them with
 :func:`fluxscape.products.gosat_l3.bin_statistics`.
@@ -10,23 +11,23 @@ inside its tile that passed screening, and bins them with
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
 import xarray as xr
-from odc.geo.geobox import GeoBox
+from pydantic import Field
 from pyproj import Transformer
 
 from fluxscape.errors import FluxscapeError
-from fluxscape.pipeline.config import Period, Region
 from fluxscape.pipeline.grid import TargetGrid, Tile, target_grid
-from fluxscape.pipeline.sources import Skipped, expand_paths
-from fluxscape.pipeline.steps.base import Plan, StepContext
-from fluxscape.pipeline.store import VariableSpec, write_tile
+from fluxscape.pipeline.inputs import READ_ERRORS, TileInputs, select, skipped_from
+from fluxscape.pipeline.schema import Period, StrictModel, input_ref
+from fluxscape.pipeline.steps.base import Plan, Step, StepContext, TileResult
+from fluxscape.pipeline.store import VariableSpec
 from fluxscape.pipeline.timeaxis import period_index, period_starts
 from fluxscape.products.gosat_l3 import bin_statistics
-from fluxscape.readers import gosat
+from fluxscape.readers.registry import get_reader
 
 GASES = {
     "xco2": ("ppm", "mole_fraction_of_carbon_dioxide_in_air", "carbon dioxide"),
@@ -64,48 +65,50 @@ def variables(gases: list[str]) -> list[VariableSpec]:
     return out
 
 
-def grid(region: Region, product, tile_size: int) -> TargetGrid:
-    """The product's coarse grid: the region at the product's own resolution."""
-    return target_grid(region.model_copy(update={"resolution": product.resolution}), tile_size)
+class GosatL3Config(StrictModel):
+    """The ``gosat_l3`` product: monthly XCO2/XCH4 mean, count and standard error of the
+    quality-passed soundings of its inputs (sources giving xco2 or xch4 soundings), on a
+    coarse grid of ``resolution`` (CRS units)."""
+
+    kind: Literal["gosat_l3"]
+    inputs: Annotated[
+        list[str], Field(min_length=1), input_ref({"xco2"}, {"xch4"}, what="GOSAT soundings")
+    ]
+    variables: list[Literal["xco2", "xch4"]] = ["xco2", "xch4"]
+    resolution: Annotated[float, Field(gt=0)] = 0.25
 
 
 @dataclass(frozen=True)
-class GosatTileTask:
-    store: str
-    tile_id: str
-    geobox: GeoBox
-    rows: slice
-    cols: slice
+class GosatTask:
+    """One coarse tile: the monthly axis and the sounding files (reader, path) to bin."""
+
+    tile: Tile
     times: tuple
-    files: tuple[tuple[str, str], ...]  # (reader name, path)
+    files: tuple[tuple[str, str], ...]
     gases: tuple[str, ...]
 
 
-def _open(reader: str, path: str) -> xr.Dataset:
-    if reader == "gosat_nies":
-        return gosat.open_gosat_nies(path)
-    return gosat.open_gosat_acos(path)
-
-
-def run_gosat_tile(task: GosatTileTask) -> dict:
-    """Bin one tile's soundings by cell and month, write it, return skipped files."""
+def run_gosat_tile(task: GosatTask) -> TileResult:
+    """Bin one tile's quality-passed soundings by cell and month."""
     times = pd.DatetimeIndex(task.times)
-    ny, nx = task.geobox.shape.yx
+    geobox = task.tile.geobox
+    ny, nx = geobox.shape.yx
     n_cells = len(times) * ny * nx
     cells: dict[str, list[np.ndarray]] = {g: [] for g in task.gases}
     values: dict[str, list[np.ndarray]] = {g: [] for g in task.gases}
-    skipped = []
-    inv = ~task.geobox.affine
+    record = TileInputs()
+    inv = ~geobox.affine
     to_grid = None
-    if not task.geobox.crs.geographic:
-        to_grid = Transformer.from_crs("EPSG:4326", task.geobox.crs.to_wkt(), always_xy=True)
+    if not geobox.crs.geographic:
+        to_grid = Transformer.from_crs("EPSG:4326", geobox.crs.to_wkt(), always_xy=True)
     first = times[0]
     for reader, path in task.files:
         try:
-            ds = _open(reader, path)
-        except Exception as exc:
-            skipped.append(Skipped(path, str(exc).replace(f"{path}: ", "")).to_json())
+            ds = get_reader(reader).open(path)
+        except READ_ERRORS as exc:
+            record.skipped.append(skipped_from(path, exc))
             continue
+        record.opened.add(path)
         x, y = ds["lon"].values, ds["lat"].values
         if to_grid is not None:
             x, y = to_grid.transform(x, y)
@@ -121,6 +124,9 @@ def run_gosat_tile(task: GosatTileTask) -> dict:
             if gas not in ds:
                 continue
             keep = inside & passed & np.isfinite(ds[gas].values)
+            if keep.any():
+                record.used.add(path)
+                record.observations += int(keep.sum())
             cells[gas].append((t[keep] * ny + row[keep]) * nx + col[keep])
             values[gas].append(ds[gas].values[keep])
     data = {}
@@ -132,54 +138,56 @@ def run_gosat_tile(task: GosatTileTask) -> dict:
         data[gas] = (("time", "y", "x"), mean.reshape(shape).astype("float32"))
         data[f"{gas}_count"] = (("time", "y", "x"), count.reshape(shape).astype("int32"))
         data[f"{gas}_stderr"] = (("time", "y", "x"), stderr.reshape(shape).astype("float32"))
-    write_tile(Path(task.store), xr.Dataset(data), task.rows, task.cols)
-    return {"tile": task.tile_id, "skipped": skipped}
+    return TileResult(xr.Dataset(data), record)
 
 
-def _file_date(reader: str, path: str):
-    meta = gosat.parse_nies_name(path) if reader == "gosat_nies" else gosat.parse_acos_name(path)
-    return meta["date"] if meta else None
+class GosatL3Step(Step):
+    kind = "gosat_l3"
+    Config = GosatL3Config
 
+    def grid(self, wf, product: GosatL3Config) -> TargetGrid:
+        """The product's coarse grid: the region at the product's own resolution."""
+        region = wf.region.model_copy(update={"resolution": product.resolution})
+        return target_grid(region, wf.tile_size)
 
-def plan(ctx: StepContext) -> Plan:
-    """Monthly periods, the GOSAT files of the period, one task per coarse tile."""
-    product = ctx.product
-    wf = ctx.workflow
-    times = period_starts(Period(start=wf.period.start, end=wf.period.end, step="1M"))
-    files, skipped = [], []
-    for name in product.inputs:
-        inp = wf.inputs[name]
-        if inp.reader not in ("gosat_nies", "gosat_acos"):
+    def plan(self, ctx: StepContext) -> Plan:
+        """Monthly periods, the sounding files of the period, one task per coarse tile."""
+        p: GosatL3Config = ctx.product
+        wf = ctx.workflow
+        times = period_starts(Period(start=wf.period.start, end=wf.period.end, step="1M"))
+        files, skipped, ignored = [], [], []
+        wanted = frozenset(p.variables)
+        for name in p.inputs:
+            index = ctx.inputs[name]
+            usable, other = select(index, lambda have: wanted & have or None)
+            skipped += index.skipped
+            ignored += other
+            files += [
+                (index.reader, f)
+                for g in usable
+                if period_index(times, g.start) is not None
+                for f in g.files
+            ]
+        if not files:
             raise FluxscapeError(
-                f"products.{ctx.name}.inputs: {name} uses reader "
-                f"{inp.reader!r}; gosat_l3 needs gosat_nies or gosat_acos"
+                f"products.{ctx.name}.inputs: no sounding file of {p.inputs} gives "
+                f"{'/'.join(p.variables)} in the period {wf.period.start} to {wf.period.end}"
             )
-        for path in expand_paths(inp.paths):
-            date = _file_date(inp.reader, path)
-            if date is None:
-                skipped.append(Skipped(path, "file name carries no observation date"))
-            elif period_index(times, date) is not None:
-                files.append((inp.reader, path))
 
-    def make_task(tile: Tile) -> GosatTileTask:
-        return GosatTileTask(
-            str(ctx.store),
-            tile.id,
-            tile.geobox,
-            tile.rows,
-            tile.cols,
-            tuple(times.values),
-            tuple(files),
-            tuple(product.variables),
+        return Plan(
+            dims={"time": times.values},
+            variables=variables(p.variables),
+            summary="Monthly gridded GOSAT XCO2/XCH4: mean, count and standard error of the "
+            "quality-passed soundings in each cell",
+            make_task=lambda tile: GosatTask(
+                tile, tuple(times.values), tuple(files), tuple(p.variables)
+            ),
+            inputs=[f for _, f in files],
+            skipped=skipped,
+            ignored=ignored,
         )
 
-    return Plan(
-        dims={"time": times.values},
-        variables=variables(product.variables),
-        summary="Monthly gridded GOSAT XCO2/XCH4: mean, count and standard error of the "
-        "quality-passed soundings in each cell",
-        make_task=make_task,
-        run_tile=run_gosat_tile,
-        inputs=[p for _, p in files],
-        skipped=skipped,
-    )
+    run_tile = staticmethod(run_gosat_tile)
+
+
+STEP = GosatL3Step()

@@ -1,11 +1,11 @@
 """The ``lst`` product: daytime land surface temperature per period on the target grid, its
 standardized anomaly and heat-stress flags.
 
-For each tile: the input's granules that meet it (MODIS MOD11/MYD11 tiles, reader
-``modis_hdf4``, or Himawari AHI P-Tree scenes, reader ``ahi_ptree``: split window on B13/B15)
-are read onto the tile through the source adapter's ``read_lst``
-(:mod:`fluxscape.pipeline.adapters`), masked with their quality (MOD11 mandatory QA, or the
-AHI cloud/cloud-edge class, <= ``max_qa``) and averaged per period (``lst``, ``lst_count``).
+For each tile: the input's granules that meet it (a source giving ``lst``: MODIS MOD11/MYD11
+tiles, or Himawari AHI P-Tree scenes, split window on B13/B15) are read onto the tile by
+their source (:func:`fluxscape.pipeline.inputs.read_onto_tile`), masked with their quality
+(MOD11 mandatory QA, or the AHI cloud/cloud-edge class, <= ``max_qa``) and averaged per
+period (``lst``, ``lst_count``).
 Then, per pixel, the climatology of each period of the year over the ``baseline`` years gives
 ``lst_zscore``, and ``heat_stress`` flags z > ``threshold`` in runs of ``min_consecutive`` periods
 (:func:`fluxscape.products.anomaly.heat_stress`). A tile holds all time steps, so the
@@ -15,25 +15,91 @@ climatology needs no second pass.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from datetime import date
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
 import xarray as xr
-from odc.geo.geobox import GeoBox
+from pydantic import Field, model_validator
 
 from fluxscape.errors import FluxscapeError
-from fluxscape.pipeline.adapters import adapter_for
-from fluxscape.pipeline.adapters.base import Granule
-from fluxscape.pipeline.adapters.modis import LST_PRODUCTS
-from fluxscape.pipeline.config import LstProduct, Workflow
 from fluxscape.pipeline.grid import Tile
-from fluxscape.pipeline.sources import Skipped, expand_paths
-from fluxscape.pipeline.steps.base import Plan, StepContext
-from fluxscape.pipeline.steps.vi import _no_coverage
-from fluxscape.pipeline.store import VariableSpec, write_tile
+from fluxscape.pipeline.inputs import (
+    TileInputs,
+    coverage_error,
+    granules_per_tile,
+    read_onto_tile,
+    select,
+)
+from fluxscape.pipeline.schema import StrictModel, input_ref, year_or_date
+from fluxscape.pipeline.steps.base import Plan, Step, StepContext, TileResult
+from fluxscape.pipeline.store import VariableSpec
 from fluxscape.pipeline.timeaxis import STEP_DAYS, period_index, period_starts
 from fluxscape.products import anomaly
+from fluxscape.readers.ontile import Granule
+
+
+class LstConfig(StrictModel):
+    """The ``lst`` product: daytime land surface temperature (K) per period on the target grid
+    from MODIS MOD11/MYD11 tiles or Himawari AHI P-Tree scenes (split window; quality-masked
+    mean of the usable observations of each period),
+    its standardized anomaly against the per-period-of-year climatology of the ``baseline``
+    years, and a heat-stress flag where the anomaly exceeds ``threshold``."""
+
+    kind: Literal["lst"]  # Product kind.
+    input: Annotated[str, input_ref({"lst"}, what="land surface temperature")] = Field(
+        description="The LST input: a source giving land surface temperature, e.g. "
+        "MOD11A2/MYD11A2 tiles (reader `modis_hdf4`) or Himawari P-Tree NetCDF (reader "
+        "`ahi_ptree`, split window on B13/B15)."
+    )
+    max_qa: Annotated[int, Field(ge=0, le=1)] = Field(
+        0,
+        description="Worst quality kept: MOD11 mandatory QA (QC bits 0-1: 0 good, 1 other "
+        "quality; 2 and 3 mean not produced); for AHI 0 clear, 1 within 2 pixels of a cloud.",
+    )
+    baseline: tuple[date, date] = Field(
+        description="[first, last] of the climatology: years (`[2017, 2021]`) or dates."
+    )
+    threshold: Annotated[float, Field(gt=0)] = Field(
+        2.0, description="Standardized anomaly (z) above which a period is under heat stress."
+    )
+    min_consecutive: Annotated[int, Field(ge=1)] = Field(
+        1,
+        description="Flag heat stress only in runs of at least this many consecutive periods "
+        "above the threshold (periods without a usable observation are skipped).",
+    )
+    sd_floor: Annotated[float, Field(gt=0)] = Field(
+        1.0,
+        description="Smallest climatological standard deviation (K), about the MOD11 accuracy: "
+        "keeps z finite and meaningful where the baseline barely varies.",
+    )
+    min_baseline: Annotated[int, Field(ge=2)] = Field(
+        3,
+        description="Fewest usable baseline observations of a period of the year for a "
+        "climatology (else z is NaN there).",
+    )
+    step: Literal["8D", "16D", "1M"] | None = Field(
+        None,
+        description="Time step of the product (default: the workflow's `period.step`); "
+        "MOD11A2 is 8-day.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _baseline_years(cls, data):
+        if isinstance(data, dict) and isinstance(data.get("baseline"), list | tuple):
+            base = list(data["baseline"])
+            if len(base) == 2:
+                base = [year_or_date(base[0], False), year_or_date(base[1], True)]
+            data = {**data, "baseline": base}
+        return data
+
+    @model_validator(mode="after")
+    def _baseline_ordered(self) -> LstConfig:
+        if self.baseline[1] < self.baseline[0]:
+            raise ValueError(f"baseline ends ({self.baseline[1]}) before it starts")
+        return self
 
 
 def lst_variables(threshold: float) -> list[VariableSpec]:
@@ -79,57 +145,50 @@ def lst_variables(threshold: float) -> list[VariableSpec]:
 
 
 @dataclass(frozen=True)
-class LstTileTask:
-    """Everything one tile needs: where to write, what to read, and the anomaly settings."""
+class LstTask:
+    """One tile of an lst product: its granules and the product's time axis."""
 
-    store: str
-    tile_id: str
-    geobox: GeoBox
-    rows: slice
-    cols: slice
+    tile: Tile
     times: tuple
+    step: str
     reader: str
     granules: tuple[Granule, ...]
-    options: dict
-    settings: dict
+    product: LstConfig
 
 
-def run_lst_tile(task: LstTileTask) -> dict:
-    """Average, standardise and flag one tile, then write it. Returns ``{"tile", "skipped",
-    "granules"}``; unreadable granules are skipped (file and reason), not raised."""
+def run_lst_tile(task: LstTask) -> TileResult:
+    """Average, standardise and flag one tile."""
+    p = task.product
     times = pd.DatetimeIndex(task.times)
-    ny, nx = task.geobox.shape.yx
+    ny, nx = task.tile.geobox.shape.yx
     total = np.zeros((len(times), ny, nx))
     count = np.zeros((len(times), ny, nx), np.int64)
-    skipped: list[Skipped] = []
-    groups: dict = {}
-    for granule in task.granules:
-        if period_index(times, granule.start, task.settings["step"]) is not None:
-            groups.setdefault(granule.key, []).append(granule)
-    read_lst = adapter_for(task.reader).read_lst
-    used = 0
-    for members in groups.values():
-        for granule, layers in read_lst(members, task.geobox, task.options, skipped):
-            t = period_index(times, granule.start, task.settings["step"])
-            use = layers["usable"]
-            total[t] += np.where(use, layers["lst"], 0.0)
-            count[t] += use
-            used += 1
+    record = TileInputs()
+    granules = [g for g in task.granules if period_index(times, g.start, task.step) is not None]
+    options = {"max_qa": p.max_qa}
+    for granule, layers in read_onto_tile(
+        task.reader, granules, task.tile.geobox, {"lst"}, options, record
+    ):
+        t = period_index(times, granule.start, task.step)
+        use = layers["usable"]
+        total[t] += np.where(use, layers["lst"], 0.0)
+        count[t] += use
     lst = anomaly.period_mean(total, count)
-    s = task.settings
-    slot = anomaly.slot_in_year(times.values, s["slot_days"])
-    first, last = (np.datetime64(d) for d in s["baseline"])
+    slot_days = STEP_DAYS.get(task.step)
+    n_slots = 12 if task.step == "1M" else -(-366 // STEP_DAYS[task.step])
+    slot = anomaly.slot_in_year(times.values, slot_days)
+    first, last = (np.datetime64(str(d)) for d in p.baseline)
     day = times.values.astype("datetime64[D]")
     z, flag = anomaly.heat_stress(
         lst,
         count > 0,
         slot,
         (day >= first) & (day <= last),
-        s["n_slots"],
-        threshold=s["threshold"],
-        min_consecutive=s["min_consecutive"],
-        sd_floor=s["sd_floor"],
-        min_count=s["min_baseline"],
+        n_slots,
+        threshold=p.threshold,
+        min_consecutive=p.min_consecutive,
+        sd_floor=p.sd_floor,
+        min_count=p.min_baseline,
     )
     dims = ("time", "y", "x")
     out = xr.Dataset(
@@ -140,80 +199,64 @@ def run_lst_tile(task: LstTileTask) -> dict:
             "heat_stress": (dims, np.where(np.isfinite(z), flag, 255).astype(np.uint8)),
         }
     )
-    write_tile(Path(task.store), out, task.rows, task.cols)
-    return {"tile": task.tile_id, "skipped": [x.to_json() for x in skipped], "granules": used}
+    return TileResult(out, record)
 
 
-def product_times(workflow: Workflow, product: LstProduct) -> tuple[pd.DatetimeIndex, str]:
+def product_times(workflow, product: LstConfig) -> tuple[pd.DatetimeIndex, str]:
     """The lst product's time axis (period starts) and its step (``product.step`` or the
     workflow's ``period.step``)."""
     step = product.step or workflow.period.step
     return period_starts(workflow.period, step), step
 
 
-def plan(ctx: StepContext) -> Plan:
-    """Index the input's LST granules (headers only) and plan one task per tile."""
-    p = ctx.product
-    inp = ctx.workflow.inputs[p.input]
-    adapter = adapter_for(inp.reader)
-    if adapter.read_lst is None:
-        raise FluxscapeError(
-            f"products.{ctx.name}.input: reader {inp.reader!r} of input {p.input!r} gives no "
-            "land surface temperature (use MOD11A2/MYD11A2 tiles with reader modis_hdf4, or "
-            "Himawari P-Tree NetCDF with reader ahi_ptree)"
-        )
-    options = {"max_qa": p.max_qa, "products": list(LST_PRODUCTS)}
-    files = expand_paths(inp.paths)
-    indexed, skipped = adapter.index(files, options)
-    times, step = product_times(ctx.workflow, p)
-    granules = [g for g in indexed if period_index(times, g.start, step) is not None]
-    per_tile = {t.id: [g for g in granules if g.meets(t.geobox)] for t in ctx.grid.tiles}
-    if not any(per_tile.values()):
-        raise FluxscapeError(_no_coverage(ctx, p.input, files, indexed, granules))
-    settings = {
-        "step": step,
-        "baseline": [str(d) for d in p.baseline],
-        "threshold": p.threshold,
-        "min_consecutive": p.min_consecutive,
-        "sd_floor": p.sd_floor,
-        "min_baseline": p.min_baseline,
-        "slot_days": STEP_DAYS.get(step),
-        "n_slots": 12 if step == "1M" else -(-366 // STEP_DAYS[step]),
-    }
+class LstStep(Step):
+    kind = "lst"
+    Config = LstConfig
 
-    def make_task(tile: Tile) -> LstTileTask:
-        return LstTileTask(
-            str(ctx.store),
-            tile.id,
-            tile.geobox,
-            tile.rows,
-            tile.cols,
-            tuple(times.values),
-            inp.reader,
-            tuple(per_tile[tile.id]),
-            options,
-            settings,
+    def validate(self, wf, name: str, p: LstConfig) -> None:
+        if not (p.baseline[0] <= wf.period.end and p.baseline[1] >= wf.period.start):
+            raise ValueError(
+                f"products.{name}.baseline: {[str(d) for d in p.baseline]} lies "
+                f"outside the period {wf.period.start} to {wf.period.end}"
+            )
+
+    def plan(self, ctx: StepContext) -> Plan:
+        """The input's LST granules (indexed before the run) in the period, by tile."""
+        p: LstConfig = ctx.product
+        index = ctx.inputs[p.input]
+        usable, ignored = select(index, lambda have: frozenset({"lst"}) & have or None)
+        times, step = product_times(ctx.workflow, p)
+        granules = [g for g in usable if period_index(times, g.start, step) is not None]
+        per_tile = granules_per_tile(granules, ctx.grid.tiling, ctx.grid.tiles)
+        if not any(per_tile.values()):
+            raise FluxscapeError(coverage_error(p.input, index, usable, granules, ctx.workflow))
+
+        def make_task(tile: Tile) -> LstTask:
+            return LstTask(
+                tile, tuple(times.values), step, index.reader, tuple(per_tile[tile.id]), p
+            )
+
+        base = f"{p.baseline[0]}..{p.baseline[1]}"
+        source = f"{index.reader}, {index.spec.quality or 'its quality flags'} <= {p.max_qa}"
+        return Plan(
+            dims={"time": times.values},
+            variables=lst_variables(p.threshold),
+            summary=f"Daytime land surface temperature ({source}) averaged per {step} period "
+            f"on the target grid; standardized anomaly against the {base} climatology of each "
+            f"period of the year (sd floor {p.sd_floor:g} K) and heat stress where z > "
+            f"{p.threshold:g}"
+            + (f" for {p.min_consecutive} consecutive periods" if p.min_consecutive > 1 else ""),
+            make_task=make_task,
+            inputs=[f for g in granules for f in g.files],
+            skipped=list(index.skipped),
+            ignored=ignored,
+            source_attrs={
+                "baseline_period": f"{p.baseline[0]}/{p.baseline[1]}",
+                "time_step": step,
+            },
         )
 
-    base = f"{p.baseline[0]}..{p.baseline[1]}"
-    if inp.reader == "ahi_ptree":
-        source = (
-            f"ahi_ptree, Ulivieri et al. 1994 split window on B13/B15 with NDVI emissivity, "
-            f"cloud class <= {p.max_qa}"
-        )
-    else:
-        source = f"{inp.reader}, MOD11 QC mandatory QA <= {p.max_qa}"
-    return Plan(
-        dims={"time": times.values},
-        variables=lst_variables(p.threshold),
-        summary=f"Daytime land surface temperature ({source}) averaged per {step} period on "
-        f"the target grid; standardized anomaly "
-        f"against the {base} climatology of each period of the year (sd floor {p.sd_floor:g} "
-        f"K) and heat stress where z > {p.threshold:g}"
-        + (f" for {p.min_consecutive} consecutive periods" if p.min_consecutive > 1 else ""),
-        make_task=make_task,
-        run_tile=run_lst_tile,
-        inputs=[x for g in granules for x in (g.paths or (g.path,))],
-        skipped=skipped,
-        source_attrs={"baseline_period": f"{p.baseline[0]}/{p.baseline[1]}", "time_step": step},
-    )
+    run_tile = staticmethod(run_lst_tile)
+
+
+STEP = LstStep()

@@ -3,46 +3,52 @@ metrics from a ``vi`` store (see :func:`fluxscape.products.phenology.phenology`)
 
 from __future__ import annotations
 
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
-from fluxscape.pipeline.steps.base import Plan, StepContext
-from fluxscape.pipeline.steps.derived import (
-    DerivedTileTask,
-    derived_task,
-    read_source_tile,
-    source_store,
-)
-from fluxscape.pipeline.store import VariableSpec, write_tile
+from fluxscape.pipeline.grid import Tile
+from fluxscape.pipeline.inputs import TileInputs
+from fluxscape.pipeline.schema import ProductRef, StrictModel
+from fluxscape.pipeline.steps.base import Plan, Step, StepContext, TileResult
+from fluxscape.pipeline.steps.derived import read_source_tile, source_store
+from fluxscape.pipeline.store import VariableSpec
 from fluxscape.products import phenology as pheno
 
 
-def run_phenology_tile(task: DerivedTileTask) -> dict:
-    """Smooth and extract phenology on one tile of the source vi store and write it."""
-    src = read_source_tile(task)
-    s = task.settings
-    result = pheno.phenology(
-        src[s["variable"]],
-        src["qa"],
-        src["doy"],
-        method=s["method"],
-        seasons=s["seasons"],
-        years=s["years"],
-        **s["options"],
-    )
-    names = [*pheno.VARIABLES, *pheno.QA_VARIABLES]
-    write_tile(Path(task.store), result[names], task.rows, task.cols)
-    return {"tile": task.tile_id, "skipped": []}
+class PhenologyConfig(StrictModel):
+    """The ``phenology`` product from an earlier ``vi`` product of the workflow."""
+
+    kind: Literal["phenology"]
+    source: Annotated[str, ProductRef(("vi",))]
+    variable: Literal["ndvi", "evi", "evi2"] = "ndvi"
+    method: Literal["whittaker", "savgol", "double_logistic"] = "whittaker"
+    seasons: Annotated[int, Field(ge=1, le=2)] = 2
+    sos_method: Literal["amplitude", "derivative"] = "amplitude"  # sos/eos rule (TIMESAT-like)
+    sos_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.5  # sos at this share of the rise
+    eos_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.5  # eos at this share of the fall
+    smoothing_lambda: Annotated[float, Field(gt=0)] | None = None  # Whittaker lambda (day^3)
+    savgol_window: Annotated[float, Field(gt=0)] = 41.0  # Savitzky-Golay window (days)
+    min_amplitude: Annotated[float, Field(ge=0)] = 0.1  # smallest season amplitude (VI units)
 
 
-def plan(ctx: StepContext) -> Plan:
-    """One task per tile; dims year (calendar years of the period) and season (1..seasons)."""
-    p = ctx.product
-    source = source_store(ctx)
-    period = ctx.workflow.period
-    years = list(range(pd.Timestamp(period.start).year, pd.Timestamp(period.end).year + 1))
+@dataclass(frozen=True)
+class PhenologyTask:
+    """One tile of a phenology product: the source vi store and the calendar years."""
+
+    tile: Tile
+    source: str
+    years: tuple[int, ...]
+    product: PhenologyConfig
+
+
+def run_phenology_tile(task: PhenologyTask) -> TileResult:
+    """Smooth and extract phenology on one tile of the source vi store."""
+    p = task.product
+    src = read_source_tile(task.source, [p.variable, "qa", "doy"], task.tile)
     options = {
         "sos_method": p.sos_method,
         "sos_fraction": p.sos_fraction,
@@ -52,31 +58,52 @@ def plan(ctx: StepContext) -> Plan:
     }
     if p.smoothing_lambda is not None:
         options["lam"] = p.smoothing_lambda
-    settings = {
-        "variable": p.variable,
-        "method": p.method,
-        "seasons": p.seasons,
-        "years": years,
-        "options": options,
-    }
-    variables = [VariableSpec(name, "float32", dict(pheno.ATTRS[name])) for name in pheno.VARIABLES]
-    variables += [
-        VariableSpec("qa_overall", "uint8", dict(pheno.QA_ATTRS["qa_overall"]), fill=255),
-        VariableSpec("qa_detailed", "uint16", dict(pheno.QA_ATTRS["qa_detailed"]), fill=65535),
-    ]
-    return Plan(
-        dims={"year": np.array(years), "season": np.arange(1, p.seasons + 1)},
-        variables=variables,
-        summary=f"Land-surface phenology from {p.source}.{p.variable}: QA-weighted {p.method} "
-        f"smoothing, up to {p.seasons} season(s) a year, sos/eos by {p.sos_method}"
-        + (
+    result = pheno.phenology(
+        src[p.variable],
+        src["qa"],
+        src["doy"],
+        method=p.method,
+        seasons=p.seasons,
+        years=list(task.years),
+        **options,
+    )
+    record = TileInputs(observations=int(np.isfinite(src[p.variable].values).any()))
+    return TileResult(result[[*pheno.VARIABLES, *pheno.QA_VARIABLES]], record)
+
+
+class PhenologyStep(Step):
+    kind = "phenology"
+    Config = PhenologyConfig
+
+    def plan(self, ctx: StepContext) -> Plan:
+        """One task per tile; dims year (calendar years of the period) and season."""
+        p: PhenologyConfig = ctx.product
+        source = source_store(ctx, p.source)
+        period = ctx.workflow.period
+        years = tuple(range(pd.Timestamp(period.start).year, pd.Timestamp(period.end).year + 1))
+        variables = [
+            VariableSpec(name, "float32", dict(pheno.ATTRS[name])) for name in pheno.VARIABLES
+        ]
+        variables += [
+            VariableSpec("qa_overall", "uint8", dict(pheno.QA_ATTRS["qa_overall"]), fill=255),
+            VariableSpec("qa_detailed", "uint16", dict(pheno.QA_ATTRS["qa_detailed"]), fill=65535),
+        ]
+        rule = (
             f" ({p.sos_fraction:g}/{p.eos_fraction:g} of the amplitude)"
             if p.sos_method == "amplitude"
             else ""
         )
-        + ", MCD12Q2-style transition dates (day of year)",
-        make_task=derived_task(ctx, source, [p.variable, "qa", "doy"], settings),
-        run_tile=run_phenology_tile,
-        inputs=[],
-        source_attrs={"source_product": p.source},
-    )
+        return Plan(
+            dims={"year": np.array(years), "season": np.arange(1, p.seasons + 1)},
+            variables=variables,
+            summary=f"Land-surface phenology from {p.source}.{p.variable}: QA-weighted "
+            f"{p.method} smoothing, up to {p.seasons} season(s) a year, sos/eos by "
+            f"{p.sos_method}{rule}, MCD12Q2-style transition dates (day of year)",
+            make_task=lambda tile: PhenologyTask(tile, str(source), years, p),
+            source_attrs={"source_product": p.source},
+        )
+
+    run_tile = staticmethod(run_phenology_tile)
+
+
+STEP = PhenologyStep()

@@ -1,48 +1,104 @@
 """The ``vi`` product: vegetation indices composited per period on the target grid.
 
-From an ``input``: for each tile, the input's granules that meet it are read onto the tile
-through their source adapter (:mod:`fluxscape.pipeline.adapters`), masked with their QA / cloud
-screen, and composited per period (the product's ``step``, else ``period.step``) by maximum NDVI
-among usable observations (the MODIS MVC rule; a MODIS 16-day file is already one composite,
-AHI and SGLI give several observations per period), by the QA-weighted median NDVI observation
-(``composite: median``), or, for AHI, by the usable scene nearest a local solar time
-(``composite: nearest_time``: the daily clear-sky layer with ``step: 1D``).
+From an ``input``: for each tile, the input's granules that meet it are read onto the tile by
+their source (:func:`fluxscape.pipeline.inputs.read_onto_tile`), asking for the layers the
+requested indices need and no more (delivered NDVI/EVI when the granule has them, else its
+bands), masked with their QA / cloud screen, and composited per period (the product's
+``step``, else ``period.step``) by maximum NDVI among usable observations (the MODIS MVC rule;
+a MODIS 16-day file is already one composite, AHI and SGLI give several observations per
+period), by the QA-weighted median NDVI observation (``composite: median``), or, for sources
+seen many times a day, by the usable scene nearest a local solar time (``composite:
+nearest_time``: the daily clear-sky layer with ``step: 1D``).
 
 From a ``source`` (a vi product with a finer step, e.g. that daily layer): each tile task reads
 its region of the source store and composites its time steps by the same rule
 (:mod:`fluxscape.pipeline.compositing`, shared by both paths).
 
 ``doy`` keeps the day of year of the observation each composite took, ``qa`` its
-reliability (or the best reliability seen when nothing was usable); for AHI, ``solar_time``
-and ``sza`` its geometry.
+reliability (or the best reliability seen when nothing was usable); for sources seen many
+times a day, ``solar_time`` and ``sza`` its geometry.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
 import xarray as xr
-from odc.geo.geobox import GeoBox
+from pydantic import Field
 
 from fluxscape.errors import FluxscapeError
-from fluxscape.pipeline.adapters import adapter_for
-from fluxscape.pipeline.adapters.base import Granule
 from fluxscape.pipeline.compositing import Compositor
 from fluxscape.pipeline.grid import Tile
-from fluxscape.pipeline.sources import Skipped, expand_paths
-from fluxscape.pipeline.steps.base import Plan, StepContext
-from fluxscape.pipeline.steps.derived import (
-    DerivedTileTask,
-    derived_task,
-    read_source_tile,
-    source_store,
+from fluxscape.pipeline.inputs import (
+    TileInputs,
+    coverage_error,
+    granules_per_tile,
+    read_onto_tile,
+    select,
 )
-from fluxscape.pipeline.store import VariableSpec, write_tile
+from fluxscape.pipeline.schema import STEPS, ProductRef, StrictModel, TimeStep, input_ref
+from fluxscape.pipeline.steps.base import Plan, Step, StepContext, TileResult
+from fluxscape.pipeline.steps.derived import read_source_tile, source_store
+from fluxscape.pipeline.store import VariableSpec
 from fluxscape.pipeline.timeaxis import period_index, period_starts
 from fluxscape.products import indices
+from fluxscape.readers.ontile import GEOMETRY, Granule
+from fluxscape.readers.registry import get_reader
+
+Index = Literal["ndvi", "evi", "evi2", "grvi", "nbr", "ndwi"]
+
+#: The layers each index is made from, delivered index first: the first alternative the
+#: granule gives is read.
+INDEX_LAYERS: dict[str, tuple[frozenset[str], ...]] = {
+    "ndvi": (frozenset({"ndvi"}), frozenset({"red", "nir"})),
+    "evi": (frozenset({"evi"}), frozenset({"red", "nir", "blue"})),
+    "evi2": (frozenset({"red", "nir"}),),
+    "grvi": (frozenset({"green", "red"}),),
+    "nbr": (frozenset({"nir", "swir22"}),),
+    "ndwi": (frozenset({"nir", "swir16"}),),
+}
+
+
+def layers_for(variables, available: frozenset[str]) -> frozenset[str] | None:
+    """The layers to read for ``variables`` (ndvi always: the composite ranks by it) from a
+    source or granule giving ``available``; None when one of them cannot be made."""
+    need: set[str] = set()
+    for name in dict.fromkeys(["ndvi", *variables]):
+        alt = next((a for a in INDEX_LAYERS[name] if a <= available), None)
+        if alt is None:
+            return None
+        need |= alt
+    return frozenset(need)
+
+
+def makeable(available: frozenset[str]) -> list[str]:
+    """The indices that can be made from ``available`` layers."""
+    return [v for v in INDEX_LAYERS if layers_for([v], available) is not None]
+
+
+class ViConfig(StrictModel):
+    """The ``vi`` product: vegetation indices on the target grid, QA-masked. Made from an
+    ``input`` (its observations composited per step) or from the ``source`` store of a vi
+    product with a finer step (e.g. 16-day composites of a daily clear-sky AHI layer)."""
+
+    kind: Literal["vi"]
+    # the raster input (reflectance bands or delivered indices); or give source
+    input: Annotated[
+        str | None, input_ref({"ndvi"}, {"red", "nir"}, what="reflectances or NDVI")
+    ] = None
+    # a vi product with a finer step whose values it composites
+    source: Annotated[str | None, ProductRef(("vi",))] = None
+    step: TimeStep | None = None  # own time step (default period.step)
+    variables: list[Index] = ["ndvi"]
+    max_pixel_reliability: Annotated[int, Field(ge=0, le=3)] = 1
+    resampling: Literal["nearest", "average", "bilinear"] = "nearest"
+    hours: tuple[float, float] | None = None  # UTC [first, last) hours of observations kept
+    composite: Literal["max_ndvi", "median", "nearest_time"] = "max_ndvi"
+    solar_time: Annotated[float, Field(ge=0, lt=24)] = 12.0  # local solar hour nearest_time aims at
+
 
 VI_VARIABLES = {
     "ndvi": VariableSpec(
@@ -105,18 +161,6 @@ SZA_VARIABLE = VariableSpec(
         "units": "degree",
     },
 )
-#: Observation-geometry variables; readers of sources seen many times a day give them.
-GEOMETRY = ("solar_time", "sza")
-GEOSTATIONARY = {"ahi_hsd", "ahi_ptree"}
-
-#: Indices each reader can give (from delivered layers or from its bands).
-CAPABILITIES = {
-    "modis_hdf4": {"ndvi", "evi", "evi2", "nbr"},
-    "sgli_l2": {"ndvi", "evi"},
-    "sgli_l1b": {"ndvi", "evi", "evi2", "grvi"},
-    "ahi_hsd": {"ndvi", "evi2", "nbr", "ndwi"},
-    "ahi_ptree": {"ndvi", "evi2", "nbr", "ndwi"},
-}
 
 
 def vi_variables(names: list[str], geometry: bool = False) -> list[VariableSpec]:
@@ -147,205 +191,224 @@ def compute_indices(layers: dict, names: list[str]) -> dict[str, np.ndarray]:
     return out
 
 
-@dataclass(frozen=True)
-class ViTileTask:
-    """Everything one tile needs: where to write, what to read, and how."""
-
-    store: str
-    tile_id: str
-    geobox: GeoBox
-    rows: slice
-    cols: slice
-    times: tuple
-    reader: str
-    granules: tuple[Granule, ...]
-    variables: tuple[str, ...]
-    options: dict
-    composite: str = "max_ndvi"
-    step: str = "16D"
-    solar_time: float = 12.0
-
-
 def carried_variables(variables, geometry: bool) -> tuple[str, ...]:
     """The float variables a composite takes from its picked observation: the indices,
     ``doy`` and, with ``geometry``, ``solar_time`` and ``sza``."""
     return (*variables, "doy", *(GEOMETRY if geometry else ()))
 
 
-def _write(task_store: str, result: dict, rows: slice, cols: slice) -> None:
-    data = {name: (("time", "y", "x"), arr) for name, arr in result.items()}
-    write_tile(Path(task_store), xr.Dataset(data), rows, cols)
+@dataclass(frozen=True)
+class ViTask:
+    """One tile of a vi product made from an input: its granules and how to composite."""
+
+    tile: Tile
+    times: tuple
+    reader: str
+    granules: tuple[Granule, ...]
+    product: ViConfig
+    step: str
+    options: dict
 
 
-def run_vi_tile(task: ViTileTask) -> dict:
-    """Composite and write one tile. Returns ``{"tile", "skipped", "granules", "opened"}``;
-    unreadable granules are skipped (file and reason), not raised."""
+@dataclass(frozen=True)
+class ViSourceTask:
+    """One tile of a vi product composited from a finer vi store."""
+
+    tile: Tile
+    source: str
+    read: tuple[str, ...]
+    written: tuple[str, ...]
+    times: tuple
+    step: str
+    product: ViConfig
+
+
+def _rule_text(product: ViConfig) -> str:
+    if product.composite == "nearest_time":
+        return f"the usable scene nearest {product.solar_time:g} h local solar time"
+    return "QA-weighted median NDVI" if product.composite == "median" else "maximum NDVI"
+
+
+class ViStep(Step):
+    kind = "vi"
+    Config = ViConfig
+
+    def validate(self, wf, name: str, p: ViConfig) -> None:
+        key = f"products.{name}"
+        if (p.input is None) == (p.source is None):
+            which = "input" if p.input is None else "source"
+            raise ValueError(
+                f"{key}.{which}: give exactly one of input (an input's observations) or "
+                "source (a vi product with a finer step)"
+            )
+        if p.input is not None:
+            spec = get_reader(wf.inputs[p.input].reader)
+            if layers_for(p.variables, spec.capabilities) is None:
+                raise ValueError(
+                    f"{key}.variables: {p.variables} cannot all be made from {spec.name} "
+                    f"(it gives {sorted(spec.capabilities)}: {makeable(spec.capabilities)})"
+                )
+            if p.composite == "nearest_time" and not spec.many_per_day:
+                raise ValueError(
+                    f"{key}.composite: nearest_time picks among several scenes a day by their "
+                    f"time (a source seen many times a day), not {spec.name}"
+                )
+            return
+        src = wf.products[p.source]
+        mine, theirs = p.step or wf.period.step, src.step or wf.period.step
+        if STEPS.index(theirs) >= STEPS.index(mine):
+            raise ValueError(
+                f"{key}.step: {mine} is not coarser than the step {theirs} of its "
+                f"source {p.source!r}; set step on one of them (e.g. 1D for the source)"
+            )
+        if p.composite == "nearest_time":
+            raise ValueError(
+                f"{key}.composite: nearest_time chooses among one day's scenes "
+                "(a product with an input); from a source use max_ndvi or median"
+            )
+        if p.hours is not None:
+            raise ValueError(
+                f"{key}.hours: selects an input's scenes; its source "
+                f"{p.source!r} already did (set hours there)"
+            )
+        if "ndvi" not in src.variables:
+            raise ValueError(
+                f"{key}.source: {p.source!r} has no ndvi, which the composite "
+                "rule ranks observations by (add ndvi to its variables)"
+            )
+        missing = [v for v in p.variables if v not in src.variables]
+        if missing:
+            raise ValueError(
+                f"{key}.variables: {missing} are not in its source {p.source!r} "
+                f"(it has {src.variables})"
+            )
+
+    def plan(self, ctx: StepContext) -> Plan:
+        return _plan_source(ctx) if ctx.product.source is not None else _plan_input(ctx)
+
+    @staticmethod
+    def run_tile(task: ViTask | ViSourceTask) -> TileResult:
+        if isinstance(task, ViSourceTask):
+            return run_vi_source_tile(task)
+        return run_vi_tile(task)
+
+
+def run_vi_tile(task: ViTask) -> TileResult:
+    """Composite one tile from the granules that meet it."""
     times = pd.DatetimeIndex(task.times)
-    skipped: list[Skipped] = []
-    groups: dict = {}
-    for granule in task.granules:
-        if period_index(times, granule.start, task.step) is not None:
-            groups.setdefault(granule.key, []).append(granule)
-    adapter = adapter_for(task.reader)
-    carried = carried_variables(task.variables, task.reader in GEOSTATIONARY)
-    comp = Compositor(len(times), task.geobox.shape.yx, carried, task.composite, task.solar_time)
-    used, opened = 0, []
-    for members in groups.values():
-        for granule, layers in adapter.read(members, task.geobox, task.options, skipped):
-            used += 1
-            opened += layers.pop("_opened", [])
+    p = task.product
+    spec = get_reader(task.reader)
+    record = TileInputs()
+    carried = carried_variables(p.variables, spec.many_per_day)
+    comp = Compositor(len(times), task.tile.geobox.shape.yx, carried, p.composite, p.solar_time)
+    by_need: dict = {}
+    for g in task.granules:
+        if period_index(times, g.start, task.step) is not None:
+            by_need.setdefault(layers_for(p.variables, g.layers), []).append(g)
+    for need, granules in by_need.items():
+        for granule, layers in read_onto_tile(
+            task.reader, granules, task.tile.geobox, need, task.options, record
+        ):
             obs = {k: layers[k] for k in ("reliability", "usable", "doy", *GEOMETRY) if k in layers}
-            obs.update(compute_indices(layers, list(task.variables)))
+            obs.update(compute_indices(layers, list(p.variables)))
             comp.add(period_index(times, granule.start, task.step), obs)
-    _write(task.store, comp.result(), task.rows, task.cols)
-    return {
-        "tile": task.tile_id,
-        "skipped": [s.to_json() for s in skipped],
-        "granules": used,
-        "opened": sorted(set(opened)),
-    }
+    data = {name: (("time", "y", "x"), arr) for name, arr in comp.result().items()}
+    return TileResult(xr.Dataset(data), record)
 
 
-def run_vi_source_tile(task: DerivedTileTask) -> dict:
+def run_vi_source_tile(task: ViSourceTask) -> TileResult:
     """Composite one tile of a finer vi store (e.g. daily) into this product's periods: every
     source time step with a value is an observation (``qa`` its reliability, usable up to
     ``max_reliability``), composited by the same rule as observations from files."""
-    st = task.settings
-    times = pd.DatetimeIndex(st["times"])
-    src = read_source_tile(task)
-    carried = [v for v in task.variables if v != "qa"]
-    comp = Compositor(len(times), (src.sizes["y"], src.sizes["x"]), carried, st["composite"])
-    written = st["written"]
-    arrays = {name: src[name].values for name in task.variables}
+    p = task.product
+    times = pd.DatetimeIndex(task.times)
+    src = read_source_tile(task.source, task.read, task.tile)
+    carried = [v for v in task.read if v != "qa"]
+    comp = Compositor(len(times), (src.sizes["y"], src.sizes["x"]), carried, p.composite)
+    arrays = {name: src[name].values for name in task.read}
+    record = TileInputs()
     for d, when in enumerate(pd.DatetimeIndex(src.time.values)):
-        t = period_index(times, when, st["step"])
+        t = period_index(times, when, task.step)
         if t is None:
             continue
         q = arrays["qa"][d]  # float, NaN for the fill value 255 (no observation)
         qa = np.where(np.isfinite(q), q, 255).astype(np.int16)
         obs = {name: arrays[name][d] for name in carried}
         obs["reliability"] = np.where(qa == 255, -1, qa)
-        obs["usable"] = np.isfinite(obs["ndvi"]) & (qa <= st["max_reliability"])
+        obs["usable"] = np.isfinite(obs["ndvi"]) & (qa <= p.max_pixel_reliability)
+        record.observations += int(obs["usable"].any())
         comp.add(t, obs)
     result = comp.result()
-    _write(task.store, {k: result[k] for k in written}, task.rows, task.cols)
-    return {"tile": task.tile_id, "skipped": []}
-
-
-def _no_coverage(ctx: StepContext, name: str, files, indexed, in_period) -> str:
-    """One line saying why no granule meets the region or period, with the inputs' extent."""
-    wf = ctx.workflow
-    if not indexed:
-        return f"inputs.{name}: none of its {len(files)} file(s) could be read (see the log)"
-    if not in_period:
-        first = min(g.start for g in indexed).date()
-        last = max(g.start for g in indexed).date()
-        return (
-            f"inputs.{name}: its {len(indexed)} granule(s) span {first} to {last}, outside "
-            f"period {wf.period.start} to {wf.period.end}; hint: change period or the input paths"
-        )
-    w = min(g.bbox[0] for g in in_period)
-    s = min(g.bbox[1] for g in in_period)
-    e = max(g.bbox[2] for g in in_period)
-    n = max(g.bbox[3] for g in in_period)
-    return (
-        f"inputs.{name}: none of its {len(files)} file(s) covers the region "
-        f"{list(wf.region.lonlat_bbox)} (their headers span [{w:.2f}, {s:.2f}, {e:.2f}, {n:.2f}]); "
-        "hint: check region.bbox (W, S, E, N in degrees) or `fluxscape inspect` the files"
-    )
-
-
-def plan(ctx: StepContext) -> Plan:
-    """A vi product from its input (observations of the files) or from its source (the
-    store of a finer vi product)."""
-    return _plan_source(ctx) if ctx.product.source is not None else _plan_input(ctx)
-
-
-def _rule_text(product) -> str:
-    if product.composite == "nearest_time":
-        return f"the usable scene nearest {product.solar_time:g} h local solar time"
-    return "QA-weighted median NDVI" if product.composite == "median" else "maximum NDVI"
+    data = {k: (("time", "y", "x"), result[k]) for k in task.written}
+    return TileResult(xr.Dataset(data), record)
 
 
 def _plan_input(ctx: StepContext) -> Plan:
-    """Index the input's granules (headers only) and plan one task per tile."""
-    product = ctx.product
-    inp = ctx.workflow.inputs[product.input]
-    unsupported = set(product.variables) - CAPABILITIES.get(inp.reader, set())
-    if unsupported:
-        raise FluxscapeError(
-            f"products.{ctx.name}.variables: {sorted(unsupported)} cannot be made from "
-            f"{inp.reader} (it gives {sorted(CAPABILITIES.get(inp.reader, set()))})"
-        )
-    adapter = adapter_for(inp.reader)
-    options = {
-        "max_reliability": product.max_pixel_reliability,
-        "resampling": product.resampling,
-        "hours": list(product.hours) if product.hours else None,
-    }
-    files = expand_paths(inp.paths)
-    indexed, skipped = adapter.index(files, options)
-    step = product.step or ctx.workflow.period.step
+    """The input's granules (indexed before the run) that can give the indices and fall in
+    the period, assigned to tiles by footprint; one task per tile."""
+    p: ViConfig = ctx.product
+    index = ctx.inputs[p.input]
+    spec = index.spec
+    step = p.step or ctx.workflow.period.step
     times = period_starts(ctx.workflow.period, step)
-    granules = [g for g in indexed if period_index(times, g.start, step) is not None]
-    per_tile = {t.id: [g for g in granules if g.meets(t.geobox)] for t in ctx.grid.tiles}
+    usable, refused = select(index, lambda have: layers_for(p.variables, have), p.hours)
+    granules = [g for g in usable if period_index(times, g.start, step) is not None]
+    per_tile = granules_per_tile(granules, ctx.grid.tiling, ctx.grid.tiles)
     if not any(per_tile.values()):
-        raise FluxscapeError(_no_coverage(ctx, product.input, files, indexed, granules))
+        raise FluxscapeError(coverage_error(p.input, index, usable, granules, ctx.workflow))
+    options = {
+        "max_reliability": p.max_pixel_reliability,
+        "resampling": p.resampling,
+    }
 
-    def make_task(tile: Tile) -> ViTileTask:
-        return ViTileTask(
-            str(ctx.store),
-            tile.id,
-            tile.geobox,
-            tile.rows,
-            tile.cols,
-            tuple(times.values),
-            inp.reader,
-            tuple(per_tile[tile.id]),
-            tuple(product.variables),
-            options,
-            product.composite,
-            step,
-            product.solar_time,
+    def make_task(tile: Tile) -> ViTask:
+        return ViTask(
+            tile, tuple(times.values), index.reader, tuple(per_tile[tile.id]), p, step, options
         )
 
     return Plan(
         dims={"time": times.values},
-        variables=vi_variables(product.variables, inp.reader in GEOSTATIONARY),
-        summary=f"Vegetation indices ({inp.reader}) composited per {step} period on the target "
-        f"grid from QA-masked observations ({_rule_text(product)})",
+        variables=vi_variables(p.variables, spec.many_per_day),
+        summary=f"Vegetation indices ({index.reader}) composited per {step} period on the "
+        f"target grid from QA-masked observations ({_rule_text(p)})",
         make_task=make_task,
-        run_tile=run_vi_tile,
-        inputs=[p for g in granules for p in (g.paths or (g.path,))],
-        skipped=skipped,
+        inputs=[f for g in granules for f in g.files],
+        skipped=list(index.skipped),
+        ignored=refused,
     )
 
 
 def _plan_source(ctx: StepContext) -> Plan:
     """Composites of the finished store of ``source`` (a vi product with a finer step), one
     task per tile; the tile's region of the source store is read by the task itself."""
-    product = ctx.product
-    source = source_store(ctx)
-    step = product.step or ctx.workflow.period.step
+    p: ViConfig = ctx.product
+    source = source_store(ctx, p.source)
+    step = p.step or ctx.workflow.period.step
     times = period_starts(ctx.workflow.period, step)
     with xr.open_zarr(source, consolidated=True) as src:
         geometry = all(name in src for name in GEOMETRY)
-    read = [*dict.fromkeys(["ndvi", *product.variables]), "doy", *(GEOMETRY if geometry else ())]
-    specs = vi_variables(product.variables, geometry)
-    settings = {
-        "times": tuple(times.values),
-        "step": step,
-        "composite": product.composite,
-        "max_reliability": product.max_pixel_reliability,
-        "written": [v.name for v in specs],
-    }
+    read = [*dict.fromkeys(["ndvi", *p.variables]), "doy", *(GEOMETRY if geometry else ())]
+    specs = vi_variables(p.variables, geometry)
+
+    def make_task(tile: Tile) -> ViSourceTask:
+        return ViSourceTask(
+            tile,
+            str(source),
+            (*read, "qa"),
+            tuple(v.name for v in specs),
+            tuple(times.values),
+            step,
+            p,
+        )
+
     return Plan(
         dims={"time": times.values},
         variables=specs,
-        summary=f"Vegetation indices composited per {step} period from the {product.source} "
-        f"store ({_rule_text(product)} of its values)",
-        make_task=derived_task(ctx, source, [*read, "qa"], settings),
-        run_tile=run_vi_source_tile,
-        inputs=[],
-        source_attrs={"source_product": product.source},
+        summary=f"Vegetation indices composited per {step} period from the {p.source} "
+        f"store ({_rule_text(p)} of its values)",
+        make_task=make_task,
+        source_attrs={"source_product": p.source},
     )
+
+
+STEP = ViStep()

@@ -1,0 +1,226 @@
+"""Inputs: glob expansion, the one index loop (headers -> granules -> tiles), the one read
+loop (granules -> observations on a tile), skipped-input records and checksums.
+
+Every raster source goes through the same two loops, so failure semantics live here once:
+only format and I/O problems (:class:`~fluxscape.errors.ReaderError`, ``OSError``) make a
+skipped input; any other exception is a bug and propagates (the tile fails, the run stops).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from odc.geo.geobox import GeoBox
+
+from fluxscape.errors import FluxscapeError, ReaderError
+from fluxscape.readers.ontile import Granule, in_hours, merge
+from fluxscape.readers.registry import ReaderSpec, get_reader
+
+#: The exceptions that make an input skipped rather than the run failed.
+READ_ERRORS = (ReaderError, OSError)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An input that could not be used, and why."""
+
+    path: str
+    reason: str
+
+    def to_json(self) -> dict:
+        return {"file": self.path, "reason": self.reason}
+
+
+def skipped_from(path: str, exc: BaseException) -> Skipped:
+    """The record of a file that failed to read (the reason without the path prefix)."""
+    return Skipped(path, str(exc).replace(f"{path}: ", ""))
+
+
+def expand_paths(patterns: list[str]) -> list[str]:
+    """Sorted unique files matched by the glob patterns."""
+    return sorted({p for pattern in patterns for p in glob.glob(pattern) if Path(p).is_file()})
+
+
+def file_checksum(path: str) -> str:
+    """SHA-256 of a file (hex)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class InputIndex:
+    """The granules of one workflow input (headers only).
+
+    ``granules``: merged granules (e.g. the bands and segments of one Himawari scene);
+    ``skipped``: files whose headers could not be read, with the reason;
+    ``ignored``: files that hold nothing the pipeline reads (e.g. the IRS file of an SGLI
+    scene, a segment off the Earth's disc), with the reason."""
+
+    name: str
+    reader: str
+    files: list[str]
+    granules: list[Granule] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    ignored: list[Skipped] = field(default_factory=list)
+
+    @property
+    def spec(self) -> ReaderSpec:
+        return get_reader(self.reader)
+
+
+def select(
+    index: InputIndex, needs: Callable[[frozenset[str]], frozenset[str] | None], hours=None
+) -> tuple[list[Granule], list[Skipped]]:
+    """The granules of ``index`` for which ``needs(granule.layers)`` gives the layers to read
+    (and, for sources seen many times a day, observed within ``hours`` [first, last) UTC),
+    and the files of the others with the reason (they hold nothing this product uses)."""
+    keep, other = [], []
+    many = index.spec.many_per_day
+    for g in index.granules:
+        if many and not in_hours(g.start, hours):
+            continue
+        if needs(g.layers) is None:
+            what = f"a {g.product} file" if g.product else "the file"
+            gives = ", ".join(sorted(g.layers)) or "no layer fluxscape reads"
+            other += [
+                Skipped(f, f"{what} gives {gives}, not what the product needs") for f in g.files
+            ]
+            continue
+        keep.append(g)
+    return keep, other
+
+
+def coverage_error(name: str, index: InputIndex, usable: list, in_period: list, wf) -> str:
+    """One line saying why no granule of input ``name`` meets the region or period, with the
+    inputs' extent: ``usable`` are its granules that give what the product needs,
+    ``in_period`` those also in the period."""
+    if not index.granules:
+        return f"inputs.{name}: none of its {len(index.files)} file(s) could be read (see the log)"
+    if not usable:
+        kinds = sorted({g.product or index.reader for g in index.granules})
+        return (
+            f"inputs.{name}: none of its {len(index.files)} file(s) gives what the product "
+            f"needs (they are {', '.join(kinds)})"
+        )
+    if not in_period:
+        first = min(g.start for g in usable).date()
+        last = max(g.start for g in usable).date()
+        return (
+            f"inputs.{name}: its {len(usable)} granule(s) span {first} to {last}, outside "
+            f"period {wf.period.start} to {wf.period.end}; hint: change period or the input paths"
+        )
+    w = min(g.bbox[0] for g in in_period)
+    s = min(g.bbox[1] for g in in_period)
+    e = max(g.bbox[2] for g in in_period)
+    n = max(g.bbox[3] for g in in_period)
+    return (
+        f"inputs.{name}: none of its {len(index.files)} file(s) covers the region "
+        f"{list(wf.region.lonlat_bbox)} (their headers span [{w:.2f}, {s:.2f}, {e:.2f}, {n:.2f}]); "
+        "hint: check region.bbox (W, S, E, N in degrees) or `fluxscape inspect` the files"
+    )
+
+
+def index_input(name: str, reader: str, paths: list[str]) -> InputIndex:
+    """Index one input: ``granule_info`` of every file matched by the globs ``paths`` (format
+    and I/O errors skip the file), files of one group merged into one granule. FluxscapeError
+    when the source has no granules (it is not a raster or sounding source)."""
+    spec = get_reader(reader)
+    if spec.granule_info is None:
+        raise FluxscapeError(f"inputs.{name}: reader {reader} gives no granules to index")
+    index = InputIndex(name, reader, expand_paths(paths))
+    groups: dict = {}
+    for path in index.files:
+        try:
+            granule = spec.granule_info(path)
+        except READ_ERRORS as exc:
+            index.skipped.append(skipped_from(path, exc))
+            continue
+        if granule is None:
+            index.ignored.append(Skipped(path, "holds no observation the pipeline reads"))
+            continue
+        groups.setdefault(granule.group if granule.group is not None else path, []).append(granule)
+    index.granules = sorted(
+        (merge(parts) for parts in groups.values()), key=lambda g: (g.start, g.path)
+    )
+    return index
+
+
+def granules_per_tile(granules: list[Granule], tiling, tiles) -> dict[str, list[Granule]]:
+    """The granules that meet each tile (by tile id), from each granule's footprint through
+    odc-geo's tile-by-geometry query (not tiles x granules); ``tiling`` is the grid's
+    GeoboxTiles, ``tiles`` its Tile list."""
+    ids = {t.index: t.id for t in tiles}
+    out: dict[str, list[Granule]] = {t.id: [] for t in tiles}
+    for g in granules:
+        for idx in tiling.tiles(g.geometry()):
+            if idx in ids:
+                out[ids[idx]].append(g)
+    return out
+
+
+@dataclass
+class TileInputs:
+    """What a tile read: skipped files with reasons, files opened, files that gave at least
+    one usable value on the tile, and the number of usable observations."""
+
+    skipped: list[Skipped] = field(default_factory=list)
+    opened: set[str] = field(default_factory=set)
+    used: set[str] = field(default_factory=set)
+    observations: int = 0
+
+    def to_json(self) -> dict:
+        return {
+            "skipped": [s.to_json() for s in self.skipped],
+            "opened": sorted(self.opened),
+            "used": sorted(self.used),
+            "observations": self.observations,
+        }
+
+
+def read_onto_tile(
+    reader: str,
+    granules: Iterable[Granule],
+    tile: GeoBox,
+    layers: Iterable[str],
+    options: dict,
+    record: TileInputs,
+) -> Iterator[tuple[Granule, dict]]:
+    """Each granule's ``layers`` on the tile, as the source reads them (see ReaderSpec.read):
+    granules on one native grid share the source's ``prepare`` (e.g. a nearest-pixel index).
+    A granule whose read raises a format or I/O error is recorded in ``record.skipped`` and
+    left out; ``usable`` is false where a requested float layer is not finite; files that
+    gave a usable value are added to ``record.used``."""
+    spec = get_reader(reader)
+    layers = frozenset(layers)
+    groups: dict = {}
+    for g in granules:
+        groups.setdefault(g.key, []).append(g)
+    for members in groups.values():
+        context = spec.prepare(members[0], tile, options)
+        if context is None:
+            continue
+        for granule in members:
+            try:
+                out = spec.read(granule, tile, layers, options, context)
+            except READ_ERRORS as exc:
+                record.skipped.append(skipped_from(granule.path, exc))
+                continue
+            if out is None:
+                continue
+            files = out.pop("files", list(granule.files))
+            for name in layers & out.keys():  # a value the QA calls good but that is fill
+                if np.issubdtype(np.asarray(out[name]).dtype, np.floating):
+                    out["usable"] = out["usable"] & np.isfinite(out[name])
+            record.opened.update(files)
+            if np.any(out["usable"]):
+                record.used.update(files)
+                record.observations += 1
+            yield granule, out

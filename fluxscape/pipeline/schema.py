@@ -1,0 +1,189 @@
+"""The workflow file's building blocks shared by every step: region, period, inputs,
+output, Dask settings, and the typed references a product uses to name inputs and other
+products (:class:`InputRef`, :class:`ProductRef`).
+
+Run order, the inputs a product is made from and inherited access levels come from these
+typed references alone (:func:`references`), never from matching string values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from fluxscape.access import AccessLevel
+
+#: Named regions, [W, S, E, N] in degrees.
+REGION_PRESETS: dict[str, tuple[float, float, float, float]] = {
+    "sample-demo": (138.0, 35.5, 139.0, 36.5),
+    "sample-demo-4x": (137.5, 35.0, 139.5, 37.0),
+    "kanto": (138.4, 34.8, 141.0, 37.2),
+    "japan": (122.0, 24.0, 146.0, 46.0),
+    "korea": (124.0, 33.0, 132.0, 39.0),
+    "northeast-asia": (100.0, 20.0, 150.0, 55.0),
+}
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Region(StrictModel):
+    """Target grid: bbox [W, S, E, N] in degrees (or a named preset), CRS, resolution in CRS
+    units (degrees for EPSG:4326)."""
+
+    bbox: tuple[float, float, float, float] | None = None
+    preset: str | None = None
+    crs: str = "EPSG:4326"
+    resolution: Annotated[float, Field(gt=0)] = 0.01
+
+    @model_validator(mode="after")
+    def _bbox_or_preset(self) -> Region:
+        if self.bbox is None and self.preset is None:
+            raise ValueError("give either bbox [W, S, E, N] or preset")
+        if self.preset is not None and self.preset not in REGION_PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; known: {sorted(REGION_PRESETS)}")
+        if self.bbox is not None:
+            w, s, e, n = self.bbox
+            if not (w < e and s < n):
+                raise ValueError(f"bbox {list(self.bbox)} must be [W, S, E, N] with W < E, S < N")
+        return self
+
+    @property
+    def lonlat_bbox(self) -> tuple[float, float, float, float]:
+        return self.bbox if self.bbox is not None else REGION_PRESETS[self.preset]
+
+
+class Period(StrictModel):
+    """Time period (inclusive dates) and product time step. ``16D`` is the MODIS convention:
+    16-day periods starting on day 1, 17, ..., 353 of each year."""
+
+    start: date
+    end: date
+    step: Literal["16D", "8D", "1D", "1M"] = "16D"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Period:
+        if self.end < self.start:
+            raise ValueError(f"end {self.end} is before start {self.start}")
+        return self
+
+
+class Input(StrictModel):
+    """One input: a reader name and path globs (relative to ``data_dir`` or absolute)."""
+
+    reader: str
+    paths: list[str] = Field(min_length=1)
+    access: AccessLevel = "public"  # who may see data made from it (fluxscape.access)
+
+    @field_validator("reader")
+    @classmethod
+    def _known_reader(cls, value: str) -> str:
+        from fluxscape.readers.registry import readers
+
+        if value not in readers():
+            raise ValueError(f"unknown reader {value!r}; known: {sorted(readers())}")
+        return value
+
+
+#: Product time steps from finest to coarsest (a vi ``source`` must be finer than its user).
+STEPS = ("1D", "8D", "16D", "1M")
+TimeStep = Literal["16D", "8D", "1D", "1M"]
+
+
+class Output(StrictModel):
+    """Output directory (products, catalog, logs) and the catalog directory in it."""
+
+    dir: str = "."
+    catalog: str = "catalog"
+
+
+class DaskSettings(StrictModel):
+    """Where tiles run: an existing scheduler, a LocalCluster, or dask-jobqueue."""
+
+    scheduler: str | None = None
+    cluster: Literal["local", "slurm", "pbs"] = "local"
+    workers: Annotated[int, Field(ge=1)] = 2
+    threads_per_worker: Annotated[int, Field(ge=1)] = 1
+    memory_limit: str = "3GiB"
+    # worker processes (the default) or threads of the driver process (debugging, profiling)
+    processes: bool = True
+    jobqueue: dict = Field(default_factory=dict)
+
+
+def year_or_date(value, last: bool):
+    """A year (int) as its first or last day; anything else unchanged (pydantic checks it)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return date(value, 12, 31) if last else date(value, 1, 1)
+    return value
+
+
+# --- typed references ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InputRef:
+    """Marks a product field that names workflow inputs (a name, a list of names, or None).
+
+    ``gives``: alternatives, each a set of standard layers (fluxscape.readers.ontile.LAYERS);
+    the input's source must be able to give every layer of at least one of them."""
+
+    gives: tuple[frozenset[str], ...] = ()
+    what: str = ""  # what the input is, for messages ("MCD64A1 burned-area tiles")
+
+    def accepts(self, capabilities: frozenset[str]) -> bool:
+        return not self.gives or any(alt <= capabilities for alt in self.gives)
+
+
+@dataclass(frozen=True)
+class ProductRef:
+    """Marks a product field that names other products of the workflow (it reads their
+    stores, so it runs after them and inherits their inputs' access levels); ``kinds``: the
+    product kinds accepted."""
+
+    kinds: tuple[str, ...]
+
+
+def input_ref(*gives: set[str] | frozenset[str], what: str = "") -> InputRef:
+    """An :class:`InputRef` whose source must give one of the ``gives`` layer sets."""
+    return InputRef(tuple(frozenset(g) for g in gives), what)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One reference of a product: the field, what it points at and the names it gives."""
+
+    field: str
+    marker: InputRef | ProductRef
+    names: tuple[str, ...]
+
+    @property
+    def to_input(self) -> bool:
+        return isinstance(self.marker, InputRef)
+
+
+def references(product: BaseModel) -> list[Reference]:
+    """The typed references of a product (fields marked :class:`InputRef` / :class:`ProductRef`)
+    with the names they hold (none for an unset optional reference)."""
+    out = []
+    for name, info in type(product).model_fields.items():
+        marker = next((m for m in info.metadata if isinstance(m, InputRef | ProductRef)), None)
+        if marker is None:
+            continue
+        value = getattr(product, name)
+        names = tuple(value) if isinstance(value, list | tuple) else (value,)
+        out.append(Reference(name, marker, tuple(n for n in names if n is not None)))
+    return out
+
+
+def input_names(product: BaseModel) -> list[str]:
+    """Names of the inputs a product's fields reference directly."""
+    return [n for r in references(product) if r.to_input for n in r.names]
+
+
+def product_names(product: BaseModel) -> list[str]:
+    """Names of the other products a product's fields reference (it reads their stores)."""
+    return [n for r in references(product) if not r.to_input for n in r.names]
