@@ -269,8 +269,8 @@ def publish_store(
 
 
 def reindex(catalog_dir: Path) -> int:
-    """Rebuild the search index and the root catalog from the collection.json files (for a
-    catalog written before the index existed, or after editing files by hand); returns the
+    """Rebuild the search index and the root catalog from the collection.json files (after
+    editing them by hand; a catalog without an index gets one when it is opened); returns the
     number of products indexed."""
     catalog_dir = Path(catalog_dir).resolve()
     with catalog_lock(catalog_dir):
