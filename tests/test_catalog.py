@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import dask.array
@@ -264,3 +265,152 @@ def test_export_netcdf_is_cf_and_matches_store(cat, store, tmp_path):
     np.testing.assert_array_equal(nc.sos.values, ref.values)
     with pytest.raises(FluxscapeError, match="one variable"):
         cat.export("vi", tmp_path / "two.tif", variables=["ndvi", "evi"])
+
+
+# --- one search path: time ranges, search hits, catalogs without an index (issue #13) ----------
+
+
+def _span_days(ds) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The first and last step of a product as the store holds them (period starts, or the
+    first and last day of the first and last year)."""
+    if "time" in ds.dims:
+        return pd.Timestamp(ds.time.values[0]), pd.Timestamp(ds.time.values[-1])
+    years = ds.year.values
+    return pd.Timestamp(f"{years[0]}-01-01"), pd.Timestamp(f"{years[-1]}-12-31T23:59:59")
+
+
+def _ranges(first: pd.Timestamp, last: pd.Timestamp) -> list[tuple[str | None, str | None]]:
+    """Time ranges around both ends of a product: dates, datetimes (with and without an
+    offset), months and years, open on one side or not."""
+    day = pd.Timedelta(days=1)
+    d = "%Y-%m-%d"
+    return [
+        (None, (first - day).strftime(d)),  # ends the day before the first step
+        (None, first.strftime(d)),  # ends on the first step's day
+        ((first - 40 * day).strftime(d), (first - day).strftime(d)),
+        (None, (first - pd.Timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")),
+        (None, first.strftime("%Y-%m-%dT%H:%M:%S")),
+        (None, (first - pd.DateOffset(months=1)).strftime("%Y-%m")),  # the month before
+        (None, first.strftime("%Y-%m")),
+        (None, str(first.year - 1)),
+        (str(first.year - 1), str(first.year)),  # "YYYY/YYYY": whole years
+        (last.strftime(d), None),  # starts on the last step's day
+        ((last + day).strftime(d), None),  # starts the day after
+        (last.strftime("%Y-%m-%dT%H:%M:%S"), None),
+        ((last + pd.Timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S"), None),
+        ((last + pd.Timedelta(hours=9)).strftime("%Y-%m-%dT%H:%M:%S+09:00"), None),  # = last
+        ((last + pd.Timedelta(hours=10)).strftime("%Y-%m-%dT%H:%M:%S+09:00"), None),
+        ((last + 40 * day).strftime(d), (last + 400 * day).strftime(d)),
+        (last.strftime("%Y-%m"), None),
+        ((last + pd.DateOffset(months=1)).strftime("%Y-%m"), None),
+        (str(last.year), str(last.year)),
+        (str(last.year + 1), None),
+        (first.strftime(d), last.strftime(d)),
+    ]
+
+
+def test_search_and_open_agree_on_time_ranges(cat):
+    """A product a search finds with a time range gives at least one step when opened with
+    that range (by its search hit); one it does not find gives none, at both ends."""
+    checked = found = 0
+    for entry in cat.entries():
+        first, last = _span_days(cat.open(entry))
+        for time in _ranges(first, last):
+            hits = cat.search(product=entry.id, time=time)
+            ds = cat.open(hits[0] if hits else entry.id, time=time)
+            dim = "time" if "time" in ds.dims else "year"
+            assert (ds.sizes[dim] > 0) == bool(hits), (entry.id, time, ds.sizes[dim])
+            text = "/".join(v or ".." for v in time)  # the same range as text, same answer
+            assert [e.id for e in cat.search(product=entry.id, time=text)] == [e.id for e in hits]
+            checked += 1
+            found += bool(hits)
+    assert checked == 21 * len(cat.entries()) and 0 < found < checked
+
+
+def test_time_range_ends_at_the_end_of_what_it_names():
+    from datetime import datetime
+
+    from fluxscape.catalog.times import bounds
+
+    assert bounds("2021/2022") == (datetime(2021, 1, 1), datetime(2022, 12, 31, 23, 59, 59, 999999))
+    assert bounds("2021-02/2021-02") == (
+        datetime(2021, 2, 1),
+        datetime(2021, 2, 28, 23, 59, 59, 999999),
+    )
+    assert bounds(("2021-06-30", "2021-06-30"))[1] == datetime(2021, 6, 30, 23, 59, 59, 999999)
+    assert bounds("2021-06-30T12:00:00Z/2021-06-30T12:00:00+09:00") == (
+        datetime(2021, 6, 30, 12),
+        datetime(2021, 6, 30, 3),
+    )
+    assert bounds("../..") == bounds((None, "..")) == bounds(None) == (None, None)
+    for bad in (("2021-13-01", None), "June/.."):  # pandas alone would take June of this year
+        with pytest.raises(FluxscapeError, match="not a date"):
+            bounds(bad)
+
+
+def test_open_extract_export_take_an_id_a_product_name_or_a_search_hit(cat, store, tmp_path):
+    hit = cat.search(variable="ndvi", bbox=(138.2, 35.8, 138.4, 36.0))[0]
+    assert hit.id == "demo.vi"
+    time = "2021-06-01/2021-07-31"
+    sub = store.ndvi.sel(time=slice("2021-06-01", "2021-07-31"))
+    for ref in ("demo.vi", "vi", hit):
+        ds = cat.open(ref, time=time)
+        np.testing.assert_array_equal(ds.ndvi.values, sub.values)
+        assert cat.collection(ref)["id"] == "demo.vi"
+        df = cat.extract("ndvi", point=(138.4392, 35.9628), time=time, product=ref)
+        px = sub.sel(x=138.4392, y=35.9628, method="nearest")
+        assert set(df["product"]) == {"demo.vi"}
+        np.testing.assert_array_equal(df["value"].to_numpy(), px.values.astype(float))
+        out = cat.export(ref, tmp_path / "ndvi.nc", variables=["ndvi"], time=time)
+        np.testing.assert_array_equal(xr.open_dataset(out).ndvi.values, sub.values)
+    gone = dataclasses.replace(hit, id="demo.gone")
+    with pytest.raises(FluxscapeError, match="no product 'demo.gone'"):
+        cat.open(gone)
+    with pytest.raises(FluxscapeError, match="no product in"):
+        cat.extract("ndvi", point=(138.4392, 35.9628), product=gone)
+
+
+def test_catalog_without_index_gets_it_built_on_open(demo_out, tmp_path):
+    from fluxscape.catalog import index
+    from fluxscape.catalog.publish import publish_store
+
+    folder = tmp_path / "old"
+    for name in ("vi", "phenology"):
+        publish_store(demo_out / "products" / f"{name}.zarr", folder, "demo", name)
+    written = index.read_rows(folder)
+    (folder / index.INDEX_NAME).unlink()
+    c = open_catalog(folder)
+    assert index.read_rows(folder) == written  # built on open, as a publisher writes it
+    assert [e.id for e in c.search(variable="sos")] == ["demo.phenology"]
+    assert not list(folder.glob(".index-*")) and (folder / ".lock").exists()
+
+
+def test_read_only_catalog_without_index_is_searched_in_memory(demo_out, tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from fluxscape.catalog import index
+    from fluxscape.catalog.publish import publish_store
+
+    folder = tmp_path / "ro"
+    for name in ("vi", "gosat_l3"):
+        publish_store(demo_out / "products" / f"{name}.zarr", folder, "demo", name)
+    (folder / index.INDEX_NAME).unlink()
+    if os.geteuid() == 0:  # root writes through file modes: refuse as a read-only mount would
+
+        def read_only(catalog_dir):
+            raise OSError(errno.EROFS, "Read-only file system", str(catalog_dir))
+
+        monkeypatch.setattr(index, "catalog_lock", read_only)
+    folder.chmod(0o555)
+    try:
+        c = open_catalog(folder)
+        assert [e.id for e in c.entries()] == ["demo.gosat_l3", "demo.vi"]
+        assert [e.id for e in c.search(variable="ndvi", time="2021-06-01/2021-06-30")] == [
+            "demo.vi"
+        ]
+        assert c.open("vi", time="2021-06-01/2021-06-30").sizes["time"] == 2
+        assert list(c.table(product="gosat_l3")["id"]) == ["demo.gosat_l3"]
+        assert not (folder / index.INDEX_NAME).exists()
+    finally:
+        folder.chmod(0o755)

@@ -274,3 +274,30 @@ def test_cli_token_and_serve_on_loopback(served_catalog, tmp_path):
         _, err = proc.communicate(timeout=20)
     assert f"127.0.0.1:{port}" in err  # bound to loopback by default
     assert secret not in err  # the token is never logged
+
+
+def test_stac_search_datetime_and_intersects_agree_with_catalog_search(server, served_catalog):
+    from fluxscape.catalog import open_catalog
+
+    cat = open_catalog(served_catalog[0])
+    last = cat.open("demo.vi").time.values[-1]
+    day = str(last)[:10]
+    after = str(last + np.timedelta64(1, "D"))[:10]
+    found = {}
+    for datetime in (day, f"{day}/..", f"{after}/..", f"../{day}T00:00:00Z", "2021/2021"):
+        got = httpx.get(f"{server}/search", params={"datetime": datetime, "limit": 100}).json()
+        found[datetime] = sorted(f["id"] for f in got["features"])
+        time = tuple(datetime.split("/")) if "/" in datetime else (datetime, datetime)
+        assert found[datetime] == [e.id for e in cat.search(time=time, access=["public"])]
+    assert "demo.vi" in found[day] and "demo.vi" in found[f"{day}/.."]
+    assert "demo.vi" not in found[f"{after}/.."]
+    inside = {
+        "type": "Polygon",
+        "coordinates": [[[138.3, 35.9], [138.4, 35.9], [138.3, 36.0], [138.3, 35.9]]],
+    }
+    far = {"type": "Point", "coordinates": [100.0, 10.0]}
+    body = {"intersects": inside, "limit": 1}
+    first = httpx.post(f"{server}/search", json=body).json()
+    assert first["numberMatched"] == 3 and first["numberReturned"] == 1
+    assert httpx.post(f"{server}/search", json={"intersects": far}).json()["numberMatched"] == 0
+    assert httpx.get(f"{server}/search", params={"datetime": "June"}).status_code == 400

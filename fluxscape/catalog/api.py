@@ -7,8 +7,9 @@
 >>> df = cat.extract("ndvi", sites="sites.csv")        # site, lon, lat columns
 >>> cat.export("demo.vi", "ndvi.tif", variables=["ndvi"], time="2021-06-01/2021-06-30")
 
-Searches read the Parquet index beside the STAC JSON (:mod:`fluxscape.catalog.index`); a
-catalog written before the index existed is read from its JSON instead.
+Every search, listing and lookup is a query of the Parquet index beside the STAC JSON
+(:mod:`fluxscape.catalog.index`); opening a catalog without one builds it from the collection
+JSON first. Time ranges mean the same to search and to open (:mod:`fluxscape.catalog.times`).
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import xarray as xr
 
-from fluxscape.catalog import geo, index
+from fluxscape.catalog import geo, index, times
+from fluxscape.catalog.times import TimeRange
 from fluxscape.errors import FluxscapeError
 
-TimeRange = tuple[str | None, str | None]
+#: ``"START/END"`` -> (start, end); see :func:`fluxscape.catalog.times.parse_range`.
+parse_time_range = times.parse_range
 
 
 @dataclass(frozen=True)
@@ -58,26 +62,6 @@ class Entry:
             "store": str(self.store),
         }
 
-    @classmethod
-    def from_row(cls, row: dict, catalog_dir: Path) -> Entry:
-        """An Entry from an index row (:mod:`fluxscape.catalog.index`)."""
-        return cls(
-            id=row["id"],
-            product=row["product"],
-            run=row["workflow"],
-            variables=list(row["variables"]),
-            bbox=[row["xmin"], row["ymin"], row["xmax"], row["ymax"]],
-            time=[
-                row.get("start_text") or _iso_z(row["start_datetime"]),
-                row.get("end_text") or _iso_z(row["end_datetime"]),
-            ],
-            store=Path(os.path.normpath(f"{catalog_dir}/{row['store']}")),
-            run_id=row["run_id"],
-            access=row["access"],
-            models=list(row["models"]),
-            href=row["href"],
-        )
-
 
 #: Index columns an Entry needs, with the times formatted by DuckDB (fast for many rows).
 ENTRY_COLUMNS = (
@@ -85,28 +69,6 @@ ENTRY_COLUMNS = (
     "store, strftime(start_datetime, '%Y-%m-%dT%H:%M:%SZ') AS start_text, "
     "strftime(end_datetime, '%Y-%m-%dT%H:%M:%SZ') AS end_text"
 )
-
-
-def _iso_z(value) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time_range(text: str | None) -> TimeRange:
-    """``"2021-01-01/2021-12-31"`` (either side may be empty or ``..``) -> (start, end)."""
-    if not text:
-        return (None, None)
-    if "/" not in text:
-        raise FluxscapeError(f"time range {text!r}: expected START/END, e.g. 2021-04-01/2021-10-31")
-    start, end = (p.strip() or None for p in text.split("/", 1))
-    start = None if start == ".." else start
-    end = None if end == ".." else end
-    for v in (start, end):
-        if v is not None:
-            try:
-                pd.Timestamp(v)
-            except ValueError as exc:
-                raise FluxscapeError(f"time range {text!r}: {v!r} is not a date") from exc
-    return (start, end)
 
 
 def parse_bbox(text: str) -> tuple[float, float, float, float]:
@@ -121,22 +83,44 @@ def parse_bbox(text: str) -> tuple[float, float, float, float]:
 
 
 class Catalog:
-    """A fluxscape STAC catalog on disk (see :func:`open_catalog`)."""
+    """A fluxscape STAC catalog on disk (see :func:`open_catalog`). Every query goes through
+    the catalog's index (:mod:`fluxscape.catalog.index`), built from the collection JSON when
+    the catalog is opened without one."""
 
     def __init__(self, root: Path):
         self.root = root
         self.directory = root.parent
+        #: The index built in memory, for a catalog folder without index.parquet that this
+        #: process cannot write (None when the file is there).
+        self._built: pa.Table | None = index.build_missing(self.directory)
 
-    @property
-    def has_index(self) -> bool:
-        return (self.directory / index.INDEX_NAME).exists()
+    def _index(self) -> pa.Table:
+        try:
+            return index.snapshot(self.directory)
+        except FileNotFoundError:
+            if self._built is None:
+                self._built = index.build_missing(self.directory)
+                if self._built is None:  # written by this call
+                    return index.snapshot(self.directory)
+            return self._built
+
+    def select(self, columns: str = "*", limit: int | None = None, offset: int = 0, **filters):
+        """Index rows (Arrow table, ordered by id) matching the filters of
+        :func:`fluxscape.catalog.index.select`; ``product`` may also be an :class:`Entry`."""
+        return index.select(self._index(), columns, limit, offset, **_filters(**filters))
+
+    def rows(self, limit: int | None = None, offset: int = 0, **filters) -> list[dict]:
+        """Index rows (dicts) matching the filters (see :meth:`select`)."""
+        return self.select("*", limit, offset, **filters).to_pylist()
+
+    def count(self, **filters) -> int:
+        """How many products match the filters (see :meth:`select`)."""
+        return index.count(self._index(), **_filters(**filters))
 
     def entries(self, access: list[str] | None = None) -> list[Entry]:
         """Every published product (ordered by id), optionally only those whose access
         level is in ``access``."""
-        if self.has_index:
-            return self._entries(index.select(self.directory, ENTRY_COLUMNS, access=access))
-        return [e for e in self._entries_from_json() if access is None or e.access in access]
+        return self.search(access=access)
 
     def _entries(self, table) -> list[Entry]:
         """Entries from an Arrow table of ENTRY_COLUMNS (column-wise: no dict per row)."""
@@ -159,93 +143,55 @@ class Catalog:
             for i in range(table.num_rows)
         ]
 
-    def _entries_from_json(self) -> list[Entry]:
-        out = []
-        for link in json.loads(self.root.read_text()).get("links", []):
-            if link.get("rel") != "child":
-                continue
-            path = (self.directory / link["href"]).resolve()
-            if not path.exists():
-                continue  # a product being replaced right now
-            row = index.row_from_collection(json.loads(path.read_text()), path, self.directory)
-            out.append(Entry.from_row(row, self.directory))
-        return out
-
     def table(self, **filters) -> pd.DataFrame:
         """The index rows matching the :meth:`search` filters (product, variable, bbox,
         time, run, access) as a DataFrame: one row per product, no per-entry objects (the
         fast path for large catalogs)."""
-        if isinstance(filters.get("time"), str):
-            filters["time"] = parse_time_range(filters["time"])
-        if not self.has_index:
-            raise FluxscapeError(f"{self.directory}: no {index.INDEX_NAME} (publish to build it)")
-        return index.select(self.directory, "* EXCLUDE (geometry)", **filters).to_pandas()
+        return self.select("* EXCLUDE (geometry)", **filters).to_pandas()
 
-    def collection(self, name: str) -> dict:
-        """The STAC Collection (dict) of a product, by id or product name."""
+    def collection(self, name: str | Entry) -> dict:
+        """The STAC Collection (dict) of a product, by id, product name or search hit."""
         entry = self._entry(name)
         path = self.directory / (entry.href or f"{entry.id}/collection.json")
         return json.loads(path.read_text())
 
     def search(
         self,
-        product: str | None = None,
+        product: str | Entry | None = None,
         variable: str | None = None,
         bbox: tuple[float, float, float, float] | None = None,
         time: TimeRange | str | None = None,
         run: str | None = None,
         access: list[str] | None = None,
     ) -> list[Entry]:
-        """Products matching all given filters: product name (or id), variable, a lon/lat
-        bbox that intersects, a time range (start, end) or ``"START/END"`` that overlaps, a
-        run (workflow name or run id), access levels allowed. Ordered by id."""
-        if isinstance(time, str):
-            time = parse_time_range(time)
-        if self.has_index:
-            filters = dict(product=product, variable=variable, bbox=bbox, time=time, run=run)
-            return self._entries(
-                index.select(self.directory, ENTRY_COLUMNS, access=access, **filters)
-            )
-        found = []
-        for e in self.entries(access=access):
-            if product and product not in (e.product, e.id):
-                continue
-            if variable and variable not in e.variables:
-                continue
-            if run and run not in (e.run, e.run_id):
-                continue
-            if bbox is not None:
-                w, s, ea, n = bbox
-                if w > e.bbox[2] or ea < e.bbox[0] or s > e.bbox[3] or n < e.bbox[1]:
-                    continue
-            if time is not None:
-                start, end = time
-                if start and pd.Timestamp(start, tz="UTC") > pd.Timestamp(e.time[1]):
-                    continue
-                if end and pd.Timestamp(end, tz="UTC") < pd.Timestamp(e.time[0]):
-                    continue
-            found.append(e)
-        return found
+        """Products matching all given filters: product name, id or search hit, variable, a
+        lon/lat bbox that intersects, a time range (start, end) or ``"START/END"`` that
+        overlaps (:mod:`fluxscape.catalog.times`), a run (workflow name or run id), access
+        levels allowed. Ordered by id."""
+        filters = dict(variable=variable, bbox=bbox, time=time, run=run, access=access)
+        return self._entries(self.select(ENTRY_COLUMNS, product=product, **filters))
 
-    def _entry(self, name: str) -> Entry:
+    def _entry(self, name: str | Entry) -> Entry:
         matches = self.search(product=name)
         if not matches:
             known = ", ".join(e.id for e in self.entries()) or "none"
-            raise FluxscapeError(f"{self.root}: no product {name!r} (published: {known})")
+            shown = name.id if isinstance(name, Entry) else name
+            raise FluxscapeError(f"{self.root}: no product {shown!r} (published: {known})")
         return matches[-1]
 
     def open(
         self,
-        name: str,
+        name: str | Entry,
         bbox: tuple[float, float, float, float] | None = None,
         time: TimeRange | str | None = None,
         dask: bool = True,
     ) -> xr.Dataset:
-        """Open a product lazily by id or product name, optionally subset to a lon/lat bbox
-        (pixels whose centres fall inside) and a time range (``time`` steps, or whole
-        ``year`` s that overlap it). Variables are dask arrays with the store's chunks, or with
-        ``dask=False`` xarray's lazily indexed arrays (reads only what is indexed; faster for
-        a few pixels)."""
+        """Open a product lazily by id, product name or search hit (an :class:`Entry`),
+        optionally subset to a lon/lat bbox (pixels whose centres fall inside) and a time range
+        (the ``time`` steps or whole ``year`` s that overlap it, as a search decides, see
+        :mod:`fluxscape.catalog.times`). Variables are dask arrays with the store's chunks, or
+        with ``dask=False`` xarray's lazily indexed arrays (reads only what is indexed; faster
+        for a few pixels)."""
         return _open_store(self._entry(name).store, bbox, time, dask)
 
     def extract(
@@ -254,11 +200,12 @@ class Catalog:
         point: tuple[float, float] | None = None,
         bbox: tuple[float, float, float, float] | None = None,
         time: TimeRange | str | None = None,
-        product: str | None = None,
+        product: str | Entry | None = None,
         sites: pd.DataFrame | str | Path | None = None,
         polygon: dict | str | Path | None = None,
     ) -> pd.DataFrame:
-        """A tidy time series of ``variable`` from every product carrying it (or ``product``):
+        """A tidy time series of ``variable`` from every product carrying it (or ``product``:
+        a product name, id or search hit):
 
         - ``point=(lon, lat)``: the nearest pixel; columns product, time, variable, value, x, y
           (x/y: the pixel centre in the store's CRS);
@@ -309,16 +256,16 @@ class Catalog:
 
     def export(
         self,
-        name: str,
+        name: str | Entry,
         path: str | Path,
         variables: list[str] | None = None,
         bbox: tuple[float, float, float, float] | None = None,
         time: TimeRange | str | None = None,
         fmt: str | None = None,
     ) -> Path:
-        """Write a subset of a product for desktop GIS: CF NetCDF (``.nc``) or a
-        Cloud-Optimised GeoTIFF (``.tif``, one variable, one band per time step); ``fmt``
-        (``netcdf`` or ``cog``) overrides the suffix. Returns the path written."""
+        """Write a subset of a product (id, product name or search hit) for desktop GIS: CF
+        NetCDF (``.nc``) or a Cloud-Optimised GeoTIFF (``.tif``, one variable, one band per time
+        step); ``fmt`` (``netcdf`` or ``cog``) overrides the suffix. Returns the path written."""
         from fluxscape.catalog.export import export_dataset
 
         return export_dataset(self.open(name, bbox=bbox, time=time), Path(path), variables, fmt)
@@ -328,9 +275,16 @@ def _open_store(store: Path, bbox, time, dask: bool) -> xr.Dataset:
     ds = xr.open_zarr(store, consolidated=True, **({} if dask else {"chunks": None}))
     if bbox is not None:
         ds = geo.subset_bbox(ds, bbox)
-    if time is not None:
-        ds = geo.subset_time(ds, parse_time_range(time) if isinstance(time, str) else time)
-    return ds
+    return times.select_steps(ds, time)
+
+
+def _filters(product: str | Entry | None = None, **filters) -> dict:
+    """Index filters with ``product`` given by name or id, or as a search hit (its id)."""
+    if isinstance(product, Entry):
+        ids = filters.get("ids")
+        filters["ids"] = [product.id] if ids is None else [i for i in ids if i == product.id]
+        return filters
+    return {"product": product, **filters}
 
 
 def open_catalog(path: str | Path) -> Catalog:

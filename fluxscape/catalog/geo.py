@@ -68,18 +68,6 @@ def subset_bbox(ds, bbox: Bbox):
     return ds.sel(x=slice(w, e), y=_yslice(ds, s, n))
 
 
-def subset_time(ds, time: tuple[str | None, str | None]):
-    """Time steps (``time``) or whole years (``year``) overlapping (start, end)."""
-    start, end = time
-    if "time" in ds.dims:
-        return ds.sel(time=slice(start, end))
-    if "year" in ds.dims:
-        lo = pd.Timestamp(start).year if start else None
-        hi = pd.Timestamp(end).year if end else None
-        return ds.sel(year=slice(lo, hi))
-    return ds
-
-
 def tidy(da: xr.DataArray) -> pd.DataFrame:
     """One row per remaining coordinate (``time``, or ``year`` and ``season``; ``site``):
     those columns and ``value`` (float)."""

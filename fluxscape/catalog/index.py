@@ -2,14 +2,18 @@
 
 ``CATALOG/index.parquet`` holds what search needs (id, product, workflow, run id, access level,
 variables, model ids, lon/lat bbox, time span, a WKB footprint, the collection's JSON path and
-the store's path relative to the catalog folder). Searches are SQL over that table with DuckDB,
-so they stay fast as the catalog grows instead of parsing every collection.json. The file is
-rewritten to a temporary name and renamed (readers see the old index or the new one), always
-under the catalog's lock (see :mod:`fluxscape.catalog.publish`).
+the store's path relative to the catalog folder). Every search is SQL over that table with
+DuckDB (:func:`select`), so it stays fast as the catalog grows instead of parsing every
+collection.json. The file is rewritten to a temporary name and renamed (readers see the old
+index or the new one), always under the catalog's lock (:func:`catalog_lock`). A catalog without
+the file (written before the index existed, or whose index write failed) gets it built from its
+collection.json files when it is opened (:func:`build_missing`); a folder that cannot be written
+gets the same table in memory.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from datetime import UTC, datetime
@@ -18,6 +22,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import shapely
+from filelock import FileLock
+
+from fluxscape.catalog import times
 
 INDEX_NAME = "index.parquet"
 
@@ -86,6 +93,13 @@ def row_from_collection(coll: dict, coll_path: Path, catalog_dir: Path) -> dict:
     }
 
 
+def catalog_lock(catalog_dir: Path) -> FileLock:
+    """The inter-process lock that serialises writers of one catalog folder."""
+    catalog_dir = Path(catalog_dir)
+    catalog_dir.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(catalog_dir / ".lock"), timeout=300)
+
+
 def read_rows(catalog_dir: Path) -> list[dict]:
     """Every row of the index (empty list when there is none yet)."""
     path = Path(catalog_dir) / INDEX_NAME
@@ -97,12 +111,18 @@ def read_rows(catalog_dir: Path) -> list[dict]:
 def write_rows(catalog_dir: Path, rows: list[dict]) -> Path:
     """Replace the index with ``rows`` (sorted by id) atomically; returns its path."""
     path = Path(catalog_dir) / INDEX_NAME
-    rows = sorted(rows, key=lambda r: r["id"])
-    table = pa.Table.from_pylist(rows, schema=SCHEMA)
     tmp = path.with_name(f".index-{os.getpid()}.tmp.parquet")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
+    try:
+        pq.write_table(to_table(rows), tmp, compression="zstd")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
+
+
+def to_table(rows: list[dict]) -> pa.Table:
+    """Index rows as the index's Arrow table (sorted by id)."""
+    return pa.Table.from_pylist(sorted(rows, key=lambda r: r["id"]), schema=SCHEMA)
 
 
 def upsert(catalog_dir: Path, row: dict | None = None, remove: str | None = None) -> Path:
@@ -114,22 +134,59 @@ def upsert(catalog_dir: Path, row: dict | None = None, remove: str | None = None
     return write_rows(catalog_dir, rows)
 
 
-def rebuild(catalog_dir: Path) -> Path:
-    """Rebuild the index from every ``*/collection.json`` of the catalog folder."""
+def rows_from_json(catalog_dir: Path) -> list[dict]:
+    """The index rows of every ``*/collection.json`` of the catalog folder."""
     catalog_dir = Path(catalog_dir).resolve()
     rows = []
     for coll_path in sorted(catalog_dir.glob("*/collection.json")):
         coll = json.loads(coll_path.read_text())
         if "fluxscape:product" in coll:
             rows.append(row_from_collection(coll, coll_path, catalog_dir))
-    return write_rows(catalog_dir, rows)
+    return rows
+
+
+def rebuild(catalog_dir: Path) -> Path:
+    """Rebuild the index from every ``*/collection.json`` of the catalog folder."""
+    return write_rows(catalog_dir, rows_from_json(catalog_dir))
+
+
+#: errno values meaning "this folder cannot be written" (the index is then kept in memory).
+_READ_ONLY = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def build_missing(catalog_dir: Path) -> pa.Table | None:
+    """Give a catalog without ``index.parquet`` its index, built from its collection.json files
+    and written as a publisher writes it (under :func:`catalog_lock`, to a temporary file then
+    ``os.replace``). Returns None when the file is there (now or already), or the index table
+    built in memory when the folder cannot be written."""
+    catalog_dir = Path(catalog_dir).resolve()
+    path = catalog_dir / INDEX_NAME
+    if path.exists():
+        return None
+    try:
+        with catalog_lock(catalog_dir):
+            if not path.exists():  # another process may have written it meanwhile
+                rebuild(catalog_dir)
+        return None
+    except OSError as exc:
+        if exc.errno not in _READ_ONLY:
+            raise
+        return to_table(rows_from_json(catalog_dir))
+
+
+def snapshot(catalog_dir: Path) -> pa.Table:
+    """The index file as one consistent Arrow table: read through a single open file, so a
+    writer replacing the file meanwhile cannot mix two versions (DuckDB reading the path
+    directly may reopen it between footer and row groups). FileNotFoundError without one."""
+    with open(Path(catalog_dir) / INDEX_NAME, "rb") as f:
+        return pq.read_table(pa.BufferReader(f.read()))
 
 
 def _where(
     product: str | None = None,
     variable: str | None = None,
     bbox: tuple[float, float, float, float] | None = None,
-    time: tuple[str | None, str | None] | None = None,
+    time: times.TimeRange | str | None = None,
     run: str | None = None,
     ids: list[str] | None = None,
     access: list[str] | None = None,
@@ -145,13 +202,9 @@ def _where(
         where.append("xmin <= ? AND xmax >= ? AND ymin <= ? AND ymax >= ?")
         params += [bbox[2], bbox[0], bbox[3], bbox[1]]
     if time is not None:
-        start, end = time
-        if start:
-            where.append("end_datetime >= CAST(? AS TIMESTAMP)")
-            params.append(_utc_naive(_iso(start)))
-        if end:
-            where.append("start_datetime <= CAST(? AS TIMESTAMP)")
-            params.append(_utc_naive(_iso(end, end_of_day=True)))
+        clauses, values = times.overlap_sql("start_datetime", "end_datetime", times.bounds(time))
+        where += clauses
+        params += values
     if run:
         where.append("(workflow = ? OR run_id = ?)")
         params += [run, run]
@@ -165,16 +218,22 @@ def _where(
 
 
 def select(
-    catalog_dir: Path,
+    table: pa.Table,
     columns: str = "*",
     limit: int | None = None,
     offset: int = 0,
     order: bool = True,
+    intersects: shapely.Geometry | None = None,
     **filters,
 ) -> pa.Table:
-    """Index rows matching every filter (see :func:`query`) as an Arrow table, ordered by id;
-    ``columns`` is a DuckDB select list."""
-    table = _snapshot(Path(catalog_dir) / INDEX_NAME)
+    """Rows of the index ``table`` matching every filter, ordered by id, as an Arrow table;
+    ``columns`` is a DuckDB select list. Filters (all optional): ``product`` (name or id),
+    ``variable``, ``bbox`` (lon/lat, intersecting), ``time`` (a range overlapping the
+    product's extent, see :mod:`fluxscape.catalog.times`), ``run`` (workflow name or run id),
+    ``ids``, ``access`` (levels allowed), and ``intersects``: a lon/lat shapely geometry the
+    footprint must intersect (its bounds filter in SQL, then the exact test in shapely)."""
+    if intersects is not None:
+        return _select_intersecting(table, columns, limit, offset, order, intersects, **filters)
     where, params = _where(**filters)
     sql = f"SELECT {columns} FROM idx{where}" + (" ORDER BY id" if order else "")
     if limit is not None:
@@ -186,31 +245,23 @@ def select(
         return to_arrow()
 
 
-def count(catalog_dir: Path, **filters) -> int:
-    """How many index rows match every filter (see :func:`query`)."""
-    return select(catalog_dir, "count(*) AS n", order=False, **filters).column("n")[0].as_py()
-
-
-def query(
-    catalog_dir: Path,
-    product: str | None = None,
-    variable: str | None = None,
-    bbox: tuple[float, float, float, float] | None = None,
-    time: tuple[str | None, str | None] | None = None,
-    run: str | None = None,
-    ids: list[str] | None = None,
-    access: list[str] | None = None,
-    limit: int | None = None,
-    offset: int = 0,
-    columns: str = "*",
-) -> list[dict]:
-    """Rows (dicts) matching every given filter, ordered by id: product name or id, variable,
-    a lon/lat bbox that intersects, a (start, end) time range that overlaps (None = open), a
-    run (the workflow name or a run id), a list of ids, and the access levels allowed."""
-    filters = dict(
-        product=product, variable=variable, bbox=bbox, time=time, run=run, ids=ids, access=access
+def _select_intersecting(table, columns, limit, offset, order, shape, bbox=None, **filters):
+    if bbox is not None:
+        raise ValueError("give bbox or intersects, not both")
+    found = select(
+        table, f"{columns}, geometry AS _footprint", order=order, bbox=shape.bounds, **filters
     )
-    return select(catalog_dir, columns, limit, offset, **filters).to_pylist()
+    footprints = shapely.from_wkb(found.column("_footprint").to_numpy(zero_copy_only=False))
+    found = found.filter(pa.array(shapely.intersects(footprints, shape)))
+    found = found.drop_columns(["_footprint"])
+    return found if limit is None else found.slice(int(offset), int(limit))
+
+
+def count(table: pa.Table, **filters) -> int:
+    """How many rows of the index ``table`` match every filter (see :func:`select`)."""
+    if filters.get("intersects") is not None:
+        return select(table, "id", order=False, **filters).num_rows
+    return select(table, "count(*) AS n", order=False, **filters).column("n")[0].as_py()
 
 
 _CONNECTION = None
@@ -225,19 +276,3 @@ def _connection():
     if _CONNECTION is None:
         _CONNECTION = duckdb.connect()
     return _CONNECTION
-
-
-def _snapshot(path: Path) -> pa.Table:
-    """The index as one consistent Arrow table: read through a single open file, so a writer
-    replacing the file meanwhile cannot mix two versions (DuckDB reading the path directly
-    may reopen it between footer and row groups)."""
-    with open(path, "rb") as f:
-        return pq.read_table(pa.BufferReader(f.read()))
-
-
-def _iso(value: str, end_of_day: bool = False) -> str:
-    """A date or datetime string as ISO datetime; a bare date ends at 23:59:59 if asked."""
-    text = str(value)
-    if len(text) == 10 and end_of_day:
-        return text + "T23:59:59"
-    return text

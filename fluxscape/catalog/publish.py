@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pystac
 import xarray as xr
-from filelock import FileLock
 from pystac.extensions.datacube import DatacubeExtension, Dimension, Variable
 
 from fluxscape.access import check_level
-from fluxscape.catalog import index
+from fluxscape.catalog import index, times
+from fluxscape.catalog.index import catalog_lock
 
 ZARR_MEDIA_TYPE = "application/vnd+zarr"
 CATALOG_ID = "fluxscape"
@@ -145,13 +145,11 @@ def build_collection(
 
 
 def _temporal(ds: xr.Dataset) -> tuple:
-    """Start, end (datetimes) and datacube dimensions of a store's time axis: ``time``
-    (period starts) or ``year`` (whole calendar years), plus ``season`` when present."""
-    import datetime as dt
-
+    """Start, end (datetimes, :func:`fluxscape.catalog.times.extent`) and datacube dimensions
+    of a store's time axis: ``time`` (period starts) or ``year`` (whole calendar years), plus
+    ``season`` when present."""
+    t0, t1 = times.extent(ds)
     if "time" in ds.dims:
-        t0 = pystac.utils.str_to_datetime(str(ds["time"].values[0])[:19] + "Z")
-        t1 = pystac.utils.str_to_datetime(str(ds["time"].values[-1])[:19] + "Z")
         values = [str(t)[:10] for t in ds["time"].values]
         dims = {
             "time": Dimension.from_dict(
@@ -160,8 +158,6 @@ def _temporal(ds: xr.Dataset) -> tuple:
         }
         return t0, t1, dims
     years = [int(y) for y in ds["year"].values]
-    t0 = dt.datetime(years[0], 1, 1, tzinfo=dt.UTC)
-    t1 = dt.datetime(years[-1], 12, 31, 23, 59, 59, tzinfo=dt.UTC)
     dims = {
         "year": Dimension.from_dict(
             {
@@ -235,12 +231,6 @@ def _write_root(catalog_dir: Path) -> Path:
     return root
 
 
-def catalog_lock(catalog_dir: Path) -> FileLock:
-    """The inter-process lock that serialises writers of one catalog folder."""
-    catalog_dir.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(catalog_dir / ".lock"), timeout=300)
-
-
 def publish_store(
     store: Path,
     catalog_dir: Path,
@@ -280,8 +270,8 @@ def publish_store(
 
 
 def reindex(catalog_dir: Path) -> int:
-    """Rebuild the search index and the root catalog from the collection.json files (for a
-    catalog written before the index existed, or after editing files by hand); returns the
+    """Rebuild the search index and the root catalog from the collection.json files (after
+    editing them by hand; a catalog without an index gets one when it is opened); returns the
     number of products indexed."""
     catalog_dir = Path(catalog_dir).resolve()
     with catalog_lock(catalog_dir):

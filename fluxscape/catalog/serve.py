@@ -47,7 +47,7 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from fluxscape.access import LEVELS, check_level, readable_levels
-from fluxscape.catalog import geo, index
+from fluxscape.catalog import geo
 from fluxscape.catalog.api import Catalog, open_catalog, parse_time_range
 from fluxscape.errors import FluxscapeError
 
@@ -140,12 +140,7 @@ Levels = Annotated[list[str], Depends(granted)]
 def create_app(catalog_dir: str | Path, tokens: dict[str, str] | None = None) -> FastAPI:
     """The read-only ASGI app serving the catalog at ``catalog_dir``; ``tokens`` maps
     SHA-256 hex digests of bearer tokens to access levels (see :func:`load_tokens`)."""
-    cat = open_catalog(catalog_dir)
-    if not cat.has_index:
-        raise FluxscapeError(
-            f"{cat.directory}: no {index.INDEX_NAME} (a catalog from before the index); run "
-            f"`fluxscape catalog reindex {cat.directory}` once"
-        )
+    cat = open_catalog(catalog_dir)  # builds the index if the catalog has none
     app = FastAPI(
         title="fluxscape catalog",
         description="STAC API, Zarr stores, tiles and a map of fluxscape products (read-only)",
@@ -155,7 +150,7 @@ def create_app(catalog_dir: str | Path, tokens: dict[str, str] | None = None) ->
     app.state.tokens = dict(tokens or {})
 
     def row_or_404(cid: str, levels: list[str]) -> dict:
-        rows = index.query(cat.directory, ids=[cid], access=levels) if cat.has_index else []
+        rows = cat.rows(ids=[cid], access=levels)
         if not rows:
             raise HTTPException(404, f"no collection {cid!r}")
         return rows[0]
@@ -172,7 +167,7 @@ def create_app(catalog_dir: str | Path, tokens: dict[str, str] | None = None) ->
             {**_link("search", base + "search", GEOJSON), "method": "POST"},
             _link("alternate", base + "web/", "text/html", "Map of the products"),
         ]
-        for row in _rows(cat, levels):
+        for row in cat.rows(access=levels):
             links.append(
                 _link("child", f"{base}collections/{row['id']}", "application/json", row["title"])
             )
@@ -197,7 +192,7 @@ def create_app(catalog_dir: str | Path, tokens: dict[str, str] | None = None) ->
     @app.get("/collections")
     def collections(request: Request, levels: Levels) -> dict:
         base = str(request.base_url)
-        colls = [_collection(cat, row, base) for row in _rows(cat, levels)]
+        colls = [_collection(cat, row, base) for row in cat.rows(access=levels)]
         return {
             "collections": colls,
             "links": [
@@ -288,10 +283,10 @@ def create_app(catalog_dir: str | Path, tokens: dict[str, str] | None = None) ->
     def timeseries(
         cid: str, variable: str, lon: float, lat: float, levels: Levels
     ) -> dict[str, Any]:
-        row = row_or_404(cid, levels)
-        if variable not in row["variables"]:
+        row_or_404(cid, levels)
+        if not cat.count(ids=[cid], variable=variable):
             raise HTTPException(404, f"{cid} has no variable {variable!r}")
-        if not (row["xmin"] <= lon <= row["xmax"] and row["ymin"] <= lat <= row["ymax"]):
+        if not cat.count(ids=[cid], bbox=(lon, lat, lon, lat)):
             raise HTTPException(404, f"({lon}, {lat}) is outside {cid}")
         frame = geo.at_point(cat.open(cid, dask=False)[variable], lon, lat)
         labels = [c for c in frame.columns if c not in ("value", "x", "y")]
@@ -362,10 +357,6 @@ def _link(rel: str, href: str, media_type: str, title: str | None = None) -> dic
     return out
 
 
-def _rows(cat: Catalog, levels: list[str]) -> list[dict]:
-    return index.query(cat.directory, access=levels) if cat.has_index else []
-
-
 def _collection(cat: Catalog, row: dict, base: str) -> dict:
     """The stored collection.json with API links, and asset hrefs served by this app."""
     coll = json.loads((cat.directory / row["href"]).read_text())
@@ -426,35 +417,26 @@ def _search(cat: Catalog, request: Request, levels: list[str], params: dict, met
     base = str(request.base_url)
     limit = int(params.get("limit") or 10)
     page = int(params.get("page") or 1)
+    filters = {"access": levels}
     try:
-        time = _datetime_range(params.get("datetime"))
-        bbox = params.get("bbox")
-        shape = None
+        filters["time"] = _datetime_range(params.get("datetime"))
         if params.get("intersects"):
-            shape = shapely.geometry.shape(params["intersects"])
-            bbox = shape.bounds
-        if bbox is not None:
-            bbox = [float(v) for v in bbox]
+            filters["intersects"] = shapely.geometry.shape(params["intersects"])
+        elif params.get("bbox") is not None:
+            bbox = [float(v) for v in params["bbox"]]
             if len(bbox) == 6:
                 bbox = [bbox[0], bbox[1], bbox[3], bbox[4]]
             if len(bbox) != 4:
                 raise ValueError("bbox needs 4 numbers W,S,E,N")
+            filters["bbox"] = bbox
     except (ValueError, TypeError, AttributeError, FluxscapeError) as exc:
         raise HTTPException(400, f"bad search parameter: {exc}") from exc
-    ids = params.get("ids")
-    colls = params.get("collections")
-    if colls is not None:
-        ids = [i for i in (ids or colls) if i in set(colls)]
-    filters = {"bbox": bbox, "time": time, "ids": ids, "access": levels}
-    if not cat.has_index:
-        matched, chunk = 0, []
-    elif shape is not None:  # exact footprint test in shapely after the bbox prefilter
-        rows = index.query(cat.directory, **filters)
-        rows = [r for r in rows if shapely.from_wkb(r["geometry"]).intersects(shape)]
-        matched, chunk = len(rows), rows[(page - 1) * limit : page * limit]
-    else:  # only one page leaves DuckDB
-        matched = index.count(cat.directory, **filters)
-        chunk = index.query(cat.directory, **filters, limit=limit, offset=(page - 1) * limit)
+    for key in ("ids", "collections"):  # one item per collection, with the collection's id
+        if params.get(key) is not None:
+            wanted = set(params[key])
+            filters["ids"] = [i for i in filters.get("ids", params[key]) if i in wanted]
+    matched = cat.count(**filters)
+    chunk = cat.rows(**filters, limit=limit, offset=(page - 1) * limit)
     links = [_link("root", base, "application/json")]
     if page * limit < matched:
         if method == "GET":
@@ -478,11 +460,10 @@ def _search(cat: Catalog, request: Request, levels: list[str], params: dict, met
 
 
 def _datetime_range(text: str | None):
+    """A STAC ``datetime`` (one instant or date, or an interval) as a checked time range."""
     if not text:
         return None
-    if "/" not in text:
-        return (text, text)
-    return parse_time_range(text)
+    return parse_time_range(text if "/" in text else f"{text}/{text}")
 
 
 def _floats(text: str) -> list[float]:
