@@ -3,16 +3,22 @@ hand-made words, the real LP DAAC files, and the sample world's files through th
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import missing_realdata
+from pyhdf.SD import SD, SDC
+from pyproj import Transformer
 
-from fluxscape.readers import inspect_file
+from fluxscape.readers import detect, inspect_file
 from fluxscape.readers import modis_mcd15a2h as m15
 from fluxscape.readers import modis_mod09a1 as m09
-from fluxscape.readers.modis_hdf4 import open_modis_tile, read_grids
+from fluxscape.readers.modis_hdf4 import SINUSOIDAL_PROJ, open_modis_tile, read_grids
+from fluxscape.sample import generate
+from fluxscape.sample.world import PRESETS, World
 
 REAL_MOD09A1 = "MOD09A1.A2017193.h18v04.006.2017202035302.hdf"
 REAL_MCD15A2H = "MCD15A2H.A2016201.h18v05.006.2016215124658.hdf"
@@ -214,3 +220,120 @@ def test_real_product_names_are_in_the_modules(modis_real, name):
     assert product in m09.PRODUCTS + m15.PRODUCTS
     grid = read_grids(modis_real / name)[0].name
     assert grid.startswith(m09.GRID) or grid == m15.GRID
+
+
+# --- the sample world's files ---------------------------------------------------------------
+
+#: One 8-day composite in green-up (a wide NDVI range across the land covers).
+SAMPLE_START = datetime(2021, 5, 9)
+
+
+@pytest.fixture(scope="module")
+def sample_rs(tmp_path_factory) -> dict:
+    """One MOD09A1 and one MCD15A2H tile of the ``demo-rs`` world (composite of 9 May 2021),
+    written by the sample-data writers over a 0.4 degree part of the demo region (the writing
+    time is mostly the fill of the 2400 x 2400 tiles), with the world and the data window."""
+    part = (138.2, 35.7, 138.6, 36.1)
+    world = World(dataclasses.replace(PRESETS["demo-rs"], bbox=part, n_disturbances=0))
+    out = tmp_path_factory.mktemp("rs")
+    rng = np.random.default_rng(7)
+    sr = generate.write_modis_reflectance(world, out / "reflectance", rng, [SAMPLE_START])
+    lai = generate.write_modis_lai(world, out / "lai", rng, [SAMPLE_START])
+    (td,) = generate._region_tiles(world.preset.bbox, generate.MODIS_500M)
+    return {"world": world, "sr": sr, "lai": lai, "window": td.window}
+
+
+def _lonlat(ds, rows, cols):
+    tr = Transformer.from_crs(SINUSOIDAL_PROJ, "EPSG:4326", always_xy=True)
+    lon, lat = tr.transform(ds.x.values[cols], ds.y.values[rows])
+    return np.asarray(lon), np.asarray(lat)
+
+
+def test_demo_rs_preset_writes_reflectance_and_lai_beside_the_demo_sources():
+    demo, rs = PRESETS["demo"], PRESETS["demo-rs"]
+    assert "modis_sr" not in demo.sources and "modis_lai" not in demo.sources
+    assert set(rs.sources) == set(demo.sources) | {"modis_sr", "modis_lai"}
+    assert (rs.bbox, rs.years, rs.n_towers) == (demo.bbox, demo.years, demo.n_towers)
+
+
+@pytest.mark.parametrize(
+    "kind, real", [("sr", REAL_MOD09A1), ("lai", REAL_MCD15A2H)], ids=["MOD09A1", "MCD15A2H"]
+)
+def test_sample_files_carry_the_real_files_sds_and_attributes(sample_rs, modis_real, kind, real):
+    keys = ("_FillValue", "valid_range", "scale_factor", "add_offset", "units", "long_name")
+
+    def table(path):
+        sd = SD(str(path), SDC.READ)
+        try:
+            out = {}
+            for name in sd.datasets():
+                sds = sd.select(name)
+                attrs = sds.attributes()
+                out[name] = (sds.info()[3], {k: attrs.get(k) for k in keys})
+            return out
+        finally:
+            sd.end()
+
+    (path,) = sample_rs[kind]
+    assert table(path) == table(modis_real / real)
+    grid = read_grids(path)[0]
+    assert grid.name == (m09.GRID if kind == "sr" else m15.GRID)
+    assert (grid.ydim, grid.xdim) == (2400, 2400)
+    assert detect(path).name == "modis_hdf4"
+    s = inspect_file(path)
+    assert s.time == ["2021-05-09", "2021-05-16"]
+    w, so, e, n = s.bbox
+    assert so == pytest.approx(30.0) and n == pytest.approx(40.0) and w < 138 < 139 < e
+
+
+def test_sample_mod09a1_ndvi_reproduces_the_world_truth(sample_rs):
+    """NDVI from b01/b02 of the usable pixels against the world's NDVI on each pixel's
+    observation day (``sur_refl_day_of_year``). Measured: R2 0.990, RMSE 0.013 (seed 42,
+    rng 7); floors with a margin."""
+    (path,) = sample_rs["sr"]
+    ds = open_modis_tile(path, [*m09.SDS.values(), *m09.QA_SDS], roi=sample_rs["window"])
+    s = m09.standard_layers(ds)
+    usable = s.usable.values
+    assert 0.5 < usable.mean() < 0.9  # spring: about a quarter cloudy or next to cloud
+    for band in m09.SDS:
+        assert not np.isnan(s[band].values[usable]).any()
+    rows, cols = np.nonzero(usable)
+    lon, lat = _lonlat(ds, rows, cols)
+    doy = s.doy.values[rows, cols].astype(int)
+    assert 129 <= doy.min() and doy.max() <= 136
+    dates = (np.datetime64("2021-01-01") + (doy - 1)).astype("datetime64[D]")
+    truth = generate._at(sample_rs["world"].ndvi, lon, lat, dates)
+    ndvi = m09.ndvi(s.red.values, s.nir.values)[rows, cols]
+    r2 = 1 - np.sum((ndvi - truth) ** 2) / np.sum((truth - truth.mean()) ** 2)
+    rmse = float(np.sqrt(np.mean((ndvi - truth) ** 2)))
+    assert r2 > 0.96 and rmse < 0.025
+    assert abs(np.mean(ndvi - truth)) < 0.005
+    # clouds are flagged where the world is cloudy: bright in blue, never usable
+    cloudy = s.reliability.values == 3
+    assert 0.05 < cloudy.mean() < 0.5 and not (cloudy & usable).any()
+    assert np.nanmean(s.blue.values[cloudy]) > 3 * np.nanmean(s.blue.values[usable])
+
+
+def test_sample_mcd15a2h_lai_in_range_and_follows_the_truth(sample_rs):
+    """LAI/FPAR of the usable pixels against the world's NDVI in the composite's middle.
+    Measured: correlation of LAI with truth NDVI 0.97, of FPAR 0.98; floors with a margin."""
+    (path,) = sample_rs["lai"]
+    full = open_modis_tile(path, ["Lai_500m"])
+    assert np.isnan(full.Lai_500m.values).mean() > 0.9  # fill outside the region
+    ds = open_modis_tile(path, roi=sample_rs["window"])
+    s = m15.standard_layers(ds)
+    rel, usable = s.reliability.values, s.usable.values
+    assert 0.5 < usable.mean() < 0.95
+    assert ((rel == -1) == np.isnan(s.lai.values)).all()
+    assert 0 < (rel == -1).mean() < 0.1  # some cloudy pixels not retrieved: fill, not zero
+    lai, fpar = s.lai.values[usable], s.fpar.values[usable]
+    assert not np.isnan(lai).any() and not np.isnan(fpar).any()
+    assert 0 <= lai.min() and lai.max() <= 10 and 0 <= fpar.min() and fpar.max() <= 1
+    rows, cols = np.nonzero(usable)
+    lon, lat = _lonlat(ds, rows, cols)
+    truth = sample_rs["world"].ndvi(lon, lat, [np.datetime64("2021-05-12")])[..., 0]
+    assert np.corrcoef(lai, truth)[0, 1] > 0.9
+    assert np.corrcoef(fpar, truth)[0, 1] > 0.9
+    # the FparLai_QC words: main algorithm on most usable pixels, backup on a few
+    scf = m15.qc_flags(ds.FparLai_QC.values)["scf"]
+    assert (scf[usable] <= 1).mean() > 0.8 and (scf[usable] >= 2).any()

@@ -278,3 +278,12 @@ def test_real_mcd15a2h_fill_classes_are_nan_and_qa_integer(modis_real):
     assert 10 < e < 14  # h18v05: western Mediterranean and North Africa
     assert s.time == ["2016-07-19", "2016-07-26"]
     assert s.details["grid"] == "MOD_Grid_MOD15A2H"
+
+
+def test_roi_with_numpy_integer_bounds(modis_real):
+    """Windows computed with numpy (np.int64 bounds) are read like plain-int ones."""
+    path = modis_real / REAL_MOD09A1
+    a = open_modis_tile(path, ["sur_refl_b01"], roi=(slice(np.int64(3), np.int64(9)), slice(2, 7)))
+    b = open_modis_tile(path, ["sur_refl_b01"], roi=(slice(3, 9), slice(2, 7)))
+    assert a.sizes == {"y": 6, "x": 5}
+    np.testing.assert_array_equal(a.sur_refl_b01.values, b.sur_refl_b01.values)

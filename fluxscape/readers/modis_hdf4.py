@@ -297,6 +297,10 @@ def open_modis_tile(
     g = next((x for x in grids if x.name == grid), grids[0]) if grid else grids[0]
     gbox = g.geobox
     if roi is not None:
+        # plain ints: pyhdf rejects numpy integers as slice bounds ("non-integer")
+        roi = tuple(
+            slice(*(None if v is None else int(v) for v in (r.start, r.stop, r.step))) for r in roi
+        )
         gbox = gbox[roi]
     product = _product_of(path)
     sd = _open_sd(path)
