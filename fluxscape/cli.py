@@ -91,7 +91,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
     "--preset",
     default="demo",
     show_default=True,
-    help="Region preset: demo (1 degree), demo-4x (2 x 2 degrees) or disturbance (0.5 degree, "
+    help="Region preset: demo (1 degree), demo-4x (2 x 2 degrees), demo-rs (the demo plus "
+    "MODIS MOD09A1 reflectance and MCD15A2H LAI/FPAR, 8-day 500 m) or disturbance (0.5 degree, "
     "MODIS only, 2017-2022 with forest clearings, fires and a heat wave in 2022).",
 )
 def sample_data(directory: Path, seed: int, preset: str) -> None:
@@ -109,6 +110,9 @@ def sample_data(directory: Path, seed: int, preset: str) -> None:
         "burned_area_files": "MCD64A1 burned-area tiles",
         "modis_lst_files": "MOD11A2 LST tiles",
         "ahi_ptree_files": "AHI P-Tree files",
+        "landcover_files": "MCD12Q1 land-cover tiles",
+        "modis_sr_files": "MOD09A1 reflectance tiles",
+        "modis_lai_files": "MCD15A2H LAI/FPAR tiles",
     }
     counts = ", ".join(f"{summary[k]} {label}" for k, label in labels.items() if summary.get(k))
     click.echo(

@@ -209,3 +209,81 @@ def test_plain_xarray_opens_modis_tile_through_entry_point(sample_tile):
     ds = xr.open_dataset(sample_tile, engine="fluxscape_modis")
     ours = open_modis_tile(sample_tile, ["NDVI"])
     np.testing.assert_array_equal(ds.NDVI.values, ours.NDVI.values)
+
+
+REAL_MOD09A1 = REAL_SUBSET
+REAL_MCD15A2H = REAL_FULL_TILES[0]
+
+
+def test_real_mod09a1_subset_grid_is_the_subset_not_the_whole_tile(modis_real):
+    """The HEG subset keeps h18v04 in its name but its grid is 73 x 66 pixels at rows 923..995,
+    columns 1626..1691 of the tile, on the tile's 500 m pixel edges."""
+    path = modis_real / REAL_MOD09A1
+    grid = read_grids(path)[0]
+    assert grid.name == "MOD_Grid_500m_Surface_Reflectance_463"
+    gbox = modis_hdf4.tile_geobox(path)
+    assert gbox.shape.yx == (73, 66)
+    pixel = TILE_M / 2400
+    assert gbox.resolution.x == pytest.approx(pixel, rel=1e-9)
+    assert gbox.resolution.y == pytest.approx(-pixel, rel=1e-9)
+    (ulx, uly), _ = _formula_corners(18, 4)
+    col, row = (gbox.affine.c - ulx) / pixel, (uly - gbox.affine.f) / pixel
+    assert (col, row) == (pytest.approx(1626, abs=1e-4), pytest.approx(923, abs=1e-4))
+    w, s, e, n = inspect_file(path).bbox
+    assert 40 < s < n < 50 and -10 < w < e < 40  # h18v04: Europe, 40-50 N
+
+
+def test_real_mod09a1_decoded_per_user_guide(modis_real):
+    path = modis_real / REAL_MOD09A1
+    ds = open_modis_tile(path)
+    sd = SD(str(path), SDC.READ)
+    try:
+        dn = sd.select("sur_refl_b01")[:]
+    finally:
+        sd.end()
+    np.testing.assert_allclose(ds.sur_refl_b01.values, dn * 1e-4, rtol=1e-6)
+    for band in range(1, 8):
+        v = ds[f"sur_refl_b0{band}"]
+        assert v.dtype == np.float32 and v.attrs["units"] == "1"
+        assert np.isfinite(v.values).all()  # no fill in this subset
+        assert -0.01 <= np.nanmin(v.values) and np.nanmax(v.values) <= 1.6
+    assert ds.sur_refl_qc_500m.dtype == np.uint32
+    assert ds.sur_refl_state_500m.dtype == np.uint16
+    doy = ds.sur_refl_day_of_year.values
+    assert 193 <= np.nanmin(doy) and np.nanmax(doy) <= 200  # within the 8-day composite
+    assert 0 < np.nanmin(ds.sur_refl_szen.values) and np.nanmax(ds.sur_refl_szen.values) < 60
+    assert ds.time.values == np.datetime64("2017-07-12")
+    assert inspect_file(path).time == ["2017-07-12", "2017-07-19"]
+
+
+def test_real_mcd15a2h_fill_classes_are_nan_and_qa_integer(modis_real):
+    path = modis_real / REAL_MCD15A2H
+    ds = open_modis_tile(path, ["Lai_500m", "Fpar_500m", "FparLai_QC", "FparExtra_QC"])
+    sd = SD(str(path), SDC.READ)
+    try:
+        lai_dn = sd.select("Lai_500m")[:]
+    finally:
+        sd.end()
+    fill = lai_dn > 100  # 249..255 fill classes: 253 barren, 254 water, ...
+    assert fill.mean() > 0.5  # Sahara and the Mediterranean
+    assert np.isnan(ds.Lai_500m.values[fill]).all()
+    np.testing.assert_allclose(ds.Lai_500m.values[~fill], lai_dn[~fill] * 0.1, rtol=1e-6)
+    assert np.nanmax(ds.Fpar_500m.values) <= 1.0 and ds.Fpar_500m.attrs["units"] == "1"
+    assert ds.Lai_500m.attrs["units"] == "m^2/m^2"
+    assert np.array_equal(np.isnan(ds.Lai_500m.values), np.isnan(ds.Fpar_500m.values))
+    assert ds.FparLai_QC.dtype == np.uint8 and ds.FparExtra_QC.dtype == np.uint8
+    s = inspect_file(path)
+    w, so, e, n = s.bbox
+    assert so == pytest.approx(30.0) and n == pytest.approx(40.0) and w == pytest.approx(0.0)
+    assert 10 < e < 14  # h18v05: western Mediterranean and North Africa
+    assert s.time == ["2016-07-19", "2016-07-26"]
+    assert s.details["grid"] == "MOD_Grid_MOD15A2H"
+
+
+def test_roi_with_numpy_integer_bounds(modis_real):
+    """Windows computed with numpy (np.int64 bounds) are read like plain-int ones."""
+    path = modis_real / REAL_MOD09A1
+    a = open_modis_tile(path, ["sur_refl_b01"], roi=(slice(np.int64(3), np.int64(9)), slice(2, 7)))
+    b = open_modis_tile(path, ["sur_refl_b01"], roi=(slice(3, 9), slice(2, 7)))
+    assert a.sizes == {"y": 6, "x": 5}
+    np.testing.assert_array_equal(a.sur_refl_b01.values, b.sur_refl_b01.values)

@@ -13,7 +13,21 @@ Decoding follows the products' user guides, not the attributes blindly:
 * MOD13/MYD13 files carry ``scale_factor = 10000`` meaning *divide* by 10 000 (User's Guide C6);
 * MOD11 view angles and emissivities are documented in the file as
   ``DN * scale_factor + add_offset`` (CF; e.g. ``Emis_31``: 0.002, offset 0.49);
-  MOD11 LST and view times have no offset (``LST_Day_1km``: DN x 0.02 K, fill 0).
+  MOD11 LST and view times have no offset (``LST_Day_1km``: DN x 0.02 K, fill 0);
+* MOD09A1/MYD09A1 surface reflectance (``sur_refl_b01``..``b07``: int16, scale 0.0001, offset
+  0, valid -100..16000, fill -28672) and its angles (scale 0.01, fill 0) follow the MODIS land
+  convention (MOD09 User's Guide, Collection 6);
+* MCD15A2H/MOD15A2H LAI and FPAR (uint8, scale 0.1 and 0.01, offset 0) are valid 0..100; the
+  DNs 249..255 are fill *classes* (water, barren, urban, ...; 248 in the standard deviations:
+  backup method), outside ``valid_range``, so they decode to NaN, never to an LAI of 25; FPAR
+  is stored as "Percent" but decoded to a fraction, so its units become ``"1"``.
+
+The grid is what ``StructMetadata.0`` says, not the whole tile of the file name: HEG/AppEEARS
+spatial subsets keep the tile's h/v in their name but carry their own grid (a name with a
+suffix such as ``MOD_Grid_500m_Surface_Reflectance_463``, the subset's size and corners).
+MODIS files declare ``PixelRegistration=HDFE_CENTER``, yet their ``UpperLeftPointMtrs`` and
+``LowerRightMtrs`` are the outer pixel *edges* (a full tile spans exactly 1111950.52 m), so the
+corners are used as edges.
 
 Quality layers (QA/QC bit fields, pixel reliability) are returned undecoded as integers so that
 later stages can mask with them.
@@ -195,6 +209,17 @@ def variable_name(sds_name: str) -> str:
     return re.sub(r"\s+", "_", name.strip())
 
 
+def decoded_units(attrs: dict) -> str:
+    """Units of a decoded layer: ``"1"`` for unitless indices and reflectances, and for
+    percentages stored with a 0.01 scale (MCD15 ``Fpar_500m``: "Percent", decoded 0..1)."""
+    units = str(attrs.get("units", "")).strip()
+    if units.upper() in ("NDVI", "EVI", "REFLECTANCE"):
+        return "1"
+    if units.lower() in ("percent", "%") and float(attrs.get("scale_factor", 1.0)) == 0.01:
+        return "1"
+    return units
+
+
 def decode_sds(dn: np.ndarray, attrs: dict, product: str, sds_name: str) -> np.ndarray:
     """Physical values (float32, NaN where fill or outside ``valid_range``) from stored DNs."""
     values = dn.astype(np.float32)
@@ -275,6 +300,10 @@ def open_modis_tile(
     g = next((x for x in grids if x.name == grid), grids[0]) if grid else grids[0]
     gbox = g.geobox
     if roi is not None:
+        # plain ints: pyhdf rejects numpy integers as slice bounds ("non-integer")
+        roi = tuple(
+            slice(*(None if v is None else int(v) for v in (r.start, r.stop, r.step))) for r in roi
+        )
         gbox = gbox[roi]
     product = _product_of(path)
     sd = _open_sd(path)
@@ -314,10 +343,7 @@ def open_modis_tile(
                 out_attrs["units"] = str(attrs.get("units", "1")).strip() or "1"
             else:
                 values = decode_sds(dn, attrs, product, sds_name)
-                units = str(attrs.get("units", "")).strip()
-                out_attrs["units"] = (
-                    "1" if units.upper() in ("NDVI", "EVI", "REFLECTANCE") else units
-                )
+                out_attrs["units"] = decoded_units(attrs)
             data_vars[variable_name(sds_name)] = (("y", "x"), values, out_attrs)
     finally:
         sd.end()

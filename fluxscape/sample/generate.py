@@ -9,6 +9,10 @@ Layout of the output directory::
               the ``disturbance`` preset only)
     landcover/  MCD12Q1.AYYYY001.hHHvVV.061.<production>.hdf   annual land cover (500 m, IGBP
               and PFT classes; the ``demo`` preset)
+    reflectance/  MOD09A1.AYYYYDDD.hHHvVV.061.<production>.hdf   8-day surface reflectance
+              (500 m, source ``modis_sr``: the ``demo-rs`` preset)
+    lai/      MCD15A2H.AYYYYDDD.hHHvVV.061.<production>.hdf   8-day LAI/FPAR (500 m, source
+              ``modis_lai``: the ``demo-rs`` preset)
     towers/   FLX_<site>_FLUXNET2015_FULLSET_DD_<y1>-<y2>_1-4.csv and SitesList.csv
     gosat/    nies/GOSATTFTS*_02C0[12]S*.h5 and acos/acos_LtCO2_*.nc4 (every third day)
     sgli/     GC1SG1_*_T*_L2SG_{VGI,LST,LAI,RSRF}*.h5 (1 km tiles, 2-day revisit) and L1B
@@ -48,7 +52,10 @@ from fluxscape.sample.gosat_writer import write_gosat
 from fluxscape.sample.meteo_writer import write_meteo
 from fluxscape.sample.modis_writer import (
     MCD12Q1,
+    MCD15_FILL,
+    MCD15A2H,
     MCD64A1,
+    MOD09A1,
     MOD11A2,
     MOD13A2,
     MODIS_500M,
@@ -451,6 +458,221 @@ def write_modis_landcover(world: World, out: Path) -> list[Path]:
     return paths
 
 
+# --- MOD09A1 8-day surface reflectance and MCD15A2H 8-day LAI/FPAR, 500 m ------------------
+
+#: MOD09A1 ``sur_refl_qc_500m`` of a produced pixel: atmospheric correction performed (bit 30),
+#: MODLAND QA 00 and every band of highest quality (as nearly all pixels of real files).
+SR_QC_IDEAL = 1 << 30
+#: ``sur_refl_state_500m`` bits: land (bits 3-5 = 001), cloud state (0-1), shadow (2), aerosol
+#: (6-7), internal cloud (10), adjacent to cloud (13).
+SR_STATE_LAND = 0b001 << 3
+SR_CLOUDY, SR_MIXED = 0b01, 0b10
+SR_SHADOW, SR_INTERNAL_CLOUD, SR_ADJACENT = 1 << 2, 1 << 10, 1 << 13
+#: Shares of the aerosol quantity codes 00 climatology, 01 low, 10 average, 11 high.
+SR_AEROSOL_SHARES = (0.10, 0.60, 0.28, 0.02)
+#: Share of pixels (beyond the cloudy ones) next to a cloud; a third of them in its shadow.
+SR_ADJACENT_SHARE = 0.05
+#: Reflectance of residual cloud per band (bright, flat), before noise.
+SR_CLOUD = {
+    "red": 0.28,
+    "nir": 0.31,
+    "blue": 0.30,
+    "green": 0.29,
+    "swir12": 0.30,
+    "swir16": 0.25,
+    "swir22": 0.20,
+}
+#: MOD09A1 SDS of each standard band (the MOD09 User's Guide's band numbers).
+SR_BANDS = {
+    "red": "sur_refl_b01",
+    "nir": "sur_refl_b02",
+    "blue": "sur_refl_b03",
+    "green": "sur_refl_b04",
+    "swir12": "sur_refl_b05",
+    "swir16": "sur_refl_b06",
+    "swir22": "sur_refl_b07",
+}
+
+
+def eight_day_starts(years) -> list[datetime]:
+    """MODIS 8-day composite start dates (DOY 1, 9, ..., 361) of each year."""
+    return [s for y in years for s in lst_composite_starts(y)]
+
+
+def _composite_end(start: datetime, days: int = 8) -> datetime:
+    """Last day of a composite: ``days`` - 1 after ``start``, at most 31 December."""
+    return min(start + timedelta(days=days - 1), datetime(start.year, 12, 31))
+
+
+def _obs_days(start: datetime, end: datetime, shape, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Each pixel's observation day of the composite: day of year and numpy date."""
+    span = (end - start).days + 1
+    doy = start.timetuple().tm_yday + rng.integers(0, span, size=shape)
+    dates = (np.datetime64(f"{start.year}-01-01") + (doy - 1)).astype("datetime64[D]")
+    return doy, dates
+
+
+def _sr_layers(world: World, td: _TileData, start: datetime, end: datetime, rng) -> dict:
+    """MOD09A1 DN layers of one composite on the tile's data window.
+
+    Clear pixels: the world's reflectance (:meth:`World.reflectance`: red and NIR from the
+    true NDVI on the pixel's observation day, so NDVI(b01, b02) is the truth plus noise) with
+    ``swir12`` (b5, 1.24 um) = (NIR + SWIR 1.6) / 2 + 0.03, plus :data:`NOISE_REFLECTANCE`
+    noise per band. A spatially correlated share (:func:`_cloud_fraction`) is cloudy: bright,
+    flat reflectance, state cloud 01 and internal cloud flag; the next
+    :data:`SR_ADJACENT_SHARE` is adjacent to cloud (slightly brighter), a third of it also in
+    cloud shadow (darker). Aerosol codes follow :data:`SR_AEROSOL_SHARES` (high aerosol adds
+    haze to blue and red). The world has neither snow nor water nor cirrus."""
+    lon, lat, shape = td.lon, td.lat, td.lon.shape
+    doy, dates = _obs_days(start, end, shape, rng)
+    ndvi = _at(world.ndvi, lon, lat, dates)
+    char = _at(world.char, lon, lat, dates)
+    refl = world.reflectance(ndvi, world.brightness(lon, lat), char)
+    refl["swir12"] = 0.5 * (refl["nir"] + refl["swir16"]) + 0.03
+    refl["swir22"] = refl.pop("mir")
+    refl = {k: refl[k] + rng.normal(0, NOISE_REFLECTANCE, shape) for k in SR_BANDS}
+    rank = _cloud_rank(rng, shape)
+    cf = _cloud_fraction(start)
+    cloudy = rank < cf
+    adjacent = (rank >= cf) & (rank < cf + SR_ADJACENT_SHARE)
+    shadow = adjacent & (rng.uniform(size=shape) < 1 / 3)
+    aerosol = rng.choice(4, size=shape, p=SR_AEROSOL_SHARES)
+    for k, base in SR_CLOUD.items():
+        refl[k] = np.where(adjacent, refl[k] + 0.02, refl[k])
+        refl[k] = np.where(shadow, refl[k] * 0.6, refl[k])
+        refl[k] = np.where(cloudy, base + rng.normal(0, 0.02, shape), refl[k])
+    for k in ("blue", "red"):
+        refl[k] = np.where(aerosol == 3, refl[k] + 0.015, refl[k])
+    state = (
+        SR_STATE_LAND
+        | (aerosol.astype(np.uint16) << 6)
+        | np.where(cloudy, SR_CLOUDY | SR_INTERNAL_CLOUD, 0)
+        | np.where(adjacent, SR_ADJACENT, 0)
+        | np.where(shadow, SR_SHADOW, 0)
+    )
+    sza = np.abs(lat - 23.44 * np.sin(2 * np.pi * (doy - 81) / 365)) + 5
+    layers = {
+        SR_BANDS[k]: _to_dn(np.clip(v, 0.0005, 1.2), 10000, -100, 16000, np.int16)
+        for k, v in refl.items()
+    }
+    return layers | {
+        "sur_refl_qc_500m": np.full(shape, SR_QC_IDEAL, np.uint32),
+        "sur_refl_szen": _to_dn(sza, 100, 1, 18000, np.int16),
+        "sur_refl_vzen": _to_dn(rng.uniform(0.5, 60, shape), 100, 1, 18000, np.int16),
+        "sur_refl_raz": _to_dn(rng.uniform(0.5, 180, shape), 100, 1, 18000, np.int16)
+        * rng.choice(np.array([-1, 1], np.int16), size=shape),
+        "sur_refl_state_500m": state.astype(np.uint16),
+        "sur_refl_day_of_year": doy.astype(np.uint16),
+    }
+
+
+def write_modis_reflectance(
+    world: World, out: Path, rng: np.random.Generator, starts: list[datetime] | None = None
+) -> list[Path]:
+    """Write MOD09A1 8-day 500 m surface-reflectance tiles (:func:`_sr_layers`) for every
+    8-day composite of the world's years (or the composites starting on ``starts``); the rest
+    of each 2400 x 2400 tile is fill."""
+    paths = []
+    starts = eight_day_starts(world.preset.years) if starts is None else starts
+    for td in _region_tiles(world.preset.bbox, MODIS_500M):
+        for start in starts:
+            end = _composite_end(start)
+            layers = _sr_layers(world, td, start, end, rng)
+            production = start + timedelta(days=9, hours=3, minutes=53, seconds=2)
+            paths.append(td.write(out, MOD09A1, layers, start, end, production))
+    return paths
+
+
+#: MCD15A2H ``FparLai_QC`` fields: MODLAND (bit 0), sensor (1), dead detector (2), cloud state
+#: (3-4) and SCF_QC (5-7; 0 main, 1 main saturated, 2/3 backup, 4 not produced).
+LAI_NOT_PRODUCED_QC = 0b10011101  # as real files: SCF 100, cloud 11, dead detector, MODLAND 1
+LAI_NOISE_REL = 0.08  # relative noise of main-algorithm LAI
+FPAR_NOISE = 0.03
+LAI_SATURATION = 5.5  # main algorithm "saturated" (SCF 001) above this LAI
+#: Shares: of the cloudy pixels, those not retrieved at all; of the clear ones, those from
+#: the backup algorithm (bad geometry); beyond the cloudy ones, those under mixed cloud.
+LAI_NOT_PRODUCED_SHARE = 0.15
+LAI_BACKUP_SHARE = 0.05
+LAI_MIXED_SHARE = 0.06
+#: MOD15 biomes 1-4 (grasses/cereal crops, shrubs, broadleaf crops, savannah): FparExtra_QC bit 7.
+BIOME_1_4 = {"DBF": False, "ENF": False, "CRO": True, "GRA": True}
+
+
+def _lai_layers(world: World, td: _TileData, start: datetime, end: datetime, rng) -> dict:
+    """MCD15A2H DN layers of one composite on the tile's data window.
+
+    True FPAR and LAI come from the true NDVI on each pixel's observation day by the world's
+    monotone relations (:meth:`World.fapar`: FPAR = 1.24 NDVI - 0.168 in [0, 0.95];
+    :meth:`World.lai`: LAI = -ln(1 - FPAR) / 0.5, Beer's law, 0..6). Clear pixels: main
+    algorithm (SCF 000, 001 above LAI :data:`LAI_SATURATION`), LAI x (1 + N(0, 0.08)),
+    FPAR + N(0, 0.03); :data:`LAI_BACKUP_SHARE` of them from the backup algorithm (SCF 010,
+    three times the noise, no standard deviation: 248). The cloudy share
+    (:func:`_cloud_fraction`, spatially correlated): significant clouds, backup algorithm
+    (SCF 011), LAI and FPAR biased low (x 0.6); :data:`LAI_NOT_PRODUCED_SHARE` of them not
+    produced (fill 255, QC as real files: 157). The next :data:`LAI_MIXED_SHARE`: mixed
+    clouds, main algorithm, biased x 0.85. The sensor bit is Terra or Aqua at random."""
+    lon, lat, shape = td.lon, td.lat, td.lon.shape
+    _, dates = _obs_days(start, end, shape, rng)
+    ndvi = _at(world.ndvi, lon, lat, dates)
+    fpar_t, lai_t = world.fapar(ndvi), world.lai(ndvi)
+    rank = _cloud_rank(rng, shape)
+    cf = _cloud_fraction(start)
+    cloudy = rank < cf
+    absent = rank < cf * LAI_NOT_PRODUCED_SHARE
+    mixed = (rank >= cf) & (rank < cf + LAI_MIXED_SHARE)
+    backup = ~cloudy & ~mixed & (rng.uniform(size=shape) < LAI_BACKUP_SHARE)
+    noise = np.where(backup, 3.0, 1.0)
+    bias = np.where(cloudy, 0.6, np.where(mixed, 0.85, 1.0))
+    lai = np.clip(lai_t * bias * (1 + noise * rng.normal(0, LAI_NOISE_REL, shape)), 0, 10)
+    fpar = np.clip(fpar_t * bias + noise * rng.normal(0, FPAR_NOISE, shape), 0, 1)
+    scf = np.select([cloudy, backup, lai_t > LAI_SATURATION], [3, 2, 1], 0)
+    cloud = np.select([cloudy, mixed], [1, 2], 0)
+    sensor = rng.integers(0, 2, size=shape)
+    qc = (scf >= 2).astype(int) | (sensor << 1) | (cloud << 3) | (scf << 5)
+    qc = np.where(absent, LAI_NOT_PRODUCED_QC, qc)
+    lc = world.land_cover(lon, lat)
+    biome = np.array([BIOME_1_4[n] for n in LC_NAMES])[lc]
+    extra = (
+        (biome.astype(int) << 7)
+        | (cloudy.astype(int) << 5)
+        | ((rng.uniform(size=shape) < 0.3).astype(int) << 3)
+    )
+    no_sd = backup | cloudy
+
+    def dn(values, scale, fill=MCD15_FILL):
+        return np.where(absent, fill, np.clip(np.round(values / scale), 0, 100)).astype(np.uint8)
+
+    return {
+        "Fpar_500m": dn(fpar, 0.01),
+        "Lai_500m": dn(lai, 0.1),
+        "FparLai_QC": qc.astype(np.uint8),
+        "FparExtra_QC": np.where(absent, MCD15_FILL, extra).astype(np.uint8),
+        "FparStdDev_500m": np.where(no_sd & ~absent, 248, dn(0.02 + 0.03 * fpar, 0.01)).astype(
+            np.uint8
+        ),
+        "LaiStdDev_500m": np.where(no_sd & ~absent, 248, dn(0.1 + 0.12 * lai, 0.1)).astype(
+            np.uint8
+        ),
+    }
+
+
+def write_modis_lai(
+    world: World, out: Path, rng: np.random.Generator, starts: list[datetime] | None = None
+) -> list[Path]:
+    """Write MCD15A2H 8-day 500 m LAI/FPAR tiles (:func:`_lai_layers`) for every 8-day
+    composite of the world's years (or the composites starting on ``starts``); the rest of
+    each 2400 x 2400 tile is fill (255)."""
+    paths = []
+    starts = eight_day_starts(world.preset.years) if starts is None else starts
+    for td in _region_tiles(world.preset.bbox, MODIS_500M):
+        for start in starts:
+            end = _composite_end(start)
+            layers = _lai_layers(world, td, start, end, rng)
+            production = start + timedelta(days=15, hours=12, minutes=46, seconds=58)
+            paths.append(td.write(out, MCD15A2H, layers, start, end, production))
+    return paths
+
+
 def _at(truth, lon, lat, obs_dates: np.ndarray) -> np.ndarray:
     """A truth function ``truth(lon, lat, dates)`` per pixel at its own observation date."""
     out = np.empty(lon.shape)
@@ -555,6 +777,8 @@ def write_sample_world(out_dir: str | Path, preset: str = "demo", seed: int = 42
             "modis_lst",
             "ahi_ptree",
             "landcover",
+            "modis_sr",
+            "modis_lai",
         )
     }
     if "modis" in sources:
@@ -594,6 +818,14 @@ def write_sample_world(out_dir: str | Path, preset: str = "demo", seed: int = 42
     if "landcover" in sources:
         log.info("writing MODIS MCD12Q1 annual land-cover tiles")
         files["landcover"] = write_modis_landcover(world, out / "landcover")
+    if "modis_sr" in sources:
+        log.info("writing MODIS MOD09A1 8-day surface-reflectance tiles")
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 15]))
+        files["modis_sr"] = write_modis_reflectance(world, out / "reflectance", rng)
+    if "modis_lai" in sources:
+        log.info("writing MODIS MCD15A2H 8-day LAI/FPAR tiles")
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 17]))
+        files["modis_lai"] = write_modis_lai(world, out / "lai", rng)
     write_truth_phenology(world, truth)
     write_truth_disturbance(world, truth)
     summary = {

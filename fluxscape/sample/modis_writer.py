@@ -1,6 +1,6 @@
 """Write MODIS sinusoidal grid tiles in the real HDF4-EOS layout (pyhdf): MOD13A2 16-day VI,
-MCD64A1 monthly burned area, MOD11A2 8-day land surface temperature and MCD12Q1 annual land
-cover.
+MCD64A1 monthly burned area, MOD11A2 8-day land surface temperature, MCD12Q1 annual land
+cover, MOD09A1 8-day surface reflectance and MCD15A2H 8-day LAI/FPAR.
 
 SDS names, data types, ``scale_factor``/``add_offset``/``_FillValue``/``valid_range``
 attributes and the ``StructMetadata.0`` grid block follow the MOD13 C6.1 User's Guide and real
@@ -9,12 +9,14 @@ LP DAAC files (dimension names ``YDim:<grid>``/``XDim:<grid>``, deflate-compress
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 from pyhdf.SD import SD, SDC
+
+from fluxscape.sample import modis_legends
 
 
 @dataclass(frozen=True)
@@ -281,6 +283,7 @@ _DFNT = {
     SDC.UINT16: "DFNT_UINT16",
     SDC.INT8: "DFNT_INT8",
     SDC.UINT8: "DFNT_UINT8",
+    SDC.UINT32: "DFNT_UINT32",
 }
 
 
@@ -299,6 +302,8 @@ class ModisProduct:
     calibrated_nt: int = 5
     #: MOD11 files carry a ``Number Type`` text attribute on each SDS.
     number_type: bool = False
+    #: Further global attributes of the real files (text legends of MOD15A2).
+    global_attrs: dict[str, str] = field(default_factory=dict)
 
 
 def write_modis_grid(
@@ -328,6 +333,8 @@ def write_modis_grid(
         )
         sd.identifier_product_doi = product.doi
         sd.identifier_product_doi_authority = "http://dx.doi.org"
+        for key, value in product.global_attrs.items():
+            setattr(sd, key, value)
         for sd_spec in product.sds:
             _write_sds(sd, product, sd_spec, layers.get(sd_spec.name), tile.size)
     finally:
@@ -578,4 +585,188 @@ MCD12Q1_LEGENDS = {
 
 MCD12Q1 = ModisProduct(
     "MCD12Q1", "10.5067/MODIS/MCD12Q1.061", "MCD12Q1", "", MCD12Q1_SDS, MCD12Q1_LEGENDS
+)
+
+
+# --- MOD09A1: 8-day surface reflectance, 500 m ------------------------------------------------
+
+GRID_SR_500M = "MOD_Grid_500m_Surface_Reflectance"
+#: sur_refl_qc_500m and sur_refl_state_500m fill words.
+MOD09_QC_FILL = 0xFFFFFFFF
+MOD09_STATE_FILL = 0xFFFF
+
+
+def _mod09_band(band: int) -> Sds:
+    return Sds(
+        f"sur_refl_b0{band}",
+        SDC.INT16,
+        np.int16,
+        -28672,
+        (-100, 16000),
+        0.0001,
+        0.0,
+        {"long_name": f"Surface_reflectance_for_band_{band}", "units": "reflectance"},
+    )
+
+
+def _mod09_angle(name: str, long_name: str, lo: int) -> Sds:
+    return Sds(
+        name,
+        SDC.INT16,
+        np.int16,
+        0,
+        (lo, 18000),
+        0.01,
+        0.0,
+        {"long_name": long_name, "units": "degree"},
+    )
+
+
+#: MOD09A1 C6/C6.1 science data sets in file order, with the attributes of real LP DAAC files
+#: (MOD09 User's Guide; printed with pyhdf from MOD09A1.A2017193.h18v04.006): reflectance DN x
+#: 0.0001, valid -100..16000, fill -28672; angles DN x 0.01 degrees, fill 0; QA bit fields.
+MOD09A1_SDS: list[Sds] = [
+    *[_mod09_band(b) for b in range(1, 8)],
+    Sds(
+        "sur_refl_qc_500m",
+        SDC.UINT32,
+        np.uint32,
+        MOD09_QC_FILL,
+        (0, 4294966531),
+        None,
+        None,
+        {
+            "long_name": "Surface_reflectance_500m_quality_control_flags",
+            "units": "bit field",
+            "QA bitmap index": modis_legends.MOD09_QC_BITMAP,
+        },
+    ),
+    _mod09_angle("sur_refl_szen", "Solar_zenith", 0),
+    _mod09_angle("sur_refl_vzen", "View_zenith", 0),
+    _mod09_angle("sur_refl_raz", "Relative_azimuth", -18000),
+    Sds(
+        "sur_refl_state_500m",
+        SDC.UINT16,
+        np.uint16,
+        MOD09_STATE_FILL,
+        (0, 57343),
+        None,
+        None,
+        {
+            "long_name": "Surface_reflectance_500m_state_flags",
+            "units": "bit field",
+            "QA bitmap index": modis_legends.MOD09_STATE_BITMAP,
+        },
+    ),
+    Sds(
+        "sur_refl_day_of_year",
+        SDC.UINT16,
+        np.uint16,
+        65535,
+        (1, 366),
+        None,
+        None,
+        {"long_name": "Surface_reflectance_day_of_year", "units": "Julian day"},
+    ),
+]
+
+MOD09A1 = ModisProduct("MOD09A1", "10.5067/MODIS/MOD09A1.061", GRID_SR_500M, "", MOD09A1_SDS, {})
+
+
+# --- MCD15A2H: 8-day LAI/FPAR, 500 m ----------------------------------------------------------
+
+#: The grid name of real MCD15A2H files (the MOD15 one, Terra+Aqua files too).
+GRID_LAI_500M = "MOD_Grid_MOD15A2H"
+MCD15_FILL = 255
+
+
+def _mod15_value(name: str, scale: float, units: str, what: str, doc_key: str, doc: str) -> Sds:
+    return Sds(
+        name,
+        SDC.UINT8,
+        np.uint8,
+        MCD15_FILL,
+        (0, 100),
+        scale,
+        0.0,
+        {
+            "long_name": f"MOD15A2H MODIS/Terra Gridded 500M {what} (8-day composite)",
+            "units": units,
+            doc_key: doc,
+        },
+    )
+
+
+def _mod15_qc(name: str, what: str, doc: str) -> Sds:
+    return Sds(
+        name,
+        SDC.UINT8,
+        np.uint8,
+        MCD15_FILL,
+        (0, 254),
+        None,
+        None,
+        {
+            "long_name": f"MOD15A2H MODIS/Terra+Aqua {what} for FPAR and LAI (8-day composite)",
+            "units": "class-flag",
+            f"{name}_DOC": doc,
+        },
+    )
+
+
+#: MCD15A2H C6/C6.1 science data sets in file order, with the attributes of real LP DAAC files
+#: (MOD15 User's Guide; printed with pyhdf from MCD15A2H.A2016201.h18v05.006): FPAR DN x 0.01,
+#: LAI DN x 0.1, valid 0..100, 249..255 fill classes (248 in the standard deviations: backup
+#: method, no standard deviation), QC words with fill 255.
+MCD15A2H_SDS: list[Sds] = [
+    _mod15_value(
+        "Fpar_500m",
+        0.01,
+        "Percent",
+        "FPAR",
+        "MOD15A2_FILLVALUE_DOC",
+        modis_legends.MOD15_FILLVALUE_DOC,
+    ),
+    _mod15_value(
+        "Lai_500m",
+        0.1,
+        "m^2/m^2",
+        "Leaf Area Index LAI",
+        "MOD15A2_FILLVALUE_DOC",
+        modis_legends.MOD15_FILLVALUE_DOC,
+    ),
+    _mod15_qc("FparLai_QC", "QC", modis_legends.MOD15_FPARLAI_QC_DOC),
+    _mod15_qc("FparExtra_QC", "pass-through QC", modis_legends.MOD15_FPAREXTRA_QC_DOC),
+    _mod15_value(
+        "FparStdDev_500m",
+        0.01,
+        "Percent",
+        "Standard Deviation FPAR",
+        "MOD15A2_STD_DEV_FILLVALUE_DOC",
+        modis_legends.MOD15_STDDEV_DOC,
+    ),
+    _mod15_value(
+        "LaiStdDev_500m",
+        0.1,
+        "m^2/m^2",
+        "Standard Deviation Leaf Area Index",
+        "MOD15A2_STD_DEV_FILLVALUE_DOC",
+        modis_legends.MOD15_STDDEV_DOC,
+    ),
+]
+
+MCD15A2H = ModisProduct(
+    "MCD15A2H",
+    "10.5067/MODIS/MCD15A2H.061",
+    GRID_LAI_500M,
+    "",
+    MCD15A2H_SDS,
+    {},
+    calibrated_nt=21,
+    global_attrs={
+        "MOD15A2_FILLVALUE_DOC": modis_legends.MOD15_FILLVALUE_DOC,
+        "MOD15A2_FparLai_QC_DOC": modis_legends.MOD15_FPARLAI_QC_DOC,
+        "MOD15A2_FparExtra_QC_DOC": modis_legends.MOD15_FPAREXTRA_QC_DOC,
+        "MOD15A2_StdDev_QC_DOC": modis_legends.MOD15_STDDEV_DOC,
+    },
 )

@@ -62,7 +62,9 @@ class Preset:
     #: Sources written: any of ALL_SOURCES, plus ``burned_area`` (MODIS MCD64A1 monthly tiles),
     #: ``modis_lst`` (MODIS MOD11A2 8-day LST tiles, beside the VI tiles in ``modis/``) and
     #: ``ahi_ptree`` (AHI P-Tree NetCDF only, 02:30 UTC every 2nd day of all years, for LST)
-    #: and ``landcover`` (MODIS MCD12Q1 annual land-cover tiles, 500 m).
+    #: and ``landcover`` (MODIS MCD12Q1 annual land-cover tiles, 500 m), ``modis_sr`` (MODIS
+    #: MOD09A1 8-day surface-reflectance tiles, 500 m, in ``reflectance/``) and ``modis_lai``
+    #: (MODIS MCD15A2H 8-day LAI/FPAR tiles, 500 m, in ``lai/``).
     sources: tuple[str, ...] = ALL_SOURCES
 
 
@@ -88,6 +90,20 @@ PRESETS = {
         event_year=2022,
         heat_wave=True,
         sources=(*ALL_SOURCES, "landcover"),
+    ),
+    # The demo plus MOD09A1 reflectance and MCD15A2H LAI/FPAR: same seed, same files for the
+    # demo's sources (one random stream per source), 8-day 500 m tiles on top.
+    "demo-rs": Preset(
+        "demo-rs",
+        (138.0, 35.5, 139.0, 36.5),
+        (2021, 2022),
+        12,
+        "the demo region and years, plus MODIS MOD09A1 8-day surface reflectance and MCD15A2H "
+        "8-day LAI/FPAR (500 m)",
+        n_disturbances=6,
+        event_year=2022,
+        heat_wave=True,
+        sources=(*ALL_SOURCES, "landcover", "modis_sr", "modis_lai"),
     ),
     "disturbance": Preset(
         "disturbance",
