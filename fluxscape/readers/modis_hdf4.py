@@ -408,6 +408,10 @@ def _summarize(path: Path) -> FileSummary:
             "grid": g.name,
             "shape": [g.ydim, g.xdim],
             "product": meta["product"] if meta else None,
+            # the standard layers the pipeline reads from this product (none: not read)
+            "layers": sorted(product_family(meta["product"]).layers)
+            if meta and product_family(meta["product"])
+            else [],
         },
     )
 
@@ -497,7 +501,7 @@ register_product(
 )
 register_product(
     ModisProduct(
-        ("MOD11", "MYD11"),
+        ("MOD11A", "MYD11A"),  # MOD11B (6 km) names its layers LST_Day_6km
         {"lst": "LST_Day_1km"},
         ("QC_Day",),
         _mod11_quality,
@@ -580,8 +584,8 @@ def _read(granule: Granule, tile: GeoBox, layers, options: dict, context) -> dic
     def on_tile(name: str) -> np.ndarray:
         is_int = name in integer_vars
         nodata = -1 if is_int else np.nan
-        data = ds[name].values
-        data = np.nan_to_num(data, nan=-1).astype("int32") if is_int else data.astype("float32")
+        data = ds[name].values  # QA words up to uint32: int64 keeps every bit and -1 for none
+        data = np.nan_to_num(data, nan=-1).astype("int64") if is_int else data.astype("float32")
         if resampling == "nearest":
             return gather(data, index, nodata)
         how = "nearest" if is_int else resampling

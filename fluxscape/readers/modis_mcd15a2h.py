@@ -38,6 +38,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from fluxscape.readers.modis_hdf4 import ModisProduct, register_product
+
 #: Short names this module describes (Terra+Aqua combined, Terra, Aqua).
 PRODUCTS = ("MCD15A2H", "MOD15A2H", "MYD15A2H")
 #: HDF-EOS grid name of the files (MCD15A2H files too, as real LP DAAC files show).
@@ -179,3 +181,17 @@ def standard_layers(ds: xr.Dataset, max_reliability: int = 1) -> xr.Dataset:
         out["reliability"] = (dims, reliability, {"flag_meanings": meanings})
         out["usable"] = (dims, usable, {"max_reliability": max_reliability})
     return out
+
+
+# --- the source: LAI/FPAR onto tiles through the MODIS HDF4-EOS reader ----------------------
+register_product(
+    ModisProduct(
+        PRODUCTS,
+        dict(SDS),
+        QA_SDS,
+        lambda a, options: quality(
+            a["FparLai_QC"], a["Lai_500m"], options.get("max_reliability", 1)
+        ),
+        checks=("Lai_500m",),
+    )
+)

@@ -50,6 +50,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from fluxscape.readers.modis_hdf4 import ModisProduct, register_product
+
 #: Short names this module describes (Terra, Aqua).
 PRODUCTS = ("MOD09A1", "MYD09A1")
 #: HDF-EOS grid name of full tiles (HEG subsets append a suffix, e.g. ``_463``).
@@ -206,3 +208,17 @@ def ndvi(red, nir) -> np.ndarray:
 
 def _meanings() -> str:
     return ", ".join(f"{k} {v}" for k, v in RELIABILITY.items())
+
+
+# --- the source: MOD09A1 reflectances onto tiles through the MODIS HDF4-EOS reader ----------
+register_product(
+    ModisProduct(
+        PRODUCTS,
+        {std: sds for std, sds in SDS.items() if std != "doy"},
+        QA_SDS,
+        lambda a, options: quality(
+            a["sur_refl_qc_500m"], a["sur_refl_state_500m"], options.get("max_reliability", 1)
+        ),
+        doy=SDS["doy"],
+    )
+)
