@@ -252,3 +252,57 @@ def test_an_input_of_only_unreadable_files_is_an_error_before_any_product(tmp_pa
 
         run_workflow(wf, out=tmp_path / "out")
     assert not (tmp_path / "out" / "products").exists()
+
+
+AHI_NDVI = """\
+name: ahi_nir
+region: {{bbox: [138.3, 35.8, 138.5, 36.0], resolution: 0.01}}
+tile_size: 20
+period: {{start: 2021-01-01, end: 2021-12-31, step: 16D}}
+data_dir: {data}
+inputs:
+  hsd: {{reader: ahi_hsd, paths: ["hsd/2021/*/*/0230/HS_*.DAT.bz2"]}}
+products:
+  vi: {{kind: vi, input: hsd, variables: [ndvi], hours: [2, 3]}}
+  phenology: {{kind: phenology, source: vi, seasons: 1}}
+output: {{dir: out}}
+"""
+
+
+def test_ahi_scenes_with_only_b03_b04_b13_give_ndvi_and_phenology(tmp_path, sample_dir):
+    """A Himawari download made for NDVI (bands 3, 4 and 13 only): every clear scene gives
+    NDVI (the read asks for red and nir, not the SWIR bands), the composites follow the
+    world's NDVI, and phenology is found on the pixels the world gives one season."""
+    src = sample_dir / "ahi" / "hsd"
+    kept = 0
+    for f in src.glob("2021/*/*/0230/HS_*.DAT.bz2"):
+        if any(f"_{band}_" in f.name for band in ("B03", "B04", "B13")):
+            dest = tmp_path / "hsd" / f.relative_to(src)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.symlink_to(f)
+            kept += 1
+    assert kept and not list((tmp_path / "hsd").rglob("*_B05_*"))
+    wf = tmp_path / "ahi.yaml"
+    wf.write_text(AHI_NDVI.format(data=tmp_path))
+    run_cli("run", wf, "--out", tmp_path / "out")
+    vi = xr.open_zarr(tmp_path / "out" / "products" / "vi.zarr").load()
+    assert vi.attrs["skipped_inputs"] == []
+    used = {Path(i["path"]).name for i in vi.attrs["inputs"]}
+    assert used and all(("_B03_" in n or "_B04_" in n or "_B13_" in n) for n in used)
+    clear = vi.qa.values == 0
+    assert clear.mean() > 0.5 and np.isfinite(vi.ndvi.values[clear]).all()
+    from fluxscape.sample.world import PRESETS, World
+
+    world = World(PRESETS["demo"], seed=42)
+    lon, lat = np.meshgrid(vi.x.values, vi.y.values)
+    err = []
+    for t in range(vi.sizes["time"]):
+        nd, doy = vi.ndvi.values[t], vi.doy.values[t]
+        year = int(str(vi.time.values[t])[:4])
+        for d in np.unique(doy[np.isfinite(nd)]):
+            sel = np.isfinite(nd) & (doy == d)
+            when = np.datetime64(f"{year}-01-01") + np.timedelta64(int(d) - 1, "D")
+            err.append(nd[sel] - world.ndvi(lon[sel], lat[sel], [when])[..., 0])
+    assert np.median(np.abs(np.concatenate(err))) < 0.01
+    pheno = xr.open_zarr(tmp_path / "out" / "products" / "phenology.zarr").load()
+    assert np.isfinite(pheno.sos.sel(year=2021, season=1).values).mean() > 0.9

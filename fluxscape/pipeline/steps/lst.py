@@ -50,8 +50,7 @@ class LstConfig(StrictModel):
     kind: Literal["lst"]  # Product kind.
     input: Annotated[str, input_ref({"lst"}, what="land surface temperature")] = Field(
         description="The LST input: a source giving land surface temperature, e.g. "
-        "MOD11A2/MYD11A2 tiles (reader `modis_hdf4`) or Himawari P-Tree NetCDF (reader "
-        "`ahi_ptree`, split window on B13/B15)."
+        "MOD11A2/MYD11A2 tiles or Himawari P-Tree NetCDF (split window on B13/B15)."
     )
     max_qa: Annotated[int, Field(ge=0, le=1)] = Field(
         0,
