@@ -22,7 +22,10 @@ import pandas as pd
 
 from fluxscape.products import phenology as ph
 from fluxscape.products import smoothing as sm
-from fluxscape.products.phenology import DATE_VARIABLES, METHODS, TRANSITIONS, VARIABLES, Method
+from fluxscape.products.phenology import METHODS, TRANSITIONS, VARIABLES, Method
+
+DATE_VARIABLES = ("sos", "pos", "eos", *TRANSITIONS)
+
 
 # --- Whittaker smoother -------------------------------------------------------------------------
 

@@ -67,7 +67,6 @@ TRANSITIONS: dict[str, tuple[float, bool]] = {
     "midgreendown": (0.50, False),
     "dormancy": (0.15, False),
 }
-DATE_VARIABLES = ("sos", "pos", "eos", *TRANSITIONS)
 VARIABLES = ("sos", "pos", "eos", "los", "peak", "amplitude", "integral", "n_obs", *TRANSITIONS)
 
 ATTRS: dict[str, dict[str, str]] = {
