@@ -271,7 +271,7 @@ smoothing, two dates taken from the fitted parameters.
 peak allocation during one `phenology()` call (`tracemalloc`, NumPy buffers included)
 **{mem["tracemalloc_peak_mib"]:.0f} MiB**; process peak RSS (VmHWM)
 {mem["process_vmhwm_mib"]:.0f} MiB, interpreter, libraries and the inputs included. The
-default engine smooths and extracts {r["kernel_lanes"]} pixels at a time inside one compiled
+default method smooths and extracts {r["kernel_lanes"]} pixels at a time inside one compiled
 numba kernel (`fluxscape.products.kernels`), so beyond the tile's own input and output arrays
 (and their float64 copies) the working set does not grow with the tile.
 

@@ -1,10 +1,13 @@
-"""The numba kernels (fluxscape.products.kernels) against the numpy reference implementation:
-same smoothed series and same phenology metrics, to float rounding, on random series that
-exercise single and double seasons, noise without seasons, gaps, clouds and short series."""
+"""The production phenology path (fluxscape.products.kernels, through
+fluxscape.products.phenology) against the numpy reference (tests/phenology_oracle.py): same
+smoothed series and same phenology metrics, to float rounding, for every method and option, on
+random series that exercise single and double seasons, noise without seasons, gaps, clouds and
+short series."""
 
 from __future__ import annotations
 
 import numpy as np
+import phenology_oracle as oracle
 import pytest
 
 from fluxscape.products import kernels
@@ -70,7 +73,7 @@ def _assert_same(a: dict, b: dict, names=ph.VARIABLES) -> None:
 def test_whittaker_kernel_equals_the_numpy_smoother(series, iterations):
     values, weights, days = series
     grid = -16.0 + 8.0 * np.arange(95)  # starts before and ends before some observations
-    ref = sm.whittaker(values, weights, days, grid, lam=150.0, envelope_iterations=iterations)
+    ref = oracle.whittaker(values, weights, days, grid, lam=150.0, envelope_iterations=iterations)
     out = kernels.whittaker(
         values, weights, days, grid, lam=150.0, envelope_iterations=iterations, envelope_scale=0.05
     )
@@ -80,10 +83,10 @@ def test_whittaker_kernel_equals_the_numpy_smoother(series, iterations):
     np.testing.assert_allclose(out, ref, rtol=0, atol=1e-10)
 
 
-def test_numba_engine_equals_numpy_engine_for_the_default_method(series):
+def test_kernels_equal_the_reference_for_the_default_method(series):
     values, weights, days = series
     fast = ph.phenology_metrics(values, weights, days, YEARS)
-    ref = ph.phenology_metrics(values, weights, days, YEARS, engine="numpy")
+    ref = oracle.phenology_metrics(values, weights, days, YEARS)
     _assert_same(fast, ref)
     # Not vacuous: most seasonal pixel-years have a first season, many a second one.
     found = np.isfinite(ref["sos"][..., 0]).mean()
@@ -102,36 +105,107 @@ def test_numba_engine_equals_numpy_engine_for_the_default_method(series):
         {"min_observations": 3},
         {"method": "savgol"},
         {"sos_method": "derivative"},
-        {"method": "double_logistic", "fit_iterations": 5},
+        {"method": "savgol", "sos_method": "derivative", "seasons": 1},
     ],
 )
-def test_numba_engine_equals_numpy_engine_with_options(series, options):
+def test_kernels_equal_the_reference_with_options(series, options):
     values, weights, days = (a[:400] for a in series)
-    if options.get("method") == "double_logistic":
-        # The numpy fit step does not accept NaN days (a separate issue): drop those.
-        weights = np.where(np.isfinite(days), weights, 0.0)
-        days = np.where(np.isfinite(days), days, 0.0)
     fast = ph.phenology_metrics(values, weights, days, YEARS, **options)
-    ref = ph.phenology_metrics(values, weights, days, YEARS, engine="numpy", **options)
+    ref = oracle.phenology_metrics(values, weights, days, YEARS, **options)
     _assert_same(fast, ref)
     assert np.isfinite(ref["sos"]).sum() > 100
 
 
-def test_pixels_below_min_observations_are_nan_in_both_engines(series):
+@pytest.mark.parametrize("sos_method", ["amplitude", "derivative"])
+def test_bounded_metrics_equal_the_reference_on_fitted_curves(series, sos_method):
+    """The double-logistic step: each season measured on its own fitted curve (which may
+    only rise, only fall, or be flat on top) by the kernel and by the reference. Equal but
+    for a few seasons in a thousand (4 of 1722 here) whose fitted curve is flat on top to
+    within 1e-15: the reference compares lifted values (value + k x gap, its segment trick),
+    which rounds such near-ties to ties, so its first maximum or crossing can be a grid
+    step earlier than the kernel's."""
+    values, weights, days = (a[:600] for a in series)
+    usable = np.isfinite(values) & np.isfinite(days) & (weights > 0)
+    keep = usable.sum(axis=1) >= 6
+    y, t = values[keep], days[keep]
+    w = np.where(usable[keep], weights[keep], 0.0)
+    step, jan1 = 8.0, np.array([0.0, 365.0, 730.0])
+    grid = -8.0 + step * np.arange(94)
+    z = oracle.whittaker(y, w, t, grid)
+    threshold = oracle._season_threshold(z, 0.1, 0.15)
+    ext = oracle._simplify_extrema(*oracle._extrema(z), threshold, 60.0 / step)
+    left, _, right = oracle._seasons_by_year(*ext, (jan1 - grid[0]) / step, 2)
+    pix, yi, si = np.nonzero(left >= 0)
+    li, ri = left[pix, yi, si], right[pix, yi, si]
+    curves = oracle._fit_seasons(z, grid, y, w, t, pix, li, ri, 20)
+    rows = np.arange(pix.size)
+    troughs = np.zeros(curves.shape, bool)
+    troughs[rows, li] = troughs[rows, ri] = True
+    ref = oracle._extract(curves, troughs, rows, li, ri, sos_method, 0.5, 0.5)
+    fast = kernels.bounded_metrics(
+        curves,
+        li,
+        ri,
+        yi,
+        w[pix],
+        t[pix],
+        grid,
+        jan1,
+        up_fractions=[0.15, 0.5, 0.9, 0.5],
+        down_fractions=[0.9, 0.5, 0.15, 0.5],
+        windows=(0, 2, 0, 2),
+        sos_method=sos_method,
+    )
+    names = [*kernels.FIXED_OUTPUTS, *ph.RISING, *ph.FALLING]
+    for name in ("sos", "pos", "eos", *ph.TRANSITIONS, "peak", "amplitude"):
+        got = fast[:, names.index(name)].astype(float)
+        want = ref[name]
+        if name not in ("peak", "amplitude"):
+            want = grid[0] + step * want - jan1[yi] + 1.0
+        tol = 1e-6 if name in ("peak", "amplitude") else 2e-3
+        same = (np.isnan(got) & np.isnan(want)) | (np.abs(got - want) <= tol)
+        assert same.mean() > 0.995, (name, np.flatnonzero(~same))
+    assert np.isfinite(ref["sos"]).sum() > 300
+
+
+@pytest.mark.parametrize("sos_method", ["amplitude", "derivative"])
+def test_double_logistic_method_agrees_with_the_reference(series, sos_method):
+    """End to end the double-logistic method agrees with the reference on nearly every
+    season, not on all: the fit starts from the rough curve's dates, and a start that differs
+    by float rounding (kernel against numpy Whittaker smoother) now and then ends in another
+    local optimum of the fit. Its pieces are compared exactly above and in the Whittaker test."""
+    values, weights, days = series
+    opts = {"method": "double_logistic", "sos_method": sos_method, "fit_iterations": 5}
+    fast = ph.phenology_metrics(values, weights, days, YEARS, **opts)
+    ref = oracle.phenology_metrics(values, weights, days, YEARS, **opts)
+    for name in ph.VARIABLES:
+        x, y = np.asarray(fast[name], float), np.asarray(ref[name], float)
+        tol = 2e-3 if name in (*DATES, "los", "integral") else 1e-6
+        same = (np.isnan(x) & np.isnan(y)) | (np.abs(x - y) <= tol)
+        assert same.mean() > 0.995, (name, same.mean())
+    assert np.isfinite(ref["sos"]).sum() > 1000
+
+
+@pytest.mark.parametrize("method", ph.METHODS)
+def test_pixels_below_min_observations_are_nan(series, method):
     values, weights, days = (a[:200].copy() for a in series)
     weights[:50] = 0.0
     weights[:50, 10:15] = 1.0  # five usable observations
-    for engine in ph.ENGINES:
-        res = ph.phenology_metrics(values, weights, days, YEARS, engine=engine)
+    for metrics in (ph.phenology_metrics, oracle.phenology_metrics):
+        res = metrics(values, weights, days, YEARS, method=method)
         for name in ph.VARIABLES:
-            assert np.isnan(res[name][:50]).all(), (engine, name)
+            assert np.isnan(res[name][:50]).all(), (metrics.__module__, name)
         assert np.isfinite(res["sos"][50:]).any()
 
 
-def test_unknown_engine_is_rejected(series):
-    values, weights, days = series
-    with pytest.raises(ValueError, match="engine"):
-        ph.phenology_metrics(values, weights, days, YEARS, engine="cuda")
+def test_unknown_options_are_rejected(series):
+    values, weights, days = (a[:10] for a in series)
+    with pytest.raises(ValueError, match="method"):
+        ph.phenology_metrics(values, weights, days, YEARS, method="loess")
+    with pytest.raises(ValueError, match="sos_method"):
+        ph.phenology_metrics(values, weights, days, YEARS, sos_method="steepest")
+    with pytest.raises(TypeError, match="engine"):
+        ph.phenology_metrics(values, weights, days, YEARS, engine="numpy")
 
 
 def test_date_quality_kernel_equals_the_numpy_reference():
@@ -142,7 +216,7 @@ def test_date_quality_kernel_equals_the_numpy_reference():
     weights = np.where(rng.random((n, t)) < 0.3, 0.0, rng.choice([0.5, 1.0], (n, t)))
     dates = rng.uniform(-20, 750, (n, 28))
     dates[rng.random(dates.shape) < 0.1] = np.nan
-    ref = ph.date_quality(dates, days, weights, engine="numpy")
-    fast = ph.date_quality(dates, days, weights, engine="numba")
+    ref = oracle.date_quality(dates, days, weights)
+    fast = ph.date_quality(dates, days, weights)
     assert set(np.unique(ref)) == {0, 1, 2, 3, 255}
     np.testing.assert_array_equal(fast, ref)

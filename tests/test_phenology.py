@@ -12,6 +12,7 @@ import pytest
 import xarray as xr
 from scipy.optimize import brentq, minimize_scalar
 
+from fluxscape.products import kernels
 from fluxscape.products import phenology as ph
 from fluxscape.products import smoothing as sm
 from fluxscape.sample.world import PRESETS, World
@@ -424,7 +425,7 @@ def test_whittaker_banded_solver_equals_the_dense_normal_equations():
     days = np.sort(rng.uniform(0, 100, (3, 12)), axis=1)
     y, w = rng.random((3, 12)), rng.random((3, 12))
     grid = np.arange(0.0, 101.0, 2.0)
-    z = sm.whittaker(y, w, days, grid, lam=50.0, envelope_iterations=0)
+    z = kernels.whittaker(y, w, days, grid, lam=50.0, envelope_iterations=0)
     n = grid.size
     d2 = np.diff(np.eye(n), 2, axis=0)
     for p in range(3):
@@ -449,8 +450,8 @@ def test_upper_envelope_lifts_the_curve_over_undetected_clouds():
     cloud = rng.random(days.shape) < 0.15
     values[cloud] = rng.uniform(0.0, 0.2, cloud.sum())
     grid = np.arange(0, 365, 4.0)
-    plain = sm.whittaker(values, np.ones_like(values), days, grid, envelope_iterations=0)
-    upper = sm.whittaker(values, np.ones_like(values), days, grid)
+    plain = kernels.whittaker(values, np.ones_like(values), days, grid, envelope_iterations=0)
+    upper = kernels.whittaker(values, np.ones_like(values), days, grid)
     true_peak = sm.double_logistic(200.0, 0.2, 0.8, 130, 0.09, 270, 0.07)
     assert np.abs(upper.max(axis=1) - true_peak).mean() < 0.03
     assert (

@@ -1,16 +1,18 @@
-"""The ``disturbance`` product: vegetation breaks, NDVI anomalies, burn severity, heat stress.
+"""The ``disturbance`` product: vegetation breaks, NDVI anomalies, burn severity, MCD64A1.
 
 xarray in, xarray out; no I/O and no cluster code, so each function runs on one tile (inside
 ``xarray.map_blocks`` or a tile task) with time unchunked. The numerical work lives in
 :mod:`~fluxscape.products.breaks` (BFAST Monitor-style breaks), :mod:`~.anomaly` (climatology,
-z-scores, heat flags) and :mod:`~.burn` (dNBR/RdNBR/RBR, MCD64A1).
+z-scores, heat flags) and :mod:`~.burn` (dNBR/RdNBR/RBR, MCD64A1). Heat stress is computed by
+the ``lst`` step (:func:`~fluxscape.products.anomaly.heat_stress`); the disturbance step only
+summarises that store per year.
 
 Conventions:
 - Inputs are the ``vi`` product's variables: dims ``(time, y, x)`` (any spatial dims after
   ``time``), ``time`` = start of each compositing period, ``doy`` = actual day of year of each
   pixel's observation (NaN where none), ``qa`` = MODIS pixel reliability (0 good, 1 marginal,
   2 snow/ice, 3 cloudy, 255 none). An observation is used when finite and ``qa <= max_qa``.
-- Periods (``history``, ``monitor``, ``pre``, ``post``, ``baseline``) are inclusive
+- Periods (``history``, ``monitor``, ``pre``, ``post``) are inclusive
   ``(first, last)`` dates (anything ``numpy.datetime64`` accepts, e.g. ``"2021-12-31"``).
 - Outputs: annual variables on ``(year, y, x)`` (DESIGN section 5): ``disturbed`` uint8 0/1,
   ``date`` float32 day of year (NaN where none), ``magnitude`` (NDVI units, negative = loss;
@@ -382,99 +384,6 @@ def burn_severity_of_breaks(
         ),
     }
     return xr.Dataset(data, coords=coords, attrs={"title": "burn severity of vegetation breaks"})
-
-
-def detect_heat_stress(
-    lst: xr.DataArray,
-    valid: xr.DataArray | None = None,
-    *,
-    baseline: Period,
-    monitor: Period,
-    period_days: int = 8,
-    threshold: float = 2.0,
-    min_consecutive: int = 1,
-    sd_floor: float = 0.5,
-) -> xr.Dataset:
-    """Heat stress from land surface temperature anomalies.
-
-    Inputs: ``lst`` (time, y, x) in K (e.g. MOD11A2 8-day or daily LST, NaN where missing),
-    ``valid`` optional boolean mask (QC-good); ``baseline``/``monitor`` inclusive date ranges.
-    The climatology is per pixel and per ``period_days`` slot of the year (from the ``time``
-    coordinate) over the baseline, with sd floored at ``sd_floor`` K.
-    Returns a Dataset with, on the monitoring time steps, ``lst_zscore`` (unitless) and
-    ``heat_stress`` (uint8 1 where z > ``threshold`` in a run of at least ``min_consecutive``
-    steps), and per calendar year of ``monitor`` (year, y, x): ``heat_stress_periods`` (number
-    of flagged time steps) and ``lst_zscore_max``.
-    """
-    dims, coords = _spatial(lst)
-    values = _values(lst, dims).astype(float)
-    ok = np.isfinite(values)
-    if valid is not None:
-        ok &= _values(valid, dims).astype(bool)
-    time = np.asarray(lst["time"].values, "datetime64[D]")
-    slot = anomaly.period_of_year(day_of_year(time), period_days)
-    base_first, base_last = _period(baseline)
-    first, last = _period(monitor)
-    in_base = (time >= base_first) & (time <= base_last)
-    in_mon = (time >= first) & (time <= last)
-    z, flag = anomaly.heat_stress(
-        values,
-        ok,
-        slot,
-        in_base,
-        -(-366 // period_days),
-        threshold=threshold,
-        min_consecutive=min_consecutive,
-        sd_floor=sd_floor,
-    )
-    z, flag = z[in_mon], flag[in_mon]
-    years = np.unique(time[in_mon].astype("datetime64[Y]").astype(int) + 1970)
-    year_of = time[in_mon].astype("datetime64[Y]").astype(int) + 1970
-    year_of = year_of.reshape(-1, *([1] * len(dims)))
-    tdims, ydims = ("time", *dims), ("year", *dims)
-    grid = _grid_mapping(lst)
-    data = {
-        "lst_zscore": (
-            tdims,
-            z.astype(np.float32),
-            {"long_name": "standardized land surface temperature anomaly", "units": "1", **grid},
-        ),
-        "heat_stress": (
-            tdims,
-            flag.astype(np.uint8),
-            {
-                "long_name": f"land surface temperature anomaly above {threshold} sd",
-                "units": "1",
-                "flag_values": np.array([0, 1], np.uint8),
-                "flag_meanings": "normal heat_stress",
-                **grid,
-            },
-        ),
-        "heat_stress_periods": (
-            ydims,
-            np.stack([(flag & (year_of == y)).sum(axis=0) for y in years]).astype(np.int16),
-            {"long_name": "number of heat-stress time steps in the year", "units": "1", **grid},
-        ),
-        "lst_zscore_max": (
-            ydims,
-            anomaly.annual_extreme(z, year_of, years, kind="max").astype(np.float32),
-            {"long_name": "maximum standardized LST anomaly of the year", "units": "1", **grid},
-        ),
-    }
-    out_coords = {
-        "time": ("time", lst["time"].values[in_mon]),
-        "year": ("year", years.astype(np.int32)),
-        **coords,
-    }
-    return xr.Dataset(
-        data,
-        coords=out_coords,
-        attrs={
-            "title": "heat stress from land surface temperature anomalies",
-            "baseline_period": f"{base_first}/{base_last}",
-            "monitoring_period": f"{first}/{last}",
-        },
-    )
 
 
 def assess_burn_severity(

@@ -1,31 +1,39 @@
-"""Numba kernels of the default phenology method, a few pixels at a time.
+"""Numba kernels of the phenology product: the only production path of its Whittaker smoother,
+season division and transition dates, a few pixels at a time.
 
-The numpy implementations in :mod:`fluxscape.products.smoothing` and
-:mod:`fluxscape.products.phenology` process a whole block of pixels per operation; they are the
-reference. The kernels here compute the same results (to float rounding) with a compiled loop
-over pixels and O(n) work per pixel, without the block-wide temporaries:
+Each kernel is a compiled loop over pixels with O(n) work per pixel and no block-wide
+temporaries. A block-vectorised numpy implementation of the same definitions (the former
+``engine="numpy"``) is kept in the tests as their reference (tests/phenology_oracle.py; they
+agree to float rounding, tests/test_kernels.py):
 
-- :func:`whittaker`: :func:`fluxscape.products.smoothing.whittaker` (QA-weighted Whittaker
-  smoother with upper-envelope iterations; the pentadiagonal normal equations are factorised
-  by LDL^T in O(n), :data:`LANES` pixels side by side to overlap their recurrences).
+- :func:`whittaker`: the QA-weighted Whittaker smoother with upper-envelope iterations; the
+  pentadiagonal normal equations are factorised by LDL^T in O(n), :data:`LANES` pixels side
+  by side to overlap their recurrences.
 - :func:`season_metrics`: season division (extrema, their simplification by the amplitude and
   peak-separation rules, at most ``seasons`` per year) and the MCD12Q2 threshold dates of
-  :func:`fluxscape.products.phenology.phenology_metrics` (``sos_method="amplitude"``) on
-  already smoothed series.
-- :func:`phenology_rows`: both in one pass (the smoothed series never leaves the kernel).
+  :func:`fluxscape.products.phenology.phenology_metrics` (``sos_method`` ``"amplitude"`` or
+  ``"derivative"``) on already smoothed series (``method="savgol"``).
+- :func:`phenology_rows`: both in one pass (the smoothed series never leaves the kernel;
+  ``method="whittaker"``, the default).
+- :func:`season_bounds` and :func:`bounded_metrics`: the two halves of ``season_metrics``
+  around the double-logistic fit of ``method="double_logistic"``: the seasons of the rough
+  curve in grid units, then the dates of each season on its own fitted curve.
+- :func:`date_quality`: the quality class of each date (``qa_detailed``).
 
 Hand-written because no maintained library offers a weighted, irregularly sampled Whittaker
 smoother with envelope reweighting or the MCD12Q2 season rules as compiled array kernels.
 
-All three go through one compiled entry point, ``_run``, compiled on first use (some 10-20 s
-of CPU) and cached on disk (``cache=True``, next to this file or in the user's cache), so later
-processes load it in well under a second. Kernels release the GIL (``nogil=True``), so Dask's
-threads run tiles in parallel; they are serial over pixels: the work is spread over cores by
-Dask, one tile per task. ``error_model="numpy"``: a singular system (a pixel without usable
-observations) gives NaN rather than an exception.
+The first three go through one compiled entry point, ``_run``; each entry point is compiled
+on first use (``_run`` takes some 10-20 s of CPU) and cached on disk (``cache=True``, next to
+this file or in the user's cache), so later processes load it in well under a second. Kernels
+release the GIL (``nogil=True``), so Dask's threads run tiles in parallel; they are serial
+over pixels: the work is spread over cores by Dask, one tile per task.
+``error_model="numpy"``: a singular system (a pixel without usable observations) gives NaN
+rather than an exception.
 
-Output layout of :func:`season_metrics` / :func:`phenology_rows`: one float32 array
-(pixel, year, season, variable), NaN where there is no season; the variables are
+Output layout of :func:`season_metrics` / :func:`phenology_rows` (and of
+:func:`bounded_metrics`, one row per season): one float32 array (pixel, year, season,
+variable), NaN where there is no season; the variables are
 :data:`FIXED_OUTPUTS` followed by the rising transition dates (one per entry of
 ``up_fractions`` except the last, which is ``sos``) and then the falling ones (``down_fractions``
 except the last, ``eos``). Dates are days of year of the season's year, as in
@@ -37,7 +45,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from fluxscape.products.smoothing import _grid_step
+from fluxscape.products.smoothing import (
+    DEFAULT_ENVELOPE_ITERATIONS,
+    DEFAULT_ENVELOPE_SCALE,
+    DEFAULT_LAMBDA,
+    _grid_step,
+)
 
 #: The first variables of the output array, in this order.
 FIXED_OUTPUTS = ("sos", "pos", "eos", "los", "peak", "amplitude", "integral", "n_obs")
@@ -166,7 +179,7 @@ def _middle_pair_sum(a, m):
 def _whittaker_group(y, w, t, p0, grid0, step, lam, iterations, scale_min, ws, z):
     """Smooth the pixels p0 .. p0 + LANES - 1 (those that exist) of ``y``, ``w``, ``t``
     (pixel, time) onto the grid ``grid0 + step * k`` (k < n) into the rows of ``z``
-    (LANES, n), as :func:`fluxscape.products.smoothing.whittaker` does (``lam`` per grid
+    (LANES, n), as :func:`whittaker` does (``lam`` per grid
     step^3): rows with fewer than 3 usable observations are NaN. ``ws`` is the work space of
     :func:`_whittaker_work`; after the call, ``ws[0][4]`` (LANES, time) holds the weights of
     the usable observations (finite value, day and weight > 0; 0 elsewhere) and ``ws[2][1]``
@@ -275,13 +288,24 @@ def whittaker(
     days: np.ndarray,
     grid: np.ndarray,
     *,
-    lam: float,
-    envelope_iterations: int,
-    envelope_scale: float,
+    lam: float = DEFAULT_LAMBDA,
+    envelope_iterations: int = DEFAULT_ENVELOPE_ITERATIONS,
+    envelope_scale: float = DEFAULT_ENVELOPE_SCALE,
 ) -> np.ndarray:
-    """:func:`fluxscape.products.smoothing.whittaker` (same arguments, same result to float
-    rounding): ``values``, ``weights``, ``days`` (..., time); ``grid`` regular day numbers;
-    returns (..., len(grid)) float64."""
+    """Weighted Whittaker smoother of irregular series onto a regular day grid.
+
+    Minimises sum_i w_i (y_i - z(t_i))^2 + lam' sum_j (Delta^2 z_j)^2 over the grid values z,
+    where z(t_i) interpolates z linearly between the grid nodes around each observation day
+    t_i, and lam' = ``lam`` / step^3 so that ``lam`` means the same smoothness (per day^3) for
+    any grid step. After the first solve, ``envelope_iterations`` more solves follow, each with
+    the observations below the curve down-weighted (upper envelope, TIMESAT / phenofit: a
+    bisquare of their residual over max(6 median absolute residuals, ``envelope_scale``)).
+
+    ``values``, ``weights``, ``days`` (..., time) as in :mod:`fluxscape.products.smoothing`;
+    ``grid`` a regular 1-D array of day numbers. Returns (..., len(grid)) float64, held
+    constant before the first and after the last usable observation; series with fewer than 3
+    usable observations are all NaN. Equal to float rounding to the numpy reference
+    (tests/phenology_oracle.py)."""
     grid0, step, n = _grid(grid)
     values = np.asarray(values, dtype=float)
     y = _rows(values, values.shape)
@@ -289,7 +313,7 @@ def whittaker(
     t = _rows(days, values.shape)
     z = np.empty((y.shape[0], n))
     smooth = np.array([n, lam / step**3, int(envelope_iterations), envelope_scale, 0.0])
-    settings = np.zeros(9)
+    settings = np.zeros(12)
     settings[:2] = grid0, step
     none = np.zeros(2)
     _run(SMOOTH, y, w, t, z, smooth, settings, none, none, none, _output(0, 1, 1, 2))
@@ -304,7 +328,7 @@ def _extrema(z, n, idx, val, typ):
     """Alternating local extrema of ``z`` (series ends included; plateaus count once, at their
     right end) into ``idx``/``val``/``typ`` (+1 maximum, -1 minimum); returns their count.
     Flat steps carry the previous slope (a flat start the first one), as
-    ``phenology._extrema``."""
+    the reference's ``_extrema`` (tests/phenology_oracle.py)."""
     first = 0
     for i in range(n - 1):
         d = z[i + 1] - z[i]
@@ -335,7 +359,7 @@ def _extrema(z, n, idx, val, typ):
 
 @njit(**_JIT)
 def _simplify(idx, val, typ, count, threshold, min_separation, score, remove):
-    """Remove extremum pairs as ``phenology._simplify_extrema`` does for one row (in place);
+    """Remove extremum pairs as the reference's ``_simplify_extrema`` does for one row (in place);
     returns the new count."""
     cc = count
     while cc >= 2:
@@ -375,7 +399,7 @@ def _simplify(idx, val, typ, count, threshold, min_separation, score, remove):
 @njit(**_JIT)
 def _select_seasons(idx, val, typ, count, year_starts, seasons, chosen):
     """Seasons (trough-peak-trough positions j-1, j, j+1 in the extrema list) per year, as
-    ``phenology._seasons_by_year``: ``chosen`` (year, season) gets the list position j of each
+    the reference's ``_seasons_by_year``: ``chosen`` (year, season) gets the list position j of each
     season's peak, -1 where none."""
     ny = year_starts.size - 1
     for yi in range(ny):
@@ -425,14 +449,16 @@ def _select_seasons(idx, val, typ, count, year_starts, seasons, chosen):
 def _first_reach(z, n, forward, start, stop, levels, order, out):
     """For each level, the fractional index where the running maximum of ``x`` from ``start``
     first reaches it within [start, stop] (``stop`` if it does not), interpolated between the
-    running maxima of the two nodes around the crossing, as
-    ``phenology._SegmentMax.first_reach``; into ``out``. ``x`` is ``z`` (``forward``) or ``z``
-    reversed, and indices are in that orientation. ``order`` (work space) gets the levels'
-    ascending order, so one pass over [start, stop] serves them all.
+    running maxima of the two nodes around the crossing, as the reference's
+    ``_SegmentMax.first_reach``; into ``out``. ``x`` is ``z`` (``forward``) or ``z`` reversed,
+    and indices are in that orientation. ``order`` (work space) gets the levels' ascending
+    order, so one pass over [start, stop] serves them all.
 
-    ``start`` is a season boundary: a level reached at ``start`` itself (for fractions of the
-    amplitude in [0, 1], only a level equal to the boundary value) gives ``start``, except at
-    the series start, where the reference interpolates towards node 1."""
+    ``start`` is a season boundary: a level equal to the boundary value gives ``start``; a
+    level below it (a boundary above the peak, which a fitted double logistic can have) gives
+    ``start - 1``, a date outside the season (the reference interpolates it into the
+    neighbouring segment); except at the series start, where the reference interpolates
+    towards node 1."""
     nl = levels.size
     for i in range(nl):  # insertion sort of the level indices by level
         order[i] = i
@@ -459,7 +485,7 @@ def _first_reach(z, n, forward, start, stop, levels, order, out):
             g0 = x0
             g1 = max(x0, x1)
         elif k == start:
-            out[order[q]] = start
+            out[order[q]] = start if level >= x0 else start - 1
             continue
         else:
             g0 = mprev
@@ -469,12 +495,82 @@ def _first_reach(z, n, forward, start, stop, levels, order, out):
 
 
 @njit(**_JIT)
-def _season(z, n, left, right, up_fractions, down_fractions, levels, order, res):
+def _rate(z, n, i):
+    """``np.gradient(z)[i]`` (unit spacing: central differences inside, one-sided at the ends)."""
+    if i == 0:
+        return z[1] - z[0]
+    if i == n - 1:
+        return z[n - 1] - z[n - 2]
+    return (z[i + 1] - z[i - 1]) / 2.0
+
+
+@njit(**_JIT)
+def _rate_vertex(z, n, at, sign):
+    """Parabolic refinement of an extremum of ``sign`` x the rate at grid index ``at``: the
+    shift (within +-0.5) towards the vertex, in the orientation of the search (``sign`` -1:
+    reversed time, as the fall is searched)."""
+    if not (0 < at < n - 1):
+        return 0.0
+    zm = sign * _rate(z, n, at - sign)
+    z0 = sign * _rate(z, n, at)
+    zp = sign * _rate(z, n, at + sign)
+    curv = zm - 2 * z0 + zp
+    shift = 0.5 * (zm - zp) / curv if curv != 0 else 0.0
+    return min(max(shift, -0.5), 0.5)
+
+
+#: Rates within this fraction of the fastest one count as equally fast (a straight stretch of
+#: the curve, e.g. across a gap between observations, has equal rates up to float rounding).
+RATE_TIE = 1e-9
+
+
+@njit(**_JIT)
+def _fastest(z, n, first, last, sign):
+    """The first node from ``first`` towards ``last`` (either direction) with the largest
+    ``sign`` x rate, ties within :data:`RATE_TIE` going to the earliest in that direction."""
+    step = 1 if last >= first else -1
+    top = sign * _rate(z, n, first)
+    for i in range(first + step, last + step, step):
+        top = max(top, sign * _rate(z, n, i))
+    floor = top - RATE_TIE * abs(top)
+    for i in range(first, last + step, step):
+        if sign * _rate(z, n, i) >= floor:
+            return i
+    return first
+
+
+@njit(**_JIT)
+def _rate_dates(z, n, left, at, right, green, mature, senesce, dormant):
+    """``sos_method="derivative"``: the fractional grid indices of the fastest rise between
+    greenup and maturity (within [left, at]) and of the fastest fall between senescence and
+    dormancy (within [at, right], after the left trough), each refined by a parabola through
+    the rate around it; the rise is the first maximum of the rate, the fall the last minimum
+    (the reference scans the fall in reversed time)."""
+    r_lo = min(max(int(np.floor(green)), 0), n - 1)
+    r_hi = min(max(int(np.ceil(mature)), 0), n - 1)
+    best = _fastest(z, n, max(r_lo, left), max(min(r_hi, at), max(r_lo, left)), 1)
+    if best == 0 and not (r_lo <= 1 <= r_hi and _rate(z, n, 1) > _rate(z, n, 0)):
+        best = 1  # the reference's interpolation at the series start
+    sos = best + _rate_vertex(z, n, best, 1)
+    f_lo = min(max(int(np.floor(senesce)), 0), n - 1)
+    f_hi = min(max(int(np.ceil(dormant)), 0), n - 1)
+    last = min(max(f_lo, at, left + 1), min(f_hi, right))
+    best = _fastest(z, n, min(f_hi, right), last, -1)
+    if best == n - 1 and not (f_lo <= n - 2 <= f_hi and _rate(z, n, n - 2) < _rate(z, n, n - 1)):
+        best = n - 2  # the same at the series end (reversed time)
+    eos = (n - 1) - ((n - 1 - best) + _rate_vertex(z, n, best, -1))
+    return sos, eos
+
+
+@njit(**_JIT)
+def _season(z, n, left, right, up_fractions, down_fractions, windows, levels, order, res):
     """Metrics of the season (troughs at grid indices ``left``, ``right``) of ``z``, dates as
-    fractional grid indices, as ``phenology._extract`` (``sos_method="amplitude"``): ``res`` =
-    [pos, peak, amplitude, integral, rising dates (last: sos), falling dates (last: eos)].
-    ``levels``, ``order`` are work space. Returns False (and leaves ``res`` undefined) where
-    the season is not valid."""
+    fractional grid indices, as the reference's ``_extract``: ``res`` = [pos, peak, amplitude,
+    integral, rising dates (last: sos), falling dates (last: eos)]. ``windows`` = (greenup,
+    maturity) indices of the rising and (senescence, dormancy) of the falling fractions and a
+    flag: 1 = ``sos_method="derivative"`` (sos/eos = fastest rise/fall between those dates),
+    0 = sos/eos at the last fractions. ``levels``, ``order`` are work space. Returns False
+    (and leaves ``res`` undefined) where the season is not valid."""
     # The first maximum over [left, right - 1].
     at = left
     top = z[left]
@@ -515,6 +611,20 @@ def _season(z, n, left, right, up_fractions, down_fractions, levels, order, res)
         res[4 + nu + i] = n - 1 - res[4 + nu + i]
         if i < nd - 1 and not (pos <= res[4 + nu + i] <= right):
             return False
+    if windows[4]:
+        sos, eos = _rate_dates(
+            z,
+            n,
+            left,
+            at,
+            right,
+            res[4 + windows[0]],
+            res[4 + windows[1]],
+            res[4 + nu + windows[2]],
+            res[4 + nu + windows[3]],
+        )
+        res[4 + nu - 1] = sos
+        res[4 + nu + nd - 1] = eos
     base = 0.5 * (zl + zr)
     sos = res[4 + nu - 1]
     eos = res[4 + nu + nd - 1]
@@ -531,60 +641,100 @@ def _season(z, n, left, right, up_fractions, down_fractions, levels, order, res)
 
 
 @njit(**_JIT)
-def _row_metrics(z, w, t, p, settings, fractions, jan1, year_starts, work, iwork, chosen, out):
-    """Season division and metrics of one smoothed series ``z`` (n,) into ``out[p]``;
-    ``w``, ``t`` (nt,) are the series' observation weights and days (for ``n_obs``).
-    ``settings`` = [grid0, step, min_amplitude, min_relative_amplitude, min_separation (grid
-    steps), n_up, n_down, n_obs first rising index, n_obs last falling index]; ``fractions``
-    = the n_up rising then n_down falling fractions (the last of each: sos, eos)."""
+def _windows(settings):
+    """The ``windows`` of :func:`_season` from ``settings`` (see :func:`_row_metrics`)."""
+    return (
+        int(settings[7]),
+        int(settings[8]),
+        int(settings[9]),
+        int(settings[10]),
+        int(settings[11]),
+    )
+
+
+@njit(**_JIT)
+def _fill(z, left, right, w, t, jan1y, settings, fractions, work, iwork, o):
+    """Metrics of the season of ``z`` between the troughs ``left`` and ``right`` (grid
+    indices) into ``o`` (variable,): dates as days of year from ``jan1y``, the day number of
+    1 January of the season's year; ``w``, ``t`` (nt,) the series' observation weights and
+    days (for ``n_obs``). An invalid season leaves ``o`` NaN but ``n_obs`` 0."""
     n = z.size
     grid0, step = settings[0], settings[1]
     n_up, n_down = int(settings[5]), int(settings[6])
+    res, levels = work[3], work[4]
+    order = iwork[2]
+    up = fractions[:n_up]
+    down = fractions[n_up : n_up + n_down]
+    win = _windows(settings)
+    if not _season(z, n, left, right, up, down, win, levels, order, res):
+        o[_NOBS] = 0.0
+        return
+    sos = grid0 + step * res[4 + n_up - 1]
+    eos = grid0 + step * res[4 + n_up + n_down - 1]
+    o[_SOS] = sos - jan1y + 1.0
+    o[_EOS] = eos - jan1y + 1.0
+    o[_POS] = grid0 + step * res[0] - jan1y + 1.0
+    o[_LOS] = eos - sos
+    o[_PEAK] = res[1]
+    o[_AMP] = res[2]
+    o[_INT] = res[3] * step
+    for i in range(n_up - 1):
+        o[8 + i] = grid0 + step * res[4 + i] - jan1y + 1.0
+    for i in range(n_down - 1):
+        o[7 + n_up + i] = grid0 + step * res[4 + n_up + i] - jan1y + 1.0
+    green = grid0 + step * res[4 + win[0]]
+    dormant = grid0 + step * res[4 + n_up + win[3]]
+    nobs = 0
+    for k in range(t.size):
+        nobs += (w[k] > 0) & (green <= t[k]) & (t[k] <= dormant)
+    o[_NOBS] = nobs
+
+
+@njit(**_JIT)
+def _divide(z, settings, year_starts, work, iwork, chosen):
+    """Season division of one smoothed series ``z`` (n,): its extrema simplified by the
+    amplitude and peak-separation rules (left in ``work[0]`` (indices) and ``iwork[0]``
+    (types)), and in ``chosen`` (year, season) the extrema-list position of each kept
+    season's peak (-1: none). Returns False for a series with non-finite values (no season)."""
+    n = z.size
     lo = z[0]
     hi = z[0]
     for i in range(n):
         if not np.isfinite(z[i]):
-            return  # not smoothed (too few observations): no season
+            for yi in range(chosen.shape[0]):
+                for s in range(chosen.shape[1]):
+                    chosen[yi, s] = -1
+            return False  # not smoothed (too few observations): no season
         lo = min(lo, z[i])
         hi = max(hi, z[i])
-    idx, val, score, res, levels = work[0], work[1], work[2], work[3], work[4]
-    typ, remove, order = iwork[0], iwork[1], iwork[2]
+    idx, val, score = work[0], work[1], work[2]
+    typ, remove = iwork[0], iwork[1]
     count = _extrema(z, n, idx, val, typ)
     threshold = max(settings[2], settings[3] * (hi - lo))
     count = _simplify(idx, val, typ, count, threshold, settings[4], score, remove)
-    seasons = chosen.shape[1]
-    _select_seasons(idx, val, typ, count, year_starts, seasons, chosen)
-    up = fractions[:n_up]
-    down = fractions[n_up : n_up + n_down]
-    sos_at, eos_at = 4 + n_up - 1, 4 + n_up + n_down - 1
-    green_at, dormant_at = 4 + int(settings[7]), 4 + n_up + int(settings[8])
+    _select_seasons(idx, val, typ, count, year_starts, chosen.shape[1], chosen)
+    return True
+
+
+@njit(**_JIT)
+def _row_metrics(z, w, t, p, settings, fractions, jan1, year_starts, work, iwork, chosen, out):
+    """Season division and metrics of one smoothed series ``z`` (n,) into ``out[p]``;
+    ``w``, ``t`` (nt,) are the series' observation weights and days (for ``n_obs``).
+    ``settings`` = [grid0, step, min_amplitude, min_relative_amplitude, min_separation (grid
+    steps), n_up, n_down, greenup and maturity indices among the rising fractions, senescence
+    and dormancy indices among the falling ones, derivative flag (sos/eos by the fastest
+    rise/fall)]; ``fractions`` = the n_up rising then n_down falling fractions (the last of
+    each: sos, eos)."""
+    if not _divide(z, settings, year_starts, work, iwork, chosen):
+        return
+    idx = work[0]
     for yi in range(year_starts.size - 1):
-        for s in range(seasons):
+        for s in range(chosen.shape[1]):
             j = chosen[yi, s]
             if j < 0:
                 break
-            if not _season(z, n, int(idx[j - 1]), int(idx[j + 1]), up, down, levels, order, res):
-                out[p, yi, s, _NOBS] = 0.0
-                continue
-            sos = grid0 + step * res[sos_at]
-            eos = grid0 + step * res[eos_at]
-            out[p, yi, s, _SOS] = sos - jan1[yi] + 1.0
-            out[p, yi, s, _EOS] = eos - jan1[yi] + 1.0
-            out[p, yi, s, _POS] = grid0 + step * res[0] - jan1[yi] + 1.0
-            out[p, yi, s, _LOS] = eos - sos
-            out[p, yi, s, _PEAK] = res[1]
-            out[p, yi, s, _AMP] = res[2]
-            out[p, yi, s, _INT] = res[3] * step
-            for i in range(n_up - 1):
-                out[p, yi, s, 8 + i] = grid0 + step * res[4 + i] - jan1[yi] + 1.0
-            for i in range(n_down - 1):
-                out[p, yi, s, 7 + n_up + i] = grid0 + step * res[4 + n_up + i] - jan1[yi] + 1.0
-            green = grid0 + step * res[green_at]
-            dormant = grid0 + step * res[dormant_at]
-            nobs = 0
-            for k in range(t.size):
-                nobs += (w[k] > 0) & (green <= t[k]) & (t[k] <= dormant)
-            out[p, yi, s, _NOBS] = nobs
+            left, right = int(idx[j - 1]), int(idx[j + 1])
+            _fill(z, left, right, w, t, jan1[yi], settings, fractions, work, iwork, out[p, yi, s])
 
 
 @njit(**_JIT)
@@ -602,7 +752,8 @@ SMOOTH, METRICS, BOTH = 0, 1, 2
 
 @njit(**_JIT)
 def _run(mode, y, w, t, z, smooth, settings, fractions, jan1, year_starts, out):
-    """The one compiled entry point (a single compilation per environment serves every use).
+    """The one compiled entry point of the Whittaker and season-metrics paths (a single
+    compilation per environment serves them all).
 
     ``mode`` :data:`SMOOTH`: Whittaker-smooth ``y``, ``w``, ``t`` (pixel, time) into ``z``
     (pixel, n). :data:`METRICS`: season metrics of the smoothed ``z`` (``w`` holding the
@@ -659,12 +810,64 @@ def _run(mode, y, w, t, z, smooth, settings, fractions, jan1, year_starts, out):
             )
 
 
+@njit(**_JIT)
+def _bounds(z, settings, fractions, year_starts, bounds, res):
+    """Season division of each row of ``z`` (pixel, n) and each kept season's troughs into
+    ``bounds`` (pixel, year, season, 2) (grid indices; -1 where none) and its
+    :func:`_season` result in grid units into ``res`` (pixel, year, season, 4 + fractions)
+    (NaN where the season is not valid)."""
+    npix, n = z.shape
+    work, iwork, chosen = _work(n + fractions.size, year_starts.size - 1, bounds.shape[2])
+    n_up, n_down = int(settings[5]), int(settings[6])
+    up = fractions[:n_up]
+    down = fractions[n_up : n_up + n_down]
+    win = _windows(settings)
+    idx = work[0]
+    for p in range(npix):
+        if not _divide(z[p], settings, year_starts, work, iwork, chosen):
+            continue
+        for yi in range(chosen.shape[0]):
+            for s in range(chosen.shape[1]):
+                j = chosen[yi, s]
+                if j < 0:
+                    break
+                left, right = int(idx[j - 1]), int(idx[j + 1])
+                bounds[p, yi, s, 0] = left
+                bounds[p, yi, s, 1] = right
+                if _season(z[p], n, left, right, up, down, win, work[4], iwork[2], work[3]):
+                    res[p, yi, s, :] = work[3][: res.shape[3]]
+
+
+@njit(**_JIT)
+def _bounded(z, left, right, year, w, t, settings, fractions, jan1, out):
+    """Metrics of one season per row of ``z`` (row, n) between the troughs ``left[row]`` and
+    ``right[row]``, of the year ``year[row]``, into ``out`` (row, variable); ``w``, ``t``
+    (row, nt) the observations of each row's pixel."""
+    nrow, n = z.shape
+    work, iwork, _ = _work(n + fractions.size, 1, 1)
+    for r in range(nrow):
+        _fill(
+            z[r],
+            left[r],
+            right[r],
+            w[r],
+            t[r],
+            jan1[year[r]],
+            settings,
+            fractions,
+            work,
+            iwork,
+            out[r],
+        )
+
+
 def _settings(
     grid: np.ndarray,
     jan1: np.ndarray,
     up_fractions: np.ndarray,
     down_fractions: np.ndarray,
-    n_obs_window: tuple[int, int],
+    windows: tuple[int, int, int, int],
+    sos_method: str,
     min_amplitude: float,
     min_relative_amplitude: float,
     min_peak_separation: float,
@@ -674,6 +877,11 @@ def _settings(
     down = np.asarray(down_fractions, dtype=float).ravel()
     if up.size < 2 or down.size < 2:
         raise ValueError("up_fractions, down_fractions: expected at least two fractions each")
+    if sos_method not in ("amplitude", "derivative"):
+        raise ValueError(f"sos_method: expected 'amplitude' or 'derivative', got {sos_method!r}")
+    g, m, s, d = (int(i) for i in windows)
+    if not (0 <= g <= m < up.size - 1 and 0 <= s <= d < down.size - 1):
+        raise ValueError(f"windows: expected indices of rising and falling dates, got {windows}")
     settings = np.array(
         [
             grid0,
@@ -683,8 +891,11 @@ def _settings(
             min_peak_separation / step,
             up.size,
             down.size,
-            n_obs_window[0],
-            n_obs_window[1],
+            g,
+            m,
+            s,
+            d,
+            sos_method == "derivative",
         ],
         dtype=float,
     )
@@ -702,30 +913,34 @@ def season_metrics(
     seasons: int,
     up_fractions: np.ndarray,
     down_fractions: np.ndarray,
-    n_obs_window: tuple[int, int],
+    windows: tuple[int, int, int, int],
+    sos_method: str = "amplitude",
     min_amplitude: float,
     min_relative_amplitude: float,
     min_peak_separation: float,
 ) -> np.ndarray:
     """Season division and metrics of smoothed series (``phenology_metrics`` after its
-    smoothing step, ``sos_method="amplitude"``).
+    smoothing step).
 
     ``z`` (pixel, len(grid)): the smoothed series on the regular day ``grid`` (days since
     1 January of the first year); ``weights``, ``days`` (pixel, time): the observations'
     weights (0 = unusable) and days, for ``n_obs``; ``jan1`` (n_years + 1): day numbers of
-    1 January of each year and of the year after the last. ``up_fractions``: fractions of the
-    rising amplitude of the rising transition dates, the last one giving ``sos``;
-    ``down_fractions`` likewise for the falling ones and ``eos``; ``n_obs_window``: the
-    (rising, falling) transition indices between which observations are counted.
-    ``min_peak_separation`` in days, amplitudes in index units. Rows with non-finite values
-    have no season. Returns the float32 array (pixel, year, season, variable) described in the
-    module docstring."""
+    1 January of each year and of the year after the last. Rows with non-finite values have
+    no season. ``up_fractions``: fractions of the rising amplitude of the rising transition
+    dates, the last one giving ``sos``; ``down_fractions`` likewise for the falling ones and
+    ``eos``; ``windows``: the (greenup, maturity) indices among the rising dates and the
+    (senescence, dormancy) ones among the falling dates: observations are counted (``n_obs``)
+    from greenup to dormancy, and ``sos_method="derivative"`` puts sos/eos at the fastest
+    rise/fall between greenup and maturity / senescence and dormancy instead of at the last
+    fractions. ``min_peak_separation`` in days, amplitudes in index units. Returns the float32
+    array (pixel, year, season, variable) described in the module docstring."""
     settings, fractions, jan1, year_starts = _settings(
         grid,
         jan1,
         up_fractions,
         down_fractions,
-        n_obs_window,
+        windows,
+        sos_method,
         min_amplitude,
         min_relative_amplitude,
         min_peak_separation,
@@ -752,7 +967,8 @@ def phenology_rows(
     seasons: int,
     up_fractions: np.ndarray,
     down_fractions: np.ndarray,
-    n_obs_window: tuple[int, int],
+    windows: tuple[int, int, int, int],
+    sos_method: str = "amplitude",
     min_amplitude: float,
     min_relative_amplitude: float,
     min_peak_separation: float,
@@ -767,7 +983,8 @@ def phenology_rows(
         jan1,
         up_fractions,
         down_fractions,
-        n_obs_window,
+        windows,
+        sos_method,
         min_amplitude,
         min_relative_amplitude,
         min_peak_separation,
@@ -783,6 +1000,99 @@ def phenology_rows(
     w = _rows(weights, values.shape)
     t = _rows(days, values.shape)
     _run(BOTH, y, w, t, np.empty((0, 1)), smooth, settings, fractions, jan1, year_starts, out)
+    return out
+
+
+def season_bounds(
+    z: np.ndarray,
+    grid: np.ndarray,
+    jan1: np.ndarray,
+    *,
+    seasons: int,
+    up_fractions: np.ndarray,
+    down_fractions: np.ndarray,
+    windows: tuple[int, int, int, int],
+    sos_method: str = "amplitude",
+    min_amplitude: float,
+    min_relative_amplitude: float,
+    min_peak_separation: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The seasons of smoothed series as :func:`season_metrics` divides them, in grid units
+    (the rough step of the double-logistic method, whose seasons are then fitted one by one
+    and measured by :func:`bounded_metrics`).
+
+    Returns ``bounds`` int64 (pixel, year, season, 2): the grid indices of each season's left
+    and right troughs, -1 where there is no season; and ``res`` float64 (pixel, year, season,
+    4 + len(up_fractions) + len(down_fractions)): [pos, peak, amplitude, integral (index x
+    grid step), the rising dates, the falling dates], dates as fractional grid indices, NaN
+    where the season is not valid. Arguments as in :func:`season_metrics`."""
+    settings, fractions, jan1, year_starts = _settings(
+        grid,
+        jan1,
+        up_fractions,
+        down_fractions,
+        windows,
+        sos_method,
+        min_amplitude,
+        min_relative_amplitude,
+        min_peak_separation,
+    )
+    z = np.ascontiguousarray(z, dtype=float)
+    shape = (z.shape[0], jan1.size - 1, seasons)
+    bounds = np.full((*shape, 2), -1, np.int64)
+    res = np.full((*shape, 4 + fractions.size), np.nan)
+    _bounds(z, settings, fractions, year_starts, bounds, res)
+    return bounds, res
+
+
+def bounded_metrics(
+    z: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
+    year: np.ndarray,
+    weights: np.ndarray,
+    days: np.ndarray,
+    grid: np.ndarray,
+    jan1: np.ndarray,
+    *,
+    up_fractions: np.ndarray,
+    down_fractions: np.ndarray,
+    windows: tuple[int, int, int, int],
+    sos_method: str = "amplitude",
+    min_amplitude: float = 0.0,
+    min_relative_amplitude: float = 0.0,
+    min_peak_separation: float = 0.0,
+) -> np.ndarray:
+    """Metrics of one given season per row: ``z`` (row, len(grid)) a curve, ``left``,
+    ``right`` (row,) the grid indices of its troughs, ``year`` (row,) the index into ``jan1``
+    of the season's year, ``weights``, ``days`` (row, time) the observations of the row's
+    pixel. Returns float32 (row, variable) as one (year, season) cell of
+    :func:`season_metrics`; no season division (the amplitude rules are not used)."""
+    settings, fractions, jan1, _ = _settings(
+        grid,
+        jan1,
+        up_fractions,
+        down_fractions,
+        windows,
+        sos_method,
+        min_amplitude,
+        min_relative_amplitude,
+        min_peak_separation,
+    )
+    z = np.ascontiguousarray(z, dtype=float)
+    out = _output(z.shape[0], 1, 1, fractions.size)[:, 0, 0]
+    _bounded(
+        z,
+        np.ascontiguousarray(left, np.int64),
+        np.ascontiguousarray(right, np.int64),
+        np.ascontiguousarray(year, np.int64),
+        _rows(weights, np.shape(weights)),
+        _rows(days, np.shape(days)),
+        settings,
+        fractions,
+        jan1,
+        out,
+    )
     return out
 
 

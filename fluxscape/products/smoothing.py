@@ -10,15 +10,16 @@ Every smoother takes three arrays of the same shape ``(..., time)``:
 and a regular output ``grid`` of day numbers (1-D, constant step, same reference), and returns
 the smoothed series on that grid, shape ``(..., len(grid))``. Observations outside the grid are
 ignored. Pixels are processed together as a ``(pixel, time)`` matrix: there is no loop over
-pixels, only over grid steps (banded solver) or fit iterations.
+pixels, only over envelope or fit iterations.
 
 Methods and sources:
 
-- :func:`whittaker`: the weighted Whittaker smoother (Eilers 2003, Anal. Chem. 75:3631) on a
-  regular grid, with iterative upper-envelope reweighting of the observations that fall below
-  the curve (bisquare weights on negative residuals, as phenofit's ``wBisquare``; Kong et al.
-  2022, phenofit; the upper-envelope idea is TIMESAT's, Jönsson & Eklundh 2004,
-  Comput. Geosci. 30:833).
+- :func:`fluxscape.products.kernels.whittaker` (compiled, per pixel): the weighted Whittaker
+  smoother (Eilers 2003, Anal. Chem. 75:3631) on a regular grid, with iterative
+  upper-envelope reweighting of the observations that fall below the curve (bisquare weights
+  on negative residuals, as phenofit's ``wBisquare``; Kong et al. 2022, phenofit; the
+  upper-envelope idea is TIMESAT's, Jönsson & Eklundh 2004, Comput. Geosci. 30:833). Its
+  parameters' defaults are here (:data:`DEFAULT_LAMBDA`, ...).
 - :func:`savgol`: the Savitzky-Golay filter of TIMESAT (Chen et al. 2004, RSE 91:332) applied
   to the usable observations linearly interpolated onto the grid, with the same upper-envelope
   iterations.
@@ -141,150 +142,6 @@ def _envelope_weights(
     return np.where(r < 0, w0 * bisquare, w0)
 
 
-def _hold_ends(z: np.ndarray, grid: np.ndarray, t: np.ndarray, usable: np.ndarray) -> np.ndarray:
-    """Hold the curve constant before the first and after the last usable observation of each
-    row (no extrapolation of the fitted trend into unobserved series ends)."""
-    first = np.min(np.where(usable, t, np.inf), axis=1)
-    last = np.max(np.where(usable, t, -np.inf), axis=1)
-    step = grid[1] - grid[0]
-    i0 = np.clip(np.ceil((first - grid[0]) / step), 0, grid.size - 1).astype(np.int64)
-    i1 = np.clip(np.floor((last - grid[0]) / step), 0, grid.size - 1).astype(np.int64)
-    rows = np.arange(z.shape[0])
-    node = np.arange(grid.size)[None, :]
-    z = np.where(node < i0[:, None], z[rows, i0][:, None], z)
-    return np.where(node > i1[:, None], z[rows, i1][:, None], z)
-
-
-def _solve_pentadiagonal(a0: np.ndarray, a1: np.ndarray, a2: float, b: np.ndarray) -> np.ndarray:
-    """Solve A x = b for symmetric positive-definite pentadiagonal systems, one per column.
-
-    ``a0`` (n, P) is the diagonal, ``a1`` (n, P) the first super-diagonal A[i, i+1] (last row
-    unused), ``a2`` the constant second super-diagonal A[i, i+2]; ``b`` (n, P). LDL^T
-    factorisation with the forward substitution in one pass over n, then the backward one,
-    each step vectorised over the P columns. Works in place: ``a0`` becomes 1/D, ``a1`` the
-    sub-diagonal L[i+1, i] and ``b`` the solution, which is returned."""
-    n, p = a0.shape
-    c1 = np.empty(p)  # A[i+1, i] - L[i+1, i-1] L[i, i-1] D[i-1], i.e. L[i+1, i] D[i]
-    l2 = np.empty(p)  # L[i, i-2] = a2 / D[i-2]
-    tmp = np.empty(p)
-    for i in range(n):
-        d, yi = a0[i], b[i]
-        if i >= 1:
-            np.multiply(a1[i - 1], c1, out=tmp)
-            d -= tmp
-            np.multiply(a1[i - 1], b[i - 1], out=tmp)
-            yi -= tmp
-        if i >= 2:
-            np.multiply(a0[i - 2], a2, out=l2)
-            np.multiply(l2, a2, out=tmp)
-            d -= tmp
-            np.multiply(l2, b[i - 2], out=tmp)
-            yi -= tmp
-        np.divide(1.0, d, out=d)
-        if i < n - 1:
-            if i >= 1:
-                np.multiply(a0[i - 1], a2 * -1.0, out=tmp)
-                tmp *= c1
-                np.add(a1[i], tmp, out=c1)
-            else:
-                np.copyto(c1, a1[0])
-            np.multiply(c1, d, out=a1[i])
-    b *= a0
-    for i in range(n - 2, -1, -1):
-        np.multiply(a1[i], b[i + 1], out=tmp)
-        b[i] -= tmp
-        if i < n - 2:
-            np.multiply(a0[i], b[i + 2], out=tmp)
-            tmp *= a2
-            b[i] -= tmp
-    return b
-
-
-class _WhittakerSystem:
-    """The normal equations of the weighted Whittaker smoother (second differences) for fixed
-    observation positions on an n-node grid, in (node, pixel) layout; each observation enters
-    through linear interpolation between its two neighbouring nodes. Observation arrays are
-    (time, pixel) raveled: :meth:`solve` takes their weights and returns the grid values
-    (node, pixel); :meth:`at_observations` interpolates those at the observations."""
-
-    def __init__(self, y: np.ndarray, j0: np.ndarray, frac: np.ndarray, n: int, lam: float):
-        npix = y.shape[0]
-        self.n, self.npix, self.lam = n, npix, lam
-        self.left = (j0.T * npix + np.arange(npix)).ravel()
-        self.right = self.left + npix
-        f = frac.T.ravel()
-        self.f = f
-        self.g = 1.0 - f
-        self.y = y.T.ravel()
-
-        self.penalty0 = np.full((n, 1), 6.0 * lam)
-        self.penalty0[[0, -1]] = lam
-        self.penalty0[[1, -2]] = 5.0 * lam
-        self.penalty1 = np.full((n, 1), -4.0 * lam)
-        self.penalty1[[0, -2]] = -2.0 * lam
-        self.penalty1[-1] = 0.0
-
-    def at_observations(self, z: np.ndarray) -> np.ndarray:
-        flat = z.ravel()
-        return flat[self.left] * self.g + flat[self.right] * self.f
-
-    def solve(self, w: np.ndarray) -> np.ndarray:
-        shape, size = (self.n, self.npix), self.n * self.npix
-        wg = w * self.g
-        wf = w * self.f
-        a0 = np.bincount(self.left, wg * self.g, size)
-        a0 += np.bincount(self.right, wf * self.f, size)
-        a0 = a0.reshape(shape)
-        a0 += self.penalty0
-        a1 = np.bincount(self.left, wg * self.f, size).reshape(shape)
-        a1 += self.penalty1
-        rhs = np.bincount(self.left, wg * self.y, size)
-        rhs += np.bincount(self.right, wf * self.y, size)
-        return _solve_pentadiagonal(a0, a1, self.lam, rhs.reshape(shape))
-
-
-def whittaker(
-    values: np.ndarray,
-    weights: np.ndarray,
-    days: np.ndarray,
-    grid: np.ndarray,
-    *,
-    lam: float = DEFAULT_LAMBDA,
-    envelope_iterations: int = DEFAULT_ENVELOPE_ITERATIONS,
-    envelope_scale: float = DEFAULT_ENVELOPE_SCALE,
-) -> np.ndarray:
-    """Weighted Whittaker smoother of irregular series onto a regular day grid.
-
-    Minimises sum_i w_i (y_i - z(t_i))^2 + lam' sum_j (Delta^2 z_j)^2 over the grid values z,
-    where z(t_i) interpolates z linearly between the grid nodes around each observation day
-    t_i, and lam' = ``lam`` / step^3 so that ``lam`` means the same smoothness (per day^3) for
-    any grid step. After the first solve, ``envelope_iterations`` more solves follow, each with
-    the observations below the curve down-weighted (upper envelope, TIMESAT / phenofit).
-
-    Inputs ``values``, ``weights``, ``days`` are (..., time) (see the module docstring);
-    ``grid`` is a regular 1-D array of day numbers. Returns (..., len(grid)) float64, held constant
-    before the first and after the last usable observation; series with fewer than 3 usable
-    observations are all NaN.
-    """
-    grid = np.asarray(grid, dtype=float)
-    y, w0, t, shape = _as_matrix(values, weights, days)
-    j0, frac, w0 = _grid_positions(t, w0, grid)
-    n = grid.size
-    lam_grid = lam / _grid_step(grid) ** 3
-    usable = w0 > 0
-    system = _WhittakerSystem(y, j0, frac, n, lam_grid)
-    w_obs = w0.T.ravel()
-    z = system.solve(w_obs)
-    tp = (y.shape[1], y.shape[0])
-    for _ in range(envelope_iterations):
-        fitted = system.at_observations(z).reshape(tp)
-        w = _envelope_weights(y.T, w0.T, fitted, usable.T, envelope_scale, axis=0)
-        z = system.solve(w.ravel())
-    z = _hold_ends(np.ascontiguousarray(z.T), grid, t, usable)
-    z[usable.sum(axis=1) < 3] = np.nan
-    return z.reshape(shape + (n,))
-
-
 def interpolate_rows(x: np.ndarray, y: np.ndarray, valid: np.ndarray, xq: np.ndarray) -> np.ndarray:
     """Per-row linear interpolation: each row p of (x, y) (pixel, time), restricted to
     ``valid[p]`` and sorted by x, evaluated at the common query points ``xq`` (1-D); constant
@@ -335,10 +192,10 @@ def savgol(
     (irregular dates -> regular series), then filtered by a Savitzky-Golay polynomial of order
     ``polyorder`` over ``window`` days. Each of the ``envelope_iterations`` repeats the
     interpolation and filter after down-weighting the observations below the curve (as in
-    :func:`whittaker`), so that those that fall under ``min_weight`` drop out.
+    the Whittaker smoother), so that those that fall under ``min_weight`` drop out.
 
-    Inputs and output as :func:`whittaker`; series with fewer than 3 usable observations are
-    all NaN.
+    Inputs and output as in the module docstring; series with fewer than 3 usable observations
+    are all NaN.
     """
     grid = np.asarray(grid, dtype=float)
     step = _grid_step(grid)
