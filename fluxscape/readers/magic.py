@@ -94,9 +94,10 @@ def _text_kind(head: bytes) -> str | None:
     try:
         text = head.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        if exc.start < len(head) - 4:  # not just a multi-byte character cut at the end
-            return None
-        text = head[: exc.start].decode("utf-8-sig")
+        if exc.start >= len(head) - 4:  # a multi-byte character cut at the end of the head
+            text = head[: exc.start].decode("utf-8-sig")
+        else:  # Latin-1 text is still text; binary data fails the printable test below
+            text = head.decode("latin-1")
     printable = sum(c.isprintable() or c in "\r\n\t" for c in text)
     if not text or printable < 0.95 * len(text):
         return None
