@@ -269,7 +269,11 @@ def run(
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of text.")
 def inspect(files: tuple[Path, ...], as_json: bool) -> None:
-    """Show reader, variables, lon/lat bbox and time span of each FILE (exit 1 on a bad one)."""
+    """Show reader, variables, lon/lat bbox and time span of each FILE.
+
+    A file without valid data gets a warning line on stderr (exit 0); a file no reader
+    accepts gets an error line naming the problem (exit 1).
+    """
     from fluxscape.readers import inspect_file
 
     summaries, errors = [], []
@@ -286,6 +290,9 @@ def inspect(files: tuple[Path, ...], as_json: bool) -> None:
                 f"{s.path}\n  reader:    {s.reader}\n  variables: {', '.join(s.variables)}"
                 f"\n  bbox:      {s.bbox}\n  time:      {s.time}"
             )
+    for s in summaries:
+        for w in s.details.get("warnings", []):
+            click.echo(f"warning: {s.path}: {w}", err=True)
     for e in errors:
         click.echo(f"error: {e}", err=True)
     if errors:

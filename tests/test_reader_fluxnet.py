@@ -421,7 +421,8 @@ def test_missing_requested_column_raises_reader_error_naming_column(sample_dd):
 def test_sniff_rejects_file_without_timestamp_column(tmp_path):
     path = tmp_path / _DD_NAME
     path.write_text("DATE,NEE\n2019-01-01,1.0\n")
-    assert fluxnet.SPEC.sniff(path) is False
+    with pytest.raises(ReaderError, match=r"missing columns \[TIMESTAMP or TIMESTAMP_START\]"):
+        fluxnet.SPEC.sniff(path)  # a sniff rejects by saying why
     path.write_text("TIMESTAMP,NEE\n20190101,1.0\n")
     assert fluxnet.SPEC.sniff(path) is True
 

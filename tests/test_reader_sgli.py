@@ -612,7 +612,7 @@ def test_l2_text_under_an_sgli_name_is_rejected_by_reader_and_registry(sgli_dir,
     path = tmp_path / _files(sgli_dir, "LST")[0].name
     path.write_text("<html>404 Not Found</html>\n")
     _raises(path, "not a readable HDF5 file")
-    with pytest.raises(ReaderError, match="name matches but content does not"):
+    with pytest.raises(ReaderError, match=r"sgli_l2: is an HTML page, not HDF5 .*failed download"):
         detect(path)
 
 

@@ -47,6 +47,7 @@ import numpy as np
 import xarray as xr
 
 from fluxscape.errors import ReaderError
+from fluxscape.readers.magic import describe, require
 from fluxscape.readers.ontile import Granule
 from fluxscape.readers.registry import FileSummary, ReaderSpec, register
 
@@ -804,16 +805,59 @@ def _finish(
 
 
 def _sniff(path: Path) -> bool:
-    """Block 1 starts with number 1 and length 282 and the header parses."""
-    head = _read_head(Path(path), 3)
+    """Block 1 starts with number 1 and length 282, the header parses and an uncompressed
+    segment is as long as its header says; ReaderError saying what is wrong otherwise."""
+    path = Path(path)
+    compressed = path.name.endswith(".bz2")
+    kind = require(
+        path,
+        ("bz2",) if compressed else ("binary",),
+        "a bzip2-compressed Himawari HSD segment" if compressed else "a Himawari HSD segment",
+    )
+    head = _read_head(path, 3)
     if len(head) < 3 or head[0] != 1 or int.from_bytes(head[1:3], "little") != 282:
-        return False
-    read_header(path)
+        raise ReaderError(
+            f"{path}: is {describe(kind)}, not a Himawari HSD segment (block 1 must start with "
+            "number 1 and length 282)"
+        )
+    header = read_header(path)
+    if not compressed:
+        expected = header.header_length + header.data_length
+        size = path.stat().st_size
+        if size < expected:
+            raise ReaderError(f"{path}: truncated: header says {expected} bytes, file has {size}")
     return True
 
 
+def valid_count(path: str | Path) -> int:
+    """Pixels of the segment whose count is neither 65535 (error) nor 65534 (outside the
+    scan); reads (for ``.bz2``: decompresses) the whole segment."""
+    header = read_header(path)
+    path = Path(path)
+    n, valid = header.lines * header.columns, 0
+    opener = bz2.open if path.name.endswith(".bz2") else open
+    try:
+        with opener(path, "rb") as fh:
+            fh.read(header.header_length)
+            left, tail = n * 2, b""
+            while left > 0:
+                chunk = tail + fh.read(min(left, 1 << 22))
+                if len(chunk) == len(tail):
+                    break
+                left -= len(chunk) - len(tail)
+                even = len(chunk) - len(chunk) % 2
+                counts = np.frombuffer(chunk[:even], "<u2")
+                valid += int(np.count_nonzero(counts < 65534))
+                tail = chunk[even:]
+    except (OSError, EOFError, ValueError) as exc:
+        raise ReaderError(f"{path}: truncated or corrupt ({exc})") from exc
+    return valid
+
+
 def _summarize(path: Path) -> FileSummary:
+    """Header summary; ``details["valid_values"]`` counts the band's valid pixels."""
     info = granule_info(path)
+    band, valid = info["band"], valid_count(path)
     return FileSummary(
         path=str(path),
         reader="ahi_hsd",
@@ -834,7 +878,8 @@ def _summarize(path: Path) -> FileSummary:
                 "wavelength_um",
             )
         }
-        | {"nominal_start": info["nominal_start"].isoformat()},
+        | {"nominal_start": info["nominal_start"].isoformat(), "valid_values": {band: valid}}
+        | ({"warnings": [f"no valid data in {band}: every count is fill"]} if not valid else {}),
     )
 
 

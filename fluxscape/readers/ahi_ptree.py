@@ -31,6 +31,7 @@ import pandas as pd
 import xarray as xr
 
 from fluxscape.errors import ReaderError
+from fluxscape.readers.magic import require
 from fluxscape.readers.ontile import Granule
 from fluxscape.readers.registry import FileSummary, ReaderSpec, register
 
@@ -387,18 +388,53 @@ def _pixel_times(nominal: datetime, hours: np.ndarray) -> xr.DataArray:
 
 
 def _sniff(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        if fh.read(4) != b"\x89HDF":
-            return False
-    ds = _open_raw(Path(path))
+    """NetCDF with ``albedo_01`` and ``latitude``; ReaderError saying what is missing
+    otherwise."""
+    path = Path(path)
+    require(path, ("hdf5", "netcdf3"), "NetCDF", "P-Tree gridded files are NetCDF-4")
+    ds = _open_raw(path)
     try:
-        return "albedo_01" in ds.variables and "latitude" in ds.variables
+        missing = [v for v in ("albedo_01", "latitude") if v not in ds.variables]
     finally:
         ds.close()
+    if missing:
+        raise ReaderError(
+            f"{path}: has no variable {' or '.join(missing)} (P-Tree L1 gridded files hold "
+            "albedo_01..06, tbb_07..16, SOZ, latitude, longitude)"
+        )
+    return True
+
+
+#: Variables whose valid values ``inspect`` counts: red, NIR and the 10.4 um window band.
+MAIN_VARIABLES = ("albedo_03", "albedo_04", "tbb_13")
+
+
+def valid_counts(path: str | Path, rows: int = 512) -> dict[str, int]:
+    """Finite (not fill) values of each :data:`MAIN_VARIABLES` the file has, read in blocks of
+    ``rows`` lines."""
+    path = Path(path)
+    ds = _open_raw(path)
+    try:
+        counts = {}
+        for name in (v for v in MAIN_VARIABLES if v in ds.data_vars):
+            var = ds[name]
+            dim = var.dims[0]
+            total = 0
+            for i in range(0, var.sizes[dim], rows):
+                total += int(np.isfinite(var.isel({dim: slice(i, i + rows)}).values).sum())
+            counts[name] = total
+    except Exception as exc:  # netCDF4/HDF5 errors (truncated, corrupt) -> one clear line
+        raise ReaderError(f"{path}: cannot read the data ({exc})") from exc
+    finally:
+        ds.close()
+    return counts
 
 
 def _summarize(path: Path) -> FileSummary:
+    """Header summary; ``details["valid_values"]`` counts valid values of the main bands."""
     info = granule_info(path)
+    counts = valid_counts(path)
+    empty = bool(counts) and not any(counts.values())
     return FileSummary(
         path=str(path),
         reader="ahi_ptree",
@@ -411,7 +447,9 @@ def _summarize(path: Path) -> FileSummary:
             "lines": info["lines"],
             "resolution_deg": info["resolution_deg"],
             "nominal_start": info["nominal_start"].isoformat(),
-        },
+            "valid_values": counts,
+        }
+        | ({"warnings": [f"no valid data: {', '.join(counts)} are all fill"]} if empty else {}),
     )
 
 

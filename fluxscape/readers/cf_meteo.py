@@ -24,6 +24,7 @@ import pandas as pd
 import xarray as xr
 
 from fluxscape.errors import ReaderError
+from fluxscape.readers.magic import require
 from fluxscape.readers.registry import FileSummary, ReaderSpec, register
 
 #: Output variable -> (ERA5 short names, CF standard names).
@@ -164,30 +165,52 @@ def open_cf_meteo(path: str | Path) -> xr.Dataset:
 
 
 def _sniff(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        magic = fh.read(4)
-    if magic not in (b"\x89HDF", b"CDF\x01", b"CDF\x02"):
-        return False
+    """CF NetCDF with 1-D lat, lon and time and one of ta / sw_in / precip; ReaderError
+    saying what is missing otherwise."""
+    path = Path(path)
+    require(path, ("hdf5", "netcdf3"), "NetCDF", "CF meteorology files are NetCDF")
     try:
-        with xr.open_dataset(path, engine="netcdf4", cache=False, decode_times=False) as ds:
-            has_grid = _coord(ds, _LAT_NAMES) and _coord(ds, _LON_NAMES) and _coord(ds, _TIME_NAMES)
-            has_var = any(_find(ds, k) for k in ("ta", "sw_in", "precip"))
-            return bool(has_grid and has_var and ds[_coord(ds, _LAT_NAMES)].ndim == 1)
-    except (OSError, ValueError):
-        return False
+        ds = xr.open_dataset(path, engine="netcdf4", cache=False, decode_times=False)
+    except (OSError, ValueError) as exc:
+        raise ReaderError(f"{path}: not a readable NetCDF file ({exc})") from exc
+    with ds:
+        missing = [
+            what
+            for what, names in (("lat", _LAT_NAMES), ("lon", _LON_NAMES), ("time", _TIME_NAMES))
+            if not _coord(ds, names)
+        ]
+        if missing:
+            raise ReaderError(
+                f"{path}: has no {', '.join(missing)} coordinate, not gridded CF meteorology"
+            )
+        if ds[_coord(ds, _LAT_NAMES)].ndim != 1:
+            raise ReaderError(f"{path}: latitude is not 1-D, not a regular lat/lon grid")
+        if not any(_find(ds, k) for k in ("ta", "sw_in", "precip")):
+            raise ReaderError(
+                f"{path}: has no temperature, shortwave or precipitation variable "
+                f"(variables: {', '.join(map(str, ds.data_vars))[:200]})"
+            )
+    return True
 
 
 def _summarize(path: Path) -> FileSummary:
     ds = open_cf_meteo(path)
     lon, lat = ds["lon"].values, ds["lat"].values
     times = pd.DatetimeIndex(ds["time"].values)
+    counts = {str(v): int(np.isfinite(ds[v]).sum()) for v in ds.data_vars}
+    empty = bool(counts) and not any(counts.values())
     return FileSummary(
         path=str(path),
         reader="cf_meteo",
         variables=list(ds.data_vars),
         bbox=[float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max())],
         time=[times[0].isoformat(), times[-1].isoformat()],
-        details={"time_step_seconds": ds.attrs["time_step_seconds"], "shape": dict(ds.sizes)},
+        details={
+            "time_step_seconds": ds.attrs["time_step_seconds"],
+            "shape": dict(ds.sizes),
+            "valid_values": counts,
+        }
+        | ({"warnings": [f"no valid data: {', '.join(counts)} are all fill"]} if empty else {}),
     )
 
 

@@ -37,6 +37,7 @@ import pandas as pd
 import xarray as xr
 
 from fluxscape.errors import ReaderError
+from fluxscape.readers.magic import require
 from fluxscape.readers.registry import FileSummary, ReaderSpec, register
 
 __all__ = [
@@ -133,12 +134,18 @@ def _read_header(path: Path) -> list[str]:
 
 
 def _sniff(path: Path) -> bool:
-    """True when the first line is a CSV header with a TIMESTAMP or TIMESTAMP_START column."""
-    try:
-        header = _read_header(Path(path))
-    except ReaderError:
-        return False
-    return "TIMESTAMP" in header or "TIMESTAMP_START" in header
+    """True when the file is text whose first line is a CSV header with a TIMESTAMP or
+    TIMESTAMP_START column; ReaderError saying what the file is otherwise."""
+    path = Path(path)
+    require(path, "text", "a CSV text file", "FLUXNET files are comma-separated text")
+    header = _read_header(path)
+    if "TIMESTAMP" not in header and "TIMESTAMP_START" not in header:
+        shown = ", ".join(header[:5]) + (", ..." if len(header) > 5 else "")
+        raise ReaderError(
+            f"{path}: not a FLUXNET CSV: missing columns [TIMESTAMP or TIMESTAMP_START] "
+            f"(the first line has {len(header)} field(s): {shown[:200]})"
+        )
+    return True
 
 
 def _last_line(path: Path) -> str:
@@ -626,11 +633,55 @@ def _iso(t: np.datetime64, resolution: str) -> str:
     return ts.strftime("%Y-%m-%d") if resolution in _AGGREGATED else ts.isoformat()
 
 
+#: Carbon-flux columns the flux product trains on (:mod:`fluxscape.ml.targets`): NEE with the
+#: night-time (NT) or the daytime (DT) partitioning of GPP and RECO.
+FLUX_TARGET_COLUMNS: dict[str, tuple[str, ...]] = {
+    "NT": ("NEE_VUT_REF", "GPP_NT_VUT_REF", "RECO_NT_VUT_REF"),
+    "DT": ("NEE_VUT_REF", "GPP_DT_VUT_REF", "RECO_DT_VUT_REF"),
+}
+#: Flux columns whose valid values ``inspect`` counts (FCH4 from FLUXNET-CH4 files).
+FLUX_COLUMNS: tuple[str, ...] = (
+    "NEE_VUT_REF",
+    "GPP_NT_VUT_REF",
+    "RECO_NT_VUT_REF",
+    "GPP_DT_VUT_REF",
+    "RECO_DT_VUT_REF",
+    "FCH4_F_ANNOPTLM",
+)
+#: Products that carry the carbon fluxes (ERAI, FLUXMET and other files do not).
+_FLUX_PRODUCTS = ("FULLSET", "SUBSET")
+
+
+def missing_flux_columns(header: list[str]) -> list[str]:
+    """The flux-target columns (:data:`FLUX_TARGET_COLUMNS`) a header lacks: [] when NEE and
+    one complete partitioning (NT or DT) are there, else every missing one of both sets."""
+    missing = {k: [c for c in cols if c not in header] for k, cols in FLUX_TARGET_COLUMNS.items()}
+    if not all(missing.values()):
+        return []
+    return list(dict.fromkeys(missing["NT"] + missing["DT"]))
+
+
 def _summarize(path: Path) -> FileSummary:
-    """Variables, site point bbox (from SitesList.csv) and time span of a FLUXNET CSV."""
+    """Variables, site point bbox (from SitesList.csv) and time span of a FLUXNET CSV.
+
+    ``details["valid_values"]`` counts the non-missing values of each flux column present
+    (:data:`FLUX_COLUMNS`; of every numeric data column when there is none) and
+    ``details["warnings"]`` says when one of them has no valid value. A FULLSET or SUBSET
+    file without NEE and a GPP/RECO partitioning is a ReaderError naming the missing columns.
+    """
     path = Path(path)
     header = _read_header(path)
-    ds = read_fluxnet(path, columns=[])
+    info = parse_fluxnet_name(path)
+    if info is not None and info["product"] in _FLUX_PRODUCTS:
+        missing = missing_flux_columns(header)
+        if missing:
+            raise ReaderError(
+                f"{path}: {info['product']} file without the flux columns the flux product "
+                f"needs: missing columns [{', '.join(missing)}] (it needs NEE_VUT_REF with "
+                "GPP_NT_VUT_REF and RECO_NT_VUT_REF, or with GPP_DT_VUT_REF and RECO_DT_VUT_REF)"
+            )
+    fluxes = [c for c in FLUX_COLUMNS if c in header]
+    ds = read_fluxnet(path, columns=fluxes or None)
     site = ds.attrs["site_id"]
     resolution = ds.attrs["resolution"]
     variables = [c for c in header if c not in _TS_COLUMNS and c != ""]
@@ -644,6 +695,26 @@ def _summarize(path: Path) -> FileSummary:
     times = ds["time"].values
     span = [_iso(times[0], resolution), _iso(times[-1], resolution)]
     details["n_times"] = int(times.size)
+    counted = fluxes or [
+        str(v)
+        for v in ds.data_vars
+        if ds[v].dtype.kind == "f" and not str(v).endswith("_QC") and ds[v].ndim == 1
+    ]
+    counts = {c: int(np.isfinite(ds[c].values).sum()) for c in counted}
+    details["valid_values"] = counts
+    warnings = []
+    if counts and not any(counts.values()):
+        warnings.append(
+            f"no valid data: {', '.join(counts)} are all {_MISSING:.0f} (missing)"
+            if len(counts) <= 8
+            else f"no valid data: all {len(counts)} data columns are all {_MISSING:.0f} (missing)"
+        )
+    else:
+        warnings += [
+            f"no valid data in {c}: all {_MISSING:.0f} (missing)" for c in fluxes if counts[c] == 0
+        ]
+    if warnings:
+        details["warnings"] = warnings
     return FileSummary(
         path=str(path),
         reader="fluxnet",

@@ -67,6 +67,7 @@ import pandas as pd
 import xarray as xr
 
 from fluxscape.errors import ReaderError
+from fluxscape.readers.magic import require
 from fluxscape.readers.ontile import Granule
 from fluxscape.readers.registry import FileSummary, ReaderSpec, register
 
@@ -515,13 +516,22 @@ def _nies_gas(f: h5py.File, path: Path, gas: str) -> dict[str, tuple[np.ndarray,
 
 
 def _sniff_nies(path: Path) -> bool:
-    """HDF5 with ``/Data/geolocation`` and ``/scanAttribute`` groups."""
-    if not h5py.is_hdf5(path):
-        return False
-    with h5py.File(path, "r") as f:
-        return isinstance(f.get("Data/geolocation"), h5py.Group) and isinstance(
-            f.get("scanAttribute"), h5py.Group
-        )
+    """HDF5 with ``/Data/geolocation`` and ``/scanAttribute`` groups; ReaderError saying what
+    is missing otherwise."""
+    path = Path(path)
+    require(path, "hdf5", "HDF5", "GOSAT NIES L2 files are HDF5")
+    with _open_h5(path) as f:
+        if not isinstance(f.get("Data"), h5py.Group):
+            raise ReaderError(
+                f"{path}: has no /Data group (GOSAT NIES L2 files hold /Data/mixingRatio/..., "
+                "/Data/geolocation/... and /scanAttribute/...)"
+            )
+        for group in ("Data/geolocation", "scanAttribute"):
+            if not isinstance(f.get(group), h5py.Group):
+                raise ReaderError(
+                    f"{path}: has no /{group} group (GOSAT NIES L2 files hold /{group}/...)"
+                )
+    return True
 
 
 # --------------------------------------------------------------------------------------------
@@ -691,11 +701,20 @@ def open_gosat_acos(path: str | Path, gas: str | None = None) -> xr.Dataset:
 
 
 def _sniff_acos(path: Path) -> bool:
-    """NetCDF4/HDF5 with root variables ``sounding_id`` and ``xco2`` or ``xco2_quality_flag``."""
-    if not h5py.is_hdf5(path):
-        return False
-    with h5py.File(path, "r") as f:
-        return "sounding_id" in f and ("xco2" in f or "xco2_quality_flag" in f)
+    """NetCDF4/HDF5 with root variables ``sounding_id`` and ``xco2`` or ``xco2_quality_flag``;
+    ReaderError saying what is missing otherwise."""
+    path = Path(path)
+    require(path, "hdf5", "NetCDF-4/HDF5", "ACOS Lite files are NetCDF-4")
+    with _open_h5(path) as f:
+        missing = [v for v in ("sounding_id", "xco2") if v not in f]
+        if "xco2" in missing and "xco2_quality_flag" in f:
+            missing.remove("xco2")
+        if missing:
+            raise ReaderError(
+                f"{path}: has no root variable {' or '.join(missing)} (ACOS Lite files hold "
+                "sounding_id, xco2, xco2_quality_flag, latitude, longitude, time)"
+            )
+    return True
 
 
 # --------------------------------------------------------------------------------------------
@@ -718,6 +737,13 @@ def _summary(path: Path, ds: xr.Dataset) -> FileSummary:
                 lat[located].max(),
             )
         ]
+    gases = [str(v) for v in ds.data_vars if str(v) in GAS_UNITS]
+    counts = {g: int((np.isfinite(ds[g].values) & located).sum()) for g in gases}
+    warnings = []
+    if not ds.sizes["obs"]:
+        warnings.append("no valid data: the file holds no sounding")
+    elif not any(counts.values()):
+        warnings.append(f"no valid data: every {', '.join(gases) or 'gas'} value is missing")
     times = ds["time"].values
     span = None
     if times.size:
@@ -733,7 +759,9 @@ def _summary(path: Path, ds: xr.Dataset) -> FileSummary:
             "retrieval_version": ds.attrs["retrieval_version"],
             "n_soundings": int(ds.sizes["obs"]),
             "n_quality_pass": int(ds["quality_pass"].sum()),
-        },
+            "valid_values": counts,
+        }
+        | ({"warnings": warnings} if warnings else {}),
     )
 
 

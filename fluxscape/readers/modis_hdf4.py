@@ -50,6 +50,7 @@ from pyhdf.SD import SD, SDC
 
 from fluxscape.errors import ReaderError
 from fluxscape.readers import qa
+from fluxscape.readers.magic import require
 from fluxscape.readers.ontile import Granule, day_of_year, gather, nearest_index, reproject_stack
 from fluxscape.readers.registry import FileSummary, ReaderSpec, extend_capabilities, register
 
@@ -371,17 +372,74 @@ def tile_geobox(path: str | Path) -> GeoBox:
 
 
 def _sniff(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        if fh.read(4) != b"\x0e\x03\x13\x01":  # HDF4 magic number
-            return False
+    """An HDF4 file with ``StructMetadata.0``; ReaderError saying what the file is otherwise."""
+    require(path, "hdf4", "HDF4", "MODIS HDF-EOS files are HDF4")
     sd = _open_sd(path)
     try:
-        return "StructMetadata.0" in sd.attributes()
+        if "StructMetadata.0" not in sd.attributes():
+            raise ReaderError(
+                f"{path}: is an HDF4 file without StructMetadata.0, not a MODIS HDF-EOS grid"
+            )
     finally:
         sd.end()
+    return True
+
+
+#: The layers that make a MODIS product, by the product's two digits (MOD13A2 -> "13"):
+#: ``inspect`` warns when one of them holds no valid value.
+MAIN_LAYERS: dict[str, tuple[str, ...]] = {
+    "09": ("sur_refl_b01", "sur_refl_b02"),
+    "11": ("LST_Day_1km",),
+    "12": ("LC_Type1",),
+    "13": ("NDVI", "EVI"),
+    "15": ("Lai_500m", "Fpar_500m"),
+    "64": ("Burn_Date",),
+}
+
+
+def valid_counts(path: str | Path) -> dict[str, int]:
+    """Valid values (not ``_FillValue``, inside ``valid_range``) of every science layer that is
+    not a QA layer, by variable name; reads the whole layers."""
+    path = Path(path)
+    sd = _open_sd(path)
+    counts: dict[str, int] = {}
+    try:
+        for name in sd.datasets():
+            if is_quality_layer(name):
+                continue
+            try:
+                sds = sd.select(name)
+                attrs = sds.attributes()
+                dn = np.asarray(sds.get())
+                sds.endaccess()
+            except HDF4Error as exc:
+                raise ReaderError(f"{path}: cannot read {name!r} ({exc})") from exc
+            valid = np.ones(dn.shape, dtype=bool)
+            if "_FillValue" in attrs:
+                valid &= dn != attrs["_FillValue"]
+            if "valid_range" in attrs:
+                lo, hi = attrs["valid_range"]
+                valid &= (dn >= lo) & (dn <= hi)
+            counts[variable_name(name)] = int(valid.sum())
+    finally:
+        sd.end()
+    return counts
+
+
+def _no_data_warnings(counts: dict[str, int], product: str | None) -> list[str]:
+    if counts and not any(counts.values()):
+        return [f"no valid data: every value of {', '.join(counts)} is fill or out of range"]
+    main = MAIN_LAYERS.get(product[3:5], ()) if product else ()
+    return [
+        f"no valid data in {name}: every value is fill or out of range"
+        for name in main
+        if counts.get(name, 1) == 0
+    ]
 
 
 def _summarize(path: Path) -> FileSummary:
+    """Reader, variables, bbox, time span; ``details["valid_values"]`` counts the valid values
+    of each non-QA layer and ``details["warnings"]`` says when a main layer has none."""
     grids = read_grids(path)
     sd = _open_sd(path)
     try:
@@ -398,6 +456,8 @@ def _summarize(path: Path) -> FileSummary:
         span = next((d for k, d in days.items() if meta["product"][3:5] == k), 1)
         end = meta["start"] + timedelta(days=span - 1)
         time = [meta["start"].date().isoformat(), end.date().isoformat()]
+    counts = valid_counts(path)
+    warnings = _no_data_warnings(counts, meta["product"] if meta else None)
     return FileSummary(
         path=str(path),
         reader="modis_hdf4",
@@ -412,7 +472,9 @@ def _summarize(path: Path) -> FileSummary:
             "layers": sorted(product_family(meta["product"]).layers)
             if meta and product_family(meta["product"])
             else [],
-        },
+            "valid_values": counts,
+        }
+        | ({"warnings": warnings} if warnings else {}),
     )
 
 

@@ -135,11 +135,18 @@ def get_reader(name: str) -> ReaderSpec:
 def detect(path: str | Path) -> ReaderSpec:
     """Pick the reader for ``path``: name pattern first, then the content check.
 
-    Raises ReaderError naming the file and the readers tried when none accepts it.
+    A sniff returns True, or raises ReaderError saying why the content is not its format
+    (returning False is allowed too; the reason is then only what the file is). Raises
+    ReaderError naming the file, each reader whose name pattern matched with its reason, and
+    the readers tried, when none accepts it.
     """
+    from fluxscape.readers.magic import describe, kind_of
+
     path = Path(path)
     if not path.exists():
         raise ReaderError(f"{path}: no such file")
+    if path.is_dir():
+        raise ReaderError(f"{path}: is a directory, not a file")
     known = readers()
     by_name = [r for r in known.values() if r.matches_name(path)]
     problems = []
@@ -147,9 +154,12 @@ def detect(path: str | Path) -> ReaderSpec:
         try:
             if spec.sniff(path):
                 return spec
-            problems.append(f"{spec.name}: name matches but content does not")
+            problems.append(
+                f"{spec.name}: name matches but content does not "
+                f"(the file is {describe(kind_of(path))})"
+            )
         except Exception as exc:  # a content check that fails is a reason, not a crash
-            problems.append(f"{spec.name}: {exc}")
+            problems.append(f"{spec.name}: {_reason(exc, path)}")
     for spec in known.values():
         if spec in by_name:
             continue
@@ -159,8 +169,22 @@ def detect(path: str | Path) -> ReaderSpec:
         except Exception:
             continue
     tried = ", ".join(sorted(known))
-    detail = f" ({'; '.join(problems)})" if problems else ""
-    raise ReaderError(f"{path}: no reader recognises this file{detail}; readers tried: {tried}")
+    if not problems:
+        problems.append(
+            f"no reader's file-name pattern matches; the file is {describe(kind_of(path))}"
+        )
+    raise ReaderError(
+        f"{path}: no reader recognises this file ({'; '.join(problems)}); readers tried: {tried}"
+    )
+
+
+def _reason(exc: Exception, path: Path) -> str:
+    """A sniff's exception as a reason: its message without the leading ``<path>: ``."""
+    msg = str(exc) or type(exc).__name__
+    for prefix in (f"{path}: ", f"{path.name}: "):
+        if msg.startswith(prefix):
+            return msg[len(prefix) :]
+    return msg
 
 
 def open_file(path: str | Path, reader: str | None = None) -> xr.Dataset:

@@ -49,9 +49,17 @@ import numpy as np
 import xarray as xr
 
 from fluxscape.errors import ReaderError
+from fluxscape.readers.magic import require
 from fluxscape.readers.ontile import Granule
 from fluxscape.readers.registry import FileSummary, ReaderSpec, register
-from fluxscape.readers.sgli_l2 import attr_number, attr_value, is_hdf5, open_h5, parse_jaxa_time
+from fluxscape.readers.sgli_l2 import (
+    attr_number,
+    attr_value,
+    no_data_warnings,
+    open_h5,
+    parse_jaxa_time,
+    valid_counts,
+)
 
 __all__ = [
     "BANDS",
@@ -450,21 +458,27 @@ def swath_definition(ds: xr.Dataset):
 
 
 def _sniff(path: Path) -> bool:
-    if not is_hdf5(path):
-        return False
-    with h5py.File(path, "r") as h5:
+    """HDF5 with /Global_attributes (Scene_start_time) and Lt_* bands in /Image_data;
+    ReaderError saying what is missing otherwise."""
+    path = Path(path)
+    require(path, "hdf5", "HDF5", "GCOM-C SGLI products are HDF5")
+    with open_h5(path) as h5:
         glob_attrs = h5.get("Global_attributes")
         image = h5.get("Image_data")
-        return (
-            isinstance(glob_attrs, h5py.Group)
-            and "Scene_start_time" in glob_attrs.attrs
-            and isinstance(image, h5py.Group)
-            and any(k.startswith("Lt_") for k in image)
-        )
+        if not isinstance(glob_attrs, h5py.Group) or "Scene_start_time" not in glob_attrs.attrs:
+            raise ReaderError(
+                f"{path}: has no /Global_attributes Scene_start_time, not an SGLI L1B granule"
+            )
+        if not isinstance(image, h5py.Group) or not any(k.startswith("Lt_") for k in image):
+            raise ReaderError(f"{path}: has no Lt_* band in /Image_data, not an SGLI L1B granule")
+    return True
 
 
 def _summarize(path: Path) -> FileSummary:
+    """Header summary; ``details["valid_values"]`` counts valid DNs of each band."""
     info = granule_info(path)
+    counts = {k: n for k, n in valid_counts(path).items() if k.startswith("Lt_")}
+    warnings = no_data_warnings(counts)
     return FileSummary(
         path=str(path),
         reader="sgli_l1b",
@@ -475,7 +489,9 @@ def _summarize(path: Path) -> FileSummary:
             "subsystem": info["subsystem"],
             "shape": [info["lines"], info["pixels"]],
             "resolution_m": info["resolution_m"],
-        },
+            "valid_values": counts,
+        }
+        | ({"warnings": warnings} if warnings else {}),
     )
 
 

@@ -46,6 +46,7 @@ import numpy as np
 import xarray as xr
 
 from fluxscape.errors import ReaderError
+from fluxscape.readers.magic import require
 from fluxscape.readers.ontile import Granule
 from fluxscape.readers.registry import FileSummary, ReaderSpec, register
 
@@ -619,19 +620,68 @@ def _nominal_time(info: dict) -> np.datetime64:
 
 
 def _sniff(path: Path) -> bool:
-    if not is_hdf5(path):
-        return False
-    with h5py.File(path, "r") as h5:
+    """HDF5 with /Global_attributes (Tile_number) and /Image_data; ReaderError saying what is
+    missing otherwise."""
+    path = Path(path)
+    require(path, "hdf5", "HDF5", "GCOM-C SGLI products are HDF5")
+    with open_h5(path) as h5:
         glob_attrs = h5.get("Global_attributes")
-        return (
-            isinstance(glob_attrs, h5py.Group)
-            and "Tile_number" in glob_attrs.attrs
-            and isinstance(h5.get("Image_data"), h5py.Group)
-        )
+        if not isinstance(glob_attrs, h5py.Group):
+            raise ReaderError(f"{path}: has no /Global_attributes group, not an SGLI product")
+        if "Tile_number" not in glob_attrs.attrs:
+            raise ReaderError(
+                f"{path}: /Global_attributes has no Tile_number, not an SGLI L2 tile product"
+            )
+        if not isinstance(h5.get("Image_data"), h5py.Group):
+            raise ReaderError(f"{path}: has no /Image_data group (SGLI L2 tiles hold the layers)")
+    return True
+
+
+def valid_counts(path: str | Path, rows: int = 1024) -> dict[str, int]:
+    """Valid DNs (not Error_DN, inside [Minimum_valid_DN, Maximum_valid_DN]) of each 2-D
+    dataset of /Image_data that is not a QA layer, read in blocks of ``rows`` lines."""
+    path = Path(path)
+    counts: dict[str, int] = {}
+    with open_h5(path) as h5:
+        image = h5.get("Image_data")
+        if not isinstance(image, h5py.Group):
+            return counts
+        for name, ds in image.items():
+            if not isinstance(ds, h5py.Dataset) or ds.ndim != 2 or "QA" in name.upper():
+                continue
+            attrs, where = ds.attrs, f"{path}: /Image_data/{name}"
+            total = 0
+            try:
+                for i in range(0, ds.shape[0], rows):
+                    dn = ds[i : i + rows]
+                    ok = np.ones(dn.shape, dtype=bool)
+                    if "Error_DN" in attrs:
+                        ok &= dn != attr_number(attrs, "Error_DN", where)
+                    if "Minimum_valid_DN" in attrs:
+                        ok &= dn >= attr_number(attrs, "Minimum_valid_DN", where)
+                    if "Maximum_valid_DN" in attrs:
+                        ok &= dn <= attr_number(attrs, "Maximum_valid_DN", where)
+                    if dn.dtype.kind == "f":
+                        ok &= np.isfinite(dn)
+                    total += int(ok.sum())
+            except OSError as exc:
+                raise ReaderError(f"{where}: cannot read ({exc})") from exc
+            counts[name] = total
+    return counts
+
+
+def no_data_warnings(counts: dict[str, int]) -> list[str]:
+    """One warning when every counted layer has no valid value."""
+    if counts and not any(counts.values()):
+        return [f"no valid data: every value of {', '.join(counts)} is fill or out of range"]
+    return []
 
 
 def _summarize(path: Path) -> FileSummary:
+    """Header summary; ``details["valid_values"]`` counts valid DNs of each layer."""
     info = granule_info(path)
+    counts = valid_counts(path)
+    warnings = no_data_warnings(counts)
     return FileSummary(
         path=str(path),
         reader="sgli_l2",
@@ -644,7 +694,9 @@ def _summarize(path: Path) -> FileSummary:
             "shape": [info["n"], info["n"]],
             "period": info["period"],
             "grid": "SGLI EQA",
-        },
+            "valid_values": counts,
+        }
+        | ({"warnings": warnings} if warnings else {}),
     )
 
 
