@@ -64,6 +64,12 @@ def _setup_logging(debug: bool, quiet: bool = False) -> None:
     for name in list(logging.root.manager.loggerDict):
         if name.startswith("distributed"):
             logging.getLogger(name).setLevel(quiet_level)
+    # A failed tile is reported by the runner in one line (its traceback in OUT/.fluxscape/
+    # run.log); the workers' own "Compute Failed" dumps would repeat it on the terminal.
+    if not debug:
+        for name in list(logging.root.manager.loggerDict):
+            if name.startswith("distributed.worker"):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 @click.group(

@@ -62,7 +62,8 @@ def dask_client(settings: DaskSettings) -> Iterator[Client]:
             memory_limit=settings.memory_limit,
             processes=settings.processes,
             dashboard_address=None,
-            silence_logs=logging.ERROR,
+            # a failed task is logged by the runner (its traceback in the run log), not here
+            silence_logs=logging.CRITICAL,
         ) as cluster,
     ):
         log.info("started a LocalCluster with %d worker(s)", settings.workers)

@@ -36,6 +36,9 @@ from fluxscape.pipeline.store import Manifest, create_store, finalize_store, wri
 from fluxscape.readers.registry import get_reader
 
 log = logging.getLogger(__name__)
+#: Tracebacks of failed tiles: written to the run's log file only, never to the terminal.
+trace_log = logging.getLogger("fluxscape_trace")
+trace_log.propagate = False
 
 STATE_DIR = ".fluxscape"
 
@@ -195,6 +198,8 @@ class _run_log:
         self.handler.setLevel(logging.INFO)
         root = logging.getLogger("fluxscape")
         root.addHandler(self.handler)
+        trace_log.addHandler(self.handler)
+        trace_log.setLevel(logging.INFO)
         if root.getEffectiveLevel() > logging.INFO:
             self._level = root.level
             root.setLevel(logging.INFO)
@@ -203,6 +208,7 @@ class _run_log:
     def __exit__(self, *exc):
         root = logging.getLogger("fluxscape")
         root.removeHandler(self.handler)
+        trace_log.removeHandler(self.handler)
         if hasattr(self, "_level"):
             root.setLevel(self._level)
         self.handler.close()
@@ -408,7 +414,7 @@ def _run_tiles(wf, name, plan, step, todo, staging, manifest, get_client, digest
                 result = future.result()
             except Exception as exc:
                 tb = "".join(traceback.format_exception(exc))
-                log.error("%s: tile %s failed:\n%s", name, future.key, tb)
+                trace_log.error("%s: tile %s failed:\n%s", name, future.key, tb)
                 for other in list(queue.futures):
                     other.cancel()
                 raise FluxscapeError(

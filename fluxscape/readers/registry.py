@@ -198,7 +198,7 @@ def inspect_file(path: str | Path) -> FileSummary:
     return detect(path).summarize(Path(path))
 
 
-_NOT_READERS = {"registry", "xarray_backends", "ontile", "qa", "split_window"}
+_NOT_READERS = {"registry", "xarray_backends", "ontile", "qa", "split_window", "magic"}
 ENTRY_POINT_GROUP = "fluxscape.sources"
 _loaded = False
 
