@@ -159,8 +159,9 @@ FIELD_NOTES = {
     "FluxProduct.meteo_variables": "Meteorological predictors.",
     "FluxProduct.seasonal_features": "Add sin/cos of the day of year as predictors.",
     "FluxProduct.land_cover": "Input of MODIS MCD12Q1 land-cover tiles (reader `modis_hdf4`), "
-    "optional: the static class (each tile's latest year) at the nearest 500 m pixel as one-hot "
-    "`lc_<code>` predictors, one per class found at the towers (listed in the model card).",
+    "optional: the static class (each MODIS tile's latest year) read through the source at each "
+    "pixel centre, as one-hot `lc_<code>` predictors, one per class found at the towers' pixels "
+    "(listed in the model card).",
     "FluxProduct.land_cover_layer": "MCD12Q1 layer of the land-cover classes: `LC_Type1` (IGBP) "
     "or `LC_Type5` (plant functional types).",
     "FluxProduct.towers": "Input of FLUXNET FULLSET tower files (reader `fluxnet`): the targets.",
@@ -171,7 +172,8 @@ FIELD_NOTES = {
     "FluxProduct.min_qc": "Smallest fraction of measured/good-quality half-hours for a day to "
     "count.",
     "FluxProduct.min_coverage": "Smallest fraction of good days for a period to count.",
-    "FluxProduct.window": "Predictor pixel window around each tower (1, 3 or 5 pixels).",
+    "FluxProduct.window": "Pixel window (1, 3 or 5) of the vi and phenology predictors: the "
+    "nanmean over the window around each pixel, for the towers' pixels and the map alike.",
     "FluxProduct.methods": "Learners of the ensemble: random forest, histogram gradient "
     "boosting, LightGBM.",
     "FluxProduct.method_params": "Hyperparameters per learner, overriding the defaults, e.g. "
