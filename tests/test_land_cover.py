@@ -1,5 +1,6 @@
-"""MCD12Q1 land cover: the sample writer against the world's classes, the shared lookup used
-by the flux predictors at towers and tiles, its one-hot features and the config errors."""
+"""MCD12Q1 land cover: the sample writer against the world's classes, the classes read through
+the source onto grid pixels (what the one feature builder gives towers and tiles), its one-hot
+features and the config errors."""
 
 from __future__ import annotations
 
@@ -9,12 +10,18 @@ import numpy as np
 import pytest
 import yaml
 from conftest import REPO
+from odc.geo.geobox import GeoBox
 from pyproj import Transformer
 
 from fluxscape.errors import FluxscapeError, WorkflowError
 from fluxscape.pipeline import predictors as pred
 from fluxscape.pipeline.config import parse_workflow
+from fluxscape.pipeline.features import land_cover_codes, latest_per_grid, tower_pixels
+from fluxscape.pipeline.inputs import TileInputs, index_input, select
+from fluxscape.pipeline.steps.base import StepContext
+from fluxscape.pipeline.steps.flux import _land_cover_granules
 from fluxscape.readers.modis_hdf4 import SINUSOIDAL_PROJ, open_modis_tile
+from fluxscape.readers.ontile import tile_lonlat
 from fluxscape.sample.generate import PFT_CODES, write_modis_landcover
 from fluxscape.sample.world import LAND_COVER, LC_NAMES, PRESETS, World
 
@@ -50,31 +57,53 @@ def test_written_tile_decodes_to_the_world_classes_at_pixel_centres(lc_files):
     assert int(ds["QC"].values[0, 0]) == 255  # fill outside the region, kept as a raw DN
 
 
+def _granules(paths) -> tuple:
+    index = index_input("landcover", "modis_hdf4", [str(p) for p in paths])
+    usable, _ = select(index, lambda have: frozenset({"land_cover"}) & have or None)
+    return latest_per_grid(usable)
+
+
+DEMO_GRID = GeoBox.from_bbox((138.0, 35.5, 139.0, 36.5), "EPSG:4326", resolution=0.01)
+
+
 @pytest.mark.parametrize("layer,codes", [("LC_Type1", IGBP), ("LC_Type5", PFT)])
-def test_lookup_at_towers_is_the_world_class(lc_files, layer, codes):
+def test_class_of_the_tower_pixels_is_the_world_class(lc_files, layer, codes):
+    """Through the source (read_onto_tile): the class of the grid pixel holding each tower."""
     sites = WORLD.towers()
-    files = pred.land_cover_files([str(p) for p in lc_files])
-    got = pred.land_cover_at(files, layer, sites["lon"].values, sites["lat"].values)
+    rows, cols, inside = tower_pixels(DEMO_GRID, sites["lon"].values, sites["lat"].values)
+    assert inside.all()
+    granules = _granules(lc_files)
+    got = [
+        land_cover_codes("modis_hdf4", granules, layer, DEMO_GRID[r : r + 1, c : c + 1])[0, 0]
+        for r, c in zip(rows, cols, strict=True)
+    ]
     want = codes[WORLD.land_cover(sites["lon"].values, sites["lat"].values)]
-    assert got.tolist() == want.tolist()
+    assert np.asarray(got).tolist() == want.tolist()
 
 
-def test_lookup_on_a_grid_keeps_its_shape_and_marks_uncovered_points(lc_files):
-    files = pred.land_cover_files([str(p) for p in lc_files])
-    lon, lat = np.meshgrid(np.linspace(138.1, 138.9, 9), np.linspace(35.6, 36.4, 7))
-    got = pred.land_cover_at(files, "LC_Type1", lon, lat)
-    assert got.shape == (7, 9)
+def test_codes_on_a_block_keep_its_shape_and_mark_uncovered_pixels(lc_files):
+    granules = _granules(lc_files)
+    block = DEMO_GRID[10:17, 20:29]
+    record = TileInputs()
+    got = land_cover_codes("modis_hdf4", granules, "LC_Type1", block, record)
+    assert got.shape == (7, 9) and got.dtype == np.int16
+    lon, lat = tile_lonlat(block)
     assert np.mean(got == IGBP[WORLD.land_cover(lon, lat)]) > 0.95  # 1 km grid vs 500 m pixels
-    far = pred.land_cover_at(files, "LC_Type1", np.array([10.0]), np.array([50.0]))
-    assert far.tolist() == [-1]  # no tile covers Europe
+    assert record.used == {str(lc_files[-1])}  # the latest year only
+    far = GeoBox.from_bbox((10.0, 50.0, 10.02, 50.02), "EPSG:4326", resolution=0.01)
+    assert land_cover_codes("modis_hdf4", granules, "LC_Type1", far).tolist() == [[-1, -1]] * 2
 
 
-def test_latest_year_per_tile_is_used_and_other_files_ignored(lc_files):
-    paths = [str(p) for p in lc_files] + ["/x/MOD13A2.A2022001.h29v05.061.2022018034215.hdf"]
-    files = pred.land_cover_files(paths)
-    assert list(files) == [(29, 5)] and ".A2022001." in files[(29, 5)]
-    with pytest.raises(FluxscapeError, match=r"products\.flux\.land_cover: no MCD12Q1 file"):
-        pred.land_cover_files(paths[-1:], key="products.flux.land_cover")
+def test_latest_year_per_native_grid_and_other_products_ignored(lc_files, tmp_path):
+    granules = _granules(lc_files)
+    assert len(granules) == 1 and ".A2022001." in granules[0].path
+    doc = _demo_doc()
+    doc["data_dir"] = str(tmp_path)
+    doc["inputs"]["landcover"]["paths"] = ["nothing/MCD12Q1.A*.hdf"]
+    wf = parse_workflow(yaml.safe_dump(doc))
+    ctx = StepContext(wf, "flux", wf.products["flux"], None, tmp_path, tmp_path)
+    with pytest.raises(FluxscapeError, match=r"products\.flux\.land_cover: no land-cover granule"):
+        _land_cover_granules(ctx)
 
 
 def test_one_hot_features_for_the_tower_classes():

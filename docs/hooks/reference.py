@@ -20,13 +20,19 @@ READERS_MARKER = "<!-- readers-table -->"
 
 
 def _models() -> dict:
-    from fluxscape.pipeline import config
+    """Every model of the workflow schema by name: the shared blocks and each step's Config."""
+    from fluxscape.pipeline import config, schema
+    from fluxscape.pipeline.steps import STEPS
 
-    return {
+    found = {
         name: obj
-        for name, obj in vars(config).items()
-        if inspect.isclass(obj) and issubclass(obj, config._Strict) and obj is not config._Strict
+        for module in (schema, config)
+        for name, obj in vars(module).items()
+        if inspect.isclass(obj)
+        and issubclass(obj, schema.StrictModel)
+        and obj is not schema.StrictModel
     }
+    return found | {step.Config.__name__: step.Config for step in STEPS.values()}
 
 
 def _field_comments(cls) -> dict[str, str]:
@@ -159,8 +165,9 @@ FIELD_NOTES = {
     "FluxProduct.meteo_variables": "Meteorological predictors.",
     "FluxProduct.seasonal_features": "Add sin/cos of the day of year as predictors.",
     "FluxProduct.land_cover": "Input of MODIS MCD12Q1 land-cover tiles (reader `modis_hdf4`), "
-    "optional: the static class (each tile's latest year) at the nearest 500 m pixel as one-hot "
-    "`lc_<code>` predictors, one per class found at the towers (listed in the model card).",
+    "optional: the static class (each MODIS tile's latest year) read through the source at each "
+    "pixel centre, as one-hot `lc_<code>` predictors, one per class found at the towers' pixels "
+    "(listed in the model card).",
     "FluxProduct.land_cover_layer": "MCD12Q1 layer of the land-cover classes: `LC_Type1` (IGBP) "
     "or `LC_Type5` (plant functional types).",
     "FluxProduct.towers": "Input of FLUXNET FULLSET tower files (reader `fluxnet`): the targets.",
@@ -171,7 +178,8 @@ FIELD_NOTES = {
     "FluxProduct.min_qc": "Smallest fraction of measured/good-quality half-hours for a day to "
     "count.",
     "FluxProduct.min_coverage": "Smallest fraction of good days for a period to count.",
-    "FluxProduct.window": "Predictor pixel window around each tower (1, 3 or 5 pixels).",
+    "FluxProduct.window": "Pixel window (1, 3 or 5) of the vi and phenology predictors: the "
+    "nanmean over the window around each pixel, for the towers' pixels and the map alike.",
     "FluxProduct.methods": "Learners of the ensemble: random forest, histogram gradient "
     "boosting, LightGBM.",
     "FluxProduct.method_params": "Hyperparameters per learner, overriding the defaults, e.g. "
@@ -221,7 +229,8 @@ def _section(name: str, schema: dict, cls) -> list[str]:
 
 def workflow_reference() -> str:
     """Markdown for every model of the workflow schema, top level first."""
-    from fluxscape.pipeline.config import REGION_PRESETS, Workflow
+    from fluxscape.pipeline.config import Workflow
+    from fluxscape.pipeline.schema import REGION_PRESETS
 
     schema = Workflow.model_json_schema()
     models = _models()
@@ -287,6 +296,10 @@ def readers_markdown() -> str:
     out = []
     for name, spec in sorted(readers().items()):
         out += [f"### `{name}`", "", _one_line(spec.description) or "(no description)", ""]
+        if spec.capabilities:
+            gives = ", ".join(f"`{c}`" for c in sorted(spec.capabilities))
+            many = " Seen many times a day (geostationary)." if spec.many_per_day else ""
+            out += [f"Gives: {gives}.{many}", ""]
         out += ["Accepted file names (regular expressions on the base name):", ""]
         out += [f"- `{p}`" for p in spec.patterns] + [""]
     return "\n".join(out)

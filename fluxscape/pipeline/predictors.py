@@ -1,17 +1,18 @@
-"""Predictor fields for the flux models, on a tile or at tower points.
+"""Predictor fields for the flux models: the pieces :mod:`fluxscape.pipeline.features`
+(the one feature builder, for towers and tiles alike) puts together.
 
-Three kinds of predictor, all on the product's time axis (period starts ``times``):
+All on the product's time axis (period starts ``times``, ends ``ends``):
 
-* variables of a ``vi`` store of the run (same grid and time axis), read at pixels;
-* gridded meteorology (``cf_meteo`` files), averaged over each period on its own grid first
-  and then interpolated bilinearly to the pixel centres (so memory follows the tile and the
-  number of periods, not the length of the daily record);
+* gap filling of vi series in time (:func:`fill_time_gaps`);
+* gridded meteorology (files of a ``meteorology`` source such as ``cf_meteo``), averaged over
+  each period on its own grid first and then interpolated bilinearly to the pixel centres (so
+  memory follows the block and the number of periods, not the length of the daily record);
 * the season: sine and cosine of the period's middle day of year;
-* the static land cover (MODIS MCD12Q1 tiles): the class of the nearest 500 m pixel as
-  one-hot ``lc_<code>`` features, the same lookup (:func:`land_cover_at`) for towers and tiles.
+* phenology: where each period falls in the growing season, from a phenology store's sos/eos;
+* land cover: one-hot ``lc_<code>`` features of class codes (the codes themselves are read
+  through the land-cover source, see :func:`fluxscape.pipeline.features.land_cover_codes`).
 
-Every function returns float32/float64 arrays with dims ``(time, y, x)`` for tiles or a
-DataFrame indexed by (site, time) for points; NaN where a predictor is missing.
+NaN where a predictor is missing.
 """
 
 from __future__ import annotations
@@ -21,19 +22,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import xarray as xr
-from pyproj import Transformer
 
 from fluxscape.errors import FluxscapeError
-from fluxscape.readers.cf_meteo import open_cf_meteo
-from fluxscape.readers.modis_hdf4 import (
-    GRID_X_MIN_M,
-    GRID_Y_MAX_M,
-    SINUSOIDAL_PROJ,
-    TILE_SIZE_M,
-    open_modis_tile,
-    parse_filename,
-    read_grids,
-)
+from fluxscape.readers.registry import get_reader
 
 SEASON_FEATURES = ("doy_sin", "doy_cos")
 
@@ -64,13 +55,16 @@ def meteo_periods(
     ends: pd.DatetimeIndex,
     variables: Sequence[str],
     bbox: tuple[float, float, float, float] | None = None,
+    reader: str = "cf_meteo",
 ) -> xr.Dataset:
-    """Period means of the meteorology in ``paths`` on the files' own grid, dims (time, lat,
-    lon), cut to ``bbox`` (W, S, E, N, degrees) plus one cell; a period without any day of
-    data is NaN. FluxscapeError when a variable is in none of the files."""
+    """Period means of the meteorology in ``paths`` (opened by the ``reader`` source: dims
+    time, lat, lon) on the files' own grid, cut to ``bbox`` (W, S, E, N, degrees) plus one
+    cell; a period without any day of data is NaN. FluxscapeError when a variable is in none
+    of the files."""
+    open_meteo = get_reader(reader).open
     parts = []
     for path in paths:
-        ds = open_cf_meteo(path)
+        ds = open_meteo(path)
         if bbox is not None:
             w, s, e, n = bbox
             dlat = float(np.abs(np.diff(ds["lat"].values[:2]))[0]) if ds.sizes["lat"] > 1 else 1
@@ -106,27 +100,6 @@ def meteo_at(periods: xr.Dataset, lon, lat) -> xr.Dataset:
     points: ``lon``/``lat`` 1-D arrays of pixel centres (a grid, dims y/x) or DataArrays sharing
     a ``site`` dim (points)."""
     return periods.interp(lon=lon, lat=lat, method="linear")
-
-
-def store_at_points(
-    store, variables: Sequence[str], lon: np.ndarray, lat: np.ndarray, window: int = 1
-) -> xr.Dataset:
-    """Variables of a product store at points (nearest pixel, or the mean of a ``window`` x
-    ``window`` block around it), dims (site, time); the pixel centre in ``pixel_x/pixel_y``."""
-    ds = xr.open_zarr(store, consolidated=True)[list(variables)]
-    x = ds["x"].values
-    y = ds["y"].values
-    col = np.abs(x[None, :] - np.asarray(lon)[:, None]).argmin(axis=1)
-    row = np.abs(y[None, :] - np.asarray(lat)[:, None]).argmin(axis=1)
-    half = window // 2
-    blocks = []
-    for r, c in zip(row, col, strict=True):
-        block = ds.isel(
-            y=slice(max(r - half, 0), r + half + 1), x=slice(max(c - half, 0), c + half + 1)
-        )
-        blocks.append(block.mean(("y", "x"), skipna=True).load())
-    out = xr.concat(blocks, dim="site")
-    return out.assign_coords(pixel_x=("site", x[col]), pixel_y=("site", y[row]))
 
 
 def fill_time_gaps(da: xr.DataArray) -> xr.DataArray:
@@ -170,60 +143,6 @@ def phenology_features(
         "days_since_sos": since.drop_vars(drop).transpose("time", ...),
         "season_fraction": fraction.drop_vars(drop).transpose("time", ...),
     }
-
-
-def land_cover_files(paths: Sequence[str], key: str = "land_cover") -> dict[tuple[int, int], str]:
-    """The MCD12Q1 file of each tile (h, v) among ``paths``: the latest year, since the flux
-    models use the land cover as a static map (FLUXCOM's plant functional types). Other files
-    are ignored; FluxscapeError naming ``key`` when there is no MCD12Q1 file at all."""
-    latest: dict[tuple[int, int], tuple[int, str]] = {}
-    for path in paths:
-        meta = parse_filename(path)
-        if not meta or meta["product"] != "MCD12Q1":
-            continue
-        tile = (meta["h"], meta["v"])
-        year = int(meta["start"].year)
-        if tile not in latest or year > latest[tile][0]:
-            latest[tile] = (year, str(path))
-    if not latest:
-        shown = [str(p) for p in list(paths)[:3]]
-        raise FluxscapeError(
-            f"{key}: no MCD12Q1 file (MCD12Q1.AYYYY001.hHHvVV.061.*.hdf) among {len(paths)} "
-            f"file(s) {shown}"
-        )
-    return {tile: path for tile, (_, path) in latest.items()}
-
-
-def land_cover_at(
-    files: dict[tuple[int, int], str], layer: str, lon: np.ndarray, lat: np.ndarray
-) -> np.ndarray:
-    """Land-cover class (``layer`` of MCD12Q1: ``LC_Type1`` IGBP or ``LC_Type5`` PFT) of the
-    500 m pixel holding each point (nearest neighbour; lon/lat in degrees, any shape).
-    ``files`` from :func:`land_cover_files`. Returns int16 codes of the same shape, -1 where
-    no tile covers the point or the pixel is fill."""
-    lon, lat = np.asarray(lon, float), np.asarray(lat, float)
-    x, y = Transformer.from_crs("EPSG:4326", SINUSOIDAL_PROJ, always_xy=True).transform(
-        lon.ravel(), lat.ravel()
-    )
-    x, y = np.asarray(x), np.asarray(y)
-    h = np.floor((x - GRID_X_MIN_M) / TILE_SIZE_M).astype(int)
-    v = np.floor((GRID_Y_MAX_M - y) / TILE_SIZE_M).astype(int)
-    out = np.full(x.shape, -1, np.int16)
-    for (th, tv), path in files.items():
-        sel = np.flatnonzero((h == th) & (v == tv))
-        if not sel.size:
-            continue
-        grid = read_grids(path)[0]
-        (ulx, uly), (lrx, lry) = grid.upper_left, grid.lower_right
-        col = np.floor((x[sel] - ulx) / ((lrx - ulx) / grid.xdim)).astype(int)
-        row = np.floor((uly - y[sel]) / ((uly - lry) / grid.ydim)).astype(int)
-        col, row = np.clip(col, 0, grid.xdim - 1), np.clip(row, 0, grid.ydim - 1)
-        r0, c0 = int(row.min()), int(col.min())
-        roi = (slice(r0, int(row.max()) + 1), slice(c0, int(col.max()) + 1))
-        values = open_modis_tile(path, [layer], roi=roi)[layer].values
-        picked = values[row - r0, col - c0]
-        out[sel] = np.where(np.isfinite(picked), picked, -1).astype(np.int16)
-    return out.reshape(lon.shape)
 
 
 def land_cover_features(codes: np.ndarray, classes: Sequence[int]) -> dict[str, np.ndarray]:

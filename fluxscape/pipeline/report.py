@@ -190,7 +190,8 @@ def _flux_section(out: Path, name: str, store: Path) -> str:
     sites_path = out / "reports" / name / "sites.csv"
     if table_path.is_file() and sites_path.is_file():
         table = pd.read_csv(table_path)
-        sites = {r.site: (r.pixel_x, r.pixel_y) for r in pd.read_csv(sites_path).itertuples()}
+        rows = pd.read_csv(sites_path).dropna(subset=["pixel_x", "pixel_y"])  # off-grid: none
+        sites = {r.site: (r.pixel_x, r.pixel_y) for r in rows.itertuples()}
         for target in skill:
             if target in ds and target in table:
                 png = _tower_plot(table, ds, sites, target)

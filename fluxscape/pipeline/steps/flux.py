@@ -1,12 +1,14 @@
 """The ``flux`` product: GPP, NEE and RECO upscaled from the towers by an ML ensemble.
 
 In the driver (:func:`plan`): the towers' fluxes are aggregated to the product step with QC
-filtering, the predictors are extracted at the tower pixels, each target gets a site-grouped
+filtering, each tower's features are those of the grid pixel holding it (the one feature
+builder, :func:`fluxscape.pipeline.features.block_features`, on a 1 x 1 block; towers off the
+grid are dropped with a warning), each target gets a site-grouped
 cross-validation (report under ``OUT/reports/<product>/``) and an ensemble (methods x folds)
 saved with skops and a model card under ``OUT/models/<product>/``. A rerun with the same
 workflow and training table reuses the saved models, so ``--resume`` finishes the same store.
-On the workers (:func:`run_flux_tile`): each tile's predictors are assembled and the ensemble
-mean and spread written as ``<target>`` and ``<target>_sd`` (gC m-2 d-1).
+On the workers (:func:`run_flux_tile`): the same builder gives each tile's features and the
+ensemble mean and spread are written as ``<target>`` and ``<target>_sd`` (gC m-2 d-1).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -22,7 +25,6 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from pydantic import Field
-from pyproj import CRS, Transformer
 from threadpoolctl import threadpool_limits
 
 from fluxscape.errors import FluxscapeError
@@ -32,14 +34,17 @@ from fluxscape.ml.predict import predict_tile
 from fluxscape.ml.regional import regional_totals_dataset
 from fluxscape.ml.targets import build_targets
 from fluxscape.ml.timesteps import period_bounds
-from fluxscape.pipeline import predictors as pred
+from fluxscape.pipeline import features as fb
 from fluxscape.pipeline.grid import Tile
-from fluxscape.pipeline.inputs import Skipped, TileInputs, expand_paths
+from fluxscape.pipeline.inputs import Skipped, TileInputs, expand_paths, index_input, select
 from fluxscape.pipeline.schema import ProductRef, StrictModel, input_ref
 from fluxscape.pipeline.steps.base import Plan, Step, StepContext, TileResult
 from fluxscape.pipeline.steps.derived import source_store
 from fluxscape.pipeline.store import VariableSpec
 from fluxscape.readers.fluxnet import find_site_list, read_fluxnet, read_site_list
+from fluxscape.readers.ontile import Granule
+
+log = logging.getLogger(__name__)
 
 LONG_NAMES = {
     "gpp": (
@@ -95,42 +100,64 @@ class FluxConfig(StrictModel):
 
 @dataclass(frozen=True)
 class FluxTask:
-    """One tile of the flux product: where the predictors are, the models, the tile."""
+    """One tile of the flux product: the feature spec (shared with training), the model."""
 
     tile: Tile
-    source: str
-    times: tuple
-    ends: tuple
-    predictors: tuple[str, ...]
-    meteo_files: tuple[str, ...]
-    meteo_variables: tuple[str, ...]
-    seasonal: bool
-    phenology: str | None  # store of the phenology product giving days_since_sos etc.
-    land_cover_files: tuple[tuple[int, int, str], ...]  # (h, v, MCD12Q1 file) per tile
-    land_cover_layer: str
-    land_cover_classes: tuple[int, ...]  # the one-hot classes, fixed by the model card
-    features: tuple[str, ...]
+    spec: fb.FeatureSpec
     model: str  # path of the saved FluxModel
 
 
 def feature_names(product, land_cover_classes: tuple[int, ...] = ()) -> list[str]:
-    """The model features in order: vi variables, meteorology, the season, then one
-    ``lc_<code>`` per land-cover class found at the towers."""
-    names = list(product.predictors)
-    if product.meteo:
-        names += list(product.meteo_variables)
-    if product.phenology:
-        names += list(pred.PHENOLOGY_FEATURES)
-    if product.seasonal_features:
-        names += list(pred.SEASON_FEATURES)
-    return names + [f"lc_{c}" for c in land_cover_classes]
+    """The model features in order: vi variables, meteorology, phenology, the season, then
+    one ``lc_<code>`` per land-cover class found at the towers."""
+    return fb.feature_names(
+        product.predictors,
+        product.meteo_variables if product.meteo else (),
+        bool(product.phenology),
+        product.seasonal_features,
+        land_cover_classes,
+    )
 
 
-def _land_cover_files(ctx: StepContext) -> dict[tuple[int, int], str]:
-    """The MCD12Q1 file per tile of the product's ``land_cover`` input (latest year)."""
+def _land_cover_granules(ctx: StepContext) -> tuple[Granule, ...]:
+    """The granules of the product's ``land_cover`` input that give ``land_cover``, the
+    latest of each native grid (a static map), from the run's input index."""
     p = ctx.product
-    files = expand_paths(ctx.workflow.inputs[p.land_cover].paths)
-    return pred.land_cover_files(files, key=f"products.{ctx.name}.land_cover")
+    key = ctx.key("land_cover")
+    index = ctx.inputs.get(p.land_cover)
+    if index is None:  # a context built without the run's index (e.g. in tests)
+        inp = ctx.workflow.inputs[p.land_cover]
+        index = index_input(p.land_cover, inp.reader, inp.paths)
+    usable, _ = select(index, lambda have: frozenset({"land_cover"}) & have or None)
+    if not usable:
+        shown = [Path(f).name for f in index.files[:3]]
+        raise FluxscapeError(
+            f"{key}: no land-cover granule (e.g. MCD12Q1.AYYYY001.hHHvVV.061.*.hdf) among the "
+            f"{len(index.files)} file(s) of input {p.land_cover!r} {shown}"
+        )
+    return fb.latest_per_grid(usable)
+
+
+def _feature_spec(ctx: StepContext, source: Path, times, ends, features, **land_cover):
+    """The picklable spec of the product's features (towers and tiles)."""
+    p = ctx.product
+    wf = ctx.workflow
+    return fb.FeatureSpec(
+        times=tuple(times),
+        ends=tuple(ends),
+        source=str(source),
+        predictors=tuple(p.predictors),
+        features=tuple(features),
+        window=p.window,
+        meteo_files=tuple(expand_paths(wf.inputs[p.meteo].paths)) if p.meteo else (),
+        meteo_variables=tuple(p.meteo_variables) if p.meteo else (),
+        meteo_reader=wf.inputs[p.meteo].reader if p.meteo else "cf_meteo",
+        phenology=str(source_store(ctx, p.phenology)) if p.phenology else None,
+        seasonal=p.seasonal_features,
+        land_cover_reader=wf.inputs[p.land_cover].reader if p.land_cover else "modis_hdf4",
+        land_cover_layer=p.land_cover_layer,
+        **land_cover,
+    )
 
 
 # --- driver: training ------------------------------------------------------------------------
@@ -174,51 +201,46 @@ def _tower_targets(
     return pd.concat(frames).set_index(["site", "time"]), skipped
 
 
-def _tower_predictors(
-    ctx, source: Path, sites: pd.DataFrame, times, ends, land_cover: pd.Series | None = None
-) -> pd.DataFrame:
-    """Predictors at the towers, index (site, time); also records each tower's pixel centre
-    (and land-cover class, ``land_cover``: codes indexed by site) in
-    ``OUT/reports/<product>/sites.csv``."""
-    p = ctx.product
-    at = pred.store_at_points(
-        source, p.predictors, sites["lon"].values, sites["lat"].values, window=p.window
+OUTSIDE = "outside the region grid"
+
+
+def tower_pixels(ctx: StepContext, sites: pd.DataFrame) -> pd.DataFrame:
+    """The towers with the row/col of the target-grid pixel holding each (``row``, ``col``,
+    and that pixel's centre ``pixel_x``/``pixel_y`` in the grid's CRS) and ``reason``: why a
+    tower is not used (towers off the region grid: logged as a warning; empty otherwise)."""
+    box = ctx.grid.geobox
+    row, col, inside = fb.tower_pixels(box, sites["lon"].values, sites["lat"].values)
+    x, y = box.affine * (col + 0.5, row + 0.5)
+    out = sites.assign(
+        row=row,
+        col=col,
+        pixel_x=np.where(inside, x, np.nan),
+        pixel_y=np.where(inside, y, np.nan),
+        reason=np.where(inside, "", OUTSIDE),
     )
-    frame = {v: pred.fill_time_gaps(at[v]).transpose("site", "time").values for v in p.predictors}
-    report = sites.assign(pixel_x=at["pixel_x"].values, pixel_y=at["pixel_y"].values)
-    if land_cover is not None:
-        report = report.assign(land_cover=land_cover.loc[sites.index].values)
-    report.rename_axis("site").to_csv(_report_dir(ctx) / "sites.csv")
-    if p.meteo:
-        files = expand_paths(ctx.workflow.inputs[p.meteo].paths)
-        lon = xr.DataArray(sites["lon"].values, dims="site")
-        lat = xr.DataArray(sites["lat"].values, dims="site")
-        bbox = (lon.min().item(), lat.min().item(), lon.max().item(), lat.max().item())
-        met = pred.meteo_at(
-            pred.meteo_periods(files, times, ends, p.meteo_variables, bbox), lon, lat
+    outside = out.index[~inside].tolist()
+    if outside:
+        log.warning(
+            "products.%s: towers %s are %s and are left out of training",
+            ctx.name,
+            outside,
+            OUTSIDE,
         )
-        frame |= {v: met[v].transpose("site", "time").values for v in p.meteo_variables}
-    if p.phenology:
-        at = pred.store_at_points(
-            ctx.product_store(p.phenology),
-            ["sos", "eos"],
-            sites["lon"].values,
-            sites["lat"].values,
-            window=p.window,
-        )
-        phen = pred.phenology_features(at["sos"], at["eos"], times, ends)
-        frame |= {k: v.transpose("site", "time").values for k, v in phen.items()}
-    if p.seasonal_features:
-        season = pred.season_features(times, ends)
-        frame |= {k: np.broadcast_to(v, (len(sites), len(times))) for k, v in season.items()}
-    if land_cover is not None:
-        classes = sorted(int(c) for c in set(land_cover) if c >= 0)
-        onehot = pred.land_cover_features(land_cover.loc[sites.index].values, classes)
-        frame |= {
-            k: np.broadcast_to(v[:, None], (len(sites), len(times))) for k, v in onehot.items()
-        }
-    index = pd.MultiIndex.from_product([sites.index, times], names=["site", "time"])
-    return pd.DataFrame({k: np.asarray(v).reshape(-1) for k, v in frame.items()}, index=index)
+    return out
+
+
+def _tower_predictors(ctx: StepContext, spec: fb.FeatureSpec, towers: pd.DataFrame) -> pd.DataFrame:
+    """Each tower's features, index (site, time): the features of the grid pixel holding it
+    (``towers`` from :func:`tower_pixels`, on the grid), by the tiles' feature builder."""
+    box = ctx.grid.geobox
+    frames = []
+    for site, t in towers.iterrows():
+        r, c = int(t["row"]), int(t["col"])
+        rows, cols = slice(r, r + 1), slice(c, c + 1)
+        ds = fb.block_features(spec, rows, cols, box[rows, cols])
+        frame = ds.isel(y=0, x=0, drop=True).to_dataframe()[list(spec.features)]
+        frames.append(frame.set_index(pd.Index([site] * len(frame), name="site"), append=True))
+    return pd.concat(frames).reorder_levels(["site", "time"])
 
 
 def _fingerprint(ctx: StepContext, table: pd.DataFrame) -> str:
@@ -364,31 +386,59 @@ def plan(ctx: StepContext) -> Plan:
     unknown = sorted(set(tgt.index.get_level_values("site")) - set(sites.index))
     if unknown:
         raise FluxscapeError(f"products.{ctx.name}: towers {unknown} are not in the site list")
-    sites = sites.loc[sorted(set(tgt.index.get_level_values("site")))]
-    lc_files, lc_codes, lc_classes, lc_card = {}, None, (), {}
-    if p.land_cover:
-        lc_files = _land_cover_files(ctx)
-        codes = pred.land_cover_at(
-            lc_files, p.land_cover_layer, sites["lon"].values, sites["lat"].values
+    sites = tower_pixels(ctx, sites.loc[sorted(set(tgt.index.get_level_values("site")))])
+    towers = sites[sites["reason"] == ""]
+    if len(towers) < 2:
+        outside = sites.index[sites["reason"] == OUTSIDE].tolist()
+        raise FluxscapeError(
+            f"products.{ctx.name}: {len(towers)} tower(s) with data on the region grid; "
+            f"site-grouped validation needs 2 (towers {outside} are {OUTSIDE}); "
+            "hint: check region.bbox and the tower coordinates in the site list"
         )
-        lc_codes = pd.Series(codes, index=sites.index)
-        lc_classes = tuple(sorted(int(c) for c in set(codes) if c >= 0))
+    lc: dict = {}
+    lc_card: dict = {}
+    lc_files: list[str] = []
+    if p.land_cover:
+        granules = _land_cover_granules(ctx)
+        lc_files = sorted({f for g in granules for f in g.files})
+        reader = wf.inputs[p.land_cover].reader
+        box = ctx.grid.geobox
+        codes = [
+            int(
+                fb.land_cover_codes(
+                    reader, granules, p.land_cover_layer, box[r : r + 1, c : c + 1]
+                )[0, 0]
+            )
+            for r, c in zip(towers["row"], towers["col"], strict=True)
+        ]
+        sites["land_cover"] = pd.Series(codes, index=towers.index).reindex(sites.index)
+        sites["land_cover"] = sites["land_cover"].fillna(-1).astype(int)
+        classes = tuple(sorted(c for c in set(codes) if c >= 0))
+        lc = {"land_cover_granules": granules, "land_cover_classes": classes}
         lc_card = {
             "land_cover": {
                 "input": p.land_cover,
                 "layer": p.land_cover_layer,
-                "classes": list(lc_classes),
-                "files": sorted(Path(f).name for f in lc_files.values()),
+                "classes": list(classes),
+                "files": sorted(Path(f).name for f in lc_files),
             }
         }
-    features = feature_names(p, lc_classes)
-    predictors = _tower_predictors(ctx, source, sites, times, ends, lc_codes)
+    report = sites.drop(columns=["row", "col"])
+    report = report[[c for c in report.columns if c != "reason"] + ["reason"]]
+    report.rename_axis("site").to_csv(_report_dir(ctx) / "sites.csv")
+    features = feature_names(p, lc.get("land_cover_classes", ()))
+    spec = _feature_spec(ctx, source, times, ends, features, **lc)
+    predictors = _tower_predictors(ctx, spec, towers)
     table = predictors.join(tgt[list(p.targets)], how="inner").reset_index()
     table = table.dropna(subset=features).dropna(subset=list(p.targets), how="all")
     table.to_csv(_report_dir(ctx) / "training_table.csv", index=False)
     model_path, card = _train(ctx, table, features, lc_card)
-    lc_classes = tuple(card.get("land_cover", {}).get("classes", lc_classes))
-    meteo_files = expand_paths(wf.inputs[p.meteo].paths) if p.meteo else []
+    if p.land_cover:  # a reused model keeps the classes of its card
+        classes = tuple(card.get("land_cover", {}).get("classes", lc["land_cover_classes"]))
+        features = feature_names(p, classes)
+        spec = _feature_spec(
+            ctx, source, times, ends, features, **(lc | {"land_cover_classes": classes})
+        )
     variables = []
     for target in p.targets:
         long_name, standard = LONG_NAMES[target]
@@ -409,22 +459,7 @@ def plan(ctx: StepContext) -> Plan:
         )
 
     def make_task(tile: Tile) -> FluxTask:
-        return FluxTask(
-            tile,
-            str(source),
-            tuple(times),
-            tuple(ends),
-            tuple(p.predictors),
-            tuple(meteo_files),
-            tuple(p.meteo_variables),
-            p.seasonal_features,
-            str(source_store(ctx, p.phenology)) if p.phenology else None,
-            tuple((h, v, f) for (h, v), f in sorted(lc_files.items())),
-            p.land_cover_layer,
-            lc_classes,
-            tuple(features),
-            model_path,
-        )
+        return FluxTask(tile, spec, model_path)
 
     def finish(store: Path) -> None:
         if p.regions:
@@ -437,11 +472,11 @@ def plan(ctx: StepContext) -> Plan:
     return Plan(
         dims={"time": times.values},
         variables=variables,
-        summary=f"{', '.join(t.upper() for t in p.targets)} upscaled from {len(sites)} towers "
+        summary=f"{', '.join(t.upper() for t in p.targets)} upscaled from {len(towers)} towers "
         f"by an ensemble of {'/'.join(p.methods)} x site-grouped folds on {', '.join(features)}; "
         "mean and ensemble spread, gC m-2 d-1",
         make_task=make_task,
-        inputs=tower_files + meteo_files + sorted(lc_files.values()),
+        inputs=tower_files + list(spec.meteo_files) + lc_files,
         skipped=skipped,
         finish=finish,
         source_attrs={
@@ -449,7 +484,7 @@ def plan(ctx: StepContext) -> Plan:
             "models": [card["card_id"]],
             "model_card": json.dumps(card),
             "cv_skill": json.dumps(card["cv_skill"]),
-            "towers": sorted(sites.index.tolist()),
+            "towers": sorted(towers.index.tolist()),
         },
     )
 
@@ -468,59 +503,16 @@ def _load(path: str, mtime_ns: int):
     return persist.load_model(path)
 
 
-def _tile_lonlat(src: xr.Dataset) -> tuple[xr.DataArray, xr.DataArray]:
-    crs = CRS.from_wkt(src["spatial_ref"].attrs["crs_wkt"])
-    x, y = np.meshgrid(src["x"].values, src["y"].values)
-    if crs.is_geographic:
-        lon, lat = x, y
-    else:
-        lon, lat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True).transform(x, y)
-    return xr.DataArray(lon, dims=("y", "x")), xr.DataArray(lat, dims=("y", "x"))
-
-
-def tile_predictors(task: FluxTask) -> xr.Dataset:
-    """The tile's feature Dataset (dims time, y, x) in the models' feature order."""
-    src = xr.open_zarr(task.source, consolidated=True)
-    rows, cols = task.tile.rows, task.tile.cols
-    src = src[list(task.predictors) + ["spatial_ref"]].isel(y=rows, x=cols).load()
-    times, ends = pd.DatetimeIndex(task.times), pd.DatetimeIndex(task.ends)
-    feats = {v: pred.fill_time_gaps(src[v].astype("float64")) for v in task.predictors}
-    if task.meteo_files:
-        lon, lat = _tile_lonlat(src)
-        bbox = (float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max()))
-        met = pred.meteo_periods(task.meteo_files, times, ends, task.meteo_variables, bbox)
-        met = pred.meteo_at(met, lon, lat).transpose("time", "y", "x")
-        feats |= {
-            v: met[v].drop_vars(["lon", "lat"], errors="ignore") for v in task.meteo_variables
-        }
-    if task.phenology:
-        with xr.open_zarr(task.phenology, consolidated=True) as ph:
-            ph = ph[["sos", "eos"]].isel(y=rows, x=cols).load()
-        phen = pred.phenology_features(ph["sos"], ph["eos"], times, ends)
-        feats |= {k: v.drop_vars(["y", "x"], errors="ignore") for k, v in phen.items()}
-    shape = xr.ones_like(src[task.predictors[0]], dtype="float64")
-    if task.seasonal:
-        for name, values in pred.season_features(times, ends).items():
-            feats[name] = shape * xr.DataArray(values, dims="time")
-    if task.land_cover_classes:
-        lon, lat = _tile_lonlat(src)
-        files = {(h, v): f for h, v, f in task.land_cover_files}
-        codes = pred.land_cover_at(files, task.land_cover_layer, lon.values, lat.values)
-        onehot = pred.land_cover_features(codes, task.land_cover_classes)
-        feats |= {k: shape * xr.DataArray(v, dims=("y", "x")) for k, v in onehot.items()}
-    ds = xr.Dataset({k: v.drop_vars(["lon", "lat"], errors="ignore") for k, v in feats.items()})
-    return ds[list(task.features)]
-
-
 def run_flux_tile(task: FluxTask) -> TileResult:
-    """Predict every target on one tile."""
-    feats = tile_predictors(task)
+    """Predict every target on one tile from the features of the one feature builder."""
+    record = TileInputs()
+    feats = fb.block_features(task.spec, task.tile.rows, task.tile.cols, task.tile.geobox, record)
     model, _ = _load(task.model, Path(task.model).stat().st_mtime_ns)
     with threadpool_limits(limits=1):
         result = predict_tile(model, feats)
     out = result[[v for t in model.targets for v in (t, f"{t}_sd")]].drop_attrs()
-    observed = int(np.isfinite(out[model.targets[0]].values).any())
-    return TileResult(out, TileInputs(observations=observed))
+    record.observations = int(np.isfinite(out[model.targets[0]].values).any())
+    return TileResult(out, record)
 
 
 STEP = FluxStep()
