@@ -276,6 +276,9 @@ def test_ahi_scenes_with_only_b03_b04_b13_give_ndvi_and_phenology(tmp_path, samp
     src = sample_dir / "ahi" / "hsd"
     kept = 0
     for f in src.glob("2021/*/*/0230/HS_*.DAT.bz2"):
+        day = np.datetime64(f"2021-{f.parts[-4]}-{f.parts[-3]}").astype("datetime64[D]")
+        if (day - np.datetime64("2021-01-01")).astype(int) % 8:
+            continue  # every 8th day (the sample world has scenes every 4th): a shorter test
         if any(f"_{band}_" in f.name for band in ("B03", "B04", "B13")):
             dest = tmp_path / "hsd" / f.relative_to(src)
             dest.parent.mkdir(parents=True, exist_ok=True)

@@ -188,3 +188,56 @@ def test_gpp_upscaling_recipe_runs_on_sample_world(tmp_path, sample_dir):
     assert _r2(truth["gpp"], ds["gpp"].values) >= 0.8
     totals = (out / "reports" / "flux" / "regional_totals.csv").read_text()
     assert "Lakeside" in totals and (out / "report.html").is_file()
+
+
+@pytest.mark.slow
+def test_flux_reflectance_lai_recipe_runs_on_sample_world(tmp_path, sample_dir):
+    """The two MODIS sources added as one module each (MOD09A1, MCD15A2H) through a recipe:
+    indices from MOD09A1 bands follow the world's NDVI, and LAI/FPAR are flux predictors
+    whose leave-one-site-out GPP skill is reported beside the same model without them. One
+    year of the demo-rs files (2021) keeps CI short; the towers, meteorology and land cover
+    are the demo's."""
+    from datetime import datetime
+
+    from fluxscape.sample.generate import (
+        eight_day_starts,
+        write_modis_lai,
+        write_modis_reflectance,
+    )
+
+    data = tmp_path / "sample"
+    data.mkdir()
+    for name in ("towers", "meteo", "landcover", "truth"):
+        (data / name).symlink_to(sample_dir / name)
+    world = World(PRESETS["demo-rs"], seed=42)
+    starts = [s for s in eight_day_starts([2021]) if s < datetime(2022, 1, 1)]
+    rng = np.random.default_rng(7)
+    write_modis_reflectance(world, data / "reflectance", rng, starts)
+    write_modis_lai(world, data / "lai", rng, starts)
+    recipe = on_sample(REPO / "workflows" / "flux-reflectance-lai.yaml", data, tmp_path)
+    text = recipe.read_text().replace("end: '2022-12-31'", "end: '2021-12-31'")
+    recipe.write_text(text.replace("end: 2022-12-31", "end: 2021-12-31"))
+    run_cli("run", recipe)
+    products = tmp_path / "out" / "products"
+    vi = xr.open_zarr(products / "vi_sr.zarr").load()
+    assert vi.sizes["time"] == 23 and {"ndvi", "evi", "nbr", "ndwi"} <= set(vi.data_vars)
+    ok = np.isfinite(vi.ndvi.values)
+    assert ok.mean() > 0.8
+    lon, lat = np.meshgrid(vi.x.values, vi.y.values)
+    err = []
+    for t in range(0, vi.sizes["time"], 4):
+        nd, doy = vi.ndvi.values[t], vi.doy.values[t]
+        for d in np.unique(doy[np.isfinite(nd)])[:3]:
+            sel = np.isfinite(nd) & (doy == d)
+            when = np.datetime64("2021-01-01") + np.timedelta64(int(d) - 1, "D")
+            err.append(nd[sel] - world.ndvi(lon[sel], lat[sel], [when])[..., 0])
+    assert np.median(np.abs(np.concatenate(err))) < 0.03
+    card = json.loads(
+        (tmp_path / "out" / "models" / "flux" / "flux_model.skops.card.json").read_text()
+    )
+    assert {"lai", "fpar"} <= set(card["features"])
+    with_lai = json.loads((tmp_path / "out" / "reports" / "flux" / "skill.json").read_text())
+    without = json.loads((tmp_path / "out" / "reports" / "flux_no_lai" / "skill.json").read_text())
+    r2 = {k: s["skill"]["gpp"]["step"]["r2"] for k, s in (("with", with_lai), ("without", without))}
+    assert r2["with"] > 0.85 and r2["without"] > 0.85, r2
+    assert r2["with"] > r2["without"] - 0.02, r2  # LAI/FPAR do not make the model worse

@@ -12,6 +12,9 @@ construction, the features of its pixel on the map:
   mean; then gaps filled in time;
 * meteorology (files of a ``meteorology`` source, opened through the reader registry):
   period means on the files' own grid, interpolated bilinearly to the pixel centres;
+* layers of a raster source (``lai``, ``fpar`` of MCD15A2H, ...): per period, the mean of
+  the usable observations of the granules starting in it, read onto the block through the
+  source (nearest pixel), then gaps filled in time;
 * the season (sin/cos of each period's middle day of year), the same for every pixel;
 * land cover: the ``land_cover`` layer of the latest land-cover granule of each native grid,
   read onto the block through its source (:func:`~fluxscape.pipeline.inputs.read_onto_tile`,
@@ -54,11 +57,14 @@ class FeatureSpec:
     window: int = 1
     meteo_files: tuple[str, ...] = ()
     meteo_variables: tuple[str, ...] = ()
-    meteo_reader: str = "cf_meteo"
+    meteo_reader: str = ""
+    layers: tuple[str, ...] = ()
+    layers_reader: str = ""
+    layers_granules: tuple[Granule, ...] = ()
     phenology: str | None = None
     seasonal: bool = True
     land_cover_granules: tuple[Granule, ...] = ()
-    land_cover_reader: str = "modis_hdf4"
+    land_cover_reader: str = ""
     land_cover_layer: str = "LC_Type1"
     land_cover_classes: tuple[int, ...] = ()
 
@@ -69,10 +75,11 @@ def feature_names(
     phenology: bool = False,
     seasonal: bool = True,
     land_cover_classes: Sequence[int] = (),
+    layers: Sequence[str] = (),
 ) -> list[str]:
-    """The model features in order: vi variables, meteorology, phenology, the season, then
-    one ``lc_<code>`` per land-cover class."""
-    names = list(predictors) + list(meteo_variables)
+    """The model features in order: vi variables, meteorology, source layers (LAI, FPAR),
+    phenology, the season, then one ``lc_<code>`` per land-cover class."""
+    names = list(predictors) + list(meteo_variables) + list(layers)
     if phenology:
         names += list(pred.PHENOLOGY_FEATURES)
     if seasonal:
@@ -138,6 +145,38 @@ def land_cover_codes(
         fill = (codes == -1) & np.asarray(out["usable"], bool)
         codes[fill] = np.asarray(out["land_cover"])[fill]
     return codes
+
+
+# --- layers of a raster source, averaged per period ----------------------------------------
+
+
+def layer_periods(
+    reader: str,
+    granules: Sequence[Granule],
+    layers: Sequence[str],
+    geobox: GeoBox,
+    times: pd.DatetimeIndex,
+    ends: pd.DatetimeIndex,
+    record: TileInputs | None = None,
+) -> dict[str, np.ndarray]:
+    """Per period [times[i], ends[i]), the mean of the usable values of ``layers`` of the
+    granules starting in it, read onto ``geobox`` through the source: float64 (time, y, x),
+    NaN where a period has no usable observation."""
+    record = record if record is not None else TileInputs()
+    label = pred.period_of_days(pd.DatetimeIndex([g.start for g in granules]), times, ends)
+    period = {g.path: int(t) for g, t in zip(granules, label, strict=True) if t >= 0}
+    chosen = [g for g in granules if g.path in period and g.meets(geobox)]
+    shape = (len(times), *geobox.shape.yx)
+    total = {v: np.zeros(shape) for v in layers}
+    count = np.zeros(shape)
+    for g, out in read_onto_tile(reader, chosen, geobox, set(layers), {}, record):
+        t = period[g.path]
+        use = np.asarray(out["usable"], bool)
+        for v in layers:
+            total[v][t] += np.where(use, out[v], 0.0)
+        count[t] += use
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {v: np.where(count > 0, total[v] / count, np.nan) for v in layers}
 
 
 # --- the vi and phenology stores with a window ------------------------------------------------
@@ -220,6 +259,12 @@ def block_features(
         for v in spec.meteo_variables:
             values = met[v].transpose("time", "y", "x").values.astype("float64")
             feats[v] = base.copy(data=values)
+    if spec.layers:
+        means = layer_periods(
+            spec.layers_reader, spec.layers_granules, spec.layers, geobox, times, ends, record
+        )
+        for v in spec.layers:
+            feats[v] = pred.fill_time_gaps(base.copy(data=means[v]))
     if spec.phenology:
         ph = store_block(spec.phenology, ["sos", "eos"], rows, cols, spec.window)
         phen = pred.phenology_features(ph["sos"], ph["eos"], times, ends)

@@ -4,7 +4,7 @@
 All on the product's time axis (period starts ``times``, ends ``ends``):
 
 * gap filling of vi series in time (:func:`fill_time_gaps`);
-* gridded meteorology (files of a ``meteorology`` source such as ``cf_meteo``), averaged over
+* gridded meteorology (files of a source giving ``meteorology``), averaged over
   each period on its own grid first and then interpolated bilinearly to the pixel centres (so
   memory follows the block and the number of periods, not the length of the daily record);
 * the season: sine and cosine of the period's middle day of year;
@@ -24,7 +24,7 @@ import pandas as pd
 import xarray as xr
 
 from fluxscape.errors import FluxscapeError
-from fluxscape.readers.registry import get_reader
+from fluxscape.readers.registry import get_reader, open_file
 
 SEASON_FEATURES = ("doy_sin", "doy_cos")
 
@@ -55,13 +55,13 @@ def meteo_periods(
     ends: pd.DatetimeIndex,
     variables: Sequence[str],
     bbox: tuple[float, float, float, float] | None = None,
-    reader: str = "cf_meteo",
+    reader: str | None = None,
 ) -> xr.Dataset:
     """Period means of the meteorology in ``paths`` (opened by the ``reader`` source: dims
     time, lat, lon) on the files' own grid, cut to ``bbox`` (W, S, E, N, degrees) plus one
     cell; a period without any day of data is NaN. FluxscapeError when a variable is in none
-    of the files."""
-    open_meteo = get_reader(reader).open
+    of the files. Without ``reader``, each file's source is detected."""
+    open_meteo = get_reader(reader).open if reader else open_file
     parts = []
     for path in paths:
         ds = open_meteo(path)

@@ -60,12 +60,14 @@ class FluxConfig(StrictModel):
     """The ``flux`` product: tower fluxes upscaled by machine learning (FLUXCOM style).
 
     Predictors are variables of the ``source`` vi store, gridded meteorology from the ``meteo``
-    input (reader ``cf_meteo``) aggregated to the product step, and the season (sin/cos of the
-    day of year). Targets come from the ``towers`` input (FLUXNET FULLSET files) aggregated to
-    the same step with QC filtering; the tower coordinates from ``sites`` (a FLUXNET
-    ``SitesList.csv``; by default the one beside the tower files). With ``land_cover`` (an
-    input of MODIS MCD12Q1 tiles, reader ``modis_hdf4``) the static class of
-    ``land_cover_layer`` (latest year) becomes one-hot ``lc_<code>`` features."""
+    input (a source giving ``meteorology``: ERA5-like CF NetCDF) aggregated to the product
+    step, and the season (sin/cos of the day of year). Targets come from the ``towers`` input
+    (FLUXNET FULLSET files) aggregated to the same step with QC filtering; the tower
+    coordinates from ``sites`` (a FLUXNET ``SitesList.csv``; by default the one beside the
+    tower files). With ``land_cover`` (an input giving ``land_cover``: MODIS MCD12Q1 tiles)
+    the static class of ``land_cover_layer`` (latest year) becomes one-hot ``lc_<code>``
+    features; with ``biophysical`` (an input giving ``lai``/``fpar``: MCD15A2H tiles) the
+    period means of ``biophysical_variables`` are features."""
 
     kind: Literal["flux"]
     source: Annotated[str, ProductRef(("vi",))]
@@ -78,6 +80,9 @@ class FluxConfig(StrictModel):
     # an input of land-cover maps (MCD12Q1 tiles): one-hot lc_<code> features
     land_cover: Annotated[str | None, input_ref({"land_cover"}, what="land-cover maps")] = None
     land_cover_layer: Literal["LC_Type1", "LC_Type5"] = "LC_Type1"  # IGBP or PFT classes
+    # an input of leaf area index / FPAR maps (e.g. MCD15A2H): their period means as features
+    biophysical: Annotated[str | None, input_ref({"lai"}, {"fpar"}, what="LAI/FPAR maps")] = None
+    biophysical_variables: list[Literal["lai", "fpar"]] = ["lai", "fpar"]
     towers: Annotated[str, input_ref({"tower_flux"}, what="eddy-covariance tower files")]
     sites: str | None = None
     targets: list[Literal["gpp", "nee", "reco"]] = ["gpp", "nee", "reco"]
@@ -116,7 +121,28 @@ def feature_names(product, land_cover_classes: tuple[int, ...] = ()) -> list[str
         bool(product.phenology),
         product.seasonal_features,
         land_cover_classes,
+        product.biophysical_variables if product.biophysical else (),
     )
+
+
+def _biophysical_granules(ctx: StepContext, times, ends) -> tuple[Granule, ...]:
+    """The granules of the product's ``biophysical`` input that give its variables and start
+    within the product's periods."""
+    p = ctx.product
+    index = ctx.inputs.get(p.biophysical)
+    if index is None:  # a context built without the run's index (e.g. in tests)
+        inp = ctx.workflow.inputs[p.biophysical]
+        index = index_input(p.biophysical, inp.reader, inp.paths)
+    wanted = frozenset(p.biophysical_variables)
+    usable, _ = select(index, lambda have: wanted if wanted <= have else None)
+    first, last = pd.Timestamp(times[0]), pd.Timestamp(ends[-1])
+    chosen = tuple(g for g in usable if first <= pd.Timestamp(g.start) < last)
+    if not chosen:
+        raise FluxscapeError(
+            f"{ctx.key('biophysical')}: none of the {len(index.files)} file(s) of input "
+            f"{p.biophysical!r} gives {'/'.join(p.biophysical_variables)} in the period"
+        )
+    return chosen
 
 
 def _land_cover_granules(ctx: StepContext) -> tuple[Granule, ...]:
@@ -151,10 +177,13 @@ def _feature_spec(ctx: StepContext, source: Path, times, ends, features, **land_
         window=p.window,
         meteo_files=tuple(expand_paths(wf.inputs[p.meteo].paths)) if p.meteo else (),
         meteo_variables=tuple(p.meteo_variables) if p.meteo else (),
-        meteo_reader=wf.inputs[p.meteo].reader if p.meteo else "cf_meteo",
+        meteo_reader=wf.inputs[p.meteo].reader if p.meteo else "",
+        layers=tuple(p.biophysical_variables) if p.biophysical else (),
+        layers_reader=wf.inputs[p.biophysical].reader if p.biophysical else "",
+        layers_granules=_biophysical_granules(ctx, times, ends) if p.biophysical else (),
         phenology=str(source_store(ctx, p.phenology)) if p.phenology else None,
         seasonal=p.seasonal_features,
-        land_cover_reader=wf.inputs[p.land_cover].reader if p.land_cover else "modis_hdf4",
+        land_cover_reader=wf.inputs[p.land_cover].reader if p.land_cover else "",
         land_cover_layer=p.land_cover_layer,
         **land_cover,
     )
@@ -357,6 +386,18 @@ class FluxStep(Step):
         _check_method_params(ctx)
         tower_files = expand_paths(ctx.workflow.inputs[ctx.product.towers].paths)
         _sites(ctx, tower_files)
+
+    def validate(self, wf, name: str, p: FluxConfig) -> None:
+        if p.biophysical:
+            from fluxscape.readers.registry import get_reader
+
+            gives = get_reader(wf.inputs[p.biophysical].reader).capabilities
+            missing = [v for v in p.biophysical_variables if v not in gives]
+            if missing:
+                raise ValueError(
+                    f"products.{name}.biophysical_variables: {missing} are not given by input "
+                    f"{p.biophysical!r}"
+                )
 
     def plan(self, ctx: StepContext) -> Plan:
         return plan(ctx)
