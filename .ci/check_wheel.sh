@@ -7,7 +7,7 @@
 #
 # Measured on 2 cores shared with other jobs (load ~9): 474 s in all: build 42 s, pip install of
 # the wheel and every dependency 300 s (from a local index, so no pip cache helps), sample world
-# 75 s, gosat-xco2 run 49 s. On an idle machine expect about half.
+# 75 s, gosat-xco2 run 49 s.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 build_python="${BUILD_PYTHON:-$repo/.venv/bin/python}"
