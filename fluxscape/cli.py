@@ -18,7 +18,6 @@ from fluxscape import __version__
 from fluxscape.errors import FluxscapeError
 
 log = logging.getLogger("fluxscape")
-REPO_WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
 
 
 class _Group(click.Group):
@@ -154,11 +153,20 @@ def _sample_is_current(directory: Path, preset: str, seed: int) -> bool:
 )
 @click.option("--workers", type=int, default=None, help="Dask workers (default 2).")
 def demo(out: Path, workers: int | None) -> None:
-    """Generate the sample world into OUT/sample and run workflows/demo.yaml into OUT."""
+    """Generate the sample world into OUT/sample and run the demo.yaml recipe into OUT."""
+    from importlib.resources import as_file
+
     from fluxscape.catalog import open_catalog
+    from fluxscape.pipeline.recipes import recipes_folder, shipped_recipe
     from fluxscape.pipeline.run import run_workflow
     from fluxscape.sample.generate import write_sample_world
 
+    recipe = shipped_recipe("demo.yaml")
+    if recipe is None:
+        raise FluxscapeError(
+            f"{recipes_folder()}: the demo recipe demo.yaml is missing (fluxscape was installed "
+            "without its package data; reinstall it)"
+        )
     t0 = time.monotonic()
     sample = out / "sample"
     if _sample_is_current(sample, "demo", 42):
@@ -166,13 +174,8 @@ def demo(out: Path, workers: int | None) -> None:
     else:
         click.echo(f"writing the sample world to {sample} ...")
         write_sample_world(sample, preset="demo", seed=42)
-    workflow = REPO_WORKFLOWS / "demo.yaml"
-    if not workflow.exists():
-        raise FluxscapeError(
-            f"{workflow}: the demo workflow is missing (run from a clone of "
-            "the fluxscape repository)"
-        )
-    result = run_workflow(workflow, out=out, data_dir=sample, workers=workers, resume=True)
+    with as_file(recipe) as workflow:
+        result = run_workflow(workflow, out=out, data_dir=sample, workers=workers, resume=True)
     cat_dir = out / "catalog"
     entries = open_catalog(cat_dir).entries()
     click.echo("")
@@ -203,13 +206,23 @@ def demo(out: Path, workers: int | None) -> None:
 # --- run -------------------------------------------------------------------------------------
 
 
-@cli.command(epilog="Example: fluxscape run workflows/demo.yaml --out demo-out --resume")
+@cli.command(
+    epilog="Examples: fluxscape run workflows/demo.yaml --out demo-out --resume; "
+    "fluxscape run gosat-xco2.yaml --data-dir demo-out/sample --out gosat-out"
+)
 @click.argument("workflow", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Output folder (overrides output.dir of the workflow).",
+)
+@click.option(
+    "--data-dir",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder the relative input paths start from (overrides data_dir of the workflow).",
 )
 @click.option(
     "--scheduler",
@@ -236,6 +249,7 @@ def demo(out: Path, workers: int | None) -> None:
 def run(
     workflow: Path,
     out: Path | None,
+    data_dir: Path | None,
     scheduler: str | None,
     workers: int | None,
     resume: bool,
@@ -243,7 +257,12 @@ def run(
     catalog_dir: Path | None,
     allow_partial: bool,
 ) -> None:
-    """Run a workflow file: every product, tile by tile, then publish to the catalog."""
+    """Run a workflow file: every product, tile by tile, then publish to the catalog.
+
+    WORKFLOW is a file or, when no such file exists, the name of a recipe shipped with
+    fluxscape (demo.yaml, gosat-xco2.yaml, ...: the repository's workflows/ folder). A shipped
+    recipe's relative paths resolve as in a clone's top folder (gosat-xco2.yaml reads
+    ./demo-out/sample); --data-dir and --out override them."""
     from fluxscape.pipeline.run import run_workflow
 
     if resume and fresh:
@@ -253,6 +272,7 @@ def run(
     result = run_workflow(
         workflow,
         out=out,
+        data_dir=data_dir,
         scheduler=scheduler,
         workers=workers,
         resume=resume,

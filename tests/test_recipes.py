@@ -26,7 +26,10 @@ def test_recipe_validates_and_says_what_it_produces(recipe):
 
 
 def test_gosat_xco2_recipe_runs_on_sample_world(tmp_path, sample_dir):
-    run_cli("run", on_sample(REPO / "workflows" / "gosat-xco2.yaml", sample_dir, tmp_path))
+    """By name, as after ``pip install .``: the shipped recipe, from another folder."""
+    run_cli(
+        "run", "gosat-xco2.yaml", "--data-dir", sample_dir, "--out", tmp_path / "out", cwd=tmp_path
+    )
     ds = xr.open_zarr(tmp_path / "out" / "products" / "gosat_l3.zarr")
     assert int(ds.xco2_count.sum()) > int(ds.xch4_count.sum()) > 0  # NIES + ACOS for CO2
     assert 405 < float(ds.xco2.mean()) < 425 and 1880 < float(ds.xch4.mean()) < 1940

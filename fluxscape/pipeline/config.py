@@ -19,6 +19,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from fluxscape.access import AccessLevel, most_restrictive
 from fluxscape.errors import WorkflowError
+from fluxscape.pipeline import recipes
 from fluxscape.pipeline.schema import (
     DaskSettings,
     Input,
@@ -201,15 +202,28 @@ def parse_workflow(text: str, source: str = "<workflow>") -> Workflow:
 
 
 def load_workflow(path: str | Path) -> tuple[Workflow, Path]:
-    """Read and validate a workflow file; returns the workflow and its folder (the base for
-    relative paths)."""
+    """Read and validate a workflow file; returns the workflow and the base folder of its
+    relative paths (the file's folder).
+
+    A bare name that is no file, such as ``gosat-xco2.yaml`` or ``gosat-xco2``, is the recipe
+    of that name shipped with fluxscape (:mod:`fluxscape.pipeline.recipes`); its relative paths
+    start where they would in a clone, in ``./workflows`` (``data_dir: ../demo-out/sample`` is
+    ``./demo-out/sample``). A file of that name in the current folder takes precedence."""
     path = Path(path)
-    if not path.is_file():
-        shipped = Path(__file__).resolve().parents[2] / "workflows"
-        recipes = sorted(p.name for p in shipped.glob("*.yaml")) if shipped.is_dir() else []
-        hint = f"; hint: the recipes are in {shipped}: {', '.join(recipes)}" if recipes else ""
-        raise WorkflowError(f"{path}: workflow file not found{hint}")
-    return parse_workflow(path.read_text(), str(path)), path.resolve().parent
+    if path.is_file():
+        return parse_workflow(path.read_text(), str(path)), path.resolve().parent
+    shipped = recipes.shipped_recipe(str(path))
+    if shipped is not None:
+        base = Path.cwd().resolve() / recipes.RECIPE_BASE
+        return parse_workflow(shipped.read_text(), str(shipped)), base
+    names = recipes.recipe_names()
+    hint = (
+        f"; hint: the recipes shipped with fluxscape run by name ({', '.join(names)}), "
+        f"copies in {recipes.recipes_folder()}"
+        if names
+        else ""
+    )
+    raise WorkflowError(f"{path}: workflow file not found{hint}")
 
 
 def resolve_workflow(
