@@ -157,13 +157,17 @@ def test_unreadable_sgli_and_ahi_files_are_skipped_and_recorded(tmp_path, sample
     )
     text = text.replace("  vi_ahi_median:", "  #vi_ahi_median:")
     wf.write_text(text)
-    proc = run_cli("run", wf, "--out", tmp_path / "out")
+    proc = run_cli("run", wf, "--out", tmp_path / "out", check=False)
     assert bad_vgi.name in proc.stderr and victim.name in proc.stderr
     sgli = xr.open_zarr(tmp_path / "out" / "products" / "vi_sgli.zarr")
     assert [Path(s["file"]).name for s in sgli.attrs["skipped_inputs"]] == [bad_vgi.name]
-    ahi = xr.open_zarr(tmp_path / "out" / "products" / "vi_ahi.zarr")
-    assert victim.name in {Path(s["file"]).name for s in ahi.attrs["skipped_inputs"]}
     assert np.isfinite(sgli.ndvi.values).any()
+    # the only AHI scene lost a segment: its product read nothing, which fails the run instead
+    # of publishing an empty store
+    assert proc.returncode == 1
+    assert "products.vi_ahi: its tiles read no usable observation" in proc.stderr
+    assert victim.name in proc.stderr.splitlines()[-1]
+    assert not (tmp_path / "out" / "products" / "vi_ahi.zarr").exists()
 
 
 def test_unreadable_gosat_file_is_skipped_and_recorded(tmp_path, sample_dir):
