@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import xarray as xr
-from fluxscape.pipeline.resample import gather, nearest_index
 from odc.geo.xr import xr_reproject
 
 from fluxscape.pipeline.grid import target_grid
 from fluxscape.pipeline.schema import Region
 from fluxscape.readers.modis_hdf4 import open_modis_tile, tile_geobox
+from fluxscape.readers.ontile import gather, nearest_index
 
 
 def test_tiles_cover_region_without_overlap():
