@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 from conftest import REPO, on_sample, run_cli
@@ -234,7 +235,7 @@ def test_flux_reflectance_lai_recipe_runs_on_sample_world(tmp_path, sample_dir):
             sel = np.isfinite(nd) & (doy == d)
             when = np.datetime64("2021-01-01") + np.timedelta64(int(d) - 1, "D")
             err.append(nd[sel] - world.ndvi(lon[sel], lat[sel], [when])[..., 0])
-    assert np.median(np.abs(np.concatenate(err))) < 0.03
+    assert np.median(np.abs(np.concatenate(err))) < 0.015  # 0.009 measured (2021-2022)
     card = json.loads(
         (tmp_path / "out" / "models" / "flux" / "flux_model.skops.card.json").read_text()
     )
@@ -242,5 +243,10 @@ def test_flux_reflectance_lai_recipe_runs_on_sample_world(tmp_path, sample_dir):
     with_lai = json.loads((tmp_path / "out" / "reports" / "flux" / "skill.json").read_text())
     without = json.loads((tmp_path / "out" / "reports" / "flux_no_lai" / "skill.json").read_text())
     r2 = {k: s["skill"]["gpp"]["step"]["r2"] for k, s in (("with", with_lai), ("without", without))}
-    assert r2["with"] > 0.85 and r2["without"] > 0.85, r2
-    assert r2["with"] > r2["without"] - 0.02, r2  # LAI/FPAR do not make the model worse
+    # two years: 0.955 with, 0.965 without (docs/models.md); one year here. The sample world
+    # derives LAI and FPAR from its NDVI, so they cannot add skill here: the two must agree.
+    assert r2["with"] > 0.9 and r2["without"] > 0.9, r2
+    assert abs(r2["with"] - r2["without"]) < 0.04, r2
+    table = pd.read_csv(tmp_path / "out" / "reports" / "flux" / "training_table.csv")
+    assert table["lai"].between(0, 7).all() and table["fpar"].between(0, 1).all()
+    assert table[["lai", "ndvi"]].corr().iloc[0, 1] > 0.8
