@@ -39,6 +39,7 @@ import numpy as np
 import xarray as xr
 
 from fluxscape.readers.modis_hdf4 import ModisProduct, register_product
+from fluxscape.readers.qa import bits
 
 #: Short names this module describes (Terra+Aqua combined, Terra, Aqua).
 PRODUCTS = ("MCD15A2H", "MOD15A2H", "MYD15A2H")
@@ -76,22 +77,17 @@ SCF_MAIN, SCF_MAIN_SATURATED, SCF_BACKUP_GEOMETRY, SCF_BACKUP_OTHER, SCF_NOT_PRO
 CLOUD_CLEAR, CLOUD_SIGNIFICANT, CLOUD_MIXED, CLOUD_NOT_SET = range(4)
 
 
-def _bits(word, first: int, last: int) -> np.ndarray:
-    """Unsigned value of bits ``first``..``last`` (0 = least significant) of ``word``."""
-    word = np.asarray(word).astype(np.uint32)
-    return (word >> np.uint32(first)) & np.uint32((1 << (last - first + 1)) - 1)
-
 
 def qc_flags(qc) -> dict[str, np.ndarray]:
     """The fields of ``FparLai_QC`` words: ``modland`` (0/1), ``sensor`` (0 Terra, 1 Aqua),
     ``dead_detector`` (bool), ``cloud`` (0-3), ``scf`` (0-4) and ``fill`` (bool)."""
     qc = np.asarray(qc)
     return {
-        "modland": _bits(qc, 0, 0),
-        "sensor": _bits(qc, 1, 1),
-        "dead_detector": _bits(qc, 2, 2) == 1,
-        "cloud": _bits(qc, 3, 4),
-        "scf": _bits(qc, 5, 7),
+        "modland": bits(qc, 0, 0),
+        "sensor": bits(qc, 1, 1),
+        "dead_detector": bits(qc, 2, 2) == 1,
+        "cloud": bits(qc, 3, 4),
+        "scf": bits(qc, 5, 7),
         "fill": qc.astype(np.int64) == QC_FILL,
     }
 
@@ -101,13 +97,13 @@ def extra_flags(extra) -> dict[str, np.ndarray]:
     ``aerosol``, ``cirrus``, ``internal_cloud``, ``shadow``, ``biome_1_4``, ``fill``."""
     extra = np.asarray(extra)
     return {
-        "land_sea": _bits(extra, 0, 1),
-        "snow": _bits(extra, 2, 2) == 1,
-        "aerosol": _bits(extra, 3, 3) == 1,
-        "cirrus": _bits(extra, 4, 4) == 1,
-        "internal_cloud": _bits(extra, 5, 5) == 1,
-        "shadow": _bits(extra, 6, 6) == 1,
-        "biome_1_4": _bits(extra, 7, 7) == 1,
+        "land_sea": bits(extra, 0, 1),
+        "snow": bits(extra, 2, 2) == 1,
+        "aerosol": bits(extra, 3, 3) == 1,
+        "cirrus": bits(extra, 4, 4) == 1,
+        "internal_cloud": bits(extra, 5, 5) == 1,
+        "shadow": bits(extra, 6, 6) == 1,
+        "biome_1_4": bits(extra, 7, 7) == 1,
         "fill": extra.astype(np.int64) == QC_FILL,
     }
 

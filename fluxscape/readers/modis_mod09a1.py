@@ -51,6 +51,7 @@ import numpy as np
 import xarray as xr
 
 from fluxscape.readers.modis_hdf4 import ModisProduct, register_product
+from fluxscape.readers.qa import bits
 
 #: Short names this module describes (Terra, Aqua).
 PRODUCTS = ("MOD09A1", "MYD09A1")
@@ -88,23 +89,18 @@ AEROSOL_HIGH = 3
 CIRRUS_HIGH = 3
 
 
-def _bits(word, first: int, last: int) -> np.ndarray:
-    """Unsigned value of bits ``first``..``last`` (0 = least significant) of ``word``."""
-    word = np.asarray(word).astype(np.uint64)
-    return ((word >> np.uint64(first)) & np.uint64((1 << (last - first + 1)) - 1)).astype(np.uint32)
-
 
 def qc_flags(qc) -> dict[str, np.ndarray]:
     """The fields of ``sur_refl_qc_500m`` words: ``modland`` (0-3), ``band1``..``band7`` data
     quality (0-15), ``atmospheric_correction`` and ``adjacency_correction`` (bool) and
     ``fill`` (the word is the SDS fill value)."""
     qc = np.asarray(qc)
-    out = {"modland": _bits(qc, 0, 1)}
+    out = {"modland": bits(qc, 0, 1)}
     for band in range(1, 8):
         first = 2 + 4 * (band - 1)
-        out[f"band{band}"] = _bits(qc, first, first + 3)
-    out["atmospheric_correction"] = _bits(qc, 30, 30) == 1
-    out["adjacency_correction"] = _bits(qc, 31, 31) == 1
+        out[f"band{band}"] = bits(qc, first, first + 3)
+    out["atmospheric_correction"] = bits(qc, 30, 30) == 1
+    out["adjacency_correction"] = bits(qc, 31, 31) == 1
     out["fill"] = qc.astype(np.uint64) == QC_FILL
     return out
 
@@ -115,17 +111,17 @@ def state_flags(state) -> dict[str, np.ndarray]:
     ``fire``, ``mod35_snow``, ``adjacent_cloud``, ``salt_pan``, ``internal_snow``, ``fill``."""
     state = np.asarray(state)
     return {
-        "cloud": _bits(state, 0, 1),
-        "shadow": _bits(state, 2, 2) == 1,
-        "land_water": _bits(state, 3, 5),
-        "aerosol": _bits(state, 6, 7),
-        "cirrus": _bits(state, 8, 9),
-        "internal_cloud": _bits(state, 10, 10) == 1,
-        "fire": _bits(state, 11, 11) == 1,
-        "mod35_snow": _bits(state, 12, 12) == 1,
-        "adjacent_cloud": _bits(state, 13, 13) == 1,
-        "salt_pan": _bits(state, 14, 14) == 1,
-        "internal_snow": _bits(state, 15, 15) == 1,
+        "cloud": bits(state, 0, 1),
+        "shadow": bits(state, 2, 2) == 1,
+        "land_water": bits(state, 3, 5),
+        "aerosol": bits(state, 6, 7),
+        "cirrus": bits(state, 8, 9),
+        "internal_cloud": bits(state, 10, 10) == 1,
+        "fire": bits(state, 11, 11) == 1,
+        "mod35_snow": bits(state, 12, 12) == 1,
+        "adjacent_cloud": bits(state, 13, 13) == 1,
+        "salt_pan": bits(state, 14, 14) == 1,
+        "internal_snow": bits(state, 15, 15) == 1,
         "fill": state.astype(np.uint64) == STATE_FILL,
     }
 
