@@ -14,6 +14,7 @@ from pyhdf.SD import SD, SDC
 
 from fluxscape.errors import FluxscapeError
 from fluxscape.pipeline.config import parse_workflow
+from fluxscape.pipeline.inputs import TileInputs, index_input
 from fluxscape.pipeline.steps import burned_area
 from fluxscape.pipeline.steps.base import StepContext
 from fluxscape.readers.modis_hdf4 import open_modis_tile, read_grids
@@ -104,7 +105,8 @@ products:
 """
     wf = parse_workflow(text)
     p = wf.products["disturbance"]
-    return StepContext(wf, "disturbance", p, None, tmp_path / "d.zarr", tmp_path)
+    index = {"burned_area": index_input("burned_area", reader, reference_paths)}
+    return StepContext(wf, "disturbance", p, None, tmp_path / "d.zarr", tmp_path, index)
 
 
 def test_index_keeps_mcd64a1_months_and_skips_other_files_with_the_reason(tmp_path, mcd64_dir):
@@ -114,21 +116,27 @@ def test_index_keeps_mcd64a1_months_and_skips_other_files_with_the_reason(tmp_pa
     other = tmp_path / "MOD13A2.A2022001.h29v05.061.2022018034215.hdf"
     other.write_bytes(files[0].read_bytes())  # an HDF-EOS tile of another product
     ctx = _context(tmp_path, [str(mcd64_dir / "*.hdf"), str(bad), str(other)])
-    granules, skipped = burned_area.index_reference(ctx, np.array([YEAR]))
+    granules, ignored = burned_area.reference_granules(ctx, np.array([YEAR]))
     assert len(granules) == 12
-    reasons = {Path(s.path).name: s.reason for s in skipped}
-    assert set(reasons) == {bad.name, other.name}
-    assert "MOD13A2" in reasons[other.name] and "not an MCD64A1" in reasons[other.name]
-    assert reasons[bad.name]
+    skipped = {Path(s.path).name: s.reason for s in ctx.inputs["burned_area"].skipped}
+    assert set(skipped) == {bad.name} and skipped[bad.name]
+    reasons = {Path(s.path).name: s.reason for s in ignored}
+    assert set(reasons) == {other.name}
+    assert "a MOD13A2 file gives" in reasons[other.name] and "ndvi" in reasons[other.name]
     # months of other years are not the monitored ones
     with pytest.raises(FluxscapeError, match=r"products\.disturbance\.reference: .*2021"):
-        burned_area.index_reference(ctx, np.array([2021]))
+        burned_area.reference_granules(ctx, np.array([2021]))
 
 
 def test_reference_of_another_reader_is_refused_naming_the_key(tmp_path):
-    ctx = _context(tmp_path, [str(tmp_path / "*.csv")], reader="fluxnet")
-    with pytest.raises(FluxscapeError, match=r"products\.disturbance\.reference: .*fluxnet"):
-        burned_area.index_reference(ctx, np.array([YEAR]))
+    """The reference must give burn dates: a tower input is refused when the workflow is
+    validated, naming the key and the sources that give them."""
+    with pytest.raises(
+        FluxscapeError,
+        match=r"products\.disturbance\.reference: input 'burned_area' \(reader fluxnet\) "
+        r"gives no burn_date.*modis_hdf4",
+    ):
+        _context(tmp_path, [str(tmp_path / "*.csv")], reader="fluxnet")
 
 
 def test_unknown_reference_input_is_a_workflow_error(tmp_path):
@@ -153,13 +161,15 @@ def test_reference_tile_stores_the_year_and_counts_missing_months_as_unmapped(
     counts that month unmapped everywhere."""
     fire = next(e for e in world.events()["disturbances"] if e["kind"] == "fire")
     ctx = _context(tmp_path, [str(mcd64_dir / "*.hdf")])
-    granules, _ = burned_area.index_reference(ctx, np.array([YEAR]))
+    granules, _ = burned_area.reference_granules(ctx, np.array([YEAR]))
     tile = GeoBox.from_bbox(
         (fire["lon"] - 0.06, fire["lat"] - 0.06, fire["lon"] + 0.06, fire["lat"] + 0.06),
         "EPSG:4326",
         resolution=0.01,
     )
-    ref = burned_area.reference_tile(tuple(granules), tile, np.array([YEAR]), [])
+    ref = burned_area.reference_tile(
+        "modis_hdf4", tuple(granules), tile, np.array([YEAR]), TileInputs()
+    )
     lon, lat = np.meshgrid(tile.coords["longitude"].values, tile.coords["latitude"].values)
     truth = world.disturbance(lon, lat)
     inner = (truth["kind"] == 2) & (truth["edge_distance"] > 0.01)
@@ -169,8 +179,7 @@ def test_reference_tile_stores_the_year_and_counts_missing_months_as_unmapped(
     assert lag.min() >= 0 and lag.max() <= 3
     month = np.datetime64(fire["date"], "M")
     kept = tuple(g for g in granules if np.datetime64(g.start, "M") != month)
-    skipped: list = []
-    without = burned_area.reference_tile(kept, tile, np.array([YEAR]), skipped)
+    without = burned_area.reference_tile("modis_hdf4", kept, tile, np.array([YEAR]), TileInputs())
     assert (without.mcd64_unmapped.values[0] >= 1).all()
     days = np.where(inner, ref.mcd64_date.values[0], 1).astype(int)
     burn_month = (np.datetime64(f"{YEAR}-01-01") + days - 1).astype("datetime64[M]")

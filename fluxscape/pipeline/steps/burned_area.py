@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
+from odc.geo.geobox import GeoBox
 
 from fluxscape.errors import FluxscapeError
-from fluxscape.pipeline.grid import Tile
 from fluxscape.pipeline.inputs import TileInputs, read_onto_tile, select
 from fluxscape.pipeline.steps.base import StepContext
 from fluxscape.pipeline.store import VariableSpec
@@ -77,17 +77,21 @@ def reference_granules(ctx: StepContext, years: np.ndarray) -> tuple[list[Granul
 
 
 def reference_tile(
-    reader: str, granules: tuple[Granule, ...], tile: Tile, years: np.ndarray, record: TileInputs
+    reader: str,
+    granules: tuple[Granule, ...],
+    geobox: GeoBox,
+    years: np.ndarray,
+    record: TileInputs,
 ) -> xr.Dataset:
     """The tile's (year, y, x) ``mcd64_burned``, ``mcd64_date`` and ``mcd64_unmapped`` from the
     monthly granules that meet it; months without a readable granule count as unmapped."""
     layers: dict = {}  # month start -> codes; a later tile of the same month fills the gaps
-    for g, out in read_onto_tile(reader, granules, tile.geobox, {"burn_date"}, {}, record):
+    for g, out in read_onto_tile(reader, granules, geobox, {"burn_date"}, {}, record):
         month = np.datetime64(g.start, "M")
         codes = out["burn_date"]
         prev = layers.get(month)
         layers[month] = codes if prev is None else np.where(prev == -1, codes, prev)
-    ny, nx = tile.geobox.shape.yx
+    ny, nx = geobox.shape.yx
     months = np.arange(f"{years.min()}-01", f"{years.max() + 1}-01", dtype="datetime64[M]")
     stack = np.stack([layers.get(m, np.full((ny, nx), -1, np.int16)) for m in months])
     da = xr.DataArray(

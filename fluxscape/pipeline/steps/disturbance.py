@@ -211,7 +211,7 @@ def run_disturbance_tile(task: DisturbanceTask) -> TileResult:
     record = TileInputs(observations=int(np.isfinite(src[p.variable].values).any()))
     if task.reference_reader:
         ref = burned_area.reference_tile(
-            task.reference_reader, task.reference, task.tile, out.year.values, record
+            task.reference_reader, task.reference, task.tile.geobox, out.year.values, record
         )
         for name in ref.data_vars:
             out[name] = (("year", "y", "x"), ref[name].values)
