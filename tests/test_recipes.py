@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+import yaml
 from conftest import REPO, on_sample, run_cli
 
 from fluxscape.pipeline.config import load_workflow
@@ -197,10 +198,9 @@ def test_gpp_upscaling_recipe_runs_on_sample_world(tmp_path, sample_dir):
 @pytest.mark.slow
 def test_flux_reflectance_lai_recipe_runs_on_sample_world(tmp_path, sample_dir):
     """The two MODIS sources added as one module each (MOD09A1, MCD15A2H) through a recipe:
-    indices from MOD09A1 bands follow the world's NDVI, and LAI/FPAR are flux predictors
-    whose leave-one-site-out GPP skill is reported beside the same model without them. One
-    year of the demo-rs files (2021) keeps CI short; the towers, meteorology and land cover
-    are the demo's."""
+    indices from MOD09A1 bands follow the world's NDVI, and LAI/FPAR are flux predictors with
+    the demo's leave-one-site-out skill. One year of the demo-rs files (2021) and the product
+    with LAI/FPAR only keep CI short; the towers, meteorology and land cover are the demo's."""
     from datetime import datetime
 
     from fluxscape.sample.generate import (
@@ -219,8 +219,12 @@ def test_flux_reflectance_lai_recipe_runs_on_sample_world(tmp_path, sample_dir):
     write_modis_reflectance(world, data / "reflectance", rng, starts)
     write_modis_lai(world, data / "lai", rng, starts)
     recipe = on_sample(REPO / "workflows" / "flux-reflectance-lai.yaml", data, tmp_path)
-    text = recipe.read_text().replace("end: '2022-12-31'", "end: '2021-12-31'")
-    recipe.write_text(text.replace("end: 2022-12-31", "end: 2021-12-31"))
+    doc = yaml.safe_load(recipe.read_text())
+    doc["period"]["end"] = "2021-12-31"
+    # the baseline without LAI/FPAR is compared in docs/models.md (two years, both products);
+    # here the recipe's product with LAI/FPAR is checked against the demo's anchor
+    del doc["products"]["flux_no_lai"]
+    recipe.write_text(yaml.safe_dump(doc, sort_keys=False))
     run_cli("run", recipe)
     products = tmp_path / "out" / "products"
     vi = xr.open_zarr(products / "vi_sr.zarr").load()
@@ -240,13 +244,10 @@ def test_flux_reflectance_lai_recipe_runs_on_sample_world(tmp_path, sample_dir):
         (tmp_path / "out" / "models" / "flux" / "flux_model.skops.card.json").read_text()
     )
     assert {"lai", "fpar"} <= set(card["features"])
-    with_lai = json.loads((tmp_path / "out" / "reports" / "flux" / "skill.json").read_text())
-    without = json.loads((tmp_path / "out" / "reports" / "flux_no_lai" / "skill.json").read_text())
-    r2 = {k: s["skill"]["gpp"]["step"]["r2"] for k, s in (("with", with_lai), ("without", without))}
-    # two years: 0.955 with, 0.965 without (docs/models.md); one year here. The sample world
-    # derives LAI and FPAR from its NDVI, so they cannot add skill here: the two must agree.
-    assert r2["with"] > 0.9 and r2["without"] > 0.9, r2
-    assert abs(r2["with"] - r2["without"]) < 0.04, r2
+    skill = json.loads((tmp_path / "out" / "reports" / "flux" / "skill.json").read_text())
+    # two years: GPP 0.955 with LAI/FPAR, 0.965 without (docs/models.md); one year here
+    r2 = skill["skill"]["gpp"]["step"]["r2"]
+    assert r2 > 0.9, r2
     table = pd.read_csv(tmp_path / "out" / "reports" / "flux" / "training_table.csv")
     assert table["lai"].between(0, 7).all() and table["fpar"].between(0, 1).all()
     assert table[["lai", "ndvi"]].corr().iloc[0, 1] > 0.8
