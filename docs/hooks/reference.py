@@ -126,67 +126,71 @@ FIELD_NOTES = {
     "Output.catalog": "Catalog folder inside `dir` (`--catalog` overrides it).",
     "DaskSettings.scheduler": "Address of an existing Dask scheduler (`--scheduler` overrides).",
     "DaskSettings.cluster": "Start a LocalCluster, or Slurm/PBS jobs through dask-jobqueue.",
+    "FluxConfig.biophysical": "An input giving leaf area index / FPAR (e.g. MCD15A2H tiles): "
+    "period means of `biophysical_variables` become features.",
+    "FluxConfig.biophysical_variables": "Which of `lai`, `fpar` to use as features.",
     "DaskSettings.workers": "Workers of the cluster started (`--workers` overrides).",
     "DaskSettings.threads_per_worker": "Threads per worker (`cores` of a jobqueue job).",
     "DaskSettings.memory_limit": "Memory per worker (`memory` of a jobqueue job).",
     "DaskSettings.jobqueue": "Extra keyword arguments of `SLURMCluster`/`PBSCluster` "
     "(queue, account, walltime, ...).",
-    "ViProduct.kind": "Product kind.",
-    "ViProduct.input": "The raster input (MODIS, SGLI or AHI reader).",
-    "ViProduct.variables": "Indices to compute (each must be possible from the reader's bands).",
-    "ViProduct.max_pixel_reliability": "Worst pixel reliability kept (MODIS: 0 good, "
+    "ViConfig.kind": "Product kind.",
+    "ViConfig.input": "The raster input: a source giving the bands or indices the variables "
+    "need.",
+    "ViConfig.variables": "Indices to compute (each must be possible from the reader's bands).",
+    "ViConfig.max_pixel_reliability": "Worst pixel reliability kept (MODIS: 0 good, "
     "1 marginal, 2 snow/ice, 3 cloudy).",
-    "ViProduct.resampling": "Resampling of source pixels onto the target grid.",
-    "ViProduct.composite": "Per-step compositing: the maximum-NDVI observation, the "
+    "ViConfig.resampling": "Resampling of source pixels onto the target grid.",
+    "ViConfig.composite": "Per-step compositing: the maximum-NDVI observation, the "
     "QA-weighted median NDVI observation, or (AHI inputs) the usable scene nearest "
     "`solar_time` (the daily clear-sky layer).",
-    "GosatL3Product.kind": "Product kind.",
-    "GosatL3Product.inputs": "GOSAT inputs (readers `gosat_nies`, `gosat_acos`).",
-    "GosatL3Product.variables": "Gases to map.",
-    "GosatL3Product.resolution": "Cell size of the L3 grid (CRS units).",
-    "PhenologyProduct.kind": "Product kind.",
-    "PhenologyProduct.source": "A `vi` product of the same workflow.",
-    "PhenologyProduct.variable": "Index whose seasonal curve is fitted.",
-    "PhenologyProduct.method": "Smoother or curve: Whittaker, Savitzky-Golay, double logistic.",
-    "PhenologyProduct.seasons": "Up to this many seasons per year (2 for double cropping).",
-    "DisturbanceProduct.kind": "Product kind.",
-    "DisturbanceProduct.source": "A `vi` product of the same workflow.",
-    "DisturbanceProduct.variable": "Index monitored for breaks.",
-    "DisturbanceProduct.history": "[first, last] dates of the stable history period.",
-    "DisturbanceProduct.monitor": "[first, last] dates of the monitoring period.",
-    "DisturbanceProduct.process": "Monitoring statistic (BFAST Monitor style).",
-    "DisturbanceProduct.min_magnitude": "Smallest index drop reported as a disturbance.",
-    "DisturbanceProduct.reference": "Input of MODIS MCD64A1 monthly burned-area tiles "
+    "GosatL3Config.kind": "Product kind.",
+    "GosatL3Config.inputs": "Inputs giving GOSAT soundings (`xco2`/`xch4`: NIES HDF5, ACOS Lite).",
+    "GosatL3Config.variables": "Gases to map.",
+    "GosatL3Config.resolution": "Cell size of the L3 grid (CRS units).",
+    "PhenologyConfig.kind": "Product kind.",
+    "PhenologyConfig.source": "A `vi` product of the same workflow.",
+    "PhenologyConfig.variable": "Index whose seasonal curve is fitted.",
+    "PhenologyConfig.method": "Smoother or curve: Whittaker, Savitzky-Golay, double logistic.",
+    "PhenologyConfig.seasons": "Up to this many seasons per year (2 for double cropping).",
+    "DisturbanceConfig.kind": "Product kind.",
+    "DisturbanceConfig.source": "A `vi` product of the same workflow.",
+    "DisturbanceConfig.variable": "Index monitored for breaks.",
+    "DisturbanceConfig.history": "[first, last] dates of the stable history period.",
+    "DisturbanceConfig.monitor": "[first, last] dates of the monitoring period.",
+    "DisturbanceConfig.process": "Monitoring statistic (BFAST Monitor style).",
+    "DisturbanceConfig.min_magnitude": "Smallest index drop reported as a disturbance.",
+    "DisturbanceConfig.reference": "Input of MODIS MCD64A1 monthly burned-area tiles "
     "(reader `modis_hdf4`): its burn dates are stored beside the breaks and scored against them.",
-    "FluxProduct.kind": "Product kind.",
-    "FluxProduct.source": "A `vi` product of the same workflow: the remote-sensing predictors.",
-    "FluxProduct.predictors": "Variables of the `source` store used as predictors.",
-    "FluxProduct.meteo": "Input of gridded meteorology (reader `cf_meteo`), optional.",
-    "FluxProduct.meteo_variables": "Meteorological predictors.",
-    "FluxProduct.seasonal_features": "Add sin/cos of the day of year as predictors.",
-    "FluxProduct.land_cover": "Input of MODIS MCD12Q1 land-cover tiles (reader `modis_hdf4`), "
+    "FluxConfig.kind": "Product kind.",
+    "FluxConfig.source": "A `vi` product of the same workflow: the remote-sensing predictors.",
+    "FluxConfig.predictors": "Variables of the `source` store used as predictors.",
+    "FluxConfig.meteo": "Input of gridded meteorology (reader `cf_meteo`), optional.",
+    "FluxConfig.meteo_variables": "Meteorological predictors.",
+    "FluxConfig.seasonal_features": "Add sin/cos of the day of year as predictors.",
+    "FluxConfig.land_cover": "Input of MODIS MCD12Q1 land-cover tiles (reader `modis_hdf4`), "
     "optional: the static class (each MODIS tile's latest year) read through the source at each "
     "pixel centre, as one-hot `lc_<code>` predictors, one per class found at the towers' pixels "
     "(listed in the model card).",
-    "FluxProduct.land_cover_layer": "MCD12Q1 layer of the land-cover classes: `LC_Type1` (IGBP) "
+    "FluxConfig.land_cover_layer": "MCD12Q1 layer of the land-cover classes: `LC_Type1` (IGBP) "
     "or `LC_Type5` (plant functional types).",
-    "FluxProduct.towers": "Input of FLUXNET FULLSET tower files (reader `fluxnet`): the targets.",
-    "FluxProduct.sites": "FLUXNET `SitesList.csv` with tower coordinates "
+    "FluxConfig.towers": "Input of FLUXNET FULLSET tower files (reader `fluxnet`): the targets.",
+    "FluxConfig.sites": "FLUXNET `SitesList.csv` with tower coordinates "
     "(default: the one beside the tower files).",
-    "FluxProduct.targets": "Fluxes to upscale (gC m-2 d-1).",
-    "FluxProduct.partitioning": "GPP/RECO partitioning: night-time (NT) or daytime (DT).",
-    "FluxProduct.min_qc": "Smallest fraction of measured/good-quality half-hours for a day to "
+    "FluxConfig.targets": "Fluxes to upscale (gC m-2 d-1).",
+    "FluxConfig.partitioning": "GPP/RECO partitioning: night-time (NT) or daytime (DT).",
+    "FluxConfig.min_qc": "Smallest fraction of measured/good-quality half-hours for a day to "
     "count.",
-    "FluxProduct.min_coverage": "Smallest fraction of good days for a period to count.",
-    "FluxProduct.window": "Pixel window (1, 3 or 5) of the vi and phenology predictors: the "
+    "FluxConfig.min_coverage": "Smallest fraction of good days for a period to count.",
+    "FluxConfig.window": "Pixel window (1, 3 or 5) of the vi and phenology predictors: the "
     "nanmean over the window around each pixel, for the towers' pixels and the map alike.",
-    "FluxProduct.methods": "Learners of the ensemble: random forest, histogram gradient "
+    "FluxConfig.methods": "Learners of the ensemble: random forest, histogram gradient "
     "boosting, LightGBM.",
-    "FluxProduct.method_params": "Hyperparameters per learner, overriding the defaults, e.g. "
+    "FluxConfig.method_params": "Hyperparameters per learner, overriding the defaults, e.g. "
     "`{rf: {n_estimators: 100, min_samples_leaf: 5}}`; names as in scikit-learn / LightGBM. "
     "The model card records the hyperparameters used.",
-    "FluxProduct.cv": "Validation: leave-one-site-out or site-grouped k-fold.",
-    "FluxProduct.seed": "Random seed of the folds and learners.",
+    "FluxConfig.cv": "Validation: leave-one-site-out or site-grouped k-fold.",
+    "FluxConfig.seed": "Random seed of the folds and learners.",
 }
 
 
@@ -217,7 +221,8 @@ def _section(name: str, schema: dict, cls) -> list[str]:
         if not desc:
             raise ValueError(
                 f"{cls.__name__}.{key} has no description: add a trailing comment in "
-                "fluxscape/pipeline/config.py or an entry in FIELD_NOTES of docs/hooks/reference.py"
+                "the step module (or pipeline/schema.py) or an entry in FIELD_NOTES of "
+                "docs/hooks/reference.py"
             )
         lines.append(
             f"| `{key}` | {typ} | {_default(key, prop, required)} | {_one_line(desc)} |".replace(

@@ -79,7 +79,7 @@ class Workflow(StrictModel):
     access: AccessLevel = "public"  # floor for every product (fluxscape.access)
     # a product fails (instead of publishing) when more than this share of its inputs were
     # skipped as unreadable; `fluxscape run --allow-partial` publishes it marked partial
-    max_skipped_share: Annotated[float, Field(ge=0, le=1)] = 0.5
+    max_skipped_share: Annotated[float, Field(ge=0, le=1)] = 0.5  # skipped share that fails
 
     @model_validator(mode="after")
     def _references(self) -> Workflow:

@@ -109,8 +109,7 @@ class DaskSettings(StrictModel):
     workers: Annotated[int, Field(ge=1)] = 2
     threads_per_worker: Annotated[int, Field(ge=1)] = 1
     memory_limit: str = "3GiB"
-    # worker processes (the default) or threads of the driver process (debugging, profiling)
-    processes: bool = True
+    processes: bool = True  # worker processes, or threads of the driver (debugging, profiling)
     jobqueue: dict = Field(default_factory=dict)
 
 

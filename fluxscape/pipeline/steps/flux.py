@@ -75,10 +75,8 @@ class FluxConfig(StrictModel):
     meteo: Annotated[str | None, input_ref({"meteorology"}, what="gridded meteorology")] = None
     meteo_variables: list[Literal["ta", "sw_in", "vpd", "precip"]] = ["ta", "sw_in", "vpd"]
     seasonal_features: bool = True
-    # a phenology product: days_since_sos, season_fraction
-    phenology: Annotated[str | None, ProductRef(("phenology",))] = None
-    # an input of land-cover maps (MCD12Q1 tiles): one-hot lc_<code> features
-    land_cover: Annotated[str | None, input_ref({"land_cover"}, what="land-cover maps")] = None
+    phenology: Annotated[str | None, ProductRef(("phenology",))] = None  # days_since_sos, ...
+    land_cover: Annotated[str | None, input_ref({"land_cover"})] = None  # one-hot lc_<code>
     land_cover_layer: Literal["LC_Type1", "LC_Type5"] = "LC_Type1"  # IGBP or PFT classes
     # an input of leaf area index / FPAR maps (e.g. MCD15A2H): their period means as features
     biophysical: Annotated[str | None, input_ref({"lai"}, {"fpar"}, what="LAI/FPAR maps")] = None

@@ -85,12 +85,8 @@ class ViConfig(StrictModel):
     product with a finer step (e.g. 16-day composites of a daily clear-sky AHI layer)."""
 
     kind: Literal["vi"]
-    # the raster input (reflectance bands or delivered indices); or give source
-    input: Annotated[
-        str | None, input_ref({"ndvi"}, {"red", "nir"}, what="reflectances or NDVI")
-    ] = None
-    # a vi product with a finer step whose values it composites
-    source: Annotated[str | None, ProductRef(("vi",))] = None
+    input: Annotated[str | None, input_ref({"ndvi"}, {"red", "nir"})] = None  # raster input
+    source: Annotated[str | None, ProductRef(("vi",))] = None  # or a finer vi product
     step: TimeStep | None = None  # own time step (default period.step)
     variables: list[Index] = ["ndvi"]
     max_pixel_reliability: Annotated[int, Field(ge=0, le=3)] = 1
