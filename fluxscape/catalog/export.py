@@ -44,8 +44,9 @@ def _netcdf(ds: xr.Dataset, variables: list[str], path: Path) -> Path:
     for v in out.variables.values():
         v.encoding = {k: v.encoding[k] for k in ("dtype", "_FillValue", "units") if k in v.encoding}
     # netCDF attributes are numbers, strings or 1-D arrays: store provenance lists as JSON.
-    out.attrs = {
-        k: (json.dumps(v) if isinstance(v, dict | list) else v) for k, v in ds.attrs.items()
+    out.attrs = {  # NetCDF attributes hold no lists of dicts or booleans
+        k: (json.dumps(v) if isinstance(v, dict | list) else int(v) if isinstance(v, bool) else v)
+        for k, v in ds.attrs.items()
     }
     out.attrs.setdefault("Conventions", "CF-1.10")
     encoding = {v: {"zlib": True, "complevel": 4} for v in variables}
