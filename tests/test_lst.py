@@ -260,8 +260,11 @@ def test_corrupt_and_foreign_modis_files_are_skipped_and_recorded(disturbance_ru
     assert "skipped input" in proc.stderr and bad.name in proc.stderr
     ds = xr.open_zarr(tmp_path / "out" / "products" / "lst.zarr")
     skipped = {Path(s["file"]).name: s["reason"] for s in ds.attrs["skipped_inputs"]}
-    assert bad.name in skipped
-    assert "not MOD11/MYD11" in skipped[next(n for n in skipped if n.startswith("MOD13"))]
+    assert list(skipped) == [bad.name]
+    # MOD13 tiles of the same folder give no lst: ignored with the reason, not skipped
+    ignored = {Path(s["file"]).name: s["reason"] for s in ds.attrs["ignored_inputs"]}
+    mod13 = next(n for n in ignored if n.startswith("MOD13"))
+    assert "a MOD13A2 file gives" in ignored[mod13] and "ndvi" in ignored[mod13]
     assert ds.sizes["time"] == 3 * 23
     assert np.isfinite(ds.lst.values).mean() >= 0.9  # two 8-day files per 16-day period
     assert int(ds.lst_count.max()) == 2

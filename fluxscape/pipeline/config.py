@@ -111,9 +111,10 @@ class Workflow(StrictModel):
                     if target == name or kind not in ref.marker.kinds:
                         accepted = "/".join(ref.marker.kinds)
                         known = [k for k, v in self.products.items() if v.kind in ref.marker.kinds]
+                        article = "an" if accepted[0] in "aefhilmnorsx" else "a"  # "an lst"
                         raise ValueError(
-                            f"{key}: {target!r} is not a {accepted} product of this workflow "
-                            f"({accepted} products: {known})"
+                            f"{key}: {target!r} is not {article} {accepted} product of this "
+                            f"workflow ({accepted} products: {known})"
                         )
         _check_cycles(self.products)
         return self

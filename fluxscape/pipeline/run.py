@@ -377,7 +377,12 @@ def _run_product(
     if plan.finish is not None:
         plan.finish(staging)
     attrs = _final_attrs(wf, used, all_skipped, plan) | plan.source_attrs | publish
-    attrs |= {"partial": partial, "inputs_without_data": no_data}
+    attrs |= {
+        "partial": partial,
+        "inputs_without_data": no_data,
+        # files of the product's inputs that hold other layers (e.g. MOD13 tiles for lst)
+        "ignored_inputs": [s.to_json() for s in plan.ignored],
+    }
     finalize_store(staging, attrs)
     _swap_into_place(staging, store)
     write_quicklooks(store, out_dir / "quicklooks", name)

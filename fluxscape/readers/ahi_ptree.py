@@ -593,6 +593,7 @@ SPEC = register(
         granule_info=_granule_info,
         prepare=_prepare,
         read=_read,
-        quality="bright-red and cold-B13 cloud screen; LST: cloud and 2-pixel cloud-edge class",
+        quality="LST: Ulivieri et al. 1994 split window on B13/B15 with NDVI emissivity, "
+        "cloud and 2-pixel cloud-edge class; reflectance: bright-red and cold-B13 cloud screen",
     )
 )
