@@ -166,7 +166,6 @@ def test_unreadable_sgli_and_ahi_files_are_skipped_and_recorded(tmp_path, sample
     # of publishing an empty store
     assert proc.returncode == 1
     assert "products.vi_ahi: its tiles read no usable observation" in proc.stderr
-    assert victim.name in proc.stderr.splitlines()[-1]
     assert not (tmp_path / "out" / "products" / "vi_ahi.zarr").exists()
 
 
