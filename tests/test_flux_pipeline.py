@@ -103,6 +103,12 @@ def test_store_carries_units_spread_and_model_cards(demo_out: Path, flux: xr.Dat
     ]
     assert forests and all(len(f.estimators_) == rf["n_estimators"] for f in forests)
     assert all(f.min_samples_leaf == rf["min_samples_leaf"] for f in forests)
+    # provenance: the tower and meteorology files the driver trained on, the land cover the
+    # tiles read
+    used = sorted(Path(i["path"]).name for i in flux.attrs["inputs"])
+    assert sum(n.startswith("FLX_") for n in used) == 12
+    assert any(n.startswith("era5_daily_") for n in used)
+    assert any(n.startswith("MCD12Q1.") for n in used)
 
 
 def test_regional_totals_match_the_store(demo_out: Path, flux: xr.Dataset):

@@ -344,26 +344,24 @@ def _run_product(
         [s.to_json() for s in plan.skipped], [s for e in entries for s in e["skipped"]]
     )
     skipped_files = {s["file"] for s in all_skipped}
-    if plan.observed:
-        if not any(e.get("observations", 0) for e in entries):
-            raise FluxscapeError(
-                f"products.{name}: its tiles read no usable observation from "
-                f"{len(plan.inputs)} candidate input file(s)"
-                + (
-                    f"; {len(all_skipped)} skipped (first: {all_skipped[0]['file']}: "
-                    f"{all_skipped[0]['reason']})"
-                    if all_skipped
-                    else ""
-                )
-                + "; nothing was published"
+    if not any(e.get("observations", 0) for e in entries):
+        raise FluxscapeError(
+            f"products.{name}: its tiles read no usable observation from "
+            f"{len(plan.inputs)} candidate input file(s)"
+            + (
+                f"; {len(all_skipped)} skipped (first: {all_skipped[0]['file']}: "
+                f"{all_skipped[0]['reason']})"
+                if all_skipped
+                else ""
             )
-        opened = {f for e in entries for f in e.get("opened", [])}
-        used = sorted({f for e in entries for f in e.get("used", [])})
-        no_data = sorted(opened - set(used) - skipped_files)
-        for f in no_data:
-            log.warning("input %s gave no usable value over the region; not counted as used", f)
-    else:
-        used, no_data = [f for f in plan.inputs if f not in skipped_files], []
+            + "; nothing was published"
+        )
+    opened = {f for e in entries for f in e.get("opened", [])}
+    from_tiles = {f for e in entries for f in e.get("used", [])}
+    used = sorted((from_tiles | set(plan.used)) - skipped_files)
+    no_data = sorted(opened - from_tiles - skipped_files)
+    for f in no_data:
+        log.warning("input %s gave no usable value over the region; not counted as used", f)
     considered = len(set(plan.inputs) | skipped_files)
     share = len(skipped_files) / considered if considered else 0.0
     partial = share > wf.max_skipped_share

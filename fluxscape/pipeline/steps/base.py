@@ -31,7 +31,7 @@ import xarray as xr
 from pydantic import BaseModel
 
 from fluxscape.pipeline.grid import TargetGrid, Tile, target_grid
-from fluxscape.pipeline.inputs import InputIndex, Skipped, TileInputs
+from fluxscape.pipeline.inputs import InputIndex, Skipped, TileInputs, index_input
 from fluxscape.pipeline.store import VariableSpec
 
 if TYPE_CHECKING:
@@ -57,6 +57,15 @@ class StepContext:
         """The published store of another product of this run."""
         return self.out_dir / "products" / f"{name}.zarr"
 
+    def input_index(self, name: str) -> InputIndex:
+        """The run's index of input ``name``; indexed here when the context was made without
+        it (a step used from Python rather than by the runner)."""
+        index = self.inputs.get(name)
+        if index is None:
+            inp = self.workflow.inputs[name]
+            index = index_input(name, inp.reader, inp.paths)
+        return index
+
     def key(self, field_name: str) -> str:
         """``products.<name>.<field>``, for messages."""
         return f"products.{self.name}.{field_name}"
@@ -79,9 +88,9 @@ class Plan:
     ``make_task(tile)``: the picklable task of one tile (with a ``tile`` field);
     ``inputs``: the input files the product may read (provenance keeps those that gave data);
     ``skipped``: files refused before any tile ran (unreadable); ``ignored``: files of its
-    inputs that hold nothing this product uses (e.g. MOD11 tiles for a vi); ``observed``:
-    True when the tiles read input files (a product whose tiles read no usable observation
-    then fails);
+    inputs that hold nothing this product uses (e.g. MOD11 tiles for a vi); ``used``: files
+    the driver itself used (e.g. a flux product's tower and meteorology files), counted in the
+    provenance beside those that gave usable values to the tiles;
     ``finish(store)``: runs in the driver after the last tile (e.g. regional totals)."""
 
     dims: dict[str, np.ndarray]
@@ -92,7 +101,7 @@ class Plan:
     skipped: list[Skipped] = field(default_factory=list)
     ignored: list[Skipped] = field(default_factory=list)
     source_attrs: dict = field(default_factory=dict)
-    observed: bool = True
+    used: list[str] = field(default_factory=list)
     finish: Callable[[Path], None] | None = None
 
 
