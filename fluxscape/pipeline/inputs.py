@@ -98,6 +98,12 @@ def select(
     return keep, other
 
 
+def giving_all(*layers: str) -> Callable[[frozenset[str]], frozenset[str] | None]:
+    """The ``needs`` of :func:`select` for a product that reads exactly ``layers``."""
+    wanted = frozenset(layers)
+    return lambda have: wanted if wanted <= have else None
+
+
 def coverage_error(name: str, index: InputIndex, usable: list, in_period: list, wf) -> str:
     """One line saying why no granule of input ``name`` meets the region or period, with the
     inputs' extent: ``usable`` are its granules that give what the product needs,

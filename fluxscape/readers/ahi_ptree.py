@@ -499,7 +499,7 @@ def _read(granule: Granule, tile, layers, options: dict, context: dict) -> dict 
     the split-window land surface temperature, of one P-Tree file on the tile (nearest pixel
     from its regular lat/lon grid, cut to the tile's bbox + 0.1 degree)."""
     from fluxscape.readers.ahi_hsd import screen_clouds
-    from fluxscape.readers.ontile import gather, nearest_index, tile_bbox
+    from fluxscape.readers.ontile import day_of_year, gather, nearest_index, tile_bbox
 
     thermal = ["tbb_13", "tbb_15"] if "lst" in layers else ["tbb_13"]
     ds = open_ptree(granule.path, variables=thermal, bbox=tile_bbox(tile, 0.1))
@@ -511,7 +511,7 @@ def _read(granule: Granule, tile, layers, options: dict, context: dict) -> dict 
     if "lst" in layers:
         out = _lst_layers(ds, index, options.get("max_qa", 0))
         out["view_time"] = _solar_time(granule, context)
-        out["doy"] = np.full(index.valid.shape, _doy(granule), "float32")
+        out["doy"] = np.full(index.valid.shape, day_of_year(granule.start), "float32")
         out["files"] = [granule.path]
         return out
     w = index.window
@@ -524,10 +524,6 @@ def _read(granule: Granule, tile, layers, options: dict, context: dict) -> dict 
     out = screen_clouds(out, bt, granule, context["lon"], context["lat"])
     out["files"] = [granule.path]
     return out
-
-
-def _doy(granule: Granule) -> float:
-    return float(granule.start.timetuple().tm_yday)
 
 
 def _solar_time(granule: Granule, context: dict) -> np.ndarray:

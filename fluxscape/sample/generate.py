@@ -46,6 +46,7 @@ from pyproj import Transformer
 from scipy.ndimage import gaussian_filter
 
 from fluxscape.readers.modis_hdf4 import SINUSOIDAL_PROJ, TILE_SIZE_M, tile_upper_left
+from fluxscape.readers.modis_mod09a1 import SDS as MOD09A1_SDS
 from fluxscape.sample.ahi_writer import write_ahi, write_ptree
 from fluxscape.sample.fluxnet_writer import write_fullset_dd, write_site_list
 from fluxscape.sample.gosat_writer import write_gosat
@@ -482,16 +483,8 @@ SR_CLOUD = {
     "swir16": 0.25,
     "swir22": 0.20,
 }
-#: MOD09A1 SDS of each standard band (the MOD09 User's Guide's band numbers).
-SR_BANDS = {
-    "red": "sur_refl_b01",
-    "nir": "sur_refl_b02",
-    "blue": "sur_refl_b03",
-    "green": "sur_refl_b04",
-    "swir12": "sur_refl_b05",
-    "swir16": "sur_refl_b06",
-    "swir22": "sur_refl_b07",
-}
+#: MOD09A1 SDS of each standard band: the reader's table (the MOD09 User's Guide's bands).
+SR_BANDS = {band: sds for band, sds in MOD09A1_SDS.items() if band != "doy"}
 
 
 def eight_day_starts(years) -> list[datetime]:

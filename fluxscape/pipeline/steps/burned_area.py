@@ -18,7 +18,7 @@ import xarray as xr
 from odc.geo.geobox import GeoBox
 
 from fluxscape.errors import FluxscapeError
-from fluxscape.pipeline.inputs import TileInputs, read_onto_tile, select
+from fluxscape.pipeline.inputs import TileInputs, giving_all, read_onto_tile, select
 from fluxscape.pipeline.steps.base import StepContext
 from fluxscape.pipeline.store import VariableSpec
 from fluxscape.products.burn import UNBURNED
@@ -60,8 +60,8 @@ def reference_granules(ctx: StepContext, years: np.ndarray) -> tuple[list[Granul
     files of the input that give no burn dates (with the reason). FluxscapeError naming the
     key when the input holds no usable month."""
     name = ctx.product.reference
-    index = ctx.inputs[name]
-    usable, ignored = select(index, lambda have: frozenset({"burn_date"}) & have or None)
+    index = ctx.input_index(name)
+    usable, ignored = select(index, giving_all("burn_date"))
     granules = [g for g in usable if g.start.year in set(years.tolist())]
     if not granules:
         raise FluxscapeError(

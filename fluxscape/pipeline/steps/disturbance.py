@@ -268,7 +268,7 @@ class DisturbanceStep(Step):
         skipped = []
         if p.reference:
             granules, ignored = burned_area.reference_granules(ctx, years)
-            index = ctx.inputs[p.reference]
+            index = ctx.input_index(p.reference)
             skipped = list(index.skipped)
             per_tile = granules_per_tile(granules, ctx.grid.tiling, ctx.grid.tiles)
             variables += burned_area.VARIABLES

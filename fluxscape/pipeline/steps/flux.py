@@ -36,7 +36,7 @@ from fluxscape.ml.targets import build_targets
 from fluxscape.ml.timesteps import period_bounds
 from fluxscape.pipeline import features as fb
 from fluxscape.pipeline.grid import Tile
-from fluxscape.pipeline.inputs import Skipped, TileInputs, expand_paths, index_input, select
+from fluxscape.pipeline.inputs import Skipped, TileInputs, expand_paths, giving_all, select
 from fluxscape.pipeline.schema import ProductRef, StrictModel, input_ref
 from fluxscape.pipeline.steps.base import Plan, Step, StepContext, TileResult
 from fluxscape.pipeline.steps.derived import source_store
@@ -127,12 +127,8 @@ def _biophysical_granules(ctx: StepContext, times, ends) -> tuple[Granule, ...]:
     """The granules of the product's ``biophysical`` input that give its variables and start
     within the product's periods."""
     p = ctx.product
-    index = ctx.inputs.get(p.biophysical)
-    if index is None:  # a context built without the run's index (e.g. in tests)
-        inp = ctx.workflow.inputs[p.biophysical]
-        index = index_input(p.biophysical, inp.reader, inp.paths)
-    wanted = frozenset(p.biophysical_variables)
-    usable, _ = select(index, lambda have: wanted if wanted <= have else None)
+    index = ctx.input_index(p.biophysical)
+    usable, _ = select(index, giving_all(*p.biophysical_variables))
     first, last = pd.Timestamp(times[0]), pd.Timestamp(ends[-1])
     chosen = tuple(g for g in usable if first <= pd.Timestamp(g.start) < last)
     if not chosen:
@@ -148,11 +144,8 @@ def _land_cover_granules(ctx: StepContext) -> tuple[Granule, ...]:
     latest of each native grid (a static map), from the run's input index."""
     p = ctx.product
     key = ctx.key("land_cover")
-    index = ctx.inputs.get(p.land_cover)
-    if index is None:  # a context built without the run's index (e.g. in tests)
-        inp = ctx.workflow.inputs[p.land_cover]
-        index = index_input(p.land_cover, inp.reader, inp.paths)
-    usable, _ = select(index, lambda have: frozenset({"land_cover"}) & have or None)
+    index = ctx.input_index(p.land_cover)
+    usable, _ = select(index, giving_all("land_cover"))
     if not usable:
         shown = [Path(f).name for f in index.files[:3]]
         raise FluxscapeError(
@@ -516,6 +509,7 @@ def plan(ctx: StepContext) -> Plan:
         "mean and ensemble spread, gC m-2 d-1",
         make_task=make_task,
         inputs=tower_files + list(spec.meteo_files) + lc_files,
+        used=tower_files + list(spec.meteo_files),  # training and the features' meteorology
         skipped=skipped,
         finish=finish,
         source_attrs={

@@ -158,7 +158,7 @@ class GosatL3Step(Step):
         files, skipped, ignored = [], [], []
         wanted = frozenset(p.variables)
         for name in p.inputs:
-            index = ctx.inputs[name]
+            index = ctx.input_index(name)
             usable, other = select(index, lambda have: wanted & have or None)
             skipped += index.skipped
             ignored += other

@@ -28,6 +28,7 @@ from fluxscape.pipeline.grid import Tile
 from fluxscape.pipeline.inputs import (
     TileInputs,
     coverage_error,
+    giving_all,
     granules_per_tile,
     read_onto_tile,
     select,
@@ -222,8 +223,8 @@ class LstStep(Step):
     def plan(self, ctx: StepContext) -> Plan:
         """The input's LST granules (indexed before the run) in the period, by tile."""
         p: LstConfig = ctx.product
-        index = ctx.inputs[p.input]
-        usable, ignored = select(index, lambda have: frozenset({"lst"}) & have or None)
+        index = ctx.input_index(p.input)
+        usable, ignored = select(index, giving_all("lst"))
         times, step = product_times(ctx.workflow, p)
         granules = [g for g in usable if period_index(times, g.start, step) is not None]
         per_tile = granules_per_tile(granules, ctx.grid.tiling, ctx.grid.tiles)

@@ -343,7 +343,7 @@ def _plan_input(ctx: StepContext) -> Plan:
     """The input's granules (indexed before the run) that can give the indices and fall in
     the period, assigned to tiles by footprint; one task per tile."""
     p: ViConfig = ctx.product
-    index = ctx.inputs[p.input]
+    index = ctx.input_index(p.input)
     spec = index.spec
     step = p.step or ctx.workflow.period.step
     times = period_starts(ctx.workflow.period, step)
