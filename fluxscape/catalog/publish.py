@@ -231,6 +231,38 @@ def _write_root(catalog_dir: Path) -> Path:
     return root
 
 
+def publication_problem(
+    store: Path, catalog_dir: Path, run: str, product: str, access: str | None = None
+) -> str | None:
+    """What keeps the catalog from finding ``store`` as the product ``run.product`` (None when
+    nothing): the collection.json, the search index row and the root catalog's link must all
+    exist and name this store (its current version) and ``access``."""
+    catalog_dir = Path(catalog_dir).resolve()
+    cid = collection_id(run, product)
+    coll_path = catalog_dir / cid / "collection.json"
+    try:
+        coll = json.loads(coll_path.read_text())
+        href = coll["assets"]["zarr"]["href"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{coll_path} is missing or unreadable"
+    if (coll_path.parent / href).resolve() != Path(store).resolve():
+        return f"{coll_path} names another store ({href})"
+    if access is not None and coll.get("fluxscape:access") != access:
+        return f"{coll_path} has access {coll.get('fluxscape:access')!r}, not {access!r}"
+    try:
+        rows = {r["id"]: r for r in index.read_rows(catalog_dir)}
+        root = json.loads((catalog_dir / "catalog.json").read_text())
+    except (OSError, ValueError):
+        return "the catalog's index or catalog.json is missing or unreadable"
+    row = rows.get(cid)
+    if row is None or (catalog_dir / row["store"]).resolve() != Path(store).resolve():
+        return f"the index of {catalog_dir} does not list {cid} with this store"
+    children = {link.get("href") for link in root.get("links", []) if link.get("rel") == "child"}
+    if "./" + Path(row["href"]).as_posix() not in children:
+        return f"{catalog_dir / 'catalog.json'} does not link {cid}"
+    return None
+
+
 def publish_store(
     store: Path,
     catalog_dir: Path,
@@ -242,17 +274,14 @@ def publish_store(
 ) -> Path:
     """Write the Collection for a finished store, index it and link it from the root catalog
     (replacing this run's earlier entry of the product); returns the collection.json path.
-    ``only_if_missing`` keeps an existing entry unless its access level differs."""
+    ``only_if_missing`` keeps the entry when the collection, index and root catalog already
+    agree on this store and access level (:func:`publication_problem`), and repairs them
+    otherwise (e.g. after a publication cut short by a full disk)."""
     catalog_dir = Path(catalog_dir).resolve()
     coll_dir = catalog_dir / collection_id(run, product)
     coll_path = coll_dir / "collection.json"
-    if only_if_missing and coll_path.exists():
-        old = json.loads(coll_path.read_text())
-        if access is None or old.get("fluxscape:access") == access:
-            with catalog_lock(catalog_dir):
-                if not (catalog_dir / index.INDEX_NAME).exists():
-                    index.rebuild(catalog_dir)
-            return coll_path
+    if only_if_missing and publication_problem(store, catalog_dir, run, product, access) is None:
+        return coll_path
     collection = build_collection(Path(store).resolve(), run, product, coll_dir, access, run_id)
     payload = collection.to_dict(include_self_link=False, transform_hrefs=False)
     payload["links"] = [

@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -23,6 +24,7 @@ from fluxscape.pipeline import recipes
 from fluxscape.pipeline.schema import (
     DaskSettings,
     Input,
+    Limits,
     Output,
     Period,
     Region,
@@ -46,6 +48,10 @@ def _product_union():
 Product = _product_union()
 
 
+#: Names of the workflow, its inputs and products: they become file and folder names in OUT.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+
+
 def run_order(products: dict) -> list[str]:
     """Product names in the order they must run: each after the products its typed
     references name (a 16-day vi made from a daily vi runs after it, phenology after that;
@@ -66,7 +72,7 @@ def run_order(products: dict) -> list[str]:
 class Workflow(StrictModel):
     """A complete workflow file."""
 
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
     description: str = ""
     region: Region
     tile_size: Annotated[int, Field(ge=8, le=4096)] = 256
@@ -80,6 +86,20 @@ class Workflow(StrictModel):
     # a product fails (instead of publishing) when more than this share of its inputs were
     # skipped as unreadable; `fluxscape run --allow-partial` publishes it marked partial
     max_skipped_share: Annotated[float, Field(ge=0, le=1)] = 0.5  # skipped share that fails
+    limits: Limits = Limits()  # what one run may ask for (tiles, time steps, bytes, memory)
+
+    @model_validator(mode="after")
+    def _names(self) -> Workflow:
+        """Input and product names become file and folder names under OUT: letters, digits,
+        ``_`` and ``-`` only, so none can lead out of it (``../x``, ``/x``, ``a/b``)."""
+        for section in ("inputs", "products"):
+            for key in getattr(self, section):
+                if not re.fullmatch(NAME_PATTERN, key):
+                    raise ValueError(
+                        f"{section}.{key}: a name may hold only letters, digits, '_' and '-' "
+                        f"(at most 64, starting with a letter or digit); it names files in OUT"
+                    )
+        return self
 
     @model_validator(mode="after")
     def _references(self) -> Workflow:
@@ -145,7 +165,7 @@ def _check_cycles(products: dict) -> None:
 def _known_keys() -> set[str]:
     from fluxscape.pipeline.steps import STEPS
 
-    models = [Workflow, Region, Period, Input, Output, DaskSettings]
+    models = [Workflow, Region, Period, Input, Output, DaskSettings, Limits]
     models += [s.Config for s in STEPS.values()]
     return {key for model in models for key in model.model_fields}
 
@@ -274,7 +294,9 @@ def workflow_hash(wf: Workflow) -> str:
     """A digest of what determines the products (everything but Dask and output settings)."""
     # Access levels say who may read a product, not what it holds: reclassifying one
     # republishes the catalog entry without recomputing the store.
-    skip = dict.fromkeys(("dask", "output", "description", "access", "max_skipped_share"), True)
+    skip = dict.fromkeys(
+        ("dask", "output", "description", "access", "max_skipped_share", "limits"), True
+    )
     exclude = skip | {"inputs": {"__all__": {"access"}}}
     payload = json.loads(wf.model_dump_json(exclude=exclude))
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]

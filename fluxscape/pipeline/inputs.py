@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import os
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,31 @@ class Skipped:
 def skipped_from(path: str, exc: BaseException) -> Skipped:
     """The record of a file that failed to read (the reason without the path prefix)."""
     return Skipped(path, str(exc).replace(f"{path}: ", ""))
+
+
+class InputChanged(FluxscapeError):
+    """An input file changed (or vanished) after the run indexed it."""
+
+
+def file_stamp(path: str) -> tuple[str, int, int]:
+    """(path, size in bytes, modification time in ns) of a file."""
+    st = os.stat(path)
+    return (path, st.st_size, st.st_mtime_ns)
+
+
+def check_unchanged(stamps: Iterable[tuple[str, int, int]]) -> None:
+    """InputChanged naming the first file whose size or modification time differs from its
+    stamp (:func:`file_stamp`), or that is gone."""
+    for path, size, mtime in stamps:
+        try:
+            now = file_stamp(path)
+        except OSError:
+            raise InputChanged(f"input {path} was removed after the run indexed it") from None
+        if now[1:] != (size, mtime):
+            raise InputChanged(
+                f"input {path} changed after the run indexed it (size {size} -> {now[1]} "
+                "bytes or modification time)"
+            )
 
 
 def expand_paths(patterns: list[str]) -> list[str]:
@@ -145,6 +171,7 @@ def index_input(name: str, reader: str, paths: list[str]) -> InputIndex:
     groups: dict = {}
     for path in index.files:
         try:
+            stamp = file_stamp(path)
             granule = spec.granule_info(path)
         except READ_ERRORS as exc:
             index.skipped.append(skipped_from(path, exc))
@@ -152,11 +179,25 @@ def index_input(name: str, reader: str, paths: list[str]) -> InputIndex:
         if granule is None:
             index.ignored.append(Skipped(path, "holds no observation the pipeline reads"))
             continue
+        granule = replace(granule, stamps=(stamp,))
         groups.setdefault(granule.group if granule.group is not None else path, []).append(granule)
-    index.granules = sorted(
-        (merge(parts) for parts in groups.values()), key=lambda g: (g.start, g.path)
-    )
+    merged = [
+        replace(merge(parts), stamps=tuple(s for p in parts for s in p.stamps))
+        for parts in groups.values()
+    ]
+    index.granules = sorted(merged, key=lambda g: (g.start, g.path))
     return index
+
+
+def changed_inputs(indexes: Iterable[InputIndex]) -> InputChanged | None:
+    """The first change (:class:`InputChanged`) of a file the indexes hold, or None."""
+    try:
+        for index in indexes:
+            for g in index.granules:
+                check_unchanged(g.stamps)
+    except InputChanged as exc:
+        return exc
+    return None
 
 
 def granules_per_tile(granules: list[Granule], tiling, tiles) -> dict[str, list[Granule]]:
@@ -202,14 +243,17 @@ def read_onto_tile(
     """Each granule's ``layers`` on the tile, as the source reads them (see ReaderSpec.read):
     granules on one native grid share the source's ``prepare`` (e.g. a nearest-pixel index).
     A granule whose read raises a format or I/O error is recorded in ``record.skipped`` and
-    left out; ``usable`` is false where a requested float layer is not finite; files that
-    gave a usable value are added to ``record.used``."""
+    left out; a file changed since it was indexed raises :class:`InputChanged` (the tile
+    fails); ``usable`` is false where a requested float layer is not finite; files that gave a
+    usable value are added to ``record.used``."""
     spec = get_reader(reader)
     layers = frozenset(layers)
     groups: dict = {}
     for g in granules:
         groups.setdefault(g.key, []).append(g)
     for members in groups.values():
+        for granule in members:
+            check_unchanged(granule.stamps)
         context = spec.prepare(members[0], tile, options)
         if context is None:
             continue

@@ -24,23 +24,35 @@ from distributed import as_completed
 import fluxscape
 from fluxscape.errors import FluxscapeError
 from fluxscape.pipeline import config as cfg
+from fluxscape.pipeline.budget import check_budget
 from fluxscape.pipeline.cluster import dask_client
-from fluxscape.pipeline.inputs import file_checksum, index_input
+from fluxscape.pipeline.inputs import InputChanged, changed_inputs, file_checksum, index_input
+from fluxscape.pipeline.outdir import (
+    STATE_DIR,
+    OutputLock,
+    check_output_dir,
+    inside,
+    mark_output_dir,
+)
 from fluxscape.pipeline.progress import progress
 from fluxscape.pipeline.quicklook import write_quicklooks
 from fluxscape.pipeline.report import record_run, write_report
 from fluxscape.pipeline.schema import input_names
 from fluxscape.pipeline.steps import step_for
 from fluxscape.pipeline.steps.base import StepContext
-from fluxscape.pipeline.store import Manifest, create_store, finalize_store, write_tile
+from fluxscape.pipeline.store import (
+    Manifest,
+    create_store,
+    finalize_store,
+    publish_version,
+    write_tile,
+)
 from fluxscape.readers.registry import get_reader
 
 log = logging.getLogger(__name__)
 #: Tracebacks of failed tiles: written to the run's log file only, never to the terminal.
 trace_log = logging.getLogger("fluxscape_trace")
 trace_log.propagate = False
-
-STATE_DIR = ".fluxscape"
 
 
 @dataclass
@@ -73,7 +85,8 @@ def prepare(
     scheduler: str | None = None,
     workers: int | None = None,
 ) -> cfg.Workflow:
-    """Load, validate and resolve a workflow with command-line overrides (no work done)."""
+    """Load, validate and resolve a workflow with command-line overrides, and check its
+    budget (:func:`fluxscape.pipeline.budget.check_budget`); no work done."""
     wf, base = cfg.load_workflow(workflow_path)
     wf = cfg.resolve_workflow(wf, base, out=out, data_dir=data_dir)
     dask_update = {}
@@ -83,6 +96,7 @@ def prepare(
         dask_update["workers"] = workers
     if dask_update:
         wf = wf.model_copy(update={"dask": wf.dask.model_copy(update=dask_update)})
+    check_budget(wf)
     return wf
 
 
@@ -113,24 +127,25 @@ def run_workflow(
         output = wf.output.model_copy(update={"catalog": str(Path(catalog).resolve())})
         wf = wf.model_copy(update={"output": output})
     run_id = new_run_id(wf.name)
-    out_dir = Path(wf.output.dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _write_if_changed(out_dir / "workflow.yaml", cfg.workflow_yaml(wf))
-    results = []
-    with _run_log(out_dir / STATE_DIR / "run.log"), _lazy_client(wf.dask) as lazy:
-        contexts = _contexts(wf, out_dir, resume, fresh)
-        for ctx in contexts.values():
-            if ctx is not None:
-                step_for(ctx.product.kind).check(ctx)
-        for name, ctx in contexts.items():
-            results.append(
-                _run_product(wf, name, ctx, lazy.get, resume, fresh, run_id, allow_partial)
-            )
-        workers_peak = lazy.peak_worker_mib()
-    result = RunResult(out_dir, wf, results, time.monotonic() - started)
-    result.peak_memory_mib = _peak_rss_mib() + workers_peak
-    record_run(result, result.peak_memory_mib)
-    write_report(result, result.peak_memory_mib)
+    out_dir = check_output_dir(Path(wf.output.dir), [Path(wf.data_dir)])
+    with OutputLock(out_dir, command=f"fluxscape run {workflow_path}"):
+        mark_output_dir(out_dir)
+        _write_if_changed(out_dir / "workflow.yaml", cfg.workflow_yaml(wf))
+        results = []
+        with _run_log(out_dir / STATE_DIR / "run.log"), _lazy_client(wf.dask) as lazy:
+            contexts = _contexts(wf, out_dir, resume, fresh)
+            for ctx in contexts.values():
+                if ctx is not None:
+                    step_for(ctx.product.kind).check(ctx)
+            for name, ctx in contexts.items():
+                results.append(
+                    _run_product(wf, name, ctx, lazy.get, resume, fresh, run_id, allow_partial)
+                )
+            workers_peak = lazy.peak_worker_mib()
+        result = RunResult(out_dir, wf, results, time.monotonic() - started)
+        result.peak_memory_mib = _peak_rss_mib() + workers_peak
+        record_run(result, result.peak_memory_mib)
+        write_report(result, result.peak_memory_mib)
     return result
 
 
@@ -142,7 +157,7 @@ def _contexts(wf: cfg.Workflow, out_dir: Path, resume: bool, fresh: bool) -> dic
     todo = {}
     for name in cfg.run_order(wf.products):
         product = wf.products[name]
-        state = Manifest(out_dir / STATE_DIR / f"{name}.manifest.jsonl").read()
+        state = _manifest(out_dir, name).read()
         keep = resume and not fresh and state["complete"] and _store(out_dir, name).exists()
         todo[name] = None if keep else product
     needed = sorted({i for p in todo.values() if p is not None for i in input_names(p)})
@@ -173,13 +188,22 @@ def _contexts(wf: cfg.Workflow, out_dir: Path, resume: bool, fresh: bool) -> dic
 
 
 def _store(out_dir: Path, name: str) -> Path:
-    """Where a finished product store is published."""
-    return out_dir / "products" / f"{name}.zarr"
+    """Where a finished product store is published (a link to its current version)."""
+    path = out_dir / "products" / f"{name}.zarr"
+    inside(out_dir, path.parent)
+    return path
 
 
 def _staging(out_dir: Path, name: str) -> Path:
     """Where a product store is built until it is finished (readers never see it)."""
-    return out_dir / STATE_DIR / "building" / f"{name}.zarr"
+    path = out_dir / STATE_DIR / "building" / f"{name}.zarr"
+    inside(out_dir, path)
+    return path
+
+
+def _manifest(out_dir: Path, name: str) -> Manifest:
+    """The product's record of finished tiles."""
+    return Manifest(inside(out_dir, out_dir / STATE_DIR / f"{name}.manifest.jsonl"))
 
 
 class _run_log:
@@ -274,17 +298,19 @@ def _run_product(
 
     out_dir = Path(wf.output.dir)
     store, staging = _store(out_dir, name), _staging(out_dir, name)
-    manifest = Manifest(out_dir / STATE_DIR / f"{name}.manifest.jsonl")
+    manifest = _manifest(out_dir, name)
     catalog_dir = _catalog_dir(wf, out_dir)
     digest = cfg.workflow_hash(wf)
     publish = {"access": cfg.product_access(wf, name), "run_id": run_id}
     if ctx is None:  # complete, and kept (--resume)
         total = len(step_for(wf.products[name].kind).grid(wf, wf.products[name]).tiles)
         log.info("%s: complete already (%d tiles); nothing to do", name, total)
+        # checks the catalog entry and repairs it if an earlier publication was cut short
         published = publish_store(
-            store, catalog_dir, wf.name, name, only_if_missing=True, **publish
+            store, catalog_dir, wf.name, name, only_if_missing=True, access=publish["access"]
         )
-        return ProductResult(name, store, total, 0, published=published)
+        skipped = _stored_skipped(store)
+        return ProductResult(name, store, total, 0, skipped, published=published)
     if fresh:
         shutil.rmtree(staging, ignore_errors=True)
         manifest.path.unlink(missing_ok=True)
@@ -381,9 +407,14 @@ def _run_product(
         # files of the product's inputs that hold other layers (e.g. MOD13 tiles for lst)
         "ignored_inputs": [s.to_json() for s in plan.ignored],
     }
+    changed = changed_inputs(ctx.inputs[i] for i in input_names(ctx.product) if i in ctx.inputs)
+    if changed is not None:
+        raise FluxscapeError(
+            f"products.{name}: {changed}; nothing was published: rerun with --fresh"
+        )
     finalize_store(staging, attrs)
-    _swap_into_place(staging, store)
-    write_quicklooks(store, out_dir / "quicklooks", name)
+    publish_version(staging, store, run_id or new_run_id(wf.name))
+    write_quicklooks(store, inside(out_dir, out_dir / "quicklooks"), name)
     manifest.append({"complete": True})
     published = publish_store(store, catalog_dir, wf.name, name, **publish)
     return ProductResult(name, store, total, len(todo), all_skipped, published)
@@ -420,6 +451,10 @@ def _run_tiles(wf, name, plan, step, todo, staging, manifest, get_client, digest
                 trace_log.error("%s: tile %s failed:\n%s", name, future.key, tb)
                 for other in list(queue.futures):
                     other.cancel()
+                if isinstance(exc, InputChanged):
+                    raise FluxscapeError(
+                        f"products.{name}: {exc}; nothing was published: rerun with --fresh"
+                    ) from None
                 raise FluxscapeError(
                     f"{name}: a tile failed: {type(exc).__name__}: {exc} (traceback in "
                     f"{Path(wf.output.dir) / STATE_DIR / 'run.log'}); fix the cause and rerun "
@@ -438,17 +473,14 @@ def _run_tiles(wf, name, plan, step, todo, staging, manifest, get_client, digest
         bar.close()
 
 
-def _swap_into_place(staging: Path, store: Path) -> None:
-    """Move a finished store from its staging folder to where readers find it; a store it
-    replaces (--fresh) is moved aside first and removed after, so readers see the old or the
-    new store, never a half-built one."""
-    store.parent.mkdir(parents=True, exist_ok=True)
-    old = store.with_name(store.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if store.exists():
-        os.replace(store, old)
-    os.replace(staging, store)
-    shutil.rmtree(old, ignore_errors=True)
+def _stored_skipped(store: Path) -> list[dict]:
+    """The skipped inputs a finished store records (for the summary of a kept product)."""
+    import zarr
+
+    try:
+        return list(zarr.open_group(str(store), mode="r").attrs.get("skipped_inputs", []))
+    except (OSError, ValueError, KeyError):
+        return []
 
 
 def new_run_id(workflow: str) -> str:

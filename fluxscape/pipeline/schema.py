@@ -113,6 +113,17 @@ class DaskSettings(StrictModel):
     jobqueue: dict = Field(default_factory=dict)
 
 
+class Limits(StrictModel):
+    """What one run may ask for; checked before anything is read or allocated
+    (:mod:`fluxscape.pipeline.budget`)."""
+
+    max_tiles: Annotated[int, Field(ge=1)] = 100_000  # tiles of the region's grid
+    max_time_steps: Annotated[int, Field(ge=1)] = 20_000  # time steps of one product
+    max_output_gib: Annotated[float, Field(gt=0)] = 4096.0  # estimated size of all stores, GiB
+    # estimated memory of one tile task, as a share of a worker's memory_limit
+    max_tile_memory_share: Annotated[float, Field(gt=0, le=1)] = 0.8
+
+
 def year_or_date(value, last: bool):
     """A year (int) as its first or last day; anything else unchanged (pydantic checks it)."""
     if isinstance(value, int) and not isinstance(value, bool):

@@ -142,6 +142,41 @@ def finalize_store(path: Path, attrs: dict) -> None:
     zarr.consolidate_metadata(str(path), zarr_format=ZARR_FORMAT)
 
 
+#: Folder (beside the published stores) holding each product's store versions.
+VERSIONS_DIR = ".versions"
+
+
+def publish_version(staging: Path, store: Path, version: str) -> Path:
+    """Make the finished store at ``staging`` the one readers find at ``store``.
+
+    The store becomes the immutable version ``<store's folder>/.versions/<name>/<version>.zarr``
+    and ``store`` a symbolic link to it, replaced in one atomic rename: a reader opening
+    ``store`` gets the old complete version or the new one, never a half-built store or none.
+    The version replaced is kept (a reader that opened it before the swap reads on), older
+    ones are removed. A store left as a plain folder by fluxscape < 0.6 is moved into the
+    versions folder first. Returns the new version's path."""
+    name = store.name.removesuffix(".zarr")
+    versions = store.parent / VERSIONS_DIR / name
+    versions.mkdir(parents=True, exist_ok=True)
+    target = versions / f"{version}.zarr"
+    os.replace(staging, target)
+    keep = {target.resolve()}
+    if store.is_symlink():
+        keep.add(store.resolve())
+    elif store.exists():
+        legacy = versions / f"legacy-{os.getpid()}.zarr"
+        os.replace(store, legacy)
+        keep.add(legacy.resolve())
+    link = store.with_name(f".{store.name}.{os.getpid()}.link")
+    link.unlink(missing_ok=True)
+    link.symlink_to(os.path.relpath(target, store.parent))
+    os.replace(link, store)
+    for old in versions.iterdir():
+        if old.resolve() not in keep:
+            _rmtree(old)
+    return target
+
+
 def _rmtree(path: Path) -> None:
     import shutil
 

@@ -68,6 +68,8 @@ class Granule:
     group: Any = field(default=None, compare=False, hash=False)
     product: str = ""
     info: dict = field(default_factory=dict, compare=False, hash=False)
+    # (path, size, mtime_ns) of each file when it was indexed; set by the pipeline's index
+    stamps: tuple = field(default=(), compare=False, hash=False)
 
     @property
     def files(self) -> tuple[str, ...]:
