@@ -120,8 +120,7 @@ class Limits(StrictModel):
     max_tiles: Annotated[int, Field(ge=1)] = 100_000  # tiles of the region's grid
     max_time_steps: Annotated[int, Field(ge=1)] = 20_000  # time steps of one product
     max_output_gib: Annotated[float, Field(gt=0)] = 4096.0  # estimated size of all stores, GiB
-    # estimated memory of one tile task, as a share of a worker's memory_limit
-    max_tile_memory_share: Annotated[float, Field(gt=0, le=1)] = 0.8
+    max_tile_memory_share: Annotated[float, Field(gt=0, le=1)] = 0.8  # of dask.memory_limit
 
 
 def year_or_date(value, last: bool):

@@ -53,6 +53,13 @@ class StepContext:
     inputs: dict[str, InputIndex] = field(default_factory=dict)
     digest: str = ""
 
+    def output_path(self, *parts: str) -> Path:
+        """``OUT/<parts...>`` for a file or folder the step writes, proven to lie inside OUT
+        (:func:`fluxscape.pipeline.outdir.inside`)."""
+        from fluxscape.pipeline.outdir import inside
+
+        return inside(self.out_dir, self.out_dir.joinpath(*parts))
+
     def product_store(self, name: str) -> Path:
         """The published store of another product of this run."""
         return self.out_dir / "products" / f"{name}.zarr"

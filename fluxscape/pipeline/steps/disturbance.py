@@ -277,7 +277,7 @@ class DisturbanceStep(Step):
 
             def finish(store: Path) -> None:
                 scores = burned_area.agreement(store, p.burn_severity)
-                report = ctx.out_dir / "reports" / ctx.name
+                report = ctx.output_path("reports", ctx.name)
                 report.mkdir(parents=True, exist_ok=True)
                 text = json.dumps(scores, indent=2)
                 (report / "mcd64a1_agreement.json").write_text(text)

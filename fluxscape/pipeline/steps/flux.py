@@ -276,7 +276,7 @@ def _train(
     the saved one when its fingerprint (workflow + training table) matches. Returns the model
     path and its card."""
     p = ctx.product
-    path = ctx.out_dir / "models" / ctx.name / "flux_model.skops"
+    path = ctx.output_path("models", ctx.name, "flux_model.skops")
     fingerprint = _fingerprint(ctx, table)
     if path.exists() and persist.card_path(path).exists():
         card = persist.read_card(path)
@@ -523,7 +523,7 @@ def plan(ctx: StepContext) -> Plan:
 
 
 def _report_dir(ctx: StepContext) -> Path:
-    path = ctx.out_dir / "reports" / ctx.name
+    path = ctx.output_path("reports", ctx.name)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
