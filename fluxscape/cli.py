@@ -288,6 +288,39 @@ def run(
     click.echo(f"done in {result.seconds:.0f} s; resolved workflow: {result.out / 'workflow.yaml'}")
 
 
+@cli.command(
+    epilog="Example: fluxscape validate workflows/demo.yaml --out demo-out --data-dir "
+    "demo-out/sample"
+)
+@click.argument("workflow", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Output folder (overrides output.dir of the workflow).",
+)
+@click.option(
+    "--data-dir",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder the relative input paths start from.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def validate(workflow: Path, out: Path | None, data_dir: Path | None, as_json: bool) -> None:
+    """Dry run: check WORKFLOW as a run would before its first tile (keys, names, inputs and
+    every file's header, site lists, CRS, grid size, memory budget, output folder) and print
+    the plan: products, tiles, what each reads and what --resume would rebuild. Writes
+    nothing; exit 1 on the first problem."""
+    from fluxscape.pipeline.validate import format_plan, validate_workflow
+
+    plan = validate_workflow(workflow, out=out, data_dir=data_dir)
+    if as_json:
+        click.echo(json.dumps(plan.to_json(), indent=2))
+    else:
+        click.echo(format_plan(plan))
+
+
 # --- inspect ---------------------------------------------------------------------------------
 
 

@@ -302,6 +302,28 @@ def workflow_hash(wf: Workflow) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def product_hash(wf: Workflow, name: str) -> str:
+    """A digest of what determines product ``name``'s store: the region, tile size and
+    period, the product's own settings, the inputs it names (reader and resolved paths) and
+    the digests of the products it reads. Changing another product, Dask, output or access
+    settings leaves it unchanged, so ``--resume`` keeps the store (DESIGN's one workflow
+    digest is :func:`workflow_hash`, still recorded as provenance)."""
+    product = wf.products[name]
+
+    def dump(model, **kw) -> dict:
+        return json.loads(model.model_dump_json(**kw))
+
+    payload = {
+        "region": dump(wf.region),
+        "tile_size": wf.tile_size,
+        "period": dump(wf.period),
+        "product": dump(product),
+        "inputs": {i: dump(wf.inputs[i], exclude={"access"}) for i in input_names(product)},
+        "sources": {p: product_hash(wf, p) for p in product_names(product) if p != name},
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
 # --- access levels ----------------------------------------------------------------------------
 
 

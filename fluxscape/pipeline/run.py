@@ -149,20 +149,31 @@ def run_workflow(
     return result
 
 
-def _contexts(wf: cfg.Workflow, out_dir: Path, resume: bool, fresh: bool) -> dict:
-    """Per product in run order, its StepContext, or None when its store is complete and
-    will be kept. The raster and sounding inputs of the products to run are indexed here,
-    once; an input none of whose files can be read is an error before any product runs."""
-    digest = cfg.workflow_hash(wf)
-    todo = {}
-    for name in cfg.run_order(wf.products):
-        product = wf.products[name]
-        state = _manifest(out_dir, name).read()
-        keep = resume and not fresh and state["complete"] and _store(out_dir, name).exists()
-        todo[name] = None if keep else product
-    needed = sorted({i for p in todo.values() if p is not None for i in input_names(p)})
+def resume_action(wf: cfg.Workflow, out_dir: Path, name: str) -> tuple[str, str]:
+    """What ``--resume`` does with product ``name`` in ``out_dir``, and why: ``keep`` (its
+    store is complete and its digest, :func:`~fluxscape.pipeline.config.product_hash`, is
+    unchanged), ``continue`` (an unfinished store of the same digest), ``rebuild`` (made
+    with other settings, inputs or source products) or ``build`` (nothing there yet)."""
+    state = _manifest(out_dir, name).read()
+    digest = cfg.product_hash(wf, name)
+    made = state["workflow_hash"]
+    if made is not None and made != digest:
+        return "rebuild", (
+            "its settings, inputs or source products changed since it was made "
+            f"(digest {made}, now {digest})"
+        )
+    if state["complete"] and _store(out_dir, name).exists():
+        return "keep", "complete, same digest"
+    if state["tiles"] and _staging(out_dir, name).exists():
+        return "continue", f"{len(state['tiles'])} tile(s) finished"
+    return "build", "no store yet" if not _store(out_dir, name).exists() else "store incomplete"
+
+
+def index_inputs(wf: cfg.Workflow, names) -> dict:
+    """The input index of each named raster or sounding input (headers only; unreadable
+    files are skipped and logged); FluxscapeError when none of an input's files reads."""
     index = {}
-    for name in needed:
+    for name in sorted(names):
         inp = wf.inputs[name]
         if get_reader(inp.reader).granule_info is None:
             continue
@@ -175,16 +186,40 @@ def _contexts(wf: cfg.Workflow, out_dir: Path, resume: bool, fresh: bool) -> dic
         for s in found.skipped:
             log.warning("skipped input %s: %s", s.path, s.reason)
         index[name] = found
-    contexts = {}
-    for name, product in todo.items():
-        if product is None:
-            contexts[name] = None
-            continue
-        grid = step_for(product.kind).grid(wf, product)
-        contexts[name] = StepContext(
-            wf, name, product, grid, _staging(out_dir, name), out_dir, index, digest
-        )
-    return contexts
+    return index
+
+
+def make_context(wf: cfg.Workflow, out_dir: Path, name: str, index: dict) -> StepContext:
+    """The StepContext of product ``name``: its grid, staging store and digest."""
+    product = wf.products[name]
+    grid = step_for(product.kind).grid(wf, product)
+    return StepContext(
+        wf,
+        name,
+        product,
+        grid,
+        _staging(out_dir, name),
+        out_dir,
+        index,
+        cfg.product_hash(wf, name),
+    )
+
+
+def _contexts(wf: cfg.Workflow, out_dir: Path, resume: bool, fresh: bool) -> dict:
+    """Per product in run order, its StepContext, or None when its store is complete and
+    will be kept. The raster and sounding inputs of the products to run are indexed here,
+    once; an input none of whose files can be read is an error before any product runs."""
+    todo = {}
+    for name in cfg.run_order(wf.products):
+        action, why = resume_action(wf, out_dir, name) if resume and not fresh else ("", "")
+        if action == "rebuild":
+            log.info("%s: rebuilding: %s", name, why)
+        todo[name] = None if action == "keep" else wf.products[name]
+    index = index_inputs(wf, {i for p in todo.values() if p is not None for i in input_names(p)})
+    return {
+        name: None if product is None else make_context(wf, out_dir, name, index)
+        for name, product in todo.items()
+    }
 
 
 def _store(out_dir: Path, name: str) -> Path:
@@ -300,7 +335,7 @@ def _run_product(
     store, staging = _store(out_dir, name), _staging(out_dir, name)
     manifest = _manifest(out_dir, name)
     catalog_dir = _catalog_dir(wf, out_dir)
-    digest = cfg.workflow_hash(wf)
+    digest = cfg.product_hash(wf, name)
     publish = {"access": cfg.product_access(wf, name), "run_id": run_id}
     if ctx is None:  # complete, and kept (--resume)
         total = len(step_for(wf.products[name].kind).grid(wf, wf.products[name]).tiles)
@@ -322,10 +357,16 @@ def _run_product(
             "it or --fresh to start again"
         )
     if (staging.exists() or state["tiles"]) and state["workflow_hash"] not in (None, digest):
-        raise FluxscapeError(
-            f"{staging} was made by a different workflow (digest {state['workflow_hash']}, now "
-            f"{digest}); use --fresh to rebuild it"
+        log.info(
+            "%s: starting again: the unfinished store was made with other settings, inputs or "
+            "source products (digest %s, now %s)",
+            name,
+            state["workflow_hash"],
+            digest,
         )
+        shutil.rmtree(staging, ignore_errors=True)
+        manifest.path.unlink(missing_ok=True)
+        state = manifest.read()
     if state["tiles"] and not staging.exists():
         raise FluxscapeError(
             f"{manifest.path} lists finished tiles but {staging} is missing; use --fresh to "
@@ -518,6 +559,7 @@ def _creation_attrs(wf: cfg.Workflow, product: str, summary: str) -> dict:
         "fluxscape_version": fluxscape.__version__,
         "workflow": cfg.workflow_yaml(wf),
         "workflow_hash": cfg.workflow_hash(wf),
+        "product_hash": cfg.product_hash(wf, product),
         "date_created": created,
         "models": [],
         "inputs": [],

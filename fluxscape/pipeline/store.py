@@ -185,11 +185,13 @@ def _rmtree(path: Path) -> None:
 
 
 class Manifest:
-    """Append-only JSON-lines record of a product's finished tiles and the workflow digest.
+    """Append-only JSON-lines record of a product's finished tiles and its digest.
 
-    Line 1: ``{"workflow_hash": ...}``; then one ``{"tile": id, "skipped": [...]}`` per
-    finished tile, and ``{"complete": true}`` once the store is finalised. Each line is
-    flushed and fsynced, so a killed run loses at most the tile in flight.
+    Line 1: ``{"workflow_hash": ...}`` (the product's digest,
+    :func:`~fluxscape.pipeline.config.product_hash`; the key keeps its old name); then one
+    ``{"tile": id, "skipped": [...]}`` per finished tile, and ``{"complete": true}`` once the
+    store is finalised. Each line is flushed and fsynced, so a killed run loses at most the
+    tile in flight.
     """
 
     def __init__(self, path: Path):

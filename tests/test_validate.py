@@ -1,0 +1,173 @@
+"""Issue #20: per-product digests (``--resume`` rebuilds only what changed), ``fluxscape
+validate`` (a dry run printing the plan) and site lists in the layouts users have."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import xarray as xr
+from conftest import run_cli
+
+from fluxscape.errors import ReaderError
+from fluxscape.pipeline import config as cfg
+from fluxscape.readers.fluxnet import read_site_list
+
+DEMO = Path(__file__).parents[1] / "workflows" / "demo.yaml"
+
+
+def _demo(sample_dir, **product_changes) -> cfg.Workflow:
+    wf, base = cfg.load_workflow(DEMO)
+    wf = cfg.resolve_workflow(wf, base, data_dir=sample_dir)
+    products = dict(wf.products)
+    for name, changes in product_changes.items():
+        products[name] = products[name].model_copy(update=changes)
+    return wf.model_copy(update={"products": products})
+
+
+def test_a_flux_setting_changes_only_the_flux_digest(sample_dir):
+    base = _demo(sample_dir)
+    changed = _demo(sample_dir, flux={"sites": str(sample_dir / "towers" / "SitesList.csv")})
+    digests = {n: cfg.product_hash(base, n) for n in base.products}
+    assert {n for n in base.products if cfg.product_hash(changed, n) != digests[n]} == {"flux"}
+
+
+def test_a_vi_setting_changes_vi_and_every_product_made_from_it(sample_dir):
+    base = _demo(sample_dir)
+    changed = _demo(sample_dir, vi={"max_pixel_reliability": 0})
+    differ = {n for n in base.products if cfg.product_hash(changed, n) != cfg.product_hash(base, n)}
+    assert differ == {"vi", "phenology", "flux"}
+
+
+def test_dask_output_and_access_settings_change_no_digest(sample_dir):
+    base = _demo(sample_dir)
+    other = base.model_copy(
+        update={
+            "dask": base.dask.model_copy(update={"workers": 7}),
+            "output": base.output.model_copy(update={"dir": "/elsewhere"}),
+            "access": "partners",
+            "description": "other words",
+        }
+    )
+    assert all(cfg.product_hash(other, n) == cfg.product_hash(base, n) for n in base.products)
+
+
+TWO_PRODUCTS = """\
+name: two
+region: {{bbox: [138.0, 35.5, 138.5, 36.0]}}
+tile_size: 25
+period: {{start: 2021-01-01, end: 2021-12-31}}
+data_dir: {data}
+inputs:
+  modis: {{reader: modis_hdf4, paths: ["modis/MOD13A2.A2021*.hdf"]}}
+  co2: {{reader: gosat_nies, paths: ["gosat/nies/GOSATTFTS2021*_02C01S*.h5"]}}
+products:
+  vi: {{kind: vi, input: modis, variables: [ndvi]}}
+  xco2: {{kind: gosat_l3, inputs: [co2], variables: [xco2], resolution: {res}}}
+dask: {{workers: 1}}
+"""
+
+
+def test_resume_after_changing_one_product_rebuilds_only_that_product(tmp_path, sample_dir):
+    wf_file, out = tmp_path / "two.yaml", tmp_path / "out"
+    wf_file.write_text(TWO_PRODUCTS.format(data=sample_dir, res=0.25))
+    run_cli("run", wf_file, "--out", out)
+    vi_version = (out / "products" / "vi.zarr").resolve()
+    wf_file.write_text(TWO_PRODUCTS.format(data=sample_dir, res=0.5))
+    plan = run_cli("validate", wf_file, "--out", out, "--json")
+    actions = {p["name"]: p["resume"] for p in json.loads(plan.stdout)["products"]}
+    assert actions == {"vi": "keep", "xco2": "rebuild"}
+    proc = run_cli("run", wf_file, "--out", out, "--resume")
+    assert "xco2: rebuilding: its settings" in proc.stderr
+    assert "vi: 0 of 4 tiles run" in proc.stdout
+    assert (out / "products" / "vi.zarr").resolve() == vi_version  # the same version, kept
+    assert xr.open_zarr(out / "products" / "xco2.zarr").sizes["x"] == 1  # 0.5 degree cells
+
+
+def test_validate_prints_the_plan_of_the_demo_without_writing(tmp_path, sample_dir):
+    out = tmp_path / "out"
+    proc = run_cli("validate", DEMO, "--data-dir", sample_dir, "--out", out)
+    assert f"{DEMO}: valid" in proc.stdout
+    for line in (
+        "- vi (vi): 16 tile(s) on 100 x 100 pixels, EPSG:4326; reads input modis_vi; 46 file(s)",
+        "- phenology (phenology): 16 tile(s)",
+        "- flux (flux): 16 tile(s)",
+        "--resume would build it: no store yet",
+    ):
+        assert line in proc.stdout
+    assert not out.exists()
+
+
+def test_validate_refuses_a_site_list_without_coordinates_naming_its_columns(tmp_path, sample_dir):
+    sites = tmp_path / "sites.csv"
+    sites.write_text("SITE,NAME,IGBP\nJP-S01,a,GRA\n")
+    wf_file = tmp_path / "demo.yaml"
+    text = DEMO.read_text().replace(
+        "    towers: towers ", f"    sites: {sites}\n    towers: towers "
+    )
+    wf_file.write_text(text)
+    proc = run_cli(
+        "validate", wf_file, "--data-dir", sample_dir, "--out", tmp_path / "o", check=False
+    )
+    assert proc.returncode == 1
+    assert str(sites) in proc.stderr and "columns found: SITE, NAME, IGBP" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_validate_names_an_input_whose_files_do_not_read(tmp_path, sample_dir):
+    bad = tmp_path / "modis"
+    bad.mkdir()
+    (bad / "MOD13A2.A2021001.h29v05.061.2021018034215.hdf").write_bytes(b"not hdf" * 100)
+    text = TWO_PRODUCTS.format(data=sample_dir, res=0.25).replace(
+        '"modis/MOD13A2.A2021*.hdf"', f'"{bad}/*.hdf"'
+    )
+    wf_file = tmp_path / "two.yaml"
+    wf_file.write_text(text)
+    proc = run_cli("validate", wf_file, "--out", tmp_path / "o", check=False)
+    assert proc.returncode == 1
+    assert "inputs.modis: none of its 1 file(s) could be read" in proc.stderr
+
+
+# --- site lists --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SITE_ID,LAT,LON,IGBP\nJP-S01,35.82,138.69,GRA\n",
+        "site,lat,lon\nJP-S01,35.82,138.69\n",
+        "\ufeffSiteCode,Latitude,Longitude\r\nJP-S01,35.82,138.69\r\n",
+        "ID,site,lat,lon,IGBPname\n3,JP-S01,35.82,138.69,GRA\n",
+    ],
+    ids=["badm", "plain", "fluxnet-minimal", "phenofit-stations"],
+)
+def test_site_lists_in_common_layouts(tmp_path, text):
+    path = tmp_path / "sites.csv"
+    path.write_text(text, encoding="utf-8")
+    sites = read_site_list(path)
+    assert sites.iloc[0][["site_id", "lat", "lon"]].tolist() == ["JP-S01", 35.82, 138.69]
+    assert list(sites.columns) == ["site_id", "name", "lat", "lon", "igbp"]
+
+
+def test_site_list_as_geojson_points(tmp_path):
+    path = tmp_path / "sites.geojson"
+    feature = {
+        "type": "Feature",
+        "geometry": {"type": "Point", "coordinates": [138.69, 35.82]},
+        "properties": {"site": "JP-S01"},
+    }
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
+    sites = read_site_list(path)
+    assert sites.iloc[0][["site_id", "lat", "lon"]].tolist() == ["JP-S01", 35.82, 138.69]
+    feature["geometry"] = {"type": "Polygon", "coordinates": []}
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
+    with pytest.raises(ReaderError, match="feature 0 is a Polygon"):
+        read_site_list(path)
+
+
+def test_real_sites_list_drops_a_site_with_an_impossible_longitude(realdata_dir, caplog):
+    sites = read_site_list(realdata_dir / "fluxnet2020_warmwinter" / "SitesList.csv")
+    assert "IE-JtC" not in set(sites["site_id"])  # longitude -6499806.0 in the file
+    assert sites["lon"].between(-180, 180).all() and len(sites) > 400
+    assert "IE-JtC left out" in caplog.text
