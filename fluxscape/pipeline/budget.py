@@ -51,17 +51,21 @@ def time_steps(period, step: str | None) -> int:
 
 
 def estimate(wf) -> Budget:
-    """The :class:`Budget` of a resolved workflow (no input read, no tile made)."""
-    ny, nx = region_geobox(wf.region).shape.yx
+    """The :class:`Budget` of a resolved workflow (no input read, no tile made); a product
+    with its own ``resolution`` (e.g. ``gosat_l3``) is counted on its own grid."""
     ts = wf.tile_size
-    tiles = math.ceil(ny / ts) * math.ceil(nx / ts)
-    steps = {
-        name: time_steps(wf.period, getattr(p, "step", None)) for name, p in wf.products.items()
-    }
     values = VARIABLES_PER_PRODUCT * BYTES_PER_VALUE
-    output = sum(ny * nx * n * values for n in steps.values())
-    tile = min(ts, ny) * min(ts, nx) * max(steps.values()) * values * WORKING_COPIES
-    return Budget((ny, nx), tiles, steps, output, tile)
+    shape = region_geobox(wf.region).shape.yx
+    tiles, output, tile, steps = 0, 0, 0, {}
+    for name, p in wf.products.items():
+        res = getattr(p, "resolution", None) or wf.region.resolution
+        region = wf.region.model_copy(update={"resolution": res})
+        ny, nx = shape if res == wf.region.resolution else region_geobox(region).shape.yx
+        steps[name] = time_steps(wf.period, getattr(p, "step", None))
+        tiles = max(tiles, math.ceil(ny / ts) * math.ceil(nx / ts))
+        output += ny * nx * steps[name] * values
+        tile = max(tile, min(ts, ny) * min(ts, nx) * steps[name] * values * WORKING_COPIES)
+    return Budget(shape, tiles, steps, output, tile)
 
 
 def check_budget(wf) -> Budget:

@@ -145,6 +145,14 @@ class GosatL3Step(Step):
     kind = "gosat_l3"
     Config = GosatL3Config
 
+    def validate(self, wf, name: str, product: GosatL3Config) -> None:
+        if product.resolution < wf.region.resolution:
+            raise ValueError(
+                f"products.{name}.resolution: {product.resolution:g} is finer than "
+                f"region.resolution {wf.region.resolution:g} (both in units of region.crs "
+                f"{wf.region.crs}); the GOSAT grid is a coarse one, e.g. 25 x the region's"
+            )
+
     def grid(self, wf, product: GosatL3Config) -> TargetGrid:
         """The product's coarse grid: the region at the product's own resolution."""
         region = wf.region.model_copy(update={"resolution": product.resolution})
