@@ -42,3 +42,15 @@ def test_mkdocs_strict_build_with_generated_reference(tmp_path: Path) -> None:
         assert f"<code>{name}</code>" in readers
     assert (site / "notebooks" / "first-flux-map.ipynb").is_file()
     assert not (site / "hooks").exists()
+
+
+def test_committed_workflow_reference_is_current() -> None:
+    """docs/workflow-reference.md is the schema's reference (regenerate it with
+    ``python docs/hooks/reference.py`` after changing a workflow key)."""
+    sys.path.insert(0, str(REPO / "docs" / "hooks"))
+    try:
+        import reference
+    finally:
+        sys.path.pop(0)
+    assert reference.stale_reference() is None
+    assert "limits" in reference.reference_path().read_text()
