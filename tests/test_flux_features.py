@@ -148,6 +148,9 @@ def test_towers_outside_the_region_are_dropped_with_a_warning(demo_out, out_dir,
     assert (np.abs(inside["pixel_y"] - inside["lat"]) <= 0.005 + 1e-9).all()
     rows, cols, ok = tower_pixels(ctx.grid.geobox, inside["lon"], inside["lat"])
     assert ok.all() and rows.tolist() == inside["row"].tolist()
+    # its distance to the pixel centre: at most half a 0.01-degree pixel's diagonal (~790 m)
+    assert (inside["distance_m"] > 0).all() and (inside["distance_m"] < 790).all()
+    assert np.isnan(got.loc["XX-Far", "distance_m"])
 
 
 def test_fewer_than_two_towers_on_the_grid_is_an_error_naming_the_others(demo_out, out_dir):

@@ -236,6 +236,7 @@ def tower_pixels(ctx: StepContext, sites: pd.DataFrame) -> pd.DataFrame:
         col=col,
         pixel_x=np.where(inside, x, np.nan),
         pixel_y=np.where(inside, y, np.nan),
+        distance_m=np.where(inside, _distance_to_pixel(box, sites, x, y), np.nan),
         reason=np.where(inside, "", OUTSIDE),
     )
     outside = out.index[~inside].tolist()
@@ -247,6 +248,17 @@ def tower_pixels(ctx: StepContext, sites: pd.DataFrame) -> pd.DataFrame:
             OUTSIDE,
         )
     return out
+
+
+def _distance_to_pixel(box, sites: pd.DataFrame, x, y) -> np.ndarray:
+    """Geodesic distance (m, WGS84) from each tower to the centre of its pixel (x, y in the
+    grid's CRS): how far the pixel that stands for the tower lies from it."""
+    from pyproj import Geod, Transformer
+
+    tr = Transformer.from_crs(box.crs.to_wkt(), "EPSG:4326", always_xy=True)
+    lon, lat = tr.transform(np.asarray(x, float), np.asarray(y, float))
+    _, _, dist = Geod(ellps="WGS84").inv(sites["lon"].values, sites["lat"].values, lon, lat)
+    return np.round(dist, 1)
 
 
 def _tower_predictors(ctx: StepContext, spec: fb.FeatureSpec, towers: pd.DataFrame) -> pd.DataFrame:
@@ -455,6 +467,15 @@ def plan(ctx: StepContext) -> Plan:
                 "files": sorted(Path(f).name for f in lc_files),
             }
         }
+    # where each tower was placed, in the model card: pixel centre (grid CRS) and distance
+    lc_card["tower_pixels"] = {
+        site: {
+            "x": float(t["pixel_x"]),
+            "y": float(t["pixel_y"]),
+            "distance_m": float(t["distance_m"]),
+        }
+        for site, t in towers.iterrows()
+    }
     report = sites.drop(columns=["row", "col"])
     report = report[[c for c in report.columns if c != "reason"] + ["reason"]]
     report.rename_axis("site").to_csv(_report_dir(ctx) / "sites.csv")
