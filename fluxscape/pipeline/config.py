@@ -182,6 +182,8 @@ def _format_error(source: str, exc: ValidationError) -> str:
         ctx = err.get("ctx", {})
         loc = f"{loc}.kind"
         msg = f"unknown product kind {ctx.get('tag')!r}; known: {ctx.get('expected_tags')}"
+    elif err["type"] == "finite_number":
+        msg = f"must be a finite number, not {err['input']}"
     msg = msg.removeprefix("Value error, ")
     where = f"{loc}: " if loc else ""
     more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
@@ -194,12 +196,56 @@ def parse_workflow(text: str, source: str = "<workflow>") -> Workflow:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise WorkflowError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    except RecursionError:
+        raise WorkflowError(f"{source}: not valid YAML (nested too deeply)") from None
     if not isinstance(raw, dict):
-        raise WorkflowError(f"{source}: a workflow must be a YAML mapping of keys")
+        found = "it is empty" if raw is None else f"its top level is a {_yaml_type(raw)}"
+        raise WorkflowError(
+            f"{source}: not a YAML workflow file ({found}; a workflow is a mapping of keys: "
+            "name, region, period, inputs, products, ...)"
+        )
     try:
         return Workflow.model_validate(raw)
     except ValidationError as exc:
         raise WorkflowError(_format_error(source, exc)) from None
+
+
+def _yaml_type(value) -> str:
+    """How YAML calls the type of a parsed value: list, string, number, ..."""
+    names = {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}
+    return names.get(type(value), type(value).__name__)
+
+
+#: Leading bytes of binary formats a workflow path may point at by mistake.
+_MAGIC = {
+    b"\x1f\x8b": "gzip data",
+    b"\x89PNG": "a PNG image",
+    b"\x89HDF": "an HDF5 file",
+    b"PK\x03\x04": "a zip archive",
+    b"\x0e\x03\x13\x01": "an HDF4 file",
+    b"CDF\x01": "a NetCDF file",
+    b"CDF\x02": "a NetCDF file",
+    b"%PDF": "a PDF document",
+    **{b"\x80" + bytes([protocol]): "a Python pickle" for protocol in (2, 3, 4, 5)},
+}
+
+
+def read_workflow_text(path: Path) -> str:
+    """The text of a workflow file; WorkflowError naming the file when it cannot be read or
+    holds binary data (what it looks like, when known) rather than UTF-8 text."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise WorkflowError(f"{path}: cannot read the workflow file ({exc.strerror})") from None
+    kind = next((what for magic, what in _MAGIC.items() if data.startswith(magic)), None)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if kind is not None or text is None or "\x00" in text:
+        what = kind or "binary data, not UTF-8 text"
+        raise WorkflowError(f"{path}: not a YAML workflow file ({what})")
+    return text
 
 
 def load_workflow(path: str | Path) -> tuple[Workflow, Path]:
@@ -212,7 +258,9 @@ def load_workflow(path: str | Path) -> tuple[Workflow, Path]:
     ``./demo-out/sample``). A file of that name in the current folder takes precedence."""
     path = Path(path)
     if path.is_file():
-        return parse_workflow(path.read_text(), str(path)), path.resolve().parent
+        return parse_workflow(read_workflow_text(path), str(path)), path.resolve().parent
+    if path.is_dir():
+        raise WorkflowError(f"{path}: is a folder, not a workflow file")
     shipped = recipes.shipped_recipe(str(path))
     if shipped is not None:
         base = Path.cwd().resolve() / recipes.RECIPE_BASE
