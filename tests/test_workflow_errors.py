@@ -238,3 +238,18 @@ def test_binary_workflow_is_one_line_on_the_command_line(tmp_path):
     proc = run_cli("run", path, check=False)
     _assert_one_line_error(proc, f"{path}: not a YAML workflow file")
     assert "UnicodeDecodeError" not in proc.stderr
+
+
+def test_region_outside_the_projection_is_named():
+    text = _demo_text("crs: EPSG:4326", "crs: '+proj=ortho +lat_0=-35 +lon_0=-41'")
+    with pytest.raises(WorkflowError, match=r"region.crs: .* cannot represent the region"):
+        parse_workflow(text)
+
+
+def test_key_with_a_line_break_is_quoted_on_one_line(good):
+    """Found by tests/test_workflow_fuzz.py: a key holding a newline split the message."""
+    good["inputs"]["two\nlines"] = {"reader": "fluxnet"}
+    with pytest.raises(WorkflowError) as info:
+        parse_workflow(yaml.safe_dump(good), "wf.yaml")
+    assert "\n" not in str(info.value)
+    assert "inputs.'two\\nlines'" in str(info.value)

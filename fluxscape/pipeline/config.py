@@ -165,12 +165,20 @@ def _product_kinds() -> set[str]:
     return set(STEPS)
 
 
+def _key_text(key) -> str:
+    """A key of a location as written in messages: quoted when it is not a plain name (a
+    key with spaces, dots or control characters stays readable on one line)."""
+    text = str(key)
+    plain = text.isprintable() and text and not any(c in text for c in " .:'\"")
+    return text if plain else repr(text)
+
+
 def _format_error(source: str, exc: ValidationError) -> str:
     err = exc.errors()[0]
     parts = list(err["loc"])
     if len(parts) >= 4 and parts[0] == "products" and parts[2] in _product_kinds():
         del parts[2]  # pydantic puts the discriminated union's tag into the location
-    loc = ".".join(str(p) for p in parts)
+    loc = ".".join(_key_text(p) for p in parts)
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = "unknown key" + _suggest(str(err["loc"][-1]))
@@ -187,7 +195,7 @@ def _format_error(source: str, exc: ValidationError) -> str:
     msg = msg.removeprefix("Value error, ")
     where = f"{loc}: " if loc else ""
     more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
-    return f"{source}: {where}{msg}{more}"
+    return f"{source}: {where}{msg}{more}".replace("\n", "\\n")
 
 
 def parse_workflow(text: str, source: str = "<workflow>") -> Workflow:

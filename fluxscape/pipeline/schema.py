@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from fluxscape.access import AccessLevel
 
@@ -61,8 +68,9 @@ class Region(StrictModel):
 
     @field_validator("crs")
     @classmethod
-    def _known_crs(cls, value: str) -> str:
-        """A horizontal (geographic or projected) CRS that PROJ knows."""
+    def _known_crs(cls, value: str, info: ValidationInfo) -> str:
+        """A horizontal (geographic or projected) CRS that PROJ knows and in which the
+        region's lon/lat box has finite coordinates."""
         from pyproj import CRS
         from pyproj.exceptions import CRSError
 
@@ -77,6 +85,12 @@ class Region(StrictModel):
             raise ValueError(
                 f"{value!r} is a {crs.type_name}; a geographic or projected CRS is needed"
             )
+        bbox = info.data.get("bbox") or REGION_PRESETS.get(info.data.get("preset"))
+        if bbox is not None and crs.is_projected and not _projects(bbox, value):
+            raise ValueError(
+                f"{value!r} cannot represent the region {list(bbox)} (infinite coordinates: "
+                "outside the projection's area of use); choose a CRS that covers the region"
+            )
         return value
 
     @model_validator(mode="after")
@@ -90,6 +104,19 @@ class Region(StrictModel):
     @property
     def lonlat_bbox(self) -> tuple[float, float, float, float]:
         return self.bbox if self.bbox is not None else REGION_PRESETS[self.preset]
+
+
+def _projects(bbox: tuple[float, float, float, float], crs: str) -> bool:
+    """True when the lon/lat ``bbox`` has a finite, non-empty extent in ``crs``."""
+    import math
+
+    from odc.geo.geom import BoundingBox
+
+    try:
+        box = BoundingBox(*bbox, crs="EPSG:4326").to_crs(crs)
+    except Exception:  # PROJ raises several types for points it cannot project
+        return False
+    return all(math.isfinite(v) for v in box) and box.left < box.right and box.bottom < box.top
 
 
 class Period(StrictModel):
