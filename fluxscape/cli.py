@@ -15,13 +15,14 @@ from pathlib import Path
 import click
 
 from fluxscape import __version__
-from fluxscape.errors import FluxscapeError
+from fluxscape.errors import FluxscapeError, one_line, storage_problem
 
 log = logging.getLogger("fluxscape")
 
 
 class _Group(click.Group):
-    """Turns FluxscapeError (and unexpected errors) into one line on stderr and exit 1."""
+    """Turns FluxscapeError (and unexpected errors) into one line on stderr and exit 1; an
+    OSError of a full, read-only or forbidden disk names its file and the problem."""
 
     def invoke(self, ctx: click.Context):
         try:
@@ -31,7 +32,7 @@ class _Group(click.Group):
         except FluxscapeError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {one_line(exc)}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted; rerun with --resume to continue", err=True)
@@ -39,9 +40,8 @@ class _Group(click.Group):
         except Exception as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(
-                f"error: {type(exc).__name__}: {exc} (rerun with --debug for details)", err=True
-            )
+            hint = "" if storage_problem(exc) else " (rerun with --debug for details)"
+            click.echo(f"error: {one_line(exc)}{hint}", err=True)
             sys.exit(1)
 
 

@@ -22,7 +22,7 @@ import pandas as pd
 from distributed import as_completed
 
 import fluxscape
-from fluxscape.errors import FluxscapeError
+from fluxscape.errors import FluxscapeError, storage_message, storage_problem
 from fluxscape.pipeline import config as cfg
 from fluxscape.pipeline.cluster import dask_client
 from fluxscape.pipeline.inputs import file_checksum, index_input
@@ -420,6 +420,9 @@ def _run_tiles(wf, name, plan, step, todo, staging, manifest, get_client, digest
                 trace_log.error("%s: tile %s failed:\n%s", name, future.key, tb)
                 for other in list(queue.futures):
                     other.cancel()
+                if storage_problem(exc):
+                    message = f"products.{name}: {storage_message(exc, staging)}"
+                    raise FluxscapeError(message) from None
                 raise FluxscapeError(
                     f"{name}: a tile failed: {type(exc).__name__}: {exc} (traceback in "
                     f"{Path(wf.output.dir) / STATE_DIR / 'run.log'}); fix the cause and rerun "
