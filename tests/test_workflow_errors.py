@@ -195,6 +195,7 @@ def _demo_text(old: str, new: str) -> str:
         ("crs: EPSG:4326", "crs: foo", "give an EPSG code (EPSG:4326), WKT or a PROJ string"),
         ("crs: EPSG:4326", "crs: EPSG:4978", "region.crs: 'EPSG:4978' is a Geocentric CRS"),
         ("max_pixel_reliability: 1", "max_pixel_reliability: .inf", "max_pixel_reliability"),
+        ("n_estimators: 100", "n_estimators: .nan", "method_params.rf.n_estimators: must be"),
     ],
 )
 def test_bad_region_numbers_and_crs_are_named(old, new, key):

@@ -173,11 +173,17 @@ def _key_text(key) -> str:
     return text if plain else repr(text)
 
 
+#: Member types pydantic appends to the location of a value that fits no type of a union.
+_UNION_MEMBERS = {"int", "float", "str", "bool", "none"}
+
+
 def _format_error(source: str, exc: ValidationError) -> str:
     err = exc.errors()[0]
     parts = list(err["loc"])
     if len(parts) >= 4 and parts[0] == "products" and parts[2] in _product_kinds():
         del parts[2]  # pydantic puts the discriminated union's tag into the location
+    if len(parts) > 1 and parts[-1] in _UNION_MEMBERS:
+        del parts[-1]  # ... and a plain union's member type (method_params values)
     loc = ".".join(_key_text(p) for p in parts)
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
