@@ -6,24 +6,95 @@ traceback), 2 wrong usage.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import shlex
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
 from fluxscape import __version__
-from fluxscape.errors import FluxscapeError
+from fluxscape.errors import FluxscapeError, one_line, storage_problem
 
 log = logging.getLogger("fluxscape")
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) or SIGTERM, raised in the main thread so that what the command started
+    (the Dask cluster first) is closed on the way out; ``resume``: the command that continues
+    the work, when there is one."""
+
+    def __init__(self, signum: int = signal.SIGINT, resume: str = ""):
+        super().__init__(signum)
+        self.signum, self.resume = signum, resume
+
+
+def _on_signal(signum: int, frame) -> None:
+    """The first SIGINT/SIGTERM raises :class:`Interrupted`; later ones are ignored so that
+    closing the cluster is not cut short (it takes a few seconds at most)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    _mute_dask_logging()
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """SIGINT and SIGTERM raise :class:`Interrupted` while the command runs (main thread
+    only: signal handlers cannot be set elsewhere); the previous handlers are restored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _mute_dask_logging() -> None:
+    """From now on, log records of distributed, tornado and asyncio go to the run's log file
+    (when a run is on), not to the terminal: a cluster being stopped complains (workers killed
+    mid-tile, lost connections), which is no news to someone who stopped it."""
+    files = [
+        h for h in logging.getLogger("fluxscape").handlers if isinstance(h, logging.FileHandler)
+    ]
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if not isinstance(logger, logging.Logger):
+            continue
+        if name.split(".")[0] not in ("distributed", "tornado", "asyncio"):
+            continue
+        for handler in list(logger.handlers):
+            if not isinstance(handler, logging.FileHandler):
+                logger.removeHandler(handler)
+        if "." not in name:
+            logger.propagate = False
+            for handler in files:
+                logger.addHandler(handler)
+
+
+def _interrupted_line(exc: KeyboardInterrupt) -> str:
+    resume = getattr(exc, "resume", "")
+    return f"interrupted; resume with: {resume}" if resume else "interrupted"
+
+
 class _Group(click.Group):
-    """Turns FluxscapeError (and unexpected errors) into one line on stderr and exit 1."""
+    """Turns FluxscapeError (and unexpected errors) into one line on stderr and exit 1; an
+    OSError of a full, read-only or forbidden disk names its file and the problem. Ctrl-C
+    and SIGTERM stop the command quietly: one line (how to resume), exit 130 or 143."""
 
     def invoke(self, ctx: click.Context):
+        with _interruptible():
+            return self._invoke(ctx)
+
+    def _invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
@@ -31,17 +102,16 @@ class _Group(click.Group):
         except FluxscapeError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {one_line(exc)}", err=True)
             sys.exit(1)
-        except KeyboardInterrupt:
-            click.echo("interrupted; rerun with --resume to continue", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as exc:
+            click.echo(_interrupted_line(exc), err=True)
+            sys.exit(128 + getattr(exc, "signum", signal.SIGINT))
         except Exception as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(
-                f"error: {type(exc).__name__}: {exc} (rerun with --debug for details)", err=True
-            )
+            hint = "" if storage_problem(exc) else " (rerun with --debug for details)"
+            click.echo(f"error: {one_line(exc)}{hint}", err=True)
             sys.exit(1)
 
 
@@ -175,7 +245,12 @@ def demo(out: Path, workers: int | None) -> None:
         click.echo(f"writing the sample world to {sample} ...")
         write_sample_world(sample, preset="demo", seed=42)
     with as_file(recipe) as workflow:
-        result = run_workflow(workflow, out=out, data_dir=sample, workers=workers, resume=True)
+        try:
+            result = run_workflow(workflow, out=out, data_dir=sample, workers=workers, resume=True)
+        except KeyboardInterrupt as exc:
+            again = ["fluxscape", "demo", "--out", str(out)]
+            again += ["--workers", str(workers)] if workers else []
+            raise Interrupted(getattr(exc, "signum", signal.SIGINT), shlex.join(again)) from None
     cat_dir = out / "catalog"
     entries = open_catalog(cat_dir).entries()
     click.echo("")
@@ -269,17 +344,29 @@ def run(
         raise click.UsageError("--resume and --fresh exclude each other")
     if scheduler and workers:
         raise click.UsageError("--scheduler and --workers exclude each other")
-    result = run_workflow(
-        workflow,
-        out=out,
-        data_dir=data_dir,
-        scheduler=scheduler,
-        workers=workers,
-        resume=resume,
-        fresh=fresh,
-        catalog=catalog_dir,
-        allow_partial=allow_partial,
-    )
+    try:
+        result = run_workflow(
+            workflow,
+            out=out,
+            data_dir=data_dir,
+            scheduler=scheduler,
+            workers=workers,
+            resume=resume,
+            fresh=fresh,
+            catalog=catalog_dir,
+            allow_partial=allow_partial,
+        )
+    except KeyboardInterrupt as exc:
+        options = {
+            "--out": out,
+            "--data-dir": data_dir,
+            "--catalog": catalog_dir,
+            "--scheduler": scheduler,
+            "--workers": workers,
+            "--allow-partial": allow_partial or None,
+        }
+        signum = getattr(exc, "signum", signal.SIGINT)
+        raise Interrupted(signum, _resume_command(workflow, options)) from None
     for p in result.products:
         click.echo(
             f"{p.name}: {p.tiles_run} of {p.tiles_total} tiles run, "
@@ -319,6 +406,18 @@ def validate(workflow: Path, out: Path | None, data_dir: Path | None, as_json: b
         click.echo(json.dumps(plan.to_json(), indent=2))
     else:
         click.echo(format_plan(plan))
+
+
+def _resume_command(workflow: Path, options: dict) -> str:
+    """``fluxscape run WORKFLOW --resume`` with the options given (None: not given; True: a
+    flag), quoted for a shell."""
+    words = ["fluxscape", "run", str(workflow), "--resume"]
+    for flag, value in options.items():
+        if value is True:
+            words.append(flag)
+        elif value is not None:
+            words += [flag, str(value)]
+    return shlex.join(words)
 
 
 # --- inspect ---------------------------------------------------------------------------------

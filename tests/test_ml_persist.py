@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ from sklearn.base import BaseEstimator
 
 from fluxscape.errors import FluxscapeError
 from fluxscape.ml.models import FluxModel
-from fluxscape.ml.persist import card_path, load_model, read_card, save_model
+from fluxscape.ml.persist import _card_id, card_path, load_model, read_card, save_model
 
 CARD = {
     "targets": ["gpp", "reco"],
@@ -70,11 +72,70 @@ def test_unknown_type_is_refused_naming_file_and_type(tmp_path):
 def test_non_skops_and_altered_card_refused(tmp_path, model):
     junk = tmp_path / "junk.skops"
     junk.write_bytes(b"\x80\x04 not a zip")
-    with pytest.raises(FluxscapeError, match="junk.skops: not a skops"):
+    with pytest.raises(FluxscapeError, match=r"junk.skops: not a fluxscape model \(not a skops"):
         load_model(junk)
     path = tmp_path / "m.skops"
     card = json.loads(json.dumps(save_model(model[0], path, CARD)))
     card["cv_skill"] = {"gpp": {"step": {"r2": 0.99}}}
-    sio.dump({"card": json.dumps(card), "model": model[0]}, path)
+    sio.dump({"card": json.dumps(card), "model": sio.dumps(model[0])}, path)
     with pytest.raises(FluxscapeError, match="does not match its card_id"):
         load_model(path)
+
+
+def _forged(path, card: dict, blob: bytes) -> None:
+    """A model file holding ``blob`` under ``card`` with a consistent card_id."""
+    card = {k: v for k, v in card.items() if k != "card_id"}
+    card["card_id"] = _card_id(card)
+    sio.dump({"card": json.dumps(card), "model": blob}, path)
+
+
+def test_swapped_model_is_refused_naming_the_file(tmp_path, model):
+    """Another model with the same features under the old card: the card's model_sha256
+    is checked on every load."""
+    m, t = model
+    path = tmp_path / "flux.skops"
+    card = save_model(m, path, CARD)
+    other = FluxModel(FEATS, ("gpp", "reco"), ("rf",), n_splits=2, method_params=SMALL)
+    other.fit(t, t[["gpp", "reco"]], groups=t["site"])
+    sio.dump({"card": json.dumps(card), "model": sio.dumps(other)}, path)
+    with pytest.raises(FluxscapeError, match=r"flux.skops: the model does not match its card"):
+        load_model(path)
+
+
+def test_object_of_another_type_is_refused_naming_the_type(tmp_path, model):
+    path = tmp_path / "flux.skops"
+    card = save_model(model[0], path, CARD)
+    blob = sio.dumps({"features": FEATS})
+    _forged(path, card | {"model_sha256": hashlib.sha256(blob).hexdigest()}, blob)
+    with pytest.raises(FluxscapeError) as info:
+        load_model(path)
+    assert str(info.value) == (
+        f"{path}: holds a builtins.dict, not a fluxscape.ml.models.FluxModel: "
+        "not a fluxscape model"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        ("text", "not a fluxscape model (not a skops file"),
+        ("pickle", "not a fluxscape model (not a skops file"),
+        ("dict", "not a fluxscape model (its model is a builtins.dict"),
+        ("old", "a model file of an older fluxscape, without a checkable model hash"),
+    ],
+)
+def test_foreign_files_are_refused_in_one_line(tmp_path, model, content, says):
+    path = tmp_path / "flux.skops"
+    card = save_model(model[0], path, CARD)
+    if content == "text":
+        path.write_text("model: rf\n")
+    elif content == "pickle":
+        path.write_bytes(pickle.dumps({"model": [1, 2, 3]}))
+    elif content == "dict":
+        sio.dump({"card": json.dumps(card), "model": {"a": 1}}, path)
+    else:  # the layout before model hashes were checkable: the estimator itself
+        sio.dump({"card": json.dumps(card), "model": model[0]}, path)
+    with pytest.raises(FluxscapeError) as info:
+        load_model(path)
+    assert str(info.value).startswith(f"{path}: {says}")
+    assert "\n" not in str(info.value)

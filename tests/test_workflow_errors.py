@@ -173,3 +173,84 @@ def test_misspelt_product_key_names_the_product_once(tmp_path, good):
         proc, "products.vi.variabels: unknown key", "did you mean 'variables'?"
     )
     assert "products.vi.vi." not in proc.stderr
+
+
+def _demo_text(old: str, new: str) -> str:
+    text = (REPO / "workflows" / "demo.yaml").read_text()
+    assert old in text
+    return text.replace(old, new)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        ("resolution: 0.01 ", "resolution: .inf ", "region.resolution: must be a finite number"),
+        ("resolution: 0.01 ", "resolution: .nan ", "region.resolution: must be a finite number"),
+        ("resolution: 0.01 ", "resolution: -1 ", "region.resolution: Input should be greater"),
+        ("[138.0, 35.5, 139.0, 36.5]", "[138.0, .nan, 139.0, 36.5]", "region.bbox.1: must be a"),
+        ("[138.0, 35.5, 139.0, 36.5]", "[138.0, 35.5, 139.0, 95]", "region.bbox: [138.0"),
+        ("[138.0, 35.5, 139.0, 36.5]", "[138.0, 35.5, 400, 36.5]", "longitudes from -180 to"),
+        ("start: 2021-01-01", "start: .nan", "period.start:"),
+        ("crs: EPSG:4326", "crs: EPSG:999999", "region.crs: 'EPSG:999999' is not a CRS"),
+        ("crs: EPSG:4326", "crs: foo", "give an EPSG code (EPSG:4326), WKT or a PROJ string"),
+        ("crs: EPSG:4326", "crs: EPSG:4978", "region.crs: 'EPSG:4978' is a Geocentric CRS"),
+        ("max_pixel_reliability: 1", "max_pixel_reliability: .inf", "max_pixel_reliability"),
+        ("n_estimators: 100", "n_estimators: .nan", "method_params.rf.n_estimators: must be"),
+    ],
+)
+def test_bad_region_numbers_and_crs_are_named(old, new, key):
+    with pytest.raises(WorkflowError) as info:
+        parse_workflow(_demo_text(old, new), "wf.yaml")
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("wf.yaml: ")
+    assert key in message
+
+
+def test_projected_crs_is_accepted():
+    wf = parse_workflow(_demo_text("crs: EPSG:4326", "crs: EPSG:6933"))
+    assert wf.region.crs == "EPSG:6933"
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"\x1f\x8b\x08\x00" + bytes(range(256)), "not a YAML workflow file (gzip data)"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "not a YAML workflow file (a PNG image)"),
+        (bytes(range(128, 256)) * 4, "not a YAML workflow file (binary data, not UTF-8 text)"),
+        (b"name: x\x00\x00", "not a YAML workflow file (binary data"),
+        (b"", "not a YAML workflow file (it is empty;"),
+        (b"- name: demo\n- name: other\n", "not a YAML workflow file (its top level is a list;"),
+        (b"region: [1, 2\n", "not valid YAML"),
+    ],
+    ids=["gzip", "png", "random", "nul", "empty", "list", "broken"],
+)
+def test_files_that_are_no_workflow_are_named(tmp_path, content, says):
+    path = tmp_path / "wf.yaml"
+    path.write_bytes(content)
+    with pytest.raises(WorkflowError) as info:
+        load_workflow(path)
+    assert str(info.value).startswith(f"{path}: {says}")
+    assert "\n" not in str(info.value)
+
+
+def test_binary_workflow_is_one_line_on_the_command_line(tmp_path):
+    path = tmp_path / "wf.yaml"
+    path.write_bytes(bytes(range(256)) * 8)
+    proc = run_cli("run", path, check=False)
+    _assert_one_line_error(proc, f"{path}: not a YAML workflow file")
+    assert "UnicodeDecodeError" not in proc.stderr
+
+
+def test_region_outside_the_projection_is_named():
+    text = _demo_text("crs: EPSG:4326", "crs: '+proj=ortho +lat_0=-35 +lon_0=-41'")
+    with pytest.raises(WorkflowError, match=r"region.crs: .* cannot represent the region"):
+        parse_workflow(text)
+
+
+def test_key_with_a_line_break_is_quoted_on_one_line(good):
+    """Found by tests/test_workflow_fuzz.py: a key holding a newline split the message."""
+    good["inputs"]["two\nlines"] = {"reader": "fluxnet"}
+    with pytest.raises(WorkflowError) as info:
+        parse_workflow(yaml.safe_dump(good), "wf.yaml")
+    assert "\n" not in str(info.value)
+    assert "inputs.'two\\nlines'" in str(info.value)

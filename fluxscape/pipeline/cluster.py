@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
 
 import dask
 from distributed import Client, LocalCluster
@@ -52,20 +55,66 @@ def dask_client(settings: DaskSettings) -> Iterator[Client]:
             with Client(cluster) as client:
                 yield client
         return
+    _quiet_resource_tracker()
     # Workers sample their stacks every 10 ms and keep the call trees (~0.2 MiB per tile):
     # nobody reads them without a dashboard, and they make worker memory grow with run time.
     with (
         dask.config.set({"distributed.worker.profile.enabled": False}),
-        LocalCluster(
+        _quiet_start() as deliver_deferred,
+    ):
+        cluster = LocalCluster(
             n_workers=settings.workers,
             threads_per_worker=settings.threads_per_worker,
             memory_limit=settings.memory_limit,
             processes=settings.processes,
             dashboard_address=None,
+            # the scheduler's HTTP server (health checks) on a free port, not 8787
+            scheduler_kwargs={"dashboard_address": ":0"},
             # a failed task is logged by the runner (its traceback in the run log), not here
             silence_logs=logging.CRITICAL,
-        ) as cluster,
-    ):
+        )
+    with cluster:
+        deliver_deferred()
         log.info("started a LocalCluster with %d worker(s)", settings.workers)
         with Client(cluster) as client:
             yield client
+
+
+@contextlib.contextmanager
+def _quiet_start() -> Iterator[Callable[[], None]]:
+    """While the cluster starts: SIGINT is ignored and a SIGTERM is held back; yields a
+    function that sends the held-back SIGTERM again (call it once the started cluster will be
+    closed on the way out: a half-started one prints tracebacks when Python exits).
+
+    The worker processes spawned meanwhile inherit the ignored SIGINT and keep it (Python
+    leaves an ignored SIGINT ignored): Ctrl-C in a terminal signals the whole process group,
+    and only the driver should react, closing the cluster; workers hit by KeyboardInterrupt
+    print tracebacks. A Ctrl-C during the few seconds of the start is lost."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: None
+        return
+    held: list[int] = []
+    previous = {
+        signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        signal.SIGTERM: signal.signal(signal.SIGTERM, lambda signum, frame: held.append(signum)),
+    }
+
+    def deliver() -> None:
+        if held:
+            signal.raise_signal(held[0])
+
+    try:
+        yield deliver
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _quiet_resource_tracker() -> None:
+    """Keep multiprocessing's resource tracker from warning about "leaked semaphore objects"
+    when a run is stopped (Ctrl-C, SIGTERM) and workers killed mid-tile: the tracker cleans
+    them up itself. The tracker and the workers are separate interpreters; they take their
+    warning filters from this one's ``sys.warnoptions`` when they are spawned."""
+    option = "ignore:resource_tracker:UserWarning"
+    if option not in sys.warnoptions:
+        sys.warnoptions.append(option)

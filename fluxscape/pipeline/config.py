@@ -185,12 +185,26 @@ def _product_kinds() -> set[str]:
     return set(STEPS)
 
 
+def _key_text(key) -> str:
+    """A key of a location as written in messages: quoted when it is not a plain name (a
+    key with spaces, dots or control characters stays readable on one line)."""
+    text = str(key)
+    plain = text.isprintable() and text and not any(c in text for c in " .:'\"")
+    return text if plain else repr(text)
+
+
+#: Member types pydantic appends to the location of a value that fits no type of a union.
+_UNION_MEMBERS = {"int", "float", "str", "bool", "none"}
+
+
 def _format_error(source: str, exc: ValidationError) -> str:
     err = exc.errors()[0]
     parts = list(err["loc"])
     if len(parts) >= 4 and parts[0] == "products" and parts[2] in _product_kinds():
         del parts[2]  # pydantic puts the discriminated union's tag into the location
-    loc = ".".join(str(p) for p in parts)
+    if len(parts) > 1 and parts[-1] in _UNION_MEMBERS:
+        del parts[-1]  # ... and a plain union's member type (method_params values)
+    loc = ".".join(_key_text(p) for p in parts)
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = "unknown key" + _suggest(str(err["loc"][-1]))
@@ -202,10 +216,12 @@ def _format_error(source: str, exc: ValidationError) -> str:
         ctx = err.get("ctx", {})
         loc = f"{loc}.kind"
         msg = f"unknown product kind {ctx.get('tag')!r}; known: {ctx.get('expected_tags')}"
+    elif err["type"] == "finite_number":
+        msg = f"must be a finite number, not {err['input']}"
     msg = msg.removeprefix("Value error, ")
     where = f"{loc}: " if loc else ""
     more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
-    return f"{source}: {where}{msg}{more}"
+    return f"{source}: {where}{msg}{more}".replace("\n", "\\n")
 
 
 def parse_workflow(text: str, source: str = "<workflow>") -> Workflow:
@@ -214,12 +230,56 @@ def parse_workflow(text: str, source: str = "<workflow>") -> Workflow:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise WorkflowError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+    except RecursionError:
+        raise WorkflowError(f"{source}: not valid YAML (nested too deeply)") from None
     if not isinstance(raw, dict):
-        raise WorkflowError(f"{source}: a workflow must be a YAML mapping of keys")
+        found = "it is empty" if raw is None else f"its top level is a {_yaml_type(raw)}"
+        raise WorkflowError(
+            f"{source}: not a YAML workflow file ({found}; a workflow is a mapping of keys: "
+            "name, region, period, inputs, products, ...)"
+        )
     try:
         return Workflow.model_validate(raw)
     except ValidationError as exc:
         raise WorkflowError(_format_error(source, exc)) from None
+
+
+def _yaml_type(value) -> str:
+    """How YAML calls the type of a parsed value: list, string, number, ..."""
+    names = {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}
+    return names.get(type(value), type(value).__name__)
+
+
+#: Leading bytes of binary formats a workflow path may point at by mistake.
+_MAGIC = {
+    b"\x1f\x8b": "gzip data",
+    b"\x89PNG": "a PNG image",
+    b"\x89HDF": "an HDF5 file",
+    b"PK\x03\x04": "a zip archive",
+    b"\x0e\x03\x13\x01": "an HDF4 file",
+    b"CDF\x01": "a NetCDF file",
+    b"CDF\x02": "a NetCDF file",
+    b"%PDF": "a PDF document",
+    **{b"\x80" + bytes([protocol]): "a Python pickle" for protocol in (2, 3, 4, 5)},
+}
+
+
+def read_workflow_text(path: Path) -> str:
+    """The text of a workflow file; WorkflowError naming the file when it cannot be read or
+    holds binary data (what it looks like, when known) rather than UTF-8 text."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise WorkflowError(f"{path}: cannot read the workflow file ({exc.strerror})") from None
+    kind = next((what for magic, what in _MAGIC.items() if data.startswith(magic)), None)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if kind is not None or text is None or "\x00" in text:
+        what = kind or "binary data, not UTF-8 text"
+        raise WorkflowError(f"{path}: not a YAML workflow file ({what})")
+    return text
 
 
 def load_workflow(path: str | Path) -> tuple[Workflow, Path]:
@@ -232,7 +292,9 @@ def load_workflow(path: str | Path) -> tuple[Workflow, Path]:
     ``./demo-out/sample``). A file of that name in the current folder takes precedence."""
     path = Path(path)
     if path.is_file():
-        return parse_workflow(path.read_text(), str(path)), path.resolve().parent
+        return parse_workflow(read_workflow_text(path), str(path)), path.resolve().parent
+    if path.is_dir():
+        raise WorkflowError(f"{path}: is a folder, not a workflow file")
     shipped = recipes.shipped_recipe(str(path))
     if shipped is not None:
         base = Path.cwd().resolve() / recipes.RECIPE_BASE

@@ -22,7 +22,7 @@ import pandas as pd
 from distributed import as_completed
 
 import fluxscape
-from fluxscape.errors import FluxscapeError
+from fluxscape.errors import FluxscapeError, storage_message, storage_problem
 from fluxscape.pipeline import config as cfg
 from fluxscape.pipeline.budget import check_budget
 from fluxscape.pipeline.cluster import dask_client
@@ -496,6 +496,9 @@ def _run_tiles(wf, name, plan, step, todo, staging, manifest, get_client, digest
                     raise FluxscapeError(
                         f"products.{name}: {exc}; nothing was published: rerun with --fresh"
                     ) from None
+                if storage_problem(exc):
+                    message = f"products.{name}: {storage_message(exc, staging)}"
+                    raise FluxscapeError(message) from None
                 raise FluxscapeError(
                     f"{name}: a tile failed: {type(exc).__name__}: {exc} (traceback in "
                     f"{Path(wf.output.dir) / STATE_DIR / 'run.log'}); fix the cause and rerun "

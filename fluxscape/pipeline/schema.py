@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from fluxscape.access import AccessLevel
 
@@ -28,7 +35,9 @@ REGION_PRESETS: dict[str, tuple[float, float, float, float]] = {
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Unknown keys are errors; numbers must be finite (NaN and infinities are refused)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Region(StrictModel):
@@ -40,21 +49,74 @@ class Region(StrictModel):
     crs: str = "EPSG:4326"
     resolution: Annotated[float, Field(gt=0)] = 0.01
 
+    @field_validator("bbox")
+    @classmethod
+    def _bbox_order_and_range(cls, value):
+        """[W, S, E, N] with W < E and S < N, in degrees within [-180, 180] x [-90, 90] (the
+        grid is made from the lon/lat box whatever the CRS; 0-360 longitudes are not read)."""
+        if value is None:
+            return value
+        w, s, e, n = value
+        if not (w < e and s < n):
+            raise ValueError(f"{list(value)} must be [W, S, E, N] with W < E, S < N")
+        if not (-180 <= w and e <= 180 and -90 <= s and n <= 90):
+            raise ValueError(
+                f"{list(value)} is outside [-180, -90, 180, 90]: longitudes and latitudes in "
+                "degrees, longitudes from -180 to 180"
+            )
+        return value
+
+    @field_validator("crs")
+    @classmethod
+    def _known_crs(cls, value: str, info: ValidationInfo) -> str:
+        """A horizontal (geographic or projected) CRS that PROJ knows and in which the
+        region's lon/lat box has finite coordinates."""
+        from pyproj import CRS
+        from pyproj.exceptions import CRSError
+
+        try:
+            crs = CRS.from_user_input(value)
+        except CRSError:
+            raise ValueError(
+                f"{value!r} is not a CRS PROJ knows; give an EPSG code (EPSG:4326), WKT or a "
+                "PROJ string (+proj=...)"
+            ) from None
+        if not (crs.is_geographic or crs.is_projected):
+            raise ValueError(
+                f"{value!r} is a {crs.type_name}; a geographic or projected CRS is needed"
+            )
+        bbox = info.data.get("bbox") or REGION_PRESETS.get(info.data.get("preset"))
+        if bbox is not None and crs.is_projected and not _projects(bbox, value):
+            raise ValueError(
+                f"{value!r} cannot represent the region {list(bbox)} (infinite coordinates: "
+                "outside the projection's area of use); choose a CRS that covers the region"
+            )
+        return value
+
     @model_validator(mode="after")
     def _bbox_or_preset(self) -> Region:
         if self.bbox is None and self.preset is None:
             raise ValueError("give either bbox [W, S, E, N] or preset")
         if self.preset is not None and self.preset not in REGION_PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; known: {sorted(REGION_PRESETS)}")
-        if self.bbox is not None:
-            w, s, e, n = self.bbox
-            if not (w < e and s < n):
-                raise ValueError(f"bbox {list(self.bbox)} must be [W, S, E, N] with W < E, S < N")
         return self
 
     @property
     def lonlat_bbox(self) -> tuple[float, float, float, float]:
         return self.bbox if self.bbox is not None else REGION_PRESETS[self.preset]
+
+
+def _projects(bbox: tuple[float, float, float, float], crs: str) -> bool:
+    """True when the lon/lat ``bbox`` has a finite, non-empty extent in ``crs``."""
+    import math
+
+    from odc.geo.geom import BoundingBox
+
+    try:
+        box = BoundingBox(*bbox, crs="EPSG:4326").to_crs(crs)
+    except Exception:  # PROJ raises several types for points it cannot project
+        return False
+    return all(math.isfinite(v) for v in box) and box.left < box.right and box.bottom < box.top
 
 
 class Period(StrictModel):

@@ -24,6 +24,7 @@ from typing import Annotated, Literal
 import numpy as np
 import pandas as pd
 import xarray as xr
+import zarr
 from pydantic import Field
 from threadpoolctl import threadpool_limits
 
@@ -290,10 +291,14 @@ def _train(
     p = ctx.product
     path = ctx.output_path("models", ctx.name, "flux_model.skops")
     fingerprint = _fingerprint(ctx, table)
-    if path.exists() and persist.card_path(path).exists():
-        card = persist.read_card(path)
-        if card.get("fingerprint") == fingerprint:
-            return str(path), card
+    card = _reusable(ctx, path, fingerprint)
+    if card is not None:
+        return str(path), card
+    if _store_card(ctx) is not None:
+        raise FluxscapeError(
+            f"products.{ctx.name}: its unfinished store {ctx.store} was predicted by a model "
+            f"that {path} no longer holds; rerun with --fresh to retrain and rebuild it"
+        )
     n_sites = table["site"].nunique()
     if n_sites < 2:
         raise FluxscapeError(
@@ -333,6 +338,53 @@ def _train(
         **(extra or {}),
     }
     return str(path), persist.save_model(model, path, card)
+
+
+def _reusable(ctx: StepContext, path: Path, fingerprint: str) -> dict | None:
+    """The card of the saved model when it was trained on this workflow and training table
+    and its file is the model its card describes (provenance checked by loading it); None
+    when it must be trained. A saved model that fails the check is retrained when no store
+    depends on it, and refused (naming the file) when the unfinished store's tiles were
+    predicted by the model its card describes: retraining would mix two models in one store."""
+    if not (path.exists() and persist.card_path(path).exists()):
+        return None
+    try:
+        card = persist.read_card(path)
+        if card.get("fingerprint") != fingerprint:
+            return None
+        _, inner = persist.load_model(path)
+        if inner.get("card_id") != card.get("card_id"):
+            raise FluxscapeError(
+                f"{path}: holds model card {inner.get('card_id')}, not card "
+                f"{card.get('card_id')} of {persist.card_path(path).name} beside it"
+            )
+    except FluxscapeError as exc:
+        if _store_card(ctx) is None:
+            log.warning("%s; training the model again", exc)
+            return None
+        raise FluxscapeError(
+            f"{exc} (products.{ctx.name}: its unfinished store was predicted by the model of "
+            "that card; rerun with --fresh to retrain and rebuild it)"
+        ) from None
+    stored = _store_card(ctx)
+    if stored is not None and stored != card["card_id"]:
+        raise FluxscapeError(
+            f"products.{ctx.name}: its unfinished store {ctx.store} was predicted by model "
+            f"card {stored}, not {card['card_id']} of {path}; rerun with --fresh to rebuild it"
+        )
+    return card
+
+
+def _store_card(ctx: StepContext) -> str | None:
+    """The model card id the product's unfinished store was created for, or None when there
+    is no such store (a first run, or --fresh)."""
+    if not ctx.store.exists():
+        return None
+    group = zarr.open_group(str(ctx.store), mode="r")
+    for target in ctx.product.targets:
+        if target in group:
+            return group[target].attrs.get("model_card")
+    return None
 
 
 def _fit(ctx: StepContext, table: pd.DataFrame, features: list[str], n_sites: int):
