@@ -171,3 +171,46 @@ def test_real_sites_list_drops_a_site_with_an_impossible_longitude(realdata_dir,
     assert "IE-JtC" not in set(sites["site_id"])  # longitude -6499806.0 in the file
     assert sites["lon"].between(-180, 180).all() and len(sites) > 400
     assert "IE-JtC left out" in caplog.text
+
+
+# --- regions in the grid's own units ------------------------------------------------------------
+
+SINUSOIDAL = "+proj=sinu +R=6371007.181 +nadgrids=@null +wktext +units=m +no_defs"
+MODIS_1KM = 926.625433055833
+
+
+def _region(**kw):
+    from fluxscape.pipeline.schema import Region
+
+    return Region(**kw)
+
+
+def test_a_bbox_in_the_grids_units_makes_exactly_that_window():
+    """A 240 x 240 window of the MODIS 1 km sinusoidal grid (tile h29v05), given in metres."""
+    from fluxscape.pipeline.grid import region_geobox
+
+    west, north = -20015109.354 + 29 * 1111950.5197665, 10007554.677 - 5 * 1111950.5197665
+    bbox = (west, north - 240 * MODIS_1KM, west + 240 * MODIS_1KM, north)
+    region = _region(bbox=bbox, bbox_crs=SINUSOIDAL, crs=SINUSOIDAL, resolution=MODIS_1KM)
+    box = region_geobox(region)
+    assert box.shape.yx == (240, 240)
+    assert abs(box.affine.c - west) < 0.01 and abs(box.affine.f - north) < 0.01  # metres
+    w, s, e, n = region.lonlat_bbox
+    assert 30 < s < n < 40 and 125 < w < e < 160
+
+
+def test_a_lonlat_box_on_a_projected_grid_covers_it_and_degrees_are_range_checked():
+    from fluxscape.pipeline.grid import region_geobox
+
+    utm = _region(bbox=(138.0, 35.5, 139.0, 36.5), crs="EPSG:32654", resolution=1000)
+    ny, nx = region_geobox(utm).shape.yx
+    assert 110 <= ny <= 116 and 88 <= nx <= 100  # a box around 1 x 1 degree: ~111 x ~90 km
+    with pytest.raises(ValueError, match="needs bbox_crs"):
+        _region(bbox=(200000.0, 3900000.0, 300000.0, 4000000.0), crs="EPSG:32654", resolution=1000)
+    metres = _region(
+        bbox=(200000.0, 3900000.0, 300000.0, 4000000.0),
+        bbox_crs="EPSG:32654",
+        crs="EPSG:32654",
+        resolution=1000,
+    )
+    assert region_geobox(metres).shape.yx == (100, 100)

@@ -113,7 +113,9 @@ FIELD_NOTES = {
     "Workflow.products": "Named products; each becomes `OUT/products/<name>.zarr`.",
     "Workflow.output": "Where stores, catalog, reports and logs go.",
     "Workflow.dask": "Where the tiles run.",
-    "Region.bbox": "[W, S, E, N] in degrees (lon/lat).",
+    "Region.bbox": "[W, S, E, N] in degrees (lon/lat), or in the units of `bbox_crs`.",
+    "Region.bbox_crs": "CRS of the `bbox` values: EPSG:4326 (degrees) by default, or e.g. the "
+    "grid's own CRS to give an exact window in metres.",
     "Region.preset": "A named region instead of `bbox` (list above).",
     "Region.crs": "CRS of the target grid.",
     "Region.resolution": "Pixel size in CRS units (degrees for EPSG:4326; 0.01 is about 1 km).",

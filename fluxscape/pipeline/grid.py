@@ -43,13 +43,18 @@ class TargetGrid:
 
 
 def region_geobox(region: Region) -> GeoBox:
-    """The GeoBox covering the region's lon/lat bbox in its CRS at its resolution (square
-    pixels, north-up, pixel edges on multiples of the resolution)."""
-    bbox = BoundingBox(*region.lonlat_bbox, crs="EPSG:4326")
-    if region.crs != "EPSG:4326":
+    """The GeoBox covering the region's bbox (in ``bbox_crs``: degrees by default) in its CRS
+    at its resolution (square pixels, north-up, pixel edges on multiples of the resolution).
+    A bbox given in the grid's own CRS is used as it is: no box around a transformed box."""
+    if region.bbox is not None and region.bbox_crs != "EPSG:4326":
+        bbox = BoundingBox(*region.bbox, crs=region.bbox_crs)
+    else:
+        bbox = BoundingBox(*region.lonlat_bbox, crs="EPSG:4326")
+    if bbox.crs != region.crs:
         bbox = bbox.to_crs(region.crs)
     res = resxy_(region.resolution, -region.resolution)
-    return GeoBox.from_bbox(bbox, crs=region.crs, resolution=res, tol=1e-6)
+    # tol: a bbox within 1e-4 pixel of the grid lines is on them (float noise of metre bboxes)
+    return GeoBox.from_bbox(bbox, crs=region.crs, resolution=res, tol=1e-4)
 
 
 def target_grid(region: Region, tile_size: int) -> TargetGrid:

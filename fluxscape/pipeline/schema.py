@@ -45,25 +45,46 @@ class Region(StrictModel):
     units (degrees for EPSG:4326)."""
 
     bbox: tuple[float, float, float, float] | None = None
+    # CRS of the bbox values: lon/lat degrees by default, or e.g. the grid's own CRS (metres)
+    bbox_crs: Annotated[str, Field(validate_default=True)] = "EPSG:4326"
     preset: str | None = None
     crs: str = "EPSG:4326"
     resolution: Annotated[float, Field(gt=0)] = 0.01
 
     @field_validator("bbox")
     @classmethod
-    def _bbox_order_and_range(cls, value):
-        """[W, S, E, N] with W < E and S < N, in degrees within [-180, 180] x [-90, 90] (the
-        grid is made from the lon/lat box whatever the CRS; 0-360 longitudes are not read)."""
+    def _bbox_order(cls, value):
+        """[W, S, E, N] with W < E and S < N (ranges are checked with ``bbox_crs``)."""
         if value is None:
             return value
         w, s, e, n = value
         if not (w < e and s < n):
             raise ValueError(f"{list(value)} must be [W, S, E, N] with W < E, S < N")
-        if not (-180 <= w and e <= 180 and -90 <= s and n <= 90):
+        return value
+
+    @field_validator("bbox_crs")
+    @classmethod
+    def _bbox_in_degrees_or_known(cls, value: str, info: ValidationInfo) -> str:
+        """In degrees (a geographic ``bbox_crs``) the bbox lies within [-180, 180] x [-90, 90]
+        (0-360 longitudes are not read); any other ``bbox_crs`` must be a CRS PROJ knows."""
+        from pyproj import CRS
+        from pyproj.exceptions import CRSError
+
+        try:
+            crs = CRS.from_user_input(value)
+        except CRSError:
             raise ValueError(
-                f"{list(value)} is outside [-180, -90, 180, 90]: longitudes and latitudes in "
-                "degrees, longitudes from -180 to 180"
-            )
+                f"{value!r} is not a CRS PROJ knows; give EPSG:4326 (degrees) or the grid's CRS"
+            ) from None
+        bbox = info.data.get("bbox")
+        if bbox is not None and crs.is_geographic:
+            w, s, e, n = bbox
+            if not (-180 <= w and e <= 180 and -90 <= s and n <= 90):
+                raise ValueError(
+                    f"region.bbox {list(bbox)} is outside [-180, -90, 180, 90]: longitudes and "
+                    "latitudes in degrees, longitudes from -180 to 180 (a bbox in the grid's "
+                    "units needs bbox_crs)"
+                )
         return value
 
     @field_validator("crs")
@@ -86,6 +107,11 @@ class Region(StrictModel):
                 f"{value!r} is a {crs.type_name}; a geographic or projected CRS is needed"
             )
         bbox = info.data.get("bbox") or REGION_PRESETS.get(info.data.get("preset"))
+        if info.data.get("bbox") is not None and info.data.get("bbox_crs") not in (
+            None,
+            "EPSG:4326",
+        ):
+            bbox = None  # given in other units: region_geobox transforms it
         if bbox is not None and crs.is_projected and not _projects(bbox, value):
             raise ValueError(
                 f"{value!r} cannot represent the region {list(bbox)} (infinite coordinates: "
@@ -103,7 +129,15 @@ class Region(StrictModel):
 
     @property
     def lonlat_bbox(self) -> tuple[float, float, float, float]:
-        return self.bbox if self.bbox is not None else REGION_PRESETS[self.preset]
+        """The region's [W, S, E, N] in degrees (a bbox in other units, transformed)."""
+        if self.bbox is None:
+            return REGION_PRESETS[self.preset]
+        if self.bbox_crs == "EPSG:4326":
+            return self.bbox
+        from odc.geo.geom import BoundingBox
+
+        box = BoundingBox(*self.bbox, crs=self.bbox_crs).to_crs("EPSG:4326")
+        return tuple(float(v) for v in box)
 
 
 def _projects(bbox: tuple[float, float, float, float], crs: str) -> bool:
