@@ -162,3 +162,19 @@ def test_fewer_than_two_towers_on_the_grid_is_an_error_naming_the_others(demo_ou
     with pytest.raises(FluxscapeError, match=r"1 tower\(s\) with data on the region grid") as err:
         flux.plan(ctx)
     assert "outside the region grid" in str(err.value) and others[0] in str(err.value)
+
+
+def test_meteorology_beyond_the_files_extent_is_nan_not_an_error():
+    """A tile of a projected grid drawn around a lon/lat region can lie beyond the
+    meteorology files (the corners): its meteorology is NaN, so its pixels are not predicted."""
+    from fluxscape.pipeline.predictors import meteo_at
+
+    times = pd.date_range("2021-01-01", periods=3)
+    cut = xr.Dataset(
+        {"ta": (("time", "lat", "lon"), np.zeros((3, 1, 0)))},
+        coords={"time": times, "lat": [36.0], "lon": np.array([], float)},
+    )
+    lon = xr.DataArray(np.full((2, 4), 139.5), dims=("y", "x"))
+    lat = xr.DataArray(np.full((2, 4), 36.0), dims=("y", "x"))
+    got = meteo_at(cut, lon, lat)["ta"].transpose("time", "y", "x")
+    assert got.shape == (3, 2, 4) and bool(got.isnull().all())

@@ -98,7 +98,19 @@ def meteo_periods(
 def meteo_at(periods: xr.Dataset, lon, lat) -> xr.Dataset:
     """Bilinear interpolation of period-mean meteorology (from :func:`meteo_periods`) to
     points: ``lon``/``lat`` 1-D arrays of pixel centres (a grid, dims y/x) or DataArrays sharing
-    a ``site`` dim (points)."""
+    a ``site`` dim (points). Points outside the meteorology's grid are NaN; so are all points
+    when the grid was cut to fewer than two cells a side (a tile beyond the files' extent, e.g.
+    the corners of a projected grid around a lon/lat region)."""
+    if periods.sizes.get("lat", 0) < 2 or periods.sizes.get("lon", 0) < 2:
+        shape = {d: s for d, s in periods.sizes.items() if d not in ("lat", "lon")}
+        target = xr.broadcast(xr.DataArray(lon), xr.DataArray(lat))[0]
+        nan = xr.full_like(target, np.nan, dtype="float64")
+        return xr.Dataset(
+            {
+                v: nan.expand_dims({d: periods[d].values for d in shape}).copy()
+                for v in periods.data_vars
+            }
+        )
     return periods.interp(lon=lon, lat=lat, method="linear")
 
 
