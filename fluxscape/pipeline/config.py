@@ -373,7 +373,9 @@ def product_hash(wf: Workflow, name: str) -> str:
     product = wf.products[name]
 
     def dump(model, **kw) -> dict:
-        return json.loads(model.model_dump_json(**kw))
+        # keys left at their defaults are left out: a release that adds a key (with a default
+        # that keeps today's behaviour) does not change the digest of every existing store
+        return json.loads(model.model_dump_json(exclude_defaults=True, **kw))
 
     payload = {
         "region": dump(wf.region),

@@ -357,7 +357,8 @@ def _run_product(
             "it or --fresh to start again"
         )
     if (staging.exists() or state["tiles"]) and state["workflow_hash"] not in (None, digest):
-        log.info(
+        log.log(
+            logging.DEBUG if state["complete"] else logging.INFO,  # a rebuild is logged already
             "%s: starting again: the unfinished store was made with other settings, inputs or "
             "source products (digest %s, now %s)",
             name,
