@@ -255,7 +255,7 @@ async def run_client(port, index, mix, w, until, seed, out) -> None:
             t0 = time.perf_counter()
             try:
                 status = await asyncio.wait_for(client.request(method, path, body), 30)
-            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError):
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
                 status = 0
                 await client.close()
             out.append((time.perf_counter() - t0, status))
@@ -266,9 +266,7 @@ async def run_client(port, index, mix, w, until, seed, out) -> None:
 async def run_mix(port: int, mix: str, clients: int, duration: float, w: dict, seed: int):
     out: list[tuple[float, int]] = []
     until = time.perf_counter() + duration
-    await asyncio.gather(
-        *(run_client(port, i, mix, w, until, seed, out) for i in range(clients))
-    )
+    await asyncio.gather(*(run_client(port, i, mix, w, until, seed, out) for i in range(clients)))
     return out
 
 
@@ -306,8 +304,9 @@ def table(run: dict) -> str:
     for key, r in run["results"].items():
         mix, clients = key.split("@")
         bad = {s: n for s, n in r["statuses"].items() if s != "200"}
-        errors = f"{r['errors']}" + (f" ({', '.join(f'{n} x {s}' for s, n in bad.items())})"
-                                     if bad else "")
+        errors = f"{r['errors']}" + (
+            f" ({', '.join(f'{n} x {s}' for s, n in bad.items())})" if bad else ""
+        )
         lines.append(
             f"| {mix} | {clients} | {r['requests']:,} | {r['rps']:.0f} | {r['p50']:.1f} "
             f"| {r['p95']:.1f} | {r['p99']:.1f} | {r['max']:.1f} | {errors} "
@@ -352,8 +351,7 @@ def markdown(run: dict, before: dict | None, notes: str) -> str:
     ]
     if before:
         out += [
-            f"**{before['label']}** ({before['commit']}, {before['date']}): "
-            f"{verdict(before)}.",
+            f"**{before['label']}** ({before['commit']}, {before['date']}): {verdict(before)}.",
             "",
             table(before),
             "",
@@ -402,8 +400,9 @@ def main(argv: list[str] | None = None) -> int:
     print(table(run))
     print(verdict(run))
     if args.write:
-        before = json.loads((out_dir / f"serve-{args.before}.json").read_text()) \
-            if args.before else None
+        before = (
+            json.loads((out_dir / f"serve-{args.before}.json").read_text()) if args.before else None
+        )
         notes = args.notes.read_text() if args.notes else ""
         write_section(HERE / "RESULTS.md", "Serve", markdown(run, before, notes))
     return 0 if verdict(run) == "all met" else 1
@@ -422,12 +421,14 @@ def measure(args) -> dict:
             asyncio.run(run_mix(port, mix, 4, 2.0, w, args.seed))  # warm-up
             for clients in args.clients:
                 with MemoryWatch(proc.pid) as mem:
-                    samples = asyncio.run(
-                        run_mix(port, mix, clients, args.duration, w, args.seed)
-                    )
+                    samples = asyncio.run(run_mix(port, mix, clients, args.duration, w, args.seed))
                 results[f"{mix}@{clients}"] = summary(samples, args.duration, mem.peak)
-                print(mix, clients, {k: results[f"{mix}@{clients}"][k]
-                                     for k in ("rps", "p99", "errors")}, flush=True)
+                print(
+                    mix,
+                    clients,
+                    {k: results[f"{mix}@{clients}"][k] for k in ("rps", "p99", "errors")},
+                    flush=True,
+                )
     finally:
         proc.terminate()
         proc.wait(20)

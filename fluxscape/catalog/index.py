@@ -178,8 +178,25 @@ def snapshot(catalog_dir: Path) -> pa.Table:
     """The index file as one consistent Arrow table: read through a single open file, so a
     writer replacing the file meanwhile cannot mix two versions (DuckDB reading the path
     directly may reopen it between footer and row groups). FileNotFoundError without one."""
+    return snapshot_if_changed(catalog_dir, None)[1]
+
+
+#: What identifies one version of the index file: device, inode, size, modification time.
+Version = tuple[int, int, int, int]
+
+
+def snapshot_if_changed(
+    catalog_dir: Path, known: Version | None
+) -> tuple[Version, pa.Table | None]:
+    """The index file's version and, unless it is ``known``, its table (as :func:`snapshot`).
+    Version and table come from the same open file: a writer replaces the file by renaming a
+    new one over it (a new inode), so a version seen once always has the same content."""
     with open(Path(catalog_dir) / INDEX_NAME, "rb") as f:
-        return pq.read_table(pa.BufferReader(f.read()))
+        st = os.fstat(f.fileno())
+        version = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        if version == known:
+            return version, None
+        return version, pq.read_table(pa.BufferReader(f.read()))
 
 
 def _where(
@@ -208,7 +225,9 @@ def _where(
     if run:
         where.append("(workflow = ? OR run_id = ?)")
         params += [run, run]
-    if ids is not None:
+    if ids is not None and not ids:
+        where.append("FALSE")
+    elif ids is not None:
         where.append("list_contains(?, id)")
         params.append(list(ids))
     if access is not None:
