@@ -6,7 +6,8 @@
   request, paths and query strings that are too long (414), NUL bytes anywhere in the path or
   query (400), bodies that are too large (413) or too slow (408), tiler requests over the
   client's rate (429 with ``Retry-After``) and images larger than ``max_image`` pixels a side
-  (400). A request body is read whole (at most ``max_body`` bytes) before the app sees it;
+  (400). A request body is read whole (at most ``max_body`` bytes) before the app sees it, and
+  at most ``max_renders`` tiler requests run at once;
 - :func:`protocol_class`: uvicorn's HTTP/1.1 protocol with a deadline for the request head
   (``timeout_header``), which uvicorn lacks: a connection that sends no complete request head
   within it, whether idle from the start or trickling headers, is closed.
@@ -48,6 +49,10 @@ class ServeLimits:
     #: feature image, ``max_size``); a bbox or feature image without a size is read at most
     #: this large.
     max_image: int = 2048
+    #: Layers (bands) one tiler request may read from a 3D variable (choose steps with ``sel``).
+    max_bands: int = 4
+    #: Tiler requests rendered at once (others wait their turn): bounds the memory of images.
+    max_renders: int = 4
     #: Tiler requests per second per client address (0: no limit) ...
     tile_rate: float = 20.0
     #: ... with bursts of up to this many.
@@ -161,6 +166,7 @@ class Guard:
     def __init__(self, app: ASGIApp, limits: ServeLimits):
         self.app, self.limits = app, limits
         self.tile_buckets = TokenBuckets(limits.tile_rate, limits.tile_burst)
+        self._renders: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -174,7 +180,18 @@ class Guard:
             if body is None:
                 return None
             receive = _replay(body, receive)
+        if scope["path"].startswith("/tiler/") and self.limits.max_renders > 0:
+            async with self._render_slots():
+                return await self.app(scope, receive, send)
         return await self.app(scope, receive, send)
+
+    def _render_slots(self) -> asyncio.Semaphore:
+        """The semaphore of tiler requests, one per event loop (a test client may run
+        several loops one after the other)."""
+        loop = asyncio.get_running_loop()
+        if self._renders is None or self._renders[0] is not loop:
+            self._renders = (loop, asyncio.Semaphore(self.limits.max_renders))
+        return self._renders[1]
 
     def refusal(self, scope: Scope) -> tuple | None:
         """(status, code, description[, headers]) refusing the request, or None."""

@@ -414,7 +414,9 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def bad_parameter(request: Request, exc: BadParameter) -> JSONResponse:
         return _error(400, str(exc))
 
-    for exc_class, status in DEFAULT_STATUS_CODES.items():
+    from rio_tiler.errors import PointOutsideBounds
+
+    for exc_class, status in (DEFAULT_STATUS_CODES | {PointOutsideBounds: 404}).items():
         if exc_class is not Exception:
             app.add_exception_handler(exc_class, _library_error(status))
     app.add_exception_handler(Exception, _server_error)
@@ -455,12 +457,41 @@ def _add_tiler(app: FastAPI, products: Products, limits: ServeLimits) -> None:
     ``limits.max_image`` pixels a side (larger sizes are refused by the Guard)."""
     from titiler.core.dependencies import PartFeatureParams
     from titiler.xarray.factory import TilerFactory
+    from titiler.xarray.io import Reader
 
     async def product_store(
         request: Request, collection: Annotated[str, Query(description="Collection id")]
     ) -> str:
         _check_tile_path(request.path_params)
-        return str(products.store(products.get(collection, await granted(request))))
+        row = products.get(collection, await granted(request))
+        variable = request.query_params.get("variable")
+        if variable is not None and variable not in row["variables"]:
+            raise BadParameter("variable", f"{collection} has no variable {_short(variable)!r}")
+        return str(products.store(row))
+
+    class SelectingReader(Reader):
+        """titiler-xarray's reader, with a selection (``variable``, ``sel``, ``bidx``) that
+        does not pick a 2D layer or at most ``limits.max_bands`` of them answered as a bad
+        parameter (400)."""
+
+        def __attrs_post_init__(self):
+            try:
+                super().__attrs_post_init__()
+            except (KeyError, ValueError, TypeError, IndexError, AssertionError) as exc:
+                if getattr(self, "ds", None) is None:  # the store did not open: not the client
+                    raise
+                self.ds.close()
+                raise BadParameter("sel", "does not select a 2D or 3D layer") from exc
+            if self.input.ndim == 3 and self.input.shape[0] > limits.max_bands:
+                self.ds.close()
+                bands = self.input.shape[0]
+                raise BadParameter("sel", f"selects {bands} layers, at most {limits.max_bands}")
+
+        def _sel_indexes(self, *args, **kwargs):
+            try:
+                return super()._sel_indexes(*args, **kwargs)
+            except ValueError as exc:
+                raise BadParameter("bidx", "no such band in the selection") from exc
 
     @dataclass
     class BoundedPart(PartFeatureParams):
@@ -470,7 +501,10 @@ def _add_tiler(app: FastAPI, products: Products, limits: ServeLimits) -> None:
             super().__post_init__()
 
     tiler = TilerFactory(
-        router_prefix="/tiler", path_dependency=product_store, img_part_dependency=BoundedPart
+        reader=SelectingReader,
+        router_prefix="/tiler",
+        path_dependency=product_store,
+        img_part_dependency=BoundedPart,
     )
     app.include_router(tiler.router, prefix="/tiler")
 
@@ -490,6 +524,9 @@ def _check_tile_path(params: dict) -> None:
         matrix = tms.matrix(z)
         if not (0 <= x < matrix.matrixWidth and 0 <= y < matrix.matrixHeight):
             raise BadParameter("x", f"x/y must be in 0..{matrix.matrixWidth - 1} at zoom {z}")
+    for name in ("lon", "lat"):
+        if name in params and not math.isfinite(_path_number(params, name, float)):
+            raise BadParameter(name, "expected a finite number")
     if set(_CORNERS) <= params.keys():
         minx, miny, maxx, maxy = (_path_number(params, k, float) for k in _CORNERS)
         if not all(math.isfinite(v) for v in (minx, miny, maxx, maxy)):
@@ -655,17 +692,24 @@ def serve(
 
     limits = limits or ServeLimits()
     app = create_app(catalog_dir, load_tokens(tokens_file), limits)
-    config = uvicorn.Config(
+    uvicorn.Server(server_config(app, host, port, limits)).run()
+
+
+def server_config(app, host: str, port: int, limits: ServeLimits, log_level: str = "info"):
+    """The uvicorn configuration of ``fluxscape serve``: keep-alive and request head timeouts,
+    request head size and concurrency from ``limits``."""
+    import uvicorn
+
+    return uvicorn.Config(
         app,
         host=host,
         port=port,
-        log_level="info",
+        log_level=log_level,
         http=protocol_class(limits.timeout_header),
         timeout_keep_alive=limits.timeout_keep_alive,
         limit_concurrency=limits.limit_concurrency or None,
         h11_max_incomplete_event_size=limits.max_header,
     )
-    uvicorn.Server(config).run()
 
 
 @functools.lru_cache(maxsize=256)
