@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,6 +31,11 @@ MAX_IDS = 1_000
 MAX_ID_LENGTH = 256
 #: Characters in a ``datetime`` (an interval of two RFC 3339 instants is about 60).
 MAX_DATETIME = 100
+#: One side of a ``datetime`` interval: open (empty or ``..``), a year, month, date or an
+#: RFC 3339 date-time.
+_INSTANT = re.compile(
+    r"|\.\.|\d{4}(-\d{2}(-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:?\d{2})?)?)?)?"
+)
 GEOMETRY_TYPES = {
     "Point",
     "MultiPoint",
@@ -158,7 +164,10 @@ def check_datetime(text: Any) -> tuple[datetime | None, datetime | None]:
         raise BadParameter("datetime", "expected a string")
     if len(text) > MAX_DATETIME:
         raise BadParameter("datetime", f"longer than {MAX_DATETIME} characters")
-    interval = text if "/" in text else f"{text}/{text}"
+    sides = text.split("/") if "/" in text else [text, text]
+    if len(sides) != 2 or not all(_INSTANT.fullmatch(v.strip()) for v in sides):
+        raise BadParameter("datetime", "expected RFC 3339 instants or dates, START/END")
+    interval = "/".join(sides)
     try:
         lo, hi = times.bounds(times.parse_range(interval))
     except (FluxscapeError, ValueError, OverflowError) as exc:
