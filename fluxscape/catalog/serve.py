@@ -55,7 +55,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fluxscape.access import LEVELS, check_level, readable_levels
-from fluxscape.catalog import geo, stacquery
+from fluxscape.catalog import geo, index, stacquery
 from fluxscape.catalog.api import Catalog, open_catalog
 from fluxscape.catalog.guard import Guard, ServeLimits, protocol_class
 from fluxscape.catalog.publish import quicklook_dir
@@ -174,6 +174,17 @@ class Products:
             raise HTTPException(404, f"no collection {_short(cid)!r}")
         return row
 
+    def readable(self, levels: list[str]) -> list[dict]:
+        """The rows the client may read, ordered by id."""
+        return [r for r in self._current()[1].values() if r["access"] in levels]
+
+    def search(self, filters: dict, limit: int, offset: int) -> tuple[list[dict], int]:
+        """One page of the rows matching the filters of :func:`fluxscape.catalog.index.page`
+        (ordered by id), and how many match in all."""
+        table, by_id, _ = self._current()
+        ids, matched = index.page(table, limit, offset, **filters)
+        return [by_id[i] for i in ids], matched
+
     def store(self, row: dict) -> Path:
         """The resolved path of a product's Zarr store."""
         cache = self._current()[2]
@@ -214,7 +225,7 @@ def create_app(
     _add_error_handlers(app)
 
     @app.get("/")
-    def landing(request: Request, levels: Levels) -> dict:
+    async def landing(request: Request, levels: Levels) -> dict:
         base = str(request.base_url)
         links = [
             _link("self", base, "application/json"),
@@ -225,7 +236,7 @@ def create_app(
             {**_link("search", base + "search", GEOJSON), "method": "POST"},
             _link("alternate", base + "web/", "text/html", "Map of the products"),
         ]
-        for row in cat.rows(access=levels):
+        for row in products.readable(levels):
             links.append(
                 _link("child", f"{base}collections/{row['id']}", "application/json", row["title"])
             )
@@ -248,9 +259,9 @@ def create_app(
         return RedirectResponse("/web/")
 
     @app.get("/collections")
-    def collections(request: Request, levels: Levels) -> dict:
+    async def collections(request: Request, levels: Levels) -> dict:
         base = str(request.base_url)
-        rows = cat.rows(access=levels)
+        rows = products.readable(levels)
         return {
             "collections": [_collection(products.document(r), base) for r in rows],
             "links": [
@@ -293,7 +304,7 @@ def create_app(
         query = stacquery.from_query(request.query_params)
         params = dict(request.query_params)
         params.pop("token", None)
-        return _search(cat, request, levels, query, params, method="GET")
+        return _search(products, request, levels, query, params, method="GET")
 
     @app.post("/search")
     async def search_post(request: Request, levels: Levels) -> JSONResponse:
@@ -301,7 +312,7 @@ def create_app(
         query = stacquery.from_body(body)
         params = dict(body or {}) | {"limit": query.limit}
         params.pop("token", None)
-        return await run_in_threadpool(_search, cat, request, levels, query, params, "POST")
+        return await run_in_threadpool(_search, products, request, levels, query, params, "POST")
 
     @app.api_route("/zarr/{cid}/{path:path}", methods=["GET", "HEAD"])
     async def zarr_file(cid: str, path: str, levels: Levels) -> FileResponse:
@@ -612,7 +623,7 @@ def _item(row: dict, base: str) -> dict:
 
 
 def _search(
-    cat: Catalog,
+    products: Products,
     request: Request,
     levels: list[str],
     query: stacquery.SearchQuery,
@@ -622,11 +633,7 @@ def _search(
     """One page of search results; ``params`` are the request's own (for the next link)."""
     base = str(request.base_url)
     filters = query.filters() | {"access": levels}
-    if filters.get("ids") == []:
-        matched, chunk = 0, []
-    else:
-        matched = cat.count(**filters)
-        chunk = cat.rows(**filters, limit=query.limit, offset=query.offset)
+    chunk, matched = products.search(filters, query.limit, query.offset)
     links = [_link("root", base, "application/json")]
     if query.page * query.limit < matched:
         following = params | {"page": query.page + 1}
