@@ -19,6 +19,7 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import shapely
@@ -189,14 +190,17 @@ def snapshot_if_changed(
     catalog_dir: Path, known: Version | None
 ) -> tuple[Version, pa.Table | None]:
     """The index file's version and, unless it is ``known``, its table (as :func:`snapshot`).
-    Version and table come from the same open file: a writer replaces the file by renaming a
-    new one over it (a new inode), so a version seen once always has the same content."""
-    with open(Path(catalog_dir) / INDEX_NAME, "rb") as f:
-        st = os.fstat(f.fileno())
-        version = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-        if version == known:
-            return version, None
-        return version, pq.read_table(pa.BufferReader(f.read()))
+    A table and its version come from the same open file; a writer replaces the file by
+    renaming a new one over it (a new inode), so one version always has the same content."""
+    path = Path(catalog_dir) / INDEX_NAME
+    if known is not None and _version(os.stat(path)) == known:
+        return known, None
+    with open(path, "rb") as f:
+        return _version(os.fstat(f.fileno())), pq.read_table(pa.BufferReader(f.read()))
+
+
+def _version(st: os.stat_result) -> Version:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _where(
@@ -276,27 +280,61 @@ def _select_intersecting(table, columns, limit, offset, order, shape, bbox=None,
     return found if limit is None else found.slice(int(offset), int(limit))
 
 
-def page(
-    table: pa.Table,
-    limit: int,
-    offset: int = 0,
-    intersects: shapely.Geometry | None = None,
-    **filters,
-) -> tuple[list[str], int]:
-    """The ids (ordered) of one page of the rows of ``table`` matching the filters of
-    :func:`select`, and how many rows match in all: one query (two past the last page)."""
-    if intersects is not None:
-        ids = select(table, "id", intersects=intersects, **filters).column("id").to_pylist()
-        return ids[offset : offset + limit], len(ids)
-    where, params = _where(**filters)
-    sql = f"SELECT id, count(*) OVER () FROM idx{where} ORDER BY id"
-    sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
-    with _connection().cursor() as con:
-        con.register("idx", table)
-        found = con.execute(sql, params).fetchall()
-    if found:
-        return [i for i, _ in found], found[0][1]
-    return [], count(table, **filters) if offset else 0
+class Columns:
+    """The columns of an index table that STAC searches filter on, as numpy arrays, for a
+    process that queries one index version many times (``fluxscape serve``): the in-memory
+    twin of :func:`select` for the filters ``bbox``, ``time``, ``ids``, ``access`` and
+    ``intersects``, answering in microseconds where a DuckDB query costs milliseconds. The
+    table must be ordered by id (as :func:`to_table` writes it)."""
+
+    def __init__(self, table: pa.Table):
+        def column(name: str) -> np.ndarray:
+            return table.column(name).to_numpy(zero_copy_only=False)
+
+        self.id, self.access = column("id"), column("access")
+        self.xmin, self.ymin = column("xmin"), column("ymin")
+        self.xmax, self.ymax = column("xmax"), column("ymax")
+        self.start = column("start_datetime").astype("datetime64[us]")
+        self.end = column("end_datetime").astype("datetime64[us]")
+        self._table = table
+        self._footprints: np.ndarray | None = None
+
+    def page(
+        self,
+        limit: int,
+        offset: int = 0,
+        bbox: tuple[float, float, float, float] | None = None,
+        time: times.Bounds | None = None,
+        ids: list[str] | None = None,
+        access: list[str] | None = None,
+        intersects: shapely.Geometry | None = None,
+    ) -> tuple[np.ndarray, int]:
+        """Row positions (ordered by id) of one page of the matching rows, and how many rows
+        match in all; the filters mean what they mean to :func:`select`, except ``time``: the
+        first and last instant of the range (:func:`fluxscape.catalog.times.bounds`)."""
+        keep = np.ones(len(self.id), dtype=bool)
+        if access is not None:
+            keep &= np.isin(self.access, list(access))
+        if ids is not None:
+            keep &= np.isin(self.id, list(ids))
+        if intersects is not None:
+            bbox = intersects.bounds
+        if bbox is not None:
+            w, s, e, n = bbox
+            keep &= (self.xmin <= e) & (self.xmax >= w) & (self.ymin <= n) & (self.ymax >= s)
+        if time is not None:
+            keep &= times.overlaps(self.start, self.end, time)
+        found = np.flatnonzero(keep)
+        if intersects is not None and len(found):
+            found = found[shapely.intersects(self.footprints()[found], intersects)]
+        return found[offset : offset + limit], len(found)
+
+    def footprints(self) -> np.ndarray:
+        """The rows' footprints as shapely geometries (decoded at the first use)."""
+        if self._footprints is None:
+            wkb = self._table.column("geometry").to_numpy(zero_copy_only=False)
+            self._footprints = shapely.from_wkb(wkb)
+        return self._footprints
 
 
 def count(table: pa.Table, **filters) -> int:

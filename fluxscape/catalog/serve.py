@@ -36,21 +36,22 @@ import hmac
 import json
 import logging
 import math
+import mimetypes
 import os
 import re
 import secrets
 from dataclasses import dataclass
+from email.utils import formatdate
 from pathlib import Path
 from stat import S_ISREG
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import pystac
-import shapely
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -75,6 +76,8 @@ CONFORMS_TO = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
 ]
 MAX_LIMIT = stacquery.MAX_LIMIT
+#: Search pages up to this many items are built on the event loop (see create_app).
+SMALL_PAGE = 100
 
 
 # --- tokens ----------------------------------------------------------------------------------
@@ -153,41 +156,41 @@ Levels = Annotated[list[str], Depends(granted)]
 class Products:
     """The catalog's index rows by id, with each product's resolved store path and collection
     document, kept until the index changes (then rebuilt from the new one): a lookup by id is
-    a dict access, not a read of the index."""
+    a dict access and a search a few numpy operations, not a read of the index."""
 
     def __init__(self, cat: Catalog):
         self.cat = cat
-        self._view: tuple[object, dict[str, dict], dict[str, Any]] | None = None
+        self._view: _View | None = None
 
-    def _current(self) -> tuple[object, dict[str, dict], dict[str, Any]]:
+    def _current(self) -> _View:
         table = self.cat.index_table()
         view = self._view
-        if view is None or view[0] is not table:
-            view = (table, {r["id"]: r for r in table.to_pylist()}, {})
+        if view is None or view.source is not table:
+            view = _View(table)
             self._view = view  # one assignment: other threads see the old view or the new one
         return view
 
     def get(self, cid: str, levels: list[str]) -> dict:
         """The row of product ``cid`` if the client may read it; 404 otherwise."""
-        row = self._current()[1].get(cid)
+        row = self._current().by_id.get(cid)
         if row is None or row["access"] not in levels:
             raise HTTPException(404, f"no collection {_short(cid)!r}")
         return row
 
     def readable(self, levels: list[str]) -> list[dict]:
         """The rows the client may read, ordered by id."""
-        return [r for r in self._current()[1].values() if r["access"] in levels]
+        return [r for r in self._current().rows if r["access"] in levels]
 
     def search(self, filters: dict, limit: int, offset: int) -> tuple[list[dict], int]:
-        """One page of the rows matching the filters of :func:`fluxscape.catalog.index.page`
-        (ordered by id), and how many match in all."""
-        table, by_id, _ = self._current()
-        ids, matched = index.page(table, limit, offset, **filters)
-        return [by_id[i] for i in ids], matched
+        """One page of the rows matching the filters of
+        :meth:`fluxscape.catalog.index.Columns.page` (ordered by id), and how many match."""
+        view = self._current()
+        found, matched = view.columns.page(limit, offset, **filters)
+        return [view.rows[i] for i in found], matched
 
     def store(self, row: dict) -> Path:
         """The resolved path of a product's Zarr store."""
-        cache = self._current()[2]
+        cache = self._current().files
         key = ("store", row["id"], row["store"])
         if key not in cache:
             cache[key] = (self.cat.directory / row["store"]).resolve()
@@ -195,11 +198,24 @@ class Products:
 
     def document(self, row: dict) -> dict:
         """A product's collection.json (a fresh dict each call: callers change it)."""
-        cache = self._current()[2]
+        cache = self._current().files
         key = ("doc", row["id"], row["href"])
         if key not in cache:
             cache[key] = (self.cat.directory / row["href"]).read_text()
         return json.loads(cache[key])
+
+
+class _View:
+    """One version of the index: its rows (ordered by id), by id, as search columns, and the
+    files read for it."""
+
+    def __init__(self, table):
+        self.source = table
+        table = table.sort_by("id")
+        self.rows: list[dict] = table.to_pylist()
+        self.by_id = {r["id"]: r for r in self.rows}
+        self.columns = index.Columns(table)
+        self.files: dict[tuple, Any] = {}
 
 
 def create_app(
@@ -299,35 +315,41 @@ def create_app(
             raise HTTPException(404, f"no item {_short(iid)!r} in {_short(cid)!r}")
         return JSONResponse(_item(row, str(request.base_url)), media_type=GEOJSON)
 
-    @app.get("/search")
-    def search_get(request: Request, levels: Levels) -> JSONResponse:
-        query = stacquery.from_query(request.query_params)
-        params = dict(request.query_params)
+    async def search(request, levels, query, params, method) -> JSONResponse:
+        # A page of up to SMALL_PAGE items takes about a millisecond: less than a hop to a
+        # worker thread, which larger pages take so that they do not hold up other requests.
         params.pop("token", None)
-        return _search(products, request, levels, query, params, method="GET")
+        args = (products, request, levels, query, params, method)
+        if query.limit <= SMALL_PAGE:
+            return _search(*args)
+        return await run_in_threadpool(_search, *args)
+
+    @app.get("/search")
+    async def search_get(request: Request, levels: Levels) -> JSONResponse:
+        query = stacquery.from_query(request.query_params)
+        return await search(request, levels, query, dict(request.query_params), "GET")
 
     @app.post("/search")
     async def search_post(request: Request, levels: Levels) -> JSONResponse:
         body = _json_body(await request.body())
         query = stacquery.from_body(body)
         params = dict(body or {}) | {"limit": query.limit}
-        params.pop("token", None)
-        return await run_in_threadpool(_search, products, request, levels, query, params, "POST")
+        return await search(request, levels, query, params, "POST")
 
     @app.api_route("/zarr/{cid}/{path:path}", methods=["GET", "HEAD"])
-    async def zarr_file(cid: str, path: str, levels: Levels) -> FileResponse:
+    async def zarr_file(cid: str, path: str, request: Request, levels: Levels) -> Response:
         # A few lstat calls on cached inodes: cheaper here than a hop to a worker thread.
         target, stat = _inside(products.store(products.get(cid, levels)), path)
-        return FileResponse(target, stat_result=stat)
+        return _file_response(request, target, stat)
 
     @app.get("/assets/{cid}/{key}")
-    def asset(cid: str, key: str, levels: Levels) -> FileResponse:
+    def asset(cid: str, key: str, request: Request, levels: Levels) -> Response:
         row = products.get(cid, levels)
         spec = products.document(row).get("assets", {}).get(key)
         if key == "zarr" or not isinstance(spec, dict) or not isinstance(spec.get("href"), str):
             raise HTTPException(404, f"no asset {_short(key)!r}")
         target, stat = _asset_path(cat, row, products.store(row), spec["href"])
-        return FileResponse(target, stat_result=stat, media_type=spec.get("type"))
+        return _file_response(request, target, stat, spec.get("type"))
 
     @app.get("/timeseries/{cid}")
     def timeseries(
@@ -581,6 +603,11 @@ def _collection(coll: dict, base: str) -> dict:
     return coll
 
 
+def _box_polygon(w: float, s: float, e: float, n: float) -> dict:
+    """The GeoJSON Polygon of a bbox (counter-clockwise, as ``shapely.box`` draws it)."""
+    return {"type": "Polygon", "coordinates": [[[e, s], [e, n], [w, n], [w, s], [e, s]]]}
+
+
 def _item(row: dict, base: str) -> dict:
     """The one Item of a product's collection: the whole cube, footprint = its bbox."""
     cid = row["id"]
@@ -591,7 +618,7 @@ def _item(row: dict, base: str) -> dict:
         "stac_extensions": [],
         "id": cid,
         "collection": cid,
-        "geometry": shapely.geometry.mapping(shapely.box(*bbox)),
+        "geometry": _box_polygon(*bbox),
         "bbox": bbox,
         "properties": {
             "title": row["title"],
@@ -671,6 +698,31 @@ def _inside(root: Path, relative: str) -> tuple[Path, os.stat_result]:
     if stat is None or not S_ISREG(stat.st_mode):
         raise HTTPException(404, "not found")
     return target, stat
+
+
+#: Files up to this size are read whole and sent at once (most Zarr chunks of the pipeline's
+#: stores); larger ones, and requests for a byte range, are streamed by FileResponse.
+SMALL_FILE = 1 << 20
+
+
+def _file_response(
+    request: Request, path: Path, stat: os.stat_result, media_type: str | None = None
+) -> Response:
+    """A static file's response, with the validators a FileResponse gives it. A small file is
+    read here in one call: a streamed FileResponse costs several hops to worker threads, which
+    dominate the time of serving a chunk."""
+    if stat.st_size > SMALL_FILE or "range" in request.headers:
+        return FileResponse(path, stat_result=stat, media_type=media_type)
+    with open(path, "rb") as f:
+        data = f.read()
+    tag = hashlib.md5(f"{stat.st_mtime}-{stat.st_size}".encode(), usedforsecurity=False)
+    headers = {
+        "last-modified": formatdate(stat.st_mtime, usegmt=True),
+        "etag": f'"{tag.hexdigest()}"',
+        "accept-ranges": "bytes",
+    }
+    kind = media_type or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return Response(data, media_type=kind, headers=headers)
 
 
 def _asset_path(cat: Catalog, row: dict, store: Path, href: str) -> tuple[Path, os.stat_result]:
