@@ -14,7 +14,10 @@ each for ``--duration`` seconds at each concurrency:
 - ``item``: ``GET /collections/ID/items/ID`` of a random public product;
 - ``chunk``: ``GET /zarr/ID/PATH`` of a random file of a random product's Zarr store;
 - ``tile``: ``GET /tiler/tiles/WebMercatorQuad/Z/X/Y.png`` (zoom 8-10, over the products) of a
-  random variable and time step.
+  random variable and time step;
+- ``image``: ``GET /tiler/bbox/W,S,E,N/2048x2048.png``, the largest image the server renders by
+  default, of a random variable and time step over the products (at most 20 clients): what
+  bounds the server's memory.
 
 Reported per mix and concurrency: requests, requests per second, median / 95th / 99th
 percentile / maximum latency, errors (any status other than 200, or a failed connection) and
@@ -59,7 +62,9 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 from results import write_section  # noqa: E402
 
-MIXES = ("search", "item", "chunk", "tile")
+MIXES = ("search", "item", "chunk", "tile", "image")
+#: The image mix (the largest images the server renders) runs with at most this many clients.
+IMAGE_CLIENTS = 20
 TARGETS_MS = {"search": 200.0, "item": 200.0, "chunk": 100.0}
 
 
@@ -178,6 +183,10 @@ def make_request(mix: str, w: dict, rng: random.Random) -> tuple[str, str, bytes
     if mix == "chunk":
         cid, path = rng.choice(w["chunks"])
         return "GET", f"/zarr/{cid}/{path}", None
+    if mix == "image":
+        cid, var, days = rng.choice(w["tiles"])
+        query = {"collection": cid, "variable": var, "sel": f"time={rng.choice(days)}"}
+        return "GET", f"/tiler/bbox/{w0},{s0},{e0},{n0}/2048x2048.png?{urlencode(query)}", None
     if mix == "tile":
         cid, var, days = rng.choice(w["tiles"])
         z = rng.choice((8, 9, 10))
@@ -419,7 +428,8 @@ def measure(args) -> dict:
         idle = MemoryWatch(proc.pid).rss()
         for mix in args.mixes:
             asyncio.run(run_mix(port, mix, 4, 2.0, w, args.seed))  # warm-up
-            for clients in args.clients:
+            counts = args.clients if mix != "image" else {min(IMAGE_CLIENTS, min(args.clients))}
+            for clients in counts:
                 with MemoryWatch(proc.pid) as mem:
                     samples = asyncio.run(run_mix(port, mix, clients, args.duration, w, args.seed))
                 results[f"{mix}@{clients}"] = summary(samples, args.duration, mem.peak)

@@ -51,8 +51,9 @@ class ServeLimits:
     max_image: int = 2048
     #: Layers (bands) one tiler request may read from a 3D variable (choose steps with ``sel``).
     max_bands: int = 4
-    #: Tiler requests rendered at once (others wait their turn): bounds the memory of images.
-    max_renders: int = 4
+    #: Tiler requests rendered at once (others wait their turn): bounds the memory of images
+    #: (a 2048 x 2048 image takes about 200 MiB while it is rendered).
+    max_renders: int = 2
     #: Tiler requests per second per client address (0: no limit) ...
     tile_rate: float = 20.0
     #: ... with bursts of up to this many.
