@@ -24,6 +24,7 @@ from fluxscape.catalog import index, open_catalog
 from fluxscape.catalog.guard import ServeLimits, TokenBuckets
 from fluxscape.catalog.publish import publish_store
 from fluxscape.catalog.serve import create_app, server_config
+from fluxscape.errors import FluxscapeError
 
 TILES = "/tiler/tiles/WebMercatorQuad"
 LAYER = "collection=demo.vi&variable=ndvi&sel=time=2021-07-12"
@@ -263,6 +264,26 @@ def test_token_buckets_refill_and_forget_idle_clients():
     now[0] += 10
     buckets.take("f")
     assert len(buckets._buckets) <= 2
+
+
+def test_limits_from_options():
+    limits = ServeLimits.parse(["max_image=4096", "tile-rate=0.5", "timeout_header=3"])
+    assert (limits.max_image, limits.tile_rate, limits.timeout_header) == (4096, 0.5, 3.0)
+    assert ServeLimits.parse([]) == ServeLimits()
+    for bad in ("nope=1", "max_image", "max_image=big", "max_image=-1", "max_image=1.5"):
+        with pytest.raises(FluxscapeError):
+            ServeLimits.parse([bad])
+
+
+def test_static_files_keep_validators_ranges_and_head(client, out):
+    whole = (out / "products" / "vi.zarr" / ".zmetadata").read_bytes()
+    r = client.get("/zarr/demo.vi/.zmetadata")
+    assert r.content == whole and r.headers["etag"] and r.headers["last-modified"]
+    part = client.get("/zarr/demo.vi/.zmetadata", headers={"Range": "bytes=0-9"})
+    assert part.status_code == 206 and part.content == whole[:10]
+    head = client.head("/zarr/demo.vi/.zmetadata")
+    assert head.status_code == 200 and head.content == b""
+    assert int(head.headers["content-length"]) == len(whole)
 
 
 def test_unexpected_error_is_a_generic_500(out, caplog):
