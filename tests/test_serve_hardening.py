@@ -157,6 +157,14 @@ MALFORMED_POST = [
 ]
 
 
+def test_malformed_tiler_body_is_400(client):
+    for body in (b"nope", b'{"type": "Polygon"}', b"[1]"):
+        r = client.post(
+            f"/tiler/statistics?{LAYER}", content=body, headers={"content-type": "application/json"}
+        )
+        assert_json_error(r, 400)
+
+
 @pytest.mark.parametrize(("body", "name"), MALFORMED_POST)
 def test_malformed_search_body_is_400_naming_it(client, body, name):
     r = client.post("/search", content=body, headers={"content-type": "application/json"})
@@ -546,3 +554,27 @@ def test_fuzz_tile_request(client, z, x, y, extra):
     params = {"collection": "demo.vi", "variable": "ndvi", "sel": "time=2021-07-12"} | extra
     path = f"{TILES}/{quote(str(z), safe='')}/{quote(str(x), safe='')}/{quote(str(y), safe='')}"
     assert_no_server_error(client.get(path + ".png", params=params))
+
+
+ROUTES = (
+    "/collections/{a}",
+    "/collections/{a}/items/{b}",
+    "/zarr/{a}/{b}",
+    "/zarr/demo.vi/{b}",
+    "/assets/{a}/{b}",
+    "/assets/demo.vi/{b}",
+    "/timeseries/demo.vi?variable={a}&lon={b}&lat=36",
+    "/stats/{a}?variable={b}",
+    "/tiler/point/{a},{b}?" + LAYER,
+    "/tiler/bbox/{a},35.5,139,{b}.png?" + LAYER,
+    "/web/{a}",
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(st.sampled_from(ROUTES), texts, texts)
+def test_fuzz_paths(client, route, a, b):
+    from urllib.parse import quote
+
+    path = route.format(a=quote(a, safe=""), b=quote(b, safe="/"))
+    assert_no_server_error(client.get(path))

@@ -439,9 +439,12 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = (exc.errors() or [{}])[0]
+        if first.get("type") == "json_invalid":
+            return _error(400, "body: not JSON")
         where = [str(p) for p in first.get("loc", ())]
-        name = ".".join(where[1:]) or ".".join(where) or "request"
-        return _error(400, f"{name}: {first.get('msg', 'invalid')}")
+        if where and where[0] in ("query", "path", "header", "cookie"):
+            where = where[1:]  # the parameter's own name
+        return _error(400, f"{'.'.join(where) or 'request'}: {first.get('msg', 'invalid')}")
 
     @app.exception_handler(BadParameter)
     async def bad_parameter(request: Request, exc: BadParameter) -> JSONResponse:
