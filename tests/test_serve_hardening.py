@@ -236,6 +236,20 @@ def test_oversized_image_is_400(client, path):
     assert "2048" in body["description"]
 
 
+def test_coverage_scale_is_capped(client):
+    feature = {
+        "type": "Feature",
+        "properties": {},
+        "geometry": {
+            "type": "Polygon",
+            "coordinates": [[[138.1, 35.6], [138.9, 35.6], [138.9, 36.4], [138.1, 35.6]]],
+        },
+    }
+    stats = f"/tiler/statistics?{LAYER}&cover_scale="
+    assert client.post(stats + "4", json=feature).status_code == 200
+    assert_json_error(client.post(stats + "1000", json=feature), 400, "cover_scale")
+
+
 def test_bbox_image_without_size_is_read_at_most_max_image(out):
     app = create_app(out / "catalog", limits=ServeLimits(tile_rate=0, max_image=64))
     with TestClient(app) as c:

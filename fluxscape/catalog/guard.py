@@ -49,6 +49,9 @@ class ServeLimits:
     #: feature image, ``max_size``); a bbox or feature image without a size is read at most
     #: this large.
     max_image: int = 2048
+    #: Largest ``cover_scale`` of a statistics request (its coverage raster is the image size
+    #: times this a side: 4 x 2048 pixels is a 64 MiB raster).
+    max_cover_scale: int = 4
     #: Layers (bands) one tiler request may read from a 3D variable (choose steps with ``sel``).
     max_bands: int = 4
     #: Tiler requests rendered at once (others wait their turn): bounds the memory of images
@@ -150,14 +153,20 @@ _SIZE_IN_PATH = re.compile(r"/(\d+)x(\d+)(?:\.|$)")
 _SIZE_PARAMS = ("width", "height", "tilesize", "max_size")
 
 
-def image_size_error(path: str, query: str, largest: int) -> str | None:
-    """Why a tiler request asks for an image too large (None if it does not)."""
+def image_size_error(path: str, query: str, limits: ServeLimits) -> str | None:
+    """Why a tiler request asks for an image (or coverage raster) too large, None if it does
+    not."""
+    largest = limits.max_image
     found = _SIZE_IN_PATH.search(path)
     if found and max(int(found[1]), int(found[2])) > largest:
         return f"image size {found[1]}x{found[2]}: at most {largest} pixels a side"
     for name, value in parse_qsl(query):
-        if name in _SIZE_PARAMS and value.strip().isdigit() and int(value) > largest:
+        if not value.strip().isdigit():
+            continue  # not a size: the route's own validation answers
+        if name in _SIZE_PARAMS and int(value) > largest:
             return f"{name}: at most {largest} pixels"
+        if name == "cover_scale" and int(value) > limits.max_cover_scale:
+            return f"cover_scale: at most {limits.max_cover_scale}"
     return None
 
 
@@ -211,7 +220,7 @@ class Guard:
             if wait:
                 retry = {"Retry-After": max(1, round(wait + 0.5))}
                 return 429, "TooManyRequests", "tile request rate exceeded", retry
-        too_large = image_size_error(path, query.decode("latin-1"), limits.max_image)
+        too_large = image_size_error(path, query.decode("latin-1"), limits)
         if too_large:
             return 400, "InvalidParameterValue", too_large
         return None
