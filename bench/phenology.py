@@ -279,6 +279,8 @@ numba kernel (`fluxscape.products.kernels`), so beyond the tile's own input and 
 """
 
 
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiles", type=int, default=8, help="tiles to time (default 8)")

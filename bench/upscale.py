@@ -139,6 +139,8 @@ all rows; differences of a few % are within the run-to-run noise on this shared 
 """
 
 
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tile", type=int, default=128, help="tile side in pixels (128)")

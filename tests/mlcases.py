@@ -17,18 +17,8 @@ def sites_table(n_sites=6, n=60, seed=0) -> pd.DataFrame:
         sw = rng.uniform(20, 300, n)
         vpd = rng.uniform(0, 15, n)
         gpp = 2 + 0.3 * ta + 0.01 * sw - 0.2 * vpd + rng.normal(0, 0.2, n)
-        rows.append(
-            pd.DataFrame(
-                {
-                    "site": f"S{s}",
-                    "TA_F": ta,
-                    "SW_IN_F": sw,
-                    "VPD_F": vpd,
-                    "gpp": gpp,
-                    "reco": 1 + 0.1 * ta,
-                }
-            )
-        )
+        rows.append(pd.DataFrame({"site": f"S{s}", "TA_F": ta, "SW_IN_F": sw, "VPD_F": vpd,
+                                  "gpp": gpp, "reco": 1 + 0.1 * ta}))
     return pd.concat(rows, ignore_index=True)
 
 

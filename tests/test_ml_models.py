@@ -15,18 +15,12 @@ from fluxscape.ml.models import EnsembleRegressor, FluxModel, leaking_features, 
 
 @pytest.mark.parametrize(
     ("method", "cls"),
-    [
-        ("rf", RandomForestRegressor),
-        ("hgb", HistGradientBoostingRegressor),
-        ("lgbm", LGBMRegressor),
-    ],
+    [("rf", RandomForestRegressor), ("hgb", HistGradientBoostingRegressor),
+     ("lgbm", LGBMRegressor)],
 )
 def test_make_estimator_types_and_overrides(method, cls):
-    est = (
-        make_estimator(method, random_state=3, n_jobs=1)
-        if method != "hgb"
-        else make_estimator(method, random_state=3, max_iter=7)
-    )
+    est = make_estimator(method, random_state=3, n_jobs=1) if method != "hgb" else \
+        make_estimator(method, random_state=3, max_iter=7)
     assert isinstance(est, cls)
     assert est.get_params()["random_state"] == 3
 
@@ -63,13 +57,8 @@ def test_ensemble_recovers_known_function_on_unseen_sites():
 
 def test_ensemble_follows_estimator_contract():
     ens = EnsembleRegressor(("rf",), n_splits=2)
-    assert ens.get_params() == {
-        "methods": ("rf",),
-        "n_splits": 2,
-        "method_params": None,
-        "random_state": 0,
-        "n_threads": 1,
-    }
+    assert ens.get_params() == {"methods": ("rf",), "n_splits": 2, "method_params": None,
+                                "random_state": 0, "n_threads": 1}
     ens.set_params(n_splits=4)
     assert clone(ens).n_splits == 4
     with pytest.raises(FluxscapeError, match="must be finite"):
@@ -96,10 +85,7 @@ def test_flux_model_trains_each_target_on_its_finite_rows():
 
 def test_flux_model_refuses_leaking_features():
     assert leaking_features(["TA_F", "GPP_NT_VUT_REF", "LE_F_MDS", "H_CORR", "ndvi"]) == [
-        "GPP_NT_VUT_REF",
-        "LE_F_MDS",
-        "H_CORR",
-    ]
+        "GPP_NT_VUT_REF", "LE_F_MDS", "H_CORR"]
     t = sites_table().assign(NEE_VUT_REF=1.0)
     with pytest.raises(FluxscapeError, match="leakage"):
         FluxModel([*FEATS, "NEE_VUT_REF"], ("gpp",)).fit(t, t[["gpp"]])

@@ -47,9 +47,8 @@ def test_round_trip_gives_identical_predictions_and_card(tmp_path, model):
 
 def test_card_needs_required_keys(tmp_path, model):
     with pytest.raises(FluxscapeError, match="cv_skill"):
-        save_model(
-            model[0], tmp_path / "m.skops", {k: v for k, v in CARD.items() if k != "cv_skill"}
-        )
+        save_model(model[0], tmp_path / "m.skops", {k: v for k, v in CARD.items()
+                                                   if k != "cv_skill"})
 
 
 class Intruder(BaseEstimator):

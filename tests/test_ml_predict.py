@@ -22,11 +22,8 @@ def model():
 
 def cube(seed=0, nt=3, ny=5, nx=7) -> xr.Dataset:
     rng = np.random.default_rng(seed)
-    coords = {
-        "time": pd.date_range("2021-01-01", periods=nt, freq="16D"),
-        "y": 36.0 - 0.01 * np.arange(ny),
-        "x": 138.0 + 0.01 * np.arange(nx),
-    }
+    coords = {"time": pd.date_range("2021-01-01", periods=nt, freq="16D"),
+              "y": 36.0 - 0.01 * np.arange(ny), "x": 138.0 + 0.01 * np.arange(nx)}
     shape = (nt, ny, nx)
     ds = xr.Dataset(
         {

@@ -35,23 +35,18 @@ def geodesic_area_m2(poly: Polygon) -> float:
 
 
 def fc(*named) -> dict:
-    return {
-        "type": "FeatureCollection",
-        "features": [
-            {"type": "Feature", "properties": {"name": n}, "geometry": mapping(g)} for n, g in named
-        ],
-    }
+    return {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"name": n}, "geometry": mapping(g)} for n, g in named
+    ]}
 
 
 def field(values, times, res=0.05, bbox=(137.5, 35.0, 140.0, 37.5), name="gpp") -> xr.DataArray:
     x = np.arange(bbox[0] + res / 2, bbox[2], res)
     y = np.arange(bbox[3] - res / 2, bbox[1], -res)
-    data = np.broadcast_to(
-        np.asarray(values, float)[:, None, None], (len(times), len(y), len(x))
-    ).copy()
-    return xr.DataArray(
-        data, dims=("time", "y", "x"), coords={"time": times, "y": y, "x": x}, name=name
-    )
+    data = np.broadcast_to(np.asarray(values, float)[:, None, None],
+                           (len(times), len(y), len(x))).copy()
+    return xr.DataArray(data, dims=("time", "y", "x"),
+                        coords={"time": times, "y": y, "x": x}, name=name)
 
 
 def test_cell_area_matches_densified_geodesic_and_earth_surface():
@@ -97,9 +92,8 @@ def test_sixteen_day_steps_split_across_months_and_nan_pixels_counted():
     f[:, :, : f.sizes["x"] // 2] = np.nan  # west half missing
     out = regional_totals(f, fc(("quad", QUAD)))
     months = out[out.period_type == "month"]
-    assert months["days"].tolist() == list(
-        pd.date_range("2021-01", periods=12, freq="MS").days_in_month
-    )
+    assert months["days"].tolist() == list(pd.date_range("2021-01", periods=12,
+                                                         freq="MS").days_in_month)
     west = QUAD.intersection(shapely.box(137.5, 35.0, 138.75, 37.5))
     east_area = geodesic_area_m2(QUAD) - geodesic_area_m2(west)
     year = out[out.period_type == "year"].iloc[0]

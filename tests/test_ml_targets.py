@@ -106,8 +106,7 @@ def test_period_bounds_infer_month_and_modis_year_end():
     table = days_per_month(*period_bounds(modis))
     assert table.to_numpy().sum() == 365
     assert table.iloc[1].to_dict() == {
-        pd.Timestamp("2021-01-01"): 15.0,
-        pd.Timestamp("2021-02-01"): 1.0,
+        pd.Timestamp("2021-01-01"): 15.0, pd.Timestamp("2021-02-01"): 1.0,
         **{c: 0.0 for c in table.columns[2:]},
     }
 
@@ -122,8 +121,7 @@ def test_real_mm_targets_match_file_where_qc_good(realdata_dir):
     np.testing.assert_allclose(t["gpp"].to_numpy()[good], ds["GPP_NT_VUT_REF"].values[good])
     assert np.isnan(t["gpp"].to_numpy()[~good]).all()
     assert set(t["gpp_coverage"].round(6)) <= {0.0, 1.0}
-    yearly = build_targets(
-        ds, pd.date_range("2001-01-01", "2020-01-01", freq="YS"), min_coverage=0.9
-    )
+    yearly = build_targets(ds, pd.date_range("2001-01-01", "2020-01-01", freq="YS"),
+                           min_coverage=0.9)
     # annual means from good months: mean daily GPP of a beech forest, 3-6 gC m-2 d-1
     assert ((yearly["gpp"].dropna() > 3) & (yearly["gpp"].dropna() < 6)).all()

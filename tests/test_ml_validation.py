@@ -34,13 +34,8 @@ FAST = {"lgbm": {"n_estimators": 200}, "hgb": {"max_iter": 200}}
 
 def test_metrics_known_values():
     m = metrics(np.array([1.0, 2.0, 3.0, 4.0]), np.array([2.0, 3.0, 4.0, 5.0]))
-    assert m == {
-        "r2": pytest.approx(1.0),
-        "nse": pytest.approx(0.2),
-        "rmse": 1.0,
-        "bias": 1.0,
-        "n": 4,
-    }
+    assert m == {"r2": pytest.approx(1.0), "nse": pytest.approx(0.2), "rmse": 1.0,
+                 "bias": 1.0, "n": 4}
     assert np.isnan(metrics(np.array([1.0]), np.array([1.0]))["r2"])
 
 
@@ -51,17 +46,8 @@ def test_scales_separate_seasonal_cycle_from_anomalies():
         t = pd.date_range("2010-01-01", periods=60, freq="MS")
         msc = level + 3 * np.sin(2 * np.pi * (t.month - 4) / 12)
         anom = rng.normal(0, 1, len(t))
-        rows.append(
-            pd.DataFrame(
-                {
-                    "target": "gpp",
-                    "site": f"S{s}",
-                    "time": t,
-                    "obs": msc + anom,
-                    "pred": msc + level * 0.1,
-                }
-            )
-        )
+        rows.append(pd.DataFrame({"target": "gpp", "site": f"S{s}", "time": t,
+                                  "obs": msc + anom, "pred": msc + level * 0.1}))
     sk = skill(pd.concat(rows))["gpp"]
     assert sk["msc"]["r2"] > 0.95  # prediction = true seasonal cycle
     assert abs(sk["anomaly"]["nse"]) < 0.05  # ... and no anomalies (constant: r2 undefined)
@@ -82,12 +68,8 @@ def test_loso_holds_out_whole_sites():
     p = r.predictions
     assert r.n_splits == 5 and p.groupby("site")["fold"].nunique().eq(1).all()
     assert p["fold"].nunique() == 5
-    assert r.dropped["gpp"] == {
-        "rows": 300,
-        "missing_target": 7,
-        "missing_features": 0,
-        "kept": 293,
-    }
+    assert r.dropped["gpp"] == {"rows": 300, "missing_target": 7, "missing_features": 0,
+                                "kept": 293}
     per_site = r.skill()["gpp"]["per_site"]
     assert per_site["S3"]["bias"] < -8.0  # the held-out site's offset was never seen
     assert abs(per_site["S0"]["bias"]) < 3.5
@@ -95,30 +77,21 @@ def test_loso_holds_out_whole_sites():
 
 def test_group_kfold_and_report_files(tmp_path):
     t = sites_table(n_sites=6).assign(
-        time=lambda d: pd.Timestamp("2020-01-01") + pd.to_timedelta(d.index % 60 * 30, "D")
-    )
-    r = cross_validate(
-        t,
-        FEATS,
-        ["gpp", "reco"],
-        methods=("hgb", "lgbm"),
-        cv="group_kfold",
-        n_splits=3,
-        inner_splits=2,
-        method_params=SMALL,
-        units={"gpp": "gC m-2 d-1"},
-    )
+        time=lambda d: pd.Timestamp("2020-01-01") + pd.to_timedelta(d.index % 60 * 30, "D"))
+    r = cross_validate(t, FEATS, ["gpp", "reco"], methods=("hgb", "lgbm"), cv="group_kfold",
+                       n_splits=3, inner_splits=2, method_params=SMALL,
+                       units={"gpp": "gC m-2 d-1"})
     assert r.n_splits == 3 and sorted(r.predictions["fold"].unique()) == [0, 1, 2]
     assert (r.predictions["pred_sd"] > 0).all()
     paths = write_report(r, tmp_path / "report")
     doc = json.loads(paths["json"].read_text())
-    assert doc["skill"]["gpp"]["step"]["r2"] == pytest.approx(
-        r.skill()["gpp"]["step"]["r2"], abs=1e-6
-    )
+    assert doc["skill"]["gpp"]["step"]["r2"] == pytest.approx(r.skill()["gpp"]["step"]["r2"],
+                                                              abs=1e-6)
     assert doc["skill"]["gpp"]["step"]["r2"] > 0.8
     md = paths["markdown"].read_text()
     assert "| across_site |" in md and "## reco" in md and "scatter_gpp.png" in md
-    assert all(p.stat().st_size > 5000 and p.read_bytes()[:4] == b"\x89PNG" for p in paths["plots"])
+    assert all(p.stat().st_size > 5000 and p.read_bytes()[:4] == b"\x89PNG"
+               for p in paths["plots"])
 
 
 def test_leaking_features_refused():
@@ -150,15 +123,8 @@ def warmwinter_table(realdata_dir) -> pd.DataFrame:
 def _loso(table, features):
     assert leaking_features(features) == []
     assert not any(c.split("_")[0] in ("GPP", "NEE", "RECO", "LE", "H") for c in features)
-    r = cross_validate(
-        table,
-        features,
-        "gpp",
-        methods=("lgbm", "hgb"),
-        cv="loso",
-        method_params=FAST,
-        units={"gpp": "gC m-2 d-1"},
-    )
+    r = cross_validate(table, features, "gpp", methods=("lgbm", "hgb"), cv="loso",
+                       method_params=FAST, units={"gpp": "gC m-2 d-1"})
     return r, r.skill()["gpp"]
 
 

@@ -169,5 +169,7 @@ def test_region_without_input_coverage_says_where_the_inputs_are(tmp_path, sampl
 def test_misspelt_product_key_names_the_product_once(tmp_path, good):
     good["products"]["vi"]["variabels"] = good["products"]["vi"].pop("variables")
     proc = _run(tmp_path, good)
-    _assert_one_line_error(proc, "products.vi.variabels: unknown key", "did you mean 'variables'?")
+    _assert_one_line_error(
+        proc, "products.vi.variabels: unknown key", "did you mean 'variables'?"
+    )
     assert "products.vi.vi." not in proc.stderr

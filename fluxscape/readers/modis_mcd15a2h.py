@@ -77,6 +77,7 @@ SCF_MAIN, SCF_MAIN_SATURATED, SCF_BACKUP_GEOMETRY, SCF_BACKUP_OTHER, SCF_NOT_PRO
 CLOUD_CLEAR, CLOUD_SIGNIFICANT, CLOUD_MIXED, CLOUD_NOT_SET = range(4)
 
 
+
 def qc_flags(qc) -> dict[str, np.ndarray]:
     """The fields of ``FparLai_QC`` words: ``modland`` (0/1), ``sensor`` (0 Terra, 1 Aqua),
     ``dead_detector`` (bool), ``cloud`` (0-3), ``scf`` (0-4) and ``fill`` (bool)."""

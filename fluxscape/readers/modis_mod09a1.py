@@ -89,6 +89,7 @@ AEROSOL_HIGH = 3
 CIRRUS_HIGH = 3
 
 
+
 def qc_flags(qc) -> dict[str, np.ndarray]:
     """The fields of ``sur_refl_qc_500m`` words: ``modland`` (0-3), ``band1``..``band7`` data
     quality (0-15), ``atmospheric_correction`` and ``adjacency_correction`` (bool) and
