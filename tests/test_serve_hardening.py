@@ -261,7 +261,7 @@ def test_bbox_image_without_size_is_read_at_most_max_image(out):
 
 
 def test_tile_rate_limit_per_client(out):
-    app = create_app(out / "catalog", limits=ServeLimits(tile_rate=0.5, tile_burst=3))
+    app = create_app(out / "catalog", limits=ServeLimits(tile_rate=0.01, tile_burst=3))
     tile = f"{TILES}/9/452/201.png?{LAYER}"
     with TestClient(app) as c:
         assert [c.get(tile).status_code for _ in range(3)] == [200, 200, 200]
