@@ -558,8 +558,9 @@ def serve(
     from fluxscape.catalog.serve import ServeLimits
     from fluxscape.catalog.serve import serve as run_server
 
+    checked = ServeLimits.parse(limits)
     click.echo(f"serving {catalog_path} at http://{host}:{port}/ (map: /web/)", err=True)
-    run_server(catalog_path, host, port, tokens_file, ServeLimits.parse(limits))
+    run_server(catalog_path, host, port, tokens_file, checked)
 
 
 def main() -> None:
