@@ -92,6 +92,8 @@ MALFORMED_GET = [
     ("/search?page=-1", "page"),
     ("/search?page=abc", "page"),
     ("/search?page=1.5", "page"),
+    ("/search?page=--5", "page"),
+    ("/search?page=%EF%BC%91", "page"),  # a full-width digit
     ("/search?page=99999999999999999999999", "page"),
     ("/search?token=abc", "page"),
     ("/search?limit=0", "limit"),
@@ -507,7 +509,8 @@ def test_long_raw_path_is_414_without_echo(server):
 
 NAMES = ("bbox", "datetime", "intersects", "limit", "page", "token", "collections", "ids")
 texts = st.text(max_size=40) | st.sampled_from(
-    ["1", "0", "-1", "10", "1e9", "nan", "inf", "..", "/", "2021", "2021-06-01/..", ",", "{}"]
+    ["1", "0", "-1", "--5", "+3", " 7 ", "10", "1e9", "nan", "inf", "..", "/", "2021", "{}"]
+    + ["2021-06-01/..", "2021-06-01T00:00:00+09:00", "2021-02-30", ",", "1,2,3,4", "0,0,0,0"]
 )
 numbers = st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(10**30), 10**30)
 json_values = st.recursive(

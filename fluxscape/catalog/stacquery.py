@@ -36,6 +36,8 @@ MAX_DATETIME = 100
 _INSTANT = re.compile(
     r"|\.\.|\d{4}(-\d{2}(-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:?\d{2})?)?)?)?"
 )
+#: A GET integer parameter (large enough for any page or limit, small enough to parse fast).
+_INTEGER = re.compile(r"[+-]?[0-9]{1,12}")
 GEOMETRY_TYPES = {
     "Point",
     "MultiPoint",
@@ -212,8 +214,7 @@ def _wanted(collections: list[str] | None, ids: list[str] | None) -> list[str] |
 def _int_text(name: str, text: str | None) -> int | None:
     if text is None:
         return None
-    text = text.strip()
-    if not text.isascii() or not text.lstrip("-").isdigit() or len(text) > 12:
+    if not _INTEGER.fullmatch(text.strip()):
         raise BadParameter(name, "expected an integer")
     return int(text)
 
