@@ -2,13 +2,15 @@
 
 ``CATALOG/index.parquet`` holds what search needs (id, product, workflow, run id, access level,
 variables, model ids, lon/lat bbox, time span, a WKB footprint, the collection's JSON path and
-the store's path relative to the catalog folder). Every search is SQL over that table with
+the store's path relative to the catalog folder). A search is SQL over that table with
 DuckDB (:func:`select`), so it stays fast as the catalog grows instead of parsing every
-collection.json. The file is rewritten to a temporary name and renamed (readers see the old
-index or the new one), always under the catalog's lock (:func:`catalog_lock`). A catalog without
-the file (written before the index existed, or whose index write failed) gets it built from its
-collection.json files when it is opened (:func:`build_missing`); a folder that cannot be written
-gets the same table in memory.
+collection.json; a process answering many searches over one version of the index (the
+server) filters numpy copies of its columns instead (:class:`Columns`, the same filters
+without a query's fixed cost of milliseconds). The file is rewritten to a temporary name and
+renamed (readers see the old index or the new one), always under the catalog's lock
+(:func:`catalog_lock`). A catalog without the file (written before the index existed, or
+whose index write failed) gets it built from its collection.json files when it is opened
+(:func:`build_missing`); a folder that cannot be written gets the same table in memory.
 """
 
 from __future__ import annotations
