@@ -24,8 +24,15 @@ configured for it, and levels below. Tokens are configured hashed (SHA-256 hex) 
 (see :func:`load_tokens`); an unknown token gets 401, a product the client may not read is
 404 everywhere (search, collection, item, Zarr file, tile, time series), as if it did not
 exist. Tokens are never logged (uvicorn logs paths, and tokens are only read from headers).
-Nothing writes: the only POST is ``/search``. Every file served is resolved and must lie
-inside the store (or be the asset file) that the catalog names for an id the client may read.
+Nothing writes: the only POST is ``/search``. Every file served is resolved (symlinks followed)
+and must lie inside the store that the catalog names for an id the client may read, or, for
+an asset, inside the catalog folder or the product's quicklook folder.
+
+Hostile and malformed requests: the limits of :class:`~fluxscape.catalog.guard.ServeLimits`
+are applied before routing (:mod:`fluxscape.catalog.guard`), search parameters are checked by
+:mod:`fluxscape.catalog.stacquery`, and every error is a JSON ``{"code", "description"}``: 400
+naming the parameter for malformed input, a generic 500 (the traceback only in the server's
+log) for anything unexpected. The index is read again only when its file changes.
 """
 
 from __future__ import annotations
