@@ -675,13 +675,24 @@ def catalog_token(tokens_file: Path, name: str, access: str) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Bearer tokens file (JSON, hashed; default $FLUXSCAPE_TOKENS_FILE).",
 )
-def serve(catalog_path: Path, host: str, port: int, tokens_file: Path | None) -> None:
+@click.option(
+    "--limit",
+    "limits",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Change a request limit, e.g. max_image=4096 or tile_rate=0 (see docs/catalog.md).",
+)
+def serve(
+    catalog_path: Path, host: str, port: int, tokens_file: Path | None, limits: tuple[str, ...]
+) -> None:
     """Serve CATALOG read-only over HTTP: STAC API, Zarr stores, map tiles and a map page at
     /web/. Anonymous clients see public products only."""
+    from fluxscape.catalog.serve import ServeLimits
     from fluxscape.catalog.serve import serve as run_server
 
+    checked = ServeLimits.parse(limits)
     click.echo(f"serving {catalog_path} at http://{host}:{port}/ (map: /web/)", err=True)
-    run_server(catalog_path, host, port, tokens_file)
+    run_server(catalog_path, host, port, tokens_file, checked)
 
 
 def main() -> None:

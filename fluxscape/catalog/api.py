@@ -93,16 +93,28 @@ class Catalog:
         #: The index built in memory, for a catalog folder without index.parquet that this
         #: process cannot write (None when the file is there).
         self._built: pa.Table | None = index.build_missing(self.directory)
+        #: The index file's last version read and its table (read again when it changes).
+        self._read: tuple[index.Version, pa.Table] | None = None
+
+    def index_table(self) -> pa.Table:
+        """The catalog's index as an Arrow table: the same object as long as the index file
+        is unchanged (a republished index is read again, whole: never half of one)."""
+        return self._index()
 
     def _index(self) -> pa.Table:
+        read = self._read
         try:
-            return index.snapshot(self.directory)
+            version, table = index.snapshot_if_changed(self.directory, read and read[0])
         except FileNotFoundError:
             if self._built is None:
                 self._built = index.build_missing(self.directory)
                 if self._built is None:  # written by this call
                     return index.snapshot(self.directory)
             return self._built
+        if table is None:
+            return read[1]
+        self._read = (version, table)
+        return table
 
     def select(self, columns: str = "*", limit: int | None = None, offset: int = 0, **filters):
         """Index rows (Arrow table, ordered by id) matching the filters of

@@ -36,6 +36,12 @@ def collection_id(run: str, product: str) -> str:
     return f"{run}.{product}"
 
 
+def quicklook_dir(store: Path, product: str) -> Path:
+    """Where a run writes the quicklook PNGs of ``product`` whose store is ``store``
+    (``OUT/products/NAME.zarr`` -> ``OUT/quicklooks/NAME``)."""
+    return store.parent.parent / "quicklooks" / product
+
+
 def _store_dataset(store: Path) -> xr.Dataset:
     return xr.open_zarr(store, consolidated=True, decode_times=True)
 
@@ -96,8 +102,7 @@ def build_collection(
             extra_fields={"xarray:open_kwargs": {"engine": "zarr", "consolidated": True}},
         ),
     )
-    quicklooks = store.parent.parent / "quicklooks" / product
-    for png in sorted(quicklooks.glob("*.png")):
+    for png in sorted(quicklook_dir(store, product).glob("*.png")):
         collection.add_asset(
             f"quicklook_{png.stem}",
             pystac.Asset(

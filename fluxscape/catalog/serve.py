@@ -24,8 +24,15 @@ configured for it, and levels below. Tokens are configured hashed (SHA-256 hex) 
 (see :func:`load_tokens`); an unknown token gets 401, a product the client may not read is
 404 everywhere (search, collection, item, Zarr file, tile, time series), as if it did not
 exist. Tokens are never logged (uvicorn logs paths, and tokens are only read from headers).
-Nothing writes: the only POST is ``/search``. Every file served is resolved and must lie
-inside the store (or be the asset file) that the catalog names for an id the client may read.
+Nothing writes: the only POST is ``/search``. Every file served is resolved (symlinks followed)
+and must lie inside the store that the catalog names for an id the client may read, or, for
+an asset, inside the catalog folder or the product's quicklook folder.
+
+Hostile and malformed requests: the limits of :class:`~fluxscape.catalog.guard.ServeLimits`
+are applied before routing (:mod:`fluxscape.catalog.guard`), search parameters are checked by
+:mod:`fluxscape.catalog.stacquery`, and every error is a JSON ``{"code", "description"}``: 400
+naming the parameter for malformed input, a generic 500 (the traceback only in the server's
+log) for anything unexpected. The index is read again only when its file changes.
 """
 
 from __future__ import annotations
@@ -34,21 +41,33 @@ import functools
 import hashlib
 import hmac
 import json
+import logging
+import math
+import mimetypes
 import os
+import re
 import secrets
+from dataclasses import dataclass
+from email.utils import formatdate
 from pathlib import Path
+from stat import S_ISREG
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import pystac
-import shapely
-from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fluxscape.access import LEVELS, check_level, readable_levels
-from fluxscape.catalog import geo
-from fluxscape.catalog.api import Catalog, open_catalog, parse_time_range
+from fluxscape.catalog import geo, index, stacquery
+from fluxscape.catalog.api import Catalog, open_catalog
+from fluxscape.catalog.guard import Guard, ServeLimits, protocol_class
+from fluxscape.catalog.publish import quicklook_dir
+from fluxscape.catalog.stacquery import BadParameter
 from fluxscape.errors import FluxscapeError
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
@@ -63,7 +82,9 @@ CONFORMS_TO = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
 ]
-MAX_LIMIT = 10_000
+MAX_LIMIT = stacquery.MAX_LIMIT
+#: Search pages up to this many items are built on the event loop (see create_app).
+SMALL_PAGE = 100
 
 
 # --- tokens ----------------------------------------------------------------------------------
@@ -118,8 +139,10 @@ def add_token(path: str | Path, name: str, access: str) -> str:
 
 # --- the app ---------------------------------------------------------------------------------
 
+log = logging.getLogger("fluxscape.serve")
 
-def granted(request: Request) -> list[str]:
+
+async def granted(request: Request) -> list[str]:
     """Access levels the request may read: public without a token, the token's level (and
     below) with a known bearer token; 401 for any other Authorization header."""
     header = request.headers.get("authorization")
@@ -137,10 +160,82 @@ def granted(request: Request) -> list[str]:
 Levels = Annotated[list[str], Depends(granted)]
 
 
-def create_app(catalog_dir: str | Path, tokens: dict[str, str] | None = None) -> FastAPI:
+class Products:
+    """The catalog's index rows by id, with each product's resolved store path and collection
+    document, kept until the index changes (then rebuilt from the new one): a lookup by id is
+    a dict access and a search a few numpy operations, not a read of the index."""
+
+    def __init__(self, cat: Catalog):
+        self.cat = cat
+        self._view: _View | None = None
+
+    def _current(self) -> _View:
+        table = self.cat.index_table()
+        view = self._view
+        if view is None or view.source is not table:
+            view = _View(table)
+            self._view = view  # one assignment: other threads see the old view or the new one
+        return view
+
+    def get(self, cid: str, levels: list[str]) -> dict:
+        """The row of product ``cid`` if the client may read it; 404 otherwise."""
+        row = self._current().by_id.get(cid)
+        if row is None or row["access"] not in levels:
+            raise HTTPException(404, f"no collection {_short(cid)!r}")
+        return row
+
+    def readable(self, levels: list[str]) -> list[dict]:
+        """The rows the client may read, ordered by id."""
+        return [r for r in self._current().rows if r["access"] in levels]
+
+    def search(self, filters: dict, limit: int, offset: int) -> tuple[list[dict], int]:
+        """One page of the rows matching the filters of
+        :meth:`fluxscape.catalog.index.Columns.page` (ordered by id), and how many match."""
+        view = self._current()
+        found, matched = view.columns.page(limit, offset, **filters)
+        return [view.rows[i] for i in found], matched
+
+    def store(self, row: dict) -> Path:
+        """The resolved path of a product's Zarr store."""
+        cache = self._current().files
+        key = ("store", row["id"], row["store"])
+        if key not in cache:
+            cache[key] = (self.cat.directory / row["store"]).resolve()
+        return cache[key]
+
+    def document(self, row: dict) -> dict:
+        """A product's collection.json (a fresh dict each call: callers change it)."""
+        cache = self._current().files
+        key = ("doc", row["id"], row["href"])
+        if key not in cache:
+            cache[key] = (self.cat.directory / row["href"]).read_text()
+        return json.loads(cache[key])
+
+
+class _View:
+    """One version of the index: its rows (ordered by id), by id, as search columns, and the
+    files read for it."""
+
+    def __init__(self, table):
+        self.source = table
+        table = table.sort_by("id")
+        self.rows: list[dict] = table.to_pylist()
+        self.by_id = {r["id"]: r for r in self.rows}
+        self.columns = index.Columns(table)
+        self.files: dict[tuple, Any] = {}
+
+
+def create_app(
+    catalog_dir: str | Path,
+    tokens: dict[str, str] | None = None,
+    limits: ServeLimits | None = None,
+) -> FastAPI:
     """The read-only ASGI app serving the catalog at ``catalog_dir``; ``tokens`` maps
-    SHA-256 hex digests of bearer tokens to access levels (see :func:`load_tokens`)."""
+    SHA-256 hex digests of bearer tokens to access levels (see :func:`load_tokens`),
+    ``limits`` are the request limits (:class:`~fluxscape.catalog.guard.ServeLimits`)."""
     cat = open_catalog(catalog_dir)  # builds the index if the catalog has none
+    limits = limits or ServeLimits()
+    products = Products(cat)
     app = FastAPI(
         title="fluxscape catalog",
         description="STAC API, Zarr stores, tiles and a map of fluxscape products (read-only)",
@@ -148,15 +243,12 @@ def create_app(catalog_dir: str | Path, tokens: dict[str, str] | None = None) ->
         redoc_url=None,
     )
     app.state.tokens = dict(tokens or {})
-
-    def row_or_404(cid: str, levels: list[str]) -> dict:
-        rows = cat.rows(ids=[cid], access=levels)
-        if not rows:
-            raise HTTPException(404, f"no collection {cid!r}")
-        return rows[0]
+    app.state.limits = limits
+    app.add_middleware(Guard, limits=limits)
+    _add_error_handlers(app)
 
     @app.get("/")
-    def landing(request: Request, levels: Levels) -> dict:
+    async def landing(request: Request, levels: Levels) -> dict:
         base = str(request.base_url)
         links = [
             _link("self", base, "application/json"),
@@ -167,7 +259,7 @@ def create_app(catalog_dir: str | Path, tokens: dict[str, str] | None = None) ->
             {**_link("search", base + "search", GEOJSON), "method": "POST"},
             _link("alternate", base + "web/", "text/html", "Map of the products"),
         ]
-        for row in cat.rows(access=levels):
+        for row in products.readable(levels):
             links.append(
                 _link("child", f"{base}collections/{row['id']}", "application/json", row["title"])
             )
@@ -182,19 +274,19 @@ def create_app(catalog_dir: str | Path, tokens: dict[str, str] | None = None) ->
         }
 
     @app.get("/conformance")
-    def conformance() -> dict:
+    async def conformance() -> dict:
         return {"conformsTo": CONFORMS_TO}
 
     @app.get("/map", include_in_schema=False)
-    def map_page() -> RedirectResponse:
+    async def map_page() -> RedirectResponse:
         return RedirectResponse("/web/")
 
     @app.get("/collections")
-    def collections(request: Request, levels: Levels) -> dict:
+    async def collections(request: Request, levels: Levels) -> dict:
         base = str(request.base_url)
-        colls = [_collection(cat, row, base) for row in cat.rows(access=levels)]
+        rows = products.readable(levels)
         return {
-            "collections": colls,
+            "collections": [_collection(products.document(r), base) for r in rows],
             "links": [
                 _link("self", base + "collections", "application/json"),
                 _link("root", base, "application/json"),
@@ -202,13 +294,14 @@ def create_app(catalog_dir: str | Path, tokens: dict[str, str] | None = None) ->
         }
 
     @app.get("/collections/{cid}")
-    def collection(cid: str, request: Request, levels: Levels) -> dict:
-        return _collection(cat, row_or_404(cid, levels), str(request.base_url))
+    async def collection(cid: str, request: Request, levels: Levels) -> dict:
+        row = products.get(cid, levels)
+        return _collection(products.document(row), str(request.base_url))
 
     @app.get("/collections/{cid}/items")
-    def items(cid: str, request: Request, levels: Levels) -> JSONResponse:
+    async def items(cid: str, request: Request, levels: Levels) -> JSONResponse:
         base = str(request.base_url)
-        feats = [_item(row_or_404(cid, levels), base)]
+        feats = [_item(products.get(cid, levels), base)]
         body = {
             "type": "FeatureCollection",
             "features": feats,
@@ -223,69 +316,57 @@ def create_app(catalog_dir: str | Path, tokens: dict[str, str] | None = None) ->
         return JSONResponse(body, media_type=GEOJSON)
 
     @app.get("/collections/{cid}/items/{iid}")
-    def item(cid: str, iid: str, request: Request, levels: Levels) -> JSONResponse:
-        row = row_or_404(cid, levels)
+    async def item(cid: str, iid: str, request: Request, levels: Levels) -> JSONResponse:
+        row = products.get(cid, levels)
         if iid != row["id"]:
-            raise HTTPException(404, f"no item {iid!r} in {cid!r}")
+            raise HTTPException(404, f"no item {_short(iid)!r} in {_short(cid)!r}")
         return JSONResponse(_item(row, str(request.base_url)), media_type=GEOJSON)
 
+    async def search(request, levels, query, params, method) -> JSONResponse:
+        # A page of up to SMALL_PAGE items takes about a millisecond: less than a hop to a
+        # worker thread, which larger pages take so that they do not hold up other requests.
+        params.pop("token", None)
+        args = (products, request, levels, query, params, method)
+        if query.limit <= SMALL_PAGE:
+            return _search(*args)
+        return await run_in_threadpool(_search, *args)
+
     @app.get("/search")
-    def search_get(
-        request: Request,
-        levels: Levels,
-        bbox: str | None = None,
-        datetime: str | None = None,
-        collections: str | None = None,
-        ids: str | None = None,
-        intersects: str | None = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 10,
-        page: Annotated[int, Query(ge=1)] = 1,
-    ) -> JSONResponse:
-        params = {
-            "bbox": _floats(bbox) if bbox else None,
-            "datetime": datetime,
-            "collections": collections.split(",") if collections else None,
-            "ids": ids.split(",") if ids else None,
-            "intersects": _json(intersects) if intersects else None,
-            "limit": limit,
-            "page": page,
-        }
-        return _search(cat, request, levels, params, method="GET")
+    async def search_get(request: Request, levels: Levels) -> JSONResponse:
+        query = stacquery.from_query(request.query_params)
+        return await search(request, levels, query, dict(request.query_params), "GET")
 
     @app.post("/search")
-    def search_post(
-        request: Request, levels: Levels, body: Annotated[dict[str, Any] | None, Body()] = None
-    ) -> JSONResponse:
-        body = dict(body or {})
-        limit = body.get("limit", 10)
-        if not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
-            raise HTTPException(400, f"limit must be an integer in 1..{MAX_LIMIT}")
-        return _search(cat, request, levels, body, method="POST")
+    async def search_post(request: Request, levels: Levels) -> JSONResponse:
+        body = _json_body(await request.body())
+        query = stacquery.from_body(body)
+        params = dict(body or {}) | {"limit": query.limit}
+        return await search(request, levels, query, params, "POST")
 
     @app.api_route("/zarr/{cid}/{path:path}", methods=["GET", "HEAD"])
-    def zarr_file(cid: str, path: str, levels: Levels) -> FileResponse:
-        store = (cat.directory / row_or_404(cid, levels)["store"]).resolve()
-        return FileResponse(_inside(store, path))
+    async def zarr_file(cid: str, path: str, request: Request, levels: Levels) -> Response:
+        # A few lstat calls on cached inodes: cheaper here than a hop to a worker thread.
+        target, stat = _inside(products.store(products.get(cid, levels)), path)
+        return _file_response(request, target, stat)
 
     @app.get("/assets/{cid}/{key}")
-    def asset(cid: str, key: str, levels: Levels) -> FileResponse:
-        row = row_or_404(cid, levels)
-        href = (cat.directory / row["href"]).resolve()
-        assets = json.loads(href.read_text()).get("assets", {})
-        if key not in assets or key == "zarr":
-            raise HTTPException(404, f"no asset {key!r}")
-        target = (href.parent / assets[key]["href"]).resolve()
-        if not target.is_file():
-            raise HTTPException(404, f"no asset {key!r}")
-        return FileResponse(target, media_type=assets[key].get("type"))
+    def asset(cid: str, key: str, request: Request, levels: Levels) -> Response:
+        row = products.get(cid, levels)
+        spec = products.document(row).get("assets", {}).get(key)
+        if key == "zarr" or not isinstance(spec, dict) or not isinstance(spec.get("href"), str):
+            raise HTTPException(404, f"no asset {_short(key)!r}")
+        target, stat = _asset_path(cat, row, products.store(row), spec["href"])
+        return _file_response(request, target, stat, spec.get("type"))
 
     @app.get("/timeseries/{cid}")
     def timeseries(
         cid: str, variable: str, lon: float, lat: float, levels: Levels
     ) -> dict[str, Any]:
-        row_or_404(cid, levels)
+        products.get(cid, levels)
+        if not (math.isfinite(lon) and math.isfinite(lat)):
+            raise BadParameter("lon" if not math.isfinite(lon) else "lat", "not a finite number")
         if not cat.count(ids=[cid], variable=variable):
-            raise HTTPException(404, f"{cid} has no variable {variable!r}")
+            raise HTTPException(404, f"{cid} has no variable {_short(variable)!r}")
         if not cat.count(ids=[cid], bbox=(lon, lat, lon, lat)):
             raise HTTPException(404, f"({lon}, {lat}) is outside {cid}")
         frame = geo.at_point(cat.open(cid, dask=False)[variable], lon, lat)
@@ -303,48 +384,208 @@ def create_app(catalog_dir: str | Path, tokens: dict[str, str] | None = None) ->
 
     @app.get("/stats/{cid}")
     def stats(cid: str, variable: str, levels: Levels) -> dict[str, Any]:
-        row = row_or_404(cid, levels)
+        row = products.get(cid, levels)
         if variable not in row["variables"]:
-            raise HTTPException(404, f"{cid} has no variable {variable!r}")
+            raise HTTPException(404, f"{cid} has no variable {_short(variable)!r}")
         lo, hi, units = _value_range(cat, cid, variable, row["run_id"])
         return {"collection": cid, "variable": variable, "min": lo, "max": hi, "units": units}
 
-    _add_tiler(app, cat, row_or_404)
+    _add_tiler(app, products, limits)
     app.mount("/web", StaticFiles(directory=WEB_DIR, html=True), name="web")
     return app
 
 
-def _add_tiler(app: FastAPI, cat: Catalog, row_or_404) -> None:
-    """titiler-xarray's tile routes under /tiler; the store is chosen by ``collection``."""
-    from titiler.core.errors import DEFAULT_STATUS_CODES, add_exception_handlers
-    from titiler.xarray.factory import TilerFactory
+# --- errors ----------------------------------------------------------------------------------
 
-    def product_store(
+#: The ``code`` of an error body, by HTTP status.
+ERROR_CODES = {
+    400: "InvalidParameterValue",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    408: "RequestTimeout",
+    413: "PayloadTooLarge",
+    414: "URITooLong",
+    429: "TooManyRequests",
+    500: "ServerError",
+    503: "ServiceUnavailable",
+}
+#: Something that looks like a file system path (two or more segments), removed from error
+#: descriptions that come from libraries.
+_PATH = re.compile(r"(?:[A-Za-z]:)?(?:/[\w.~+@-]+){2,}/?")
+
+
+def _error(status: int, description: str, headers: dict | None = None) -> JSONResponse:
+    """The JSON error response ``{"code": ..., "description": ...}``."""
+    code = ERROR_CODES.get(status, "Error")
+    body = {"code": code, "description": _scrub(description)}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _scrub(text: str) -> str:
+    """An error description without file paths, at most 300 characters."""
+    text = _PATH.sub("<path>", str(text))
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _short(text: str) -> str:
+    """A client's value echoed in an error: at most 80 characters."""
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """JSON errors for refused requests (400 naming the parameter), HTTP errors, the tiler's
+    errors, and a last resort for anything else: logged here, a generic 500 for the client."""
+    from titiler.core.errors import DEFAULT_STATUS_CODES
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail), exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = (exc.errors() or [{}])[0]
+        if first.get("type") == "json_invalid":
+            return _error(400, "body: not JSON")
+        where = [str(p) for p in first.get("loc", ())]
+        if where and where[0] in ("query", "path", "header", "cookie"):
+            where = where[1:]  # the parameter's own name
+        return _error(400, f"{'.'.join(where) or 'request'}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(BadParameter)
+    async def bad_parameter(request: Request, exc: BadParameter) -> JSONResponse:
+        return _error(400, str(exc))
+
+    from rio_tiler.errors import PointOutsideBounds
+
+    for exc_class, status in (DEFAULT_STATUS_CODES | {PointOutsideBounds: 404}).items():
+        if exc_class is not Exception:
+            app.add_exception_handler(exc_class, _library_error(status))
+    app.add_exception_handler(Exception, _server_error)
+
+
+def _library_error(status: int):
+    """A handler answering ``status`` for a library's exception (500s: see _server_error)."""
+
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        if status >= 500:
+            return await _server_error(request, exc)
+        return _error(status, str(exc))
+
+    return handler
+
+
+async def _server_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return _error(500, "internal error (logged by the server)")
+
+
+def _json_body(raw: bytes) -> Any:
+    """A POST body parsed as JSON (None when empty)."""
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise BadParameter("body", "not JSON") from exc
+
+
+# --- tiles -----------------------------------------------------------------------------------
+
+
+def _add_tiler(app: FastAPI, products: Products, limits: ServeLimits) -> None:
+    """titiler-xarray's tile routes under /tiler; the store is chosen by ``collection``, tile
+    indices and bbox corners are checked, and an image without a size is read at most
+    ``limits.max_image`` pixels a side (larger sizes are refused by the Guard)."""
+    from titiler.core.dependencies import PartFeatureParams
+    from titiler.xarray.factory import TilerFactory
+    from titiler.xarray.io import Reader
+
+    async def product_store(
         request: Request, collection: Annotated[str, Query(description="Collection id")]
     ) -> str:
-        row = row_or_404(collection, granted(request))
-        return str((cat.directory / row["store"]).resolve())
+        _check_tile_path(request.path_params)
+        row = products.get(collection, await granted(request))
+        variable = request.query_params.get("variable")
+        if variable is not None and variable not in row["variables"]:
+            raise BadParameter("variable", f"{collection} has no variable {_short(variable)!r}")
+        return str(products.store(row))
 
-    tiler = TilerFactory(router_prefix="/tiler", path_dependency=product_store)
+    class SelectingReader(Reader):
+        """titiler-xarray's reader, with a selection (``variable``, ``sel``, ``bidx``) that
+        does not pick a 2D layer or at most ``limits.max_bands`` of them answered as a bad
+        parameter (400)."""
+
+        def __attrs_post_init__(self):
+            try:
+                super().__attrs_post_init__()
+            except (KeyError, ValueError, TypeError, IndexError, AssertionError) as exc:
+                if getattr(self, "ds", None) is None:  # the store did not open: not the client
+                    raise
+                self.ds.close()
+                raise BadParameter("sel", "does not select a 2D or 3D layer") from exc
+            if self.input.ndim == 3 and self.input.shape[0] > limits.max_bands:
+                self.ds.close()
+                bands = self.input.shape[0]
+                raise BadParameter("sel", f"selects {bands} layers, at most {limits.max_bands}")
+
+        def _sel_indexes(self, *args, **kwargs):
+            try:
+                return super()._sel_indexes(*args, **kwargs)
+            except ValueError as exc:
+                raise BadParameter("bidx", "no such band in the selection") from exc
+
+    @dataclass
+    class BoundedPart(PartFeatureParams):
+        def __post_init__(self):
+            if not (self.width or self.height):
+                self.max_size = min(self.max_size or limits.max_image, limits.max_image)
+            super().__post_init__()
+
+    tiler = TilerFactory(
+        reader=SelectingReader,
+        router_prefix="/tiler",
+        path_dependency=product_store,
+        img_part_dependency=BoundedPart,
+    )
     app.include_router(tiler.router, prefix="/tiler")
-    add_exception_handlers(app, DEFAULT_STATUS_CODES)
 
 
-@functools.lru_cache(maxsize=256)
-def _value_range(cat: Catalog, cid: str, variable: str, run_id: str) -> tuple[float, float, str]:
-    """2nd and 98th percentiles of a variable (colour scale of the map), from at most about
-    a million values sampled on a regular stride; cached per run."""
-    import numpy as np
+def _check_tile_path(params: dict) -> None:
+    """400 for a tile index outside its tile matrix set, or a degenerate bbox."""
+    if {"z", "x", "y"} <= params.keys():
+        import morecantile
 
-    da = cat.open(cid, dask=False)[variable]
-    stride = max(1, int((da.size / 1e6) ** (1 / max(1, da.ndim))) + 1)
-    values = da.isel({d: slice(None, None, stride) for d in da.dims}).values.astype(float)
-    if not np.isfinite(values).any():
-        return 0.0, 1.0, da.attrs.get("units", "")
-    lo, hi = np.nanpercentile(values, [2, 98])
-    if hi <= lo:
-        hi = lo + 1.0
-    return float(lo), float(hi), str(da.attrs.get("units", ""))
+        name = params.get("tileMatrixSetId", "WebMercatorQuad")
+        if name not in morecantile.tms.list():
+            raise BadParameter("tileMatrixSetId", "unknown tile matrix set")
+        tms = morecantile.tms.get(name)
+        z, x, y = (_path_number(params, k, int) for k in ("z", "x", "y"))
+        if not tms.minzoom <= z <= tms.maxzoom:
+            raise BadParameter("z", f"must be in {tms.minzoom}..{tms.maxzoom}")
+        matrix = tms.matrix(z)
+        if not (0 <= x < matrix.matrixWidth and 0 <= y < matrix.matrixHeight):
+            raise BadParameter("x", f"x/y must be in 0..{matrix.matrixWidth - 1} at zoom {z}")
+    for name in ("lon", "lat"):
+        if name in params and not math.isfinite(_path_number(params, name, float)):
+            raise BadParameter(name, "expected a finite number")
+    if set(_CORNERS) <= params.keys():
+        minx, miny, maxx, maxy = (_path_number(params, k, float) for k in _CORNERS)
+        if not all(math.isfinite(v) for v in (minx, miny, maxx, maxy)):
+            raise BadParameter("bbox", "expected finite numbers")
+        if not (minx < maxx and miny < maxy):
+            raise BadParameter("bbox", "expected minx < maxx and miny < maxy")
+
+
+_CORNERS = ("minx", "miny", "maxx", "maxy")
+
+
+def _path_number(params: dict, name: str, kind: type) -> int | float:
+    try:
+        return kind(params[name])
+    except (TypeError, ValueError) as exc:
+        raise BadParameter(name, f"expected {'an integer' if kind is int else 'a number'}") from exc
 
 
 # --- documents -------------------------------------------------------------------------------
@@ -357,9 +598,9 @@ def _link(rel: str, href: str, media_type: str, title: str | None = None) -> dic
     return out
 
 
-def _collection(cat: Catalog, row: dict, base: str) -> dict:
-    """The stored collection.json with API links, and asset hrefs served by this app."""
-    coll = json.loads((cat.directory / row["href"]).read_text())
+def _collection(coll: dict, base: str) -> dict:
+    """A stored collection.json (dict, changed) with API links, and asset hrefs served by
+    this app."""
     cid = coll["id"]
     for key, asset in coll.get("assets", {}).items():
         asset["href"] = f"{base}zarr/{cid}" if key == "zarr" else f"{base}assets/{cid}/{key}"
@@ -372,6 +613,11 @@ def _collection(cat: Catalog, row: dict, base: str) -> dict:
     return coll
 
 
+def _box_polygon(w: float, s: float, e: float, n: float) -> dict:
+    """The GeoJSON Polygon of a bbox (counter-clockwise, as ``shapely.box`` draws it)."""
+    return {"type": "Polygon", "coordinates": [[[e, s], [e, n], [w, n], [w, s], [e, s]]]}
+
+
 def _item(row: dict, base: str) -> dict:
     """The one Item of a product's collection: the whole cube, footprint = its bbox."""
     cid = row["id"]
@@ -382,7 +628,7 @@ def _item(row: dict, base: str) -> dict:
         "stac_extensions": [],
         "id": cid,
         "collection": cid,
-        "geometry": shapely.geometry.mapping(shapely.box(*bbox)),
+        "geometry": _box_polygon(*bbox),
         "bbox": bbox,
         "properties": {
             "title": row["title"],
@@ -413,39 +659,27 @@ def _item(row: dict, base: str) -> dict:
     }
 
 
-def _search(cat: Catalog, request: Request, levels: list[str], params: dict, method: str):
+def _search(
+    products: Products,
+    request: Request,
+    levels: list[str],
+    query: stacquery.SearchQuery,
+    params: dict,
+    method: str,
+) -> JSONResponse:
+    """One page of search results; ``params`` are the request's own (for the next link)."""
     base = str(request.base_url)
-    limit = int(params.get("limit") or 10)
-    page = int(params.get("page") or 1)
-    filters = {"access": levels}
-    try:
-        filters["time"] = _datetime_range(params.get("datetime"))
-        if params.get("intersects"):
-            filters["intersects"] = shapely.geometry.shape(params["intersects"])
-        elif params.get("bbox") is not None:
-            bbox = [float(v) for v in params["bbox"]]
-            if len(bbox) == 6:
-                bbox = [bbox[0], bbox[1], bbox[3], bbox[4]]
-            if len(bbox) != 4:
-                raise ValueError("bbox needs 4 numbers W,S,E,N")
-            filters["bbox"] = bbox
-    except (ValueError, TypeError, AttributeError, FluxscapeError) as exc:
-        raise HTTPException(400, f"bad search parameter: {exc}") from exc
-    for key in ("ids", "collections"):  # one item per collection, with the collection's id
-        if params.get(key) is not None:
-            wanted = set(params[key])
-            filters["ids"] = [i for i in filters.get("ids", params[key]) if i in wanted]
-    matched = cat.count(**filters)
-    chunk = cat.rows(**filters, limit=limit, offset=(page - 1) * limit)
+    filters = query.filters() | {"access": levels}
+    chunk, matched = products.search(filters, query.limit, query.offset)
     links = [_link("root", base, "application/json")]
-    if page * limit < matched:
+    if query.page * query.limit < matched:
+        following = params | {"page": query.page + 1}
         if method == "GET":
-            query = dict(request.query_params) | {"page": str(page + 1)}
-            links.append(_link("next", f"{base}search?{urlencode(query)}", GEOJSON))
+            href = f"{base}search?{urlencode(following)}"
+            links.append(_link("next", href, GEOJSON))
         else:
-            body = {k: v for k, v in params.items() if v is not None} | {"page": page + 1}
             links.append(
-                {**_link("next", base + "search", GEOJSON), "method": "POST", "body": body}
+                {**_link("next", base + "search", GEOJSON), "method": "POST", "body": following}
             )
     return JSONResponse(
         {
@@ -459,46 +693,117 @@ def _search(cat: Catalog, request: Request, levels: list[str], params: dict, met
     )
 
 
-def _datetime_range(text: str | None):
-    """A STAC ``datetime`` (one instant or date, or an interval) as a checked time range."""
-    if not text:
-        return None
-    return parse_time_range(text if "/" in text else f"{text}/{text}")
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError as exc:
-        raise HTTPException(400, f"bbox {text!r}: expected numbers W,S,E,N") from exc
-
-
-def _json(text: str) -> dict:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise HTTPException(400, f"intersects: not GeoJSON ({exc})") from exc
-
-
 def _iso(value) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _inside(root: Path, relative: str) -> Path:
-    """``root/relative`` if it resolves to a file inside ``root`` (symlinks followed);
-    404 otherwise, so nothing outside the store is reachable."""
-    target = (root / relative).resolve()
-    if not target.is_relative_to(root) or not target.is_file():
+def _inside(root: Path, relative: str) -> tuple[Path, os.stat_result]:
+    """``root/relative`` (and its stat) if it resolves to a file inside ``root`` (symlinks
+    followed); 404 otherwise, so nothing outside the folder is reachable."""
+    try:
+        target = (root / relative).resolve()
+        stat = target.stat() if target.is_relative_to(root) else None
+    except (OSError, RuntimeError, ValueError):  # too long, a symlink loop, a NUL byte
+        stat = None
+    if stat is None or not S_ISREG(stat.st_mode):
         raise HTTPException(404, "not found")
-    return target
+    return target, stat
 
 
-def serve(catalog_dir: str | Path, host: str, port: int, tokens_file: str | Path | None) -> None:
-    """Run the app with uvicorn until interrupted (loopback by default)."""
+#: Files up to this size are read whole and sent at once (most Zarr chunks of the pipeline's
+#: stores); larger ones, and requests for a byte range, are streamed by FileResponse.
+SMALL_FILE = 1 << 20
+
+
+def _file_response(
+    request: Request, path: Path, stat: os.stat_result, media_type: str | None = None
+) -> Response:
+    """A static file's response, with the validators a FileResponse gives it. A small file is
+    read here in one call: a streamed FileResponse costs several hops to worker threads, which
+    dominate the time of serving a chunk."""
+    if stat.st_size > SMALL_FILE or "range" in request.headers:
+        return FileResponse(path, stat_result=stat, media_type=media_type)
+    with open(path, "rb") as f:
+        data = f.read()
+    tag = hashlib.md5(f"{stat.st_mtime}-{stat.st_size}".encode(), usedforsecurity=False)
+    headers = {
+        "last-modified": formatdate(stat.st_mtime, usegmt=True),
+        "etag": f'"{tag.hexdigest()}"',
+        "accept-ranges": "bytes",
+    }
+    kind = media_type or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return Response(data, media_type=kind, headers=headers)
+
+
+def _asset_path(cat: Catalog, row: dict, store: Path, href: str) -> tuple[Path, os.stat_result]:
+    """The file of a product's asset (``href`` relative to its collection.json), if it resolves
+    inside the catalog folder or the product's quicklook folder (where the publisher puts
+    them); 404 otherwise, whatever a symlink on the way points to."""
+    given = cat.directory / Path(row["href"]).parent / href
+    for root in (cat.directory, quicklook_dir(store, row["product"]).resolve()):
+        try:
+            return _inside(root, os.path.relpath(given, root))
+        except HTTPException:
+            continue
+    raise HTTPException(404, "not found")
+
+
+def serve(
+    catalog_dir: str | Path,
+    host: str,
+    port: int,
+    tokens_file: str | Path | None,
+    limits: ServeLimits | None = None,
+) -> None:
+    """Run the app with uvicorn until interrupted (loopback by default), with the keep-alive,
+    request head and concurrency limits of ``limits``."""
     import uvicorn
 
-    app = create_app(catalog_dir, load_tokens(tokens_file))
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    limits = limits or ServeLimits()
+    app = create_app(catalog_dir, load_tokens(tokens_file), limits)
+    uvicorn.Server(server_config(app, host, port, limits)).run()
 
 
-__all__ = ["create_app", "serve", "load_tokens", "add_token", "hash_token", "LEVELS"]
+def server_config(app, host: str, port: int, limits: ServeLimits, log_level: str = "info"):
+    """The uvicorn configuration of ``fluxscape serve``: keep-alive and request head timeouts,
+    request head size and concurrency from ``limits``."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        http=protocol_class(limits.timeout_header),
+        timeout_keep_alive=limits.timeout_keep_alive,
+        limit_concurrency=limits.limit_concurrency or None,
+        h11_max_incomplete_event_size=limits.max_header,
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _value_range(cat: Catalog, cid: str, variable: str, run_id: str) -> tuple[float, float, str]:
+    """2nd and 98th percentiles of a variable (colour scale of the map), from at most about
+    a million values sampled on a regular stride; cached per run."""
+    import numpy as np
+
+    da = cat.open(cid, dask=False)[variable]
+    stride = max(1, int((da.size / 1e6) ** (1 / max(1, da.ndim))) + 1)
+    values = da.isel({d: slice(None, None, stride) for d in da.dims}).values.astype(float)
+    if not np.isfinite(values).any():
+        return 0.0, 1.0, da.attrs.get("units", "")
+    lo, hi = np.nanpercentile(values, [2, 98])
+    if hi <= lo:
+        hi = lo + 1.0
+    return float(lo), float(hi), str(da.attrs.get("units", ""))
+
+
+__all__ = [
+    "create_app",
+    "serve",
+    "load_tokens",
+    "add_token",
+    "hash_token",
+    "LEVELS",
+    "ServeLimits",
+]
