@@ -20,7 +20,7 @@ from pathlib import Path
 import click
 
 from fluxscape import __version__
-from fluxscape.errors import FluxscapeError, one_line, storage_problem
+from fluxscape.errors import FluxscapeError, one_line, storage_message, storage_problem
 
 log = logging.getLogger("fluxscape")
 
@@ -367,6 +367,12 @@ def run(
         }
         signum = getattr(exc, "signum", signal.SIGINT)
         raise Interrupted(signum, _resume_command(workflow, options)) from None
+    except OSError as exc:
+        if not storage_problem(exc) or exc.filename:
+            raise
+        # e.g. a write() that found the disk full: its error names no file
+        where = out if out is not None else f"the output folder of {workflow}"
+        raise FluxscapeError(storage_message(exc, where)) from None
     for p in result.products:
         click.echo(
             f"{p.name}: {p.tiles_run} of {p.tiles_total} tiles run, "
