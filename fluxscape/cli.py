@@ -1,7 +1,8 @@
 """The ``fluxscape`` command (DESIGN section 3).
 
 Exit status: 0 success, 1 a reported error (one line on stderr; ``--debug`` adds the
-traceback), 2 wrong usage.
+traceback), 2 wrong usage, 130 stopped by Ctrl-C and 143 by SIGTERM (one line saying how to
+resume).
 """
 
 from __future__ import annotations
