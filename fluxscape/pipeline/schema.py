@@ -23,8 +23,6 @@ from pydantic import (
 
 from fluxscape.access import AccessLevel
 
-BBox = tuple[float, float, float, float]
-
 #: Named regions, [W, S, E, N] in degrees.
 REGION_PRESETS: dict[str, tuple[float, float, float, float]] = {
     "sample-demo": (138.0, 35.5, 139.0, 36.5),
@@ -53,7 +51,7 @@ class Region(StrictModel):
 
     @field_validator("bbox")
     @classmethod
-    def _bbox_order_and_range(cls, value: BBox | None) -> BBox | None:
+    def _bbox_order_and_range(cls, value):
         """[W, S, E, N] with W < E and S < N, in degrees within [-180, 180] x [-90, 90] (the
         grid is made from the lon/lat box whatever the CRS; 0-360 longitudes are not read)."""
         if value is None:
@@ -108,7 +106,7 @@ class Region(StrictModel):
         return self.bbox if self.bbox is not None else REGION_PRESETS[self.preset]
 
 
-def _projects(bbox: BBox, crs: str) -> bool:
+def _projects(bbox: tuple[float, float, float, float], crs: str) -> bool:
     """True when the lon/lat ``bbox`` has a finite, non-empty extent in ``crs``."""
     import math
 
