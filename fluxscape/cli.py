@@ -1,7 +1,8 @@
 """The ``fluxscape`` command (DESIGN section 3).
 
 Exit status: 0 success, 1 a reported error (one line on stderr; ``--debug`` adds the
-traceback), 2 wrong usage.
+traceback), 2 wrong usage, 130 stopped by Ctrl-C and 143 by SIGTERM (one line saying how to
+resume).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 import click
 
 from fluxscape import __version__
-from fluxscape.errors import FluxscapeError, one_line, storage_problem
+from fluxscape.errors import FluxscapeError, one_line, storage_message, storage_problem
 
 log = logging.getLogger("fluxscape")
 
@@ -367,6 +368,12 @@ def run(
         }
         signum = getattr(exc, "signum", signal.SIGINT)
         raise Interrupted(signum, _resume_command(workflow, options)) from None
+    except OSError as exc:
+        if not storage_problem(exc) or exc.filename:
+            raise
+        # e.g. a write() that found the disk full: its error names no file
+        where = out if out is not None else f"the output folder of {workflow}"
+        raise FluxscapeError(storage_message(exc, where)) from None
     for p in result.products:
         click.echo(
             f"{p.name}: {p.tiles_run} of {p.tiles_total} tiles run, "

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 import skops.io as sio
+import xarray as xr
 import zarr
 from mlcases import FEATS, SMALL, sites_table
 
@@ -112,3 +113,74 @@ def test_store_of_another_model_is_refused(saved):
     _unfinished_store(ctx, "0123456789abcdef")
     with pytest.raises(FluxscapeError, match="predicted by model card 0123456789abcdef"):
         _reusable(ctx, path, "f1")
+
+
+TINY_FLUX = """\
+name: tiny-flux
+region: {{bbox: [138.0, 35.5, 139.0, 36.5], resolution: 0.05}}
+tile_size: 10
+period: {{start: 2021-01-01, end: 2021-12-31, step: 16D}}
+data_dir: {data_dir}
+inputs:
+  modis_vi: {{reader: modis_hdf4, paths: ["modis/MOD13A2.A2021*.hdf"]}}
+  towers: {{reader: fluxnet, paths: ["towers/FLX_*_FLUXNET2015_FULLSET_DD_*.csv"]}}
+  meteo: {{reader: cf_meteo, paths: ["meteo/era5_daily_*.nc"]}}
+products:
+  vi: {{kind: vi, input: modis_vi, variables: [ndvi, evi]}}
+  flux:
+    kind: flux
+    source: vi
+    predictors: [ndvi, evi]
+    meteo: meteo
+    towers: towers
+    targets: [gpp]
+    methods: [rf]
+    ensemble_folds: 2
+    cv: group_kfold
+    n_splits: 2
+    method_params: {{rf: {{n_estimators: 10}}}}
+output: {{dir: out}}
+dask: {{workers: 1, processes: false}}
+"""
+
+
+def test_replaced_model_file_on_resume_is_refused_then_fresh_retrains(
+    tmp_path, sample_dir, monkeypatch
+):
+    """The issue's probe: a flux run stops after training (its tiles fail), a text file
+    replaces the model, --resume. One line names the model file and asks for --fresh (a
+    --resume cannot work); --fresh trains again and the store carries the new card."""
+    from click.testing import CliRunner
+
+    from fluxscape.cli import cli
+    from fluxscape.ml.persist import load_model, read_card
+    from fluxscape.pipeline.steps import flux
+
+    wf = tmp_path / "tiny.yaml"
+    wf.write_text(TINY_FLUX.format(data_dir=sample_dir))
+    out = tmp_path / "out"
+    model = out / "models" / "flux" / "flux_model.skops"
+
+    def broken(task):
+        raise RuntimeError("stopped after training")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(flux, "run_flux_tile", broken)
+        first = CliRunner().invoke(cli, ["run", str(wf)])
+    assert first.exit_code == 1 and "stopped after training" in first.stderr
+    model.write_text("not a model\n")
+
+    resumed = CliRunner().invoke(cli, ["run", str(wf), "--resume"])
+    line = resumed.stderr.strip().splitlines()[-1]
+    assert resumed.exit_code == 1 and "Traceback" not in resumed.stderr
+    assert line.startswith(f"error: {model}: not a fluxscape model (not a skops file")
+    assert line.endswith("rerun with --fresh to retrain and rebuild it)")
+
+    fresh = CliRunner().invoke(cli, ["run", str(wf), "--fresh"])
+    assert fresh.exit_code == 0, fresh.output
+    assert f"{model}: not a fluxscape model" in fresh.stderr  # the warning: trained again
+    _, card = load_model(model)
+    assert card == read_card(model)
+    with xr.open_zarr(out / "products" / "flux.zarr") as ds:
+        assert ds.attrs["models"] == [card["card_id"]]
+        assert ds["gpp"].attrs["model_card"] == card["card_id"]

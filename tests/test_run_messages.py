@@ -61,10 +61,29 @@ def test_full_disk_in_the_driver_names_the_file(tmp_path, sample_dir, monkeypatc
     assert _one_line(result) == f"error: {target}: disk full (No space left on device)"
 
 
-def test_read_only_disk_without_a_file_name_is_one_line(tmp_path, sample_dir, monkeypatch):
+def test_read_only_disk_without_a_file_name_names_the_workflow(tmp_path, sample_dir, monkeypatch):
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
 
     monkeypatch.setattr(runner, "prepare", read_only)
-    result = CliRunner().invoke(cli, ["run", str(_threaded(tmp_path, sample_dir))])
-    assert _one_line(result) == "error: read-only file system (Read-only file system)"
+    wf = _threaded(tmp_path, sample_dir)
+    result = CliRunner().invoke(cli, ["run", str(wf)])
+    assert _one_line(result) == (
+        f"error: read-only file system writing the output folder of {wf} (Read-only file "
+        "system); make it writable and rerun with --resume"
+    )
+
+
+def test_full_disk_without_a_file_name_names_the_output_folder(tmp_path, sample_dir, monkeypatch):
+    """A write() that finds the disk full raises an OSError without a file name."""
+
+    def write(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(runner.Manifest, "start", write)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["run", str(_threaded(tmp_path, sample_dir)), "--out", out])
+    assert _one_line(result) == (
+        f"error: disk full writing {out} (No space left on device); free space and rerun with "
+        "--resume"
+    )

@@ -188,7 +188,9 @@ def _demo_text(old: str, new: str) -> str:
         ("resolution: 0.01 ", "resolution: .nan ", "region.resolution: must be a finite number"),
         ("resolution: 0.01 ", "resolution: -1 ", "region.resolution: Input should be greater"),
         ("[138.0, 35.5, 139.0, 36.5]", "[138.0, .nan, 139.0, 36.5]", "region.bbox.1: must be a"),
-        ("[138.0, 35.5, 139.0, 36.5]", "[138.0, 35.5, 139.0, 95]", "region.bbox: [138.0"),
+        # named "region.bbox: [...]" or, where a bbox_crs says the units, "region.bbox_crs:
+        # region.bbox [...] is outside ..."
+        ("[138.0, 35.5, 139.0, 36.5]", "[138.0, 35.5, 139.0, 95]", "95.0] is outside [-180, -90"),
         ("[138.0, 35.5, 139.0, 36.5]", "[138.0, 35.5, 400, 36.5]", "longitudes from -180 to"),
         ("start: 2021-01-01", "start: .nan", "period.start:"),
         ("crs: EPSG:4326", "crs: EPSG:999999", "region.crs: 'EPSG:999999' is not a CRS"),
@@ -204,6 +206,8 @@ def test_bad_region_numbers_and_crs_are_named(old, new, key):
     message = str(info.value)
     assert "\n" not in message and message.startswith("wf.yaml: ")
     assert key in message
+    if old.startswith("[138.0"):  # the bbox cases
+        assert "region.bbox" in message
 
 
 def test_projected_crs_is_accepted():

@@ -185,7 +185,7 @@ def _product_kinds() -> set[str]:
     return set(STEPS)
 
 
-def _key_text(key) -> str:
+def _key_text(key: object) -> str:
     """A key of a location as written in messages: quoted when it is not a plain name (a
     key with spaces, dots or control characters stays readable on one line)."""
     text = str(key)
@@ -244,7 +244,7 @@ def parse_workflow(text: str, source: str = "<workflow>") -> Workflow:
         raise WorkflowError(_format_error(source, exc)) from None
 
 
-def _yaml_type(value) -> str:
+def _yaml_type(value: object) -> str:
     """How YAML calls the type of a parsed value: list, string, number, ..."""
     names = {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}
     return names.get(type(value), type(value).__name__)
