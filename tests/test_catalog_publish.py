@@ -63,7 +63,7 @@ def test_index_matches_a_rebuild_from_the_json(demo_out, tmp_path):
     assert "3 product(s) indexed" in run_cli("catalog", "reindex", cat).stdout
     assert index.read_rows(cat) == incremental
     row = incremental[0]
-    assert row["id"] == "demo.gosat_l3" and row["store"].endswith("products/gosat_l3.zarr")
+    assert row["id"] == "demo.gosat_l3" and "products/" in row["store"]
     assert (cat / row["store"]).resolve() == (demo_out / "products" / "gosat_l3.zarr").resolve()
 
 

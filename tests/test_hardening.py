@@ -423,3 +423,13 @@ def test_resume_of_a_finished_product_reports_the_skipped_inputs_the_store_lists
     store = tmp_path / "s.zarr"
     xr.Dataset(attrs={"skipped_inputs": [{"file": "a.hdf", "reason": "bad"}]}).to_zarr(store)
     assert _stored_skipped(store) == [{"file": "a.hdf", "reason": "bad"}]
+
+
+def test_a_store_version_keeps_its_quicklooks_in_the_catalog(gosat_run):
+    coll = json.loads(
+        (gosat_run / "catalog" / "gosat-xco2.gosat_l3" / "collection.json").read_text()
+    )
+    looks = [a["href"] for k, a in coll["assets"].items() if k.startswith("quicklook_")]
+    assert looks and all("quicklooks/gosat_l3/" in h for h in looks)
+    base = gosat_run / "catalog" / "gosat-xco2.gosat_l3"
+    assert all((base / h).resolve().is_file() for h in looks)

@@ -38,8 +38,12 @@ def collection_id(run: str, product: str) -> str:
 
 def quicklook_dir(store: Path, product: str) -> Path:
     """Where a run writes the quicklook PNGs of ``product`` whose store is ``store``
-    (``OUT/products/NAME.zarr`` -> ``OUT/quicklooks/NAME``)."""
-    return store.parent.parent / "quicklooks" / product
+    (``OUT/products/NAME.zarr``, or its version ``OUT/products/.versions/NAME/RUN.zarr``, ->
+    ``OUT/quicklooks/NAME``)."""
+    store = Path(store)
+    versions = store.parent.parent  # pipeline.store.VERSIONS_DIR for a store version
+    products = versions.parent if versions.name == ".versions" else store.parent
+    return products.parent / "quicklooks" / product
 
 
 def _store_dataset(store: Path) -> xr.Dataset:
