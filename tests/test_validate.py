@@ -10,7 +10,7 @@ import pytest
 import xarray as xr
 from conftest import run_cli
 
-from fluxscape.errors import ReaderError
+from fluxscape.errors import FluxscapeError, ReaderError
 from fluxscape.pipeline import config as cfg
 from fluxscape.readers.fluxnet import read_site_list
 
@@ -214,3 +214,20 @@ def test_a_lonlat_box_on_a_projected_grid_covers_it_and_degrees_are_range_checke
         resolution=1000,
     )
     assert region_geobox(metres).shape.yx == (100, 100)
+
+
+def test_a_region_polygon_runs_only_the_tiles_that_meet_it(tmp_path):
+    from fluxscape.pipeline.grid import target_grid
+
+    poly = tmp_path / "area.geojson"
+    ring = [[138.0, 35.5], [138.24, 35.5], [138.24, 35.74], [138.0, 35.74], [138.0, 35.5]]
+    feature = {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]}}
+    poly.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
+    whole = target_grid(_region(bbox=(138.0, 35.5, 139.0, 36.5)), 25)
+    part = target_grid(_region(bbox=(138.0, 35.5, 139.0, 36.5), polygon=str(poly)), 25)
+    assert len(whole.tiles) == 16 and part.geobox == whole.geobox
+    assert [t.id for t in part.tiles] == ["3_0"]  # the south-west tile only
+    far = tmp_path / "far.geojson"
+    far.write_text(poly.read_text().replace("138.", "10.").replace("35.", "50."))
+    with pytest.raises(FluxscapeError, match="does not meet the region's grid"):
+        target_grid(_region(bbox=(138.0, 35.5, 139.0, 36.5), polygon=str(far)), 25)

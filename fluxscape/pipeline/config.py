@@ -336,6 +336,12 @@ def resolve_workflow(
     region = wf.region
     if region.bbox is None:
         region = region.model_copy(update={"bbox": region.lonlat_bbox})
+    if region.polygon:
+        polygon = Path(region.polygon)
+        polygon = polygon if polygon.is_absolute() else data / polygon
+        if not polygon.is_file():
+            raise WorkflowError(f"region.polygon: {polygon} not found")
+        region = region.model_copy(update={"polygon": str(polygon)})
     return wf.model_copy(
         update={
             "data_dir": str(data),

@@ -8,12 +8,15 @@ north-west corner. The store is chunked one tile per chunk, so tile writes never
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from pathlib import Path
 
 from odc.geo import resxy_
 from odc.geo.geobox import GeoBox, GeoboxTiles
-from odc.geo.geom import BoundingBox
+from odc.geo.geom import BoundingBox, Geometry
 
+from fluxscape.errors import FluxscapeError
 from fluxscape.pipeline.schema import Region
 
 
@@ -58,13 +61,44 @@ def region_geobox(region: Region) -> GeoBox:
 
 
 def target_grid(region: Region, tile_size: int) -> TargetGrid:
-    """The region's GeoBox cut into ``tile_size`` x ``tile_size`` tiles (edge tiles smaller)."""
+    """The region's GeoBox cut into ``tile_size`` x ``tile_size`` tiles (edge tiles smaller);
+    with ``region.polygon``, only the tiles that meet the polygon (the others are not run and
+    stay fill in the store)."""
     box = region_geobox(region)
     tiling = GeoboxTiles(box, (tile_size, tile_size))
     ny, nx = tiling.shape.yx
+    if region.polygon:
+        wanted = set(tiling.tiles(area_geometry(region.polygon).to_crs(box.crs)))
+    else:
+        wanted = {(iy, ix) for iy in range(ny) for ix in range(nx)}
     tiles = []
     for iy in range(ny):
         for ix in range(nx):
-            rows, cols = tiling.roi[iy, ix]
-            tiles.append(Tile((iy, ix), tiling[iy, ix], rows, cols))
+            if (iy, ix) in wanted:
+                rows, cols = tiling.roi[iy, ix]
+                tiles.append(Tile((iy, ix), tiling[iy, ix], rows, cols))
+    if not tiles:
+        raise FluxscapeError(f"region.polygon: {region.polygon} does not meet the region's grid")
     return TargetGrid(box, tuple(tiles), tiling)
+
+
+@functools.lru_cache(maxsize=8)
+def area_geometry(path: str) -> Geometry:
+    """The union of the (multi)polygons of a GeoJSON file (lon/lat, EPSG:4326)."""
+    import json
+
+    import shapely
+    from shapely.geometry import shape
+
+    try:
+        doc = json.loads(Path(path).read_text())
+        feats = doc["features"] if doc.get("type") == "FeatureCollection" else [doc]
+        shapes = [shape(f.get("geometry", f)) for f in feats]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise FluxscapeError(
+            f"region.polygon: {path}: not a GeoJSON polygon file ({exc})"
+        ) from None
+    polys = [s for s in shapes if s.geom_type in ("Polygon", "MultiPolygon")]
+    if not polys:
+        raise FluxscapeError(f"region.polygon: {path} holds no Polygon or MultiPolygon")
+    return Geometry(shapely.union_all(polys), crs="EPSG:4326")

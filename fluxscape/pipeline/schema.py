@@ -50,6 +50,7 @@ class Region(StrictModel):
     preset: str | None = None
     crs: str = "EPSG:4326"
     resolution: Annotated[float, Field(gt=0)] = 0.01
+    polygon: str | None = None  # GeoJSON (lon/lat) of the area: tiles that miss it are not run
 
     @field_validator("bbox")
     @classmethod
