@@ -214,8 +214,8 @@ def test_too_many_skipped_inputs_fail_unless_partial_is_allowed(tmp_path, sample
 
 
 def test_inputs_and_site_lists_are_checked_before_the_first_product_runs(tmp_path, sample_dir):
-    """A flux product's site list in the wrong layout stops the run before the vi product
-    it needs is built."""
+    """A flux product's site list that holds none of its towers (here a BADM-style list of
+    another site) stops the run before the vi product it needs is built."""
     bad = tmp_path / "sites.csv"
     bad.write_text("SITE_ID,LAT,LON,IGBP\nJP-Xxx,36.1,138.2,DBF\n")
     flux = f"""\

@@ -26,9 +26,17 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import skops.io as sio
-
 from fluxscape.errors import FluxscapeError
+
+
+def _sio():
+    """skops.io, imported on first use: importing it builds skops' trusted-type table from
+    all of scikit-learn (about 1.5 s), which a command that only validates a workflow never
+    needs."""
+    import skops.io
+
+    return skops.io
+
 
 __all__ = ["ALLOWED_TYPES", "card_path", "load_model", "read_card", "save_model"]
 
@@ -83,7 +91,7 @@ def save_model(model, path: str | Path, card: dict) -> dict:
         raise FluxscapeError(f"model card for {path}: missing key(s) {missing}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    blob = sio.dumps(model)
+    blob = _sio().dumps(model)
     full = {
         **card,
         "model_type": f"{type(model).__module__}.{type(model).__qualname__}",
@@ -94,7 +102,7 @@ def save_model(model, path: str | Path, card: dict) -> dict:
     full = json.loads(json.dumps(full, default=str))
     full["card_id"] = _card_id(full)
     text = json.dumps(full, indent=2, sort_keys=True)
-    sio.dump({"card": text, "model": blob}, path)
+    _sio().dump({"card": text, "model": blob}, path)
     card_path(path).write_text(text + "\n")
     return full
 
@@ -148,7 +156,7 @@ def _read_container(path: Path) -> tuple[dict, bytes]:
     if not path.is_file():
         raise FluxscapeError(f"{path}: no such model file")
     try:
-        untrusted = sio.get_untrusted_types(file=path)
+        untrusted = _sio().get_untrusted_types(file=path)
     except Exception as exc:  # skops raises zipfile/json/KeyError on foreign files
         raise FluxscapeError(
             f"{path}: not a fluxscape model (not a skops file: {_one_line(exc)})"
@@ -160,7 +168,7 @@ def _read_container(path: Path) -> tuple[dict, bytes]:
             "delete it and its card to retrain"
         )
     try:
-        obj = sio.load(path, trusted=[])
+        obj = _sio().load(path, trusted=[])
         card = json.loads(obj["card"]) if isinstance(obj, dict) else None
     except Exception as exc:
         raise FluxscapeError(f"{path}: cannot load model ({_one_line(exc)})") from exc
@@ -182,12 +190,12 @@ def _read_container(path: Path) -> tuple[dict, bytes]:
 def _load_trusted(path: Path, blob: bytes):
     """The model of serialised ``blob``, refusing types outside the allowed ones."""
     try:
-        untrusted = sio.get_untrusted_types(data=blob)
+        untrusted = _sio().get_untrusted_types(data=blob)
     except Exception as exc:
         raise FluxscapeError(f"{path}: cannot load model ({_one_line(exc)})") from exc
     _refuse_unknown(path, untrusted)
     try:
-        return sio.loads(blob, trusted=list(untrusted))
+        return _sio().loads(blob, trusted=list(untrusted))
     except Exception as exc:
         raise FluxscapeError(f"{path}: cannot load model ({_one_line(exc)})") from exc
 

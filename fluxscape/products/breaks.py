@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy import optimize, stats
 
 from fluxscape.products.anomaly import masked_median
 
@@ -208,6 +207,7 @@ def mosum_critical_value(h: float = 0.25, alpha: float = 0.05, period: int = 10)
 def cusum_critical_value(alpha: float = 0.05) -> float:
     """Critical value lambda of the OLS-CUSUM monitoring boundary of Chu et al. (1996):
     the root of 2 - 2 (Phi(a) - a phi(a)) = alpha (2.795 for alpha 0.05, 3.368 for 0.01)."""
+    from scipy import optimize, stats  # here: scipy.stats takes ~0.5 s to import
 
     def size(a: float) -> float:
         return 2 - 2 * (stats.norm.cdf(a) - a * stats.norm.pdf(a)) - alpha

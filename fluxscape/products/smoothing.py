@@ -33,7 +33,6 @@ from collections.abc import Mapping
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.signal import savgol_filter
 
 #: Weight of each MODIS VI pixel-reliability / ``vi.qa`` code: 0 good, 1 marginal, 2 snow/ice,
 #: 3 cloudy; any other code (255 = no observation) gets 0.
@@ -212,6 +211,8 @@ def savgol(
         keep = w >= min_weight
         dense = interpolate_rows(t, y, keep, grid)
         dense = np.where(np.isfinite(dense), dense, 0.0)
+        from scipy.signal import savgol_filter  # here: scipy.signal takes ~0.25 s to import
+
         z = savgol_filter(dense, length, polyorder, axis=1, mode="interp")
     z[usable.sum(axis=1) < 3] = np.nan
     return z.reshape(shape + (grid.size,))

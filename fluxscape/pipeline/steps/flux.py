@@ -29,8 +29,7 @@ from pydantic import Field
 from threadpoolctl import threadpool_limits
 
 from fluxscape.errors import FluxscapeError
-from fluxscape.ml import persist, validation
-from fluxscape.ml.models import FluxModel, check_params, effective_params, make_estimator
+from fluxscape.ml import persist
 from fluxscape.ml.predict import predict_tile
 from fluxscape.ml.regional import regional_totals_dataset
 from fluxscape.ml.targets import build_targets
@@ -42,7 +41,12 @@ from fluxscape.pipeline.schema import ProductRef, StrictModel, input_ref
 from fluxscape.pipeline.steps.base import Plan, Step, StepContext, TileResult
 from fluxscape.pipeline.steps.derived import source_store
 from fluxscape.pipeline.store import VariableSpec
-from fluxscape.readers.fluxnet import find_site_list, read_fluxnet, read_site_list
+from fluxscape.readers.fluxnet import (
+    find_site_list,
+    parse_fluxnet_name,
+    read_fluxnet,
+    read_site_list,
+)
 from fluxscape.readers.ontile import Granule
 
 log = logging.getLogger(__name__)
@@ -251,6 +255,22 @@ def tower_pixels(ctx: StepContext, sites: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _models():
+    """fluxscape.ml.models, imported when a model is fitted or its parameters checked: it
+    pulls in scikit-learn (about 1.5 s with scipy.stats), which most commands never need."""
+    from fluxscape.ml import models
+
+    return models
+
+
+def _validation():
+    """fluxscape.ml.validation, imported when a model is trained: it pulls in scikit-learn's
+    model selection (about 1 s), which validating a workflow never needs."""
+    from fluxscape.ml import validation
+
+    return validation
+
+
 def _distance_to_pixel(box, sites: pd.DataFrame, x, y) -> np.ndarray:
     """Geodesic distance (m, WGS84) from each tower to the centre of its pixel (x, y in the
     grid's CRS): how far the pixel that stands for the tower lies from it."""
@@ -314,7 +334,7 @@ def _train(
             raise FluxscapeError(
                 f"products.{ctx.name}.method_params: a learner refused its hyperparameters ({exc})"
             ) from exc
-    skill = validation.skill(cv.predictions)
+    skill = _validation().skill(cv.predictions)
     card = {
         "targets": list(p.targets),
         "units": "gC m-2 d-1",
@@ -326,7 +346,9 @@ def _train(
         ],
         "n_samples": {t: int(table[t].notna().sum()) for t in p.targets},
         "methods": list(p.methods),
-        "method_params": {m: effective_params(m, p.method_params.get(m)) for m in p.methods},
+        "method_params": {
+            m: _models().effective_params(m, p.method_params.get(m)) for m in p.methods
+        },
         "cv": p.cv,
         "cv_skill": {
             t: {k: v for k, v in sk.items() if k != "per_site"} for t, sk in skill.items()
@@ -390,7 +412,7 @@ def _store_card(ctx: StepContext) -> str | None:
 def _fit(ctx: StepContext, table: pd.DataFrame, features: list[str], n_sites: int):
     """Cross-validation (its report written) and the fitted FluxModel."""
     p = ctx.product
-    cv = validation.cross_validate(
+    cv = _validation().cross_validate(
         table,
         features,
         list(p.targets),
@@ -401,8 +423,8 @@ def _fit(ctx: StepContext, table: pd.DataFrame, features: list[str], n_sites: in
         random_state=p.seed,
         units={t: "gC m-2 d-1" for t in p.targets},
     )
-    validation.write_report(cv, _report_dir(ctx))
-    model = FluxModel(
+    _validation().write_report(cv, _report_dir(ctx))
+    model = _models().FluxModel(
         tuple(features),
         tuple(p.targets),
         tuple(p.methods),
@@ -425,8 +447,8 @@ def _check_method_params(ctx: StepContext) -> None:
         key = f"products.{ctx.name}.method_params.{method}"
         if method not in p.methods:
             raise FluxscapeError(f"{key}: {method} is not one of the methods {list(p.methods)}")
-        for name in check_params(method, params):
-            known = sorted(make_estimator(method).get_params())
+        for name in _models().check_params(method, params):
+            known = sorted(_models().make_estimator(method).get_params())
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise FluxscapeError(f"{key}.{name}: not a parameter of the {method} learner{hint}")
@@ -440,7 +462,16 @@ class FluxStep(Step):
         """The tower site list and the hyperparameters, before any product runs."""
         _check_method_params(ctx)
         tower_files = expand_paths(ctx.workflow.inputs[ctx.product.towers].paths)
-        _sites(ctx, tower_files)
+        sites = _sites(ctx, tower_files)
+        named = {info["site_id"] for f in tower_files if (info := parse_fluxnet_name(f))}
+        unknown = sorted(named - set(sites.index))
+        if named and len(unknown) == len(named):  # no tower of the input is in the site list
+            raise FluxscapeError(
+                f"products.{ctx.name}.sites: none of the towers {unknown[:5]} of input "
+                f"{ctx.product.towers!r} is in the site list "
+                f"{ctx.product.sites or 'beside the tower files'} ({len(sites)} site(s): "
+                f"{sorted(sites.index)[:5]})"
+            )
 
     def validate(self, wf, name: str, p: FluxConfig) -> None:
         if p.biophysical:
