@@ -281,25 +281,29 @@ def demo(out: Path, workers: int | None) -> None:
 
 # --- run -------------------------------------------------------------------------------------
 
-
-@cli.command(
-    epilog="Examples: fluxscape run workflows/demo.yaml --out demo-out --resume; "
-    "fluxscape run gosat-xco2.yaml --data-dir demo-out/sample --out gosat-out"
-)
-@click.argument("workflow", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
+# the options `run` and `validate` share: where outputs go and where relative inputs start
+_out_option = click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Output folder (overrides output.dir of the workflow).",
 )
-@click.option(
+_data_dir_option = click.option(
     "--data-dir",
     "data_dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Folder the relative input paths start from (overrides data_dir of the workflow).",
 )
+
+
+@cli.command(
+    epilog="Examples: fluxscape run workflows/demo.yaml --out demo-out --resume; "
+    "fluxscape run gosat-xco2.yaml --data-dir demo-out/sample --out gosat-out"
+)
+@click.argument("workflow", type=click.Path(dir_okay=False, path_type=Path))
+@_out_option
+@_data_dir_option
 @click.option(
     "--scheduler",
     default=None,
@@ -387,19 +391,8 @@ def run(
     "demo-out/sample"
 )
 @click.argument("workflow", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Output folder (overrides output.dir of the workflow).",
-)
-@click.option(
-    "--data-dir",
-    "data_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Folder the relative input paths start from.",
-)
+@_out_option
+@_data_dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 def validate(workflow: Path, out: Path | None, data_dir: Path | None, as_json: bool) -> None:
     """Dry run: check WORKFLOW as a run would before its first tile (keys, names, inputs and

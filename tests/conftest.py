@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -179,3 +180,37 @@ def headless(url: str, tmp_path, *extra: str) -> subprocess.CompletedProcess:
         url,
     ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def served(config_for_port):
+    """uvicorn in a thread of this process on a free loopback port; ``config_for_port(port)``
+    gives its ``uvicorn.Config``. Yields the port; stops the server on exit."""
+    import threading
+    import time
+
+    import uvicorn
+
+    port = free_port()
+    srv = uvicorn.Server(config_for_port(port))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    assert srv.started
+    try:
+        yield port
+    finally:
+        srv.should_exit = True
+        thread.join(10)

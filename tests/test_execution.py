@@ -16,17 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import FLUXSCAPE, run_cli, small_workflow
+from conftest import FLUXSCAPE, free_port, run_cli, small_workflow
 
 # Differ between two runs by design: creation time, and the resolved workflow text (output
 # folder, scheduler address). ``workflow_hash`` covers what determines the data and is compared.
 VOLATILE_ATTRS = {"date_created", "history", "workflow", "run_id"}  # run_id: one per execution
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _dask_cli() -> list[str]:
@@ -53,7 +47,7 @@ def assert_same_store(a: Path, b: Path, chunks_identical: bool = True) -> None:
 @pytest.fixture()
 def dask_cluster():
     """A real ``dask scheduler`` plus two ``dask worker`` processes on 127.0.0.1."""
-    port = _free_port()
+    port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     procs = [
         subprocess.Popen(

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import run_cli
+from conftest import run_cli, served
 
 from fluxscape.catalog import index
 from fluxscape.catalog.api import open_catalog
@@ -376,13 +376,9 @@ def test_fresh_republish_never_shows_readers_a_partial_store(gosat_run):
 
     cat = gosat_run / "catalog"
     _, expected = _full_read(cat)
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(cat), host="127.0.0.1", port=port, log_level="warning")
-    )
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
+    app = create_app(cat)
+    server = served(lambda p: uvicorn.Config(app, host="127.0.0.1", port=p, log_level="warning"))
+    port = server.__enter__()
     reads, failures, stop = [], [], threading.Event()
 
     def reader():
@@ -403,18 +399,10 @@ def test_fresh_republish_never_shows_readers_a_partial_store(gosat_run):
     finally:
         stop.set()
         thread.join()
-        server.should_exit = True
+        server.__exit__(None, None, None)
     assert failures == []
     assert len(reads) >= 3
     assert len(list((gosat_run / "products" / ".versions" / "gosat_l3").iterdir())) == 2
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_resume_of_a_finished_product_reports_the_skipped_inputs_the_store_lists(tmp_path):

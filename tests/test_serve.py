@@ -7,16 +7,14 @@ import http.client
 import io
 import json
 import re
-import socket
 import subprocess
-import threading
 import time
 
 import httpx
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import headless
+from conftest import free_port, headless, served
 from PIL import Image
 
 from fluxscape.catalog.publish import publish_store
@@ -24,12 +22,6 @@ from fluxscape.catalog.serve import create_app, hash_token, load_tokens
 
 PARTNER_TOKEN = "partner-secret-token-0123456789"
 TILE = "/tiler/tiles/WebMercatorQuad/9/452/201.png"  # over the demo region (138-139 E)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -55,21 +47,11 @@ def server(served_catalog):
     import uvicorn
 
     cat, tokens = served_catalog
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(cat, load_tokens(tokens)), host="127.0.0.1", port=port, log_level="warning"
-    )
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if srv.started:
-            break
-        time.sleep(0.05)
-    assert srv.started
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+    app = create_app(cat, load_tokens(tokens))
+    with served(
+        lambda port: uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    ) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 PARTNER = {"Authorization": f"Bearer {PARTNER_TOKEN}"}

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import served
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -429,24 +430,13 @@ def _row(pid: str) -> dict:
 @pytest.fixture(scope="module")
 def server(out):
     """uvicorn configured as ``fluxscape serve`` (short timeouts) on a free loopback port."""
-    import uvicorn
 
     limits = ServeLimits(timeout_header=1.0, timeout_keep_alive=1.0, tile_rate=0)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     app = create_app(out / "catalog", limits=limits)
-    srv = uvicorn.Server(server_config(app, "127.0.0.1", port, limits, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if srv.started:
-            break
-        time.sleep(0.05)
-    assert srv.started
-    yield port
-    srv.should_exit = True
-    thread.join(10)
+    with served(
+        lambda port: server_config(app, "127.0.0.1", port, limits, log_level="warning")
+    ) as port:
+        yield port
 
 
 def closed_by_server(sock: socket.socket, within: float) -> bool:
