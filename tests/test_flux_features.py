@@ -178,3 +178,15 @@ def test_meteorology_beyond_the_files_extent_is_nan_not_an_error():
     lat = xr.DataArray(np.full((2, 4), 36.0), dims=("y", "x"))
     got = meteo_at(cut, lon, lat)["ta"].transpose("time", "y", "x")
     assert got.shape == (3, 2, 4) and bool(got.isnull().all())
+
+
+def test_sites_outside_use_nearest_keeps_a_far_tower_on_the_edge_pixel(demo_out, out_dir, caplog):
+    ctx = _context(demo_out, out_dir, sites_outside="use_nearest")
+    sites = _sites(ctx)
+    far = sites.iloc[:1].rename(index=lambda s: "XX-East").assign(lon=139.7, lat=36.0)
+    with caplog.at_level(logging.WARNING, logger="fluxscape"):
+        got = flux.tower_pixels(ctx, pd.concat([sites, far]))
+    east = got.loc["XX-East"]
+    assert east["reason"] == "" and east["col"] == ctx.grid.geobox.shape.x - 1  # east edge
+    assert 55_000 < east["distance_m"] < 70_000  # 0.7 degrees east of the edge at 36 N
+    assert any("use_nearest" in r.getMessage() for r in caplog.records)
