@@ -327,21 +327,16 @@ def resolve_workflow(
     products = {}
     for name, prod in wf.products.items():
         for key in ("sites", "regions"):
-            value = getattr(prod, key, None)
-            if value and not Path(value).is_absolute():
-                prod = prod.model_copy(update={key: str(data / value)})
-            if value and not Path(getattr(prod, key)).is_file():
-                raise WorkflowError(f"products.{name}.{key}: {getattr(prod, key)} not found")
+            if getattr(prod, key, None):
+                path = _data_file(data, getattr(prod, key), f"products.{name}.{key}")
+                prod = prod.model_copy(update={key: path})
         products[name] = prod
     region = wf.region
     if region.bbox is None:
         region = region.model_copy(update={"bbox": region.lonlat_bbox})
     if region.polygon:
-        polygon = Path(region.polygon)
-        polygon = polygon if polygon.is_absolute() else data / polygon
-        if not polygon.is_file():
-            raise WorkflowError(f"region.polygon: {polygon} not found")
-        region = region.model_copy(update={"polygon": str(polygon)})
+        polygon = _data_file(data, region.polygon, "region.polygon")
+        region = region.model_copy(update={"polygon": polygon})
     return wf.model_copy(
         update={
             "data_dir": str(data),
@@ -351,6 +346,15 @@ def resolve_workflow(
             "output": wf.output.model_copy(update={"dir": str(out_dir)}),
         }
     )
+
+
+def _data_file(data: Path, value: str, key: str) -> str:
+    """The absolute path of a file named in the workflow (relative to ``data_dir``);
+    WorkflowError naming ``key`` when there is no such file."""
+    path = Path(value) if Path(value).is_absolute() else data / value
+    if not path.is_file():
+        raise WorkflowError(f"{key}: {path} not found")
+    return str(path)
 
 
 def workflow_yaml(wf: Workflow) -> str:

@@ -91,11 +91,12 @@ def feature_names(
 
 
 def tower_pixels(
-    geobox: GeoBox, lon: np.ndarray, lat: np.ndarray
+    geobox: GeoBox, lon: np.ndarray, lat: np.ndarray, nearest: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row and column of the ``geobox`` pixel holding each lon/lat point (degrees), and
     whether the point lies on the grid at all: the points are transformed to the grid's CRS
-    (pyproj) and through the GeoBox's inverse affine."""
+    (pyproj) and through the GeoBox's inverse affine. A point off the grid gets row/col -1,
+    or with ``nearest`` the grid's pixel nearest to it (``inside`` still says it is off)."""
     lon, lat = np.asarray(lon, float), np.asarray(lat, float)
     if geobox.crs.geographic and geobox.crs.epsg == 4326:
         x, y = lon, lat
@@ -108,9 +109,13 @@ def tower_pixels(
     ny, nx = geobox.shape.yx
     inside = np.isfinite(row) & np.isfinite(col) & (row >= 0) & (row < ny)
     inside &= (col >= 0) & (col < nx)
-    row = np.where(inside, row, -1).astype(np.int64)
-    col = np.where(inside, col, -1).astype(np.int64)
-    return row, col, inside
+    if nearest:
+        known = np.isfinite(row) & np.isfinite(col)
+        row = np.where(known, np.clip(row, 0, ny - 1), -1)
+        col = np.where(known, np.clip(col, 0, nx - 1), -1)
+    else:
+        row, col = np.where(inside, row, -1), np.where(inside, col, -1)
+    return row.astype(np.int64), col.astype(np.int64), inside
 
 
 # --- land cover through its source ------------------------------------------------------------

@@ -189,15 +189,11 @@ def index_input(name: str, reader: str, paths: list[str]) -> InputIndex:
     return index
 
 
-def changed_inputs(indexes: Iterable[InputIndex]) -> InputChanged | None:
-    """The first change (:class:`InputChanged`) of a file the indexes hold, or None."""
-    try:
-        for index in indexes:
-            for g in index.granules:
-                check_unchanged(g.stamps)
-    except InputChanged as exc:
-        return exc
-    return None
+def check_indexes_unchanged(indexes: Iterable[InputIndex]) -> None:
+    """InputChanged naming the first file of the indexes that changed since it was indexed."""
+    for index in indexes:
+        for g in index.granules:
+            check_unchanged(g.stamps)
 
 
 def granules_per_tile(granules: list[Granule], tiling, tiles) -> dict[str, list[Granule]]:

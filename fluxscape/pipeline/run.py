@@ -26,7 +26,12 @@ from fluxscape.errors import FluxscapeError, storage_message, storage_problem
 from fluxscape.pipeline import config as cfg
 from fluxscape.pipeline.budget import check_budget
 from fluxscape.pipeline.cluster import dask_client
-from fluxscape.pipeline.inputs import InputChanged, changed_inputs, file_checksum, index_input
+from fluxscape.pipeline.inputs import (
+    InputChanged,
+    check_indexes_unchanged,
+    file_checksum,
+    index_input,
+)
 from fluxscape.pipeline.outdir import (
     STATE_DIR,
     OutputLock,
@@ -335,7 +340,6 @@ def _run_product(
     store, staging = _store(out_dir, name), _staging(out_dir, name)
     manifest = _manifest(out_dir, name)
     catalog_dir = _catalog_dir(wf, out_dir)
-    digest = cfg.product_hash(wf, name)
     publish = {"access": cfg.product_access(wf, name), "run_id": run_id}
     if ctx is None:  # complete, and kept (--resume)
         total = len(step_for(wf.products[name].kind).grid(wf, wf.products[name]).tiles)
@@ -346,6 +350,7 @@ def _run_product(
         )
         skipped = _stored_skipped(store)
         return ProductResult(name, store, total, 0, skipped, published=published)
+    digest = ctx.digest
     if fresh:
         shutil.rmtree(staging, ignore_errors=True)
         manifest.path.unlink(missing_ok=True)
@@ -449,11 +454,10 @@ def _run_product(
         # files of the product's inputs that hold other layers (e.g. MOD13 tiles for lst)
         "ignored_inputs": [s.to_json() for s in plan.ignored],
     }
-    changed = changed_inputs(ctx.inputs[i] for i in input_names(ctx.product) if i in ctx.inputs)
-    if changed is not None:
-        raise FluxscapeError(
-            f"products.{name}: {changed}; nothing was published: rerun with --fresh"
-        )
+    try:  # after the inputs' checksums above: the recorded sums are of the indexed files
+        check_indexes_unchanged(ctx.inputs[i] for i in input_names(ctx.product) if i in ctx.inputs)
+    except InputChanged as exc:
+        raise _input_changed(name, exc) from None
     finalize_store(staging, attrs)
     publish_version(staging, store, run_id or new_run_id(wf.name))
     write_quicklooks(store, inside(out_dir, out_dir / "quicklooks"), name)
@@ -494,9 +498,7 @@ def _run_tiles(wf, name, plan, step, todo, staging, manifest, get_client, digest
                 for other in list(queue.futures):
                     other.cancel()
                 if isinstance(exc, InputChanged):
-                    raise FluxscapeError(
-                        f"products.{name}: {exc}; nothing was published: rerun with --fresh"
-                    ) from None
+                    raise _input_changed(name, exc) from None
                 if storage_problem(exc):
                     message = f"products.{name}: {storage_message(exc, staging)}"
                     raise FluxscapeError(message) from None
@@ -516,6 +518,11 @@ def _run_tiles(wf, name, plan, step, todo, staging, manifest, get_client, digest
             bar.advance(f"tile {result['tile']}")
     finally:
         bar.close()
+
+
+def _input_changed(name: str, exc: InputChanged) -> FluxscapeError:
+    """The run's error for an input that changed while product ``name`` was made."""
+    return FluxscapeError(f"products.{name}: {exc}; nothing was published: rerun with --fresh")
 
 
 def _stored_skipped(store: Path) -> list[dict]:

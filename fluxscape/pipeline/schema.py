@@ -68,15 +68,7 @@ class Region(StrictModel):
     def _bbox_in_degrees_or_known(cls, value: str, info: ValidationInfo) -> str:
         """In degrees (a geographic ``bbox_crs``) the bbox lies within [-180, 180] x [-90, 90]
         (0-360 longitudes are not read); any other ``bbox_crs`` must be a CRS PROJ knows."""
-        from pyproj import CRS
-        from pyproj.exceptions import CRSError
-
-        try:
-            crs = CRS.from_user_input(value)
-        except CRSError:
-            raise ValueError(
-                f"{value!r} is not a CRS PROJ knows; give EPSG:4326 (degrees) or the grid's CRS"
-            ) from None
+        crs = _parse_crs(value, "give EPSG:4326 (degrees) or the grid's CRS")
         bbox = info.data.get("bbox")
         if bbox is not None and crs.is_geographic:
             w, s, e, n = bbox
@@ -93,16 +85,7 @@ class Region(StrictModel):
     def _known_crs(cls, value: str, info: ValidationInfo) -> str:
         """A horizontal (geographic or projected) CRS that PROJ knows and in which the
         region's lon/lat box has finite coordinates."""
-        from pyproj import CRS
-        from pyproj.exceptions import CRSError
-
-        try:
-            crs = CRS.from_user_input(value)
-        except CRSError:
-            raise ValueError(
-                f"{value!r} is not a CRS PROJ knows; give an EPSG code (EPSG:4326), WKT or a "
-                "PROJ string (+proj=...)"
-            ) from None
+        crs = _parse_crs(value, "give an EPSG code (EPSG:4326), WKT or a PROJ string (+proj=...)")
         if not (crs.is_geographic or crs.is_projected):
             raise ValueError(
                 f"{value!r} is a {crs.type_name}; a geographic or projected CRS is needed"
@@ -139,6 +122,17 @@ class Region(StrictModel):
 
         box = BoundingBox(*self.bbox, crs=self.bbox_crs).to_crs("EPSG:4326")
         return tuple(float(v) for v in box)
+
+
+def _parse_crs(value: str, hint: str):
+    """The pyproj CRS of ``value``, or a ValueError saying PROJ does not know it, with ``hint``."""
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    try:
+        return CRS.from_user_input(value)
+    except CRSError:
+        raise ValueError(f"{value!r} is not a CRS PROJ knows; {hint}") from None
 
 
 def _projects(bbox: tuple[float, float, float, float], crs: str) -> bool:

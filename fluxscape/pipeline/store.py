@@ -153,8 +153,8 @@ def publish_version(staging: Path, store: Path, version: str) -> Path:
     and ``store`` a symbolic link to it, replaced in one atomic rename: a reader opening
     ``store`` gets the old complete version or the new one, never a half-built store or none.
     The version replaced is kept (a reader that opened it before the swap reads on), older
-    ones are removed. A store left as a plain folder by fluxscape < 0.6 is moved into the
-    versions folder first. Returns the new version's path."""
+    ones are removed. A store left as a plain folder by an earlier fluxscape is moved into
+    the versions folder first. Returns the new version's path."""
     name = store.name.removesuffix(".zarr")
     versions = store.parent / VERSIONS_DIR / name
     versions.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from fluxscape.errors import FluxscapeError
 from fluxscape.pipeline import config as cfg
-from fluxscape.pipeline.budget import check_budget
+from fluxscape.pipeline.budget import estimate
 from fluxscape.pipeline.inputs import expand_paths
 from fluxscape.pipeline.outdir import check_output_dir
 from fluxscape.pipeline.run import index_inputs, make_context, prepare, resume_action
@@ -60,8 +60,8 @@ def validate_workflow(
 ) -> RunPlan:
     """The plan of ``fluxscape run WORKFLOW`` (see the module doc), or the first problem as a
     FluxscapeError naming the key or file. Writes nothing."""
-    wf = prepare(workflow_path, out, data_dir)
-    budget = check_budget(wf)
+    wf = prepare(workflow_path, out, data_dir)  # checks the budget too
+    budget = estimate(wf)
     out_dir = check_output_dir(Path(wf.output.dir), [Path(wf.data_dir)])
     index = index_inputs(wf, {i for p in wf.products.values() for i in input_names(p)})
     plans = []

@@ -89,7 +89,6 @@ class FluxConfig(StrictModel):
     towers: Annotated[str, input_ref({"tower_flux"}, what="eddy-covariance tower files")]
     sites: str | None = None
     sites_outside: Literal["drop", "use_nearest"] = "drop"  # off-grid towers: dropped or nearest
-
     targets: list[Literal["gpp", "nee", "reco"]] = ["gpp", "nee", "reco"]
     partitioning: Literal["NT", "DT"] = "NT"
     min_qc: Annotated[float, Field(ge=0, le=1)] = 0.8
@@ -236,9 +235,9 @@ def tower_pixels(ctx: StepContext, sites: pd.DataFrame) -> pd.DataFrame:
     and that pixel's centre ``pixel_x``/``pixel_y`` in the grid's CRS) and ``reason``: why a
     tower is not used (towers off the region grid: logged as a warning; empty otherwise)."""
     box = ctx.grid.geobox
-    row, col, inside = fb.tower_pixels(box, sites["lon"].values, sites["lat"].values)
-    if ctx.product.sites_outside == "use_nearest" and not inside.all():
-        near_row, near_col = _nearest_pixel(box, sites["lon"].values, sites["lat"].values)
+    nearest = ctx.product.sites_outside == "use_nearest"
+    row, col, inside = fb.tower_pixels(box, sites["lon"].values, sites["lat"].values, nearest)
+    if nearest and not inside.all():
         log.warning(
             "products.%s: towers %s are %s; sites_outside: use_nearest trains on the nearest "
             "pixel of the grid (distance in sites.csv)",
@@ -246,8 +245,7 @@ def tower_pixels(ctx: StepContext, sites: pd.DataFrame) -> pd.DataFrame:
             sites.index[~inside].tolist(),
             OUTSIDE,
         )
-        row, col = np.where(inside, row, near_row), np.where(inside, col, near_col)
-        inside = np.ones_like(inside)
+        inside = row >= 0
     x, y = box.affine * (col + 0.5, row + 0.5)
     out = sites.assign(
         row=row,
@@ -266,18 +264,6 @@ def tower_pixels(ctx: StepContext, sites: pd.DataFrame) -> pd.DataFrame:
             OUTSIDE,
         )
     return out
-
-
-def _nearest_pixel(box, lon, lat) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column of the grid pixel nearest each lon/lat point (clipped to the grid)."""
-    from pyproj import Transformer
-
-    tr = Transformer.from_crs("EPSG:4326", box.crs.to_wkt(), always_xy=True)
-    col, row = ~box.affine * tr.transform(np.asarray(lon, float), np.asarray(lat, float))
-    ny, nx = box.shape.yx
-    row = np.clip(np.floor(np.asarray(row, float)), 0, ny - 1).astype(np.int64)
-    col = np.clip(np.floor(np.asarray(col, float)), 0, nx - 1).astype(np.int64)
-    return row, col
 
 
 def _models():
