@@ -311,8 +311,17 @@ _data_dir_option = click.option(
     help="Use an existing Dask scheduler, e.g. tcp://127.0.0.1:8786.",
 )
 @click.option("--workers", type=int, default=None, help="Workers of the local Dask cluster.")
-@click.option("--resume", is_flag=True, help="Continue existing stores; finished tiles are kept.")
-@click.option("--fresh", is_flag=True, help="Delete this workflow's stores and start again.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue existing stores (finished tiles are kept); products whose settings, inputs "
+    "or source products changed are rebuilt (see fluxscape validate).",
+)
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="Build every product again; each new store replaces the published one when finished.",
+)
 @click.option(
     "--catalog",
     "catalog_dir",

@@ -216,7 +216,7 @@ def test_a_tile_larger_than_a_worker_is_refused_with_a_hint(sample_dir):
     wf = _budget_workflow(
         sample_dir, period={"start": date(2000, 1, 1), "end": date(2020, 12, 31), "step": "1D"}
     )
-    wf = wf.model_copy(update={"tile_size": 4096, "dask": wf.dask.model_copy(update={})})
+    wf = wf.model_copy(update={"tile_size": 4096})
     wf = wf.model_copy(update={"region": wf.region.model_copy(update={"resolution": 0.0005})})
     with pytest.raises(WorkflowError, match=r"tile_size: .* smaller tile_size"):
         check_budget(wf)
