@@ -271,10 +271,12 @@ def test_export_netcdf_is_cf_and_matches_store(cat, store, tmp_path):
 
 
 def _span_days(ds) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """The first and last step of a product as the store holds them (period starts, or the
-    first and last day of the first and last year)."""
+    """The first and last instant a product covers as the store holds them (the first
+    period's start and the last one's end from the CF time bounds, or the first and last day
+    of the first and last year)."""
     if "time" in ds.dims:
-        return pd.Timestamp(ds.time.values[0]), pd.Timestamp(ds.time.values[-1])
+        end = pd.Timestamp(ds.time_bnds.values[-1, 1]) - pd.Timedelta(seconds=1)
+        return pd.Timestamp(ds.time.values[0]), end
     years = ds.year.values
     return pd.Timestamp(f"{years[0]}-01-01"), pd.Timestamp(f"{years[-1]}-12-31T23:59:59")
 

@@ -393,6 +393,7 @@ def _run_product(
             plan.variables,
             wf.tile_size,
             _creation_attrs(wf, name, plan.summary),
+            plan.time_bounds,
         )
         manifest.start(digest)
         state = manifest.read()

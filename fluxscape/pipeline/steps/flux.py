@@ -51,6 +51,8 @@ from fluxscape.readers.ontile import Granule
 
 log = logging.getLogger(__name__)
 
+#: UDUNITS spelling of gC m-2 d-1 (CF: the "C" is no unit; the long name says "as carbon").
+STORE_UNITS = "g m-2 d-1"
 LONG_NAMES = {
     "gpp": (
         "gross primary productivity",
@@ -512,12 +514,14 @@ def plan(ctx: StepContext) -> Plan:
     source = source_store(ctx, p.source)
     with xr.open_zarr(source, consolidated=True) as src:
         times = pd.DatetimeIndex(src["time"].values)
+        bounds = src["time_bnds"].values if "time_bnds" in src.variables else None
         absent = [v for v in p.predictors if v not in src]
     if absent:
         raise FluxscapeError(
             f"products.{ctx.name}.predictors: {absent} not in the {p.source} store"
         )
-    ends = period_bounds(times)[1]
+    # The source's own period ends (a store of an earlier fluxscape has none: inferred).
+    ends = pd.DatetimeIndex(bounds[:, 1]) if bounds is not None else period_bounds(times)[1]
     tower_files = expand_paths(wf.inputs[p.towers].paths)
     sites = _sites(ctx, tower_files)
     tgt, skipped = _tower_targets(ctx, tower_files, times, ends)
@@ -590,8 +594,9 @@ def plan(ctx: StepContext) -> Plan:
     for target in p.targets:
         long_name, standard = LONG_NAMES[target]
         attrs = {
-            "units": "gC m-2 d-1",
-            "long_name": long_name,
+            "units": STORE_UNITS,
+            "long_name": f"{long_name}, as carbon",
+            "cell_methods": "time: mean",
             "model_card": card["card_id"],
         }
         if standard:
@@ -601,7 +606,11 @@ def plan(ctx: StepContext) -> Plan:
             VariableSpec(
                 f"{target}_sd",
                 "float32",
-                {"units": "gC m-2 d-1", "long_name": f"{long_name}: ensemble standard deviation"},
+                {
+                    "units": STORE_UNITS,
+                    "long_name": f"{long_name}, as carbon: ensemble standard deviation",
+                    "cell_methods": "time: mean",
+                },
             )
         )
 
@@ -618,6 +627,7 @@ def plan(ctx: StepContext) -> Plan:
 
     return Plan(
         dims={"time": times.values},
+        time_bounds=np.stack([times.values, ends.values], axis=1),
         variables=variables,
         summary=f"{', '.join(t.upper() for t in p.targets)} upscaled from {len(towers)} towers "
         f"by an ensemble of {'/'.join(p.methods)} x site-grouped folds on {', '.join(features)}; "
