@@ -26,6 +26,15 @@ def store(demo_out):
     return xr.open_zarr(demo_out / "products" / "vi.zarr")
 
 
+def periods(obj, first: str, last: str):
+    """The steps of ``obj`` whose periods (CF bounds: start, exclusive end) overlap the days
+    ``first`` to ``last`` (inclusive): what a time range selects (issue #14)."""
+    bnds = obj["time_bnds"].values
+    after_last = np.datetime64(last) + np.timedelta64(1, "D")
+    keep = (bnds[:, 0] < after_last) & (bnds[:, 1] > np.datetime64(first))
+    return obj.isel(time=np.flatnonzero(keep))
+
+
 def test_search_by_variable_bbox_and_time_finds_demo(cat):
     found = cat.search(
         variable="ndvi", bbox=(138.2, 35.8, 138.4, 36.0), time="2021-04-01/2021-10-31"
@@ -50,7 +59,8 @@ def test_open_is_lazy_and_subsets(cat):
     ds = cat.open("vi", bbox=(138.2, 35.8, 138.4, 36.0), time="2021-06-01/2021-06-30")
     assert isinstance(ds.ndvi.data, dask.array.Array)
     assert ds.sizes["x"] == 20 and ds.sizes["y"] == 20
-    assert pd.DatetimeIndex(ds.time.values).month.tolist() == [6, 6]
+    # every 16-day period that overlaps June, the one starting on 25 May included
+    assert [str(t)[:10] for t in ds.time.values] == ["2021-05-25", "2021-06-10", "2021-06-26"]
 
 
 def test_point_extract_equals_nearest_store_pixel(cat, store):
@@ -63,8 +73,8 @@ def test_point_extract_equals_nearest_store_pixel(cat, store):
 
 def test_bbox_extract_is_mean_of_pixels_inside(cat, store):
     df = cat.extract("evi", bbox=(138.2, 35.8, 138.3, 35.9), time="2021-07-01/2021-07-31")
-    sub = store.evi.sel(
-        x=slice(138.2, 138.3), y=slice(35.9, 35.8), time=slice("2021-07-01", "2021-07-31")
+    sub = periods(store, "2021-07-01", "2021-07-31").evi.sel(
+        x=slice(138.2, 138.3), y=slice(35.9, 35.8)
     )
     np.testing.assert_allclose(df["value"], sub.mean(("y", "x")).values, rtol=1e-6)
     assert (df["n_pixels"] == 100).all()
@@ -181,8 +191,8 @@ def test_polygon_mean_uses_pixels_inside_only(cat, store, tmp_path):
         )
     )
     df = cat.extract("evi", polygon=geojson, time="2021-07-01/2021-07-31")
-    sub = store.evi.sel(
-        x=slice(138.2, 138.3), y=slice(35.9, 35.8), time=slice("2021-07-01", "2021-07-31")
+    sub = periods(store, "2021-07-01", "2021-07-31").evi.sel(
+        x=slice(138.2, 138.3), y=slice(35.9, 35.8)
     )
     xx, yy = np.meshgrid(sub.x.values, sub.y.values)
     inside = (yy - 35.8) < 1.05 * (xx - 138.2)  # under the long edge
@@ -241,13 +251,13 @@ def test_export_cog_opens_in_gdal_with_crs_and_values(cat, store, tmp_path):
         "--bbox",
         "138.2,35.8,138.6,36.1",
     )
-    sub = store.ndvi.sel(
-        time=slice("2021-06-01", "2021-07-31"), x=slice(138.2, 138.6), y=slice(36.1, 35.8)
+    sub = periods(store, "2021-06-01", "2021-07-31").ndvi.sel(
+        x=slice(138.2, 138.6), y=slice(36.1, 35.8)
     )
     with rasterio.open(out) as src:
         assert src.crs.to_epsg() == 4326
         assert src.driver == "GTiff" and src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
-        assert src.count == sub.sizes["time"] == 4
+        assert src.count == sub.sizes["time"] == 5  # 25 May - 26 July
         assert src.descriptions[0] == str(sub.time.values[0])[:10]
         assert src.bounds.left == pytest.approx(138.2) and src.bounds.top == pytest.approx(36.1)
         np.testing.assert_array_equal(src.read(2), sub.isel(time=1).values)
@@ -354,7 +364,7 @@ def test_open_extract_export_take_an_id_a_product_name_or_a_search_hit(cat, stor
     hit = cat.search(variable="ndvi", bbox=(138.2, 35.8, 138.4, 36.0))[0]
     assert hit.id == "demo.vi"
     time = "2021-06-01/2021-07-31"
-    sub = store.ndvi.sel(time=slice("2021-06-01", "2021-07-31"))
+    sub = periods(store, "2021-06-01", "2021-07-31").ndvi
     for ref in ("demo.vi", "vi", hit):
         ds = cat.open(ref, time=time)
         np.testing.assert_array_equal(ds.ndvi.values, sub.values)
@@ -411,7 +421,7 @@ def test_read_only_catalog_without_index_is_searched_in_memory(demo_out, tmp_pat
         assert [e.id for e in c.search(variable="ndvi", time="2021-06-01/2021-06-30")] == [
             "demo.vi"
         ]
-        assert c.open("vi", time="2021-06-01/2021-06-30").sizes["time"] == 2
+        assert c.open("vi", time="2021-06-01/2021-06-30").sizes["time"] == 3
         assert list(c.table(product="gosat_l3")["id"]) == ["demo.gosat_l3"]
         assert not (folder / index.INDEX_NAME).exists()
     finally:
