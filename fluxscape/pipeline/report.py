@@ -57,8 +57,12 @@ def _table(rows: list[dict]) -> str:
 
 
 def _fmt(value) -> str:
+    """Table cells: three significant digits, large numbers whole with thousands separators
+    (an area of 5 034 km² reads ``5,034``, not ``5.03e+03``)."""
     if isinstance(value, float):
-        return f"{value:.3g}" if np.isfinite(value) else "—"
+        if not np.isfinite(value):
+            return "—"
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
     return "" if value is None else str(value)
 
 
@@ -115,6 +119,7 @@ def _tower_plot(table: pd.DataFrame, flux: xr.Dataset, sites: dict, target: str)
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
     names = sorted(sites)
@@ -129,11 +134,18 @@ def _tower_plot(table: pd.DataFrame, flux: xr.Dataset, sites: dict, target: str)
         ax.plot(pd.to_datetime(obs["time"]), obs[target], ".", color="C0", ms=3, label="tower")
         ax.set_title(site, fontsize=8)
         ax.tick_params(labelsize=7)
+        locator = mdates.AutoDateLocator(minticks=3, maxticks=6)
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     for ax in axes.ravel()[len(names) :]:
         ax.axis("off")
     axes[0, 0].legend(fontsize=7)
+    units = flux[target].attrs.get("units", "g m-2 d-1")
     fig.suptitle(
-        f"{target.upper()} (gC m-2 d-1): tower observations vs the gridded product", fontsize=10
+        f"{target.upper()} ({units}, as carbon) at the towers: observations vs the map. "
+        "In-sample: the map's models were trained on these towers; the out-of-fold skill "
+        "is in the table above",
+        fontsize=9,
     )
     fig.tight_layout()
     buf = io.BytesIO()
