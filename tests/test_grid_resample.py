@@ -46,3 +46,45 @@ def test_nearest_lookup_agrees_with_gdal_warp(sample_dir):
     # pixel centres exactly on a source pixel edge may round either way
     assert (ours[both] == gdal[both]).mean() > 0.98
     assert isinstance(window, xr.Dataset)
+
+
+def test_geobox_region_is_the_native_grid_of_a_real_modis_tile(realdata_dir):
+    """``origin`` + ``shape`` give a grid exactly, pixel edges where the data centre put them
+    (a bbox would snap them to multiples of the resolution): the grid of a real MODIS tile."""
+    from fluxscape.readers.modis_hdf4 import SINUSOIDAL_PROJ, read_grids
+
+    path = sorted((realdata_dir / "modis_hdf4").glob("MOD09A1.*.hdf"))[0]
+    native = read_grids(path)[0].geobox
+    res = native.resolution.x
+    region = Region(
+        crs=SINUSOIDAL_PROJ,
+        resolution=res,
+        origin=(native.affine.c, native.affine.f),
+        shape=native.shape.yx,
+    )
+    grid = target_grid(region, 256)
+    assert grid.geobox.shape == native.shape
+    np.testing.assert_allclose(tuple(grid.geobox.affine)[:6], tuple(native.affine)[:6], atol=1e-6)
+    assert (
+        grid.geobox.crs == native.crs and len(grid.tiles) == int(np.ceil(native.shape.y / 256)) ** 2
+    )
+    w, s, e, n = region.lonlat_bbox  # h18v04 lies north of the equator, east of Greenwich
+    assert -20 < w < e < 60 and 30 < s < n < 60
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"bbox": (138.0, 35.5, 139.0, 36.5)}, "give one of"),
+        ({"shape": None}, "needs both origin"),
+        ({"origin": (1e9, 1e9)}, "cannot transform"),
+    ],
+)
+def test_geobox_region_refuses_what_is_not_one_grid(extra, message):
+    from pydantic import ValidationError
+
+    from fluxscape.readers.modis_hdf4 import SINUSOIDAL_PROJ
+
+    base = {"crs": SINUSOIDAL_PROJ, "resolution": 1000.0, "origin": (0.0, 4e6), "shape": (10, 10)}
+    with pytest.raises(ValidationError, match=message):
+        Region(**(base | extra))

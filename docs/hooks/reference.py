@@ -117,6 +117,9 @@ FIELD_NOTES = {
     "Region.bbox_crs": "CRS of the `bbox` values: EPSG:4326 (degrees) by default, or e.g. the "
     "grid's own CRS to give an exact window in metres.",
     "Region.preset": "A named region instead of `bbox` (list above).",
+    "Region.origin": "Upper-left corner [x, y] of a geobox region in `crs` units: with `shape` "
+    "and `resolution`, the grid exactly (pixel edges start there), e.g. a MODIS tile's own "
+    "sinusoidal grid, instead of `bbox`.",
     "Region.crs": "CRS of the target grid.",
     "Region.resolution": "Pixel size in CRS units (degrees for EPSG:4326; 0.01 is about 1 km).",
     "Period.start": "First day (inclusive).",
