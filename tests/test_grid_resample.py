@@ -88,3 +88,42 @@ def test_geobox_region_refuses_what_is_not_one_grid(extra, message):
     base = {"crs": SINUSOIDAL_PROJ, "resolution": 1000.0, "origin": (0.0, 4e6), "shape": (10, 10)}
     with pytest.raises(ValidationError, match=message):
         Region(**(base | extra))
+
+
+def test_mode_gives_each_coarse_pixel_the_class_most_of_its_source_pixels_have(sample_dir):
+    """Land cover on a grid 10x coarser than MCD12Q1 (500 m): ``mode`` is the majority class
+    of the source pixels whose centres fall in each cell, counted here by hand; ``nearest``
+    (the class at the cell centre) misses it in some cells."""
+    import collections
+
+    from odc.geo.geobox import GeoBox
+    from pyproj import Transformer
+
+    from fluxscape.pipeline.features import land_cover_codes
+    from fluxscape.readers.modis_hdf4 import granule_info
+
+    path = sorted((sample_dir / "landcover").glob("MCD12Q1.*.hdf"))[-1]
+    granule = granule_info(path)
+    coarse = GeoBox.from_bbox((138.0, 35.5, 139.0, 36.5), "epsg:4326", resolution=0.05)
+    mode = land_cover_codes("modis_hdf4", [granule], "LC_Type1", coarse, resampling="mode")
+    near = land_cover_codes("modis_hdf4", [granule], "LC_Type1", coarse)
+
+    src = granule.key
+    classes = open_modis_tile(path, ["LC_Type1"])["LC_Type1"].values
+    rows, cols = np.mgrid[0 : src.shape.y, 0 : src.shape.x]
+    x, y = src.affine * (cols + 0.5, rows + 0.5)
+    lon, lat = Transformer.from_crs(src.crs.to_wkt(), "EPSG:4326", always_xy=True).transform(x, y)
+    cc, rr = np.floor((lon - 138.0) / 0.05).astype(int), np.floor((36.5 - lat) / 0.05).astype(int)
+    ok = (cc >= 0) & (cc < 20) & (rr >= 0) & (rr < 20)
+    votes = collections.defaultdict(collections.Counter)
+    for r, c, v in zip(rr[ok], cc[ok], classes[ok], strict=True):
+        votes[(r, c)][int(v)] += 1
+    majority = np.array(
+        [
+            [max(votes[(r, c)].items(), key=lambda kv: (kv[1], -kv[0]))[0] for c in range(20)]
+            for r in range(20)
+        ]
+    )
+    assert len(np.unique(majority)) >= 3
+    np.testing.assert_array_equal(mode, majority)
+    assert (near != majority).sum() >= 5

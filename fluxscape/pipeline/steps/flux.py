@@ -85,6 +85,7 @@ class FluxConfig(StrictModel):
     phenology: Annotated[str | None, ProductRef(("phenology",))] = None  # days_since_sos, ...
     land_cover: Annotated[str | None, input_ref({"land_cover"})] = None  # one-hot lc_<code>
     land_cover_layer: Literal["LC_Type1", "LC_Type5"] = "LC_Type1"  # IGBP or PFT classes
+    land_cover_resampling: Literal["nearest", "mode"] = "nearest"
     # an input of leaf area index / FPAR maps (e.g. MCD15A2H): their period means as features
     biophysical: Annotated[str | None, input_ref({"lai"}, {"fpar"}, what="LAI/FPAR maps")] = None
     biophysical_variables: list[Literal["lai", "fpar"]] = ["lai", "fpar"]
@@ -184,6 +185,7 @@ def _feature_spec(ctx: StepContext, source: Path, times, ends, features, **land_
         seasonal=p.seasonal_features,
         land_cover_reader=wf.inputs[p.land_cover].reader if p.land_cover else "",
         land_cover_layer=p.land_cover_layer,
+        land_cover_resampling=p.land_cover_resampling,
         **land_cover,
     )
 
@@ -548,7 +550,11 @@ def plan(ctx: StepContext) -> Plan:
         codes = [
             int(
                 fb.land_cover_codes(
-                    reader, granules, p.land_cover_layer, box[r : r + 1, c : c + 1]
+                    reader,
+                    granules,
+                    p.land_cover_layer,
+                    box[r : r + 1, c : c + 1],
+                    resampling=p.land_cover_resampling,
                 )[0, 0]
             )
             for r, c in zip(towers["row"], towers["col"], strict=True)
