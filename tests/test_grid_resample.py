@@ -127,3 +127,55 @@ def test_mode_gives_each_coarse_pixel_the_class_most_of_its_source_pixels_have(s
     assert len(np.unique(majority)) >= 3
     np.testing.assert_array_equal(mode, majority)
     assert (near != majority).sum() >= 5
+
+
+def test_native_grid_report_copies_aligned_grids_and_counts_neighbour_pixels():
+    """A grid on the source's lattice copies pixels; a shifted one of the same pixel size
+    still takes the source pixel covering most of each pixel (only shear, rotation or other
+    pixel sizes move it: the sinusoidal-to-lon/lat case is the demo's test below); a tower in
+    a shifted pixel may lie in another source pixel than the one its pixel takes."""
+    from affine import Affine
+    from odc.geo.geobox import GeoBox
+
+    from fluxscape.pipeline import native
+
+    src = GeoBox((100, 100), Affine(1000.0, 0, 0, 0, -1000.0, 0), "epsg:32654")
+    assert native.aligned(src, src[10:30, 40:90])
+    copied = native.neighbour_share([src], src[10:30, 40:90])
+    assert copied["aligned"] and copied["pixels_from_neighbour"] == 0.0
+    third = GeoBox((50, 50), Affine(1000.0, 0, 333.0, 0, -1000.0, -333.0), "epsg:32654")
+    shifted = native.neighbour_share([src], third)
+    # a third of a pixel off: the centre's source pixel covers 4/9 of the pixel, still the most
+    assert not shifted["aligned"] and shifted["pixels_from_neighbour"] == 0.0
+    assert shifted["source_pixels_per_pixel"] == 4
+    near_edge = GeoBox((50, 50), Affine(1000.0, 0, 600.0, 0, -1000.0, 0), "epsg:32654")
+    assert native.neighbour_share([src], near_edge)["pixels_from_neighbour"] == 0.0
+    coarse = GeoBox((5, 5), Affine(5000.0, 0, 0, 0, -5000.0, 0), "epsg:32654")
+    assert native.neighbour_share([src], coarse)["source_pixels_per_pixel"] >= 5
+    # towers: pixel (0, 0) of near_edge spans source cols 0-1 and takes col 1 (its centre)
+    x, y = np.array([700.0, 1500.0, 1e9]), np.array([-500.0, -500.0, -500.0])
+    shares = native.shares_native_pixel([src], near_edge, x, y, [0, 0, 0], [0, 0, 0])
+    assert shares.tolist() == [False, True, None]
+
+
+def test_demo_records_how_its_grid_meets_the_modis_pixels(demo_out):
+    """The demo's 0.01° grid over 1 km sinusoidal MODIS: the vi store and the report say how
+    many pixels take a neighbouring MODIS pixel, sites.csv and the model card whether each
+    tower lies in the MODIS pixel its grid pixel takes."""
+    import json
+
+    import pandas as pd
+
+    vi = xr.open_zarr(demo_out / "products" / "vi.zarr")
+    share = json.loads(vi.attrs["native_grid"])
+    assert vi.attrs["resampling"] == "nearest" and not share["aligned"]
+    assert 0.05 < share["pixels_from_neighbour"] < 0.6 and share["sampled"] >= 1000
+    sites = pd.read_csv(demo_out / "reports" / "flux" / "sites.csv")
+    assert sites["native_pixel"].isin([True, False]).all() and len(sites) == 12
+    flux = xr.open_zarr(demo_out / "products" / "flux.zarr")
+    placed = json.loads(flux.attrs["model_card"])["tower_pixels"]
+    assert {s: p["native_pixel"] for s, p in placed.items()} == dict(
+        zip(sites["site"], sites["native_pixel"], strict=True)
+    )
+    report = (demo_out / "report.html").read_text()
+    assert "take a neighbouring source pixel" in report and "in the source pixel" in report

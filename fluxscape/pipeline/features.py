@@ -92,6 +92,15 @@ def feature_names(
 # --- towers on the grid -----------------------------------------------------------------------
 
 
+def to_grid_crs(geobox: GeoBox, lon, lat) -> tuple[np.ndarray, np.ndarray]:
+    """lon/lat points (degrees) as x, y in the ``geobox``'s CRS (pyproj)."""
+    lon, lat = np.asarray(lon, float), np.asarray(lat, float)
+    if geobox.crs.geographic and geobox.crs.epsg == 4326:
+        return lon, lat
+    tr = Transformer.from_crs("EPSG:4326", geobox.crs.to_wkt(), always_xy=True)
+    return tuple(np.asarray(v, float) for v in tr.transform(lon, lat))
+
+
 def tower_pixels(
     geobox: GeoBox, lon: np.ndarray, lat: np.ndarray, nearest: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -99,12 +108,7 @@ def tower_pixels(
     whether the point lies on the grid at all: the points are transformed to the grid's CRS
     (pyproj) and through the GeoBox's inverse affine. A point off the grid gets row/col -1,
     or with ``nearest`` the grid's pixel nearest to it (``inside`` still says it is off)."""
-    lon, lat = np.asarray(lon, float), np.asarray(lat, float)
-    if geobox.crs.geographic and geobox.crs.epsg == 4326:
-        x, y = lon, lat
-    else:
-        tr = Transformer.from_crs("EPSG:4326", geobox.crs.to_wkt(), always_xy=True)
-        x, y = (np.asarray(v, float) for v in tr.transform(lon, lat))
+    x, y = to_grid_crs(geobox, lon, lat)
     col, row = ~geobox.affine * (x, y)
     row = np.floor(np.asarray(row, float))
     col = np.floor(np.asarray(col, float))

@@ -35,6 +35,7 @@ from fluxscape.ml.regional import regional_totals_dataset
 from fluxscape.ml.targets import build_targets
 from fluxscape.ml.timesteps import period_bounds
 from fluxscape.pipeline import features as fb
+from fluxscape.pipeline import native
 from fluxscape.pipeline.grid import Tile
 from fluxscape.pipeline.inputs import Skipped, TileInputs, expand_paths, giving_all, select
 from fluxscape.pipeline.schema import ProductRef, StrictModel, input_ref
@@ -236,8 +237,11 @@ OUTSIDE = "outside the region grid"
 
 def tower_pixels(ctx: StepContext, sites: pd.DataFrame) -> pd.DataFrame:
     """The towers with the row/col of the target-grid pixel holding each (``row``, ``col``,
-    and that pixel's centre ``pixel_x``/``pixel_y`` in the grid's CRS) and ``reason``: why a
-    tower is not used (towers off the region grid: logged as a warning; empty otherwise)."""
+    and that pixel's centre ``pixel_x``/``pixel_y`` in the grid's CRS), ``native_pixel``
+    (whether the tower lies in the source pixel its grid pixel takes; empty where the source
+    has no pixel grid, :func:`fluxscape.pipeline.native.shares_native_pixel`) and ``reason``:
+    why a tower is not used (towers off the region grid: logged as a warning; empty
+    otherwise)."""
     box = ctx.grid.geobox
     nearest = ctx.product.sites_outside == "use_nearest"
     row, col, inside = fb.tower_pixels(box, sites["lon"].values, sites["lat"].values, nearest)
@@ -251,14 +255,27 @@ def tower_pixels(ctx: StepContext, sites: pd.DataFrame) -> pd.DataFrame:
         )
         inside = row >= 0
     x, y = box.affine * (col + 0.5, row + 0.5)
+    tx, ty = fb.to_grid_crs(box, sites["lon"].values, sites["lat"].values)
+    shares = native.shares_native_pixel(_source_grids(ctx), box, tx, ty, row, col)
+    shares = np.where(inside, shares, None)
     out = sites.assign(
         row=row,
         col=col,
         pixel_x=np.where(inside, x, np.nan),
         pixel_y=np.where(inside, y, np.nan),
         distance_m=np.where(inside, _distance_to_pixel(box, sites, x, y), np.nan),
+        native_pixel=shares,
         reason=np.where(inside, "", OUTSIDE),
     )
+    moved = out.index[[s is False for s in shares]].tolist()
+    if moved:
+        log.info(
+            "products.%s: towers %s lie in another source pixel than the one their grid pixel "
+            "takes (native_pixel in sites.csv; a grid on the source's own, region.origin and "
+            "shape, keeps every tower in its pixel)",
+            ctx.name,
+            moved,
+        )
     outside = out.index[~inside].tolist()
     if outside:
         log.warning(
@@ -268,6 +285,20 @@ def tower_pixels(ctx: StepContext, sites: pd.DataFrame) -> pd.DataFrame:
             OUTSIDE,
         )
     return out
+
+
+def _source_grids(ctx: StepContext) -> list:
+    """The native pixel grids of the input under the product's ``source`` (following a vi
+    made from another vi's store down to the one that reads an input); none for sources
+    without a pixel grid."""
+    wf, name, seen = ctx.workflow, ctx.product.source, set()
+    while name in wf.products and name not in seen:
+        seen.add(name)
+        product = wf.products[name]
+        if getattr(product, "input", None):
+            return native.native_grids(ctx.input_index(product.input).granules)
+        name = getattr(product, "source", None)
+    return []
 
 
 def _models():
@@ -577,6 +608,7 @@ def plan(ctx: StepContext) -> Plan:
             "x": float(t["pixel_x"]),
             "y": float(t["pixel_y"]),
             "distance_m": float(t["distance_m"]),
+            "native_pixel": t["native_pixel"],
         }
         for site, t in towers.iterrows()
     }

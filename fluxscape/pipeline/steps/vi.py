@@ -21,6 +21,8 @@ times a day, ``solar_time`` and ``sza`` its geometry.
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass, replace
 from typing import Annotated, Literal
 
@@ -30,6 +32,7 @@ import xarray as xr
 from pydantic import Field
 
 from fluxscape.errors import FluxscapeError
+from fluxscape.pipeline import native
 from fluxscape.pipeline.compositing import Compositor
 from fluxscape.pipeline.grid import Tile
 from fluxscape.pipeline.inputs import (
@@ -47,6 +50,8 @@ from fluxscape.pipeline.timeaxis import period_index, period_starts, time_bounds
 from fluxscape.products import indices
 from fluxscape.readers.ontile import GEOMETRY, Granule
 from fluxscape.readers.registry import get_reader
+
+log = logging.getLogger(__name__)
 
 Index = Literal["ndvi", "evi", "evi2", "grvi", "nbr", "ndwi"]
 
@@ -390,6 +395,7 @@ def _plan_input(ctx: StepContext) -> Plan:
     return Plan(
         dims={"time": times.values},
         time_bounds=time_bounds(times, step),
+        source_attrs=resampling_attrs(ctx, granules),
         variables=vi_variables(p.variables, spec.many_per_day, p.composite),
         summary=f"Vegetation indices ({index.reader}) composited per {step} period on the "
         f"target grid from QA-masked observations ({_rule_text(p)})",
@@ -398,6 +404,35 @@ def _plan_input(ctx: StepContext) -> Plan:
         skipped=list(index.skipped),
         ignored=refused,
     )
+
+
+def resampling_attrs(ctx: StepContext, granules) -> dict:
+    """Store attributes saying how the target grid meets the input's native pixel grids
+    (:func:`fluxscape.pipeline.native.neighbour_share`), logged when pixels are not copied;
+    empty for sources without a pixel grid (swaths, scenes on latitude/longitude arrays)."""
+    grids = native.native_grids(granules)
+    if not grids:
+        return {}
+    share = native.neighbour_share(grids, ctx.grid.geobox)
+    method = ctx.product.resampling
+    if share["aligned"]:
+        log.info("%s: the grid is the input's own: pixels are copied", ctx.key("resampling"))
+    elif share["pixels_from_neighbour"] is not None:
+        advice = ""
+        if (share["source_pixels_per_pixel"] or 0) >= 9 and method == "nearest":
+            advice = "; a grid this much coarser than the input may want resampling: average"
+        elif method == "nearest":
+            advice = "; region.origin/shape on the input's grid would copy its pixels"
+        log.info(
+            "%s: %s: %.0f %% of the pixels take a neighbouring source pixel rather than the "
+            "one covering most of them (a pixel spans about %g source pixels)%s",
+            ctx.key("resampling"),
+            method,
+            100 * share["pixels_from_neighbour"],
+            share["source_pixels_per_pixel"],
+            advice,
+        )
+    return {"resampling": method, "native_grid": json.dumps(share)}
 
 
 def _plan_source(ctx: StepContext) -> Plan:
