@@ -1,0 +1,125 @@
+"""The map page in headless Chromium (issue #14): an offline Natural Earth basemap, a diverging
+colour map centred on 0 for signed variables, a legend with long name and units, a series
+chart with date axes and units, the clicked value in the popup and a season selector.
+
+FLUXSCAPE_DOCS_IMAGES=1 also copies the screenshot to docs/images/map.png (the docs' image)."""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import shutil
+
+import httpx
+import numpy as np
+import pytest
+import xarray as xr
+from conftest import REPO, headless, served
+from PIL import Image
+
+from fluxscape.catalog.mapstyle import colour_scale, is_signed
+from fluxscape.catalog.publish import publish_store
+from fluxscape.catalog.serve import create_app
+
+POINT = (138.4392, 35.9628)  # lon, lat inside the demo products
+#: Every request outside 127.0.0.1 fails (so an online basemap or CDN would show as an error).
+OFFLINE = "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"
+
+
+@pytest.fixture(scope="module")
+def server(demo_out, tmp_path_factory):
+    """The demo's vi, phenology and flux products served on a free loopback port."""
+    import uvicorn
+
+    cat = tmp_path_factory.mktemp("mapcat") / "catalog"
+    for name in ("vi", "phenology", "flux"):
+        publish_store(demo_out / "products" / f"{name}.zarr", cat, "demo", name)
+    app = create_app(cat, {})
+    with served(
+        lambda port: uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    ) as port:
+        yield f"http://127.0.0.1:{port}"
+
+
+def page(server: str, tmp_path, fragment: str) -> tuple[str, dict, list[str]]:
+    """The page's DOM after its scripts ran, #status's data attributes and console lines."""
+    proc = headless(f"{server}/web/#{fragment}", tmp_path, OFFLINE, "--dump-dom")
+    console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
+    status = re.search(r'<div id="status" ([^>]*)>', proc.stdout).group(1)
+    attrs = dict(re.findall(r'data-([\w-]+)="([^"]*)"', status))
+    return proc.stdout, attrs, console
+
+
+def test_signed_variables_get_a_diverging_scale_centred_on_zero():
+    nee = colour_scale({"long_name": "net ecosystem exchange of CO2"}, np.linspace(-3, 1, 50))
+    assert nee["signed"] and nee["colormap"] == "brbg_r"
+    assert nee["min"] == -nee["max"] and nee["max"] > 2.5
+    ndvi = {"long_name": "normalized difference vegetation index", "units": "1"}
+    assert not is_signed(ndvi, -0.05, 0.85)  # a few water pixels do not make NDVI signed
+    assert colour_scale(ndvi, np.linspace(0.1, 0.9, 50))["colormap"] == "viridis"
+    assert is_signed({}, -2.0, 3.0) and not is_signed({}, 0.0, 3.0)
+
+
+def test_stats_give_long_name_units_and_legend_colours(server):
+    nee = httpx.get(f"{server}/stats/demo.flux?variable=nee").json()
+    assert nee["signed"] and nee["colormap"] == "brbg_r" and nee["min"] == -nee["max"]
+    assert nee["long_name"].startswith("net ecosystem exchange") and nee["units"] == "gC m-2 d-1"
+    assert len(nee["colours"]) == 11 and nee["colours"][5] in ("#f5f4f4", "#f5f5f5")
+    gpp = httpx.get(f"{server}/stats/demo.flux?variable=gpp").json()
+    assert not gpp["signed"] and gpp["colormap"] == "viridis"
+
+
+def test_map_page_shows_offline_basemap_axes_legend_and_clicked_value(server, demo_out, tmp_path):
+    fragment = f"product=demo.flux&variable=nee&step=2021-07&point={POINT[0]},{POINT[1]}"
+    dom, status, console = page(server, tmp_path, fragment)
+    assert console == []
+    assert status["ready"] == "1" and status["errors"] == "0"
+    # the Natural Earth basemap came from this server, and nothing from elsewhere
+    assert status["basemap"] == "1" and int(status["basemap-features"]) >= 3
+    assert status["foreign"] == "0"
+    assert int(status["tiles"]) >= 1
+    # legend: long name and units, diverging colour map centred on 0
+    legend = re.search(r'<div id="legend" ([^>]*)>(.*?)</div></div>', dom, re.S)
+    assert 'data-colormap="brbg_r"' in legend.group(1) and 'data-signed="true"' in legend.group(1)
+    text = html.unescape(re.sub(r"<[^>]+>", " ", legend.group(2)))
+    assert "net ecosystem exchange of CO2" in text and "gC m-2 d-1" in text
+    assert re.search(r"<span>0</span>", legend.group(2))
+    # the series chart has date ticks on x and the variable with its units on y
+    xticks = re.findall(r'<text class="xtick"[^>]*>([^<]+)</text>', dom)
+    assert len(xticks) >= 3 and any(re.fullmatch(r"[A-Z][a-z]{2} 202[12]", t) for t in xticks)
+    assert re.findall(r'<text class="ytick"[^>]*>([^<]+)</text>', dom)
+    assert re.search(r'<text class="ylabel"[^>]*>nee \(gC m-2 d-1\)</text>', dom)
+    assert re.search(r'<text class="xlabel"[^>]*>date</text>', dom)
+    # the popup shows the clicked pixel's value at the map's time step, with units
+    value = re.search(r'<b class="value" data-value="([^"]*)">([^<]+)</b> ([^<]+)<br>', dom)
+    step = re.search(r'<div id="stepvalue">([^<]+)</div>', dom).group(1)
+    flux = xr.open_zarr(demo_out / "products" / "flux.zarr")
+    want = float(flux.nee.sel(x=POINT[0], y=POINT[1], method="nearest").sel(time=step).values)
+    assert float(value.group(1)) == pytest.approx(want, rel=1e-6)
+    assert value.group(3) == "gC m-2 d-1"
+
+    shot = tmp_path / "map.png"
+    proc = headless(f"{server}/web/#{fragment}", tmp_path, OFFLINE, f"--screenshot={shot}")
+    assert proc.returncode == 0
+    rgb = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    sea = np.all(np.abs(rgb - [0xCF, 0xDF, 0xEC]) <= 3, axis=-1)
+    land = np.all(np.abs(rgb - [0xF3, 0xF0, 0xE8]) <= 3, axis=-1)
+    assert sea.mean() > 0.02 and land.mean() > 0.02  # sea and land drawn: coastlines in view
+    if os.environ.get("FLUXSCAPE_DOCS_IMAGES") == "1":
+        shutil.copy(shot, REPO / "docs" / "images" / "map.png")
+
+
+def test_phenology_season_selector_lists_the_seasons_and_filters_the_series(server, tmp_path):
+    dom, status, console = page(
+        server, tmp_path, f"product=demo.phenology&variable=sos&point={POINT[0]},{POINT[1]}"
+    )
+    assert console == [] and status["ready"] == "1" and status["errors"] == "0"
+    select = re.search(r'<select id="dim-season" data-dim="season">(.*?)</select>', dom, re.S)
+    assert select, "no season selector"
+    assert re.findall(r'<option value="([^"]+)"', select.group(1)) == ["1", "2"]
+    chart = re.search(r'<svg class="chart"[^>]*data-points="(\d+)"', dom)
+    assert chart and int(chart.group(1)) <= 2  # one value per year of season 1, not 4
+    xticks = re.findall(r'<text class="xtick"[^>]*>([^<]+)</text>', dom)
+    assert "2021" in xticks and "2022" in xticks
+    assert re.search(r'<text class="xlabel"[^>]*>year</text>', dom)
