@@ -110,16 +110,32 @@ def test_map_page_shows_offline_basemap_axes_legend_and_clicked_value(server, de
         shutil.copy(shot, REPO / "docs" / "images" / "map.png")
 
 
-def test_phenology_season_selector_lists_the_seasons_and_filters_the_series(server, tmp_path):
-    dom, status, console = page(
-        server, tmp_path, f"product=demo.phenology&variable=sos&point={POINT[0]},{POINT[1]}"
-    )
+@pytest.mark.parametrize("season", ["1", "2"])
+def test_phenology_season_selector_chooses_the_season_of_map_and_series(
+    server, demo_out, tmp_path, season
+):
+    lon, lat = 138.085, 35.925  # a double-cropped pixel: two seasons both years
+    fragment = f"product=demo.phenology&variable=sos&season={season}&point={lon},{lat}"
+    dom, status, console = page(server, tmp_path, fragment)
     assert console == [] and status["ready"] == "1" and status["errors"] == "0"
     select = re.search(r'<select id="dim-season" data-dim="season">(.*?)</select>', dom, re.S)
     assert select, "no season selector"
     assert re.findall(r'<option value="([^"]+)"', select.group(1)) == ["1", "2"]
+    # the series holds the chosen season's start of season, one value per year
+    sos = xr.open_zarr(demo_out / "products" / "phenology.zarr").sos
+    want = sos.sel(x=lon, y=lat, method="nearest").sel(season=int(season)).values
+    assert np.isfinite(want).all() and len(want) == 2
     chart = re.search(r'<svg class="chart"[^>]*data-points="(\d+)"', dom)
-    assert chart and int(chart.group(1)) <= 2  # one value per year of season 1, not 4
+    assert chart and int(chart.group(1)) == 2
+    yticks = [float(t) for t in re.findall(r'<text class="ytick"[^>]*>([^<]+)</text>', dom)]
+    assert min(yticks) <= want.min() and want.max() <= max(yticks)
+    assert max(yticks) - min(yticks) < 60  # not both seasons (about 80 and 200) on one axis
     xticks = re.findall(r'<text class="xtick"[^>]*>([^<]+)</text>', dom)
     assert "2021" in xticks and "2022" in xticks
     assert re.search(r'<text class="xlabel"[^>]*>year</text>', dom)
+    assert re.search(r'<text class="ylabel"[^>]*>sos \(day of year\)</text>', dom)
+    # the popup: the value of the year on the slider, in the chosen season
+    value = float(re.search(r'<b class="value" data-value="([^"]+)"', dom).group(1))
+    year = int(re.search(r'<div id="stepvalue">([^<]+)</div>', dom).group(1))
+    at = sos.sel(x=lon, y=lat, method="nearest").sel(season=int(season), year=year)
+    assert value == pytest.approx(float(at), rel=1e-6)

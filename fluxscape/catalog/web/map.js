@@ -1,8 +1,9 @@
 // fluxscape map page: the served catalog's products as titiler-xarray tiles on a Leaflet map,
 // over an offline Natural Earth basemap (basemap.js) with a graticule, scale bar and cursor
 // coordinates. Everything comes from this server (no CDN, no tile service): works offline.
-// The URL hash may name #product=ID&variable=NAME&step=2021-07&point=LON,LAT (a link to
-// share, and the browser tests' click; step: the first time step starting with that text).
+// The URL hash may name #product=ID&variable=NAME&step=2021-07&season=2&point=LON,LAT (a
+// link to share, and the browser tests' click; step: the first step starting with that text;
+// any further dimension by its name).
 "use strict";
 
 const state = { collections: [], coll: null, variable: null, dim: null, values: [],
@@ -131,7 +132,8 @@ function dimensionSelectors(dims, cube) {
     select.addEventListener("change", () => { state.extra[d] = select.value; redraw(); });
     label.appendChild(select);
     $("dims").appendChild(label);
-    state.extra[d] = values[0];
+    state.extra[d] = values.includes(hashParam(d)) ? hashParam(d) : values[0];
+    select.value = state.extra[d];
   }
 }
 
