@@ -7,6 +7,7 @@ FLUXSCAPE_DOCS_IMAGES=1 also copies the screenshot to docs/images/map.png (the d
 from __future__ import annotations
 
 import html
+import io
 import os
 import re
 import shutil
@@ -17,6 +18,7 @@ import pytest
 import xarray as xr
 from conftest import REPO, headless, served
 from PIL import Image
+from pyproj import CRS, Transformer
 
 from fluxscape.catalog.mapstyle import colour_scale, is_signed
 from fluxscape.catalog.publish import publish_store
@@ -139,3 +141,66 @@ def test_phenology_season_selector_chooses_the_season_of_map_and_series(
     year = int(re.search(r'<div id="stepvalue">([^<]+)</div>', dom).group(1))
     at = sos.sel(x=lon, y=lat, method="nearest").sel(season=int(season), year=year)
     assert value == pytest.approx(float(at), rel=1e-6)
+
+
+@pytest.fixture(scope="module")
+def projected_server(tmp_path_factory):
+    """A product on a UTM zone 54N grid (1 km, over Ibaraki and Tochigi) served alone."""
+    import uvicorn
+
+    folder = tmp_path_factory.mktemp("utm")
+    x = np.arange(380_500.0, 460_000.0, 1000.0)
+    y = np.arange(4_039_500.0, 3_960_000.0, -1000.0)
+    wave = np.sin(x[None, :] / 9000) * np.cos(y[:, None] / 7000)
+    attrs = {"units": "gC m-2 d-1", "long_name": "net ecosystem exchange"}
+    ds = xr.Dataset(
+        {
+            "nee": (
+                ("time", "y", "x"),
+                np.stack([wave, 2 * wave]),
+                attrs | {"grid_mapping": "spatial_ref"},
+            )
+        },
+        coords={
+            "time": np.array(["2021-06-01", "2021-07-01"], dtype="datetime64[ns]"),
+            "y": y,
+            "x": x,
+            "spatial_ref": ((), 0, {"crs_wkt": CRS.from_epsg(32654).to_wkt()}),
+        },
+    )
+    ds.to_zarr(folder / "utm.zarr", consolidated=True, zarr_format=2)
+    publish_store(folder / "utm.zarr", folder / "catalog", "utm", "flux")
+    app = create_app(folder / "catalog", {})
+    with served(
+        lambda port: uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    ) as port:
+        yield f"http://127.0.0.1:{port}", ds
+
+
+def test_projected_store_is_drawn_on_the_basemap_and_clicked(projected_server, tmp_path):
+    server, ds = projected_server
+    lon, lat = 140.0, 35.9
+    dom, status, console = page(server, tmp_path, f"step=2021-07&point={lon},{lat}")
+    assert console == [] and status["ready"] == "1" and status["errors"] == "0"
+    assert status["basemap"] == "1" and status["foreign"] == "0" and int(status["tiles"]) >= 1
+    x, y = Transformer.from_crs("EPSG:4326", "EPSG:32654", always_xy=True).transform(lon, lat)
+    want = float(ds.nee.sel(time="2021-07-01").sel(x=x, y=y, method="nearest"))
+    value = float(re.search(r'<b class="value" data-value="([^"]+)"', dom).group(1))
+    assert value == pytest.approx(want, rel=1e-6)
+    # the Web Mercator tile over the point holds coloured (opaque) pixels of the product
+    n = 2**8
+    tx = int((lon + 180) / 360 * n)
+    ty = int((1 - np.arcsinh(np.tan(np.radians(lat))) / np.pi) / 2 * n)
+    r = httpx.get(
+        f"{server}/tiler/tiles/WebMercatorQuad/8/{tx}/{ty}.png",
+        params={
+            "collection": "utm.flux",
+            "variable": "nee",
+            "rescale": "-2,2",
+            "colormap_name": "brbg_r",
+            "sel": "time=2021-07-01T00:00:00Z",
+        },
+    )
+    assert r.status_code == 200
+    alpha = np.asarray(Image.open(io.BytesIO(r.content)).convert("RGBA"))[..., 3]
+    assert (alpha > 0).mean() > 0.05
