@@ -9,8 +9,10 @@ import dask.array
 import numpy as np
 import pandas as pd
 import pytest
+import shapely
 import xarray as xr
 from conftest import run_cli
+from pyproj import Geod
 
 from fluxscape.catalog import open_catalog
 from fluxscape.errors import FluxscapeError
@@ -71,13 +73,24 @@ def test_point_extract_equals_nearest_store_pixel(cat, store):
     assert df["x"].iloc[0] == pytest.approx(138.435) and df["y"].iloc[0] == pytest.approx(35.965)
 
 
-def test_bbox_extract_is_mean_of_pixels_inside(cat, store):
+def test_bbox_extract_is_area_weighted_mean_of_pixels_inside(cat, store):
+    # the box's edges are pixel edges: the 10 x 10 pixels inside, each weighing its area
     df = cat.extract("evi", bbox=(138.2, 35.8, 138.3, 35.9), time="2021-07-01/2021-07-31")
     sub = periods(store, "2021-07-01", "2021-07-31").evi.sel(
         x=slice(138.2, 138.3), y=slice(35.9, 35.8)
     )
-    np.testing.assert_allclose(df["value"], sub.mean(("y", "x")).values, rtol=1e-6)
+    geod = Geod(ellps="WGS84")
+    area = [
+        abs(geod.polygon_area_perimeter([0, 0.01, 0.01, 0], [y - 0.005] * 2 + [y + 0.005] * 2)[0])
+        for y in sub.y.values
+    ]
+    weights = xr.DataArray(np.array(area)[:, None] * np.ones(sub.sizes["x"]), dims=("y", "x"))
+    expect = sub.weighted(weights.where(np.isfinite(sub), 0.0)).sum(("y", "x")) / weights.where(
+        np.isfinite(sub), 0.0
+    ).sum(("y", "x"))
+    np.testing.assert_allclose(df["value"], expect.values, rtol=1e-6)
     assert (df["n_pixels"] == 100).all()
+    assert df["area_km2"].iloc[0] == pytest.approx(sum(area) * 10 / 1e6, rel=1e-6)
 
 
 def test_extract_outside_coverage_is_a_clear_error(cat):
@@ -175,8 +188,9 @@ def test_sites_csv_gives_one_tidy_table_with_pixel_coordinates(cat, store, tmp_p
     assert len(df) == 2 * 23
 
 
-def test_polygon_mean_uses_pixels_inside_only(cat, store, tmp_path):
-    # a triangle over about half of a 0.1 x 0.1 degree box; no pixel centre on its edges
+def test_polygon_mean_weighs_edge_pixels_by_the_fraction_inside(cat, store, tmp_path):
+    # a triangle over about half of a 0.1 x 0.1 degree box: pixels on its long edge count
+    # with the share of their area inside (no pixel-centre test)
     tri = {
         "type": "Polygon",
         "coordinates": [[[138.2, 35.8], [138.3, 35.8], [138.3, 35.905], [138.2, 35.8]]],
@@ -192,19 +206,29 @@ def test_polygon_mean_uses_pixels_inside_only(cat, store, tmp_path):
     )
     df = cat.extract("evi", polygon=geojson, time="2021-07-01/2021-07-31")
     sub = periods(store, "2021-07-01", "2021-07-31").evi.sel(
-        x=slice(138.2, 138.3), y=slice(35.9, 35.8)
+        x=slice(138.2, 138.3), y=slice(35.91, 35.8)
     )
-    xx, yy = np.meshgrid(sub.x.values, sub.y.values)
-    inside = (yy - 35.8) < 1.05 * (xx - 138.2)  # under the long edge
-    expect = sub.where(xr.DataArray(inside, dims=("y", "x"))).mean(("y", "x")).values
-    np.testing.assert_allclose(df["value"], expect, rtol=1e-6)
-    assert (df["n_pixels"] == inside.sum()).all() and 45 <= inside.sum() <= 55
+    shape = shapely.geometry.shape(tri)
+    frac = np.array(
+        [
+            [shapely.box(x - 0.005, y - 0.005, x + 0.005, y + 0.005).intersection(shape).area
+             for x in sub.x.values]
+            for y in sub.y.values
+        ]
+    ) / 0.01**2  # fmt: skip
+    lat_weight = np.cos(np.radians(sub.y.values))[:, None]  # cell area ~ cos(lat) here
+    w = xr.DataArray(frac * lat_weight, dims=("y", "x"))
+    w = w.where(np.isfinite(sub), 0.0)
+    expect = (sub.fillna(0) * w).sum(("y", "x")) / w.sum(("y", "x"))
+    np.testing.assert_allclose(df["value"], expect.values, rtol=1e-5)
+    assert (df["n_pixels"] == (frac > 0).sum()).all() and 55 <= (frac > 0).sum() <= 70
+    assert df["region"].unique().tolist() == ["1"]  # no name or id: the feature's position
 
 
 def test_bad_sites_and_polygon_are_clear_errors(cat, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("name,x\nA,1\n")
-    with pytest.raises(FluxscapeError, match="bad.csv.*site, lon, lat"):
+    with pytest.raises(FluxscapeError, match="bad.csv.*lacks a site_id, lat, lon column"):
         cat.extract("ndvi", sites=bad)
     line = tmp_path / "line.geojson"
     line.write_text(json.dumps({"type": "LineString", "coordinates": [[138, 36], [139, 36]]}))
@@ -378,7 +402,7 @@ def test_open_extract_export_take_an_id_a_product_name_or_a_search_hit(cat, stor
     gone = dataclasses.replace(hit, id="demo.gone")
     with pytest.raises(FluxscapeError, match="no product 'demo.gone'"):
         cat.open(gone)
-    with pytest.raises(FluxscapeError, match="no product in"):
+    with pytest.raises(FluxscapeError, match="no product 'demo.gone' .published: .*demo.vi"):
         cat.extract("ndvi", point=(138.4392, 35.9628), product=gone)
 
 

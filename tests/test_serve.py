@@ -212,7 +212,7 @@ def test_map_page_renders_product_tiles_without_console_errors(server, tmp_path)
     status = re.search(r'<div id="status" ([^>]*)>', proc.stdout).group(1)
     attrs = dict(re.findall(r'data-(\w+)="(\d+)"', status))
     assert attrs["ready"] == "1" and attrs["errors"] == "0"
-    assert int(attrs["tiles"]) >= 2  # non-empty PNG tiles of the vi product arrived
+    assert int(attrs["tiles"]) >= 1  # non-empty PNG tiles of the vi product arrived
     assert "towers.vi" not in proc.stdout and "demo.vi (public)" in proc.stdout
     series = re.search(r'class="where" data-values="(\d+)"', proc.stdout)
     assert series and int(series.group(1)) > 25  # the clicked pixel's ndvi series is drawn

@@ -380,6 +380,8 @@ def create_app(
                 " ".join(str(v)[:10] for v in r) for r in frame[labels].itertuples(index=False)
             ],
             "values": [None if v != v else float(v) for v in frame["value"]],
+            # each row's coordinate per non-spatial dimension (time as ISO dates), for charts
+            "coords": {c: [str(v)[:10] for v in frame[c]] for c in labels},
         }
 
     @app.get("/stats/{cid}")
@@ -387,8 +389,8 @@ def create_app(
         row = products.get(cid, levels)
         if variable not in row["variables"]:
             raise HTTPException(404, f"{cid} has no variable {_short(variable)!r}")
-        lo, hi, units = _value_range(cat, cid, variable, row["run_id"])
-        return {"collection": cid, "variable": variable, "min": lo, "max": hi, "units": units}
+        scale = _colour_scale(cat, cid, variable, row["run_id"])
+        return {"collection": cid, "variable": variable, **scale}
 
     _add_tiler(app, products, limits)
     app.mount("/web", StaticFiles(directory=WEB_DIR, html=True), name="web")
@@ -782,20 +784,17 @@ def server_config(app, host: str, port: int, limits: ServeLimits, log_level: str
 
 
 @functools.lru_cache(maxsize=256)
-def _value_range(cat: Catalog, cid: str, variable: str, run_id: str) -> tuple[float, float, str]:
-    """2nd and 98th percentiles of a variable (colour scale of the map), from at most about
-    a million values sampled on a regular stride; cached per run."""
-    import numpy as np
+def _colour_scale(cat: Catalog, cid: str, variable: str, run_id: str) -> dict[str, Any]:
+    """The map style of a variable (:func:`fluxscape.catalog.mapstyle.colour_scale`: range
+    from the 2nd and 98th percentiles, diverging and centred on 0 when signed, legend
+    colours, units, long name), from at most about a million values sampled on a regular
+    stride; cached per run."""
+    from fluxscape.catalog.mapstyle import colour_scale
 
     da = cat.open(cid, dask=False)[variable]
     stride = max(1, int((da.size / 1e6) ** (1 / max(1, da.ndim))) + 1)
     values = da.isel({d: slice(None, None, stride) for d in da.dims}).values.astype(float)
-    if not np.isfinite(values).any():
-        return 0.0, 1.0, da.attrs.get("units", "")
-    lo, hi = np.nanpercentile(values, [2, 98])
-    if hi <= lo:
-        hi = lo + 1.0
-    return float(lo), float(hi), str(da.attrs.get("units", ""))
+    return colour_scale(dict(da.attrs), values)
 
 
 __all__ = [
