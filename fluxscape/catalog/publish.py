@@ -434,6 +434,7 @@ def reindex(catalog_dir: Path) -> int:
     returns the number of products indexed."""
     catalog_dir = Path(catalog_dir).resolve()
     with catalog_lock(catalog_dir):
+        _write_license(catalog_dir)
         for coll_path in sorted(catalog_dir.glob("*/collection.json")):
             _rewrite_items(coll_path, catalog_dir)
         index.rebuild(catalog_dir)
