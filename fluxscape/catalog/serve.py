@@ -71,7 +71,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fluxscape.access import LEVELS, check_level, readable_levels
-from fluxscape.catalog import cql, geo, index, items, stacquery
+from fluxscape.catalog import cql, geo, items, stacquery
 from fluxscape.catalog.api import Catalog, open_catalog
 from fluxscape.catalog.cors import Cors
 from fluxscape.catalog.guard import Guard, ServeLimits, protocol_class
@@ -180,7 +180,7 @@ Levels = Annotated[list[str], Depends(granted)]
 class Products:
     """The catalog's index rows by id, with each product's resolved store path and collection
     document, kept until the index changes (then rebuilt from the new one): a lookup by id is
-    a dict access and a search a few numpy operations, not a read of the index."""
+    a dict access, not a read of the index; searches go to the item index (:meth:`items`)."""
 
     def __init__(self, cat: Catalog):
         self.cat = cat
@@ -233,7 +233,7 @@ class Products:
 
 
 class _View:
-    """One version of the index: its rows (ordered by id), by id, as search columns, and the
+    """One version of the index: its rows (ordered by id), by id, and the
     files read for it."""
 
     def __init__(self, table):
@@ -241,7 +241,6 @@ class _View:
         table = table.sort_by("id")
         self.rows: list[dict] = table.to_pylist()
         self.by_id = {r["id"]: r for r in self.rows}
-        self.columns = index.Columns(table)
         self.files: dict[tuple, Any] = {}
 
 
@@ -705,10 +704,6 @@ def _search(
         },
         media_type=GEOJSON,
     )
-
-
-def _iso(value) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _inside(root: Path, relative: str) -> tuple[Path, os.stat_result]:
