@@ -377,7 +377,8 @@ def create_app(
         params = dict(body or {}) | {"limit": query.limit}
         return await search(request, levels, query, params, "POST")
 
-    @app.api_route("/zarr/{cid}/{path:path}", methods=["GET", "HEAD"])
+    @app.head("/zarr/{cid}/{path:path}")
+    @app.get("/zarr/{cid}/{path:path}")
     async def zarr_file(cid: str, path: str, request: Request, levels: Levels) -> Response:
         # A few lstat calls on cached inodes: cheaper here than a hop to a worker thread.
         target, stat = _inside(products.store(products.get(cid, levels)), path)
