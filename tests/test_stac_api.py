@@ -306,3 +306,18 @@ def test_items_carry_step_periods_projection_raster_and_declared_extensions(clie
     assert pheno.properties["start_datetime"] == "2022-01-01T00:00:00Z"
     assert pheno.properties["end_datetime"].startswith("2022-12-31T23:59:59")
     assert pheno.assets["sos_s2"].href.endswith(":/sos:1:1")  # year 2022, season 2
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "(" * 3000 + "id = 'x'" + ")" * 3000,
+        "NOT " * 1900 + "id = 'x'",
+        "step = " + "-" * 4000 + "1",
+    ],
+)
+def test_deeply_nested_cql2_text_is_refused_not_a_crash(server, text):
+    # cql2's parser recurses on the native stack: a few thousand levels would kill the server
+    r = httpx.post(f"{server}/search", json={"filter": text, "filter-lang": "cql2-text"})
+    assert r.status_code == 400 and "nested deeper" in r.json()["description"]
+    assert httpx.get(f"{server}/conformance").status_code == 200  # still serving

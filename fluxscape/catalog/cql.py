@@ -13,6 +13,7 @@ footprint.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import cql2
@@ -155,7 +156,11 @@ def parse(value: Any, lang: str | None) -> dict:
             expr = cql2.parse_json(text)
         elif isinstance(value, str):
             _check_size(value)
-            expr = cql2.parse_json(value) if lang == "cql2-json" else cql2.parse_text(value)
+            if lang == "cql2-json":
+                expr = cql2.parse_json(value)
+            else:
+                _check_nesting(value)
+                expr = cql2.parse_text(value)
         else:
             raise BadParameter("filter", "expected cql2-text (a string) or cql2-json (an object)")
         tree = expr.to_json()
@@ -252,6 +257,30 @@ def _rewrite(node: Any, depth: int) -> Any:
 def _check_size(text: str) -> None:
     if len(text) > MAX_FILTER:
         raise BadParameter("filter", f"longer than {MAX_FILTER} characters")
+
+
+#: cql2-text outside its string literals (single-quoted, '' inside them).
+_LITERAL = re.compile(r"'(?:[^']|'')*'")
+_NOT = re.compile(r"\bnot\b", re.IGNORECASE)
+
+
+def _check_nesting(text: str) -> None:
+    """Refuse cql2-text nested deeper than :data:`MAX_DEPTH` (parentheses, ``NOT`` or signs):
+    the parser recurses on the native stack, and a few thousand levels crash the process."""
+    code = _LITERAL.sub("''", text)
+    depth = deepest = 0
+    for char in code:
+        if char == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == ")":
+            depth -= 1
+    if (
+        deepest > MAX_DEPTH
+        or len(_NOT.findall(code)) > MAX_DEPTH
+        or code.count("-") > 4 * MAX_DEPTH
+    ):
+        raise BadParameter("filter", f"nested deeper than {MAX_DEPTH}")
 
 
 def _first_line(exc: Exception) -> str:

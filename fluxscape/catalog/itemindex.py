@@ -96,6 +96,14 @@ def read_rows(catalog_dir: Path) -> list[dict]:
     return pq.read_table(path).to_pylist() if path.exists() else []
 
 
+def collections(catalog_dir: Path) -> set[str]:
+    """The collections that have Items in the item index (read from that column only)."""
+    path = Path(catalog_dir) / ITEMS_NAME
+    if not path.exists():
+        return set()
+    return set(pq.read_table(path, columns=["collection"]).column("collection").to_pylist())
+
+
 def write_rows(catalog_dir: Path, rows: list[dict]) -> Path:
     """Replace the item index with ``rows`` atomically (call under the catalog's lock)."""
     path = Path(catalog_dir) / ITEMS_NAME

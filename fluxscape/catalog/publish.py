@@ -306,8 +306,7 @@ def publication_problem(
     row = rows.get(cid)
     if row is None or (catalog_dir / row["store"]).resolve() != Path(store).resolve():
         return f"the index of {catalog_dir} does not list {cid} with this store"
-    item_rows = [r for r in itemindex.read_rows(catalog_dir) if r["collection"] == cid]
-    if not item_rows:
+    if cid not in itemindex.collections(catalog_dir):
         return f"the item index of {catalog_dir} lists no item of {cid}"
     children = {link.get("href") for link in root.get("links", []) if link.get("rel") == "child"}
     if "./" + Path(row["href"]).as_posix() not in children:
