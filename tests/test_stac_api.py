@@ -198,6 +198,8 @@ def test_cors_wildcard_for_anonymous_reads_only(server):
     origin = {"Origin": ORIGIN}
     public = httpx.get(f"{server}/collections/demo.vi/items", headers=origin)
     assert public.headers["access-control-allow-origin"] == "*"
+    links = {lk["rel"]: lk["href"] for lk in public.json()["links"]}
+    assert links["collection"] == f"{server}/collections/demo.vi" and "next" in links
     chunk = httpx.head(f"{server}/zarr/demo.vi/.zmetadata", headers=origin)
     assert chunk.headers["access-control-allow-origin"] == "*"
     restricted = httpx.get(f"{server}/collections/towers.flux", headers=origin | PARTNER)
@@ -321,3 +323,18 @@ def test_deeply_nested_cql2_text_is_refused_not_a_crash(server, text):
     r = httpx.post(f"{server}/search", json={"filter": text, "filter-lang": "cql2-text"})
     assert r.status_code == 400 and "nested deeper" in r.json()["description"]
     assert httpx.get(f"{server}/conformance").status_code == 200  # still serving
+
+
+def test_serve_cors_origin_option_reaches_the_server(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    import fluxscape.catalog.serve as serve_module
+    from fluxscape.cli import cli
+
+    calls = []
+    monkeypatch.setattr(serve_module, "serve", lambda *args: calls.append(args))
+    runner = CliRunner()
+    assert runner.invoke(cli, ["serve", str(tmp_path)]).exit_code == 0
+    assert runner.invoke(cli, ["serve", str(tmp_path), "--cors-origin", ORIGIN]).exit_code == 0
+    assert runner.invoke(cli, ["serve", str(tmp_path), "--cors-origin", "none"]).exit_code == 0
+    assert [c[-1] for c in calls] == [["*"], [ORIGIN], []]

@@ -684,6 +684,8 @@ def _search(
     found, matched = table.search(query, levels)
     features = [select_fields(_item(table.item(int(i)), base), query.fields) for i in found]
     links = [_link("root", base, "application/json")]
+    if path != "search":  # collections/ID/items
+        links.append(_link("collection", base + path.removesuffix("/items"), "application/json"))
     if method == "GET":
         links.append(_link("self", f"{base}{path}?{urlencode(params)}", GEOJSON))
     if query.page * query.limit < matched:
