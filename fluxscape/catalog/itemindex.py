@@ -92,16 +92,24 @@ def to_table(rows: list[dict]) -> pa.Table:
 
 def read_rows(catalog_dir: Path) -> list[dict]:
     """Every row of the item index (empty list when there is none)."""
-    path = Path(catalog_dir) / ITEMS_NAME
-    return pq.read_table(path).to_pylist() if path.exists() else []
+    table = _read(catalog_dir)
+    return [] if table is None else table.to_pylist()
 
 
 def collections(catalog_dir: Path) -> set[str]:
-    """The collections that have Items in the item index (read from that column only)."""
-    path = Path(catalog_dir) / ITEMS_NAME
-    if not path.exists():
-        return set()
-    return set(pq.read_table(path, columns=["collection"]).column("collection").to_pylist())
+    """The collections that have Items in the item index."""
+    table = _read(catalog_dir, ["collection"])
+    return set() if table is None else set(table.column("collection").to_pylist())
+
+
+def _read(catalog_dir: Path, columns: list[str] | None = None) -> pa.Table | None:
+    """The item index (None without one), read through one open file: a writer renaming a
+    new file over it meanwhile cannot mix two versions."""
+    try:
+        with open(Path(catalog_dir) / ITEMS_NAME, "rb") as f:
+            return pq.read_table(pa.BufferReader(f.read()), columns=columns)
+    except FileNotFoundError:
+        return None
 
 
 def write_rows(catalog_dir: Path, rows: list[dict]) -> Path:
