@@ -253,3 +253,32 @@ def test_catalog_files_on_disk_validate_offline(demo_out):
             Item.model_validate(item)
             assert item["collection"] == coll["id"] and "proj:transform" in item["properties"]
             assert all("raster:bands" in a for k, a in item["assets"].items() if k != "zarr")
+
+
+def test_reindex_gives_a_catalog_published_before_items_its_items(demo_out, tmp_path):
+    import shutil
+
+    from fluxscape.catalog.publish import publication_problem
+
+    cat = tmp_path / "old"
+    vi = demo_out / "products" / "vi.zarr"
+    publish_store(vi, cat, "demo", "vi")
+    # as an older release left it: no Items, no item index, licence "proprietary"
+    shutil.rmtree(cat / "demo.vi" / "items")
+    (cat / itemindex.ITEMS_NAME).unlink()
+    coll_path = cat / "demo.vi" / "collection.json"
+    coll = json.loads(coll_path.read_text())
+    coll["links"] = [lk for lk in coll["links"] if lk["rel"] in ("root", "parent")]
+    coll["license"] = "proprietary"
+    coll_path.write_text(json.dumps(coll))
+    assert open_catalog(cat).item_table().num_rows == 0
+    assert "no item" in publication_problem(vi, cat, "demo", "vi")
+    proc = run_cli("catalog", "reindex", cat)
+    assert "1 product(s) indexed" in proc.stdout
+    n_steps = xr.open_zarr(vi).sizes["time"]
+    assert (
+        len(itemindex.read_rows(cat)) == n_steps == len(list((cat / "demo.vi" / "items").iterdir()))
+    )
+    coll = json.loads(coll_path.read_text())
+    assert coll["license"] == "other" and coll["fluxscape:run_id"].startswith("demo-")
+    assert publication_problem(vi, cat, "demo", "vi") is None
