@@ -134,9 +134,9 @@ def _variable_assets(ds: xr.Dataset, store: Path, dim: str, step: int) -> dict:
         if name == "spatial_ref" or dim not in da.dims or da.dims[-2:] != ("y", "x"):
             continue
         extra = [d for d in da.dims[:-2] if d != dim]
-        lead = [d for d in da.dims[:-2]]
+        lead = list(da.dims[:-2])
         if len(extra) > 1:
-            continue  # not a layer per step and extra index: left to the whole-store asset
+            continue  # more than one extra axis: left to the whole-store asset
         title = str(da.attrs.get("long_name", name))
         combos = [None] if not extra else list(range(ds.sizes[extra[0]]))
         for k in combos:
