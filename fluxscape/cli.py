@@ -709,8 +709,21 @@ def catalog_token(tokens_file: Path, name: str, access: str) -> None:
     metavar="NAME=VALUE",
     help="Change a request limit, e.g. max_image=4096 or tile_rate=0 (see docs/catalog.md).",
 )
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    metavar="ORIGIN",
+    help="Web origin allowed to read the API from a browser (repeatable; default '*': any "
+    "origin, anonymous requests only; 'none': no CORS). A named origin may also send tokens.",
+)
 def serve(
-    catalog_path: Path, host: str, port: int, tokens_file: Path | None, limits: tuple[str, ...]
+    catalog_path: Path,
+    host: str,
+    port: int,
+    tokens_file: Path | None,
+    limits: tuple[str, ...],
+    cors_origins: tuple[str, ...],
 ) -> None:
     """Serve CATALOG read-only over HTTP: STAC API, Zarr stores, map tiles and a map page at
     /web/. Anonymous clients see public products only."""
@@ -718,8 +731,9 @@ def serve(
     from fluxscape.catalog.serve import serve as run_server
 
     checked = ServeLimits.parse(limits)
+    origins = [o for o in cors_origins or ("*",) if o.lower() != "none"]
     click.echo(f"serving {catalog_path} at http://{host}:{port}/ (map: /web/)", err=True)
-    run_server(catalog_path, host, port, tokens_file, checked)
+    run_server(catalog_path, host, port, tokens_file, checked, origins)
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import xarray as xr
 
-from fluxscape.catalog import geo, index, times
+from fluxscape.catalog import geo, index, itemindex, times
 from fluxscape.catalog.regions import bounds as region_bounds
 from fluxscape.catalog.regions import mean_in, means_in, read_regions
 from fluxscape.catalog.times import TimeRange
@@ -99,11 +99,32 @@ class Catalog:
         self._built: pa.Table | None = index.build_missing(self.directory)
         #: The index file's last version read and its table (read again when it changes).
         self._read: tuple[index.Version, pa.Table] | None = None
+        #: The same for the item index (:mod:`fluxscape.catalog.itemindex`), read on demand.
+        self._items_built: pa.Table | None = None
+        self._items_read: tuple[index.Version, pa.Table] | None = None
 
     def index_table(self) -> pa.Table:
         """The catalog's index as an Arrow table: the same object as long as the index file
         is unchanged (a republished index is read again, whole: never half of one)."""
         return self._index()
+
+    def item_table(self) -> pa.Table:
+        """The catalog's item index (one row per STAC Item) as an Arrow table, the same
+        object as long as the file is unchanged; built from the Item JSON files when the
+        catalog has none (in memory when the folder cannot be written)."""
+        read = self._items_read
+        try:
+            version, table = itemindex.snapshot_if_changed(self.directory, read and read[0])
+        except FileNotFoundError:
+            if self._items_built is None:
+                self._items_built = itemindex.build_missing(self.directory)
+                if self._items_built is None:  # written by this call
+                    return itemindex.snapshot_if_changed(self.directory, None)[1]
+            return self._items_built
+        if table is None:
+            return read[1]
+        self._items_read = (version, table)
+        return table
 
     def _index(self) -> pa.Table:
         read = self._read
