@@ -20,9 +20,10 @@ from conftest import REPO, headless, served
 from PIL import Image
 from pyproj import CRS, Transformer
 
-from fluxscape.catalog.mapstyle import colour_scale, is_signed
+from fluxscape.catalog.mapstyle import colour_scale
 from fluxscape.catalog.publish import publish_store
 from fluxscape.catalog.serve import create_app
+from fluxscape.colours import is_signed
 
 POINT = (138.4392, 35.9628)  # lon, lat inside the demo products
 #: Every request outside 127.0.0.1 fails (so an online basemap or CDN would show as an error).
@@ -66,7 +67,7 @@ def test_signed_variables_get_a_diverging_scale_centred_on_zero():
 def test_stats_give_long_name_units_and_legend_colours(server):
     nee = httpx.get(f"{server}/stats/demo.flux?variable=nee").json()
     assert nee["signed"] and nee["colormap"] == "brbg_r" and nee["min"] == -nee["max"]
-    assert nee["long_name"].startswith("net ecosystem exchange") and nee["units"] == "gC m-2 d-1"
+    assert nee["long_name"].startswith("net ecosystem exchange") and nee["units"] == "g m-2 d-1"
     assert len(nee["colours"]) == 11 and nee["colours"][5] in ("#f5f4f4", "#f5f5f5")
     gpp = httpx.get(f"{server}/stats/demo.flux?variable=gpp").json()
     assert not gpp["signed"] and gpp["colormap"] == "viridis"
@@ -85,13 +86,13 @@ def test_map_page_shows_offline_basemap_axes_legend_and_clicked_value(server, de
     legend = re.search(r'<div id="legend" ([^>]*)>(.*?)</div></div>', dom, re.S)
     assert 'data-colormap="brbg_r"' in legend.group(1) and 'data-signed="true"' in legend.group(1)
     text = html.unescape(re.sub(r"<[^>]+>", " ", legend.group(2)))
-    assert "net ecosystem exchange of CO2" in text and "gC m-2 d-1" in text
+    assert "net ecosystem exchange of CO2" in text and "g m-2 d-1" in text
     assert re.search(r"<span>0</span>", legend.group(2))
     # the series chart has date ticks on x and the variable with its units on y
     xticks = re.findall(r'<text class="xtick"[^>]*>([^<]+)</text>', dom)
     assert len(xticks) >= 3 and any(re.fullmatch(r"[A-Z][a-z]{2} 202[12]", t) for t in xticks)
     assert re.findall(r'<text class="ytick"[^>]*>([^<]+)</text>', dom)
-    assert re.search(r'<text class="ylabel"[^>]*>nee \(gC m-2 d-1\)</text>', dom)
+    assert re.search(r'<text class="ylabel"[^>]*>nee \(g m-2 d-1\)</text>', dom)
     assert re.search(r'<text class="xlabel"[^>]*>date</text>', dom)
     # the popup shows the clicked pixel's value at the map's time step, with units
     value = re.search(r'<b class="value" data-value="([^"]*)">([^<]+)</b> ([^<]+)<br>', dom)
@@ -99,7 +100,7 @@ def test_map_page_shows_offline_basemap_axes_legend_and_clicked_value(server, de
     flux = xr.open_zarr(demo_out / "products" / "flux.zarr")
     want = float(flux.nee.sel(x=POINT[0], y=POINT[1], method="nearest").sel(time=step).values)
     assert float(value.group(1)) == pytest.approx(want, rel=1e-6)
-    assert value.group(3) == "gC m-2 d-1"
+    assert value.group(3) == "g m-2 d-1"
 
     shot = tmp_path / "map.png"
     proc = headless(f"{server}/web/#{fragment}", tmp_path, OFFLINE, f"--screenshot={shot}")

@@ -40,11 +40,13 @@ def test_report_renders_in_headless_chromium(demo_out: Path, tmp_path):
 
 
 def test_colour_rules_centre_signed_variables_on_zero():
-    from fluxscape.colours import DIVERGING, SEQUENTIAL, colour_scale, label
+    from fluxscape.colours import DIVERGING, SEQUENTIAL, colour_range, label
 
-    assert colour_scale(-2.0, 5.0) == (DIVERGING, -5.0, 5.0)  # NEE: source and sink
-    assert colour_scale(0.1, 0.9) == (SEQUENTIAL, 0.1, 0.9)  # NDVI
-    assert colour_scale(0.0, 3.0)[0] == SEQUENTIAL
+    nee = {"long_name": "net ecosystem exchange of CO2 (positive: release)"}
+    assert colour_range(nee, -2.0, 5.0) == (DIVERGING, -5.0, 5.0)  # source and sink
+    assert colour_range({}, -3.0, 2.5) == (DIVERGING, -3.0, 3.0)  # both signs in the data
+    assert colour_range({"long_name": "ndvi"}, -0.05, 0.9) == (SEQUENTIAL, -0.05, 0.9)  # water
+    assert colour_range({}, 0.1, 0.9) == (SEQUENTIAL, 0.1, 0.9)
     assert label("ndvi", {"long_name": "normalized difference vegetation index", "units": "1"}) == (
         "normalized difference vegetation index"
     )
@@ -59,8 +61,9 @@ def test_report_tables_print_areas_whole_with_separators():
 
 
 def test_signed_quicklook_is_diverging_and_true_to_shape(tmp_path):
-    """A field of both signs is drawn red/blue about 0 (white at 0), and a degree of longitude
-    at 60°N is half as wide as a degree of latitude on the map."""
+    """A net exchange from -1 to 1 west to east is drawn teal (uptake) to brown (release),
+    white at 0 (viridis has no white), and a degree of longitude at 60°N is half as wide as
+    a degree of latitude on the map."""
     import xarray as xr
     from odc.geo.geobox import GeoBox
 
@@ -79,9 +82,12 @@ def test_signed_quicklook_is_diverging_and_true_to_shape(tmp_path):
     finalize_store(store, {})
     [png] = write_quicklooks(store, tmp_path / "q", "p")
     rgb = np.asarray(Image.open(png).convert("RGB")).astype(int)
-    reds = ((rgb[..., 0] > 150) & (rgb[..., 2] < 100)).sum()
-    blues = ((rgb[..., 2] > 150) & (rgb[..., 0] < 100)).sum()
-    assert reds > 1000 and blues > 1000  # viridis has neither saturated red nor this blue
+    row = rgb[rgb.shape[0] // 2, : rgb.shape[1] * 2 // 3]
+    drawn = np.flatnonzero(row.max(axis=1) - row.min(axis=1) > 40)  # coloured: the map
+    west, east = row[drawn[0] + 4], row[drawn[-1] - 4]
+    middle = row[(drawn[0] + drawn[-1]) // 2]
+    assert (middle > 220).all(), middle  # 0 is white
+    assert west[1] > west[0] and east[0] > east[2], (west, east)  # teal west, brown east
     # the map's box: 2° of longitude drawn half as wide as 2° of latitude (cos 60° = 0.5)
     inside = (np.abs(rgb - 255).sum(axis=2) > 60)[:, : rgb.shape[1] * 2 // 3]
     cols, rows = np.flatnonzero(inside.any(axis=0)), np.flatnonzero(inside.any(axis=1))

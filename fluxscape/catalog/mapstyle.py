@@ -1,49 +1,15 @@
-"""How the map page colours a variable: value range, sequential or diverging colour map, legend.
-
-A variable is *signed* when its values mean a direction around zero (a net flux such as NEE,
-an anomaly, a z-score, a change): then the colour map is diverging (``brbg_r``: negative
-teal-green, zero white, positive brown; for NEE uptake is green and release brown) and the
-scale is centred on 0, ``[-m, m]`` with ``m`` the larger magnitude of the 2nd and 98th
-percentiles. Otherwise it is ``viridis`` over the 2nd-98th percentile range. Signed is decided
-from the variable's attributes first (``long_name``/``standard_name`` naming a net exchange,
-an anomaly, a z-score, a residual, a dNBR or a difference "minus"; ``valid_min`` < 0 <
-``valid_max``; "normalized difference" indices are not signed by name), then from
-the data: both signs hold a substantial part of the range (the smaller of |p2| and |p98| is at
-least a quarter of the larger), so a few negative NDVI pixels over water do not make NDVI
-signed.
-"""
+"""How the map page colours a variable (``/stats``): the value range and colour map of
+:mod:`fluxscape.colours` (the rule every picture of a product follows: diverging about 0 for
+signed variables, viridis otherwise) and the legend's colours from the tiler's colour map."""
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
-SEQUENTIAL = "viridis"
-DIVERGING = "brbg_r"
-#: Words of a long or standard name that make a variable signed.
-SIGNED_NAME = re.compile(
-    r"\bnet\b|exchange|anomal|z-?score|residual|\bdnbr\b|\bminus\b|departure|\bbias\b",
-    re.IGNORECASE,
-)
-#: Smallest |negative| : |positive| percentile ratio (or its inverse) that makes data signed.
-SIGNED_SHARE = 0.25
+from fluxscape.colours import DIVERGING, colour_range
+
 #: Colour stops in the legend's gradient.
 LEGEND_STOPS = 11
-
-
-def is_signed(attrs: dict, lo: float, hi: float) -> bool:
-    """Whether a variable with these attributes and 2nd/98th percentiles ``lo``/``hi`` is
-    signed (see the module docstring)."""
-    names = f"{attrs.get('long_name', '')} {attrs.get('standard_name', '')}"
-    if SIGNED_NAME.search(names):
-        return True
-    vmin, vmax = attrs.get("valid_min"), attrs.get("valid_max")
-    if vmin is not None and vmax is not None and float(vmin) < 0 < float(vmax):
-        return True
-    if not lo < 0 < hi:
-        return False
-    return min(-lo, hi) >= SIGNED_SHARE * max(-lo, hi)
 
 
 def legend_colours(name: str, stops: int = LEGEND_STOPS) -> list[str]:
@@ -63,14 +29,8 @@ def colour_scale(attrs: dict, values: np.ndarray) -> dict:
     ``units`` and ``long_name`` (the variable's name when the store has none)."""
     finite = values[np.isfinite(values)]
     lo, hi = (0.0, 1.0) if finite.size == 0 else np.nanpercentile(finite, [2, 98])
-    lo, hi = float(lo), float(hi)
-    signed = is_signed(attrs, lo, hi)
-    if signed:
-        m = max(abs(lo), abs(hi)) or 1.0
-        lo, hi = -m, m
-    elif hi <= lo:
-        hi = lo + 1.0
-    colormap = DIVERGING if signed else SEQUENTIAL
+    colormap, lo, hi = colour_range(attrs, float(lo), float(hi))
+    signed = colormap == DIVERGING
     return {
         "min": lo,
         "max": hi,

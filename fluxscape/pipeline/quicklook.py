@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from fluxscape.colours import colour_scale, label
+from fluxscape.colours import MATPLOTLIB, colour_range, label
 
 log = logging.getLogger(__name__)
 MAX_PIXELS = 800
@@ -60,10 +60,13 @@ def write_quicklooks(store: Path, out_dir: Path, product: str) -> list[Path]:
             values = data.values  # computed chunk by chunk by dask (threaded scheduler)
             if not np.isfinite(values).any():
                 continue
-            cmap, lo, hi = colour_scale(*np.nanpercentile(values, [2, 98]))
+            lo, hi = (float(v) for v in np.nanpercentile(values, [2, 98]))
+            cmap, lo, hi = colour_range(var.attrs, lo, hi)
             fig, ax = plt.subplots(figsize=(6, 5), dpi=100)
             x, y = data["x"].values, data["y"].values
-            mesh = ax.pcolormesh(x, y, values, shading="nearest", vmin=lo, vmax=hi, cmap=cmap)
+            mesh = ax.pcolormesh(
+                x, y, values, shading="nearest", vmin=lo, vmax=hi, cmap=MATPLOTLIB[cmap]
+            )
             fig.colorbar(mesh, ax=ax, label=label(name, var.attrs))
             what = "annual mean of " if "time" in var.dims else ""
             ax.set_title(f"{product}: {what}{var.attrs.get('long_name', name)}, {year}", fontsize=9)

@@ -91,6 +91,14 @@ function hashParam(name) {
 }
 
 // "gC m-2 d-1" stays; dimensionless ("1", "") gives nothing.
+// The y axis unit: the store's units, or for a dimensionless count named in the long name's
+// last parentheses (CF units "1" with "(day of year)" in the long name) that name.
+function yUnits(d) {
+  if (d.units) return d.units;
+  const m = /\(([^()]+)\)$/.exec(d.long || "");
+  return m ? m[1] : "";
+}
+
 function unitsText(units) {
   return units && units !== "1" ? units : "";
 }
@@ -203,7 +211,7 @@ function showSeries() {
     `<div class="where" data-values="${ok.length}">${esc(d.long)} at pixel x=${ts.x}, y=${ts.y}` +
     `${extra ? " (" + esc(extra) + ")" : ""}</div>` +
     seriesChart({ x, y, time: isTime, current,
-                  xLabel: isTime ? "date" : dim, yLabel: `${state.variable}${d.units ? " (" + d.units + ")" : ""}` });
+                  xLabel: isTime ? "date" : dim, yLabel: `${state.variable}${yUnits(d) ? " (" + yUnits(d) + ")" : ""}` });
   popup(current >= 0 ? y[current] : NaN, current >= 0 ? keys[current] : "");
 }
 
