@@ -282,3 +282,27 @@ def test_reindex_gives_a_catalog_published_before_items_its_items(demo_out, tmp_
     coll = json.loads(coll_path.read_text())
     assert coll["license"] == "other" and coll["fluxscape:run_id"].startswith("demo-")
     assert publication_problem(vi, cat, "demo", "vi") is None
+
+
+def test_an_spdx_licence_of_the_workflow_reaches_the_collection(demo_out, tmp_path):
+    """``output.license`` is the stores' CF ``license`` attribute and the STAC licence; a text
+    that is no SPDX identifier is refused with the workflow's other checks."""
+    import shutil
+
+    import zarr
+    from pydantic import ValidationError
+
+    from fluxscape.catalog.publish import publish_store
+    from fluxscape.pipeline.schema import Output
+
+    store = tmp_path / "products" / "gosat_l3.zarr"
+    shutil.copytree((demo_out / "products" / "gosat_l3.zarr").resolve(), store)
+    group = zarr.open_group(str(store), mode="r+", zarr_format=2)
+    group.attrs["license"] = Output(license="CC-BY-4.0").license
+    zarr.consolidate_metadata(str(store), zarr_format=2)
+    publish_store(store, tmp_path / "catalog", "demo", "gosat_l3")
+    coll = json.loads((tmp_path / "catalog" / "demo.gosat_l3" / "collection.json").read_text())
+    assert coll["license"] == "CC-BY-4.0"
+    assert not any(lk["rel"] == "license" for lk in coll["links"])
+    with pytest.raises(ValidationError, match="license"):
+        Output(license="free for all")

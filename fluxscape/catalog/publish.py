@@ -47,7 +47,8 @@ LICENSE_TEXT = """Terms of use of the products in this catalog
 The products are derived from the input data named in each collection's provenance
 (fluxscape:inputs, fluxscape:models) and inherit the terms of those inputs. This file was
 written by fluxscape when the catalog was first published: replace it with the publisher's
-terms, or give each product an SPDX identifier in its store's `license` attribute.
+terms, or give the products an SPDX identifier (workflow key `output.license`, the stores'
+`license` attribute).
 """
 #: An SPDX licence identifier (or expression of them), as STAC's ``license`` field takes it.
 _SPDX = re.compile(r"[A-Za-z0-9.+-]+( (AND|OR|WITH) [A-Za-z0-9.+-]+)*")

@@ -576,6 +576,7 @@ def _creation_attrs(wf: cfg.Workflow, product: str, summary: str) -> dict:
         "models": [],
         "inputs": [],
         "skipped_inputs": [],
+        **({"license": wf.output.license} if wf.output.license else {}),
     }
 
 

@@ -230,11 +230,16 @@ STEPS = ("1D", "8D", "16D", "1M")
 TimeStep = Literal["16D", "8D", "1D", "1M"]
 
 
+#: An SPDX licence identifier or expression (``CC-BY-4.0``, ``CC-BY-4.0 OR MIT``).
+SPDX_PATTERN = r"^[A-Za-z0-9.+-]+( (AND|OR|WITH) [A-Za-z0-9.+-]+)*$"
+
+
 class Output(StrictModel):
     """Output directory (products, catalog, logs) and the catalog directory in it."""
 
     dir: str = "."
     catalog: str = "catalog"
+    license: Annotated[str | None, Field(pattern=SPDX_PATTERN)] = None  # SPDX id, e.g. CC-BY-4.0
 
 
 class DaskSettings(StrictModel):
