@@ -238,7 +238,10 @@ def test_fluxnet_sites_list_is_accepted_by_sites(demo_out, tmp_path):
     first = towers.iloc[0]
     px = store.ndvi.sel(x=first.Longitude, y=first.Latitude, method="nearest")
     got = df[df.site == first.SiteCode]
-    want = px.sel(time=slice("2021-07-01", "2021-07-31")).values.astype(float)
+    # every 16-day period overlapping July: 26 June - 11 July, 12 - 27 July, 28 July - 12 Aug
+    b = store.time_bnds.values
+    keep = (b[:, 0] <= np.datetime64("2021-07-31")) & (b[:, 1] > np.datetime64("2021-07-01"))
+    want = px.isel(time=np.flatnonzero(keep)).values.astype(float)
     np.testing.assert_array_equal(got["value"].to_numpy(), want)
 
 

@@ -280,9 +280,9 @@ def test_stac_search_datetime_and_intersects_agree_with_catalog_search(server, s
     from fluxscape.catalog import open_catalog
 
     cat = open_catalog(served_catalog[0])
-    last = cat.open("demo.vi").time.values[-1]
-    day = str(last)[:10]
-    after = str(last + np.timedelta64(1, "D"))[:10]
+    vi = cat.open("demo.vi")
+    day = str(vi.time.values[-1])[:10]  # the last period starts that day
+    after = str(vi.time_bnds.values[-1, 1])[:10]  # the day after it ends
     found = {}
     for datetime in (day, f"{day}/..", f"{after}/..", f"../{day}T00:00:00Z", "2021/2021"):
         got = httpx.get(f"{server}/search", params={"datetime": datetime, "limit": 200}).json()
