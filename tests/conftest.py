@@ -214,3 +214,14 @@ def served(config_for_port):
     finally:
         srv.should_exit = True
         thread.join(10)
+
+
+@contextlib.contextmanager
+def served_app(app):
+    """The ASGI ``app`` served by :func:`served` (warnings only); yields its base URL."""
+    import uvicorn
+
+    with served(
+        lambda port: uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    ) as port:
+        yield f"http://127.0.0.1:{port}"

@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import REPO, headless, served
+from conftest import REPO, headless, served_app
 from PIL import Image
 from pyproj import CRS, Transformer
 
@@ -33,16 +33,13 @@ OFFLINE = "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"
 @pytest.fixture(scope="module")
 def server(demo_out, tmp_path_factory):
     """The demo's vi, phenology and flux products served on a free loopback port."""
-    import uvicorn
 
     cat = tmp_path_factory.mktemp("mapcat") / "catalog"
     for name in ("vi", "phenology", "flux"):
         publish_store(demo_out / "products" / f"{name}.zarr", cat, "demo", name)
     app = create_app(cat, {})
-    with served(
-        lambda port: uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    ) as port:
-        yield f"http://127.0.0.1:{port}"
+    with served_app(app) as url:
+        yield url
 
 
 def page(server: str, tmp_path, fragment: str) -> tuple[str, dict, list[str]]:
@@ -147,7 +144,6 @@ def test_phenology_season_selector_chooses_the_season_of_map_and_series(
 @pytest.fixture(scope="module")
 def projected_server(tmp_path_factory):
     """A product on a UTM zone 54N grid (1 km, over Ibaraki and Tochigi) served alone."""
-    import uvicorn
 
     folder = tmp_path_factory.mktemp("utm")
     x = np.arange(380_500.0, 460_000.0, 1000.0)
@@ -172,10 +168,8 @@ def projected_server(tmp_path_factory):
     ds.to_zarr(folder / "utm.zarr", consolidated=True, zarr_format=2)
     publish_store(folder / "utm.zarr", folder / "catalog", "utm", "flux")
     app = create_app(folder / "catalog", {})
-    with served(
-        lambda port: uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    ) as port:
-        yield f"http://127.0.0.1:{port}", ds
+    with served_app(app) as url:
+        yield url, ds
 
 
 def test_projected_store_is_drawn_on_the_basemap_and_clicked(projected_server, tmp_path):

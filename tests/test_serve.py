@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from conftest import free_port, headless, served
+from conftest import free_port, headless, served_app
 from PIL import Image
 
 from fluxscape.catalog import times
@@ -46,14 +46,11 @@ def served_catalog(demo_out, tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(served_catalog):
     """uvicorn serving the catalog on a free loopback port, in a thread of this process."""
-    import uvicorn
 
     cat, tokens = served_catalog
     app = create_app(cat, load_tokens(tokens))
-    with served(
-        lambda port: uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    ) as port:
-        yield f"http://127.0.0.1:{port}"
+    with served_app(app) as url:
+        yield url
 
 
 PARTNER = {"Authorization": f"Bearer {PARTNER_TOKEN}"}

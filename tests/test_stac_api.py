@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from conftest import served
+from conftest import served_app
 
 from fluxscape.catalog import times
 from fluxscape.catalog.publish import publish_store
@@ -40,14 +40,11 @@ def catalog(demo_out, tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(catalog):
     """uvicorn serving the catalog on a free loopback port (default CORS: ``*``)."""
-    import uvicorn
 
     cat, tokens = catalog
     app = create_app(cat, load_tokens(tokens))
-    with served(
-        lambda port: uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    ) as port:
-        yield f"http://127.0.0.1:{port}"
+    with served_app(app) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
