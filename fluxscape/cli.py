@@ -481,21 +481,44 @@ def _print_entries(entries, as_json: bool) -> None:
     if not entries:
         click.echo("no products match")
         return
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("id", "product", "run id", "access", "variables", "bbox (W,S,E,N)", "time")
-    for e in entries:
-        table.add_row(
-            e.id,
-            e.product,
-            e.run_id,
-            e.access,
-            ", ".join(e.variables),
-            ", ".join(f"{v:.2f}" for v in e.bbox),
-            f"{e.time[0][:10]} / {e.time[1][:10]}",
-        )
-    Console(width=180).print(table)
+    # Fits the terminal's width (COLUMNS, or 80 when stdout is not a terminal): a table when
+    # its widest row fits, else one short block per product, long values wrapped.
+    console = Console()
+    rows = [
+        {
+            "id": e.id,
+            "product": e.product,
+            "run id": e.run_id,
+            "access": e.access,
+            "variables": ", ".join(e.variables),
+            "bbox (W,S,E,N)": ", ".join(f"{v:.2f}" for v in e.bbox),
+            "time": f"{e.time[0][:10]} / {e.time[1][:10]}",
+        }
+        for e in entries
+    ]
+    widths = {key: max(len(key), *(len(row[key]) for row in rows)) for key in rows[0]}
+    widths["variables"] = min(widths["variables"], 24)  # the one column that wraps
+    if sum(widths.values()) + 2 * (len(widths) - 1) <= console.width:
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+        for key in rows[0]:
+            table.add_column(key, no_wrap=key != "variables", overflow="fold")
+        for row in rows:
+            table.add_row(*row.values())
+        console.print(table)
+        return
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")
+    for row in rows:
+        grid.add_row(f"[bold]{row['id']}[/bold]", "")
+        for key, value in row.items():
+            if key != "id":
+                grid.add_row(f"  {key}:", value)
+    console.print(grid)
 
 
 @catalog.command("list", epilog="Example: fluxscape catalog list demo-out/catalog")
