@@ -24,7 +24,6 @@ from fluxscape import __version__
 from fluxscape.errors import FluxscapeError, one_line, storage_message, storage_problem
 
 
-
 def _process_start() -> float:
     """``time.monotonic()`` at this process's start (Python's own start-up included)."""
     try:
