@@ -302,7 +302,6 @@ _dashboard_option = click.option(
 @click.option("--workers", type=int, default=None, help="Dask workers (default 2).")
 @_json_option
 @_dashboard_option
-@_verbosity_options
 def demo(out: Path, workers: int | None, as_json: bool, dashboard: bool) -> None:
     """Generate the sample world into OUT/sample and run the demo.yaml recipe into OUT."""
     from importlib.resources import as_file
@@ -437,7 +436,6 @@ _data_dir_option = click.option(
 )
 @_json_option
 @_dashboard_option
-@_verbosity_options
 def run(
     workflow: Path,
     out: Path | None,
@@ -874,6 +872,18 @@ def serve(
     checked = ServeLimits.parse(limits)
     click.echo(f"serving {catalog_path} at http://{host}:{port}/ (map: /web/)", err=True)
     run_server(catalog_path, host, port, tokens_file, checked)
+
+
+def _verbosity_everywhere(group: click.Group) -> None:
+    """``-v`` and ``-q`` on every command, as on ``fluxscape`` itself."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            _verbosity_everywhere(command)
+        if not any(p.name == "verbose" for p in command.params):
+            command.params += _verbosity_options(click.Command("x")).params
+
+
+_verbosity_everywhere(cli)
 
 
 def main() -> None:

@@ -67,6 +67,7 @@ def prepare(
     data_dir: str | Path | None = None,
     scheduler: str | None = None,
     workers: int | None = None,
+    catalog: str | Path | None = None,
 ) -> cfg.Workflow:
     """Load, validate and resolve a workflow with command-line overrides, and check its
     budget (:func:`fluxscape.pipeline.budget.check_budget`); no work done."""
@@ -79,6 +80,9 @@ def prepare(
         dask_update["workers"] = workers
     if dask_update:
         wf = wf.model_copy(update={"dask": wf.dask.model_copy(update=dask_update)})
+    if catalog is not None:
+        output = wf.output.model_copy(update={"catalog": str(Path(catalog).resolve())})
+        wf = wf.model_copy(update={"output": output})
     check_budget(wf)
     return wf
 
@@ -115,11 +119,7 @@ def run_workflow(
         done = noop_resume(workflow_path, out, data_dir, scheduler, workers, catalog, started)
         if done is not None:
             return done
-    key = invocation_key(workflow_path, out, data_dir, catalog, scheduler, workers)
-    wf = prepare(workflow_path, out, data_dir, scheduler, workers)
-    if catalog is not None:
-        output = wf.output.model_copy(update={"catalog": str(Path(catalog).resolve())})
-        wf = wf.model_copy(update={"output": output})
+    wf = prepare(workflow_path, out, data_dir, scheduler, workers, catalog)
     run_id = new_run_id(wf.name)
     out_dir = check_output_dir(Path(wf.output.dir), [Path(wf.data_dir)])
     with OutputLock(out_dir, command=f"fluxscape run {workflow_path}"):
@@ -145,9 +145,23 @@ def run_workflow(
         with progress.phase("writing the run report"):
             record_run(result, result.peak_memory_mib)
             write_report(result, result.peak_memory_mib)
+        key = _invocation_key(wf, workflow_path, out, data_dir, scheduler, workers, catalog)
         inputs = [p for i in wf.inputs.values() for p in i.paths]
         write_record(result, key, str(wf.data_dir), inputs)
     return result
+
+
+def _invocation_key(wf, workflow_path, out, data_dir, scheduler, workers, catalog) -> str | None:
+    """The key of the no-op record (:func:`fluxscape.pipeline.noop.invocation_key`) of these
+    arguments as they read now, when they give the workflow this run made (the run may have
+    written the workflow file itself: ``run OUT/workflow.yaml``); None when they do not
+    (e.g. the file was edited during the run), and no record is kept."""
+    key = invocation_key(workflow_path, out, data_dir, catalog, scheduler, workers)
+    try:
+        again = prepare(workflow_path, out, data_dir, scheduler, workers, catalog)
+    except FluxscapeError:
+        return None
+    return key if cfg.workflow_yaml(again) == cfg.workflow_yaml(wf) else None
 
 
 def _report_facts(wf: cfg.Workflow, out_dir: Path) -> dict:
