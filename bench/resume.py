@@ -48,7 +48,8 @@ def resume_once(out: Path, src: Path = REPO) -> dict:
     cmd += ["--out", str(out), "--resume"] + (["--json"] if json_flag else [])
     env = {**os.environ, "PYTHONPATH": str(src)}
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    # from ``src``: ``python -m`` puts the current folder before PYTHONPATH
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=src)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
