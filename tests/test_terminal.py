@@ -194,6 +194,9 @@ def test_dashboard_link_is_on_a_free_port(tmp_path, sample_dir):
     links = [line for line in result.stderr.splitlines() if "Dask dashboard: http" in line]
     assert len(links) == 1 and ":8787" not in links[0], result.stderr
     assert "already in use" not in result.stderr
+    # the run log keeps every line, those logged while the cluster ran included
+    log = (tmp_path / "o" / ".fluxscape" / "run.log").read_text()
+    assert "vi tiles: 4/4" in log and "vi: finishing" in log
 
 
 @pytest.mark.parametrize("flag", ["-v", "-q"])

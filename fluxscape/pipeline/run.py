@@ -267,6 +267,18 @@ def _manifest(out_dir: Path, name: str) -> Manifest:
     return Manifest(inside(out_dir, out_dir / STATE_DIR / f"{name}.manifest.jsonl"))
 
 
+class _Forward(logging.Handler):
+    """Hands the records of ``level`` and above to ``target`` (not a StreamHandler, which
+    distributed would silence)."""
+
+    def __init__(self, target: logging.Handler, level: int):
+        super().__init__(level)
+        self.target = target
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.target.handle(record)
+
+
 class _run_log:
     """Also write the fluxscape log (with tracebacks) to ``path`` during a run."""
 
@@ -283,8 +295,11 @@ class _run_log:
         self.handler.setLevel(logging.INFO)
         root = logging.getLogger("fluxscape")
         root.addHandler(self.handler)
-        # distributed's warnings too, those kept off the terminal (fluxscape.logs) included
-        logging.getLogger("distributed").addHandler(self.handler)
+        # distributed's warnings too, those kept off the terminal (fluxscape.logs) included;
+        # through a handler of its own: a LocalCluster silences the stream handlers of
+        # distributed's logger (a FileHandler is one) while it runs
+        self.dask_handler = _Forward(self.handler, logging.WARNING)
+        logging.getLogger("distributed").addHandler(self.dask_handler)
         trace_log.addHandler(self.handler)
         trace_log.setLevel(logging.INFO)
         if root.getEffectiveLevel() > logging.INFO:
@@ -295,7 +310,7 @@ class _run_log:
     def __exit__(self, *exc):
         root = logging.getLogger("fluxscape")
         root.removeHandler(self.handler)
-        logging.getLogger("distributed").removeHandler(self.handler)
+        logging.getLogger("distributed").removeHandler(self.dask_handler)
         trace_log.removeHandler(self.handler)
         if hasattr(self, "_level"):
             root.setLevel(self._level)
