@@ -147,6 +147,12 @@ def test_progress_lines_say_the_time_left_and_a_silent_phase_speaks_up(monkeypat
     bar.advance("tile 0_0")
     bar.close()
     assert "vi tiles: 1/4 tile 0_0 (0 s elapsed, 0 s left)" in caplog.messages
+    fits = progress.progress("flux model fits", 10, every=60.0)
+    for _ in range(10):
+        fits.advance()
+    fits.close()
+    lines = [m for m in caplog.messages if m.startswith("flux model fits")]
+    assert [m.split()[3] for m in lines] == ["1/10", "10/10"]  # at most one a minute
     with progress.phase("flux: planning"):
         time.sleep(0.7)
     assert caplog.messages[-3].startswith("flux: planning: still working")

@@ -89,8 +89,8 @@ class _Heartbeat:
 
 
 class _LogProgress(_Heartbeat):
-    def __init__(self, label: str, total: int):
-        self.label, self.total, self.done = label, total, 0
+    def __init__(self, label: str, total: int, every: float = 0.0):
+        self.label, self.total, self.done, self.every = label, total, 0, every
         self._start_heartbeat()
 
     def _line(self, elapsed: float, message: str = "") -> str:
@@ -102,8 +102,10 @@ class _LogProgress(_Heartbeat):
 
     def advance(self, message: str = "") -> None:
         self.done += 1
-        self.last = time.monotonic()
-        log.info("%s", self._line(self.last - self.started, message))
+        now = time.monotonic()
+        if self.done in (1, self.total) or now - self.last >= self.every:
+            self.last = now
+            log.info("%s", self._line(now - self.started, message))
 
     def beat(self, elapsed: float) -> None:
         log.info("%s", self._line(elapsed, "still working"))
@@ -149,12 +151,13 @@ class _BarProgress:
                 _active.remove(self)
 
 
-def progress(label: str, total: int) -> Progress:
+def progress(label: str, total: int, every: float = 0.0) -> Progress:
     """A progress reporter for ``total`` steps: a bar when stderr is a terminal (and bars
-    are on), log lines with the time left otherwise."""
+    are on), log lines with the time left otherwise: one per step, or with ``every`` (s) at
+    most one per ``every`` seconds (the first and the last step always)."""
     if _settings["bars"] and sys.stderr.isatty():
         return _BarProgress(label, total)
-    return _LogProgress(label, total)
+    return _LogProgress(label, total, every)
 
 
 class phase(_Heartbeat):

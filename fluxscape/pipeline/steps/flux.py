@@ -437,7 +437,7 @@ def _fit(ctx: StepContext, table: pd.DataFrame, features: list[str], n_sites: in
     cv_args = {"methods": tuple(p.methods), "cv": p.cv, "n_splits": p.n_splits}
     total = _validation().n_members(table, features, targets, **cv_args)
     total += model.n_members(table[features], table[targets], groups=groups)
-    bar = progress(f"{ctx.name} model fits", total)
+    bar = progress(f"{ctx.name} model fits", total, every=5.0)  # fits take a fraction of a second
     try:
         cv = _validation().cross_validate(
             table,
