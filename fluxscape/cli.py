@@ -730,14 +730,21 @@ def catalog_search(catalog_path: Path, product, variable, bbox, time_range, run,
     "--sites",
     default=None,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="CSV with columns site,lon,lat: nearest pixel of each site.",
+    help="Nearest pixel of each site: FLUXNET SitesList.csv, a site,lat,lon CSV or GeoJSON points.",
 )
 @click.option("--bbox", default=None, metavar="W,S,E,N", help="Mean over this lon/lat box.")
 @click.option(
     "--polygon",
     default=None,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="GeoJSON (Multi)Polygon file: mean over the pixels inside.",
+    help="Polygons in any vector format (GeoJSON, GeoPackage, Shapefile, ...): one "
+    "area-weighted mean per feature (exact pixel fractions).",
+)
+@click.option(
+    "--name-property",
+    default=None,
+    metavar="PROPERTY",
+    help="Property naming each --polygon feature (default: name, else id, else 1, 2, ...).",
 )
 @click.option("--time", "time_range", default=None, metavar="START/END", help="Time range.")
 @click.option("--product", default=None, help="Only this product.")
@@ -749,10 +756,20 @@ def catalog_search(catalog_path: Path, product, variable, bbox, time_range, run,
     help="Write CSV, or Parquet for a .parquet name (default: CSV to stdout).",
 )
 def catalog_extract(
-    catalog_path: Path, variable, point, sites, bbox, polygon, time_range, product, output
+    catalog_path: Path,
+    variable,
+    point,
+    sites,
+    bbox,
+    polygon,
+    name_property,
+    time_range,
+    product,
+    output,
 ) -> None:
-    """Extract a tidy time series of a variable at a point or sites, or as a bbox or polygon
-    mean; pixel coordinates (x, y) in the output."""
+    """Extract a tidy time series of a variable at a point or sites (nearest pixel; its x, y
+    in the output), or as the area-weighted mean over a bbox or each polygon feature.
+    Places are longitude first."""
     from fluxscape.catalog import open_catalog
     from fluxscape.catalog.api import parse_bbox
 
@@ -773,6 +790,7 @@ def catalog_extract(
         product=product,
         sites=sites,
         polygon=polygon,
+        name_property=name_property,
     )
     if output and output.suffix.lower() in (".parquet", ".pq"):
         df.to_parquet(output, index=False)
@@ -872,8 +890,21 @@ def catalog_token(tokens_file: Path, name: str, access: str) -> None:
     metavar="NAME=VALUE",
     help="Change a request limit, e.g. max_image=4096 or tile_rate=0 (see docs/catalog.md).",
 )
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    metavar="ORIGIN",
+    help="Web origin allowed to read the API from a browser (repeatable; default '*': any "
+    "origin, anonymous requests only; 'none': no CORS). A named origin may also send tokens.",
+)
 def serve(
-    catalog_path: Path, host: str, port: int, tokens_file: Path | None, limits: tuple[str, ...]
+    catalog_path: Path,
+    host: str,
+    port: int,
+    tokens_file: Path | None,
+    limits: tuple[str, ...],
+    cors_origins: tuple[str, ...],
 ) -> None:
     """Serve CATALOG read-only over HTTP: STAC API, Zarr stores, map tiles and a map page at
     /web/. Anonymous clients see public products only."""
@@ -881,8 +912,9 @@ def serve(
     from fluxscape.catalog.serve import serve as run_server
 
     checked = ServeLimits.parse(limits)
+    origins = [o for o in cors_origins or ("*",) if o.lower() != "none"]
     click.echo(f"serving {catalog_path} at http://{host}:{port}/ (map: /web/)", err=True)
-    run_server(catalog_path, host, port, tokens_file, checked)
+    run_server(catalog_path, host, port, tokens_file, checked, origins)
 
 
 def _verbosity_everywhere(group: click.Group) -> None:

@@ -9,8 +9,10 @@ import dask.array
 import numpy as np
 import pandas as pd
 import pytest
+import shapely
 import xarray as xr
 from conftest import run_cli
+from pyproj import Geod
 
 from fluxscape.catalog import open_catalog
 from fluxscape.errors import FluxscapeError
@@ -24,6 +26,15 @@ def cat(demo_out):
 @pytest.fixture(scope="session")
 def store(demo_out):
     return xr.open_zarr(demo_out / "products" / "vi.zarr")
+
+
+def periods(obj, first: str, last: str):
+    """The steps of ``obj`` whose periods (CF bounds: start, exclusive end) overlap the days
+    ``first`` to ``last`` (inclusive): what a time range selects (issue #14)."""
+    bnds = obj["time_bnds"].values
+    after_last = np.datetime64(last) + np.timedelta64(1, "D")
+    keep = (bnds[:, 0] < after_last) & (bnds[:, 1] > np.datetime64(first))
+    return obj.isel(time=np.flatnonzero(keep))
 
 
 def test_search_by_variable_bbox_and_time_finds_demo(cat):
@@ -50,7 +61,8 @@ def test_open_is_lazy_and_subsets(cat):
     ds = cat.open("vi", bbox=(138.2, 35.8, 138.4, 36.0), time="2021-06-01/2021-06-30")
     assert isinstance(ds.ndvi.data, dask.array.Array)
     assert ds.sizes["x"] == 20 and ds.sizes["y"] == 20
-    assert pd.DatetimeIndex(ds.time.values).month.tolist() == [6, 6]
+    # every 16-day period that overlaps June, the one starting on 25 May included
+    assert [str(t)[:10] for t in ds.time.values] == ["2021-05-25", "2021-06-10", "2021-06-26"]
 
 
 def test_point_extract_equals_nearest_store_pixel(cat, store):
@@ -61,13 +73,24 @@ def test_point_extract_equals_nearest_store_pixel(cat, store):
     assert df["x"].iloc[0] == pytest.approx(138.435) and df["y"].iloc[0] == pytest.approx(35.965)
 
 
-def test_bbox_extract_is_mean_of_pixels_inside(cat, store):
+def test_bbox_extract_is_area_weighted_mean_of_pixels_inside(cat, store):
+    # the box's edges are pixel edges: the 10 x 10 pixels inside, each weighing its area
     df = cat.extract("evi", bbox=(138.2, 35.8, 138.3, 35.9), time="2021-07-01/2021-07-31")
-    sub = store.evi.sel(
-        x=slice(138.2, 138.3), y=slice(35.9, 35.8), time=slice("2021-07-01", "2021-07-31")
+    sub = periods(store, "2021-07-01", "2021-07-31").evi.sel(
+        x=slice(138.2, 138.3), y=slice(35.9, 35.8)
     )
-    np.testing.assert_allclose(df["value"], sub.mean(("y", "x")).values, rtol=1e-6)
+    geod = Geod(ellps="WGS84")
+    area = [
+        abs(geod.polygon_area_perimeter([0, 0.01, 0.01, 0], [y - 0.005] * 2 + [y + 0.005] * 2)[0])
+        for y in sub.y.values
+    ]
+    weights = xr.DataArray(np.array(area)[:, None] * np.ones(sub.sizes["x"]), dims=("y", "x"))
+    expect = sub.weighted(weights.where(np.isfinite(sub), 0.0)).sum(("y", "x")) / weights.where(
+        np.isfinite(sub), 0.0
+    ).sum(("y", "x"))
+    np.testing.assert_allclose(df["value"], expect.values, rtol=1e-6)
     assert (df["n_pixels"] == 100).all()
+    assert df["area_km2"].iloc[0] == pytest.approx(sum(area) * 10 / 1e6, rel=1e-6)
 
 
 def test_extract_outside_coverage_is_a_clear_error(cat):
@@ -165,8 +188,9 @@ def test_sites_csv_gives_one_tidy_table_with_pixel_coordinates(cat, store, tmp_p
     assert len(df) == 2 * 23
 
 
-def test_polygon_mean_uses_pixels_inside_only(cat, store, tmp_path):
-    # a triangle over about half of a 0.1 x 0.1 degree box; no pixel centre on its edges
+def test_polygon_mean_weighs_edge_pixels_by_the_fraction_inside(cat, store, tmp_path):
+    # a triangle over about half of a 0.1 x 0.1 degree box: pixels on its long edge count
+    # with the share of their area inside (no pixel-centre test)
     tri = {
         "type": "Polygon",
         "coordinates": [[[138.2, 35.8], [138.3, 35.8], [138.3, 35.905], [138.2, 35.8]]],
@@ -181,20 +205,30 @@ def test_polygon_mean_uses_pixels_inside_only(cat, store, tmp_path):
         )
     )
     df = cat.extract("evi", polygon=geojson, time="2021-07-01/2021-07-31")
-    sub = store.evi.sel(
-        x=slice(138.2, 138.3), y=slice(35.9, 35.8), time=slice("2021-07-01", "2021-07-31")
+    sub = periods(store, "2021-07-01", "2021-07-31").evi.sel(
+        x=slice(138.2, 138.3), y=slice(35.91, 35.8)
     )
-    xx, yy = np.meshgrid(sub.x.values, sub.y.values)
-    inside = (yy - 35.8) < 1.05 * (xx - 138.2)  # under the long edge
-    expect = sub.where(xr.DataArray(inside, dims=("y", "x"))).mean(("y", "x")).values
-    np.testing.assert_allclose(df["value"], expect, rtol=1e-6)
-    assert (df["n_pixels"] == inside.sum()).all() and 45 <= inside.sum() <= 55
+    shape = shapely.geometry.shape(tri)
+    frac = np.array(
+        [
+            [shapely.box(x - 0.005, y - 0.005, x + 0.005, y + 0.005).intersection(shape).area
+             for x in sub.x.values]
+            for y in sub.y.values
+        ]
+    ) / 0.01**2  # fmt: skip
+    lat_weight = np.cos(np.radians(sub.y.values))[:, None]  # cell area ~ cos(lat) here
+    w = xr.DataArray(frac * lat_weight, dims=("y", "x"))
+    w = w.where(np.isfinite(sub), 0.0)
+    expect = (sub.fillna(0) * w).sum(("y", "x")) / w.sum(("y", "x"))
+    np.testing.assert_allclose(df["value"], expect.values, rtol=1e-5)
+    assert (df["n_pixels"] == (frac > 0).sum()).all() and 55 <= (frac > 0).sum() <= 70
+    assert df["region"].unique().tolist() == ["1"]  # no name or id: the feature's position
 
 
 def test_bad_sites_and_polygon_are_clear_errors(cat, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("name,x\nA,1\n")
-    with pytest.raises(FluxscapeError, match="bad.csv.*site, lon, lat"):
+    with pytest.raises(FluxscapeError, match="bad.csv.*lacks a site_id, lat, lon column"):
         cat.extract("ndvi", sites=bad)
     line = tmp_path / "line.geojson"
     line.write_text(json.dumps({"type": "LineString", "coordinates": [[138, 36], [139, 36]]}))
@@ -241,13 +275,13 @@ def test_export_cog_opens_in_gdal_with_crs_and_values(cat, store, tmp_path):
         "--bbox",
         "138.2,35.8,138.6,36.1",
     )
-    sub = store.ndvi.sel(
-        time=slice("2021-06-01", "2021-07-31"), x=slice(138.2, 138.6), y=slice(36.1, 35.8)
+    sub = periods(store, "2021-06-01", "2021-07-31").ndvi.sel(
+        x=slice(138.2, 138.6), y=slice(36.1, 35.8)
     )
     with rasterio.open(out) as src:
         assert src.crs.to_epsg() == 4326
         assert src.driver == "GTiff" and src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
-        assert src.count == sub.sizes["time"] == 4
+        assert src.count == sub.sizes["time"] == 5  # 25 May - 26 July
         assert src.descriptions[0] == str(sub.time.values[0])[:10]
         assert src.bounds.left == pytest.approx(138.2) and src.bounds.top == pytest.approx(36.1)
         np.testing.assert_array_equal(src.read(2), sub.isel(time=1).values)
@@ -271,10 +305,12 @@ def test_export_netcdf_is_cf_and_matches_store(cat, store, tmp_path):
 
 
 def _span_days(ds) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """The first and last step of a product as the store holds them (period starts, or the
-    first and last day of the first and last year)."""
+    """The first and last instant a product covers as the store holds them (the first
+    period's start and the last one's end from the CF time bounds, or the first and last day
+    of the first and last year)."""
     if "time" in ds.dims:
-        return pd.Timestamp(ds.time.values[0]), pd.Timestamp(ds.time.values[-1])
+        end = pd.Timestamp(ds.time_bnds.values[-1, 1]) - pd.Timedelta(seconds=1)
+        return pd.Timestamp(ds.time.values[0]), end
     years = ds.year.values
     return pd.Timestamp(f"{years[0]}-01-01"), pd.Timestamp(f"{years[-1]}-12-31T23:59:59")
 
@@ -352,7 +388,7 @@ def test_open_extract_export_take_an_id_a_product_name_or_a_search_hit(cat, stor
     hit = cat.search(variable="ndvi", bbox=(138.2, 35.8, 138.4, 36.0))[0]
     assert hit.id == "demo.vi"
     time = "2021-06-01/2021-07-31"
-    sub = store.ndvi.sel(time=slice("2021-06-01", "2021-07-31"))
+    sub = periods(store, "2021-06-01", "2021-07-31").ndvi
     for ref in ("demo.vi", "vi", hit):
         ds = cat.open(ref, time=time)
         np.testing.assert_array_equal(ds.ndvi.values, sub.values)
@@ -366,7 +402,7 @@ def test_open_extract_export_take_an_id_a_product_name_or_a_search_hit(cat, stor
     gone = dataclasses.replace(hit, id="demo.gone")
     with pytest.raises(FluxscapeError, match="no product 'demo.gone'"):
         cat.open(gone)
-    with pytest.raises(FluxscapeError, match="no product in"):
+    with pytest.raises(FluxscapeError, match="no product 'demo.gone' .published: .*demo.vi"):
         cat.extract("ndvi", point=(138.4392, 35.9628), product=gone)
 
 
@@ -409,7 +445,7 @@ def test_read_only_catalog_without_index_is_searched_in_memory(demo_out, tmp_pat
         assert [e.id for e in c.search(variable="ndvi", time="2021-06-01/2021-06-30")] == [
             "demo.vi"
         ]
-        assert c.open("vi", time="2021-06-01/2021-06-30").sizes["time"] == 2
+        assert c.open("vi", time="2021-06-01/2021-06-30").sizes["time"] == 3
         assert list(c.table(product="gosat_l3")["id"]) == ["demo.gosat_l3"]
         assert not (folder / index.INDEX_NAME).exists()
     finally:

@@ -7,13 +7,15 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
+import xarray as xr
 import yaml
 from conftest import run_cli
 
 from fluxscape.access import most_restrictive, readable_levels
-from fluxscape.catalog import index, open_catalog
+from fluxscape.catalog import index, itemindex, open_catalog
 from fluxscape.catalog.publish import publish_store, unpublish
 from fluxscape.catalog.serve import create_app
 from fluxscape.pipeline import config as cfg
@@ -47,6 +49,33 @@ def test_runs_share_a_catalog_and_rerun_replaces_only_its_entry(demo_out, tmp_pa
     unpublish(cat, "beta", "gosat_l3")
     assert [e.id for e in open_catalog(cat).entries()] == ["alpha.vi"]
     assert len(json.loads((cat / "catalog.json").read_text())["links"]) == 3
+    assert not (cat / "beta.gosat_l3" / "items").exists()
+    assert {r["collection"] for r in itemindex.read_rows(cat)} == {"alpha.vi"}
+
+
+def test_items_per_step_are_replaced_on_republication_and_others_kept(demo_out, tmp_path):
+    cat = tmp_path / "items"
+    vi, gosat = demo_out / "products" / "vi.zarr", demo_out / "products" / "gosat_l3.zarr"
+    publish_store(vi, cat, "alpha", "vi", run_id="alpha-1")
+    publish_store(gosat, cat, "beta", "gosat_l3", run_id="beta-1")
+    publish_store(vi, cat, "alpha", "vi", run_id="alpha-2", access="partners")
+    rows = itemindex.read_rows(cat)
+    n_vi = xr.open_zarr(vi).sizes["time"]
+    alpha = [r for r in rows if r["collection"] == "alpha.vi"]
+    assert len(alpha) == n_vi and {r["run_id"] for r in alpha} == {"alpha-2"}
+    assert {r["access"] for r in alpha} == {"partners"}
+    assert {r["run_id"] for r in rows if r["collection"] == "beta.gosat_l3"} == {"beta-1"}
+    files = sorted((cat / "alpha.vi" / "items").glob("*.json"))
+    assert len(files) == n_vi and not list(cat.glob("*/.items-*"))
+    item = json.loads(files[0].read_text())
+    assert item["properties"]["fluxscape:run_id"] == "alpha-2"
+    assert (files[0].parent / item["assets"]["zarr"]["href"]).resolve() == vi.resolve()
+    coll = json.loads((cat / "alpha.vi" / "collection.json").read_text())
+    item_links = [lk["href"] for lk in coll["links"] if lk["rel"] == "item"]
+    assert item_links == [f"./items/{f.name}" for f in files]
+    assert (cat / coll["links"][2]["href"].removeprefix("../")).exists()  # the licence text
+    (cat / itemindex.ITEMS_NAME).unlink()
+    assert open_catalog(cat).item_table().num_rows == len(rows)  # rebuilt from the JSON files
 
 
 def test_index_matches_a_rebuild_from_the_json(demo_out, tmp_path):
@@ -103,6 +132,11 @@ def test_concurrent_writers_and_a_reader_never_see_half_a_product(demo_out, tmp_
         assert {lk["href"] for lk in root["links"] if lk["rel"] == "child"} >= {
             "./alpha.vi/collection.json"
         }
+        per_run = {}
+        for row in itemindex.read_rows(cat):  # a whole item index: every Item of each run
+            per_run.setdefault(row["collection"], set()).add(row["run_id"])
+            json.loads(row["item"])
+        assert all(len(runs) == 1 for runs in per_run.values()), per_run
         reads += 1
         time.sleep(0.01)
     assert [w.returncode for w in writers] == [0, 0]
@@ -199,7 +233,7 @@ def test_run_publishes_into_a_shared_catalog_with_inherited_access(demo_out, tmp
 
 
 def test_catalog_files_on_disk_validate_offline(demo_out):
-    from stac_pydantic import Catalog, Collection
+    from stac_pydantic import Catalog, Collection, Item
 
     cat = demo_out / "catalog"
     root = json.loads((cat / "catalog.json").read_text())
@@ -211,3 +245,64 @@ def test_catalog_files_on_disk_validate_offline(demo_out):
         Collection.model_validate(coll)
         assert coll["fluxscape:access"] == "public" and coll["fluxscape:run_id"].startswith("demo-")
         assert "cube:dimensions" in coll and coll["assets"]["zarr"]["roles"] == ["data"]
+        assert coll["license"] == "other" and any(lk["rel"] == "license" for lk in coll["links"])
+        item_links = [lk["href"] for lk in coll["links"] if lk["rel"] == "item"]
+        assert item_links
+        for link in item_links[:3]:
+            item = json.loads((cat / Path(href).parent / link).read_text())
+            Item.model_validate(item)
+            assert item["collection"] == coll["id"] and "proj:transform" in item["properties"]
+            assert all("raster:bands" in a for k, a in item["assets"].items() if k != "zarr")
+
+
+def test_reindex_gives_a_catalog_published_before_items_its_items(demo_out, tmp_path):
+    import shutil
+
+    from fluxscape.catalog.publish import publication_problem
+
+    cat = tmp_path / "old"
+    vi = demo_out / "products" / "vi.zarr"
+    publish_store(vi, cat, "demo", "vi")
+    # as an older release left it: no Items, no item index, licence "proprietary"
+    shutil.rmtree(cat / "demo.vi" / "items")
+    (cat / itemindex.ITEMS_NAME).unlink()
+    coll_path = cat / "demo.vi" / "collection.json"
+    coll = json.loads(coll_path.read_text())
+    coll["links"] = [lk for lk in coll["links"] if lk["rel"] in ("root", "parent")]
+    coll["license"] = "proprietary"
+    coll_path.write_text(json.dumps(coll))
+    assert open_catalog(cat).item_table().num_rows == 0
+    assert "no item" in publication_problem(vi, cat, "demo", "vi")
+    proc = run_cli("catalog", "reindex", cat)
+    assert "1 product(s) indexed" in proc.stdout
+    n_steps = xr.open_zarr(vi).sizes["time"]
+    assert (
+        len(itemindex.read_rows(cat)) == n_steps == len(list((cat / "demo.vi" / "items").iterdir()))
+    )
+    coll = json.loads(coll_path.read_text())
+    assert coll["license"] == "other" and coll["fluxscape:run_id"].startswith("demo-")
+    assert publication_problem(vi, cat, "demo", "vi") is None
+
+
+def test_an_spdx_licence_of_the_workflow_reaches_the_collection(demo_out, tmp_path):
+    """``output.license`` is the stores' CF ``license`` attribute and the STAC licence; a text
+    that is no SPDX identifier is refused with the workflow's other checks."""
+    import shutil
+
+    import zarr
+    from pydantic import ValidationError
+
+    from fluxscape.catalog.publish import publish_store
+    from fluxscape.pipeline.schema import Output
+
+    store = tmp_path / "products" / "gosat_l3.zarr"
+    shutil.copytree((demo_out / "products" / "gosat_l3.zarr").resolve(), store)
+    group = zarr.open_group(str(store), mode="r+", zarr_format=2)
+    group.attrs["license"] = Output(license="CC-BY-4.0").license
+    zarr.consolidate_metadata(str(store), zarr_format=2)
+    publish_store(store, tmp_path / "catalog", "demo", "gosat_l3")
+    coll = json.loads((tmp_path / "catalog" / "demo.gosat_l3" / "collection.json").read_text())
+    assert coll["license"] == "CC-BY-4.0"
+    assert not any(lk["rel"] == "license" for lk in coll["links"])
+    with pytest.raises(ValidationError, match="license"):
+        Output(license="free for all")

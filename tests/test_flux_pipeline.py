@@ -77,8 +77,8 @@ def test_gridded_gpp_recovers_the_true_field(flux: xr.Dataset):
 
 def test_store_carries_units_spread_and_model_cards(demo_out: Path, flux: xr.Dataset):
     for name in ("gpp", "nee", "reco"):
-        assert flux[name].attrs["units"] == "gC m-2 d-1"
-        assert flux[f"{name}_sd"].attrs["units"] == "gC m-2 d-1"
+        assert flux[name].attrs["units"] == "g m-2 d-1"
+        assert flux[f"{name}_sd"].attrs["units"] == "g m-2 d-1"
     sd = flux["gpp_sd"].isel(time=slice(10, 14)).values
     assert np.nanmean(sd) > 0  # ensemble members disagree somewhat
     card = json.loads(flux.attrs["model_card"])

@@ -32,7 +32,7 @@ def test_store_layout_year_season_y_x(pheno):
     assert pheno.sos.dims == ("year", "season", "y", "x")
     assert pheno.year.values.tolist() == [2021, 2022]
     assert pheno.season.values.tolist() == [1, 2]
-    assert pheno.sos.attrs["units"] == "day of year"
+    assert pheno.sos.attrs["units"] == "1" and "day of year" in pheno.sos.attrs["long_name"]
     for name in (
         "sos",
         "pos",

@@ -37,3 +37,58 @@ def test_report_renders_in_headless_chromium(demo_out: Path, tmp_path):
     rgb = np.asarray(Image.open(shot).convert("RGB"))
     assert len(np.unique(rgb.reshape(-1, 3), axis=0)) > 50  # maps drawn, not a blank page
     assert (REPO / "docs" / "images" / "report.png").is_file()  # the kept screenshot
+
+
+def test_colour_rules_centre_signed_variables_on_zero():
+    from fluxscape.colours import DIVERGING, SEQUENTIAL, colour_range, label
+
+    nee = {"long_name": "net ecosystem exchange of CO2 (positive: release)"}
+    assert colour_range(nee, -2.0, 5.0) == (DIVERGING, -5.0, 5.0)  # source and sink
+    assert colour_range({}, -3.0, 2.5) == (DIVERGING, -3.0, 3.0)  # both signs in the data
+    assert colour_range({"long_name": "ndvi"}, -0.05, 0.9) == (SEQUENTIAL, -0.05, 0.9)  # water
+    assert colour_range({}, 0.1, 0.9) == (SEQUENTIAL, 0.1, 0.9)
+    assert label("ndvi", {"long_name": "normalized difference vegetation index", "units": "1"}) == (
+        "normalized difference vegetation index"
+    )
+    assert label("gpp", {"long_name": "GPP", "units": "g m-2 d-1"}) == "GPP (g m-2 d-1)"
+
+
+def test_report_tables_print_areas_whole_with_separators():
+    from fluxscape.pipeline.report import _fmt
+
+    assert _fmt(5034.2) == "5,034" and _fmt(1234567.0) == "1,234,567"
+    assert _fmt(0.8123) == "0.812" and _fmt(float("nan")) == "—"
+
+
+def test_signed_quicklook_is_diverging_and_true_to_shape(tmp_path):
+    """A net exchange from -1 to 1 west to east is drawn teal (uptake) to brown (release),
+    white at 0 (viridis has no white), and a degree of longitude at 60°N is half as wide as
+    a degree of latitude on the map."""
+    import xarray as xr
+    from odc.geo.geobox import GeoBox
+
+    from fluxscape.pipeline.quicklook import write_quicklooks
+    from fluxscape.pipeline.store import VariableSpec, create_store, finalize_store, write_tile
+
+    gb = GeoBox.from_bbox((10.0, 59.0, 12.0, 61.0), "epsg:4326", resolution=0.02)
+    store = tmp_path / "s.zarr"
+    spec = VariableSpec("nee", "float32", {"long_name": "net ecosystem exchange", "units": "1"})
+    create_store(store, gb, {"year": np.array([2021])}, [spec], 100, {})
+    x = np.linspace(-1, 1, 100, dtype=np.float32)
+    field = np.broadcast_to(x, (1, 100, 100))
+    write_tile(
+        store, xr.Dataset({"nee": (("year", "y", "x"), field)}), slice(0, 100), slice(0, 100)
+    )
+    finalize_store(store, {})
+    [png] = write_quicklooks(store, tmp_path / "q", "p")
+    rgb = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    row = rgb[rgb.shape[0] // 2, : rgb.shape[1] * 2 // 3]
+    drawn = np.flatnonzero(row.max(axis=1) - row.min(axis=1) > 40)  # coloured: the map
+    west, east = row[drawn[0] + 4], row[drawn[-1] - 4]
+    middle = row[(drawn[0] + drawn[-1]) // 2]
+    assert (middle > 220).all(), middle  # 0 is white
+    assert west[1] > west[0] and east[0] > east[2], (west, east)  # teal west, brown east
+    # the map's box: 2° of longitude drawn half as wide as 2° of latitude (cos 60° = 0.5)
+    inside = (np.abs(rgb - 255).sum(axis=2) > 60)[:, : rgb.shape[1] * 2 // 3]
+    cols, rows = np.flatnonzero(inside.any(axis=0)), np.flatnonzero(inside.any(axis=1))
+    assert (cols[-1] - cols[0]) / (rows[-1] - rows[0]) < 0.75

@@ -211,7 +211,8 @@ def test_limit_above_maximum_is_clamped(client):
         client.post("/search", json={"limit": 100000}),
     ):
         assert r.status_code == 200
-        assert r.json()["numberReturned"] == 2
+        body = r.json()
+        assert body["numberReturned"] == body["numberMatched"] > 10  # every Item, one page
     paged = client.post("/search", json={"limit": 100000, "page": 1}).json()
     assert all(link["rel"] != "next" for link in paged["links"])
 
@@ -369,8 +370,8 @@ def test_index_is_cached_until_republished(out, demo_out):
         publish_store(out / "products" / "vi.zarr", out / "catalog", "later", "vi")
         assert c.get("/collections/later.vi").status_code == 200
         assert cat.index_table() is not old
-        ids = {f["id"] for f in c.get("/search?limit=100").json()["features"]}
-        assert "later.vi" in ids
+        found = c.get("/search?collections=later.vi&limit=1").json()
+        assert found["numberMatched"] > 0 and found["features"][0]["collection"] == "later.vi"
 
 
 def test_reader_never_sees_half_an_index(tmp_path):
@@ -497,10 +498,27 @@ def test_long_raw_path_is_414_without_echo(server):
 
 # --- fuzzing ---------------------------------------------------------------------------------
 
-NAMES = ("bbox", "datetime", "intersects", "limit", "page", "token", "collections", "ids")
+NAMES = (
+    "bbox",
+    "datetime",
+    "intersects",
+    "limit",
+    "page",
+    "token",
+    "collections",
+    "ids",
+    "filter",
+    "filter-lang",
+    "sortby",
+    "fields",
+    "query",
+)
 texts = st.text(max_size=40) | st.sampled_from(
     ["1", "0", "-1", "--5", "+3", " 7 ", "10", "1e9", "nan", "inf", "..", "/", "2021", "{}"]
     + ["2021-06-01/..", "2021-06-01T00:00:00+09:00", "2021-02-30", ",", "1,2,3,4", "0,0,0,0"]
+    + ["product = 'vi'", "step > 'a'", "datetime > 5", "a_contains(variables, 1)", "cql2-json"]
+    + ["-datetime", "variables", "id,-properties", "T_AFTER(datetime, DATE('x'))", "id LIKE 5"]
+    + ['{"op":"=","args":[{"property":"id"},{"property":"step"}]}', "cql2-text", "+step"]
 )
 numbers = st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(10**30), 10**30)
 json_values = st.recursive(
@@ -566,6 +584,8 @@ def test_fuzz_tile_request(client, z, x, y, extra):
 ROUTES = (
     "/collections/{a}",
     "/collections/{a}/items/{b}",
+    "/collections/demo.vi/items?filter={a}&sortby={b}",
+    "/collections/{a}/queryables",
     "/zarr/{a}/{b}",
     "/zarr/demo.vi/{b}",
     "/assets/{a}/{b}",

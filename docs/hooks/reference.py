@@ -117,6 +117,13 @@ FIELD_NOTES = {
     "Region.bbox_crs": "CRS of the `bbox` values: EPSG:4326 (degrees) by default, or e.g. the "
     "grid's own CRS to give an exact window in metres.",
     "Region.preset": "A named region instead of `bbox` (list above).",
+    "FluxConfig.land_cover_resampling": "How land-cover classes meet the grid: `nearest` (the "
+    "class at each pixel centre) or `mode` (the most common class of the source pixels under "
+    "each pixel: for a grid coarser than the land-cover source, e.g. 0.05° over 500 m "
+    "MCD12Q1).",
+    "Region.origin": "Upper-left corner [x, y] of a geobox region in `crs` units: with `shape` "
+    "and `resolution`, the grid exactly (pixel edges start there), e.g. a MODIS tile's own "
+    "sinusoidal grid, instead of `bbox`.",
     "Region.crs": "CRS of the target grid.",
     "Region.resolution": "Pixel size in CRS units (degrees for EPSG:4326; 0.01 is about 1 km).",
     "Period.start": "First day (inclusive).",
@@ -142,7 +149,10 @@ FIELD_NOTES = {
     "ViConfig.variables": "Indices to compute (each must be possible from the reader's bands).",
     "ViConfig.max_pixel_reliability": "Worst pixel reliability kept (MODIS: 0 good, "
     "1 marginal, 2 snow/ice, 3 cloudy).",
-    "ViConfig.resampling": "Resampling of source pixels onto the target grid.",
+    "ViConfig.resampling": "Resampling of source pixels onto the target grid: `nearest` (each "
+    "pixel takes the source pixel under its centre; on the source's own grid the pixels are "
+    "copied), `average` or `bilinear` for the index values on a coarser grid (QA classes then "
+    "take the most common class under the pixel, never an average).",
     "ViConfig.composite": "Per-step compositing: the maximum-NDVI observation, the "
     "QA-weighted median NDVI observation, or (AHI inputs) the usable scene nearest "
     "`solar_time` (the daily clear-sky layer).",

@@ -4,7 +4,8 @@
 >>> cat.search(variable="ndvi", bbox=(138.2, 35.8, 138.4, 36.0))
 >>> ds = cat.open("demo.vi")                       # lazy xarray.Dataset (dask)
 >>> df = cat.extract("ndvi", point=(138.44, 35.96))  # tidy DataFrame
->>> df = cat.extract("ndvi", sites="sites.csv")        # site, lon, lat columns
+>>> df = cat.extract("ndvi", sites="SitesList.csv")    # FLUXNET list or site,lat,lon CSV
+>>> df = cat.extract("ndvi", polygon="regions.gpkg")   # one area-weighted mean per feature
 >>> cat.export("demo.vi", "ndvi.tif", variables=["ndvi"], time="2021-06-01/2021-06-30")
 
 Every search, listing and lookup is a query of the Parquet index beside the STAC JSON
@@ -23,9 +24,12 @@ import pandas as pd
 import pyarrow as pa
 import xarray as xr
 
-from fluxscape.catalog import geo, index, times
+from fluxscape.catalog import geo, index, itemindex, times
+from fluxscape.catalog.regions import bounds as region_bounds
+from fluxscape.catalog.regions import mean_in, means_in, read_regions
 from fluxscape.catalog.times import TimeRange
 from fluxscape.errors import FluxscapeError
+from fluxscape.sitelist import swapped_hint
 
 #: ``"START/END"`` -> (start, end); see :func:`fluxscape.catalog.times.parse_range`.
 parse_time_range = times.parse_range
@@ -95,11 +99,32 @@ class Catalog:
         self._built: pa.Table | None = index.build_missing(self.directory)
         #: The index file's last version read and its table (read again when it changes).
         self._read: tuple[index.Version, pa.Table] | None = None
+        #: The same for the item index (:mod:`fluxscape.catalog.itemindex`), read on demand.
+        self._items_built: pa.Table | None = None
+        self._items_read: tuple[index.Version, pa.Table] | None = None
 
     def index_table(self) -> pa.Table:
         """The catalog's index as an Arrow table: the same object as long as the index file
         is unchanged (a republished index is read again, whole: never half of one)."""
         return self._index()
+
+    def item_table(self) -> pa.Table:
+        """The catalog's item index (one row per STAC Item) as an Arrow table, the same
+        object as long as the file is unchanged; built from the Item JSON files when the
+        catalog has none (in memory when the folder cannot be written)."""
+        read = self._items_read
+        try:
+            version, table = itemindex.snapshot_if_changed(self.directory, read and read[0])
+        except FileNotFoundError:
+            if self._items_built is None:
+                self._items_built = itemindex.build_missing(self.directory)
+                if self._items_built is None:  # written by this call
+                    return itemindex.snapshot_if_changed(self.directory, None)[1]
+            return self._items_built
+        if table is None:
+            return read[1]
+        self._items_read = (version, table)
+        return table
 
     def _index(self) -> pa.Table:
         read = self._read
@@ -215,37 +240,54 @@ class Catalog:
         product: str | Entry | None = None,
         sites: pd.DataFrame | str | Path | None = None,
         polygon: dict | str | Path | None = None,
+        name_property: str | None = None,
     ) -> pd.DataFrame:
         """A tidy time series of ``variable`` from every product carrying it (or ``product``:
-        a product name, id or search hit):
+        a product name, id or search hit). Places are lon/lat (EPSG:4326), longitude first:
 
         - ``point=(lon, lat)``: the nearest pixel; columns product, time, variable, value, x, y
           (x/y: the pixel centre in the store's CRS);
-        - ``sites``: a table (or CSV path) with columns site, lon, lat: the nearest pixel of
-          each site inside the product; columns product, site, time, variable, value, x, y;
-        - ``bbox=(W, S, E, N)`` or ``polygon`` (GeoJSON geometry, Feature or FeatureCollection,
-          as a dict or a file path; lon/lat): the mean over the pixels whose centres fall
-          inside; columns product, time, variable, value, n_pixels.
+        - ``sites``: a table with columns site, lon, lat, or a file: FLUXNET's
+          ``SitesList.csv``, a ``site,lat,lon`` CSV or GeoJSON points
+          (:func:`fluxscape.sitelist.read_site_list`): the nearest pixel of each site inside
+          the product; columns product, site, time, variable, value, x, y;
+        - ``polygon``: a vector file in any format GDAL reads (GeoJSON, GeoPackage, Shapefile;
+          reprojected to lon/lat) or a GeoJSON dict: one area-weighted mean per feature, named
+          by ``name_property``, else its ``name``, else its ``id`` property, else its position
+          (1, 2, ...); columns product, region, time, variable, value, n_pixels, area_km2,
+          valid_km2;
+        - ``bbox=(W, S, E, N)``: the area-weighted mean over the box; columns product, time,
+          variable, value, n_pixels, area_km2, valid_km2.
 
+        Means weigh each pixel by the exact fraction of it inside the shape times its area
+        (:mod:`fluxscape.zonal`: WGS84 ellipsoidal cell area on lon/lat grids), over the pixels
+        with a value; ``n_pixels`` counts pixels covered at least in part, ``area_km2`` is the
+        shape's area on the grid and ``valid_km2`` the part of it with a value at that step.
         Products with a ``year`` (and ``season``) axis give those columns instead of time.
+        FluxscapeError listing the catalog's variables for an unknown ``variable``, and
+        hinting at swapped coordinates when a place matches nothing but would swapped.
         """
         given = [v is not None for v in (point, bbox, sites, polygon)]
         if sum(given) != 1:
             raise FluxscapeError("extract needs exactly one of point, sites, bbox or polygon")
-        shape = None
+        self._check_variable(variable, product)
+        regions = None
         if sites is not None:
             sites = geo.read_sites(sites)
             where = geo.sites_bbox(sites)
         elif polygon is not None:
-            shape = geo.read_polygon(polygon)
-            where = tuple(float(v) for v in shape.bounds)
+            regions = read_regions(polygon, name_property)
+            where = region_bounds(regions)
         elif point is not None:
+            _check_latitude(point[1], point[0], "point")
             where = (point[0], point[1], point[0], point[1])
         else:
+            _check_latitude(bbox[1], bbox[0], "bbox")
+            _check_latitude(bbox[3], bbox[2], "bbox")
             where = bbox
         entries = self.search(product=product, variable=variable, bbox=where)
         if not entries:
-            raise FluxscapeError(f"no product in {self.root} has {variable!r} there")
+            raise FluxscapeError(self._nothing_there(variable, product, where))
         frames = []
         for e in entries:
             da = _open_store(e.store, None, time, dask=False)[variable]
@@ -254,17 +296,48 @@ class Catalog:
             elif sites is not None:
                 frame = geo.at_sites(da, sites, e.bbox)
             elif bbox is not None:
-                frame = geo.mean_in(da, geo.box(bbox))
+                frame = mean_in(da, geo.box(bbox))
             else:
-                frame = geo.mean_in(da, shape)
+                frame = means_in(da, regions)
             if frame is None or frame.empty:
                 continue
             frame.insert(0, "product", e.id)
             frame.insert(frame.columns.get_loc("value"), "variable", variable)
             frames.append(frame)
         if not frames:
-            raise FluxscapeError(f"{where} holds no pixel of {variable!r}")
+            raise FluxscapeError(f"{_place(where)} holds no pixel of {variable!r}")
         return pd.concat(frames, ignore_index=True)
+
+    def _check_variable(self, variable: str, product: str | Entry | None) -> None:
+        """FluxscapeError listing the variables there are when no product (or not
+        ``product``) has ``variable``."""
+        if self.count(product=product, variable=variable):
+            return
+        if product is None:
+            hits, where = self.entries(), f"{self.root}"
+        else:
+            hits = [self._entry(product)]  # raises for an unknown product
+            where = f"product {hits[0].id}"
+        known = sorted({v for e in hits for v in e.variables})
+        raise FluxscapeError(
+            f"no variable {variable!r} in {where}; variables: {', '.join(known) or 'none'}"
+        )
+
+    def _nothing_there(self, variable: str, product, where: tuple) -> str:
+        """No product with ``variable`` covers ``where``: the message, with a hint when the
+        place swapped (latitude first) would be covered."""
+        message = f"no product in {self.root} has {variable!r} at {_place(where)}"
+        w, s, e, n = where
+        swapped = (s, w, n, e)
+        if abs(w) <= 90 and abs(e) <= 90:
+            hits = self.search(product=product, variable=variable, bbox=swapped)
+            if hits:
+                ids = ", ".join(h.id for h in hits)
+                message += (
+                    f"; swapped to longitude {s:g}..{n:g}, latitude {w:g}..{e:g} it would fall "
+                    f"in {ids}: are latitude and longitude swapped? (give longitude first)"
+                )
+        return message
 
     def export(
         self,
@@ -281,6 +354,23 @@ class Catalog:
         from fluxscape.catalog.export import export_dataset
 
         return export_dataset(self.open(name, bbox=bbox, time=time), Path(path), variables, fmt)
+
+
+def _check_latitude(lat: float, lon: float, what: str) -> None:
+    """FluxscapeError when ``lat`` is not a latitude, with a hint when swapping would fix it."""
+    if not -90 <= lat <= 90:
+        hint = swapped_hint(lon, lat) or "; latitudes lie within -90..90"
+        raise FluxscapeError(
+            f"{what}: latitude {lat:g} is outside -90..90 (places are longitude first){hint}"
+        )
+
+
+def _place(where: tuple) -> str:
+    """``lon 138.4, lat 35.9`` for a point, ``W,S,E,N = ...`` for a box."""
+    w, s, e, n = (float(v) for v in where)
+    if w == e and s == n:
+        return f"lon {w:g}, lat {s:g}"
+    return f"W,S,E,N = {w:g},{s:g},{e:g},{n:g}"
 
 
 def _open_store(store: Path, bbox, time, dask: bool) -> xr.Dataset:

@@ -38,18 +38,50 @@ def export_dataset(
     return _cog(ds, variables[0], path)
 
 
+#: Attributes of the Zarr stores that are not CF and mean nothing in a NetCDF file (GDAL's
+#: Zarr CRS; the CRS is in the ``spatial_ref`` grid mapping).
+_ZARR_ONLY = ("_CRS",)
+
+
 def _netcdf(ds: xr.Dataset, variables: list[str], path: Path) -> Path:
-    keep = variables + (["spatial_ref"] if "spatial_ref" in ds.variables else [])
+    """CF-1.10 NetCDF-4: integer variables (flags, counts) stay integer with their fill value
+    and flag values of their own type, coordinates carry no ``_FillValue``, the time bounds
+    go along, every data variable names its grid mapping."""
+    keep = variables + [c for c in ("spatial_ref", "time_bnds") if c in ds.variables]
     out = ds[keep].load()
-    for v in out.variables.values():
-        v.encoding = {k: v.encoding[k] for k in ("dtype", "_FillValue", "units") if k in v.encoding}
-    # netCDF attributes are numbers, strings or 1-D arrays: store provenance lists as JSON.
-    out.attrs = {  # NetCDF attributes hold no lists of dicts or booleans
+    encoding = {}
+    for name in list(out.variables):
+        source = out[name].encoding
+        dtype = np.dtype(source.get("dtype", out[name].dtype))
+        fill = source.get("_FillValue")
+        if name in variables and np.issubdtype(dtype, np.integer) and fill is not None:
+            # xarray decoded the integer store as float with NaN for the fill: undo it.
+            out[name] = out[name].fillna(fill).astype(dtype)
+            encoding[name] = {"dtype": dtype, "_FillValue": dtype.type(fill)}
+            if "flag_values" in out[name].attrs:
+                out[name].attrs["flag_values"] = np.asarray(out[name].attrs["flag_values"], dtype)
+        elif name in variables:
+            encoding[name] = {}
+        elif name != "spatial_ref":
+            encoding[name] = {"_FillValue": None}  # CF: coordinates have no missing values
+        if name in variables:
+            encoding[name] |= {"zlib": True, "complevel": 4}
+        if name in ("time", "time_bnds"):  # one time encoding for the axis and its bounds
+            encoding[name] |= {
+                k: ds["time"].encoding[k]
+                for k in ("units", "calendar", "dtype")
+                if k in ds["time"].encoding
+            }
+        var = out[name].variable
+        var.encoding = {}
+        for attr in _ZARR_ONLY:
+            var.attrs.pop(attr, None)
+    # NetCDF attributes hold no lists of dicts or booleans: store provenance as JSON.
+    out.attrs = {
         k: (json.dumps(v) if isinstance(v, dict | list) else int(v) if isinstance(v, bool) else v)
         for k, v in ds.attrs.items()
     }
-    out.attrs.setdefault("Conventions", "CF-1.10")
-    encoding = {v: {"zlib": True, "complevel": 4} for v in variables}
+    out.attrs["Conventions"] = "CF-1.10"
     out.to_netcdf(path, engine="netcdf4", encoding=encoding)
     return path
 

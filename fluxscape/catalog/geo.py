@@ -2,27 +2,27 @@
 
 Product stores carry 1-D pixel-centre ``x``/``y`` coordinates in the CRS of ``spatial_ref``
 (EPSG:4326 degrees for the shipped workflows, metres for projected grids). Places come in as
-lon/lat (EPSG:4326) and are transformed to the store's CRS with pyproj; polygons are tested
-against pixel centres with shapely.
+lon/lat (EPSG:4326) and are transformed to the store's CRS with pyproj. Site lists are read by
+the one parser the workflow uses too (:mod:`fluxscape.sitelist`); polygons and their means are
+in :mod:`fluxscape.catalog.regions`.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import shapely
 import xarray as xr
-from shapely.geometry import shape as geojson_shape
 
 from fluxscape.errors import FluxscapeError
+from fluxscape.sitelist import read_site_list
 
 Bbox = tuple[float, float, float, float]
 
 
-def _store_crs(obj: xr.Dataset | xr.DataArray):
+def store_crs(obj: xr.Dataset | xr.DataArray):
     """The pyproj CRS of a store, or None when it is geographic lon/lat (or unknown)."""
     from pyproj import CRS
 
@@ -39,7 +39,7 @@ def _store_crs(obj: xr.Dataset | xr.DataArray):
 def _transformer(obj):
     from pyproj import Transformer
 
-    crs = _store_crs(obj)
+    crs = store_crs(obj)
     return None if crs is None else Transformer.from_crs("EPSG:4326", crs, always_xy=True)
 
 
@@ -49,11 +49,18 @@ def to_store_xy(obj, lon, lat):
     return (lon, lat) if tr is None else tr.transform(lon, lat)
 
 
+#: Longest edge (degrees) of a lon/lat shape before it is transformed to a projected store
+#: CRS: straight lon/lat edges become curves there, followed by points this far apart.
+DENSIFY_DEG = 0.01
+
+
 def to_store_shape(obj, geom: shapely.Geometry) -> shapely.Geometry:
-    """A lon/lat shapely geometry in the store's CRS."""
+    """A lon/lat shapely geometry in the store's CRS (edges densified to DENSIFY_DEG first
+    when the store is projected)."""
     tr = _transformer(obj)
     if tr is None:
         return geom
+    geom = shapely.segmentize(geom, DENSIFY_DEG)
     return shapely.transform(geom, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
 
 
@@ -88,27 +95,30 @@ def at_point(da: xr.DataArray, lon: float, lat: float) -> pd.DataFrame:
 
 
 def read_sites(sites: pd.DataFrame | str | Path) -> pd.DataFrame:
-    """A sites table with columns site, lon, lat (a DataFrame or a CSV file)."""
+    """A sites table with columns site, lon, lat (degrees, WGS84) from a DataFrame with those
+    columns or a file :func:`fluxscape.sitelist.read_site_list` reads: FLUXNET's
+    ``SitesList.csv``, a ``site,lat,lon`` CSV (common spellings) or GeoJSON points. Sites
+    without a valid latitude/longitude are left out with a warning; FluxscapeError naming the
+    file when it is unreadable, lacks a column or holds no usable site."""
     source = "sites table"
-    if not isinstance(sites, pd.DataFrame):
-        source = str(sites)
+    if isinstance(sites, pd.DataFrame):
+        missing = {"site", "lon", "lat"} - set(sites.columns)
+        if missing:
+            raise FluxscapeError(
+                f"{source}: needs columns site, lon, lat (missing {', '.join(sorted(missing))})"
+            )
+        out = sites[["site", "lon", "lat"]].copy()
         try:
-            sites = pd.read_csv(sites)
-        except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-            raise FluxscapeError(f"{source}: cannot read sites CSV ({exc})") from exc
-    missing = {"site", "lon", "lat"} - set(sites.columns)
-    if missing:
-        raise FluxscapeError(
-            f"{source}: needs columns site, lon, lat (missing {', '.join(sorted(missing))})"
-        )
-    out = sites[["site", "lon", "lat"]].copy()
-    try:
-        out["lon"] = out["lon"].astype(float)
-        out["lat"] = out["lat"].astype(float)
-    except ValueError as exc:
-        raise FluxscapeError(f"{source}: lon/lat must be numbers ({exc})") from exc
+            out["lon"] = out["lon"].astype(float)
+            out["lat"] = out["lat"].astype(float)
+        except ValueError as exc:
+            raise FluxscapeError(f"{source}: lon/lat must be numbers ({exc})") from exc
+    else:
+        source = str(sites)
+        listed = read_site_list(sites)
+        out = pd.DataFrame({"site": listed["site_id"], "lon": listed["lon"], "lat": listed["lat"]})
     if out.empty:
-        raise FluxscapeError(f"{source}: no sites")
+        raise FluxscapeError(f"{source}: no site with a valid latitude and longitude")
     out["site"] = out["site"].astype(str)
     return out.reset_index(drop=True)
 
@@ -141,46 +151,3 @@ def at_sites(da: xr.DataArray, sites: pd.DataFrame, lonlat_bbox: list[float]) ->
 
 def box(bbox: Bbox) -> shapely.Geometry:
     return shapely.box(*bbox)
-
-
-def read_polygon(polygon: dict | str | Path) -> shapely.Geometry:
-    """A lon/lat (Multi)Polygon from GeoJSON: a geometry, Feature or FeatureCollection, given
-    as a dict or a file path (several features are united)."""
-    source = "GeoJSON"
-    if not isinstance(polygon, dict):
-        source = str(polygon)
-        try:
-            polygon = json.loads(Path(polygon).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise FluxscapeError(f"{source}: cannot read GeoJSON ({exc})") from exc
-    kind = polygon.get("type")
-    try:
-        if kind == "FeatureCollection":
-            geom = shapely.union_all([geojson_shape(f["geometry"]) for f in polygon["features"]])
-        elif kind == "Feature":
-            geom = geojson_shape(polygon["geometry"])
-        else:
-            geom = geojson_shape(polygon)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise FluxscapeError(f"{source}: not a GeoJSON geometry or feature ({exc})") from exc
-    if geom.is_empty or geom.geom_type not in ("Polygon", "MultiPolygon"):
-        raise FluxscapeError(f"{source}: expected a Polygon or MultiPolygon, got {geom.geom_type}")
-    return geom
-
-
-def mean_in(da: xr.DataArray, lonlat_shape: shapely.Geometry) -> pd.DataFrame | None:
-    """Mean over the pixels whose centres lie in (or on the edge of) a lon/lat shape;
-    columns (time...), value, n_pixels. None when no pixel centre is inside."""
-    geom = to_store_shape(da, lonlat_shape)
-    w, s, e, n = geom.bounds
-    sub = da.sel(x=slice(w, e), y=_yslice(da, s, n))
-    if sub.sizes["x"] == 0 or sub.sizes["y"] == 0:
-        return None
-    xx, yy = np.meshgrid(sub.x.values, sub.y.values)
-    inside = shapely.intersects_xy(geom, xx, yy)
-    if not inside.any():
-        return None
-    mask = xr.DataArray(inside, dims=("y", "x"), coords={"y": sub.y, "x": sub.x})
-    frame = tidy(sub.where(mask).mean(dim=("y", "x"), skipna=True))
-    frame["n_pixels"] = int(inside.sum())
-    return frame

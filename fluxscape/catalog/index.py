@@ -314,6 +314,18 @@ class Columns:
         """Row positions (ordered by id) of one page of the matching rows, and how many rows
         match in all; the filters mean what they mean to :func:`select`, except ``time``: the
         first and last instant of the range (:func:`fluxscape.catalog.times.bounds`)."""
+        found = self.matching(bbox, time, ids, access, intersects)
+        return found[offset : offset + limit], len(found)
+
+    def matching(
+        self,
+        bbox: tuple[float, float, float, float] | None = None,
+        time: times.Bounds | None = None,
+        ids: list[str] | None = None,
+        access: list[str] | None = None,
+        intersects: shapely.Geometry | None = None,
+    ) -> np.ndarray:
+        """Row positions (ordered by id) of every row matching the filters of :meth:`page`."""
         keep = np.ones(len(self.id), dtype=bool)
         if access is not None:
             keep &= np.isin(self.access, list(access))
@@ -329,7 +341,7 @@ class Columns:
         found = np.flatnonzero(keep)
         if intersects is not None and len(found):
             found = found[shapely.intersects(self.footprints()[found], intersects)]
-        return found[offset : offset + limit], len(found)
+        return found
 
     def footprints(self) -> np.ndarray:
         """The rows' footprints as shapely geometries (decoded at the first use)."""

@@ -1,34 +1,57 @@
 """Publish a finished product store into a STAC catalog (DESIGN section 6).
 
 One STAC Collection per (run, product) with the Zarr store as a ``data`` asset
-(``application/vnd+zarr``), the datacube extension describing its dimensions and variables,
-spatial/temporal extents, and the store's provenance. Everything here is read from the store
-itself, except what only the run knows (its run id and the product's access level).
+(``application/vnd+zarr``, with the xarray-assets extension's ``xarray:open_kwargs``), the
+datacube extension describing its dimensions and variables, spatial/temporal extents, and the
+store's provenance; and one STAC Item per step of its time axis (:mod:`fluxscape.catalog.items`:
+per-variable GDAL assets with projection and raster metadata), written to
+``CATALOG/<id>/items/`` and indexed in ``CATALOG/items.parquet``
+(:mod:`fluxscape.catalog.itemindex`). Everything here is read from the store itself, except
+what only the run knows (its run id and the product's access level).
+
+Licence: the store's ``license`` attribute when it is an SPDX identifier, else ``other`` with a
+``license`` link to ``CATALOG/LICENSE.txt`` (written once, for the publisher to edit).
 
 Several runs may publish into one catalog folder at once: each publication holds the catalog's
 file lock (``CATALOG/.lock``) while it writes. Every file is written to a temporary name and
-renamed over the old one (``os.replace`` is atomic), in the order collection.json, then the
-search index (:mod:`fluxscape.catalog.index`), then the root ``catalog.json``, so a reader
-sees the old entry or the new one, never half of one, and a re-run of a workflow replaces its
-own entries without touching other runs'.
+renamed over the old one (``os.replace`` is atomic), in the order Item files (a new folder
+renamed over the old one), collection.json, the item index, the search index
+(:mod:`fluxscape.catalog.index`), then the root ``catalog.json``, so a reader sees the old
+entry or the new one, never half of one (a reader listing the Item folder at the instant of the
+swap may find it missing), and a re-run of a workflow replaces its own entries without touching
+other runs'.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 from pathlib import Path
 
 import pystac
 import xarray as xr
 from pystac.extensions.datacube import DatacubeExtension, Dimension, Variable
+from pystac.extensions.xarray_assets import XarrayAssetsExtension
 
 from fluxscape.access import check_level
-from fluxscape.catalog import index, times
+from fluxscape.catalog import index, itemindex, items, times
 from fluxscape.catalog.index import catalog_lock
 
-ZARR_MEDIA_TYPE = "application/vnd+zarr"
+ZARR_MEDIA_TYPE = items.ZARR_MEDIA_TYPE
 CATALOG_ID = "fluxscape"
+LICENSE_FILE = "LICENSE.txt"
+LICENSE_TEXT = """Terms of use of the products in this catalog
+
+The products are derived from the input data named in each collection's provenance
+(fluxscape:inputs, fluxscape:models) and inherit the terms of those inputs. This file was
+written by fluxscape when the catalog was first published: replace it with the publisher's
+terms, or give the products an SPDX identifier (workflow key `output.license`, the stores'
+`license` attribute).
+"""
+#: An SPDX licence identifier (or expression of them), as STAC's ``license`` field takes it.
+_SPDX = re.compile(r"[A-Za-z0-9.+-]+( (AND|OR|WITH) [A-Za-z0-9.+-]+)*")
 
 
 def collection_id(run: str, product: str) -> str:
@@ -60,7 +83,18 @@ def build_collection(
 ) -> pystac.Collection:
     """A STAC Collection describing ``store`` (asset href relative to ``href_base``); ``run``
     is the workflow name, ``access`` and ``run_id`` default to the store's attributes."""
-    ds = _store_dataset(store)
+    return _build_collection(_store_dataset(store), store, run, product, href_base, access, run_id)
+
+
+def _build_collection(
+    ds: xr.Dataset,
+    store: Path,
+    run: str,
+    product: str,
+    href_base: Path,
+    access: str | None,
+    run_id: str | None,
+) -> pystac.Collection:
     attrs = ds.attrs
     access = check_level(access or attrs.get("access") or "public", f"{store}: access")
     run_id = run_id or attrs.get("run_id") or f"{run}-{attrs.get('date_created', '')}"
@@ -78,7 +112,7 @@ def build_collection(
         title=attrs.get("title", product),
         description=attrs.get("summary", product),
         extent=pystac.Extent(pystac.SpatialExtent([bbox_ll]), pystac.TemporalExtent([[t0, t1]])),
-        license="proprietary",
+        license=_license(attrs),
         extra_fields={
             "fluxscape:product": product,
             "fluxscape:run": run,
@@ -103,9 +137,10 @@ def build_collection(
             media_type=ZARR_MEDIA_TYPE,
             roles=["data"],
             title=f"{product} Zarr store",
-            extra_fields={"xarray:open_kwargs": {"engine": "zarr", "consolidated": True}},
         ),
     )
+    zarr_asset = collection.assets["zarr"]
+    XarrayAssetsExtension.ext(zarr_asset, add_if_missing=True).open_kwargs = dict(items.OPEN_KWARGS)
     for png in sorted(quicklook_dir(store, product).glob("*.png")):
         collection.add_asset(
             f"quicklook_{png.stem}",
@@ -151,6 +186,12 @@ def build_collection(
         for v in variables
     }
     return collection
+
+
+def _license(attrs: dict) -> str:
+    """The store's ``license`` attribute if it is an SPDX identifier, else ``other``."""
+    text = str(attrs.get("license") or "").strip()
+    return text if text and text.lower() != "other" and _SPDX.fullmatch(text) else "other"
 
 
 def _temporal(ds: xr.Dataset) -> tuple:
@@ -266,6 +307,8 @@ def publication_problem(
     row = rows.get(cid)
     if row is None or (catalog_dir / row["store"]).resolve() != Path(store).resolve():
         return f"the index of {catalog_dir} does not list {cid} with this store"
+    if cid not in itemindex.collections(catalog_dir):
+        return f"the item index of {catalog_dir} lists no item of {cid}"
     children = {link.get("href") for link in root.get("links", []) if link.get("rel") == "child"}
     if "./" + Path(row["href"]).as_posix() not in children:
         return f"{catalog_dir / 'catalog.json'} does not link {cid}"
@@ -281,24 +324,27 @@ def publish_store(
     access: str | None = None,
     run_id: str | None = None,
 ) -> Path:
-    """Write the Collection for a finished store, index it and link it from the root catalog
-    (replacing this run's earlier entry of the product); returns the collection.json path.
-    ``only_if_missing`` keeps the entry when the collection, index and root catalog already
-    agree on this store and access level (:func:`publication_problem`), and repairs them
-    otherwise (e.g. after a publication cut short by a full disk)."""
+    """Write the Collection and Items for a finished store, index them and link the
+    collection from the root catalog (replacing this run's earlier entry of the product);
+    returns the collection.json path. ``only_if_missing`` keeps the entry when the collection,
+    indexes and root catalog already agree on this store and access level
+    (:func:`publication_problem`), and repairs them otherwise (e.g. after a publication cut
+    short by a full disk)."""
     catalog_dir = Path(catalog_dir).resolve()
     coll_dir = catalog_dir / collection_id(run, product)
     coll_path = coll_dir / "collection.json"
     if only_if_missing and publication_problem(store, catalog_dir, run, product, access) is None:
         return coll_path
-    collection = build_collection(Path(store).resolve(), run, product, coll_dir, access, run_id)
-    payload = collection.to_dict(include_self_link=False, transform_hrefs=False)
-    payload["links"] = [
-        {"rel": "root", "href": "../catalog.json", "type": "application/json"},
-        {"rel": "parent", "href": "../catalog.json", "type": "application/json"},
-    ]
+    store = Path(store).resolve()
+    ds = _store_dataset(store)
+    collection = _build_collection(ds, store, run, product, coll_dir, access, run_id)
+    item_dicts = _item_dicts(ds, store, collection, coll_dir / itemindex.ITEMS_DIR)
+    payload = _collection_dict(collection, item_dicts)
     with catalog_lock(catalog_dir):
+        _write_license(catalog_dir)
+        item_rows = _write_items(coll_dir, item_dicts, catalog_dir)
         _atomic_write_json(coll_path, payload)
+        itemindex.replace_collection(catalog_dir, collection.id, item_rows)
         if (catalog_dir / index.INDEX_NAME).exists():
             index.upsert(catalog_dir, index.row_from_collection(payload, coll_path, catalog_dir))
         else:
@@ -307,25 +353,127 @@ def publish_store(
     return coll_path
 
 
+def _item_dicts(
+    ds: xr.Dataset, store: Path, collection: pystac.Collection, item_dir: Path
+) -> list[dict]:
+    """The JSON of the collection's Items (see :mod:`fluxscape.catalog.items`): footprint
+    and provenance properties taken from the collection."""
+    bbox = collection.extent.spatial.bboxes[0]
+    w, s, e, n = bbox
+    geometry = {"type": "Polygon", "coordinates": [[[e, s], [e, n], [w, n], [w, s], [e, s]]]}
+    extra = collection.extra_fields
+    properties = {
+        key: extra[key]
+        for key in (
+            "fluxscape:product",
+            "fluxscape:workflow",
+            "fluxscape:run_id",
+            "fluxscape:access",
+            "fluxscape:variables",
+        )
+    }
+    built = items.build_items(ds, store, collection, geometry, list(bbox), properties, item_dir)
+    return [items.item_dict(item) for item in built]
+
+
+def _collection_dict(collection: pystac.Collection, item_dicts: list[dict]) -> dict:
+    """collection.json: links to the root catalog, the licence (``other``) and its Items."""
+    payload = collection.to_dict(include_self_link=False, transform_hrefs=False)
+    links = [
+        {"rel": "root", "href": "../catalog.json", "type": "application/json"},
+        {"rel": "parent", "href": "../catalog.json", "type": "application/json"},
+    ]
+    if payload["license"] == "other":
+        links.append(
+            {
+                "rel": "license",
+                "href": f"../{LICENSE_FILE}",
+                "type": "text/plain",
+                "title": "Terms of use",
+            }
+        )
+    for item in item_dicts:
+        href = f"./{itemindex.ITEMS_DIR}/{item['id']}.json"
+        links.append({"rel": "item", "href": href, "type": "application/geo+json"})
+    payload["links"] = links
+    return payload
+
+
+def _write_license(catalog_dir: Path) -> None:
+    """Write the catalog's terms-of-use file if it has none (the publisher may edit it)."""
+    path = catalog_dir / LICENSE_FILE
+    if not path.exists():
+        tmp = path.with_name(f".{LICENSE_FILE}.{os.getpid()}.tmp")
+        tmp.write_text(LICENSE_TEXT)
+        os.replace(tmp, path)
+
+
+def _write_items(coll_dir: Path, item_dicts: list[dict], catalog_dir: Path) -> list[dict]:
+    """Write the Item JSON files into a new folder renamed over ``coll_dir/items`` (the old
+    one removed after); returns their item index rows."""
+    final = coll_dir / itemindex.ITEMS_DIR
+    tmp = coll_dir / f".{itemindex.ITEMS_DIR}-{os.getpid()}.tmp"
+    old = coll_dir / f".{itemindex.ITEMS_DIR}-{os.getpid()}.old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    rows = []
+    for item in item_dicts:
+        (tmp / f"{item['id']}.json").write_text(json.dumps(item, indent=1))
+        rows.append(itemindex.row_from_item(item, final / f"{item['id']}.json", catalog_dir))
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+    return rows
+
+
 def reindex(catalog_dir: Path) -> int:
-    """Rebuild the search index and the root catalog from the collection.json files (after
-    editing them by hand; a catalog without an index gets one when it is opened); returns the
-    number of products indexed."""
+    """Rebuild the search indexes and the root catalog from the collection.json files (after
+    editing them by hand or moving the catalog; a catalog without an index gets one when it is
+    opened), writing every collection's Items anew from its store when the store is there;
+    returns the number of products indexed."""
     catalog_dir = Path(catalog_dir).resolve()
     with catalog_lock(catalog_dir):
+        _write_license(catalog_dir)
+        for coll_path in sorted(catalog_dir.glob("*/collection.json")):
+            _rewrite_items(coll_path, catalog_dir)
         index.rebuild(catalog_dir)
+        itemindex.write_rows(catalog_dir, itemindex.rows_from_json(catalog_dir))
         _write_root(catalog_dir)
     return len(index.read_rows(catalog_dir))
 
 
+def _rewrite_items(coll_path: Path, catalog_dir: Path) -> None:
+    """Write the Items of a published collection from its store (and the collection's item
+    links); nothing when the store is gone."""
+    payload = json.loads(coll_path.read_text())
+    if "fluxscape:product" not in payload:
+        return
+    store = (coll_path.parent / payload["assets"]["zarr"]["href"]).resolve()
+    if not store.exists():
+        return
+    coll_dir = coll_path.parent
+    ds = _store_dataset(store)
+    run = payload.get("fluxscape:workflow") or payload.get("fluxscape:run")
+    access, run_id = payload.get("fluxscape:access"), payload.get("fluxscape:run_id")
+    product = payload["fluxscape:product"]
+    collection = _build_collection(ds, store, run, product, coll_dir, access, run_id)
+    collection.id = payload["id"]
+    item_dicts = _item_dicts(ds, store, collection, coll_dir / itemindex.ITEMS_DIR)
+    _write_items(coll_dir, item_dicts, catalog_dir)
+    _atomic_write_json(coll_path, _collection_dict(collection, item_dicts))
+
+
 def unpublish(catalog_dir: Path, run: str, product: str) -> None:
-    """Remove a product's Collection from the catalog (before a fresh rebuild)."""
+    """Remove a product's Collection and Items from the catalog (before a fresh rebuild)."""
     catalog_dir = Path(catalog_dir)
     cid = collection_id(run, product)
     coll = catalog_dir / cid / "collection.json"
     if not coll.exists():
         return
     with catalog_lock(catalog_dir):
+        itemindex.replace_collection(catalog_dir, cid, [])
         index.upsert(catalog_dir, remove=cid)
         coll.unlink(missing_ok=True)
+        shutil.rmtree(catalog_dir / cid / itemindex.ITEMS_DIR, ignore_errors=True)
         _write_root(catalog_dir)

@@ -2,9 +2,13 @@
 
 One FastAPI app (run by uvicorn) serves:
 
-- a STAC API (core, collections, features, item search; GET and POST ``/search``) built from
-  the catalog's Parquet index: each product is a Collection holding one Item (the whole cube)
-  whose ``zarr`` asset points at the store served below;
+- a STAC API (core, collections, features, item search; GET and POST ``/search``, with the
+  filter (CQL2 text and JSON), query, sort and fields extensions, and ``/queryables``) built
+  from the catalog's Parquet indexes: each product is a Collection whose Items are its time
+  steps (:mod:`fluxscape.catalog.items`); an Item's per-variable assets are GDAL
+  subdatasets of the store served below, reached through ``/vsicurl/``
+  (``ZARR:"/vsicurl/http://HOST/zarr/ID":/gpp:5``, so ``odc.stac.load`` and rasterio read
+  them over HTTP), its ``zarr`` asset the whole store;
 - ``/zarr/{collection}/...``: the files of that product's Zarr store (consolidated metadata, so
   ``xarray.open_zarr("http://HOST/zarr/ID")`` works through fsspec);
 - ``/tiler/...``: PNG map tiles, info and tilejson from titiler-xarray, the dataset chosen by
@@ -28,6 +32,10 @@ Nothing writes: the only POST is ``/search``. Every file served is resolved (sym
 and must lie inside the store that the catalog names for an id the client may read, or, for
 an asset, inside the catalog folder or the product's quicklook folder.
 
+Browsers: GET and HEAD responses carry CORS headers (:mod:`fluxscape.catalog.cors`):
+``Access-Control-Allow-Origin: *`` for anonymous requests (public products only) by default,
+and only named origins (``--cors-origin``) for requests with a token.
+
 Hostile and malformed requests: the limits of :class:`~fluxscape.catalog.guard.ServeLimits`
 are applied before routing (:mod:`fluxscape.catalog.guard`), search parameters are checked by
 :mod:`fluxscape.catalog.stacquery`, and every error is a JSON ``{"code", "description"}``: 400
@@ -47,7 +55,7 @@ import mimetypes
 import os
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import formatdate
 from pathlib import Path
 from stat import S_ISREG
@@ -63,10 +71,12 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fluxscape.access import LEVELS, check_level, readable_levels
-from fluxscape.catalog import geo, index, stacquery
+from fluxscape.catalog import cql, geo, items, stacquery
 from fluxscape.catalog.api import Catalog, open_catalog
+from fluxscape.catalog.cors import Cors
 from fluxscape.catalog.guard import Guard, ServeLimits, protocol_class
-from fluxscape.catalog.publish import quicklook_dir
+from fluxscape.catalog.itemsearch import ItemTable, select_fields
+from fluxscape.catalog.publish import LICENSE_FILE, quicklook_dir
 from fluxscape.catalog.stacquery import BadParameter
 from fluxscape.errors import FluxscapeError
 
@@ -78,10 +88,17 @@ CONFORMS_TO = [
     "https://api.stacspec.org/v1.0.0/collections",
     "https://api.stacspec.org/v1.0.0/ogcapi-features",
     "https://api.stacspec.org/v1.0.0/item-search",
+    "https://api.stacspec.org/v1.0.0/item-search#sort",
+    "https://api.stacspec.org/v1.0.0/item-search#fields",
+    "https://api.stacspec.org/v1.0.0/ogcapi-features#sort",
+    "https://api.stacspec.org/v1.0.0/ogcapi-features#fields",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+    *cql.CONFORMANCE,
 ]
+OPENAPI = "application/vnd.oai.openapi+json;version=3.0"
+QUERYABLES_REL = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
 MAX_LIMIT = stacquery.MAX_LIMIT
 #: Search pages up to this many items are built on the event loop (see create_app).
 SMALL_PAGE = 100
@@ -163,11 +180,12 @@ Levels = Annotated[list[str], Depends(granted)]
 class Products:
     """The catalog's index rows by id, with each product's resolved store path and collection
     document, kept until the index changes (then rebuilt from the new one): a lookup by id is
-    a dict access and a search a few numpy operations, not a read of the index."""
+    a dict access, not a read of the index; searches go to the item index (:meth:`items`)."""
 
     def __init__(self, cat: Catalog):
         self.cat = cat
         self._view: _View | None = None
+        self._items: ItemTable | None = None
 
     def _current(self) -> _View:
         table = self.cat.index_table()
@@ -188,12 +206,14 @@ class Products:
         """The rows the client may read, ordered by id."""
         return [r for r in self._current().rows if r["access"] in levels]
 
-    def search(self, filters: dict, limit: int, offset: int) -> tuple[list[dict], int]:
-        """One page of the rows matching the filters of
-        :meth:`fluxscape.catalog.index.Columns.page` (ordered by id), and how many match."""
-        view = self._current()
-        found, matched = view.columns.page(limit, offset, **filters)
-        return [view.rows[i] for i in found], matched
+    def items(self) -> ItemTable:
+        """The current version of the item index, ready for searches."""
+        table = self.cat.item_table()
+        view = self._items
+        if view is None or view.source is not table:
+            view = ItemTable(table)
+            self._items = view
+        return view
 
     def store(self, row: dict) -> Path:
         """The resolved path of a product's Zarr store."""
@@ -213,7 +233,7 @@ class Products:
 
 
 class _View:
-    """One version of the index: its rows (ordered by id), by id, as search columns, and the
+    """One version of the index: its rows (ordered by id), by id, and the
     files read for it."""
 
     def __init__(self, table):
@@ -221,7 +241,6 @@ class _View:
         table = table.sort_by("id")
         self.rows: list[dict] = table.to_pylist()
         self.by_id = {r["id"]: r for r in self.rows}
-        self.columns = index.Columns(table)
         self.files: dict[tuple, Any] = {}
 
 
@@ -229,10 +248,12 @@ def create_app(
     catalog_dir: str | Path,
     tokens: dict[str, str] | None = None,
     limits: ServeLimits | None = None,
+    cors_origins: tuple[str, ...] | list[str] = ("*",),
 ) -> FastAPI:
     """The read-only ASGI app serving the catalog at ``catalog_dir``; ``tokens`` maps
     SHA-256 hex digests of bearer tokens to access levels (see :func:`load_tokens`),
-    ``limits`` are the request limits (:class:`~fluxscape.catalog.guard.ServeLimits`)."""
+    ``limits`` are the request limits (:class:`~fluxscape.catalog.guard.ServeLimits`),
+    ``cors_origins`` the web origins allowed to read it (:mod:`fluxscape.catalog.cors`)."""
     cat = open_catalog(catalog_dir)  # builds the index if the catalog has none
     limits = limits or ServeLimits()
     products = Products(cat)
@@ -245,6 +266,7 @@ def create_app(
     app.state.tokens = dict(tokens or {})
     app.state.limits = limits
     app.add_middleware(Guard, limits=limits)
+    app.add_middleware(Cors, origins=tuple(cors_origins))  # outermost: errors shared too
     _add_error_handlers(app)
 
     @app.get("/")
@@ -255,6 +277,8 @@ def create_app(
             _link("root", base, "application/json"),
             _link("conformance", base + "conformance", "application/json"),
             _link("data", base + "collections", "application/json"),
+            _link("service-desc", base + "openapi.json", OPENAPI, "OpenAPI definition"),
+            _link(QUERYABLES_REL, base + "queryables", "application/schema+json"),
             {**_link("search", base + "search", GEOJSON), "method": "GET"},
             {**_link("search", base + "search", GEOJSON), "method": "POST"},
             _link("alternate", base + "web/", "text/html", "Map of the products"),
@@ -298,36 +322,46 @@ def create_app(
         row = products.get(cid, levels)
         return _collection(products.document(row), str(request.base_url))
 
+    @app.get("/queryables")
+    async def queryables(request: Request) -> JSONResponse:
+        doc = cql.queryables_document(str(request.url.replace(query="")))
+        return JSONResponse(doc, media_type="application/schema+json")
+
+    @app.get("/collections/{cid}/queryables")
+    async def collection_queryables(cid: str, request: Request, levels: Levels) -> JSONResponse:
+        products.get(cid, levels)
+        doc = cql.queryables_document(str(request.url.replace(query="")), f"{cid} items")
+        return JSONResponse(doc, media_type="application/schema+json")
+
+    @app.get("/license", include_in_schema=False)
+    def license_text(request: Request) -> Response:
+        target, stat = _inside(cat.directory, LICENSE_FILE)
+        return _file_response(request, target, stat, "text/plain; charset=utf-8")
+
     @app.get("/collections/{cid}/items")
-    async def items(cid: str, request: Request, levels: Levels) -> JSONResponse:
-        base = str(request.base_url)
-        feats = [_item(products.get(cid, levels), base)]
-        body = {
-            "type": "FeatureCollection",
-            "features": feats,
-            "numberReturned": len(feats),
-            "numberMatched": len(feats),
-            "links": [
-                _link("self", f"{base}collections/{cid}/items", GEOJSON),
-                _link("root", base, "application/json"),
-                _link("collection", f"{base}collections/{cid}", "application/json"),
-            ],
-        }
-        return JSONResponse(body, media_type=GEOJSON)
+    async def items_page(cid: str, request: Request, levels: Levels) -> JSONResponse:
+        products.get(cid, levels)
+        params = dict(request.query_params)
+        query = stacquery.from_query(params)
+        query = replace(query, collections=[cid])
+        return await search(request, levels, query, params, "GET", f"collections/{cid}/items")
 
     @app.get("/collections/{cid}/items/{iid}")
     async def item(cid: str, iid: str, request: Request, levels: Levels) -> JSONResponse:
-        row = products.get(cid, levels)
-        if iid != row["id"]:
+        products.get(cid, levels)
+        table = products.items()
+        position = table.by_id.get(iid)
+        if position is None or table.collection[position] != cid:
             raise HTTPException(404, f"no item {_short(iid)!r} in {_short(cid)!r}")
-        return JSONResponse(_item(row, str(request.base_url)), media_type=GEOJSON)
+        body = _item(table.item(position), str(request.base_url))
+        return JSONResponse(body, media_type=GEOJSON)
 
-    async def search(request, levels, query, params, method) -> JSONResponse:
+    async def search(request, levels, query, params, method, path="search") -> JSONResponse:
         # A page of up to SMALL_PAGE items takes about a millisecond: less than a hop to a
         # worker thread, which larger pages take so that they do not hold up other requests.
         params.pop("token", None)
-        args = (products, request, levels, query, params, method)
-        if query.limit <= SMALL_PAGE:
+        args = (products, request, levels, query, params, method, path)
+        if query.limit <= SMALL_PAGE and query.filter is None:
             return _search(*args)
         return await run_in_threadpool(_search, *args)
 
@@ -343,7 +377,8 @@ def create_app(
         params = dict(body or {}) | {"limit": query.limit}
         return await search(request, levels, query, params, "POST")
 
-    @app.api_route("/zarr/{cid}/{path:path}", methods=["GET", "HEAD"])
+    @app.head("/zarr/{cid}/{path:path}")
+    @app.get("/zarr/{cid}/{path:path}")
     async def zarr_file(cid: str, path: str, request: Request, levels: Levels) -> Response:
         # A few lstat calls on cached inodes: cheaper here than a hop to a worker thread.
         target, stat = _inside(products.store(products.get(cid, levels)), path)
@@ -380,6 +415,8 @@ def create_app(
                 " ".join(str(v)[:10] for v in r) for r in frame[labels].itertuples(index=False)
             ],
             "values": [None if v != v else float(v) for v in frame["value"]],
+            # each row's coordinate per non-spatial dimension (time as ISO dates), for charts
+            "coords": {c: [str(v)[:10] for v in frame[c]] for c in labels},
         }
 
     @app.get("/stats/{cid}")
@@ -387,8 +424,8 @@ def create_app(
         row = products.get(cid, levels)
         if variable not in row["variables"]:
             raise HTTPException(404, f"{cid} has no variable {_short(variable)!r}")
-        lo, hi, units = _value_range(cat, cid, variable, row["run_id"])
-        return {"collection": cid, "variable": variable, "min": lo, "max": hi, "units": units}
+        scale = _colour_scale(cat, cid, variable, row["run_id"])
+        return {"collection": cid, "variable": variable, **scale}
 
     _add_tiler(app, products, limits)
     app.mount("/web", StaticFiles(directory=WEB_DIR, html=True), name="web")
@@ -604,59 +641,33 @@ def _collection(coll: dict, base: str) -> dict:
     cid = coll["id"]
     for key, asset in coll.get("assets", {}).items():
         asset["href"] = f"{base}zarr/{cid}" if key == "zarr" else f"{base}assets/{cid}/{key}"
-    coll["links"] = [
+    links = [
         _link("self", f"{base}collections/{cid}", "application/json"),
         _link("root", base, "application/json"),
         _link("parent", base, "application/json"),
         _link("items", f"{base}collections/{cid}/items", GEOJSON),
+        _link(QUERYABLES_REL, f"{base}collections/{cid}/queryables", "application/schema+json"),
     ]
+    if any(link.get("rel") == "license" for link in coll.get("links", [])):
+        links.append(_link("license", f"{base}license", "text/plain", "Terms of use"))
+    coll["links"] = links
     return coll
 
 
-def _box_polygon(w: float, s: float, e: float, n: float) -> dict:
-    """The GeoJSON Polygon of a bbox (counter-clockwise, as ``shapely.box`` draws it)."""
-    return {"type": "Polygon", "coordinates": [[[e, s], [e, n], [w, n], [w, s], [e, s]]]}
-
-
-def _item(row: dict, base: str) -> dict:
-    """The one Item of a product's collection: the whole cube, footprint = its bbox."""
-    cid = row["id"]
-    bbox = [row["xmin"], row["ymin"], row["xmax"], row["ymax"]]
-    return {
-        "type": "Feature",
-        "stac_version": pystac.get_stac_version(),
-        "stac_extensions": [],
-        "id": cid,
-        "collection": cid,
-        "geometry": _box_polygon(*bbox),
-        "bbox": bbox,
-        "properties": {
-            "title": row["title"],
-            "datetime": None,
-            "start_datetime": _iso(row["start_datetime"]),
-            "end_datetime": _iso(row["end_datetime"]),
-            "fluxscape:product": row["product"],
-            "fluxscape:workflow": row["workflow"],
-            "fluxscape:run_id": row["run_id"],
-            "fluxscape:access": row["access"],
-            "fluxscape:variables": list(row["variables"]),
-            "fluxscape:models": list(row["models"]),
-        },
-        "assets": {
-            "zarr": {
-                "href": f"{base}zarr/{cid}",
-                "type": "application/vnd+zarr",
-                "roles": ["data"],
-                "title": f"{row['product']} Zarr store",
-            }
-        },
-        "links": [
-            _link("self", f"{base}collections/{cid}/items/{cid}", GEOJSON),
-            _link("collection", f"{base}collections/{cid}", "application/json"),
-            _link("parent", f"{base}collections/{cid}", "application/json"),
-            _link("root", base, "application/json"),
-        ],
-    }
+def _item(item: dict, base: str) -> dict:
+    """A stored Item (dict, changed) with API links and asset hrefs served by this app: the
+    per-variable GDAL hrefs through ``/vsicurl/`` to ``/zarr/{collection}``."""
+    cid, iid = item["collection"], item["id"]
+    store_url = f"{base}zarr/{cid}"
+    for key, asset in item.get("assets", {}).items():
+        asset["href"] = store_url if key == "zarr" else items.served_href(asset["href"], store_url)
+    item["links"] = [
+        _link("self", f"{base}collections/{cid}/items/{iid}", GEOJSON),
+        _link("collection", f"{base}collections/{cid}", "application/json"),
+        _link("parent", f"{base}collections/{cid}", "application/json"),
+        _link("root", base, "application/json"),
+    ]
+    return item
 
 
 def _search(
@@ -666,35 +677,38 @@ def _search(
     query: stacquery.SearchQuery,
     params: dict,
     method: str,
+    path: str = "search",
 ) -> JSONResponse:
-    """One page of search results; ``params`` are the request's own (for the next link)."""
+    """One page of search results; ``params`` are the request's own (for the next link),
+    ``path`` the route (``search`` or ``collections/ID/items``)."""
     base = str(request.base_url)
-    filters = query.filters() | {"access": levels}
-    chunk, matched = products.search(filters, query.limit, query.offset)
+    table = products.items()
+    found, matched = table.search(query, levels)
+    features = [select_fields(_item(table.item(int(i)), base), query.fields) for i in found]
     links = [_link("root", base, "application/json")]
+    if path != "search":  # collections/ID/items
+        links.append(_link("collection", base + path.removesuffix("/items"), "application/json"))
+    if method == "GET":
+        links.append(_link("self", f"{base}{path}?{urlencode(params)}", GEOJSON))
     if query.page * query.limit < matched:
         following = params | {"page": query.page + 1}
         if method == "GET":
-            href = f"{base}search?{urlencode(following)}"
+            href = f"{base}{path}?{urlencode(following)}"
             links.append(_link("next", href, GEOJSON))
         else:
             links.append(
-                {**_link("next", base + "search", GEOJSON), "method": "POST", "body": following}
+                {**_link("next", base + path, GEOJSON), "method": "POST", "body": following}
             )
     return JSONResponse(
         {
             "type": "FeatureCollection",
-            "features": [_item(r, base) for r in chunk],
+            "features": features,
             "numberMatched": matched,
-            "numberReturned": len(chunk),
+            "numberReturned": len(features),
             "links": links,
         },
         media_type=GEOJSON,
     )
-
-
-def _iso(value) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _inside(root: Path, relative: str) -> tuple[Path, os.stat_result]:
@@ -754,13 +768,14 @@ def serve(
     port: int,
     tokens_file: str | Path | None,
     limits: ServeLimits | None = None,
+    cors_origins: tuple[str, ...] | list[str] = ("*",),
 ) -> None:
     """Run the app with uvicorn until interrupted (loopback by default), with the keep-alive,
-    request head and concurrency limits of ``limits``."""
+    request head and concurrency limits of ``limits`` and the CORS origins ``cors_origins``."""
     import uvicorn
 
     limits = limits or ServeLimits()
-    app = create_app(catalog_dir, load_tokens(tokens_file), limits)
+    app = create_app(catalog_dir, load_tokens(tokens_file), limits, cors_origins)
     uvicorn.Server(server_config(app, host, port, limits)).run()
 
 
@@ -782,20 +797,17 @@ def server_config(app, host: str, port: int, limits: ServeLimits, log_level: str
 
 
 @functools.lru_cache(maxsize=256)
-def _value_range(cat: Catalog, cid: str, variable: str, run_id: str) -> tuple[float, float, str]:
-    """2nd and 98th percentiles of a variable (colour scale of the map), from at most about
-    a million values sampled on a regular stride; cached per run."""
-    import numpy as np
+def _colour_scale(cat: Catalog, cid: str, variable: str, run_id: str) -> dict[str, Any]:
+    """The map style of a variable (:func:`fluxscape.catalog.mapstyle.colour_scale`: range
+    from the 2nd and 98th percentiles, diverging and centred on 0 when signed, legend
+    colours, units, long name), from at most about a million values sampled on a regular
+    stride; cached per run."""
+    from fluxscape.catalog.mapstyle import colour_scale
 
     da = cat.open(cid, dask=False)[variable]
     stride = max(1, int((da.size / 1e6) ** (1 / max(1, da.ndim))) + 1)
     values = da.isel({d: slice(None, None, stride) for d in da.dims}).values.astype(float)
-    if not np.isfinite(values).any():
-        return 0.0, 1.0, da.attrs.get("units", "")
-    lo, hi = np.nanpercentile(values, [2, 98])
-    if hi <= lo:
-        hi = lo + 1.0
-    return float(lo), float(hi), str(da.attrs.get("units", ""))
+    return colour_scale(dict(da.attrs), values)
 
 
 __all__ = [

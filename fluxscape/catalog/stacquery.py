@@ -3,7 +3,9 @@
 A GET query string (:func:`from_query`) and a POST body (:func:`from_body`) give the same
 :class:`SearchQuery`, or raise :class:`BadParameter` naming the parameter (the server's 400).
 ``limit`` above :data:`MAX_LIMIT` is clamped to it, as STAC APIs do; every other value out of
-its range is refused.
+its range is refused. Besides the core parameters: ``filter``/``filter-lang`` and ``query``
+(checked CQL2, :mod:`fluxscape.catalog.cql`), ``sortby`` (queryables, ``-`` for descending)
+and ``fields`` (``include``/``exclude`` lists of dotted paths).
 """
 
 from __future__ import annotations
@@ -67,6 +69,13 @@ class SearchQuery:
     time: tuple[datetime | None, datetime | None] | None = None
     intersects: shapely.Geometry | None = None
     ids: list[str] | None = None
+    collections: list[str] | None = None
+    #: Checked CQL2-JSON naming item index columns (``filter`` and ``query`` combined).
+    filter: dict | None = None
+    #: (column, descending) pairs, most significant first.
+    sortby: tuple[tuple[str, bool], ...] = ()
+    #: (include, exclude) dotted paths, or None for whole Items.
+    fields: tuple[tuple[str, ...], tuple[str, ...]] | None = None
 
     @property
     def offset(self) -> int:
@@ -83,6 +92,8 @@ class SearchQuery:
             out["intersects"] = self.intersects
         if self.ids is not None:
             out["ids"] = self.ids
+        if self.collections is not None:
+            out["collections"] = self.collections
         return out
 
 
@@ -98,6 +109,12 @@ def from_query(params: Mapping[str, str]) -> SearchQuery:
         intersects=None if intersects is None else _json_text("intersects", intersects),
         collections=_list_text("collections", params.get("collections")),
         ids=_list_text("ids", params.get("ids")),
+        filter=params.get("filter"),
+        filter_lang=params.get("filter-lang") or ("cql2-text" if "filter" in params else None),
+        filter_crs=params.get("filter-crs"),
+        query=None if params.get("query") is None else _json_text("query", params["query"]),
+        sortby=None if params.get("sortby") is None else _sortby_text(params["sortby"]),
+        fields=None if params.get("fields") is None else _fields_text(params["fields"]),
     )
 
 
@@ -115,10 +132,32 @@ def from_body(body: Any) -> SearchQuery:
         intersects=body.get("intersects"),
         collections=_list_value("collections", body.get("collections")),
         ids=_list_value("ids", body.get("ids")),
+        filter=body.get("filter"),
+        filter_lang=body.get("filter-lang") or body.get("filter_lang"),
+        filter_crs=body.get("filter-crs"),
+        query=body.get("query"),
+        sortby=_sortby_value(body.get("sortby")),
+        fields=_fields_value(body.get("fields")),
     )
 
 
-def _query(limit, page, bbox, datetime, intersects, collections, ids) -> SearchQuery:
+def _query(
+    limit,
+    page,
+    bbox,
+    datetime,
+    intersects,
+    collections,
+    ids,
+    filter=None,
+    filter_lang=None,
+    filter_crs=None,
+    query=None,
+    sortby=None,
+    fields=None,
+) -> SearchQuery:
+    from fluxscape.catalog import cql
+
     if bbox is not None and intersects is not None:
         raise BadParameter("intersects", "give bbox or intersects, not both")
     limit = DEFAULT_LIMIT if limit is None else limit
@@ -133,8 +172,87 @@ def _query(limit, page, bbox, datetime, intersects, collections, ids) -> SearchQ
         bbox=None if bbox is None else check_bbox(bbox),
         time=None if datetime is None else check_datetime(datetime),
         intersects=None if intersects is None else check_geometry(intersects),
-        ids=_wanted(collections, ids),
+        ids=ids,
+        collections=collections,
+        filter=cql.combine(_filter(filter, filter_lang, filter_crs), cql.from_query(query)),
+        sortby=tuple((cql.sort_column(name), desc) for name, desc in sortby or []),
+        fields=fields,
     )
+
+
+def _filter(value: Any, lang: Any, crs: Any) -> dict | None:
+    """A checked ``filter`` (None when absent)."""
+    from fluxscape.catalog import cql
+
+    if crs is not None and crs not in cql.FILTER_CRS:
+        raise BadParameter("filter-crs", "only CRS84 (EPSG:4326 lon/lat) is supported")
+    if value is None:
+        return None
+    if lang is not None and not isinstance(lang, str):
+        raise BadParameter("filter-lang", "expected cql2-text or cql2-json")
+    return cql.parse(value, lang)
+
+
+#: Entries of ``sortby`` and of each ``fields`` list.
+MAX_FIELDS = 100
+
+
+def _sortby_text(text: str) -> list[tuple[str, bool]]:
+    """``-datetime,+id`` (``+`` may arrive as a space) -> [(name, descending)]."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if len(parts) > MAX_FIELDS:
+        raise BadParameter("sortby", f"at most {MAX_FIELDS} fields")
+    return [(p[1:].strip(), True) if p[0] == "-" else (p.lstrip("+").strip(), False) for p in parts]
+
+
+def _sortby_value(value: Any) -> list[tuple[str, bool]] | None:
+    """POST ``sortby``: [{"field": name, "direction": "asc"|"desc"}] (or the GET string)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return _sortby_text(value)
+    if not isinstance(value, list) or len(value) > MAX_FIELDS:
+        raise BadParameter("sortby", "expected a list of {field, direction} objects")
+    out = []
+    for entry in value:
+        if not isinstance(entry, dict) or not isinstance(entry.get("field"), str):
+            raise BadParameter("sortby", "expected a list of {field, direction} objects")
+        direction = entry.get("direction", "asc")
+        if direction not in ("asc", "desc"):
+            raise BadParameter("sortby", "direction must be asc or desc")
+        out.append((entry["field"], direction == "desc"))
+    return out
+
+
+def _fields_text(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``id,-properties.title`` (``+`` may arrive as a space) -> (include, exclude)."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    include = [p.lstrip("+").strip() for p in parts if not p.startswith("-")]
+    exclude = [p[1:].strip() for p in parts if p.startswith("-")]
+    return _fields(include, exclude)
+
+
+def _fields_value(value: Any) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """POST ``fields``: {"include": [...], "exclude": [...]} (or the GET string)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return _fields_text(value)
+    if not isinstance(value, dict) or not set(value) <= {"include", "exclude"}:
+        raise BadParameter("fields", "expected {include: [...], exclude: [...]}")
+    include, exclude = value.get("include") or [], value.get("exclude") or []
+    for name in (include, exclude):
+        if not isinstance(name, list) or not all(isinstance(v, str) for v in name):
+            raise BadParameter("fields", "include and exclude must be lists of strings")
+    return _fields(include, exclude)
+
+
+def _fields(include: list[str], exclude: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    if len(include) > MAX_FIELDS or len(exclude) > MAX_FIELDS:
+        raise BadParameter("fields", f"at most {MAX_FIELDS} fields in each list")
+    if any(not v or len(v) > MAX_ID_LENGTH for v in [*include, *exclude]):
+        raise BadParameter("fields", f"fields are 1 to {MAX_ID_LENGTH} characters")
+    return tuple(include), tuple(exclude)
 
 
 # --- values ----------------------------------------------------------------------------------
@@ -196,16 +314,6 @@ def check_geometry(value: Any) -> shapely.Geometry:
     if (np.abs(lon) > 180).any() or (np.abs(lat) > 90).any():
         raise BadParameter("intersects", "longitudes must be in -180..180, latitudes in -90..90")
     return shape if shape.is_valid else shapely.make_valid(shape)
-
-
-def _wanted(collections: list[str] | None, ids: list[str] | None) -> list[str] | None:
-    """Ids in both lists (one item per collection, with the collection's id)."""
-    if collections is None:
-        return ids
-    if ids is None:
-        return collections
-    keep = set(collections)
-    return [i for i in ids if i in keep]
 
 
 # --- GET strings and POST values -------------------------------------------------------------

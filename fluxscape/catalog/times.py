@@ -7,8 +7,9 @@ end of June and ``2021`` at the end of the year; a datetime is that instant (an 
 is converted to UTC, a datetime without one is UTC).
 
 Each step of a product covers the span :func:`step_spans` gives: a ``year`` step the whole
-calendar year; a ``time`` step, today, the instant its period starts (the whole period is issue
-#14: change it here). A product's temporal extent (:func:`extent`, written to its collection
+calendar year; a ``time`` step its whole period, from the CF bounds ``time_bnds`` the store
+carries (a store of an earlier fluxscape without them: the instant its period starts). A
+product's temporal extent (:func:`extent`, written to its collection
 and the index) runs from the first step's start to the last step's end. A search finds a product
 when its extent overlaps the range (:func:`overlap_sql`) and opening it keeps the steps whose
 spans overlap the range (:func:`overlaps`), so a product a search finds at the ends of its
@@ -93,7 +94,10 @@ def step_spans(ds) -> tuple[str, np.ndarray, np.ndarray] | None:
     (datetime64, UTC) each of its steps covers; None when it has neither."""
     if "time" in ds.dims:
         starts = ds["time"].values.astype("datetime64[us]")
-        return "time", starts, starts.copy()
+        if "time_bnds" not in ds.variables:
+            return "time", starts, starts.copy()
+        ends = ds["time_bnds"].values[:, 1].astype("datetime64[us]") - np.timedelta64(1, "us")
+        return "time", starts, np.maximum(ends, starts)
     if "year" in ds.dims:
         years = np.asarray(ds["year"].values, dtype=int)
         starts = np.array([f"{y:04d}-01-01" for y in years], dtype="datetime64[us]")

@@ -21,11 +21,11 @@ import numpy as np
 import pandas as pd
 import shapely
 import xarray as xr
-from pyproj import Geod
 from shapely.geometry import shape
 
 from fluxscape.errors import FluxscapeError
 from fluxscape.ml.timesteps import days_per_month, period_bounds
+from fluxscape.zonal import cell_area_m2
 
 __all__ = [
     "cell_area_m2",
@@ -37,25 +37,6 @@ __all__ = [
 ]
 
 G_PER_TG = 1e12
-_WGS84 = Geod(ellps="WGS84")
-
-
-def cell_area_m2(lat_south: np.ndarray, lat_north: np.ndarray, dlon_deg: float) -> np.ndarray:
-    """Area (m2) on the WGS84 ellipsoid of lon/lat cells bounded by two parallels and two
-    meridians ``dlon_deg`` apart.
-
-    Written by hand because pyproj's geodesic polygon area joins corners by geodesics, not
-    parallels: the closed form of the ellipsoidal zone area (authalic integral)
-    ``A = dlon * b^2 * [F(phi2) - F(phi1)]``, ``F = sin/(2(1 - e^2 sin^2)) + atanh(e sin)/(2e)``.
-    """
-    a, b = _WGS84.a, _WGS84.b
-    e = np.sqrt(1.0 - (b / a) ** 2)
-
-    def F(lat):
-        s = np.sin(np.radians(lat))
-        return s / (2.0 * (1.0 - e**2 * s**2)) + np.arctanh(e * s) / (2.0 * e)
-
-    return np.radians(dlon_deg) * b**2 * (F(np.asarray(lat_north)) - F(np.asarray(lat_south)))
 
 
 def load_polygons(polygons, name_property: str = "name") -> dict[str, object]:

@@ -332,7 +332,7 @@ def resolve_workflow(
                 prod = prod.model_copy(update={key: path})
         products[name] = prod
     region = wf.region
-    if region.bbox is None:
+    if region.preset is not None:
         region = region.model_copy(update={"bbox": region.lonlat_bbox})
     if region.polygon:
         polygon = _data_file(data, region.polygon, "region.polygon")

@@ -46,7 +46,8 @@ class FeatureSpec:
     with ``meteo_variables``; ``phenology``: a phenology store (on the product grid) giving
     ``days_since_sos`` and ``season_fraction``; ``seasonal``: ``doy_sin``/``doy_cos``;
     ``land_cover_granules`` (one per native grid) of reader ``land_cover_reader`` read as
-    layer ``land_cover_layer``, one-hot for ``land_cover_classes``; ``window``: the pixel
+    layer ``land_cover_layer`` by ``land_cover_resampling`` (``nearest`` source pixel or the
+    ``mode`` of those under the pixel), one-hot for ``land_cover_classes``; ``window``: the pixel
     window of the vi and phenology features; ``features``: the output variables in order."""
 
     times: tuple
@@ -67,6 +68,7 @@ class FeatureSpec:
     land_cover_reader: str = ""
     land_cover_layer: str = "LC_Type1"
     land_cover_classes: tuple[int, ...] = ()
+    land_cover_resampling: str = "nearest"
 
 
 def feature_names(
@@ -90,6 +92,15 @@ def feature_names(
 # --- towers on the grid -----------------------------------------------------------------------
 
 
+def to_grid_crs(geobox: GeoBox, lon, lat) -> tuple[np.ndarray, np.ndarray]:
+    """lon/lat points (degrees) as x, y in the ``geobox``'s CRS (pyproj)."""
+    lon, lat = np.asarray(lon, float), np.asarray(lat, float)
+    if geobox.crs.geographic and geobox.crs.epsg == 4326:
+        return lon, lat
+    tr = Transformer.from_crs("EPSG:4326", geobox.crs.to_wkt(), always_xy=True)
+    return tuple(np.asarray(v, float) for v in tr.transform(lon, lat))
+
+
 def tower_pixels(
     geobox: GeoBox, lon: np.ndarray, lat: np.ndarray, nearest: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -97,12 +108,7 @@ def tower_pixels(
     whether the point lies on the grid at all: the points are transformed to the grid's CRS
     (pyproj) and through the GeoBox's inverse affine. A point off the grid gets row/col -1,
     or with ``nearest`` the grid's pixel nearest to it (``inside`` still says it is off)."""
-    lon, lat = np.asarray(lon, float), np.asarray(lat, float)
-    if geobox.crs.geographic and geobox.crs.epsg == 4326:
-        x, y = lon, lat
-    else:
-        tr = Transformer.from_crs("EPSG:4326", geobox.crs.to_wkt(), always_xy=True)
-        x, y = (np.asarray(v, float) for v in tr.transform(lon, lat))
+    x, y = to_grid_crs(geobox, lon, lat)
     col, row = ~geobox.affine * (x, y)
     row = np.floor(np.asarray(row, float))
     col = np.floor(np.asarray(col, float))
@@ -138,14 +144,17 @@ def land_cover_codes(
     layer: str,
     geobox: GeoBox,
     record: TileInputs | None = None,
+    resampling: str = "nearest",
 ) -> np.ndarray:
     """Land-cover class codes (int16, shape of ``geobox``) of ``layer`` read onto the block
-    through the source (nearest source pixel to each pixel centre); -1 where no granule gives
-    a class. Granules are used in order; the first one giving a class at a pixel wins."""
+    through the source: with ``nearest`` the source pixel nearest each pixel centre, with
+    ``mode`` the most common class of the source pixels under each pixel (for a grid coarser
+    than the source); -1 where no granule gives a class. Granules are used in order; the first
+    one giving a class at a pixel wins."""
     record = record if record is not None else TileInputs()
     codes = np.full(geobox.shape.yx, -1, np.int16)
     meets = [g for g in granules if g.meets(geobox)]
-    options = {"land_cover_layer": layer}
+    options = {"land_cover_layer": layer, "resampling": resampling}
     for _, out in read_onto_tile(reader, meets, geobox, {"land_cover"}, options, record):
         fill = (codes == -1) & np.asarray(out["usable"], bool)
         codes[fill] = np.asarray(out["land_cover"])[fill]
@@ -285,6 +294,7 @@ def block_features(
             spec.land_cover_layer,
             geobox,
             record,
+            spec.land_cover_resampling,
         )
         for k, v in pred.land_cover_features(codes, spec.land_cover_classes).items():
             feats[k] = base + xr.DataArray(v, dims=("y", "x"))

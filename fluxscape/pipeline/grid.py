@@ -12,6 +12,7 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
+from affine import Affine
 from odc.geo import resxy_
 from odc.geo.geobox import GeoBox, GeoboxTiles
 from odc.geo.geom import BoundingBox, Geometry
@@ -48,7 +49,12 @@ class TargetGrid:
 def region_geobox(region: Region) -> GeoBox:
     """The GeoBox covering the region's bbox (in ``bbox_crs``: degrees by default) in its CRS
     at its resolution (square pixels, north-up, pixel edges on multiples of the resolution).
-    A bbox given in the grid's own CRS is used as it is: no box around a transformed box."""
+    A bbox given in the grid's own CRS is used as it is: no box around a transformed box. A
+    geobox region (``origin``, ``shape``) is that grid exactly."""
+    if region.origin is not None:
+        (x0, y0), (ny, nx) = region.origin, region.shape
+        r = region.resolution
+        return GeoBox((ny, nx), Affine(r, 0.0, x0, 0.0, -r, y0), region.crs)
     if region.bbox is not None and region.bbox_crs != "EPSG:4326":
         bbox = BoundingBox(*region.bbox, crs=region.bbox_crs)
     else:

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from fluxscape.colours import MATPLOTLIB, colour_range, label
+
 log = logging.getLogger(__name__)
 MAX_PIXELS = 800
 SKIP = {"qa", "doy", "n_obs", "qa_overall", "qa_detailed"}
@@ -58,17 +60,21 @@ def write_quicklooks(store: Path, out_dir: Path, product: str) -> list[Path]:
             values = data.values  # computed chunk by chunk by dask (threaded scheduler)
             if not np.isfinite(values).any():
                 continue
-            lo, hi = np.nanpercentile(values, [2, 98])
+            lo, hi = (float(v) for v in np.nanpercentile(values, [2, 98]))
+            cmap, lo, hi = colour_range(var.attrs, lo, hi)
             fig, ax = plt.subplots(figsize=(6, 5), dpi=100)
             x, y = data["x"].values, data["y"].values
-            mesh = ax.pcolormesh(x, y, values, shading="nearest", vmin=lo, vmax=hi, cmap="viridis")
-            units = var.attrs.get("units", "")
-            fig.colorbar(mesh, ax=ax, label=f"{name} ({units})" if units else name)
+            mesh = ax.pcolormesh(
+                x, y, values, shading="nearest", vmin=lo, vmax=hi, cmap=MATPLOTLIB[cmap]
+            )
+            fig.colorbar(mesh, ax=ax, label=label(name, var.attrs))
             what = "annual mean of " if "time" in var.dims else ""
             ax.set_title(f"{product}: {what}{var.attrs.get('long_name', name)}, {year}", fontsize=9)
-            ax.set_xlabel("x (longitude)" if ds["x"].attrs.get("units") == "degrees_east" else "x")
-            ax.set_ylabel("y (latitude)" if ds["y"].attrs.get("units") == "degrees_north" else "y")
-            ax.set_aspect("equal")
+            geographic = ds["x"].attrs.get("units") == "degrees_east"
+            ax.set_xlabel("longitude (°E)" if geographic else "x (m)")
+            ax.set_ylabel("latitude (°N)" if geographic else "y (m)")
+            # A degree of longitude is cos(latitude) of a degree of latitude: keep shapes true.
+            ax.set_aspect(1 / np.cos(np.radians(float(np.mean(y)))) if geographic else "equal")
             path = folder / f"{name}_{year}.png"
             tmp = path.with_name(path.name + ".tmp.png")
             fig.savefig(tmp, bbox_inches="tight")

@@ -61,8 +61,12 @@ def _table(rows: list[dict]) -> str:
 
 
 def _fmt(value) -> str:
+    """Table cells: three significant digits, large numbers whole with thousands separators
+    (an area of 5 034 km² reads ``5,034``, not ``5.03e+03``)."""
     if isinstance(value, float):
-        return f"{value:.3g}" if math.isfinite(value) else "—"
+        if not math.isfinite(value):
+            return "—"
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
     return "" if value is None else str(value)
 
 
@@ -91,6 +95,7 @@ def _product_section(out: Path, name: str, store: Path) -> str:
     return (
         f"<h2 id='{html.escape(name)}'>Product <code>{html.escape(name)}</code></h2>"
         f"<p>{html.escape(ds.attrs.get('summary', ''))}</p>"
+        f"{_resampling_note(ds.attrs)}"
         f"<p>Store: <code>{html.escape(str(store))}</code></p>{_table(rows)}"
         f"<div class='maps'>{''.join(maps)}</div>"
         f"<p>{len(inputs)} input file(s) used, {len(skipped)} skipped.</p>"
@@ -100,6 +105,40 @@ def _product_section(out: Path, name: str, store: Path) -> str:
             else ""
         )
     )
+
+
+def _resampling_note(attrs: dict) -> str:
+    """How the grid met the input's native pixels (``native_grid`` of a vi store)."""
+    if "native_grid" not in attrs:
+        return ""
+    share = json.loads(attrs["native_grid"])
+    method = html.escape(str(attrs.get("resampling", "")))
+    if share.get("aligned"):
+        return f"<p>Resampling ({method}): the grid is the input's own; pixels are copied.</p>"
+    if share.get("pixels_from_neighbour") is None:
+        return ""
+    return (
+        f"<p>Resampling ({method}): {100 * share['pixels_from_neighbour']:.0f} % of the pixels "
+        "take a neighbouring source pixel rather than the one covering most of them; a pixel "
+        f"spans about {share['source_pixels_per_pixel']:g} source pixels (estimated on "
+        f"{share['sampled']:,} pixels).</p>"
+    )
+
+
+def _tower_rows(sites: pd.DataFrame) -> list[dict]:
+    def shared(value) -> str:
+        return {"True": "yes", "False": "no"}.get(str(value), "—")
+
+    return [
+        {
+            "site": r.site,
+            "lon, lat": f"{r.lon:.4f}, {r.lat:.4f}",
+            "distance to pixel centre (m)": float(r.distance_m),
+            "in the source pixel its grid pixel takes": shared(getattr(r, "native_pixel", None)),
+            "left out": r.reason if isinstance(r.reason, str) else "",
+        }
+        for r in sites.itertuples()
+    ]
 
 
 def _skill_rows(cv_skill: dict) -> list[dict]:
@@ -123,6 +162,7 @@ def _tower_plot(table: pd.DataFrame, flux: xr.Dataset, sites: dict, target: str)
     import pandas as pd
 
     matplotlib.use("Agg")
+    import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
     names = sorted(sites)
@@ -137,11 +177,18 @@ def _tower_plot(table: pd.DataFrame, flux: xr.Dataset, sites: dict, target: str)
         ax.plot(pd.to_datetime(obs["time"]), obs[target], ".", color="C0", ms=3, label="tower")
         ax.set_title(site, fontsize=8)
         ax.tick_params(labelsize=7)
+        locator = mdates.AutoDateLocator(minticks=3, maxticks=6)
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     for ax in axes.ravel()[len(names) :]:
         ax.axis("off")
     axes[0, 0].legend(fontsize=7)
+    units = flux[target].attrs.get("units", "g m-2 d-1")
     fig.suptitle(
-        f"{target.upper()} (gC m-2 d-1): tower observations vs the gridded product", fontsize=10
+        f"{target.upper()} ({units}, as carbon) at the towers: observations vs the map. "
+        "In-sample: the map's models were trained on these towers; the out-of-fold skill "
+        "is in the table above",
+        fontsize=9,
     )
     fig.tight_layout()
     buf = io.BytesIO()
@@ -199,6 +246,9 @@ def _flux_section(out: Path, name: str, store: Path) -> str:
         )
     table_path = out / "reports" / name / "training_table.csv"
     sites_path = out / "reports" / name / "sites.csv"
+    if sites_path.is_file():
+        parts.append("<p>Where each tower was placed on the grid:</p>")
+        parts.append(_table(_tower_rows(pd.read_csv(sites_path))))
     if table_path.is_file() and sites_path.is_file():
         table = pd.read_csv(table_path)
         rows = pd.read_csv(sites_path).dropna(subset=["pixel_x", "pixel_y"])  # off-grid: none

@@ -442,6 +442,7 @@ def _run_product(
             plan.variables,
             wf.tile_size,
             _creation_attrs(wf, name, plan.summary),
+            plan.time_bounds,
         )
         manifest.start(digest)
         state = manifest.read()
@@ -639,6 +640,7 @@ def _creation_attrs(wf: cfg.Workflow, product: str, summary: str) -> dict:
         "models": [],
         "inputs": [],
         "skipped_inputs": [],
+        **({"license": wf.output.license} if wf.output.license else {}),
     }
 
 

@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PositiveInt,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -41,8 +42,9 @@ class StrictModel(BaseModel):
 
 
 class Region(StrictModel):
-    """Target grid: bbox [W, S, E, N] in degrees (or a named preset), CRS, resolution in CRS
-    units (degrees for EPSG:4326)."""
+    """Target grid: bbox [W, S, E, N] in degrees (or in ``bbox_crs``), a named preset, or a
+    geobox (``origin`` + ``shape``: the grid exactly, e.g. a MODIS tile's own); CRS; resolution
+    in CRS units (degrees for EPSG:4326)."""
 
     bbox: tuple[float, float, float, float] | None = None
     # CRS of the bbox values: lon/lat degrees by default, or e.g. the grid's own CRS (metres)
@@ -51,6 +53,8 @@ class Region(StrictModel):
     crs: str = "EPSG:4326"
     resolution: Annotated[float, Field(gt=0)] = 0.01
     polygon: str | None = None  # GeoJSON (lon/lat) of the area: tiles that miss it are not run
+    origin: tuple[float, float] | None = None
+    shape: tuple[PositiveInt, PositiveInt] | None = None  # [rows, columns] of the geobox grid
 
     @field_validator("bbox")
     @classmethod
@@ -105,15 +109,41 @@ class Region(StrictModel):
 
     @model_validator(mode="after")
     def _bbox_or_preset(self) -> Region:
-        if self.bbox is None and self.preset is None:
-            raise ValueError("give either bbox [W, S, E, N] or preset")
+        given = [k for k in ("bbox", "preset", "origin") if getattr(self, k) is not None]
+        if (self.origin is None) != (self.shape is None):
+            raise ValueError("a geobox region needs both origin [x, y] and shape [rows, columns]")
+        if not given or (self.origin is not None and len(given) > 1):  # a resolved preset has both
+            raise ValueError(
+                "give one of bbox [W, S, E, N], preset, or origin [x, y] with shape "
+                f"[rows, columns] (got {', '.join(given) or 'none'})"
+            )
+        if self.origin is not None and not _projects_box(self.grid_bbox, self.crs):
+            raise ValueError(
+                f"origin {list(self.origin)} and shape {list(self.shape)} at resolution "
+                f"{self.resolution:g} make {list(self.grid_bbox)}, which {self.crs} cannot "
+                "transform to lon/lat (outside its area of use?)"
+            )
         if self.preset is not None and self.preset not in REGION_PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; known: {sorted(REGION_PRESETS)}")
         return self
 
     @property
+    def grid_bbox(self) -> tuple[float, float, float, float] | None:
+        """A geobox region's [W, S, E, N] in ``crs`` units (None for other regions)."""
+        if self.origin is None:
+            return None
+        (x0, y0), (ny, nx) = self.origin, self.shape
+        r = self.resolution
+        return (x0, y0 - ny * r, x0 + nx * r, y0)
+
+    @property
     def lonlat_bbox(self) -> tuple[float, float, float, float]:
         """The region's [W, S, E, N] in degrees (a bbox in other units, transformed)."""
+        if self.origin is not None:
+            from odc.geo.geom import BoundingBox
+
+            box = BoundingBox(*self.grid_bbox, crs=self.crs).to_crs("EPSG:4326")
+            return tuple(float(v) for v in box)
         if self.bbox is None:
             return REGION_PRESETS[self.preset]
         if self.bbox_crs == "EPSG:4326":
@@ -133,6 +163,21 @@ def _parse_crs(value: str, hint: str):
         return CRS.from_user_input(value)
     except CRSError:
         raise ValueError(f"{value!r} is not a CRS PROJ knows; {hint}") from None
+
+
+def _projects_box(bbox: tuple[float, float, float, float], crs: str) -> bool:
+    """True when ``bbox`` (in ``crs`` units) transforms to finite lon/lat within the globe
+    (PROJ's inverse sinusoidal returns latitudes beyond 90° for points off the map)."""
+    import math
+
+    from odc.geo.geom import BoundingBox
+
+    try:
+        w, s, e, n = BoundingBox(*bbox, crs=crs).to_crs("EPSG:4326")
+    except Exception:
+        return False
+    finite = all(math.isfinite(v) for v in (w, s, e, n))
+    return finite and -180 <= w < e <= 180 and -90 <= s < n <= 90
 
 
 def _projects(bbox: tuple[float, float, float, float], crs: str) -> bool:
@@ -185,11 +230,16 @@ STEPS = ("1D", "8D", "16D", "1M")
 TimeStep = Literal["16D", "8D", "1D", "1M"]
 
 
+#: An SPDX licence identifier or expression (``CC-BY-4.0``, ``CC-BY-4.0 OR MIT``).
+SPDX_PATTERN = r"^[A-Za-z0-9.+-]+( (AND|OR|WITH) [A-Za-z0-9.+-]+)*$"
+
+
 class Output(StrictModel):
     """Output directory (products, catalog, logs) and the catalog directory in it."""
 
     dir: str = "."
     catalog: str = "catalog"
+    license: Annotated[str | None, Field(pattern=SPDX_PATTERN)] = None  # SPDX id, e.g. CC-BY-4.0
 
 
 class DaskSettings(StrictModel):

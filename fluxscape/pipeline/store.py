@@ -30,6 +30,8 @@ from odc.geo.geobox import GeoBox
 from odc.geo.xr import xr_coords
 
 ZARR_FORMAT = 2
+#: long_name of the non-spatial dimensions other than time (CF recommends one on every variable).
+_DIM_NAMES = {"year": "calendar year", "season": "growing season of the year (1 = first)"}
 
 
 @dataclass(frozen=True)
@@ -49,20 +51,29 @@ def create_store(
     variables: list[VariableSpec],
     tile_size: int,
     attrs: dict,
+    time_bounds: np.ndarray | None = None,
 ) -> None:
     """Write an empty store: the non-spatial coordinates ``dims`` (in order, e.g. ``time`` or
     ``year, season``) then ``y, x``, ``spatial_ref`` (CF grid mapping with ``crs_wkt``), and
-    data variables ``(*dims, y, x)`` chunked (whole non-spatial dims, tile, tile)."""
+    data variables ``(*dims, y, x)`` chunked (whole non-spatial dims, tile, tile).
+
+    A ``time`` dimension needs ``time_bounds`` (``(n, 2)`` datetime64: each period's start and
+    exclusive end), written as the CF bounds coordinate ``time_bnds (time, bnds)``. Each data
+    variable also carries GDAL's ``_CRS`` attribute (:func:`gdal_crs`), which GDAL before 3.9
+    needs to georeference a Zarr array (later versions also read ``grid_mapping``)."""
+    if ("time" in dims) != (time_bounds is not None):
+        raise ValueError("create_store: time_bounds go with (and only with) a time dimension")
     coords = grid_coords(geobox)
     lead = {name: np.asarray(values) for name, values in dims.items()}
     shape = (*(len(v) for v in lead.values()), *geobox.shape.yx)
     chunks = (*(len(v) for v in lead.values()), tile_size, tile_size)
     names = (*lead, "y", "x")
     data_vars, encoding = {}, {}
+    crs_attr = {"_CRS": gdal_crs(geobox)}
     for var in variables:
         fill = np.nan if var.fill is None else var.fill
         arr = da.full(shape, fill, dtype=var.dtype, chunks=chunks)
-        data_vars[var.name] = (names, arr, {**var.attrs, "grid_mapping": "spatial_ref"})
+        data_vars[var.name] = (names, arr, {**var.attrs, "grid_mapping": "spatial_ref", **crs_attr})
         encoding[var.name] = {"chunks": chunks, "_FillValue": fill}
     for name, values in lead.items():
         if np.issubdtype(values.dtype, np.datetime64):
@@ -75,10 +86,24 @@ def create_store(
     ds = xr.Dataset(data_vars, coords={**coords, **lead})
     ds["x"].attrs.update(_axis_attrs(geobox, "x"))
     ds["y"].attrs.update(_axis_attrs(geobox, "y"))
+    for name in ("x", "y"):
+        encoding[name] = {"_FillValue": None}  # CF: coordinates hold no missing values
+    for name in lead:
+        if name != "time":
+            ds[name].attrs.setdefault("long_name", _DIM_NAMES.get(name, name))
+            ds[name].attrs.setdefault("units", "1")
+    ds["spatial_ref"].attrs.setdefault("long_name", "coordinate reference system")
     if "time" in ds.coords:
         ds["time"].attrs.update(
-            standard_name="time", long_name="start of compositing period", axis="T"
+            standard_name="time",
+            long_name="start of compositing period",
+            axis="T",
+            bounds="time_bnds",
         )
+        ds = ds.assign_coords(
+            time_bnds=(("time", "bnds"), np.asarray(time_bounds, dtype="datetime64[ns]"))
+        )
+        encoding["time_bnds"] = {**encoding["time"], "_FillValue": None}
     ds.attrs.update(attrs)
     tmp = path.with_name(path.name + ".creating")
     _rmtree(tmp)
@@ -86,6 +111,15 @@ def create_store(
         tmp, mode="w", compute=False, zarr_format=ZARR_FORMAT, consolidated=False, encoding=encoding
     )
     os.replace(tmp, path)
+
+
+def gdal_crs(geobox: GeoBox) -> dict:
+    """GDAL's Zarr CRS attribute: ``{"wkt": WKT2, "url": OGC EPSG URL}`` (the URL only for a
+    CRS with an EPSG code)."""
+    crs = {"wkt": geobox.crs.to_wkt()}
+    if geobox.crs.epsg is not None:
+        crs["url"] = f"http://www.opengis.net/def/crs/EPSG/0/{geobox.crs.epsg}"
+    return crs
 
 
 def grid_coords(geobox: GeoBox) -> dict:

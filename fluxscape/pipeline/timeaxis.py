@@ -66,3 +66,13 @@ def period_lengths(times: pd.DatetimeIndex, step: str) -> np.ndarray:
     or 13-14 days, ``1M`` periods are calendar months, ``1D`` periods one day)."""
     starts = pd.DatetimeIndex(times)
     return np.array([(period_end(t, step) - t).days for t in starts], dtype=np.int64)
+
+
+def time_bounds(times: pd.DatetimeIndex | np.ndarray, step: str | None) -> np.ndarray:
+    """CF bounds of an axis from :func:`period_starts`: an ``(n, 2)`` datetime64[ns] array of
+    each period's start and (exclusive) end, each period ending as :func:`period_end` says."""
+    starts = pd.DatetimeIndex(times)
+    ends = [period_end(t, step) for t in starts]
+    return np.stack([starts.values, pd.DatetimeIndex(ends).values], axis=1).astype(
+        "datetime64[ns]"
+    )

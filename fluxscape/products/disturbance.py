@@ -226,7 +226,7 @@ def detect_disturbance(
         "date": (
             ydims,
             per_year(doy_onset, np.nan, np.float32),
-            {"long_name": "day of year of the disturbance onset", "units": "day of year", **grid},
+            {"long_name": "day of year of the disturbance onset", "units": "1", **grid},
         ),
         "break_date": (
             ydims,
@@ -258,7 +258,7 @@ def detect_disturbance(
             per_year(day_of_year(detection_date), np.nan, np.float32),
             {
                 "long_name": "day of year at which the monitoring process crossed its boundary",
-                "units": "day of year",
+                "units": "1",
                 **grid,
             },
         ),
@@ -478,7 +478,7 @@ def mcd64a1_reference(burn_date: xr.DataArray, years: Sequence[int] | None = Non
             "date": (
                 ydims,
                 out["date"],
-                {"long_name": "day of year of the first burn (MCD64A1)", "units": "day of year"},
+                {"long_name": "day of year of the first burn (MCD64A1)", "units": "1"},
             ),
             "unmapped_layers": (
                 ydims,

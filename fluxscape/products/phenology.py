@@ -70,9 +70,9 @@ TRANSITIONS: dict[str, tuple[float, bool]] = {
 VARIABLES = ("sos", "pos", "eos", "los", "peak", "amplitude", "integral", "n_obs", *TRANSITIONS)
 
 ATTRS: dict[str, dict[str, str]] = {
-    "sos": {"long_name": "start of season", "units": "day of year"},
-    "pos": {"long_name": "day of the seasonal maximum", "units": "day of year"},
-    "eos": {"long_name": "end of season", "units": "day of year"},
+    "sos": {"long_name": "start of season (day of year)", "units": "1"},
+    "pos": {"long_name": "day of year of the seasonal maximum", "units": "1"},
+    "eos": {"long_name": "end of season (day of year)", "units": "1"},
     "los": {"long_name": "length of season (eos - sos)", "units": "day"},
     "peak": {"long_name": "smoothed index at the seasonal maximum", "units": "1"},
     "amplitude": {"long_name": "seasonal amplitude above the base level", "units": "1"},
@@ -81,21 +81,30 @@ ATTRS: dict[str, dict[str, str]] = {
         "units": "day",
     },
     "n_obs": {"long_name": "number of usable observations from greenup to dormancy", "units": "1"},
-    "greenup": {"long_name": "first day at 15 % of the rising amplitude", "units": "day of year"},
-    "midgreenup": {
-        "long_name": "first day at 50 % of the rising amplitude",
-        "units": "day of year",
+    "greenup": {
+        "long_name": "first day at 15 % of the rising amplitude (day of year)",
+        "units": "1",
     },
-    "maturity": {"long_name": "first day at 90 % of the rising amplitude", "units": "day of year"},
+    "midgreenup": {
+        "long_name": "first day at 50 % of the rising amplitude (day of year)",
+        "units": "1",
+    },
+    "maturity": {
+        "long_name": "first day at 90 % of the rising amplitude (day of year)",
+        "units": "1",
+    },
     "senescence": {
-        "long_name": "last day at 90 % of the falling amplitude",
-        "units": "day of year",
+        "long_name": "last day at 90 % of the falling amplitude (day of year)",
+        "units": "1",
     },
     "midgreendown": {
-        "long_name": "last day at 50 % of the falling amplitude",
-        "units": "day of year",
+        "long_name": "last day at 50 % of the falling amplitude (day of year)",
+        "units": "1",
     },
-    "dormancy": {"long_name": "last day at 15 % of the falling amplitude", "units": "day of year"},
+    "dormancy": {
+        "long_name": "last day at 15 % of the falling amplitude (day of year)",
+        "units": "1",
+    },
 }
 
 

@@ -51,7 +51,14 @@ from pyhdf.SD import SD, SDC
 from fluxscape.errors import ReaderError
 from fluxscape.readers import qa
 from fluxscape.readers.magic import require
-from fluxscape.readers.ontile import Granule, day_of_year, gather, nearest_index, reproject_stack
+from fluxscape.readers.ontile import (
+    Granule,
+    day_of_year,
+    gather,
+    mode_onto,
+    nearest_index,
+    reproject_stack,
+)
 from fluxscape.readers.registry import FileSummary, ReaderSpec, extend_capabilities, register
 
 #: MODIS sinusoidal projection on the authalic sphere used by all MODIS land tiles.
@@ -650,6 +657,10 @@ def _read(granule: Granule, tile: GeoBox, layers, options: dict, context) -> dic
         data = np.nan_to_num(data, nan=-1).astype("int64") if is_int else data.astype("float32")
         if resampling == "nearest":
             return gather(data, index, nodata)
+        # Classes and QA words are not averaged or interpolated: for a coarser grid their
+        # counterpart of averaging is the most common value (mode).
+        if is_int and resampling in ("average", "mode"):
+            return mode_onto(data, granule.key[window], tile, nodata)
         how = "nearest" if is_int else resampling
         return reproject_stack(data[None], granule.key[window], tile, how, nodata)[0]
 

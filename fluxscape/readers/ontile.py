@@ -18,7 +18,6 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from odc.geo import xy_
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import BoundingBox, Geometry, box
 
@@ -179,16 +178,30 @@ class NearestIndex:
         return not self.valid.any()
 
 
+def pixel_transform(
+    src: GeoBox, dst: GeoBox, cols: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates (col, row; float, 0 at the top-left edge) in ``dst`` of the points at
+    pixel coordinates ``cols``, ``rows`` of ``src``: whole arrays through one pyproj
+    transformer (odc-geo's ``native_pix_transform`` takes a Python object per point)."""
+    from pyproj import Transformer
+
+    x, y = src.affine * (cols, rows)
+    if src.crs != dst.crs:
+        tr = Transformer.from_crs(src.crs.to_wkt(), dst.crs.to_wkt(), always_xy=True)
+        x, y = tr.transform(x, y)
+    return ~dst.affine * (np.asarray(x), np.asarray(y))
+
+
 def nearest_index(src: GeoBox, dst: GeoBox) -> NearestIndex:
     """For each pixel centre of ``dst``, the ``src`` pixel that contains it."""
-    from odc.geo.overlap import native_pix_transform
-
     ny, nx = dst.shape.yx
     cols, rows = np.meshgrid(np.arange(nx) + 0.5, np.arange(ny) + 0.5)
-    tr = native_pix_transform(dst, src)
-    pts = tr([xy_(c, r) for c, r in zip(cols.ravel(), rows.ravel(), strict=True)])
-    sx = np.floor([p.x for p in pts]).astype(np.int64).reshape(ny, nx)
-    sy = np.floor([p.y for p in pts]).astype(np.int64).reshape(ny, nx)
+    fx, fy = pixel_transform(dst, src, cols, rows)
+    with np.errstate(invalid="ignore"):
+        finite = np.isfinite(fx) & np.isfinite(fy)
+        sx = np.where(finite, np.floor(fx), -1).astype(np.int64)
+        sy = np.where(finite, np.floor(fy), -1).astype(np.int64)
     sh, sw = src.shape.yx
     valid = (sx >= 0) & (sx < sw) & (sy >= 0) & (sy < sh)
     if not valid.any():
@@ -204,6 +217,33 @@ def gather(window_data: np.ndarray, index: NearestIndex, nodata) -> np.ndarray:
     """Values of a source window (..., wy, wx) at the target pixels -> (..., ny, nx)."""
     out = window_data[..., index.rows, index.cols]
     return np.where(index.valid, out, np.asarray(nodata, dtype=out.dtype))
+
+
+def mode_onto(data: np.ndarray, src: GeoBox, dst: GeoBox, nodata: int) -> np.ndarray:
+    """The most common value of the ``src`` pixels whose centres fall in each ``dst`` pixel
+    (``data``: (sy, sx) integers on ``src``; ``nodata`` values do not vote; ``nodata`` where no
+    pixel votes; ties go to the smaller value). For classes on a coarser grid.
+
+    Written here because GDAL's warped ``mode`` (rasterio, odc-geo) disagreed with a count of
+    the source pixels under 0.05° cells of a 500 m MCD12Q1 tile in 8 % of the cells, even
+    with 92 votes against 24."""
+    sy, sx = data.shape
+    rows, cols = np.mgrid[0:sy, 0:sx]
+    fx, fy = pixel_transform(src, dst, cols + 0.5, rows + 0.5)
+    ny, nx = dst.shape.yx
+    with np.errstate(invalid="ignore"):
+        tx, ty = np.floor(fx), np.floor(fy)
+        inside = (tx >= 0) & (tx < nx) & (ty >= 0) & (ty < ny) & (data != nodata)
+    target = (ty[inside] * nx + tx[inside]).astype(np.int64)
+    pairs, counts = np.unique(np.stack([target, data[inside]]), axis=1, return_counts=True)
+    # per target pixel, the value with the most votes (smallest value first on a tie)
+    order = np.lexsort((pairs[1], -counts, pairs[0]))
+    pairs = pairs[:, order]
+    first = np.ones(pairs.shape[1], bool)
+    first[1:] = pairs[0, 1:] != pairs[0, :-1]
+    out = np.full(ny * nx, nodata, dtype=data.dtype)
+    out[pairs[0, first]] = pairs[1, first]
+    return out.reshape(ny, nx)
 
 
 def reproject_stack(

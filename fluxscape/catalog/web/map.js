@@ -1,9 +1,13 @@
-// fluxscape map page: the served catalog's products as titiler-xarray tiles on a Leaflet map.
-// Everything comes from this server (no CDN, no basemap service): works offline.
+// fluxscape map page: the served catalog's products as titiler-xarray tiles on a Leaflet map,
+// over an offline Natural Earth basemap (basemap.js) with a graticule, scale bar and cursor
+// coordinates. Everything comes from this server (no CDN, no tile service): works offline.
+// The URL hash may name #product=ID&variable=NAME&step=2021-07&season=2&point=LON,LAT (a
+// link to share, and the browser tests' click; step: the first step starting with that text;
+// any further dimension by its name).
 "use strict";
 
 const state = { collections: [], coll: null, variable: null, dim: null, values: [],
-                fixed: {}, range: [0, 1], tiles: 0, errors: 0 };
+                extra: {}, scale: null, series: null, clicked: null, tiles: 0, errors: 0 };
 const $ = (id) => document.getElementById(id);
 
 function headers() {
@@ -25,7 +29,10 @@ async function getJSON(url) {
   return r.json();
 }
 
-const map = L.map("map", { zoomSnap: 0.5 }).setView([36, 138.5], 8);
+// no fade: popups and tiles are shown at once (and so in the browser tests' screenshots)
+const map = L.map("map", { zoomSnap: 0.5, fadeAnimation: false }).setView([36, 138.5], 8);
+basemapPanes(map);
+addMapFurniture(map);
 const outlines = L.layerGroup().addTo(map);
 
 // Tiles are fetched (not <img src>) so that a bearer token can go in a header.
@@ -49,11 +56,18 @@ const ProductTiles = L.GridLayer.extend({
 });
 let layer = null;
 
+// The selection on every non-spatial dimension: the slider's and the selectors'.
+function selection() {
+  const sel = Object.assign({}, state.extra);
+  if (state.dim) sel[state.dim] = state.values[+$("step").value];
+  return sel;
+}
+
 function tileURL(c) {
   const q = new URLSearchParams({ collection: state.coll.id, variable: state.variable,
-                                  rescale: state.range.join(","), colormap_name: "viridis" });
-  if (state.dim) q.append("sel", state.dim + "=" + state.values[+$("step").value]);
-  for (const [d, v] of Object.entries(state.fixed)) q.append("sel", d + "=" + v);
+                                  rescale: [state.scale.min, state.scale.max].join(","),
+                                  colormap_name: state.scale.colormap });
+  for (const [d, v] of Object.entries(selection())) q.append("sel", d + "=" + v);
   return `/tiler/tiles/WebMercatorQuad/${c.z}/${c.x}/${c.y}.png?${q}`;
 }
 
@@ -71,16 +85,64 @@ function bounds(coll) {
   return L.latLngBounds([s, w], [n, e]);
 }
 
-async function chooseProduct(id) {
+function hashParam(name) {
+  const m = location.hash.match(new RegExp("[#&]" + name + "=([^&]+)"));
+  return m ? decodeURIComponent(m[1]) : null;
+}
+
+// "gC m-2 d-1" stays; dimensionless ("1", "") gives nothing.
+// The y axis unit: the store's units, or for a dimensionless count named in the long name's
+// last parentheses (CF units "1" with "(day of year)" in the long name) that name.
+function yUnits(d) {
+  if (d.units) return d.units;
+  const m = /\(([^()]+)\)$/.exec(d.long || "");
+  return m ? m[1] : "";
+}
+
+function unitsText(units) {
+  return units && units !== "1" ? units : "";
+}
+
+function describe(name) {
+  const s = state.scale;
+  const long = s && s.long_name ? s.long_name : name;
+  const units = unitsText(s && s.units);
+  return { long, units, full: units ? `${long} (${units})` : long };
+}
+
+async function chooseProduct(id, variable) {
   state.coll = state.collections.find((c) => c.id === id);
   const vars = Object.entries(state.coll["cube:variables"] || {})
     .filter(([, v]) => v.dimensions.includes("x") && v.dimensions.includes("y"))
     .map(([k]) => k);
   fill($("variable"), vars);
-  const preferred = ["ndvi", "sos", "xco2"].find((v) => vars.includes(v)) || vars[0];
+  const preferred = [variable, "ndvi", "nee", "sos", "xco2"].find((v) => vars.includes(v)) || vars[0];
   $("variable").value = preferred;
-  map.fitBounds(bounds(state.coll));
+  map.fitBounds(bounds(state.coll).pad(0.8));  // the product with its surroundings
+  state.series = null; state.clicked = null;
+  $("series").innerHTML = "<em>Click the map for a pixel's time series.</em>";
+  map.closePopup();
   await chooseVariable(preferred);
+}
+
+// One selector per further dimension (e.g. phenology's season), the slider for the first.
+function dimensionSelectors(dims, cube) {
+  $("dims").innerHTML = "";
+  state.extra = {};
+  for (const d of dims.slice(1)) {
+    const values = cube[d].values.map(String);
+    const label = document.createElement("label");
+    label.textContent = d + " ";
+    const select = document.createElement("select");
+    select.id = "dim-" + d;
+    select.dataset.dim = d;
+    fill(select, values);
+    select.addEventListener("change", () => { state.extra[d] = select.value; redraw(); });
+    label.appendChild(select);
+    $("dims").appendChild(label);
+    state.extra[d] = values.includes(hashParam(d)) ? hashParam(d) : values[0];
+    select.value = state.extra[d];
+  }
 }
 
 async function chooseVariable(name) {
@@ -89,43 +151,91 @@ async function chooseVariable(name) {
   const cube = state.coll["cube:dimensions"];
   state.dim = dims[0] || null;
   state.values = state.dim ? cube[state.dim].values.map(String) : [];
-  state.fixed = {};
-  for (const d of dims.slice(1)) state.fixed[d] = String(cube[d].values[0]);
+  dimensionSelectors(dims, cube);
   $("steplabel").firstChild.textContent = (state.dim || "time") + " ";
   $("step").max = String(Math.max(0, state.values.length - 1));
-  $("step").value = String(Math.floor(state.values.length / 2));
-  const stats = await getJSON(`/stats/${state.coll.id}?variable=${name}`);
-  state.range = [stats.min, stats.max];
-  $("legend").innerHTML = `<div class="bar"></div><div class="ticks"><span>${stats.min.toPrecision(3)}</span>` +
-    `<span>${name} ${stats.units || ""}</span><span>${stats.max.toPrecision(3)}</span></div>`;
+  const wanted = state.values.findIndex((v) => v.startsWith(hashParam("step") || "\u0000"));
+  $("step").value = String(wanted >= 0 ? wanted : Math.floor(state.values.length / 2));
+  state.scale = await getJSON(`/stats/${state.coll.id}?variable=${encodeURIComponent(name)}`);
+  legend();
+  if (state.clicked) await timeSeries(state.clicked);
   redraw();
 }
 
+function legend() {
+  const s = state.scale, d = describe(state.variable);
+  const fmt = (v) => (+v.toPrecision(3)).toString();
+  const ticks = s.signed ? [fmt(s.min), "0", fmt(s.max)] : [fmt(s.min), fmt(s.max)];
+  $("legend").dataset.colormap = s.colormap;
+  $("legend").dataset.signed = String(s.signed);
+  $("legend").innerHTML =
+    `<div class="title">${esc(d.long)}${d.units ? ` <span class="units">(${esc(d.units)})</span>` : ""}</div>` +
+    `<div class="bar" style="background: linear-gradient(to right, ${s.colours.join(", ")})"></div>` +
+    `<div class="ticks">${ticks.map((t) => `<span>${t}</span>`).join("")}</div>` +
+    (s.signed ? `<div class="note">diverging, centred on 0</div>` : "");
+}
+
 function redraw() {
-  $("stepvalue").textContent = state.dim ? state.values[+$("step").value] : "";
+  $("stepvalue").textContent = state.dim ? state.values[+$("step").value].slice(0, 10) : "";
   if (layer) map.removeLayer(layer);
   layer = new ProductTiles({ bounds: bounds(state.coll), opacity: 0.9, tileSize: 256 });
   layer.addTo(map);
+  showSeries();
+}
+
+// The rows of the clicked series that match the selectors (e.g. one season), in order.
+function seriesRows() {
+  const ts = state.series;
+  const rows = [];
+  for (let i = 0; i < ts.values.length; i++) {
+    const match = Object.entries(state.extra).every(([d, v]) => !ts.coords[d] || ts.coords[d][i] === v);
+    if (match) rows.push(i);
+  }
+  return rows;
+}
+
+function showSeries() {
+  const ts = state.series;
+  if (!ts || ts.variable !== state.variable || ts.collection !== state.coll.id) return;
+  const rows = seriesRows();
+  const dim = state.dim || "time";
+  const keys = rows.map((i) => (ts.coords[dim] || ts.labels)[i]);
+  const isTime = dim === "time";
+  const x = keys.map((k) => (isTime ? Date.parse(k.slice(0, 10) + "T00:00:00Z") : +k));
+  const y = rows.map((i) => (ts.values[i] === null ? NaN : ts.values[i]));
+  const current = state.dim ? keys.indexOf(state.values[+$("step").value].slice(0, 10)) : -1;
+  const d = describe(state.variable);
+  const ok = y.filter((v) => Number.isFinite(v));
+  const extra = Object.entries(state.extra).map(([k, v]) => `${k} ${v}`).join(", ");
+  $("series").innerHTML =
+    `<div class="where" data-values="${ok.length}">${esc(d.long)} at pixel x=${ts.x}, y=${ts.y}` +
+    `${extra ? " (" + esc(extra) + ")" : ""}</div>` +
+    seriesChart({ x, y, time: isTime, current,
+                  xLabel: isTime ? "date" : dim, yLabel: `${state.variable}${yUnits(d) ? " (" + yUnits(d) + ")" : ""}` });
+  popup(current >= 0 ? y[current] : NaN, current >= 0 ? keys[current] : "");
+}
+
+function popup(value, when) {
+  if (!state.clicked) return;
+  const d = describe(state.variable);
+  const { lat, lng } = state.clicked.latlng;
+  const extra = Object.entries(state.extra).map(([k, v]) => `, ${k} ${v}`).join("");
+  const shown = Number.isFinite(value)
+    ? `<b class="value" data-value="${value}">${+value.toPrecision(4)}</b>${d.units ? " " + esc(d.units) : ""}`
+    : `<b class="value" data-value="">no value</b>`;
+  L.popup({ autoPan: false, maxWidth: 230 }).setLatLng(state.clicked.latlng)
+    .setContent(`${esc(state.variable)}: ${shown}<br><span class="when">${esc(when)}${esc(extra)}</span>` +
+                `<br><span class="where">${lng.toFixed(4)}°, ${lat.toFixed(4)}°</span>`)
+    .openOn(map);
 }
 
 async function timeSeries(ev) {
   const { lat, lng } = ev.latlng;
   if (!bounds(state.coll).contains(ev.latlng)) return;
-  const ts = await getJSON(`/timeseries/${state.coll.id}?variable=${state.variable}` +
-                           `&lon=${lng.toFixed(5)}&lat=${lat.toFixed(5)}`);
-  const vals = ts.values.map((v) => (v === null ? NaN : v));
-  const ok = vals.filter((v) => !Number.isNaN(v));
-  const lo = Math.min(...ok), hi = Math.max(...ok);
-  const W = 270, H = 140, pad = 6;
-  const xs = (i) => pad + (i * (W - 2 * pad)) / Math.max(1, vals.length - 1);
-  const ys = (v) => H - pad - ((v - lo) / ((hi - lo) || 1)) * (H - 2 * pad);
-  const pts = vals.map((v, i) => (Number.isNaN(v) ? null : `${xs(i)},${ys(v)}`)).filter(Boolean);
-  $("series").innerHTML =
-    `<div class="where" data-values="${ok.length}">${ts.variable} at pixel x=${ts.x}, y=${ts.y} ` +
-    `(${ts.labels[0]} … ${ts.labels[ts.labels.length - 1]}; ${lo.toPrecision(3)}–${hi.toPrecision(3)})</div>` +
-    `<svg viewBox="0 0 ${W} ${H}"><polyline fill="none" stroke="#21918c" stroke-width="1.5" ` +
-    `points="${pts.join(" ")}"/></svg>`;
-  L.popup().setLatLng(ev.latlng).setContent(`${ts.variable}: ${ok.length} values`).openOn(map);
+  state.clicked = ev;
+  state.series = await getJSON(`/timeseries/${state.coll.id}?variable=${encodeURIComponent(state.variable)}` +
+                               `&lon=${lng.toFixed(5)}&lat=${lat.toFixed(5)}`);
+  showSeries();
 }
 
 async function init() {
@@ -140,12 +250,13 @@ async function init() {
     const c = collections.find((x) => x.id === id);
     return `${id} (${c["fluxscape:access"] || "public"})`;
   });
-  const first = (collections.find((c) => c["fluxscape:product"] === "vi") || collections[0]).id;
+  const wanted = hashParam("product");
+  const first = (collections.find((c) => c.id === wanted) ||
+                 collections.find((c) => c["fluxscape:product"] === "vi") || collections[0]).id;
   $("product").value = first;
-  await chooseProduct(first);
-  // #point=LON,LAT opens that pixel's series (a link to share, and the browser test's click)
-  const m = location.hash.match(/point=([-\d.]+),([-\d.]+)/);
-  if (m) await timeSeries({ latlng: L.latLng(+m[2], +m[1]) });
+  await chooseProduct(first, hashParam("variable"));
+  const point = (hashParam("point") || "").match(/^([-\d.]+),([-\d.]+)$/);
+  if (point) await timeSeries({ latlng: L.latLng(+point[2], +point[1]) });
   $("status").dataset.ready = "1";
 }
 
@@ -159,4 +270,8 @@ $("tokenform").addEventListener("submit", (e) => {
   init();
 });
 map.on("click", (ev) => timeSeries(ev).catch((err) => report(err.message)));
-init().catch((err) => report(err.message));
+Promise.all([
+  addBasemap(map, $("status")),
+  init(),
+]).then(() => { $("status").dataset.foreign = String(foreignRequests()); })
+  .catch((err) => report(err.message));

@@ -98,7 +98,10 @@ class Plan:
     inputs that hold nothing this product uses (e.g. MOD11 tiles for a vi); ``used``: files
     the driver itself used (e.g. a flux product's tower and meteorology files), counted in the
     provenance beside those that gave usable values to the tiles;
-    ``finish(store)``: runs in the driver after the last tile (e.g. regional totals)."""
+    ``finish(store)``: runs in the driver after the last tile (e.g. regional totals);
+    ``time_bounds``: for a ``time`` dimension, each period's start and exclusive end
+    (``(n, 2)`` datetime64, :func:`fluxscape.pipeline.timeaxis.time_bounds`), written to the
+    store as the CF bounds variable ``time_bnds``."""
 
     dims: dict[str, np.ndarray]
     variables: list[VariableSpec]
@@ -110,6 +113,7 @@ class Plan:
     source_attrs: dict = field(default_factory=dict)
     used: list[str] = field(default_factory=list)
     finish: Callable[[Path], None] | None = None
+    time_bounds: np.ndarray | None = None
 
 
 class Step(ABC):

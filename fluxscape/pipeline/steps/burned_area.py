@@ -40,7 +40,7 @@ VARIABLES = [
     VariableSpec(
         "mcd64_date",
         "float32",
-        {"long_name": "day of year of the first MCD64A1 burn of the year", "units": "day of year"},
+        {"long_name": "day of year of the first MCD64A1 burn of the year", "units": "1"},
     ),
     VariableSpec(
         "mcd64_unmapped",

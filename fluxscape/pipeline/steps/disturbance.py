@@ -78,7 +78,7 @@ STORED = {  # variable -> (dtype, fill for integers, attrs)
     "date": (
         "float32",
         None,
-        {"long_name": "day of year of the disturbance onset", "units": "day of year"},
+        {"long_name": "day of year of the disturbance onset", "units": "1"},
     ),
     "magnitude": (
         "float32",
@@ -97,7 +97,7 @@ STORED = {  # variable -> (dtype, fill for integers, attrs)
     "detection_date": (
         "float32",
         None,
-        {"long_name": "day of year the monitoring boundary was crossed", "units": "day of year"},
+        {"long_name": "day of year the monitoring boundary was crossed", "units": "1"},
     ),
 }
 
@@ -142,7 +142,7 @@ HEAT = {
         None,
         {
             "long_name": "day of year of the start of the first heat-stress period",
-            "units": "day of year",
+            "units": "1",
         },
     ),
 }

@@ -35,6 +35,7 @@ from fluxscape.ml.regional import regional_totals_dataset
 from fluxscape.ml.targets import build_targets
 from fluxscape.ml.timesteps import period_bounds
 from fluxscape.pipeline import features as fb
+from fluxscape.pipeline import native
 from fluxscape.pipeline.grid import Tile
 from fluxscape.pipeline.inputs import Skipped, TileInputs, expand_paths, giving_all, select
 from fluxscape.pipeline.progress import progress
@@ -52,6 +53,8 @@ from fluxscape.readers.ontile import Granule
 
 log = logging.getLogger(__name__)
 
+#: UDUNITS spelling of gC m-2 d-1 (CF: the "C" is no unit; the long name says "as carbon").
+STORE_UNITS = "g m-2 d-1"
 LONG_NAMES = {
     "gpp": (
         "gross primary productivity",
@@ -84,6 +87,7 @@ class FluxConfig(StrictModel):
     phenology: Annotated[str | None, ProductRef(("phenology",))] = None  # days_since_sos, ...
     land_cover: Annotated[str | None, input_ref({"land_cover"})] = None  # one-hot lc_<code>
     land_cover_layer: Literal["LC_Type1", "LC_Type5"] = "LC_Type1"  # IGBP or PFT classes
+    land_cover_resampling: Literal["nearest", "mode"] = "nearest"
     # an input of leaf area index / FPAR maps (e.g. MCD15A2H): their period means as features
     biophysical: Annotated[str | None, input_ref({"lai"}, {"fpar"}, what="LAI/FPAR maps")] = None
     biophysical_variables: list[Literal["lai", "fpar"]] = ["lai", "fpar"]
@@ -183,6 +187,7 @@ def _feature_spec(ctx: StepContext, source: Path, times, ends, features, **land_
         seasonal=p.seasonal_features,
         land_cover_reader=wf.inputs[p.land_cover].reader if p.land_cover else "",
         land_cover_layer=p.land_cover_layer,
+        land_cover_resampling=p.land_cover_resampling,
         **land_cover,
     )
 
@@ -233,8 +238,11 @@ OUTSIDE = "outside the region grid"
 
 def tower_pixels(ctx: StepContext, sites: pd.DataFrame) -> pd.DataFrame:
     """The towers with the row/col of the target-grid pixel holding each (``row``, ``col``,
-    and that pixel's centre ``pixel_x``/``pixel_y`` in the grid's CRS) and ``reason``: why a
-    tower is not used (towers off the region grid: logged as a warning; empty otherwise)."""
+    and that pixel's centre ``pixel_x``/``pixel_y`` in the grid's CRS), ``native_pixel``
+    (whether the tower lies in the source pixel its grid pixel takes; empty where the source
+    has no pixel grid, :func:`fluxscape.pipeline.native.shares_native_pixel`) and ``reason``:
+    why a tower is not used (towers off the region grid: logged as a warning; empty
+    otherwise)."""
     box = ctx.grid.geobox
     nearest = ctx.product.sites_outside == "use_nearest"
     row, col, inside = fb.tower_pixels(box, sites["lon"].values, sites["lat"].values, nearest)
@@ -248,14 +256,27 @@ def tower_pixels(ctx: StepContext, sites: pd.DataFrame) -> pd.DataFrame:
         )
         inside = row >= 0
     x, y = box.affine * (col + 0.5, row + 0.5)
+    tx, ty = fb.to_grid_crs(box, sites["lon"].values, sites["lat"].values)
+    shares = native.shares_native_pixel(_source_grids(ctx), box, tx, ty, row, col)
+    shares = np.where(inside, shares, None)
     out = sites.assign(
         row=row,
         col=col,
         pixel_x=np.where(inside, x, np.nan),
         pixel_y=np.where(inside, y, np.nan),
         distance_m=np.where(inside, _distance_to_pixel(box, sites, x, y), np.nan),
+        native_pixel=shares,
         reason=np.where(inside, "", OUTSIDE),
     )
+    moved = out.index[[s is False for s in shares]].tolist()
+    if moved:
+        log.info(
+            "products.%s: towers %s lie in another source pixel than the one their grid pixel "
+            "takes (native_pixel in sites.csv; a grid on the source's own, region.origin and "
+            "shape, keeps every tower in its pixel)",
+            ctx.name,
+            moved,
+        )
     outside = out.index[~inside].tolist()
     if outside:
         log.warning(
@@ -265,6 +286,20 @@ def tower_pixels(ctx: StepContext, sites: pd.DataFrame) -> pd.DataFrame:
             OUTSIDE,
         )
     return out
+
+
+def _source_grids(ctx: StepContext) -> list:
+    """The native pixel grids of the input under the product's ``source`` (following a vi
+    made from another vi's store down to the one that reads an input); none for sources
+    without a pixel grid."""
+    wf, name, seen = ctx.workflow, ctx.product.source, set()
+    while name in wf.products and name not in seen:
+        seen.add(name)
+        product = wf.products[name]
+        if getattr(product, "input", None):
+            return native.native_grids(ctx.input_index(product.input).granules)
+        name = getattr(product, "source", None)
+    return []
 
 
 def _models():
@@ -526,12 +561,14 @@ def plan(ctx: StepContext) -> Plan:
     source = source_store(ctx, p.source)
     with xr.open_zarr(source, consolidated=True) as src:
         times = pd.DatetimeIndex(src["time"].values)
+        bounds = src["time_bnds"].values if "time_bnds" in src.variables else None
         absent = [v for v in p.predictors if v not in src]
     if absent:
         raise FluxscapeError(
             f"products.{ctx.name}.predictors: {absent} not in the {p.source} store"
         )
-    ends = period_bounds(times)[1]
+    # The source's own period ends (a store of an earlier fluxscape has none: inferred).
+    ends = pd.DatetimeIndex(bounds[:, 1]) if bounds is not None else period_bounds(times)[1]
     tower_files = expand_paths(wf.inputs[p.towers].paths)
     sites = _sites(ctx, tower_files)
     tgt, skipped = _tower_targets(ctx, tower_files, times, ends)
@@ -558,7 +595,11 @@ def plan(ctx: StepContext) -> Plan:
         codes = [
             int(
                 fb.land_cover_codes(
-                    reader, granules, p.land_cover_layer, box[r : r + 1, c : c + 1]
+                    reader,
+                    granules,
+                    p.land_cover_layer,
+                    box[r : r + 1, c : c + 1],
+                    resampling=p.land_cover_resampling,
                 )[0, 0]
             )
             for r, c in zip(towers["row"], towers["col"], strict=True)
@@ -581,6 +622,7 @@ def plan(ctx: StepContext) -> Plan:
             "x": float(t["pixel_x"]),
             "y": float(t["pixel_y"]),
             "distance_m": float(t["distance_m"]),
+            "native_pixel": t["native_pixel"],
         }
         for site, t in towers.iterrows()
     }
@@ -604,8 +646,9 @@ def plan(ctx: StepContext) -> Plan:
     for target in p.targets:
         long_name, standard = LONG_NAMES[target]
         attrs = {
-            "units": "gC m-2 d-1",
-            "long_name": long_name,
+            "units": STORE_UNITS,
+            "long_name": f"{long_name}, as carbon",
+            "cell_methods": "time: mean",
             "model_card": card["card_id"],
         }
         if standard:
@@ -615,7 +658,11 @@ def plan(ctx: StepContext) -> Plan:
             VariableSpec(
                 f"{target}_sd",
                 "float32",
-                {"units": "gC m-2 d-1", "long_name": f"{long_name}: ensemble standard deviation"},
+                {
+                    "units": STORE_UNITS,
+                    "long_name": f"{long_name}, as carbon: ensemble standard deviation",
+                    "cell_methods": "time: mean",
+                },
             )
         )
 
@@ -632,6 +679,7 @@ def plan(ctx: StepContext) -> Plan:
 
     return Plan(
         dims={"time": times.values},
+        time_bounds=np.stack([times.values, ends.values], axis=1),
         variables=variables,
         summary=f"{', '.join(t.upper() for t in p.targets)} upscaled from {len(towers)} towers "
         f"by an ensemble of {'/'.join(p.methods)} x site-grouped folds on {', '.join(features)}; "

@@ -25,7 +25,7 @@ from fluxscape.pipeline.inputs import READ_ERRORS, TileInputs, select, skipped_f
 from fluxscape.pipeline.schema import Period, StrictModel, input_ref
 from fluxscape.pipeline.steps.base import Plan, Step, StepContext, TileResult
 from fluxscape.pipeline.store import VariableSpec
-from fluxscape.pipeline.timeaxis import period_index, period_starts
+from fluxscape.pipeline.timeaxis import period_index, period_starts, time_bounds
 from fluxscape.products.gosat_l3 import bin_statistics
 from fluxscape.readers.registry import get_reader
 
@@ -48,12 +48,17 @@ def variables(gases: list[str]) -> list[VariableSpec]:
                     "long_name": f"column-averaged dry-air mole fraction of {name}, monthly mean "
                     "of quality-passed soundings",
                     "units": units,
+                    "cell_methods": "area: time: mean",
                 },
             ),
             VariableSpec(
                 f"{gas}_count",
                 "int32",
-                {"long_name": f"number of quality-passed {name} soundings", "units": "1"},
+                {
+                    "long_name": f"number of quality-passed {name} soundings",
+                    "units": "1",
+                    "cell_methods": "area: time: sum",
+                },
                 fill=-1,
             ),
             VariableSpec(
@@ -184,6 +189,7 @@ class GosatL3Step(Step):
 
         return Plan(
             dims={"time": times.values},
+            time_bounds=time_bounds(times, "1M"),
             variables=variables(p.variables),
             summary="Monthly gridded GOSAT XCO2/XCH4: mean, count and standard error of the "
             "quality-passed soundings in each cell",

@@ -36,7 +36,7 @@ from fluxscape.pipeline.inputs import (
 from fluxscape.pipeline.schema import StrictModel, input_ref, year_or_date
 from fluxscape.pipeline.steps.base import Plan, Step, StepContext, TileResult
 from fluxscape.pipeline.store import VariableSpec
-from fluxscape.pipeline.timeaxis import STEP_DAYS, period_index, period_starts
+from fluxscape.pipeline.timeaxis import STEP_DAYS, period_index, period_starts, time_bounds
 from fluxscape.products import anomaly
 from fluxscape.readers.ontile import Granule
 
@@ -113,12 +113,17 @@ def lst_variables(threshold: float) -> list[VariableSpec]:
                 "observations",
                 "units": "K",
                 "standard_name": "surface_temperature",
+                "cell_methods": "time: mean",
             },
         ),
         VariableSpec(
             "lst_count",
             "uint8",
-            {"long_name": "number of usable LST observations in the period", "units": "1"},
+            {
+                "long_name": "number of usable LST observations in the period",
+                "units": "1",
+                "cell_methods": "time: sum",
+            },
             fill=255,
         ),
         VariableSpec(
@@ -240,6 +245,7 @@ class LstStep(Step):
         source = f"{index.reader}, {index.spec.quality or 'its quality flags'} <= {p.max_qa}"
         return Plan(
             dims={"time": times.values},
+            time_bounds=time_bounds(times, step),
             variables=lst_variables(p.threshold),
             summary=f"Daytime land surface temperature ({source}) averaged per {step} period "
             f"on the target grid; standardized anomaly against the {base} climatology of each "

@@ -21,7 +21,9 @@ times a day, ``solar_time`` and ``sza`` its geometry.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import logging
+from dataclasses import dataclass, replace
 from typing import Annotated, Literal
 
 import numpy as np
@@ -30,6 +32,7 @@ import xarray as xr
 from pydantic import Field
 
 from fluxscape.errors import FluxscapeError
+from fluxscape.pipeline import native
 from fluxscape.pipeline.compositing import Compositor
 from fluxscape.pipeline.grid import Tile
 from fluxscape.pipeline.inputs import (
@@ -43,10 +46,12 @@ from fluxscape.pipeline.schema import STEPS, ProductRef, StrictModel, TimeStep, 
 from fluxscape.pipeline.steps.base import Plan, Step, StepContext, TileResult
 from fluxscape.pipeline.steps.derived import read_source_tile, source_store
 from fluxscape.pipeline.store import VariableSpec
-from fluxscape.pipeline.timeaxis import period_index, period_starts
+from fluxscape.pipeline.timeaxis import period_index, period_starts, time_bounds
 from fluxscape.products import indices
 from fluxscape.readers.ontile import GEOMETRY, Granule
 from fluxscape.readers.registry import get_reader
+
+log = logging.getLogger(__name__)
 
 Index = Literal["ndvi", "evi", "evi2", "grvi", "nbr", "ndwi"]
 
@@ -136,7 +141,7 @@ DOY_VARIABLE = VariableSpec(
     "float32",
     {
         "long_name": "day of year of the observation selected for the composite",
-        "units": "day of year",
+        "units": "1",
     },
 )
 
@@ -159,11 +164,36 @@ SZA_VARIABLE = VariableSpec(
 )
 
 
-def vi_variables(names: list[str], geometry: bool = False) -> list[VariableSpec]:
+_MAX_PICK = "time: point (the observation of maximum NDVI)"
+_NEAREST = "time: point (the scene nearest the solar time asked for)"
+#: CF cell_methods of each composite rule: (ndvi, the other indices, qa/doy/geometry).
+CELL_METHODS = {
+    "max_ndvi": ("time: maximum", _MAX_PICK, _MAX_PICK),
+    "median": ("time: median", "time: median", "time: point"),
+    "nearest_time": (_NEAREST, _NEAREST, _NEAREST),
+}
+
+
+def vi_variables(
+    names: list[str], geometry: bool = False, composite: str = "max_ndvi"
+) -> list[VariableSpec]:
     """Store variables of the vi product: the requested indices, ``qa`` and ``doy`` (and the
-    picked observation's ``solar_time`` and ``sza`` with ``geometry``)."""
-    extra = [SOLAR_TIME_VARIABLE, SZA_VARIABLE] if geometry else []
-    return [VI_VARIABLES[n] for n in names] + [QA_VARIABLE, DOY_VARIABLE, *extra]
+    picked observation's ``solar_time`` and ``sza`` with ``geometry``), with the CF
+    ``cell_methods`` of the ``composite`` rule (under max_ndvi only ndvi is the period's
+    maximum; the other indices come from the same observation)."""
+    ndvi, index, picked = CELL_METHODS[composite]
+    specs = [VI_VARIABLES[n] for n in names] + [QA_VARIABLE, DOY_VARIABLE]
+    specs += [SOLAR_TIME_VARIABLE, SZA_VARIABLE] if geometry else []
+    return [
+        replace(
+            v,
+            attrs={
+                **v.attrs,
+                "cell_methods": ndvi if v.name == "ndvi" else index if v.name in names else picked,
+            },
+        )
+        for v in specs
+    ]
 
 
 def compute_indices(layers: dict, names: list[str]) -> dict[str, np.ndarray]:
@@ -364,7 +394,9 @@ def _plan_input(ctx: StepContext) -> Plan:
 
     return Plan(
         dims={"time": times.values},
-        variables=vi_variables(p.variables, spec.many_per_day),
+        time_bounds=time_bounds(times, step),
+        source_attrs=resampling_attrs(ctx, granules),
+        variables=vi_variables(p.variables, spec.many_per_day, p.composite),
         summary=f"Vegetation indices ({index.reader}) composited per {step} period on the "
         f"target grid from QA-masked observations ({_rule_text(p)})",
         make_task=make_task,
@@ -372,6 +404,35 @@ def _plan_input(ctx: StepContext) -> Plan:
         skipped=list(index.skipped),
         ignored=refused,
     )
+
+
+def resampling_attrs(ctx: StepContext, granules) -> dict:
+    """Store attributes saying how the target grid meets the input's native pixel grids
+    (:func:`fluxscape.pipeline.native.neighbour_share`), logged when pixels are not copied;
+    empty for sources without a pixel grid (swaths, scenes on latitude/longitude arrays)."""
+    grids = native.native_grids(granules)
+    if not grids:
+        return {}
+    share = native.neighbour_share(grids, ctx.grid.geobox)
+    method = ctx.product.resampling
+    if share["aligned"]:
+        log.info("%s: the grid is the input's own: pixels are copied", ctx.key("resampling"))
+    elif share["pixels_from_neighbour"] is not None:
+        advice = ""
+        if (share["source_pixels_per_pixel"] or 0) >= 9 and method == "nearest":
+            advice = "; a grid this much coarser than the input may want resampling: average"
+        elif method == "nearest":
+            advice = "; region.origin/shape on the input's grid would copy its pixels"
+        log.info(
+            "%s: %s: %.0f %% of the pixels take a neighbouring source pixel rather than the "
+            "one covering most of them (a pixel spans about %g source pixels)%s",
+            ctx.key("resampling"),
+            method,
+            100 * share["pixels_from_neighbour"],
+            share["source_pixels_per_pixel"],
+            advice,
+        )
+    return {"resampling": method, "native_grid": json.dumps(share)}
 
 
 def _plan_source(ctx: StepContext) -> Plan:
@@ -384,7 +445,7 @@ def _plan_source(ctx: StepContext) -> Plan:
     with xr.open_zarr(source, consolidated=True) as src:
         geometry = all(name in src for name in GEOMETRY)
     read = [*dict.fromkeys(["ndvi", *p.variables]), "doy", *(GEOMETRY if geometry else ())]
-    specs = vi_variables(p.variables, geometry)
+    specs = vi_variables(p.variables, geometry, p.composite)
 
     def make_task(tile: Tile) -> ViSourceTask:
         return ViSourceTask(
@@ -399,6 +460,7 @@ def _plan_source(ctx: StepContext) -> Plan:
 
     return Plan(
         dims={"time": times.values},
+        time_bounds=time_bounds(times, step),
         variables=specs,
         summary=f"Vegetation indices composited per {step} period from the {p.source} "
         f"store ({_rule_text(p)} of its values)",
