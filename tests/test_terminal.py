@@ -81,7 +81,9 @@ def test_noop_resume_starts_no_cluster_redraws_nothing_and_prints_json(
     ]
 
 
-def test_a_changed_file_sends_the_resume_the_ordinary_way(demo_out, tmp_path):
+def test_a_changed_file_sends_the_resume_the_ordinary_way(demo_out, tmp_path, monkeypatch):
+    from fluxscape.errors import FluxscapeError
+    from fluxscape.pipeline import run as runner
     from fluxscape.pipeline.noop import noop_resume
 
     out = _copy_output(demo_out, tmp_path)
@@ -92,6 +94,16 @@ def test_a_changed_file_sends_the_resume_the_ordinary_way(demo_out, tmp_path):
     manifest.write_text(manifest.read_text())  # same text, another modification time
     assert noop_resume(wf, out=out) is None
     assert noop_resume(wf, out=out, workers=3) is None  # another invocation
+    args = ["run", str(wf), "--out", str(out), "--resume"]
+    assert CliRunner().invoke(cli, args).exit_code == 0  # the ordinary way, a new record
+    assert noop_resume(wf, out=out) is not None
+
+    def fails(*a, **k):
+        raise FluxscapeError("products.vi: broken")
+
+    monkeypatch.setattr(runner, "_contexts", fails)
+    assert CliRunner().invoke(cli, [*args, "--workers", "3"]).exit_code == 1
+    assert noop_resume(wf, out=out) is None  # a run that failed leaves no record
 
 
 def test_json_of_a_failed_run_is_one_document_with_the_error(tmp_path, sample_dir):

@@ -1,16 +1,17 @@
 """A ``run --resume`` with nothing to do, decided in a fraction of a second.
 
-Every successful run leaves a record, ``OUT/.fluxscape/noop.json``: a digest of how it was
-invoked (:func:`invocation_key`: the workflow file's text, the command-line overrides, the
-current folder and fluxscape's own code) and the size and modification time of every file
-that says the products are finished and published (manifests, store links and metadata,
-collection files, the catalog's root and index, the resolved workflow). A later ``--resume``
-invoked the same way whose files are all as recorded would keep every product as it is
-(:func:`fluxscape.pipeline.run.resume_action` says ``keep`` for each: same digests, complete
-stores), so it does what such a run does without loading the workflow, numpy, xarray or
-Dask: takes the output lock, records the run in ``OUT/.fluxscape/runs.jsonl`` and rewrites
-the report from its cached sections. Anything else, or any doubt (no record, another key, a
-file changed, an input glob that matches nothing any more), goes the ordinary way.
+Every successful run leaves a record, ``OUT/.fluxscape/noop.json`` (a run going the ordinary
+way removes the last one first): a digest of how it was invoked (:func:`invocation_key`: the
+workflow file's text, the command-line overrides, the current folder and fluxscape's own
+code) and the size and modification time of every file that says the products are finished
+and published (manifests, store links and metadata, collection files, the catalog's root and
+index, the resolved workflow). A later ``--resume`` invoked the same way whose files are all
+as recorded would keep every product as it is (:func:`fluxscape.pipeline.run.resume_action`
+says ``keep`` for each: same digests, complete stores), so it does what such a run does
+without loading the workflow, numpy, xarray or Dask: takes the output lock, records the run
+in ``OUT/.fluxscape/runs.jsonl`` and rewrites the report from its cached sections. Anything
+else, or any doubt (no record, another key, a file changed, an input glob that matches
+nothing any more), goes the ordinary way.
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def write_record(result: RunResult, key: str | None, data_dir: str, input_globs:
     no-op ``--resume`` checks. ``key``: :func:`invocation_key` of this run's arguments."""
     path = Path(result.out) / STATE_DIR / RECORD
     if key is None:
-        path.unlink(missing_ok=True)
+        forget_record(result.out)
         return
     products = [
         {
@@ -152,6 +153,11 @@ def write_record(result: RunResult, key: str | None, data_dir: str, input_globs:
     tmp = path.with_name(RECORD + ".tmp")
     tmp.write_text(json.dumps(record, indent=1))
     os.replace(tmp, path)
+
+
+def forget_record(out_dir: Path) -> None:
+    """Remove the record (a run going the ordinary way: only its success writes a new one)."""
+    (Path(out_dir) / STATE_DIR / RECORD).unlink(missing_ok=True)
 
 
 def _watched(record: dict) -> list[str]:

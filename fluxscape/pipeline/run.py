@@ -32,7 +32,7 @@ from fluxscape.pipeline.inputs import (
     file_checksum,
     index_input,
 )
-from fluxscape.pipeline.noop import invocation_key, noop_resume, write_record
+from fluxscape.pipeline.noop import forget_record, invocation_key, noop_resume, write_record
 from fluxscape.pipeline.outdir import (
     STATE_DIR,
     OutputLock,
@@ -124,6 +124,7 @@ def run_workflow(
     out_dir = check_output_dir(Path(wf.output.dir), [Path(wf.data_dir)])
     with OutputLock(out_dir, command=f"fluxscape run {workflow_path}"):
         mark_output_dir(out_dir)
+        forget_record(out_dir)  # kept again only if this run succeeds
         _write_if_changed(out_dir / "workflow.yaml", cfg.workflow_yaml(wf))
         results = []
         with _run_log(out_dir / STATE_DIR / "run.log"), _lazy_client(wf.dask, dashboard) as lazy:
