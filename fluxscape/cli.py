@@ -23,6 +23,26 @@ import click
 from fluxscape import __version__
 from fluxscape.errors import FluxscapeError, one_line, storage_message, storage_problem
 
+
+def _process_start() -> float:
+    """``time.monotonic()`` at this process's start (Python's own start-up included), from
+    the kernel's clock ticks since boot (``/proc``); now, where there is no ``/proc``."""
+    import os
+
+    try:
+        with open("/proc/uptime") as fh:
+            uptime = float(fh.read().split()[0])
+        with open("/proc/self/stat") as fh:
+            ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+        age = uptime - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.monotonic()
+    # older than a command's start-up: imported by a long-lived process (tests, a notebook)
+    return time.monotonic() - age if 0.0 <= age < 10.0 else time.monotonic()
+
+
+_IMPORTED = time.monotonic()
+_STARTED = _process_start()
 log = logging.getLogger("fluxscape")
 
 
@@ -104,42 +124,88 @@ class _Group(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             click.echo(f"error: {one_line(exc)}", err=True)
+            _json_failure(ctx, 1, one_line(exc))
             sys.exit(1)
         except KeyboardInterrupt as exc:
             click.echo(_interrupted_line(exc), err=True)
-            sys.exit(128 + getattr(exc, "signum", signal.SIGINT))
+            status = 128 + getattr(exc, "signum", signal.SIGINT)
+            _json_failure(ctx, status, _interrupted_line(exc))
+            sys.exit(status)
         except Exception as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             hint = "" if storage_problem(exc) else " (rerun with --debug for details)"
             click.echo(f"error: {one_line(exc)}{hint}", err=True)
+            _json_failure(ctx, 1, one_line(exc))
             sys.exit(1)
 
 
-def _setup_logging(debug: bool, quiet: bool = False) -> None:
-    level = logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO)
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-        force=True,
-    )
-    quiet_level = logging.INFO if debug else logging.WARNING
-    for noisy in ("distributed", "asyncio", "tornado", "rasterio", "fsspec", "bokeh", "numexpr"):
-        logging.getLogger(noisy).setLevel(quiet_level)
-    # distributed configures its own child loggers at import time; quieten those too.
-    import distributed  # noqa: F401
+def _json_failure(ctx: click.Context, status: int, error: str) -> None:
+    """With ``--json``, a run or demo that stops still prints its one JSON document."""
+    command = (ctx.obj or {}).get("json")
+    if command:
+        from fluxscape.pipeline.summary import summary_json
 
-    for name in list(logging.root.manager.loggerDict):
-        if name.startswith("distributed"):
-            logging.getLogger(name).setLevel(quiet_level)
-    # A failed tile is reported by the runner in one line (its traceback in OUT/.fluxscape/
-    # run.log); the workers' own "Compute Failed" dumps would repeat it on the terminal.
-    if not debug:
-        for name in list(logging.root.manager.loggerDict):
-            if name.startswith("distributed.worker"):
-                logging.getLogger(name).setLevel(logging.CRITICAL)
+        doc = summary_json(
+            None, command=command, wall_seconds=_elapsed(), exit_status=status, error=error
+        )
+        click.echo(json.dumps(doc, indent=2))
+
+
+def _elapsed() -> float:
+    """Seconds since the command's process started."""
+    return time.monotonic() - _STARTED
+
+
+def _set_verbosity(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """``-v`` / ``-q``, given to ``fluxscape`` or to the command (``fluxscape -q run ...``
+    and ``fluxscape run ... -q`` alike)."""
+    if not value or ctx.resilient_parsing:
+        return
+    obj = ctx.find_root().obj
+    if obj is None:
+        obj = ctx.find_root().obj = {}
+    wanted = "verbose" if param.name == "verbose" else "quiet"
+    if obj.get("verbosity", wanted) != wanted:
+        raise click.UsageError("-v/--verbose and -q/--quiet exclude each other", ctx=ctx)
+    obj["verbosity"] = wanted
+    _setup_logging(obj)
+
+
+def _verbosity_options(f):
+    """The ``-v`` and ``-q`` options (of the group and of every command)."""
+    f = click.option(
+        "-q",
+        "--quiet",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_verbosity,
+        help="Warnings and errors only, and the final summary line.",
+    )(f)
+    return click.option(
+        "-v",
+        "--verbose",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_verbosity,
+        help="Debug messages too.",
+    )(f)
+
+
+def _setup_logging(obj: dict) -> None:
+    from fluxscape import logs
+    from fluxscape.pipeline import progress
+
+    debug = bool(obj.get("debug"))
+    verbosity = obj.get("verbosity", "")
+    level = {"verbose": logging.DEBUG, "quiet": logging.WARNING}.get(verbosity, logging.INFO)
+    logs.setup(logging.DEBUG if debug else level, debug=debug)
+    progress.configure(bars=verbosity != "quiet")
+
+
+def _quiet() -> bool:
+    obj = click.get_current_context().find_root().obj or {}
+    return obj.get("verbosity") == "quiet"
 
 
 @click.group(
@@ -149,12 +215,18 @@ def _setup_logging(debug: bool, quiet: bool = False) -> None:
 )
 @click.version_option(__version__, prog_name="fluxscape")
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logging.")
+@_verbosity_options
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
-    """fluxscape: satellite and flux-tower data to gridded, catalogued Zarr products."""
+    """fluxscape: satellite and flux-tower data to gridded, catalogued Zarr products.
+
+    -v/-q may also follow the command's name (fluxscape run WORKFLOW -q)."""
+    global _STARTED
+    if time.monotonic() - _IMPORTED > 2.0:  # not this process's first command (tests)
+        _STARTED = time.monotonic()
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
-    _setup_logging(debug)
+    _setup_logging(ctx.obj)
 
 
 # --- sample data and demo -----------------------------------------------------------------
@@ -213,6 +285,22 @@ def _sample_is_current(directory: Path, preset: str, seed: int) -> bool:
     )
 
 
+# the options `run` and `demo` share: a JSON summary on stdout, the Dask dashboard's address
+_json_option = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON document on stdout at the end: stores, tiles, skipped inputs, wall "
+    "time, peak memory, exit status (messages stay on stderr).",
+)
+_dashboard_option = click.option(
+    "--dashboard",
+    is_flag=True,
+    help="Serve the Dask dashboard (on a free port) and print its address; without it no "
+    "dashboard runs.",
+)
+
+
 @cli.command(epilog="Example: fluxscape demo --out demo-out")
 @click.option(
     "--out",
@@ -223,14 +311,13 @@ def _sample_is_current(directory: Path, preset: str, seed: int) -> bool:
     help="Folder for the sample world (OUT/sample) and the products.",
 )
 @click.option("--workers", type=int, default=None, help="Dask workers (default 2).")
-def demo(out: Path, workers: int | None) -> None:
+@_json_option
+@_dashboard_option
+def demo(out: Path, workers: int | None, as_json: bool, dashboard: bool) -> None:
     """Generate the sample world into OUT/sample and run the demo.yaml recipe into OUT."""
     from importlib.resources import as_file
 
-    from fluxscape.catalog import open_catalog
     from fluxscape.pipeline.recipes import recipes_folder, shipped_recipe
-    from fluxscape.pipeline.run import run_workflow
-    from fluxscape.sample.generate import write_sample_world
 
     recipe = shipped_recipe("demo.yaml")
     if recipe is None:
@@ -238,24 +325,47 @@ def demo(out: Path, workers: int | None) -> None:
             f"{recipes_folder()}: the demo recipe demo.yaml is missing (fluxscape was installed "
             "without its package data; reinstall it)"
         )
-    t0 = time.monotonic()
+    if as_json:
+        click.get_current_context().find_root().obj["json"] = "demo"
+    say = not _quiet()  # the lines before the summary; on stderr with --json
     sample = out / "sample"
     if _sample_is_current(sample, "demo", 42):
-        click.echo(f"using the sample world already in {sample}")
+        if say:
+            click.echo(f"using the sample world already in {sample}", err=as_json)
     else:
-        click.echo(f"writing the sample world to {sample} ...")
+        if say:
+            click.echo(f"writing the sample world to {sample} ...", err=as_json)
+        from fluxscape.sample.generate import write_sample_world
+
         write_sample_world(sample, preset="demo", seed=42)
     with as_file(recipe) as workflow:
         try:
-            result = run_workflow(workflow, out=out, data_dir=sample, workers=workers, resume=True)
+            result = _run_or_skip(
+                workflow,
+                dashboard=dashboard,
+                out=out,
+                data_dir=sample,
+                workers=workers,
+                resume=True,
+                fresh=False,
+                scheduler=None,
+                catalog=None,
+            )
         except KeyboardInterrupt as exc:
             again = ["fluxscape", "demo", "--out", str(out)]
             again += ["--workers", str(workers)] if workers else []
             raise Interrupted(getattr(exc, "signum", signal.SIGINT), shlex.join(again)) from None
+    if as_json:
+        _print_json(result, "demo")
+        return
     cat_dir = out / "catalog"
-    entries = open_catalog(cat_dir).entries()
+    root = json.loads((cat_dir / "catalog.json").read_text())
+    entries = [link for link in root.get("links", []) if link.get("rel") == "child"]
+    if _quiet():
+        click.echo(f"demo finished in {_seconds(_elapsed())}; catalog: {cat_dir / 'catalog.json'}")
+        return
     click.echo("")
-    click.echo(f"demo finished in {time.monotonic() - t0:.0f} s")
+    click.echo(f"demo finished in {_seconds(_elapsed())}")
     for p in result.products:
         click.echo(
             f"  product {p.name}: {p.store} ({p.tiles_total} tiles, "
@@ -335,6 +445,8 @@ _data_dir_option = click.option(
     help="Publish a product even when more than max_skipped_share of its inputs were "
     "skipped, marked as partial in the store and the catalog.",
 )
+@_json_option
+@_dashboard_option
 def run(
     workflow: Path,
     out: Path | None,
@@ -345,22 +457,26 @@ def run(
     fresh: bool,
     catalog_dir: Path | None,
     allow_partial: bool,
+    as_json: bool,
+    dashboard: bool,
 ) -> None:
     """Run a workflow file: every product, tile by tile, then publish to the catalog.
 
     WORKFLOW is a file or, when no such file exists, the name of a recipe shipped with
     fluxscape (demo.yaml, gosat-xco2.yaml, ...: the repository's workflows/ folder). A shipped
     recipe's relative paths resolve as in a clone's top folder (gosat-xco2.yaml reads
-    ./demo-out/sample); --data-dir and --out override them."""
-    from fluxscape.pipeline.run import run_workflow
-
+    ./demo-out/sample); --data-dir and --out override them. A --resume with nothing to do
+    takes about a second."""
     if resume and fresh:
         raise click.UsageError("--resume and --fresh exclude each other")
     if scheduler and workers:
         raise click.UsageError("--scheduler and --workers exclude each other")
+    if as_json:
+        click.get_current_context().find_root().obj["json"] = "run"
     try:
-        result = run_workflow(
+        result = _run_or_skip(
             workflow,
+            dashboard=dashboard,
             out=out,
             data_dir=data_dir,
             scheduler=scheduler,
@@ -387,12 +503,54 @@ def run(
         # e.g. a write() that found the disk full: its error names no file
         where = out if out is not None else f"the output folder of {workflow}"
         raise FluxscapeError(storage_message(exc, where)) from None
-    for p in result.products:
-        click.echo(
-            f"{p.name}: {p.tiles_run} of {p.tiles_total} tiles run, "
-            f"{len(p.skipped_inputs)} input(s) skipped -> {p.store}"
-        )
-    click.echo(f"done in {result.seconds:.0f} s; resolved workflow: {result.out / 'workflow.yaml'}")
+    if as_json:
+        _print_json(result, "run")
+        return
+    if not _quiet():
+        for p in result.products:
+            click.echo(
+                f"{p.name}: {p.tiles_run} of {p.tiles_total} tiles run, "
+                f"{len(p.skipped_inputs)} input(s) skipped -> {p.store}"
+            )
+    click.echo(
+        f"done in {_seconds(_elapsed())}{' (nothing to do)' if result.noop else ''}; "
+        f"resolved workflow: {result.out / 'workflow.yaml'}"
+    )
+
+
+def _run_or_skip(workflow: Path, dashboard: bool, **kwargs):
+    """``run_workflow``, after trying the quick way of a ``--resume`` with nothing to do
+    (:mod:`fluxscape.pipeline.noop`: before numpy, xarray and Dask are even imported)."""
+    from fluxscape.pipeline.noop import noop_resume
+
+    if kwargs["resume"] and not kwargs["fresh"]:
+        keys = ("out", "data_dir", "scheduler", "workers", "catalog")
+        done = noop_resume(workflow, **{k: kwargs[k] for k in keys}, started=_STARTED)
+        if done is not None:
+            if dashboard:
+                click.echo("no Dask dashboard: nothing to run, no cluster started", err=True)
+            return done
+    from fluxscape.pipeline.run import run_workflow
+
+    def show(link: str) -> None:
+        click.echo(f"Dask dashboard: {link}", err=True)
+
+    result = run_workflow(
+        workflow, dashboard=show if dashboard else None, started=_STARTED, **kwargs
+    )
+    if dashboard and not result.cluster:
+        click.echo("no Dask dashboard: nothing to run, no cluster started", err=True)
+    return result
+
+
+def _print_json(result, command: str) -> None:
+    from fluxscape.pipeline.summary import summary_json
+
+    click.echo(json.dumps(summary_json(result, command=command, wall_seconds=_elapsed()), indent=2))
+
+
+def _seconds(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
 
 
 @cli.command(
@@ -481,21 +639,44 @@ def _print_entries(entries, as_json: bool) -> None:
     if not entries:
         click.echo("no products match")
         return
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("id", "product", "run id", "access", "variables", "bbox (W,S,E,N)", "time")
-    for e in entries:
-        table.add_row(
-            e.id,
-            e.product,
-            e.run_id,
-            e.access,
-            ", ".join(e.variables),
-            ", ".join(f"{v:.2f}" for v in e.bbox),
-            f"{e.time[0][:10]} / {e.time[1][:10]}",
-        )
-    Console(width=180).print(table)
+    # Fits the terminal's width (COLUMNS, or 80 when stdout is not a terminal): a table when
+    # its widest row fits, else one short block per product, long values wrapped.
+    console = Console()
+    rows = [
+        {
+            "id": e.id,
+            "product": e.product,
+            "run id": e.run_id,
+            "access": e.access,
+            "variables": ", ".join(e.variables),
+            "bbox (W,S,E,N)": ", ".join(f"{v:.2f}" for v in e.bbox),
+            "time": f"{e.time[0][:10]} / {e.time[1][:10]}",
+        }
+        for e in entries
+    ]
+    widths = {key: max(len(key), *(len(row[key]) for row in rows)) for key in rows[0]}
+    widths["variables"] = min(widths["variables"], 24)  # the one column that wraps
+    if sum(widths.values()) + 2 * (len(widths) - 1) <= console.width:
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+        for key in rows[0]:
+            table.add_column(key, no_wrap=key != "variables", overflow="fold")
+        for row in rows:
+            table.add_row(*row.values())
+        console.print(table)
+        return
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")
+    for row in rows:
+        grid.add_row(f"[bold]{row['id']}[/bold]", "")
+        for key, value in row.items():
+            if key != "id":
+                grid.add_row(f"  {key}:", value)
+    console.print(grid)
 
 
 @catalog.command("list", epilog="Example: fluxscape catalog list demo-out/catalog")
@@ -734,6 +915,18 @@ def serve(
     origins = [o for o in cors_origins or ("*",) if o.lower() != "none"]
     click.echo(f"serving {catalog_path} at http://{host}:{port}/ (map: /web/)", err=True)
     run_server(catalog_path, host, port, tokens_file, checked, origins)
+
+
+def _verbosity_everywhere(group: click.Group) -> None:
+    """``-v`` and ``-q`` on every command, as on ``fluxscape`` itself."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            _verbosity_everywhere(command)
+        if not any(p.name == "verbose" for p in command.params):
+            command.params += _verbosity_options(click.Command("x")).params
+
+
+_verbosity_everywhere(cli)
 
 
 def main() -> None:

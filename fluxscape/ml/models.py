@@ -130,8 +130,17 @@ class EnsembleRegressor(RegressorMixin, BaseEstimator):
         splitter = GroupKFold(min(self.n_splits, n_groups))
         return [train for train, _ in splitter.split(np.zeros(n), groups=groups)]
 
-    def fit(self, X, y, groups=None) -> EnsembleRegressor:
-        """Fit all members. X (n_rows, n_features), y (n_rows,), groups (n_rows,) site ids."""
+    def n_members(self, groups=None) -> int:
+        """How many members :meth:`fit` fits with these groups (site ids of the rows)."""
+        if self.n_splits <= 1:
+            return len(self.methods)
+        if groups is None:
+            return len(self.methods) * self.n_splits
+        return len(self.methods) * min(self.n_splits, len(np.unique(groups)))
+
+    def fit(self, X, y, groups=None, on_member=None) -> EnsembleRegressor:
+        """Fit all members. X (n_rows, n_features), y (n_rows,), groups (n_rows,) site ids;
+        ``on_member(label)`` is called after each member is fitted (progress)."""
         if isinstance(X, pd.DataFrame):
             self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         Xm = _as_matrix(X)
@@ -151,6 +160,8 @@ class EnsembleRegressor(RegressorMixin, BaseEstimator):
                     est.fit(Xm[train], ym[train])
                 self.members_.append(est)
                 self.member_labels_.append(f"{method}/fold{f_i}")
+                if on_member is not None:
+                    on_member(self.member_labels_[-1])
         self.n_features_in_ = Xm.shape[1]
         return self
 
@@ -215,8 +226,24 @@ class FluxModel(BaseEstimator):
         self.random_state = random_state
         self.n_threads = n_threads
 
-    def fit(self, X: pd.DataFrame, Y: pd.DataFrame, groups=None) -> FluxModel:
-        """Fit one ensemble per target on rows where that target and all features are finite."""
+    def _rows(self, X: pd.DataFrame, Y: pd.DataFrame, target: str) -> np.ndarray:
+        """The rows a target's ensemble is fitted on: that target and all features finite."""
+        ok_x = np.isfinite(X[list(self.features)].to_numpy(dtype=np.float64)).all(axis=1)
+        return ok_x & np.isfinite(Y[target].to_numpy(dtype=np.float64))
+
+    def n_members(self, X: pd.DataFrame, Y: pd.DataFrame, groups=None) -> int:
+        """How many members :meth:`fit` fits on these rows, over all targets."""
+        g = None if groups is None else np.asarray(groups)
+        total = 0
+        for t in self.targets:
+            ok = self._rows(X, Y, t)
+            ens = EnsembleRegressor(self.methods, self.n_splits)
+            total += ens.n_members(None if g is None else g[ok])
+        return total
+
+    def fit(self, X: pd.DataFrame, Y: pd.DataFrame, groups=None, on_member=None) -> FluxModel:
+        """Fit one ensemble per target on rows where that target and all features are finite;
+        ``on_member(label)`` is called after each member is fitted (progress)."""
         features = list(self.features)
         leaks = leaking_features(features)
         if leaks:
@@ -241,7 +268,9 @@ class FluxModel(BaseEstimator):
                 self.random_state,
                 self.n_threads,
             )
-            ens.fit(Xf[ok], Y[t].to_numpy(dtype=np.float64)[ok], None if g is None else g[ok])
+            label = (lambda m, t=t: on_member(f"{t} {m}")) if on_member is not None else None
+            y_t = Y[t].to_numpy(dtype=np.float64)[ok]
+            ens.fit(Xf[ok], y_t, None if g is None else g[ok], on_member=label)
             self.ensembles_[t] = ens
             self.n_train_[t] = int(ok.sum())
         return self

@@ -62,13 +62,15 @@ def cross_validate(
     method_params: dict | None = None,
     random_state: int = 0,
     units: dict[str, str] | None = None,
+    on_member=None,
 ) -> CVResult:
     """Out-of-fold predictions with whole sites held out.
 
     ``cv="loso"`` uses sklearn's LeaveOneGroupOut (one fold per site), ``"group_kfold"``
     GroupKFold(n_splits) with sites as groups. In each outer fold an
     :class:`EnsembleRegressor` (``methods`` x ``inner_splits`` site-grouped folds of the
-    training sites) is fitted and predicts the held-out sites with its spread. Rows with a
+    training sites) is fitted and predicts the held-out sites with its spread;
+    ``on_member(label)`` is called after each member is fitted (progress). Rows with a
     missing target or feature are dropped per target and counted in ``result.dropped``.
     Raises FluxscapeError on leaking features (tower flux columns) or missing columns.
     """
@@ -108,7 +110,10 @@ def cross_validate(
         fold = np.full(len(y), -1)
         for k, (train, test) in enumerate(splitter.split(X, y, groups)):
             ens = EnsembleRegressor(methods, inner_splits, method_params, random_state)
-            ens.fit(X[train], y[train], groups[train])
+            label = None
+            if on_member is not None:
+                label = lambda m, t=t, k=k: on_member(f"{t} fold {k} {m}")  # noqa: E731
+            ens.fit(X[train], y[train], groups[train], on_member=label)
             pred[test], sd[test] = ens.predict_with_sd(X[test])
             fold[test] = k
         parts.append(
@@ -135,6 +140,34 @@ def cross_validate(
         dropped=dropped,
         units=dict(units or {}),
     )
+
+
+def n_members(
+    table: pd.DataFrame,
+    features: list[str],
+    target: str | list[str],
+    site_col: str = "site",
+    methods: tuple[str, ...] = ("rf", "hgb", "lgbm"),
+    cv: str = "loso",
+    n_splits: int = 5,
+    inner_splits: int = 1,
+) -> int:
+    """How many ensemble members :func:`cross_validate` with these arguments fits (to show
+    its progress: outer folds x methods x inner folds, per target)."""
+    total = 0
+    for t in [target] if isinstance(target, str) else list(target):
+        columns = table[[*features, t]].to_numpy(dtype=np.float64)
+        groups = table.loc[np.isfinite(columns).all(axis=1), site_col].to_numpy()
+        n_sites = len(np.unique(groups))
+        folds = n_sites if cv == "loso" else min(n_splits, n_sites)
+        if inner_splits <= 1:
+            total += folds * len(methods)
+            continue
+        splitter = LeaveOneGroupOut() if cv == "loso" else GroupKFold(n_splits)
+        for train, _ in splitter.split(groups, groups=groups):
+            inner = EnsembleRegressor(methods, inner_splits)
+            total += inner.n_members(groups[train])
+    return total
 
 
 def metrics(obs: np.ndarray, pred: np.ndarray) -> dict[str, float]:

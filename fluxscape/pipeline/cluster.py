@@ -16,14 +16,29 @@ import dask
 from distributed import Client, LocalCluster
 
 from fluxscape.errors import FluxscapeError
+from fluxscape.logs import tame_dask_loggers
 from fluxscape.pipeline.schema import DaskSettings
 
 log = logging.getLogger(__name__)
+tame_dask_loggers()  # importing distributed just reset its loggers' levels
+
+
+def dashboard_link(client: Client) -> str:
+    """The address of the Dask dashboard of ``client``'s cluster (a hint appended when the
+    page cannot show plots: the dashboard needs bokeh)."""
+    import importlib.util
+
+    link = client.dashboard_link
+    if importlib.util.find_spec("bokeh") is None:
+        link += " (its plots need bokeh: pip install 'bokeh>=3.1')"
+    return link
 
 
 @contextlib.contextmanager
-def dask_client(settings: DaskSettings) -> Iterator[Client]:
-    """A connected Client for ``settings``; clusters it starts are closed on exit."""
+def dask_client(settings: DaskSettings, dashboard: bool = False) -> Iterator[Client]:
+    """A connected Client for ``settings``; clusters it starts are closed on exit. A cluster
+    started here serves the Dask dashboard only with ``dashboard`` (on a free port: never a
+    fixed one another cluster may hold)."""
     if settings.scheduler:
         try:
             client = Client(settings.scheduler, timeout="20s")
@@ -50,6 +65,10 @@ def dask_client(settings: DaskSettings) -> Iterator[Client]:
             "memory": settings.memory_limit,
             **settings.jobqueue,
         }
+        options = dict(kwargs.get("scheduler_options") or {})
+        options.setdefault("dashboard_address", ":0")  # a free port, not 8787
+        options.setdefault("dashboard", dashboard)
+        kwargs["scheduler_options"] = options
         with cls(**kwargs) as cluster:
             cluster.scale(jobs=settings.workers)
             with Client(cluster) as client:
@@ -67,8 +86,9 @@ def dask_client(settings: DaskSettings) -> Iterator[Client]:
             threads_per_worker=settings.threads_per_worker,
             memory_limit=settings.memory_limit,
             processes=settings.processes,
-            dashboard_address=None,
-            # the scheduler's HTTP server (health checks) on a free port, not 8787
+            dashboard_address=":0" if dashboard else None,
+            # the scheduler's HTTP server (health checks, and the dashboard if asked for) on
+            # a free port, not 8787
             scheduler_kwargs={"dashboard_address": ":0"},
             # a failed task is logged by the runner (its traceback in the run log), not here
             silence_logs=logging.CRITICAL,

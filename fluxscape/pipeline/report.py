@@ -9,16 +9,20 @@ each tower: observed vs predicted), and the inputs used and skipped.
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import io
 import json
+import math
+from datetime import UTC, datetime
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
-import xarray as xr
+from typing import TYPE_CHECKING
 
 import fluxscape
+
+if TYPE_CHECKING:  # imported where used: a no-op resume rewrites the page from its cache
+    import pandas as pd
+    import xarray as xr
 
 #: Counts the images that decoded once the page has loaded (``data-images`` and
 #: ``data-images-loaded`` on <body>), so a headless browser can check the page.
@@ -60,13 +64,15 @@ def _fmt(value) -> str:
     """Table cells: three significant digits, large numbers whole with thousands separators
     (an area of 5 034 km² reads ``5,034``, not ``5.03e+03``)."""
     if isinstance(value, float):
-        if not np.isfinite(value):
+        if not math.isfinite(value):
             return "—"
         return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
     return "" if value is None else str(value)
 
 
 def _product_section(out: Path, name: str, store: Path) -> str:
+    import xarray as xr
+
     ds = xr.open_zarr(store, consolidated=True)
     rows = [
         {
@@ -152,6 +158,8 @@ def _skill_rows(cv_skill: dict) -> list[dict]:
 
 def _tower_plot(table: pd.DataFrame, flux: xr.Dataset, sites: dict, target: str) -> bytes:
     import matplotlib
+    import numpy as np
+    import pandas as pd
 
     matplotlib.use("Agg")
     import matplotlib.dates as mdates
@@ -190,6 +198,9 @@ def _tower_plot(table: pd.DataFrame, flux: xr.Dataset, sites: dict, target: str)
 
 
 def _flux_section(out: Path, name: str, store: Path) -> str:
+    import pandas as pd
+    import xarray as xr
+
     ds = xr.open_zarr(store, consolidated=True)
     if "cv_skill" not in ds.attrs:
         return ""
@@ -263,7 +274,7 @@ def record_run(result, peak_memory_mib: float | None) -> None:
     log = Path(result.out) / ".fluxscape" / "runs.jsonl"
     log.parent.mkdir(parents=True, exist_ok=True)
     entry = {
-        "finished (UTC)": pd.Timestamp.now("UTC").strftime("%Y-%m-%d %H:%M:%S"),
+        "finished (UTC)": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
         "wall time (s)": round(result.seconds, 1),
         "peak memory (MiB)": round(peak_memory_mib or 0.0),
         "tiles run": sum(p.tiles_run for p in result.products),
@@ -274,22 +285,24 @@ def record_run(result, peak_memory_mib: float | None) -> None:
 
 
 def write_report(result, peak_memory_mib: float | None = None) -> Path:
-    """Write ``OUT/report.html`` for a :class:`~fluxscape.pipeline.run.RunResult`; returns its
-    path (written to a temporary name, then renamed)."""
+    """Write ``OUT/report.html`` for a :class:`~fluxscape.pipeline.summary.RunResult`;
+    returns its path (written to a temporary name, then renamed). The products' and models'
+    sections come from :func:`_cached` when their inputs are unchanged: a run that rebuilt
+    nothing redraws no plot."""
     out = Path(result.out)
-    wf = result.workflow
+    facts = result.facts
     head = [
-        f"<h1>fluxscape run <code>{html.escape(wf.name)}</code></h1>",
-        f"<p>{html.escape(wf.description)}</p>",
+        f"<h1>fluxscape run <code>{html.escape(facts['name'])}</code></h1>",
+        f"<p>{html.escape(facts.get('description', ''))}</p>",
         _table(
             [
                 {
                     "fluxscape": fluxscape.__version__,
                     "wall time": f"{result.seconds:.0f} s",
                     "peak memory": f"{peak_memory_mib:.0f} MiB" if peak_memory_mib else "—",
-                    "region (W, S, E, N)": ", ".join(f"{v:g}" for v in wf.region.lonlat_bbox),
-                    "period": f"{wf.period.start} – {wf.period.end} ({wf.period.step})",
-                    "workflow": str(out / "workflow.yaml"),
+                    "region (W, S, E, N)": ", ".join(f"{v:g}" for v in facts["bbox"]),
+                    "period": facts["period"],
+                    "workflow": facts["workflow"],
                 }
             ]
         ),
@@ -308,15 +321,15 @@ def write_report(result, peak_memory_mib: float | None = None) -> Path:
     ]
     body = []
     # The flux maps first: they are what most readers open the report for.
-    ordered = sorted(result.products, key=lambda p: wf.products[p.name].kind != "flux")
+    ordered = sorted(result.products, key=lambda p: p.kind != "flux")
     for p in ordered:
-        if wf.products[p.name].kind == "flux":
-            body.append(_flux_section(out, p.name, p.store))
-        body.append(_product_section(out, p.name, p.store))
+        if p.kind == "flux":
+            body.append(_cached(out, "models", p.name, p.store, _flux_section))
+        body.append(_cached(out, "product", p.name, p.store, _product_section))
     body.append(_runs_section(out))
     page = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>fluxscape run {html.escape(wf.name)}</title><style>{_CSS}</style></head>"
+        f"<title>fluxscape run {html.escape(facts['name'])}</title><style>{_CSS}</style></head>"
         f"<body>{''.join(head)}{''.join(body)}{_CHECK}</body></html>"
     )
     path = out / "report.html"
@@ -324,3 +337,44 @@ def write_report(result, peak_memory_mib: float | None = None) -> Path:
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+#: Where :func:`_cached` keeps the sections it rendered.
+CACHE_DIR = Path(".fluxscape") / "report-cache"
+
+
+def _cached(out: Path, section: str, name: str, store: Path, render) -> str:
+    """``render(out, name, store)``, the HTML of a section of the report, or the same HTML
+    rendered before from the same inputs: the store's version and metadata, the files under
+    ``OUT/quicklooks/<name>`` and ``OUT/reports/<name>`` (names, sizes, times) and the code
+    that draws them (this module and the quicklooks'). One file per section in
+    ``OUT/.fluxscape/report-cache``; an older one of the same section is replaced."""
+    digest = hashlib.sha256(f"{section}|{name}|{fluxscape.__version__}".encode())
+    store = Path(store)
+    digest.update(str(store.resolve()).encode())
+    files = [store / ".zmetadata", store / ".zattrs", store / "zarr.json"]
+    for folder in (out / "quicklooks" / name, out / "reports" / name):
+        if folder.is_dir():
+            files += sorted(folder.iterdir())
+    for f in files:
+        try:
+            st = f.stat()
+        except OSError:
+            continue
+        digest.update(f"{f}:{st.st_size}:{st.st_mtime_ns};".encode())
+    for module in (Path(__file__), Path(__file__).with_name("quicklook.py")):
+        digest.update(module.read_bytes())
+    folder = out / CACHE_DIR
+    path = folder / f"{section}-{name}-{digest.hexdigest()[:20]}.html"
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        pass
+    text = render(out, name, store)
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob(f"{section}-{name}-*.html"):
+        old.unlink(missing_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return text

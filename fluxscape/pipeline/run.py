@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
-import resource
 import shutil
 import time
 import traceback
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,14 +23,16 @@ from distributed import as_completed
 import fluxscape
 from fluxscape.errors import FluxscapeError, storage_message, storage_problem
 from fluxscape.pipeline import config as cfg
+from fluxscape.pipeline import progress
 from fluxscape.pipeline.budget import check_budget
-from fluxscape.pipeline.cluster import dask_client
+from fluxscape.pipeline.cluster import dashboard_link, dask_client
 from fluxscape.pipeline.inputs import (
     InputChanged,
     check_indexes_unchanged,
     file_checksum,
     index_input,
 )
+from fluxscape.pipeline.noop import forget_record, invocation_key, noop_resume, write_record
 from fluxscape.pipeline.outdir import (
     STATE_DIR,
     OutputLock,
@@ -39,7 +40,6 @@ from fluxscape.pipeline.outdir import (
     inside,
     mark_output_dir,
 )
-from fluxscape.pipeline.progress import progress
 from fluxscape.pipeline.quicklook import write_quicklooks
 from fluxscape.pipeline.report import record_run, write_report
 from fluxscape.pipeline.schema import input_names
@@ -52,6 +52,7 @@ from fluxscape.pipeline.store import (
     publish_version,
     write_tile,
 )
+from fluxscape.pipeline.summary import ProductResult, RunResult, peak_rss_mib, store_facts
 from fluxscape.readers.registry import get_reader
 
 log = logging.getLogger(__name__)
@@ -60,35 +61,13 @@ trace_log = logging.getLogger("fluxscape_trace")
 trace_log.propagate = False
 
 
-@dataclass
-class ProductResult:
-    """What a run did for one product."""
-
-    name: str
-    store: Path
-    tiles_total: int
-    tiles_run: int
-    skipped_inputs: list[dict] = field(default_factory=list)
-    published: Path | None = None
-
-
-@dataclass
-class RunResult:
-    """What a run wrote: output folder, resolved workflow, products, wall time (s)."""
-
-    out: Path
-    workflow: cfg.Workflow
-    products: list[ProductResult]
-    seconds: float
-    peak_memory_mib: float | None = None
-
-
 def prepare(
     workflow_path: str | Path,
     out: str | Path | None = None,
     data_dir: str | Path | None = None,
     scheduler: str | None = None,
     workers: int | None = None,
+    catalog: str | Path | None = None,
 ) -> cfg.Workflow:
     """Load, validate and resolve a workflow with command-line overrides, and check its
     budget (:func:`fluxscape.pipeline.budget.check_budget`); no work done."""
@@ -101,6 +80,9 @@ def prepare(
         dask_update["workers"] = workers
     if dask_update:
         wf = wf.model_copy(update={"dask": wf.dask.model_copy(update=dask_update)})
+    if catalog is not None:
+        output = wf.output.model_copy(update={"catalog": str(Path(catalog).resolve())})
+        wf = wf.model_copy(update={"output": output})
     check_budget(wf)
     return wf
 
@@ -115,6 +97,8 @@ def run_workflow(
     fresh: bool = False,
     catalog: str | Path | None = None,
     allow_partial: bool = False,
+    dashboard: Callable[[str], None] | None = None,
+    started: float | None = None,
 ) -> RunResult:
     """Run a workflow file. ``resume`` continues stores a previous run started (finished
     tiles are skipped, finished stores left untouched); ``fresh`` rebuilds them (the published
@@ -122,22 +106,28 @@ def run_workflow(
     error so that nothing written is lost. ``catalog`` overrides the workflow's catalog
     directory (e.g. one shared by several runs). ``allow_partial`` publishes a product whose
     share of skipped inputs exceeds ``max_skipped_share``, marked as partial.
+    ``dashboard``: called with the Dask dashboard's address when the cluster is up (a
+    cluster started here serves one only then, on a free port). ``started``: when the
+    command started (``time.monotonic()``), for the wall time.
 
     Every input the products read is indexed, and every product checked, before the first
-    product runs. The run's log (tracebacks of failed tiles included) is
+    product runs. A ``--resume`` with nothing to do is decided before anything is loaded
+    (:mod:`fluxscape.pipeline.noop`). The run's log (tracebacks of failed tiles included) is
     ``OUT/.fluxscape/run.log``."""
-    started = time.monotonic()
-    wf = prepare(workflow_path, out, data_dir, scheduler, workers)
-    if catalog is not None:
-        output = wf.output.model_copy(update={"catalog": str(Path(catalog).resolve())})
-        wf = wf.model_copy(update={"output": output})
+    started = time.monotonic() if started is None else started
+    if resume and not fresh:
+        done = noop_resume(workflow_path, out, data_dir, scheduler, workers, catalog, started)
+        if done is not None:
+            return done
+    wf = prepare(workflow_path, out, data_dir, scheduler, workers, catalog)
     run_id = new_run_id(wf.name)
     out_dir = check_output_dir(Path(wf.output.dir), [Path(wf.data_dir)])
     with OutputLock(out_dir, command=f"fluxscape run {workflow_path}"):
         mark_output_dir(out_dir)
+        forget_record(out_dir)  # kept again only if this run succeeds
         _write_if_changed(out_dir / "workflow.yaml", cfg.workflow_yaml(wf))
         results = []
-        with _run_log(out_dir / STATE_DIR / "run.log"), _lazy_client(wf.dask) as lazy:
+        with _run_log(out_dir / STATE_DIR / "run.log"), _lazy_client(wf.dask, dashboard) as lazy:
             contexts = _contexts(wf, out_dir, resume, fresh)
             for ctx in contexts.values():
                 if ctx is not None:
@@ -147,11 +137,43 @@ def run_workflow(
                     _run_product(wf, name, ctx, lazy.get, resume, fresh, run_id, allow_partial)
                 )
             workers_peak = lazy.peak_worker_mib()
-        result = RunResult(out_dir, wf, results, time.monotonic() - started)
-        result.peak_memory_mib = _peak_rss_mib() + workers_peak
-        record_run(result, result.peak_memory_mib)
-        write_report(result, result.peak_memory_mib)
+        result = RunResult(out_dir, wf, results, time.monotonic() - started, run_id=run_id)
+        result.facts = _report_facts(wf, out_dir)
+        result.cluster = lazy.started
+        result.driver_peak_mib = peak_rss_mib()
+        result.workers_peak_mib = workers_peak
+        result.peak_memory_mib = result.driver_peak_mib + (workers_peak or 0.0)
+        with progress.phase("writing the run report"):
+            record_run(result, result.peak_memory_mib)
+            write_report(result, result.peak_memory_mib)
+        key = _invocation_key(wf, workflow_path, out, data_dir, scheduler, workers, catalog)
+        inputs = [p for i in wf.inputs.values() for p in i.paths]
+        write_record(result, key, str(wf.data_dir), inputs)
     return result
+
+
+def _invocation_key(wf, workflow_path, out, data_dir, scheduler, workers, catalog) -> str | None:
+    """The key of the no-op record (:func:`fluxscape.pipeline.noop.invocation_key`) of these
+    arguments as they read now, when they give the workflow this run made (the run may have
+    written the workflow file itself: ``run OUT/workflow.yaml``); None when they do not
+    (e.g. the file was edited during the run), and no record is kept."""
+    key = invocation_key(workflow_path, out, data_dir, catalog, scheduler, workers)
+    try:
+        again = prepare(workflow_path, out, data_dir, scheduler, workers, catalog)
+    except FluxscapeError:
+        return None
+    return key if cfg.workflow_yaml(again) == cfg.workflow_yaml(wf) else None
+
+
+def _report_facts(wf: cfg.Workflow, out_dir: Path) -> dict:
+    """What the run report's head shows of the workflow."""
+    return {
+        "name": wf.name,
+        "description": wf.description,
+        "bbox": list(wf.region.lonlat_bbox),
+        "period": f"{wf.period.start} – {wf.period.end} ({wf.period.step})",
+        "workflow": str(out_dir / "workflow.yaml"),
+    }
 
 
 def resume_action(wf: cfg.Workflow, out_dir: Path, name: str) -> tuple[str, str]:
@@ -246,6 +268,18 @@ def _manifest(out_dir: Path, name: str) -> Manifest:
     return Manifest(inside(out_dir, out_dir / STATE_DIR / f"{name}.manifest.jsonl"))
 
 
+class _Forward(logging.Handler):
+    """Hands the records of ``level`` and above to ``target`` (not a StreamHandler, which
+    distributed would silence)."""
+
+    def __init__(self, target: logging.Handler, level: int):
+        super().__init__(level)
+        self.target = target
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.target.handle(record)
+
+
 class _run_log:
     """Also write the fluxscape log (with tracebacks) to ``path`` during a run."""
 
@@ -262,6 +296,11 @@ class _run_log:
         self.handler.setLevel(logging.INFO)
         root = logging.getLogger("fluxscape")
         root.addHandler(self.handler)
+        # distributed's warnings too, those kept off the terminal (fluxscape.logs) included;
+        # through a handler of its own: a LocalCluster silences the stream handlers of
+        # distributed's logger (a FileHandler is one) while it runs
+        self.dask_handler = _Forward(self.handler, logging.WARNING)
+        logging.getLogger("distributed").addHandler(self.dask_handler)
         trace_log.addHandler(self.handler)
         trace_log.setLevel(logging.INFO)
         if root.getEffectiveLevel() > logging.INFO:
@@ -272,6 +311,7 @@ class _run_log:
     def __exit__(self, *exc):
         root = logging.getLogger("fluxscape")
         root.removeHandler(self.handler)
+        logging.getLogger("distributed").removeHandler(self.dask_handler)
         trace_log.removeHandler(self.handler)
         if hasattr(self, "_level"):
             root.setLevel(self._level)
@@ -287,35 +327,38 @@ def execute_tile(run_tile, task, store: str) -> dict:
     return {"tile": task.tile.id, **result.inputs.to_json()}
 
 
-def _peak_rss_mib() -> float:
-    """Peak resident memory of this process (the driver), MiB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 class _lazy_client:
-    """Start the Dask cluster only when a product has tiles to run."""
+    """Start the Dask cluster only when a product has tiles to run; ``dashboard`` (a
+    callable) is given the dashboard's address once it is up."""
 
-    def __init__(self, settings: cfg.DaskSettings):
-        self.settings, self._cm, self._client = settings, None, None
+    def __init__(self, settings: cfg.DaskSettings, dashboard: Callable[[str], None] | None = None):
+        self.settings, self.dashboard, self._cm, self._client = settings, dashboard, None, None
 
     def __enter__(self):
         return self
 
+    @property
+    def started(self) -> bool:
+        return self._client is not None
+
     def get(self):
         if self._client is None:
-            self._cm = dask_client(self.settings)
+            self._cm = dask_client(self.settings, dashboard=self.dashboard is not None)
             self._client = self._cm.__enter__()
+            if self.dashboard is not None:
+                self.dashboard(dashboard_link(self._client))
         return self._client
 
-    def peak_worker_mib(self) -> float:
-        """Sum over the workers of each one's peak resident memory (MiB); 0 without a cluster.
-        A scheduler we did not start reports its workers' lifetime peaks."""
+    def peak_worker_mib(self) -> float | None:
+        """Sum over the workers of each one's peak resident memory (MiB); None without a
+        cluster or when a worker cannot answer. A scheduler we did not start reports its
+        workers' lifetime peaks."""
         if self._client is None:
-            return 0.0
+            return None
         try:
-            peaks = self._client.run(_peak_rss_mib)
+            peaks = self._client.run(peak_rss_mib)
         except Exception:  # a worker that cannot answer does not fail the run
-            return 0.0
+            return None
         return float(sum(peaks.values()))
 
     def __exit__(self, *exc):
@@ -349,7 +392,12 @@ def _run_product(
             store, catalog_dir, wf.name, name, only_if_missing=True, access=publish["access"]
         )
         skipped = _stored_skipped(store)
-        return ProductResult(name, store, total, 0, skipped, published=published)
+        version, variables = store_facts(store)
+        kind = wf.products[name].kind
+        return ProductResult(
+            name, store, total, 0, skipped, published, kind, "reused", version, variables
+        )
+    replaces = store.exists()
     digest = ctx.digest
     if fresh:
         shutil.rmtree(staging, ignore_errors=True)
@@ -382,8 +430,10 @@ def _run_product(
         state = {"workflow_hash": None, "tiles": {}, "complete": False}  # rebuilt: --fresh
 
     grid = ctx.grid
+    action = "continued" if state["tiles"] else ("rebuilt" if replaces else "built")
     step = step_for(ctx.product.kind)
-    plan = step.plan(ctx)
+    with progress.phase(f"{name}: planning"):
+        plan = step.plan(ctx)
     if not staging.exists():
         staging.parent.mkdir(parents=True, exist_ok=True)
         create_store(
@@ -446,25 +496,40 @@ def _run_product(
             f"(first: {all_skipped[0]['file']}: {all_skipped[0]['reason']}); fix the inputs "
             "and rerun with --resume, or publish it marked partial with --allow-partial"
         )
-    if plan.finish is not None:
-        plan.finish(staging)
-    attrs = _final_attrs(wf, used, all_skipped, plan) | plan.source_attrs | publish
-    attrs |= {
-        "partial": partial,
-        "inputs_without_data": no_data,
-        # files of the product's inputs that hold other layers (e.g. MOD13 tiles for lst)
-        "ignored_inputs": [s.to_json() for s in plan.ignored],
-    }
-    try:  # after the inputs' checksums above: the recorded sums are of the indexed files
-        check_indexes_unchanged(ctx.inputs[i] for i in input_names(ctx.product) if i in ctx.inputs)
-    except InputChanged as exc:
-        raise _input_changed(name, exc) from None
-    finalize_store(staging, attrs)
-    publish_version(staging, store, run_id or new_run_id(wf.name))
-    write_quicklooks(store, inside(out_dir, out_dir / "quicklooks"), name)
-    manifest.append({"complete": True})
-    published = publish_store(store, catalog_dir, wf.name, name, **publish)
-    return ProductResult(name, store, total, len(todo), all_skipped, published)
+    with progress.phase(f"{name}: finishing (metadata, quicklooks, catalog)"):
+        if plan.finish is not None:
+            plan.finish(staging)
+        attrs = _final_attrs(wf, used, all_skipped, plan) | plan.source_attrs | publish
+        attrs |= {
+            "partial": partial,
+            "inputs_without_data": no_data,
+            # files of the product's inputs that hold other layers (e.g. MOD13 tiles for lst)
+            "ignored_inputs": [s.to_json() for s in plan.ignored],
+        }
+        try:  # after the inputs' checksums above: the recorded sums are of the indexed files
+            check_indexes_unchanged(
+                ctx.inputs[i] for i in input_names(ctx.product) if i in ctx.inputs
+            )
+        except InputChanged as exc:
+            raise _input_changed(name, exc) from None
+        finalize_store(staging, attrs)
+        publish_version(staging, store, run_id or new_run_id(wf.name))
+        write_quicklooks(store, inside(out_dir, out_dir / "quicklooks"), name)
+        manifest.append({"complete": True})
+        published = publish_store(store, catalog_dir, wf.name, name, **publish)
+    version, variables = store_facts(store)
+    return ProductResult(
+        name,
+        store,
+        total,
+        len(todo),
+        all_skipped,
+        published,
+        ctx.product.kind,
+        action,
+        version,
+        variables,
+    )
 
 
 def _run_tiles(wf, name, plan, step, todo, staging, manifest, get_client, digest) -> None:
@@ -487,7 +552,7 @@ def _run_tiles(wf, name, plan, step, todo, staging, manifest, get_client, digest
         )
 
     queue = as_completed([submit(t) for _, t in zip(range(in_flight), pending, strict=False)])
-    bar = progress(f"{name} tiles", len(todo))
+    bar = progress.progress(f"{name} tiles", len(todo))
     logged: set[str] = set()
     try:
         for future in queue:

@@ -38,6 +38,7 @@ from fluxscape.pipeline import features as fb
 from fluxscape.pipeline import native
 from fluxscape.pipeline.grid import Tile
 from fluxscape.pipeline.inputs import Skipped, TileInputs, expand_paths, giving_all, select
+from fluxscape.pipeline.progress import progress
 from fluxscape.pipeline.schema import ProductRef, StrictModel, input_ref
 from fluxscape.pipeline.steps.base import Plan, Step, StepContext, TileResult
 from fluxscape.pipeline.steps.derived import source_store
@@ -456,20 +457,10 @@ def _store_card(ctx: StepContext) -> str | None:
 
 
 def _fit(ctx: StepContext, table: pd.DataFrame, features: list[str], n_sites: int):
-    """Cross-validation (its report written) and the fitted FluxModel."""
+    """Cross-validation (its report written) and the fitted FluxModel, with the progress of
+    every member fitted (cross-validation folds x methods, then the ensemble's)."""
     p = ctx.product
-    cv = _validation().cross_validate(
-        table,
-        features,
-        list(p.targets),
-        methods=tuple(p.methods),
-        cv=p.cv,
-        n_splits=p.n_splits,
-        method_params=dict(p.method_params),
-        random_state=p.seed,
-        units={t: "gC m-2 d-1" for t in p.targets},
-    )
-    _validation().write_report(cv, _report_dir(ctx))
+    targets, groups = list(p.targets), table["site"].to_numpy()
     model = _models().FluxModel(
         tuple(features),
         tuple(p.targets),
@@ -478,7 +469,30 @@ def _fit(ctx: StepContext, table: pd.DataFrame, features: list[str], n_sites: in
         method_params=dict(p.method_params),
         random_state=p.seed,
     )
-    model.fit(table[features], table[list(p.targets)], groups=table["site"].to_numpy())
+    cv_args = {"methods": tuple(p.methods), "cv": p.cv, "n_splits": p.n_splits}
+    total = _validation().n_members(table, features, targets, **cv_args)
+    total += model.n_members(table[features], table[targets], groups=groups)
+    bar = progress(f"{ctx.name} model fits", total, every=5.0)  # fits take a fraction of a second
+    try:
+        cv = _validation().cross_validate(
+            table,
+            features,
+            targets,
+            **cv_args,
+            method_params=dict(p.method_params),
+            random_state=p.seed,
+            units={t: "gC m-2 d-1" for t in p.targets},
+            on_member=lambda label: bar.advance(f"cross-validation {label}"),
+        )
+        _validation().write_report(cv, _report_dir(ctx))
+        model.fit(
+            table[features],
+            table[targets],
+            groups=groups,
+            on_member=lambda label: bar.advance(f"ensemble {label}"),
+        )
+    finally:
+        bar.close()
     return cv, model
 
 
