@@ -605,3 +605,13 @@ def test_fuzz_paths(client, route, a, b):
 
     path = route.format(a=quote(a, safe=""), b=quote(b, safe="/"))
     assert_no_server_error(client.get(path))
+
+
+@pytest.mark.parametrize(
+    "text", ['{"": Infinity}', '{"limit": NaN}', '{"bbox": [-Infinity, 0, 1, 1]}']
+)
+def test_search_body_with_nan_or_infinity_is_a_400(client, text):
+    """Python's parser reads NaN and Infinity, JSON has neither (and a response echoing the
+    body could not be written): refused as not JSON, never a 500."""
+    r = client.post("/search", content=text, headers={"content-type": "application/json"})
+    assert_json_error(r, 400, "body")

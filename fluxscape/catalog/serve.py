@@ -519,11 +519,16 @@ async def _server_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _json_body(raw: bytes) -> Any:
-    """A POST body parsed as JSON (None when empty)."""
+    """A POST body parsed as JSON (None when empty). ``NaN`` and ``Infinity``, which Python's
+    parser reads but JSON does not allow (nor could the response echo them), are refused."""
     if not raw.strip():
         return None
+
+    def refuse(token: str):
+        raise ValueError(f"{token} is not a JSON number")
+
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=refuse)
     except (ValueError, RecursionError) as exc:
         raise BadParameter("body", "not JSON") from exc
 
