@@ -95,20 +95,26 @@ def _window(centres: np.ndarray, step: float, lo: float, hi: float) -> slice | N
 
 
 def coverage_weights(
-    x: np.ndarray, y: np.ndarray, geom: shapely.Geometry, geographic: bool
+    x: np.ndarray,
+    y: np.ndarray,
+    geom: shapely.Geometry,
+    geographic: bool,
+    res: tuple[float, float] | None = None,
 ) -> CellWeights | None:
     """Exact fractional weights of ``geom`` (a (Multi)Polygon in the grid's CRS) on the grid
     of pixel centres ``x`` (ascending) and ``y`` (ascending or descending), both regularly
     spaced. ``geographic``: the grid is lon/lat degrees (weights in m2 on the WGS84
-    ellipsoid); otherwise projected (weights in square CRS units). None when the polygon
-    touches no pixel."""
+    ellipsoid); otherwise projected (weights in square CRS units). ``res`` (dx, dy): the pixel
+    size, needed when a block of a grid has a single centre along ``x`` or ``y``. None when
+    the polygon touches no pixel."""
     from exactextract import exact_extract
     from exactextract.feature import JSONFeatureSource
     from exactextract.raster import NumPyRasterSource
 
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
-    dx, dy = _spacing(x, "x"), _spacing(y, "y")
+    dx = abs(res[0]) if res is not None and x.size < 2 else _spacing(x, "x")
+    dy = abs(res[1]) if res is not None and y.size < 2 else _spacing(y, "y")
     if dx <= 0:
         raise FluxscapeError("coordinate x must increase (west to east)")
     minx, miny, maxx, maxy = geom.bounds

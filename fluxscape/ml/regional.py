@@ -1,10 +1,9 @@
 """Monthly and annual carbon totals (TgC) of gridded fluxes over GeoJSON polygons.
 
-Each pixel's weight is its true area on the WGS84 ellipsoid times the fraction of the pixel
-inside the polygon: 1 for pixels the polygon contains, the exact intersection area (shapely,
-in lon/lat degrees, relative to the pixel's) for edge pixels. The fraction is planar in
-degrees; within one pixel the metres per degree vary by less than the pixel's latitude span
-times tan(lat), negligible at product resolutions.
+Each pixel's weight is its true area times the fraction of the pixel inside the polygon
+(:func:`fluxscape.zonal.coverage_weights`, the weights the catalog's extraction uses too):
+on a lon/lat grid the area on the WGS84 ellipsoid, on a projected grid ``dx * dy`` with the
+polygons (lon/lat) transformed to the grid's CRS first.
 
 Uncertainty: the ensemble spread ``sd`` is treated as fully correlated between pixels and
 time steps within a polygon and period (systematic model error), so the total's sd is the
@@ -21,11 +20,12 @@ import numpy as np
 import pandas as pd
 import shapely
 import xarray as xr
+from odc.geo.geom import Geometry
 from shapely.geometry import shape
 
 from fluxscape.errors import FluxscapeError
 from fluxscape.ml.timesteps import days_per_month, period_bounds
-from fluxscape.zonal import cell_area_m2
+from fluxscape.zonal import cell_area_m2, coverage_weights
 
 __all__ = [
     "cell_area_m2",
@@ -89,34 +89,24 @@ def _edges(coord: np.ndarray, name: str, res: float | None = None):
 
 
 def pixel_weights(
-    x: np.ndarray, y: np.ndarray, geom, res: tuple[float, float] | None = None
+    x: np.ndarray,
+    y: np.ndarray,
+    geom,
+    res: tuple[float, float] | None = None,
+    geographic: bool = True,
 ) -> np.ndarray:
-    """Area (m2) of each pixel inside ``geom``, shape (len(y), len(x)).
+    """Area (m2) of each pixel inside ``geom``, shape (len(y), len(x)):
+    :func:`fluxscape.zonal.coverage_weights` (exact coverage fraction x the pixel's area: on
+    the WGS84 ellipsoid for a ``geographic`` lon/lat grid, ``dx * dy`` on a projected one).
 
-    ``x``/``y`` are regularly spaced pixel-centre longitudes/latitudes (any order); ``res``
-    (dx, dy) in degrees gives the pixel size when ``x`` or ``y`` has a single centre (a block
-    of a grid), otherwise it is taken from the centres' spacing.
-    """
-    x0, x1, dx = _edges(x, "x", None if res is None else res[0])
-    y0, y1, _ = _edges(y, "y", None if res is None else res[1])
+    ``x``/``y`` are regularly spaced pixel-centre coordinates in the grid's CRS, as is
+    ``geom``; ``res`` (dx, dy) gives the pixel size when ``x`` or ``y`` has a single centre
+    (a block of a grid)."""
     w = np.zeros((len(y), len(x)))
-    minx, miny, maxx, maxy = geom.bounds
-    ix = np.flatnonzero((x1 > minx) & (x0 < maxx))
-    iy = np.flatnonzero((y1 > miny) & (y0 < maxy))
-    if ix.size == 0 or iy.size == 0:
-        return w
-    YY, XX = np.meshgrid(iy, ix, indexing="ij")
-    boxes = shapely.box(x0[XX], np.minimum(y0, y1)[YY], x1[XX], np.maximum(y0, y1)[YY])
-    shapely.prepare(geom)
-    inside = shapely.contains(geom, boxes)
-    edge = ~inside & shapely.intersects(geom, boxes)
-    frac = inside.astype(float)
-    if edge.any():
-        frac[edge] = shapely.area(shapely.intersection(boxes[edge], geom)) / shapely.area(
-            boxes[edge]
-        )
-    area = cell_area_m2(np.minimum(y0, y1)[iy], np.maximum(y0, y1)[iy], dx)
-    w[np.ix_(iy, ix)] = frac * area[:, None]
+    cells = coverage_weights(x, y, geom, geographic, res)
+    if cells is not None:
+        window = w[cells.rows, cells.cols]  # a view of w
+        window[cells.iy, cells.ix] = cells.weight
     return w
 
 
@@ -138,7 +128,7 @@ def _spatial_blocks(field: xr.DataArray) -> list[tuple[slice, slice]]:
     return [(ys, xs) for ys in sizes["y"] for xs in sizes["x"]]
 
 
-def _weighted_sums(field, sd, geoms: dict) -> dict[str, tuple]:
+def _weighted_sums(field, sd, geoms: dict, geographic: bool = True) -> dict[str, tuple]:
     """Per region: (area m2, rate gC d-1 per step, valid area per step, rate of sd per step),
     accumulated block by block over the field's spatial blocks (memory: one block)."""
     _, _, dx = _edges(field["x"].values, "x")
@@ -148,7 +138,7 @@ def _weighted_sums(field, sd, geoms: dict) -> dict[str, tuple]:
     for ys, xs in _spatial_blocks(field):
         block = field.isel(y=ys, x=xs)
         weights = {
-            r: pixel_weights(block["x"].values, block["y"].values, g, (dx, dy))
+            r: pixel_weights(block["x"].values, block["y"].values, g, (dx, dy), geographic)
             for r, g in geoms.items()
         }
         weights = {r: w.ravel() for r, w in weights.items() if w.any()}
@@ -187,7 +177,8 @@ def regional_totals(
     Parameters
     ----------
     field:
-        (time, y, x) in gC m-2 d-1 on an EPSG:4326 grid, ``x``/``y`` pixel-centre lon/lat;
+        (time, y, x) in gC m-2 d-1, ``x``/``y`` pixel centres in the CRS of its
+        ``spatial_ref`` grid mapping (lon/lat degrees without one);
         ``time`` = period starts (each value holds for its whole period: days from
         :func:`fluxscape.ml.timesteps.period_bounds`, last period ending at ``period_end`` if
         given). NaN pixels contribute nothing and lower ``valid_fraction``.
@@ -212,11 +203,16 @@ def regional_totals(
     if sd is not None and sd.shape != field.shape:
         raise FluxscapeError(f"sd shape {sd.shape} differs from field shape {field.shape}")
     geoms = load_polygons(polygons, name_property)
+    crs = _grid_crs(field)
+    geographic = crs is None or crs.is_geographic
+    if not geographic:  # the polygons (lon/lat) onto the grid, edges densified by odc-geo
+        geoms = {r: Geometry(g, "EPSG:4326").to_crs(crs.to_wkt()).geom for r, g in geoms.items()}
     starts, ends = period_bounds(pd.DatetimeIndex(field["time"].values), period_end)
     dpm = days_per_month(starts, ends)  # (n_steps, n_months) days
     name = variable or field.name or "flux"
     rows = []
-    for region, (area, rate, valid, rate_sd) in _weighted_sums(field, sd, geoms).items():
+    sums = _weighted_sums(field, sd, geoms, geographic)
+    for region, (area, rate, valid, rate_sd) in sums.items():
         month_tot = rate @ dpm.to_numpy() / G_PER_TG
         month_sd = rate_sd @ dpm.to_numpy() / G_PER_TG
         month_valid = valid @ dpm.to_numpy()
@@ -251,6 +247,16 @@ def _row(region, name, kind, period, r, area) -> dict:
         "days": int(r["days"]),
         "valid_fraction": float(r["valid"] / denom) if denom > 0 else np.nan,
     }
+
+
+def _grid_crs(field: xr.DataArray):
+    """The pyproj CRS of a store's field (its ``spatial_ref`` grid mapping), None without one
+    (then lon/lat degrees)."""
+    from pyproj import CRS
+
+    ref = field.coords.get("spatial_ref")
+    wkt = ref.attrs.get("crs_wkt") if ref is not None else None
+    return CRS.from_wkt(wkt) if wkt else None
 
 
 def regional_totals_dataset(
