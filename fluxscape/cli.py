@@ -615,6 +615,11 @@ def inspect(files: tuple[Path, ...], as_json: bool) -> None:
                 f"{s.path}\n  reader:    {s.reader}\n  variables: {', '.join(s.variables)}"
                 f"\n  bbox:      {s.bbox}\n  time:      {s.time}"
             )
+            if "ports" in s.details:  # a multi-chamber site (cosore): site and ports too
+                click.echo(
+                    f"  site:      {s.details.get('site_name')} ({s.details.get('igbp')}, "
+                    f"{s.details.get('timezone')})\n  ports:     {', '.join(s.details['ports'])}"
+                )
     for s in summaries:
         for w in s.details.get("warnings", []):
             click.echo(f"warning: {s.path}: {w}", err=True)
