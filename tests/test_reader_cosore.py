@@ -274,3 +274,37 @@ def test_folder_without_tables_is_a_directory_error_with_reason(tmp_path):
     with pytest.raises(ReaderError, match=r"is a directory, not a file \(cosore: .*no ports"):
         detect(folder)
     one_line_cli_error(folder, folder.name, "no ports")
+
+
+# --- the soil preset -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def soil_sample(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("soil") / "sample"
+    run_cli("sample-data", out, "--preset", "soil")
+    return out
+
+
+def test_soil_preset_writes_15_forest_sites_and_leaves_the_demo_alone(soil_sample):
+    assert "chambers" not in PRESETS["demo"].sources  # the demo's files and run time stay
+    folders = sorted((soil_sample / "chambers").iterdir())
+    sites = pd.read_csv(soil_sample / "truth" / "chamber_sites.csv")
+    assert [f.name for f in folders] == list(sites["site"]) and len(folders) == 15
+    assert set(sites["igbp"]) <= {"DBF", "ENF"}
+    summary = json.loads((soil_sample / "truth" / "world.json").read_text())
+    assert summary["chambers_files"] == 15 and not summary["modis_files"]
+
+
+def test_every_soil_site_gives_back_its_daily_truth(soil_sample):
+    truth = pd.read_csv(soil_sample / "truth" / "chamber_daily.csv", parse_dates=["date"])
+    worst = []
+    for folder in sorted((soil_sample / "chambers").iterdir()):
+        ds = read_cosore(folder)
+        daily = daily_site_fluxes(daily_port_fluxes(ds.data), ds.ports)
+        both = daily.merge(truth[truth["site"] == folder.name], on="date", suffixes=("", "_t"))
+        both = both.dropna(subset=["co2_gc"])
+        assert len(both) > 300  # a year less the outages
+        worst.append(np.abs(both["co2_gc"] / both["rs_gc"] - 1).max())
+        assert ds.qc["dropped_error"] > 0 and ds.qc["dropped_r2_co2"] > 0
+    assert max(worst) < 0.04
