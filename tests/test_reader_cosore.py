@@ -16,7 +16,7 @@ from conftest import run_cli
 
 from fluxscape.errors import ReaderError
 from fluxscape.products.soil_chamber import daily_port_fluxes, daily_site_fluxes
-from fluxscape.readers import detect, inspect_file
+from fluxscape.readers import detect, inspect_file, open_file
 from fluxscape.readers.cosore import QCOptions, read_cosore
 from fluxscape.sample.cosore_writer import TRENCHED_PORT, write_site
 from fluxscape.sample.world import PRESETS, World
@@ -79,6 +79,16 @@ def test_local_timestamps_become_utc_nine_hours_earlier(dataset):
     assert row["local_time"] == pd.Timestamp(first["CSR_TIMESTAMP_BEGIN"]) + pd.Timedelta(
         seconds=60
     )
+
+
+def test_timestamps_follow_the_dataset_time_zone(copy):
+    """Harvard Forest's COSORE dataset uses Etc/GMT+5 (UTC-5, no daylight saving)."""
+    text = (copy / "DESCRIPTION.txt").read_text()
+    (copy / "DESCRIPTION.txt").write_text(
+        text.replace("CSR_TIMEZONE: Asia/Tokyo", "CSR_TIMEZONE: Etc/GMT+5")
+    )
+    western = read_cosore(copy).data.iloc[0]
+    assert western["time_begin"] - western["local_time"] == pd.Timedelta(hours=5, seconds=-60)
 
 
 def test_daily_co2_efflux_matches_truth_within_3_percent(dataset, world, site):
@@ -220,6 +230,20 @@ def test_flux_sign_field_saying_uptake_positive_is_an_error(copy, value):
     with pytest.raises(ReaderError, match=r"DESCRIPTION.txt: CSR_FLUX_SIGN is .*positive = to the"):
         read_cosore(copy)
     one_line_cli_error(copy, "DESCRIPTION.txt", "CSR_FLUX_SIGN")
+
+
+def test_flux_sign_field_not_understood_is_an_error(copy):
+    with open(copy / "DESCRIPTION.txt", "a") as fh:
+        fh.write("CSR_FLUX_SIGN: sometimes\n")
+    with pytest.raises(ReaderError, match=r"CSR_FLUX_SIGN is 'sometimes', not understood"):
+        read_cosore(copy)
+
+
+def test_open_file_gives_an_obs_dataset_with_units(dataset):
+    ds = open_file(dataset)
+    assert ds["flux_co2"].dims == ("obs",) and ds["flux_co2"].attrs["units"] == "umol m-2 s-1"
+    assert ds["t5"].attrs["units"] == "degC" and ds.attrs["timezone"] == "Asia/Tokyo"
+    assert set(ds["msmt_var"].values) == {"Rs"} and ds.attrs["qc_dropped_error"] > 0
 
 
 def test_flux_sign_field_in_cosore_convention_is_accepted(copy):

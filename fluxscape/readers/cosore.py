@@ -125,8 +125,8 @@ class QCOptions:
     - ``min_r2_co2``/``min_r2_ch4``: least fit R2 (fraction) kept; None keeps any R2;
     - ``co2_limits`` (umol m-2 s-1) and ``ch4_limits`` (nmol m-2 s-1): physical bounds, inclusive;
     - ``drop_errors``: drop rows with ``CSR_ERROR`` true;
-    - ``treatments``: treatments kept besides nothing else: ``("None",)`` keeps control ports
-      only, ``"all"`` keeps every port.
+    - ``treatments``: the port treatments kept: ``("None",)`` (default) keeps control ports
+      only, ``("None", "Trenching")`` adds trenched ports, ``"all"`` keeps every port.
     """
 
     min_r2_co2: float | None = 0.9
@@ -299,10 +299,15 @@ def _read_description(path: Path, dataset: str) -> dict:
             "(e.g. Asia/Tokyo, Etc/GMT+5)"
         ) from None
     sign = str(desc.get("CSR_FLUX_SIGN", "")).strip()
-    if sign and (_SIGN_FLIPPED.search(sign.lower()) or not _SIGN_OK.match(sign.lower())):
+    if sign and _SIGN_FLIPPED.search(sign.lower()):
         raise ReaderError(
             f"{path}: CSR_FLUX_SIGN is {sign!r}: fluxes are not in COSORE's convention "
             "(positive = to the atmosphere); negate the flux columns and drop the field"
+        )
+    if sign and not _SIGN_OK.match(sign.lower()):
+        raise ReaderError(
+            f"{path}: CSR_FLUX_SIGN is {sign!r}, not understood (expected 'positive to "
+            "atmosphere', COSORE's convention)"
         )
     desc.setdefault("CSR_DATASET", dataset)
     return desc

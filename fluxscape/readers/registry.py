@@ -141,7 +141,9 @@ def detect(path: str | Path) -> ReaderSpec:
     A sniff returns True, or raises ReaderError saying why the content is not its format
     (returning False is allowed too; the reason is then only what the file is). Raises
     ReaderError naming the file, each reader whose name pattern matched with its reason, and
-    the readers tried, when none accepts it.
+    the readers tried, when none accepts it. A directory is offered to folder readers
+    (``ReaderSpec.folder``, e.g. a COSORE dataset) only; none accepting it is ``is a
+    directory, not a file``, with the reason of a folder reader whose name pattern matched.
     """
     from fluxscape.readers.magic import describe, kind_of
 
