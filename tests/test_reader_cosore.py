@@ -146,7 +146,7 @@ def test_physical_limits_drop_out_of_range_fluxes(copy):
     table.loc[:2, ["CSR_ERROR", "CSR_R2_CO2"]] = ["FALSE", "0.99"]
     table.to_csv(data_file(copy), index=False)
     ds = read_cosore(copy)
-    assert ds.qc["dropped_limits_co2"] == 3
+    assert ds.qc["dropped_limits_co2"] == 3 and ds.qc["dropped_na"] == 0
     assert (ds.data["flux_co2"].dropna() <= 50).all()
 
 
@@ -263,16 +263,19 @@ def test_all_na_flux_is_an_error_and_an_inspect_warning(copy):
         read_cosore(copy)
     proc = run_cli("inspect", copy, check=False)
     assert proc.returncode == 0
-    assert proc.stderr.count("warning:") == 1 and "no valid flux" in proc.stderr
+    assert proc.stderr.count("warning:") == 1
+    assert f"{copy}: {data_file(copy).name}: no valid flux" in proc.stderr
 
 
 def test_all_na_ch4_drops_ch4_with_a_warning(copy, caplog):
     table = raw(copy)
     table["CSR_FLUX_CH4"] = "NA"
+    table.loc[:3, "CSR_FLUX_CO2"] = ""
     table.to_csv(data_file(copy), index=False)
     with caplog.at_level(logging.WARNING, logger="fluxscape.readers.cosore"):
         ds = read_cosore(copy)
     assert "flux_ch4" not in ds.data and ds.data["flux_co2"].notna().sum() > 1000
+    assert ds.qc["dropped_na"] == 4
     assert any("CSR_FLUX_CH4 is NA on all" in r.message for r in caplog.records)
 
 

@@ -150,8 +150,9 @@ class CosoreDataset:
       ``flux_ch4`` (nmol m-2 s-1, when present), ``se_*``, ``r2_*``, ``t<x>`` (degC at x cm),
       ``sm<x>`` (m3 m-3 at x cm), ``tair``, ``precip`` (mm), those present; NaN = no value
       (dropped by QC or missing);
-    - ``qc``: counts: ``rows`` read, ``dropped_error``, ``dropped_r2_co2``, ``dropped_limits_co2``
-      (and CH4), ``dropped_treatment``, ``dropped_unknown_port``, ``kept``;
+    - ``qc``: counts: ``rows`` read, ``dropped_na`` (no flux at all), ``dropped_error``,
+      ``dropped_r2_co2``, ``dropped_limits_co2`` (and CH4), ``dropped_treatment``,
+      ``dropped_unknown_port``, ``kept``;
     - ``warnings``: what was dropped with a warning, one line each.
     """
 
@@ -445,6 +446,8 @@ def _read_data(path: Path, desc: dict) -> pd.DataFrame:
 
 def _apply_qc(data: pd.DataFrame, ports: pd.DataFrame, qc: QCOptions, path: Path):
     counts = {"rows": len(data)}
+    flux_columns = [f"flux_{g.lower()}" for g in GASES if f"flux_{g.lower()}" in data]
+    counts["dropped_na"] = int(data[flux_columns].isna().all(axis=1).sum())
     warnings = []
     has_all = (ports["port"] == 0).any()
     unknown = ~data["port"].isin(ports["port"]) if not has_all else np.zeros(len(data), bool)
@@ -570,7 +573,8 @@ def _summarize(path: Path) -> FileSummary:
         },
     }
     if ds.warnings:
-        details["warnings"] = [w.split(": ", 1)[-1] for w in ds.warnings]
+        # inspect prints "warning: FOLDER: ...": name the table inside the folder
+        details["warnings"] = [w.replace(f"{Path(path)}/", "") for w in ds.warnings]
     return FileSummary(
         path=str(path),
         reader="cosore",
