@@ -24,8 +24,8 @@ A dataset is a **folder** (``d<YYYYMMDD>_<NAME>``, the name COSORE gives a datas
   Empty fields and ``NA`` are missing.
 
 Sign convention. COSORE fluxes are positive to the atmosphere. COSORE has no field saying
-otherwise; this reader honours one optional description key, ``CSR_FLUX_SIGN``, for tables
-converted from other networks (the column-map case of CHAMBERS.md): absent or
+otherwise; this reader honours one optional description key, ``CSR_FLUX_SIGN`` (a fluxscape
+extension), for tables converted from other networks' layouts: absent or
 ``positive to atmosphere`` is COSORE's convention; any value saying uptake/to the surface is
 positive (``positive to surface``, ``uptake positive``, ``negative to atmosphere``) is an
 error, since silently negating a whole dataset hides mistakes.
@@ -41,10 +41,12 @@ missing required column (data, ports) or key (desc.)    error naming the file an
 unparsable timestamp (any row)                          error naming the file, line, column, value
 unknown time zone in ``CSR_TIMEZONE``                   error naming the file and the value
 ``CSR_FLUX_SIGN`` says positive = uptake                error naming the file and the field
+``CSR_FLUX_SIGN`` not understood                        error naming the file and the value
 all CO2 and CH4 fluxes NA                               error (``read_cosore``); a warning in
                                                         ``fluxscape inspect``
 all CH4 fluxes NA (CO2 valid)                           warning; CH4 dropped
 rows whose ``CSR_PORT`` is not in the ports table       warning; those rows dropped
+a row without any flux value                            dropped, counted (``dropped_na``)
 =====================================================  ===========================================
 
 Quality control (:class:`QCOptions`), per gas (a bad CO2 value leaves the row's CH4 alone):
