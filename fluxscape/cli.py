@@ -241,7 +241,8 @@ def cli(ctx: click.Context, debug: bool) -> None:
     show_default=True,
     help="Region preset: demo (1 degree), demo-4x (2 x 2 degrees), demo-rs (the demo plus "
     "MODIS MOD09A1 reflectance and MCD15A2H LAI/FPAR, 8-day 500 m) or disturbance (0.5 degree, "
-    "MODIS only, 2017-2022 with forest clearings, fires and a heat wave in 2022).",
+    "MODIS only, 2017-2022 with forest clearings, fires and a heat wave in 2022) or soil (15 "
+    "COSORE soil-chamber sites in the demo region, 2021).",
 )
 def sample_data(directory: Path, seed: int, preset: str) -> None:
     """Write the sample world in real formats (MODIS, SGLI, AHI, GOSAT, FLUXNET) and its truth."""
@@ -261,6 +262,7 @@ def sample_data(directory: Path, seed: int, preset: str) -> None:
         "landcover_files": "MCD12Q1 land-cover tiles",
         "modis_sr_files": "MOD09A1 reflectance tiles",
         "modis_lai_files": "MCD15A2H LAI/FPAR tiles",
+        "chambers_files": "COSORE chamber datasets",
     }
     counts = ", ".join(f"{summary[k]} {label}" for k, label in labels.items() if summary.get(k))
     click.echo(
@@ -615,6 +617,11 @@ def inspect(files: tuple[Path, ...], as_json: bool) -> None:
                 f"{s.path}\n  reader:    {s.reader}\n  variables: {', '.join(s.variables)}"
                 f"\n  bbox:      {s.bbox}\n  time:      {s.time}"
             )
+            if "ports" in s.details:  # a multi-chamber site (cosore): site and ports too
+                click.echo(
+                    f"  site:      {s.details.get('site_name')} ({s.details.get('igbp')}, "
+                    f"{s.details.get('timezone')})\n  ports:     {', '.join(s.details['ports'])}"
+                )
     for s in summaries:
         for w in s.details.get("warnings", []):
             click.echo(f"warning: {s.path}: {w}", err=True)

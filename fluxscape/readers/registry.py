@@ -70,7 +70,9 @@ class ReaderSpec:
       (and ``reliability``, ``usable``, ``doy``, ``files``: the files opened) as (y, x) arrays
       on the tile, or None when the granule has nothing over the tile. A format or I/O problem
       raises ReaderError or OSError (the granule is skipped); anything else is a bug.
-    - ``quality``: one line on the QA / cloud mask used, for product summaries.
+    - ``quality``: one line on the QA / cloud mask used, for product summaries;
+    - ``folder``: the source's unit is a folder of tables (e.g. a COSORE dataset), not a file;
+      ``detect`` offers a directory only to such readers.
     """
 
     name: str
@@ -85,6 +87,7 @@ class ReaderSpec:
     prepare: Callable | None = None
     read: Callable | None = None
     quality: str = ""
+    folder: bool = False
 
     def gives(self, *layers: str) -> bool:
         """True when the source may give every one of ``layers``."""
@@ -138,16 +141,18 @@ def detect(path: str | Path) -> ReaderSpec:
     A sniff returns True, or raises ReaderError saying why the content is not its format
     (returning False is allowed too; the reason is then only what the file is). Raises
     ReaderError naming the file, each reader whose name pattern matched with its reason, and
-    the readers tried, when none accepts it.
+    the readers tried, when none accepts it. A directory is offered to folder readers
+    (``ReaderSpec.folder``, e.g. a COSORE dataset) only; none accepting it is ``is a
+    directory, not a file``, with the reason of a folder reader whose name pattern matched.
     """
     from fluxscape.readers.magic import describe, kind_of
 
     path = Path(path)
     if not path.exists():
         raise ReaderError(f"{path}: no such file")
-    if path.is_dir():
-        raise ReaderError(f"{path}: is a directory, not a file")
     known = readers()
+    if path.is_dir():
+        return _detect_folder(path, known)
     by_name = [r for r in known.values() if r.matches_name(path)]
     problems = []
     for spec in by_name:
@@ -176,6 +181,21 @@ def detect(path: str | Path) -> ReaderSpec:
     raise ReaderError(
         f"{path}: no reader recognises this file ({'; '.join(problems)}); readers tried: {tried}"
     )
+
+
+def _detect_folder(path: Path, known: dict[str, ReaderSpec]) -> ReaderSpec:
+    """The folder reader accepting ``path``; ReaderError (``is a directory, not a file``, with
+    the folder readers' reasons when the name matched one) otherwise."""
+    problems = []
+    for spec in (r for r in known.values() if r.folder):
+        try:
+            if spec.sniff(path):
+                return spec
+        except Exception as exc:
+            if spec.matches_name(path):
+                problems.append(f"{spec.name}: {_reason(exc, path)}")
+    why = f" ({'; '.join(problems)})" if problems else ""
+    raise ReaderError(f"{path}: is a directory, not a file{why}")
 
 
 def _reason(exc: Exception, path: Path) -> str:

@@ -21,8 +21,11 @@ Layout of the output directory::
     ahi/      hsd/HS_H0?_*_B??_R301_R??_S????.DAT.bz2 and ptree/NC_H0?_*.nc (first year,
               every 4th day, 3 times a day); source ``ahi_ptree`` (the ``disturbance``
               preset): ptree/NC_H0?_*_0230_*.nc only, every 2nd day of all years
+    chambers/ d20210101_SAMPLEnn/ COSORE soil-chamber datasets (DESCRIPTION.txt, PORTS.txt,
+              data_<dataset>.csv; source ``chambers``: the ``soil`` preset only)
     truth/    world.json (with the events: disturbance patches, heat wave), towers.csv,
-              tower_daily.csv, phenology.nc (one or two seasons), disturbance.nc
+              tower_daily.csv, phenology.nc (one or two seasons), disturbance.nc,
+              chamber_sites.csv and chamber_daily.csv (the ``soil`` preset)
 
 A preset names the sources it writes (the ``disturbance`` preset: MODIS VI, LST and burned
 area, and a light AHI P-Tree record for AHI LST).
@@ -772,6 +775,7 @@ def write_sample_world(out_dir: str | Path, preset: str = "demo", seed: int = 42
             "landcover",
             "modis_sr",
             "modis_lai",
+            "chambers",
         )
     }
     if "modis" in sources:
@@ -819,6 +823,12 @@ def write_sample_world(out_dir: str | Path, preset: str = "demo", seed: int = 42
         log.info("writing MODIS MCD15A2H 8-day LAI/FPAR tiles")
         rng = np.random.default_rng(np.random.SeedSequence([seed, 17]))
         files["modis_lai"] = write_modis_lai(world, out / "lai", rng)
+    if "chambers" in sources:
+        log.info("writing COSORE soil-chamber datasets")
+        from fluxscape.sample.cosore_writer import write_chambers
+
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 19]))
+        files["chambers"] = write_chambers(world, out / "chambers", truth, rng)
     write_truth_phenology(world, truth)
     write_truth_disturbance(world, truth)
     summary = {

@@ -38,8 +38,12 @@ FOREST = (LC_NAMES.index("DBF"), LC_NAMES.index("ENF"))
 DOUBLE_CROP_BELOW_M = 580.0
 #: Disturbance kinds of :meth:`World.disturbance` (``kind`` values).
 DISTURBANCE_KINDS = {0: "none", 1: "clearing", 2: "fire"}
+#: Temperature sensitivity of the sample world's soil CO2 efflux (Q10, unitless).
+SOIL_Q10 = 2.3
 #: Sources a preset can write (``fluxscape sample-data``).
 ALL_SOURCES = ("modis", "towers", "gosat", "sgli", "ahi", "meteo")
+#: Soil-chamber sites a preset with the ``chambers`` source writes (COSORE datasets).
+N_CHAMBER_SITES = 15
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,17 @@ PRESETS = {
         event_year=2022,
         heat_wave=True,
         sources=("modis", "burned_area", "modis_lst", "ahi_ptree"),
+    ),
+    # Soil chambers on their own: the demo region and 2021 only, so the demo's files and run
+    # time do not change (COSORE CSVs of 15 sites x 5 ports, 2-hourly, are ~30 MB a year).
+    "soil": Preset(
+        "soil",
+        (138.0, 35.5, 139.0, 36.5),
+        (2021,),
+        0,
+        "the demo region in 2021: 15 forest soil-chamber sites in COSORE layout (4 control "
+        "ports and a trenched Rh port each; soil CO2 efflux and CH4 uptake), no other source",
+        sources=("chambers",),
     ),
 }
 
@@ -574,6 +589,89 @@ class World:
         out = self.weather(lon, lat, dates)
         for name, values in self.fluxes(np.array(lon), np.array(lat), dates).items():
             out[name] = np.asarray(values).reshape(-1)
+        return out
+
+    # --- soil chambers ----------------------------------------------------------------------
+
+    def soil_drivers(self, lon: float, lat: float, times) -> pd.DataFrame:
+        """Soil temperature at 5 cm (``t5``, degC) and volumetric soil moisture at 10 cm
+        (``sm10``, m3 m-3) at local times ``times`` (tz-naive, local clock) at one place.
+
+        T5: the daily air temperature damped by 0.85 around a 2 degC warmer mean, lagged
+        8 days, plus a diurnal cycle of 2 degC amplitude peaking at 15:00. SM10: a seasonal
+        cycle (wettest in early March) plus 0.08 x (the day's cloudiness - 0.4), in
+        [0.08, 0.50].
+        """
+        times = pd.DatetimeIndex(np.atleast_1d(times))
+        days = times.normalize()
+        lagged = days - pd.Timedelta(days=8)
+        ta = self.air_temperature(np.array(lon), np.array(lat), lagged).reshape(-1)
+        hour = np.asarray(times.hour + times.minute / 60.0, float)
+        t5 = 2.0 + 0.85 * ta + 2.0 * np.cos(2 * np.pi * (hour - 15) / 24)
+        doy = np.asarray(days.dayofyear, float)
+        cloud = self._cloudiness(days)
+        sm = 0.30 + 0.06 * np.cos(2 * np.pi * (doy - 60) / 365) + 0.08 * (cloud - 0.4)
+        return pd.DataFrame({"t5": t5, "sm10": np.clip(sm, 0.08, 0.50)}, index=times)
+
+    @staticmethod
+    def soil_co2_efflux(t5, sm10, r10: float, q10: float = SOIL_Q10) -> np.ndarray:
+        """Soil CO2 efflux (umol m-2 s-1, positive to the atmosphere): R10 x Q10^((T5-10)/10)
+        x f(SM), f(SM) = 1 - ((SM - 0.30) / 0.28)^2 clipped to [0.2, 1] (limited when dry
+        and when saturated)."""
+        f_sm = np.clip(1 - ((np.asarray(sm10) - 0.30) / 0.28) ** 2, 0.2, 1.0)
+        return r10 * q10 ** ((np.asarray(t5) - 10.0) / 10.0) * f_sm
+
+    @staticmethod
+    def soil_ch4_flux(t5, sm10) -> np.ndarray:
+        """Soil CH4 flux (nmol m-2 s-1, negative = uptake): -3 x 1.04^(T5-10) x
+        clip(1 - (SM - 0.1) / 0.5, 0.1, 1): uptake rises with temperature and falls with
+        wetness."""
+        wet = np.clip(1 - (np.asarray(sm10) - 0.10) / 0.5, 0.1, 1.0)
+        return -3.0 * 1.04 ** (np.asarray(t5) - 10.0) * wet
+
+    def chamber_sites(self, n: int = 15) -> pd.DataFrame:
+        """Forest soil-chamber sites inside the region (0.05 degrees from its edges):
+        ``site`` (COSORE dataset name), ``name``, ``lat``, ``lon``, ``igbp`` (DBF/ENF),
+        ``r10`` (umol m-2 s-1 at 10 degC: 2.4 DBF, 1.9 ENF, +-15 %), ``rh_fraction`` (share
+        of heterotrophic respiration, seen by the trenched port)."""
+        w, s, e, n_ = self.preset.bbox
+        rng = np.random.default_rng([self.seed, 5])
+        rows = []
+        while len(rows) < n:
+            lon = round(float(rng.uniform(w + 0.05, e - 0.05)), 4)
+            lat = round(float(rng.uniform(s + 0.05, n_ - 0.05)), 4)
+            lc = int(self.land_cover(lon, lat))
+            if lc not in FOREST:
+                continue
+            i = len(rows) + 1
+            base = 2.4 if LC_NAMES[lc] == "DBF" else 1.9
+            rows.append(
+                {
+                    "site": f"d20210101_SAMPLE{i:02d}",
+                    "name": f"Sample world chamber site {i}",
+                    "lat": lat,
+                    "lon": lon,
+                    "igbp": LC_NAMES[lc],
+                    "r10": round(base * float(rng.uniform(0.85, 1.15)), 3),
+                    "rh_fraction": round(float(rng.uniform(0.45, 0.65)), 3),
+                }
+            )
+        return pd.DataFrame(rows)
+
+    def soil_flux_daily(self, site: pd.Series | dict, days) -> pd.DataFrame:
+        """True daily means at a chamber site on the local days ``days``: ``rs`` (control
+        soil CO2 efflux, umol m-2 s-1), ``ch4`` (nmol m-2 s-1), and the same in
+        ``rs_gc`` (gC m-2 d-1) and ``ch4_mg`` (mgCH4 m-2 d-1): the mean of 48 half-hourly
+        values (at hh:15 and hh:45) of :meth:`soil_co2_efflux` / :meth:`soil_ch4_flux`."""
+        days = pd.DatetimeIndex(days)
+        steps = pd.to_timedelta(np.arange(48) * 30 + 15, unit="min")
+        times = (days.values[:, None] + steps.values[None, :]).reshape(-1)
+        drv = self.soil_drivers(site["lon"], site["lat"], times)
+        rs = self.soil_co2_efflux(drv["t5"], drv["sm10"], site["r10"]).reshape(len(days), 48)
+        ch4 = self.soil_ch4_flux(drv["t5"], drv["sm10"]).reshape(len(days), 48)
+        out = pd.DataFrame({"rs": rs.mean(axis=1), "ch4": ch4.mean(axis=1)}, index=days)
+        out["rs_gc"] = out["rs"] * 12.011e-6 * 86400
+        out["ch4_mg"] = out["ch4"] * 16.04e-6 * 86400
         return out
 
     # --- towers ----------------------------------------------------------------------------
