@@ -225,3 +225,19 @@ def served_app(app):
         lambda port: uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     ) as port:
         yield f"http://127.0.0.1:{port}"
+
+
+def assert_detection_floors(ds, truth: dict) -> None:
+    """Issue 4's floors for a year of a disturbance store against the world's truth on its
+    pixels: F1 >= 0.85, median onset error <= 16 days, false alarms <= 2 %."""
+    from fluxscape.products.disturbance import score_detections
+
+    scores = score_detections(
+        ds.disturbed.values,
+        truth["disturbed"],
+        detected_date=ds.date.values,
+        reference_date=truth["date"],
+    )
+    assert scores["f1"] >= 0.85, scores
+    assert scores["median_abs_date_error"] <= 16, scores
+    assert scores["false_alarm_rate"] <= 0.02, scores

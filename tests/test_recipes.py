@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 import yaml
-from conftest import REPO, on_sample, run_cli
+from conftest import REPO, assert_detection_floors, on_sample, run_cli
 
 from fluxscape.pipeline.config import load_workflow
 from fluxscape.products import burn
@@ -88,15 +88,7 @@ def test_disturbance_fire_recipe_detects_the_worlds_clearings_and_fires(disturba
     days, false alarms on <= 2 % of the undisturbed pixels."""
     ds, truth = disturbance_truth
     assert truth["disturbed"].sum() > 200
-    scores = score_detections(
-        ds.disturbed.values,
-        truth["disturbed"],
-        detected_date=ds.date.values,
-        reference_date=truth["date"],
-    )
-    assert scores["f1"] >= 0.85, scores
-    assert scores["median_abs_date_error"] <= 16, scores
-    assert scores["false_alarm_rate"] <= 0.02, scores
+    assert_detection_floors(ds, truth)
 
 
 def test_disturbance_magnitude_follows_the_recovering_ndvi_drop(disturbance_truth):
