@@ -49,8 +49,13 @@ NAIVE_RF = {"rf": {"n_estimators": 30}}
 
 def test_metrics_known_values():
     m = metrics(np.array([1.0, 2.0, 3.0, 4.0]), np.array([2.0, 3.0, 4.0, 5.0]))
-    assert m == {"r2": pytest.approx(1.0), "nse": pytest.approx(0.2), "rmse": 1.0,
-                 "bias": 1.0, "n": 4}
+    assert m == {
+        "r2": pytest.approx(1.0),
+        "nse": pytest.approx(0.2),
+        "rmse": 1.0,
+        "bias": 1.0,
+        "n": 4,
+    }
     assert np.isnan(metrics(np.array([1.0]), np.array([1.0]))["r2"])
 
 
@@ -61,8 +66,17 @@ def test_scales_separate_seasonal_cycle_from_anomalies():
         t = pd.date_range("2010-01-01", periods=60, freq="MS")
         msc = level + 3 * np.sin(2 * np.pi * (t.month - 4) / 12)
         anom = rng.normal(0, 1, len(t))
-        rows.append(pd.DataFrame({"target": "gpp", "site": f"S{s}", "time": t,
-                                  "obs": msc + anom, "pred": msc + level * 0.1}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "target": "gpp",
+                    "site": f"S{s}",
+                    "time": t,
+                    "obs": msc + anom,
+                    "pred": msc + level * 0.1,
+                }
+            )
+        )
     sk = skill(pd.concat(rows))["gpp"]
     assert sk["msc"]["r2"] > 0.95  # prediction = true seasonal cycle
     assert abs(sk["anomaly"]["nse"]) < 0.05  # ... and no anomalies (constant: r2 undefined)
@@ -83,8 +97,12 @@ def test_loso_holds_out_whole_sites():
     p = r.predictions
     assert r.n_splits == 5 and p.groupby("site")["fold"].nunique().eq(1).all()
     assert p["fold"].nunique() == 5
-    assert r.dropped["gpp"] == {"rows": 300, "missing_target": 7, "missing_features": 0,
-                                "kept": 293}
+    assert r.dropped["gpp"] == {
+        "rows": 300,
+        "missing_target": 7,
+        "missing_features": 0,
+        "kept": 293,
+    }
     per_site = r.skill()["gpp"]["per_site"]
     assert per_site["S3"]["bias"] < -8.0  # the held-out site's offset was never seen
     assert abs(per_site["S0"]["bias"]) < 3.5
@@ -92,21 +110,30 @@ def test_loso_holds_out_whole_sites():
 
 def test_group_kfold_and_report_files(tmp_path):
     t = sites_table(n_sites=6).assign(
-        time=lambda d: pd.Timestamp("2020-01-01") + pd.to_timedelta(d.index % 60 * 30, "D"))
-    r = cross_validate(t, FEATS, ["gpp", "reco"], methods=("hgb", "lgbm"), cv="group_kfold",
-                       n_splits=3, inner_splits=2, method_params=SMALL,
-                       units={"gpp": "gC m-2 d-1"})
+        time=lambda d: pd.Timestamp("2020-01-01") + pd.to_timedelta(d.index % 60 * 30, "D")
+    )
+    r = cross_validate(
+        t,
+        FEATS,
+        ["gpp", "reco"],
+        methods=("hgb", "lgbm"),
+        cv="group_kfold",
+        n_splits=3,
+        inner_splits=2,
+        method_params=SMALL,
+        units={"gpp": "gC m-2 d-1"},
+    )
     assert r.n_splits == 3 and sorted(r.predictions["fold"].unique()) == [0, 1, 2]
     assert (r.predictions["pred_sd"] > 0).all()
     paths = write_report(r, tmp_path / "report")
     doc = json.loads(paths["json"].read_text())
-    assert doc["skill"]["gpp"]["step"]["r2"] == pytest.approx(r.skill()["gpp"]["step"]["r2"],
-                                                              abs=1e-6)
+    assert doc["skill"]["gpp"]["step"]["r2"] == pytest.approx(
+        r.skill()["gpp"]["step"]["r2"], abs=1e-6
+    )
     assert doc["skill"]["gpp"]["step"]["r2"] > 0.8
     md = paths["markdown"].read_text()
     assert "| across_site |" in md and "## reco" in md and "scatter_gpp.png" in md
-    assert all(p.stat().st_size > 5000 and p.read_bytes()[:4] == b"\x89PNG"
-               for p in paths["plots"])
+    assert all(p.stat().st_size > 5000 and p.read_bytes()[:4] == b"\x89PNG" for p in paths["plots"])
 
 
 def test_leaking_features_refused():
@@ -134,9 +161,16 @@ def test_potential_radiation_known_values():
 def test_site_climate_uses_drivers_only():
     t = pd.date_range("2010-01-01", periods=36, freq="MS")
     rows = [
-        pd.DataFrame({"site": s, "time": t, "TA_F": base + 10 * np.sin(2 * np.pi * t.month / 12)
-                      + np.arange(36) % 3, "P_F": 0.5 + base / 5, "SW_IN_F": 150.0,
-                      "gpp": np.arange(36.0)})
+        pd.DataFrame(
+            {
+                "site": s,
+                "time": t,
+                "TA_F": base + 10 * np.sin(2 * np.pi * t.month / 12) + np.arange(36) % 3,
+                "P_F": 0.5 + base / 5,
+                "SW_IN_F": 150.0,
+                "gpp": np.arange(36.0),
+            }
+        )
         for s, base in (("A", 0.0), ("B", 10.0))
     ]
     table = pd.concat(rows, ignore_index=True)
@@ -158,8 +192,9 @@ def test_site_climate_uses_drivers_only():
     assert w.between(0, 1).all() and w.std() > 0
     pd.testing.assert_series_equal(add_water_availability(other)["wai"], w)
     dry = water_availability(np.zeros(24), np.full(24, 250.0), np.full(24, 20.0), np.full(24, 30))
-    wet = water_availability(np.full(24, 8.0), np.full(24, 250.0), np.full(24, 20.0),
-                             np.full(24, 30))
+    wet = water_availability(
+        np.full(24, 8.0), np.full(24, 250.0), np.full(24, 20.0), np.full(24, 30)
+    )
     assert dry[-1] < 0.05 and wet[-1] > 0.9
     sites = pd.DataFrame({"site_id": ["A", "B"], "lat": [-45.0, 60.0], "igbp": ["ENF", "GRA"]})
     static, pft = add_site_static(table, sites)
@@ -189,8 +224,15 @@ def warmwinter_table(realdata_dir) -> pd.DataFrame:
 def _loso(table, features, methods=("lgbm", "hgb"), params=FAST):
     assert leaking_features(features) == []
     assert not any(c.split("_")[0] in ("GPP", "NEE", "RECO", "LE", "H") for c in features)
-    r = cross_validate(table, features, "gpp", methods=methods, cv="loso",
-                       method_params=params, units={"gpp": "gC m-2 d-1"})
+    r = cross_validate(
+        table,
+        features,
+        "gpp",
+        methods=methods,
+        cv="loso",
+        method_params=params,
+        units={"gpp": "gC m-2 d-1"},
+    )
     return r, r.skill()["gpp"]
 
 
@@ -265,8 +307,10 @@ def test_real_loso_monthly_gpp_site_climate(warmwinter_table, loso_runs):
     pft = _pft(warmwinter_table)
     feats = MET + pft + SITE_CLIMATE + GEO
     r, sk = loso_runs(feats)
-    print("met+pft+climate+geo LOSO GPP:",
-          {s: sk[s] for s in ("step", "msc", "anomaly", "across_site")})
+    print(
+        "met+pft+climate+geo LOSO GPP:",
+        {s: sk[s] for s in ("step", "msc", "anomaly", "across_site")},
+    )
     assert r.n_splits >= 27 and sk["across_site"]["n"] == 27
     assert sk["step"]["n"] > 4000  # no row lost to the new features
     assert sk["step"]["r2"] >= 0.62 and sk["step"]["rmse"] <= 2.55
