@@ -8,8 +8,16 @@ same climate; adding the site's vegetation class (IGBP one-hot from SitesList.cs
 land-cover predictor FLUXCOM also uses) gives R2 ~0.71, RMSE ~2.2, across-site R2 ~0.37.
 FLUXCOM (Tramontana et al. 2016, 224 sites, with remote sensing of the canopy) reports
 monthly GPP R2 > 0.7 and across-site R2 ~0.5-0.6; without canopy remote sensing we stay a
-little below, so the floors are: met only R2 >= 0.50, RMSE <= 3.0, MSC R2 >= 0.50; met +
-vegetation class R2 >= 0.65, RMSE <= 2.5, across-site R2 >= 0.25.
+little below, so the floors are: met only R2 >= 0.50, RMSE <= 3.0, MSC R2 >= 0.50,
+across-site NSE >= -0.3 (measured -0.12; and R2 < 0.15); met + vegetation class R2 >= 0.65,
+RMSE <= 2.5, across-site R2 >= 0.25.
+
+Site climate (MSC, annual mean, amplitude of the drivers), |lat| and potential radiation, the
+features FLUXCOM uses without remote sensing (fluxscape.ml.sitefeatures), lower the skill on
+these 27 sites (step R2 0.66, across-site R2 0.06): floors step >= 0.62, across-site NSE >=
+-0.25, and the ceiling itself is asserted. The naive RandomForest of issue #16 (met + class +
+|lat|: 0.69 / 0.27) is beaten by met + class. Evidence and the ablation table:
+docs/models.md, "Skill on real towers, without remote sensing".
 """
 
 from __future__ import annotations
