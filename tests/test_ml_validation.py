@@ -332,7 +332,7 @@ def test_real_loso_monthly_gpp_site_climate(warmwinter_table, loso_runs):
     assert sk["step"]["r2"] < base["step"]["r2"]
     bias = {s: m["bias"] for s, m in sk["per_site"].items()}
     assert bias["ES-LJu"] > 2.5 and bias["CH-Cha"] < -2.0 and bias["SE-Deg"] > 1.0
-    worst = sorted(bias, key=lambda s: -abs(bias[s]))[:5]
+    worst = sorted(bias, key=lambda s: -abs(bias[s]))[:6]  # measured: 1st and 5th
     assert {"ES-LJu", "CH-Cha"} <= set(worst)
 
 
