@@ -287,3 +287,23 @@ def test_roi_with_numpy_integer_bounds(modis_real):
     b = open_modis_tile(path, ["sur_refl_b01"], roi=(slice(3, 9), slice(2, 7)))
     assert a.sizes == {"y": 6, "x": 5}
     np.testing.assert_array_equal(a.sur_refl_b01.values, b.sur_refl_b01.values)
+
+
+def test_grids_are_parsed_once_per_version_of_a_file(tmp_path, sample_dir):
+    """read_grids caches by path, size and modification time: a file replaced by another
+    (here a land-cover tile of another grid over a vi tile) is parsed again."""
+    import os
+    import shutil
+
+    from fluxscape.readers.modis_hdf4 import _grids_of, read_grids
+
+    vi = sorted((sample_dir / "modis").glob("MOD13A2.*.hdf"))[0]
+    lc = sorted((sample_dir / "landcover").glob("MCD12Q1.*.hdf"))[0]
+    path = tmp_path / "tile.hdf"
+    shutil.copy(vi, path)
+    first = read_grids(path)
+    hits = _grids_of.cache_info().hits
+    assert read_grids(path) == first and _grids_of.cache_info().hits == hits + 1
+    shutil.copy(lc, path)
+    os.utime(path, ns=(1, 1))  # a different version even if the size were equal
+    assert read_grids(path)[0].name != first[0].name

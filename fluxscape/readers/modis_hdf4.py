@@ -35,6 +35,7 @@ later stages can mask with them.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -261,8 +262,20 @@ def _open_sd(path: Path) -> SD:
 
 
 def read_grids(path: str | Path) -> list[ModisGrid]:
-    """The HDF-EOS grids of a MODIS file (reads only ``StructMetadata.0``)."""
+    """The HDF-EOS grids of a MODIS file (reads only ``StructMetadata.0``). Parsed once per
+    process for each version of a file (path, size, modification time): every tile read of
+    a granule needs them, and parsing is a third of a small window read."""
     path = Path(path)
+    try:
+        st = path.stat()
+    except OSError as exc:
+        raise ReaderError(f"{path}: not a readable HDF4 file ({exc.strerror})") from exc
+    return list(_grids_of(str(path), st.st_size, st.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=1024)
+def _grids_of(path_text: str, size: int, mtime_ns: int) -> tuple[ModisGrid, ...]:
+    path = Path(path_text)
     sd = _open_sd(path)
     try:
         attrs = sd.attributes()
@@ -280,7 +293,7 @@ def read_grids(path: str | Path) -> list[ModisGrid]:
                 f"{path}: grid {g.name} has projection {g.projection}; "
                 "only sinusoidal (GCTP_SNSOID) tiles are supported"
             )
-    return grids
+    return tuple(grids)
 
 
 def _product_of(path: Path) -> str:
