@@ -31,7 +31,11 @@ from fluxscape.pipeline.store import VariableSpec
 from fluxscape.pipeline.timeaxis import period_lengths
 from fluxscape.products import anomaly
 from fluxscape.products.burn import SEVERITY_FLAG_MEANINGS, SEVERITY_FLAG_VALUES
-from fluxscape.products.disturbance import burn_severity_of_breaks, detect_disturbance
+from fluxscape.products.disturbance import (
+    break_method,
+    burn_severity_of_breaks,
+    detect_disturbance,
+)
 from fluxscape.readers.ontile import Granule
 
 
@@ -45,6 +49,7 @@ class DisturbanceConfig(StrictModel):
     history: tuple[date, date]
     monitor: tuple[date, date]
     process: Literal["mosum", "cusum"] = "mosum"
+    method: Literal["auto", "season_trend", "drop"] = "auto"  # auto: drop below 2 history years
     min_magnitude: Annotated[float, Field(ge=0)] = 0.05
     burn_severity: bool = False  # dNBR / severity class of each break (source needs nbr)
     # an input of MCD64A1 tiles: burn dates scored against breaks
@@ -197,6 +202,7 @@ def run_disturbance_tile(task: DisturbanceTask) -> TileResult:
         monitor=tuple(str(d) for d in p.monitor),
         process=p.process,
         min_magnitude=p.min_magnitude,
+        method=p.method,
     )
     out = result[list(STORED)]
     if p.burn_severity:
@@ -260,8 +266,10 @@ class DisturbanceStep(Step):
             VariableSpec(name, dtype, attrs, fill) for name, (dtype, fill, attrs) in stored.items()
         ]
         inputs, ignored, finish, per_tile = [], [], None, {}
+        method = break_method(p.method, tuple(str(d) for d in p.history))
         source_attrs = {
             "source_product": p.source,
+            "break_method": method,
             "monitoring_period": f"{pd.Timestamp(p.monitor[0]).date()}/"
             f"{pd.Timestamp(p.monitor[1]).date()}",
         }
@@ -297,10 +305,15 @@ class DisturbanceStep(Step):
         return Plan(
             dims={"year": years},
             variables=variables,
-            summary=f"Vegetation disturbance from {p.source}.{p.variable}: harmonic "
-            f"season-trend model fitted on {p.history[0]}..{p.history[1]}, "
-            f"{p.process.upper()} monitoring of {p.monitor[0]}..{p.monitor[1]} "
-            "(BFAST Monitor style)"
+            summary=f"Vegetation disturbance from {p.source}.{p.variable}: "
+            + (
+                f"confirmed drops below the same time of {p.history[0]}..{p.history[1]} in "
+                f"{p.monitor[0]}..{p.monitor[1]} (a test for short histories)"
+                if method == "drop"
+                else f"harmonic season-trend model fitted on {p.history[0]}..{p.history[1]}, "
+                f"{p.process.upper()} monitoring of {p.monitor[0]}..{p.monitor[1]} "
+                "(BFAST Monitor style)"
+            )
             + ("; dNBR and burn severity of each break" if p.burn_severity else "")
             + ("; MCD64A1 burn dates as a reference" if p.reference else "")
             + (f"; heat stress days, maximum LST anomaly and onset from {p.lst}" if p.lst else ""),
