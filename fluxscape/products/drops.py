@@ -29,15 +29,12 @@ import numpy as np
 class DropResult:
     """Per-pixel outcome of :func:`monitor_drops` (trailing shape ``...`` of the input):
     ``has_break`` (bool), ``onset_index`` / ``detection_index`` (time index, -1 where none),
-    ``previous_index`` (the last usable monitoring observation before the onset, which did
-    not drop: the disturbance began between the two; -1 where none),
     ``magnitude`` (median residual from the onset, y units, NaN where none), ``sigma`` (the
     history's robust residual scale, y units) and ``n_obs`` (usable history observations)."""
 
     has_break: np.ndarray
     onset_index: np.ndarray
     detection_index: np.ndarray
-    previous_index: np.ndarray
     magnitude: np.ndarray
     sigma: np.ndarray
     n_obs: np.ndarray
@@ -119,11 +116,7 @@ def monitor_drops(
     n_usable = usable.sum(axis=0)
     onset = np.full(n_pix, -1)
     detection = np.full(n_pix, -1)
-    previous = np.full(n_pix, -1)
-    last_usable = np.full(n_pix, -1)
     for i in range(len(mon_idx)):
-        before = last_usable
-        last_usable = np.where(usable[i], i, last_usable)
         candidate = drop[i] & (onset < 0) & (rank[i] + confirm < n_usable)
         if not candidate.any():
             continue
@@ -138,7 +131,6 @@ def monitor_drops(
             last = np.where(hit, pos, last)
         onset = np.where(confirmed, i, onset)
         detection = np.where(confirmed, last, detection)
-        previous = np.where(confirmed, before, previous)
 
     has = onset >= 0
     after = np.arange(len(mon_idx))[:, None] >= np.where(has, onset, len(mon_idx))[None]
@@ -152,7 +144,6 @@ def monitor_drops(
         has_break=has.reshape(shape),
         onset_index=np.where(has, to_time[onset], -1).reshape(shape),
         detection_index=np.where(has, to_time[detection], -1).reshape(shape),
-        previous_index=np.where(has & (previous >= 0), to_time[previous], -1).reshape(shape),
         magnitude=magnitude.reshape(shape),
         sigma=sigma.reshape(shape),
         n_obs=in_hist.sum(axis=0).reshape(shape),
