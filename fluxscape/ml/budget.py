@@ -81,7 +81,9 @@ def compare(bottomup: pd.DataFrame, topdown: pd.DataFrame, k: float = 2.0) -> pd
     out["days"] = np.minimum(out.pop("days_bu"), out.pop("days_td"))
     if len(fire):
         f = fire.rename(columns={"period": "month", "total_TgC": "topdown_fire_TgC"})
-        out = out.merge(f[["region", "month", "topdown_fire_TgC"]], on=["region", "month"], how="left")
+        out = out.merge(
+            f[["region", "month", "topdown_fire_TgC"]], on=["region", "month"], how="left"
+        )
     else:
         out["topdown_fire_TgC"] = np.nan
     out["diff_TgC"] = out["topdown_TgC"] - out["bottomup_TgC"]

@@ -261,8 +261,9 @@ def _flux_section(out: Path, name: str, store: Path) -> str:
     return "".join(parts)
 
 
-def _budget_plot(table: pd.DataFrame, region: str) -> bytes:
-    """One region's monthly bottom-up and top-down totals (TgC) with +-sd bands."""
+def budget_figure(table: pd.DataFrame, region: str):
+    """A matplotlib Figure of one region's monthly bottom-up and top-down totals (TgC, rows
+    of a budget table) as two lines, each with a +-1 sd band; months on x."""
     import matplotlib
     import numpy as np
     import pandas as pd
@@ -284,13 +285,23 @@ def _budget_plot(table: pd.DataFrame, region: str) -> bytes:
             ax.fill_between(x, v - sd, v + sd, color=colour, alpha=0.2, lw=0)
     ax.axhline(0, color="#888", lw=0.6)
     ax.set_ylabel("TgC per month", fontsize=8)
-    ax.set_title(f"{region}: bottom-up vs top-down (± 1 sd; positive: to the atmosphere)", fontsize=9)
+    ax.set_title(
+        f"{region}: bottom-up vs top-down (± 1 sd; positive: to the atmosphere)", fontsize=9
+    )
     ax.tick_params(labelsize=7)
     locator = mdates.AutoDateLocator(minticks=3, maxticks=8)
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     ax.legend(fontsize=7)
     fig.tight_layout()
+    return fig
+
+
+def _budget_plot(table: pd.DataFrame, region: str) -> bytes:
+    """:func:`budget_figure` as PNG bytes."""
+    import matplotlib.pyplot as plt
+
+    fig = budget_figure(table, region)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
     plt.close(fig)

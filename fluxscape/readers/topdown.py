@@ -182,7 +182,9 @@ def _summarize(path: Path) -> FileSummary:
     with xr.open_dataset(path, engine="netcdf4", cache=False, decode_times=False) as raw:
         land = next((n for n in KNOWN_LAND if n in raw.data_vars), DEFAULT_VARIABLES["land"])
         units = {str(v): raw[v].attrs.get("units", "") for v in raw.data_vars}
-    ds = open_topdown(path, {"land": land} | ({"fire": "fire_flux_imp"} if "fire_flux_imp" in units else {}))
+    ds = open_topdown(
+        path, {"land": land} | ({"fire": "fire_flux_imp"} if "fire_flux_imp" in units else {})
+    )
     lon, lat = ds["lon"].values, ds["lat"].values
     times = pd.DatetimeIndex(ds["time"].values)
     return FileSummary(

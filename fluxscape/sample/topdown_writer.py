@@ -149,8 +149,12 @@ def _truth_table(world: World, coarse: xr.DataArray, regions: Path) -> pd.DataFr
     geoms = load_polygons(regions)
     weights = {r: pixel_weights(x, y, g).ravel() for r, g in geoms.items()}
     areas = {r: abs(Geod(ellps="WGS84").geometry_area_perimeter(g)[0]) for r, g in geoms.items()}
-    iy = np.clip(np.searchsorted(coarse["lat"].values + 0.5, glat.ravel()), 0, coarse.sizes["lat"] - 1)
-    ix = np.clip(np.searchsorted(coarse["lon"].values + 0.5, glon.ravel()), 0, coarse.sizes["lon"] - 1)
+    iy = np.clip(
+        np.searchsorted(coarse["lat"].values + 0.5, glat.ravel()), 0, coarse.sizes["lat"] - 1
+    )
+    ix = np.clip(
+        np.searchsorted(coarse["lon"].values + 0.5, glon.ravel()), 0, coarse.sizes["lon"] - 1
+    )
     rows = []
     for i, start in enumerate(months(world)):
         days = (start + pd.offsets.MonthEnd(0)).day

@@ -6,8 +6,9 @@ Store: the top-down fluxes on the workflow's grid, monthly (``topdown_land``, an
 the atmosphere; each pixel takes the value of the inversion cell holding its centre), so the
 top-down field is a gridded, catalogued product beside the bottom-up ``flux`` store. The
 comparison itself is a table: :meth:`Plan.finish` writes ``OUT/reports/<name>/budget.csv``
-(totals over the polygons on each side's own grid, TgC; columns in :data:`fluxscape.ml.budget.COLUMNS`),
-and the run report plots each region's two monthly series with +-sd bands.
+(totals over the polygons on each side's own grid, TgC; columns in
+:data:`fluxscape.ml.budget.COLUMNS`), and the run report plots each region's two monthly
+series with +-sd bands.
 """
 
 from __future__ import annotations
@@ -159,9 +160,7 @@ class BudgetStep(Step):
         def finish(store: Path) -> None:
             with xr.open_zarr(source, consolidated=True) as flux:
                 end = flux["time_bnds"].values[-1, 1] if "time_bnds" in flux else None
-                table = budget_table(
-                    flux, td.sel(time=times), p.regions, p.region_name, p.k, end
-                )
+                table = budget_table(flux, td.sel(time=times), p.regions, p.region_name, p.k, end)
             table.to_csv(_report_dir(ctx) / TABLE, index=False, float_format="%.6g")
 
         skipped: list[Skipped] = []
