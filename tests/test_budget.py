@@ -4,6 +4,7 @@ units), the comparison math (hand-computed), and the budget product on the sampl
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -58,6 +59,21 @@ def test_reader_converts_mol_per_second_to_gc_per_day_by_hand(tmp_path):
     ]  # month starts
     summary = inspect_file(path).to_json()
     assert summary["reader"] == "topdown" and summary["details"]["land_variable"] == "bio_flux_opt"
+    info = json.loads(run_cli("inspect", path, "--json").stdout)[0]
+    assert info["reader"] == "topdown" and info["variables"] == ["land"]
+    assert info["bbox"] == [-179.5, 10.5, 179.5, 11.5]
+    assert info["details"]["file_units"] == {"bio_flux_opt": "mol m-2 s-1"}
+
+
+def test_meteorology_is_not_taken_for_top_down(tmp_path):
+    from fluxscape.sample.meteo_writer import write_meteo
+
+    (path, *_) = write_meteo(World(PRESETS["demo"]), tmp_path)
+    from fluxscape.readers.topdown import SPEC
+
+    assert detect(path).name == "cf_meteo"
+    with pytest.raises(ReaderError, match="no top-down land flux variable"):
+        SPEC.sniff(path)
 
 
 def test_reader_wraps_0_360_longitudes(tmp_path):
