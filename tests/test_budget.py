@@ -278,3 +278,31 @@ def test_report_plots_each_region_with_both_series_and_bands(budget_run):
     bands = [c for c in ax.collections if isinstance(c, PolyCollection)]
     assert len(bands) == 2
     assert all(len(line.get_xdata()) == 24 for line in ax.lines[:2])
+
+
+def test_demo_preset_writes_the_top_down_file_and_its_truth(tmp_path, monkeypatch):
+    """The ``topdown`` source of a preset (the demo's) writes the file, the regions it needs
+    and truth/topdown_budget.csv; injected = offset x polygon area x days."""
+    from dataclasses import replace
+
+    from fluxscape.sample import generate
+
+    assert "topdown" in PRESETS["demo"].sources
+    only = replace(PRESETS["demo"], name="topdown-only", sources=("topdown",))
+    monkeypatch.setitem(PRESETS, "topdown-only", only)
+    summary = generate.write_sample_world(tmp_path, preset="topdown-only")
+    assert summary["topdown_files"] == 1
+    path = tmp_path / "topdown" / topdown_writer.FILE_NAME
+    raw = xr.open_dataset(path)
+    assert raw["bio_flux_opt"].attrs["units"] == "mol m-2 s-1"
+    assert raw.sizes["time"] == 24 and float(raw["longitude"].max()) < 360
+    assert detect(path).name == "topdown"
+    known = pd.read_csv(tmp_path / "truth" / topdown_writer.TRUTH_NAME)
+    assert sorted(known["region"].unique()) == ["East", "Lakeside", "West"]
+    jan = known[known["month"] == "2021-01"].set_index("region")
+    feb = known[known["month"] == "2021-02"].set_index("region")
+    np.testing.assert_allclose(jan["injected_TgC"] / feb["injected_TgC"], 31 / 28)
+    # West is ~half of the 1 x 1 degree region (~100 km x 111 km at 36 N): 0.5 x days x area
+    assert jan.loc["West", "injected_TgC"] == pytest.approx(
+        0.5 * 31 * 0.5 * 90.2e3 * 111.0e3 / 1e12, rel=0.03
+    )
