@@ -306,3 +306,34 @@ def test_demo_preset_writes_the_top_down_file_and_its_truth(tmp_path, monkeypatc
     assert jan.loc["West", "injected_TgC"] == pytest.approx(
         0.5 * 31 * 0.5 * 90.2e3 * 111.0e3 / 1e12, rel=0.03
     )
+
+
+def test_budget_needs_a_stated_top_down_uncertainty():
+    from fluxscape.pipeline.config import parse_workflow
+
+    text = (REPO / "workflows" / "budget.yaml").read_text()
+    mapped = "variables: {land: bio_flux_opt, land_sd: bio_flux_opt_sd}"
+    assert mapped in text
+    with pytest.raises(WorkflowError, match=r"products\.budget\.topdown: .* no uncertainty"):
+        parse_workflow(text.replace(mapped, "variables: {land: bio_flux_opt}"), "budget.yaml")
+    stated = text.replace(mapped, "relative_error: 0.3")
+    assert parse_workflow(stated, "budget.yaml").inputs["inversion"].relative_error == 0.3
+
+
+def test_bad_top_down_units_fail_before_any_product_runs(tmp_path, sample_dir):
+    """The step's check opens the top-down file: one line naming the file, nothing built."""
+    bad = _ct_file(tmp_path / "CT-bad.nc", units="kg m-2 yr-1")
+    text = (REPO / "workflows" / "budget.yaml").read_text()
+    recipe = tmp_path / "budget.yaml"
+    mapped = "variables: {land: bio_flux_opt, land_sd: bio_flux_opt_sd}"
+    recipe.write_text(
+        text.replace('["topdown/CT-sample.flux1x1.monthly.nc"]', f'["{bad}"]').replace(
+            mapped, "relative_error: 0.3"
+        )
+    )
+    out = tmp_path / "out"
+    proc = run_cli("run", recipe, "--data-dir", sample_dir, "--out", out, check=False)
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if "kg m-2 yr-1" in line]
+    assert len(lines) == 1 and str(bad) in lines[0] and "products.budget.topdown" in lines[0]
+    assert not (out / "products" / "vi.zarr").exists()

@@ -125,6 +125,35 @@ class BudgetStep(Step):
     kind = "budget"
     Config = BudgetConfig
 
+    def validate(self, wf, name: str, p: BudgetConfig) -> None:
+        """The top-down input states an uncertainty: a ``land_sd`` variable in its map or a
+        ``relative_error`` (a comparison needs both sides' errors)."""
+        inp = wf.inputs.get(p.topdown)
+        if inp is None:
+            return
+        if not (inp.variables or {}).get("land_sd") and inp.relative_error is None:
+            raise ValueError(
+                f"products.{name}.topdown: input {p.topdown!r} states no uncertainty; map its "
+                "land_sd variable (inputs.<name>.variables) or give inputs.<name>.relative_error"
+            )
+
+    def check(self, ctx: StepContext) -> None:
+        """The top-down files read (variables, units) and the polygons load, before any
+        product runs (a bad unit fails in seconds, not after the flux models are trained)."""
+        from fluxscape.ml.regional import load_polygons
+
+        p: BudgetConfig = ctx.product
+        inp = ctx.workflow.inputs[p.topdown]
+        variables = tuple(sorted(inp.variables.items())) if inp.variables else None
+        try:
+            _open(expand_paths(inp.paths), variables, inp.relative_error)
+        except ReaderError as exc:
+            raise FluxscapeError(f"{ctx.key('topdown')}: {exc}") from None
+        try:
+            load_polygons(p.regions, p.region_name)
+        except FluxscapeError as exc:
+            raise FluxscapeError(f"{ctx.key('regions')}: {exc}") from None
+
     def plan(self, ctx: StepContext) -> Plan:
         """Read the top-down files (all of them: monthly grids are small), keep the months of
         the workflow's period; one task per tile; the table in ``finish``."""
