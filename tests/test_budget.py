@@ -217,7 +217,9 @@ def budget_run(demo_out, sample_dir, tmp_path_factory) -> tuple[Path, Path]:
     text = (REPO / "workflows" / "budget.yaml").read_text()
     recipe = tmp / "budget.yaml"
     recipe.write_text(text.replace('["topdown/CT-sample.flux1x1.monthly.nc"]', f'["{topdown}"]'))
-    run_cli("run", recipe, "--data-dir", sample_dir, "--out", out, "--resume")
+    proc = run_cli("run", recipe, "--data-dir", sample_dir, "--out", out, "--resume")
+    # the demo's products are kept (same settings): only the budget runs
+    assert "flux: 0 of 16 tiles run" in proc.stdout and "budget: 16 of 16 tiles run" in proc.stdout
     return out, truth
 
 
@@ -297,6 +299,7 @@ def test_demo_preset_writes_the_top_down_file_and_its_truth(tmp_path, monkeypatc
     assert raw["bio_flux_opt"].attrs["units"] == "mol m-2 s-1"
     assert raw.sizes["time"] == 24 and float(raw["longitude"].max()) < 360
     assert detect(path).name == "topdown"
+    assert inspect_file(path).variables == ["land", "land_sd"]  # bio_flux_opt_sd found
     known = pd.read_csv(tmp_path / "truth" / topdown_writer.TRUTH_NAME)
     assert sorted(known["region"].unique()) == ["East", "Lakeside", "West"]
     jan = known[known["month"] == "2021-01"].set_index("region")

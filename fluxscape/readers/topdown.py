@@ -182,9 +182,12 @@ def _summarize(path: Path) -> FileSummary:
     with xr.open_dataset(path, engine="netcdf4", cache=False, decode_times=False) as raw:
         land = next((n for n in KNOWN_LAND if n in raw.data_vars), DEFAULT_VARIABLES["land"])
         units = {str(v): raw[v].attrs.get("units", "") for v in raw.data_vars}
-    ds = open_topdown(
-        path, {"land": land} | ({"fire": "fire_flux_imp"} if "fire_flux_imp" in units else {})
-    )
+    mapping = {"land": land}
+    if f"{land}_sd" in units:  # e.g. bio_flux_opt_sd beside bio_flux_opt
+        mapping["land_sd"] = f"{land}_sd"
+    if DEFAULT_VARIABLES["fire"] in units:
+        mapping["fire"] = DEFAULT_VARIABLES["fire"]
+    ds = open_topdown(path, mapping)
     lon, lat = ds["lon"].values, ds["lat"].values
     times = pd.DatetimeIndex(ds["time"].values)
     return FileSummary(
