@@ -52,6 +52,7 @@ HOSTILE_NAMES = {
     "ahi_hsd": "HS_H08_20210601_0230_B03_R301_R05_S0104.DAT",
     "ahi_ptree": "NC_H08_20210601_0230_R21_FLDK.00067_00067.nc",
     "cf_meteo": "era5_daily_2021.nc",
+    "topdown": "CT2022.flux1x1.202101.nc",
 }
 HOSTILE_CONTENT = {
     "zero-byte": b"",

@@ -131,6 +131,13 @@ FIELD_NOTES = {
     "Period.step": "Product time step: 16-day (MODIS DOY 1, 17, ...), 8-day, daily or monthly.",
     "Input.reader": "Reader name (see [Readers](readers.md)); unknown names are errors.",
     "Input.paths": "Glob patterns; each must match at least one file.",
+    "Input.variables": "`topdown` reader only: role (`land`, `land_sd`, `fire`) -> the file's "
+    "variable; default CarbonTracker's `{land: bio_flux_opt, fire: fire_flux_imp}`.",
+    "Input.relative_error": "`topdown` reader only: `land_sd` as this share of `|land|` when "
+    "the map names no `land_sd` variable (a stated error).",
+    "BudgetConfig.kind": "Product kind.",
+    "BudgetConfig.source": "The `flux` product whose `nee` (and `nee_sd`) is the bottom-up side.",
+    "BudgetConfig.topdown": "An input of the `topdown` reader: the inversion's monthly fluxes.",
     "Output.dir": "Output folder, relative to the workflow file (`--out` overrides it).",
     "Output.catalog": "Catalog folder inside `dir` (`--catalog` overrides it).",
     "DaskSettings.scheduler": "Address of an existing Dask scheduler (`--scheduler` overrides).",

@@ -3,7 +3,8 @@ embedded as data URIs so the file opens offline and can be mailed).
 
 Sections: the run (workflow, time, peak memory), each product (its variables and a quicklook
 map per variable and year), the flux models (cross-validation skill by scale, time series at
-each tower: observed vs predicted), and the inputs used and skipped.
+each tower: observed vs predicted), each budget product (bottom-up against top-down per region:
+a monthly plot with +-sd bands), and the inputs used and skipped.
 """
 
 from __future__ import annotations
@@ -260,6 +261,85 @@ def _flux_section(out: Path, name: str, store: Path) -> str:
     return "".join(parts)
 
 
+def budget_figure(table: pd.DataFrame, region: str):
+    """A matplotlib Figure of one region's monthly bottom-up and top-down totals (TgC, rows
+    of a budget table) as two lines, each with a +-1 sd band; months on x."""
+    import matplotlib
+    import numpy as np
+    import pandas as pd
+
+    matplotlib.use("Agg")
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    t = table[table["region"] == region].sort_values("month")
+    x = pd.to_datetime(t["month"])
+    fig, ax = plt.subplots(figsize=(7, 2.6))
+    for side, colour, label in (
+        ("bottomup", "C0", "bottom-up NEE (flux product)"),
+        ("topdown", "C3", "top-down land flux (inversion)"),
+    ):
+        v, sd = t[f"{side}_TgC"].to_numpy(float), t[f"{side}_sd_TgC"].to_numpy(float)
+        ax.plot(x, v, "-o", color=colour, ms=3, lw=1.2, label=label)
+        if np.isfinite(sd).any():
+            ax.fill_between(x, v - sd, v + sd, color=colour, alpha=0.2, lw=0)
+    ax.axhline(0, color="#888", lw=0.6)
+    ax.set_ylabel("TgC per month", fontsize=8)
+    ax.set_title(
+        f"{region}: bottom-up vs top-down (± 1 sd; positive: to the atmosphere)", fontsize=9
+    )
+    ax.tick_params(labelsize=7)
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=8)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _budget_plot(table: pd.DataFrame, region: str) -> bytes:
+    """:func:`budget_figure` as PNG bytes."""
+    import matplotlib.pyplot as plt
+
+    fig = budget_figure(table, region)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _budget_section(out: Path, name: str, store: Path) -> str:
+    """A budget product's comparison: per region, how many months are within k combined sd,
+    the mean difference, and a plot of both monthly series with bands."""
+    import pandas as pd
+
+    path = out / "reports" / name / "budget.csv"
+    if not path.is_file():
+        return ""
+    table = pd.read_csv(path)
+    k = float(table["k"].iloc[0]) if len(table) else 2.0
+    rows = [
+        {
+            "region": region,
+            "months": len(g),
+            f"within {k:g} sd": int(g["within"].sum()),
+            "mean diff, top-down − bottom-up (TgC/month)": float(g["diff_TgC"].mean()),
+            "mean combined sd (TgC)": float(g["combined_sd_TgC"].mean()),
+        }
+        for region, g in table.groupby("region", sort=True)
+    ]
+    parts = [
+        f"<h2>Budget <code>{html.escape(name)}</code>: bottom-up against top-down</h2>",
+        f"<p>Per region and month (table: <code>reports/{html.escape(name)}/budget.csv</code>); "
+        f"within: |difference| ≤ {k:g} × the combined sd.</p>",
+        _table(rows),
+    ]
+    for region in sorted(table["region"].unique()):
+        png = _budget_plot(table, region)
+        parts.append(f"<div class='ts budget'>{_img(png, f'budget {region}')}</div>")
+    return "".join(parts)
+
+
 def _runs_section(out: Path) -> str:
     log = out / ".fluxscape" / "runs.jsonl"
     if not log.is_file():
@@ -325,6 +405,8 @@ def write_report(result, peak_memory_mib: float | None = None) -> Path:
     for p in ordered:
         if p.kind == "flux":
             body.append(_cached(out, "models", p.name, p.store, _flux_section))
+        if p.kind == "budget":
+            body.append(_cached(out, "budget", p.name, p.store, _budget_section))
         body.append(_cached(out, "product", p.name, p.store, _product_section))
     body.append(_runs_section(out))
     page = (

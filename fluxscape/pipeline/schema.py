@@ -214,6 +214,18 @@ class Input(StrictModel):
     reader: str
     paths: list[str] = Field(min_length=1)
     access: AccessLevel = "public"  # who may see data made from it (fluxscape.access)
+    # topdown reader only: role (land, land_sd, fire) -> file variable (CarbonTracker default)
+    variables: dict[Literal["land", "land_sd", "fire"], str] | None = None
+    # topdown reader only: land_sd as this share of |land| when no land_sd variable is mapped
+    relative_error: Annotated[float, Field(gt=0, le=10)] | None = None
+
+    @model_validator(mode="after")
+    def _reader_options(self) -> Input:
+        """``variables`` and ``relative_error`` are options of the ``topdown`` reader only."""
+        given = [k for k in ("variables", "relative_error") if getattr(self, k) is not None]
+        if given and self.reader != "topdown":
+            raise ValueError(f"{', '.join(given)}: only the topdown reader takes them")
+        return self
 
     @field_validator("reader")
     @classmethod

@@ -44,6 +44,7 @@ LAYERS: dict[str, str] = {
     "meteorology": "gridded daily meteorology: ta, sw_in, vpd, precip",
     "tower_flux": "eddy-covariance tower records: GPP, NEE, RECO",
     "soil_chamber_flux": "soil-chamber records (points): CO2 umol m-2 s-1, CH4 nmol m-2 s-1",
+    "topdown_flux": "monthly gridded inversion fluxes: land (+ land_sd, fire), gC m-2 d-1",
 }
 #: Layers only sources seen many times a day give: local solar time (h), solar zenith (deg).
 GEOMETRY = ("solar_time", "sza")

@@ -23,9 +23,12 @@ Layout of the output directory::
               preset): ptree/NC_H0?_*_0230_*.nc only, every 2nd day of all years
     chambers/ d20210101_SAMPLEnn/ COSORE soil-chamber datasets (DESCRIPTION.txt, PORTS.txt,
               data_<dataset>.csv; source ``chambers``: the ``soil`` preset only)
+    topdown/  CT-sample.flux1x1.monthly.nc (CarbonTracker-like monthly 1 degree inversion
+              fluxes, bio_flux_opt in mol m-2 s-1, 0-360 longitudes; the ``demo`` preset)
     truth/    world.json (with the events: disturbance patches, heat wave), towers.csv,
               tower_daily.csv, phenology.nc (one or two seasons), disturbance.nc,
-              chamber_sites.csv and chamber_daily.csv (the ``soil`` preset)
+              chamber_sites.csv and chamber_daily.csv (the ``soil`` preset),
+              topdown_budget.csv (the top-down file's injected difference per region, month)
 
 A preset names the sources it writes (the ``disturbance`` preset: MODIS VI, LST and burned
 area, and a light AHI P-Tree record for AHI LST).
@@ -776,6 +779,7 @@ def write_sample_world(out_dir: str | Path, preset: str = "demo", seed: int = 42
             "modis_sr",
             "modis_lai",
             "chambers",
+            "topdown",
         )
     }
     if "modis" in sources:
@@ -829,6 +833,14 @@ def write_sample_world(out_dir: str | Path, preset: str = "demo", seed: int = 42
 
         rng = np.random.default_rng(np.random.SeedSequence([seed, 19]))
         files["chambers"] = write_chambers(world, out / "chambers", truth, rng)
+    if "topdown" in sources:
+        log.info("writing a CarbonTracker-like monthly 1-degree top-down flux NetCDF")
+        from fluxscape.sample.topdown_writer import write_topdown
+
+        regions = out / "regions" / "prefectures.geojson"
+        if not regions.exists():
+            write_regions(world, out / "regions")
+        files["topdown"] = [write_topdown(world, out / "topdown", truth, regions)]
     write_truth_phenology(world, truth)
     write_truth_disturbance(world, truth)
     summary = {

@@ -68,7 +68,9 @@ class Preset:
     #: ``ahi_ptree`` (AHI P-Tree NetCDF only, 02:30 UTC every 2nd day of all years, for LST)
     #: and ``landcover`` (MODIS MCD12Q1 annual land-cover tiles, 500 m), ``modis_sr`` (MODIS
     #: MOD09A1 8-day surface-reflectance tiles, 500 m, in ``reflectance/``) and ``modis_lai``
-    #: (MODIS MCD15A2H 8-day LAI/FPAR tiles, 500 m, in ``lai/``).
+    #: (MODIS MCD15A2H 8-day LAI/FPAR tiles, 500 m, in ``lai/``) and ``topdown`` (a
+    #: CarbonTracker-like monthly 1-degree inversion NetCDF with a known injected difference,
+    #: in ``topdown/``; :mod:`fluxscape.sample.topdown_writer`).
     sources: tuple[str, ...] = ALL_SOURCES
 
 
@@ -82,7 +84,7 @@ PRESETS = {
         n_disturbances=6,
         event_year=2022,
         heat_wave=True,
-        sources=(*ALL_SOURCES, "landcover"),
+        sources=(*ALL_SOURCES, "landcover", "topdown"),
     ),
     "demo-4x": Preset(
         "demo-4x",
