@@ -122,16 +122,19 @@ PRESETS = {
         heat_wave=True,
         sources=("modis", "burned_area", "modis_lst", "ahi_ptree"),
     ),
-    # Soil chambers on their own: the demo region and 2021 only, so the demo's files and run
-    # time do not change (COSORE CSVs of 15 sites x 5 ports, 2-hourly, are ~30 MB a year).
+    # Soil chambers with the grid's drivers: the demo region and 2021 only, so the demo's
+    # files and run time do not change (COSORE CSVs of 15 sites x 5 ports, 2-hourly, are
+    # ~30 MB a year). MODIS VI, meteorology (and the regions GeoJSON) and land cover are the
+    # soil_flux product's predictors and forest mask (workflows/soil-ghg.yaml).
     "soil": Preset(
         "soil",
         (138.0, 35.5, 139.0, 36.5),
         (2021,),
         0,
         "the demo region in 2021: 15 forest soil-chamber sites in COSORE layout (4 control "
-        "ports and a trenched Rh port each; soil CO2 efflux and CH4 uptake), no other source",
-        sources=("chambers",),
+        "ports and a trenched Rh port each; soil CO2 efflux and CH4 uptake), with MODIS "
+        "MOD13A2 VI, ERA5-like meteorology and MCD12Q1 land cover as gridded predictors",
+        sources=("chambers", "modis", "meteo", "landcover"),
     ),
 }
 
