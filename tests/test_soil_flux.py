@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+import yaml
 from conftest import REPO, on_sample, run_cli
 
 from fluxscape.ml.regional import cell_area_m2, regional_totals
@@ -210,3 +211,19 @@ def test_totals_convert_grams_to_tgc_and_milligrams_to_ggch4():
     assert plain[plain["period_type"] == "year"]["total_TgC"].iloc[0] == pytest.approx(
         got.loc["soil_co2", "total"]
     )
+
+
+def test_chambers_matching_no_dataset_folder_fail_before_anything_runs(soil_run, tmp_path):
+    """Globs that match the datasets' files, not their folders: one line naming the key and
+    the input, before the vi product runs."""
+    sample, _ = soil_run
+    path = on_sample(RECIPE, sample, tmp_path)
+    doc = yaml.safe_load(path.read_text())
+    doc["inputs"]["chambers"]["paths"] = ["chambers/*/PORTS.txt"]
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    proc = run_cli("run", path, check=False)
+    assert proc.returncode != 0
+    assert "products.soil_flux.chambers: input 'chambers' matches no COSORE dataset folder" in (
+        proc.stderr + proc.stdout
+    )
+    assert not (tmp_path / "out" / "products" / "vi.zarr").exists()
