@@ -36,13 +36,28 @@ def _models() -> dict:
 
 
 def _field_comments(cls) -> dict[str, str]:
-    """Trailing ``# comment`` of each field line in the model's source (the code's own notes)."""
+    """Trailing ``# comment`` of each field line in the model's source (the code's own notes),
+    of its fluxscape base classes too (a subclass's own comment wins)."""
     out = {}
-    for line in inspect.getsource(cls).splitlines():
-        m = re.match(r"^    (\w+): .*?#\s*(.+)$", line)
-        if m:
-            out[m.group(1)] = m.group(2).strip()
+    for base in reversed(_bases(cls)):
+        for line in inspect.getsource(base).splitlines():
+            m = re.match(r"^    (\w+): .*?#\s*(.+)$", line)
+            if m:
+                out[m.group(1)] = m.group(2).strip()
     return out
+
+
+def _bases(cls) -> list:
+    """The class and its fluxscape base classes, nearest first (where its fields and their
+    notes are declared)."""
+    return [c for c in cls.__mro__ if c.__module__.startswith("fluxscape.")]
+
+
+def _note(cls, key: str) -> str | None:
+    """The FIELD_NOTES entry of a field, under the class or the base class declaring it."""
+    return next(
+        (FIELD_NOTES[n] for c in _bases(cls) if (n := f"{c.__name__}.{key}") in FIELD_NOTES), None
+    )
 
 
 def _type(prop: dict) -> str:
@@ -117,7 +132,7 @@ FIELD_NOTES = {
     "Region.bbox_crs": "CRS of the `bbox` values: EPSG:4326 (degrees) by default, or e.g. the "
     "grid's own CRS to give an exact window in metres.",
     "Region.preset": "A named region instead of `bbox` (list above).",
-    "FluxConfig.land_cover_resampling": "How land-cover classes meet the grid: `nearest` (the "
+    "UpscalingConfig.land_cover_resampling": "How land-cover classes meet the grid: `nearest` (the "
     "class at each pixel centre) or `mode` (the most common class of the source pixels under "
     "each pixel: for a grid coarser than the land-cover source, e.g. 0.05° over 500 m "
     "MCD12Q1).",
@@ -142,17 +157,16 @@ FIELD_NOTES = {
     "Output.catalog": "Catalog folder inside `dir` (`--catalog` overrides it).",
     "DaskSettings.scheduler": "Address of an existing Dask scheduler (`--scheduler` overrides).",
     "DaskSettings.cluster": "Start a LocalCluster, or Slurm/PBS jobs through dask-jobqueue.",
-    "FluxConfig.biophysical": "An input giving leaf area index / FPAR (e.g. MCD15A2H tiles): "
+    "UpscalingConfig.biophysical": "An input giving leaf area index / FPAR (e.g. MCD15A2H tiles): "
     "period means of `biophysical_variables` become features.",
-    "FluxConfig.biophysical_variables": "Which of `lai`, `fpar` to use as features.",
+    "UpscalingConfig.biophysical_variables": "Which of `lai`, `fpar` to use as features.",
     "DaskSettings.workers": "Workers of the cluster started (`--workers` overrides).",
     "DaskSettings.threads_per_worker": "Threads per worker (`cores` of a jobqueue job).",
     "DaskSettings.memory_limit": "Memory per worker (`memory` of a jobqueue job).",
     "DaskSettings.jobqueue": "Extra keyword arguments of `SLURMCluster`/`PBSCluster` "
     "(queue, account, walltime, ...).",
     "ViConfig.kind": "Product kind.",
-    "ViConfig.input": "The raster input: a source giving the bands or indices the variables "
-    "need.",
+    "ViConfig.input": "The raster input: a source giving the bands or indices the variables need.",
     "ViConfig.variables": "Indices to compute (each must be possible from the reader's bands).",
     "ViConfig.max_pixel_reliability": "Worst pixel reliability kept (MODIS: 0 good, "
     "1 marginal, 2 snow/ice, 3 cloudy).",
@@ -182,17 +196,23 @@ FIELD_NOTES = {
     "DisturbanceConfig.reference": "Input of MODIS MCD64A1 monthly burned-area tiles "
     "(reader `modis_hdf4`): its burn dates are stored beside the breaks and scored against them.",
     "FluxConfig.kind": "Product kind.",
-    "FluxConfig.source": "A `vi` product of the same workflow: the remote-sensing predictors.",
-    "FluxConfig.predictors": "Variables of the `source` store used as predictors.",
-    "FluxConfig.meteo": "Input of gridded meteorology (reader `cf_meteo`), optional.",
-    "FluxConfig.meteo_variables": "Meteorological predictors.",
-    "FluxConfig.seasonal_features": "Add sin/cos of the day of year as predictors.",
-    "FluxConfig.land_cover": "Input of MODIS MCD12Q1 land-cover tiles (reader `modis_hdf4`), "
+    "UpscalingConfig.source": "A `vi` product of the same workflow: the remote-sensing predictors.",
+    "UpscalingConfig.predictors": "Variables of the `source` store used as predictors.",
+    "UpscalingConfig.meteo": "Input of gridded meteorology (reader `cf_meteo`), optional.",
+    "UpscalingConfig.meteo_variables": "Meteorological predictors.",
+    "UpscalingConfig.seasonal_features": "Add sin/cos of the day of year as predictors.",
+    "UpscalingConfig.land_cover": "Input of MODIS MCD12Q1 land-cover tiles (reader `modis_hdf4`), "
     "optional: the static class (each MODIS tile's latest year) read through the source at each "
-    "pixel centre, as one-hot `lc_<code>` predictors, one per class found at the towers' pixels "
-    "(listed in the model card).",
-    "FluxConfig.land_cover_layer": "MCD12Q1 layer of the land-cover classes: `LC_Type1` (IGBP) "
-    "or `LC_Type5` (plant functional types).",
+    "pixel centre, as one-hot `lc_<code>` predictors, one per class found at the sites' pixels "
+    "(towers, chambers; listed in the model card).",
+    "UpscalingConfig.land_cover_layer": "MCD12Q1 layer of the land-cover classes: `LC_Type1` "
+    "(IGBP) or `LC_Type5` (plant functional types).",
+    "SoilFluxConfig.kind": "Product kind.",
+    "SoilFluxConfig.chambers": "Input of COSORE soil-chamber dataset folders (reader `cosore`, "
+    'e.g. `paths: ["chambers/d*_*"]`): the sites (lon/lat from each description) and the '
+    "targets.",
+    "SoilFluxConfig.targets": "Fluxes to upscale: `soil_co2` (soil CO2 efflux, gC m-2 d-1) and "
+    "`soil_ch4` (soil CH4 flux, mgCH4 m-2 d-1; negative: uptake).",
     "FluxConfig.towers": "Input of FLUXNET FULLSET tower files (reader `fluxnet`): the targets.",
     "FluxConfig.sites": "FLUXNET `SitesList.csv` with tower coordinates "
     "(default: the one beside the tower files).",
@@ -201,15 +221,15 @@ FIELD_NOTES = {
     "FluxConfig.min_qc": "Smallest fraction of measured/good-quality half-hours for a day to "
     "count.",
     "FluxConfig.min_coverage": "Smallest fraction of good days for a period to count.",
-    "FluxConfig.window": "Pixel window (1, 3 or 5) of the vi and phenology predictors: the "
-    "nanmean over the window around each pixel, for the towers' pixels and the map alike.",
-    "FluxConfig.methods": "Learners of the ensemble: random forest, histogram gradient "
+    "UpscalingConfig.window": "Pixel window (1, 3 or 5) of the vi and phenology predictors: the "
+    "nanmean over the window around each pixel, for the sites' pixels and the map alike.",
+    "UpscalingConfig.methods": "Learners of the ensemble: random forest, histogram gradient "
     "boosting, LightGBM.",
-    "FluxConfig.method_params": "Hyperparameters per learner, overriding the defaults, e.g. "
+    "UpscalingConfig.method_params": "Hyperparameters per learner, overriding the defaults, e.g. "
     "`{rf: {n_estimators: 100, min_samples_leaf: 5}}`; names as in scikit-learn / LightGBM. "
     "The model card records the hyperparameters used.",
-    "FluxConfig.cv": "Validation: leave-one-site-out or site-grouped k-fold.",
-    "FluxConfig.seed": "Random seed of the folds and learners.",
+    "UpscalingConfig.cv": "Validation: leave-one-site-out or site-grouped k-fold.",
+    "UpscalingConfig.seed": "Random seed of the folds and learners.",
 }
 
 
@@ -234,9 +254,7 @@ def _section(name: str, schema: dict, cls) -> list[str]:
         typ = _type(prop)
         if prop.get("type") in ("array", "object") and _limits(prop) and "$ref" not in prop:
             typ = f"{typ}; {_limits(prop)}"
-        desc = (
-            prop.get("description") or comments.get(key) or FIELD_NOTES.get(f"{cls.__name__}.{key}")
-        )
+        desc = prop.get("description") or comments.get(key) or _note(cls, key)
         if not desc:
             raise ValueError(
                 f"{cls.__name__}.{key} has no description: add a trailing comment in "

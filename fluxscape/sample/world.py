@@ -40,6 +40,9 @@ DOUBLE_CROP_BELOW_M = 580.0
 DISTURBANCE_KINDS = {0: "none", 1: "clearing", 2: "fire"}
 #: Temperature sensitivity of the sample world's soil CO2 efflux (Q10, unitless).
 SOIL_Q10 = 2.3
+#: Soil respiration at 10 degC (umol m-2 s-1) of each forest class: the chamber sites' R10
+#: scatter +-15 % around it; the gridded truth (:meth:`World.soil_flux_map`) uses it as is.
+SOIL_R10 = {"DBF": 2.4, "ENF": 1.9}
 #: Sources a preset can write (``fluxscape sample-data``).
 ALL_SOURCES = ("modis", "towers", "gosat", "sgli", "ahi", "meteo")
 #: Soil-chamber sites a preset with the ``chambers`` source writes (COSORE datasets).
@@ -124,16 +127,19 @@ PRESETS = {
         heat_wave=True,
         sources=("modis", "burned_area", "modis_lst", "ahi_ptree"),
     ),
-    # Soil chambers on their own: the demo region and 2021 only, so the demo's files and run
-    # time do not change (COSORE CSVs of 15 sites x 5 ports, 2-hourly, are ~30 MB a year).
+    # Soil chambers with the grid's drivers: the demo region and 2021 only, so the demo's
+    # files and run time do not change (COSORE CSVs of 15 sites x 5 ports, 2-hourly, are
+    # ~30 MB a year). MODIS VI, meteorology (and the regions GeoJSON) and land cover are the
+    # soil_flux product's predictors and forest mask (workflows/soil-ghg.yaml).
     "soil": Preset(
         "soil",
         (138.0, 35.5, 139.0, 36.5),
         (2021,),
         0,
         "the demo region in 2021: 15 forest soil-chamber sites in COSORE layout (4 control "
-        "ports and a trenched Rh port each; soil CO2 efflux and CH4 uptake), no other source",
-        sources=("chambers",),
+        "ports and a trenched Rh port each; soil CO2 efflux and CH4 uptake), with MODIS "
+        "MOD13A2 VI, ERA5-like meteorology and MCD12Q1 land cover as gridded predictors",
+        sources=("chambers", "modis", "meteo", "landcover"),
     ),
 }
 
@@ -646,7 +652,7 @@ class World:
             if lc not in FOREST:
                 continue
             i = len(rows) + 1
-            base = 2.4 if LC_NAMES[lc] == "DBF" else 1.9
+            base = SOIL_R10[LC_NAMES[lc]]
             rows.append(
                 {
                     "site": f"d20210101_SAMPLE{i:02d}",
@@ -675,6 +681,36 @@ class World:
         out["rs_gc"] = out["rs"] * 12.011e-6 * 86400
         out["ch4_mg"] = out["ch4"] * 16.04e-6 * 86400
         return out
+
+    def soil_flux_map(self, lon, lat, days, r10=None) -> dict[str, np.ndarray]:
+        """True daily soil fluxes on any lon/lat array on the local days ``days``: ``rs_gc``
+        (soil CO2 efflux, gC m-2 d-1) and ``ch4_mg`` (mgCH4 m-2 d-1), shape
+        lon.shape + (len(days),); the same daily means as :meth:`soil_flux_daily` (48
+        half-hourly values of :meth:`soil_co2_efflux` / :meth:`soil_ch4_flux` on
+        :meth:`soil_drivers`) with R10 = ``r10`` (umol m-2 s-1, scalar or lon-shaped) or, by
+        default, :data:`SOIL_R10` of the pixel's forest class; NaN outside forest (both gases; with
+        ``r10`` given, NaN where it is).
+
+        Soil temperature is a daily part plus a diurnal cycle common to every place, so each
+        day's mean of Q10^((T5 - 10) / 10) is the daily part's factor times the mean of the
+        diurnal factor (exact, no half-hourly cube in memory); moisture is regional."""
+        days = pd.DatetimeIndex(np.atleast_1d(days))
+        lon, lat = np.asarray(lon, float), np.asarray(lat, float)
+        if r10 is None:
+            lc = self.land_cover(lon, lat)
+            r10 = np.full(lc.shape, np.nan)
+            for name, value in SOIL_R10.items():
+                r10 = np.where(lc == LC_NAMES.index(name), value, r10)
+        r10 = np.broadcast_to(np.asarray(r10, float), lon.shape)[..., None]
+        ta = self.air_temperature(lon, lat, days - pd.Timedelta(days=8))
+        daily_t5 = 2.0 + 0.85 * ta  # t5 less its diurnal cycle
+        hour = (np.arange(48) * 30 + 15) / 60.0
+        diurnal = 2.0 * np.cos(2 * np.pi * (hour - 15) / 24)
+        sm = self.soil_drivers(float(lon.flat[0]), float(lat.flat[0]), days)["sm10"].to_numpy()
+        rs = self.soil_co2_efflux(daily_t5, sm, 1.0) * np.mean(SOIL_Q10 ** (diurnal / 10.0))
+        ch4 = self.soil_ch4_flux(daily_t5, sm) * np.mean(1.04**diurnal)
+        ch4 = np.where(np.isfinite(r10), ch4, np.nan)  # forest soils only, as the CO2
+        return {"rs_gc": r10 * rs * 12.011e-6 * 86400, "ch4_mg": ch4 * 16.04e-6 * 86400}
 
     # --- towers ----------------------------------------------------------------------------
 

@@ -9,14 +9,24 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 
-from fluxscape.pipeline.steps import budget, disturbance, flux, gosat_l3, lst, phenology, vi
+from fluxscape.pipeline.steps import (
+    budget,
+    disturbance,
+    flux,
+    gosat_l3,
+    lst,
+    phenology,
+    soil_flux,
+    vi,
+)
 from fluxscape.pipeline.steps.base import Step
 
 ENTRY_POINT_GROUP = "fluxscape.steps"
 
 
 def _registry() -> dict[str, Step]:
-    steps = [m.STEP for m in (vi, gosat_l3, phenology, disturbance, flux, lst, budget)]
+    modules = (vi, gosat_l3, phenology, disturbance, flux, soil_flux, lst, budget)
+    steps = [m.STEP for m in modules]
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         step = ep.load()
         if isinstance(step, Step):

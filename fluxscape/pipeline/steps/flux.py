@@ -65,7 +65,39 @@ LONG_NAMES = {
 }
 
 
-class FluxConfig(StrictModel):
+class UpscalingConfig(StrictModel):
+    """What every site-to-grid upscaling product shares (``flux``, ``soil_flux``): the grid
+    predictors, the placement of the sites on the grid, the ensemble, its validation and the
+    regional totals. A product kind adds its ``kind``, its site input and its ``targets``."""
+
+    source: Annotated[str, ProductRef(("vi",))]
+    predictors: list[Literal["ndvi", "evi", "evi2", "grvi", "nbr", "ndwi"]] = ["ndvi", "evi"]
+    meteo: Annotated[str | None, input_ref({"meteorology"}, what="gridded meteorology")] = None
+    meteo_variables: list[Literal["ta", "sw_in", "vpd", "precip"]] = ["ta", "sw_in", "vpd"]
+    seasonal_features: bool = True
+    phenology: Annotated[str | None, ProductRef(("phenology",))] = None  # days_since_sos, ...
+    land_cover: Annotated[str | None, input_ref({"land_cover"})] = None  # one-hot lc_<code>
+    land_cover_layer: Literal["LC_Type1", "LC_Type5"] = "LC_Type1"  # IGBP or PFT classes
+    land_cover_resampling: Literal["nearest", "mode"] = "nearest"
+    # an input of leaf area index / FPAR maps (e.g. MCD15A2H): their period means as features
+    biophysical: Annotated[str | None, input_ref({"lai"}, {"fpar"}, what="LAI/FPAR maps")] = None
+    biophysical_variables: list[Literal["lai", "fpar"]] = ["lai", "fpar"]
+    sites_outside: Literal["drop", "use_nearest"] = "drop"  # off-grid sites: dropped or nearest
+    window: Literal[1, 3, 5] = 1
+    methods: list[Literal["rf", "hgb", "lgbm"]] = Field(["rf", "hgb"], min_length=1)
+    # hyperparameters per method, overriding the defaults (e.g. {rf: {n_estimators: 100}})
+    method_params: dict[
+        Literal["rf", "hgb", "lgbm"], dict[str, int | float | str | bool | None]
+    ] = Field(default_factory=dict)
+    cv: Literal["loso", "group_kfold"] = "loso"
+    n_splits: Annotated[int, Field(ge=2)] = 5  # folds of group_kfold validation
+    ensemble_folds: Annotated[int, Field(ge=1)] = 5  # site-grouped folds per method in the ensemble
+    seed: int = 0
+    regions: str | None = None  # GeoJSON of polygons for regional totals
+    region_name: str = "name"  # the polygons' property that names them
+
+
+class FluxConfig(UpscalingConfig):
     """The ``flux`` product: tower fluxes upscaled by machine learning (FLUXCOM style).
 
     Predictors are variables of the ``source`` vi store, gridded meteorology from the ``meteo``
@@ -79,46 +111,60 @@ class FluxConfig(StrictModel):
     period means of ``biophysical_variables`` are features."""
 
     kind: Literal["flux"]
-    source: Annotated[str, ProductRef(("vi",))]
-    predictors: list[Literal["ndvi", "evi", "evi2", "grvi", "nbr", "ndwi"]] = ["ndvi", "evi"]
-    meteo: Annotated[str | None, input_ref({"meteorology"}, what="gridded meteorology")] = None
-    meteo_variables: list[Literal["ta", "sw_in", "vpd", "precip"]] = ["ta", "sw_in", "vpd"]
-    seasonal_features: bool = True
-    phenology: Annotated[str | None, ProductRef(("phenology",))] = None  # days_since_sos, ...
-    land_cover: Annotated[str | None, input_ref({"land_cover"})] = None  # one-hot lc_<code>
-    land_cover_layer: Literal["LC_Type1", "LC_Type5"] = "LC_Type1"  # IGBP or PFT classes
-    land_cover_resampling: Literal["nearest", "mode"] = "nearest"
-    # an input of leaf area index / FPAR maps (e.g. MCD15A2H): their period means as features
-    biophysical: Annotated[str | None, input_ref({"lai"}, {"fpar"}, what="LAI/FPAR maps")] = None
-    biophysical_variables: list[Literal["lai", "fpar"]] = ["lai", "fpar"]
     towers: Annotated[str, input_ref({"tower_flux"}, what="eddy-covariance tower files")]
     sites: str | None = None
-    sites_outside: Literal["drop", "use_nearest"] = "drop"  # off-grid towers: dropped or nearest
     targets: list[Literal["gpp", "nee", "reco"]] = ["gpp", "nee", "reco"]
     partitioning: Literal["NT", "DT"] = "NT"
     min_qc: Annotated[float, Field(ge=0, le=1)] = 0.8
     min_coverage: Annotated[float, Field(gt=0, le=1)] = 0.5
-    window: Literal[1, 3, 5] = 1
-    methods: list[Literal["rf", "hgb", "lgbm"]] = Field(["rf", "hgb"], min_length=1)
-    # hyperparameters per method, overriding the defaults (e.g. {rf: {n_estimators: 100}})
-    method_params: dict[
-        Literal["rf", "hgb", "lgbm"], dict[str, int | float | str | bool | None]
-    ] = Field(default_factory=dict)
-    cv: Literal["loso", "group_kfold"] = "loso"
-    n_splits: Annotated[int, Field(ge=2)] = 5  # folds of group_kfold validation
-    ensemble_folds: Annotated[int, Field(ge=1)] = 5  # site-grouped folds per method in the ensemble
-    seed: int = 0
-    regions: str | None = None  # GeoJSON of polygons for regional totals (TgC)
-    region_name: str = "name"  # the polygons' property that names them
 
 
 @dataclass(frozen=True)
 class FluxTask:
-    """One tile of the flux product: the feature spec (shared with training), the model."""
+    """One tile of an upscaling product: the feature spec (shared with training), the model
+    and the land-cover classes predicted (``mask_classes``; empty: every pixel; else NaN
+    where the spec's land cover is another class)."""
 
     tile: Tile
     spec: fb.FeatureSpec
     model: str  # path of the saved FluxModel
+    mask_classes: tuple[int, ...] = ()
+
+
+@dataclass
+class SiteTargets:
+    """The training targets of an upscaling product, from its site input.
+
+    - ``sites``: index site id; ``lon``, ``lat`` (degrees) and any descriptive columns (they
+      go to ``reports/<product>/sites.csv``);
+    - ``values``: index (``site``, ``time`` = period start), one column per target;
+    - ``units``: target -> units of the values (model card, cross-validation report);
+    - ``files``: the files (or dataset folders) read; ``skipped``: those refused, with why;
+    - ``noun``: what a site is, in messages ("tower", "chamber site");
+    - ``card``: extra model-card entries (e.g. the tower partitioning and QC)."""
+
+    sites: pd.DataFrame
+    values: pd.DataFrame
+    units: dict[str, str]
+    files: list[str]
+    skipped: list[Skipped]
+    noun: str = "tower"
+    card: dict | None = None
+
+
+@dataclass
+class Upscaling:
+    """What a product kind gives :func:`plan_upscaling`: ``targets(ctx, times, ends)`` ->
+    :class:`SiteTargets` on the product's periods; ``variables(card_id)`` -> the store's
+    VariableSpecs (each target and ``<target>_sd``); ``totals(ds, ctx, period_end)`` -> the
+    regional totals table (``regions`` given); ``mask_classes``: land-cover codes predicted
+    (empty: all pixels); ``summary_units``: units named in the run summary."""
+
+    targets: object
+    variables: object
+    totals: object
+    mask_classes: tuple[int, ...] = ()
+    summary_units: str = "gC m-2 d-1"
 
 
 def feature_names(product, land_cover_classes: tuple[int, ...] = ()) -> list[str]:
@@ -350,11 +396,17 @@ def _fingerprint(ctx: StepContext, table: pd.DataFrame) -> str:
 
 
 def _train(
-    ctx: StepContext, table: pd.DataFrame, features: list[str], extra: dict | None = None
+    ctx: StepContext,
+    table: pd.DataFrame,
+    features: list[str],
+    extra: dict | None = None,
+    units: dict[str, str] | None = None,
+    noun: str = "tower",
 ) -> tuple[str, dict]:
     """Cross-validate (report in ``OUT/reports/<product>/``) and fit the FluxModel, or reuse
-    the saved one when its fingerprint (workflow + training table) matches. Returns the model
-    path and its card."""
+    the saved one when its fingerprint (workflow + training table) matches. ``units``: per
+    target (default gC m-2 d-1 for all). Returns the model path and its card."""
+    units = units or {t: "gC m-2 d-1" for t in ctx.product.targets}
     p = ctx.product
     path = ctx.output_path("models", ctx.name, "flux_model.skops")
     fingerprint = _fingerprint(ctx, table)
@@ -369,12 +421,12 @@ def _train(
     n_sites = table["site"].nunique()
     if n_sites < 2:
         raise FluxscapeError(
-            f"products.{ctx.name}: {n_sites} tower(s) with data; site-grouped validation needs 2"
+            f"products.{ctx.name}: {n_sites} {noun}(s) with data; site-grouped validation needs 2"
         )
     # One thread per fit: OpenMP in HistGradientBoosting oversubscribes a busy machine badly.
     with threadpool_limits(limits=1):
         try:
-            cv, model = _fit(ctx, table, features, n_sites)
+            cv, model = _fit(ctx, table, features, n_sites, units)
         except (ValueError, TypeError) as exc:
             if not p.method_params:
                 raise
@@ -384,7 +436,7 @@ def _train(
     skill = _validation().skill(cv.predictions)
     card = {
         "targets": list(p.targets),
-        "units": "gC m-2 d-1",
+        "units": units[p.targets[0]] if len(set(units.values())) == 1 else dict(units),
         "features": features,
         "sites": sorted(table["site"].unique().tolist()),
         "period": [
@@ -400,8 +452,6 @@ def _train(
         "cv_skill": {
             t: {k: v for k, v in sk.items() if k != "per_site"} for t, sk in skill.items()
         },
-        "partitioning": p.partitioning,
-        "min_qc": p.min_qc,
         "workflow": ctx.workflow.name,
         "fingerprint": fingerprint,
         **(extra or {}),
@@ -456,9 +506,16 @@ def _store_card(ctx: StepContext) -> str | None:
     return None
 
 
-def _fit(ctx: StepContext, table: pd.DataFrame, features: list[str], n_sites: int):
+def _fit(
+    ctx: StepContext,
+    table: pd.DataFrame,
+    features: list[str],
+    n_sites: int,
+    units: dict[str, str],
+):
     """Cross-validation (its report written) and the fitted FluxModel, with the progress of
-    every member fitted (cross-validation folds x methods, then the ensemble's)."""
+    every member fitted (cross-validation folds x methods, then the ensemble's); ``units``
+    per target for the report."""
     p = ctx.product
     targets, groups = list(p.targets), table["site"].to_numpy()
     model = _models().FluxModel(
@@ -481,7 +538,7 @@ def _fit(ctx: StepContext, table: pd.DataFrame, features: list[str], n_sites: in
             **cv_args,
             method_params=dict(p.method_params),
             random_state=p.seed,
-            units={t: "gC m-2 d-1" for t in p.targets},
+            units=dict(units),
             on_member=lambda label: bar.advance(f"cross-validation {label}"),
         )
         _validation().write_report(cv, _report_dir(ctx))
@@ -553,8 +610,75 @@ class FluxStep(Step):
         return run_flux_tile(task)
 
 
+def _tower_site_targets(ctx: StepContext, times, ends) -> SiteTargets:
+    """The towers (site list) and their fluxes on the product periods (gC m-2 d-1)."""
+    p = ctx.product
+    tower_files = expand_paths(ctx.workflow.inputs[p.towers].paths)
+    sites = _sites(ctx, tower_files)
+    tgt, skipped = _tower_targets(ctx, tower_files, times, ends)
+    unknown = sorted(set(tgt.index.get_level_values("site")) - set(sites.index))
+    if unknown:
+        raise FluxscapeError(f"products.{ctx.name}: towers {unknown} are not in the site list")
+    return SiteTargets(
+        sites=sites,
+        values=tgt,
+        units={t: "gC m-2 d-1" for t in p.targets},
+        files=tower_files,
+        skipped=skipped,
+        noun="tower",
+        card={"partitioning": p.partitioning, "min_qc": p.min_qc},
+    )
+
+
+def _tower_variables(targets: list[str], card_id: str) -> list[VariableSpec]:
+    """The flux store's variables: each target and its ensemble spread (gC m-2 d-1)."""
+    variables = []
+    for target in targets:
+        long_name, standard = LONG_NAMES[target]
+        attrs = {
+            "units": STORE_UNITS,
+            "long_name": f"{long_name}, as carbon",
+            "cell_methods": "time: mean",
+            "model_card": card_id,
+        }
+        if standard:
+            attrs["standard_name"] = standard
+        variables.append(VariableSpec(target, "float32", attrs))
+        variables.append(
+            VariableSpec(
+                f"{target}_sd",
+                "float32",
+                {
+                    "units": STORE_UNITS,
+                    "long_name": f"{long_name}, as carbon: ensemble standard deviation",
+                    "cell_methods": "time: mean",
+                },
+            )
+        )
+    return variables
+
+
+def _tower_totals(ds: xr.Dataset, ctx: StepContext, period_end) -> pd.DataFrame:
+    """Monthly and annual totals (TgC) per region of each target."""
+    p = ctx.product
+    return regional_totals_dataset(
+        ds, p.regions, p.region_name, tuple(p.targets), period_end=period_end
+    )
+
+
+TOWERS = Upscaling(targets=_tower_site_targets, variables=_tower_variables, totals=_tower_totals)
+
+
 def plan(ctx: StepContext) -> Plan:
     """Train (or reuse) the models in the driver; one prediction task per tile."""
+    return plan_upscaling(ctx, TOWERS)
+
+
+def plan_upscaling(ctx: StepContext, kind: Upscaling) -> Plan:
+    """The plan of an upscaling product (``flux``, ``soil_flux``): the sites' targets from
+    ``kind.targets`` on the source's periods, each site's features at its grid pixel (the one
+    feature builder), cross-validation and the ensemble (or the reused saved one), one
+    prediction task per tile (masked to ``kind.mask_classes``) and the regional totals."""
     p = ctx.product
     _check_method_params(ctx)
     wf = ctx.workflow
@@ -569,20 +693,16 @@ def plan(ctx: StepContext) -> Plan:
         )
     # The source's own period ends (a store of an earlier fluxscape has none: inferred).
     ends = pd.DatetimeIndex(bounds[:, 1]) if bounds is not None else period_bounds(times)[1]
-    tower_files = expand_paths(wf.inputs[p.towers].paths)
-    sites = _sites(ctx, tower_files)
-    tgt, skipped = _tower_targets(ctx, tower_files, times, ends)
-    unknown = sorted(set(tgt.index.get_level_values("site")) - set(sites.index))
-    if unknown:
-        raise FluxscapeError(f"products.{ctx.name}: towers {unknown} are not in the site list")
-    sites = tower_pixels(ctx, sites.loc[sorted(set(tgt.index.get_level_values("site")))])
+    found = kind.targets(ctx, times, ends)
+    tgt, skipped, tower_files, noun = found.values, found.skipped, found.files, found.noun
+    sites = tower_pixels(ctx, found.sites.loc[sorted(set(tgt.index.get_level_values("site")))])
     towers = sites[sites["reason"] == ""]
     if len(towers) < 2:
         outside = sites.index[sites["reason"] == OUTSIDE].tolist()
         raise FluxscapeError(
-            f"products.{ctx.name}: {len(towers)} tower(s) with data on the region grid; "
-            f"site-grouped validation needs 2 (towers {outside} are {OUTSIDE}); "
-            "hint: check region.bbox and the tower coordinates in the site list"
+            f"products.{ctx.name}: {len(towers)} {noun}(s) with data on the region grid; "
+            f"site-grouped validation needs 2 ({noun}s {outside} are {OUTSIDE}); "
+            f"hint: check region.bbox and the {noun} coordinates in the site list"
         )
     lc: dict = {}
     lc_card: dict = {}
@@ -635,55 +755,32 @@ def plan(ctx: StepContext) -> Plan:
     table = predictors.join(tgt[list(p.targets)], how="inner").reset_index()
     table = table.dropna(subset=features).dropna(subset=list(p.targets), how="all")
     table.to_csv(_report_dir(ctx) / "training_table.csv", index=False)
-    model_path, card = _train(ctx, table, features, lc_card)
+    model_path, card = _train(ctx, table, features, (found.card or {}) | lc_card, found.units, noun)
     if p.land_cover:  # a reused model keeps the classes of its card
         classes = tuple(card.get("land_cover", {}).get("classes", lc["land_cover_classes"]))
         features = feature_names(p, classes)
         spec = _feature_spec(
             ctx, source, times, ends, features, **(lc | {"land_cover_classes": classes})
         )
-    variables = []
-    for target in p.targets:
-        long_name, standard = LONG_NAMES[target]
-        attrs = {
-            "units": STORE_UNITS,
-            "long_name": f"{long_name}, as carbon",
-            "cell_methods": "time: mean",
-            "model_card": card["card_id"],
-        }
-        if standard:
-            attrs["standard_name"] = standard
-        variables.append(VariableSpec(target, "float32", attrs))
-        variables.append(
-            VariableSpec(
-                f"{target}_sd",
-                "float32",
-                {
-                    "units": STORE_UNITS,
-                    "long_name": f"{long_name}, as carbon: ensemble standard deviation",
-                    "cell_methods": "time: mean",
-                },
-            )
-        )
+    variables = kind.variables(list(p.targets), card["card_id"])
+    mask = kind.mask_classes if p.land_cover else ()
 
     def make_task(tile: Tile) -> FluxTask:
-        return FluxTask(tile, spec, model_path)
+        return FluxTask(tile, spec, model_path, mask)
 
     def finish(store: Path) -> None:
         if p.regions:
             with xr.open_zarr(store, consolidated=False) as ds:  # not finalised yet
-                totals = regional_totals_dataset(
-                    ds, p.regions, p.region_name, tuple(p.targets), period_end=ends[-1]
-                )
+                totals = kind.totals(ds, ctx, ends[-1])
             totals.to_csv(_report_dir(ctx) / "regional_totals.csv", index=False)
 
     return Plan(
         dims={"time": times.values},
         time_bounds=np.stack([times.values, ends.values], axis=1),
         variables=variables,
-        summary=f"{', '.join(t.upper() for t in p.targets)} upscaled from {len(towers)} towers "
+        summary=f"{', '.join(t.upper() for t in p.targets)} upscaled from {len(towers)} {noun}s "
         f"by an ensemble of {'/'.join(p.methods)} x site-grouped folds on {', '.join(features)}; "
-        "mean and ensemble spread, gC m-2 d-1",
+        f"mean and ensemble spread, {kind.summary_units}",
         make_task=make_task,
         inputs=tower_files + list(spec.meteo_files) + lc_files,
         used=tower_files + list(spec.meteo_files),  # training and the features' meteorology
@@ -694,7 +791,7 @@ def plan(ctx: StepContext) -> Plan:
             "models": [card["card_id"]],
             "model_card": json.dumps(card),
             "cv_skill": json.dumps(card["cv_skill"]),
-            "towers": sorted(towers.index.tolist()),
+            f"{noun.split()[-1]}s": sorted(towers.index.tolist()),
         },
     )
 
@@ -721,6 +818,16 @@ def run_flux_tile(task: FluxTask) -> TileResult:
     with threadpool_limits(limits=1):
         result = predict_tile(model, feats)
     out = result[[v for t in model.targets for v in (t, f"{t}_sd")]].drop_attrs()
+    if task.mask_classes:
+        spec = task.spec
+        codes = fb.land_cover_codes(
+            spec.land_cover_reader,
+            spec.land_cover_granules,
+            spec.land_cover_layer,
+            task.tile.geobox,
+            resampling=spec.land_cover_resampling,
+        )
+        out = out.where(xr.DataArray(np.isin(codes, task.mask_classes), dims=("y", "x")))
     record.observations = int(np.isfinite(out[model.targets[0]].values).any())
     return TileResult(out, record)
 
