@@ -112,7 +112,7 @@ PRESETS = {
         n_disturbances=6,
         event_year=2022,
         heat_wave=True,
-        sources=(*ALL_SOURCES, "landcover", "modis_sr", "modis_lai"),
+        sources=(*ALL_SOURCES, "landcover", "topdown", "modis_sr", "modis_lai"),
     ),
     "disturbance": Preset(
         "disturbance",
