@@ -73,6 +73,15 @@ def time_bounds(times: pd.DatetimeIndex | np.ndarray, step: str | None) -> np.nd
     each period's start and (exclusive) end, each period ending as :func:`period_end` says."""
     starts = pd.DatetimeIndex(times)
     ends = [period_end(t, step) for t in starts]
-    return np.stack([starts.values, pd.DatetimeIndex(ends).values], axis=1).astype(
-        "datetime64[ns]"
-    )
+    return np.stack([starts.values, pd.DatetimeIndex(ends).values], axis=1).astype("datetime64[ns]")
+
+
+def store_period_ends(ds) -> pd.DatetimeIndex:
+    """Each step's exclusive end for a product store with a ``time`` axis: its CF bounds
+    ``time_bnds``, or, for a store of an earlier fluxscape without them, inferred from the
+    period starts (:func:`fluxscape.ml.timesteps.period_bounds`)."""
+    if "time_bnds" in ds.variables:
+        return pd.DatetimeIndex(ds["time_bnds"].values[:, 1])
+    from fluxscape.ml.timesteps import period_bounds
+
+    return period_bounds(pd.DatetimeIndex(ds["time"].values))[1]

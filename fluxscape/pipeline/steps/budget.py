@@ -30,6 +30,7 @@ from fluxscape.pipeline.schema import ProductRef, StrictModel, input_ref
 from fluxscape.pipeline.steps.base import Plan, Step, StepContext, TileResult
 from fluxscape.pipeline.steps.derived import source_store
 from fluxscape.pipeline.store import VariableSpec
+from fluxscape.pipeline.timeaxis import store_period_ends
 from fluxscape.readers.topdown import open_topdown_files
 
 #: File name of the comparison table under ``OUT/reports/<product>/``.
@@ -188,7 +189,7 @@ class BudgetStep(Step):
 
         def finish(store: Path) -> None:
             with xr.open_zarr(source, consolidated=True) as flux:
-                end = flux["time_bnds"].values[-1, 1] if "time_bnds" in flux else None
+                end = store_period_ends(flux)[-1]
                 table = budget_table(flux, td.sel(time=times), p.regions, p.region_name, p.k, end)
             table.to_csv(_report_dir(ctx) / TABLE, index=False, float_format="%.6g")
 

@@ -33,7 +33,6 @@ from fluxscape.ml import persist
 from fluxscape.ml.predict import predict_tile
 from fluxscape.ml.regional import regional_totals_dataset
 from fluxscape.ml.targets import build_targets
-from fluxscape.ml.timesteps import period_bounds
 from fluxscape.pipeline import features as fb
 from fluxscape.pipeline import native
 from fluxscape.pipeline.grid import Tile
@@ -43,6 +42,7 @@ from fluxscape.pipeline.schema import ProductRef, StrictModel, input_ref
 from fluxscape.pipeline.steps.base import Plan, Step, StepContext, TileResult
 from fluxscape.pipeline.steps.derived import source_store
 from fluxscape.pipeline.store import VariableSpec
+from fluxscape.pipeline.timeaxis import store_period_ends
 from fluxscape.readers.fluxnet import (
     find_site_list,
     parse_fluxnet_name,
@@ -685,14 +685,12 @@ def plan_upscaling(ctx: StepContext, kind: Upscaling) -> Plan:
     source = source_store(ctx, p.source)
     with xr.open_zarr(source, consolidated=True) as src:
         times = pd.DatetimeIndex(src["time"].values)
-        bounds = src["time_bnds"].values if "time_bnds" in src.variables else None
+        ends = store_period_ends(src)
         absent = [v for v in p.predictors if v not in src]
     if absent:
         raise FluxscapeError(
             f"products.{ctx.name}.predictors: {absent} not in the {p.source} store"
         )
-    # The source's own period ends (a store of an earlier fluxscape has none: inferred).
-    ends = pd.DatetimeIndex(bounds[:, 1]) if bounds is not None else period_bounds(times)[1]
     found = kind.targets(ctx, times, ends)
     tgt, skipped, tower_files, noun = found.values, found.skipped, found.files, found.noun
     sites = tower_pixels(ctx, found.sites.loc[sorted(set(tgt.index.get_level_values("site")))])
