@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from fluxscape.products import kernels, smoothing
+from fluxscape.products import dlfit, kernels, smoothing
 
 Method = Literal["whittaker", "savgol", "double_logistic"]
 METHODS: tuple[str, ...] = ("whittaker", "savgol", "double_logistic")
@@ -195,6 +195,34 @@ RISING = tuple(k for k, (_, rising) in TRANSITIONS.items() if rising)
 FALLING = tuple(k for k, (_, rising) in TRANSITIONS.items() if not rising)
 
 
+#: Prior standard deviations of the second fit (:func:`fit_season_curves`) around the
+#: median of the same pixel's and season number's first fits in the other years: rates
+#: (relative), base and peak levels (index units). Dates get no prior.
+PRIOR_RATE_SD = 0.2
+PRIOR_VMIN_SD = 0.03
+PRIOR_VMAX_SD = 0.05
+#: A fit is kept when its residual r.m.s. is at most twice the rough curve's (which follows
+#: the noise more closely), or at most this (index units).
+ACCEPT_RMS = 0.04
+#: Smallest residual s.d. (index units) a season's fit is credited with.
+MIN_NOISE_SD = 0.005
+
+
+def _pooled(values: np.ndarray, group: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per row, the median of ``values`` (rows, k) over the accepted rows (``ok``) of its
+    ``group``, and how many accepted rows the group has."""
+    uniq, inv = np.unique(group, return_inverse=True)
+    order = np.argsort(inv, kind="stable")
+    med = np.full((uniq.size, values.shape[1]), np.nan)
+    count = np.bincount(inv[ok], minlength=uniq.size)
+    sorted_inv = inv[order]
+    bounds = np.searchsorted(sorted_inv, np.arange(uniq.size + 1))
+    vals = np.where(ok[:, None], values, np.nan)[order]
+    for gi in np.flatnonzero(count >= 2):  # loop over pixels-seasons with a prior only
+        med[gi] = np.nanmedian(vals[bounds[gi] : bounds[gi + 1]], axis=0)
+    return med[inv], count[inv]
+
+
 def fit_season_curves(
     rough: np.ndarray,
     grid: np.ndarray,
@@ -207,14 +235,26 @@ def fit_season_curves(
     peak: np.ndarray,
     amplitude: np.ndarray,
     iterations: int,
-) -> np.ndarray:
+    group: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One curve per season (season, n) for ``method="double_logistic"``: a double logistic
     fitted to the observations ``y``, ``w``, ``t`` (season, time: the rows of each season's
-    pixel) between the season's troughs ``left`` and ``right`` (grid indices) of its rough
-    curve ``rough`` (season, n), started from the rough curve's transition ``dates``
-    (:data:`TRANSITIONS` as fractional grid indices), ``peak`` and ``amplitude`` (NaN where the
-    rough season is not valid). Where the fit fails (fewer than 6 observations, no amplitude,
-    or a worse fit than the rough curve) the row is the rough curve."""
+    pixel, at their actual days with their QA weights) between the season's troughs ``left``
+    and ``right`` (grid indices) of its rough curve ``rough`` (season, n), started from the
+    rough curve's transition ``dates`` (:data:`TRANSITIONS` as fractional grid indices),
+    ``peak`` and ``amplitude`` (NaN where the rough season is not valid).
+
+    Two fits (:mod:`fluxscape.products.dlfit`): each season alone, then again with Gaussian
+    priors on its rates and levels around the medians of the first fits of the seasons of its
+    ``group`` (the same pixel and season number in the other years; :data:`PRIOR_RATE_SD`,
+    ...) and its residual variance set to theirs: a season's shape varies less from year to
+    year than its few observations on the rise or the fall can tell, so the years lend each
+    other their shape and each keeps its own dates. Where the fit fails (fewer than 6
+    observations, no amplitude, or a residual r.m.s. above twice the rough curve's and
+    :data:`ACCEPT_RMS`) the row is the rough curve. Returns the curves (season, n), the
+    posterior s.d. (days) of the sos and eos inflection days (season, 2; NaN where the row
+    is the rough curve) and the residual s.d. of the observations around the fit
+    (season,)."""
     step = grid[1] - grid[0]
     t0, t1 = grid[left], grid[right]
     inside = (t >= t0[:, None]) & (t <= t1[:, None])
@@ -234,25 +274,61 @@ def fit_season_curves(
     )
     lower = np.stack([vmin - 1, vmin - 1, t0 - 30, t0 * 0 + 0.01, t0, t0 * 0 + 0.01], axis=1)
     upper = np.stack([vmin + 1, vmin + 2, t1, t0 * 0 + 1.0, t1 + 30, t0 * 0 + 1.0], axis=1)
-    params = smoothing.fit_double_logistic(
-        y, ws, ts, p0, lower=lower, upper=upper, iterations=iterations
-    )
-    curves = smoothing.double_logistic(grid[None, :], *(params[:, i : i + 1] for i in range(6)))
-    # Accept a fit that explains the season's observations at least as well as the rough curve.
+    yy = np.where(ws > 0, y, 0.0)
+    n_used = (ws > 0).sum(axis=1)
     j0 = np.clip(np.floor((ts - grid[0]) / step), 0, grid.size - 2).astype(np.int64)
     frac = np.clip((ts - grid[0]) / step - j0, 0, 1)
-    rough_at = smoothing._at_observations(rough, j0, frac)
-    fit_at = smoothing.double_logistic(ts, *(params[:, i : i + 1] for i in range(6)))
-    yy = np.where(ws > 0, y, 0.0)
-    sse_rough = np.sum(ws * (yy - rough_at) ** 2, axis=1)
-    sse_fit = np.sum(ws * (yy - fit_at) ** 2, axis=1)
-    ok = (
-        ((ws > 0).sum(axis=1) >= 6)
-        & np.all(np.isfinite(params), axis=1)
-        & (params[:, 1] - params[:, 0] > 0.25 * amplitude)
-        & (sse_fit <= 1.5 * sse_rough + 1e-4)
-    )
-    return np.where(ok[:, None], curves, rough)
+    sse_rough = np.sum(ws * (yy - smoothing._at_observations(rough, j0, frac)) ** 2, axis=1)
+
+    def accepted(params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        fit_at = smoothing.double_logistic(ts, *(params[:, i : i + 1] for i in range(6)))
+        sse_fit = np.sum(ws * (yy - fit_at) ** 2, axis=1)
+        ok = (
+            (n_used >= 6)
+            & np.all(np.isfinite(params), axis=1)
+            & (params[:, 1] - params[:, 0] > 0.25 * amplitude)
+            & (sse_fit <= np.maximum(4.0 * sse_rough, ACCEPT_RMS**2 * n_used))
+        )
+        return ok, sse_fit
+
+    params, _ = dlfit.fit(yy, ws, ts, p0, lower, upper, iterations=iterations)
+    ok, sse = accepted(params)
+    noise = np.maximum(sse / np.maximum(n_used - 6, 1), MIN_NOISE_SD**2)
+    if group is not None:
+        # shape of the other years: medians of the first fits (vmin, vmax, k1, k2, noise)
+        stats = np.column_stack([params[:, [0, 1, 3, 5]], noise])
+        med, count = _pooled(stats, group, ok)
+        has = count >= 2
+        mu = np.zeros_like(params)
+        prec = np.zeros_like(params)
+        mu[:, [0, 1, 3, 5]] = np.where(has[:, None], med[:, :4], 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            prec[:, 0] = np.where(has, PRIOR_VMIN_SD**-2, 0.0)
+            prec[:, 1] = np.where(has, PRIOR_VMAX_SD**-2, 0.0)
+            prec[:, 3] = np.where(has, (PRIOR_RATE_SD * med[:, 2]) ** -2, 0.0)
+            prec[:, 5] = np.where(has, (PRIOR_RATE_SD * med[:, 3]) ** -2, 0.0)
+        prec = np.where(np.isfinite(prec), prec, 0.0)
+        noise = np.where(has, np.maximum(med[:, 4], MIN_NOISE_SD**2), noise)
+        start = np.where(ok[:, None], params, p0)
+        params, var = dlfit.fit(
+            yy,
+            ws,
+            ts,
+            start,
+            lower,
+            upper,
+            prior_mean=mu,
+            prior_precision=prec,
+            noise_var=noise,
+            iterations=iterations,
+        )
+        ok, sse = accepted(params)
+    else:
+        _, var = dlfit.fit(yy, ws, ts, params, lower, upper, noise_var=noise, iterations=0)
+    curves = smoothing.double_logistic(grid[None, :], *(params[:, i : i + 1] for i in range(6)))
+    sd = np.where(ok[:, None], np.sqrt(var), np.nan)
+    resid_sd = np.sqrt(sse / np.maximum(n_used - 6, 1))
+    return np.where(ok[:, None], curves, rough), sd, resid_sd
 
 
 def _double_logistic_block(
@@ -281,7 +357,7 @@ def _double_logistic_block(
     nu = len(RISING) + 1
     dates = {k: res[:, 4 + i] for i, k in enumerate(RISING)}
     dates |= {k: res[:, 4 + nu + i] for i, k in enumerate(FALLING)}
-    curves = fit_season_curves(
+    curves, sd, _ = fit_season_curves(
         rough[pix],
         grid,
         y[pix],
@@ -293,6 +369,7 @@ def _double_logistic_block(
         res[:, 1],
         res[:, 2],
         iterations,
+        group=pix * seasons + si,
     )
     metrics = kernels.bounded_metrics(curves, left, right, yi, w[pix], t[pix], grid, jan1, **rules)
     out = np.full((y.shape[0], len(jan1) - 1, seasons, metrics.shape[-1]), np.nan, np.float32)
