@@ -12,8 +12,9 @@ maximum-a-posteriori cost
 by Levenberg-Marquardt (Marquardt's diagonal scaling, one damping factor per row, bounds by
 clipping), where ``s2`` is the row's residual variance (index units^2) and ``prec`` the prior
 precisions (0 = no prior on that parameter). The posterior covariance is the inverse of the
-Gauss-Newton Hessian ``J^T W J / s2 + diag(prec)`` at the solution; its sos and eos
-diagonal entries are returned as the variances (days^2) of the two inflection days.
+Gauss-Newton Hessian ``J^T W J / s2 + diag(prec)`` at the solution; its entries for the
+inflection days and their rates (:data:`COVARIANCE`) are returned, so that the variance of
+any threshold date of the curve follows by the delta method (:func:`date_sd`).
 
 Hand-written in numba because no maintained library fits millions of small weighted,
 bounded, prior-regularised least-squares problems at compiled speed: ``scipy.optimize`` fits
@@ -29,6 +30,11 @@ from numba import njit
 
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 _NP = 6
+#: Posterior covariance entries returned per row, in this order.
+COVARIANCE = ("var_sos", "cov_sos_k1", "var_k1", "var_eos", "cov_eos_k2", "var_k2")
+_NCOV = 6
+#: Relative cost decrease below which an iteration ends the fit.
+TOLERANCE = 1e-5
 
 
 @njit(**_JIT)
@@ -108,18 +114,24 @@ def _normal(t, y, w, p, s2, mu, prec, jac, f, h, g):
 
 
 @njit(**_JIT)
-def fit_rows(y, w, t, p0, lo, hi, mu, prec, s2, iterations, params, var):
+def fit_rows(y, w, t, p0, lo, hi, mu, prec, s2, iterations, params, var, sse):
     """Fit every row (see the module docstring). ``y``, ``w``, ``t`` (rows, time);
     ``p0``, ``lo``, ``hi``, ``mu``, ``prec`` (rows, 6); ``s2`` (rows,). Writes the fitted
     parameters into ``params`` (rows, 6) (``p0`` clipped to the bounds where a row has fewer
-    than 6 usable observations) and the posterior variances of sos and eos into ``var``
-    (rows, 2) (NaN where there is no fit)."""
+    than 6 usable observations) and the posterior covariance entries of :data:`COVARIANCE`
+    into ``var`` (rows, 6) (NaN where there is no fit) and the weighted sum of squared
+    residuals (index units^2) into ``sse`` (rows,). Stops early when a step lowers the cost
+    by less than :data:`TOLERANCE` relative to it."""
     nrow, nt = y.shape
     ts = np.empty(nt)
     ys = np.empty(nt)
     ws = np.empty(nt)
     jac = np.empty((nt, _NP))
     f = np.empty(nt)
+    jac2 = np.empty((nt, _NP))
+    f2 = np.empty(nt)
+    h2 = np.empty((_NP, _NP))
+    g2 = np.empty(_NP)
     h = np.empty((_NP, _NP))
     a = np.empty((_NP, _NP))
     g = np.empty(_NP)
@@ -135,13 +147,14 @@ def fit_rows(y, w, t, p0, lo, hi, mu, prec, s2, iterations, params, var):
                 m += 1
         for k in range(_NP):
             p[k] = min(max(p0[r, k], lo[r, k]), hi[r, k])
-        var[r, 0] = np.nan
-        var[r, 1] = np.nan
+        for k in range(_NCOV):
+            var[r, k] = np.nan
+        sse[r] = np.nan
         if m < _NP or not s2[r] > 0.0:
             params[r] = p
             continue
         tv, yv, wv = ts[:m], ys[:m], ws[:m]
-        jv, fv = jac[:m], f[:m]
+        jv, fv, jv2, fv2 = jac[:m], f[:m], jac2[:m], f2[:m]
         cost = _normal(tv, yv, wv, p, s2[r], mu[r], prec[r], jv, fv, h, g)
         damping = 1e-2
         for _ in range(iterations):
@@ -155,39 +168,43 @@ def fit_rows(y, w, t, p0, lo, hi, mu, prec, s2, iterations, params, var):
                 continue
             for k in range(_NP):
                 trial[k] = min(max(p[k] + delta[k], lo[r, k]), hi[r, k])
-            new_cost = _objective(tv, yv, wv, trial, s2[r], mu[r], prec[r], fv)
+            # the trial's cost with its Hessian and gradient, kept if the step is taken
+            new_cost = _normal(tv, yv, wv, trial, s2[r], mu[r], prec[r], jv2, fv2, h2, g2)
             if new_cost < cost:
-                for k in range(_NP):
-                    p[k] = trial[k]
-                cost = _normal(tv, yv, wv, p, s2[r], mu[r], prec[r], jv, fv, h, g)
+                gain = cost - new_cost
+                cost = new_cost
+                p, trial = trial, p
+                jv, jv2 = jv2, jv
+                fv, fv2 = fv2, fv
+                h, h2 = h2, h
+                g, g2 = g2, g
                 damping = max(damping / 3.0, 1e-7)
+                if gain <= TOLERANCE * (1.0 + cost):
+                    break
             else:
                 damping = min(damping * 4.0, 1e7)
+                if damping >= 1e7:
+                    break
         params[r] = p
-        # posterior variances: the sos and eos columns of the Hessian's inverse
-        for col, out in ((2, 0), (4, 1)):
+        sse[r] = 0.0
+        for i in range(m):
+            sse[r] += wv[i] * (yv[i] - fv[i]) ** 2
+        # posterior covariance: columns sos, k1, eos, k2 of the Hessian's inverse
+        for col in (2, 3, 4, 5):
             for k in range(_NP):
                 for q in range(_NP):
                     a[k, q] = h[k, q]
                 b[k] = 1.0 if k == col else 0.0
-            if _solve(a, b, delta):
-                var[r, out] = delta[col] if delta[col] > 0.0 else np.nan
-
-
-@njit(**_JIT)
-def _objective(t, y, w, p, s2, mu, prec, f):
-    """The MAP cost at ``p`` (``f`` is work space)."""
-    vmin, vmax, sos, k1, eos, k2 = p[0], p[1], p[2], p[3], p[4], p[5]
-    amp = vmax - vmin
-    cost = 0.0
-    for k in range(_NP):
-        cost += prec[k] * (p[k] - mu[k]) ** 2
-    for i in range(t.size):
-        rise = 0.5 * (1.0 + np.tanh(0.5 * k1 * (t[i] - sos)))
-        fall = 0.5 * (1.0 - np.tanh(0.5 * k2 * (t[i] - eos)))
-        r = y[i] - (vmin + amp * (rise + fall - 1.0))
-        cost += w[i] * r * r / s2
-    return cost
+            if not _solve(a, b, delta):
+                continue
+            if col == 2:
+                var[r, 0], var[r, 1] = delta[2], delta[3]
+            elif col == 3:
+                var[r, 2] = delta[3]
+            elif col == 4:
+                var[r, 3], var[r, 4] = delta[4], delta[5]
+            else:
+                var[r, 5] = delta[5]
 
 
 def fit(
@@ -206,8 +223,9 @@ def fit(
     """Fit one double logistic per row (module docstring): ``values``, ``weights``, ``days``
     (rows, time) in index units, 0-1 and float days; ``initial``, ``lower``, ``upper``,
     ``prior_mean``, ``prior_precision`` (rows, 6) (default: no prior); ``noise_var`` (rows,)
-    or a scalar, the residual variance of the index. Returns the parameters (rows, 6) and the
-    posterior variances (days^2) of sos and eos (rows, 2)."""
+    or a scalar, the residual variance of the index. Returns the parameters (rows, 6), the
+    posterior covariance entries of :data:`COVARIANCE` (rows, 6; days^2, days^2/day, ...)
+    and the weighted sum of squared residuals (rows,; NaN where there is no fit)."""
     y = np.ascontiguousarray(values, dtype=float)
     nrow = y.shape[0]
     w = np.ascontiguousarray(np.broadcast_to(weights, y.shape), dtype=float)
@@ -221,7 +239,8 @@ def fit(
     prec = rows6(prior_precision, 0.0)
     s2 = np.ascontiguousarray(np.broadcast_to(noise_var, (nrow,)), dtype=float)
     params = np.empty((nrow, _NP))
-    var = np.empty((nrow, 2))
+    var = np.empty((nrow, _NCOV))
+    sse = np.empty(nrow)
     fit_rows(
         y,
         w,
@@ -235,5 +254,38 @@ def fit(
         int(iterations),
         params,
         var,
+        sse,
     )
-    return params, var
+    return params, var, sse
+
+
+def date_sd(
+    params: np.ndarray, cov: np.ndarray, up_fraction: float, down_fraction: float
+) -> np.ndarray:
+    """Posterior s.d. (days) of the days a fitted double logistic crosses ``up_fraction`` of
+    its rise and ``down_fraction`` of its fall (rows, 2), by the delta method from
+    :func:`fit`'s ``params`` and ``cov``: the rise reaches f at sos - ln(1/f - 1) / k1 and the
+    fall at eos + ln(1/f - 1) / k2 (a long season's dates; 0.5 gives the inflection days,
+    which are also the days of fastest change)."""
+    out = np.empty((params.shape[0], 2))
+    # (fraction, rate parameter, var of the day, cov day-rate, var of the rate) per date
+    for j, (f, rate, v_day, c, v_rate) in enumerate(
+        ((up_fraction, 3, 0, 1, 2), (down_fraction, 5, 3, 4, 5))
+    ):
+        a = np.log(1.0 / f - 1.0) / params[:, rate] ** 2 * (1.0 if j == 0 else -1.0)
+        var = cov[:, v_day] + 2 * a * cov[:, c] + a * a * cov[:, v_rate]
+        out[:, j] = np.sqrt(np.where(var > 0, var, np.nan))
+    return out
+
+
+@njit(**_JIT)
+def curves(params, grid):
+    """The double logistics of ``params`` (rows, 6) on the days ``grid`` (n,): (rows, n)."""
+    out = np.empty((params.shape[0], grid.size))
+    for r in range(params.shape[0]):
+        vmin, vmax, sos, k1, eos, k2 = params[r]
+        for j in range(grid.size):
+            rise = 0.5 * (1.0 + np.tanh(0.5 * k1 * (grid[j] - sos)))
+            fall = 0.5 * (1.0 - np.tanh(0.5 * k2 * (grid[j] - eos)))
+            out[r, j] = vmin + (vmax - vmin) * (rise + fall - 1.0)
+    return out
