@@ -189,7 +189,7 @@ def test_double_logistic_method_agrees_with_the_reference(series, sos_method):
     for date, sd in (("sos", "sos_sd"), ("eos", "eos_sd")):
         dated = np.isfinite(fast[date])
         assert (np.isfinite(fast[sd]) == dated).mean() > 0.98  # NaN: degenerate posterior
-        assert (fast[sd][dated         assert (fast[sd][dated] > 0).all() np.isfinite(fast[sd])] > 0).all()
+        assert (fast[sd][dated & np.isfinite(fast[sd])] > 0).all()
 
 
 @pytest.mark.parametrize("method", ph.METHODS)
