@@ -121,8 +121,9 @@ def test_bounded_metrics_equal_the_reference_on_fitted_curves(series, sos_method
     """The double-logistic step: each season measured on its own fitted curve (which may
     only rise, only fall, or be flat on top) by the kernel and by the reference. Equal but
     for about one season in a hundred (17 of 1722 here, most fits being kept since the
-    fit's acceptance rule of issue #16) whose fitted curve is flat on top to within 1e-15: the reference compares lifted values (value + k x gap, its segment trick),
-    which rounds such near-ties to ties, so its first maximum or crossing can be a grid
+    fit's acceptance rule of issue #16) whose fitted curve is flat on top to within 1e-15:
+    the reference compares lifted values (value + k x gap, its segment trick), which rounds
+    such near-ties to ties, so its first maximum or crossing can be a grid
     step earlier than the kernel's."""
     values, weights, days = (a[:600] for a in series)
     usable = np.isfinite(values) & np.isfinite(days) & (weights > 0)

@@ -25,7 +25,8 @@ class PhenologyConfig(StrictModel):
     kind: Literal["phenology"]
     source: Annotated[str, ProductRef(("vi",))]
     variable: Literal["ndvi", "evi", "evi2"] = "ndvi"
-    method: Literal["whittaker", "savgol", "double_logistic"] = "double_logistic"  # smoothing: the default fits a double logistic per season
+    # smoothing and fit: a double logistic per season at the observation days (default)
+    method: Literal["whittaker", "savgol", "double_logistic"] = "double_logistic"
     seasons: Annotated[int, Field(ge=1, le=2)] = 2
     sos_method: Literal["amplitude", "derivative"] = "amplitude"  # sos/eos rule (TIMESAT-like)
     sos_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.5  # sos at this share of the rise
