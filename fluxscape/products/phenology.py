@@ -228,6 +228,9 @@ PRIOR_VMAX_SD = 0.05
 #: A fit is kept when its residual r.m.s. is at most twice the rough curve's (which follows
 #: the noise more closely), or at most this (index units).
 ACCEPT_RMS = 0.04
+#: Most pixels fitted together by ``method="double_logistic"``: its per-season arrays (a
+#: dozen (season, time or grid) float64 arrays) stay near 40 MiB.
+FIT_BLOCK_SIZE = 2048
 #: Largest date s.d. reported (days): beyond it the date is unknown within its season.
 MAX_DATE_SD = 100.0
 #: Smallest residual s.d. (index units) a season's fit is credited with.
@@ -486,7 +489,7 @@ def phenology_metrics(
     :mod:`fluxscape.products.kernels`; with ``"whittaker"`` the smoothing too, in the same
     pass, a few pixels at a time, so the working memory does not grow with the number of
     pixels. ``"savgol"`` and ``"double_logistic"`` smooth (and fit) ``block_size`` pixels at a
-    time in numpy, which bounds their memory.
+    time (at most :data:`FIT_BLOCK_SIZE` for the fit), which bounds their memory.
     """
     if method not in METHODS:
         raise ValueError(
@@ -561,8 +564,9 @@ def phenology_metrics(
             usable = np.isfinite(y) & np.isfinite(t) & np.isfinite(w) & (w > 0)
         res = np.full((y.shape[0], ny, seasons, len(names)), np.nan, dtype=np.float32)
         good = np.flatnonzero(usable.sum(axis=1) >= min_observations)
-        for b0 in range(0, good.size, block_size):
-            rows = good[b0 : b0 + block_size]
+        size = min(block_size, FIT_BLOCK_SIZE) if method == "double_logistic" else block_size
+        for b0 in range(0, good.size, size):
+            rows = good[b0 : b0 + size]
             w_rows = np.where(usable[rows], w[rows], 0.0)
             if method == "savgol":
                 z = smoothing.savgol(
