@@ -214,6 +214,14 @@ def to_grid(cube: xr.Dataset, native: GeoBox, target: GeoBox) -> xr.Dataset:
     return xr.Dataset(out, coords=coords)
 
 
+def dates_to_grid(dates: np.ndarray, native: GeoBox, target: GeoBox) -> np.ndarray:
+    """Per-pixel results (..., y, x) on ``native`` reprojected to ``target`` by nearest source
+    pixel (the same lookup as :func:`to_grid`)."""
+    index = ontile.nearest_index(native, target)
+    window = np.asarray(dates)[..., index.window[0], index.window[1]]
+    return ontile.gather(window, index, np.nan)
+
+
 # --- the two methods -------------------------------------------------------------------------
 
 

@@ -52,6 +52,17 @@ def test_sos_and_eos_rmse_within_bound_and_15_percent_below_naive(measured, grid
         assert ours[date] <= 0.85 * naive[date], (grid, date, ours, naive)
 
 
+def test_product_on_the_resampled_cube_is_the_native_product_reprojected(world, measured):
+    """Nearest-pixel resampling hands each target pixel one native pixel's whole series, and
+    the product is per pixel: computing on the vi grid = computing on the native grid, then
+    reprojecting the dates by nearest pixel."""
+    native = measured["_products"]["native"][0]
+    on_target = measured["_products"]["lonlat"][0]
+    for name in ("sos", "eos", "sos_sd", "eos_sd", "amplitude"):
+        moved = skill.dates_to_grid(native[name].values, world.geobox, world.target)
+        np.testing.assert_allclose(on_target[name].values, moved, rtol=0, atol=1e-4)
+
+
 def test_naive_baseline_finds_the_inflection_of_a_noise_free_curve():
     world = skill.make_world(6, cloud=0.0, noise=0.0, seed=1)
     truth = skill.truth_on(world.geobox, seed=1)
