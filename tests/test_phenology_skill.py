@@ -11,7 +11,7 @@ import numpy as np
 import phenology_skill as skill
 import pytest
 
-from fluxscape.pipeline.steps.phenology import PhenologyConfig
+from fluxscape.pipeline.steps.phenology import PhenologyConfig, store_variables
 
 #: The workflow's default method: what a phenology product is made with.
 METHOD = PhenologyConfig.model_fields["method"].default
@@ -29,6 +29,13 @@ def measured(world):
 
 def test_workflow_default_is_the_double_logistic_fit():
     assert METHOD == "double_logistic"
+
+
+def test_store_holds_the_uncertainty_only_for_the_double_logistic_method():
+    fitted = store_variables(PhenologyConfig(kind="phenology", source="vi"))
+    smoothed = store_variables(PhenologyConfig(kind="phenology", source="vi", method="whittaker"))
+    assert {"sos_sd", "eos_sd"} <= set(fitted)
+    assert not {"sos_sd", "eos_sd"} & set(smoothed) and "sos" in smoothed
 
 
 def test_test_world_is_mod13a2_like(world):
