@@ -2,15 +2,19 @@
 
 Three steps, the same for every option: the smoothing of ``method="whittaker"`` and every
 season division and date run in the compiled per-pixel kernels of
-:mod:`fluxscape.products.kernels`; ``"savgol"`` smooths and ``"double_logistic"`` fits in numpy
-(:mod:`fluxscape.products.smoothing`), a block of pixels at a time. A block-vectorised numpy
+:mod:`fluxscape.products.kernels`; ``"savgol"`` smooths in numpy
+(:mod:`fluxscape.products.smoothing`) and ``"double_logistic"`` fits in the compiled kernels of
+:mod:`fluxscape.products.dlfit`, a block of pixels at a time. A block-vectorised numpy
 implementation of the same definitions is kept in the tests as the reference the kernels are
 checked against (tests/phenology_oracle.py, tests/test_kernels.py):
 
 1. **Smooth** the irregular, QA-weighted observations onto a regular day grid
-   (:mod:`fluxscape.products.smoothing`): ``"whittaker"`` (default), ``"savgol"``, or
-   ``"double_logistic"`` (a rough Whittaker fit divides the seasons, then one double logistic
-   is fitted per season, as phenofit's rough-fit / fine-fit scheme; Kong et al. 2022).
+   (:mod:`fluxscape.products.smoothing`): ``"whittaker"`` (this function's default),
+   ``"savgol"``, or ``"double_logistic"`` (the workflow's default: a rough Whittaker fit
+   divides the seasons, then one double logistic is fitted per season at the observation
+   days, as phenofit's rough-fit / fine-fit scheme, Kong et al. 2022; fitted again with the
+   rates and levels of the pixel's other years as priors, :func:`fit_season_curves`, which
+   also gives each date's standard deviation, ``sos_sd``/``eos_sd``).
 2. **Divide seasons**: the local extrema of the smoothed series are simplified by removing the
    peak-trough pair with the smallest difference until every remaining rise and fall exceeds
    ``max(min_amplitude, min_relative_amplitude * series range)`` and neighbouring peaks are at
