@@ -119,3 +119,23 @@ def test_sd_grows_where_observations_are_cloudier():
         ds = skill.product_dates(world.cube, method=METHOD)
         sds[cloud] = [float(np.nanmedian(ds[f"{d}_sd"].values)) for d in ("sos", "eos")]
     assert all(b > 1.2 * a for a, b in zip(sds[0.1], sds[0.5], strict=True)), sds
+
+
+def test_double_logistic_handles_blocks_without_seasons_and_single_years():
+    """A block of flat series (no season: nothing to fit or pool) gives NaN; one year (no
+    other years to lend a shape) is fitted without priors and still has its s.d."""
+    from fluxscape.products import phenology as ph
+    from fluxscape.products import smoothing as sm
+
+    rng = np.random.default_rng(0)
+    days = np.arange(0.0, 730.0, 16.0)
+    flat = 0.3 + rng.normal(0, 0.001, (5, days.size))
+    res = ph.phenology_metrics(flat, np.ones_like(flat), days, [2021, 2022], method=METHOD)
+    assert np.isnan(res["sos"]).all() and np.isnan(res["sos_sd"]).all()
+    one = days[:23]
+    curve = sm.double_logistic(one, 0.2, 0.7, 120.0, 0.09, 270.0, 0.07)
+    values = curve + rng.normal(0, 0.02, (4, one.size))
+    res = ph.phenology_metrics(values, np.ones_like(values), one, [2021], method=METHOD)
+    # day count 120 is day of year 121
+    assert np.abs(res["sos"][:, 0, 0] - 121.0).max() < 5
+    assert (res["sos_sd"][:, 0, 0] > 0).all() and (res["sos_sd"][:, 0, 0] < 5).all()

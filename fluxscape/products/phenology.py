@@ -247,6 +247,8 @@ def _pooled(
     """Per row, the median of ``values`` (rows, k) over the accepted rows (``ok``) of its
     ``group`` (one row per group and ``year``), and how many accepted rows the group has."""
     uniq, inv = np.unique(group, return_inverse=True)
+    if not uniq.size:
+        return np.zeros(values.shape), np.zeros(len(values), np.int64)
     table = np.full((uniq.size, int(year.max()) + 1, values.shape[1]), np.nan)
     table[inv[ok], year[ok]] = values[ok]
     count = np.isfinite(table[..., 0]).sum(axis=1)
