@@ -199,7 +199,10 @@ FIELD_NOTES = {
     "UpscalingConfig.source": "A `vi` product of the same workflow: the remote-sensing predictors.",
     "UpscalingConfig.predictors": "Variables of the `source` store used as predictors.",
     "UpscalingConfig.meteo": "Input of gridded meteorology (reader `cf_meteo`), optional.",
-    "UpscalingConfig.meteo_variables": "Meteorological predictors.",
+    "UpscalingConfig.meteo_variables": "Meteorological predictors: `ta` (degC), `sw_in` "
+    "(W m-2), `vpd` (hPa), `precip` (mm d-1), and of the top soil layer where the source gives "
+    "it `ts` (soil temperature, degC; ERA5 `stl1`) and `swc` (volumetric soil water, m3 m-3; "
+    "ERA5 `swvl1`).",
     "UpscalingConfig.seasonal_features": "Add sin/cos of the day of year as predictors.",
     "UpscalingConfig.land_cover": "Input of MODIS MCD12Q1 land-cover tiles (reader `modis_hdf4`), "
     "optional: the static class (each MODIS tile's latest year) read through the source at each "
