@@ -38,7 +38,6 @@ from fluxscape.pipeline import predictors as pred
 from fluxscape.pipeline.inputs import TileInputs, read_onto_tile
 from fluxscape.readers.ontile import Granule, tile_lonlat
 
-
 #: The feature of a DEM input (m above sea level).
 ELEVATION = "elevation"
 

@@ -4,8 +4,9 @@ embedded as data URIs so the file opens offline and can be mailed).
 Sections: the run (workflow, time, peak memory), each product (its variables and a quicklook
 map per variable and year), the models of the upscaling products (``flux``, ``soil_flux``:
 cross-validation skill by scale, observed against out-of-fold predicted, annual regional
-totals, time series at each site: observed vs the map), each budget product (bottom-up against top-down per region:
-a monthly plot with +-sd bands), and the inputs used and skipped.
+totals, time series at each site: observed vs the map), each budget product (bottom-up
+against top-down per region: a monthly plot with +-sd bands), and the inputs used and
+skipped.
 """
 
 from __future__ import annotations
@@ -343,9 +344,10 @@ def budget_figure(table: pd.DataFrame, region: str):
     t = table[table["region"] == region].sort_values("month")
     x = pd.to_datetime(t["month"])
     fig, ax = plt.subplots(figsize=(7, 2.6))
+    fire = "fire_included" in t and bool(t["fire_included"].any())
     for side, colour, label in (
-        ("bottomup", "C0", "bottom-up NEE (flux product)"),
-        ("topdown", "C3", "top-down land flux (inversion)"),
+        ("bottomup", "C0", "bottom-up NEE + fire" if fire else "bottom-up NEE (flux product)"),
+        ("topdown", "C3", "top-down land + fire" if fire else "top-down land flux (inversion)"),
     ):
         v, sd = t[f"{side}_TgC"].to_numpy(float), t[f"{side}_sd_TgC"].to_numpy(float)
         ax.plot(x, v, "-o", color=colour, ms=3, lw=1.2, label=label)
