@@ -145,12 +145,13 @@ def test_leave_one_site_out_skill_on_the_daily_chamber_values(soil_run, store):
 
 
 def test_maps_match_the_worlds_soil_fluxes(store, truth):
-    """R2 of the 16-day maps against the truth over the forest: CO2 >= 0.8, CH4 >= 0.6
-    (measured 0.95 and 0.98); units and spread as documented."""
+    """R2 (1 - SSE/SST) of the 16-day maps against the truth over the forest: measured 0.96
+    (CO2) and 0.99 (CH4), asserted >= 0.9 and >= 0.95 (acceptance 0.8 / 0.6); units and
+    spread as documented."""
     assert store.soil_co2.attrs["units"] == "g m-2 d-1"
     assert store.soil_ch4.attrs["units"] == "mg m-2 d-1"
-    assert _r2(store.soil_co2.values, truth["soil_co2"]) >= 0.8
-    assert _r2(store.soil_ch4.values, truth["soil_ch4"]) >= 0.6
+    assert _r2(store.soil_co2.values, truth["soil_co2"]) >= 0.9
+    assert _r2(store.soil_ch4.values, truth["soil_ch4"]) >= 0.95
     assert float(store.soil_ch4.mean()) < 0  # forest soils take CH4 up
     assert float(store.soil_co2_sd.mean()) > 0 and float(store.soil_ch4_sd.mean()) > 0
 
@@ -169,8 +170,9 @@ def test_forest_mask_predicts_forest_pixels_only(store, truth):
 
 
 def test_regional_totals_within_10_percent_of_the_truth(soil_run, store, truth):
-    """Annual totals per prefecture: CO2 (TgC) and CH4 (GgCH4) within 10 % of the truth's
-    totals by the same polygon weighting, with a positive ensemble spread."""
+    """Annual totals per prefecture: CO2 (TgC) and CH4 (GgCH4) against the truth's totals by
+    the same polygon weighting (acceptance: within 10 %; measured within 5.1 % for CO2 and
+    0.8 % for CH4, asserted within 8 % and 3 %), with a positive ensemble spread."""
     sample, out = soil_run
     totals = pd.read_csv(out / "reports" / "soil_flux" / "regional_totals.csv")
     assert set(totals.groupby("variable")["units"].first().items()) == {
@@ -185,7 +187,8 @@ def test_regional_totals_within_10_percent_of_the_truth(soil_run, store, truth):
         expected = soil_totals(xr.Dataset({v: field}), regions, variables=(v,), period_end=end)
         for r in expected[expected["period_type"] == "year"].itertuples():
             got = annual.loc[(v, r.region)]
-            assert abs(got["total"] / r.total - 1) < 0.10, (v, r.region, got["total"], r.total)
+            margin = 0.08 if v == "soil_co2" else 0.03
+            assert abs(got["total"] / r.total - 1) < margin, (v, r.region, got["total"], r.total)
             assert got["sd"] > 0
 
 

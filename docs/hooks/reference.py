@@ -153,6 +153,10 @@ FIELD_NOTES = {
     "BudgetConfig.kind": "Product kind.",
     "BudgetConfig.source": "The `flux` product whose `nee` (and `nee_sd`) is the bottom-up side.",
     "BudgetConfig.topdown": "An input of the `topdown` reader: the inversion's monthly fluxes.",
+    "BudgetConfig.fire": "A `disturbance` product, optional: its burned pixels (MCD64A1 burn "
+    "dates with a `reference`, else breaks of low burn severity or more dated by `date`) release "
+    "`fire_consumption` in their month, added to the bottom-up side; the top-down side is then "
+    "its land flux plus its fire variable (when the file gives one).",
     "Output.dir": "Output folder, relative to the workflow file (`--out` overrides it).",
     "Output.catalog": "Catalog folder inside `dir` (`--catalog` overrides it).",
     "DaskSettings.scheduler": "Address of an existing Dask scheduler (`--scheduler` overrides).",
@@ -160,6 +164,9 @@ FIELD_NOTES = {
     "UpscalingConfig.biophysical": "An input giving leaf area index / FPAR (e.g. MCD15A2H tiles): "
     "period means of `biophysical_variables` become features.",
     "UpscalingConfig.biophysical_variables": "Which of `lai`, `fpar` to use as features.",
+    "UpscalingConfig.elevation": "An input giving `elevation` (a DEM in CF NetCDF, reader "
+    "`cf_elevation`), optional: the elevation (m) at each pixel centre, bilinear between the "
+    "DEM's cells, becomes the feature `elevation`.",
     "DaskSettings.workers": "Workers of the cluster started (`--workers` overrides).",
     "DaskSettings.threads_per_worker": "Threads per worker (`cores` of a jobqueue job).",
     "DaskSettings.memory_limit": "Memory per worker (`memory` of a jobqueue job).",

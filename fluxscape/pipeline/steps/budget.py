@@ -59,7 +59,6 @@ class BudgetConfig(StrictModel):
     regions: str  # GeoJSON of the polygons compared (lon/lat)
     region_name: str = "name"  # the polygons' property that names them
     k: Annotated[float, Field(gt=0)] = 2.0  # within: |diff| <= k x combined sd (2: ~95 %)
-    # a disturbance product whose burned pixels (MCD64A1 reference or burn severity) add fire
     fire: Annotated[str | None, ProductRef(("disturbance",))] = None
     fire_consumption: Annotated[float, Field(gt=0)] = 1000.0  # gC released per m2 burned
     fire_relative_error: Annotated[float, Field(ge=0)] = 0.5  # 1-sigma of fire, share of it
