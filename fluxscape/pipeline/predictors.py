@@ -114,6 +114,24 @@ def meteo_at(periods: xr.Dataset, lon, lat) -> xr.Dataset:
     return periods.interp(lon=lon, lat=lat, method="linear")
 
 
+def store_periods(da: xr.DataArray, times: pd.DatetimeIndex, ends: pd.DatetimeIndex) -> np.ndarray:
+    """A store variable on its own time axis (``time``, y, x; e.g. an 8-day ``lst`` store) as
+    the mean of its finite values per product period [times[i], ends[i]) (each of its steps
+    counted in the period holding the step's start): float64 (len(times), y, x), NaN where a
+    period has none."""
+    label = period_of_days(pd.DatetimeIndex(da["time"].values), times, ends)
+    values = np.asarray(da.transpose("time", ...).values, float)
+    total = np.zeros((len(times), *values.shape[1:]))
+    count = np.zeros_like(total)
+    for step, period in enumerate(label):
+        if period >= 0:
+            ok = np.isfinite(values[step])
+            total[period] += np.where(ok, values[step], 0.0)
+            count[period] += ok
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan)
+
+
 def static_at(
     paths: Sequence[str], reader: str, variable: str, lon: np.ndarray, lat: np.ndarray
 ) -> np.ndarray:

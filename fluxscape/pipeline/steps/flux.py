@@ -82,6 +82,7 @@ class UpscalingConfig(StrictModel):
     meteo_variables: list[MeteoVariable] = ["ta", "sw_in", "vpd"]
     seasonal_features: bool = True
     phenology: Annotated[str | None, ProductRef(("phenology",))] = None  # days_since_sos, ...
+    lst: Annotated[str | None, ProductRef(("lst",))] = None  # its lst (K) per period: feature
     land_cover: Annotated[str | None, input_ref({"land_cover"})] = None  # one-hot lc_<code>
     land_cover_layer: Literal["LC_Type1", "LC_Type5"] = "LC_Type1"  # IGBP or PFT classes
     land_cover_resampling: Literal["nearest", "mode"] = "nearest"
@@ -190,6 +191,7 @@ def feature_names(product, land_cover_classes: tuple[int, ...] = ()) -> list[str
         land_cover_classes,
         product.biophysical_variables if product.biophysical else (),
         elevation=bool(product.elevation),
+        lst=bool(product.lst),
     )
 
 
@@ -242,6 +244,7 @@ def _feature_spec(ctx: StepContext, source: Path, times, ends, features, **land_
         layers=tuple(p.biophysical_variables) if p.biophysical else (),
         layers_reader=wf.inputs[p.biophysical].reader if p.biophysical else "",
         layers_granules=_biophysical_granules(ctx, times, ends) if p.biophysical else (),
+        lst=str(source_store(ctx, p.lst)) if p.lst else None,
         elevation_files=tuple(expand_paths(wf.inputs[p.elevation].paths)) if p.elevation else (),
         elevation_reader=wf.inputs[p.elevation].reader if p.elevation else "",
         phenology=str(source_store(ctx, p.phenology)) if p.phenology else None,
