@@ -37,6 +37,7 @@ from fluxscape.pipeline import features as fb
 from fluxscape.pipeline import native
 from fluxscape.pipeline.grid import Tile
 from fluxscape.pipeline.inputs import Skipped, TileInputs, expand_paths, giving_all, select
+from fluxscape.pipeline.predictors import period_of_days
 from fluxscape.pipeline.progress import progress
 from fluxscape.pipeline.schema import ProductRef, StrictModel, input_ref
 from fluxscape.pipeline.steps.base import Plan, Step, StepContext, TileResult
@@ -82,7 +83,7 @@ class UpscalingConfig(StrictModel):
     meteo_variables: list[MeteoVariable] = ["ta", "sw_in", "vpd"]
     seasonal_features: bool = True
     phenology: Annotated[str | None, ProductRef(("phenology",))] = None  # days_since_sos, ...
-    lst: Annotated[str | None, ProductRef(("lst",))] = None  # its lst (K) per period: feature
+    lst: Annotated[str | None, ProductRef(("lst",))] = None  # an lst product: lst (K) per period
     land_cover: Annotated[str | None, input_ref({"land_cover"})] = None  # one-hot lc_<code>
     land_cover_layer: Literal["LC_Type1", "LC_Type5"] = "LC_Type1"  # IGBP or PFT classes
     land_cover_resampling: Literal["nearest", "mode"] = "nearest"
@@ -824,8 +825,6 @@ def _daily_on_periods(daily: pd.DataFrame | None, times, ends) -> pd.DataFrame |
     ``[times[i], ends[i])`` holding each day; days outside every period dropped."""
     if daily is None:
         return None
-    from fluxscape.pipeline.predictors import period_of_days
-
     times = pd.DatetimeIndex(times)
     label = period_of_days(pd.DatetimeIndex(daily["date"]), times, pd.DatetimeIndex(ends))
     keep = label >= 0
