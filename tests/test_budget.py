@@ -426,3 +426,25 @@ def test_bad_top_down_units_fail_before_any_product_runs(tmp_path, sample_dir):
     lines = [line for line in proc.stderr.splitlines() if "kg m-2 yr-1" in line]
     assert len(lines) == 1 and str(bad) in lines[0] and "products.budget.topdown" in lines[0]
     assert not (out / "products" / "vi.zarr").exists()
+
+
+def test_budget_fire_names_a_disturbance_product_that_runs_first():
+    """``fire`` is a typed product reference: a disturbance product runs before the budget;
+    a product of another kind is refused naming the key."""
+    from fluxscape.pipeline.config import parse_workflow, run_order
+
+    text = (REPO / "workflows" / "budget.yaml").read_text()
+    disturbance = (
+        "  disturbance:\n    kind: disturbance\n    source: vi\n    variable: ndvi\n"
+        "    history: [2021-01-01, 2021-12-31]\n    monitor: [2022-01-01, 2022-12-31]\n"
+        "    burn_severity: true\n"
+    )
+    head, tail = text.split("  budget:\n", 1)
+    fired = head + "  budget:\n" + tail.replace("    k: 2", "    fire: disturbance\n    k: 2", 1)
+    wf = parse_workflow(fired.replace("products:\n", "products:\n" + disturbance, 1), "b.yaml")
+    assert wf.products["budget"].fire == "disturbance"
+    assert wf.products["budget"].fire_consumption == 1000.0
+    order = run_order(wf.products)
+    assert order.index("disturbance") < order.index("budget")
+    with pytest.raises(WorkflowError, match=r"products\.budget\.fire"):
+        parse_workflow(fired.replace("fire: disturbance", "fire: phenology"), "b.yaml")
