@@ -153,6 +153,82 @@ def test_comparison_math_by_hand():
     assert list(compare(bu, td, k=3.0)["within"]) == [True, True]
 
 
+def test_comparison_with_bottom_up_fire_by_hand():
+    """With bottom-up fire the compared totals are NEE + fire against land + top-down fire;
+    each part stays in its own column and the fire's sd adds in quadrature."""
+    bu = pd.DataFrame(
+        [
+            _totals("A", "2021-01", 1.0, 0.3),
+            _totals("A", "2021-02", 1.0, 0.3),
+            _totals("A", "2021-01", 0.4, 0.4, "fire"),  # no fire row in February: 0
+        ]
+    )
+    td = pd.DataFrame(
+        [
+            _totals("A", "2021-01", 1.5, 0.4, "land"),
+            _totals("A", "2021-02", 2.5, 0.4, "land"),
+            _totals("A", "2021-01", 0.3, np.nan, "fire"),
+        ]
+    )
+    out = compare(bu, td, k=2.0)
+    assert out["fire_included"].all()
+    np.testing.assert_allclose(out["bottomup_nee_TgC"], [1.0, 1.0])
+    np.testing.assert_allclose(out["bottomup_fire_TgC"], [0.4, np.nan])
+    np.testing.assert_allclose(out["bottomup_TgC"], [1.4, 1.0])
+    np.testing.assert_allclose(out["bottomup_sd_TgC"], [0.5, 0.3])  # sqrt(0.09 + 0.16)
+    np.testing.assert_allclose(out["topdown_land_TgC"], [1.5, 2.5])
+    np.testing.assert_allclose(out["topdown_TgC"], [1.8, 2.5])
+    np.testing.assert_allclose(out["diff_TgC"], [0.4, 1.5])
+    # the same bottom-up without its fire rows: NEE against land, top-down fire reported only
+    plain = compare(bu[bu["variable"] == "nee"], td, k=2.0)
+    assert not plain["fire_included"].any()
+    np.testing.assert_allclose(plain["bottomup_TgC"], plain["bottomup_nee_TgC"])
+    np.testing.assert_allclose(plain["topdown_TgC"], [1.5, 2.5])
+    np.testing.assert_allclose(plain["topdown_fire_TgC"], [0.3, np.nan])
+    assert plain["bottomup_fire_TgC"].isna().all()
+
+
+def _disturbance(**variables) -> xr.Dataset:
+    """A 1-year, 2 x 3 pixel disturbance store on a 0.01 degree lon/lat grid."""
+    coords = {"year": [2021], "y": [36.005, 35.995], "x": [138.005, 138.015, 138.025]}
+    return xr.Dataset(
+        {k: (("year", "y", "x"), np.asarray(v)[None]) for k, v in variables.items()},
+        coords=coords,
+    )
+
+
+def test_fire_carbon_spreads_each_burn_over_its_month():
+    """Burned pixels release the stated carbon (gC m-2) in the month of their burn day:
+    MCD64A1 dates when the store has the reference, else breaks of low severity or more."""
+    from fluxscape.errors import FluxscapeError
+    from fluxscape.ml.budget import fire_carbon
+
+    months = pd.date_range("2021-01-01", periods=12, freq="MS")
+    mcd = _disturbance(
+        mcd64_burned=[[1, 0, 1], [0, 0, 255]],
+        mcd64_date=[[40.0, np.nan, 365.0], [np.nan, np.nan, np.nan]],  # Feb 9, Dec 31
+    )
+    field = fire_carbon(mcd, months, 1000.0)
+    assert field.dims == ("time", "y", "x") and field.sizes["time"] == 12
+    assert field.values[1, 0, 0] == pytest.approx(1000.0 / 28)  # February
+    assert field.values[11, 0, 2] == pytest.approx(1000.0 / 31)  # December
+    assert (field.sum("time").values > 0).sum() == 2
+    # a month's fire field times its days gives back the carbon of each burn
+    days = np.asarray((months + pd.DateOffset(months=1) - months).days)
+    total = (field.values * days[:, None, None]).sum()
+    assert total == pytest.approx(2000.0)
+    breaks = _disturbance(
+        disturbed=[[1, 1, 0], [0, 0, 0]],
+        burn_severity=[[6, 3, 0], [0, 0, 0]],  # moderate-high; unburned
+        date=[[200.0, 150.0, np.nan], [np.nan] * 3],
+    )
+    field = fire_carbon(breaks, months, 500.0)
+    assert field.values[6, 0, 0] == pytest.approx(500.0 / 31)  # day 200: July 19
+    assert float(field.sum()) == pytest.approx(500.0 / 31)  # the unburned break adds nothing
+    with pytest.raises(FluxscapeError, match="reference .*burn_severity"):
+        fire_carbon(_disturbance(disturbed=[[1, 0, 0], [0, 0, 0]]), months, 500.0)
+
+
 def test_budget_table_cell_areas_by_hand():
     """A uniform 1 gC m-2 d-1 top-down field and a polygon that is one 1-degree cell at the
     equator: 31 days x the cell's area (~111.32 km x 110.57 km) / 1e12 TgC."""
@@ -190,6 +266,16 @@ def test_budget_table_cell_areas_by_hand():
     assert row["diff_TgC"] == pytest.approx(0.5 * 31 * area / 1e12, rel=5e-3)
     assert row["combined_sd_TgC"] == pytest.approx(np.hypot(0.1, 0.2) * 31 * area / 1e12, rel=5e-3)
     assert not row["within"]  # 0.5 > 2 x 0.224
+    # a bottom-up fire field of 0.25 gC m-2 d-1 (sd 50 %) joins NEE on the bottom-up side
+    fire = xr.full_like(flux["nee"], 0.25)
+    burnt = budget_table(flux, td, [square], flux_period_end="2021-02-01", fire=fire).iloc[0]
+    unit = 31 * area / 1e12
+    assert burnt["fire_included"] and burnt["bottomup_fire_TgC"] == pytest.approx(
+        0.25 * unit, rel=5e-3
+    )
+    assert burnt["bottomup_TgC"] == pytest.approx(0.75 * unit, rel=5e-3)
+    assert burnt["bottomup_sd_TgC"] == pytest.approx(np.hypot(0.2, 0.125) * unit, rel=5e-3)
+    assert burnt["topdown_TgC"] == pytest.approx(unit, rel=5e-3)  # the file gives no fire
 
 
 # --- the sample world ------------------------------------------------------------------------
@@ -340,3 +426,25 @@ def test_bad_top_down_units_fail_before_any_product_runs(tmp_path, sample_dir):
     lines = [line for line in proc.stderr.splitlines() if "kg m-2 yr-1" in line]
     assert len(lines) == 1 and str(bad) in lines[0] and "products.budget.topdown" in lines[0]
     assert not (out / "products" / "vi.zarr").exists()
+
+
+def test_budget_fire_names_a_disturbance_product_that_runs_first():
+    """``fire`` is a typed product reference: a disturbance product runs before the budget;
+    a product of another kind is refused naming the key."""
+    from fluxscape.pipeline.config import parse_workflow, run_order
+
+    text = (REPO / "workflows" / "budget.yaml").read_text()
+    disturbance = (
+        "  disturbance:\n    kind: disturbance\n    source: vi\n    variable: ndvi\n"
+        "    history: [2021-01-01, 2021-12-31]\n    monitor: [2022-01-01, 2022-12-31]\n"
+        "    burn_severity: true\n"
+    )
+    head, tail = text.split("  budget:\n", 1)
+    fired = head + "  budget:\n" + tail.replace("    k: 2", "    fire: disturbance\n    k: 2", 1)
+    wf = parse_workflow(fired.replace("products:\n", "products:\n" + disturbance, 1), "b.yaml")
+    assert wf.products["budget"].fire == "disturbance"
+    assert wf.products["budget"].fire_consumption == 1000.0
+    order = run_order(wf.products)
+    assert order.index("disturbance") < order.index("budget")
+    with pytest.raises(WorkflowError, match=r"products\.budget\.fire"):
+        parse_workflow(fired.replace("fire: disturbance", "fire: phenology"), "b.yaml")

@@ -190,3 +190,73 @@ def test_sites_outside_use_nearest_keeps_a_far_tower_on_the_edge_pixel(demo_out,
     assert east["reason"] == "" and east["col"] == ctx.grid.geobox.shape.x - 1  # east edge
     assert 55_000 < east["distance_m"] < 70_000  # 0.7 degrees east of the edge at 36 N
     assert any("use_nearest" in r.getMessage() for r in caplog.records)
+
+
+def test_lst_and_elevation_features_are_the_same_at_the_sites_and_on_the_map(
+    demo_out, out_dir, tmp_path
+):
+    """The ``lst`` feature (an 8-day lst store averaged per 16-day product period, gaps filled
+    in time) and the ``elevation`` feature (a DEM, bilinear at pixel centres) come from the one
+    builder: a tower's training value is its pixel's on any block, and equals the value
+    computed by hand."""
+    from dataclasses import replace
+
+    from fluxscape.pipeline.predictors import static_at
+    from fluxscape.pipeline.store import VariableSpec, create_store, finalize_store, write_tile
+    from fluxscape.sample.dem_writer import write_dem
+    from fluxscape.sample.world import PRESETS, World
+
+    ctx = _context(demo_out, out_dir, lst="lst")
+    box = ctx.grid.geobox
+    ny, nx = box.shape.yx
+    steps = pd.DatetimeIndex(
+        [d for y in (2021, 2022) for d in pd.date_range(f"{y}-01-01", f"{y}-12-31", freq="8D")]
+    )
+    rows = np.arange(ny)[:, None]
+    cols = np.arange(nx)[None, :]
+    lst = 280.0 + np.arange(len(steps))[:, None, None] + 0.01 * rows + 0.001 * cols
+    lst[3] = np.nan  # a step without observations
+    store = out_dir / "products" / "lst.zarr"
+    spec_var = VariableSpec("lst", "float32", {"units": "K"})
+    bounds = np.stack([steps.values, (steps + pd.Timedelta(days=8)).values], axis=1)
+    create_store(store, box, {"time": steps.values}, [spec_var], ctx.workflow.tile_size, {}, bounds)
+    data = xr.Dataset({"lst": (("time", "y", "x"), lst.astype("float32"))})
+    write_tile(store, data, slice(0, ny), slice(0, nx))
+    finalize_store(store, {})
+    (out_dir / ".fluxscape" / "lst.manifest.jsonl").write_text('{"complete": true}\n')
+
+    with xr.open_zarr(ctx.product_store("vi"), consolidated=True) as ds:
+        times = pd.DatetimeIndex(ds["time"].values)
+    ends = period_bounds(times)[1]
+    features = flux.feature_names(ctx.product)
+    assert "lst" in features and "elevation" not in features
+    spec = flux._feature_spec(ctx, ctx.product_store("vi"), times, ends, features)
+    (dem,) = write_dem(World(PRESETS["demo"]), tmp_path / "dem")
+    spec = replace(
+        spec,
+        elevation_files=(str(dem),),
+        elevation_reader="cf_elevation",
+        features=(*features, "elevation"),
+    )
+    towers = flux.tower_pixels(ctx, _sites(ctx)).iloc[:2]
+    training = flux._tower_predictors(ctx, spec, towers)
+    for site, t in towers.iterrows():
+        r, c = int(t["row"]), int(t["col"])
+        at_tower = training.xs(site, level="site")
+        block = (slice(max(r - 2, 0), r + 3), slice(max(c - 1, 0), c + 4))
+        on_map = block_features(spec, *block, box[block[0], block[1]])
+        pixel = on_map.isel(y=r - block[0].start, x=c - block[1].start)
+        for name in ("lst", "elevation"):
+            np.testing.assert_allclose(pixel[name].values, at_tower[name].values, rtol=1e-12)
+        # by hand: the 8-day steps starting in each 16-day period, float32 as stored
+        stored = lst[:, r, c].astype("float32").astype(float)
+        for i, (start, end) in enumerate(zip(times[:4], ends[:4], strict=True)):
+            inside = (steps >= start) & (steps < end) & np.isfinite(stored)
+            assert at_tower["lst"].iloc[i] == pytest.approx(stored[inside].mean()), (site, i)
+        lon, lat = t["lon"], t["lat"]
+        x, y = box.affine * (c + 0.5, r + 0.5)
+        assert at_tower["elevation"].iloc[0] == pytest.approx(
+            float(static_at([str(dem)], "cf_elevation", "elevation", x, y)), abs=1e-9
+        )
+        assert abs(at_tower["elevation"].iloc[0] - World(PRESETS["demo"]).elevation(lon, lat)) < 60
+        assert np.ptp(at_tower["elevation"].to_numpy()) == 0  # static

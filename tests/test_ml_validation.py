@@ -67,6 +67,55 @@ def test_metrics_known_values():
     assert np.isnan(metrics(np.array([1.0]), np.array([1.0]))["r2"])
 
 
+def test_daily_scale_scores_each_day_against_its_periods_prediction(tmp_path):
+    """With the sites' daily values, skill and the report add the ``daily`` scale: every day
+    paired with the out-of-fold prediction of the period holding it (by hand: three days of
+    site A's first period predicted 2.0, one day of site B's predicted 4.0; a day of a period
+    without prediction is left out)."""
+    preds = pd.DataFrame(
+        {
+            "target": "soil_co2",
+            "site": ["A", "A", "B"],
+            "time": pd.to_datetime(["2021-01-01", "2021-01-17", "2021-01-01"]),
+            "obs": [2.0, 3.0, 4.0],
+            "pred": [2.0, 3.5, 4.0],
+        }
+    )
+    daily = pd.DataFrame(
+        {
+            "site": ["A", "A", "A", "B", "B"],
+            "time": pd.to_datetime(["2021-01-01"] * 4 + ["2021-02-02"]),
+            "date": pd.to_datetime(
+                ["2021-01-01", "2021-01-02", "2021-01-03", "2021-01-05", "2021-02-02"]
+            ),
+            "soil_co2": [1.0, 2.0, 3.0, 5.0, 9.0],
+        }
+    )
+    got = skill(preds, daily)["soil_co2"]["daily"]
+    want = metrics(np.array([1.0, 2.0, 3.0, 5.0]), np.array([2.0, 2.0, 2.0, 4.0]))
+    assert got == pytest.approx(want) and got["n"] == 4
+    assert "daily" not in skill(preds)["soil_co2"]  # no daily values: no daily scale
+    result = cross_validate(*_tiny_table(), methods=("rf",), cv="group_kfold", n_splits=2)
+    pred = result.predictions
+    days = pred[["site", "time", "obs"]].rename(columns={"obs": pred["target"].iloc[0]})
+    paths = write_report(result, tmp_path, days.assign(date=days["time"]))
+    doc = json.loads(paths["json"].read_text())
+    target = result.targets[0]
+    assert doc["skill"][target]["daily"]["n"] == len(pred)
+    assert "| daily |" in paths["markdown"].read_text()
+
+
+def _tiny_table():
+    """A training table of 4 sites x 12 months with one feature and a target."""
+    rng = np.random.default_rng(0)
+    rows = [
+        {"site": s, "time": t, "x": float(i), "y": 2.0 * i + rng.normal(0, 0.1)}
+        for s in "ABCD"
+        for i, t in enumerate(pd.date_range("2021-01-01", periods=12, freq="MS"))
+    ]
+    return pd.DataFrame(rows), ["x"], "y"
+
+
 def test_scales_separate_seasonal_cycle_from_anomalies():
     rng = np.random.default_rng(0)
     rows = []

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from fluxscape.errors import ReaderError
+from fluxscape.errors import FluxscapeError, ReaderError
 from fluxscape.ml.timesteps import period_bounds
 from fluxscape.pipeline.predictors import meteo_at, meteo_periods
 from fluxscape.readers.cf_meteo import open_cf_meteo
@@ -38,7 +38,11 @@ def test_detected_and_recovers_truth(world, meteo_files):
         "sw_in": "W m-2",
         "vpd": "hPa",
         "precip": "mm d-1",
+        "ts": "degC",
+        "swc": "m3 m-3",
     }
+    assert ds["ts"].attrs["standard_name"] == "soil_temperature"
+    assert ds["swc"].attrs["standard_name"] == "volume_fraction_of_condensed_water_in_soil"
     lon, lat = float(ds["lon"][4]), float(ds["lat"][7])
     truth = world.meteo(np.array(lon), np.array(lat), pd.DatetimeIndex(ds["time"].values))
     point = ds.sel(lon=lon, lat=lat)
@@ -46,6 +50,71 @@ def test_detected_and_recovers_truth(world, meteo_files):
     assert np.abs(point["sw_in"] - truth["SW_IN_F"]).max() / truth["SW_IN_F"].max() < 1e-5
     assert np.abs(point["vpd"] - truth["VPD_F"]).max() < 1e-3  # from t2m and d2m
     assert np.abs(point["precip"] - truth["P_F"]).max() < 1e-3
+    # the top soil layer: the daily means of the world's chamber soil drivers
+    soil = world.soil_state(np.array(lon), np.array(lat), pd.DatetimeIndex(ds["time"].values))
+    assert np.abs(point["ts"] - soil["t5"]).max() < 1e-3
+    assert np.abs(point["swc"] - soil["sm10"]).max() < 1e-6
+    assert float(point["ts"].std()) > 3 and 0.08 <= float(point["swc"].min()) < 0.5
+
+
+def _soil_file(path: Path, soil: dict) -> Path:
+    """A CF file with air temperature and the given soil variables on (time, depth, lat, lon)
+    where they have a depth (two levels)."""
+    times = pd.date_range("2021-07-01", periods=3, freq="D")
+    coords = {"time": times, "lat": [36.0, 36.5], "lon": [138.0, 138.5]}
+    ds = xr.Dataset(
+        {"tas": (("time", "lat", "lon"), np.full((3, 2, 2), 293.15), {"units": "K"})} | soil,
+        coords=coords,
+    )
+    if "depth" in ds.dims:
+        ds = ds.assign_coords(depth=("depth", [0.05, 0.2], {"units": "m", "bounds": "depth_bnds"}))
+        ds["depth_bnds"] = (("depth", "nv"), np.array([[0.0, 0.1], [0.1, 0.3]]))
+    ds.to_netcdf(path)
+    return path
+
+
+def test_soil_layer_from_cf_standard_names_percent_and_mass(tmp_path):
+    """CF soil variables with a depth axis give their top level: soil_temperature (K),
+    volume fraction in percent (/100), and mass content (kg m-2) over the top layer's
+    thickness from the depth bounds (30 kg m-2 in 0.1 m of soil: 0.3 m3 m-3); a mass content
+    without bounds is refused naming the file."""
+    dims = ("time", "depth", "lat", "lon")
+    levels = np.stack([np.full((3, 2, 2), 285.15), np.full((3, 2, 2), 280.15)], axis=1)
+    out = open_cf_meteo(
+        _soil_file(
+            tmp_path / "percent.nc",
+            {
+                "tsl": (dims, levels, {"units": "K", "standard_name": "soil_temperature"}),
+                "sm": (
+                    dims,
+                    np.full((3, 2, 2, 2), 25.0),
+                    {"units": "%", "standard_name": "volume_fraction_of_condensed_water_in_soil"},
+                ),
+            },
+        )
+    )
+    assert out["ts"].dims == ("time", "lat", "lon")
+    assert float(out["ts"].mean()) == pytest.approx(12.0)  # top level, degC
+    assert float(out["swc"].mean()) == pytest.approx(0.25)
+    mass = {
+        "mrsol": (
+            dims,
+            np.full((3, 2, 2, 2), 30.0),
+            {"units": "kg m-2", "standard_name": "mass_content_of_water_in_soil_layer"},
+        )
+    }
+    out = open_cf_meteo(_soil_file(tmp_path / "mass.nc", mass))
+    assert float(out["swc"].mean()) == pytest.approx(0.3)
+    flat = {"mrsol": (("time", "lat", "lon"), np.full((3, 2, 2), 30.0), {"units": "kg m-2"})}
+    with pytest.raises(ReaderError, match="flat.nc: mrsol is a soil water mass content"):
+        open_cf_meteo(_soil_file(tmp_path / "flat.nc", flat))
+
+
+def test_a_product_asking_for_soil_moisture_the_files_lack_names_the_file(tmp_path):
+    path = _soil_file(tmp_path / "air_only.nc", {})
+    times = pd.DatetimeIndex(["2021-07-01"])
+    with pytest.raises(FluxscapeError, match="air_only.nc: meteorology lacks \\['swc'\\]"):
+        meteo_periods([str(path)], times, times + pd.Timedelta(days=3), ["ta", "swc"])
 
 
 def test_other_cf_layout_hourly_watts(tmp_path):

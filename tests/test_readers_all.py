@@ -53,6 +53,7 @@ HOSTILE_NAMES = {
     "ahi_ptree": "NC_H08_20210601_0230_R21_FLDK.00067_00067.nc",
     "cf_meteo": "era5_daily_2021.nc",
     "topdown": "CT2022.flux1x1.202101.nc",
+    "cf_elevation": "elevation_30s.nc",
 }
 HOSTILE_CONTENT = {
     "zero-byte": b"",

@@ -94,17 +94,18 @@ def test_gridded_truth_is_the_chamber_truth_at_the_sites():
 
 
 def test_leave_one_site_out_skill_at_the_product_step(soil_run):
-    """LOSO R2 of the 16-day means: CO2 >= 0.8 and CH4 >= 0.6 (measured 0.91 and 0.99); the
-    model card says what was fitted on what."""
+    """LOSO R2 of the 16-day means: measured 0.92 (CO2) and 0.996 (CH4), asserted >= 0.85 and
+    >= 0.95 (acceptance 0.8 / 0.6); the model card says what was fitted on what: the soil
+    layer of the meteorology (ts, swc) and the DEM's elevation among the features."""
     out = soil_run[1]
     card = json.loads((out / "models" / "soil_flux" / "flux_model.skops.card.json").read_text())
     assert card["cv"] == "loso" and len(card["sites"]) == 15
     assert card["units"] == {"soil_co2": "gC m-2 d-1", "soil_ch4": "mgCH4 m-2 d-1"}
-    assert {"ta", "precip", "ndvi", "doy_sin"} <= set(card["features"])
+    assert {"ta", "precip", "ts", "swc", "elevation", "ndvi", "doy_sin"} <= set(card["features"])
     assert card["land_cover"]["classes"] and set(card["land_cover"]["classes"]) <= {1, 4}
     skill = card["cv_skill"]
-    assert skill["soil_co2"]["step"]["r2"] >= 0.8
-    assert skill["soil_ch4"]["step"]["r2"] >= 0.6
+    assert skill["soil_co2"]["step"]["r2"] >= 0.85
+    assert skill["soil_ch4"]["step"]["r2"] >= 0.95
     assert skill["soil_co2"]["step"]["n"] > 15 * 20  # 23 periods a site, less the outages
     sites = pd.read_csv(out / "reports" / "soil_flux" / "sites.csv")
     assert len(sites) == 15 and (sites["reason"].fillna("") == "").all()
@@ -113,8 +114,10 @@ def test_leave_one_site_out_skill_at_the_product_step(soil_run):
 def test_leave_one_site_out_skill_on_the_daily_chamber_values(soil_run, store):
     """The acceptance's daily LOSO R2: each held-out site's 16-day prediction (the
     cross-validation's, predictions.csv) against its daily values from the chambers (the
-    reader's QC'd measurements, daily site means) on every day of the period: CO2 >= 0.8, CH4
-    >= 0.6 (measured 0.90 and 0.97; the day-to-day weather within a period is what is lost)."""
+    reader's QC'd measurements, daily site means) on every day of the period, recomputed here
+    from the files and equal to the ``daily`` scale the step records in the model card and the
+    store: measured 0.91 (CO2) and 0.97 (CH4), asserted >= 0.85 and >= 0.9 (acceptance 0.8 /
+    0.6; the day-to-day weather within a period is what is lost)."""
     sample, out = soil_run
     pred = pd.read_csv(out / "reports" / "soil_flux" / "predictions.csv", parse_dates=["time"])
     starts = pd.DatetimeIndex(store.time.values)
@@ -126,21 +129,29 @@ def test_leave_one_site_out_skill_on_the_daily_chamber_values(soil_run, store):
         daily["time"] = starts[starts.searchsorted(daily["date"], side="right") - 1]
         frames.append(daily.assign(site=folder.name))
     days = pd.concat(frames)
+    card = json.loads((out / "models" / "soil_flux" / "flux_model.skops.card.json").read_text())
+    stored = json.loads(store.attrs["cv_skill"])
+    report = json.loads((out / "reports" / "soil_flux" / "skill.json").read_text())["skill"]
     for target, column in (("soil_co2", "co2_gc"), ("soil_ch4", "ch4_mg")):
         both = pred[pred["target"] == target].merge(days, on=["site", "time"])
         both = both.dropna(subset=[column])
         assert both["site"].nunique() == 15 and len(both) > 15 * 300
         r2 = _r2(both["pred"].to_numpy(), both[column].to_numpy())
-        assert r2 >= (0.8 if target == "soil_co2" else 0.6), (target, r2)
+        daily = card["cv_skill"][target]["daily"]
+        assert daily["n"] == len(both) and daily["nse"] == pytest.approx(r2, abs=1e-9)
+        assert stored[target]["daily"] == daily and report[target]["daily"]["n"] == len(both)
+        assert daily["r2"] >= (0.85 if target == "soil_co2" else 0.9), (target, daily)
+        assert r2 >= (0.85 if target == "soil_co2" else 0.9), (target, r2)
 
 
 def test_maps_match_the_worlds_soil_fluxes(store, truth):
-    """R2 of the 16-day maps against the truth over the forest: CO2 >= 0.8, CH4 >= 0.6
-    (measured 0.95 and 0.98); units and spread as documented."""
+    """R2 (1 - SSE/SST) of the 16-day maps against the truth over the forest: measured 0.96
+    (CO2) and 0.99 (CH4), asserted >= 0.9 and >= 0.95 (acceptance 0.8 / 0.6); units and
+    spread as documented."""
     assert store.soil_co2.attrs["units"] == "g m-2 d-1"
     assert store.soil_ch4.attrs["units"] == "mg m-2 d-1"
-    assert _r2(store.soil_co2.values, truth["soil_co2"]) >= 0.8
-    assert _r2(store.soil_ch4.values, truth["soil_ch4"]) >= 0.6
+    assert _r2(store.soil_co2.values, truth["soil_co2"]) >= 0.9
+    assert _r2(store.soil_ch4.values, truth["soil_ch4"]) >= 0.95
     assert float(store.soil_ch4.mean()) < 0  # forest soils take CH4 up
     assert float(store.soil_co2_sd.mean()) > 0 and float(store.soil_ch4_sd.mean()) > 0
 
@@ -159,8 +170,9 @@ def test_forest_mask_predicts_forest_pixels_only(store, truth):
 
 
 def test_regional_totals_within_10_percent_of_the_truth(soil_run, store, truth):
-    """Annual totals per prefecture: CO2 (TgC) and CH4 (GgCH4) within 10 % of the truth's
-    totals by the same polygon weighting, with a positive ensemble spread."""
+    """Annual totals per prefecture: CO2 (TgC) and CH4 (GgCH4) against the truth's totals by
+    the same polygon weighting (acceptance: within 10 %; measured within 5.1 % for CO2 and
+    0.8 % for CH4, asserted within 8 % and 3 %), with a positive ensemble spread."""
     sample, out = soil_run
     totals = pd.read_csv(out / "reports" / "soil_flux" / "regional_totals.csv")
     assert set(totals.groupby("variable")["units"].first().items()) == {
@@ -175,7 +187,8 @@ def test_regional_totals_within_10_percent_of_the_truth(soil_run, store, truth):
         expected = soil_totals(xr.Dataset({v: field}), regions, variables=(v,), period_end=end)
         for r in expected[expected["period_type"] == "year"].itertuples():
             got = annual.loc[(v, r.region)]
-            assert abs(got["total"] / r.total - 1) < 0.10, (v, r.region, got["total"], r.total)
+            margin = 0.08 if v == "soil_co2" else 0.03
+            assert abs(got["total"] / r.total - 1) < margin, (v, r.region, got["total"], r.total)
             assert got["sd"] > 0
 
 
@@ -227,3 +240,17 @@ def test_chambers_matching_no_dataset_folder_fail_before_anything_runs(soil_run,
         proc.stderr + proc.stdout
     )
     assert not (tmp_path / "out" / "products" / "vi.zarr").exists()
+
+
+def test_run_report_has_the_soil_flux_model_section(soil_run):
+    """The run report shows the soil_flux models as it shows the tower flux ones: the skill
+    table (with the daily scale), an observed-vs-out-of-fold plot per target, the annual
+    totals in TgC and GgCH4 and the chamber sites against the map."""
+    html = (soil_run[1] / "report.html").read_text()
+    section = html.split("Models of <code>soil_flux</code>", 1)[1].split("<h2>", 1)[0]
+    assert "each held-out day against its period" in section and ">daily<" in section
+    for target in ("soil_co2", "soil_ch4"):
+        assert f'alt="{target} out of fold"' in section
+        assert f'alt="{target} at the sites"' in section
+    assert ">GgCH4<" in section and ">TgC<" in section
+    assert "Where each site was placed on the grid" in section

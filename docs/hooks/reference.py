@@ -153,6 +153,10 @@ FIELD_NOTES = {
     "BudgetConfig.kind": "Product kind.",
     "BudgetConfig.source": "The `flux` product whose `nee` (and `nee_sd`) is the bottom-up side.",
     "BudgetConfig.topdown": "An input of the `topdown` reader: the inversion's monthly fluxes.",
+    "BudgetConfig.fire": "A `disturbance` product, optional: its burned pixels (MCD64A1 burn "
+    "dates with a `reference`, else breaks of low burn severity or more dated by `date`) release "
+    "`fire_consumption` in their month, added to the bottom-up side; the top-down side is then "
+    "its land flux plus its fire variable (when the file gives one).",
     "Output.dir": "Output folder, relative to the workflow file (`--out` overrides it).",
     "Output.catalog": "Catalog folder inside `dir` (`--catalog` overrides it).",
     "DaskSettings.scheduler": "Address of an existing Dask scheduler (`--scheduler` overrides).",
@@ -160,6 +164,9 @@ FIELD_NOTES = {
     "UpscalingConfig.biophysical": "An input giving leaf area index / FPAR (e.g. MCD15A2H tiles): "
     "period means of `biophysical_variables` become features.",
     "UpscalingConfig.biophysical_variables": "Which of `lai`, `fpar` to use as features.",
+    "UpscalingConfig.elevation": "An input giving `elevation` (a DEM in CF NetCDF, reader "
+    "`cf_elevation`), optional: the elevation (m) at each pixel centre, bilinear between the "
+    "DEM's cells, becomes the feature `elevation`.",
     "DaskSettings.workers": "Workers of the cluster started (`--workers` overrides).",
     "DaskSettings.threads_per_worker": "Threads per worker (`cores` of a jobqueue job).",
     "DaskSettings.memory_limit": "Memory per worker (`memory` of a jobqueue job).",
@@ -201,7 +208,10 @@ FIELD_NOTES = {
     "UpscalingConfig.source": "A `vi` product of the same workflow: the remote-sensing predictors.",
     "UpscalingConfig.predictors": "Variables of the `source` store used as predictors.",
     "UpscalingConfig.meteo": "Input of gridded meteorology (reader `cf_meteo`), optional.",
-    "UpscalingConfig.meteo_variables": "Meteorological predictors.",
+    "UpscalingConfig.meteo_variables": "Meteorological predictors: `ta` (degC), `sw_in` "
+    "(W m-2), `vpd` (hPa), `precip` (mm d-1), and of the top soil layer where the source gives "
+    "it `ts` (soil temperature, degC; ERA5 `stl1`) and `swc` (volumetric soil water, m3 m-3; "
+    "ERA5 `swvl1`).",
     "UpscalingConfig.seasonal_features": "Add sin/cos of the day of year as predictors.",
     "UpscalingConfig.land_cover": "Input of MODIS MCD12Q1 land-cover tiles (reader `modis_hdf4`), "
     "optional: the static class (each MODIS tile's latest year) read through the source at each "

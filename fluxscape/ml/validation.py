@@ -24,6 +24,8 @@ from fluxscape.ml.models import EnsembleRegressor, leaking_features
 __all__ = ["CVResult", "cross_validate", "metrics", "skill", "write_report"]
 
 SCALES = ("step", "monthly", "msc", "anomaly", "across_site")
+#: The scale of :func:`daily_pairs`: each held-out day against its period's prediction.
+DAILY = "daily"
 
 
 @dataclass
@@ -209,13 +211,34 @@ def scale_tables(pred: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {"step": d, "monthly": monthly, "msc": msc, "anomaly": anom, "across_site": sites}
 
 
-def skill(predictions: pd.DataFrame) -> dict:
+def daily_pairs(predictions: pd.DataFrame, daily: pd.DataFrame, target: str) -> pd.DataFrame:
+    """Each site's daily observations of ``target`` against the out-of-fold prediction of the
+    product period holding the day: ``daily`` has columns ``site``, ``time`` (start of the
+    period holding the day), ``date`` and the target's daily values; returns ``site``,
+    ``time``, ``date``, ``obs`` (the daily value) and ``pred`` (the period's held-out
+    prediction), days without either dropped. The day-to-day variation within a period is
+    what a model on period means cannot give, so this skill is at most the step's."""
+    if target not in daily:
+        return pd.DataFrame(columns=["site", "time", "date", "obs", "pred"])
+    pred = predictions.loc[predictions["target"] == target, ["site", "time", "pred"]]
+    days = daily[["site", "time", "date", target]].rename(columns={target: "obs"})
+    days = days.assign(time=pd.DatetimeIndex(days["time"]), site=days["site"].astype(str))
+    pred = pred.assign(time=pd.DatetimeIndex(pred["time"]), site=pred["site"].astype(str))
+    return days.merge(pred, on=["site", "time"]).dropna(subset=["obs", "pred"])
+
+
+def skill(predictions: pd.DataFrame, daily: pd.DataFrame | None = None) -> dict:
     """{target: {scale: metrics}} for an out-of-fold table (columns target, site, time, obs,
-    pred), plus ``{target: {"per_site": {site: metrics at the step}}}``."""
+    pred), plus ``{target: {"per_site": {site: metrics at the step}}}``. With ``daily``
+    (site, time, date and daily target values, see :func:`daily_pairs`), also the
+    ``daily`` scale: each held-out day against its period's prediction."""
     out: dict = {}
     for t, sub in predictions.groupby("target", sort=False):
         tables = scale_tables(sub)
         out[t] = {s: metrics(tables[s]["obs"], tables[s]["pred"]) for s in SCALES}
+        if daily is not None:
+            pairs = daily_pairs(predictions, daily, str(t))
+            out[t][DAILY] = metrics(pairs["obs"], pairs["pred"])
         out[t]["per_site"] = {
             str(site): metrics(g["obs"], g["pred"]) for site, g in sub.groupby("site")
         }
@@ -255,7 +278,9 @@ def _markdown(result: CVResult, sk: dict, plots: list[str]) -> str:
             "| scale | r2 | nse | rmse | bias | n |",
             "|---|---|---|---|---|---|",
         ]
-        for s in SCALES:
+        for s in [*SCALES, DAILY]:
+            if s not in sk[t]:
+                continue
             m = sk[t][s]
             lines.append(
                 f"| {s} | {m['r2']:.3f} | {m['nse']:.3f} | {m['rmse']:.3f} | "
@@ -310,13 +335,16 @@ def _plots(result: CVResult, out_dir: Path) -> list[str]:
     return names
 
 
-def write_report(result: CVResult, out_dir: str | Path) -> dict[str, Path]:
+def write_report(
+    result: CVResult, out_dir: str | Path, daily: pd.DataFrame | None = None
+) -> dict[str, Path]:
     """Write ``skill.json``, ``report.md``, ``predictions.csv`` and PNG plots (per target:
     predicted vs observed scatter, time series at each site with the ensemble spread) into
-    ``out_dir``. Returns {"json", "markdown", "predictions", "plots": [...]} paths."""
+    ``out_dir``; with ``daily`` site values (:func:`skill`) the ``daily`` scale too.
+    Returns {"json", "markdown", "predictions", "plots": [...]} paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    sk = skill(result.predictions)
+    sk = skill(result.predictions, daily)
     doc = {
         "cv": result.cv,
         "n_splits": result.n_splits,

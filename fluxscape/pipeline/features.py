@@ -15,6 +15,11 @@ construction, the features of its pixel on the map:
 * layers of a raster source (``lai``, ``fpar`` of MCD15A2H, ...): per period, the mean of
   the usable observations of the granules starting in it, read onto the block through the
   source (nearest pixel), then gaps filled in time;
+* land surface temperature: the ``lst`` variable (K) of an ``lst`` store on the product grid
+  (its own step, e.g. 8 days), averaged per product period, with the ``window``, gaps filled
+  in time;
+* elevation (files of a source giving ``elevation``: a DEM), static, interpolated bilinearly
+  to the pixel centres;
 * the season (sin/cos of each period's middle day of year), the same for every pixel;
 * land cover: the ``land_cover`` layer of the latest land-cover granule of each native grid,
   read onto the block through its source (:func:`~fluxscape.pipeline.inputs.read_onto_tile`,
@@ -36,6 +41,11 @@ from fluxscape.pipeline import predictors as pred
 from fluxscape.pipeline.inputs import TileInputs, read_onto_tile
 from fluxscape.readers.ontile import Granule, tile_lonlat
 
+#: The feature of a DEM input (m above sea level).
+ELEVATION = "elevation"
+#: The feature of an lst store (K, period mean of daytime LST).
+LST = "lst"
+
 
 @dataclass(frozen=True)
 class FeatureSpec:
@@ -43,7 +53,9 @@ class FeatureSpec:
 
     ``times``/``ends``: the product periods [start, end); ``source``: the vi store (on the
     product grid) and ``predictors`` its variables; ``meteo_files`` of reader ``meteo_reader``
-    with ``meteo_variables``; ``phenology``: a phenology store (on the product grid) giving
+    with ``meteo_variables``; ``lst``: an lst store (on the product grid) giving ``lst`` (K);
+    ``elevation_files`` of reader ``elevation_reader`` (a DEM, m);
+    ``phenology``: a phenology store (on the product grid) giving
     ``days_since_sos`` and ``season_fraction``; ``seasonal``: ``doy_sin``/``doy_cos``;
     ``land_cover_granules`` (one per native grid) of reader ``land_cover_reader`` read as
     layer ``land_cover_layer`` by ``land_cover_resampling`` (``nearest`` source pixel or the
@@ -62,6 +74,9 @@ class FeatureSpec:
     layers: tuple[str, ...] = ()
     layers_reader: str = ""
     layers_granules: tuple[Granule, ...] = ()
+    lst: str | None = None
+    elevation_files: tuple[str, ...] = ()
+    elevation_reader: str = ""
     phenology: str | None = None
     seasonal: bool = True
     land_cover_granules: tuple[Granule, ...] = ()
@@ -78,10 +93,17 @@ def feature_names(
     seasonal: bool = True,
     land_cover_classes: Sequence[int] = (),
     layers: Sequence[str] = (),
+    elevation: bool = False,
+    lst: bool = False,
 ) -> list[str]:
     """The model features in order: vi variables, meteorology, source layers (LAI, FPAR),
-    phenology, the season, then one ``lc_<code>`` per land-cover class."""
+    ``lst``, ``elevation``, phenology, the season, then one ``lc_<code>`` per land-cover
+    class."""
     names = list(predictors) + list(meteo_variables) + list(layers)
+    if lst:
+        names.append(LST)
+    if elevation:
+        names.append(ELEVATION)
     if phenology:
         names += list(pred.PHENOLOGY_FEATURES)
     if seasonal:
@@ -279,6 +301,14 @@ def block_features(
         )
         for v in spec.layers:
             feats[v] = pred.fill_time_gaps(base.copy(data=means[v]))
+    if spec.lst:
+        block = store_block(spec.lst, [LST], rows, cols, spec.window)
+        values = pred.store_periods(block[LST], times, ends)
+        feats[LST] = pred.fill_time_gaps(base.copy(data=values))
+    if spec.elevation_files:
+        lon, lat = tile_lonlat(geobox)
+        elev = pred.static_at(spec.elevation_files, spec.elevation_reader, ELEVATION, lon, lat)
+        feats[ELEVATION] = base + xr.DataArray(elev, dims=("y", "x"))
     if spec.phenology:
         ph = store_block(spec.phenology, ["sos", "eos"], rows, cols, spec.window)
         phen = pred.phenology_features(ph["sos"], ph["eos"], times, ends)

@@ -114,6 +114,57 @@ def meteo_at(periods: xr.Dataset, lon, lat) -> xr.Dataset:
     return periods.interp(lon=lon, lat=lat, method="linear")
 
 
+def store_periods(da: xr.DataArray, times: pd.DatetimeIndex, ends: pd.DatetimeIndex) -> np.ndarray:
+    """A store variable on its own time axis (``time``, y, x; e.g. an 8-day ``lst`` store) as
+    the mean of its finite values per product period [times[i], ends[i]) (each of its steps
+    counted in the period holding the step's start): float64 (len(times), y, x), NaN where a
+    period has none."""
+    label = period_of_days(pd.DatetimeIndex(da["time"].values), times, ends)
+    values = np.asarray(da.transpose("time", ...).values, float)
+    total = np.zeros((len(times), *values.shape[1:]))
+    count = np.zeros_like(total)
+    for step, period in enumerate(label):
+        if period >= 0:
+            ok = np.isfinite(values[step])
+            total[period] += np.where(ok, values[step], 0.0)
+            count[period] += ok
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan)
+
+
+def static_at(
+    paths: Sequence[str], reader: str, variable: str, lon: np.ndarray, lat: np.ndarray
+) -> np.ndarray:
+    """A static field (e.g. ``elevation`` of a DEM source: dims lat, lon ascending) at the
+    points ``lon``/``lat`` (degrees, any shape), bilinear between the files' cell centres:
+    each file is cut to the points' bounds plus a cell and interpolated; the first file
+    giving a finite value at a point wins; NaN where none does."""
+    lon, lat = np.asarray(lon, float), np.asarray(lat, float)
+    out = np.full(lon.shape, np.nan)
+    open_static = get_reader(reader).open
+    x = xr.DataArray(lon.reshape(-1), dims="point")
+    y = xr.DataArray(lat.reshape(-1), dims="point")
+    for path in paths:
+        ds = open_static(path)
+        if variable not in ds:
+            raise FluxscapeError(f"{path}: gives no {variable} (has {list(ds.data_vars)})")
+        field = ds[variable]
+        dlat = float(np.abs(np.diff(field["lat"].values[:2]))[0]) if field.sizes["lat"] > 1 else 1
+        dlon = float(np.abs(np.diff(field["lon"].values[:2]))[0]) if field.sizes["lon"] > 1 else 1
+        field = field.sel(
+            lat=slice(lat.min() - dlat, lat.max() + dlat),
+            lon=slice(lon.min() - dlon, lon.max() + dlon),
+        )
+        if field.sizes["lat"] < 2 or field.sizes["lon"] < 2:
+            continue
+        values = field.load().interp(lon=x, lat=y, method="linear").values.reshape(lon.shape)
+        fill = np.isnan(out) & np.isfinite(values)
+        out[fill] = values[fill]
+        if np.isfinite(out).all():
+            break
+    return out
+
+
 def fill_time_gaps(da: xr.DataArray) -> xr.DataArray:
     """Fill a composite series' gaps (periods without a usable observation) by linear
     interpolation in time, and the ends by the nearest value, per pixel: the gap-filled

@@ -2,9 +2,11 @@
 embedded as data URIs so the file opens offline and can be mailed).
 
 Sections: the run (workflow, time, peak memory), each product (its variables and a quicklook
-map per variable and year), the flux models (cross-validation skill by scale, time series at
-each tower: observed vs predicted), each budget product (bottom-up against top-down per region:
-a monthly plot with +-sd bands), and the inputs used and skipped.
+map per variable and year), the models of the upscaling products (``flux``, ``soil_flux``:
+cross-validation skill by scale, observed against out-of-fold predicted, annual regional
+totals, time series at each site: observed vs the map), each budget product (bottom-up
+against top-down per region: a monthly plot with +-sd bands), and the inputs used and
+skipped.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ _CHECK = (
     "document.body.setAttribute('data-images',i.length);"
     "document.body.setAttribute('data-images-loaded',n);});</script>"
 )
+
+#: Product kinds with a models section (skill, card, out-of-fold and site plots, totals).
+MODEL_KINDS = ("flux", "soil_flux")
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
@@ -157,7 +162,48 @@ def _skill_rows(cv_skill: dict) -> list[dict]:
     return rows
 
 
-def _tower_plot(table: pd.DataFrame, flux: xr.Dataset, sites: dict, target: str) -> bytes:
+def _units(card: dict, target: str) -> str:
+    """The units of a target as its model card names them (gC m-2 d-1, mgCH4 m-2 d-1)."""
+    units = card.get("units", "gC m-2 d-1")
+    return units.get(target, "") if isinstance(units, dict) else str(units)
+
+
+def _oof_plot(pred: pd.DataFrame, target: str, units: str, metrics: dict) -> bytes:
+    """Observed against out-of-fold predicted values of one target (the cross-validation's
+    predictions.csv: each site predicted by models that never saw it), with the 1:1 line."""
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sub = pred[pred["target"] == target]
+    fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    ax.scatter(sub["obs"], sub["pred"], s=5, alpha=0.45, color="C0", lw=0)
+    lo = float(np.nanmin([sub["obs"].min(), sub["pred"].min()]))
+    hi = float(np.nanmax([sub["obs"].max(), sub["pred"].max()]))
+    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    ax.set_xlabel(f"observed ({units})", fontsize=8)
+    ax.set_ylabel(f"predicted, site held out ({units})", fontsize=8)
+    r2 = metrics.get("r2")
+    r2_text = f"R² {r2:.2f}, " if isinstance(r2, float) and math.isfinite(r2) else ""
+    ax.set_title(f"{target}: {r2_text}n {metrics.get('n', len(sub))}", fontsize=9)
+    ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _tower_plot(
+    table: pd.DataFrame,
+    flux: xr.Dataset,
+    sites: dict,
+    target: str,
+    units: str = "gC m-2 d-1",
+    noun: str = "tower",
+) -> bytes:
     import matplotlib
     import numpy as np
     import pandas as pd
@@ -175,7 +221,7 @@ def _tower_plot(table: pd.DataFrame, flux: xr.Dataset, sites: dict, target: str)
         pred = flux[target].sel(x=lon, y=lat, method="nearest")
         ax.plot(pred["time"].values, pred.values, color="C1", lw=1.2, label="predicted (map)")
         obs = table[table["site"] == site]
-        ax.plot(pd.to_datetime(obs["time"]), obs[target], ".", color="C0", ms=3, label="tower")
+        ax.plot(pd.to_datetime(obs["time"]), obs[target], ".", color="C0", ms=3, label=noun)
         ax.set_title(site, fontsize=8)
         ax.tick_params(labelsize=7)
         locator = mdates.AutoDateLocator(minticks=3, maxticks=6)
@@ -184,10 +230,9 @@ def _tower_plot(table: pd.DataFrame, flux: xr.Dataset, sites: dict, target: str)
     for ax in axes.ravel()[len(names) :]:
         ax.axis("off")
     axes[0, 0].legend(fontsize=7)
-    units = flux[target].attrs.get("units", "g m-2 d-1")
     fig.suptitle(
-        f"{target.upper()} ({units}, as carbon) at the towers: observations vs the map. "
-        "In-sample: the map's models were trained on these towers; the out-of-fold skill "
+        f"{target.upper()} ({units}) at the {noun}s: observations vs the map. "
+        f"In-sample: the map's models were trained on these {noun}s; the out-of-fold skill "
         "is in the table above",
         fontsize=9,
     )
@@ -207,9 +252,16 @@ def _flux_section(out: Path, name: str, store: Path) -> str:
         return ""
     skill = json.loads(ds.attrs["cv_skill"])
     card = json.loads(ds.attrs.get("model_card", "{}"))
+    noun = "tower" if "towers" in ds.attrs else "site"
     parts = [
         f"<h2>Models of <code>{html.escape(name)}</code></h2>",
-        "<p>Out-of-fold skill (sites held out whole), by scale:</p>",
+        "<p>Out-of-fold skill (sites held out whole), by scale"
+        + (
+            "; <code>daily</code>: each held-out day against its period's prediction"
+            if any("daily" in v for v in skill.values())
+            else ""
+        )
+        + ":</p>",
         _table(_skill_rows(skill)),
         "<p>Model card:</p>",
         _table(
@@ -225,30 +277,24 @@ def _flux_section(out: Path, name: str, store: Path) -> str:
             ]
         ),
     ]
+    predictions = out / "reports" / name / "predictions.csv"
+    if predictions.is_file():
+        pred = pd.read_csv(predictions)
+        parts.append("<p>Observed against out-of-fold predicted, at the product step:</p>")
+        images = [
+            _img(_oof_plot(pred, t, _units(card, t), skill[t].get("step", {})), f"{t} out of fold")
+            for t in skill
+            if t in set(pred["target"])
+        ]
+        parts.append(f"<div class='maps'>{''.join(images)}</div>")
     totals = out / "reports" / name / "regional_totals.csv"
     if totals.is_file():
-        df = pd.read_csv(totals)
-        annual = df[df["period_type"] == "year"]
-        parts.append("<p>Annual regional totals (TgC, ± ensemble spread):</p>")
-        parts.append(
-            _table(
-                [
-                    {
-                        "region": r.region,
-                        "variable": r.variable,
-                        "year": r.period,
-                        "total (TgC)": float(r.total_TgC),
-                        "± (TgC)": float(r.sd_TgC),
-                        "area (km²)": float(r.area_km2),
-                    }
-                    for r in annual.itertuples()
-                ]
-            )
-        )
+        parts.append("<p>Annual regional totals (± ensemble spread):</p>")
+        parts.append(_table(_totals_rows(pd.read_csv(totals))))
     table_path = out / "reports" / name / "training_table.csv"
     sites_path = out / "reports" / name / "sites.csv"
     if sites_path.is_file():
-        parts.append("<p>Where each tower was placed on the grid:</p>")
+        parts.append(f"<p>Where each {noun} was placed on the grid:</p>")
         parts.append(_table(_tower_rows(pd.read_csv(sites_path))))
     if table_path.is_file() and sites_path.is_file():
         table = pd.read_csv(table_path)
@@ -256,9 +302,32 @@ def _flux_section(out: Path, name: str, store: Path) -> str:
         sites = {r.site: (r.pixel_x, r.pixel_y) for r in rows.itertuples()}
         for target in skill:
             if target in ds and target in table:
-                png = _tower_plot(table, ds, sites, target)
-                parts.append(f"<div class='ts'>{_img(png, f'{target} at the towers')}</div>")
+                png = _tower_plot(table, ds, sites, target, _units(card, target), noun)
+                parts.append(f"<div class='ts'>{_img(png, f'{target} at the {noun}s')}</div>")
     return "".join(parts)
+
+
+def _totals_rows(df: pd.DataFrame) -> list[dict]:
+    """The annual rows of a regional totals table: TgC columns (``total_TgC``, ``sd_TgC``:
+    the flux product) or ``total``/``sd`` with a ``units`` column (soil_flux: TgC, GgCH4)."""
+    annual = df[df["period_type"] == "year"]
+    rows = []
+    for r in annual.to_dict("records"):
+        units = r.get("units", "TgC")
+        total = r["total"] if "total" in r else r["total_TgC"]
+        sd = r["sd"] if "sd" in r else r["sd_TgC"]
+        rows.append(
+            {
+                "region": r["region"],
+                "variable": r["variable"],
+                "year": r["period"],
+                "total": float(total),
+                "±": float(sd),
+                "units": units,
+                "area (km²)": float(r["area_km2"]),
+            }
+        )
+    return rows
 
 
 def budget_figure(table: pd.DataFrame, region: str):
@@ -275,9 +344,10 @@ def budget_figure(table: pd.DataFrame, region: str):
     t = table[table["region"] == region].sort_values("month")
     x = pd.to_datetime(t["month"])
     fig, ax = plt.subplots(figsize=(7, 2.6))
+    fire = "fire_included" in t and bool(t["fire_included"].any())
     for side, colour, label in (
-        ("bottomup", "C0", "bottom-up NEE (flux product)"),
-        ("topdown", "C3", "top-down land flux (inversion)"),
+        ("bottomup", "C0", "bottom-up NEE + fire" if fire else "bottom-up NEE (flux product)"),
+        ("topdown", "C3", "top-down land + fire" if fire else "top-down land flux (inversion)"),
     ):
         v, sd = t[f"{side}_TgC"].to_numpy(float), t[f"{side}_sd_TgC"].to_numpy(float)
         ax.plot(x, v, "-o", color=colour, ms=3, lw=1.2, label=label)
@@ -401,9 +471,9 @@ def write_report(result, peak_memory_mib: float | None = None) -> Path:
     ]
     body = []
     # The flux maps first: they are what most readers open the report for.
-    ordered = sorted(result.products, key=lambda p: p.kind != "flux")
+    ordered = sorted(result.products, key=lambda p: p.kind not in MODEL_KINDS)
     for p in ordered:
-        if p.kind == "flux":
+        if p.kind in MODEL_KINDS:
             body.append(_cached(out, "models", p.name, p.store, _flux_section))
         if p.kind == "budget":
             body.append(_cached(out, "budget", p.name, p.store, _budget_section))

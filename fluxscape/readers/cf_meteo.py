@@ -8,6 +8,15 @@ by CF ``standard_name``, and converted to the FLUXNET-style meteorology the flux
 * ``vpd``     vapour-pressure deficit, hPa (from temperature and dewpoint by the Magnus formula
               when the file has no VPD)
 * ``precip``  precipitation, mm d-1 (accumulated metres scaled to a day)
+* ``ts``      soil temperature of the top soil layer, degC (ERA5 ``stl1``, CF
+              ``soil_temperature``)
+* ``swc``     volumetric soil water content of the top soil layer, m3 m-3 (ERA5 ``swvl1``,
+              CF ``volume_fraction_of_condensed_water_in_soil``; percent is divided by 100;
+              or CF ``mass_content_of_water_in_soil_layer`` in kg m-2 divided by 1000 kg m-3
+              and the layer's thickness from the bounds of its vertical coordinate)
+
+A soil variable with a vertical dimension (CF files with ``depth``/``soil_layer`` levels) gives
+its first (top) level.
 
 Dims of the result: ``time``, ``lat`` (south to north), ``lon``; degrees on WGS84. Written by
 hand because satpy and xarray read the file but do not harmonise ERA5 names, accumulations and
@@ -40,11 +49,14 @@ _NAMES = {
     ),
     "precip": (("tp", "pr"), ("precipitation_amount", "precipitation_flux")),
     "vpd": (("vpd",), ("water_vapor_saturation_deficit_in_air",)),
+    "ts": (("stl1", "tsl"), ("soil_temperature",)),
+    "swc": (("swvl1",), ("volume_fraction_of_condensed_water_in_soil",)),
+    "swc_mass": (("mrsol",), ("mass_content_of_water_in_soil_layer",)),
 }
 _TIME_NAMES = ("valid_time", "time")
 _LAT_NAMES = ("latitude", "lat")
 _LON_NAMES = ("longitude", "lon")
-VARIABLES = ("ta", "sw_in", "vpd", "precip")
+VARIABLES = ("ta", "sw_in", "vpd", "precip", "ts", "swc")
 ATTRS = {
     "ta": {"units": "degC", "long_name": "air temperature", "standard_name": "air_temperature"},
     "sw_in": {
@@ -58,6 +70,16 @@ ATTRS = {
         "standard_name": "water_vapor_saturation_deficit_in_air",
     },
     "precip": {"units": "mm d-1", "long_name": "precipitation"},
+    "ts": {
+        "units": "degC",
+        "long_name": "soil temperature (top layer)",
+        "standard_name": "soil_temperature",
+    },
+    "swc": {
+        "units": "m3 m-3",
+        "long_name": "volumetric soil water content (top layer)",
+        "standard_name": "volume_fraction_of_condensed_water_in_soil",
+    },
 }
 
 
@@ -115,6 +137,40 @@ def _mm_per_day(path: Path, var: xr.DataArray, step: float) -> xr.DataArray:
     raise ReaderError(f"{path}: {var.name} has unsupported precipitation units {units!r}")
 
 
+def _volume_fraction(path: Path, var: xr.DataArray) -> xr.DataArray:
+    units = str(var.attrs.get("units", "1")).replace("**", "").replace("^", "").replace(" ", "")
+    if units in ("m3m-3", "1", "", "m3/m3", "fraction"):
+        return var
+    if units in ("%", "percent"):
+        return var / 100.0
+    raise ReaderError(f"{path}: {var.name} has unsupported soil water units {units!r}")
+
+
+def _from_mass(path: Path, raw: xr.Dataset, var: xr.DataArray) -> xr.DataArray:
+    """Volumetric water (m3 m-3) of the top layer from its mass content (kg m-2): divided by
+    the density of water (1000 kg m-3) and the layer's thickness (m) from the CF bounds of its
+    vertical coordinate; ReaderError when the file does not say how thick the layer is."""
+    units = str(var.attrs.get("units", "")).replace("**", "").replace("^", "").replace(" ", "")
+    extra = [d for d in var.dims if d not in ("time", "lat", "lon")]
+    bounds = raw[extra[0]].attrs.get("bounds") if extra and extra[0] in raw.variables else None
+    if units not in ("kgm-2", "kg/m2") or bounds not in raw.variables:
+        raise ReaderError(
+            f"{path}: {var.name} is a soil water mass content ({units or 'no units'}) without "
+            "a vertical coordinate with CF bounds, so its layer thickness is unknown"
+        )
+    top = raw[bounds].isel({extra[0]: 0}).values.astype(float)
+    scale = 0.01 if raw[extra[0]].attrs.get("units") == "cm" else 1.0  # depth in cm or m
+    thickness = abs(float(top[1] - top[0])) * scale
+    return _top_level(var) / (1000.0 * thickness)
+
+
+def _top_level(var: xr.DataArray) -> xr.DataArray:
+    """The first level of a vertical dimension (the top soil layer), if the variable has one
+    besides time/lat/lon."""
+    extra = [d for d in var.dims if d not in ("time", "lat", "lon")]
+    return var.isel({d: 0 for d in extra}, drop=True) if extra else var
+
+
 def _vpd_hpa(path: Path, ta: xr.DataArray, td: xr.DataArray) -> xr.DataArray:
     es = 6.1078 * np.exp(17.27 * ta / (ta + 237.3))
     ea = 6.1078 * np.exp(17.27 * td / (td + 237.3))
@@ -156,6 +212,12 @@ def open_cf_meteo(path: str | Path) -> xr.Dataset:
         out["vpd"] = _vpd_hpa(path, out["ta"], _celsius(path, ds[found["td"]]))
     if found["precip"]:
         out["precip"] = _mm_per_day(path, ds[found["precip"]], step)
+    if found["ts"]:
+        out["ts"] = _celsius(path, _top_level(ds[found["ts"]]))
+    if found["swc"]:
+        out["swc"] = _volume_fraction(path, _top_level(ds[found["swc"]]))
+    elif found["swc_mass"]:
+        out["swc"] = _from_mass(path, raw, ds[found["swc_mass"]])
     result = xr.Dataset({k: v.astype("float32").drop_attrs() for k, v in out.items()})
     for name in result.data_vars:
         result[name].attrs.update(ATTRS[str(name)])
@@ -224,7 +286,8 @@ SPEC = register(
         capabilities=frozenset({"meteorology"}),
         description=(
             "gridded meteorology in CF NetCDF (ERA5 / ERA5-Land from the CDS: t2m, d2m, ssrd, "
-            "tp): ta (degC), sw_in (W m-2), vpd (hPa), precip (mm d-1) on lat/lon"
+            "tp, stl1, swvl1): ta (degC), sw_in (W m-2), vpd (hPa), precip (mm d-1), ts "
+            "(degC), swc (m3 m-3) on lat/lon"
         ),
     )
 )

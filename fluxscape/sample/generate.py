@@ -16,13 +16,16 @@ Layout of the output directory::
     towers/   FLX_<site>_FLUXNET2015_FULLSET_DD_<y1>-<y2>_1-4.csv and SitesList.csv
     gosat/    nies/GOSATTFTS*_02C0[12]S*.h5 and acos/acos_LtCO2_*.nc4 (every third day)
     sgli/     GC1SG1_*_T*_L2SG_{VGI,LST,LAI,RSRF}*.h5 (1 km tiles, 2-day revisit) and L1B
-    meteo/    era5_daily_<year>.nc (ERA5-like daily t2m, d2m, ssrd, tp on 0.1 degrees)
+    meteo/    era5_daily_<year>.nc (ERA5-like daily t2m, d2m, ssrd, tp, stl1, swvl1 on 0.1
+              degrees)
     regions/  prefectures.geojson (three made-up regions for regional totals)
     ahi/      hsd/HS_H0?_*_B??_R301_R??_S????.DAT.bz2 and ptree/NC_H0?_*.nc (first year,
               every 4th day, 3 times a day); source ``ahi_ptree`` (the ``disturbance``
               preset): ptree/NC_H0?_*_0230_*.nc only, every 2nd day of all years
     chambers/ d20210101_SAMPLEnn/ COSORE soil-chamber datasets (DESCRIPTION.txt, PORTS.txt,
               data_<dataset>.csv; source ``chambers``: the ``soil`` preset only)
+    dem/      elevation_30s.nc (a GMTED2010-like 30 arc-second CF NetCDF DEM; source ``dem``:
+              the ``soil`` preset only)
     topdown/  CT-sample.flux1x1.monthly.nc (CarbonTracker-like monthly 1 degree inversion
               fluxes, bio_flux_opt in mol m-2 s-1, 0-360 longitudes; the ``demo`` preset)
     truth/    world.json (with the events: disturbance patches, heat wave), towers.csv,
@@ -780,6 +783,7 @@ def write_sample_world(out_dir: str | Path, preset: str = "demo", seed: int = 42
             "modis_lai",
             "chambers",
             "topdown",
+            "dem",
         )
     }
     if "modis" in sources:
@@ -833,6 +837,11 @@ def write_sample_world(out_dir: str | Path, preset: str = "demo", seed: int = 42
 
         rng = np.random.default_rng(np.random.SeedSequence([seed, 19]))
         files["chambers"] = write_chambers(world, out / "chambers", truth, rng)
+    if "dem" in sources:
+        log.info("writing a 30 arc-second elevation NetCDF (DEM)")
+        from fluxscape.sample.dem_writer import write_dem
+
+        files["dem"] = write_dem(world, out / "dem")
     if "topdown" in sources:
         log.info("writing a CarbonTracker-like monthly 1-degree top-down flux NetCDF")
         from fluxscape.sample.topdown_writer import write_topdown

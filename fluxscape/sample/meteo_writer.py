@@ -8,10 +8,15 @@ region plus a margin: dims ``valid_time``, ``latitude`` (north to south, as ERA5
 * ``d2m``  2 metre dewpoint temperature, K (daily mean)
 * ``ssrd`` surface solar radiation downwards, J m-2 accumulated over the day
 * ``tp``   total precipitation, m accumulated over the day
+* ``stl1`` soil temperature level 1, K (daily mean; CF ``soil_temperature``)
+* ``swvl1`` volumetric soil water layer 1, m3 m-3 (daily mean; CF
+  ``volume_fraction_of_condensed_water_in_soil``)
 
 The values are the world's true weather (:meth:`fluxscape.sample.world.World.meteo`) at the
 cell centres, with the dewpoint derived from the vapour-pressure deficit (Magnus formula), so
-a reader that recovers VPD from t2m and d2m gets the truth back.
+a reader that recovers VPD from t2m and d2m gets the truth back. The soil layer is the world's
+soil-chamber drivers (:meth:`fluxscape.sample.world.World.soil_state`: the daily mean of the
+5 cm soil temperature, a lagged and damped air temperature, and the 10 cm soil moisture).
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ def write_meteo(world: World, out: Path) -> list[Path]:
     for year in world.preset.years:
         dates = pd.date_range(f"{year}-01-01", f"{year}-12-31", freq="D")
         met = world.meteo(glon, glat, dates)
+        soil = world.soil_state(glon, glat, dates)
         ta = np.moveaxis(met["TA_F"], -1, 0)
         vpd = np.moveaxis(met["VPD_F"], -1, 0)
         es = 6.1078 * np.exp(17.27 * ta / (ta + 237.3))
@@ -83,6 +89,21 @@ def write_meteo(world: World, out: Path) -> list[Path]:
                     dims,
                     (np.moveaxis(met["P_F"], -1, 0) / 1000.0).astype("f4"),
                     _attrs("Total precipitation", "m", "precipitation_amount", "sum"),
+                ),
+                "stl1": (
+                    dims,
+                    (np.moveaxis(soil["t5"], -1, 0) + 273.15).astype("f4"),
+                    _attrs("Soil temperature level 1", "K", "soil_temperature", "mean"),
+                ),
+                "swvl1": (
+                    dims,
+                    np.moveaxis(soil["sm10"], -1, 0).astype("f4"),
+                    _attrs(
+                        "Volumetric soil water layer 1",
+                        "m**3 m**-3",
+                        "volume_fraction_of_condensed_water_in_soil",
+                        "mean",
+                    ),
                 ),
             },
             coords={

@@ -73,7 +73,8 @@ class Preset:
     #: MOD09A1 8-day surface-reflectance tiles, 500 m, in ``reflectance/``) and ``modis_lai``
     #: (MODIS MCD15A2H 8-day LAI/FPAR tiles, 500 m, in ``lai/``) and ``topdown`` (a
     #: CarbonTracker-like monthly 1-degree inversion NetCDF with a known injected difference,
-    #: in ``topdown/``; :mod:`fluxscape.sample.topdown_writer`).
+    #: in ``topdown/``; :mod:`fluxscape.sample.topdown_writer`), ``chambers`` (COSORE
+    #: soil-chamber datasets) and ``dem`` (a 30 arc-second CF NetCDF DEM in ``dem/``).
     sources: tuple[str, ...] = ALL_SOURCES
 
 
@@ -138,8 +139,9 @@ PRESETS = {
         0,
         "the demo region in 2021: 15 forest soil-chamber sites in COSORE layout (4 control "
         "ports and a trenched Rh port each; soil CO2 efflux and CH4 uptake), with MODIS "
-        "MOD13A2 VI, ERA5-like meteorology and MCD12Q1 land cover as gridded predictors",
-        sources=("chambers", "modis", "meteo", "landcover"),
+        "MOD13A2 VI, ERA5-like meteorology (with soil temperature and moisture), MCD12Q1 land "
+        "cover and a 30 arc-second DEM as gridded predictors",
+        sources=("chambers", "modis", "meteo", "landcover", "dem"),
     ),
 }
 
@@ -611,15 +613,24 @@ class World:
         [0.08, 0.50].
         """
         times = pd.DatetimeIndex(np.atleast_1d(times))
-        days = times.normalize()
-        lagged = days - pd.Timedelta(days=8)
-        ta = self.air_temperature(np.array(lon), np.array(lat), lagged).reshape(-1)
+        daily = self.soil_state(np.array(lon), np.array(lat), times.normalize())
         hour = np.asarray(times.hour + times.minute / 60.0, float)
-        t5 = 2.0 + 0.85 * ta + 2.0 * np.cos(2 * np.pi * (hour - 15) / 24)
+        t5 = daily["t5"].reshape(-1) + 2.0 * np.cos(2 * np.pi * (hour - 15) / 24)
+        return pd.DataFrame({"t5": t5, "sm10": daily["sm10"].reshape(-1)}, index=times)
+
+    def soil_state(self, lon, lat, days) -> dict[str, np.ndarray]:
+        """Daily means of the soil drivers of :meth:`soil_drivers` on any lon/lat array on
+        the days ``days``: ``t5`` (soil temperature at 5 cm, degC: the diurnal cycle averages
+        out) and ``sm10`` (volumetric soil moisture at 10 cm, m3 m-3, regional), each of
+        shape lon.shape + (len(days),): what a reanalysis' top soil layer gives."""
+        days = pd.DatetimeIndex(np.atleast_1d(days)).normalize()
+        lon, lat = np.asarray(lon, float), np.asarray(lat, float)
+        ta = self.air_temperature(lon, lat, days - pd.Timedelta(days=8))
         doy = np.asarray(days.dayofyear, float)
         cloud = self._cloudiness(days)
         sm = 0.30 + 0.06 * np.cos(2 * np.pi * (doy - 60) / 365) + 0.08 * (cloud - 0.4)
-        return pd.DataFrame({"t5": t5, "sm10": np.clip(sm, 0.08, 0.50)}, index=times)
+        sm = np.broadcast_to(np.clip(sm, 0.08, 0.50), ta.shape)
+        return {"t5": 2.0 + 0.85 * ta, "sm10": sm}
 
     @staticmethod
     def soil_co2_efflux(t5, sm10, r10: float, q10: float = SOIL_Q10) -> np.ndarray:
@@ -702,11 +713,10 @@ class World:
             for name, value in SOIL_R10.items():
                 r10 = np.where(lc == LC_NAMES.index(name), value, r10)
         r10 = np.broadcast_to(np.asarray(r10, float), lon.shape)[..., None]
-        ta = self.air_temperature(lon, lat, days - pd.Timedelta(days=8))
-        daily_t5 = 2.0 + 0.85 * ta  # t5 less its diurnal cycle
+        state = self.soil_state(lon, lat, days)
+        daily_t5, sm = state["t5"], state["sm10"]  # t5 less its diurnal cycle
         hour = (np.arange(48) * 30 + 15) / 60.0
         diurnal = 2.0 * np.cos(2 * np.pi * (hour - 15) / 24)
-        sm = self.soil_drivers(float(lon.flat[0]), float(lat.flat[0]), days)["sm10"].to_numpy()
         rs = self.soil_co2_efflux(daily_t5, sm, 1.0) * np.mean(SOIL_Q10 ** (diurnal / 10.0))
         ch4 = self.soil_ch4_flux(daily_t5, sm) * np.mean(1.04**diurnal)
         ch4 = np.where(np.isfinite(r10), ch4, np.nan)  # forest soils only, as the CO2

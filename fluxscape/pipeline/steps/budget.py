@@ -8,7 +8,8 @@ top-down field is a gridded, catalogued product beside the bottom-up ``flux`` st
 comparison itself is a table: :meth:`Plan.finish` writes ``OUT/reports/<name>/budget.csv``
 (totals over the polygons on each side's own grid, TgC; columns in
 :data:`fluxscape.ml.budget.COLUMNS`), and the run report plots each region's two monthly
-series with +-sd bands.
+series with +-sd bands. With ``fire`` (a ``disturbance`` product), the bottom-up side adds
+the fire carbon of its burned pixels (:func:`fluxscape.ml.budget.fire_carbon`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import xarray as xr
 from pydantic import Field
 
 from fluxscape.errors import FluxscapeError, ReaderError
-from fluxscape.ml.budget import budget_table
+from fluxscape.ml.budget import budget_table, fire_carbon
 from fluxscape.pipeline.grid import Tile
 from fluxscape.pipeline.inputs import Skipped, TileInputs, expand_paths
 from fluxscape.pipeline.schema import ProductRef, StrictModel, input_ref
@@ -48,7 +49,9 @@ class BudgetConfig(StrictModel):
     ``source`` flux product (TgC, with its ensemble sd) against the top-down land flux of the
     ``topdown`` input (an input of the ``topdown`` reader; its ``variables`` map and
     ``relative_error`` choose the variables and the uncertainty), their difference
-    (top-down - bottom-up), the combined sd and whether the difference is within ``k`` of it."""
+    (top-down - bottom-up), the combined sd and whether the difference is within ``k`` of it.
+    With ``fire`` (a ``disturbance`` product), the bottom-up side is NEE + fire carbon (burned
+    pixels x ``fire_consumption``) and the top-down side its land + fire fluxes."""
 
     kind: Literal["budget"]
     source: Annotated[str, ProductRef(("flux",))]
@@ -56,6 +59,9 @@ class BudgetConfig(StrictModel):
     regions: str  # GeoJSON of the polygons compared (lon/lat)
     region_name: str = "name"  # the polygons' property that names them
     k: Annotated[float, Field(gt=0)] = 2.0  # within: |diff| <= k x combined sd (2: ~95 %)
+    fire: Annotated[str | None, ProductRef(("disturbance",))] = None
+    fire_consumption: Annotated[float, Field(gt=0)] = 1000.0  # gC released per m2 burned
+    fire_relative_error: Annotated[float, Field(ge=0)] = 0.5  # 1-sigma of fire, share of it
 
 
 @dataclass(frozen=True)
@@ -186,21 +192,42 @@ class BudgetStep(Step):
             for r in roles
         ]
         source = source_store(ctx, p.source)
+        fire_store = source_store(ctx, p.fire) if p.fire else None
 
         def finish(store: Path) -> None:
+            fire = None
+            if fire_store is not None:
+                with xr.open_zarr(fire_store, consolidated=True) as dist:
+                    try:
+                        fire = fire_carbon(dist.load(), times, p.fire_consumption)
+                    except FluxscapeError as exc:
+                        raise FluxscapeError(f"{ctx.key('fire')}: {exc}") from None
             with xr.open_zarr(source, consolidated=True) as flux:
                 end = store_period_ends(flux)[-1]
-                table = budget_table(flux, td.sel(time=times), p.regions, p.region_name, p.k, end)
+                table = budget_table(
+                    flux,
+                    td.sel(time=times),
+                    p.regions,
+                    p.region_name,
+                    p.k,
+                    end,
+                    fire=fire,
+                    fire_relative_error=p.fire_relative_error,
+                )
             table.to_csv(_report_dir(ctx) / TABLE, index=False, float_format="%.6g")
 
         skipped: list[Skipped] = []
+        fire_attrs = {"fire_product": p.fire, "fire_consumption_g_m2": p.fire_consumption}
+        fire_attrs = fire_attrs if p.fire else {}
         return Plan(
             dims={"time": times.values},
             time_bounds=np.stack([times.values, ends.values], axis=1),
             variables=specs,
             summary=f"Top-down land flux of input {p.topdown} (monthly, gC m-2 d-1, positive "
             f"to the atmosphere) on the grid; per region and month against the bottom-up NEE "
-            f"of {p.source} (TgC, within {p.k:g} combined sd) in reports/{ctx.name}/{TABLE}",
+            f"of {p.source}"
+            + (f" + fire of {p.fire} ({p.fire_consumption:g} gC m-2 burned)" if p.fire else "")
+            + f" (TgC, within {p.k:g} combined sd) in reports/{ctx.name}/{TABLE}",
             make_task=lambda tile: BudgetTask(
                 tile, tuple(files), variables, inp.relative_error, tuple(times.values)
             ),
@@ -208,7 +235,7 @@ class BudgetStep(Step):
             used=list(files),
             skipped=skipped,
             finish=finish,
-            source_attrs={"source_product": p.source, "k": p.k},
+            source_attrs={"source_product": p.source, "k": p.k} | fire_attrs,
         )
 
     run_tile = staticmethod(run_budget_tile)

@@ -37,6 +37,7 @@ from fluxscape.pipeline import features as fb
 from fluxscape.pipeline import native
 from fluxscape.pipeline.grid import Tile
 from fluxscape.pipeline.inputs import Skipped, TileInputs, expand_paths, giving_all, select
+from fluxscape.pipeline.predictors import period_of_days
 from fluxscape.pipeline.progress import progress
 from fluxscape.pipeline.schema import ProductRef, StrictModel, input_ref
 from fluxscape.pipeline.steps.base import Plan, Step, StepContext, TileResult
@@ -65,6 +66,12 @@ LONG_NAMES = {
 }
 
 
+#: Meteorology features (:mod:`fluxscape.readers.cf_meteo`): ``ta`` degC, ``sw_in`` W m-2,
+#: ``vpd`` hPa, ``precip`` mm d-1, ``ts`` top-layer soil temperature degC, ``swc`` top-layer
+#: volumetric soil water m3 m-3.
+MeteoVariable = Literal["ta", "sw_in", "vpd", "precip", "ts", "swc"]
+
+
 class UpscalingConfig(StrictModel):
     """What every site-to-grid upscaling product shares (``flux``, ``soil_flux``): the grid
     predictors, the placement of the sites on the grid, the ensemble, its validation and the
@@ -73,15 +80,18 @@ class UpscalingConfig(StrictModel):
     source: Annotated[str, ProductRef(("vi",))]
     predictors: list[Literal["ndvi", "evi", "evi2", "grvi", "nbr", "ndwi"]] = ["ndvi", "evi"]
     meteo: Annotated[str | None, input_ref({"meteorology"}, what="gridded meteorology")] = None
-    meteo_variables: list[Literal["ta", "sw_in", "vpd", "precip"]] = ["ta", "sw_in", "vpd"]
+    meteo_variables: list[MeteoVariable] = ["ta", "sw_in", "vpd"]
     seasonal_features: bool = True
     phenology: Annotated[str | None, ProductRef(("phenology",))] = None  # days_since_sos, ...
+    lst: Annotated[str | None, ProductRef(("lst",))] = None  # an lst product: lst (K) per period
     land_cover: Annotated[str | None, input_ref({"land_cover"})] = None  # one-hot lc_<code>
     land_cover_layer: Literal["LC_Type1", "LC_Type5"] = "LC_Type1"  # IGBP or PFT classes
     land_cover_resampling: Literal["nearest", "mode"] = "nearest"
     # an input of leaf area index / FPAR maps (e.g. MCD15A2H): their period means as features
     biophysical: Annotated[str | None, input_ref({"lai"}, {"fpar"}, what="LAI/FPAR maps")] = None
     biophysical_variables: list[Literal["lai", "fpar"]] = ["lai", "fpar"]
+    # an input of a DEM (source giving elevation, e.g. cf_elevation): feature elevation (m)
+    elevation: Annotated[str | None, input_ref({"elevation"}, what="elevation (DEM)")] = None
     sites_outside: Literal["drop", "use_nearest"] = "drop"  # off-grid sites: dropped or nearest
     window: Literal[1, 3, 5] = 1
     methods: list[Literal["rf", "hgb", "lgbm"]] = Field(["rf", "hgb"], min_length=1)
@@ -141,7 +151,10 @@ class SiteTargets:
     - ``units``: target -> units of the values (model card, cross-validation report);
     - ``files``: the files (or dataset folders) read; ``skipped``: those refused, with why;
     - ``noun``: what a site is, in messages ("tower", "chamber site");
-    - ``card``: extra model-card entries (e.g. the tower partitioning and QC)."""
+    - ``card``: extra model-card entries (e.g. the tower partitioning and QC);
+    - ``daily``: the sites' daily values when the site input has them (columns ``site``,
+      ``date`` and one per target, same units): the cross-validation then also scores each
+      held-out day against its period's prediction (scale ``daily`` in the skill)."""
 
     sites: pd.DataFrame
     values: pd.DataFrame
@@ -150,6 +163,7 @@ class SiteTargets:
     skipped: list[Skipped]
     noun: str = "tower"
     card: dict | None = None
+    daily: pd.DataFrame | None = None
 
 
 @dataclass
@@ -177,6 +191,8 @@ def feature_names(product, land_cover_classes: tuple[int, ...] = ()) -> list[str
         product.seasonal_features,
         land_cover_classes,
         product.biophysical_variables if product.biophysical else (),
+        elevation=bool(product.elevation),
+        lst=bool(product.lst),
     )
 
 
@@ -229,6 +245,9 @@ def _feature_spec(ctx: StepContext, source: Path, times, ends, features, **land_
         layers=tuple(p.biophysical_variables) if p.biophysical else (),
         layers_reader=wf.inputs[p.biophysical].reader if p.biophysical else "",
         layers_granules=_biophysical_granules(ctx, times, ends) if p.biophysical else (),
+        lst=str(source_store(ctx, p.lst)) if p.lst else None,
+        elevation_files=tuple(expand_paths(wf.inputs[p.elevation].paths)) if p.elevation else (),
+        elevation_reader=wf.inputs[p.elevation].reader if p.elevation else "",
         phenology=str(source_store(ctx, p.phenology)) if p.phenology else None,
         seasonal=p.seasonal_features,
         land_cover_reader=wf.inputs[p.land_cover].reader if p.land_cover else "",
@@ -402,10 +421,13 @@ def _train(
     extra: dict | None = None,
     units: dict[str, str] | None = None,
     noun: str = "tower",
+    daily: pd.DataFrame | None = None,
 ) -> tuple[str, dict]:
     """Cross-validate (report in ``OUT/reports/<product>/``) and fit the FluxModel, or reuse
     the saved one when its fingerprint (workflow + training table) matches. ``units``: per
-    target (default gC m-2 d-1 for all). Returns the model path and its card."""
+    target (default gC m-2 d-1 for all); ``daily``: the sites' daily values on the product
+    periods (:func:`fluxscape.ml.validation.daily_pairs`) for the ``daily`` skill. Returns
+    the model path and its card."""
     units = units or {t: "gC m-2 d-1" for t in ctx.product.targets}
     p = ctx.product
     path = ctx.output_path("models", ctx.name, "flux_model.skops")
@@ -426,14 +448,14 @@ def _train(
     # One thread per fit: OpenMP in HistGradientBoosting oversubscribes a busy machine badly.
     with threadpool_limits(limits=1):
         try:
-            cv, model = _fit(ctx, table, features, n_sites, units)
+            cv, model = _fit(ctx, table, features, n_sites, units, daily)
         except (ValueError, TypeError) as exc:
             if not p.method_params:
                 raise
             raise FluxscapeError(
                 f"products.{ctx.name}.method_params: a learner refused its hyperparameters ({exc})"
             ) from exc
-    skill = _validation().skill(cv.predictions)
+    skill = _validation().skill(cv.predictions, daily)
     card = {
         "targets": list(p.targets),
         "units": units[p.targets[0]] if len(set(units.values())) == 1 else dict(units),
@@ -512,6 +534,7 @@ def _fit(
     features: list[str],
     n_sites: int,
     units: dict[str, str],
+    daily: pd.DataFrame | None = None,
 ):
     """Cross-validation (its report written) and the fitted FluxModel, with the progress of
     every member fitted (cross-validation folds x methods, then the ensemble's); ``units``
@@ -541,7 +564,7 @@ def _fit(
             units=dict(units),
             on_member=lambda label: bar.advance(f"cross-validation {label}"),
         )
-        _validation().write_report(cv, _report_dir(ctx))
+        _validation().write_report(cv, _report_dir(ctx), daily)
         model.fit(
             table[features],
             table[targets],
@@ -753,7 +776,9 @@ def plan_upscaling(ctx: StepContext, kind: Upscaling) -> Plan:
     table = predictors.join(tgt[list(p.targets)], how="inner").reset_index()
     table = table.dropna(subset=features).dropna(subset=list(p.targets), how="all")
     table.to_csv(_report_dir(ctx) / "training_table.csv", index=False)
-    model_path, card = _train(ctx, table, features, (found.card or {}) | lc_card, found.units, noun)
+    daily = _daily_on_periods(found.daily, times, ends)
+    extra = (found.card or {}) | lc_card
+    model_path, card = _train(ctx, table, features, extra, found.units, noun, daily)
     if p.land_cover:  # a reused model keeps the classes of its card
         classes = tuple(card.get("land_cover", {}).get("classes", lc["land_cover_classes"]))
         features = feature_names(p, classes)
@@ -780,8 +805,9 @@ def plan_upscaling(ctx: StepContext, kind: Upscaling) -> Plan:
         f"by an ensemble of {'/'.join(p.methods)} x site-grouped folds on {', '.join(features)}; "
         f"mean and ensemble spread, {kind.summary_units}",
         make_task=make_task,
-        inputs=tower_files + list(spec.meteo_files) + lc_files,
-        used=tower_files + list(spec.meteo_files),  # training and the features' meteorology
+        inputs=tower_files + list(spec.meteo_files) + list(spec.elevation_files) + lc_files,
+        # training and the features' meteorology and elevation
+        used=tower_files + list(spec.meteo_files) + list(spec.elevation_files),
         skipped=skipped,
         finish=finish,
         source_attrs={
@@ -792,6 +818,17 @@ def plan_upscaling(ctx: StepContext, kind: Upscaling) -> Plan:
             f"{noun.split()[-1]}s": sorted(towers.index.tolist()),
         },
     )
+
+
+def _daily_on_periods(daily: pd.DataFrame | None, times, ends) -> pd.DataFrame | None:
+    """The sites' daily values with ``time``, the start of the product period
+    ``[times[i], ends[i])`` holding each day; days outside every period dropped."""
+    if daily is None:
+        return None
+    times = pd.DatetimeIndex(times)
+    label = period_of_days(pd.DatetimeIndex(daily["date"]), times, pd.DatetimeIndex(ends))
+    keep = label >= 0
+    return daily[keep].assign(time=times[label[keep]])
 
 
 def _report_dir(ctx: StepContext) -> Path:

@@ -13,7 +13,9 @@ from and what they are:
   site values (mean of the control ports' daily means, a day kept when ``daily_min_coverage``
   of its 3-hour slots have a valid value) averaged over the period when at least
   ``min_coverage`` of its days are kept: ``soil_co2`` in gC m-2 d-1, ``soil_ch4`` in
-  mgCH4 m-2 d-1, both positive to the atmosphere (CH4 uptake is negative);
+  mgCH4 m-2 d-1, both positive to the atmosphere (CH4 uptake is negative); the daily site
+  values also go to the cross-validation, which scores each held-out day against its
+  period's prediction (scale ``daily`` of ``cv_skill`` in the model card and the store);
 - forest mask: with a ``land_cover`` input, pixels whose class is not forest (IGBP 1-5 with
   ``LC_Type1``, PFT 1-4 with ``LC_Type5``) are NaN (``forest_mask: false`` predicts everywhere);
 - regional totals: ``soil_co2`` in TgC, ``soil_ch4`` in GgCH4 (``units`` column).
@@ -85,7 +87,7 @@ def chamber_targets(ctx: StepContext, times, ends) -> flux.SiteTargets:
     p = ctx.product
     folders = chamber_folders(ctx.workflow.inputs[p.chambers].paths)
     qc = QCOptions(min_r2_co2=p.min_r2_co2)
-    sites, frames, files, skipped = [], [], [], []
+    sites, frames, days, files, skipped = [], [], [], [], []
     for folder in folders:
         try:
             ds = read_cosore(folder, qc)
@@ -93,6 +95,7 @@ def chamber_targets(ctx: StepContext, times, ends) -> flux.SiteTargets:
                 daily_port_fluxes(ds.data, min_coverage=p.daily_min_coverage), ds.ports
             )
             per = period_fluxes(daily, times, ends, min_coverage=p.min_coverage, by=None)
+            day = pd.DataFrame({"site": ds.name, "date": pd.DatetimeIndex(daily["date"])})
         except FluxscapeError as exc:
             skipped.append(Skipped(folder, str(exc)))
             continue
@@ -111,7 +114,9 @@ def chamber_targets(ctx: StepContext, times, ends) -> flux.SiteTargets:
         for target in p.targets:
             column = TARGETS[target][0]
             frame[target] = per[column].to_numpy() if column in per else np.nan
+            day[target] = daily[column].to_numpy() if column in daily else np.nan
         frames.append(frame)
+        days.append(day)
     if not frames:
         raise FluxscapeError(
             f"products.{ctx.name}.chambers: no usable COSORE dataset among {len(folders)} "
@@ -133,6 +138,7 @@ def chamber_targets(ctx: StepContext, times, ends) -> flux.SiteTargets:
                 "min_coverage": p.min_coverage,
             }
         },
+        daily=pd.concat(days, ignore_index=True),
     )
 
 
