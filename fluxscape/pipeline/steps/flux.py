@@ -13,7 +13,6 @@ ensemble mean and spread are written as ``<target>`` and ``<target>_sd`` (gC m-2
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -95,6 +94,10 @@ class UpscalingConfig(StrictModel):
     seed: int = 0
     regions: str | None = None  # GeoJSON of polygons for regional totals
     region_name: str = "name"  # the polygons' property that names them
+    # how tiles are predicted: each ensemble member compiled to native code (treelite +
+    # tl2cgen; needs a C compiler, falls back to reference with a warning) or the saved
+    # scikit-learn/LightGBM model itself; both give the same values (float32 features)
+    inference: Literal["compiled", "reference"] = "compiled"
 
 
 class FluxConfig(UpscalingConfig):
@@ -129,6 +132,7 @@ class FluxTask:
     spec: fb.FeatureSpec
     model: str  # path of the saved FluxModel
     mask_classes: tuple[int, ...] = ()
+    inference: str = "reference"  # "compiled": the model's libraries made ready by the driver
 
 
 @dataclass
@@ -762,9 +766,14 @@ def plan_upscaling(ctx: StepContext, kind: Upscaling) -> Plan:
         )
     variables = kind.variables(list(p.targets), card["card_id"])
     mask = kind.mask_classes if p.land_cover else ()
+    inference = p.inference
+    if inference == "compiled":
+        from fluxscape.ml import compiled  # treelite and tl2cgen only when compiling
+
+        inference = compiled.prepare(model_path)  # compiled once per model card, or reused
 
     def make_task(tile: Tile) -> FluxTask:
-        return FluxTask(tile, spec, model_path, mask)
+        return FluxTask(tile, spec, model_path, mask, inference)
 
     def finish(store: Path) -> None:
         if p.regions:
@@ -803,19 +812,15 @@ def _report_dir(ctx: StepContext) -> Path:
 # --- workers: prediction ---------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=8)
-def _load(path: str, mtime_ns: int):
-    return persist.load_model(path)
-
-
 def run_flux_tile(task: FluxTask) -> TileResult:
-    """Predict every target on one tile from the features of the one feature builder."""
+    """Predict every target on one tile from the features of the one feature builder, on the
+    pixels of ``task.mask_classes`` only (all pixels when empty)."""
+    from fluxscape.ml.compiled import inference_model
+
     record = TileInputs()
     feats = fb.block_features(task.spec, task.tile.rows, task.tile.cols, task.tile.geobox, record)
-    model, _ = _load(task.model, Path(task.model).stat().st_mtime_ns)
-    with threadpool_limits(limits=1):
-        result = predict_tile(model, feats)
-    out = result[[v for t in model.targets for v in (t, f"{t}_sd")]].drop_attrs()
+    model = inference_model(task.model, task.inference)  # loaded once per worker process
+    mask = None
     if task.mask_classes:
         spec = task.spec
         codes = fb.land_cover_codes(
@@ -825,7 +830,10 @@ def run_flux_tile(task: FluxTask) -> TileResult:
             task.tile.geobox,
             resampling=spec.land_cover_resampling,
         )
-        out = out.where(xr.DataArray(np.isin(codes, task.mask_classes), dims=("y", "x")))
+        mask = xr.DataArray(np.isin(codes, task.mask_classes), dims=("y", "x"))
+    with threadpool_limits(limits=1):
+        result = predict_tile(model, feats, mask=mask)
+    out = result[[v for t in model.targets for v in (t, f"{t}_sd")]].drop_attrs()
     record.observations = int(np.isfinite(out[model.targets[0]].values).any())
     return TileResult(out, record)
 
