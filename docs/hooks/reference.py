@@ -160,6 +160,11 @@ FIELD_NOTES = {
     "UpscalingConfig.biophysical": "An input giving leaf area index / FPAR (e.g. MCD15A2H tiles): "
     "period means of `biophysical_variables` become features.",
     "UpscalingConfig.biophysical_variables": "Which of `lai`, `fpar` to use as features.",
+    "UpscalingConfig.inference": "How tiles are predicted: `compiled` (each ensemble member "
+    "compiled once per model card to native code by treelite + tl2cgen, cached beside the "
+    "model as `<model>.compiled/`; needs a C compiler such as gcc, else the saved model is "
+    "used with a warning) or `reference` (the saved scikit-learn/LightGBM model). Both give "
+    "the same values (float32 features, float64 thresholds; docs/models.md).",
     "DaskSettings.workers": "Workers of the cluster started (`--workers` overrides).",
     "DaskSettings.threads_per_worker": "Threads per worker (`cores` of a jobqueue job).",
     "DaskSettings.memory_limit": "Memory per worker (`memory` of a jobqueue job).",

@@ -94,9 +94,8 @@ class UpscalingConfig(StrictModel):
     seed: int = 0
     regions: str | None = None  # GeoJSON of polygons for regional totals
     region_name: str = "name"  # the polygons' property that names them
-    # how tiles are predicted: each ensemble member compiled to native code (treelite +
-    # tl2cgen; needs a C compiler, falls back to reference with a warning) or the saved
-    # scikit-learn/LightGBM model itself; both give the same values (float32 features)
+    # tiles predicted by each ensemble member compiled to native code (treelite + tl2cgen; needs
+    # a C compiler, else the saved model with a warning) or by the saved model: same values
     inference: Literal["compiled", "reference"] = "compiled"
 
 
