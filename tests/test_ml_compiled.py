@@ -182,3 +182,12 @@ def test_large_members_keep_the_reference_predictor(one_member, monkeypatch):
         np.testing.assert_array_equal(got.predict_with_sd(X)["gpp"][0], model.predict(X)["gpp"])
     finally:
         compiled._environment.cache_clear()
+
+
+def test_caches_of_a_retrained_model_are_removed(one_member):
+    model, path, card = one_member
+    old = compiled.compile_model(model, path, card)
+    new_card = persist.save_model(model, path, _card(("gpp",)) | {"sites": ["S9"]})
+    assert new_card["card_id"] != card["card_id"]
+    new = compiled.compile_model(model, path, new_card)
+    assert new.is_dir() and not old.exists()

@@ -260,6 +260,7 @@ def compile_model(model, model_path: str | Path, card: dict) -> Path:
             os.replace(tmp, target_dir)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+        _drop_stale(target_dir.parent, card["card_id"])
     log.info(
         "compiled %d member(s) of model %s in %.0f s (%s)",
         sum(m["runtime"] == "tl2cgen" for ms in members.values() for m in ms),
@@ -268,6 +269,21 @@ def compile_model(model, model_path: str | Path, card: dict) -> Path:
         target_dir,
     )
     return target_dir
+
+
+def _drop_stale(parent: Path, card_id: str) -> None:
+    """Remove the caches of other model cards (a retrained model); caches of this card for
+    other environments (another CPU or compiler on a cluster) are kept."""
+    for folder in parent.iterdir():
+        if not folder.is_dir() or folder.name.startswith(".building-"):
+            continue
+        try:
+            other = json.loads((folder / "manifest.json").read_text()).get("card_id")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            continue  # being built, or corrupted: its own card's compile replaces it
+        if other != card_id:
+            shutil.rmtree(folder, ignore_errors=True)
+            Path(str(folder) + ".lock").unlink(missing_ok=True)
 
 
 # --- loading -----------------------------------------------------------------------------------
