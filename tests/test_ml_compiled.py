@@ -133,11 +133,12 @@ def test_cache_is_reused_and_loaded_once_per_process(saved, monkeypatch):
     assert compiled.compile_count == before
 
 
-def test_corrupted_or_missing_cache_is_compiled_again(one_member):
+def test_corrupted_or_missing_cache_is_compiled_again(one_member, capsys):
     model, path, card = one_member
     before = compiled.compile_count
     folder = compiled.compile_model(model, path, card)
     assert compiled.compile_count == before + 1
+    assert capsys.readouterr().out == ""  # tl2cgen's native log kept off stdout (--json)
     lib = folder / "gpp_0.so"
     lib.write_bytes(lib.read_bytes()[:100])  # truncated library
     assert compiled.load_compiled(path, card) is None

@@ -29,8 +29,10 @@ the whole model falls back to the reference with a logged warning.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import io
 import json
 import logging
 import os
@@ -179,21 +181,31 @@ def _sha256(path: Path) -> str:
 
 
 def _compile_member(est, libpath: Path) -> None:
+    """Build the library of one member at ``libpath``. tl2cgen prints its native log to
+    stdout (which ``fluxscape run --json`` keeps for its document) and warns through Python
+    warnings (e.g. its bundled treelite reading a newer treelite's model): both go to this
+    module's debug log."""
     global compile_count
     import tl2cgen
 
-    tm = _treelite_model(est)
-    try:
-        tl2cgen.export_lib(
-            tm,
-            toolchain=os.environ.get("CC", "gcc"),
-            libpath=str(libpath),
-            params=dict(CODEGEN_PARAMS),
-            options=list(COMPILER_OPTIONS),
-            nthread=CODEGEN_PARAMS["parallel_comp"],
-        )
-    except Exception as exc:  # tl2cgen raises TL2cgenError or a CalledProcessError
-        raise CompileError(f"compiling a {type(est).__name__} failed: {exc}") from exc
+    said = io.StringIO()
+    with contextlib.redirect_stdout(said), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tm = _treelite_model(est)
+        try:
+            tl2cgen.export_lib(
+                tm,
+                toolchain=os.environ.get("CC", "gcc"),
+                libpath=str(libpath),
+                params=dict(CODEGEN_PARAMS),
+                options=list(COMPILER_OPTIONS),
+                nthread=CODEGEN_PARAMS["parallel_comp"],
+            )
+        except Exception as exc:  # tl2cgen raises TL2cgenError or a CalledProcessError
+            raise CompileError(f"compiling a {type(est).__name__} failed: {exc}") from exc
+    for line in said.getvalue().splitlines() + [str(w.message) for w in caught]:
+        if line.strip():
+            log.debug("tl2cgen: %s", line.strip())
     compile_count += 1
 
 
