@@ -86,7 +86,7 @@ def test_mask_pixels_never_reach_the_model(model):
     out = predict_tile(Spy(), ds, mask=xr.DataArray(land, dims=("y", "x")))
     X = seen[0]
     assert X.dtype == np.float32 and X.flags["C_CONTIGUOUS"]
-    assert len(X) == 3 * 5 * 4 - 1  # land pixels of 3 steps less the inf one (the NaN one is at sea)
+    assert len(X) == 3 * 5 * 4 - 1  # land pixels of 3 steps less the inf one (NaN: at sea)
     assert np.isnan(out["gpp"].values[:, :, :3]).all()
     assert np.isfinite(out["reco_sd"].values[:, :, 3:]).sum() == len(X)
     same = predict_tile(model, ds, mask=land)  # a plain array broadcast over time
