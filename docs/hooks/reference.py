@@ -164,7 +164,8 @@ FIELD_NOTES = {
     "compiled once per model card to native code by treelite + tl2cgen, cached beside the "
     "model as `<model>.compiled/`; needs a C compiler such as gcc, else the saved model is "
     "used with a warning) or `reference` (the saved scikit-learn/LightGBM model). Both give "
-    "the same values (float32 features, float64 thresholds; docs/models.md).",
+    "the same values (float32 features, float64 thresholds; docs/models.md), so switching "
+    "keeps a store on `--resume`.",
     "DaskSettings.workers": "Workers of the cluster started (`--workers` overrides).",
     "DaskSettings.threads_per_worker": "Threads per worker (`cores` of a jobqueue job).",
     "DaskSettings.memory_limit": "Memory per worker (`memory` of a jobqueue job).",
