@@ -405,17 +405,18 @@ def _train(
     extra: dict | None = None,
     units: dict[str, str] | None = None,
     noun: str = "tower",
-) -> tuple[str, dict]:
+) -> tuple[str, dict, object | None]:
     """Cross-validate (report in ``OUT/reports/<product>/``) and fit the FluxModel, or reuse
     the saved one when its fingerprint (workflow + training table) matches. ``units``: per
-    target (default gC m-2 d-1 for all). Returns the model path and its card."""
+    target (default gC m-2 d-1 for all). Returns the model path, its card and the fitted
+    model (None when the saved one is reused)."""
     units = units or {t: "gC m-2 d-1" for t in ctx.product.targets}
     p = ctx.product
     path = ctx.output_path("models", ctx.name, "flux_model.skops")
     fingerprint = _fingerprint(ctx, table)
     card = _reusable(ctx, path, fingerprint)
     if card is not None:
-        return str(path), card
+        return str(path), card, None
     if _store_card(ctx) is not None:
         raise FluxscapeError(
             f"products.{ctx.name}: its unfinished store {ctx.store} was predicted by a model "
@@ -459,7 +460,7 @@ def _train(
         "fingerprint": fingerprint,
         **(extra or {}),
     }
-    return str(path), persist.save_model(model, path, card)
+    return str(path), persist.save_model(model, path, card), model
 
 
 def _reusable(ctx: StepContext, path: Path, fingerprint: str) -> dict | None:
@@ -756,7 +757,9 @@ def plan_upscaling(ctx: StepContext, kind: Upscaling) -> Plan:
     table = predictors.join(tgt[list(p.targets)], how="inner").reset_index()
     table = table.dropna(subset=features).dropna(subset=list(p.targets), how="all")
     table.to_csv(_report_dir(ctx) / "training_table.csv", index=False)
-    model_path, card = _train(ctx, table, features, (found.card or {}) | lc_card, found.units, noun)
+    model_path, card, fitted = _train(
+        ctx, table, features, (found.card or {}) | lc_card, found.units, noun
+    )
     if p.land_cover:  # a reused model keeps the classes of its card
         classes = tuple(card.get("land_cover", {}).get("classes", lc["land_cover_classes"]))
         features = feature_names(p, classes)
@@ -769,7 +772,7 @@ def plan_upscaling(ctx: StepContext, kind: Upscaling) -> Plan:
     if inference == "compiled":
         from fluxscape.ml import compiled  # treelite and tl2cgen only when compiling
 
-        inference = compiled.prepare(model_path)  # compiled once per model card, or reused
+        inference = compiled.prepare(model_path, fitted)  # once per model card, or reused
 
     def make_task(tile: Tile) -> FluxTask:
         return FluxTask(tile, spec, model_path, mask, inference)
