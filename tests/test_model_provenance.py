@@ -181,6 +181,10 @@ def test_replaced_model_file_on_resume_is_refused_then_fresh_retrains(
     assert f"{model}: not a fluxscape model" in fresh.stderr  # the warning: trained again
     _, card = load_model(model)
     assert card == read_card(model)
+    # the tiles were predicted by the compiled members of this card (inference: compiled)
+    from fluxscape.ml import compiled
+
+    assert compiled.load_compiled(model, card).runtimes == {"gpp": ["tl2cgen", "tl2cgen"]}
     with xr.open_zarr(out / "products" / "flux.zarr") as ds:
         assert ds.attrs["models"] == [card["card_id"]]
         assert ds["gpp"].attrs["model_card"] == card["card_id"]

@@ -33,6 +33,15 @@ def test_a_flux_setting_changes_only_the_flux_digest(sample_dir):
     assert {n for n in base.products if cfg.product_hash(changed, n) != digests[n]} == {"flux"}
 
 
+def test_the_inference_runtime_changes_no_digest(sample_dir):
+    """Compiled and reference inference give the same values (tests/test_ml_compiled.py):
+    switching keeps the store on --resume."""
+    base = _demo(sample_dir)
+    changed = _demo(sample_dir, flux={"inference": "reference"})
+    assert changed.products["flux"].inference == "reference"
+    assert cfg.product_hash(changed, "flux") == cfg.product_hash(base, "flux")
+
+
 def test_a_vi_setting_changes_vi_and_every_product_made_from_it(sample_dir):
     base = _demo(sample_dir)
     changed = _demo(sample_dir, vi={"max_pixel_reliability": 0})

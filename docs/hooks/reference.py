@@ -167,6 +167,12 @@ FIELD_NOTES = {
     "UpscalingConfig.elevation": "An input giving `elevation` (a DEM in CF NetCDF, reader "
     "`cf_elevation`), optional: the elevation (m) at each pixel centre, bilinear between the "
     "DEM's cells, becomes the feature `elevation`.",
+    "UpscalingConfig.inference": "How tiles are predicted: `compiled` (each ensemble member "
+    "compiled once per model card to native code by treelite + tl2cgen, cached beside the "
+    "model as `<model>.compiled/`; needs a C compiler such as gcc, else the saved model is "
+    "used with a warning) or `reference` (the saved scikit-learn/LightGBM model). Both give "
+    "the same values (float32 features, float64 thresholds; docs/models.md), so switching "
+    "keeps a store on `--resume`.",
     "DaskSettings.workers": "Workers of the cluster started (`--workers` overrides).",
     "DaskSettings.threads_per_worker": "Threads per worker (`cores` of a jobqueue job).",
     "DaskSettings.memory_limit": "Memory per worker (`memory` of a jobqueue job).",

@@ -14,25 +14,43 @@ __all__ = ["predict_tile"]
 DEFAULT_BATCH = 262_144
 
 
-def predict_tile(model, predictors: xr.Dataset, batch_rows: int = DEFAULT_BATCH) -> xr.Dataset:
+def predict_tile(
+    model,
+    predictors: xr.Dataset,
+    batch_rows: int = DEFAULT_BATCH,
+    mask: xr.DataArray | np.ndarray | None = None,
+) -> xr.Dataset:
     """Predict every target of a :class:`~fluxscape.ml.models.FluxModel` on one tile.
 
     Parameters
     ----------
     model:
-        A fitted FluxModel (``features``: ordered names, ``predict_with_sd`` -> {target:
-        (mean, sd)}).
+        A fitted FluxModel or a :class:`~fluxscape.ml.compiled.CompiledFluxModel`
+        (``features``: ordered names, ``targets``, ``predict_with_sd`` -> {target: (mean,
+        sd)}).
     predictors:
         Dataset holding each of ``model.features`` as a variable, all with the same dims (e.g.
         ``(time, y, x)``), in the units the model was trained with. Other variables are ignored.
     batch_rows:
         Valid rows predicted per call (memory bound; results do not depend on it).
+    mask:
+        Optional boolean array of the pixels to predict (e.g. land, or the land-cover classes
+        of the product), broadcastable to the features' shape (a DataArray is broadcast by
+        dims, e.g. ``(y, x)`` over ``(time, y, x)``); other pixels are NaN and never reach
+        the model.
 
     Returns
     -------
     Dataset with ``<target>`` (ensemble mean) and ``<target>_sd`` (spread across members) for
     each target, float32, same dims and coords as the features, NaN wherever any feature is
-    missing (non-finite); units gC m-2 d-1 (fch4 nmolCH4 m-2 s-1). Pure numpy, no Dask.
+    missing (non-finite, or beyond the float32 range) or outside ``mask``; units gC m-2 d-1
+    (fch4 nmolCH4 m-2 s-1). Pure numpy, no Dask.
+
+    The feature matrix is built once per tile, float32 and C-ordered, from the valid pixels
+    only: every model sees the features rounded to float32 (scikit-learn's forests round to
+    float32 anyway; LightGBM and HistGradientBoosting compare the widened float32 values with
+    their float64 thresholds), so the compiled and the reference model agree to float64
+    rounding.
     """
     features = list(model.features)
     missing = [f for f in features if f not in predictors.data_vars]
@@ -48,12 +66,18 @@ def predict_tile(model, predictors: xr.Dataset, batch_rows: int = DEFAULT_BATCH)
                 f"feature {f!r} has dims {predictors[f].dims}, expected {dims} like {features[0]!r}"
             )
     n = int(np.prod(shape))
-    # One (n_valid, n_features) float64 matrix: the only full copy of the predictors.
     valid = np.ones(n, bool)
+    if mask is not None:
+        if isinstance(mask, xr.DataArray):
+            mask = mask.broadcast_like(first).transpose(*dims).values
+        valid &= np.broadcast_to(np.asarray(mask, bool), shape).reshape(n)
+    f32max = float(np.finfo(np.float32).max)
     for f in features:
-        valid &= np.isfinite(predictors[f].values.reshape(n))
+        values = predictors[f].values.reshape(n)
+        valid &= np.isfinite(values) & (np.abs(values) <= f32max)
     rows = np.flatnonzero(valid)
-    X = np.empty((rows.size, len(features)), dtype=np.float64)
+    # One (n_valid, n_features) float32 C-order matrix: the only full copy of the predictors.
+    X = np.empty((rows.size, len(features)), dtype=np.float32)
     for j, f in enumerate(features):
         X[:, j] = predictors[f].values.reshape(n)[rows]
 

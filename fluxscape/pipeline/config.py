@@ -391,7 +391,8 @@ def product_hash(wf: Workflow, name: str) -> str:
         "region": dump(wf.region),
         "tile_size": wf.tile_size,
         "period": dump(wf.period),
-        "product": dump(product),
+        # how tiles are predicted (compiled or reference model) does not change the values
+        "product": dump(product, exclude={"inference"}),
         "inputs": {i: dump(wf.inputs[i], exclude={"access"}) for i in input_names(product)},
         "sources": {p: product_hash(wf, p) for p in product_names(product) if p != name},
     }

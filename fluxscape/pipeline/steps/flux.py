@@ -13,7 +13,6 @@ ensemble mean and spread are written as ``<target>`` and ``<target>_sd`` (gC m-2
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -105,6 +104,9 @@ class UpscalingConfig(StrictModel):
     seed: int = 0
     regions: str | None = None  # GeoJSON of polygons for regional totals
     region_name: str = "name"  # the polygons' property that names them
+    # tiles predicted by each ensemble member compiled to native code (treelite + tl2cgen; needs
+    # a C compiler, else the saved model with a warning) or by the saved model: same values
+    inference: Literal["compiled", "reference"] = "compiled"
 
 
 class FluxConfig(UpscalingConfig):
@@ -139,6 +141,7 @@ class FluxTask:
     spec: fb.FeatureSpec
     model: str  # path of the saved FluxModel
     mask_classes: tuple[int, ...] = ()
+    inference: str = "reference"  # "compiled": the model's libraries made ready by the driver
 
 
 @dataclass
@@ -422,19 +425,19 @@ def _train(
     units: dict[str, str] | None = None,
     noun: str = "tower",
     daily: pd.DataFrame | None = None,
-) -> tuple[str, dict]:
+) -> tuple[str, dict, object | None]:
     """Cross-validate (report in ``OUT/reports/<product>/``) and fit the FluxModel, or reuse
     the saved one when its fingerprint (workflow + training table) matches. ``units``: per
     target (default gC m-2 d-1 for all); ``daily``: the sites' daily values on the product
     periods (:func:`fluxscape.ml.validation.daily_pairs`) for the ``daily`` skill. Returns
-    the model path and its card."""
+    the model path, its card and the fitted model (None when the saved one is reused)."""
     units = units or {t: "gC m-2 d-1" for t in ctx.product.targets}
     p = ctx.product
     path = ctx.output_path("models", ctx.name, "flux_model.skops")
     fingerprint = _fingerprint(ctx, table)
     card = _reusable(ctx, path, fingerprint)
     if card is not None:
-        return str(path), card
+        return str(path), card, None
     if _store_card(ctx) is not None:
         raise FluxscapeError(
             f"products.{ctx.name}: its unfinished store {ctx.store} was predicted by a model "
@@ -478,7 +481,7 @@ def _train(
         "fingerprint": fingerprint,
         **(extra or {}),
     }
-    return str(path), persist.save_model(model, path, card)
+    return str(path), persist.save_model(model, path, card), model
 
 
 def _reusable(ctx: StepContext, path: Path, fingerprint: str) -> dict | None:
@@ -778,7 +781,7 @@ def plan_upscaling(ctx: StepContext, kind: Upscaling) -> Plan:
     table.to_csv(_report_dir(ctx) / "training_table.csv", index=False)
     daily = _daily_on_periods(found.daily, times, ends)
     extra = (found.card or {}) | lc_card
-    model_path, card = _train(ctx, table, features, extra, found.units, noun, daily)
+    model_path, card, fitted = _train(ctx, table, features, extra, found.units, noun, daily)
     if p.land_cover:  # a reused model keeps the classes of its card
         classes = tuple(card.get("land_cover", {}).get("classes", lc["land_cover_classes"]))
         features = feature_names(p, classes)
@@ -787,9 +790,14 @@ def plan_upscaling(ctx: StepContext, kind: Upscaling) -> Plan:
         )
     variables = kind.variables(list(p.targets), card["card_id"])
     mask = kind.mask_classes if p.land_cover else ()
+    inference = p.inference
+    if inference == "compiled":
+        from fluxscape.ml import compiled  # treelite and tl2cgen only when compiling
+
+        inference = compiled.prepare(model_path, fitted)  # once per model card, or reused
 
     def make_task(tile: Tile) -> FluxTask:
-        return FluxTask(tile, spec, model_path, mask)
+        return FluxTask(tile, spec, model_path, mask, inference)
 
     def finish(store: Path) -> None:
         if p.regions:
@@ -840,19 +848,15 @@ def _report_dir(ctx: StepContext) -> Path:
 # --- workers: prediction ---------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=8)
-def _load(path: str, mtime_ns: int):
-    return persist.load_model(path)
-
-
 def run_flux_tile(task: FluxTask) -> TileResult:
-    """Predict every target on one tile from the features of the one feature builder."""
+    """Predict every target on one tile from the features of the one feature builder, on the
+    pixels of ``task.mask_classes`` only (all pixels when empty)."""
+    from fluxscape.ml.compiled import inference_model
+
     record = TileInputs()
     feats = fb.block_features(task.spec, task.tile.rows, task.tile.cols, task.tile.geobox, record)
-    model, _ = _load(task.model, Path(task.model).stat().st_mtime_ns)
-    with threadpool_limits(limits=1):
-        result = predict_tile(model, feats)
-    out = result[[v for t in model.targets for v in (t, f"{t}_sd")]].drop_attrs()
+    model = inference_model(task.model, task.inference)  # loaded once per worker process
+    mask = None
     if task.mask_classes:
         spec = task.spec
         codes = fb.land_cover_codes(
@@ -862,7 +866,10 @@ def run_flux_tile(task: FluxTask) -> TileResult:
             task.tile.geobox,
             resampling=spec.land_cover_resampling,
         )
-        out = out.where(xr.DataArray(np.isin(codes, task.mask_classes), dims=("y", "x")))
+        mask = xr.DataArray(np.isin(codes, task.mask_classes), dims=("y", "x"))
+    with threadpool_limits(limits=1):
+        result = predict_tile(model, feats, mask=mask)
+    out = result[[v for t in model.targets for v in (t, f"{t}_sd")]].drop_attrs()
     record.observations = int(np.isfinite(out[model.targets[0]].values).any())
     return TileResult(out, record)
 

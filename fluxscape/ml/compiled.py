@@ -1,0 +1,480 @@
+"""Compiled inference of a saved FluxModel: every tree ensemble member as native code.
+
+Each member (RandomForest, HistGradientBoosting, LightGBM) is imported into treelite
+(``treelite.sklearn.import_model``, ``treelite.frontend.from_lightgbm``) and compiled to a
+shared library by tl2cgen (C code of nested if-else trees, built with the C compiler). The
+libraries go into a folder beside the model file, ``<model>.compiled/<key>/``, where ``key``
+digests the model's ``card_id``, the treelite and tl2cgen versions, the compiler and its
+flags and the CPU's feature flags; ``manifest.json`` (written last) lists each member's
+library and its sha256. A run compiles once per model card (in the driver, under a file
+lock); workers load the libraries once per process (:func:`inference_model`, a cache keyed by
+path) and reuse them across tiles. When every member is compiled, workers do not load the
+skops model at all.
+
+Exactness: the feature matrix is float32 (``predict_tile``) and the libraries keep the
+models' float64 thresholds, so a compiled member gives the reference member's prediction on
+the same float32 rows to float64 rounding (summation order of the trees; tests assert
+1e-6). Quantised inputs (``quantize=1``: each value replaced by its rank among the model's
+thresholds, an exact mapping) make the comparisons integer ones. tl2cgen 1.0 reads a float64
+whose low 32 bits are all ones as missing; values widened from float32 have their low 29
+bits zero, so no valid row can be mistaken for a missing one.
+
+Members that are not compiled keep the reference (skops-loaded) estimator: a member of a
+type treelite cannot import, or one with more than :data:`MAX_NODES` tree nodes (deep
+forests: the generated code outgrows the instruction cache, so it runs slower than
+scikit-learn's own tree walk, and gcc takes minutes on it; measured in bench/upscale.py).
+When nothing can be compiled (no C compiler, treelite or tl2cgen missing, a compile error)
+the whole model falls back to the reference with a logged warning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import io
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+
+from fluxscape.errors import FluxscapeError
+from fluxscape.ml import persist
+
+__all__ = [
+    "MAX_NODES",
+    "CompiledFluxModel",
+    "CompileError",
+    "cache_dir",
+    "compile_model",
+    "inference_model",
+    "load_compiled",
+    "prepare",
+]
+
+log = logging.getLogger(__name__)
+
+#: Version of the cache layout (part of the key).
+FORMAT = 1
+#: gcc flags after tl2cgen's own ``-O3``: -O1 runs the generated if-else trees as fast as
+#: -O3 (measured on the demo's members: within run-to-run noise) in a quarter of the time.
+COMPILER_OPTIONS = ("-O1",)
+#: tl2cgen code generation: quantised comparisons (1.6-2.2x faster than float ones on the
+#: demo's members, exact) and the trees of a member split over two translation units.
+CODEGEN_PARAMS = {"quantize": 1, "parallel_comp": 2}
+#: Members with more tree nodes stay on the reference predictor (see the module docstring).
+MAX_NODES = 40_000
+
+#: Libraries compiled by this process (tests assert that a cache is reused).
+compile_count = 0
+
+
+class CompileError(FluxscapeError):
+    """The model cannot be compiled here (no compiler, no tl2cgen, a failed build)."""
+
+
+# --- the cache key -----------------------------------------------------------------------------
+
+
+def _compiler() -> str:
+    """Path and first version line of the C compiler tl2cgen calls (``CC``, default gcc);
+    CompileError when there is none."""
+    cc = os.environ.get("CC", "gcc")
+    path = shutil.which(cc)
+    if path is None:
+        raise CompileError(f"no C compiler {cc!r} on PATH (install gcc to compile models)")
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise CompileError(f"C compiler {path} does not run ({exc})") from exc
+    return f"{path} {out.stdout.splitlines()[0] if out.stdout else ''}".strip()
+
+
+def _cpu_flags() -> str:
+    """A digest of this CPU's feature flags (``/proc/cpuinfo``; the machine type elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags = " ".join(sorted(line.split(":", 1)[1].split()))
+                return hashlib.sha256(flags.encode()).hexdigest()[:12]
+    except OSError:
+        pass
+    return platform.machine()
+
+
+def _lib_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError as exc:
+        raise CompileError(f"{name} is not installed") from exc
+
+
+@functools.cache
+def _environment() -> dict:
+    """What a compiled library depends on besides the model (part of the cache key)."""
+    return {
+        "format": FORMAT,
+        "treelite": _lib_version("treelite"),
+        "tl2cgen": _lib_version("tl2cgen"),
+        "compiler": _compiler(),
+        "options": list(COMPILER_OPTIONS),
+        "params": CODEGEN_PARAMS,
+        "max_nodes": MAX_NODES,
+        "cpu": _cpu_flags(),
+        "machine": platform.machine(),
+    }
+
+
+def cache_dir(model_path: str | Path, card_id: str) -> Path:
+    """The folder of the compiled libraries of the model at ``model_path`` with card
+    ``card_id``: ``<model>.compiled/<key>``; CompileError when no compiler or library."""
+    model_path = Path(model_path)
+    body = json.dumps({"card_id": card_id, **_environment()}, sort_keys=True)
+    key = hashlib.sha256(body.encode()).hexdigest()[:16]
+    return model_path.with_name(model_path.name + ".compiled") / key
+
+
+# --- compiling ---------------------------------------------------------------------------------
+
+
+def _node_count(est) -> int:
+    """Tree nodes of a member (LightGBM: the bound 2 x leaves - 1 per tree)."""
+    kind = type(est).__name__
+    if kind == "RandomForestRegressor":
+        return int(sum(t.tree_.node_count for t in est.estimators_))
+    if kind == "HistGradientBoostingRegressor":
+        return int(sum(len(p.nodes) for it in est._predictors for p in it))
+    if kind == "LGBMRegressor":
+        leaves = int(est.get_params().get("num_leaves") or 31)
+        return int(est.booster_.num_trees()) * (2 * leaves - 1)
+    raise CompileError(f"no compiled runtime for a {kind}")
+
+
+def _treelite_model(est):
+    """The treelite model of one member; CompileError for a type treelite cannot import."""
+    import treelite
+
+    kind = type(est).__name__
+    try:
+        if kind in ("RandomForestRegressor", "HistGradientBoostingRegressor"):
+            return treelite.sklearn.import_model(est)
+        if kind == "LGBMRegressor":
+            return treelite.frontend.from_lightgbm(est.booster_)
+    except Exception as exc:  # treelite raises its own errors for unsupported settings
+        raise CompileError(f"treelite cannot import a {kind}: {exc}") from exc
+    raise CompileError(f"no compiled runtime for a {kind}")
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _compile_member(est, libpath: Path) -> None:
+    """Build the library of one member at ``libpath``. tl2cgen prints its native log to
+    stdout (which ``fluxscape run --json`` keeps for its document) and warns through Python
+    warnings (e.g. its bundled treelite reading a newer treelite's model): both go to this
+    module's debug log."""
+    global compile_count
+    import tl2cgen
+
+    said = io.StringIO()
+    with contextlib.redirect_stdout(said), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tm = _treelite_model(est)
+        try:
+            tl2cgen.export_lib(
+                tm,
+                toolchain=os.environ.get("CC", "gcc"),
+                libpath=str(libpath),
+                params=dict(CODEGEN_PARAMS),
+                options=list(COMPILER_OPTIONS),
+                nthread=CODEGEN_PARAMS["parallel_comp"],
+            )
+        except Exception as exc:  # tl2cgen raises TL2cgenError or a CalledProcessError
+            raise CompileError(f"compiling a {type(est).__name__} failed: {exc}") from exc
+    for line in said.getvalue().splitlines() + [str(w.message) for w in caught]:
+        if line.strip():
+            log.debug("tl2cgen: %s", line.strip())
+    compile_count += 1
+
+
+def compile_model(model, model_path: str | Path, card: dict) -> Path:
+    """Compile every member of ``model`` (a fitted FluxModel saved at ``model_path`` with
+    ``card``) into ``cache_dir(model_path, card_id)``; returns that folder.
+
+    A folder whose manifest and libraries check out is reused (nothing compiled). Members
+    over :data:`MAX_NODES` nodes or of a type treelite cannot import are listed as
+    ``reference``. Libraries are built in a temporary folder beside the cache and renamed
+    into place under a file lock, so two processes never see a half-written cache.
+    Raises CompileError when no library can be built here.
+    """
+    from filelock import FileLock
+
+    target_dir = cache_dir(model_path, card["card_id"])
+    target_dir.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target_dir) + ".lock"):
+        if _read_manifest(target_dir, card) is not None:
+            return target_dir
+        t0 = time.perf_counter()
+        tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=target_dir.parent))
+        try:
+            members: dict[str, list[dict]] = {}
+            for target, ens in model.ensembles_.items():
+                members[target] = []
+                for i, (label, est) in enumerate(
+                    zip(ens.member_labels_, ens.members_, strict=True)
+                ):
+                    entry = {"label": label, "type": type(est).__name__}
+                    try:
+                        nodes = _node_count(est)
+                    except CompileError as exc:
+                        log.warning(
+                            "%s %s: %s; it keeps the reference predictor", target, label, exc
+                        )
+                        members[target].append(entry | {"runtime": "reference"})
+                        continue
+                    if nodes > MAX_NODES:
+                        members[target].append(entry | {"runtime": "reference", "nodes": nodes})
+                        continue
+                    name = f"{target}_{i}.so"
+                    _compile_member(est, tmp / name)
+                    members[target].append(
+                        entry
+                        | {
+                            "runtime": "tl2cgen",
+                            "lib": name,
+                            "nodes": nodes,
+                            "sha256": _sha256(tmp / name),
+                        }
+                    )
+            manifest = {
+                "card_id": card["card_id"],
+                "features": list(model.features),
+                "targets": list(model.ensembles_),
+                "members": members,
+                "environment": _environment(),
+                "compile_s": round(time.perf_counter() - t0, 1),
+            }
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
+            if target_dir.exists():  # a corrupted cache: replaced whole
+                shutil.rmtree(target_dir)
+            os.replace(tmp, target_dir)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        _drop_stale(target_dir.parent, card["card_id"])
+    log.info(
+        "compiled %d member(s) of model %s in %.0f s (%s)",
+        sum(m["runtime"] == "tl2cgen" for ms in members.values() for m in ms),
+        card["card_id"],
+        manifest["compile_s"],
+        target_dir,
+    )
+    return target_dir
+
+
+def _drop_stale(parent: Path, card_id: str) -> None:
+    """Remove the caches of other model cards (a retrained model); caches of this card for
+    other environments (another CPU or compiler on a cluster) are kept."""
+    for folder in parent.iterdir():
+        if not folder.is_dir() or folder.name.startswith(".building-"):
+            continue
+        try:
+            other = json.loads((folder / "manifest.json").read_text()).get("card_id")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            continue  # being built, or corrupted: its own card's compile replaces it
+        if other != card_id:
+            shutil.rmtree(folder, ignore_errors=True)
+            Path(str(folder) + ".lock").unlink(missing_ok=True)
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+def _read_manifest(folder: Path, card: dict) -> dict | None:
+    """The manifest of a cache folder when it belongs to ``card`` and every library it lists
+    is there with its recorded sha256; None otherwise (missing, corrupted, stale)."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("card_id") != card.get("card_id"):
+        return None
+    try:
+        for entries in manifest["members"].values():
+            for m in entries:
+                if m["runtime"] == "tl2cgen" and _sha256(folder / m["lib"]) != m["sha256"]:
+                    return None
+    except (OSError, KeyError, TypeError, AttributeError):
+        return None
+    return manifest
+
+
+class _Library:
+    """One compiled member: float32 rows (n, n_features) C-order -> float64 (n,)."""
+
+    def __init__(self, path: Path, n_features: int):
+        import tl2cgen
+
+        self.path = path
+        self.predictor = tl2cgen.Predictor(str(path), nthread=1)
+        if self.predictor.num_feature != n_features:
+            raise CompileError(
+                f"{path}: compiled for {self.predictor.num_feature} features, not {n_features}"
+            )
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        import tl2cgen
+
+        out = self.predictor.predict(tl2cgen.DMatrix(X))
+        return np.asarray(out, dtype=np.float64).reshape(len(X))
+
+
+def _reference_member(est) -> Callable[[np.ndarray], np.ndarray]:
+    def run(X: np.ndarray) -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="X does not have valid feature names")
+            return np.asarray(est.predict(X), dtype=np.float64)
+
+    return run
+
+
+@dataclass
+class CompiledFluxModel:
+    """A FluxModel's ensembles as compiled libraries (and reference members where a member
+    is not compiled); ``predict_with_sd`` is the FluxModel's: the mean and the standard
+    deviation (ddof=1) across members of each target.
+
+    ``features``: ordered names; ``targets``; ``members``: {target: [callable float32 rows ->
+    float64 predictions]}; ``runtimes``: {target: ["tl2cgen" | "reference", ...]};
+    ``folder``: the cache folder."""
+
+    features: tuple[str, ...]
+    targets: tuple[str, ...]
+    members: dict[str, list[Callable[[np.ndarray], np.ndarray]]]
+    runtimes: dict[str, list[str]] = field(default_factory=dict)
+    folder: Path | None = None
+
+    def member_predictions(self, target: str, X) -> np.ndarray:
+        """Predictions of every member of ``target``, shape (n_members, n_rows); ``X``
+        (n_rows, n_features) is converted to float32 C-order when it is not."""
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != len(self.features):
+            raise FluxscapeError(
+                f"X has shape {X.shape}; the model was trained on {len(self.features)} features"
+            )
+        return np.stack([run(X) for run in self.members[target]])
+
+    def predict_with_sd(self, X) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """{target: (mean, sd)} over the members, each (n_rows,) float64."""
+        out = {}
+        for t in self.targets:
+            p = self.member_predictions(t, X)
+            sd = p.std(axis=0, ddof=1) if len(p) > 1 else np.zeros(p.shape[1])
+            out[t] = (p.mean(axis=0), sd)
+        return out
+
+
+def load_compiled(model_path: str | Path, card: dict, reference=None) -> CompiledFluxModel | None:
+    """The compiled model of ``model_path`` from its cache, or None when the cache is
+    missing or does not check out (then :func:`compile_model` rebuilds it).
+
+    ``reference``: the loaded FluxModel, needed only when a member was left on the
+    reference predictor; without it such a cache gives None."""
+    folder = cache_dir(model_path, card["card_id"])
+    manifest = _read_manifest(folder, card)
+    if manifest is None:
+        return None
+    features = tuple(manifest["features"])
+    members: dict[str, list] = {}
+    runtimes: dict[str, list[str]] = {}
+    for t in manifest["targets"]:
+        members[t], runtimes[t] = [], []
+        for i, m in enumerate(manifest["members"][t]):
+            if m["runtime"] == "tl2cgen":
+                members[t].append(_Library(folder / m["lib"], len(features)))
+            elif reference is None:
+                return None
+            else:
+                members[t].append(_reference_member(reference.ensembles_[t].members_[i]))
+            runtimes[t].append(m["runtime"])
+    return CompiledFluxModel(features, tuple(manifest["targets"]), members, runtimes, folder)
+
+
+def _needs_reference(model_path: Path, card: dict) -> bool:
+    manifest = _read_manifest(cache_dir(model_path, card["card_id"]), card)
+    return manifest is None or any(
+        m["runtime"] != "tl2cgen" for ms in manifest["members"].values() for m in ms
+    )
+
+
+def prepare(model_path: str | Path, model=None) -> str:
+    """Make the compiled libraries of the model at ``model_path`` ready (in the driver,
+    before any tile): reuse the cache, or compile (loading the skops model when ``model`` is
+    not given). Returns the inference mode the tiles use: "compiled", or "reference" (with a
+    logged warning) when compiling is impossible here."""
+    model_path = Path(model_path)
+    card = persist.read_card(model_path)
+    try:
+        folder = cache_dir(model_path, card["card_id"])
+        if _read_manifest(folder, card) is None:
+            if model is None:
+                model, card = persist.load_model(model_path)
+            compile_model(model, model_path, card)
+    except CompileError as exc:
+        log.warning(
+            "%s: cannot compile the model (%s); predicting with the reference model",
+            model_path,
+            exc,
+        )
+        return "reference"
+    return "compiled"
+
+
+@functools.lru_cache(maxsize=8)
+def _inference_model(path: str, mtime_ns: int, mode: str):
+    model_path = Path(path)
+    if mode == "reference":
+        return persist.load_model(model_path)[0]
+    card = persist.read_card(model_path)
+    reference = None
+    try:
+        if _needs_reference(model_path, card):
+            reference, card = persist.load_model(model_path)
+        compiled = load_compiled(model_path, card, reference)
+        if compiled is None:  # missing or corrupted cache: compile again
+            compile_model(reference, model_path, card)
+            compiled = load_compiled(model_path, card, reference)
+        if compiled is None:
+            raise CompileError(
+                f"{cache_dir(model_path, card['card_id'])}: unusable after compiling"
+            )
+    except CompileError as exc:
+        log.warning(
+            "%s: cannot use compiled inference (%s); predicting with the reference model", path, exc
+        )
+        return reference if reference is not None else persist.load_model(model_path)[0]
+    return compiled
+
+
+def inference_model(model_path: str | Path, mode: str = "compiled"):
+    """The predictor of the model saved at ``model_path`` for ``mode`` ("compiled" or
+    "reference"), loaded once per process and reused (keyed by path, modification time and
+    mode). Compiled: a :class:`CompiledFluxModel` from the cache (recompiled when the cache is
+    missing or corrupted; the skops model loaded only when a member needs it); the
+    reference FluxModel when compiling is impossible (logged warning). Both have
+    ``features``, ``targets`` and ``predict_with_sd``."""
+    if mode not in ("compiled", "reference"):
+        raise FluxscapeError(f"unknown inference mode {mode!r}; use compiled or reference")
+    path = Path(model_path)
+    return _inference_model(str(path), path.stat().st_mtime_ns, mode)

@@ -1,0 +1,194 @@
+"""Compiled inference (treelite + tl2cgen): equal to the skops reference on every target,
+compiled once per model card, a corrupted cache rebuilt, the reference as the fallback.
+
+Compiling costs about a second per member here: the models are tiny and compiled once per
+module (``compiled_model``); the cache tests use a one-member model.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlcases import FEATS, sites_table
+from test_ml_predict import cube
+
+from fluxscape.ml import compiled, persist
+from fluxscape.ml.models import FluxModel
+from fluxscape.ml.predict import predict_tile
+
+TARGETS = ("gpp", "reco", "nee")
+TINY = {
+    "rf": {"n_estimators": 6, "min_samples_leaf": 5},
+    "hgb": {"max_iter": 6},
+    "lgbm": {"n_estimators": 6, "num_leaves": 8},
+}
+
+
+def _card(targets) -> dict:
+    return {
+        "targets": list(targets),
+        "features": FEATS,
+        "sites": ["S0"],
+        "period": ["2021-01-01", "2021-12-31"],
+        "cv_skill": {},
+    }
+
+
+def _table() -> pd.DataFrame:
+    t = sites_table()
+    t["nee"] = t["reco"] - t["gpp"]
+    return t
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A FluxModel of one RandomForest, HistGradientBoosting and LightGBM member per target,
+    saved with its card, and its compiled cache."""
+    t = _table()
+    model = FluxModel(FEATS, TARGETS, ("rf", "hgb", "lgbm"), n_splits=1, method_params=TINY)
+    model.fit(t, t[list(TARGETS)], groups=t["site"])
+    path = tmp_path_factory.mktemp("model") / "flux_model.skops"
+    card = persist.save_model(model, path, _card(TARGETS))
+    assert compiled.prepare(path, model) == "compiled"
+    return model, path, card
+
+
+@pytest.fixture()
+def one_member(tmp_path):
+    """A one-target, one-member (LightGBM) model: quick to compile again."""
+    t = _table()
+    model = FluxModel(FEATS, ("gpp",), ("lgbm",), n_splits=1, method_params=TINY)
+    model.fit(t, t[["gpp"]], groups=t["site"])
+    path = tmp_path / "small.skops"
+    card = persist.save_model(model, path, _card(("gpp",)))
+    return model, path, card
+
+
+def test_every_member_type_is_compiled(saved):
+    model, path, card = saved
+    got = compiled.load_compiled(path, card)
+    assert got is not None and got.targets == TARGETS
+    assert all(r == ["tl2cgen"] * 3 for r in got.runtimes.values())
+    assert got.folder.parent == path.with_name(path.name + ".compiled")
+
+
+def test_compiled_tile_equals_reference_on_every_target(saved):
+    model, path, card = saved
+    fast = compiled.load_compiled(path, card)
+    ds = cube(seed=3, nt=4, ny=9, nx=11)
+    ref = predict_tile(model, ds)
+    out = predict_tile(fast, ds)
+    assert set(out.data_vars) == {v for t in TARGETS for v in (t, f"{t}_sd")}
+    for v in out.data_vars:
+        a, b = out[v].values, ref[v].values
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+        ok = np.isfinite(b)
+        assert ok.sum() == a.size - 2  # the cube's NaN and inf pixels
+        # float32 outputs of the same float64 values: equal to float32 rounding, and the
+        # float64 predictions themselves to 1e-6 (next test)
+        np.testing.assert_allclose(a[ok], b[ok], rtol=1e-6, atol=1e-6)
+
+
+def test_members_equal_reference_at_their_own_thresholds(saved):
+    """Rows whose features sit exactly on split thresholds (as float32) take the same branch
+    in the compiled code as in scikit-learn and LightGBM."""
+    model, path, card = saved
+    fast = compiled.load_compiled(path, card)
+    rf = model.ensembles_["gpp"].members_[0]
+    thresholds = [
+        np.unique(e.tree_.threshold[e.tree_.feature == j])
+        for j in range(3)
+        for e in [rf.estimators_[0]]
+    ]
+    rng = np.random.default_rng(1)
+    X = np.stack([rng.choice(th, 500) for th in thresholds], axis=1).astype(np.float32)
+    X[::3] = np.nextafter(X[::3], np.float32(np.inf))  # and one float32 step above
+    for t in TARGETS:
+        ens = model.ensembles_[t]
+        want = np.stack([m.predict(X.astype(np.float64)) for m in ens.members_])
+        got = fast.member_predictions(t, X)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
+        mean, sd = fast.predict_with_sd(X)[t]
+        ref_mean, ref_sd = model.predict_with_sd(X)[t]
+        np.testing.assert_allclose(mean, ref_mean, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(sd, ref_sd, rtol=0, atol=1e-9)
+
+
+def test_cache_is_reused_and_loaded_once_per_process(saved, monkeypatch):
+    model, path, card = saved
+    before = compiled.compile_count
+    assert compiled.prepare(path) == "compiled"  # neither compiles nor loads the skops model
+    compiled._inference_model.cache_clear()
+
+    def no_skops(*a, **k):
+        raise AssertionError("the skops model was loaded though every member is compiled")
+
+    monkeypatch.setattr(persist, "load_model", no_skops)
+    first = compiled.inference_model(path, "compiled")
+    assert isinstance(first, compiled.CompiledFluxModel)
+    assert compiled.inference_model(path, "compiled") is first
+    assert compiled.compile_count == before
+
+
+def test_corrupted_or_missing_cache_is_compiled_again(one_member, capsys):
+    model, path, card = one_member
+    before = compiled.compile_count
+    folder = compiled.compile_model(model, path, card)
+    assert compiled.compile_count == before + 1
+    assert capsys.readouterr().out == ""  # tl2cgen's native log kept off stdout (--json)
+    lib = folder / "gpp_0.so"
+    lib.write_bytes(lib.read_bytes()[:100])  # truncated library
+    assert compiled.load_compiled(path, card) is None
+    fast = compiled.inference_model(path, "compiled")
+    assert isinstance(fast, compiled.CompiledFluxModel)
+    assert compiled.compile_count == before + 2
+    X = np.asarray(_table()[FEATS], np.float32)
+    np.testing.assert_allclose(
+        fast.predict_with_sd(X)["gpp"][0], model.predict(X)["gpp"], atol=1e-9
+    )
+    (folder / "manifest.json").unlink()
+    compiled.compile_model(model, path, card)
+    assert compiled.compile_count == before + 3
+
+
+def test_no_compiler_falls_back_to_reference(one_member, monkeypatch, caplog):
+    model, path, card = one_member
+    monkeypatch.setenv("CC", "no-such-compiler-fluxscape")
+    compiled._environment.cache_clear()
+    try:
+        with caplog.at_level(logging.WARNING, logger="fluxscape.ml.compiled"):
+            assert compiled.prepare(path) == "reference"
+            got = compiled.inference_model(path, "compiled")
+        assert "no C compiler 'no-such-compiler-fluxscape'" in caplog.text
+        assert isinstance(got, FluxModel)
+    finally:
+        compiled._environment.cache_clear()
+
+
+def test_large_members_keep_the_reference_predictor(one_member, monkeypatch):
+    model, path, card = one_member
+    monkeypatch.setattr(compiled, "MAX_NODES", 0)
+    compiled._environment.cache_clear()  # MAX_NODES is part of the key
+    try:
+        before = compiled.compile_count
+        compiled.compile_model(model, path, card)
+        assert compiled.compile_count == before
+        assert compiled.load_compiled(path, card) is None  # needs the reference model
+        got = compiled.load_compiled(path, card, reference=model)
+        assert got.runtimes == {"gpp": ["reference"]}
+        X = np.asarray(_table()[FEATS], np.float32)
+        np.testing.assert_array_equal(got.predict_with_sd(X)["gpp"][0], model.predict(X)["gpp"])
+    finally:
+        compiled._environment.cache_clear()
+
+
+def test_caches_of_a_retrained_model_are_removed(one_member):
+    model, path, card = one_member
+    old = compiled.compile_model(model, path, card)
+    new_card = persist.save_model(model, path, _card(("gpp",)) | {"sites": ["S9"]})
+    assert new_card["card_id"] != card["card_id"]
+    new = compiled.compile_model(model, path, new_card)
+    assert new.is_dir() and not old.exists()
