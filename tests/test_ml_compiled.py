@@ -192,3 +192,17 @@ def test_caches_of_a_retrained_model_are_removed(one_member):
     assert new_card["card_id"] != card["card_id"]
     new = compiled.compile_model(model, path, new_card)
     assert new.is_dir() and not old.exists()
+
+
+def test_auto_compiles_only_where_the_saved_time_beats_the_compile_time(one_member):
+    model, path, card = one_member
+    trees = sum(compiled._tree_count(e) for ens in model.ensembles_.values() for e in ens.members_)
+    nodes = sum(compiled._node_count(e) for ens in model.ensembles_.values() for e in ens.members_)
+    # break-even rows: trees x rows x saving = nodes x compile cost
+    even = nodes * compiled.COMPILE_S_PER_NODE / (trees * compiled.SAVED_S_PER_TREE_ROW)
+    few, why = compiled.worth_compiling(path, int(even / 2), model)
+    assert not few and why.startswith("not compiling") and f"{nodes:,} nodes" in why
+    many, why = compiled.worth_compiling(path, int(even * 2) + 1, model)
+    assert many and why.startswith("compiling")
+    compiled.compile_model(model, path, card)  # once cached, compiling costs nothing
+    assert compiled.worth_compiling(path, 1, model) == (True, "its compiled libraries are cached")

@@ -135,6 +135,7 @@ products:
     towers: towers
     targets: [gpp]
     methods: [rf]
+    inference: compiled
     ensemble_folds: 2
     cv: group_kfold
     n_splits: 2

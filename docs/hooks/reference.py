@@ -167,7 +167,9 @@ FIELD_NOTES = {
     "UpscalingConfig.elevation": "An input giving `elevation` (a DEM in CF NetCDF, reader "
     "`cf_elevation`), optional: the elevation (m) at each pixel centre, bilinear between the "
     "DEM's cells, becomes the feature `elevation`.",
-    "UpscalingConfig.inference": "How tiles are predicted: `compiled` (each ensemble member "
+    "UpscalingConfig.inference": "How tiles are predicted: `auto` (the default: compiled when "
+    "the libraries are cached or the estimated prediction time saved beats the estimated "
+    "compile time, docs/models.md), `compiled` (each ensemble member "
     "compiled once per model card to native code by treelite + tl2cgen, cached beside the "
     "model as `<model>.compiled/`; needs a C compiler such as gcc, else the saved model is "
     "used with a warning) or `reference` (the saved scikit-learn/LightGBM model). Both give "

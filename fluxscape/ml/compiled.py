@@ -418,6 +418,58 @@ def _needs_reference(model_path: Path, card: dict) -> bool:
     )
 
 
+#: From bench/upscale.py (2026-12-07, two cores): a compiled member saves about 24 ns per tree
+#: and row against its library's own predict, and compiling costs about 0.5 ms per tree node
+#: (gcc -O1). ``inference: auto`` compiles only where the saving beats the cost.
+SAVED_S_PER_TREE_ROW = 24e-9
+COMPILE_S_PER_NODE = 0.5e-3
+
+
+def _tree_count(est) -> int:
+    """Trees of a member (gradient boosting: one per iteration)."""
+    kind = type(est).__name__
+    if kind == "RandomForestRegressor":
+        return len(est.estimators_)
+    if kind == "HistGradientBoostingRegressor":
+        return int(est.n_iter_)
+    if kind == "LGBMRegressor":
+        return int(est.booster_.num_trees())
+    return 0
+
+
+def worth_compiling(model_path: str | Path, rows: int, model=None) -> tuple[bool, str]:
+    """Whether compiling the model at ``model_path`` pays for itself on ``rows`` predicted
+    rows (pixels x periods): True when its libraries are already cached, else when the
+    estimated prediction time saved (:data:`SAVED_S_PER_TREE_ROW` per tree and row, members
+    under :data:`MAX_NODES`) exceeds the estimated compile time (:data:`COMPILE_S_PER_NODE`).
+    ``model``: the fitted FluxModel when at hand (else it is loaded). Returns the decision
+    and a one-line reason with both estimates."""
+    model_path = Path(model_path)
+    card = persist.read_card(model_path)
+    if _read_manifest(cache_dir(model_path, card["card_id"]), card) is not None:
+        return True, "its compiled libraries are cached"
+    if model is None:
+        model, card = persist.load_model(model_path)
+    trees = nodes = 0
+    for ens in model.ensembles_.values():
+        for est in ens.members_:
+            try:
+                n = _node_count(est)
+            except CompileError:
+                continue
+            if n <= MAX_NODES:
+                trees += _tree_count(est)
+                nodes += n
+    saved = rows * trees * SAVED_S_PER_TREE_ROW
+    cost = nodes * COMPILE_S_PER_NODE
+    verdict = "compiling" if saved > cost else "not compiling"
+    why = (
+        f"{verdict}: {rows:,} rows x {trees:,} trees would save about {saved:.0f} s of "
+        f"prediction, compiling {nodes:,} nodes costs about {cost:.0f} s"
+    )
+    return saved > cost, why
+
+
 def prepare(model_path: str | Path, model=None) -> str:
     """Make the compiled libraries of the model at ``model_path`` ready (in the driver,
     before any tile): reuse the cache, or compile (loading the skops model when ``model`` is

@@ -105,8 +105,9 @@ class UpscalingConfig(StrictModel):
     regions: str | None = None  # GeoJSON of polygons for regional totals
     region_name: str = "name"  # the polygons' property that names them
     # tiles predicted by each ensemble member compiled to native code (treelite + tl2cgen; needs
-    # a C compiler, else the saved model with a warning) or by the saved model: same values
-    inference: Literal["compiled", "reference"] = "compiled"
+    # a C compiler, else the saved model with a warning) or by the saved model (same values);
+    # auto: compiled where the prediction time saved beats the compile time (or it is cached)
+    inference: Literal["auto", "compiled", "reference"] = "auto"
 
 
 class FluxConfig(UpscalingConfig):
@@ -791,9 +792,15 @@ def plan_upscaling(ctx: StepContext, kind: Upscaling) -> Plan:
     variables = kind.variables(list(p.targets), card["card_id"])
     mask = kind.mask_classes if p.land_cover else ()
     inference = p.inference
-    if inference == "compiled":
+    if inference != "reference":
         from fluxscape.ml import compiled  # treelite and tl2cgen only when compiling
 
+        if inference == "auto":
+            rows = int(np.prod(ctx.grid.geobox.shape)) * len(times)
+            worth, why = compiled.worth_compiling(model_path, rows, fitted)
+            log.info("products.%s: inference auto, %s", ctx.name, why)
+            inference = "compiled" if worth else "reference"
+    if inference == "compiled":
         inference = compiled.prepare(model_path, fitted)  # once per model card, or reused
 
     def make_task(tile: Tile) -> FluxTask:
