@@ -318,8 +318,11 @@ def _update_periods(wf, out_dir: Path, name: str, listing: dict, version: str) -
         log.info("%s: nothing new", name)
         return ProductUpdate(name, "kept", store, tiles_total=len(grid.tiles))
     runs = _runs(periods) if tiles else []
-    selected = [g for g in in_period if any(lo <= period_index(times, g.start, step) <= hi
-                                           for lo, hi in runs)]
+    selected = [
+        g
+        for g in in_period
+        if any(lo <= period_index(times, g.start, step) <= hi for lo, hi in runs)
+    ]
     per_tile = granules_per_tile(selected, grid.tiling, grid.tiles)
     options = {"max_reliability": p.max_pixel_reliability, "resampling": p.resampling}
     tasks = []
@@ -330,9 +333,7 @@ def _update_periods(wf, out_dir: Path, name: str, listing: dict, version: str) -
             sub = tuple(
                 g for g in per_tile[tile.id] if lo <= period_index(times, g.start, step) <= hi
             )
-            task = ViTask(
-                tile, tuple(times[lo : hi + 1].values), inp.reader, sub, p, step, options
-            )
+            task = ViTask(tile, tuple(times[lo : hi + 1].values), inp.reader, sub, p, step, options)
             tasks.append((task, slice(lo, hi + 1)))
     recomputed = {(t, i) for t in tiles for lo, hi in runs for i in range(lo, hi + 1)}
     if state is None:
@@ -344,7 +345,8 @@ def _update_periods(wf, out_dir: Path, name: str, listing: dict, version: str) -
         source_attrs = {k: old_attrs[k] for k in ("resampling", "native_grid") if k in old_attrs}
     variables = vi_variables(p.variables, get_reader(inp.reader).many_per_day, p.composite)
     changed_dates = sorted(
-        {str(times[i].date()) for _, i in recomputed} | {str(times[i].date()) for i in status_changed}
+        {str(times[i].date()) for _, i in recomputed}
+        | {str(times[i].date()) for i in status_changed}
     )
     new_state = {
         "layout": LAYOUT,
@@ -387,8 +389,13 @@ def _update_periods(wf, out_dir: Path, name: str, listing: dict, version: str) -
         ", ".join(changed_dates) or "none",
     )
     return ProductUpdate(
-        name, action, store, len({t.tile.id for t, _ in tasks}), len(grid.tiles),
-        changed_dates, len(added),
+        name,
+        action,
+        store,
+        len({t.tile.id for t, _ in tasks}),
+        len(grid.tiles),
+        changed_dates,
+        len(added),
     )
 
 
@@ -474,7 +481,9 @@ def _update_tiles(wf, out_dir: Path, name: str, listing: dict, version: str) -> 
     tasks = [(plan.make_task(t), None) for t in grid.tiles if t.id in tiles]
     periods = []
     if status is not None:
-        labels = [str(pd.Timestamp(v).date()) if lead == "time" else str(v) for v in plan.dims[lead]]
+        labels = [
+            str(pd.Timestamp(v).date()) if lead == "time" else str(v) for v in plan.dims[lead]
+        ]
         periods = [
             label
             for i, label in enumerate(labels)
@@ -515,9 +524,7 @@ def _update_tiles(wf, out_dir: Path, name: str, listing: dict, version: str) -> 
     )
     action = "built" if state is None else "updated"
     log.info("%s: %s: %d of %d tiles recomputed", name, action, len(tasks), len(grid.tiles))
-    return ProductUpdate(
-        name, action, store, len(tasks), len(grid.tiles), periods, len(added)
-    )
+    return ProductUpdate(name, action, store, len(tasks), len(grid.tiles), periods, len(added))
 
 
 def _log(state: dict | None, version: str, tiles: list[str] | None) -> list[dict]:
