@@ -27,9 +27,9 @@ STEPS = [
     ["202101/25", "202101/29", "202102/02"],
     ["202102/06", "202102/10", "202102/14"],
 ]
-#: period_status of vi (three 16-day periods) and phenology (2021) after each step
+#: period_status of vi (three 16-day periods), phenology and disturbance (2021) after each step
 VI_STATUS = [[1], [0, 1], [0, 0, 1], [0, 0, 0]]
-PHENOLOGY_STATUS = [[1], [1], [1], [0]]
+YEAR_STATUS = [[1], [1], [1], [0]]
 
 WORKFLOW = """\
 name: nrt
@@ -53,6 +53,11 @@ products:
     kind: phenology
     source: vi
     seasons: 1
+  disturbance:
+    kind: disturbance
+    source: vi
+    history: [2021-01-01, 2021-01-20]
+    monitor: [2021-01-21, 2021-02-14]
 output:
   dir: {out}
 dask:
@@ -86,7 +91,10 @@ def _status(store: Path) -> list[int]:
         return ds["period_status"].values.tolist()
 
 
-def assert_same_stores(updated: Path, batch: Path, products=("vi", "phenology")) -> None:
+PRODUCTS = ("vi", "phenology", "disturbance")
+
+
+def assert_same_stores(updated: Path, batch: Path, products=PRODUCTS) -> None:
     """Every variable of the batch store equal in the updated one (NaN == NaN), same
     coordinates; provenance attributes aside."""
     for name in products:
@@ -112,7 +120,7 @@ def replay(tmp_path_factory, sample_dir):
     for days in STEPS:
         _deliver(sample_dir, inbox, days)
         results.append(_update(wf))
-        status.append({p: _status(out / "products" / f"{p}.zarr") for p in ("vi", "phenology")})
+        status.append({p: _status(out / "products" / f"{p}.zarr") for p in PRODUCTS})
     return folder, results, status
 
 
@@ -128,9 +136,9 @@ def test_replay_ends_equal_to_the_batch_run(replay, batch):
     folder, results, _ = replay
     assert_same_stores(folder / "out", batch)
     first, *later = results
-    assert [p.action for p in first.products] == ["built", "built"]
+    assert [p.action for p in first.products] == ["built"] * 3
     for result in later:
-        assert [p.action for p in result.products] == ["updated", "updated"]
+        assert [p.action for p in result.products] == ["updated"] * 3
 
 
 def test_only_the_periods_with_new_files_are_recomputed(replay):
@@ -148,7 +156,8 @@ def test_only_the_periods_with_new_files_are_recomputed(replay):
 def test_provisional_periods_are_replaced_when_they_close(replay):
     _, _, status = replay
     assert [s["vi"] for s in status] == VI_STATUS
-    assert [s["phenology"] for s in status] == PHENOLOGY_STATUS
+    assert [s["phenology"] for s in status] == YEAR_STATUS
+    assert [s["disturbance"] for s in status] == YEAR_STATUS
 
 
 def test_update_history_in_the_store_and_the_catalog(replay):
@@ -264,5 +273,9 @@ def test_an_update_cut_short_between_products_is_finished_by_the_next(
     monkeypatch.undo()
     result = _update(wf)
     actions = {p.name: (p.action, p.tiles_run) for p in result.products}
-    assert actions == {"vi": ("kept", 0), "phenology": ("updated", 4)}
+    assert actions == {
+        "vi": ("kept", 0),
+        "phenology": ("updated", 4),
+        "disturbance": ("updated", 4),
+    }
     assert_same_stores(out, batch)

@@ -444,11 +444,9 @@ def _update_tiles(wf, out_dir: Path, name: str, listing: dict, version: str) -> 
         since = (state or {}).get("sources", {}).get(s)
         found = _tiles_since(src_states[s], since)
         tiles = None if found is None or tiles is None else tiles | found
-    if state is None or added or removed or product.kind not in TILE_KINDS:
-        if state is not None and not added and not removed and not tiles and tiles is not None:
-            pass  # nothing it reads changed
-        else:
-            tiles = None
+    unchanged = state is not None and not added and not removed and tiles == set()
+    if not unchanged and (state is None or added or removed or product.kind not in TILE_KINDS):
+        tiles = None  # its own inputs changed, or it cannot share tiles: every tile
     times = [pd.Timestamp(st["data_time"]) for st in src_states.values() if st and st["data_time"]]
     data_time = max(times) if times else None
     if data_time is None and state is not None and state.get("data_time"):
