@@ -600,7 +600,7 @@ _catalog_option = click.option(
 )
 
 
-def _update_once(workflow: Path, out, data_dir, catalog_dir, started: float):
+def _update_once(workflow: Path, out, data_dir, catalog_dir, started: float, retrain=False):
     """One update; the result (see fluxscape.pipeline.update)."""
     from fluxscape.pipeline.update_record import nothing_new
 
@@ -609,7 +609,7 @@ def _update_once(workflow: Path, out, data_dir, catalog_dir, started: float):
         return None
     from fluxscape.pipeline.update import update_workflow
 
-    return update_workflow(workflow, out, data_dir, catalog_dir, started=started)
+    return update_workflow(workflow, out, data_dir, catalog_dir, started=started, retrain=retrain)
 
 
 def _update_lines(result) -> list[str]:
@@ -636,7 +636,15 @@ def _update_lines(result) -> list[str]:
 @_out_option
 @_data_dir_option
 @_catalog_option
-def update(workflow: Path, out: Path | None, data_dir: Path | None, catalog_dir) -> None:
+@click.option(
+    "--retrain",
+    is_flag=True,
+    help="Train the models of upscaling products (flux) again instead of predicting the new "
+    "periods with the saved ones.",
+)
+def update(
+    workflow: Path, out: Path | None, data_dir: Path | None, catalog_dir, retrain: bool
+) -> None:
     """Bring the products of WORKFLOW up to date with the input files that arrived since the
     last update: new periods appended, only the periods and tiles the new files touch
     recomputed (a period not yet over is written as provisional), derived products updated
@@ -645,7 +653,7 @@ def update(workflow: Path, out: Path | None, data_dir: Path | None, catalog_dir)
     Exits in a fraction of a second with "nothing new" (status 0) when no input file was
     added or changed (a listing: no file is read), so it can run from cron; a second update
     while one runs exits 1 naming the holder. The first update builds every product."""
-    result = _update_once(workflow, out, data_dir, catalog_dir, _STARTED)
+    result = _update_once(workflow, out, data_dir, catalog_dir, _STARTED, retrain)
     for line in _update_lines(result):
         if line == "nothing new" or not _quiet():
             click.echo(line)

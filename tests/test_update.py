@@ -279,3 +279,95 @@ def test_an_update_cut_short_between_products_is_finished_by_the_next(
         "disturbance": ("updated", 4),
     }
     assert_same_stores(out, batch)
+
+
+def test_watch_runs_one_update_per_tick_and_stops(replay):
+    proc = run_cli("watch", replay[0] / "nrt.yaml", "--every", "0.2s", "--times", "2")
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 2 and all(line.endswith(" nothing new") for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("10m", 600), ("30s", 30), ("1h", 3600), ("45", 45), ("0.5m", 30)]
+)
+def test_watch_intervals(text, seconds):
+    from fluxscape.cli import parse_every
+
+    assert parse_every(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["0s", "-1m", "ten minutes", ""])
+def test_watch_refuses_bad_intervals(text):
+    import click
+
+    from fluxscape.cli import parse_every
+
+    with pytest.raises(click.BadParameter):
+        parse_every(text)
+
+
+FLUX_PRODUCTS = """\
+  towers:
+    reader: fluxnet
+    paths: ["{towers}/FLX_*_FLUXNET2015_FULLSET_DD_*.csv"]
+products:
+  vi:
+    kind: vi
+    input: ahi
+    variables: [ndvi, evi2]
+  flux:
+    kind: flux
+    source: vi
+    predictors: [ndvi, evi2]
+    towers: towers
+    targets: [gpp]
+    methods: [rf]
+    ensemble_folds: 2
+    method_params:
+      rf: {{n_estimators: 10}}
+    cv: loso
+output:
+"""
+
+
+def _flux_setup(folder: Path, sample_dir: Path) -> tuple[Path, Path, Path]:
+    wf, inbox, out = _setup(folder)
+    text = wf.read_text()
+    head, tail = text.split("products:\n")
+    tail = tail.split("output:\n")[1]
+    wf.write_text(head + FLUX_PRODUCTS.format(towers=sample_dir / "towers") + tail)
+    return wf, inbox, out
+
+
+def _model(out: Path) -> list[str]:
+    with xr.open_zarr(out / "products" / "flux.zarr", consolidated=True) as ds:
+        return ds.attrs["models"]
+
+
+def test_flux_keeps_its_model_until_asked_to_retrain(tmp_path, sample_dir):
+    """Updates predict the new periods with the saved model (same card); ``retrain`` trains
+    on the data so far and then equals a build from all the files at once."""
+    from fluxscape.pipeline.update import update_workflow
+
+    wf, inbox, out = _flux_setup(tmp_path / "a", sample_dir)
+    _deliver(sample_dir, inbox, [d for step in STEPS[:2] for d in step])
+    update_workflow(wf)
+    first = _model(out)
+    _deliver(sample_dir, inbox, [d for step in STEPS[2:] for d in step])
+    result = update_workflow(wf)
+    assert {p.name: p.action for p in result.products} == {"vi": "updated", "flux": "updated"}
+    assert _model(out) == first  # no retraining
+    assert _status(out / "products" / "flux.zarr") == [0, 0, 0]
+    touched = sorted(inbox.glob("*.nc"))[-1]
+    os.utime(touched)  # something to update, with retraining this time
+    update_workflow(wf, retrain=True)
+    assert _model(out) != first
+    whole, whole_inbox, whole_out = _flux_setup(tmp_path / "b", sample_dir)
+    _deliver(sample_dir, whole_inbox, [d for step in STEPS for d in step])
+    update_workflow(whole)
+    with (
+        xr.open_zarr(out / "products" / "flux.zarr", consolidated=True) as a,
+        xr.open_zarr(whole_out / "products" / "flux.zarr", consolidated=True) as b,
+    ):
+        for var in ("gpp", "gpp_sd"):
+            np.testing.assert_allclose(a[var].values, b[var].values, rtol=1e-6, equal_nan=True)

@@ -140,11 +140,13 @@ def update_workflow(
     data_dir: str | Path | None = None,
     catalog: str | Path | None = None,
     started: float | None = None,
+    retrain: bool = False,
 ) -> UpdateResult:
     """Bring the products of a workflow up to date with its inputs (see the module
     docstring). Exits early, reading only the input listing, when nothing arrived since the
     last update (:func:`fluxscape.pipeline.update_record.nothing_new`). FluxscapeError when
-    another run or update holds the output folder."""
+    another run or update holds the output folder. ``retrain``: upscaling products (flux)
+    train their model again instead of predicting with the saved one."""
     from fluxscape.pipeline.update_record import nothing_new
 
     started = time.monotonic() if started is None else started
@@ -162,7 +164,7 @@ def update_workflow(
         results = []
         with _run_log(out_dir / STATE_DIR / "update.log"):
             for name in cfg.run_order(wf.products):
-                results.append(_update_product(wf, out_dir, name, listing, version))
+                results.append(_update_product(wf, out_dir, name, listing, version, retrain))
         write_record(
             workflow_path,
             out,
@@ -224,11 +226,13 @@ def _input_delta(listing: dict, consumed: dict) -> tuple[list[str], list[str]]:
 # -- one product -------------------------------------------------------------------------------
 
 
-def _update_product(wf, out_dir: Path, name: str, listing: dict, version: str) -> ProductUpdate:
+def _update_product(
+    wf, out_dir: Path, name: str, listing: dict, version: str, retrain: bool = False
+) -> ProductUpdate:
     product = wf.products[name]
     if product.kind == "vi" and getattr(product, "input", None) is not None:
         return _update_periods(wf, out_dir, name, listing, version)
-    return _update_tiles(wf, out_dir, name, listing, version)
+    return _update_tiles(wf, out_dir, name, listing, version, retrain)
 
 
 def _clipped(wf, data_time: pd.Timestamp | None):
@@ -420,7 +424,9 @@ def _tile_of(key: tuple[int, ...]) -> str:
     return f"{key[-2]}_{key[-1]}"
 
 
-def _update_tiles(wf, out_dir: Path, name: str, listing: dict, version: str) -> ProductUpdate:
+def _update_tiles(
+    wf, out_dir: Path, name: str, listing: dict, version: str, retrain: bool = False
+) -> ProductUpdate:
     """A product read from other products' stores (and inputs): the tiles whose sources
     changed, or every tile when it cannot share tiles or its own inputs changed."""
     product = wf.products[name]
@@ -452,7 +458,7 @@ def _update_tiles(wf, out_dir: Path, name: str, listing: dict, version: str) -> 
     if data_time is None and state is not None and state.get("data_time"):
         data_time = pd.Timestamp(state["data_time"])
     wfc = _clipped(wf, data_time)
-    ctx = make_context(wfc, out_dir, name, {})
+    ctx = replace(make_context(wfc, out_dir, name, {}), reuse_model=not retrain)
     grid = ctx.grid
     step = step_for(product.kind)
     plan = step.plan(ctx)
