@@ -199,21 +199,25 @@ def _load_granules(store: Path) -> list:
         return []
 
 
-def _tiles_since(state: dict | None, since: str | None) -> set[str] | None:
+def _tiles_since(state: dict | None, since: str | None) -> tuple[set[str] | None, bool]:
     """The tiles a source changed in its versions after ``since`` (None: all tiles, e.g.
-    ``since`` is not in its log)."""
+    ``since`` is not in its log), and whether one of those versions closed a period or
+    changed a final one (a change of provisional periods only does not)."""
     if state is None or since is None:
-        return None
+        return None, True
     entries = state.get("log", [])
     pos = next((i for i, e in enumerate(entries) if e["version"] == since), None)
     if pos is None:
-        return None
-    tiles: set[str] = set()
+        return None, True
+    tiles: set[str] | None = set()
+    closed = False
     for entry in entries[pos + 1 :]:
-        if entry["tiles"] is None:
-            return None
-        tiles.update(entry["tiles"])
-    return tiles
+        closed = closed or entry.get("closed", True)
+        if entry["tiles"] is None or tiles is None:
+            tiles = None
+        else:
+            tiles.update(entry["tiles"])
+    return tiles, closed
 
 
 def _input_delta(listing: dict, consumed: dict) -> tuple[list[str], list[str]]:
@@ -231,8 +235,27 @@ def _update_product(
 ) -> ProductUpdate:
     product = wf.products[name]
     if product.kind == "vi" and getattr(product, "input", None) is not None:
-        return _update_periods(wf, out_dir, name, listing, version)
-    return _update_tiles(wf, out_dir, name, listing, version, retrain)
+        result = _update_periods(wf, out_dir, name, listing, version)
+    else:
+        result = _update_tiles(wf, out_dir, name, listing, version, retrain)
+    _mark_complete(out_dir, wf, name)
+    return result
+
+
+def _mark_complete(out_dir: Path, wf, name: str) -> None:
+    """The product's manifest says its published store is complete (what the steps reading
+    it check), written whole by rename: an update killed at any point never leaves a store
+    whose manifest says otherwise."""
+    if not _store(out_dir, name).exists():
+        return
+    manifest = _manifest(out_dir, name)
+    text = json.dumps({"workflow_hash": cfg.product_hash(wf, name)}) + "\n"
+    text += json.dumps({"complete": True}) + "\n"
+    if manifest.path.exists() and manifest.path.read_text() == text:
+        return
+    tmp = manifest.path.with_name(manifest.path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, manifest.path)
 
 
 def _clipped(wf, data_time: pd.Timestamp | None):
@@ -321,25 +344,38 @@ def _update_periods(wf, out_dir: Path, name: str, listing: dict, version: str) -
     if compatible and not tiles and not status_changed and not removed and not added:
         log.info("%s: nothing new", name)
         return ProductUpdate(name, "kept", store, tiles_total=len(grid.tiles))
-    runs = _runs(periods) if tiles else []
-    selected = [
-        g
-        for g in in_period
-        if any(lo <= period_index(times, g.start, step) <= hi for lo, hi in runs)
-    ]
+    seeded = _continued(periods, fresh, dropped, kept, times, step, p.composite, compatible, state)
+    runs = [(lo, hi, True) for lo, hi in _runs(sorted(seeded))]
+    runs += [(lo, hi, False) for lo, hi in _runs(sorted(set(periods) - seeded))]
+    runs = runs if tiles else []
+
+    def run_of(g) -> tuple | None:
+        i = period_index(times, g.start, step)
+        return next((r for r in runs if r[0] <= i <= r[1]), None)
+
+    # a continued period reads its new granules only, the others every granule
+    selected = [g for g in in_period if (r := run_of(g)) is not None and (not r[2] or g in fresh)]
     per_tile = granules_per_tile(selected, grid.tiling, grid.tiles)
     options = {"max_reliability": p.max_pixel_reliability, "resampling": p.resampling}
     tasks = []
     for tile in grid.tiles:
         if tile.id not in tiles:
             continue
-        for lo, hi in runs:
-            sub = tuple(
-                g for g in per_tile[tile.id] if lo <= period_index(times, g.start, step) <= hi
+        for run in runs:
+            lo, hi, seed = run
+            sub = tuple(g for g in per_tile[tile.id] if run_of(g) == run)
+            task = ViTask(
+                tile,
+                tuple(times[lo : hi + 1].values),
+                inp.reader,
+                sub,
+                p,
+                step,
+                options,
+                (str(store.resolve()), lo) if seed else None,
             )
-            task = ViTask(tile, tuple(times[lo : hi + 1].values), inp.reader, sub, p, step, options)
             tasks.append((task, slice(lo, hi + 1)))
-    recomputed = {(t, i) for t in tiles for lo, hi in runs for i in range(lo, hi + 1)}
+    recomputed = {(t, i) for t in tiles for lo, hi, _ in runs for i in range(lo, hi + 1)}
     if state is None:
         plan = step_for("vi").plan(replace(ctx, inputs={p.input: _index_of(new_index, fresh)}))
         summary, source_attrs = plan.summary, plan.source_attrs
@@ -352,6 +388,8 @@ def _update_periods(wf, out_dir: Path, name: str, listing: dict, version: str) -
         {str(times[i].date()) for _, i in recomputed}
         | {str(times[i].date()) for i in status_changed}
     )
+    touched_periods = {i for _, i in recomputed} | set(status_changed)
+    closed = state is None or any(status[i] == 0 for i in touched_periods)
     new_state = {
         "layout": LAYOUT,
         "version": version,
@@ -360,7 +398,7 @@ def _update_periods(wf, out_dir: Path, name: str, listing: dict, version: str) -
         "sources": {},
         "data_time": data_time.isoformat(),
         "status": status.tolist(),
-        "log": _log(state, version, sorted(tiles) if compatible else None),
+        "log": _log(state, version, sorted(tiles) if compatible else None, closed),
     }
     _write_version(
         wf,
@@ -382,6 +420,7 @@ def _update_periods(wf, out_dir: Path, name: str, listing: dict, version: str) -
         removed=removed,
         periods=changed_dates,
         check=[g.stamps for g in fresh],
+        skipped=new_index.skipped,
     )
     action = "built" if state is None else "updated"
     log.info(
@@ -401,6 +440,26 @@ def _update_periods(wf, out_dir: Path, name: str, listing: dict, version: str) -
         changed_dates,
         len(added),
     )
+
+
+def _continued(periods, fresh, dropped, kept, times, step, rule, compatible, state) -> set[int]:
+    """The periods whose stored composites the new granules can simply be added to: a rule
+    whose pick from a pair is its pick from all (``max_ndvi``, ``nearest_time``), a period the
+    published version holds, no file of it changed or removed, and every new granule later
+    than the period's earlier ones (ties go to the earlier observation)."""
+    if not compatible or rule == "median" or state is None:
+        return set()
+    held = len(state.get("status", []))
+    gone = {period_index(times, g.start, step) for g in dropped}
+    out = set()
+    for i in periods:
+        if i >= held or i in gone:
+            continue
+        old = [g.start for g in kept if period_index(times, g.start, step) == i]
+        new = [g.start for g in fresh if period_index(times, g.start, step) == i]
+        if new and (not old or min(new) > max(old)):
+            out.add(i)
+    return out
 
 
 def _index_of(index, granules):
@@ -446,10 +505,18 @@ def _update_tiles(
         added += a
         removed += r
     tiles: set[str] | None = set()
+    closed = False
     for s in sources:
         since = (state or {}).get("sources", {}).get(s)
-        found = _tiles_since(src_states[s], since)
+        found, source_closed = _tiles_since(src_states[s], since)
         tiles = None if found is None or tiles is None else tiles | found
+        closed = closed or source_closed
+    if state is not None and not added and not removed and not closed:
+        # the sources changed provisional periods only: this product follows when one of
+        # their periods closes (every tile changed meanwhile is recomputed then)
+        log.info("%s: kept until a period of %s closes", name, ", ".join(sources))
+        total = len(step_for(product.kind).grid(wf, product).tiles)
+        return ProductUpdate(name, "kept", store, tiles_total=total)
     unchanged = state is not None and not added and not removed and tiles == set()
     if not unchanged and (state is None or added or removed or product.kind not in TILE_KINDS):
         tiles = None  # its own inputs changed, or it cannot share tiles: every tile
@@ -493,6 +560,11 @@ def _update_tiles(
             for i, label in enumerate(labels)
             if tiles or old_status is None or i >= len(old_status) or old_status[i] != status[i]
         ]
+    newly_final = status is not None and any(
+        status[i] == 0 and (old_status is None or i >= len(old_status) or old_status[i] != 0)
+        for i in range(len(status))
+    )
+    closed = state is None or status is None or closed or newly_final
     new_state = {
         "layout": LAYOUT,
         "version": version,
@@ -501,7 +573,7 @@ def _update_tiles(
         "sources": {s: (st or {}).get("version") for s, st in src_states.items()},
         "data_time": None if data_time is None else data_time.isoformat(),
         "status": None if status is None else status.tolist(),
-        "log": _log(state, version, sorted(tiles) if compatible else None),
+        "log": _log(state, version, sorted(tiles) if compatible else None, closed),
     }
     _write_version(
         wf,
@@ -531,9 +603,11 @@ def _update_tiles(
     return ProductUpdate(name, action, store, len(tasks), len(grid.tiles), periods, len(added))
 
 
-def _log(state: dict | None, version: str, tiles: list[str] | None) -> list[dict]:
-    entries = list((state or {}).get("log", [])) + [{"version": version, "tiles": tiles}]
-    return entries[-LOG_ENTRIES:]
+def _log(state: dict | None, version: str, tiles: list[str] | None, closed: bool) -> list[dict]:
+    """The store's change log with this version: the tiles it changed (None: all) and
+    whether it closed a period or changed a final one (``closed``)."""
+    entry = {"version": version, "tiles": tiles, "closed": bool(closed)}
+    return (list((state or {}).get("log", [])) + [entry])[-LOG_ENTRIES:]
 
 
 def _attrs(store: Path) -> dict:
@@ -587,6 +661,7 @@ def _write_version(
     check: list,
     finish=None,
     plan_used=(),
+    skipped=(),
 ) -> None:
     """Build the product's next version in the building folder (chunks ``link`` says are
     unchanged hard-linked from the published version, ``tasks`` run and written), record
@@ -615,7 +690,7 @@ def _write_version(
     )
     if link is not None and old is not None:
         _link_chunks(old, staging, [v.name for v in variables], link)
-    record = TileInputs()
+    record = TileInputs(skipped=list(skipped))
     step = step_for(ctx.product.kind)
     for task, tslice in tasks:
         result = step.run_tile(task)
@@ -638,9 +713,7 @@ def _write_version(
         with open(staging / GRANULES_FILE, "wb") as fh:
             pickle.dump(granules, fh, protocol=pickle.HIGHEST_PROTOCOL)
     publish_version(staging, store, version)
-    manifest = _manifest(out_dir, name)
-    manifest.start(ctx_digest(wf, name))
-    manifest.append({"complete": True})
+    _mark_complete(out_dir, wf, name)
     publish_store(
         store,
         _catalog_dir(wf, out_dir),
@@ -649,12 +722,6 @@ def _write_version(
         access=attrs["access"],
         run_id=version,
     )
-
-
-def ctx_digest(wf, name: str) -> str:
-    """The product's digest (:func:`~fluxscape.pipeline.config.product_hash`) for its
-    manifest."""
-    return cfg.product_hash(wf, name)
 
 
 def _link_chunks(old: Path, new: Path, variables: list[str], keep) -> int:
