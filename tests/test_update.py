@@ -151,6 +151,27 @@ def test_only_the_periods_with_new_files_are_recomputed(replay):
         ["2021-02-02"],
     ]
     assert [r.products[0].inputs_added for r in results] == [3, 3, 3, 3]
+    # a period with a composite already gets the new scenes added to it, the others are made
+    continued = [r.products[0].periods_continued for r in results]
+    assert continued == [[], ["2021-01-01"], ["2021-01-17"], ["2021-02-02"]]
+
+
+def test_derived_products_follow_when_a_period_closes(tmp_path, sample_dir):
+    """A new scene in the open period only: vi is updated, phenology waits (kept); the next
+    scene closes the period and phenology catches up with both."""
+    wf, inbox, out = _setup(tmp_path)
+    _deliver(sample_dir, inbox, ["202101/01", "202101/05", "202101/09"])
+    _update(wf)
+    _deliver(sample_dir, inbox, ["202101/13"])  # still in the open period 2021-01-01
+    waiting = {p.name: p.action for p in _update(wf).products}
+    assert waiting == {"vi": "updated", "phenology": "kept", "disturbance": "kept"}
+    _deliver(sample_dir, inbox, ["202101/17"])  # closes 2021-01-01
+    after = {p.name: (p.action, p.tiles_run) for p in _update(wf).products}
+    assert after == {
+        "vi": ("updated", 4),
+        "phenology": ("updated", 4),
+        "disturbance": ("updated", 4),
+    }
 
 
 def test_provisional_periods_are_replaced_when_they_close(replay):

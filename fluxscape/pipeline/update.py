@@ -111,7 +111,8 @@ TILE_KINDS = {"vi", "phenology", "disturbance"}
 @dataclass
 class ProductUpdate:
     """What an update did to one product: ``action`` (kept, updated, built), tiles and
-    periods recomputed, files added."""
+    periods recomputed, files added, and the periods continued from their stored composites
+    with the new granules alone."""
 
     name: str
     action: str
@@ -120,6 +121,7 @@ class ProductUpdate:
     tiles_total: int = 0
     periods_changed: list[str] = field(default_factory=list)
     inputs_added: int = 0
+    periods_continued: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -439,6 +441,7 @@ def _update_periods(wf, out_dir: Path, name: str, listing: dict, version: str) -
         len(grid.tiles),
         changed_dates,
         len(added),
+        [str(times[i].date()) for i in sorted(seeded)] if tiles else [],
     )
 
 
