@@ -474,7 +474,7 @@ def _reusable(
         # fluxscape update: the saved model predicts the new periods when it was trained for
         # these targets on these features (its training table is an earlier one)
         kept = (
-            ctx.reuse_model
+            getattr(ctx, "reuse_model", False)
             and card.get("targets") == list(ctx.product.targets)
             and (features is None or card.get("features") == list(features))
         )
