@@ -64,6 +64,7 @@ products:
   phenology:
     kind: phenology
     source: vi
+    method: whittaker
     seasons: 1
 output:
   dir: {out}

@@ -52,6 +52,7 @@ products:
   phenology:
     kind: phenology
     source: vi
+    method: whittaker
     seasons: 1
   disturbance:
     kind: disturbance
