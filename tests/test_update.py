@@ -239,6 +239,7 @@ def test_a_second_update_is_refused_while_one_runs(tmp_path, replay):
     assert proc.returncode == 1
     assert "another fluxscape run is writing here" in proc.stderr
     assert "fluxscape update (test)" in proc.stderr
+    assert "then update again" in proc.stderr
 
 
 def _building(out: Path) -> bool:

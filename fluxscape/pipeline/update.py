@@ -157,7 +157,8 @@ def update_workflow(
         return UpdateResult(quick, True, seconds=time.monotonic() - started)
     wf = prepare(workflow_path, out, data_dir, None, None, catalog)
     out_dir = check_output_dir(Path(wf.output.dir), [Path(wf.data_dir)])
-    with OutputLock(out_dir, command=f"fluxscape update {workflow_path}"):
+    then = "update again (the refused update changed nothing)"
+    with OutputLock(out_dir, command=f"fluxscape update {workflow_path}", then=then):
         if nothing_new(workflow_path, out, data_dir, catalog) is not None:  # done meanwhile
             return UpdateResult(out_dir, True, seconds=time.monotonic() - started)
         mark_output_dir(out_dir)
