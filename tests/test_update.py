@@ -394,3 +394,22 @@ def test_flux_keeps_its_model_until_asked_to_retrain(tmp_path, sample_dir):
     ):
         for var in ("gpp", "gpp_sd"):
             np.testing.assert_allclose(a[var].values, b[var].values, rtol=1e-6, equal_nan=True)
+
+
+def test_watch_stops_on_ctrl_c(replay):
+    proc = subprocess.Popen(
+        [*FLUXSCAPE, "watch", str(replay[0] / "nrt.yaml"), "--every", "0.2s"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = proc.stdout.readline()  # the first tick
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert first.endswith(" nothing new\n")
+    assert proc.returncode == 0
+    assert err.strip().endswith("watch stopped") and "Traceback" not in err
