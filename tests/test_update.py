@@ -413,3 +413,16 @@ def test_watch_stops_on_ctrl_c(replay):
     assert first.endswith(" nothing new\n")
     assert proc.returncode == 0
     assert err.strip().endswith("watch stopped") and "Traceback" not in err
+
+
+def test_an_unreadable_granule_cache_rebuilds_the_product(tmp_path, sample_dir, batch):
+    from fluxscape.pipeline.update import GRANULES_FILE
+
+    wf, inbox, out = _setup(tmp_path)
+    _deliver(sample_dir, inbox, [d for step in STEPS[:3] for d in step])
+    _update(wf)
+    (out / "products" / "vi.zarr" / GRANULES_FILE).write_bytes(b"not a pickle")
+    _deliver(sample_dir, inbox, STEPS[3])
+    result = _update(wf)
+    assert result.products[0].action == "built"
+    assert_same_stores(out, batch)

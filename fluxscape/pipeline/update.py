@@ -194,12 +194,14 @@ def read_state(store: Path) -> dict | None:
     return state if isinstance(state, dict) and state.get("layout") == LAYOUT else None
 
 
-def _load_granules(store: Path) -> list:
+def _load_granules(store: Path) -> list | None:
+    """The cached granules of the store version (None when the cache cannot be read)."""
     try:
         with open(store.resolve() / GRANULES_FILE, "rb") as fh:
-            return pickle.load(fh)
-    except (OSError, pickle.UnpicklingError, EOFError):
-        return []
+            granules = pickle.load(fh)
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+        return None
+    return granules if isinstance(granules, list) else None
 
 
 def _tiles_since(state: dict | None, since: str | None) -> tuple[set[str] | None, bool]:
@@ -290,10 +292,13 @@ def _update_periods(wf, out_dir: Path, name: str, listing: dict, version: str) -
     if state is not None and state.get("digest") != digest:
         log.info("%s: its settings changed since the last update; rebuilding it", name)
         state = None
+    cached = _load_granules(store) if state else []
+    if cached is None:
+        log.warning("%s: the granule cache of %s cannot be read; rebuilding it", name, store)
+        state, cached = None, []
     files = listing[p.input]
     consumed = state["consumed"].get(p.input, {}) if state else {}
     added, removed = _input_delta(files, consumed)
-    cached = _load_granules(store) if state else []
     step = p.step or wf.period.step
     all_times = period_starts(wf.period, step)
 
