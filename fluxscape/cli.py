@@ -589,6 +589,133 @@ def _resume_command(workflow: Path, options: dict) -> str:
     return shlex.join(words)
 
 
+# --- update and watch ------------------------------------------------------------------------
+
+_catalog_option = click.option(
+    "--catalog",
+    "catalog_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Publish into this catalog folder (overrides output.catalog; may be shared by runs).",
+)
+
+
+def _update_once(workflow: Path, out, data_dir, catalog_dir, started: float, retrain=False):
+    """One update; the result (see fluxscape.pipeline.update)."""
+    from fluxscape.pipeline.update_record import nothing_new
+
+    quick = nothing_new(workflow, out, data_dir, catalog_dir)
+    if quick is not None:  # decided before numpy, xarray and Dask are imported
+        return None
+    from fluxscape.pipeline.update import update_workflow
+
+    return update_workflow(workflow, out, data_dir, catalog_dir, started=started, retrain=retrain)
+
+
+def _update_lines(result) -> list[str]:
+    if result is None or result.nothing_new:
+        return ["nothing new"]
+    lines = []
+    for p in result.products:
+        if p.action == "kept":
+            lines.append(f"{p.name}: up to date -> {p.store}")
+            continue
+        periods = ", ".join(p.periods_changed[:6]) + (" ..." if len(p.periods_changed) > 6 else "")
+        lines.append(
+            f"{p.name}: {p.action}: {p.tiles_run} of {p.tiles_total} tiles, "
+            f"{p.inputs_added} input(s) added, periods changed: {periods or 'none'} -> {p.store}"
+        )
+    return lines
+
+
+@cli.command(
+    epilog="Examples: fluxscape update workflows/nrt.yaml; in a crontab: */10 * * * * "
+    "fluxscape -q update /data/nrt.yaml"
+)
+@click.argument("workflow", type=click.Path(dir_okay=False, path_type=Path))
+@_out_option
+@_data_dir_option
+@_catalog_option
+@click.option(
+    "--retrain",
+    is_flag=True,
+    help="Train the models of upscaling products (flux) again instead of predicting the new "
+    "periods with the saved ones.",
+)
+def update(
+    workflow: Path, out: Path | None, data_dir: Path | None, catalog_dir, retrain: bool
+) -> None:
+    """Bring the products of WORKFLOW up to date with the input files that arrived since the
+    last update: new periods appended, only the periods and tiles the new files touch
+    recomputed (a period not yet over is written as provisional), derived products updated
+    on the tiles that changed, each store replaced atomically and its catalog entry with it.
+
+    Exits in a fraction of a second with "nothing new" (status 0) when no input file was
+    added or changed (a listing: no file is read), so it can run from cron; a second update
+    while one runs exits 1 naming the holder. The first update builds every product."""
+    result = _update_once(workflow, out, data_dir, catalog_dir, _STARTED, retrain)
+    for line in _update_lines(result):
+        if line == "nothing new" or not _quiet():
+            click.echo(line)
+    if result is not None and not result.nothing_new:
+        click.echo(f"updated in {_seconds(_elapsed())}")
+
+
+def parse_every(text: str) -> float:
+    """Seconds of a watch interval: a number with ``s``, ``m`` or ``h`` (``10m``, ``30s``,
+    ``1h``; a bare number is seconds). click.BadParameter otherwise."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    value = text.strip().lower()
+    scale = units.get(value[-1:], None)
+    number = value[:-1] if scale else value
+    try:
+        seconds = float(number) * (scale or 1)
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: give e.g. 30s, 10m or 1h") from None
+    if not seconds > 0:
+        raise click.BadParameter(f"{text!r}: the interval must be positive")
+    return seconds
+
+
+@cli.command(epilog="Example: fluxscape watch workflows/nrt.yaml --every 10m")
+@click.argument("workflow", type=click.Path(dir_okay=False, path_type=Path))
+@_out_option
+@_data_dir_option
+@_catalog_option
+@click.option("--every", default="10m", show_default=True, help="Time between updates.")
+@click.option(
+    "--times",
+    type=int,
+    default=None,
+    help="Stop after this many updates (default: run until Ctrl-C or SIGTERM).",
+)
+def watch(
+    workflow: Path, out: Path | None, data_dir: Path | None, catalog_dir, every: str, times
+) -> None:
+    """Run `fluxscape update WORKFLOW` every --every until stopped (Ctrl-C or SIGTERM: the
+    update in progress is cut short, the published stores stay as they were and the next
+    update starts it again). One update per tick; a tick that finds nothing new logs
+    "nothing new"; an update that fails is logged and the next tick tries again."""
+    interval = parse_every(every)
+    done = 0
+    try:
+        while times is None or done < times:
+            tick = time.monotonic()
+            stamp = time.strftime("%H:%M:%S")
+            try:
+                result = _update_once(workflow, out, data_dir, catalog_dir, tick)
+                for line in _update_lines(result):
+                    click.echo(f"{stamp} {line}")
+            except FluxscapeError as exc:
+                click.echo(f"{stamp} error: {one_line(exc)}", err=True)
+            done += 1
+            if times is not None and done >= times:
+                break
+            time.sleep(max(0.0, interval - (time.monotonic() - tick)))
+    except KeyboardInterrupt:
+        click.echo("watch stopped", err=True)
+
+
 # --- inspect ---------------------------------------------------------------------------------
 
 

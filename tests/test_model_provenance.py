@@ -72,6 +72,17 @@ def _break(path: Path, how: str, models) -> None:
         sio.dump({"card": json.dumps(card), "model": sio.dumps(models[1])}, path)
 
 
+def test_an_update_reuses_the_model_for_a_grown_training_table(saved):
+    """``fluxscape update`` (reuse_model): a model of the same targets and features predicts
+    though its training table changed; other features train again."""
+    ctx, path, card = saved
+    ctx.reuse_model = True
+    assert _reusable(ctx, path, "changed", FEATS) == card
+    assert _reusable(ctx, path, "changed", [*FEATS, "extra"]) is None
+    ctx.reuse_model = False
+    assert _reusable(ctx, path, "changed", FEATS) is None
+
+
 def test_intact_model_is_reused(saved):
     ctx, path, card = saved
     assert _reusable(ctx, path, "f1") == card

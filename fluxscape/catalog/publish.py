@@ -127,6 +127,12 @@ def _build_collection(
             "fluxscape:skipped_inputs": attrs.get("skipped_inputs", []),
             "fluxscape:partial": bool(attrs.get("partial", False)),
             "created": attrs.get("date_created"),
+            # fluxscape update: each update's time, inputs added and periods changed
+            **(
+                {"fluxscape:update_history": list(attrs["update_history"])[-20:]}
+                if attrs.get("update_history")
+                else {}
+            ),
         },
     )
     rel = os.path.relpath(store, href_base)

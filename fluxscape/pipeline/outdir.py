@@ -89,9 +89,10 @@ class OutputLock:
     file of a dead run is simply taken over. The holder's pid, host, start time and command
     are written into the file for the message a second run prints."""
 
-    def __init__(self, out_dir: Path, command: str = ""):
+    def __init__(self, out_dir: Path, command: str = "", then: str = "rerun with --resume"):
         self.path = Path(out_dir) / STATE_DIR / "lock"
         self.command = command
+        self.then = then  # what the message of a refused second writer tells it to do
         self._fh = None
 
     def __enter__(self) -> OutputLock:
@@ -105,7 +106,7 @@ class OutputLock:
             fh.close()
             raise FluxscapeError(
                 f"{self.path.parent.parent}: another fluxscape run is writing here ({holder}); "
-                "wait for it to finish or stop it, then rerun with --resume"
+                f"wait for it to finish or stop it, then {self.then}"
             ) from None
         fh.seek(0)
         fh.truncate()

@@ -52,6 +52,8 @@ def create_store(
     tile_size: int,
     attrs: dict,
     time_bounds: np.ndarray | None = None,
+    time_chunk: int | None = None,
+    extra_coords: dict | None = None,
 ) -> None:
     """Write an empty store: the non-spatial coordinates ``dims`` (in order, e.g. ``time`` or
     ``year, season``) then ``y, x``, ``spatial_ref`` (CF grid mapping with ``crs_wkt``), and
@@ -60,13 +62,21 @@ def create_store(
     A ``time`` dimension needs ``time_bounds`` (``(n, 2)`` datetime64: each period's start and
     exclusive end), written as the CF bounds coordinate ``time_bnds (time, bnds)``. Each data
     variable also carries GDAL's ``_CRS`` attribute (:func:`gdal_crs`), which GDAL before 3.9
-    needs to georeference a Zarr array (later versions also read ``grid_mapping``)."""
+    needs to georeference a Zarr array (later versions also read ``grid_mapping``).
+
+    ``time_chunk``: time steps per chunk (default: the whole axis in one chunk; the stores of
+    ``fluxscape update`` use 1, so that a new or changed period is new chunk files and every
+    other chunk can be shared with the previous version). ``extra_coords``: extra non-index
+    coordinates along the leading dims, ``{name: (dims, values, attrs)}`` (e.g. the
+    ``period_status`` flag of an updated store)."""
     if ("time" in dims) != (time_bounds is not None):
         raise ValueError("create_store: time_bounds go with (and only with) a time dimension")
     coords = grid_coords(geobox)
     lead = {name: np.asarray(values) for name, values in dims.items()}
     shape = (*(len(v) for v in lead.values()), *geobox.shape.yx)
-    chunks = (*(len(v) for v in lead.values()), tile_size, tile_size)
+    chunks = tuple(
+        time_chunk if name == "time" and time_chunk else len(v) for name, v in lead.items()
+    ) + (tile_size, tile_size)
     names = (*lead, "y", "x")
     data_vars, encoding = {}, {}
     crs_attr = {"_CRS": gdal_crs(geobox)}
@@ -104,6 +114,10 @@ def create_store(
             time_bnds=(("time", "bnds"), np.asarray(time_bounds, dtype="datetime64[ns]"))
         )
         encoding["time_bnds"] = {**encoding["time"], "_FillValue": None}
+    for name, (cdims, values, cattrs) in (extra_coords or {}).items():
+        ds = ds.assign_coords({name: (cdims, np.asarray(values))})
+        ds[name].attrs.update(cattrs)
+        encoding[name] = {"_FillValue": None}
     ds.attrs.update(attrs)
     tmp = path.with_name(path.name + ".creating")
     _rmtree(tmp)
@@ -158,9 +172,14 @@ def _axis_attrs(geobox: GeoBox, axis: str) -> dict:
     }
 
 
-def write_tile(path: Path, tile_ds: xr.Dataset, rows: slice, cols: slice) -> None:
-    """Write one tile's data variables ``(*dims, y, x)`` into their region of the store."""
+def write_tile(
+    path: Path, tile_ds: xr.Dataset, rows: slice, cols: slice, time: slice | None = None
+) -> None:
+    """Write one tile's data variables ``(*dims, y, x)`` into their region of the store;
+    ``time``: the steps of the store's time axis the data holds (default: all)."""
     region = {d: slice(None) for d in tile_ds.dims if d not in ("y", "x")}
+    if time is not None:
+        region["time"] = time
     region |= {"y": rows, "x": cols}
     out = tile_ds.drop_vars(list(tile_ds.coords), errors="ignore")
     for name in out.data_vars:

@@ -42,7 +42,10 @@ if TYPE_CHECKING:
 class StepContext:
     """What a step may look at: the resolved workflow and its digest, the product's name and
     config, the target grid, the store it writes, the run's output folder and the index of
-    every raster input of the workflow (built once, before the first product runs)."""
+    every raster input of the workflow (built once, before the first product runs).
+    ``reuse_model``: set by ``fluxscape update``: an upscaling product predicts with its
+    saved model when that model's targets and features are the ones asked for, even though
+    the training table grew (no retraining unless ``update --retrain``)."""
 
     workflow: Workflow
     name: str
@@ -52,6 +55,7 @@ class StepContext:
     out_dir: Path
     inputs: dict[str, InputIndex] = field(default_factory=dict)
     digest: str = ""
+    reuse_model: bool = False
 
     def output_path(self, *parts: str) -> Path:
         """``OUT/<parts...>`` for a file or folder the step writes, proven to lie inside OUT

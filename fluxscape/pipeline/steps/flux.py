@@ -436,7 +436,7 @@ def _train(
     p = ctx.product
     path = ctx.output_path("models", ctx.name, "flux_model.skops")
     fingerprint = _fingerprint(ctx, table)
-    card = _reusable(ctx, path, fingerprint)
+    card = _reusable(ctx, path, fingerprint, features)
     if card is not None:
         return str(path), card, None
     if _store_card(ctx) is not None:
@@ -485,7 +485,9 @@ def _train(
     return str(path), persist.save_model(model, path, card), model
 
 
-def _reusable(ctx: StepContext, path: Path, fingerprint: str) -> dict | None:
+def _reusable(
+    ctx: StepContext, path: Path, fingerprint: str, features: list[str] | None = None
+) -> dict | None:
     """The card of the saved model when it was trained on this workflow and training table
     and its file is the model its card describes (provenance checked by loading it); None
     when it must be trained. A saved model that fails the check is retrained when no store
@@ -495,7 +497,14 @@ def _reusable(ctx: StepContext, path: Path, fingerprint: str) -> dict | None:
         return None
     try:
         card = persist.read_card(path)
-        if card.get("fingerprint") != fingerprint:
+        # fluxscape update: the saved model predicts the new periods when it was trained for
+        # these targets on these features (its training table is an earlier one)
+        kept = (
+            getattr(ctx, "reuse_model", False)
+            and card.get("targets") == list(ctx.product.targets)
+            and (features is None or card.get("features") == list(features))
+        )
+        if card.get("fingerprint") != fingerprint and not kept:
             return None
         _, inner = persist.load_model(path)
         if inner.get("card_id") != card.get("card_id"):

@@ -225,7 +225,11 @@ def carried_variables(variables, geometry: bool) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class ViTask:
-    """One tile of a vi product made from an input: its granules and how to composite."""
+    """One tile of a vi product made from an input: its granules and how to composite.
+    ``seed``: (store, first time index) of composites already made of the earlier granules
+    of these periods (``fluxscape update``: the new granules are added to them, which the
+    ``max_ndvi`` and ``nearest_time`` rules allow: their pick from a pair is their pick from
+    all)."""
 
     tile: Tile
     times: tuple
@@ -234,6 +238,7 @@ class ViTask:
     product: ViConfig
     step: str
     options: dict
+    seed: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -327,6 +332,8 @@ def run_vi_tile(task: ViTask) -> TileResult:
     record = TileInputs()
     carried = carried_variables(p.variables, spec.many_per_day)
     comp = Compositor(len(times), task.tile.geobox.shape.yx, carried, p.composite, p.solar_time)
+    if task.seed is not None:
+        seed_composites(comp, task.seed[0], task.seed[1], task.tile, carried)
     by_need: dict = {}
     for g in task.granules:
         if period_index(times, g.start, task.step) is not None:
@@ -340,6 +347,26 @@ def run_vi_tile(task: ViTask) -> TileResult:
             comp.add(period_index(times, granule.start, task.step), obs)
     data = {name: (("time", "y", "x"), arr) for name, arr in comp.result().items()}
     return TileResult(xr.Dataset(data), record)
+
+
+def seed_composites(comp: Compositor, store: str, first: int, tile: Tile, carried) -> None:
+    """Start ``comp``'s periods from the composites a store holds for them (time steps
+    ``first`` ... on the tile): each as the one observation it picked (its carried values,
+    ``qa`` as its reliability, usable where it has an NDVI), so that adding later
+    observations gives the composite of all of them (``max_ndvi``, ``nearest_time``)."""
+    if comp.rule == "median":
+        raise ValueError("a median composite cannot be continued from its stored value")
+    with xr.open_zarr(store, consolidated=True) as ds:
+        part = ds[[*carried, "qa"]].isel(
+            time=slice(first, first + comp.n), y=tile.rows, x=tile.cols
+        )
+        part = part.load()
+    for t in range(part.sizes["time"]):
+        obs = {name: part[name].values[t].astype(np.float32) for name in carried}
+        q = part["qa"].values[t]  # float, NaN for the fill value 255 (no observation)
+        obs["reliability"] = np.where(np.isfinite(q), q, -1).astype(np.int16)
+        obs["usable"] = np.isfinite(obs["ndvi"])
+        comp.add(t, obs)
 
 
 def run_vi_source_tile(task: ViSourceTask) -> TileResult:
