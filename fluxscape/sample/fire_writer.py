@@ -23,10 +23,11 @@ The truth, per native 2 km pixel (:func:`scene_truth`):
 * clouds: a drifting smooth field covering about :data:`CLOUD_AMOUNT` of the region, cold
   (220-250 K at 11 um) and, by day, bright at 3.9 um (reflectance 0.15); partly cloudy edges
   mix radiances;
-* a lake (the glint trap, :data:`LAKE`): water at 300 K whose 3.9 um signal by day includes
-  specular sunlight, reflectance ``0.5 exp(-(g / 10 deg)^2)`` (a rough, windy surface) at glint angle ``g``: near the
-  specular geometry (about 06 UTC here) the lake is 30-40 K warmer at 3.9 um than its
-  shores, as a fire would be; it never burns.
+* a small lake (the glint trap, :data:`LAKE`): warm shallow water at 302.5 K whose 3.9 um
+  signal by day includes specular sunlight, reflectance ``0.02 + 0.6 exp(-(g / 10 deg)^2)``
+  (a rough, windy surface) at glint angle ``g``: near the specular geometry (06 UTC here,
+  g about 7 deg) the lake is about 15 K warmer at 3.9 um than its shores, as a fire would
+  be, and the contextual test alone calls it a fire; it never burns.
 
 Noise: 0.15 K at 11 um, 0.2 K at 3.9 um.
 """

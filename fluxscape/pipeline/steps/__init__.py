@@ -12,6 +12,7 @@ from importlib.metadata import entry_points
 from fluxscape.pipeline.steps import (
     budget,
     disturbance,
+    fire,
     flux,
     gosat_l3,
     lst,
@@ -25,7 +26,7 @@ ENTRY_POINT_GROUP = "fluxscape.steps"
 
 
 def _registry() -> dict[str, Step]:
-    modules = (vi, gosat_l3, phenology, disturbance, flux, soil_flux, lst, budget)
+    modules = (vi, gosat_l3, phenology, disturbance, flux, soil_flux, lst, budget, fire)
     steps = [m.STEP for m in modules]
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         step = ep.load()
