@@ -170,9 +170,12 @@ def _windows(a: np.ndarray, rows, cols, size: int) -> np.ndarray:
 
 
 def _mad(values: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """Mean absolute deviation over the last two axes, NaN ignored."""
-    with np.errstate(invalid="ignore"):
-        return np.nanmean(np.abs(values - mean[:, None, None]), axis=(1, 2))
+    """Mean absolute deviation over the last two axes, NaN ignored (NaN if all are)."""
+    dev = np.abs(values - mean[:, None, None])
+    n = np.isfinite(dev).sum(axis=(1, 2))
+    total = np.nansum(dev, axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, total / n, np.nan)
 
 
 def detect_fires(
@@ -257,8 +260,8 @@ def detect_fires(
             stats["ddt"][sel] = _mad(np.where(np.isfinite(w4), wdt, np.nan), mdt)
             stats["d11"][sel] = _mad(np.where(np.isfinite(w4), w11, np.nan), m11)
             nf = np.isfinite(wf).sum(axis=(1, 2))
-            with np.errstate(invalid="ignore"):
-                mf = np.where(nf > 0, np.nanmean(wf, axis=(1, 2)), np.nan)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mf = np.where(nf > 0, np.nansum(wf, axis=(1, 2)) / nf, np.nan)
             stats["dfire"][sel] = np.where(nf > 0, _mad(wf, mf), 0.0)
             pending[sel] = False
         # adjacent clouds (3x3) for confidence C4

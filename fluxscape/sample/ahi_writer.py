@@ -573,9 +573,7 @@ def write_hsd_file(
         c["cali_gain_count2rad_conversion"] = cal["gain"]
         c["cali_offset_count2rad_conversion"] = cal["offset"]
     else:
-        _, b5["gain_count2rad_conversion"], b5["offset_count2rad_conversion"] = IR_CALIBRATION[
-            band
-        ]
+        _, b5["gain_count2rad_conversion"], b5["offset_count2rad_conversion"] = IR_CALIBRATION[band]
         c["c0_rad2tb_conversion"], c["c1_rad2tb_conversion"], c["c2_rad2tb_conversion"] = (
             IR_TB_COEFF
         )

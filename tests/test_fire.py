@@ -1,0 +1,250 @@
+"""Fire alerts (issue #15): the contextual 3.9/11 um test on the ``nrt`` sample world.
+
+Array level (fast): every scene of the preset (96 hourly scenes of 110 x 128 native 2 km
+pixels) generated in memory and tested: detection rate of clear-view fire-scenes, false
+alarms per clear land pixel-scene, the sun-glint trap, the first alert of each fire.
+Pipeline level (one module fixture): a few scenes written as HSD files, a ``fire_alerts``
+run, the GeoJSON, the alerts parquet, the STAC Items and the server's alerts routes with
+access levels.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+import yaml
+from conftest import served_app
+
+from fluxscape.products import fire as F
+from fluxscape.radiometry import brightness_temperature, glint_angle, planck_radiance
+from fluxscape.sample.ahi_writer import target_area_for
+from fluxscape.sample.fire_writer import (
+    LAKE,
+    fires,
+    scene_times,
+    scene_truth,
+    write_fire_scenes,
+)
+from fluxscape.sample.world import PRESETS, World
+
+SCENE_INTERVAL = timedelta(hours=1)
+
+
+# --- pure functions ------------------------------------------------------------------------
+
+
+def test_planck_round_trip_and_frp_coefficient():
+    t = np.array([250.0, 300.0, 800.0])
+    assert np.allclose(brightness_temperature(planck_radiance(t, 3.9), 3.9), t)
+    # Wooster et al. (2003) quote a = 3.0e-9 for MODIS 3.96 um; the fit gives the same
+    assert 2.8e-9 < F.frp_coefficient(3.96) < 3.1e-9
+    assert 2.9e-9 < F.frp_coefficient(F.AHI_B07_UM) < 3.2e-9
+
+
+def test_glint_angle_is_zero_at_the_specular_geometry():
+    assert glint_angle(30.0, 0.0, 30.0, 180.0) == pytest.approx(0.0, abs=1e-6)
+    assert glint_angle(30.0, 180.0, 30.0, 180.0) == pytest.approx(60.0)
+
+
+def test_one_fire_pixel_in_a_uniform_background_is_found_with_its_frp():
+    rng = np.random.default_rng(0)
+    t11 = 300 + rng.normal(0, 0.3, (41, 41))
+    t4 = t11 + 3 + rng.normal(0, 0.3, (41, 41))
+    p, tf = 0.01, 800.0
+    l4 = (1 - p) * planck_radiance(t4[20, 20], 3.8853) + p * planck_radiance(tf, 3.8853)
+    t4[20, 20] = brightness_temperature(l4, 3.8853)
+    res = F.detect_fires(t4, t11, 40.0, 60.0, 4e6)
+    assert np.argwhere(res.fire).tolist() == [[20, 20]]
+    true_frp = 5.670374419e-8 * p * 4e6 * (tf**4 - t11[20, 20] ** 4) / 1e6
+    assert res.frp[20, 20] == pytest.approx(true_frp, rel=0.15)
+    # the same pixel inside the glint disc is rejected, not a fire
+    glinted = F.detect_fires(t4, t11, 40.0, 5.0, 4e6)
+    assert not glinted.fire.any() and glinted.mask[20, 20] == F.MASK["glint"]
+
+
+# --- the nrt world, array level --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def world_run():
+    """Every scene of the nrt preset tested: per scene the truth and the detection."""
+    world = World(PRESETS["nrt"])
+    area = target_area_for(world.preset.bbox)
+    rng = np.random.default_rng(5)
+    out = []
+    for t in scene_times():
+        sc = scene_truth(world, area, t, rng)
+        res = F.detect_fires(sc["bt07"], sc["bt14"], sc["sza"], sc["glint"], 4e6)
+        unscreened = (
+            F.detect_fires(sc["bt07"], sc["bt14"], sc["sza"], sc["glint"], 4e6, glint_max_deg=0)
+            if sc["lake"][sc["glint"] < 15].any()
+            else None
+        )
+        out.append((t, sc, res, unscreened))
+    return world, out
+
+
+def _near(mask: np.ndarray, r: int, c: int) -> bool:
+    return bool(mask[max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2].any())
+
+
+def test_detection_rate_of_clear_view_fire_scenes(world_run):
+    _, scenes = world_run
+    seen = found = 0
+    for _, sc, res, _ in scenes:
+        for r, c in sc["fire_pixels"].values():
+            if sc["cloud"][r, c] == 0 and sc["glint"][r, c] >= F.GLINT_MAX_DEG:
+                seen += 1
+                found += _near(res.fire, r, c)
+    assert seen > 150
+    assert found / seen >= 0.9, f"{found} of {seen} clear-view fire-scenes"
+
+
+def test_false_alarms_per_clear_land_pixel_scene(world_run):
+    _, scenes = world_run
+    clear = false = 0
+    for _, sc, res, _ in scenes:
+        near_fire = np.zeros(res.mask.shape, bool)
+        for r, c in sc["fire_pixels"].values():
+            near_fire[max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2] = True
+        land = (sc["cloud"] == 0) & ~sc["lake"] & ~near_fire
+        clear += int(land.sum())
+        false += int((res.fire & ~near_fire).sum())
+    # about 1.07 million clear land pixel-scenes: <= 1 per 10^6 means at most one
+    assert clear > 1_000_000
+    assert false <= clear / 1e6, f"{false} false alarms in {clear} clear land pixel-scenes"
+
+
+def test_sun_glint_trap_fires_without_screening_and_is_screened(world_run):
+    _, scenes = world_run
+    trapped = 0
+    for _, sc, res, unscreened in scenes:
+        assert not (res.fire & sc["lake"]).any()
+        if unscreened is not None:
+            trapped += int((unscreened.fire & sc["lake"]).any())
+    # the trap is real: without the glint screen the lake is a "fire" near 06 UTC
+    assert trapped >= 2
+
+
+def test_first_alert_of_each_fire_within_one_scene_interval(world_run):
+    world, scenes = world_run
+    checked = 0
+    for f in fires(world):
+        first_scene = next(
+            ((t, sc, res) for t, sc, res, _ in scenes if f.id in sc["fire_pixels"]), None
+        )
+        assert first_scene is not None
+        t, sc, res = first_scene
+        r, c = sc["fire_pixels"][f.id]
+        if sc["cloud"][r, c] > 0 or sc["glint"][r, c] < F.GLINT_MAX_DEG:
+            continue  # no clear view of the fire's first scene
+        assert _near(res.fire, r, c), f"{f.id} missed at {t}"
+        assert t - f.start <= SCENE_INTERVAL
+        checked += 1
+    assert checked >= 8
+
+
+# --- the pipeline ------------------------------------------------------------------------------
+
+SUBSET_TIMES = ("04:00", "06:00", "07:00", "20:00")
+
+
+@pytest.fixture(scope="module")
+def fire_run(tmp_path_factory):
+    """Four scenes of 2023-09-15 (04, 06, 07 and 20 UTC: the glint trap at 06, F04 starting at
+    06:52, night fires at 20)
+    written as HSD files and run through the nrt-alerts recipe, access ``partners``."""
+    from conftest import REPO
+
+    from fluxscape.pipeline.run import run_workflow
+
+    root = tmp_path_factory.mktemp("nrt")
+    world = World(PRESETS["nrt"])
+    rng = np.random.default_rng(3)
+    write_fire_scenes(
+        world, root / "sample" / "ahi_fire", rng, days=("2023-09-15",), times=SUBSET_TIMES
+    )
+    wf = yaml.safe_load((REPO / "workflows" / "nrt-alerts.yaml").read_text())
+    wf["data_dir"] = str(root / "sample")
+    wf["output"]["dir"] = str(root / "out")
+    wf["period"] = {"start": "2023-09-15", "end": "2023-09-15", "step": "1D"}
+    wf["inputs"]["ahi"]["access"] = "partners"
+    path = root / "wf.yaml"
+    path.write_text(yaml.safe_dump(wf))
+    run_workflow(path, workers=1)
+    return root
+
+
+def test_run_writes_geojson_parquet_and_stac_items(fire_run):
+    out = fire_run / "out"
+    geojsons = list((out / "alerts" / "fires").glob("*.geojson"))
+    assert len(geojsons) == 1
+    fc = json.loads(geojsons[0].read_text())
+    assert fc["type"] == "FeatureCollection" and fc["features"]
+    props = pd.DataFrame([f["properties"] for f in fc["features"]])
+    for key in ("time", "lon", "lat", "bt07", "bt14", "dT", "frp", "confidence", "latency_s"):
+        assert key in props
+    assert (props["dT"] > 10).all() and (props["frp"] > 0).all()
+    assert (props["fluxscape:access"] == "partners").all()
+    # latency: nominal scene time -> catalog, and file arrival -> catalog (seconds)
+    assert (props["latency_s"] > 0).all() and (props["processing_s"] >= 0).all()
+    assert (props["processing_s"] < props["latency_s"]).all()
+    table = pd.read_parquet(out / "alerts" / "fires" / "alerts.parquet")
+    assert len(table) == len(props)
+    items = list((out / "catalog" / "alerts" / "items" / "fires").glob("*.json"))
+    assert len(items) == len(props)
+    coll = json.loads((out / "catalog" / "alerts" / "collection.json").read_text())
+    assert coll["id"] == "alerts" and coll["fluxscape:items"] == len(props)
+
+
+def test_run_finds_the_burning_fires_and_not_the_lake(fire_run):
+    truth = pd.read_csv(fire_run / "sample" / "ahi_fire" / "truth" / "fire_scenes.csv")
+    fc = json.loads(next((fire_run / "out" / "alerts" / "fires").glob("*.geojson")).read_text())
+    alerts = pd.DataFrame([f["properties"] for f in fc["features"]])
+    alerts["scene"] = pd.to_datetime(alerts["time"]).dt.tz_localize(None)
+    truth["scene"] = pd.to_datetime(truth["scene"])
+    clear = truth[(truth.cloud == 0) & (truth.glint_deg >= F.GLINT_MAX_DEG)]
+    assert len(clear) >= 5  # by day and by night (20 UTC is 03:40 local)
+    for _, row in clear.iterrows():
+        same = alerts[alerts.scene == row.scene]
+        assert (np.hypot(same.lon - row.lon, same.lat - row.lat) < 0.035).any(), row.to_dict()
+    for _, a in alerts.iterrows():  # every alert is a burning fire
+        same = truth[truth.scene == a.scene]
+        assert (np.hypot(same.lon - a.lon, same.lat - a.lat) < 0.035).any(), a.to_dict()
+    lake = np.hypot(alerts.lon - LAKE[0], alerts.lat - LAKE[1]) < 0.1
+    assert not lake.any()
+    ds = xr.open_zarr(fire_run / "out" / "products" / "fires.zarr")
+    assert ds.sizes["time"] == len(SUBSET_TIMES)
+    assert int((ds["fire_mask"] == F.MASK["glint"]).sum()) > 0  # the trap was screened
+
+
+def test_alerts_are_served_with_access_levels(fire_run):
+    from fluxscape.catalog.serve import create_app, hash_token
+
+    token = "s3cret-partner"
+    app = create_app(fire_run / "out" / "catalog", {hash_token(token): "partners"})
+    with served_app(app) as url:
+        anon = httpx.get(f"{url}/collections/alerts/items").json()
+        assert anon["features"] == []  # the alerts are partners-only
+        auth = {"Authorization": f"Bearer {token}"}
+        got = httpx.get(f"{url}/collections/alerts/items", headers=auth).json()
+        assert got["features"] and all(f["collection"] == "alerts" for f in got["features"])
+        first = got["features"][0]
+        one = httpx.get(f"{url}/collections/alerts/items/{first['id']}", headers=auth)
+        assert one.status_code == 200 and one.json()["id"] == first["id"]
+        assert httpx.get(f"{url}/collections/alerts/items/{first['id']}").status_code == 404
+        when = first["properties"]["datetime"]
+        hits = httpx.get(
+            f"{url}/collections/alerts/items", params={"datetime": when}, headers=auth
+        ).json()["features"]
+        assert hits and all(h["properties"]["datetime"] == when for h in hits)
+        coll = httpx.get(f"{url}/collections/alerts", headers=auth).json()
+        assert coll["fluxscape:items"] == len(got["features"])
+        ids = [c["id"] for c in httpx.get(f"{url}/collections", headers=auth).json()["collections"]]
+        assert "alerts" in ids and datetime.fromisoformat(when.replace("Z", "+00:00"))
