@@ -11,7 +11,8 @@ access levels.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+import shutil
+from datetime import timedelta
 
 import httpx
 import numpy as np
@@ -159,7 +160,7 @@ SUBSET_TIMES = ("04:00", "06:00", "07:00", "20:00")
 def fire_run(tmp_path_factory):
     """Four scenes of 2023-09-15 (04, 06, 07 and 20 UTC: the glint trap at 06, F04 starting at
     06:52, night fires at 20)
-    written as HSD files and run through the nrt-alerts recipe, access ``partners``."""
+    written as HSD files and run through the nrt-alerts recipe."""
     from conftest import REPO
 
     from fluxscape.pipeline.run import run_workflow
@@ -174,7 +175,6 @@ def fire_run(tmp_path_factory):
     wf["data_dir"] = str(root / "sample")
     wf["output"]["dir"] = str(root / "out")
     wf["period"] = {"start": "2023-09-15", "end": "2023-09-15", "step": "1D"}
-    wf["inputs"]["ahi"]["access"] = "partners"
     path = root / "wf.yaml"
     path.write_text(yaml.safe_dump(wf))
     run_workflow(path, workers=1)
@@ -191,7 +191,7 @@ def test_run_writes_geojson_parquet_and_stac_items(fire_run):
     for key in ("time", "lon", "lat", "bt07", "bt14", "dT", "frp", "confidence", "latency_s"):
         assert key in props
     assert (props["dT"] > 10).all() and (props["frp"] > 0).all()
-    assert (props["fluxscape:access"] == "partners").all()
+    assert (props["fluxscape:access"] == "public").all()
     # latency: nominal scene time -> catalog, and file arrival -> catalog (seconds)
     assert (props["latency_s"] > 0).all() and (props["processing_s"] >= 0).all()
     assert (props["processing_s"] < props["latency_s"]).all()
@@ -224,17 +224,28 @@ def test_run_finds_the_burning_fires_and_not_the_lake(fire_run):
     assert int((ds["fire_mask"] == F.MASK["glint"]).sum()) > 0  # the trap was screened
 
 
-def test_alerts_are_served_with_access_levels(fire_run):
+def test_alerts_are_served_with_access_levels(fire_run, tmp_path):
+    from fluxscape.catalog.alerts import publish_alerts
     from fluxscape.catalog.serve import create_app, hash_token
 
+    # the run's alerts again, as a partners-only product's, in a catalog of their own
+    fc = json.loads(next((fire_run / "out" / "alerts" / "fires").glob("*.geojson")).read_text())
+    features = fc["features"]
+    for f in features:
+        f["properties"]["fluxscape:access"] = "partners"
+    catalog = tmp_path / "catalog"
+    shutil.copytree(fire_run / "out" / "catalog", catalog)
+    shutil.rmtree(catalog / "alerts")
+    publish_alerts(features, tmp_path, catalog, "fires", "b1")
     token = "s3cret-partner"
-    app = create_app(fire_run / "out" / "catalog", {hash_token(token): "partners"})
+    app = create_app(catalog, {hash_token(token): "partners"})
     with served_app(app) as url:
         anon = httpx.get(f"{url}/collections/alerts/items").json()
         assert anon["features"] == []  # the alerts are partners-only
         auth = {"Authorization": f"Bearer {token}"}
         got = httpx.get(f"{url}/collections/alerts/items", headers=auth).json()
-        assert got["features"] and all(f["collection"] == "alerts" for f in got["features"])
+        assert len(got["features"]) == len(features)
+        assert all(f["collection"] == "alerts" for f in got["features"])
         first = got["features"][0]
         one = httpx.get(f"{url}/collections/alerts/items/{first['id']}", headers=auth)
         assert one.status_code == 200 and one.json()["id"] == first["id"]
@@ -244,7 +255,57 @@ def test_alerts_are_served_with_access_levels(fire_run):
             f"{url}/collections/alerts/items", params={"datetime": when}, headers=auth
         ).json()["features"]
         assert hits and all(h["properties"]["datetime"] == when for h in hits)
+        assert len(hits) < len(features)
         coll = httpx.get(f"{url}/collections/alerts", headers=auth).json()
-        assert coll["fluxscape:items"] == len(got["features"])
+        assert coll["fluxscape:items"] == len(features)
+        assert httpx.get(f"{url}/collections/alerts").json()["fluxscape:items"] == 0
         ids = [c["id"] for c in httpx.get(f"{url}/collections", headers=auth).json()["collections"]]
-        assert "alerts" in ids and datetime.fromisoformat(when.replace("Z", "+00:00"))
+        assert "alerts" in ids
+
+
+def test_map_page_shows_the_alerts_layer_with_time(fire_run, tmp_path):
+    import re
+
+    from conftest import REPO, headless
+    from PIL import Image
+
+    from fluxscape.catalog.serve import create_app
+
+    offline = "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"
+    fc = json.loads(next((fire_run / "out" / "alerts" / "fires").glob("*.geojson")).read_text())
+    night = "2023-09-15T20:00"
+    want = sum(f["properties"]["time"].startswith(night) for f in fc["features"])
+    assert want >= 3
+    app = create_app(fire_run / "out" / "catalog", {})
+    with served_app(app) as url:
+        frag = f"product=nrt-alerts.fires&variable=frp&alerts={night}"
+        proc = headless(f"{url}/web/#{frag}", tmp_path, offline, "--dump-dom")
+        status = re.search(r'<div id="status" ([^>]*)>', proc.stdout).group(1)
+        attrs = dict(re.findall(r'data-([\w-]+)="([^"]*)"', status))
+        assert attrs["ready"] == "1" and attrs["errors"] == "0" and attrs["foreign"] == "0"
+        # the slider's time: the alerts of the 24 h up to 20 UTC (04, 06, 07 and 20 UTC)
+        assert int(attrs["alerts"]) == len(fc["features"])
+        assert int(attrs["alert-items"]) == len(fc["features"])
+        assert "2023-09-15 20:00 UTC" in proc.stdout
+        assert proc.stdout.count("leaflet-interactive") >= len(fc["features"])
+        early = headless(
+            f"{url}/web/#product=nrt-alerts.fires&alerts=2023-09-15T04:00",
+            tmp_path,
+            offline,
+            "--dump-dom",
+        )
+        first = dict(
+            re.findall(
+                r'data-([\w-]+)="([^"]*)"',
+                re.search(r'<div id="status" ([^>]*)>', early.stdout).group(1),
+            )
+        )
+        n04 = sum(f["properties"]["time"].startswith("2023-09-15T04:00") for f in fc["features"])
+        assert int(first["alerts"]) == n04 < len(fc["features"])
+        shot = tmp_path / "alerts.png"
+        proc = headless(f"{url}/web/#{frag}", tmp_path, offline, f"--screenshot={shot}")
+        assert proc.returncode == 0
+    rgb = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    high = np.all(np.abs(rgb - [0xA5, 0x00, 0x26]) <= 6, axis=-1)  # high-confidence fires
+    assert high.sum() > 20
+    shutil.copy(shot, REPO / "docs" / "images" / "alerts.png")
