@@ -282,7 +282,8 @@ def test_map_page_shows_the_alerts_layer_with_time(fire_run, tmp_path):
         proc = headless(f"{url}/web/#{frag}", tmp_path, offline, "--dump-dom")
         status = re.search(r'<div id="status" ([^>]*)>', proc.stdout).group(1)
         attrs = dict(re.findall(r'data-([\w-]+)="([^"]*)"', status))
-        assert attrs["ready"] == "1" and attrs["errors"] == "0" and attrs["foreign"] == "0"
+        assert attrs["ready"] == "1" and attrs["errors"] == "0", status + proc.stdout[-3000:]
+        assert attrs["foreign"] == "0"
         # the slider's time: the alerts of the 24 h up to 20 UTC (04, 06, 07 and 20 UTC)
         assert int(attrs["alerts"]) == len(fc["features"])
         assert int(attrs["alert-items"]) == len(fc["features"])

@@ -200,7 +200,10 @@ def _temporal(ds: xr.Dataset) -> tuple:
     ``season`` when present."""
     t0, t1 = times.extent(ds)
     if "time" in ds.dims:
-        values = [str(t)[:10] for t in ds["time"].values]
+        stamps = ds["time"].values.astype("datetime64[s]")
+        sub_daily = bool((stamps != stamps.astype("datetime64[D]")).any())
+        # dates, or for scenes within a day (fire alerts) the instants: "2023-09-15T04:00:00Z"
+        values = [f"{t}Z" if sub_daily else str(t)[:10] for t in stamps]
         dims = {
             "time": Dimension.from_dict(
                 {"type": "temporal", "values": values, "extent": [t0.isoformat(), t1.isoformat()]}
