@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import numpy as np
@@ -310,3 +310,98 @@ def test_map_page_shows_the_alerts_layer_with_time(fire_run, tmp_path):
     high = np.all(np.abs(rgb - [0xA5, 0x00, 0x26]) <= 6, axis=-1)  # high-confidence fires
     assert high.sum() > 20
     shutil.copy(shot, REPO / "docs" / "images" / "alerts.png")
+
+
+# --- heat waves ----------------------------------------------------------------------------------
+
+
+def test_heat_wave_onset_and_extent_from_the_world_truth():
+    """Daily LST of the disturbance preset (heat wave 2022-07-30..08-10, +6 K in a disc of
+    0.12 degree), with 1 K noise and 30 % of days cloudy, against a 2019-2021 baseline."""
+    from fluxscape.products import heatwave as H
+
+    world = World(PRESETS["disturbance"])
+    hw = world._coef["heat"]
+    x = np.arange(138.61, 139.0, 0.02)
+    y = np.arange(35.39, 35.0, -0.02)
+    lon, lat = np.meshgrid(x, y)
+    days = pd.date_range("2019-07-01", "2022-09-30", freq="D")
+    days = days[(days.month >= 7) & (days.month <= 9)]
+    lst = np.moveaxis(world.land_surface_temperature(lon, lat, days), -1, 0)
+    rng = np.random.default_rng(1)
+    lst = lst + rng.normal(0, 1.0, lst.shape)
+    lst[rng.random(lst.shape) < 0.3] = np.nan
+    d = days.values.astype("datetime64[D]")
+    base = d < np.datetime64("2022-01-01")
+    mean, _ = H.doy_baseline(lst, d, base, 7)
+    onset, last, peak = H.onsets(lst - mean, ~base, 4.0, 3)
+    events = H.events(onset, last, peak, x, y, d)
+    assert len(events) == 1
+    ev = events[0]
+    truth_onset = pd.Timestamp(hw["first"])
+    assert abs((pd.Timestamp(ev["onset"]) - truth_onset).days) <= 1
+    assert abs((pd.Timestamp(ev["last"]) - pd.Timestamp(hw["last"])).days) <= 1
+    km = 111.32 * hw["radius"]
+    true_area = np.pi * km * km * np.cos(np.radians(hw["lat"]))
+    assert ev["extent_km2"] == pytest.approx(true_area, rel=0.15)
+    assert ev["peak_anomaly_k"] > hw["lst_anomaly_k"]
+    assert ev["geometry"]["type"] in ("Polygon", "MultiPolygon")
+
+
+@pytest.fixture(scope="module")
+def heat_run(tmp_path_factory):
+    """P-Tree scenes (02:30 UTC, daily) of 15 Jul - 15 Aug 2020-2022 over the disturbance
+    preset and a heatwave_alerts run with a 2020-2021 baseline."""
+    from fluxscape.pipeline.run import run_workflow
+    from fluxscape.sample.ahi_writer import _ptree_truth, ptree_grid, write_ptree_observation
+
+    root = tmp_path_factory.mktemp("heat")
+    world = World(PRESETS["disturbance"])
+    grid = ptree_grid(world.preset.bbox)
+    rng = np.random.default_rng(9)
+    for year in (2020, 2021, 2022):
+        days = [d.date() for d in pd.date_range(f"{year}-07-15", f"{year}-08-15")]
+        truth = _ptree_truth(world, grid, days)
+        for day in days:
+            nominal = datetime(day.year, day.month, day.day, 2, 30)
+            write_ptree_observation(world, grid, nominal, truth[day], root / "ptree", rng)
+    wf = {
+        "name": "heat",
+        "region": {"bbox": list(world.preset.bbox), "crs": "EPSG:4326", "resolution": 0.02},
+        "tile_size": 20,
+        "period": {"start": "2020-07-01", "end": "2022-08-31", "step": "1D"},
+        "data_dir": str(root),
+        "inputs": {"ahi": {"reader": "ahi_ptree", "paths": ["ptree/*/*/*/NC_H0?_*.nc"]}},
+        "products": {
+            "heat": {
+                "kind": "heatwave_alerts",
+                "input": "ahi",
+                "baseline": ["2020-07-01", "2021-12-31"],
+            }
+        },
+        "output": {"dir": str(root / "out")},
+    }
+    path = root / "heat.yaml"
+    path.write_text(yaml.safe_dump(wf))
+    run_workflow(path, workers=1)
+    return root, world._coef["heat"]
+
+
+def test_heat_wave_alert_onset_within_one_day(heat_run):
+    root, hw = heat_run
+    fc = json.loads(next((root / "out" / "alerts" / "heat").glob("*.geojson")).read_text())
+    waves = [f for f in fc["features"] if f["properties"]["kind"] == "heatwave"]
+    assert len(waves) == 1
+    p = waves[0]["properties"]
+    assert abs((pd.Timestamp(p["onset"]) - pd.Timestamp(hw["first"])).days) <= 1
+    assert np.hypot(p["lon"] - hw["lon"], p["lat"] - hw["lat"]) < 0.05
+    km = 111.32 * hw["radius"]
+    assert p["extent_km2"] == pytest.approx(
+        np.pi * km * km * np.cos(np.radians(hw["lat"])), rel=0.3
+    )
+    items = list((root / "out" / "catalog" / "alerts" / "items" / "heat").glob("*.json"))
+    assert len(items) == 1
+    item = json.loads(items[0].read_text())
+    assert item["geometry"]["type"] in ("Polygon", "MultiPolygon") and item["bbox"][0] < hw["lon"]
+    ds = xr.open_zarr(root / "out" / "products" / "heat.zarr")
+    assert int((ds["hot"] == 1).sel(time="2022-08-05").sum()) > 20

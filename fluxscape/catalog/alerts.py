@@ -1,5 +1,6 @@
 """Alerts in the catalog: one GeoJSON FeatureCollection per batch (a run, later an update)
-and STAC Items (one per alert, a point) in the catalog's ``alerts`` collection.
+and STAC Items (one per alert: a point for a fire, a polygon for a heat wave) in the
+catalog's ``alerts`` collection.
 
 Layout::
 
@@ -34,12 +35,19 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def feature_collection(features: list[dict], batch: str, product: str) -> dict:
-    """A GeoJSON FeatureCollection of alert features (Point geometries in lon/lat)."""
+    """A GeoJSON FeatureCollection of alert features (lon/lat: points for fires, polygons
+    for heat waves)."""
     return {
         "type": "FeatureCollection",
         "features": features,
         "properties": {"batch": batch, "product": product},
     }
+
+
+def _bbox(geometry: dict) -> list[float]:
+    from shapely.geometry import shape
+
+    return [round(v, 6) for v in shape(geometry).bounds]
 
 
 def _item(feature: dict, geojson_href: str) -> dict:
@@ -50,7 +58,7 @@ def _item(feature: dict, geojson_href: str) -> dict:
         "id": p["id"],
         "collection": COLLECTION,
         "geometry": feature["geometry"],
-        "bbox": [*feature["geometry"]["coordinates"], *feature["geometry"]["coordinates"]],
+        "bbox": _bbox(feature["geometry"]),
         "properties": {"datetime": p["time"], **{k: v for k, v in p.items() if k != "id"}},
         "links": [{"rel": "collection", "href": "../../collection.json"}],
         "assets": {
@@ -67,13 +75,14 @@ def _item(feature: dict, geojson_href: str) -> dict:
 def _collection(catalog_dir: Path) -> dict:
     """The alerts collection document, with the extent of every Item on disk."""
     items = sorted((catalog_dir / COLLECTION / "items").glob("*/*.json"))
-    lons, lats, times = [], [], []
+    lons, lats, times, kinds = [], [], [], set()
     for path in items:
         item = json.loads(path.read_text())
-        lon, lat = item["geometry"]["coordinates"]
-        lons.append(lon)
-        lats.append(lat)
+        w, s, e, n = item["bbox"]
+        lons += [w, e]
+        lats += [s, n]
         times.append(item["properties"]["datetime"])
+        kinds.add(item["properties"].get("kind", "fire"))
     bbox = [min(lons), min(lats), max(lons), max(lats)] if lons else [-180, -90, 180, 90]
     interval = [min(times), max(times)] if times else [None, None]
     return {
@@ -86,7 +95,7 @@ def _collection(catalog_dir: Path) -> dict:
         "license": "proprietary",
         "extent": {"spatial": {"bbox": [bbox]}, "temporal": {"interval": [interval]}},
         "links": [{"rel": "root", "href": "../catalog.json"}],
-        "summaries": {"fluxscape:alert_kind": ["fire"]},
+        "summaries": {"fluxscape:alert_kind": sorted(kinds)},
         "fluxscape:items": len(items),
     }
 
@@ -122,11 +131,7 @@ def publish_alerts(
             catalog_dir / COLLECTION / "collection.json", json.dumps(_collection(catalog_dir))
         )
     table = pd.DataFrame(
-        [
-            {**f["properties"], "lon": f["geometry"]["coordinates"][0]}
-            | {"lat": f["geometry"]["coordinates"][1]}
-            for f in features
-        ]
+        [{**f["properties"], "geometry": json.dumps(f["geometry"])} for f in features]
     )
     parquet = folder / "alerts.parquet"
     if parquet.exists() and len(table):

@@ -281,8 +281,7 @@ def _alert_items(catalog_dir, levels, when: str | None, bbox: str | None) -> lis
         items = [
             i
             for i in items
-            if w <= i["geometry"]["coordinates"][0] <= e
-            and s <= i["geometry"]["coordinates"][1] <= n
+            if i["bbox"][0] <= e and i["bbox"][2] >= w and i["bbox"][1] <= n and i["bbox"][3] >= s
         ]
     return items
 

@@ -1,5 +1,6 @@
-// fluxscape map page: the catalog's `alerts` collection (issue #15) as a point layer with
-// time. Fires are circles coloured by confidence class and sized by fire radiative power;
+// fluxscape map page: the catalog's `alerts` collection (issue #15) as a layer with time.
+// Fires are circles coloured by confidence class and sized by fire radiative power, heat
+// waves orange polygons from their onset to their last hot day;
 // the "Alerts until" slider runs over the alert times and shows the alerts of the
 // `alertHours` before it (older ones fainter). #alerts=TIME in the URL hash picks the time.
 // Items come from /collections/alerts/items with the page's bearer token (access levels).
@@ -24,8 +25,21 @@ function drawAlerts(map, status) {
   let shown = 0;
   for (const f of alertState.items) {
     const t = Date.parse(f.properties.datetime);
-    if (t > end || t <= start) continue;
     const p = f.properties;
+    if (f.geometry.type !== "Point") {
+      // a heat wave: shown from its onset to the end of its last hot day
+      const over = p.last ? Date.parse(p.last + "T00:00:00Z") + 86400e3 : t + 86400e3;
+      if (t > end || over <= start) continue;
+      L.geoJSON(f.geometry, {
+        style: { color: "#b35806", weight: 1.5, fillColor: "#f1a340", fillOpacity: 0.35 },
+      }).bindPopup(
+        `<b>heat wave</b> from ${p.onset} to ${p.last} (${p.duration_days} d)<br>` +
+        `${p.extent_km2} km2, peak anomaly +${p.peak_anomaly_k} K`
+      ).addTo(group);
+      shown += 1;
+      continue;
+    }
+    if (t > end || t <= start) continue;
     const [lon, lat] = f.geometry.coordinates;
     const age = (end - t) / (alertState.hours * 3600e3);
     L.circleMarker([lat, lon], {

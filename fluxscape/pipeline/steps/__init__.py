@@ -15,6 +15,7 @@ from fluxscape.pipeline.steps import (
     fire,
     flux,
     gosat_l3,
+    heatwave,
     lst,
     phenology,
     soil_flux,
@@ -26,7 +27,7 @@ ENTRY_POINT_GROUP = "fluxscape.steps"
 
 
 def _registry() -> dict[str, Step]:
-    modules = (vi, gosat_l3, phenology, disturbance, flux, soil_flux, lst, budget, fire)
+    modules = (vi, gosat_l3, phenology, disturbance, flux, soil_flux, lst, budget, fire, heatwave)
     steps = [m.STEP for m in modules]
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         step = ep.load()
