@@ -122,6 +122,24 @@ def test_false_alarms_per_clear_land_pixel_scene(world_run):
     assert false <= clear / 1e6, f"{false} false alarms in {clear} clear land pixel-scenes"
 
 
+def test_frp_of_the_world_fires_is_close_to_the_truth(world_run):
+    """FRP of each detected clear-view fire pixel against the truth: sigma p A (Tf^4 - Tb^4)
+    (A = 4 km2, the area the test is given; Tb the pixel's 11 um background)."""
+    world, scenes = world_run
+    truth = {f.id: f for f in fires(world)}
+    ratios = []
+    for _, sc, res, _ in scenes:
+        for fid, (r, c) in sc["fire_pixels"].items():
+            if sc["cloud"][r, c] > 0 or not res.fire[r, c]:
+                continue
+            f = truth[fid]
+            true = 5.670374419e-8 * f.fraction * 4e6 * (f.temperature_k**4 - 300.0**4) / 1e6
+            ratios.append(res.frp[r, c] / true)
+    assert len(ratios) > 100
+    assert 0.8 < np.median(ratios) < 1.25
+    assert np.percentile(ratios, 90) < 1.6
+
+
 def test_sun_glint_trap_fires_without_screening_and_is_screened(world_run):
     _, scenes = world_run
     trapped = 0
