@@ -219,6 +219,8 @@ def test_run_writes_geojson_parquet_and_stac_items(fire_run):
     assert len(items) == len(props)
     coll = json.loads((out / "catalog" / "alerts" / "collection.json").read_text())
     assert coll["id"] == "alerts" and coll["fluxscape:items"] == len(props)
+    root = json.loads((out / "catalog" / "catalog.json").read_text())
+    assert "./alerts/collection.json" in [link["href"] for link in root["links"]]
 
 
 def test_run_finds_the_burning_fires_and_not_the_lake(fire_run):

@@ -273,6 +273,15 @@ def _write_root(catalog_dir: Path) -> Path:
                 "title": row["title"],
             }
         )
+    if (catalog_dir / "alerts" / "collection.json").is_file():  # catalog/alerts.py
+        links.append(
+            {
+                "rel": "child",
+                "href": "./alerts/collection.json",
+                "type": "application/json",
+                "title": "Rapid alerts",
+            }
+        )
     payload = {
         "type": "Catalog",
         "stac_version": pystac.get_stac_version(),
