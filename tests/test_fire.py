@@ -425,3 +425,14 @@ def test_heat_wave_alert_onset_within_one_day(heat_run):
     assert item["geometry"]["type"] in ("Polygon", "MultiPolygon") and item["bbox"][0] < hw["lon"]
     ds = xr.open_zarr(root / "out" / "products" / "heat.zarr")
     assert int((ds["hot"] == 1).sel(time="2022-08-05").sum()) > 20
+
+
+def test_alert_features_after_a_time_give_only_newer_scenes(fire_run):
+    """What an incremental update asks for: the alerts of the scenes after the last batch."""
+    from fluxscape.pipeline.steps.fire import alert_features
+
+    store = fire_run / "out" / "products" / "fires.zarr"
+    every = alert_features(store, "fires", 0.0, {})
+    newer = alert_features(store, "fires", 0.0, {}, after=np.datetime64("2023-09-15T06:30"))
+    assert 0 < len(newer) < len(every)
+    assert all(f["properties"]["time"] >= "2023-09-15T07:00" for f in newer)

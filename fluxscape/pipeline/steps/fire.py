@@ -176,15 +176,23 @@ def _iso(t) -> str:
 
 
 def alert_features(
-    store: Path, product: str, min_confidence: float, scene_files: dict
+    store: Path,
+    product: str,
+    min_confidence: float,
+    scene_files: dict,
+    after: np.datetime64 | None = None,
 ) -> list[dict]:
     """GeoJSON point features of every fire pixel of a fire_alerts store (lon/lat of the
     pixel centre; the store must be on a lon/lat grid or carry a CRS pyproj reads).
     ``scene_files``: nominal time -> newest file modification time (UTC) of the scene, kept as
-    ``file_time``."""
+    ``file_time``. ``after``: only scenes after this time (an incremental update's new
+    scenes); None: every scene of the store."""
     ds = xr.open_zarr(store, consolidated=False)
     mask = ds["fire_mask"].values
     t, r, c = np.nonzero(mask >= fire.MASK["low"])
+    if after is not None:
+        keep = ds["time"].values[t] > np.datetime64(after, "ns")
+        t, r, c = t[keep], r[keep], c[keep]
     x, y = ds["x"].values[c], ds["y"].values[r]
     crs = ds["spatial_ref"].attrs.get("crs_wkt", "")
     if crs and "GEOGCRS" not in crs and "GEOGCS" not in crs[:6]:
