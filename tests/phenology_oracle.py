@@ -519,10 +519,12 @@ def _fit_seasons(
     left: np.ndarray,
     right: np.ndarray,
     iterations: int,
+    group: np.ndarray,
+    year: np.ndarray,
 ) -> np.ndarray:
     """One curve per season (season, n): the rough dates of each season by :func:`_extract`,
     then the production fit (:func:`fluxscape.products.phenology.fit_season_curves`, the only
-    implementation of the double-logistic step)."""
+    implementation of the double-logistic step, its seasons pooled by ``group``)."""
     troughs = np.zeros((pix.size, grid.size), dtype=bool)
     rows = np.arange(pix.size)
     troughs[rows, left] = True
@@ -541,7 +543,9 @@ def _fit_seasons(
         rough["peak"],
         rough["amplitude"],
         iterations,
-    )
+        group=group,
+        year=year,
+    )[0]
 
 
 @dataclass(frozen=True)
@@ -683,7 +687,9 @@ def _phenology_block(
     where = pix
     if rules.fit_iterations is not None:
         # Each season is extracted on its own fitted curve (one row per season).
-        z = _fit_seasons(z, grid, y, w, t, pix, li, ri, rules.fit_iterations)
+        z = _fit_seasons(
+            z, grid, y, w, t, pix, li, ri, rules.fit_iterations, pix * rules.seasons + si, yi
+        )
         where = np.arange(pix.size)
         troughs = np.zeros(z.shape, dtype=bool)
         troughs[where, li] = True

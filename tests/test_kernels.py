@@ -120,9 +120,10 @@ def test_kernels_equal_the_reference_with_options(series, options):
 def test_bounded_metrics_equal_the_reference_on_fitted_curves(series, sos_method):
     """The double-logistic step: each season measured on its own fitted curve (which may
     only rise, only fall, or be flat on top) by the kernel and by the reference. Equal but
-    for a few seasons in a thousand (4 of 1722 here) whose fitted curve is flat on top to
-    within 1e-15: the reference compares lifted values (value + k x gap, its segment trick),
-    which rounds such near-ties to ties, so its first maximum or crossing can be a grid
+    for about one season in a hundred (17 of 1722 here, most fits being kept since the
+    fit's acceptance rule of issue #16) whose fitted curve is flat on top to within 1e-15:
+    the reference compares lifted values (value + k x gap, its segment trick), which rounds
+    such near-ties to ties, so its first maximum or crossing can be a grid
     step earlier than the kernel's."""
     values, weights, days = (a[:600] for a in series)
     usable = np.isfinite(values) & np.isfinite(days) & (weights > 0)
@@ -137,7 +138,7 @@ def test_bounded_metrics_equal_the_reference_on_fitted_curves(series, sos_method
     left, _, right = oracle._seasons_by_year(*ext, (jan1 - grid[0]) / step, 2)
     pix, yi, si = np.nonzero(left >= 0)
     li, ri = left[pix, yi, si], right[pix, yi, si]
-    curves = oracle._fit_seasons(z, grid, y, w, t, pix, li, ri, 20)
+    curves = oracle._fit_seasons(z, grid, y, w, t, pix, li, ri, 20, pix * 2 + si, yi)
     rows = np.arange(pix.size)
     troughs = np.zeros(curves.shape, bool)
     troughs[rows, li] = troughs[rows, ri] = True
@@ -164,7 +165,7 @@ def test_bounded_metrics_equal_the_reference_on_fitted_curves(series, sos_method
             want = grid[0] + step * want - jan1[yi] + 1.0
         tol = 1e-6 if name in ("peak", "amplitude") else 2e-3
         same = (np.isnan(got) & np.isnan(want)) | (np.abs(got - want) <= tol)
-        assert same.mean() > 0.995, (name, np.flatnonzero(~same))
+        assert same.mean() > 0.985, (name, np.flatnonzero(~same))
     assert np.isfinite(ref["sos"]).sum() > 300
 
 
@@ -179,11 +180,17 @@ def test_double_logistic_method_agrees_with_the_reference(series, sos_method):
     fast = ph.phenology_metrics(values, weights, days, YEARS, **opts)
     ref = oracle.phenology_metrics(values, weights, days, YEARS, **opts)
     for name in ph.VARIABLES:
+        if name in ph.UNCERTAINTY:  # the production fit's own output: not in the reference
+            continue
         x, y = np.asarray(fast[name], float), np.asarray(ref[name], float)
         tol = 2e-3 if name in (*DATES, "los", "integral") else 1e-6
         same = (np.isnan(x) & np.isnan(y)) | (np.abs(x - y) <= tol)
         assert same.mean() > 0.995, (name, same.mean())
     assert np.isfinite(ref["sos"]).sum() > 1000
+    for date, sd in (("sos", "sos_sd"), ("eos", "eos_sd")):
+        dated = np.isfinite(fast[date])
+        assert (np.isfinite(fast[sd]) == dated).mean() > 0.98  # NaN: degenerate posterior
+        assert (fast[sd][dated & np.isfinite(fast[sd])] > 0).all()
 
 
 @pytest.mark.parametrize("method", ph.METHODS)
@@ -194,7 +201,8 @@ def test_pixels_below_min_observations_are_nan(series, method):
     for metrics in (ph.phenology_metrics, oracle.phenology_metrics):
         res = metrics(values, weights, days, YEARS, method=method)
         for name in ph.VARIABLES:
-            assert np.isnan(res[name][:50]).all(), (metrics.__module__, name)
+            if name in res:  # the reference has no uncertainty variables
+                assert np.isnan(res[name][:50]).all(), (metrics.__module__, name)
         assert np.isfinite(res["sos"][50:]).any()
 
 

@@ -309,3 +309,8 @@ def test_ahi_scenes_with_only_b03_b04_b13_give_ndvi_and_phenology(tmp_path, samp
     assert np.median(np.abs(np.concatenate(err))) < 0.01
     pheno = xr.open_zarr(tmp_path / "out" / "products" / "phenology.zarr").load()
     assert np.isfinite(pheno.sos.sel(year=2021, season=1).values).mean() > 0.9
+    # the default method (double_logistic) stores the dates' standard deviations (days)
+    sd = pheno.sos_sd.sel(year=2021, season=1).values
+    dated = np.isfinite(pheno.sos.sel(year=2021, season=1).values)
+    assert pheno.sos_sd.attrs["units"] == "day" and pheno.eos_sd.attrs["units"] == "day"
+    assert np.isfinite(sd[dated]).mean() > 0.95 and (sd[np.isfinite(sd)] > 0).all()

@@ -390,7 +390,7 @@ def test_product_has_design_variables_dims_and_cf_attributes(world_pixels):
     ds = _product(cube.isel(x=slice(0, 10)))
     expected = {"sos", "pos", "eos", "los", "peak", "amplitude", "integral", "n_obs"}
     expected |= {"greenup", "midgreenup", "maturity", "senescence", "midgreendown", "dormancy"}
-    expected |= {"qa_overall", "qa_detailed"}
+    expected |= {"qa_overall", "qa_detailed", "sos_sd", "eos_sd"}
     assert set(ds.data_vars) == expected
     for name, var in ds.data_vars.items():
         assert var.dims == ("year", "season", "y", "x"), name

@@ -184,7 +184,9 @@ FIELD_NOTES = {
     "PhenologyConfig.kind": "Product kind.",
     "PhenologyConfig.source": "A `vi` product of the same workflow.",
     "PhenologyConfig.variable": "Index whose seasonal curve is fitted.",
-    "PhenologyConfig.method": "Smoother or curve: Whittaker, Savitzky-Golay, double logistic.",
+    "PhenologyConfig.method": "Smoother or curve: Whittaker, Savitzky-Golay, or a double "
+    "logistic per season fitted at the observation days, the pixel's other years lending "
+    "their shape (default; gives `sos_sd`/`eos_sd`).",
     "PhenologyConfig.seasons": "Up to this many seasons per year (2 for double cropping).",
     "DisturbanceConfig.kind": "Product kind.",
     "DisturbanceConfig.source": "A `vi` product of the same workflow.",

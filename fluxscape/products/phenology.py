@@ -2,15 +2,19 @@
 
 Three steps, the same for every option: the smoothing of ``method="whittaker"`` and every
 season division and date run in the compiled per-pixel kernels of
-:mod:`fluxscape.products.kernels`; ``"savgol"`` smooths and ``"double_logistic"`` fits in numpy
-(:mod:`fluxscape.products.smoothing`), a block of pixels at a time. A block-vectorised numpy
+:mod:`fluxscape.products.kernels`; ``"savgol"`` smooths in numpy
+(:mod:`fluxscape.products.smoothing`) and ``"double_logistic"`` fits in the compiled kernels of
+:mod:`fluxscape.products.dlfit`, a block of pixels at a time. A block-vectorised numpy
 implementation of the same definitions is kept in the tests as the reference the kernels are
 checked against (tests/phenology_oracle.py, tests/test_kernels.py):
 
 1. **Smooth** the irregular, QA-weighted observations onto a regular day grid
-   (:mod:`fluxscape.products.smoothing`): ``"whittaker"`` (default), ``"savgol"``, or
-   ``"double_logistic"`` (a rough Whittaker fit divides the seasons, then one double logistic
-   is fitted per season, as phenofit's rough-fit / fine-fit scheme; Kong et al. 2022).
+   (:mod:`fluxscape.products.smoothing`): ``"whittaker"`` (this function's default),
+   ``"savgol"``, or ``"double_logistic"`` (the workflow's default: a rough Whittaker fit
+   divides the seasons, then one double logistic is fitted per season at the observation
+   days, as phenofit's rough-fit / fine-fit scheme, Kong et al. 2022; fitted again with the
+   rates and levels of the pixel's other years as priors, :func:`fit_season_curves`, which
+   also gives each date's standard deviation, ``sos_sd``/``eos_sd``).
 2. **Divide seasons**: the local extrema of the smoothed series are simplified by removing the
    peak-trough pair with the smallest difference until every remaining rise and fall exceeds
    ``max(min_amplitude, min_relative_amplitude * series range)`` and neighbouring peaks are at
@@ -46,6 +50,7 @@ float days since 1 January of the first year (day 0 = 1 January 00:00).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -53,7 +58,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from fluxscape.products import kernels, smoothing
+from fluxscape.products import dlfit, kernels, smoothing
 
 Method = Literal["whittaker", "savgol", "double_logistic"]
 METHODS: tuple[str, ...] = ("whittaker", "savgol", "double_logistic")
@@ -67,7 +72,20 @@ TRANSITIONS: dict[str, tuple[float, bool]] = {
     "midgreendown": (0.50, False),
     "dormancy": (0.15, False),
 }
-VARIABLES = ("sos", "pos", "eos", "los", "peak", "amplitude", "integral", "n_obs", *TRANSITIONS)
+#: Per-date uncertainty (``method="double_logistic"``; NaN for the other methods).
+UNCERTAINTY = ("sos_sd", "eos_sd")
+VARIABLES = (
+    "sos",
+    "pos",
+    "eos",
+    "los",
+    "peak",
+    "amplitude",
+    "integral",
+    "n_obs",
+    *TRANSITIONS,
+    *UNCERTAINTY,
+)
 
 ATTRS: dict[str, dict[str, str]] = {
     "sos": {"long_name": "start of season (day of year)", "units": "1"},
@@ -104,6 +122,16 @@ ATTRS: dict[str, dict[str, str]] = {
     "dormancy": {
         "long_name": "last day at 15 % of the falling amplitude (day of year)",
         "units": "1",
+    },
+    "sos_sd": {
+        "long_name": "standard deviation of the start of season (posterior of the "
+        "double-logistic fit)",
+        "units": "day",
+    },
+    "eos_sd": {
+        "long_name": "standard deviation of the end of season (posterior of the "
+        "double-logistic fit)",
+        "units": "day",
     },
 }
 
@@ -195,6 +223,41 @@ RISING = tuple(k for k, (_, rising) in TRANSITIONS.items() if rising)
 FALLING = tuple(k for k, (_, rising) in TRANSITIONS.items() if not rising)
 
 
+#: Prior standard deviations of the second fit (:func:`fit_season_curves`) around the
+#: median of the same pixel's and season number's first fits in the other years: rates
+#: (relative), base and peak levels (index units). Dates get no prior.
+PRIOR_RATE_SD = 0.2
+PRIOR_VMIN_SD = 0.03
+PRIOR_VMAX_SD = 0.05
+#: A fit is kept when its residual r.m.s. is at most twice the rough curve's (which follows
+#: the noise more closely), or at most this (index units).
+ACCEPT_RMS = 0.04
+#: Most pixels fitted together by ``method="double_logistic"``: its per-season arrays (a
+#: dozen (season, time or grid) float64 arrays) stay near 40 MiB.
+FIT_BLOCK_SIZE = 2048
+#: Largest date s.d. reported (days): beyond it the date is unknown within its season.
+MAX_DATE_SD = 100.0
+#: Smallest residual s.d. (index units) a season's fit is credited with.
+MIN_NOISE_SD = 0.005
+
+
+def _pooled(
+    values: np.ndarray, group: np.ndarray, year: np.ndarray, ok: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the median of ``values`` (rows, k) over the accepted rows (``ok``) of its
+    ``group`` (one row per group and ``year``), and how many accepted rows the group has."""
+    uniq, inv = np.unique(group, return_inverse=True)
+    if not uniq.size:
+        return np.zeros(values.shape), np.zeros(len(values), np.int64)
+    table = np.full((uniq.size, int(year.max()) + 1, values.shape[1]), np.nan)
+    table[inv[ok], year[ok]] = values[ok]
+    count = np.isfinite(table[..., 0]).sum(axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN groups: no prior
+        med = np.nanmedian(table, axis=1)
+    return med[inv], count[inv]
+
+
 def fit_season_curves(
     rough: np.ndarray,
     grid: np.ndarray,
@@ -207,14 +270,31 @@ def fit_season_curves(
     peak: np.ndarray,
     amplitude: np.ndarray,
     iterations: int,
-) -> np.ndarray:
+    group: np.ndarray | None = None,
+    year: np.ndarray | None = None,
+    fractions: tuple[float, float] = (0.5, 0.5),
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One curve per season (season, n) for ``method="double_logistic"``: a double logistic
     fitted to the observations ``y``, ``w``, ``t`` (season, time: the rows of each season's
-    pixel) between the season's troughs ``left`` and ``right`` (grid indices) of its rough
-    curve ``rough`` (season, n), started from the rough curve's transition ``dates``
-    (:data:`TRANSITIONS` as fractional grid indices), ``peak`` and ``amplitude`` (NaN where the
-    rough season is not valid). Where the fit fails (fewer than 6 observations, no amplitude,
-    or a worse fit than the rough curve) the row is the rough curve."""
+    pixel, at their actual days with their QA weights) between the season's troughs ``left``
+    and ``right`` (grid indices) of its rough curve ``rough`` (season, n), started from the
+    rough curve's transition ``dates`` (:data:`TRANSITIONS` as fractional grid indices),
+    ``peak`` and ``amplitude`` (NaN where the rough season is not valid).
+
+    Two fits (:mod:`fluxscape.products.dlfit`): each season alone, then again with Gaussian
+    priors on its rates and levels around the medians of the first fits of the seasons of its
+    ``group`` (the same pixel and season number in the other years, ``year`` the row's year
+    index; :data:`PRIOR_RATE_SD`, ...) and its residual variance set to theirs: a season's
+    shape varies less from year to year than its few observations on the rise or the fall
+    can tell, so the years lend each
+    other their shape and each keeps its own dates. Where the fit fails (fewer than 6
+    observations, no amplitude, or a residual r.m.s. above twice the rough curve's and
+    :data:`ACCEPT_RMS`) the row is the rough curve. Returns the curves (season, n), the s.d.
+    (days) of the sos and eos dates (season, 2: the days the curve crosses ``fractions`` of
+    its rise and fall; the posterior s.d. of the fit by :func:`fluxscape.products.dlfit.date_sd`,
+    or where the row is the rough curve the residual s.d. over the curve's slope at the
+    rough 50 % dates: one observation's worth of information) and the residual s.d. of the
+    observations around the row's curve (season,)."""
     step = grid[1] - grid[0]
     t0, t1 = grid[left], grid[right]
     inside = (t >= t0[:, None]) & (t <= t1[:, None])
@@ -234,25 +314,77 @@ def fit_season_curves(
     )
     lower = np.stack([vmin - 1, vmin - 1, t0 - 30, t0 * 0 + 0.01, t0, t0 * 0 + 0.01], axis=1)
     upper = np.stack([vmin + 1, vmin + 2, t1, t0 * 0 + 1.0, t1 + 30, t0 * 0 + 1.0], axis=1)
-    params = smoothing.fit_double_logistic(
-        y, ws, ts, p0, lower=lower, upper=upper, iterations=iterations
-    )
-    curves = smoothing.double_logistic(grid[None, :], *(params[:, i : i + 1] for i in range(6)))
-    # Accept a fit that explains the season's observations at least as well as the rough curve.
+    yy = np.where(ws > 0, y, 0.0)
+    n_used = (ws > 0).sum(axis=1)
     j0 = np.clip(np.floor((ts - grid[0]) / step), 0, grid.size - 2).astype(np.int64)
     frac = np.clip((ts - grid[0]) / step - j0, 0, 1)
-    rough_at = smoothing._at_observations(rough, j0, frac)
-    fit_at = smoothing.double_logistic(ts, *(params[:, i : i + 1] for i in range(6)))
-    yy = np.where(ws > 0, y, 0.0)
-    sse_rough = np.sum(ws * (yy - rough_at) ** 2, axis=1)
-    sse_fit = np.sum(ws * (yy - fit_at) ** 2, axis=1)
-    ok = (
-        ((ws > 0).sum(axis=1) >= 6)
-        & np.all(np.isfinite(params), axis=1)
-        & (params[:, 1] - params[:, 0] > 0.25 * amplitude)
-        & (sse_fit <= 1.5 * sse_rough + 1e-4)
+    sse_rough = np.sum(ws * (yy - smoothing._at_observations(rough, j0, frac)) ** 2, axis=1)
+
+    def accepted(params: np.ndarray, sse_fit: np.ndarray) -> np.ndarray:
+        return (
+            (n_used >= 6)
+            & np.all(np.isfinite(params), axis=1)
+            & np.isfinite(sse_fit)
+            & (params[:, 1] - params[:, 0] > 0.25 * amplitude)
+            & (sse_fit <= np.maximum(4.0 * sse_rough, ACCEPT_RMS**2 * n_used))
+        )
+
+    params, _, sse = dlfit.fit(yy, ws, ts, p0, lower, upper, iterations=iterations)
+    ok = accepted(params, sse)
+    noise = np.maximum(np.nan_to_num(sse) / np.maximum(n_used - 6, 1), MIN_NOISE_SD**2)
+    if group is not None:
+        # shape of the other years: medians of the first fits (vmin, vmax, k1, k2, noise)
+        stats = np.column_stack([params[:, [0, 1, 3, 5]], noise])
+        med, count = _pooled(stats, group, year, ok)
+        has = count >= 2
+        mu = np.zeros_like(params)
+        prec = np.zeros_like(params)
+        mu[:, [0, 1, 3, 5]] = np.where(has[:, None], med[:, :4], 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            prec[:, 0] = np.where(has, PRIOR_VMIN_SD**-2, 0.0)
+            prec[:, 1] = np.where(has, PRIOR_VMAX_SD**-2, 0.0)
+            prec[:, 3] = np.where(has, (PRIOR_RATE_SD * med[:, 2]) ** -2, 0.0)
+            prec[:, 5] = np.where(has, (PRIOR_RATE_SD * med[:, 3]) ** -2, 0.0)
+        prec = np.where(np.isfinite(prec), prec, 0.0)
+        noise = np.where(has, np.maximum(med[:, 4], MIN_NOISE_SD**2), noise)
+        start = np.where(ok[:, None], params, p0)
+        params, var, sse = dlfit.fit(
+            yy,
+            ws,
+            ts,
+            start,
+            lower,
+            upper,
+            prior_mean=mu,
+            prior_precision=prec,
+            noise_var=noise,
+            iterations=iterations,
+        )
+    else:
+        _, var, _ = dlfit.fit(yy, ws, ts, params, lower, upper, noise_var=noise, iterations=0)
+    ok = accepted(params, sse)
+    curves = dlfit.curves(np.ascontiguousarray(params), np.asarray(grid, float))
+    # the rough curve's rows: residual s.d. over its slope at its 50 % dates
+    rough_sd = np.sqrt(sse_rough / np.maximum(n_used - 1, 1))
+    slope = np.stack(
+        [np.abs(_slope_at(rough, dates[k])) / step for k in ("midgreenup", "midgreendown")], 1
     )
-    return np.where(ok[:, None], curves, rough)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fallback = rough_sd[:, None] / slope
+    sd = np.where(ok[:, None], dlfit.date_sd(params, var, *fractions), fallback)
+    sd = np.where(np.isfinite(sd), np.minimum(sd, MAX_DATE_SD), np.nan)
+    resid_sd = np.where(ok, np.sqrt(sse / np.maximum(n_used - 6, 1)), rough_sd)
+    return np.where(ok[:, None], curves, rough), sd, resid_sd
+
+
+def _slope_at(curve: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Per row, the change of ``curve`` (rows, n) per grid step around fractional grid index
+    ``at`` (rows,); NaN where ``at`` is NaN."""
+    n = curve.shape[1]
+    j = np.clip(np.floor(np.where(np.isfinite(at), at, 0)), 0, n - 2).astype(np.int64)
+    rows = np.arange(curve.shape[0])
+    out = curve[rows, j + 1] - curve[rows, j]
+    return np.where(np.isfinite(at), out, np.nan)
 
 
 def _double_logistic_block(
@@ -269,7 +401,12 @@ def _double_logistic_block(
     """:func:`phenology_metrics` with ``method="double_logistic"`` of one block of series
     (pixel, time) with usable weights (0 elsewhere): a rough Whittaker curve divides the
     seasons, a double logistic is fitted per season and each season is measured on its own
-    curve. Returns the kernels' array (pixel, year, season, variable)."""
+    curve. Returns the kernels' array (pixel, year, season, variable) followed by
+    :data:`UNCERTAINTY` (s.d. of the sos and eos dates, days)."""
+    if rules["sos_method"] == "derivative":  # a double logistic changes fastest at 50 %
+        fractions = (0.5, 0.5)
+    else:
+        fractions = (rules["up_fractions"][-1], rules["down_fractions"][-1])
     rough = kernels.whittaker(y, w, t, grid, **smooth)
     first_pass = dict(rules, sos_method="amplitude")
     first_pass["up_fractions"] = [*first_pass["up_fractions"][:-1], 0.5]
@@ -281,7 +418,7 @@ def _double_logistic_block(
     nu = len(RISING) + 1
     dates = {k: res[:, 4 + i] for i, k in enumerate(RISING)}
     dates |= {k: res[:, 4 + nu + i] for i, k in enumerate(FALLING)}
-    curves = fit_season_curves(
+    curves, sd, _ = fit_season_curves(
         rough[pix],
         grid,
         y[pix],
@@ -293,10 +430,14 @@ def _double_logistic_block(
         res[:, 1],
         res[:, 2],
         iterations,
+        group=pix * seasons + si,
+        year=yi,
+        fractions=fractions,
     )
     metrics = kernels.bounded_metrics(curves, left, right, yi, w[pix], t[pix], grid, jan1, **rules)
-    out = np.full((y.shape[0], len(jan1) - 1, seasons, metrics.shape[-1]), np.nan, np.float32)
-    out[pix, yi, si] = metrics
+    n_out = metrics.shape[-1] + len(UNCERTAINTY)
+    out = np.full((y.shape[0], len(jan1) - 1, seasons, n_out), np.nan, np.float32)
+    out[pix, yi, si] = np.concatenate([metrics, sd.astype(np.float32)], axis=1)
     return out
 
 
@@ -322,7 +463,7 @@ def phenology_metrics(
     envelope_scale: float = smoothing.DEFAULT_ENVELOPE_SCALE,
     savgol_window: float = 41.0,
     savgol_polyorder: int = 2,
-    fit_iterations: int = 20,
+    fit_iterations: int = 10,
     min_amplitude: float = 0.1,
     min_relative_amplitude: float = 0.15,
     min_peak_separation: float = 60.0,
@@ -354,7 +495,7 @@ def phenology_metrics(
     :mod:`fluxscape.products.kernels`; with ``"whittaker"`` the smoothing too, in the same
     pass, a few pixels at a time, so the working memory does not grow with the number of
     pixels. ``"savgol"`` and ``"double_logistic"`` smooth (and fit) ``block_size`` pixels at a
-    time in numpy, which bounds their memory.
+    time (at most :data:`FIT_BLOCK_SIZE` for the fit), which bounds their memory.
     """
     if method not in METHODS:
         raise ValueError(
@@ -407,7 +548,7 @@ def phenology_metrics(
     start = np.floor(min(jan1[0], t_lo)) if grid_start is None else float(grid_start)
     stop = np.ceil(max(jan1[-1] - 1, t_hi)) if grid_stop is None else float(grid_stop)
     grid = start + step * np.arange(int(np.ceil((stop - start) / step)) + 1)
-    names = [*kernels.FIXED_OUTPUTS, *RISING, *FALLING]
+    names = [*kernels.FIXED_OUTPUTS, *RISING, *FALLING, *UNCERTAINTY]
     if method == "whittaker":
         # One pass over all pixels: the kernel holds only a few pixels' series at a time.
         res = kernels.phenology_rows(
@@ -421,13 +562,17 @@ def phenology_metrics(
             seasons=seasons,
             min_observations=min_observations,
         )
+        res = np.concatenate(
+            [res, np.full(res.shape[:-1] + (len(UNCERTAINTY),), np.nan, res.dtype)], axis=-1
+        )
     else:
         if usable is None:
             usable = np.isfinite(y) & np.isfinite(t) & np.isfinite(w) & (w > 0)
         res = np.full((y.shape[0], ny, seasons, len(names)), np.nan, dtype=np.float32)
         good = np.flatnonzero(usable.sum(axis=1) >= min_observations)
-        for b0 in range(0, good.size, block_size):
-            rows = good[b0 : b0 + block_size]
+        size = min(block_size, FIT_BLOCK_SIZE) if method == "double_logistic" else block_size
+        for b0 in range(0, good.size, size):
+            rows = good[b0 : b0 + size]
             w_rows = np.where(usable[rows], w[rows], 0.0)
             if method == "savgol":
                 z = smoothing.savgol(
@@ -442,6 +587,10 @@ def phenology_metrics(
                 )
                 block = kernels.season_metrics(
                     z, w_rows, t[rows], grid, jan1, seasons=seasons, **rules
+                )
+                block = np.concatenate(
+                    [block, np.full(block.shape[:-1] + (len(UNCERTAINTY),), np.nan, block.dtype)],
+                    axis=-1,
                 )
             else:
                 block = _double_logistic_block(

@@ -25,7 +25,8 @@ class PhenologyConfig(StrictModel):
     kind: Literal["phenology"]
     source: Annotated[str, ProductRef(("vi",))]
     variable: Literal["ndvi", "evi", "evi2"] = "ndvi"
-    method: Literal["whittaker", "savgol", "double_logistic"] = "whittaker"
+    # smoothing and fit: a double logistic per season at the observation days (default)
+    method: Literal["whittaker", "savgol", "double_logistic"] = "double_logistic"
     seasons: Annotated[int, Field(ge=1, le=2)] = 2
     sos_method: Literal["amplitude", "derivative"] = "amplitude"  # sos/eos rule (TIMESAT-like)
     sos_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.5  # sos at this share of the rise
@@ -68,7 +69,15 @@ def run_phenology_tile(task: PhenologyTask) -> TileResult:
         **options,
     )
     record = TileInputs(observations=int(np.isfinite(src[p.variable].values).any()))
-    return TileResult(result[[*pheno.VARIABLES, *pheno.QA_VARIABLES]], record)
+    return TileResult(result[[*store_variables(p), *pheno.QA_VARIABLES]], record)
+
+
+def store_variables(p: PhenologyConfig) -> list[str]:
+    """The float variables of the store: all of :data:`fluxscape.products.phenology.VARIABLES`,
+    the date uncertainties only where the method gives them (``double_logistic``)."""
+    if p.method == "double_logistic":
+        return list(pheno.VARIABLES)
+    return [v for v in pheno.VARIABLES if v not in pheno.UNCERTAINTY]
 
 
 class PhenologyStep(Step):
@@ -82,7 +91,7 @@ class PhenologyStep(Step):
         period = ctx.workflow.period
         years = tuple(range(pd.Timestamp(period.start).year, pd.Timestamp(period.end).year + 1))
         variables = [
-            VariableSpec(name, "float32", dict(pheno.ATTRS[name])) for name in pheno.VARIABLES
+            VariableSpec(name, "float32", dict(pheno.ATTRS[name])) for name in store_variables(p)
         ]
         variables += [
             VariableSpec("qa_overall", "uint8", dict(pheno.QA_ATTRS["qa_overall"]), fill=255),
