@@ -206,7 +206,10 @@ def _temporal(ds: xr.Dataset) -> tuple:
     ``season`` when present."""
     t0, t1 = times.extent(ds)
     if "time" in ds.dims:
-        values = [str(t)[:10] for t in ds["time"].values]
+        stamps = ds["time"].values.astype("datetime64[s]")
+        sub_daily = bool((stamps != stamps.astype("datetime64[D]")).any())
+        # dates, or for scenes within a day (fire alerts) the instants: "2023-09-15T04:00:00Z"
+        values = [f"{t}Z" if sub_daily else str(t)[:10] for t in stamps]
         dims = {
             "time": Dimension.from_dict(
                 {"type": "temporal", "values": values, "extent": [t0.isoformat(), t1.isoformat()]}
@@ -274,6 +277,15 @@ def _write_root(catalog_dir: Path) -> Path:
                 "href": "./" + Path(row["href"]).as_posix(),
                 "type": "application/json",
                 "title": row["title"],
+            }
+        )
+    if (catalog_dir / "alerts" / "collection.json").is_file():  # catalog/alerts.py
+        links.append(
+            {
+                "rel": "child",
+                "href": "./alerts/collection.json",
+                "type": "application/json",
+                "title": "Rapid alerts",
             }
         )
     payload = {

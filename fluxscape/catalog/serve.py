@@ -244,6 +244,65 @@ class _View:
         self.files: dict[tuple, Any] = {}
 
 
+def _has_alerts(catalog_dir) -> bool:
+    from fluxscape.catalog.alerts import COLLECTION
+
+    return (Path(catalog_dir) / COLLECTION / "collection.json").is_file()
+
+
+def _alert_items(catalog_dir, levels, when: str | None, bbox: str | None) -> list[dict]:
+    """The alert Items the client may read (``fluxscape:access`` in ``levels``), newest
+    first, within a STAC ``datetime`` range and a ``bbox`` (W,S,E,N) when given."""
+    from fluxscape.catalog.alerts import read_alerts
+
+    items = read_alerts(Path(catalog_dir), set(levels))
+    if when:
+        from fluxscape.catalog import times
+
+        text = when if "/" in when else f"{when}/{when}"
+        try:
+            start, end = times.bounds(text)
+        except FluxscapeError as exc:
+            raise HTTPException(400, f"datetime: {exc}") from None
+
+        def instant(item):
+            return times._timestamp(item["properties"]["datetime"], text).to_pydatetime()
+
+        items = [
+            i
+            for i in items
+            if (start is None or instant(i) >= start) and (end is None or instant(i) <= end)
+        ]
+    if bbox:
+        try:
+            w, s, e, n = (float(v) for v in bbox.split(","))
+        except ValueError:
+            raise HTTPException(400, "bbox: four numbers W,S,E,N") from None
+        items = [
+            i
+            for i in items
+            if i["bbox"][0] <= e and i["bbox"][2] >= w and i["bbox"][1] <= n and i["bbox"][3] >= s
+        ]
+    return items
+
+
+def _alerts_collection(catalog_dir, levels, base: str) -> dict:
+    """The ``alerts`` collection document (404 when the catalog has none)."""
+    from fluxscape.catalog.alerts import COLLECTION
+
+    path = Path(catalog_dir) / COLLECTION / "collection.json"
+    if not path.is_file():
+        raise HTTPException(404, "no alerts in this catalog")
+    doc = json.loads(path.read_text())
+    doc["fluxscape:items"] = len(_alert_items(catalog_dir, levels, None, None))
+    doc["links"] = [
+        _link("self", f"{base}collections/{COLLECTION}", "application/json"),
+        _link("root", base, "application/json"),
+        _link("items", f"{base}collections/{COLLECTION}/items", GEOJSON),
+    ]
+    return doc
+
+
 def create_app(
     catalog_dir: str | Path,
     tokens: dict[str, str] | None = None,
@@ -309,13 +368,42 @@ def create_app(
     async def collections(request: Request, levels: Levels) -> dict:
         base = str(request.base_url)
         rows = products.readable(levels)
+        extra = [_alerts_collection(catalog_dir, levels, base)] if _has_alerts(catalog_dir) else []
         return {
-            "collections": [_collection(products.document(r), base) for r in rows],
+            "collections": [_collection(products.document(r), base) for r in rows] + extra,
             "links": [
                 _link("self", base + "collections", "application/json"),
                 _link("root", base, "application/json"),
             ],
         }
+
+    @app.get("/collections/alerts")
+    async def alerts_collection(request: Request, levels: Levels) -> dict:
+        return _alerts_collection(catalog_dir, levels, str(request.base_url))
+
+    @app.get("/collections/alerts/items")
+    async def alerts_items(
+        request: Request,
+        levels: Levels,
+        datetime: str | None = None,
+        bbox: str | None = None,
+        limit: int = 1000,
+    ) -> JSONResponse:
+        feats = _alert_items(catalog_dir, levels, datetime, bbox)[: max(1, min(limit, 10000))]
+        doc = {
+            "type": "FeatureCollection",
+            "features": feats,
+            "numberReturned": len(feats),
+            "links": [_link("self", str(request.url), GEOJSON)],
+        }
+        return JSONResponse(doc, media_type=GEOJSON)
+
+    @app.get("/collections/alerts/items/{iid}")
+    async def alert_item(iid: str, levels: Levels) -> JSONResponse:
+        for item in _alert_items(catalog_dir, levels, None, None):
+            if item["id"] == iid:
+                return JSONResponse(item, media_type=GEOJSON)
+        raise HTTPException(404, f"no alert {iid}")
 
     @app.get("/collections/{cid}")
     async def collection(cid: str, request: Request, levels: Levels) -> dict:

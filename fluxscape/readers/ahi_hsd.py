@@ -894,6 +894,8 @@ HSD_LAYERS = {
     "B05": "swir16",
     "B06": "swir22",
 }
+#: HSD thermal band -> standard layer (brightness temperature, K): the fire product's pair.
+HSD_BT_LAYERS = {"B07": "bt07", "B14": "bt14"}
 THERMAL_BAND = "B13"
 #: Brightness temperature (K) of B13 below which a pixel is a cold cloud.
 COLD_CLOUD_K = 265.0
@@ -906,7 +908,7 @@ def _granule_info(path: str | Path) -> Granule | None:
     info = granule_info(path)
     if info["bbox"] is None:
         return None
-    layer = HSD_LAYERS.get(info["band"])
+    layer = HSD_LAYERS.get(info["band"]) or HSD_BT_LAYERS.get(info["band"])
     return Granule(
         str(path),
         info["nominal_start"],
@@ -937,6 +939,8 @@ def _read(granule: Granule, tile, layers, options: dict, context: dict) -> dict 
     those layers, B03 (red) for the bright-cloud test and B13 when the scene has it."""
     from fluxscape.readers.ontile import tile_bbox
 
+    if set(layers) & set(HSD_BT_LAYERS.values()):
+        return _read_bt(granule, tile, layers, options, context)
     wanted = {band for band, name in HSD_LAYERS.items() if name in layers}
     wanted |= {"B03", THERMAL_BAND}
     files = [p for p in granule.files if _band_of(p) in wanted]
@@ -965,6 +969,50 @@ def _read(granule: Granule, tile, layers, options: dict, context: dict) -> dict 
     out = {HSD_LAYERS[b]: on_tile(b) for b in sorted(wanted - {THERMAL_BAND})}
     out = {k: v for k, v in out.items() if k in layers or k == "red"}
     out = screen_clouds(out, on_tile(THERMAL_BAND), granule, context["lon"], context["lat"])
+    out["files"] = [str(p) for p in selected]
+    return out
+
+
+def _nearest(ds: xr.Dataset, context: dict):
+    """Row/column of the scene pixel nearest each tile pixel (cached per scene grid) and
+    whether the tile pixel falls on the scene."""
+    area = ds.attrs["area"]
+    key = (area.area_extent, area.shape)
+    if key not in context["index"]:
+        # pyresample returns (column, row) indices of the nearest pixel
+        cols, rows = area.get_array_indices_from_lonlat(context["lon"], context["lat"])
+        rows, cols = np.ma.filled(rows, -1), np.ma.filled(cols, -1)
+        context["index"][key] = (rows, cols, (rows >= 0) & (cols >= 0))
+    return context["index"][key]
+
+
+def _read_bt(granule: Granule, tile, layers, options: dict, context: dict) -> dict | None:
+    """Brightness temperatures (``bt07``, ``bt14``, K) of one scene on the tile at the native
+    2 km (nearest pixel), opening only those bands' segments over the tile; ``usable`` where
+    every requested one is finite (cloud screening is the product's: the fire test has its
+    own), plus ``doy``, ``solar_time``, ``sza`` and ``reliability`` (0, or -1 unobserved)."""
+    from fluxscape.readers.ontile import day_of_year, solar_geometry, tile_bbox
+
+    bands = {b for b, name in HSD_BT_LAYERS.items() if name in layers}
+    files = [p for p in granule.files if _band_of(p) in bands]
+    selected = segments_for_bbox(files, tile_bbox(tile, 0.05))
+    present = sorted({_band_of(str(p)) for p in selected})
+    if not selected or len(present) < len(bands):
+        return None
+    ds = open_hsd(selected, bands=present, resolution=2000, solar_angles=False)
+    rows, cols, valid = _nearest(ds, context)
+    r, c = np.where(valid, rows, 0), np.where(valid, cols, 0)
+    out = {
+        HSD_BT_LAYERS[b]: np.where(valid, ds[b].values[r, c], np.nan).astype("float32")
+        for b in present
+    }
+    usable = np.logical_and.reduce([np.isfinite(v) for v in out.values()])
+    out["usable"] = usable
+    out["reliability"] = np.where(usable, 0, -1)
+    out["doy"] = np.full(usable.shape, day_of_year(granule.start), "float32")
+    out["solar_time"], out["sza"] = solar_geometry(granule.start, context["lon"], context["lat"])
+    out["observation_time"] = ds["observation_time"].values
+    out["sub_lon"] = float(granule.key[2])  # (platform, area, sub_lon) from the header
     out["files"] = [str(p) for p in selected]
     return out
 
@@ -1000,7 +1048,7 @@ SPEC = register(
             "Himawari-8/9 AHI Himawari Standard Data segments (HS_H0x_..._Bbb_..._Sssss.DAT"
             "[.bz2]) through satpy's ahi_hsd; geostationary grid, reflectance 0-1, BT K"
         ),
-        capabilities=frozenset(HSD_LAYERS.values()),
+        capabilities=frozenset(HSD_LAYERS.values()) | frozenset(HSD_BT_LAYERS.values()),
         many_per_day=True,
         granule_info=_granule_info,
         prepare=_prepare,

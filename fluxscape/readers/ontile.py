@@ -35,6 +35,8 @@ LAYERS: dict[str, str] = {
     "ndvi": "delivered NDVI, unitless",
     "evi": "delivered EVI, unitless",
     "lst": "daytime land surface temperature, K (with qc and view_time)",
+    "bt07": "brightness temperature at 3.9 um (AHI B07, MODIS band 21/22), K",
+    "bt14": "brightness temperature at 11.2 um (AHI B14, MODIS band 31), K",
     "burn_date": "burn day of year (MCD64A1 codes: 0 unburned, -1 unmapped, -2 water)",
     "land_cover": "land-cover class code (int)",
     "lai": "leaf area index, m2 m-2",

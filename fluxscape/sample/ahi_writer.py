@@ -150,6 +150,15 @@ IR_BITS = 12
 IR_GAIN = -0.0044
 IR_OFFSET = 18.0
 IR_TB_COEFF = (-0.12, 1.00037, -1.2e-6)  # c0, c1, c2 of BT = c0 + c1 Te + c2 Te^2
+#: IR band -> (valid bits, count-to-radiance gain, offset) [hedged: plausible, not from a real
+#: file]. B07 (3.9 um) has 14-bit counts as in real AHI data; its range reaches about 30
+#: W m-2 sr-1 um-1 (a 440 K brightness temperature; real AHI B07 saturates near 400 K) so that
+#: fires are not clipped. B13 and B14 are 12-bit.
+IR_CALIBRATION = {
+    7: (14, -30.0 / 16383, 30.0),
+    13: (IR_BITS, IR_GAIN, IR_OFFSET),
+    14: (IR_BITS, -0.0046, 18.8),
+}
 LIGHT_SPEED = 2.99792458e8
 PLANCK = 6.62606957e-34
 BOLTZMANN = 1.3806488e-23
@@ -407,18 +416,20 @@ def reflectance_to_counts(band: int, reflectance: np.ndarray) -> np.ndarray:
     return np.clip(counts, 0, 2**VIS_BITS - 1).astype("<u2")
 
 
-def bt_to_counts(bt: np.ndarray, wavelength_um: float) -> np.ndarray:
-    """12-bit counts whose satpy calibration gives brightness temperature ``bt`` (K): invert
-    ``BT = c0 + c1 Te + c2 Te^2`` for the effective temperature, Planck for the radiance
-    (W m-2 sr-1 um-1), then the count-to-radiance line."""
+def bt_to_counts(bt: np.ndarray, wavelength_um: float, band: int = 13) -> np.ndarray:
+    """Counts (12-bit; 14-bit for B07) whose satpy calibration gives brightness temperature
+    ``bt`` (K) in IR ``band`` (:data:`IR_CALIBRATION`): invert ``BT = c0 + c1 Te + c2 Te^2``
+    for the effective temperature, Planck for the radiance (W m-2 sr-1 um-1), then the
+    count-to-radiance line."""
+    bits, gain, offset = IR_CALIBRATION[band]
     c0, c1, c2 = IR_TB_COEFF
     d = np.asarray(bt, float) - c0
     te = 2 * d / (c1 + np.sqrt(c1 * c1 + 4 * c2 * d))
     lam = wavelength_um * 1e-6
     a = PLANCK * LIGHT_SPEED / (BOLTZMANN * lam)
     rad = 2 * PLANCK * LIGHT_SPEED**2 / (1e6 * lam**5 * np.expm1(a / te))
-    counts = np.round((rad - IR_OFFSET) / IR_GAIN)
-    return np.clip(counts, 1, 2**IR_BITS - 1).astype("<u2")
+    counts = np.round((rad - offset) / gain)
+    return np.clip(counts, 1, 2**bits - 1).astype("<u2")
 
 
 def platform_for(time: datetime) -> tuple[str, str]:
@@ -549,7 +560,7 @@ def write_hsd_file(
     b5 = rec["block5"]
     b5["band_number"] = band
     b5["central_wave_length"] = wavelength_um
-    b5["valid_number_of_bits_per_pixel"] = VIS_BITS if band <= 6 else IR_BITS
+    b5["valid_number_of_bits_per_pixel"] = VIS_BITS if band <= 6 else IR_CALIBRATION[band][0]
     b5["count_value_error_pixels"] = 65535
     b5["count_value_outside_scan_pixels"] = 65534
     c = rec["calibration"]
@@ -562,8 +573,7 @@ def write_hsd_file(
         c["cali_gain_count2rad_conversion"] = cal["gain"]
         c["cali_offset_count2rad_conversion"] = cal["offset"]
     else:
-        b5["gain_count2rad_conversion"] = IR_GAIN
-        b5["offset_count2rad_conversion"] = IR_OFFSET
+        _, b5["gain_count2rad_conversion"], b5["offset_count2rad_conversion"] = IR_CALIBRATION[band]
         c["c0_rad2tb_conversion"], c["c1_rad2tb_conversion"], c["c2_rad2tb_conversion"] = (
             IR_TB_COEFF
         )

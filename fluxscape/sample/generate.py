@@ -784,6 +784,7 @@ def write_sample_world(out_dir: str | Path, preset: str = "demo", seed: int = 42
             "chambers",
             "topdown",
             "dem",
+            "ahi_fire",
         )
     }
     if "modis" in sources:
@@ -850,6 +851,12 @@ def write_sample_world(out_dir: str | Path, preset: str = "demo", seed: int = 42
         if not regions.exists():
             write_regions(world, out / "regions")
         files["topdown"] = [write_topdown(world, out / "topdown", truth, regions)]
+    if "ahi_fire" in sources:
+        log.info("writing Himawari AHI B07/B14 fire scenes (hourly, 4 days)")
+        from fluxscape.sample.fire_writer import write_fire_scenes
+
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 21]))
+        files["ahi_fire"] = write_fire_scenes(world, out / "ahi_fire", rng, truth_dir=truth)
     write_truth_phenology(world, truth)
     write_truth_disturbance(world, truth)
     summary = {

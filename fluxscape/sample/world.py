@@ -128,6 +128,18 @@ PRESETS = {
         heat_wave=True,
         sources=("modis", "burned_area", "modis_lst", "ahi_ptree"),
     ),
+    # Near-real-time alerts: hourly AHI B07/B14 fire scenes over four days of the 2023 fire
+    # season in Central Kalimantan (:mod:`fluxscape.sample.fire_writer`).
+    "nrt": Preset(
+        "nrt",
+        (113.0, -3.5, 115.0, -1.5),
+        (2023,),
+        0,
+        "2 x 2 degrees of peat and savanna in Central Kalimantan, hourly Himawari-9 AHI B07 "
+        "(3.9 um) and B14 (11.2 um) scenes of 2023-09-14..17 with fires of known start, size "
+        "and temperature, drifting clouds and a sun-glint trap (a lake near the specular point)",
+        sources=("ahi_fire",),
+    ),
     # Soil chambers with the grid's drivers: the demo region and 2021 only, so the demo's
     # files and run time do not change (COSORE CSVs of 15 sites x 5 ports, 2-hourly, are
     # ~30 MB a year). MODIS VI, meteorology (and the regions GeoJSON) and land cover are the

@@ -239,8 +239,10 @@ async function timeSeries(ev) {
 }
 
 async function init() {
-  const { collections } = await getJSON("/collections");
+  const all = (await getJSON("/collections")).collections;
+  const collections = all.filter((c) => c.id !== "alerts");  // the alerts: a point layer
   state.collections = collections;
+  await loadAlerts(map, $("status"), getJSON, hashParam);
   outlines.clearLayers();
   for (const c of collections) {
     L.rectangle(bounds(c), { color: "#d33", weight: 1, fill: false }).bindTooltip(c.id).addTo(outlines);

@@ -12,8 +12,10 @@ from importlib.metadata import entry_points
 from fluxscape.pipeline.steps import (
     budget,
     disturbance,
+    fire,
     flux,
     gosat_l3,
+    heatwave,
     lst,
     phenology,
     soil_flux,
@@ -25,7 +27,7 @@ ENTRY_POINT_GROUP = "fluxscape.steps"
 
 
 def _registry() -> dict[str, Step]:
-    modules = (vi, gosat_l3, phenology, disturbance, flux, soil_flux, lst, budget)
+    modules = (vi, gosat_l3, phenology, disturbance, flux, soil_flux, lst, budget, fire, heatwave)
     steps = [m.STEP for m in modules]
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         step = ep.load()
