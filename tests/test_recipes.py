@@ -243,3 +243,34 @@ def test_flux_reflectance_lai_recipe_runs_on_sample_world(tmp_path, sample_dir):
     table = pd.read_csv(tmp_path / "out" / "reports" / "flux" / "training_table.csv")
     assert table["lai"].between(0, 7).all() and table["fpar"].between(0, 1).all()
     assert table[["lai", "ndvi"]].corr().iloc[0, 1] > 0.8
+
+
+def test_disturbance_alerts_are_the_worlds_events_with_their_dates(disturbance_run):
+    """Issue #15: each confirmed break patch of the recipe is an alert in the catalog; every
+    disturbance of the world gives one alert near its centre, dated within 16 days, and no
+    alert lies away from the world's events."""
+    from fluxscape.catalog.alerts import read_alerts
+
+    info = json.loads((disturbance_run / "sample" / "truth" / "world.json").read_text())
+    events = info["events"]["disturbances"]
+    items = [
+        i
+        for i in read_alerts(disturbance_run / "out" / "catalog")
+        if i["properties"]["kind"] == "disturbance"
+    ]
+    assert len(items) >= len(events)
+    for ev in events:
+        near = [
+            i
+            for i in items
+            if np.hypot(i["properties"]["lon"] - ev["lon"], i["properties"]["lat"] - ev["lat"])
+            < ev["radius"]
+        ]
+        assert len(near) == 1, ev
+        late = (pd.Timestamp(near[0]["properties"]["onset"]) - pd.Timestamp(ev["date"])).days
+        assert abs(late) <= 16, (ev, near[0]["properties"])
+    for i in items:  # no alert away from the events
+        p = i["properties"]
+        assert min(np.hypot(p["lon"] - e["lon"], p["lat"] - e["lat"]) for e in events) < 0.05
+    geojson = sorted((disturbance_run / "out" / "alerts" / "disturbance").glob("*.geojson"))
+    assert geojson and len(json.loads(geojson[-1].read_text())["features"]) == len(items)

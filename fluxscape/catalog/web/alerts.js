@@ -1,6 +1,7 @@
 // fluxscape map page: the catalog's `alerts` collection (issue #15) as a layer with time.
 // Fires are circles coloured by confidence class and sized by fire radiative power, heat
-// waves orange polygons from their onset to their last hot day;
+// waves orange polygons from their onset to their last hot day, disturbance breaks brown
+// polygons for 30 days from their onset;
 // the "Alerts until" slider runs over the alert times and shows the alerts of the
 // `alertHours` before it (older ones fainter). #alerts=TIME in the URL hash picks the time.
 // Items come from /collections/alerts/items with the page's bearer token (access levels).
@@ -26,6 +27,19 @@ function drawAlerts(map, status) {
   for (const f of alertState.items) {
     const t = Date.parse(f.properties.datetime);
     const p = f.properties;
+    if (p.kind === "disturbance") {
+      // a confirmed break patch: shown for 30 days from its onset
+      if (t > end || t <= end - 30 * 86400e3) continue;
+      L.geoJSON(f.geometry, {
+        style: { color: "#543005", weight: 1.5, fillColor: "#8c510a", fillOpacity: 0.45 },
+      }).bindPopup(
+        `<b>disturbance</b> from ${p.onset}` + (p.detected ? ` (confirmed ${p.detected})` : "") +
+        `<br>${p.area_km2} km2, NDVI change ${p.magnitude}` +
+        (p.dnbr !== undefined && p.dnbr !== null ? `, dNBR ${p.dnbr}` : "")
+      ).addTo(group);
+      shown += 1;
+      continue;
+    }
     if (f.geometry.type !== "Point") {
       // a heat wave: shown from its onset to the end of its last hot day
       const over = p.last ? Date.parse(p.last + "T00:00:00Z") + 86400e3 : t + 86400e3;

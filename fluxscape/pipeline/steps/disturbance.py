@@ -10,8 +10,9 @@ on the same grid (:func:`fluxscape.products.anomaly.annual_heat_summary`)."""
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -38,6 +39,8 @@ from fluxscape.products.disturbance import (
 )
 from fluxscape.readers.ontile import Granule
 
+log = logging.getLogger(__name__)
+
 
 class DisturbanceConfig(StrictModel):
     """The ``disturbance`` product from an earlier ``vi`` product: a stable ``history``
@@ -56,6 +59,8 @@ class DisturbanceConfig(StrictModel):
     reference: Annotated[str | None, input_ref({"burn_date"}, what="MCD64A1 burned-area tiles")] = (
         None
     )
+    alerts: bool = False  # each patch of confirmed breaks -> an alert (catalog `alerts`)
+    alert_min_pixels: Annotated[int, Field(ge=1)] = 2  # smallest patch alerted (pixels)
     lst: Annotated[str | None, ProductRef(("lst",))] = Field(
         None,
         description="An `lst` product of the same workflow: adds the year's heat-stress days, "
@@ -291,6 +296,9 @@ class DisturbanceStep(Step):
                 (report / "mcd64a1_agreement.json").write_text(text)
                 source_attrs["mcd64a1_agreement"] = json.dumps(scores)
 
+        if p.alerts:
+            finish = _with_alerts(ctx, p, finish)
+
         def make_task(tile: Tile) -> DisturbanceTask:
             return DisturbanceTask(
                 tile,
@@ -326,6 +334,29 @@ class DisturbanceStep(Step):
         )
 
     run_tile = staticmethod(run_disturbance_tile)
+
+
+def _with_alerts(ctx: StepContext, p: DisturbanceConfig, finish):
+    """``finish`` followed by publishing the store's break patches as alerts."""
+    from fluxscape.pipeline import config as cfg
+
+    access = cfg.product_access(ctx.workflow, ctx.name)
+    catalog = Path(ctx.workflow.output.catalog)
+    catalog_dir = catalog if catalog.is_absolute() else ctx.out_dir / catalog
+
+    def with_alerts(store: Path) -> None:
+        from fluxscape.catalog.alerts import publish_alerts
+        from fluxscape.pipeline.steps.disturbance_alerts import disturbance_features
+
+        if finish is not None:
+            finish(store)
+        features = disturbance_features(store, ctx.name, access, p.alert_min_pixels)
+        batch = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        ctx.output_path("alerts", ctx.name)  # proven inside OUT
+        result = publish_alerts(features, ctx.out_dir, catalog_dir, ctx.name, batch)
+        log.info("%s: %d disturbance alert(s) in %s", ctx.name, len(features), result["geojson"])
+
+    return with_alerts
 
 
 STEP = DisturbanceStep()
