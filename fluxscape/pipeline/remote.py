@@ -31,6 +31,10 @@ _local: dict[str, str] = {}
 _urls: dict[str, str] = {}
 
 
+#: URL schemes whose host part is a bucket (a missing bucket gets its own message).
+BUCKET_SCHEMES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
+
+
 class RemoteError(FluxscapeError):
     """A URL input that cannot be listed or read (missing bucket or object, no access)."""
 
@@ -92,9 +96,22 @@ def expand(pattern: str) -> list[str]:
         found = fs.glob(path, detail=True)
     except (OSError, ValueError) as exc:  # missing bucket, no access, bad endpoint
         raise RemoteError(f"{pattern}: cannot list ({_reason(exc)})") from None
-    return sorted(
+    urls = sorted(
         _as_url(pattern, fs, p) for p, info in found.items() if info.get("type") == "file"
     )
+    bucket = urlsplit(pattern).netloc
+    if not urls and urlsplit(pattern).scheme in BUCKET_SCHEMES and not _exists(fs, bucket):
+        raise RemoteError(
+            f"{pattern}: bucket {bucket!r} not found or not readable at the configured endpoint"
+        )
+    return urls
+
+
+def _exists(fs, path: str) -> bool:
+    try:
+        return bool(fs.exists(path))
+    except (OSError, ValueError):
+        return False
 
 
 def stamp(url: str) -> tuple[str, int, str]:
