@@ -127,9 +127,10 @@ def test_a_missing_bucket_is_a_one_line_error_naming_the_url(s3, tmp_path):
     assert not (tmp_path / "out" / "products").exists()
 
 
-def test_a_glob_matching_no_object_names_the_url(s3, tmp_path):
-    wf = small_workflow(tmp_path, f"s3://{BUCKET}/elsewhere")  # type: ignore[arg-type]
-    proc = run_cli("run", wf, "--out", tmp_path / "out", check=False)
+def test_a_glob_matching_no_object_names_the_url(s3, sample_dir, tmp_path):
+    wf = small_workflow(tmp_path, sample_dir)  # --data-dir overrides it with a URL
+    data = f"s3://{BUCKET}/elsewhere"
+    proc = run_cli("run", wf, "--out", tmp_path / "out", "--data-dir", data, check=False)
     assert proc.returncode != 0
     assert f"'s3://{BUCKET}/elsewhere/modis/*.hdf' matches no file" in proc.stderr
     assert "Traceback" not in proc.stderr
