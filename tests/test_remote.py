@@ -136,6 +136,17 @@ def test_a_glob_matching_no_object_names_the_url(s3, sample_dir, tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_a_reader_of_local_files_only_refuses_a_url(s3, sample_dir, tmp_path):
+    from fluxscape.errors import WorkflowError
+    from fluxscape.pipeline.config import load_workflow, resolve_workflow
+
+    wf, base = load_workflow(small_workflow(tmp_path, sample_dir))
+    towers = wf.inputs["modis_vi"].model_copy(update={"reader": "fluxnet"})
+    wf = wf.model_copy(update={"inputs": {"towers": towers}})
+    with pytest.raises(WorkflowError, match="inputs.towers.paths: .*reader fluxnet reads local"):
+        resolve_workflow(wf, base, data_dir=f"s3://{BUCKET}/sample")
+
+
 def test_a_missing_object_is_an_os_error_naming_the_url(s3):
     url = f"s3://{BUCKET}/sample/modis/MOD13A2.A2099001.h29v05.061.2099018034215.hdf"
     with pytest.raises(FileNotFoundError, match=f"^{url}: no such object$"):

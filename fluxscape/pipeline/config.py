@@ -325,6 +325,7 @@ def resolve_workflow(
         patterns = [_input_glob(data, p) for p in inp.paths]
         for pattern in patterns:
             if remote.is_url(pattern):
+                _check_reads_urls(name, inp.reader, pattern)
                 try:
                     found = remote.expand(pattern)
                 except remote.RemoteError as exc:
@@ -356,6 +357,20 @@ def resolve_workflow(
             "output": wf.output.model_copy(update={"dir": str(out_dir)}),
         }
     )
+
+
+def _check_reads_urls(name: str, reader: str, pattern: str) -> None:
+    """WorkflowError when input ``name``'s reader reads its files outside the granule index
+    (towers, meteorology, elevation, inventories): only indexed (raster and sounding)
+    sources are read from object storage so far."""
+    from fluxscape.readers.registry import get_reader
+
+    if get_reader(reader).granule_info is None:
+        raise WorkflowError(
+            f"inputs.{name}.paths: {pattern}: reader {reader} reads local files only (object "
+            "storage URLs work for the satellite sources so far); hint: copy the files to a "
+            "local folder and give its path"
+        )
 
 
 def _input_glob(data: Path | str, pattern: str) -> str:
