@@ -5,6 +5,7 @@ file of the output; a missing bucket or object is a one-line error naming the UR
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -178,3 +179,15 @@ def test_run_log_lines_name_urls_not_local_copies(remote_run):
     text = " ".join(p.read_text() for p in manifests)
     assert f"s3://{BUCKET}/sample/modis/" in text
     assert str(remote.cache_dir()) not in text
+
+
+def test_resume_of_a_run_with_url_inputs_keeps_its_store(remote_run):
+    store = remote_run / "products" / "vi.zarr"
+    before = os.readlink(store) if store.is_symlink() else None
+    chunks = _chunks(store)
+    proc = run_cli("run", remote_run / "workflow.yaml", "--resume")
+    assert "vi: 0 of 4 tiles run" in proc.stdout
+    after = os.readlink(store) if store.is_symlink() else None
+    assert after == before
+    assert _chunks(store) == chunks
+    assert SECRET not in proc.stdout + proc.stderr
