@@ -191,3 +191,21 @@ def test_resume_of_a_run_with_url_inputs_keeps_its_store(remote_run):
     assert after == before
     assert _chunks(store) == chunks
     assert SECRET not in proc.stdout + proc.stderr
+
+
+def test_an_object_changed_after_indexing_stops_the_run(s3, sample_dir):
+    import s3fs
+
+    from fluxscape.pipeline.inputs import InputChanged, check_indexes_unchanged, index_input
+
+    names = sorted(p.name for p in (sample_dir / "modis").iterdir())[:2]
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    for name in names:
+        fs.put(str(sample_dir / "modis" / name), f"{BUCKET}/changing/{name}")
+    index = index_input("modis_vi", "modis_hdf4", [f"s3://{BUCKET}/changing/*.hdf"])
+    assert [g.path for g in index.granules] == [f"s3://{BUCKET}/changing/{n}" for n in names]
+    assert index.skipped == []
+    check_indexes_unchanged([index])  # nothing changed yet
+    fs.pipe(f"{BUCKET}/changing/{names[1]}", b"not the granule any more")
+    with pytest.raises(InputChanged, match=f"input s3://{BUCKET}/changing/{names[1]} changed"):
+        check_indexes_unchanged([index])

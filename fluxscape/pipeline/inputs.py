@@ -92,18 +92,20 @@ def on_disk(granule: Granule) -> Granule:
     reader opens them as local files; a granule of local files as is."""
     if not any(remote.is_url(f) for f in granule.files):
         return granule
+    versions = {s[0]: s[2] for s in granule.stamps}
     return replace(
         granule,
-        path=remote.local(granule.path),
-        paths=tuple(remote.local(p) for p in granule.paths),
+        path=remote.local(granule.path, versions.get(granule.path)),
+        paths=tuple(remote.local(p, versions.get(p)) for p in granule.paths),
     )
 
 
-def _granule_info(spec: ReaderSpec, path: str) -> Granule | None:
-    """``spec.granule_info`` of a file or URL; a URL's granule names the URL, not the copy."""
+def _granule_info(spec: ReaderSpec, path: str, stamp: tuple) -> Granule | None:
+    """``spec.granule_info`` of a file or URL (``stamp``: its :func:`file_stamp`); a URL's
+    granule names the URL, not the copy."""
     if not remote.is_url(path):
         return spec.granule_info(path)
-    granule = spec.granule_info(remote.local(path))
+    granule = spec.granule_info(remote.local(path, stamp[2]))
     if granule is None:
         return None
     return replace(
@@ -224,7 +226,7 @@ def index_input(name: str, reader: str, paths: list[str]) -> InputIndex:
     for path in index.files:
         try:
             stamp = file_stamp(path)
-            granule = _granule_info(spec, path)
+            granule = _granule_info(spec, path, stamp)
         except READ_ERRORS as exc:
             index.skipped.append(skipped_from(path, exc))
             continue
@@ -301,7 +303,8 @@ def read_onto_tile(
         groups.setdefault(g.key, []).append(g)
     for members in groups.values():
         for granule in members:
-            check_unchanged(granule.stamps)
+            # an object this process staged at the indexed version is read from its copy
+            check_unchanged(s for s in granule.stamps if not remote.staged(s))
         context = spec.prepare(on_disk(members[0]), tile, options)
         if context is None:
             continue

@@ -29,6 +29,7 @@ from fluxscape.errors import FluxscapeError
 #: Local copies staged by this process: URL -> path, and path -> URL.
 _local: dict[str, str] = {}
 _urls: dict[str, str] = {}
+_versions: dict[str, str] = {}  # URL -> ETag (or modification time) of its staged copy
 
 
 #: URL schemes whose host part is a bucket (a missing bucket gets its own message).
@@ -144,17 +145,19 @@ def cache_dir() -> Path:
     return Path(base) / "fluxscape" / "remote"
 
 
-def local(path: str) -> str:
+def local(path: str, version: str | None = None) -> str:
     """A local file holding ``path``: a local path as is; a URL's object staged once (per
-    process, and kept across runs in :func:`cache_dir`) and its local copy. A missing or
-    unreadable object raises OSError naming the URL (the input is skipped like an
-    unreadable local file)."""
+    process, and kept across runs in :func:`cache_dir`) and its local copy. ``version``:
+    the object's ETag or modification time when the caller has just read it (saves a
+    request). A missing or unreadable object raises OSError naming the URL (the input is
+    skipped like an unreadable local file)."""
     if not is_url(path):
         return path
     if path in _local:
         return _local[path]
     try:
-        _, _, version = stamp(path)
+        if version is None:
+            _, _, version = stamp(path)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such object") from None
     except OSError as exc:
@@ -178,7 +181,14 @@ def local(path: str) -> str:
                 os.unlink(tmp)
     _local[path] = str(target)
     _urls[str(target)] = path
+    _versions[path] = version
     return str(target)
+
+
+def staged(stamp: tuple) -> bool:
+    """True when ``stamp`` (URL, size, version) is that of an object this process already
+    staged: its copy holds that version, so reading it needs no new check of the object."""
+    return is_url(stamp[0]) and _versions.get(stamp[0]) == stamp[2]
 
 
 def copy_of(url: str) -> str | None:
