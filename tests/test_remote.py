@@ -209,3 +209,26 @@ def test_an_object_changed_after_indexing_stops_the_run(s3, sample_dir):
     fs.pipe(f"{BUCKET}/changing/{names[1]}", b"not the granule any more")
     with pytest.raises(InputChanged, match=f"input s3://{BUCKET}/changing/{names[1]} changed"):
         check_indexes_unchanged([index])
+
+
+def test_plain_https_style_urls_are_listed_and_staged(sample_dir, tmp_path, monkeypatch):
+    """fsspec's HTTP file system, against a local HTTP server of the sample folder (no ETag:
+    each process downloads again rather than trust an earlier copy)."""
+    import functools
+    import http.server
+    import threading
+
+    monkeypatch.setenv("FLUXSCAPE_CACHE_DIR", str(tmp_path))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(sample_dir))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        name = sorted(p.name for p in (sample_dir / "modis").iterdir())[0]
+        assert remote.expand(f"{base}/modis/{name}") == [f"{base}/modis/{name}"]
+        copy = Path(remote.local(f"{base}/modis/{name}"))
+        assert copy.name == name and copy.is_relative_to(tmp_path)
+        assert copy.read_bytes() == (sample_dir / "modis" / name).read_bytes()
+    finally:
+        server.shutdown()

@@ -12,7 +12,8 @@ The cache folder is ``$FLUXSCAPE_CACHE_DIR`` or else the user's cache folder
 finds it without being told the run's output folder (workers of a batch cluster start
 elsewhere), and a rerun or ``--resume`` reads the objects it already staged. A staged copy
 is named by the URL and the object's ETag (or modification time), so a changed object is a
-new copy, and keeps the object's base name (readers parse granule names).
+new copy, and keeps the object's base name (readers parse granule names); an object served
+without either (a plain HTTP server) is downloaded again by each process.
 """
 
 from __future__ import annotations
@@ -165,7 +166,8 @@ def local(path: str, version: str | None = None) -> str:
     digest = hashlib.sha256(f"{path}\n{version}".encode()).hexdigest()[:24]
     name = posixpath.basename(urlsplit(path).path) or "object"
     target = cache_dir() / digest / name
-    if not target.is_file():
+    # without an ETag or modification time, a copy an earlier run made may be stale
+    if not target.is_file() or not version:
         target.parent.mkdir(parents=True, exist_ok=True)
         fs, key = _fs(path)
         # download beside the target and rename: a worker never sees a half-written copy
