@@ -400,12 +400,23 @@ _out_option = click.option(
     default=None,
     help="Output folder (overrides output.dir of the workflow).",
 )
+
+
+def _folder_or_url(ctx, param, value: str | None) -> Path | str | None:
+    """A ``--data-dir`` value: a URL (``s3://bucket/prefix``) as given, else a Path."""
+    from fluxscape.pipeline.remote import is_url
+
+    return value if value is None or is_url(value) else Path(value)
+
+
 _data_dir_option = click.option(
     "--data-dir",
     "data_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=str,
     default=None,
-    help="Folder the relative input paths start from (overrides data_dir of the workflow).",
+    callback=_folder_or_url,
+    help="Folder (or object storage URL, s3://bucket/prefix) the relative input paths start "
+    "from (overrides data_dir of the workflow).",
 )
 
 

@@ -123,7 +123,9 @@ FIELD_NOTES = {
     "Workflow.tile_size": "Pixels per tile side: the unit of work, of resume and of memory.",
     "Workflow.period": "Time period and product time step.",
     "Workflow.data_dir": "Folder that relative input globs, `sites` and `regions` are resolved "
-    "against (itself relative to the workflow file; `fluxscape demo` points it at OUT/sample).",
+    "against (itself relative to the workflow file; `fluxscape demo` points it at OUT/sample), "
+    "or an object storage URL such as `s3://bucket/prefix` (input globs only; see "
+    "[inputs on object storage](workflow.md#inputs-on-object-storage)).",
     "Workflow.inputs": "Named inputs that products refer to.",
     "Workflow.products": "Named products; each becomes `OUT/products/<name>.zarr`.",
     "Workflow.output": "Where stores, catalog, reports and logs go.",
@@ -145,7 +147,8 @@ FIELD_NOTES = {
     "Period.end": "Last day (inclusive).",
     "Period.step": "Product time step: 16-day (MODIS DOY 1, 17, ...), 8-day, daily or monthly.",
     "Input.reader": "Reader name (see [Readers](readers.md)); unknown names are errors.",
-    "Input.paths": "Glob patterns; each must match at least one file.",
+    "Input.paths": "Glob patterns; each must match at least one file. A pattern may be a URL "
+    "(`s3://bucket/modis/*.hdf`, `https://...`): objects are listed through fsspec.",
     "Input.variables": "`topdown` reader only: role (`land`, `land_sd`, `fire`) -> the file's "
     "variable; default CarbonTracker's `{land: bio_flux_opt, fire: fire_flux_imp}`.",
     "Input.relative_error": "`topdown` reader only: `land_sd` as this share of `|land|` when "

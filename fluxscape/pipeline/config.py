@@ -20,7 +20,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from fluxscape.access import AccessLevel, most_restrictive
 from fluxscape.errors import WorkflowError
-from fluxscape.pipeline import recipes
+from fluxscape.pipeline import recipes, remote
 from fluxscape.pipeline.schema import (
     DaskSettings,
     Input,
@@ -314,14 +314,25 @@ def resolve_workflow(
 ) -> Workflow:
     """Make every path absolute (``data_dir`` and ``output.dir`` relative to ``base``, input
     globs relative to ``data_dir``), apply overrides and check each glob matches a file."""
-    data = Path(data_dir) if data_dir is not None else base / wf.data_dir
-    data = data.resolve()
+    given = str(data_dir) if data_dir is not None else wf.data_dir
+    if remote.is_url(given):  # object storage (s3://bucket/prefix): globs are URLs under it
+        data: Path | str = given.rstrip("/")
+    else:
+        data = (Path(given) if data_dir is not None else base / wf.data_dir).resolve()
     out_dir = Path(out).resolve() if out is not None else (base / wf.output.dir).resolve()
     inputs = {}
     for name, inp in wf.inputs.items():
-        patterns = [str(Path(p) if Path(p).is_absolute() else data / p) for p in inp.paths]
+        patterns = [_input_glob(data, p) for p in inp.paths]
         for pattern in patterns:
-            if not glob.glob(pattern):
+            if remote.is_url(pattern):
+                _check_reads_urls(name, inp.reader, pattern)
+                try:
+                    found = remote.expand(pattern)
+                except remote.RemoteError as exc:
+                    raise WorkflowError(f"inputs.{name}.paths: {exc}") from None
+            else:
+                found = glob.glob(pattern)
+            if not found:
                 raise WorkflowError(f"inputs.{name}.paths: {pattern!r} matches no file")
         inputs[name] = inp.model_copy(update={"paths": patterns})
     products = {}
@@ -348,9 +359,39 @@ def resolve_workflow(
     )
 
 
-def _data_file(data: Path, value: str, key: str) -> str:
+def _check_reads_urls(name: str, reader: str, pattern: str) -> None:
+    """WorkflowError when input ``name``'s reader reads its files outside the granule index
+    (towers, meteorology, elevation, inventories): only indexed (raster and sounding)
+    sources are read from object storage so far."""
+    from fluxscape.readers.registry import get_reader
+
+    if get_reader(reader).granule_info is None:
+        raise WorkflowError(
+            f"inputs.{name}.paths: {pattern}: reader {reader} reads local files only (object "
+            "storage URLs work for the satellite sources so far); hint: copy the files to a "
+            "local folder and give its path"
+        )
+
+
+def _input_glob(data: Path | str, pattern: str) -> str:
+    """An input glob made absolute: a URL or absolute path as is, else under ``data_dir``
+    (a folder or a URL)."""
+    if remote.is_url(pattern) or Path(pattern).is_absolute():
+        return pattern
+    if isinstance(data, str):
+        return remote.join(data, pattern)
+    return str(data / pattern)
+
+
+def _data_file(data: Path | str, value: str, key: str) -> str:
     """The absolute path of a file named in the workflow (relative to ``data_dir``);
     WorkflowError naming ``key`` when there is no such file."""
+    if remote.is_url(value) or isinstance(data, str) and not Path(value).is_absolute():
+        where = value if remote.is_url(value) else remote.join(str(data), value)
+        raise WorkflowError(
+            f"{key}: {where}: files other than input paths cannot be on object storage yet; "
+            "hint: give a local path"
+        )
     path = Path(value) if Path(value).is_absolute() else data / value
     if not path.is_file():
         raise WorkflowError(f"{key}: {path} not found")

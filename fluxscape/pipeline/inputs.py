@@ -19,6 +19,7 @@ import numpy as np
 from odc.geo.geobox import GeoBox
 
 from fluxscape.errors import FluxscapeError, ReaderError
+from fluxscape.pipeline import remote
 from fluxscape.readers.ontile import Granule, in_hours, merge
 from fluxscape.readers.registry import ReaderSpec, get_reader
 
@@ -38,16 +39,24 @@ class Skipped:
 
 
 def skipped_from(path: str, exc: BaseException) -> Skipped:
-    """The record of a file that failed to read (the reason without the path prefix)."""
-    return Skipped(path, str(exc).replace(f"{path}: ", ""))
+    """The record of a file that failed to read (the reason without the path prefix; for a
+    URL, the reason names the URL, not its local copy)."""
+    reason = str(exc)
+    copy = remote.copy_of(path)
+    if copy:
+        reason = reason.replace(copy, path)
+    return Skipped(path, reason.replace(f"{path}: ", ""))
 
 
 class InputChanged(FluxscapeError):
     """An input file changed (or vanished) after the run indexed it."""
 
 
-def file_stamp(path: str) -> tuple[str, int, int]:
-    """(path, size in bytes, modification time in ns) of a file."""
+def file_stamp(path: str) -> tuple[str, int, int | str]:
+    """(path, size in bytes, modification time in ns) of a file; (URL, size, ETag or
+    modification time) of an object on object storage (:mod:`fluxscape.pipeline.remote`)."""
+    if remote.is_url(path):
+        return remote.stamp(path)
     st = os.stat(path)
     return (path, st.st_size, st.st_mtime_ns)
 
@@ -68,8 +77,42 @@ def check_unchanged(stamps: Iterable[tuple[str, int, int]]) -> None:
 
 
 def expand_paths(patterns: list[str]) -> list[str]:
-    """Sorted unique files matched by the glob patterns."""
-    return sorted({p for pattern in patterns for p in glob.glob(pattern) if Path(p).is_file()})
+    """Sorted unique files matched by the glob patterns (URL patterns list objects)."""
+    found = set()
+    for pattern in patterns:
+        if remote.is_url(pattern):
+            found.update(remote.expand(pattern))
+        else:
+            found.update(p for p in glob.glob(pattern) if Path(p).is_file())
+    return sorted(found)
+
+
+def on_disk(granule: Granule) -> Granule:
+    """``granule`` with its URL files replaced by local copies (:func:`remote.local`), so a
+    reader opens them as local files; a granule of local files as is."""
+    if not any(remote.is_url(f) for f in granule.files):
+        return granule
+    versions = {s[0]: s[2] for s in granule.stamps}
+    return replace(
+        granule,
+        path=remote.local(granule.path, versions.get(granule.path)),
+        paths=tuple(remote.local(p, versions.get(p)) for p in granule.paths),
+    )
+
+
+def _granule_info(spec: ReaderSpec, path: str, stamp: tuple) -> Granule | None:
+    """``spec.granule_info`` of a file or URL (``stamp``: its :func:`file_stamp`); a URL's
+    granule names the URL, not the copy."""
+    if not remote.is_url(path):
+        return spec.granule_info(path)
+    granule = spec.granule_info(remote.local(path, stamp[2]))
+    if granule is None:
+        return None
+    return replace(
+        granule,
+        path=remote.original(granule.path),
+        paths=tuple(remote.original(p) for p in granule.paths),
+    )
 
 
 def file_checksum(path: str) -> str:
@@ -79,6 +122,17 @@ def file_checksum(path: str) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def input_record(path: str) -> dict | None:
+    """Provenance of an input file: base name, path and SHA-256 of a local file; base name,
+    URL, size and ETag (or modification time) of an object on object storage (no content
+    hash: that would download it); None when a local path is no file."""
+    if remote.is_url(path):
+        return remote.describe(path)
+    if not Path(path).is_file():
+        return None
+    return {"file": os.path.basename(path), "path": path, "sha256": file_checksum(path)}
 
 
 @dataclass
@@ -172,7 +226,7 @@ def index_input(name: str, reader: str, paths: list[str]) -> InputIndex:
     for path in index.files:
         try:
             stamp = file_stamp(path)
-            granule = spec.granule_info(path)
+            granule = _granule_info(spec, path, stamp)
         except READ_ERRORS as exc:
             index.skipped.append(skipped_from(path, exc))
             continue
@@ -249,19 +303,20 @@ def read_onto_tile(
         groups.setdefault(g.key, []).append(g)
     for members in groups.values():
         for granule in members:
-            check_unchanged(granule.stamps)
-        context = spec.prepare(members[0], tile, options)
+            # an object this process staged at the indexed version is read from its copy
+            check_unchanged(s for s in granule.stamps if not remote.staged(s))
+        context = spec.prepare(on_disk(members[0]), tile, options)
         if context is None:
             continue
         for granule in members:
             try:
-                out = spec.read(granule, tile, layers, options, context)
+                out = spec.read(on_disk(granule), tile, layers, options, context)
             except READ_ERRORS as exc:
                 record.skipped.append(skipped_from(granule.path, exc))
                 continue
             if out is None:
                 continue
-            files = out.pop("files", list(granule.files))
+            files = [remote.original(f) for f in out.pop("files", list(granule.files))]
             for name in layers & out.keys():  # a value the QA calls good but that is fill
                 if np.issubdtype(np.asarray(out[name]).dtype, np.floating):
                     out["usable"] = out["usable"] & np.isfinite(out[name])

@@ -29,8 +29,8 @@ from fluxscape.pipeline.cluster import dashboard_link, dask_client
 from fluxscape.pipeline.inputs import (
     InputChanged,
     check_indexes_unchanged,
-    file_checksum,
     index_input,
+    input_record,
 )
 from fluxscape.pipeline.noop import forget_record, invocation_key, noop_resume, write_record
 from fluxscape.pipeline.outdir import (
@@ -648,11 +648,7 @@ def _creation_attrs(wf: cfg.Workflow, product: str, summary: str) -> dict:
 def _final_attrs(wf: cfg.Workflow, used: list[str], skipped: list[dict], plan) -> dict:
     w, s, e, n = wf.region.lonlat_bbox
     attrs = {
-        "inputs": [
-            {"file": os.path.basename(f), "path": f, "sha256": file_checksum(f)}
-            for f in used
-            if Path(f).is_file()
-        ],
+        "inputs": [r for r in map(input_record, used) if r is not None],
         "skipped_inputs": skipped,
         "geospatial_lon_min": w,
         "geospatial_lat_min": s,

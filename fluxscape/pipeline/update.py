@@ -54,9 +54,9 @@ from fluxscape.pipeline import config as cfg
 from fluxscape.pipeline.inputs import (
     TileInputs,
     check_unchanged,
-    file_checksum,
     granules_per_tile,
     index_input,
+    input_record,
     select,
 )
 from fluxscape.pipeline.outdir import (
@@ -774,8 +774,8 @@ def _final(wf, name, old_attrs: dict, record: TileInputs, removed, plan_used, di
     only new files are hashed), skipped files, extents."""
     inputs = {e["path"]: e for e in old_attrs.get("inputs", []) if e["path"] not in removed}
     for f in sorted(record.used | set(plan_used)):
-        if f not in inputs and Path(f).is_file():
-            inputs[f] = {"file": os.path.basename(f), "path": f, "sha256": file_checksum(f)}
+        if f not in inputs and (entry := input_record(f)) is not None:
+            inputs[f] = entry
     skipped = {e["file"]: e for e in old_attrs.get("skipped_inputs", [])}
     skipped |= {s.path: s.to_json() for s in record.skipped}
     w, s, e, n = wf.region.lonlat_bbox
