@@ -35,8 +35,8 @@ later stages can mask with them.
 
 from __future__ import annotations
 
-import functools
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -51,6 +51,7 @@ from pyhdf.SD import SD, SDC
 
 from fluxscape.errors import ReaderError
 from fluxscape.readers import qa
+from fluxscape.readers.granule_cache import BLOCKS, file_stamp
 from fluxscape.readers.magic import require
 from fluxscape.readers.ontile import (
     Granule,
@@ -266,21 +267,40 @@ def read_grids(path: str | Path) -> list[ModisGrid]:
     process for each version of a file (path, size, modification time): every tile read of
     a granule needs them, and parsing is a third of a small window read."""
     path = Path(path)
+    return list(_file_meta(path, _stamp(path), lambda: None)[0])
+
+
+def _stamp(path: Path) -> tuple[str, int, int]:
     try:
-        st = path.stat()
+        return file_stamp(path)
     except OSError as exc:
         raise ReaderError(f"{path}: not a readable HDF4 file ({exc.strerror})") from exc
-    return list(_grids_of(str(path), st.st_size, st.st_mtime_ns))
 
 
-@functools.lru_cache(maxsize=1024)
-def _grids_of(path_text: str, size: int, mtime_ns: int) -> tuple[ModisGrid, ...]:
-    path = Path(path_text)
-    sd = _open_sd(path)
+#: (path, size, mtime_ns) -> (grids, {SDS name: name of its last dimension}); one parse of
+#: the file's metadata per process and version of the file
+_META: dict[tuple[str, int, int], tuple[tuple[ModisGrid, ...], dict[str, str]]] = {}
+_META_LOCK = threading.Lock()
+
+
+def _file_meta(path: Path, stamp: tuple[str, int, int], handle: Callable[[], SD | None]):
+    """Grids and SDS names of a file version, parsed once per process: through the open
+    handle ``handle()`` gives, or a handle of its own when that is None."""
+    meta = _META.get(stamp)
+    if meta is not None:
+        return meta
+    sd = handle()
+    own = sd is None
+    if own:
+        sd = _open_sd(path)
     try:
         attrs = sd.attributes()
+        dims = {n: info[0][-1] for n, info in sd.datasets().items()}
+    except HDF4Error as exc:
+        raise ReaderError(f"{path}: cannot read its metadata ({exc})") from exc
     finally:
-        sd.end()
+        if own:
+            sd.end()
     text = attrs.get("StructMetadata.0")
     if not text:
         raise ReaderError(f"{path}: no StructMetadata.0 attribute (not an HDF-EOS file)")
@@ -293,7 +313,74 @@ def _grids_of(path_text: str, size: int, mtime_ns: int) -> tuple[ModisGrid, ...]
                 f"{path}: grid {g.name} has projection {g.projection}; "
                 "only sinusoidal (GCTP_SNSOID) tiles are supported"
             )
-    return tuple(grids)
+    meta = (tuple(grids), dims)
+    with _META_LOCK:
+        if len(_META) >= 4096:  # a bound on a long-lived worker's memory
+            _META.clear()
+        _META[stamp] = meta
+    return meta
+
+
+#: Cached blocks are windows rounded outward to multiples of this many pixels (it divides the
+#: 1200, 2400 and 4800 pixel MODIS tiles), so that neighbouring tiles of a region hit the same
+#: block instead of each caching its own window.
+BLOCK = 240
+
+
+def _aligned(roi: tuple[slice, slice], shape: tuple[int, int]) -> tuple[slice, slice]:
+    out = []
+    for r, n in zip(roi, shape, strict=True):
+        start = 0 if r.start is None else r.start
+        stop = n if r.stop is None else r.stop
+        out.append(slice((start // BLOCK) * BLOCK, min(n, -(-stop // BLOCK) * BLOCK)))
+    return tuple(out)
+
+
+def _read_raw(
+    path: Path,
+    stamp: tuple,
+    sds_name: str,
+    roi: tuple[slice, slice] | None,
+    shape: tuple[int, int],
+    handle: Callable[[], SD],
+) -> tuple[np.ndarray, dict]:
+    """Stored DNs of one SDS over ``roi`` (None: all of it) and its attributes, through the
+    per-process block cache (``granule_cache.BLOCKS``): the window rounded out to ``BLOCK``
+    pixels is read once (pyhdf reads that hyperslab) and tiles slice their part of it."""
+    if roi is not None and any(r.step not in (None, 1) for r in roi):
+        roi_block = roi  # strided windows are read as asked, not cached
+        use_cache = False
+    else:
+        roi_block = _aligned(roi or (slice(None), slice(None)), shape)
+        use_cache = BLOCKS.max_bytes > 0
+    key = (
+        stamp,
+        sds_name,
+        (roi_block[0].start, roi_block[0].stop),
+        (roi_block[1].start, roi_block[1].stop),
+    )
+    hit = BLOCKS.get(key) if use_cache else None
+    if hit is None:
+        try:
+            sds = handle().select(sds_name)
+            attrs = sds.attributes()
+            dn = np.asarray(sds[roi_block[0], roi_block[1]])
+            sds.endaccess()
+        except HDF4Error as exc:
+            raise ReaderError(f"{path}: cannot read {sds_name!r} ({exc})") from exc
+        if use_cache:
+            BLOCKS.put(key, (dn, attrs))
+    else:
+        dn, attrs = hit
+    if roi is None or not use_cache:
+        return dn, attrs
+    rows, cols = roi
+    r0, c0 = roi_block[0].start, roi_block[1].start
+    window = dn[
+        (rows.start or 0) - r0 : (shape[0] if rows.stop is None else rows.stop) - r0,
+        (cols.start or 0) - c0 : (shape[1] if cols.stop is None else cols.stop) - c0,
+    ]
+    return window, attrs
 
 
 def _product_of(path: Path) -> str:
@@ -317,21 +404,30 @@ def open_modis_tile(
     holds the composite start date from the file name.
     """
     path = Path(path)
-    grids = read_grids(path)
-    g = next((x for x in grids if x.name == grid), grids[0]) if grid else grids[0]
-    gbox = g.geobox
-    if roi is not None:
-        # plain ints: pyhdf rejects numpy integers as slice bounds ("non-integer")
-        roi = tuple(
-            slice(*(None if v is None else int(v) for v in (r.start, r.stop, r.step))) for r in roi
-        )
-        gbox = gbox[roi]
-    product = _product_of(path)
-    sd = _open_sd(path)
+    stamp = _stamp(path)
+    sd: SD | None = None
+
+    def opened() -> SD:  # the file is opened at most once per call, and only on a miss
+        nonlocal sd
+        if sd is None:
+            sd = _open_sd(path)
+        return sd
+
     try:
-        names = [n for n, info in sd.datasets().items() if info[0][-1].endswith(g.name)]
+        grids, dims = _file_meta(path, stamp, opened)
+        g = next((x for x in grids if x.name == grid), grids[0]) if grid else grids[0]
+        gbox = g.geobox
+        if roi is not None:
+            # plain ints: pyhdf rejects numpy integers as slice bounds ("non-integer")
+            roi = tuple(
+                slice(*(None if v is None else int(v) for v in (r.start, r.stop, r.step)))
+                for r in roi
+            )
+            gbox = gbox[roi]
+        product = _product_of(path)
+        names = [n for n, dim in dims.items() if dim.endswith(g.name)]
         if not names:
-            names = list(sd.datasets())
+            names = list(dims)
         wanted = names
         if variables is not None:
             lookup = {variable_name(n): n for n in names} | {n: n for n in names}
@@ -344,14 +440,7 @@ def open_modis_tile(
             wanted = [lookup[v] for v in variables]
         data_vars = {}
         for sds_name in wanted:
-            try:
-                sds = sd.select(sds_name)
-                attrs = sds.attributes()
-                dn = sds[roi[0], roi[1]] if roi is not None else sds.get()
-                sds.endaccess()
-            except HDF4Error as exc:
-                raise ReaderError(f"{path}: cannot read {sds_name!r} ({exc})") from exc
-            dn = np.asarray(dn)
+            dn, attrs = _read_raw(path, stamp, sds_name, roi, (g.ydim, g.xdim), opened)
             if dn.shape != gbox.shape.yx:
                 raise ReaderError(
                     f"{path}: {sds_name!r} has shape {dn.shape}, grid says {tuple(gbox.shape.yx)}"
@@ -367,7 +456,8 @@ def open_modis_tile(
                 out_attrs["units"] = decoded_units(attrs)
             data_vars[variable_name(sds_name)] = (("y", "x"), values, out_attrs)
     finally:
-        sd.end()
+        if sd is not None:
+            sd.end()
     ds = xr.Dataset(data_vars, coords=xr_coords(gbox, crs_coord_name="spatial_ref"))
     for v in ds.data_vars:
         ds[v].attrs["grid_mapping"] = "spatial_ref"

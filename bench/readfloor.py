@@ -1,0 +1,183 @@
+#!/usr/bin/env python
+"""Read floor: how far a run's CPU is from reading and decoding its inputs once (issue #18).
+
+For a demo output's sample world (``--demo``, default ``/work/demo-s8``) and its resolved
+``workflow.yaml``, restricted to the products named by ``--products`` (default ``vi``, the
+product that reads the MODIS granules):
+
+* **floor**: every granule of the products' raster inputs opened once in this process and
+  every layer a tile read asks for (the source's layers for the product, QA, day of year)
+  read and decoded over the whole grid; CPU seconds (``time.process_time``) and syscall read
+  bytes (``rchar`` of ``/proc/self/io`` through psutil);
+* **run**: ``fluxscape run WORKFLOW --fresh --out WORK/run`` as a subprocess; its CPU is user
+  + system of the process and every descendant (the Dask nanny and worker processes, reaped
+  through ``wait4``: ``RUSAGE_CHILDREN``), its syscall read bytes the growth of this
+  process's ``rchar`` (Linux adds a reaped child's I/O counters to its parent's).
+
+The ratio run / floor is the issue's figure (45x before issue #18; target 5x). Results go to
+the ``## Read floor`` section of ``bench/RESULTS.md`` with ``--write`` (``--label`` names the
+row, e.g. ``before``/``after``; rows of other labels are kept), raw numbers to
+``bench/out/readfloor-<label>.json``. Run with the code under test first on ``PYTHONPATH``
+(``PYTHONPATH=. python bench/readfloor.py``). A benchmark to run on demand, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import yaml
+
+BENCH_DIR = Path(__file__).resolve().parent
+MIB = 1024 * 1024
+
+
+def _rchar() -> int:
+    return psutil.Process().io_counters().read_chars
+
+
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def workflow_for(demo: Path, products: list[str], out: Path) -> dict:
+    """The demo's resolved workflow with only ``products`` (and the inputs they name)."""
+    wf = yaml.safe_load((demo / "workflow.yaml").read_text())
+    wf["products"] = {k: v for k, v in wf["products"].items() if k in products}
+    wf["output"]["dir"] = str(out)
+    return wf
+
+
+def read_floor(wf_path: Path) -> dict:
+    """CPU seconds and read bytes of decoding every raster granule of the workflow's products
+    once (whole grids, the layers a tile read asks for)."""
+    from fluxscape.pipeline.config import load_workflow
+    from fluxscape.pipeline.inputs import index_input
+    from fluxscape.readers import modis_hdf4
+
+    wf, _ = load_workflow(wf_path)
+    cpu = 0.0
+    rchar = 0
+    files = 0
+    nbytes = 0
+    for product in wf.products.values():
+        name = getattr(product, "input", None)
+        if name is None or name not in wf.inputs:
+            continue
+        spec = wf.inputs[name]
+        index = index_input(name, spec.reader, [str(p) for p in spec.paths])
+        layers = {"ndvi", "evi", "red", "nir", "swir22"}
+        for g in index.granules:
+            family = modis_hdf4.product_family(g.product) if spec.reader == "modis_hdf4" else None
+            if family is None:
+                continue
+            names = list(
+                dict.fromkeys(
+                    [family.layers[k] for k in layers if k in family.layers]
+                    + list(family.extra.values())
+                    + list(family.qa)
+                    + list(family.checks)
+                    + ([family.doy] if family.doy else [])
+                )
+            )
+            r0, c0 = _rchar(), time.process_time()
+            ds = modis_hdf4.open_modis_tile(g.path, names)
+            nbytes += sum(v.nbytes for v in ds.data_vars.values())
+            cpu += time.process_time() - c0
+            rchar += _rchar() - r0
+            files += 1
+    return {"cpu_s": cpu, "read_mib": rchar / MIB, "files": files, "decoded_mib": nbytes / MIB}
+
+
+def run(wf_path: Path, out: Path, env: dict) -> dict:
+    """CPU (process and descendants) and syscall read bytes of one ``fluxscape run``."""
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [
+        sys.executable,
+        "-c",
+        "from fluxscape.cli import main; main()",
+        "run",
+        str(wf_path),
+        "--fresh",
+        "--out",
+        str(out),
+    ]
+    c0, r0, t0 = _children_cpu(), _rchar(), time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.exit(f"fluxscape run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return {
+        "cpu_s": _children_cpu() - c0,
+        "read_mib": (_rchar() - r0) / MIB,
+        "wall_s": wall,
+    }
+
+
+def section(rows: dict) -> str:
+    """The ``## Read floor`` section from rows by label."""
+    lines = [
+        "## Read floor",
+        "",
+        "`PYTHONPATH=. python bench/readfloor.py --label L --write` (issue #18): CPU of a "
+        "`fluxscape run --fresh` of the demo's `vi` product (driver + 2 Dask workers, "
+        "RUSAGE_CHILDREN) against reading and decoding each of its MODIS granules once "
+        "(whole grids, every layer a tile read asks for); syscall read bytes (`rchar`).",
+        "",
+        "| label | date | files | floor CPU s | floor read MiB | run CPU s | run read MiB "
+        "| run wall s | CPU / floor | read / floor |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, r in rows.items():
+        f, x = r["floor"], r["run"]
+        lines.append(
+            f"| {label} | {r['date']} | {f['files']} | {f['cpu_s']:.2f} | {f['read_mib']:.1f} "
+            f"| {x['cpu_s']:.1f} | {x['read_mib']:.1f} | {x['wall_s']:.1f} "
+            f"| {x['cpu_s'] / f['cpu_s']:.1f}x | {x['read_mib'] / max(f['read_mib'], 1e-9):.1f}x |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--demo", type=Path, default=Path("/work/demo-s8"))
+    ap.add_argument("--products", nargs="+", default=["vi"])
+    ap.add_argument("--work", type=Path, default=BENCH_DIR / "out" / "readfloor")
+    ap.add_argument("--label", default="now")
+    ap.add_argument("--write", action="store_true")
+    ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for the run")
+    args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    wf_path = args.work / "workflow.yaml"
+    out = args.work / "run"
+    wf_path.write_text(yaml.safe_dump(workflow_for(args.demo, args.products, out)))
+    env = dict(os.environ) | dict(e.split("=", 1) for e in args.env)
+    result = {
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "floor": read_floor(wf_path),
+        "run": run(wf_path, out, env),
+    }
+    print(json.dumps(result, indent=1))
+    raw = BENCH_DIR / "out" / f"readfloor-{args.label}.json"
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    raw.write_text(json.dumps(result, indent=1))
+    if args.write:
+        rows = {}
+        for p in sorted((BENCH_DIR / "out").glob("readfloor-*.json")):
+            rows[p.stem.removeprefix("readfloor-")] = json.loads(p.read_text())
+        from results import write_section
+
+        write_section(BENCH_DIR / "RESULTS.md", "Read floor", section(rows))
+
+
+if __name__ == "__main__":
+    main()
