@@ -321,19 +321,14 @@ def _file_meta(path: Path, stamp: tuple[str, int, int], handle: Callable[[], SD 
     return meta
 
 
-#: Cached blocks are windows rounded outward to multiples of this many pixels (it divides the
-#: 1200, 2400 and 4800 pixel MODIS tiles), so that neighbouring tiles of a region hit the same
-#: block instead of each caching its own window.
+#: The block cache holds square blocks of this many pixels (it divides the 1200, 2400 and
+#: 4800 pixel MODIS tiles): a tile's window is assembled from the blocks it meets, so that
+#: neighbouring tiles of a region share blocks instead of each caching its own window.
 BLOCK = 240
 
 
-def _aligned(roi: tuple[slice, slice], shape: tuple[int, int]) -> tuple[slice, slice]:
-    out = []
-    for r, n in zip(roi, shape, strict=True):
-        start = 0 if r.start is None else r.start
-        stop = n if r.stop is None else r.stop
-        out.append(slice((start // BLOCK) * BLOCK, min(n, -(-stop // BLOCK) * BLOCK)))
-    return tuple(out)
+def _bounds(r: slice, n: int) -> tuple[int, int]:
+    return (0 if r.start is None else r.start), (n if r.stop is None else r.stop)
 
 
 def _read_raw(
@@ -345,42 +340,55 @@ def _read_raw(
     handle: Callable[[], SD],
 ) -> tuple[np.ndarray, dict]:
     """Stored DNs of one SDS over ``roi`` (None: all of it) and its attributes, through the
-    per-process block cache (``granule_cache.BLOCKS``): the window rounded out to ``BLOCK``
-    pixels is read once (pyhdf reads that hyperslab) and tiles slice their part of it."""
-    if roi is not None and any(r.step not in (None, 1) for r in roi):
-        roi_block = roi  # strided windows are read as asked, not cached
-        use_cache = False
-    else:
-        roi_block = _aligned(roi or (slice(None), slice(None)), shape)
-        use_cache = BLOCKS.max_bytes > 0
-    key = (
-        stamp,
-        sds_name,
-        (roi_block[0].start, roi_block[0].stop),
-        (roi_block[1].start, roi_block[1].stop),
-    )
-    hit = BLOCKS.get(key) if use_cache else None
-    if hit is None:
-        try:
+    per-process block cache (``granule_cache.BLOCKS``, keyed by the file's path, size and
+    modification time, the SDS and the block): blocks not cached are read with one
+    hyperslab read (pyhdf reads only that part; a file compressed without chunks is inflated
+    up to it) and kept; the window is put together from the blocks."""
+    roi = roi or (slice(None), slice(None))
+    if any(r.step not in (None, 1) for r in roi) or BLOCKS.max_bytes <= 0:
+        try:  # strided windows, or no cache: read as asked
             sds = handle().select(sds_name)
             attrs = sds.attributes()
-            dn = np.asarray(sds[roi_block[0], roi_block[1]])
+            dn = np.asarray(sds[roi[0], roi[1]])
             sds.endaccess()
         except HDF4Error as exc:
             raise ReaderError(f"{path}: cannot read {sds_name!r} ({exc})") from exc
-        if use_cache:
-            BLOCKS.put(key, (dn, attrs))
-    else:
-        dn, attrs = hit
-    if roi is None or not use_cache:
         return dn, attrs
-    rows, cols = roi
-    r0, c0 = roi_block[0].start, roi_block[1].start
-    window = dn[
-        (rows.start or 0) - r0 : (shape[0] if rows.stop is None else rows.stop) - r0,
-        (cols.start or 0) - c0 : (shape[1] if cols.stop is None else cols.stop) - c0,
-    ]
-    return window, attrs
+    (r0, r1), (c0, c1) = _bounds(roi[0], shape[0]), _bounds(roi[1], shape[1])
+    rows = range(r0 // BLOCK, -(-r1 // BLOCK)) if r1 > r0 else range(0)
+    cols = range(c0 // BLOCK, -(-c1 // BLOCK)) if c1 > c0 else range(0)
+    blocks = {(i, j): BLOCKS.get((stamp, sds_name, i, j)) for i in rows for j in cols}
+    attrs = BLOCKS.get((stamp, sds_name, "attrs"))
+    missing = [b for b, v in blocks.items() if v is None]
+    if missing or attrs is None:
+        try:
+            sds = handle().select(sds_name)
+            attrs = sds.attributes()
+            if missing:
+                i0, i1 = min(b[0] for b in missing), max(b[0] for b in missing) + 1
+                j0, j1 = min(b[1] for b in missing), max(b[1] for b in missing) + 1
+                y0, x0 = i0 * BLOCK, j0 * BLOCK
+                part = np.asarray(
+                    sds[y0 : min(shape[0], i1 * BLOCK), x0 : min(shape[1], j1 * BLOCK)]
+                )
+            sds.endaccess()
+        except HDF4Error as exc:
+            raise ReaderError(f"{path}: cannot read {sds_name!r} ({exc})") from exc
+        BLOCKS.put((stamp, sds_name, "attrs"), attrs)
+        for i, j in missing:
+            block = part[
+                i * BLOCK - y0 : (i + 1) * BLOCK - y0, j * BLOCK - x0 : (j + 1) * BLOCK - x0
+            ].copy()  # a copy: a view would keep the whole hyperslab alive in the cache
+            blocks[(i, j)] = block
+            BLOCKS.put((stamp, sds_name, i, j), block)
+    dtype = next(iter(blocks.values())).dtype if blocks else np.int16
+    dn = np.empty((max(r1 - r0, 0), max(c1 - c0, 0)), dtype)
+    for (i, j), block in blocks.items():
+        by, bx = i * BLOCK, j * BLOCK
+        ys, ye = max(r0, by), min(r1, by + block.shape[0])
+        xs, xe = max(c0, bx), min(c1, bx + block.shape[1])
+        dn[ys - r0 : ye - r0, xs - c0 : xe - c0] = block[ys - by : ye - by, xs - bx : xe - bx]
+    return dn, attrs
 
 
 def _product_of(path: Path) -> str:
