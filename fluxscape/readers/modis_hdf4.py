@@ -396,21 +396,17 @@ def _product_of(path: Path) -> str:
     return meta["product"] if meta else path.name.split(".")[0]
 
 
-def open_modis_tile(
+def read_layers(
     path: str | Path,
     variables: list[str] | None = None,
     roi: tuple[slice, slice] | None = None,
     grid: str | None = None,
-) -> xr.Dataset:
-    """Read a MODIS HDF4-EOS tile into an xarray Dataset.
-
-    ``variables`` are normalised names (see :func:`variable_name`) or SDS names; None reads
-    every SDS of the grid. ``roi`` = (row slice, column slice) reads only that window.
-    Returns dims ``(y, x)`` with pixel-centre coordinates in metres of the MODIS sinusoidal
-    CRS (``spatial_ref`` carries it as a CF grid mapping); data layers are float32 physical
-    values with NaN for fill; QA layers keep their integer DNs. A scalar ``time`` coordinate
-    holds the composite start date from the file name.
-    """
+) -> tuple[str, GeoBox, dict[str, tuple[np.ndarray, dict]]]:
+    """The layers of a MODIS file as arrays, without building a Dataset (what a tile read
+    needs): the grid's name, the window's GeoBox (MODIS sinusoidal metres) and, by variable
+    name, the ``(y, x)`` values (float32 physical values with NaN for fill, QA layers as
+    stored integer DNs) and their attributes. Arguments as :func:`open_modis_tile`. The file is opened at
+    most once, and not at all when its metadata and the window's blocks are cached."""
     path = Path(path)
     stamp = _stamp(path)
     sd: SD | None = None
@@ -462,10 +458,31 @@ def open_modis_tile(
             else:
                 values = decode_sds(dn, attrs, product, sds_name)
                 out_attrs["units"] = decoded_units(attrs)
-            data_vars[variable_name(sds_name)] = (("y", "x"), values, out_attrs)
+            data_vars[variable_name(sds_name)] = (values, out_attrs)
     finally:
         if sd is not None:
             sd.end()
+    return g.name, gbox, data_vars
+
+
+def open_modis_tile(
+    path: str | Path,
+    variables: list[str] | None = None,
+    roi: tuple[slice, slice] | None = None,
+    grid: str | None = None,
+) -> xr.Dataset:
+    """Read a MODIS HDF4-EOS tile into an xarray Dataset.
+
+    ``variables`` are normalised names (see :func:`variable_name`) or SDS names; None reads
+    every SDS of the grid. ``roi`` = (row slice, column slice) reads only that window.
+    Returns dims ``(y, x)`` with pixel-centre coordinates in metres of the MODIS sinusoidal
+    CRS (``spatial_ref`` carries it as a CF grid mapping); data layers are float32 physical
+    values with NaN for fill; QA layers keep their integer DNs. A scalar ``time`` coordinate
+    holds the composite start date from the file name.
+    """
+    path = Path(path)
+    grid_name, gbox, layers = read_layers(path, variables, roi, grid)
+    data_vars = {k: (("y", "x"), v, a) for k, (v, a) in layers.items()}
     ds = xr.Dataset(data_vars, coords=xr_coords(gbox, crs_coord_name="spatial_ref"))
     for v in ds.data_vars:
         ds[v].attrs["grid_mapping"] = "spatial_ref"
@@ -477,7 +494,7 @@ def open_modis_tile(
             tile=f"h{meta['h']:02d}v{meta['v']:02d}",
             collection=meta["collection"],
         )
-    ds.attrs.update(source_file=str(path), grid_name=g.name)
+    ds.attrs.update(source_file=str(path), grid_name=grid_name)
     return ds
 
 
@@ -757,14 +774,14 @@ def _read(granule: Granule, tile: GeoBox, layers, options: dict, context) -> dic
     names = list(dict.fromkeys([*wanted.values(), *family.qa, *family.checks]))
     if family.doy:
         names.append(family.doy)
-    ds = open_modis_tile(granule.path, names, roi=window)
+    _, _, layers_read = read_layers(granule.path, names, roi=window)
     resampling = options.get("resampling", "nearest")
     integer_vars = {chosen[k] for k in family.integer} | set(family.qa)
 
     def on_tile(name: str) -> np.ndarray:
         is_int = name in integer_vars
         nodata = -1 if is_int else np.nan
-        data = ds[name].values  # QA words up to uint32: int64 keeps every bit and -1 for none
+        data = layers_read[name][0]  # QA words up to uint32: int64 keeps every bit and -1 for none
         data = np.nan_to_num(data, nan=-1).astype("int64") if is_int else data.astype("float32")
         if resampling == "nearest":
             return gather(data, index, nodata)
