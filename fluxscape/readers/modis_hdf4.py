@@ -405,8 +405,9 @@ def read_layers(
     """The layers of a MODIS file as arrays, without building a Dataset (what a tile read
     needs): the grid's name, the window's GeoBox (MODIS sinusoidal metres) and, by variable
     name, the ``(y, x)`` values (float32 physical values with NaN for fill, QA layers as
-    stored integer DNs) and their attributes. Arguments as :func:`open_modis_tile`. The file is opened at
-    most once, and not at all when its metadata and the window's blocks are cached."""
+    stored integer DNs) and their attributes. Arguments as :func:`open_modis_tile`. The file
+    is opened at most once, and not at all when its metadata and the window's blocks are
+    cached."""
     path = Path(path)
     stamp = _stamp(path)
     sd: SD | None = None
