@@ -147,7 +147,8 @@ def section(rows: dict) -> str:
     for label, r in rows.items():
         f, x = r["floor"], r["run"]
         lines.append(
-            f"| {label} | {r.get('mode', '2 worker processes')} | {r['date']} | {f['files']} | {f['cpu_s']:.2f} | {f['read_mib']:.1f} "
+            f"| {label} | {r.get('mode', '2 worker processes')} "
+            f"| {r['date']} | {f['files']} | {f['cpu_s']:.2f} | {f['read_mib']:.1f} "
             f"| {x['cpu_s']:.1f} | {x['read_mib']:.1f} | {x['wall_s']:.1f} "
             f"| {x['cpu_s'] / f['cpu_s']:.1f}x | {x['read_mib'] / max(f['read_mib'], 1e-9):.1f}x |"
         )
