@@ -108,7 +108,11 @@ def run(wf_path: Path, out: Path, env: dict) -> dict:
     ]
     seen: dict[int, tuple[float, int]] = {}
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # cwd: a child started with -c puts its working folder first on sys.path, which must not
+    # be a checkout other than the one PYTHONPATH names
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=wf_path.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     root = psutil.Process(proc.pid)
     while proc.poll() is None:
         try:
