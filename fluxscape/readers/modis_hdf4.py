@@ -35,8 +35,8 @@ later stages can mask with them.
 
 from __future__ import annotations
 
-import functools
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -51,6 +51,7 @@ from pyhdf.SD import SD, SDC
 
 from fluxscape.errors import ReaderError
 from fluxscape.readers import qa
+from fluxscape.readers.granule_cache import BLOCKS, file_stamp
 from fluxscape.readers.magic import require
 from fluxscape.readers.ontile import (
     Granule,
@@ -266,21 +267,40 @@ def read_grids(path: str | Path) -> list[ModisGrid]:
     process for each version of a file (path, size, modification time): every tile read of
     a granule needs them, and parsing is a third of a small window read."""
     path = Path(path)
+    return list(_file_meta(path, _stamp(path), lambda: None)[0])
+
+
+def _stamp(path: Path) -> tuple[str, int, int]:
     try:
-        st = path.stat()
+        return file_stamp(path)
     except OSError as exc:
         raise ReaderError(f"{path}: not a readable HDF4 file ({exc.strerror})") from exc
-    return list(_grids_of(str(path), st.st_size, st.st_mtime_ns))
 
 
-@functools.lru_cache(maxsize=1024)
-def _grids_of(path_text: str, size: int, mtime_ns: int) -> tuple[ModisGrid, ...]:
-    path = Path(path_text)
-    sd = _open_sd(path)
+#: (path, size, mtime_ns) -> (grids, {SDS name: name of its last dimension}); one parse of
+#: the file's metadata per process and version of the file
+_META: dict[tuple[str, int, int], tuple[tuple[ModisGrid, ...], dict[str, str]]] = {}
+_META_LOCK = threading.Lock()
+
+
+def _file_meta(path: Path, stamp: tuple[str, int, int], handle: Callable[[], SD | None]):
+    """Grids and SDS names of a file version, parsed once per process: through the open
+    handle ``handle()`` gives, or a handle of its own when that is None."""
+    meta = _META.get(stamp)
+    if meta is not None:
+        return meta
+    sd = handle()
+    own = sd is None
+    if own:
+        sd = _open_sd(path)
     try:
         attrs = sd.attributes()
+        dims = {n: info[0][-1] for n, info in sd.datasets().items()}
+    except HDF4Error as exc:
+        raise ReaderError(f"{path}: cannot read its metadata ({exc})") from exc
     finally:
-        sd.end()
+        if own:
+            sd.end()
     text = attrs.get("StructMetadata.0")
     if not text:
         raise ReaderError(f"{path}: no StructMetadata.0 attribute (not an HDF-EOS file)")
@@ -293,12 +313,157 @@ def _grids_of(path_text: str, size: int, mtime_ns: int) -> tuple[ModisGrid, ...]
                 f"{path}: grid {g.name} has projection {g.projection}; "
                 "only sinusoidal (GCTP_SNSOID) tiles are supported"
             )
-    return tuple(grids)
+    meta = (tuple(grids), dims)
+    with _META_LOCK:
+        if len(_META) >= 4096:  # a bound on a long-lived worker's memory
+            _META.clear()
+        _META[stamp] = meta
+    return meta
+
+
+#: The block cache holds square blocks of this many pixels (it divides the 1200, 2400 and
+#: 4800 pixel MODIS tiles): a tile's window is assembled from the blocks it meets, so that
+#: neighbouring tiles of a region share blocks instead of each caching its own window.
+BLOCK = 240
+
+
+def _bounds(r: slice, n: int) -> tuple[int, int]:
+    return (0 if r.start is None else r.start), (n if r.stop is None else r.stop)
+
+
+def _read_raw(
+    path: Path,
+    stamp: tuple,
+    sds_name: str,
+    roi: tuple[slice, slice] | None,
+    shape: tuple[int, int],
+    handle: Callable[[], SD],
+) -> tuple[np.ndarray, dict]:
+    """Stored DNs of one SDS over ``roi`` (None: all of it) and its attributes, through the
+    per-process block cache (``granule_cache.BLOCKS``, keyed by the file's path, size and
+    modification time, the SDS and the block): blocks not cached are read with one
+    hyperslab read (pyhdf reads only that part; a file compressed without chunks is inflated
+    up to it) and kept; the window is put together from the blocks."""
+    roi = roi or (slice(None), slice(None))
+    if any(r.step not in (None, 1) for r in roi) or BLOCKS.max_bytes <= 0:
+        try:  # strided windows, or no cache: read as asked
+            sds = handle().select(sds_name)
+            attrs = sds.attributes()
+            dn = np.asarray(sds[roi[0], roi[1]])
+            sds.endaccess()
+        except HDF4Error as exc:
+            raise ReaderError(f"{path}: cannot read {sds_name!r} ({exc})") from exc
+        return dn, attrs
+    (r0, r1), (c0, c1) = _bounds(roi[0], shape[0]), _bounds(roi[1], shape[1])
+    rows = range(r0 // BLOCK, -(-r1 // BLOCK)) if r1 > r0 else range(0)
+    cols = range(c0 // BLOCK, -(-c1 // BLOCK)) if c1 > c0 else range(0)
+    blocks = {(i, j): BLOCKS.get((stamp, sds_name, i, j)) for i in rows for j in cols}
+    attrs = BLOCKS.get((stamp, sds_name, "attrs"))
+    missing = [b for b, v in blocks.items() if v is None]
+    if missing or attrs is None:
+        try:
+            sds = handle().select(sds_name)
+            attrs = sds.attributes()
+            if missing:
+                i0, i1 = min(b[0] for b in missing), max(b[0] for b in missing) + 1
+                j0, j1 = min(b[1] for b in missing), max(b[1] for b in missing) + 1
+                y0, x0 = i0 * BLOCK, j0 * BLOCK
+                part = np.asarray(
+                    sds[y0 : min(shape[0], i1 * BLOCK), x0 : min(shape[1], j1 * BLOCK)]
+                )
+            sds.endaccess()
+        except HDF4Error as exc:
+            raise ReaderError(f"{path}: cannot read {sds_name!r} ({exc})") from exc
+        BLOCKS.put((stamp, sds_name, "attrs"), attrs)
+        for i, j in missing:
+            block = part[
+                i * BLOCK - y0 : (i + 1) * BLOCK - y0, j * BLOCK - x0 : (j + 1) * BLOCK - x0
+            ].copy()  # a copy: a view would keep the whole hyperslab alive in the cache
+            blocks[(i, j)] = block
+            BLOCKS.put((stamp, sds_name, i, j), block)
+    dtype = next(iter(blocks.values())).dtype if blocks else np.int16
+    dn = np.empty((max(r1 - r0, 0), max(c1 - c0, 0)), dtype)
+    for (i, j), block in blocks.items():
+        by, bx = i * BLOCK, j * BLOCK
+        ys, ye = max(r0, by), min(r1, by + block.shape[0])
+        xs, xe = max(c0, bx), min(c1, bx + block.shape[1])
+        dn[ys - r0 : ye - r0, xs - c0 : xe - c0] = block[ys - by : ye - by, xs - bx : xe - bx]
+    return dn, attrs
 
 
 def _product_of(path: Path) -> str:
     meta = parse_filename(path)
     return meta["product"] if meta else path.name.split(".")[0]
+
+
+def read_layers(
+    path: str | Path,
+    variables: list[str] | None = None,
+    roi: tuple[slice, slice] | None = None,
+    grid: str | None = None,
+) -> tuple[str, GeoBox, dict[str, tuple[np.ndarray, dict]]]:
+    """The layers of a MODIS file as arrays, without building a Dataset (what a tile read
+    needs): the grid's name, the window's GeoBox (MODIS sinusoidal metres) and, by variable
+    name, the ``(y, x)`` values (float32 physical values with NaN for fill, QA layers as
+    stored integer DNs) and their attributes. Arguments as :func:`open_modis_tile`. The file
+    is opened at most once, and not at all when its metadata and the window's blocks are
+    cached."""
+    path = Path(path)
+    stamp = _stamp(path)
+    sd: SD | None = None
+
+    def opened() -> SD:  # the file is opened at most once per call, and only on a miss
+        nonlocal sd
+        if sd is None:
+            sd = _open_sd(path)
+        return sd
+
+    try:
+        grids, dims = _file_meta(path, stamp, opened)
+        g = next((x for x in grids if x.name == grid), grids[0]) if grid else grids[0]
+        gbox = g.geobox
+        if roi is not None:
+            # plain ints: pyhdf rejects numpy integers as slice bounds ("non-integer")
+            roi = tuple(
+                slice(*(None if v is None else int(v) for v in (r.start, r.stop, r.step)))
+                for r in roi
+            )
+            gbox = gbox[roi]
+        product = _product_of(path)
+        names = [n for n, dim in dims.items() if dim.endswith(g.name)]
+        if not names:
+            names = list(dims)
+        wanted = names
+        if variables is not None:
+            lookup = {variable_name(n): n for n in names} | {n: n for n in names}
+            missing = [v for v in variables if v not in lookup]
+            if missing:
+                raise ReaderError(
+                    f"{path}: no science data set {missing} in grid {g.name}; "
+                    f"it has {sorted(variable_name(n) for n in names)}"
+                )
+            wanted = [lookup[v] for v in variables]
+        data_vars = {}
+        for sds_name in wanted:
+            dn, attrs = _read_raw(path, stamp, sds_name, roi, (g.ydim, g.xdim), opened)
+            if dn.shape != gbox.shape.yx:
+                raise ReaderError(
+                    f"{path}: {sds_name!r} has shape {dn.shape}, grid says {tuple(gbox.shape.yx)}"
+                )
+            out_attrs = {"sds_name": sds_name, "long_name": attrs.get("long_name", sds_name)}
+            if is_quality_layer(sds_name):
+                values = dn
+                if "_FillValue" in attrs:
+                    out_attrs["_FillValue_dn"] = attrs["_FillValue"]
+                out_attrs["units"] = str(attrs.get("units", "1")).strip() or "1"
+            else:
+                values = decode_sds(dn, attrs, product, sds_name)
+                out_attrs["units"] = decoded_units(attrs)
+            data_vars[variable_name(sds_name)] = (values, out_attrs)
+    finally:
+        if sd is not None:
+            sd.end()
+    return g.name, gbox, data_vars
 
 
 def open_modis_tile(
@@ -317,57 +482,8 @@ def open_modis_tile(
     holds the composite start date from the file name.
     """
     path = Path(path)
-    grids = read_grids(path)
-    g = next((x for x in grids if x.name == grid), grids[0]) if grid else grids[0]
-    gbox = g.geobox
-    if roi is not None:
-        # plain ints: pyhdf rejects numpy integers as slice bounds ("non-integer")
-        roi = tuple(
-            slice(*(None if v is None else int(v) for v in (r.start, r.stop, r.step))) for r in roi
-        )
-        gbox = gbox[roi]
-    product = _product_of(path)
-    sd = _open_sd(path)
-    try:
-        names = [n for n, info in sd.datasets().items() if info[0][-1].endswith(g.name)]
-        if not names:
-            names = list(sd.datasets())
-        wanted = names
-        if variables is not None:
-            lookup = {variable_name(n): n for n in names} | {n: n for n in names}
-            missing = [v for v in variables if v not in lookup]
-            if missing:
-                raise ReaderError(
-                    f"{path}: no science data set {missing} in grid {g.name}; "
-                    f"it has {sorted(variable_name(n) for n in names)}"
-                )
-            wanted = [lookup[v] for v in variables]
-        data_vars = {}
-        for sds_name in wanted:
-            try:
-                sds = sd.select(sds_name)
-                attrs = sds.attributes()
-                dn = sds[roi[0], roi[1]] if roi is not None else sds.get()
-                sds.endaccess()
-            except HDF4Error as exc:
-                raise ReaderError(f"{path}: cannot read {sds_name!r} ({exc})") from exc
-            dn = np.asarray(dn)
-            if dn.shape != gbox.shape.yx:
-                raise ReaderError(
-                    f"{path}: {sds_name!r} has shape {dn.shape}, grid says {tuple(gbox.shape.yx)}"
-                )
-            out_attrs = {"sds_name": sds_name, "long_name": attrs.get("long_name", sds_name)}
-            if is_quality_layer(sds_name):
-                values = dn
-                if "_FillValue" in attrs:
-                    out_attrs["_FillValue_dn"] = attrs["_FillValue"]
-                out_attrs["units"] = str(attrs.get("units", "1")).strip() or "1"
-            else:
-                values = decode_sds(dn, attrs, product, sds_name)
-                out_attrs["units"] = decoded_units(attrs)
-            data_vars[variable_name(sds_name)] = (("y", "x"), values, out_attrs)
-    finally:
-        sd.end()
+    grid_name, gbox, layers = read_layers(path, variables, roi, grid)
+    data_vars = {k: (("y", "x"), v, a) for k, (v, a) in layers.items()}
     ds = xr.Dataset(data_vars, coords=xr_coords(gbox, crs_coord_name="spatial_ref"))
     for v in ds.data_vars:
         ds[v].attrs["grid_mapping"] = "spatial_ref"
@@ -379,7 +495,7 @@ def open_modis_tile(
             tile=f"h{meta['h']:02d}v{meta['v']:02d}",
             collection=meta["collection"],
         )
-    ds.attrs.update(source_file=str(path), grid_name=g.name)
+    ds.attrs.update(source_file=str(path), grid_name=grid_name)
     return ds
 
 
@@ -659,14 +775,14 @@ def _read(granule: Granule, tile: GeoBox, layers, options: dict, context) -> dic
     names = list(dict.fromkeys([*wanted.values(), *family.qa, *family.checks]))
     if family.doy:
         names.append(family.doy)
-    ds = open_modis_tile(granule.path, names, roi=window)
+    _, _, layers_read = read_layers(granule.path, names, roi=window)
     resampling = options.get("resampling", "nearest")
     integer_vars = {chosen[k] for k in family.integer} | set(family.qa)
 
     def on_tile(name: str) -> np.ndarray:
         is_int = name in integer_vars
         nodata = -1 if is_int else np.nan
-        data = ds[name].values  # QA words up to uint32: int64 keeps every bit and -1 for none
+        data = layers_read[name][0]  # QA words up to uint32: int64 keeps every bit and -1 for none
         data = np.nan_to_num(data, nan=-1).astype("int64") if is_int else data.astype("float32")
         if resampling == "nearest":
             return gather(data, index, nodata)
