@@ -951,14 +951,7 @@ def _read(granule: Granule, tile, layers, options: dict, context: dict) -> dict 
     ds = open_hsd(
         selected, bands=bands, resolution=options.get("ahi_resolution", 1000), solar_angles=False
     )
-    area = ds.attrs["area"]
-    key = (area.area_extent, area.shape)
-    if key not in context["index"]:
-        # pyresample returns (column, row) indices of the nearest pixel
-        cols, rows = area.get_array_indices_from_lonlat(context["lon"], context["lat"])
-        rows, cols = np.ma.filled(rows, -1), np.ma.filled(cols, -1)
-        context["index"][key] = (rows, cols, (rows >= 0) & (cols >= 0))
-    rows, cols, valid = context["index"][key]
+    rows, cols, valid = _nearest(ds, context)
     r, c = np.where(valid, rows, 0), np.where(valid, cols, 0)
 
     def on_tile(band: str) -> np.ndarray:
