@@ -30,11 +30,11 @@ from fluxscape.pipeline.inputs import (
     coverage_error,
     giving_all,
     granules_per_tile,
-    read_onto_tile,
     select,
 )
 from fluxscape.pipeline.schema import StrictModel, input_ref, year_or_date
 from fluxscape.pipeline.steps.base import Plan, Step, StepContext, TileResult
+from fluxscape.pipeline.steps.lst import mean_lst_on_tile
 from fluxscape.pipeline.store import VariableSpec
 from fluxscape.pipeline.timeaxis import period_index, period_starts, time_bounds
 from fluxscape.products import heatwave
@@ -128,21 +128,10 @@ def run_heat_tile(task: HeatTask) -> TileResult:
     """Daily LST, anomaly and hot flags of one tile."""
     p = task.product
     times = pd.DatetimeIndex(task.times)
-    ny, nx = task.tile.geobox.shape.yx
-    total = np.zeros((len(times), ny, nx))
-    count = np.zeros((len(times), ny, nx), np.int64)
     record = TileInputs()
-    for granule, layers in read_onto_tile(
-        task.reader, task.granules, task.tile.geobox, {"lst"}, {"max_qa": p.max_qa}, record
-    ):
-        t = period_index(times, granule.start, "1D")
-        if t is None:
-            continue
-        use = layers["usable"]
-        total[t] += np.where(use, layers["lst"], 0.0)
-        count[t] += use
-    with np.errstate(invalid="ignore", divide="ignore"):
-        lst = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    lst, _ = mean_lst_on_tile(
+        task.reader, task.granules, task.tile.geobox, times, "1D", p.max_qa, record
+    )
     days = times.values.astype("datetime64[D]")
     first, last = (np.datetime64(str(d)) for d in p.baseline)
     base = (days >= first) & (days <= last)

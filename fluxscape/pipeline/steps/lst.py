@@ -161,24 +161,35 @@ class LstTask:
     product: LstConfig
 
 
+def mean_lst_on_tile(
+    reader: str, granules, geobox, times: pd.DatetimeIndex, step: str, max_qa, record
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean land surface temperature (K) of each period of ``times`` (period starts, ``step``)
+    on ``geobox`` from the usable observations of ``granules`` (those outside every period are
+    not read), and the count of those observations; both (time, y, x). NaN where none.
+    ``record``: the tile's TileInputs, filled by the reads."""
+    ny, nx = geobox.shape.yx
+    total = np.zeros((len(times), ny, nx))
+    count = np.zeros((len(times), ny, nx), np.int64)
+    granules = [g for g in granules if period_index(times, g.start, step) is not None]
+    for granule, layers in read_onto_tile(
+        reader, granules, geobox, {"lst"}, {"max_qa": max_qa}, record
+    ):
+        t = period_index(times, granule.start, step)
+        use = layers["usable"]
+        total[t] += np.where(use, layers["lst"], 0.0)
+        count[t] += use
+    return anomaly.period_mean(total, count), count
+
+
 def run_lst_tile(task: LstTask) -> TileResult:
     """Average, standardise and flag one tile."""
     p = task.product
     times = pd.DatetimeIndex(task.times)
-    ny, nx = task.tile.geobox.shape.yx
-    total = np.zeros((len(times), ny, nx))
-    count = np.zeros((len(times), ny, nx), np.int64)
     record = TileInputs()
-    granules = [g for g in task.granules if period_index(times, g.start, task.step) is not None]
-    options = {"max_qa": p.max_qa}
-    for granule, layers in read_onto_tile(
-        task.reader, granules, task.tile.geobox, {"lst"}, options, record
-    ):
-        t = period_index(times, granule.start, task.step)
-        use = layers["usable"]
-        total[t] += np.where(use, layers["lst"], 0.0)
-        count[t] += use
-    lst = anomaly.period_mean(total, count)
+    lst, count = mean_lst_on_tile(
+        task.reader, task.granules, task.tile.geobox, times, task.step, p.max_qa, record
+    )
     slot_days = STEP_DAYS.get(task.step)
     n_slots = 12 if task.step == "1M" else -(-366 // STEP_DAYS[task.step])
     slot = anomaly.slot_in_year(times.values, slot_days)
