@@ -160,3 +160,18 @@ def weighted_mean(values: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, 
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(used > 0, total / np.where(used > 0, used, 1.0), np.nan)
     return mean, used
+
+
+def pixel_outline(rows, cols, x, y, dx: float, dy: float):
+    """The outline (a shapely Polygon or MultiPolygon, in the grid's own coordinates) of the
+    pixels at ``rows``, ``cols`` of a regular grid with centres ``x``, ``y`` and pixel sizes
+    ``dx``, ``dy`` (positive)."""
+    from shapely.geometry import box
+    from shapely.ops import unary_union
+
+    return unary_union(
+        [
+            box(x[c] - dx / 2, y[r] - dy / 2, x[c] + dx / 2, y[r] + dy / 2)
+            for r, c in zip(rows, cols, strict=True)
+        ]
+    )

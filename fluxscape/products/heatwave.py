@@ -104,10 +104,9 @@ def events(
     ``peak_anomaly_k``, ``pixels``, ``geometry`` (GeoJSON Polygon/MultiPolygon of the pixel
     squares), ``centroid``."""
     from scipy import ndimage
-    from shapely.geometry import box, mapping
-    from shapely.ops import unary_union
+    from shapely.geometry import mapping
 
-    from fluxscape.zonal import cell_area_m2
+    from fluxscape.zonal import cell_area_m2, pixel_outline
 
     labels, n = ndimage.label(onset >= 0, structure=np.ones((3, 3)))
     dx = float(abs(x[1] - x[0])) if x.size > 1 else 0.01
@@ -123,12 +122,7 @@ def events(
             continue
         first = int(onset[rr, cc].min())
         end = int(last[rr, cc].max())
-        shape = unary_union(
-            [
-                box(x[c] - dx / 2, y[r] - dy / 2, x[c] + dx / 2, y[r] + dy / 2)
-                for r, c in zip(rr, cc, strict=True)
-            ]
-        )
+        shape = pixel_outline(rr, cc, x, y, dx, dy)
         centre = shape.centroid
         out.append(
             {

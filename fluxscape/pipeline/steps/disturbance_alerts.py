@@ -40,10 +40,10 @@ def disturbance_features(store: Path, product: str, access: str, min_pixels: int
     cell sizes (metres on projected grids, WGS84 cell areas on lon/lat grids); coordinates in
     lon/lat degrees."""
     from scipy import ndimage
-    from shapely.geometry import box, mapping
-    from shapely.ops import transform, unary_union
+    from shapely.geometry import mapping
+    from shapely.ops import transform
 
-    from fluxscape.zonal import cell_area_m2
+    from fluxscape.zonal import cell_area_m2, pixel_outline
 
     ds = xr.open_zarr(store, consolidated=False)
     x, y = ds["x"].values, ds["y"].values
@@ -72,12 +72,7 @@ def disturbance_features(store: Path, product: str, access: str, min_pixels: int
             # the patch's median onset: one early pixel (a cloud-hit composite) must not date it
             onset_doy = float(np.round(np.median(doy[rr, cc])))
             onset = pd.Timestamp(f"{int(year)}-01-01") + pd.Timedelta(days=onset_doy - 1)
-            shape = unary_union(
-                [
-                    box(x[c] - dx / 2, y[r] - dy / 2, x[c] + dx / 2, y[r] + dy / 2)
-                    for r, c in zip(rr, cc, strict=True)
-                ]
-            )
+            shape = pixel_outline(rr, cc, x, y, dx, dy)
             if to_lonlat is not None:
                 shape = transform(to_lonlat, shape)
             centre = shape.centroid
