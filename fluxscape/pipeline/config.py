@@ -454,6 +454,13 @@ def product_inputs(wf: Workflow, name: str, _seen: frozenset = frozenset()) -> l
     return sorted(found)
 
 
+def catalog_dir(wf: Workflow, out_dir: Path) -> Path:
+    """The folder the run publishes into: ``output.catalog``, relative to ``out_dir`` unless
+    absolute (``--catalog`` has already replaced it)."""
+    path = Path(wf.output.catalog)
+    return path if path.is_absolute() else out_dir / path
+
+
 def product_access(wf: Workflow, name: str) -> str:
     """Effective access level of product ``name``: the most restrictive of the workflow's
     level and the levels of every input it is made from (:func:`product_inputs`), so a

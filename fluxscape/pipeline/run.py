@@ -382,7 +382,7 @@ def _run_product(
     out_dir = Path(wf.output.dir)
     store, staging = _store(out_dir, name), _staging(out_dir, name)
     manifest = _manifest(out_dir, name)
-    catalog_dir = _catalog_dir(wf, out_dir)
+    catalog_dir = cfg.catalog_dir(wf, out_dir)
     publish = {"access": cfg.product_access(wf, name), "run_id": run_id}
     if ctx is None:  # complete, and kept (--resume)
         total = len(step_for(wf.products[name].kind).grid(wf, wf.products[name]).tiles)
@@ -605,11 +605,6 @@ def new_run_id(workflow: str) -> str:
     """A unique id for one execution of a workflow: name, UTC start time, random suffix."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return f"{workflow}-{stamp}-{uuid.uuid4().hex[:6]}"
-
-
-def _catalog_dir(wf: cfg.Workflow, out_dir: Path) -> Path:
-    path = Path(wf.output.catalog)
-    return path if path.is_absolute() else out_dir / path
 
 
 def _merge_skipped(*lists: list[dict]) -> list[dict]:

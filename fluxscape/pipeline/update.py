@@ -67,7 +67,6 @@ from fluxscape.pipeline.outdir import (
     mark_output_dir,
 )
 from fluxscape.pipeline.run import (
-    _catalog_dir,
     _creation_attrs,
     _manifest,
     _run_log,
@@ -725,7 +724,7 @@ def _write_version(
     _mark_complete(out_dir, wf, name)
     publish_store(
         store,
-        _catalog_dir(wf, out_dir),
+        cfg.catalog_dir(wf, out_dir),
         wf.name,
         name,
         access=attrs["access"],

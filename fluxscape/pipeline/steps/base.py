@@ -64,6 +64,12 @@ class StepContext:
 
         return inside(self.out_dir, self.out_dir.joinpath(*parts))
 
+    def catalog_dir(self) -> Path:
+        """The catalog folder this run publishes into."""
+        from fluxscape.pipeline.config import catalog_dir
+
+        return catalog_dir(self.workflow, self.out_dir)
+
     def product_store(self, name: str) -> Path:
         """The published store of another product of this run."""
         return self.out_dir / "products" / f"{name}.zarr"

@@ -341,8 +341,7 @@ def _with_alerts(ctx: StepContext, p: DisturbanceConfig, finish):
     from fluxscape.pipeline import config as cfg
 
     access = cfg.product_access(ctx.workflow, ctx.name)
-    catalog = Path(ctx.workflow.output.catalog)
-    catalog_dir = catalog if catalog.is_absolute() else ctx.out_dir / catalog
+    catalog_dir = ctx.catalog_dir()
 
     def with_alerts(store: Path) -> None:
         from fluxscape.catalog.alerts import publish_alerts

@@ -267,8 +267,7 @@ class FireAlertsStep(Step):
             for k, v in scene_files.items()
         }
         access = cfg.product_access(ctx.workflow, ctx.name)
-        catalog = Path(ctx.workflow.output.catalog)
-        catalog_dir = catalog if catalog.is_absolute() else ctx.out_dir / catalog
+        catalog_dir = ctx.catalog_dir()
 
         def make_task(tile: Tile) -> FireTask:
             return FireTask(tile, tuple(times.values), index.reader, tuple(per_tile[tile.id]), p)

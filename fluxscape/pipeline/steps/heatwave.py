@@ -209,8 +209,7 @@ class HeatwaveAlertsStep(Step):
         if not any(per_tile.values()):
             raise FluxscapeError(coverage_error(p.input, index, usable, granules, ctx.workflow))
         access = cfg.product_access(ctx.workflow, ctx.name)
-        catalog = Path(ctx.workflow.output.catalog)
-        catalog_dir = catalog if catalog.is_absolute() else ctx.out_dir / catalog
+        catalog_dir = ctx.catalog_dir()
 
         def make_task(tile: Tile) -> HeatTask:
             return HeatTask(tile, tuple(times.values), index.reader, tuple(per_tile[tile.id]), p)
