@@ -60,7 +60,6 @@ dask:
   jobqueue:
     job_name: {job_name}
     walltime: "00:10:00"
-    log_directory: {jobs}
 """
 
 
@@ -109,8 +108,7 @@ def slurm() -> str:
 def _workflow(folder: Path, data_dir: Path, job_name: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "slurm.yaml"
-    jobs = folder / "jobs"
-    path.write_text(WORKFLOW.format(data_dir=data_dir, job_name=job_name, jobs=jobs))
+    path.write_text(WORKFLOW.format(data_dir=data_dir, job_name=job_name))
     return path
 
 
@@ -133,7 +131,10 @@ def slurm_run(tmp_path_factory, sample_dir: Path, slurm: str) -> tuple[Path, str
 def test_run_submits_worker_jobs_and_cancels_them(slurm_run, slurm):
     out, stdout = slurm_run
     assert f"vi: {TILES} of {TILES} tiles run" in stdout
-    logs = sorted((out.parent / "jobs").glob(f"{slurm}-*.err"))
+    run_log = (out / ".fluxscape" / "run.log").read_text()
+    assert "submitting 1 slurm worker job(s)" in run_log
+    # worker job logs go into the output folder, not the folder the run was started from
+    logs = sorted((out / ".fluxscape" / "jobs").glob(f"{slurm}-*.err"))
     assert logs, "no worker job wrote a log: no job was submitted"
     jobs = [p.stem.rsplit("-", 1)[1] for p in logs]
     # the driver cancelled its workers at the end (they would otherwise run to their walltime)
