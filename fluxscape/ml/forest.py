@@ -146,6 +146,8 @@ def _renumber(left, right, n_out):
         if left[old] < 0:
             child[i] = i
         else:
+            if filled + 2 > n_out:  # a node reached twice: not a tree
+                return order[:0], child[:0], -1
             child[i] = filled
             order[filled] = left[old]
             order[filled + 1] = right[old]
@@ -169,7 +171,19 @@ class _Builder:
         ``threshold`` (float64), leaf ``value``, ``nan_left`` (bool, a NaN goes left)."""
         left = np.asarray(left, np.int64)
         right = np.asarray(right, np.int64)
-        order, child, depth = _renumber(left, right, len(left))
+        n = len(left)
+        # the kernel does not check bounds: a malformed tree must not reach it
+        if not (
+            len(right) == n
+            and ((left == -1) == (right == -1)).all()
+            and ((left >= -1) & (left < n) & (right >= -1) & (right < n)).all()
+        ):
+            raise FluxscapeError("a tree with child indices out of range")
+        order, child, depth = _renumber(left, right, n)
+        if len(order) != n:
+            raise FluxscapeError("a tree with unreachable or shared nodes")
+        if (np.asarray(feature)[left >= 0] < 0).any():
+            raise FluxscapeError("a split node without a feature")
         leaf = left[order] < 0
         thr = _round_down_f32(np.asarray(threshold, np.float64)[order])
         thr[leaf] = np.inf
@@ -184,6 +198,8 @@ class _Builder:
         if not self.parts:
             raise UnsupportedModel("a model without trees")
         cat = [np.concatenate([p[i] for p in self.parts]) for i in range(5)]
+        if cat[0].size and (cat[0].min() < 0 or cat[0].max() >= n_features):
+            raise FluxscapeError(f"a split on a feature outside 0..{n_features - 1}")
         return FlatForest(
             cat[0].astype(np.int32),
             cat[1].astype(np.float32),
@@ -229,8 +245,8 @@ def _from_hist_gradient_boosting(est) -> FlatForest:
             raise UnsupportedModel("categorical splits")
         is_leaf = nodes["is_leaf"].astype(bool)
         b.add(
-            np.where(is_leaf, -1, nodes["left"]),
-            np.where(is_leaf, -1, nodes["right"]),
+            np.where(is_leaf, -1, nodes["left"].astype(np.int64)),
+            np.where(is_leaf, -1, nodes["right"].astype(np.int64)),
             nodes["feature_idx"],
             nodes["num_threshold"],
             nodes["value"],
@@ -300,13 +316,30 @@ def flatten(est) -> FlatForest:
     """The :class:`FlatForest` of one fitted member; UnsupportedModel for any other type or
     setting (see the module docstring)."""
     kind = type(est).__name__
-    if kind == "RandomForestRegressor":
-        return _from_random_forest(est)
-    if kind == "HistGradientBoostingRegressor":
-        return _from_hist_gradient_boosting(est)
-    if kind == "LGBMRegressor":
-        return _from_lightgbm(est)
-    raise UnsupportedModel(f"no flat kernel for a {kind}")
+    build = {
+        "RandomForestRegressor": _from_random_forest,
+        "HistGradientBoostingRegressor": _from_hist_gradient_boosting,
+        "LGBMRegressor": _from_lightgbm,
+    }.get(kind)
+    if build is None:
+        raise UnsupportedModel(f"no flat kernel for a {kind}")
+    flat = build(est)
+    if flat.n_features - 1 > _MAX_FEATURE:
+        raise UnsupportedModel(f"{flat.n_features} features (the kernel holds {_MAX_FEATURE + 1})")
+    if flat.n_nodes - 1 > _MAX_CHILD:
+        raise UnsupportedModel(
+            f"a member of {flat.n_nodes:,} nodes (the kernel holds {_MAX_CHILD + 1:,})"
+        )
+    return flat
+
+
+def warm_up() -> None:
+    """Compile the kernel for the types :meth:`FlatEnsemble.predict` uses (or load it from
+    numba's on-disk cache): one tiny forest, two rows, one with a NaN."""
+    b = _Builder()
+    b.add([1, -1, -1], [2, -1, -1], [0, 0, 0], [0.5, 0, 0], [0.0, 1.0, 2.0], [True] * 3)
+    X = np.array([[0.0], [np.nan]], np.float32)
+    FlatEnsemble.build([b.build(0.0, 1.0, 1)]).predict(0, X)
 
 
 # --- predicting ------------------------------------------------------------------------------
