@@ -241,3 +241,86 @@ def test_auto_compiles_only_where_the_saved_time_beats_the_compile_time(one_memb
     assert many and why.startswith("compiling")
     compiled.compile_model(model, path, card)  # once cached, compiling costs nothing
     assert compiled.worth_compiling(path, 1, model) == (True, "its compiled libraries are cached")
+
+
+def _thresholds(est, j: int) -> np.ndarray:
+    """The float64 split thresholds of feature ``j`` in one member."""
+    kind = type(est).__name__
+    if kind == "RandomForestRegressor":
+        return np.concatenate([e.tree_.threshold[e.tree_.feature == j] for e in est.estimators_])
+    if kind == "HistGradientBoostingRegressor":
+        nodes = np.concatenate([p[0].nodes for p in est._predictors])
+        return nodes["num_threshold"][(nodes["is_leaf"] == 0) & (nodes["feature_idx"] == j)]
+    df = est.booster_.trees_to_dataframe()
+    return df["threshold"][df["split_feature"] == FEATS[j]].to_numpy(np.float64)
+
+
+def _edge_rows(model, n: int = 400) -> np.ndarray:
+    """float32 rows on every member's thresholds (rounded to float32, and one float32 step
+    either side), with NaN and infinities mixed in."""
+    rng = np.random.default_rng(7)
+    members = [m for ens in model.ensembles_.values() for m in ens.members_]
+    cols = []
+    for j in range(len(FEATS)):
+        th = np.unique(np.concatenate([_thresholds(m, j) for m in members])).astype(np.float32)
+        col = rng.choice(th, n)
+        step = rng.integers(-1, 2, n)
+        col[step < 0] = np.nextafter(col[step < 0], np.float32(-np.inf))
+        col[step > 0] = np.nextafter(col[step > 0], np.float32(np.inf))
+        cols.append(col)
+    X = np.stack(cols, axis=1)
+    for j in range(len(FEATS)):
+        X[j::11, j] = np.nan
+    X[5, :] = np.nan
+    return X
+
+
+def test_kernel_equals_reference_bit_for_bit_on_thresholds_and_nan(saved):
+    """Every member of every target (RandomForest, HistGradientBoosting, LightGBM) in the
+    kernel gives the library's own prediction exactly, for rows on the split thresholds
+    and rows with missing features (each library's missing-value rule)."""
+    model, path, card = saved
+    fast = compiled.load_compiled(path, card)
+    X = _edge_rows(model)
+    assert np.isnan(X).any(axis=1).sum() > 40
+    for t in TARGETS:
+        want = np.stack([m.predict(X.astype(np.float64)) for m in model.ensembles_[t].members_])
+        np.testing.assert_array_equal(fast.member_predictions(t, X), want)
+
+
+@pytest.mark.parametrize("kind", ["rf", "hgb", "lgbm"])
+def test_kernel_follows_learned_missing_directions(kind):
+    """Members trained with missing values: NaN takes the learned direction of each split
+    (LightGBM's default_left, scikit-learn's missing_go_to_left)."""
+    t = _table()
+    X = t[FEATS].to_numpy(np.float64, copy=True)
+    rng = np.random.default_rng(3)
+    X[rng.random(X.shape) < 0.2] = np.nan
+    from fluxscape.ml.models import make_estimator
+
+    est = make_estimator(kind, random_state=0, **TINY[kind]).fit(X, t["gpp"])
+    Xt = np.where(rng.random(X.shape) < 0.3, np.nan, X).astype(np.float32)
+    flat = forest.FlatEnsemble.build([forest.flatten(est)])
+    np.testing.assert_array_equal(flat.predict(0, Xt), est.predict(Xt.astype(np.float64)))
+
+
+def test_kernel_refuses_categorical_splits():
+    """A LightGBM member with a categorical split is not for the kernel (it goes to
+    tl2cgen or keeps the reference)."""
+    import lightgbm as lgb
+
+    t = _table()
+    X = t[FEATS].to_numpy(np.float64, copy=True)
+    X[:, 0] = np.arange(len(X)) % 4
+    est = lgb.LGBMRegressor(n_estimators=5, min_child_samples=5, verbose=-1)
+    est.fit(X, X[:, 0] * 3 + t["gpp"], categorical_feature=[0])
+    with pytest.raises(forest.UnsupportedModel, match="categorical"):
+        forest.flatten(est)
+
+
+def test_malformed_tree_is_refused_before_the_kernel():
+    b = forest._Builder()
+    with pytest.raises(forest.FluxscapeError, match="out of range"):
+        b.add([1, 7, -1], [2, -1, -1], [0, 0, 0], [0.5, 0, 0], [0, 1, 2], [True] * 3)
+    with pytest.raises(forest.FluxscapeError, match="unreachable or shared"):
+        b.add([1, 1, -1], [1, 2, -1], [0, 0, 0], [0.5, 0, 0], [0, 1, 2], [True] * 3)
