@@ -348,27 +348,34 @@ def warm_up() -> None:
 @njit(**_JIT)
 def _walk_tree(Xq, nf, r0, r1, word, value, root, depth, out):
     """Add one tree's leaf values to ``out[r0:r1]``. ``Xq``: the quantised rows, flat
-    (row-major, ``nf`` a row); ``word``: node words (threshold rank << 32 | child << 8 |
-    feature). LANES rows walk in lockstep (written out: numba keeps them in registers),
-    ``depth`` branch-free steps each; the rows left over one by one."""
+    (row-major, uint32, ``nf`` (uint64) a row); ``word``: uint64 node words (threshold rank
+    << 32 | child << 8 | feature). LANES rows walk in lockstep (written out: numba keeps
+    them in registers), ``depth`` branch-free steps each; the rows left over one by one.
+    Indices are unsigned: numba then skips its negative-index wraparound, which made the
+    walk 1.8x slower."""
+    u8 = np.uint64(8)
+    u32 = np.uint64(32)
+    mask_child = np.uint64(0xFFFFFF)
+    mask_feature = np.uint64(0xFF)
+    top = np.uint64(root)
     full = r0 + (r1 - r0) // LANES * LANES
     for s0 in range(r0, full, LANES):
-        n0 = root
-        n1 = root
-        n2 = root
-        n3 = root
-        n4 = root
-        n5 = root
-        n6 = root
-        n7 = root
-        o0 = (s0 + 0) * nf
-        o1 = (s0 + 1) * nf
-        o2 = (s0 + 2) * nf
-        o3 = (s0 + 3) * nf
-        o4 = (s0 + 4) * nf
-        o5 = (s0 + 5) * nf
-        o6 = (s0 + 6) * nf
-        o7 = (s0 + 7) * nf
+        n0 = top
+        n1 = top
+        n2 = top
+        n3 = top
+        n4 = top
+        n5 = top
+        n6 = top
+        n7 = top
+        o0 = np.uint64(s0 + 0) * nf
+        o1 = np.uint64(s0 + 1) * nf
+        o2 = np.uint64(s0 + 2) * nf
+        o3 = np.uint64(s0 + 3) * nf
+        o4 = np.uint64(s0 + 4) * nf
+        o5 = np.uint64(s0 + 5) * nf
+        o6 = np.uint64(s0 + 6) * nf
+        o7 = np.uint64(s0 + 7) * nf
         for _ in range(depth):
             w0 = word[n0]
             w1 = word[n1]
@@ -378,14 +385,14 @@ def _walk_tree(Xq, nf, r0, r1, word, value, root, depth, out):
             w5 = word[n5]
             w6 = word[n6]
             w7 = word[n7]
-            n0 = ((w0 >> 8) & 0xFFFFFF) + (Xq[o0 + (w0 & 255)] > (w0 >> 32))
-            n1 = ((w1 >> 8) & 0xFFFFFF) + (Xq[o1 + (w1 & 255)] > (w1 >> 32))
-            n2 = ((w2 >> 8) & 0xFFFFFF) + (Xq[o2 + (w2 & 255)] > (w2 >> 32))
-            n3 = ((w3 >> 8) & 0xFFFFFF) + (Xq[o3 + (w3 & 255)] > (w3 >> 32))
-            n4 = ((w4 >> 8) & 0xFFFFFF) + (Xq[o4 + (w4 & 255)] > (w4 >> 32))
-            n5 = ((w5 >> 8) & 0xFFFFFF) + (Xq[o5 + (w5 & 255)] > (w5 >> 32))
-            n6 = ((w6 >> 8) & 0xFFFFFF) + (Xq[o6 + (w6 & 255)] > (w6 >> 32))
-            n7 = ((w7 >> 8) & 0xFFFFFF) + (Xq[o7 + (w7 & 255)] > (w7 >> 32))
+            n0 = ((w0 >> u8) & mask_child) + np.uint64(Xq[o0 + (w0 & mask_feature)] > (w0 >> u32))
+            n1 = ((w1 >> u8) & mask_child) + np.uint64(Xq[o1 + (w1 & mask_feature)] > (w1 >> u32))
+            n2 = ((w2 >> u8) & mask_child) + np.uint64(Xq[o2 + (w2 & mask_feature)] > (w2 >> u32))
+            n3 = ((w3 >> u8) & mask_child) + np.uint64(Xq[o3 + (w3 & mask_feature)] > (w3 >> u32))
+            n4 = ((w4 >> u8) & mask_child) + np.uint64(Xq[o4 + (w4 & mask_feature)] > (w4 >> u32))
+            n5 = ((w5 >> u8) & mask_child) + np.uint64(Xq[o5 + (w5 & mask_feature)] > (w5 >> u32))
+            n6 = ((w6 >> u8) & mask_child) + np.uint64(Xq[o6 + (w6 & mask_feature)] > (w6 >> u32))
+            n7 = ((w7 >> u8) & mask_child) + np.uint64(Xq[o7 + (w7 & mask_feature)] > (w7 >> u32))
         out[s0 + 0] += value[n0]
         out[s0 + 1] += value[n1]
         out[s0 + 2] += value[n2]
@@ -395,11 +402,11 @@ def _walk_tree(Xq, nf, r0, r1, word, value, root, depth, out):
         out[s0 + 6] += value[n6]
         out[s0 + 7] += value[n7]
     for r in range(full, r1):
-        n = root
-        o = r * nf
+        n = top
+        o = np.uint64(r) * nf
         for _ in range(depth):
             w = word[n]
-            n = ((w >> 8) & 0xFFFFFF) + (Xq[o + (w & 255)] > (w >> 32))
+            n = ((w >> u8) & mask_child) + np.uint64(Xq[o + (w & mask_feature)] > (w >> u32))
         out[r] += value[n]
 
 
@@ -453,7 +460,7 @@ class FlatEnsemble:
 
     ``cuts``: per feature, the sorted distinct float32 thresholds of all members;
     ``members``: the :class:`FlatForest` of each; ``words``: per member, its node words
-    (int64: rank of the node's threshold among its feature's cuts << 32 | child << 8 |
+    (uint64: rank of the node's threshold among its feature's cuts << 32 | child << 8 |
     feature). A float32 ``x`` quantises to the number of cuts below it, so
     ``x > t`` exactly when ``rank(x) > rank(t)``: the walk compares integers and is
     exact."""
@@ -484,8 +491,8 @@ class FlatEnsemble:
         return cls(cuts, members, [_words(m, s, cuts) for m, s in zip(members, split, strict=True)])
 
     def quantise(self, X: np.ndarray) -> np.ndarray:
-        """float32 rows (n, n_features) -> int32 ranks (n, n_features), C-order."""
-        Xq = np.empty(X.shape, np.int32)
+        """float32 rows (n, n_features) -> uint32 ranks (n, n_features), C-order."""
+        Xq = np.empty(X.shape, np.uint32)
         for j, c in enumerate(self.cuts):
             Xq[:, j] = np.searchsorted(c, X[:, j], side="left")
         return Xq
@@ -504,7 +511,7 @@ class FlatEnsemble:
         out = np.empty(len(X), np.float64)
         _predict_quantised(
             Xq.reshape(-1),
-            f.n_features,
+            np.uint64(f.n_features),
             len(X),
             self.words[i],
             f.value,
@@ -561,7 +568,8 @@ def _words(m: FlatForest, split: np.ndarray, cuts: list[np.ndarray]) -> np.ndarr
     for j, c in enumerate(cuts):
         sel = split & (m.feature == j)
         rank[sel] = np.searchsorted(c, m.threshold[sel], side="left")
-    return (rank << 32) | (m.child.astype(np.int64) << 8) | m.feature.astype(np.int64)
+    words = (rank << 32) | (m.child.astype(np.int64) << 8) | m.feature.astype(np.int64)
+    return words.view(np.uint64)
 
 
 def predict_member(forest: FlatForest, X: np.ndarray) -> np.ndarray:
