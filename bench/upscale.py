@@ -217,6 +217,7 @@ def run_ensemble(name, path, rows, rng, args) -> dict:
         return {"cpu_s": cpu, "wall_s": w, "rate": len(X) / cpu}
 
     out = {
+        "shape": [args.time, args.tile, args.tile],
         "members": len(members),
         "trees": _trees(reference),
         "runtimes": {
@@ -294,7 +295,8 @@ def markdown(r: dict) -> str:
     for name, e in r["ensembles"].items():
         runtimes = ", ".join(f"{n} x {k}" for k, n in e["runtimes"].items())
         per.append(
-            f"- **{name}** ({e['members']} members: {runtimes}; {e['valid_rows']:,} valid rows): "
+            f"- **{name}** ({e['members']} members: {runtimes}; tile "
+            f"{' x '.join(map(str, e.get('shape', r['shape'])))}, {e['valid_rows']:,} valid rows): "
             f"compiled `predict_tile` **{e['speedup']:.2f}x** the bare predict "
             f"({e['speedup_reference_tile']:.2f}x the reference `predict_tile`). Largest "
             f"difference compiled - reference: {e['max_abs_diff_float64']:.1e} on the float64 "
@@ -331,6 +333,7 @@ runs (load average at the end: {r["load"]}).
 {table}
 
 {chr(10).join(per)}
+{r.get("note", "")}
 
 **Where the time went.** Before this kernel, tl2cgen's nested if-else C code reached
 2.3-2.5x: each split a data-dependent branch the CPU guesses wrong about half the time, and
