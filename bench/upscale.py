@@ -274,7 +274,7 @@ def _breakdown(e: dict) -> str:
     return (
         f" Compiled tile CPU: quantising {b['quantise']:.2f} s, member kernels "
         f"{b['members']:.2f} s, the rest of `predict_tile` (stack, mean and sd, scatter) "
-        f"{rest:.2f} s."
+        f"{rest:.2f} s (the parts timed apart: within run-to-run noise)."
     )
 
 
@@ -303,7 +303,7 @@ def markdown(r: dict) -> str:
             f"means and sds, {max(e['max_abs_diff_float32_outputs'].values()):.1e} on the "
             f"float32 output cubes; missing pixels identical: {e['same_missing']}. Compile "
             f"{e['compile_wall_s']:.0f} s wall (once per model card); load per worker: skops "
-            f"{e['skops_load_wall_s']:.1f} s ({e['model_mib']:.0f} MiB) vs compiled libraries "
+            f"{e['skops_load_wall_s']:.1f} s ({e['model_mib']:.0f} MiB) vs compiled members "
             f"{e['compiled_load_wall_s']:.2f} s ({e['libraries_mib']:.1f} MiB; a member left "
             f"on the reference still needs the skops model). Peak NumPy memory of one "
             f"compiled tile {e['tracemalloc_peak_mib']:.0f} MiB. Per tree and row: bare "
@@ -333,6 +333,7 @@ runs (load average at the end: {r["load"]}).
 {table}
 
 {chr(10).join(per)}
+
 {r.get("note", "")}
 
 **Where the time went.** Before this kernel, tl2cgen's nested if-else C code reached
