@@ -3,27 +3,33 @@
 A member (scikit-learn RandomForestRegressor or HistGradientBoostingRegressor, LightGBM
 LGBMRegressor; numeric splits ``x <= threshold`` only) becomes a :class:`FlatForest`: every
 tree's nodes renumbered breadth-first so that the two children of a node are adjacent
-(``child``, ``child + 1``), and each leaf a self-loop (threshold +inf, child = itself), so
-every tree is walked a fixed number of steps (its depth) with no data-dependent branch:
-``node = child[node] + (x[feature[node]] > threshold[node])``. The kernel walks
-:data:`LANES` rows in lockstep per tree (their independent load chains overlap in the CPU)
-over blocks of :data:`BLOCK` rows (the tree's nodes and the rows stay in L1/L2).
+(``child``, ``child + 1``), and each leaf a self-loop, so every tree is walked a fixed
+number of steps (its depth) with no data-dependent branch:
+``node = child[node] + (x[feature[node]] > threshold[node])``. A :class:`FlatEnsemble`
+quantises the features once for all its members (each value replaced by the number of the
+model's distinct thresholds of that feature below it) and packs each node into one uint64
+word (threshold rank, child, feature), so a step is one word load, one rank load and an
+integer compare. The kernel walks :data:`LANES` rows in lockstep per tree (their
+independent load chains overlap in the CPU) over blocks of :data:`BLOCK` rows (the tree's
+nodes and the rows stay in cache); its indices are unsigned (numba's negative-index
+wraparound on every load cost 1.8x).
 
 Hand-written because no maintained runtime reaches the speed needed here in this
 environment: tl2cgen's if-else code is bound by branch mispredictions (2.3x the libraries'
 own predict, bench/upscale.py) and its compile time explodes on deep forests; lleaves
 needs an llvmlite that conflicts with numba's pin; onnxruntime's tree ensemble ran 1.5x.
 
-Exactness: the kernel compares float32 features with float32 thresholds, each the
-model's float64 threshold rounded toward minus infinity; for a float32 ``x``,
-``x <= t`` (in float64) holds exactly when ``x <= t32``, so every row takes the reference
-model's path. Leaf values are float64 and summed in the reference's tree order from the
-reference's starting value (HistGradientBoosting: its baseline), then divided by the
-number of trees for a forest; the predictions equal the reference's bit for bit (tests
-assert 1e-12). Rows with a NaN take the reference's missing-value direction of each
-split (:func:`predict_member` walks them one by one); infinities compare as numbers, as in
-LightGBM. Models outside this (categorical splits, LightGBM zero-as-missing, linear trees,
-non-identity output transforms, multi-output trees) raise :class:`UnsupportedModel`.
+Exactness: a float32 ``x`` satisfies ``x <= t`` (compared in float64) exactly when
+``x <= t32``, ``t32`` the largest float32 not above ``t``; ranks among the sorted distinct
+``t32`` preserve that order, so every row takes the reference model's path. Leaf values are
+float64 and summed in the reference's tree order from the reference's starting value
+(HistGradientBoosting: its baseline), then divided by the number of trees for a forest: the
+predictions equal the reference's bit for bit (tests assert equality). Rows with a NaN take
+the reference's missing-value direction of each split (walked one by one by
+``_predict_rows_nan``); infinities compare as numbers, as in LightGBM. Models outside this
+(categorical splits, LightGBM zero-as-missing, linear trees, non-identity output
+transforms, multi-output trees, more than 256 features or 2**24 nodes a member) raise
+:class:`UnsupportedModel`.
 """
 
 from __future__ import annotations
