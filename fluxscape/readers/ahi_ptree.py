@@ -121,8 +121,12 @@ def _open_nc(path: Path):
 
 def _masked_float(var) -> np.ndarray:
     """A netCDF4 variable's values (CF fill masked, scale/offset applied) as float64 with NaN
-    for fill, as xarray's ``mask_and_scale`` gives them."""
-    return np.ma.filled(np.ma.asarray(var[:]).astype(float), np.nan)
+    for fill, through xarray's CF decoding as ``xr.open_dataset(mask_and_scale=True)``
+    (cheaper than netCDF4's masked arrays)."""
+    var.set_auto_maskandscale(False)
+    raw = xr.Variable(var.dimensions, np.asarray(var[:]), dict(var.__dict__))
+    decoded = xr.conventions.decode_cf_variable(var.name, raw, decode_times=False)
+    return np.asarray(decoded.values, dtype=float)
 
 
 def _grid_axis(path: Path, nc, name: str) -> tuple[float, float, int]:
@@ -229,7 +233,7 @@ def _parse_meta(path: Path, nc) -> PtreeMeta:
     nominal, start, end = _times(path, nc)
     skip = {*nc.dimensions, "start_time", "end_time"}
     variables = {
-        name: (tuple(var.dimensions), {k: var.getncattr(k) for k in var.ncattrs()})
+        name: (tuple(var.dimensions), dict(var.__dict__))
         for name, var in nc.variables.items()
         if name not in skip
     }
@@ -406,11 +410,17 @@ def read_window(
     arrays may be shared with the cache: do not write into them). ReaderError for a
     missing variable, a variable not on ``(latitude, longitude)``, an empty window or
     albedo/tbb variables that are all fill in it."""
-    path = Path(path)
+    return _read_window(Path(path), lambda meta: list(names), bbox)
+
+
+def _read_window(path: Path, choose, bbox) -> tuple[PtreeMeta, slice, slice, dict]:
+    """:func:`read_window` of the variables ``choose(meta)`` names (it may raise
+    ReaderError), the header and data through one handle."""
     stamp = _stamp(path)
     handle = _Handle(path)
     try:
         meta = _meta_of(path, stamp, handle)
+        names = choose(meta)
         unknown = [v for v in names if v not in meta.variables]
         if unknown:
             raise ReaderError(f"{path}: no variable(s) {', '.join(unknown)} in file")
@@ -500,17 +510,21 @@ def open_ptree(
         variable on other dims; unparsable times; every band all fill.
     """
     path = Path(path)
-    meta = file_meta(path)
-    _require(path, meta)
-    optional = [v for v in (*TBB, "SAZ", "SAA", "SOA", "Hour") if v in meta.variables]
-    if variables is not None:
-        unknown = [v for v in variables if v not in meta.variables]
-        if unknown:
-            raise ReaderError(f"{path}: no variable(s) {', '.join(unknown)} in file")
-        optional = [v for v in variables if v not in REQUIRED]
-    names = [*REQUIRED, *optional]
-    meta, rows, cols, arrays = read_window(path, names, bbox)
-    return _dataset(path, meta, rows, cols, names, arrays)
+    chosen: list[str] = []
+
+    def choose(meta: PtreeMeta) -> list[str]:
+        _require(path, meta)
+        optional = [v for v in (*TBB, "SAZ", "SAA", "SOA", "Hour") if v in meta.variables]
+        if variables is not None:
+            unknown = [v for v in variables if v not in meta.variables]
+            if unknown:
+                raise ReaderError(f"{path}: no variable(s) {', '.join(unknown)} in file")
+            optional = [v for v in variables if v not in REQUIRED]
+        chosen[:] = [*REQUIRED, *optional]
+        return chosen
+
+    meta, rows, cols, arrays = _read_window(path, choose, bbox)
+    return _dataset(path, meta, rows, cols, chosen, arrays)
 
 
 def _dataset(path: Path, meta: PtreeMeta, rows, cols, names, arrays) -> xr.Dataset:
@@ -724,7 +738,6 @@ def _read(granule: Granule, tile, layers, options: dict, context: dict) -> dict 
     from fluxscape.readers.ontile import day_of_year, gather, nearest_index, tile_bbox
 
     path = Path(granule.path)
-    _require(path, file_meta(path))
     if "lst" in layers:
         albedo = ["albedo_03", "albedo_04"]
         thermal = ["tbb_13", "tbb_15"]
@@ -732,9 +745,13 @@ def _read(granule: Granule, tile, layers, options: dict, context: dict) -> dict 
         bands = {PTREE_LAYERS[n][-2:] for n in layers if n in PTREE_LAYERS} | {"03"}
         albedo = [f"albedo_{b}" for b in sorted(bands)]
         thermal = ["tbb_13"]
-    meta, rows, cols, arrays = read_window(
-        path, [*albedo, "SOZ", *thermal], bbox=tile_bbox(tile, 0.1)
-    )
+    names = [*albedo, "SOZ", *thermal]
+
+    def choose(meta: PtreeMeta) -> list[str]:
+        _require(path, meta)
+        return names
+
+    meta, rows, cols, arrays = _read_window(path, choose, tile_bbox(tile, 0.1))
     if context["index"] is None:
         context["index"] = nearest_index(_window_geobox(meta, rows, cols), tile)
     index = context["index"]
