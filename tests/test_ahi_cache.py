@@ -115,3 +115,50 @@ def test_a_changed_file_is_read_again(ptree_files, tmp_path, opens):
     assert not np.array_equal(before.tbb_13.values, expected.tbb_13.values, equal_nan=True)
     np.testing.assert_array_equal(after.tbb_13.values, expected.tbb_13.values)
     assert after.attrs["observation_start_time"] == expected.attrs["observation_start_time"]
+
+
+# --- HSD scenes: decoded segments kept per process -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hsd_files(tmp_path_factory) -> list[str]:
+    """One 02:30 UTC HSD observation of the demo world (all bands, the region's segments)."""
+    out = tmp_path_factory.mktemp("hsd")
+    world = World(PRESETS["demo"], seed=42)
+    paths = write_ahi(
+        world,
+        out,
+        np.random.default_rng(2),
+        days=["2021-07-03"],
+        hsd_times=["02:30"],
+        ptree_times=[],
+    )
+    return sorted(str(p) for p in paths if p.name.startswith("HS_"))
+
+
+def test_hsd_tiles_meeting_the_same_segments_decode_them_once(hsd_files, tiles, monkeypatch):
+    from fluxscape.pipeline.inputs import read_onto_tile
+    from fluxscape.readers import ahi_hsd
+
+    granules = index_input("hsd", "ahi_hsd", hsd_files).granules
+    assert len(granules) == 1
+    calls: list[int] = []
+    real = ahi_hsd.open_hsd
+    monkeypatch.setattr(ahi_hsd, "open_hsd", lambda *a, **k: calls.append(1) or real(*a, **k))
+
+    def read(tile) -> dict:
+        layers = {"red", "nir"}
+        return next(read_onto_tile("ahi_hsd", granules, tile, layers, {}, TileInputs()))[1]
+
+    monkeypatch.setattr(ahi_hsd, "BLOCKS", ByteLRU(64 * granule_cache.MIB))
+    first = read(tiles[0])
+    assert len(calls) == 1
+    again = read(tiles[0])
+    assert len(calls) == 1  # from the cache
+    monkeypatch.setattr(ahi_hsd, "BLOCKS", ByteLRU(0))  # FLUXSCAPE_GRANULE_CACHE_MIB=0
+    plain = read(tiles[0])
+    assert len(calls) == 2
+    for name in ("red", "nir", "usable"):
+        np.testing.assert_array_equal(first[name], plain[name])
+        np.testing.assert_array_equal(again[name], plain[name])
+    assert np.isfinite(first["nir"]).any()
