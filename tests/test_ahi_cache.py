@@ -162,3 +162,13 @@ def test_hsd_tiles_meeting_the_same_segments_decode_them_once(hsd_files, tiles, 
         np.testing.assert_array_equal(first[name], plain[name])
         np.testing.assert_array_equal(again[name], plain[name])
     assert np.isfinite(first["nir"]).any()
+
+
+def test_the_cache_budget_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("FLUXSCAPE_GRANULE_CACHE_MIB", "0")
+    assert granule_cache._configured_bytes() == 0  # off: every read goes to the file
+    monkeypatch.setenv("FLUXSCAPE_GRANULE_CACHE_MIB", "1.5")
+    assert granule_cache._configured_bytes() == int(1.5 * granule_cache.MIB)
+    monkeypatch.delenv("FLUXSCAPE_GRANULE_CACHE_MIB")
+    assert granule_cache._configured_bytes() == granule_cache.DEFAULT_MIB * granule_cache.MIB
+    assert ahi_ptree.BLOCKS is granule_cache.BLOCKS  # one budget for every source
