@@ -15,8 +15,14 @@ The grid size varies (2401 x 2401 at 5 km and 6001 x 6001 at 2 km up to Sept 202
 7001 pixels after the October 2025 longitude extension, 2701 x 2601 for Japan, or a regional
 subset), so it is always taken from the file's coordinates, never assumed.
 
-No satpy reader exists for this product; netCDF4/xarray decode the CF packing and this
-module adds the reflectance, the grid checks and the error messages.
+No satpy reader exists for this product; netCDF4 reads the file, xarray's CF decoder unpacks
+it, and this module adds the reflectance, the grid checks and the error messages.
+
+Reading once (issue #18): tiles of a region all meet the same scenes, so a file's header
+(:class:`PtreeMeta`) is parsed once per process and file version (path, size, mtime) and the
+decoded variables are kept in 256-pixel blocks in the per-process granule cache
+(:mod:`fluxscape.readers.granule_cache`, ``FLUXSCAPE_GRANULE_CACHE_MIB``); a read opens the
+file at most once (header and data through one handle) and not at all when both are cached.
 """
 
 from __future__ import annotations
