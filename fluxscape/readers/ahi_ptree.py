@@ -283,7 +283,7 @@ def _meta_of(path: Path, stamp: tuple, handle: _Handle) -> PtreeMeta:
     if meta is None:
         meta = _parse_meta(path, handle())
         with _META_LOCK:
-            if len(_META) >= 16384:  # a bound on a long-lived worker's memory
+            if len(_META) >= 4096:  # a bound on a worker's memory (~26 KiB each)
                 _META.clear()
             _META[stamp] = meta
     return meta
