@@ -13,6 +13,14 @@ product that reads the MODIS granules):
   + system of the process and every descendant (the Dask nanny and worker processes), its
   syscall read bytes their ``rchar``, each polled every 0.1 s (see :func:`run`).
 
+For ``ahi_ptree`` inputs (the ``disturbance-fire`` recipe's ``lst_ahi``: ``--demo`` a finished
+run of it, ``--products lst_ahi``) the floor opens each P-Tree file once and decodes the
+variables an ``lst`` tile read asks for (albedo_03/04, SOZ, tbb_13/15) over the whole grid.
+``--count-opens`` counts the run's netCDF4 file opens in every process (through
+``bench/count_opens/sitecustomize.py``). ``--env PYTHONPATH=/other/checkout`` runs the
+``fluxscape run`` on other code (e.g. the code before a change) while the floor is read
+with this checkout.
+
 The ratio run / floor is the issue's figure (45x before issue #18; target 5x). Results go to
 the ``## Read floor`` section of ``bench/RESULTS.md`` with ``--write`` (``--label`` names the
 row, e.g. ``before``/``after``; rows of other labels are kept), raw numbers to
@@ -58,7 +66,7 @@ def read_floor(wf_path: Path) -> dict:
     once (whole grids, the layers a tile read asks for)."""
     from fluxscape.pipeline.config import load_workflow
     from fluxscape.pipeline.inputs import index_input
-    from fluxscape.readers import modis_hdf4
+    from fluxscape.readers import ahi_ptree, modis_hdf4
 
     wf, _ = load_workflow(wf_path)
     cpu = 0.0
@@ -71,8 +79,17 @@ def read_floor(wf_path: Path) -> dict:
             continue
         spec = wf.inputs[name]
         index = index_input(name, spec.reader, [str(p) for p in spec.paths])
+        if spec.reader == "ahi_ptree":
+            ahi_ptree._META.clear()  # indexing parsed the headers: the floor parses them again
         layers = {"ndvi", "evi", "red", "nir", "swir22"}
         for g in index.granules:
+            if spec.reader == "ahi_ptree":
+                r0, c0 = _rchar(), time.process_time()
+                nbytes += ptree_floor(g.path)
+                cpu += time.process_time() - c0
+                rchar += _rchar() - r0
+                files += 1
+                continue
             family = modis_hdf4.product_family(g.product) if spec.reader == "modis_hdf4" else None
             if family is None:
                 continue
@@ -92,6 +109,40 @@ def read_floor(wf_path: Path) -> dict:
             rchar += _rchar() - r0
             files += 1
     return {"cpu_s": cpu, "read_mib": rchar / MIB, "files": files, "decoded_mib": nbytes / MIB}
+
+
+#: Variables an ``lst`` tile read of a P-Tree file decodes.
+PTREE_LST = ["albedo_03", "albedo_04", "SOZ", "tbb_13", "tbb_15"]
+
+
+def ptree_floor(path: str) -> int:
+    """Open a P-Tree file once (header and data through one handle, no block cache) and
+    decode :data:`PTREE_LST` over its whole grid; bytes decoded."""
+    from fluxscape.readers import ahi_ptree
+    from fluxscape.readers.granule_cache import ByteLRU
+
+    cache, ahi_ptree.BLOCKS = ahi_ptree.BLOCKS, ByteLRU(0)
+    try:
+        _, _, _, arrays = ahi_ptree.read_window(path, PTREE_LST)
+    finally:
+        ahi_ptree.BLOCKS = cache
+    return sum(a.nbytes for a in arrays.values())
+
+
+def count_opens(log: Path) -> dict:
+    """netCDF4 opens of a run from the ``--count-opens`` log: total, distinct files, and
+    the most any one file was opened."""
+    lines = log.read_text().splitlines() if log.exists() else []
+    paths = [line.split(" ", 1)[1] for line in lines]
+    per_file: dict[str, int] = {}
+    for p in paths:
+        per_file[p] = per_file.get(p, 0) + 1
+    return {
+        "opens": len(paths),
+        "distinct": len(per_file),
+        "max_per_file": max(per_file.values(), default=0),
+        "processes": len({line.split(" ", 1)[0] for line in lines}),
+    }
 
 
 def run(wf_path: Path, out: Path, env: dict) -> dict:
@@ -153,9 +204,13 @@ def section(rows: dict) -> str:
         "each importing the stack) and `--in-process` (one worker thread in the driver: the "
         "tiles' own CPU plus one process's start).",
         "",
+        "The `lst_ahi` rows (`--demo` a finished `disturbance-fire` run, `--products lst_ahi`, "
+        "`--count-opens`) read the 1096 P-Tree files of its 4 tiles; `opens` counts the run's "
+        "netCDF4 file opens (indexing included) over all processes.",
+        "",
         "| label | mode | date | files | floor CPU s | floor read MiB | run CPU s | run read MiB "
-        "| run wall s | CPU / floor | read / floor |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| run wall s | CPU / floor | read / floor | opens (max per file) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, r in rows.items():
         f, x = r["floor"], r["run"]
@@ -163,7 +218,12 @@ def section(rows: dict) -> str:
             f"| {label} | {r.get('mode', '2 worker processes')} "
             f"| {r['date']} | {f['files']} | {f['cpu_s']:.2f} | {f['read_mib']:.1f} "
             f"| {x['cpu_s']:.1f} | {x['read_mib']:.1f} | {x['wall_s']:.1f} "
-            f"| {x['cpu_s'] / f['cpu_s']:.1f}x | {x['read_mib'] / max(f['read_mib'], 1e-9):.1f}x |"
+            f"| {x['cpu_s'] / f['cpu_s']:.1f}x | {x['read_mib'] / max(f['read_mib'], 1e-9):.1f}x "
+            + (
+                f"| {r['opens']['opens']} ({r['opens']['max_per_file']}) |"
+                if "opens" in r
+                else "| |"
+            )
         )
     return "\n".join(lines) + "\n"
 
@@ -179,18 +239,28 @@ def main() -> None:
         "--in-process", action="store_true", help="one worker thread in the driver process"
     )
     ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for the run")
+    ap.add_argument("--count-opens", action="store_true", help="count the run's netCDF4 file opens")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     wf_path = args.work / "workflow.yaml"
     out = args.work / "run"
     wf_path.write_text(yaml.safe_dump(workflow_for(args.demo, args.products, out, args.in_process)))
     env = dict(os.environ) | dict(e.split("=", 1) for e in args.env)
+    log = args.work / "opens.log"
+    if args.count_opens:
+        log.unlink(missing_ok=True)
+        tool = str(BENCH_DIR / "count_opens")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (tool, env.get("PYTHONPATH")) if p)
+        env["FLUXSCAPE_BENCH_OPENS_LOG"] = str(log)
     result = {
         "mode": "in-process, 1 thread" if args.in_process else "2 worker processes",
         "date": time.strftime("%Y-%m-%d %H:%M"),
+        "products": args.products,
         "floor": read_floor(wf_path),
         "run": run(wf_path, out, env),
     }
+    if args.count_opens:
+        result["opens"] = count_opens(log)
     print(json.dumps(result, indent=1))
     raw = BENCH_DIR / "out" / f"readfloor-{args.label}.json"
     raw.parent.mkdir(parents=True, exist_ok=True)

@@ -47,6 +47,7 @@ import numpy as np
 import xarray as xr
 
 from fluxscape.errors import ReaderError
+from fluxscape.readers.granule_cache import BLOCKS, file_stamp
 from fluxscape.readers.magic import describe, require
 from fluxscape.readers.ontile import Granule
 from fluxscape.readers.registry import FileSummary, ReaderSpec, register
@@ -948,16 +949,14 @@ def _read(granule: Granule, tile, layers, options: dict, context: dict) -> dict 
     if not selected:
         return None
     bands = sorted({_band_of(str(p)) for p in selected})
-    ds = open_hsd(
-        selected, bands=bands, resolution=options.get("ahi_resolution", 1000), solar_angles=False
-    )
+    ds = _scene(selected, bands, options.get("ahi_resolution", 1000))
     rows, cols, valid = _nearest(ds, context)
     r, c = np.where(valid, rows, 0), np.where(valid, cols, 0)
 
     def on_tile(band: str) -> np.ndarray:
         if band not in ds:
             return np.full(valid.shape, np.nan, "float32")
-        return np.where(valid, ds[band].values[r, c], np.nan).astype("float32")
+        return np.where(valid, ds[band][r, c], np.nan).astype("float32")
 
     out = {HSD_LAYERS[b]: on_tile(b) for b in sorted(wanted - {THERMAL_BAND})}
     out = {k: v for k, v in out.items() if k in layers or k == "red"}
@@ -966,10 +965,31 @@ def _read(granule: Granule, tile, layers, options: dict, context: dict) -> dict 
     return out
 
 
-def _nearest(ds: xr.Dataset, context: dict):
+def _scene(selected: list[Path], bands: list[str], resolution: int) -> dict:
+    """The decoded bands (``{band: (y, x) array}``), ``area`` (pyresample AreaDefinition)
+    and ``observation_time`` of :func:`open_hsd` on ``selected`` segments, through the
+    per-process granule cache (``granule_cache.BLOCKS``, keyed by each file's path, size and
+    modification time, the bands and the resolution): the tiles of a region that meet the
+    same segments of a scene decode them once per process instead of once per tile. The
+    arrays may be shared with the cache: do not write into them."""
+    try:
+        key = ("ahi_hsd", tuple(file_stamp(p) for p in selected), tuple(bands), resolution)
+    except OSError as exc:
+        raise ReaderError(f"{selected[0]}: cannot read ({exc.strerror})") from exc
+    scene = BLOCKS.get(key)
+    if scene is None:
+        ds = open_hsd(selected, bands=bands, resolution=resolution, solar_angles=False)
+        scene = {b: ds[b].values for b in bands}
+        scene["area"] = ds.attrs["area"]
+        scene["observation_time"] = ds["observation_time"].values
+        BLOCKS.put(key, scene)
+    return scene
+
+
+def _nearest(ds, context: dict):
     """Row/column of the scene pixel nearest each tile pixel (cached per scene grid) and
-    whether the tile pixel falls on the scene."""
-    area = ds.attrs["area"]
+    whether the tile pixel falls on the scene (``ds``: a :func:`_scene`)."""
+    area = ds["area"]
     key = (area.area_extent, area.shape)
     if key not in context["index"]:
         # pyresample returns (column, row) indices of the nearest pixel
@@ -992,19 +1012,18 @@ def _read_bt(granule: Granule, tile, layers, options: dict, context: dict) -> di
     present = sorted({_band_of(str(p)) for p in selected})
     if not selected or len(present) < len(bands):
         return None
-    ds = open_hsd(selected, bands=present, resolution=2000, solar_angles=False)
+    ds = _scene(selected, present, 2000)
     rows, cols, valid = _nearest(ds, context)
     r, c = np.where(valid, rows, 0), np.where(valid, cols, 0)
     out = {
-        HSD_BT_LAYERS[b]: np.where(valid, ds[b].values[r, c], np.nan).astype("float32")
-        for b in present
+        HSD_BT_LAYERS[b]: np.where(valid, ds[b][r, c], np.nan).astype("float32") for b in present
     }
     usable = np.logical_and.reduce([np.isfinite(v) for v in out.values()])
     out["usable"] = usable
     out["reliability"] = np.where(usable, 0, -1)
     out["doy"] = np.full(usable.shape, day_of_year(granule.start), "float32")
     out["solar_time"], out["sza"] = solar_geometry(granule.start, context["lon"], context["lat"])
-    out["observation_time"] = ds["observation_time"].values
+    out["observation_time"] = ds["observation_time"]
     out["sub_lon"] = float(granule.key[2])  # (platform, area, sub_lon) from the header
     out["files"] = [str(p) for p in selected]
     return out

@@ -15,14 +15,22 @@ The grid size varies (2401 x 2401 at 5 km and 6001 x 6001 at 2 km up to Sept 202
 7001 pixels after the October 2025 longitude extension, 2701 x 2601 for Japan, or a regional
 subset), so it is always taken from the file's coordinates, never assumed.
 
-No satpy reader exists for this product; netCDF4/xarray decode the CF packing and this
-module adds the reflectance, the grid checks and the error messages.
+No satpy reader exists for this product; netCDF4 reads the file, xarray's CF decoder unpacks
+it, and this module adds the reflectance, the grid checks and the error messages.
+
+Reading once (issue #18): tiles of a region all meet the same scenes, so a file's header
+(:class:`PtreeMeta`) is parsed once per process and file version (path, size, mtime) and the
+decoded variables are kept in 256-pixel blocks in the per-process granule cache
+(:mod:`fluxscape.readers.granule_cache`, ``FLUXSCAPE_GRANULE_CACHE_MIB``); a read opens the
+file at most once (header and data through one handle) and not at all when both are cached.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -31,6 +39,7 @@ import pandas as pd
 import xarray as xr
 
 from fluxscape.errors import ReaderError
+from fluxscape.readers.granule_cache import BLOCKS, file_stamp
 from fluxscape.readers.magic import require
 from fluxscape.readers.ontile import Granule
 from fluxscape.readers.registry import FileSummary, ReaderSpec, register
@@ -78,8 +87,8 @@ def parse_filename(path: str | Path) -> dict | None:
     }
 
 
-def _open_raw(path: Path) -> xr.Dataset:
-    """The file as xarray with CF scale/offset/fill decoded and times left as numbers."""
+def _check_file(path: Path) -> None:
+    """ReaderError unless ``path`` is a non-empty file starting like NetCDF/HDF5."""
     if not path.is_file():
         raise ReaderError(f"{path}: no such file")
     if path.stat().st_size == 0:
@@ -88,6 +97,12 @@ def _open_raw(path: Path) -> xr.Dataset:
         magic = fh.read(8)
     if magic[:4] not in (b"\x89HDF", b"CDF\x01", b"CDF\x02"):
         raise ReaderError(f"{path}: not a NetCDF/HDF5 file (starts with {magic[:4]!r})")
+
+
+def _open_raw(path: Path) -> xr.Dataset:
+    """The file as xarray with CF scale/offset/fill decoded and times left as numbers (for
+    :func:`valid_counts`; tile reads go through :func:`read_window`)."""
+    _check_file(path)
     try:
         return xr.open_dataset(path, engine="netcdf4", decode_times=False, mask_and_scale=True)
     except Exception as exc:  # netCDF4/HDF5 errors (truncated, corrupt) -> one clear line
@@ -96,12 +111,37 @@ def _open_raw(path: Path) -> xr.Dataset:
         ) from exc
 
 
-def _grid_axis(path: Path, ds: xr.Dataset, name: str) -> tuple[np.ndarray, float]:
-    """A 1-D regular coordinate and its step (degrees), checked."""
-    if name not in ds.variables or ds[name].dims != (name,):
+def _open_nc(path: Path):
+    """The file as a ``netCDF4.Dataset`` (checked first: see :func:`_check_file`). Every
+    open of a P-Tree file for its metadata or data goes through here (tests count them)."""
+    import netCDF4
+
+    _check_file(path)
+    try:
+        return netCDF4.Dataset(path, "r")
+    except Exception as exc:  # netCDF4/HDF5 errors (truncated, corrupt) -> one clear line
+        raise ReaderError(
+            f"{path}: cannot open as NetCDF4, truncated or corrupt ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def _masked_float(var) -> np.ndarray:
+    """A netCDF4 variable's values (CF fill masked, scale/offset applied) as float64 with NaN
+    for fill, through xarray's CF decoding as ``xr.open_dataset(mask_and_scale=True)``
+    (cheaper than netCDF4's masked arrays)."""
+    var.set_auto_maskandscale(False)
+    raw = xr.Variable(var.dimensions, np.asarray(var[:]), dict(var.__dict__))
+    decoded = xr.conventions.decode_cf_variable(var.name, raw, decode_times=False)
+    return np.asarray(decoded.values, dtype=float)
+
+
+def _grid_axis(path: Path, nc, name: str) -> tuple[float, float, int]:
+    """A 1-D regular coordinate of an open file: (first centre, step, size), degrees,
+    checked."""
+    if name not in nc.variables or nc.variables[name].dimensions != (name,):
         raise ReaderError(f"{path}: no 1-D coordinate variable {name!r}")
     try:
-        values = np.asarray(ds[name].values, dtype=float)
+        values = _masked_float(nc.variables[name]).ravel()
     except Exception as exc:
         raise ReaderError(f"{path}: cannot read {name!r} ({exc})") from exc
     if values.size < 2 or not np.all(np.isfinite(values)):
@@ -109,22 +149,23 @@ def _grid_axis(path: Path, ds: xr.Dataset, name: str) -> tuple[np.ndarray, float
     # Coordinates are float32 in real files: take the step from the end points and rebuild
     # the axis in float64 (origin to 1e-5 degree, step to 1e-6 degree), then check it.
     step = round((values[-1] - values[0]) / (values.size - 1), 6)
-    rebuilt = round(values[0], 5) + step * np.arange(values.size)
+    origin = round(values[0], 5)
+    rebuilt = origin + step * np.arange(values.size)
     if step == 0 or np.max(np.abs(rebuilt - values)) > max(1e-4, 0.01 * abs(step)):
         raise ReaderError(
             f"{path}: {name!r} is not a regular grid (steps {np.diff(values).min():.6g}.."
             f"{np.diff(values).max():.6g} degrees)"
         )
-    return rebuilt, step
+    return float(origin), float(step), int(values.size)
 
 
-def _decode_time(path: Path, ds: xr.Dataset, name: str) -> datetime | None:
+def _decode_time(path: Path, nc, name: str) -> datetime | None:
     """A ``start_time``/``end_time`` variable ("<unit> since <date>") as a UTC datetime; None
     when the variable is absent; ReaderError when it cannot be parsed."""
-    if name not in ds.variables:
+    if name not in nc.variables:
         return None
-    var = ds[name]
-    units = str(var.attrs.get("units", ""))
+    var = nc.variables[name]
+    units = str(getattr(var, "units", ""))
     m = _TIME_UNITS_RE.fullmatch(units)
     if not m:
         raise ReaderError(f"{path}: {name} units {units!r} are not '<unit> since <date>'")
@@ -134,7 +175,7 @@ def _decode_time(path: Path, ds: xr.Dataset, name: str) -> datetime | None:
         raise ReaderError(f"{path}: {name} units {units!r}: unparsable reference date") from exc
     if ref is pd.NaT or ref.tzinfo is not None and ref.utcoffset() != timedelta(0):
         raise ReaderError(f"{path}: {name} units {units!r}: unparsable reference date")
-    values = np.asarray(var.values, dtype=float).ravel()
+    values = _masked_float(var).ravel()
     if values.size == 0 or not np.isfinite(values[0]):
         raise ReaderError(f"{path}: {name} has no finite value")
     try:
@@ -146,10 +187,10 @@ def _decode_time(path: Path, ds: xr.Dataset, name: str) -> datetime | None:
     return when.round("ms").to_pydatetime()
 
 
-def _times(path: Path, ds: xr.Dataset) -> tuple[datetime, datetime, datetime]:
+def _times(path: Path, nc) -> tuple[datetime, datetime, datetime]:
     """(nominal start, observation start, observation end) in UTC."""
-    start = _decode_time(path, ds, "start_time")
-    end = _decode_time(path, ds, "end_time")
+    start = _decode_time(path, nc, "start_time")
+    end = _decode_time(path, nc, "end_time")
     meta = parse_filename(path)
     if meta is None and start is None:
         raise ReaderError(
@@ -164,28 +205,118 @@ def _times(path: Path, ds: xr.Dataset) -> tuple[datetime, datetime, datetime]:
     return nominal, start, end
 
 
+@dataclass(frozen=True)
+class PtreeMeta:
+    """What a P-Tree file's header says: its regular grid (first pixel centre, step in
+    degrees and size of each axis; latitudes north to south as stored), times (UTC) and
+    its data variables (dims and attributes, CF packing included)."""
+
+    lon0: float
+    dlon: float
+    nlon: int
+    lat0: float
+    dlat: float
+    nlat: int
+    nominal: datetime
+    start: datetime
+    end: datetime
+    variables: dict  # name -> (dims, attrs)
+
+    @property
+    def lon(self) -> np.ndarray:
+        """Pixel-centre longitudes (degrees east), float64."""
+        return self.lon0 + self.dlon * np.arange(self.nlon)
+
+    @property
+    def lat(self) -> np.ndarray:
+        """Pixel-centre latitudes (degrees north, as stored), float64."""
+        return self.lat0 + self.dlat * np.arange(self.nlat)
+
+
+def _parse_meta(path: Path, nc) -> PtreeMeta:
+    lon = _grid_axis(path, nc, "longitude")
+    lat = _grid_axis(path, nc, "latitude")
+    nominal, start, end = _times(path, nc)
+    skip = {*nc.dimensions, "start_time", "end_time"}
+    variables = {
+        name: (tuple(var.dimensions), dict(var.__dict__))
+        for name, var in nc.variables.items()
+        if name not in skip
+    }
+    return PtreeMeta(*lon, *lat, nominal, start, end, variables)
+
+
+#: (path, size, mtime_ns) -> PtreeMeta: a file version's header parsed once per process
+_META: dict[tuple[str, int, int], PtreeMeta] = {}
+_META_LOCK = threading.Lock()
+
+
+def _stamp(path: Path) -> tuple[str, int, int]:
+    try:
+        return file_stamp(path)
+    except FileNotFoundError as exc:
+        raise ReaderError(f"{path}: no such file") from exc
+    except OSError as exc:
+        raise ReaderError(f"{path}: cannot read ({exc.strerror})") from exc
+
+
+class _Handle:
+    """One lazily opened netCDF4 handle shared by the metadata and data reads of one call."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.nc = None
+
+    def __call__(self):
+        if self.nc is None:
+            self.nc = _open_nc(self.path)
+        return self.nc
+
+    def close(self) -> None:
+        if self.nc is not None:
+            self.nc.close()
+            self.nc = None
+
+
+def _meta_of(path: Path, stamp: tuple, handle: _Handle) -> PtreeMeta:
+    meta = _META.get(stamp)
+    if meta is None:
+        meta = _parse_meta(path, handle())
+        with _META_LOCK:
+            if len(_META) >= 4096:  # a bound on a worker's memory (~26 KiB each)
+                _META.clear()
+            _META[stamp] = meta
+    return meta
+
+
+def file_meta(path: str | Path) -> PtreeMeta:
+    """The header of a P-Tree file (grid, times, variables), parsed once per process and
+    file version (path, size, modification time); ReaderError for a file that is not a
+    readable P-Tree NetCDF file."""
+    path = Path(path)
+    handle = _Handle(path)
+    try:
+        return _meta_of(path, _stamp(path), handle)
+    finally:
+        handle.close()
+
+
 def granule_info(path: str | Path) -> dict:
     """Header-only summary of a P-Tree file: ``start``/``end`` (observation period, UTC),
     ``nominal_start``, ``platform``, ``bbox`` [W, S, E, N] degrees (pixel edges), ``pixels``,
     ``lines``, ``resolution_deg`` and the file's ``variables``."""
     path = Path(path)
-    ds = _open_raw(path)
-    try:
-        lon, dlon = _grid_axis(path, ds, "longitude")
-        lat, dlat = _grid_axis(path, ds, "latitude")
-        nominal, start, end = _times(path, ds)
-        variables = [v for v in ds.data_vars if v not in ("start_time", "end_time")]
-    finally:
-        ds.close()
-    meta = parse_filename(path)
-    half_x, half_y = abs(dlon) / 2, abs(dlat) / 2
+    m = file_meta(path)
+    lon, lat = m.lon, m.lat
+    name = parse_filename(path)
+    half_x, half_y = abs(m.dlon) / 2, abs(m.dlat) / 2
     return {
         "path": str(path),
-        "start": start,
-        "end": end,
-        "nominal_start": nominal,
-        "platform": {"H08": "Himawari-8", "H09": "Himawari-9"}.get(meta["platform"], "")
-        if meta
+        "start": m.start,
+        "end": m.end,
+        "nominal_start": m.nominal,
+        "platform": {"H08": "Himawari-8", "H09": "Himawari-9"}.get(name["platform"], "")
+        if name
         else "",
         "bbox": [
             round(float(lon.min() - half_x), 6),
@@ -193,10 +324,10 @@ def granule_info(path: str | Path) -> dict:
             round(float(lon.max() + half_x), 6),
             round(float(lat.max() + half_y), 6),
         ],
-        "pixels": int(lon.size),
-        "lines": int(lat.size),
-        "resolution_deg": round(abs(dlon), 6),
-        "variables": variables,
+        "pixels": int(m.nlon),
+        "lines": int(m.nlat),
+        "resolution_deg": round(abs(m.dlon), 6),
+        "variables": list(m.variables),
     }
 
 
@@ -207,7 +338,145 @@ def _window(lon: np.ndarray, lat: np.ndarray, bbox: Sequence[float]) -> tuple[sl
     rows = np.flatnonzero((lat >= s - tol) & (lat <= n + tol))
     if cols.size == 0 or rows.size == 0:
         return slice(0, 0), slice(0, 0)
-    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+
+
+#: The block cache holds square blocks of this many pixels of each decoded variable: a
+#: tile's window is put together from the blocks it meets, so that neighbouring tiles share
+#: blocks (a full-disk 2 km file is 6001 x 6001 pixels; the sample world's are 37 x 37).
+BLOCK = 256
+
+
+def _decode_cf(path: Path, name: str, meta: PtreeMeta, raw: np.ndarray) -> np.ndarray:
+    """Stored values -> float with NaN for fill, through xarray's CF decoding (the same as
+    ``xr.open_dataset(mask_and_scale=True)``)."""
+    dims, attrs = meta.variables[name]
+    var = xr.Variable(dims, raw, dict(attrs))
+    return np.asarray(xr.conventions.decode_cf_variable(name, var, decode_times=False).values)
+
+
+def _read_stored(path: Path, handle: _Handle, name: str, y0: int, y1: int, x0: int, x1: int):
+    try:
+        var = handle().variables[name]
+        var.set_auto_maskandscale(False)
+        return np.asarray(var[y0:y1, x0:x1])
+    except ReaderError:
+        raise
+    except Exception as exc:  # HDF5 read errors in a damaged file
+        raise ReaderError(f"{path}: cannot read data ({type(exc).__name__}: {exc})") from exc
+
+
+def _read_variable(
+    path: Path, stamp: tuple, meta: PtreeMeta, handle: _Handle, name: str, rows, cols
+) -> np.ndarray:
+    """Decoded values of ``name`` over the window, through the per-process block cache
+    (``granule_cache.BLOCKS``, keyed by the file version, the variable and the block):
+    blocks not cached are read with one hyperslab read and kept."""
+    r0, r1, c0, c1 = rows.start, rows.stop, cols.start, cols.stop
+    if BLOCKS.max_bytes <= 0:
+        return _decode_cf(path, name, meta, _read_stored(path, handle, name, r0, r1, c0, c1))
+    blocks = {
+        (i, j): BLOCKS.get((stamp, name, i, j))
+        for i in range(r0 // BLOCK, -(-r1 // BLOCK))
+        for j in range(c0 // BLOCK, -(-c1 // BLOCK))
+    }
+    missing = [b for b, v in blocks.items() if v is None]
+    if missing:
+        i0, i1 = min(b[0] for b in missing), max(b[0] for b in missing) + 1
+        j0, j1 = min(b[1] for b in missing), max(b[1] for b in missing) + 1
+        y0, x0 = i0 * BLOCK, j0 * BLOCK
+        stored = _read_stored(
+            path, handle, name, y0, min(meta.nlat, i1 * BLOCK), x0, min(meta.nlon, j1 * BLOCK)
+        )
+        part = _decode_cf(path, name, meta, stored)
+        for i, j in missing:
+            block = part[
+                i * BLOCK - y0 : (i + 1) * BLOCK - y0, j * BLOCK - x0 : (j + 1) * BLOCK - x0
+            ].copy()  # a copy: a view would keep the whole hyperslab alive in the cache
+            blocks[(i, j)] = block
+            BLOCKS.put((stamp, name, i, j), block)
+    out = np.empty((r1 - r0, c1 - c0), next(iter(blocks.values())).dtype)
+    for (i, j), block in blocks.items():
+        by, bx = i * BLOCK, j * BLOCK
+        ys, ye = max(r0, by), min(r1, by + block.shape[0])
+        xs, xe = max(c0, bx), min(c1, bx + block.shape[1])
+        out[ys - r0 : ye - r0, xs - c0 : xe - c0] = block[ys - by : ye - by, xs - bx : xe - bx]
+    return out
+
+
+def read_window(
+    path: str | Path, names: Sequence[str], bbox: Sequence[float] | None = None
+) -> tuple[PtreeMeta, slice, slice, dict[str, np.ndarray]]:
+    """Decoded variables of a P-Tree file over the pixel centres inside ``bbox`` ([W, S, E,
+    N] degrees; None: the whole grid), opening the file at most once and not at all when
+    its header and the blocks asked for are in this process's caches.
+
+    Returns the file's :class:`PtreeMeta`, the (rows, cols) window of its grid and
+    ``{name: (rows, cols) array}`` (float, NaN for fill, CF scale/offset applied; the
+    arrays may be shared with the cache: do not write into them). ReaderError for a
+    missing variable, a variable not on ``(latitude, longitude)``, an empty window or
+    albedo/tbb variables that are all fill in it."""
+    return _read_window(Path(path), lambda meta: list(names), bbox)
+
+
+def _read_window(path: Path, choose, bbox) -> tuple[PtreeMeta, slice, slice, dict]:
+    """:func:`read_window` of the variables ``choose(meta)`` names (it may raise
+    ReaderError), the header and data through one handle."""
+    stamp = _stamp(path)
+    handle = _Handle(path)
+    try:
+        meta = _meta_of(path, stamp, handle)
+        names = choose(meta)
+        unknown = [v for v in names if v not in meta.variables]
+        if unknown:
+            raise ReaderError(f"{path}: no variable(s) {', '.join(unknown)} in file")
+        for name in names:
+            if meta.variables[name][0] != _DIMS:
+                raise ReaderError(
+                    f"{path}: {name} has dims {meta.variables[name][0]}, expected {_DIMS} "
+                    f"({meta.nlat} x {meta.nlon})"
+                )
+        rows, cols = (
+            (slice(0, meta.nlat), slice(0, meta.nlon))
+            if bbox is None
+            else _window(meta.lon, meta.lat, bbox)
+        )
+        if rows.stop <= rows.start or cols.stop <= cols.start:
+            raise ReaderError(f"{path}: no pixel centre inside bbox {list(bbox)}")
+        arrays = {n: _read_variable(path, stamp, meta, handle, n, rows, cols) for n in names}
+    finally:
+        handle.close()
+    bands = [v for v in names if v.startswith(("albedo_", "tbb_"))]
+    if bands and all(not np.isfinite(arrays[v]).any() for v in bands):
+        raise ReaderError(f"{path}: every albedo/tbb value is fill (_FillValue): no data")
+    return meta, rows, cols, arrays
+
+
+def _require(path: Path, meta: PtreeMeta) -> None:
+    missing = [v for v in REQUIRED if v not in meta.variables]
+    if missing:
+        raise ReaderError(
+            f"{path}: missing variable(s) {', '.join(missing)}; a P-Tree L1 gridded file has "
+            f"albedo_01..albedo_06 and SOZ (it has {', '.join(sorted(meta.variables))})"
+        )
+
+
+def _window_geobox(meta: PtreeMeta, rows: slice, cols: slice):
+    """The EPSG:4326 GeoBox of a window of the file's grid (pixel edges half a step out)."""
+    from affine import Affine
+    from odc.geo.geobox import GeoBox
+
+    x0 = meta.lon[cols][0] - meta.dlon / 2
+    y0 = meta.lat[rows][0] - meta.dlat / 2
+    shape = (rows.stop - rows.start, cols.stop - cols.start)
+    return GeoBox(shape, Affine(meta.dlon, 0.0, x0, 0.0, meta.dlat, y0), "EPSG:4326")
+
+
+def _cos_sun(soz: np.ndarray) -> np.ndarray:
+    """cos(solar zenith) as float32, NaN where the sun is at or below the horizon."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mu = np.cos(np.radians(soz.astype(np.float32)))
+        return np.where(mu > 0, mu, np.nan).astype(np.float32)
 
 
 def open_ptree(
@@ -247,70 +516,38 @@ def open_ptree(
         variable on other dims; unparsable times; every band all fill.
     """
     path = Path(path)
-    raw = _open_raw(path)
-    try:
-        return _decode(path, raw, variables, bbox)
-    finally:
-        raw.close()
+    chosen: list[str] = []
+
+    def choose(meta: PtreeMeta) -> list[str]:
+        _require(path, meta)
+        optional = [v for v in (*TBB, "SAZ", "SAA", "SOA", "Hour") if v in meta.variables]
+        if variables is not None:
+            unknown = [v for v in variables if v not in meta.variables]
+            if unknown:
+                raise ReaderError(f"{path}: no variable(s) {', '.join(unknown)} in file")
+            optional = [v for v in variables if v not in REQUIRED]
+        chosen[:] = [*REQUIRED, *optional]
+        return chosen
+
+    meta, rows, cols, arrays = _read_window(path, choose, bbox)
+    return _dataset(path, meta, rows, cols, chosen, arrays)
 
 
-def _decode(path: Path, raw: xr.Dataset, variables, bbox) -> xr.Dataset:
-    from odc.geo.geobox import GeoBox
+def _dataset(path: Path, meta: PtreeMeta, rows, cols, names, arrays) -> xr.Dataset:
     from odc.geo.xr import xr_coords
 
-    lon, dlon = _grid_axis(path, raw, "longitude")
-    lat, dlat = _grid_axis(path, raw, "latitude")
-    missing = [v for v in REQUIRED if v not in raw.data_vars]
-    if missing:
-        raise ReaderError(
-            f"{path}: missing variable(s) {', '.join(missing)}; a P-Tree L1 gridded file has "
-            f"albedo_01..albedo_06 and SOZ (it has {', '.join(sorted(raw.data_vars))})"
-        )
-    optional = [v for v in (*TBB, "SAZ", "SAA", "SOA", "Hour") if v in raw.data_vars]
-    if variables is not None:
-        unknown = [v for v in variables if v not in raw.data_vars]
-        if unknown:
-            raise ReaderError(f"{path}: no variable(s) {', '.join(unknown)} in file")
-        optional = [v for v in variables if v not in REQUIRED]
-    names = [*REQUIRED, *optional]
-    for name in names:
-        if raw[name].dims != _DIMS:
-            raise ReaderError(
-                f"{path}: {name} has dims {raw[name].dims}, expected {_DIMS} "
-                f"({lat.size} x {lon.size})"
-            )
-    nominal, start, end = _times(path, raw)
-    rows, cols = (slice(None), slice(None)) if bbox is None else _window(lon, lat, bbox)
-    lon, lat = lon[cols], lat[rows]
-    if lon.size == 0 or lat.size == 0:
-        raise ReaderError(f"{path}: no pixel centre inside bbox {list(bbox)}")
-    try:
-        sub = raw[names].isel(latitude=rows, longitude=cols).load()
-    except Exception as exc:  # HDF5 read errors in a damaged file
-        raise ReaderError(f"{path}: cannot read data ({type(exc).__name__}: {exc})") from exc
-    bands = [v for v in names if v.startswith(("albedo_", "tbb_"))]
-    if all(not np.isfinite(sub[v].values).any() for v in bands):
-        raise ReaderError(f"{path}: every albedo/tbb value is fill (_FillValue): no data")
-
-    x0 = lon[0] - dlon / 2
-    y0 = lat[0] - dlat / 2
-    from affine import Affine
-
-    gbox = GeoBox((lat.size, lon.size), Affine(dlon, 0.0, x0, 0.0, dlat, y0), "EPSG:4326")
-    coords = xr_coords(gbox, crs_coord_name="spatial_ref")
+    lon, lat = meta.lon[cols], meta.lat[rows]
+    coords = xr_coords(_window_geobox(meta, rows, cols), crs_coord_name="spatial_ref")
     ds = xr.Dataset(coords={"spatial_ref": coords["spatial_ref"]})
     ds = ds.assign_coords(
         x=("x", lon, {"units": "degrees_east", "standard_name": "longitude", "axis": "X"}),
         y=("y", lat, {"units": "degrees_north", "standard_name": "latitude", "axis": "Y"}),
     )
-    soz = sub["SOZ"].values.astype(np.float32)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mu = np.cos(np.radians(soz))
-        mu = np.where(mu > 0, mu, np.nan).astype(np.float32)
+    mu = _cos_sun(arrays["SOZ"])
     for name in names:
-        arr = sub[name]
-        values = arr.values.astype(np.float32)
-        attrs = {"long_name": str(arr.attrs.get("long_name", name)), "grid_mapping": "spatial_ref"}
+        values = arrays[name].astype(np.float32)
+        long_name = meta.variables[name][1].get("long_name", name)
+        attrs = {"long_name": str(long_name), "grid_mapping": "spatial_ref"}
         if name.startswith("albedo_"):
             band = int(name[-2:])
             attrs.update(units="1", wavelength_um=WAVELENGTH[band])
@@ -351,17 +588,19 @@ def _decode(path: Path, raw: xr.Dataset, variables, bbox) -> xr.Dataset:
             attrs.update(units="degree", standard_name=standard)
             ds[name] = (("y", "x"), values, attrs)
     if "Hour" in ds:
-        ds["observation_time"] = _pixel_times(nominal, ds["Hour"].values)
-    ds = ds.assign_coords(time=np.datetime64(nominal, "ns"))
+        ds["observation_time"] = _pixel_times(meta.nominal, ds["Hour"].values)
+    ds = ds.assign_coords(time=np.datetime64(meta.nominal, "ns"))
     ds["time"].attrs["long_name"] = "nominal start of the observation (timeline), UTC"
-    meta = parse_filename(path)
+    name_meta = parse_filename(path)
     ds.attrs.update(
-        platform={"H08": "Himawari-8", "H09": "Himawari-9"}[meta["platform"]] if meta else "",
+        platform={"H08": "Himawari-8", "H09": "Himawari-9"}[name_meta["platform"]]
+        if name_meta
+        else "",
         sensor="ahi",
         product="P-Tree Himawari L1 gridded data",
-        observation_start_time=start.isoformat(),
-        observation_end_time=end.isoformat(),
-        resolution_deg=round(abs(dlon), 6),
+        observation_start_time=meta.start.isoformat(),
+        observation_end_time=meta.end.isoformat(),
+        resolution_deg=round(abs(meta.dlon), 6),
         source_file=str(path),
         format_reference=SPEC_URL,
     )
@@ -392,11 +631,11 @@ def _sniff(path: Path) -> bool:
     otherwise."""
     path = Path(path)
     require(path, ("hdf5", "netcdf3"), "NetCDF", "P-Tree gridded files are NetCDF-4")
-    ds = _open_raw(path)
+    nc = _open_nc(path)
     try:
-        missing = [v for v in ("albedo_01", "latitude") if v not in ds.variables]
+        missing = [v for v in ("albedo_01", "latitude") if v not in nc.variables]
     finally:
-        ds.close()
+        nc.close()
     if missing:
         raise ReaderError(
             f"{path}: has no variable {' or '.join(missing)} (P-Tree L1 gridded files hold "
@@ -497,30 +736,55 @@ def _prepare(granule: Granule, tile, options: dict) -> dict:
 def _read(granule: Granule, tile, layers, options: dict, context: dict) -> dict | None:
     """Reflectance layers (cloud-screened as HSD scenes are) or, when ``lst`` is asked for,
     the split-window land surface temperature, of one P-Tree file on the tile (nearest pixel
-    from its regular lat/lon grid, cut to the tile's bbox + 0.1 degree)."""
+    from its regular lat/lon grid, cut to the tile's bbox + 0.1 degree). Only the variables
+    those layers need are read (:func:`read_window`: the file is opened at most once, not at
+    all when this process has its blocks); the nearest-pixel index is computed once per
+    (native grid, tile) and kept in ``context``."""
     from fluxscape.readers.ahi_hsd import screen_clouds
     from fluxscape.readers.ontile import day_of_year, gather, nearest_index, tile_bbox
 
-    thermal = ["tbb_13", "tbb_15"] if "lst" in layers else ["tbb_13"]
-    ds = open_ptree(granule.path, variables=thermal, bbox=tile_bbox(tile, 0.1))
+    path = Path(granule.path)
+    if "lst" in layers:
+        albedo = ["albedo_03", "albedo_04"]
+        thermal = ["tbb_13", "tbb_15"]
+    else:
+        bands = {PTREE_LAYERS[n][-2:] for n in layers if n in PTREE_LAYERS} | {"03"}
+        albedo = [f"albedo_{b}" for b in sorted(bands)]
+        thermal = ["tbb_13"]
+    names = [*albedo, "SOZ", *thermal]
+
+    def choose(meta: PtreeMeta) -> list[str]:
+        _require(path, meta)
+        return names
+
+    meta, rows, cols, arrays = _read_window(path, choose, tile_bbox(tile, 0.1))
     if context["index"] is None:
-        context["index"] = nearest_index(ds.odc.geobox, tile)
+        context["index"] = nearest_index(_window_geobox(meta, rows, cols), tile)
     index = context["index"]
     if index.empty:
         return None
+    mu = _cos_sun(arrays["SOZ"])
+    reflectance = {n[-2:]: arrays[n].astype(np.float32) / mu for n in albedo}
     if "lst" in layers:
-        out = _lst_layers(ds, index, options.get("max_qa", 0))
+        out = _lst_layers(
+            reflectance["03"],
+            reflectance["04"],
+            arrays["tbb_13"].astype(np.float32),
+            arrays["tbb_15"].astype(np.float32),
+            index,
+            options.get("max_qa", 0),
+        )
         out["view_time"] = _solar_time(granule, context)
         out["doy"] = np.full(index.valid.shape, day_of_year(granule.start), "float32")
         out["files"] = [granule.path]
         return out
     w = index.window
     out = {
-        name: gather(ds[var].values[w], index, np.nan).astype("float32")
+        name: gather(reflectance[var[-2:]][w], index, np.nan).astype("float32")
         for name, var in PTREE_LAYERS.items()
         if name in layers or name == "red"
     }
-    bt = gather(ds["tbb_13"].values[w], index, np.nan)
+    bt = gather(arrays["tbb_13"].astype(np.float32)[w], index, np.nan)
     out = screen_clouds(out, bt, granule, context["lon"], context["lat"])
     out["files"] = [granule.path]
     return out
@@ -551,16 +815,15 @@ def lst_quality(red: np.ndarray, bt13: np.ndarray, lst: np.ndarray) -> np.ndarra
     return np.where(np.isfinite(lst) & np.isfinite(red), quality, 3)
 
 
-def _lst_layers(ds: xr.Dataset, index, max_qa: int) -> dict:
-    """``lst`` (K, Ulivieri split window on tbb_13/tbb_15 with emissivities from the scene's
-    NDVI), ``qc`` and ``reliability`` (the :func:`lst_quality` class, decided on the native
+def _lst_layers(red, nir, bt13, bt15, index, max_qa: int) -> dict:
+    """From a window of red and NIR reflectance and B13/B15 brightness temperature (K) on the
+    native grid: ``lst`` (K, Ulivieri split window on tbb_13/tbb_15 with emissivities from the
+    scene's NDVI), ``qc`` and ``reliability`` (the :func:`lst_quality` class, decided on the native
     grid since the cloud buffer needs the neighbours; -1 off the grid) and ``usable``
     (reliability <= ``max_qa`` and LST finite) on the tile."""
     from fluxscape.readers import split_window
     from fluxscape.readers.ontile import gather
 
-    red, nir = ds["reflectance_03"].values, ds["reflectance_04"].values
-    bt13, bt15 = ds["tbb_13"].values, ds["tbb_15"].values
     with np.errstate(invalid="ignore", divide="ignore"):
         ndvi = (nir - red) / (nir + red)
     lst = split_window.split_window_lst(bt13, bt15, *split_window.ndvi_emissivity(ndvi))
