@@ -63,7 +63,8 @@ def validate_workflow(
     wf = prepare(workflow_path, out, data_dir)  # checks the budget too
     budget = estimate(wf)
     out_dir = check_output_dir(Path(wf.output.dir), [Path(wf.data_dir)])
-    index = index_inputs(wf, {i for p in wf.products.values() for i in input_names(p)})
+    names = {i for p in wf.products.values() for i in input_names(p)}
+    index = index_inputs(wf, names, out_dir, write_cache=False)
     plans = []
     for name in cfg.run_order(wf.products):
         product = wf.products[name]

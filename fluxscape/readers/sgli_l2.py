@@ -37,6 +37,7 @@ Importing this module registers the ``sgli_l2`` reader with :mod:`fluxscape.read
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime
 from pathlib import Path
@@ -318,6 +319,20 @@ def tile_bbox(vtile: int, htile: int, n: int) -> list[float]:
         float(np.clip(east.max(), -180.0, 180.0)),
         north,
     ]
+
+
+def name_bbox(name: str) -> list[float] | None:
+    """The lon/lat envelope of the EQA tile ``T{vv}{hh}`` an SGLI L2 file name gives (at its
+    resolution's pixel edges, :func:`tile_bbox`); None for a name without one."""
+    m = _NAME_RE.fullmatch(name)
+    if not m:
+        return None
+    return _tile_bbox_cached(int(m["vtile"]), int(m["htile"]), TILE_PIXELS[m["res"]])
+
+
+@functools.lru_cache(maxsize=4096)
+def _tile_bbox_cached(vtile: int, htile: int, n: int) -> list[float]:
+    return tile_bbox(vtile, htile, n)
 
 
 # --- file names and metadata -------------------------------------------------------------------
@@ -766,6 +781,7 @@ SPEC = register(
         granule_info=_granule_info,
         prepare=_prepare,
         read=_read,
+        name_bbox=name_bbox,
         quality="QA_flag cloud bits",
     )
 )
