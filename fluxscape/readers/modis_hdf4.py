@@ -121,7 +121,10 @@ def tile_lonlat_bbox(h: int, v: int) -> tuple[float, float, float, float]:
         for x in (x0, x1)
         for lat in lats
     ]
-    return (max(-180.0, min(lons)), south, min(180.0, max(lons)), north)
+    # a tile's corners beyond +-180 hold no data (they are off the sinusoidal globe)
+    west = min(180.0, max(-180.0, min(lons)))
+    east = min(180.0, max(-180.0, max(lons)))
+    return (west, south, east, north)
 
 
 def name_bbox(name: str) -> tuple[float, float, float, float] | None:
