@@ -62,7 +62,9 @@ def test_sgli_name_rule_is_the_eqa_tile(sample_dir):
     hw, hs, he, hn = sgli_l2.SPEC.granule_info(path).bbox
     assert w <= hw and s <= hs and he <= e and hn <= n
     # T0529: 10-degree columns from 180 W at the equator -> 110..120, wider towards the pole
-    assert w == pytest.approx(110 / 0.8660254, abs=0.01) and e == pytest.approx(120 / 0.766, abs=0.1)
+    assert w == pytest.approx(110 / 0.8660254, abs=0.01) and e == pytest.approx(
+        120 / 0.766, abs=0.1
+    )
 
 
 def test_bbox_meets_across_the_date_line():
@@ -178,8 +180,9 @@ def test_content_hash_only_on_request(archive_dir, tmp_path):
     hashed = index_input("vi", "modis_hdf4", paths, cache_dir=tmp_path / "c", content_hash=True)
     assert hashed.read == 4
     assert hashed.hashes[path] == hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    assert input_record(path, hashed.stamps()[path], hashed.hashes[path])["sha256"] == (
-        hashed.hashes[path]
+    assert (
+        input_record(path, hashed.stamps()[path], hashed.hashes[path])["sha256"]
+        == (hashed.hashes[path])
     )
 
 
