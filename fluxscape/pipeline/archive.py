@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import logging
+import marshal
 import os
 import pickle
 from collections.abc import Callable, Iterable, Sequence
@@ -83,11 +84,16 @@ def outside_by_name(
     opened); all stamps when there is no rule or no region."""
     if name_bbox is None or region is None:
         return stamps, 0
+    meets: dict = {None: True}  # box -> meets the region (an archive has few distinct boxes)
     keep = []
     for stamp in stamps:
         path = stamp[0]
-        box = name_bbox(path.rsplit("/", 1)[-1])
-        if box is None or bbox_meets(box, region):
+        box = name_bbox(path[path.rfind("/") + 1 :])
+        key = None if box is None else tuple(box)
+        hit = meets.get(key)
+        if hit is None:
+            hit = meets[key] = bbox_meets(key, region)
+        if hit:
             keep.append(stamp)
     return keep, len(stamps) - len(keep)
 
@@ -95,8 +101,8 @@ def outside_by_name(
 def listing_key(stamps: list[Stamp], *extra) -> str:
     """A digest of a listing (every file's stamp) and ``extra`` settings (region, reader,
     whether content hashes are kept): equal keys mean the cached index holds as is."""
-    digest = hashlib.sha256(repr(extra).encode())
-    digest.update(pickle.dumps(stamps, protocol=pickle.HIGHEST_PROTOCOL))
+    digest = hashlib.blake2b(repr(extra).encode(), digest_size=20)
+    digest.update(marshal.dumps(stamps))  # tuples of str and int: marshal is the fastest
     return digest.hexdigest()
 
 
@@ -135,39 +141,64 @@ def dask_map(get_client: Callable) -> Mapper:
 
 
 class IndexCache:
-    """The cached index of one input, ``OUT/.fluxscape/index/<input>.pkl``: per file read,
-    its stamp and what its header gave (granule, nothing, or the reason it was skipped, and
-    its SHA-256 when content hashes are kept), and the whole index of the last listing with
-    that listing's key. Written by the driver only (pickle: a file this program wrote into
-    its own output folder; an unreadable or foreign cache is ignored and rebuilt)."""
+    """The cached index of one input in ``OUT/.fluxscape/index/``: ``<input>.pkl`` holds the
+    whole index of the last listing with that listing's key (all a reuse reads);
+    ``<input>.files.pkl`` holds, per file read, its stamp and what its header gave (granule,
+    nothing, or the reason it was skipped, and its SHA-256 when content hashes are kept),
+    read only when the listing changed. Written by the driver only (pickle: files this program
+    wrote into its own output folder; an unreadable or foreign cache is ignored)."""
 
     def __init__(self, path: Path | None, reader: str):
         self.path, self.reader = path, reader
-        self.files: dict[str, tuple] = {}
-        self.last: dict = {}
+        self._files: dict[str, tuple] | None = None
+        self.last: dict = self._load(path) or {}
+
+    def _load(self, path: Path | None) -> dict | None:
         if path is None or not path.is_file():
-            return
+            return None
         try:
             with open(path, "rb") as fh:
                 doc = pickle.load(fh)
         except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
             log.warning("index cache %s unreadable (%s); indexing again", path, exc)
-            return
-        if doc.get("format") == CACHE_FORMAT and doc.get("reader") == reader:
-            self.files, self.last = doc["files"], doc["last"]
+            return None
+        if doc.get("format") != CACHE_FORMAT or doc.get("reader") != self.reader:
+            return None
+        return doc["data"]
+
+    @property
+    def files_path(self) -> Path | None:
+        return None if self.path is None else self.path.with_suffix(".files.pkl")
+
+    @property
+    def files(self) -> dict[str, tuple]:
+        """Path -> (stamp, what its header gave), loaded on first use."""
+        if self._files is None:
+            self._files = self._load(self.files_path) or {}
+        return self._files
+
+    def forget(self) -> None:
+        """Use nothing cached (every header is read again)."""
+        self._files, self.last = {}, {}
 
     def entry(self, stamp: Stamp) -> tuple | None:
         """What the header of the file of ``stamp`` gave when it had that stamp, or None."""
         found = self.files.get(stamp[0])
         return found[1] if found is not None and found[0] == stamp else None
 
-    def save(self, files: dict[str, tuple], last: dict) -> None:
-        """Replace the cache (written beside it and renamed: a killed run leaves the old)."""
+    def save(self, files: dict[str, tuple] | None, last: dict) -> None:
+        """Replace the cache (each file written beside it and renamed: a killed run leaves
+        the old one); ``files`` None keeps the per-file entries as they are."""
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        doc = {"format": CACHE_FORMAT, "reader": self.reader, "files": files, "last": last}
+        if files is not None:
+            self._write(self.files_path, files)
+        self._write(self.path, last)
+
+    def _write(self, path: Path, data) -> None:
+        tmp = path.with_suffix(".tmp")
+        doc = {"format": CACHE_FORMAT, "reader": self.reader, "data": data}
         with open(tmp, "wb") as fh:
             pickle.dump(doc, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, self.path)
+        os.replace(tmp, path)

@@ -319,7 +319,7 @@ def index_input(
     listed = list_stamped(paths) if listing is None else listing
     cache = IndexCache(None if cache_dir is None else Path(cache_dir) / f"{name}.pkl", reader)
     if not reuse_cache:
-        cache.files, cache.last = {}, {}
+        cache.forget()
     region = None if region is None else tuple(float(v) for v in region)
     key = listing_key(listed, CACHE_FORMAT, reader, region, content_hash)
     if cache.last.get("key") == key:
@@ -357,9 +357,11 @@ def index_input(
         for parts in groups.values()
     ]
     index.granules = sorted(merged, key=lambda g: (g.start, g.path))
-    if write_cache and (todo or cache.last.get("key") != key):
+    if write_cache:
         cache.save(
-            {p: entry for p, entry in known.items()},
+            {p: entry for p, entry in known.items()}
+            if todo or len(known) != len(cache.files)
+            else None,
             {"key": key, "index": replace(index, read=0)},
         )
     return index

@@ -130,10 +130,15 @@ def tile_lonlat_bbox(h: int, v: int) -> tuple[float, float, float, float]:
 def name_bbox(name: str) -> tuple[float, float, float, float] | None:
     """The lon/lat envelope of the ``hHHvVV`` tile a MODIS file name gives (HEG subsets of a
     tile lie inside it); None for a name without one."""
-    m = FILENAME_RE.fullmatch(name)
-    if not m:
+    # string splitting, not FILENAME_RE: the index applies this to every name of an archive
+    # (10^6 of them), and a regex costs ten times more; the tile token is all it needs
+    parts = name.split(".")
+    if len(parts) < 4 or not parts[0].startswith("M") or parts[-1] != "hdf":
         return None
-    return tile_lonlat_bbox(int(m["h"]), int(m["v"]))
+    hv = parts[2]
+    if len(hv) != 6 or hv[0] != "h" or hv[3] != "v" or not (hv[1:3] + hv[4:]).isdigit():
+        return None
+    return tile_lonlat_bbox(int(hv[1:3]), int(hv[4:]))
 
 
 def parse_filename(path: str | Path) -> dict | None:
