@@ -232,9 +232,9 @@ def coverage_error(name: str, index: InputIndex, usable: list, in_period: list, 
     ``in_period`` those also in the period."""
     if not index.granules and not index.files and index.outside:
         return (
-            f"inputs.{name}: the names of all its {index.outside} file(s) place them outside "
-            f"the region {list(wf.region.lonlat_bbox)} (tile or segment numbers); hint: check "
-            "region.bbox (W, S, E, N in degrees) or the input paths"
+            f"inputs.{name}: none of its {index.outside} file(s) covers the region "
+            f"{list(wf.region.lonlat_bbox)} (their names' tile or segment numbers place them "
+            "elsewhere); hint: check region.bbox (W, S, E, N in degrees) or the input paths"
         )
     if not index.granules:
         return f"inputs.{name}: none of its {len(index.files)} file(s) could be read (see the log)"
