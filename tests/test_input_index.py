@@ -211,3 +211,20 @@ def test_name_rules_agree_with_the_readers_name_parsers(sample_dir):
     south, north = ahi_hsd.segment_lat_band(meta["segment"], meta["total_segments"])
     assert ahi_hsd.name_bbox(name) == (-180.0, south, 180.0, north)
     assert ahi_hsd.name_bbox(name.replace(".DAT", ".nc")) is None
+
+
+def test_many_headers_go_through_the_mapper_in_batches(archive_dir, monkeypatch):
+    import fluxscape.pipeline.inputs as inputs
+
+    monkeypatch.setattr(inputs, "PARALLEL_MIN", 2)
+    monkeypatch.setattr(inputs, "batches", lambda items: archive.batches(items, 3))
+    seen: list[int] = []
+
+    def mapper(fn, work):
+        seen.extend(len(b) for b in work)
+        return map(fn, work)  # what a worker runs: read_headers on one batch
+
+    paths = [str(archive_dir / "*.hdf")]
+    mapped = index_input("vi", "modis_hdf4", paths, mapper=mapper)
+    assert seen == [3, 1]
+    assert mapped.granules == index_input("vi", "modis_hdf4", paths).granules
