@@ -1,8 +1,10 @@
-"""Compiled inference (treelite + tl2cgen): equal to the skops reference on every target,
-compiled once per model card, a corrupted cache rebuilt, the reference as the fallback.
+"""Compiled inference (the flat numba kernel of fluxscape.ml.forest; treelite + tl2cgen for
+members it cannot take): equal to the skops reference on every target (bit for bit for the
+kernel, including NaN rows and rows exactly at the thresholds), compiled once per model
+card, a corrupted cache rebuilt, the reference as the fallback.
 
-Compiling costs about a second per member here: the models are tiny and compiled once per
-module (``compiled_model``); the cache tests use a one-member model.
+The models are tiny and compiled once per module (``saved``); the cache tests use a
+one-member model. A tl2cgen compile costs about a second per member.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import pytest
 from mlcases import FEATS, sites_table
 from test_ml_predict import cube
 
-from fluxscape.ml import compiled, persist
+from fluxscape.ml import compiled, forest, persist
 from fluxscape.ml.models import FluxModel
 from fluxscape.ml.predict import predict_tile
 
@@ -71,7 +73,8 @@ def test_every_member_type_is_compiled(saved):
     model, path, card = saved
     got = compiled.load_compiled(path, card)
     assert got is not None and got.targets == TARGETS
-    assert all(r == ["tl2cgen"] * 3 for r in got.runtimes.values())
+    assert all(r == ["numba"] * 3 for r in got.runtimes.values())
+    assert got.flat is not None and len(got.flat.members) == 9
     assert got.folder.parent == path.with_name(path.name + ".compiled")
 
 
@@ -139,8 +142,8 @@ def test_corrupted_or_missing_cache_is_compiled_again(one_member, capsys):
     folder = compiled.compile_model(model, path, card)
     assert compiled.compile_count == before + 1
     assert capsys.readouterr().out == ""  # tl2cgen's native log kept off stdout (--json)
-    lib = folder / "gpp_0.so"
-    lib.write_bytes(lib.read_bytes()[:100])  # truncated library
+    lib = folder / compiled.FOREST_FILE
+    lib.write_bytes(lib.read_bytes()[:100])  # truncated arrays
     assert compiled.load_compiled(path, card) is None
     fast = compiled.inference_model(path, "compiled")
     assert isinstance(fast, compiled.CompiledFluxModel)
@@ -154,9 +157,27 @@ def test_corrupted_or_missing_cache_is_compiled_again(one_member, capsys):
     assert compiled.compile_count == before + 3
 
 
-def test_no_compiler_falls_back_to_reference(one_member, monkeypatch, caplog):
+def _no_kernel(est):
+    raise forest.UnsupportedModel("not for the kernel (test)")
+
+
+def test_no_compiler_needed_for_the_kernel(one_member, monkeypatch):
     model, path, card = one_member
     monkeypatch.setenv("CC", "no-such-compiler-fluxscape")
+    compiled._environment.cache_clear()
+    try:
+        assert compiled.prepare(path) == "compiled"
+        got = compiled.inference_model(path, "compiled")
+        assert got.runtimes == {"gpp": ["numba"]}
+    finally:
+        compiled._environment.cache_clear()
+
+
+def test_no_compiler_falls_back_to_reference(one_member, monkeypatch, caplog):
+    """A member the kernel cannot take needs tl2cgen, and tl2cgen a C compiler."""
+    model, path, card = one_member
+    monkeypatch.setenv("CC", "no-such-compiler-fluxscape")
+    monkeypatch.setattr(forest, "flatten", _no_kernel)
     compiled._environment.cache_clear()
     try:
         with caplog.at_level(logging.WARNING, logger="fluxscape.ml.compiled"):
@@ -168,19 +189,33 @@ def test_no_compiler_falls_back_to_reference(one_member, monkeypatch, caplog):
         compiled._environment.cache_clear()
 
 
-def test_large_members_keep_the_reference_predictor(one_member, monkeypatch):
-    model, path, card = one_member
+def test_unsupported_members_go_to_tl2cgen_or_keep_the_reference(tmp_path, monkeypatch):
+    """A member the kernel cannot take is compiled by tl2cgen, or, over MAX_NODES nodes,
+    kept on the reference predictor; the others stay in the kernel."""
+    t = _table()
+    model = FluxModel(FEATS, ("gpp",), ("rf", "lgbm"), n_splits=1, method_params=TINY)
+    model.fit(t, t[["gpp"]], groups=t["site"])
+    path = tmp_path / "mixed.skops"
+    card = persist.save_model(model, path, _card(("gpp",)))
+    flatten = forest.flatten
+
+    def rf_only(est):
+        return _no_kernel(est) if type(est).__name__ == "LGBMRegressor" else flatten(est)
+
+    monkeypatch.setattr(forest, "flatten", rf_only)
+    X = np.asarray(t[FEATS], np.float32)
+    want = model.predict_with_sd(X)["gpp"]
+    got = (compiled.compile_model(model, path, card), compiled.load_compiled(path, card))[1]
+    assert got.runtimes == {"gpp": ["numba", "tl2cgen"]}
+    np.testing.assert_allclose(got.predict_with_sd(X)["gpp"], want, rtol=0, atol=1e-9)
     monkeypatch.setattr(compiled, "MAX_NODES", 0)
     compiled._environment.cache_clear()  # MAX_NODES is part of the key
     try:
-        before = compiled.compile_count
         compiled.compile_model(model, path, card)
-        assert compiled.compile_count == before
         assert compiled.load_compiled(path, card) is None  # needs the reference model
         got = compiled.load_compiled(path, card, reference=model)
-        assert got.runtimes == {"gpp": ["reference"]}
-        X = np.asarray(_table()[FEATS], np.float32)
-        np.testing.assert_array_equal(got.predict_with_sd(X)["gpp"][0], model.predict(X)["gpp"])
+        assert got.runtimes == {"gpp": ["numba", "reference"]}
+        np.testing.assert_array_equal(got.predict_with_sd(X)["gpp"], want)
     finally:
         compiled._environment.cache_clear()
 
@@ -206,3 +241,86 @@ def test_auto_compiles_only_where_the_saved_time_beats_the_compile_time(one_memb
     assert many and why.startswith("compiling")
     compiled.compile_model(model, path, card)  # once cached, compiling costs nothing
     assert compiled.worth_compiling(path, 1, model) == (True, "its compiled libraries are cached")
+
+
+def _thresholds(est, j: int) -> np.ndarray:
+    """The float64 split thresholds of feature ``j`` in one member."""
+    kind = type(est).__name__
+    if kind == "RandomForestRegressor":
+        return np.concatenate([e.tree_.threshold[e.tree_.feature == j] for e in est.estimators_])
+    if kind == "HistGradientBoostingRegressor":
+        nodes = np.concatenate([p[0].nodes for p in est._predictors])
+        return nodes["num_threshold"][(nodes["is_leaf"] == 0) & (nodes["feature_idx"] == j)]
+    df = est.booster_.trees_to_dataframe()
+    return df["threshold"][df["split_feature"] == FEATS[j]].to_numpy(np.float64)
+
+
+def _edge_rows(model, n: int = 400) -> np.ndarray:
+    """float32 rows on every member's thresholds (rounded to float32, and one float32 step
+    either side), with NaN and infinities mixed in."""
+    rng = np.random.default_rng(7)
+    members = [m for ens in model.ensembles_.values() for m in ens.members_]
+    cols = []
+    for j in range(len(FEATS)):
+        th = np.unique(np.concatenate([_thresholds(m, j) for m in members])).astype(np.float32)
+        col = rng.choice(th, n)
+        step = rng.integers(-1, 2, n)
+        col[step < 0] = np.nextafter(col[step < 0], np.float32(-np.inf))
+        col[step > 0] = np.nextafter(col[step > 0], np.float32(np.inf))
+        cols.append(col)
+    X = np.stack(cols, axis=1)
+    for j in range(len(FEATS)):
+        X[j::11, j] = np.nan
+    X[5, :] = np.nan
+    return X
+
+
+def test_kernel_equals_reference_bit_for_bit_on_thresholds_and_nan(saved):
+    """Every member of every target (RandomForest, HistGradientBoosting, LightGBM) in the
+    kernel gives the library's own prediction exactly, for rows on the split thresholds
+    and rows with missing features (each library's missing-value rule)."""
+    model, path, card = saved
+    fast = compiled.load_compiled(path, card)
+    X = _edge_rows(model)
+    assert np.isnan(X).any(axis=1).sum() > 40
+    for t in TARGETS:
+        want = np.stack([m.predict(X.astype(np.float64)) for m in model.ensembles_[t].members_])
+        np.testing.assert_array_equal(fast.member_predictions(t, X), want)
+
+
+@pytest.mark.parametrize("kind", ["rf", "hgb", "lgbm"])
+def test_kernel_follows_learned_missing_directions(kind):
+    """Members trained with missing values: NaN takes the learned direction of each split
+    (LightGBM's default_left, scikit-learn's missing_go_to_left)."""
+    t = _table()
+    X = t[FEATS].to_numpy(np.float64, copy=True)
+    rng = np.random.default_rng(3)
+    X[rng.random(X.shape) < 0.2] = np.nan
+    from fluxscape.ml.models import make_estimator
+
+    est = make_estimator(kind, random_state=0, **TINY[kind]).fit(X, t["gpp"])
+    Xt = np.where(rng.random(X.shape) < 0.3, np.nan, X).astype(np.float32)
+    flat = forest.FlatEnsemble.build([forest.flatten(est)])
+    np.testing.assert_array_equal(flat.predict(0, Xt), est.predict(Xt.astype(np.float64)))
+
+
+def test_kernel_refuses_categorical_splits():
+    """A LightGBM member with a categorical split is not for the kernel (it goes to
+    tl2cgen or keeps the reference)."""
+    import lightgbm as lgb
+
+    t = _table()
+    X = t[FEATS].to_numpy(np.float64, copy=True)
+    X[:, 0] = np.arange(len(X)) % 4
+    est = lgb.LGBMRegressor(n_estimators=5, min_child_samples=5, verbose=-1)
+    est.fit(X, X[:, 0] * 3 + t["gpp"], categorical_feature=[0])
+    with pytest.raises(forest.UnsupportedModel, match="categorical"):
+        forest.flatten(est)
+
+
+def test_malformed_tree_is_refused_before_the_kernel():
+    b = forest._Builder()
+    with pytest.raises(forest.FluxscapeError, match="out of range"):
+        b.add([1, 7, -1], [2, -1, -1], [0, 0, 0], [0.5, 0, 0], [0, 1, 2], [True] * 3)
+    with pytest.raises(forest.FluxscapeError, match="unreachable or shared"):
+        b.add([1, 1, -1], [1, 2, -1], [0, 0, 0], [0.5, 0, 0], [0, 1, 2], [True] * 3)

@@ -196,7 +196,7 @@ def test_replaced_model_file_on_resume_is_refused_then_fresh_retrains(
     # the tiles were predicted by the compiled members of this card (inference: compiled)
     from fluxscape.ml import compiled
 
-    assert compiled.load_compiled(model, card).runtimes == {"gpp": ["tl2cgen", "tl2cgen"]}
+    assert compiled.load_compiled(model, card).runtimes == {"gpp": ["numba", "numba"]}
     with xr.open_zarr(out / "products" / "flux.zarr") as ds:
         assert ds.attrs["models"] == [card["card_id"]]
         assert ds["gpp"].attrs["model_card"] == card["card_id"]

@@ -171,13 +171,14 @@ FIELD_NOTES = {
     "`cf_elevation`), optional: the elevation (m) at each pixel centre, bilinear between the "
     "DEM's cells, becomes the feature `elevation`.",
     "UpscalingConfig.inference": "How tiles are predicted: `auto` (the default: compiled when "
-    "the libraries are cached or the estimated prediction time saved beats the estimated "
-    "compile time, docs/models.md), `compiled` (each ensemble member "
-    "compiled once per model card to native code by treelite + tl2cgen, cached beside the "
-    "model as `<model>.compiled/`; needs a C compiler such as gcc, else the saved model is "
-    "used with a warning) or `reference` (the saved scikit-learn/LightGBM model). Both give "
-    "the same values (float32 features, float64 thresholds; docs/models.md), so switching "
-    "keeps a store on `--resume`.",
+    "the compiled members are cached or the estimated prediction time saved beats the "
+    "estimated compile time, docs/models.md), `compiled` (each ensemble member flattened "
+    "once per model card into arrays walked by a numba kernel, or compiled by treelite + "
+    "tl2cgen when the kernel cannot take it, cached beside the model as "
+    "`<model>.compiled/`; the saved model with a warning when nothing can be compiled) or "
+    "`reference` (the saved scikit-learn/LightGBM model). Both give the same values (float32 "
+    "features, exact threshold comparisons; docs/models.md), so switching keeps a store on "
+    "`--resume`.",
     "DaskSettings.workers": "Workers of the cluster started (`--workers` overrides).",
     "DaskSettings.threads_per_worker": "Threads per worker (`cores` of a jobqueue job).",
     "DaskSettings.memory_limit": "Memory per worker (`memory` of a jobqueue job).",

@@ -1,30 +1,35 @@
 """Compiled inference of a saved FluxModel: every tree ensemble member as native code.
 
-Each member (RandomForest, HistGradientBoosting, LightGBM) is imported into treelite
-(``treelite.sklearn.import_model``, ``treelite.frontend.from_lightgbm``) and compiled to a
-shared library by tl2cgen (C code of nested if-else trees, built with the C compiler). The
-libraries go into a folder beside the model file, ``<model>.compiled/<key>/``, where ``key``
-digests the model's ``card_id``, the treelite and tl2cgen versions, the compiler and its
-flags and the CPU's feature flags; ``manifest.json`` (written last) lists each member's
-library and its sha256. A run compiles once per model card (in the driver, under a file
-lock); workers load the libraries once per process (:func:`inference_model`, a cache keyed by
-path) and reuse them across tiles. When every member is compiled, workers do not load the
-skops model at all.
+Each member (RandomForest, HistGradientBoosting, LightGBM with numeric splits) is flattened
+by :mod:`fluxscape.ml.forest` into node arrays walked by one numba kernel (branch-free,
+eight rows in lockstep, features quantised to their rank among the model's thresholds): no
+C compiler, a fraction of a second per member to build, and 4-5x the libraries' own
+``predict`` (bench/upscale.py). A member the kernel does not implement (categorical splits,
+LightGBM zero-as-missing or linear trees, another output transform) is imported into
+treelite and compiled to a shared library by tl2cgen (C code of nested if-else trees, built
+with the C compiler) when it has at most :data:`MAX_NODES` nodes, else it keeps the
+reference (skops-loaded) estimator.
 
-Exactness: the feature matrix is float32 (``predict_tile``) and the libraries keep the
-models' float64 thresholds, so a compiled member gives the reference member's prediction on
-the same float32 rows to float64 rounding (summation order of the trees; tests assert
-1e-6). Quantised inputs (``quantize=1``: each value replaced by its rank among the model's
-thresholds, an exact mapping) make the comparisons integer ones. tl2cgen 1.0 reads a float64
-whose low 32 bits are all ones as missing; values widened from float32 have their low 29
-bits zero, so no valid row can be mistaken for a missing one.
+The flat members go into ``forest.npz`` and the libraries beside it, in a folder beside
+the model file, ``<model>.compiled/<key>/``, where ``key`` digests the model's
+``card_id``, the numba, treelite and tl2cgen versions, the kernel's layout, the compiler
+and its flags and the CPU's feature flags; ``manifest.json`` (written last) lists each
+member's runtime and the sha256 of its file. A run builds once per model card (in the
+driver, under a file lock, which also compiles the numba kernel into numba's on-disk
+cache); workers load the arrays once per process (:func:`inference_model`, a cache keyed
+by path) and reuse them across tiles. When no member needs the reference, workers do not
+load the skops model at all.
 
-Members that are not compiled keep the reference (skops-loaded) estimator: a member of a
-type treelite cannot import, or one with more than :data:`MAX_NODES` tree nodes (deep
-forests: the generated code outgrows the instruction cache, so it runs slower than
-scikit-learn's own tree walk, and gcc takes minutes on it; measured in bench/upscale.py).
-When nothing can be compiled (no C compiler, treelite or tl2cgen missing, a compile error)
-the whole model falls back to the reference with a logged warning.
+Exactness: the feature matrix is float32 (``predict_tile``). The kernel's comparisons are
+exact (see :mod:`fluxscape.ml.forest`) and it sums the trees in the reference's order, so
+its predictions equal the reference's bit for bit; the tl2cgen libraries keep the models'
+float64 thresholds, equal to float64 rounding (tests assert 1e-9). tl2cgen 1.0 reads a
+float64 whose low 32 bits are all ones as missing; values widened from float32 have their
+low 29 bits zero, so no valid row can be mistaken for a missing one.
+
+When nothing can be compiled (every member unsupported and no C compiler, treelite or
+tl2cgen, or a compile error) the whole model falls back to the reference with a logged
+warning.
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from fluxscape.errors import FluxscapeError
-from fluxscape.ml import persist
+from fluxscape.ml import forest, persist
 
 __all__ = [
     "MAX_NODES",
@@ -66,18 +71,22 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Version of the cache layout (part of the key).
-FORMAT = 1
+FORMAT = 2
 #: gcc flags after tl2cgen's own ``-O3``: -O1 runs the generated if-else trees as fast as
 #: -O3 (measured on the demo's members: within run-to-run noise) in a quarter of the time.
 COMPILER_OPTIONS = ("-O1",)
 #: tl2cgen code generation: quantised comparisons (1.6-2.2x faster than float ones on the
 #: demo's members, exact) and the trees of a member split over two translation units.
 CODEGEN_PARAMS = {"quantize": 1, "parallel_comp": 2}
-#: Members with more tree nodes stay on the reference predictor (see the module docstring).
+#: Members that the flat kernel cannot take and that have more tree nodes stay on the
+#: reference predictor: tl2cgen's code of deep forests outgrows the instruction cache (it
+#: runs slower than scikit-learn's own tree walk) and gcc takes minutes on it.
 MAX_NODES = 40_000
 
-#: Libraries compiled by this process (tests assert that a cache is reused).
+#: Members compiled by this process (tests assert that a cache is reused).
 compile_count = 0
+#: The flat members of a model, in the cache folder.
+FOREST_FILE = "forest.npz"
 
 
 class CompileError(FluxscapeError):
@@ -113,21 +122,31 @@ def _cpu_flags() -> str:
     return platform.machine()
 
 
-def _lib_version(name: str) -> str:
+def _lib_version(name: str) -> str | None:
     try:
         return version(name)
-    except PackageNotFoundError as exc:
-        raise CompileError(f"{name} is not installed") from exc
+    except PackageNotFoundError:
+        return None
+
+
+def _compiler_or_none() -> str | None:
+    try:
+        return _compiler()
+    except CompileError:
+        return None
 
 
 @functools.cache
 def _environment() -> dict:
-    """What a compiled library depends on besides the model (part of the cache key)."""
+    """What the compiled members depend on besides the model (part of the cache key); None
+    for a library or compiler that is not there (its members are not compiled)."""
     return {
         "format": FORMAT,
+        "numba": _lib_version("numba"),
+        "kernel": {"lanes": forest.LANES, "block": forest.BLOCK},
         "treelite": _lib_version("treelite"),
         "tl2cgen": _lib_version("tl2cgen"),
-        "compiler": _compiler(),
+        "compiler": _compiler_or_none(),
         "options": list(COMPILER_OPTIONS),
         "params": CODEGEN_PARAMS,
         "max_nodes": MAX_NODES,
@@ -137,8 +156,8 @@ def _environment() -> dict:
 
 
 def cache_dir(model_path: str | Path, card_id: str) -> Path:
-    """The folder of the compiled libraries of the model at ``model_path`` with card
-    ``card_id``: ``<model>.compiled/<key>``; CompileError when no compiler or library."""
+    """The folder of the compiled members of the model at ``model_path`` with card
+    ``card_id``: ``<model>.compiled/<key>``."""
     model_path = Path(model_path)
     body = json.dumps({"card_id": card_id, **_environment()}, sort_keys=True)
     key = hashlib.sha256(body.encode()).hexdigest()[:16]
@@ -186,6 +205,10 @@ def _compile_member(est, libpath: Path) -> None:
     warnings (e.g. its bundled treelite reading a newer treelite's model): both go to this
     module's debug log."""
     global compile_count
+    _compiler()  # CompileError when there is none
+    for lib in ("treelite", "tl2cgen"):
+        if _lib_version(lib) is None:
+            raise CompileError(f"{lib} is not installed")
     import tl2cgen
 
     said = io.StringIO()
@@ -209,16 +232,33 @@ def _compile_member(est, libpath: Path) -> None:
     compile_count += 1
 
 
+def _tl2cgen_entry(est, target: str, label: str, i: int, tmp: Path) -> dict:
+    """The manifest entry of a member the flat kernel cannot take: a tl2cgen library in
+    ``tmp``, or the reference predictor (over :data:`MAX_NODES` nodes, or not compilable
+    here: logged)."""
+    try:
+        nodes = _node_count(est)
+        if nodes > MAX_NODES:
+            return {"runtime": "reference", "nodes": nodes}
+        name = f"{target}_{i}.so"
+        _compile_member(est, tmp / name)
+    except CompileError as exc:
+        log.warning("%s %s: %s; it keeps the reference predictor", target, label, exc)
+        return {"runtime": "reference"}
+    return {"runtime": "tl2cgen", "lib": name, "nodes": nodes, "sha256": _sha256(tmp / name)}
+
+
 def compile_model(model, model_path: str | Path, card: dict) -> Path:
     """Compile every member of ``model`` (a fitted FluxModel saved at ``model_path`` with
     ``card``) into ``cache_dir(model_path, card_id)``; returns that folder.
 
-    A folder whose manifest and libraries check out is reused (nothing compiled). Members
-    over :data:`MAX_NODES` nodes or of a type treelite cannot import are listed as
-    ``reference``. Libraries are built in a temporary folder beside the cache and renamed
-    into place under a file lock, so two processes never see a half-written cache.
-    Raises CompileError when no library can be built here.
+    A folder whose manifest and files check out is reused (nothing compiled). Members go to
+    the flat kernel (``forest.npz``), else to a tl2cgen library, else stay ``reference``
+    (see the module docstring). Files are built in a temporary folder beside the cache and
+    renamed into place under a file lock, so two processes never see a half-written cache.
+    Raises CompileError when no member can be compiled here.
     """
+    global compile_count
     from filelock import FileLock
 
     target_dir = cache_dir(model_path, card["card_id"])
@@ -230,6 +270,7 @@ def compile_model(model, model_path: str | Path, card: dict) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=target_dir.parent))
         try:
             members: dict[str, list[dict]] = {}
+            flat: list[forest.FlatForest] = []
             for target, ens in model.ensembles_.items():
                 members[target] = []
                 for i, (label, est) in enumerate(
@@ -237,35 +278,30 @@ def compile_model(model, model_path: str | Path, card: dict) -> Path:
                 ):
                     entry = {"label": label, "type": type(est).__name__}
                     try:
-                        nodes = _node_count(est)
-                    except CompileError as exc:
-                        log.warning(
-                            "%s %s: %s; it keeps the reference predictor", target, label, exc
-                        )
-                        members[target].append(entry | {"runtime": "reference"})
+                        ff = forest.flatten(est)
+                    except forest.UnsupportedModel as exc:
+                        log.info("%s %s: %s; trying tl2cgen", target, label, exc)
+                        members[target].append(entry | _tl2cgen_entry(est, target, label, i, tmp))
                         continue
-                    if nodes > MAX_NODES:
-                        members[target].append(entry | {"runtime": "reference", "nodes": nodes})
-                        continue
-                    name = f"{target}_{i}.so"
-                    _compile_member(est, tmp / name)
                     members[target].append(
-                        entry
-                        | {
-                            "runtime": "tl2cgen",
-                            "lib": name,
-                            "nodes": nodes,
-                            "sha256": _sha256(tmp / name),
-                        }
+                        entry | {"runtime": "numba", "index": len(flat), "nodes": ff.n_nodes}
                     )
+                    flat.append(ff)
+                    compile_count += 1
+            if not any(m["runtime"] != "reference" for ms in members.values() for m in ms):
+                raise CompileError("no member of the model can be compiled here")
             manifest = {
                 "card_id": card["card_id"],
                 "features": list(model.features),
                 "targets": list(model.ensembles_),
                 "members": members,
                 "environment": _environment(),
-                "compile_s": round(time.perf_counter() - t0, 1),
             }
+            if flat:
+                forest.FlatEnsemble.build(flat).save(tmp / FOREST_FILE)
+                forest.warm_up()  # numba's on-disk cache, once, before any worker
+                manifest["forest"] = {"file": FOREST_FILE, "sha256": _sha256(tmp / FOREST_FILE)}
+            manifest["compile_s"] = round(time.perf_counter() - t0, 1)
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2))
             if target_dir.exists():  # a corrupted cache: replaced whole
                 shutil.rmtree(target_dir)
@@ -273,11 +309,14 @@ def compile_model(model, model_path: str | Path, card: dict) -> Path:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         _drop_stale(target_dir.parent, card["card_id"])
+    runtimes = [m["runtime"] for ms in members.values() for m in ms]
     log.info(
-        "compiled %d member(s) of model %s in %.0f s (%s)",
-        sum(m["runtime"] == "tl2cgen" for ms in members.values() for m in ms),
+        "compiled model %s in %.1f s: %d member(s) flat (numba), %d tl2cgen, %d reference (%s)",
         card["card_id"],
         manifest["compile_s"],
+        runtimes.count("numba"),
+        runtimes.count("tl2cgen"),
+        runtimes.count("reference"),
         target_dir,
     )
     return target_dir
@@ -315,6 +354,12 @@ def _read_manifest(folder: Path, card: dict) -> dict | None:
             for m in entries:
                 if m["runtime"] == "tl2cgen" and _sha256(folder / m["lib"]) != m["sha256"]:
                     return None
+                if m["runtime"] == "numba" and "forest" not in manifest:
+                    return None
+        if "forest" in manifest:
+            f = manifest["forest"]
+            if _sha256(folder / f["file"]) != f["sha256"]:
+                return None
     except (OSError, KeyError, TypeError, AttributeError):
         return None
     return manifest
@@ -333,15 +378,27 @@ class _Library:
                 f"{path}: compiled for {self.predictor.num_feature} features, not {n_features}"
             )
 
-    def __call__(self, X: np.ndarray) -> np.ndarray:
+    def __call__(self, X: np.ndarray, Xq: np.ndarray | None = None) -> np.ndarray:
         import tl2cgen
 
         out = self.predictor.predict(tl2cgen.DMatrix(X))
         return np.asarray(out, dtype=np.float64).reshape(len(X))
 
 
-def _reference_member(est) -> Callable[[np.ndarray], np.ndarray]:
-    def run(X: np.ndarray) -> np.ndarray:
+class _FlatMember:
+    """One member in the flat kernel: float32 rows (n, n_features) C-order (and their
+    quantised ranks, shared by the members) -> float64 (n,)."""
+
+    def __init__(self, flat: forest.FlatEnsemble, index: int):
+        self.flat = flat
+        self.index = index
+
+    def __call__(self, X: np.ndarray, Xq: np.ndarray | None = None) -> np.ndarray:
+        return self.flat.predict(self.index, X, Xq)
+
+
+def _reference_member(est) -> Callable[..., np.ndarray]:
+    def run(X: np.ndarray, Xq: np.ndarray | None = None) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="X does not have valid feature names")
             return np.asarray(est.predict(X), dtype=np.float64)
@@ -356,30 +413,38 @@ class CompiledFluxModel:
     deviation (ddof=1) across members of each target.
 
     ``features``: ordered names; ``targets``; ``members``: {target: [callable float32 rows ->
-    float64 predictions]}; ``runtimes``: {target: ["tl2cgen" | "reference", ...]};
-    ``folder``: the cache folder."""
+    float64 predictions]}; ``runtimes``: {target: ["numba" | "tl2cgen" | "reference",
+    ...]}; ``folder``: the cache folder; ``flat``: the flat members' FlatEnsemble (its
+    quantisation of the rows is computed once per call and shared)."""
 
     features: tuple[str, ...]
     targets: tuple[str, ...]
-    members: dict[str, list[Callable[[np.ndarray], np.ndarray]]]
+    members: dict[str, list[Callable[..., np.ndarray]]]
     runtimes: dict[str, list[str]] = field(default_factory=dict)
     folder: Path | None = None
+    flat: forest.FlatEnsemble | None = None
 
-    def member_predictions(self, target: str, X) -> np.ndarray:
-        """Predictions of every member of ``target``, shape (n_members, n_rows); ``X``
-        (n_rows, n_features) is converted to float32 C-order when it is not."""
+    def _rows(self, X) -> tuple[np.ndarray, np.ndarray | None]:
         X = np.ascontiguousarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != len(self.features):
             raise FluxscapeError(
                 f"X has shape {X.shape}; the model was trained on {len(self.features)} features"
             )
-        return np.stack([run(X) for run in self.members[target]])
+        return X, (self.flat.quantise(X) if self.flat is not None else None)
+
+    def member_predictions(self, target: str, X, _Xq: np.ndarray | None = None) -> np.ndarray:
+        """Predictions of every member of ``target``, shape (n_members, n_rows); ``X``
+        (n_rows, n_features) is converted to float32 C-order when it is not."""
+        if _Xq is None:
+            X, _Xq = self._rows(X)
+        return np.stack([run(X, _Xq) for run in self.members[target]])
 
     def predict_with_sd(self, X) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """{target: (mean, sd)} over the members, each (n_rows,) float64."""
+        X, Xq = self._rows(X)
         out = {}
         for t in self.targets:
-            p = self.member_predictions(t, X)
+            p = self.member_predictions(t, X, Xq)
             sd = p.std(axis=0, ddof=1) if len(p) > 1 else np.zeros(p.shape[1])
             out[t] = (p.mean(axis=0), sd)
         return out
@@ -396,33 +461,39 @@ def load_compiled(model_path: str | Path, card: dict, reference=None) -> Compile
     if manifest is None:
         return None
     features = tuple(manifest["features"])
+    flat = None
+    if "forest" in manifest:
+        flat = forest.FlatEnsemble.load(folder / manifest["forest"]["file"])
     members: dict[str, list] = {}
     runtimes: dict[str, list[str]] = {}
     for t in manifest["targets"]:
         members[t], runtimes[t] = [], []
         for i, m in enumerate(manifest["members"][t]):
-            if m["runtime"] == "tl2cgen":
+            if m["runtime"] == "numba":
+                members[t].append(_FlatMember(flat, m["index"]))
+            elif m["runtime"] == "tl2cgen":
                 members[t].append(_Library(folder / m["lib"], len(features)))
             elif reference is None:
                 return None
             else:
                 members[t].append(_reference_member(reference.ensembles_[t].members_[i]))
             runtimes[t].append(m["runtime"])
-    return CompiledFluxModel(features, tuple(manifest["targets"]), members, runtimes, folder)
+    return CompiledFluxModel(features, tuple(manifest["targets"]), members, runtimes, folder, flat)
 
 
 def _needs_reference(model_path: Path, card: dict) -> bool:
     manifest = _read_manifest(cache_dir(model_path, card["card_id"]), card)
     return manifest is None or any(
-        m["runtime"] != "tl2cgen" for ms in manifest["members"].values() for m in ms
+        m["runtime"] == "reference" for ms in manifest["members"].values() for m in ms
     )
 
 
-#: From bench/upscale.py (2026-12-07, two cores): a compiled member saves about 24 ns per tree
-#: and row against its library's own predict, and compiling costs about 0.5 ms per tree node
-#: (gcc -O1). ``inference: auto`` compiles only where the saving beats the cost.
-SAVED_S_PER_TREE_ROW = 24e-9
-COMPILE_S_PER_NODE = 0.5e-3
+#: From bench/upscale.py (2026-12-07, two loaded cores): a flat member saves about 30 ns per
+#: tree and row against its library's own predict (demo: 39 ns bare, 6 ns compiled), and
+#: flattening costs about 10 us per tree node (the LightGBM model string parsed, the trees
+#: renumbered). ``inference: auto`` compiles only where the saving beats the cost.
+SAVED_S_PER_TREE_ROW = 30e-9
+COMPILE_S_PER_NODE = 10e-6
 
 
 def _tree_count(est) -> int:
@@ -440,8 +511,8 @@ def _tree_count(est) -> int:
 def worth_compiling(model_path: str | Path, rows: int, model=None) -> tuple[bool, str]:
     """Whether compiling the model at ``model_path`` pays for itself on ``rows`` predicted
     rows (pixels x periods): True when its libraries are already cached, else when the
-    estimated prediction time saved (:data:`SAVED_S_PER_TREE_ROW` per tree and row, members
-    under :data:`MAX_NODES`) exceeds the estimated compile time (:data:`COMPILE_S_PER_NODE`).
+    estimated prediction time saved (:data:`SAVED_S_PER_TREE_ROW` per tree and row) exceeds
+    the estimated compile time (:data:`COMPILE_S_PER_NODE`).
     ``model``: the fitted FluxModel when at hand (else it is loaded). Returns the decision
     and a one-line reason with both estimates."""
     model_path = Path(model_path)
@@ -454,12 +525,10 @@ def worth_compiling(model_path: str | Path, rows: int, model=None) -> tuple[bool
     for ens in model.ensembles_.values():
         for est in ens.members_:
             try:
-                n = _node_count(est)
+                nodes += _node_count(est)
             except CompileError:
                 continue
-            if n <= MAX_NODES:
-                trees += _tree_count(est)
-                nodes += n
+            trees += _tree_count(est)
     saved = rows * trees * SAVED_S_PER_TREE_ROW
     cost = nodes * COMPILE_S_PER_NODE
     verdict = "compiling" if saved > cost else "not compiling"

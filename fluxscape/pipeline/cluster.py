@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import dask
 from distributed import Client, LocalCluster
@@ -35,10 +36,15 @@ def dashboard_link(client: Client) -> str:
 
 
 @contextlib.contextmanager
-def dask_client(settings: DaskSettings, dashboard: bool = False) -> Iterator[Client]:
+def dask_client(
+    settings: DaskSettings, dashboard: bool = False, job_logs: Path | None = None
+) -> Iterator[Client]:
     """A connected Client for ``settings``; clusters it starts are closed on exit. A cluster
     started here serves the Dask dashboard only with ``dashboard`` (on a free port: never a
-    fixed one another cluster may hold)."""
+    fixed one another cluster may hold). Slurm/PBS worker jobs write their logs into
+    ``job_logs`` (the run's ``OUT/.fluxscape/jobs``) unless ``dask.jobqueue.log_directory`` or
+    the site's Dask configuration names a folder: without one, the scheduler writes them into
+    the folder the run was started from."""
     if settings.scheduler:
         try:
             client = Client(settings.scheduler, timeout="20s")
@@ -65,12 +71,23 @@ def dask_client(settings: DaskSettings, dashboard: bool = False) -> Iterator[Cli
             "memory": settings.memory_limit,
             **settings.jobqueue,
         }
+        configured = dask.config.get(f"jobqueue.{settings.cluster}.log-directory", None)
+        if job_logs is not None and "log_directory" not in kwargs and not configured:
+            job_logs.mkdir(parents=True, exist_ok=True)
+            kwargs["log_directory"] = str(job_logs)
         options = dict(kwargs.get("scheduler_options") or {})
         options.setdefault("dashboard_address", ":0")  # a free port, not 8787
         options.setdefault("dashboard", dashboard)
         kwargs["scheduler_options"] = options
         with cls(**kwargs) as cluster:
+            log.debug("%s job script:\n%s", settings.cluster, cluster.job_script())
             cluster.scale(jobs=settings.workers)
+            log.info(
+                "submitting %d %s worker job(s) (logs in %s); tiles run as they start",
+                settings.workers,
+                settings.cluster,
+                kwargs.get("log_directory") or configured or "the current folder",
+            )
             with Client(cluster) as client:
                 yield client
         return

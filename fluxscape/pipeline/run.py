@@ -129,7 +129,10 @@ def run_workflow(
         forget_record(out_dir)  # kept again only if this run succeeds
         _write_if_changed(out_dir / "workflow.yaml", cfg.workflow_yaml(wf))
         results = []
-        with _run_log(out_dir / STATE_DIR / "run.log"), _lazy_client(wf.dask, dashboard) as lazy:
+        with (
+            _run_log(out_dir / STATE_DIR / "run.log"),
+            _lazy_client(wf.dask, dashboard, out_dir / STATE_DIR / "jobs") as lazy,
+        ):
             contexts = _contexts(wf, out_dir, resume, fresh, lazy.get)
             for ctx in contexts.values():
                 if ctx is not None:
@@ -376,8 +379,14 @@ class _lazy_client:
     """Start the Dask cluster only when a product has tiles to run; ``dashboard`` (a
     callable) is given the dashboard's address once it is up."""
 
-    def __init__(self, settings: cfg.DaskSettings, dashboard: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        settings: cfg.DaskSettings,
+        dashboard: Callable[[str], None] | None = None,
+        job_logs: Path | None = None,
+    ):
         self.settings, self.dashboard, self._cm, self._client = settings, dashboard, None, None
+        self.job_logs = job_logs  # Slurm/PBS worker job logs (OUT/.fluxscape/jobs)
 
     def __enter__(self):
         return self
@@ -388,7 +397,9 @@ class _lazy_client:
 
     def get(self):
         if self._client is None:
-            self._cm = dask_client(self.settings, dashboard=self.dashboard is not None)
+            self._cm = dask_client(
+                self.settings, dashboard=self.dashboard is not None, job_logs=self.job_logs
+            )
             self._client = self._cm.__enter__()
             if self.dashboard is not None:
                 self.dashboard(dashboard_link(self._client))

@@ -622,26 +622,26 @@ def observation_days(
     belongs to the next year (composites that cross 31 December). Where ``doy`` is NaN the
     period's middle is used (half the median spacing of ``time`` after its start)."""
     time = xr.DataArray(time) if not isinstance(time, xr.DataArray) else time
+    doy = xr.DataArray(doy) if not isinstance(doy, xr.DataArray) else doy
     starts = pd.DatetimeIndex(time.values)
     ref = pd.Timestamp(reference)
-    start_day = xr.DataArray(
-        np.asarray((starts - ref).days, dtype=float), dims=time.dims, coords=time.coords
-    )
-    start_doy = xr.DataArray(
-        np.asarray(starts.day_of_year, float), dims=time.dims, coords=time.coords
-    )
-    year_len = xr.DataArray(
-        np.where(starts.is_leap_year, 366.0, 365.0), dims=time.dims, coords=time.coords
-    )
     half = (
         0.5 * float(np.median(np.diff(starts.values).astype("timedelta64[D]").astype(float)))
         if len(starts) > 1
         else 0.0
     )
-    delta = doy - start_doy
+    # On Variables (broadcast by dimension name, no index alignment: the per-tile fixed cost
+    # of aligning the time index several times was most of this function's time).
+    start_day = xr.Variable(time.dims, np.asarray((starts - ref).days, dtype=float))
+    start_doy = xr.Variable(time.dims, np.asarray(starts.day_of_year, float))
+    year_len = xr.Variable(time.dims, np.where(starts.is_leap_year, 366.0, 365.0))
+    delta = doy.variable - start_doy
     delta = xr.where(delta < -183, delta + year_len, delta)
-    delta = delta.fillna(half)
-    return start_day + delta
+    days = start_day + delta.fillna(half)
+    coords = {**doy.coords, **time.coords}
+    return xr.DataArray(
+        days, coords={k: c for k, c in coords.items() if set(c.dims) <= set(days.dims)}
+    )
 
 
 def phenology(
@@ -717,25 +717,19 @@ def phenology(
         },
     )
     space = [d for d in ndvi.dims if d != "time"]
-    ds = xr.Dataset(
-        {
-            name: stacked.isel(variable=i)
-            .transpose("year", "season", *space)
-            .assign_attrs(ATTRS[name])
-            for i, name in enumerate(VARIABLES)
-        }
-    )
+    # One transpose, then the variables as views of it (no per-variable alignment).
+    data = stacked.transpose("variable", "year", "season", *space).data
+    dims = ("year", "season", *space)
+    variables = {
+        name: xr.Variable(dims, data[i], dict(ATTRS[name])) for i, name in enumerate(VARIABLES)
+    }
     for i, name in enumerate(QA_VARIABLES, start=len(VARIABLES)):
         dtype = np.uint8 if name == "qa_overall" else np.uint16
-        ds[name] = (
-            stacked.isel(variable=i).transpose("year", "season", *space).astype(dtype)
-        ).assign_attrs(QA_ATTRS[name])
-    ds = ds.assign_coords(
-        year=("year", np.asarray(years, dtype=np.int32)),
-        season=("season", np.arange(1, seasons + 1, dtype=np.int32)),
-    )
-    keep = {k: c for k, c in ndvi.coords.items() if "time" not in c.dims}
-    ds = ds.assign_coords(keep)
+        variables[name] = xr.Variable(dims, data[i].astype(dtype), dict(QA_ATTRS[name]))
+    coords = {k: c for k, c in ndvi.coords.items() if "time" not in c.dims}
+    coords["year"] = ("year", np.asarray(years, dtype=np.int32))
+    coords["season"] = ("season", np.arange(1, seasons + 1, dtype=np.int32))
+    ds = xr.Dataset(variables, coords=coords)
     ds["season"].attrs["long_name"] = "season number within the year, by peak date"
     ds["year"].attrs["long_name"] = "calendar year of the seasonal peak"
     if "grid_mapping" in ndvi.attrs:

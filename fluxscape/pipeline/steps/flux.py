@@ -104,8 +104,8 @@ class UpscalingConfig(StrictModel):
     seed: int = 0
     regions: str | None = None  # GeoJSON of polygons for regional totals
     region_name: str = "name"  # the polygons' property that names them
-    # tiles predicted by each ensemble member compiled to native code (treelite + tl2cgen; needs
-    # a C compiler, else the saved model with a warning) or by the saved model (same values);
+    # tiles predicted by each ensemble member compiled (flat arrays walked by a numba kernel;
+    # treelite + tl2cgen for members it cannot take) or by the saved model (same values);
     # auto: compiled where the prediction time saved beats the compile time (or it is cached)
     inference: Literal["auto", "compiled", "reference"] = "auto"
 

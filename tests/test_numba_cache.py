@@ -1,0 +1,81 @@
+"""The compiled phenology kernels are cached on disk (issue #18): every numba kernel of
+``fluxscape.products.kernels`` and ``fluxscape.products.dlfit`` is compiled with
+``cache=True`` into a writable cache directory (next to the module, or numba's user-wide
+cache, or ``NUMBA_CACHE_DIR``), and a second process loads them from there instead of
+compiling again."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from numba.core.caching import FunctionCache
+from numba.core.dispatcher import Dispatcher
+
+import fluxscape
+from fluxscape.products import dlfit, kernels
+from fluxscape.products import phenology as ph
+
+MODULES = (kernels, dlfit)
+#: The kernels called from Python (the others are compiled into them).
+ENTRY_POINTS = ("kernels._run", "kernels._date_quality", "dlfit.fit_rows", "dlfit.curves")
+
+
+def dispatchers() -> dict[str, Dispatcher]:
+    return {
+        f"{m.__name__.rsplit('.', 1)[-1]}.{name}": obj
+        for m in MODULES
+        for name, obj in vars(m).items()
+        if isinstance(obj, Dispatcher)
+    }
+
+
+def small_run() -> None:
+    """Both phenology methods on a few synthetic pixels: calls every entry point."""
+    rng = np.random.default_rng(0)
+    days = np.arange(0, 730, 16.0) + rng.uniform(0, 15, (12, 46))
+    values = (
+        0.2 + 0.5 * np.exp(-((((days % 365) - 190) / 50) ** 2)) + rng.normal(0, 0.01, days.shape)
+    )
+    weights = np.ones_like(values)
+    for method in ("whittaker", "double_logistic"):
+        res = ph.phenology_metrics(values, weights, days, [2021, 2022], method=method)
+        ph.season_quality(res, days, weights, [0.0, 365.0])
+
+
+def test_every_kernel_is_cached_in_a_writable_directory():
+    found = dispatchers()
+    assert set(ENTRY_POINTS) <= set(found)
+    for name, d in found.items():
+        assert isinstance(d._cache, FunctionCache), f"{name}: compiled without cache=True"
+        path = Path(d._cache._cache_path)
+        path.mkdir(parents=True, exist_ok=True)
+        assert os.access(path, os.W_OK), f"{name}: cache directory {path} is not writable"
+
+
+def test_second_process_loads_the_kernels_instead_of_compiling():
+    small_run()  # compiles (first run of this install) or loads, and saves to the cache
+    code = f"""
+import json, sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+import test_numba_cache as t
+t.small_run()
+print(json.dumps({{n: [sum(d.stats.cache_hits.values()), sum(d.stats.cache_misses.values())]
+                  for n, d in t.dispatchers().items()}}))
+"""
+    env = dict(os.environ)
+    root = str(Path(fluxscape.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    stats = json.loads(done.stdout.strip().splitlines()[-1])
+    compiled = {n: s for n, s in stats.items() if s[1]}
+    assert not compiled, f"kernels compiled again in a second process: {compiled}"
+    for name in ENTRY_POINTS:
+        assert stats[name][0] > 0, f"{name}: not loaded from the cache ({stats[name]})"
