@@ -27,6 +27,7 @@ from fluxscape.pipeline.schema import (
     Limits,
     Output,
     Period,
+    Provenance,
     Region,
     StrictModel,
     input_names,
@@ -81,6 +82,7 @@ class Workflow(StrictModel):
     inputs: dict[str, Input] = Field(min_length=1)
     products: dict[str, Product] = Field(min_length=1)
     output: Output = Output()
+    provenance: Provenance = Provenance()  # what stores record of their input files
     dask: DaskSettings = DaskSettings()
     access: AccessLevel = "public"  # floor for every product (fluxscape.access)
     # a product fails (instead of publishing) when more than this share of its inputs were
@@ -165,7 +167,7 @@ def _check_cycles(products: dict) -> None:
 def _known_keys() -> set[str]:
     from fluxscape.pipeline.steps import STEPS
 
-    models = [Workflow, Region, Period, Input, Output, DaskSettings, Limits]
+    models = [Workflow, Region, Period, Input, Output, Provenance, DaskSettings, Limits]
     models += [s.Config for s in STEPS.values()]
     return {key for model in models for key in model.model_fields}
 

@@ -1,5 +1,6 @@
-"""Inputs: glob expansion, the one index loop (headers -> granules -> tiles), the one read
-loop (granules -> observations on a tile), skipped-input records and checksums.
+"""Inputs: glob expansion, the one index loop (listing -> name rule -> headers, read in
+parallel batches and cached between runs -> granules -> tiles), the one read loop (granules
+-> observations on a tile), skipped-input records and provenance.
 
 Every raster source goes through the same two loops, so failure semantics live here once:
 only format and I/O problems (:class:`~fluxscape.errors.ReaderError`, ``OSError``) make a
@@ -13,6 +14,8 @@ import hashlib
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,18 @@ from odc.geo.geobox import GeoBox
 
 from fluxscape.errors import FluxscapeError, ReaderError
 from fluxscape.pipeline import remote
+from fluxscape.pipeline.archive import (
+    CACHE_FORMAT,
+    PARALLEL_MIN,
+    IndexCache,
+    Mapper,
+    Stamp,
+    batches,
+    list_stamped,
+    listing_key,
+    outside_by_name,
+    serial_map,
+)
 from fluxscape.readers.ontile import Granule, in_hours, merge
 from fluxscape.readers.registry import ReaderSpec, get_reader
 
@@ -116,23 +131,39 @@ def _granule_info(spec: ReaderSpec, path: str, stamp: tuple) -> Granule | None:
 
 
 def file_checksum(path: str) -> str:
-    """SHA-256 of a file (hex)."""
+    """SHA-256 of a file (hex); a URL's object is hashed from its staged local copy."""
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open(remote.local(path), "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
-def input_record(path: str) -> dict | None:
-    """Provenance of an input file: base name, path and SHA-256 of a local file; base name,
-    URL, size and ETag (or modification time) of an object on object storage (no content
-    hash: that would download it); None when a local path is no file."""
+def input_record(path: str, stamp: tuple | None = None, sha256: str | None = None) -> dict | None:
+    """Provenance of an input file from its listing, without reading it: base name, path,
+    size (bytes) and modification time (ISO 8601, UTC) of a local file, or size and ETag (or
+    modification time) of an object on object storage; ``sha256`` added when given (a content
+    hash, kept only where the workflow asks: ``provenance.content_hash``). ``stamp``: the
+    file's :func:`file_stamp` from the index (else stat'ed here). None when a local path is
+    no file."""
+    if stamp is None:
+        if remote.is_url(path):
+            return remote.describe(path) | ({"sha256": sha256} if sha256 else {})
+        if not Path(path).is_file():
+            return None
+        stamp = file_stamp(path)
+    _, size, version = stamp
     if remote.is_url(path):
-        return remote.describe(path)
-    if not Path(path).is_file():
-        return None
-    return {"file": os.path.basename(path), "path": path, "sha256": file_checksum(path)}
+        record = {"file": os.path.basename(path), "path": path, "size": size, "etag": version}
+    else:
+        modified = datetime.fromtimestamp(int(version) / 1e9, UTC)
+        record = {
+            "file": os.path.basename(path),
+            "path": path,
+            "size": size,
+            "modified": modified.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+        }
+    return record | ({"sha256": sha256} if sha256 else {})
 
 
 @dataclass
@@ -142,7 +173,11 @@ class InputIndex:
     ``granules``: merged granules (e.g. the bands and segments of one Himawari scene);
     ``skipped``: files whose headers could not be read, with the reason;
     ``ignored``: files that hold nothing the pipeline reads (e.g. the IRS file of an SGLI
-    scene, a segment off the Earth's disc), with the reason."""
+    scene, a segment off the Earth's disc), with the reason;
+    ``files``: the listed files that may meet the region; ``outside``: the number of listed
+    files whose names alone place them outside it (never opened, not in ``files``);
+    ``hashes``: file -> SHA-256 when the workflow keeps content hashes;
+    ``read``: the number of file headers this indexing read (0 when its cache held)."""
 
     name: str
     reader: str
@@ -150,6 +185,13 @@ class InputIndex:
     granules: list[Granule] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     ignored: list[Skipped] = field(default_factory=list)
+    outside: int = 0
+    hashes: dict[str, str] = field(default_factory=dict)
+    read: int = 0
+
+    def stamps(self) -> dict[str, tuple]:
+        """File -> its stamp when indexed (:func:`file_stamp`), over the granules' files."""
+        return {s[0]: s for g in self.granules for s in g.stamps}
 
     @property
     def spec(self) -> ReaderSpec:
@@ -188,6 +230,12 @@ def coverage_error(name: str, index: InputIndex, usable: list, in_period: list, 
     """One line saying why no granule of input ``name`` meets the region or period, with the
     inputs' extent: ``usable`` are its granules that give what the product needs,
     ``in_period`` those also in the period."""
+    if not index.granules and not index.files and index.outside:
+        return (
+            f"inputs.{name}: none of its {index.outside} file(s) covers the region "
+            f"{list(wf.region.lonlat_bbox)} (their names' tile or segment numbers place them "
+            "elsewhere); hint: check region.bbox (W, S, E, N in degrees) or the input paths"
+        )
     if not index.granules:
         return f"inputs.{name}: none of its {len(index.files)} file(s) could be read (see the log)"
     if not usable:
@@ -214,32 +262,108 @@ def coverage_error(name: str, index: InputIndex, usable: list, in_period: list, 
     )
 
 
-def index_input(name: str, reader: str, paths: list[str]) -> InputIndex:
-    """Index one input: ``granule_info`` of every file matched by the globs ``paths`` (format
-    and I/O errors skip the file), files of one group merged into one granule. FluxscapeError
-    when the source has no granules (it is not a raster or sounding source)."""
+def read_headers(reader: str, content_hash: bool, stamps: list[Stamp]) -> list[tuple]:
+    """The header reads of one batch of files, run on a worker (or in the driver): for each
+    stamp, ``(stamp, (kind, value, sha256))`` with kind ``granule`` (value the Granule, its
+    ``stamps`` set), ``none`` (the file holds nothing the pipeline reads) or ``skipped``
+    (value the reason: a format or I/O error); ``sha256`` the file's content hash when
+    ``content_hash``, else None. Any other exception is a bug and propagates."""
+    spec = get_reader(reader)
+    out = []
+    for stamp in stamps:
+        path = stamp[0]
+        try:
+            granule = _granule_info(spec, path, stamp)
+            sha = file_checksum(path) if content_hash else None
+        except READ_ERRORS as exc:
+            out.append((stamp, ("skipped", skipped_from(path, exc).reason, None)))
+            continue
+        if granule is None:
+            out.append((stamp, ("none", None, sha)))
+        else:
+            out.append((stamp, ("granule", replace(granule, stamps=(stamp,)), sha)))
+    return out
+
+
+def index_input(
+    name: str,
+    reader: str,
+    paths: list[str],
+    *,
+    region: tuple[float, float, float, float] | None = None,
+    cache_dir: Path | None = None,
+    mapper: Mapper | None = None,
+    content_hash: bool = False,
+    listing: list[Stamp] | None = None,
+    reuse_cache: bool = True,
+    write_cache: bool = True,
+) -> InputIndex:
+    """Index one input from its listing and file headers.
+
+    The files matched by the globs ``paths`` are listed with their stamps (size,
+    modification time or ETag; ``listing`` gives them instead); with a lon/lat ``region``
+    [W, S, E, N], files whose names alone place them elsewhere (the source's ``name_bbox``)
+    are left unopened; the headers of the others are read (``granule_info``; format and I/O
+    errors skip the file) in batches through ``mapper`` (see
+    :mod:`fluxscape.pipeline.archive`; in this process when None or when fewer than
+    ``PARALLEL_MIN`` files are to be read), with their SHA-256 when ``content_hash``; files of
+    one group are merged into one granule. With ``cache_dir``, the index is cached there
+    (``<name>.pkl``): an unchanged listing reuses it without opening any file, a changed one
+    reads only the new and changed files; a file is read again only when its stamp changes,
+    so one skipped as unreadable stays skipped until then (``reuse_cache=False``, as
+    ``fluxscape run --fresh`` does, reads every header again; ``write_cache=False`` leaves the
+    cache as it is). FluxscapeError when the source has no granules (no raster or sounding)."""
     spec = get_reader(reader)
     if spec.granule_info is None:
         raise FluxscapeError(f"inputs.{name}: reader {reader} gives no granules to index")
-    index = InputIndex(name, reader, expand_paths(paths))
+    listed = list_stamped(paths) if listing is None else listing
+    cache = IndexCache(None if cache_dir is None else Path(cache_dir) / f"{name}.pkl", reader)
+    if not reuse_cache:
+        cache.forget()
+    region = None if region is None else tuple(float(v) for v in region)
+    key = listing_key(listed, CACHE_FORMAT, reader, region, content_hash)
+    if cache.last.get("key") == key:
+        return replace(cache.last["index"], name=name)
+    stamps, outside = outside_by_name(spec.name_bbox, listed, region)
+    known: dict[str, tuple] = {}
+    todo: list[Stamp] = []
+    for stamp in stamps:
+        entry = cache.entry(stamp)
+        if entry is None or (content_hash and entry[0] != "skipped" and entry[2] is None):
+            todo.append(stamp)
+        else:
+            known[stamp[0]] = (stamp, entry)
+    if todo:
+        run = mapper if mapper is not None and len(todo) >= PARALLEL_MIN else serial_map
+        work = batches(todo) if run is not serial_map else [todo]
+        for results in run(partial(read_headers, reader, content_hash), work):
+            known.update((stamp[0], (stamp, entry)) for stamp, entry in results)
+    index = InputIndex(name, reader, [s[0] for s in stamps], outside=outside, read=len(todo))
     groups: dict = {}
-    for path in index.files:
-        try:
-            stamp = file_stamp(path)
-            granule = _granule_info(spec, path, stamp)
-        except READ_ERRORS as exc:
-            index.skipped.append(skipped_from(path, exc))
+    for stamp in stamps:
+        path = stamp[0]
+        kind, value, sha = known[path][1]
+        if kind == "skipped":
+            index.skipped.append(Skipped(path, value))
             continue
-        if granule is None:
+        if sha is not None:
+            index.hashes[path] = sha
+        if kind == "none":
             index.ignored.append(Skipped(path, "holds no observation the pipeline reads"))
             continue
-        granule = replace(granule, stamps=(stamp,))
-        groups.setdefault(granule.group if granule.group is not None else path, []).append(granule)
+        groups.setdefault(value.group if value.group is not None else path, []).append(value)
     merged = [
         replace(merge(parts), stamps=tuple(s for p in parts for s in p.stamps))
         for parts in groups.values()
     ]
     index.granules = sorted(merged, key=lambda g: (g.start, g.path))
+    if write_cache:
+        cache.save(
+            {p: entry for p, entry in known.items()}
+            if todo or len(known) != len(cache.files)
+            else None,
+            {"key": key, "index": replace(index, read=0)},
+        )
     return index
 
 

@@ -93,20 +93,29 @@ def _version(info: dict) -> str:
 def expand(pattern: str) -> list[str]:
     """Sorted URLs of the objects (not folders) that the glob URL ``pattern`` matches;
     RemoteError naming the URL when the bucket or server cannot be listed."""
+    return [s[0] for s in expand_stamped(pattern)]
+
+
+def expand_stamped(pattern: str) -> list[tuple[str, int, str]]:
+    """(URL, size in bytes, ETag or modification time) of each object the glob URL
+    ``pattern`` matches, sorted by URL, from the listing itself (no request per object);
+    RemoteError naming the URL when the bucket or server cannot be listed."""
     fs, path = _fs(pattern)
     try:
         found = fs.glob(path, detail=True)
     except (OSError, ValueError) as exc:  # missing bucket, no access, bad endpoint
         raise RemoteError(f"{pattern}: cannot list ({_reason(exc)})") from None
-    urls = sorted(
-        _as_url(pattern, fs, p) for p, info in found.items() if info.get("type") == "file"
+    stamps = sorted(
+        (_as_url(pattern, fs, p), int(info.get("size") or 0), _version(info))
+        for p, info in found.items()
+        if info.get("type") == "file"
     )
     bucket = urlsplit(pattern).netloc
-    if not urls and urlsplit(pattern).scheme in BUCKET_SCHEMES and not _exists(fs, bucket):
+    if not stamps and urlsplit(pattern).scheme in BUCKET_SCHEMES and not _exists(fs, bucket):
         raise RemoteError(
             f"{pattern}: bucket {bucket!r} not found or not readable at the configured endpoint"
         )
-    return urls
+    return stamps
 
 
 def _exists(fs, path: str) -> bool:

@@ -24,11 +24,13 @@ import fluxscape
 from fluxscape.errors import FluxscapeError, storage_message, storage_problem
 from fluxscape.pipeline import config as cfg
 from fluxscape.pipeline import progress
+from fluxscape.pipeline.archive import Mapper, dask_map
 from fluxscape.pipeline.budget import check_budget
 from fluxscape.pipeline.cluster import dashboard_link, dask_client
 from fluxscape.pipeline.inputs import (
     InputChanged,
     check_indexes_unchanged,
+    file_checksum,
     index_input,
     input_record,
 )
@@ -131,7 +133,7 @@ def run_workflow(
             _run_log(out_dir / STATE_DIR / "run.log"),
             _lazy_client(wf.dask, dashboard, out_dir / STATE_DIR / "jobs") as lazy,
         ):
-            contexts = _contexts(wf, out_dir, resume, fresh)
+            contexts = _contexts(wf, out_dir, resume, fresh, lazy.get)
             for ctx in contexts.values():
                 if ctx is not None:
                     step_for(ctx.product.kind).check(ctx)
@@ -199,15 +201,55 @@ def resume_action(wf: cfg.Workflow, out_dir: Path, name: str) -> tuple[str, str]
     return "build", "no store yet" if not _store(out_dir, name).exists() else "store incomplete"
 
 
-def index_inputs(wf: cfg.Workflow, names) -> dict:
-    """The input index of each named raster or sounding input (headers only; unreadable
-    files are skipped and logged); FluxscapeError when none of an input's files reads."""
+#: Degrees added around the region before a file name's tile or segment box is compared with
+#: it: a product grid's pixel edges may lie up to a pixel outside the region's bbox.
+NAME_RULE_MARGIN_DEG = 0.5
+
+
+def index_inputs(
+    wf: cfg.Workflow,
+    names,
+    out_dir: Path | None = None,
+    mapper: Mapper | None = None,
+    *,
+    reuse: bool = True,
+    write_cache: bool = True,
+) -> dict:
+    """The input index of each named raster or sounding input (listings and headers only;
+    unreadable files are skipped and logged), cached in ``OUT/.fluxscape/index/`` when
+    ``out_dir`` is given (``reuse=False`` reads every header again, ``write_cache=False``
+    leaves the cache as it is); header reads go through ``mapper`` (Dask workers or a process
+    pool, :mod:`fluxscape.pipeline.archive`) when there are many. Files whose names place them
+    outside the region are not opened. FluxscapeError when none of an input's files reads."""
+    w, s, e, n = wf.region.lonlat_bbox
+    m = NAME_RULE_MARGIN_DEG
+    region = (max(-180.0, w - m), max(-90.0, s - m), min(180.0, e + m), min(90.0, n + m))
+    cache_dir = None
+    if out_dir is not None and (reuse or write_cache):
+        cache_dir = inside(out_dir, out_dir / STATE_DIR / "index")
     index = {}
     for name in sorted(names):
         inp = wf.inputs[name]
         if get_reader(inp.reader).granule_info is None:
             continue
-        found = index_input(name, inp.reader, inp.paths)
+        found = index_input(
+            name,
+            inp.reader,
+            inp.paths,
+            region=region,
+            cache_dir=cache_dir,
+            mapper=mapper,
+            content_hash=wf.provenance.content_hash,
+            reuse_cache=reuse,
+            write_cache=write_cache,
+        )
+        log.info(
+            "input %s: %d file(s) listed, %d placed outside the region by name, %d header(s) read",
+            name,
+            len(found.files) + found.outside,
+            found.outside,
+            found.read,
+        )
         if found.files and not found.granules and found.skipped:
             raise FluxscapeError(
                 f"inputs.{name}: none of its {len(found.files)} file(s) could be read "
@@ -235,7 +277,9 @@ def make_context(wf: cfg.Workflow, out_dir: Path, name: str, index: dict) -> Ste
     )
 
 
-def _contexts(wf: cfg.Workflow, out_dir: Path, resume: bool, fresh: bool) -> dict:
+def _contexts(
+    wf: cfg.Workflow, out_dir: Path, resume: bool, fresh: bool, get_client: Callable
+) -> dict:
     """Per product in run order, its StepContext, or None when its store is complete and
     will be kept. The raster and sounding inputs of the products to run are indexed here,
     once; an input none of whose files can be read is an error before any product runs."""
@@ -245,7 +289,8 @@ def _contexts(wf: cfg.Workflow, out_dir: Path, resume: bool, fresh: bool) -> dic
         if action == "rebuild":
             log.info("%s: rebuilding: %s", name, why)
         todo[name] = None if action == "keep" else wf.products[name]
-    index = index_inputs(wf, {i for p in todo.values() if p is not None for i in input_names(p)})
+    names = {i for p in todo.values() if p is not None for i in input_names(p)}
+    index = index_inputs(wf, names, out_dir, dask_map(get_client), reuse=not fresh)
     return {
         name: None if product is None else make_context(wf, out_dir, name, index)
         for name, product in todo.items()
@@ -510,7 +555,7 @@ def _run_product(
     with progress.phase(f"{name}: finishing (metadata, quicklooks, catalog)"):
         if plan.finish is not None:
             plan.finish(staging)
-        attrs = _final_attrs(wf, used, all_skipped, plan) | plan.source_attrs | publish
+        attrs = _final_attrs(wf, used, all_skipped, plan, ctx.inputs) | plan.source_attrs | publish
         attrs |= {
             "partial": partial,
             "inputs_without_data": no_data,
@@ -651,10 +696,16 @@ def _creation_attrs(wf: cfg.Workflow, product: str, summary: str) -> dict:
     }
 
 
-def _final_attrs(wf: cfg.Workflow, used: list[str], skipped: list[dict], plan) -> dict:
+def _final_attrs(
+    wf: cfg.Workflow, used: list[str], skipped: list[dict], plan, indexes: dict
+) -> dict:
     w, s, e, n = wf.region.lonlat_bbox
+    stamps, hashes = {}, {}
+    for index in indexes.values():
+        stamps |= index.stamps()
+        hashes |= index.hashes
     attrs = {
-        "inputs": [r for r in map(input_record, used) if r is not None],
+        "inputs": [r for r in map(_provenance(wf, stamps, hashes), used) if r is not None],
         "skipped_inputs": skipped,
         "geospatial_lon_min": w,
         "geospatial_lat_min": s,
@@ -666,6 +717,24 @@ def _final_attrs(wf: cfg.Workflow, used: list[str], skipped: list[dict], plan) -
         attrs["time_coverage_start"] = str(times[0].date())
         attrs["time_coverage_end"] = str(times[-1].date())
     return attrs
+
+
+def _provenance(wf: cfg.Workflow, stamps: dict, hashes: dict) -> Callable[[str], dict | None]:
+    """The provenance record of a used input file: its stamp from the index (no new request
+    or stat), and its SHA-256 when ``provenance.content_hash`` asks for one (computed on the
+    workers while indexing; in the driver for the few files no index lists, e.g. tower
+    tables)."""
+
+    def record(path: str) -> dict | None:
+        sha = hashes.get(path)
+        if sha is None and wf.provenance.content_hash and path not in stamps:
+            try:
+                sha = file_checksum(path)
+            except OSError:
+                return None
+        return input_record(path, stamps.get(path), sha)
+
+    return record
 
 
 def _write_if_changed(path: Path, text: str) -> None:

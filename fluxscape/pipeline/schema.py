@@ -254,6 +254,13 @@ class Output(StrictModel):
     license: Annotated[str | None, Field(pattern=SPDX_PATTERN)] = None  # SPDX id, e.g. CC-BY-4.0
 
 
+class Provenance(StrictModel):
+    """What the stores record of their input files. Each input's base name, path, size and
+    modification time (or ETag) always, from the listing; a content hash only on request."""
+
+    content_hash: bool = False  # also record each input's SHA-256 (hashed on the workers)
+
+
 class DaskSettings(StrictModel):
     """Where tiles run: an existing scheduler, a LocalCluster, or dask-jobqueue."""
 

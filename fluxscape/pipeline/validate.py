@@ -15,6 +15,7 @@ from pathlib import Path
 
 from fluxscape.errors import FluxscapeError
 from fluxscape.pipeline import config as cfg
+from fluxscape.pipeline.archive import pool_map
 from fluxscape.pipeline.budget import estimate
 from fluxscape.pipeline.inputs import expand_paths
 from fluxscape.pipeline.outdir import check_output_dir
@@ -63,7 +64,8 @@ def validate_workflow(
     wf = prepare(workflow_path, out, data_dir)  # checks the budget too
     budget = estimate(wf)
     out_dir = check_output_dir(Path(wf.output.dir), [Path(wf.data_dir)])
-    index = index_inputs(wf, {i for p in wf.products.values() for i in input_names(p)})
+    names = {i for p in wf.products.values() for i in input_names(p)}
+    index = index_inputs(wf, names, out_dir, pool_map, write_cache=False)
     plans = []
     for name in cfg.run_order(wf.products):
         product = wf.products[name]

@@ -32,6 +32,7 @@ Written by hand because satpy has no header-only access and no segment selection
 from __future__ import annotations
 
 import bz2
+import functools
 import math
 import re
 import shutil
@@ -208,6 +209,76 @@ def parse_filename(path: str | Path) -> dict | None:
         "total_segments": int(m["total"]),
         "compressed": bool(m["bz2"]),
     }
+
+
+#: Nominal full-disk geometry of Himawari-8/9 (HSD guide, block 3 of an FLDK file at 2 km):
+#: sub-satellite longitude, Earth radii and satellite distance (km), lines of the full disk
+#: and the line scaling factor. A segment's latitude band is a fraction of the disk's lines,
+#: the same at every resolution.
+FLDK_NOMINAL = {
+    "sub_lon": 140.7,
+    "req_km": 6378.137,
+    "rpol_km": 6356.7523,
+    "distance_km": 42164.0,
+    "lines": 5500,
+    "lfac": 20466275,
+}
+
+
+@functools.lru_cache(maxsize=256)
+def segment_lat_band(segment: int, total: int, margin: float = 0.1) -> tuple[float, float]:
+    """(south, north) latitude (degrees) of segment ``segment`` of ``total`` of the full disk
+    (``FLDK``): its lines are the disk's ``[(segment-1)/total, segment/total)`` from the north;
+    the latitudes its pixels reach on the disc (a lattice over the segment, all columns),
+    widened by ``margin`` degrees for the actual header's geometry."""
+    from types import SimpleNamespace
+
+    n = FLDK_NOMINAL["lines"]
+    centre = (n + 1) / 2
+    h = (FLDK_NOMINAL["distance_km"] - FLDK_NOMINAL["req_km"]) * 1000
+    nominal = SimpleNamespace(
+        **FLDK_NOMINAL,
+        cfac=FLDK_NOMINAL["lfac"],
+        coff=centre,
+        loff=centre,
+        proj4=(
+            f"+proj=geos +lon_0={FLDK_NOMINAL['sub_lon']} +h={h} "
+            f"+a={FLDK_NOMINAL['req_km'] * 1000} +b={FLDK_NOMINAL['rpol_km'] * 1000} "
+            "+units=m +no_defs"
+        ),
+    )
+    lines = np.linspace((segment - 1) * n / total + 0.5, segment * n / total + 0.5, 65)
+    cols = np.linspace(0.5, n + 0.5, 257)
+    gl, gc = np.meshgrid(lines, cols, indexing="ij")
+    _, lat = linecol_to_lonlat(nominal, gl, gc)
+    return (
+        max(-90.0, float(np.nanmin(lat)) - margin),
+        min(90.0, float(np.nanmax(lat)) + margin),
+    )
+
+
+def name_bbox(name: str) -> tuple[float, float, float, float] | None:
+    """The lon/lat envelope a full-disk (``FLDK``) segment's file name gives: its segment's
+    latitude band, all longitudes (the disk spans the date line); None for other areas
+    (Japan, target and regional scans move) and other names."""
+    # string splitting, not FILENAME_RE: the index applies this to every name of an archive
+    # (10^6 of them) and a regex costs several times more; HS_H09_<date>_<time>_B03_FLDK_R05_
+    # S0110.DAT[.bz2] splits into 8 parts, the area 6th, the segment token last
+    parts = name.split("_")
+    if len(parts) != 8 or parts[0] != "HS" or parts[5] != "FLDK":
+        return None
+    seg = parts[7]
+    if not (seg.startswith("S") and seg[1:5].isdigit() and seg[5:] in (".DAT", ".DAT.bz2")):
+        return None
+    return _segment_bbox(int(seg[1:3]), int(seg[3:5]))
+
+
+@functools.lru_cache(maxsize=256)
+def _segment_bbox(segment: int, total: int) -> tuple[float, float, float, float] | None:
+    if not 1 <= segment <= total:
+        return None
+    south, north = segment_lat_band(segment, total)
+    return (-180.0, south, 180.0, north)
 
 
 def _mjd(value: float, path: Path, what: str) -> datetime:
@@ -1065,6 +1136,7 @@ SPEC = register(
         granule_info=_granule_info,
         prepare=_prepare,
         read=_read,
+        name_bbox=name_bbox,
         quality="bright-red and cold-B13 cloud screen",
     )
 )

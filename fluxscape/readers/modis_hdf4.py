@@ -35,6 +35,8 @@ later stages can mask with them.
 
 from __future__ import annotations
 
+import functools
+import math
 import re
 import threading
 from collections.abc import Callable
@@ -102,6 +104,41 @@ class ModisGrid:
 def tile_upper_left(h: int, v: int) -> tuple[float, float]:
     """Upper-left corner (x, y) in metres of MODIS sinusoidal tile hHHvVV."""
     return GRID_X_MIN_M + h * TILE_SIZE_M, GRID_Y_MAX_M - v * TILE_SIZE_M
+
+
+@functools.lru_cache(maxsize=1024)
+def tile_lonlat_bbox(h: int, v: int) -> tuple[float, float, float, float]:
+    """Lon/lat envelope [W, S, E, N] (degrees) of MODIS sinusoidal tile hHHvVV: latitude is
+    ``y / R``; at a latitude the longitude of ``x`` is ``x / (R cos(lat))``, so its extremes
+    lie on the tile's latitude edges (or the equator), longitudes clipped to +-180."""
+    x0, y1 = tile_upper_left(h, v)
+    x1, y0 = x0 + TILE_SIZE_M, y1 - TILE_SIZE_M
+    south = max(-90.0, math.degrees(y0 / EARTH_RADIUS_M))
+    north = min(90.0, math.degrees(y1 / EARTH_RADIUS_M))
+    lats = [south, north] + ([0.0] if south < 0.0 < north else [])
+    lons = [
+        math.degrees(x / (EARTH_RADIUS_M * max(math.cos(math.radians(lat)), 1e-12)))
+        for x in (x0, x1)
+        for lat in lats
+    ]
+    # a tile's corners beyond +-180 hold no data (they are off the sinusoidal globe)
+    west = min(180.0, max(-180.0, min(lons)))
+    east = min(180.0, max(-180.0, max(lons)))
+    return (west, south, east, north)
+
+
+def name_bbox(name: str) -> tuple[float, float, float, float] | None:
+    """The lon/lat envelope of the ``hHHvVV`` tile a MODIS file name gives (HEG subsets of a
+    tile lie inside it); None for a name without one."""
+    # string splitting, not FILENAME_RE: the index applies this to every name of an archive
+    # (10^6 of them), and a regex costs ten times more; the tile token is all it needs
+    parts = name.split(".")
+    if len(parts) < 4 or not parts[0].startswith("M") or parts[-1] != "hdf":
+        return None
+    hv = parts[2]
+    if len(hv) != 6 or hv[0] != "h" or hv[3] != "v" or not (hv[1:3] + hv[4:]).isdigit():
+        return None
+    return tile_lonlat_bbox(int(hv[1:3]), int(hv[4:]))
 
 
 def parse_filename(path: str | Path) -> dict | None:
@@ -818,6 +855,7 @@ register(
         granule_info=granule_info,
         prepare=_prepare,
         read=_read,
+        name_bbox=name_bbox,
         quality="MOD13 pixel reliability and VI Quality; MOD11 QC mandatory QA",
     )
 )

@@ -17,7 +17,7 @@ ReaderSpec), as xarray backends do.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,7 +72,11 @@ class ReaderSpec:
       raises ReaderError or OSError (the granule is skipped); anything else is a bug.
     - ``quality``: one line on the QA / cloud mask used, for product summaries;
     - ``folder``: the source's unit is a folder of tables (e.g. a COSORE dataset), not a file;
-      ``detect`` offers a directory only to such readers.
+      ``detect`` offers a directory only to such readers;
+    - ``name_bbox(name) -> [W, S, E, N] | None``: the lon/lat box (degrees) that a file's base
+      name alone places it in (a MODIS ``hHHvVV`` tile, an AHI full-disk segment, an SGLI
+      tile), an envelope of everything the file can hold; None when the name does not say.
+      The input index leaves files whose box misses the region unopened.
     """
 
     name: str
@@ -88,6 +92,7 @@ class ReaderSpec:
     read: Callable | None = None
     quality: str = ""
     folder: bool = False
+    name_bbox: Callable[[str], Sequence[float] | None] | None = None
 
     def gives(self, *layers: str) -> bool:
         """True when the source may give every one of ``layers``."""

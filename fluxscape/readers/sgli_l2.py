@@ -37,6 +37,7 @@ Importing this module registers the ``sgli_l2`` reader with :mod:`fluxscape.read
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import datetime
 from pathlib import Path
@@ -318,6 +319,24 @@ def tile_bbox(vtile: int, htile: int, n: int) -> list[float]:
         float(np.clip(east.max(), -180.0, 180.0)),
         north,
     ]
+
+
+def name_bbox(name: str) -> list[float] | None:
+    """The lon/lat envelope of the EQA tile ``T{vv}{hh}`` an SGLI L2 file name gives (at its
+    resolution's pixel edges, :func:`tile_bbox`); None for a name without one."""
+    # string splitting, not _NAME_RE: the index applies this to every name of an archive
+    # (10^6 of them); GC1SG1_<date><period>_T<vvhh>_L2SG_<product><res>_<version>.h5
+    if not name.startswith("GC1SG1_") or not name.endswith(".h5") or name[-8] != "_":
+        return None
+    tile, res = name[20:25], name[-9]
+    if name[19] != "_" or tile[0] != "T" or not tile[1:].isdigit() or res not in TILE_PIXELS:
+        return None
+    return _tile_bbox_cached(int(tile[1:3]), int(tile[3:5]), TILE_PIXELS[res])
+
+
+@functools.lru_cache(maxsize=4096)
+def _tile_bbox_cached(vtile: int, htile: int, n: int) -> list[float]:
+    return tile_bbox(vtile, htile, n)
 
 
 # --- file names and metadata -------------------------------------------------------------------
@@ -766,6 +785,7 @@ SPEC = register(
         granule_info=_granule_info,
         prepare=_prepare,
         read=_read,
+        name_bbox=name_bbox,
         quality="QA_flag cloud bits",
     )
 )
