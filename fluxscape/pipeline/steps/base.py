@@ -71,7 +71,13 @@ class StepContext:
         return catalog_dir(self.workflow, self.out_dir)
 
     def product_store(self, name: str) -> Path:
-        """The published store of another product of this run."""
+        """The published store of another product of this run (on object storage: the URL of
+        the version its pointer names, or of the pointer when none is published)."""
+        from fluxscape.pipeline.outstore import Outputs
+
+        outputs = Outputs.of(self.workflow.output.dir)
+        if outputs.remote:
+            return outputs.published(name) or outputs.pointer(name)
         return self.out_dir / "products" / f"{name}.zarr"
 
     def input_index(self, name: str) -> InputIndex:
