@@ -393,15 +393,8 @@ def demo(out: Path, workers: int | None, as_json: bool, dashboard: bool) -> None
 
 # --- run -------------------------------------------------------------------------------------
 
+
 # the options `run` and `validate` share: where outputs go and where relative inputs start
-_out_option = click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Output folder (overrides output.dir of the workflow).",
-)
-
-
 def _folder_or_url(ctx, param, value: str | None) -> Path | str | None:
     """A ``--data-dir`` value: a URL (``s3://bucket/prefix``) as given, else a Path."""
     from fluxscape.pipeline.remote import is_url
@@ -409,6 +402,14 @@ def _folder_or_url(ctx, param, value: str | None) -> Path | str | None:
     return value if value is None or is_url(value) else Path(value)
 
 
+_out_option = click.option(
+    "--out",
+    type=str,
+    default=None,
+    callback=_folder_or_url,
+    help="Output folder, or object storage URL (s3://bucket/prefix; credentials from the "
+    "AWS environment or profile) (overrides output.dir of the workflow).",
+)
 _data_dir_option = click.option(
     "--data-dir",
     "data_dir",

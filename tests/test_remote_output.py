@@ -146,7 +146,7 @@ def test_no_credential_in_any_object_local_file_or_log(bucket_run):
     assert len(objects) > 20
     for value in (SECRET, "fluxscape-test-key"):
         assert [k for k, v in objects.items() if value.encode() in v] == [], value
-        roots = [remote.cache_dir().parent, folder]
+        roots = [remote.cache_dir(), folder]
         leaks = [
             str(p)
             for root in roots

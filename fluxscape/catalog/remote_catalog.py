@@ -3,7 +3,7 @@ through a local copy of its small files (issue #17).
 
 The catalog folder holds JSON documents and the search indexes (a few kB to MB); the product
 stores it names are absolute URLs and stay on object storage. The copy lives in the per-user
-cache (``<cache>/catalogs/<sha256 of URL>``) and is refreshed from the bucket at each open:
+cache (``<cache>/catalogs/<sha256 of URL>``, beside the staged inputs) and is refreshed from the bucket at each open:
 the root ``catalog.json`` is read first, and is the last object a run writes, so the copy is
 of one publication or the next, never of a half-written one.
 """
@@ -27,7 +27,7 @@ def local_copy(url: str) -> Path:
     if not fs.exists(f"{path}/catalog.json"):
         raise FluxscapeError(f"{url}: no catalog.json here (run a workflow first)")
     digest = hashlib.sha256(url.encode()).hexdigest()[:16]
-    target = remote.cache_dir().parent / "catalogs" / digest
+    target = remote.cache_dir() / "catalogs" / digest
     fresh = target.with_name(digest + ".new")
     shutil.rmtree(fresh, ignore_errors=True)
     fresh.mkdir(parents=True)

@@ -17,7 +17,7 @@ Both backends keep the same layout and the same life of a store:
 
 On object storage the small files a run writes beside the stores (run log, lock, workflow,
 quicklooks, reports, models, catalog, run report) are made in a local work folder
-(:func:`work_dir`) and uploaded by :func:`upload_tree`; the catalog's root ``catalog.json`` is
+(:func:`work_dir`, in the per-user cache) and uploaded by :func:`upload_tree`; the catalog's root ``catalog.json`` is
 uploaded last, in one PUT, so a catalog reader sees the previous catalog or the new one.
 
 Credentials and endpoint come from the storage library's own environment (``AWS_*`` variables
@@ -46,11 +46,11 @@ STATE_DIR = ".fluxscape"
 
 
 def work_dir(url: str) -> Path:
-    """The local work folder of the output URL ``url``: ``<cache>/out/<sha256 of URL>`` (the
+    """The local work folder of the output URL ``url``: ``<cache>/outputs/<sha256 of URL>`` (the
     per-user cache of :mod:`fluxscape.pipeline.remote`); holds the small files a run writes
     before they are uploaded, never a store."""
     digest = hashlib.sha256(url.rstrip("/").encode()).hexdigest()[:16]
-    return remote.cache_dir().parent / "out" / digest
+    return remote.cache_dir() / "outputs" / digest
 
 
 def _url_join(base: str, *parts: str) -> str:
@@ -218,7 +218,8 @@ class Outputs:
         if local.is_file():
             fs.put_file(str(local), base)
             return
-        files = sorted(p for p in local.rglob("*") if p.is_file())
+        # not the catalog's lock file: object storage has no flock (single writer, see above)
+        files = sorted(p for p in local.rglob("*") if p.is_file() and p.name != ".lock")
         last = [p for p in files if p.name == "catalog.json"]
         last.sort(key=lambda p: -len(p.parts))  # deepest first: the root catalog.json last
         for path in [p for p in files if p.name != "catalog.json"] + last:
