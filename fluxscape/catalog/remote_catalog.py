@@ -3,9 +3,10 @@ through a local copy of its small files (issue #17).
 
 The catalog folder holds JSON documents and the search indexes (a few kB to MB); the product
 stores it names are absolute URLs and stay on object storage. The copy lives in the per-user
-cache (``<cache>/catalogs/<sha256 of URL>``, beside the staged inputs) and is refreshed from the bucket at each open:
-the root ``catalog.json`` is read first, and is the last object a run writes, so the copy is
-of one publication or the next, never of a half-written one.
+cache (``<cache>/catalogs/<sha256 of URL>``, beside the staged inputs) and is taken anew at
+each open. Every collection names an immutable store version, published before the catalog
+files were written (the root ``catalog.json`` last), so whatever entry the copy holds opens a
+complete store; a copy taken while a run publishes may hold the previous entry of a product.
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ Both backends keep the same layout and the same life of a store:
 
 On object storage the small files a run writes beside the stores (run log, lock, workflow,
 quicklooks, reports, models, catalog, run report) are made in a local work folder
-(:func:`work_dir`, in the per-user cache) and uploaded by :func:`upload_tree`; the catalog's root ``catalog.json`` is
-uploaded last, in one PUT, so a catalog reader sees the previous catalog or the new one.
+(:func:`work_dir`, in the per-user cache) and uploaded by :meth:`Outputs.upload` after each
+publication; the catalog's root ``catalog.json`` is uploaded last, in one PUT.
 
 Credentials and endpoint come from the storage library's own environment (``AWS_*`` variables
 or a profile): no storage option is passed or written anywhere.
