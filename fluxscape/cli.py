@@ -22,6 +22,7 @@ import click
 
 from fluxscape import __version__
 from fluxscape.errors import FluxscapeError, one_line, storage_message, storage_problem
+from fluxscape.pipeline.remote import is_url
 
 
 def _process_start() -> float:
@@ -526,9 +527,12 @@ def run(
                 f"{p.name}: {p.tiles_run} of {p.tiles_total} tiles run, "
                 f"{len(p.skipped_inputs)} input(s) skipped -> {p.store}"
             )
+    where = result.out / "workflow.yaml"
+    if result.workflow is not None and is_url(result.workflow.output.dir):
+        where = f"{result.workflow.output.dir}/workflow.yaml"  # uploaded from the work folder
     click.echo(
         f"done in {_seconds(_elapsed())}{' (nothing to do)' if result.noop else ''}; "
-        f"resolved workflow: {result.out / 'workflow.yaml'}"
+        f"resolved workflow: {where}"
     )
 
 
