@@ -1,8 +1,9 @@
 """Outputs on object storage (issue #17), against a real S3 API on 127.0.0.1 (moto's server):
-a small vi + phenology workflow with its inputs read from one bucket and its outputs written to
-another gives the local run's stores chunk by chunk; the catalog and stores open from the
-bucket; a run killed mid-way resumes from the bucket's state and ends equal; a reader never
-sees a half-built store; no credential reaches any object, local file or log."""
+a small vi + phenology + flux workflow with its inputs read from one bucket and its outputs
+written to another gives the local run's stores chunk by chunk; the catalog and stores open
+from the bucket, also through ``fluxscape serve``; a run killed mid-way resumes from the
+bucket's state and ends equal; a reader never sees a half-built store; no credential reaches
+any object, local file or log."""
 
 from __future__ import annotations
 
@@ -30,11 +31,37 @@ PHENOLOGY = """\
 """
 
 
-def _workflow(folder: Path, data_dir) -> Path:
-    """The small 4-tile vi workflow plus a phenology product read from its vi store."""
+FLUX = """\
+  flux:
+    kind: flux
+    source: vi
+    predictors: [ndvi, evi]
+    towers: towers
+    targets: [gpp]
+    methods: [rf]
+    ensemble_folds: 2
+    method_params:
+      rf: {{n_estimators: 20, min_samples_leaf: 5}}
+    cv: loso
+"""
+TOWERS = """\
+  towers:
+    reader: fluxnet
+    paths: ["{towers}/FLX_*_FLUXNET2015_FULLSET_DD_*.csv"]
+"""
+
+
+def _workflow(folder: Path, data_dir, towers: Path | None = None) -> Path:
+    """The small 4-tile vi workflow (moved south to hold five towers) plus a phenology
+    product read from its vi store and, with ``towers`` (a local folder: tower files are
+    read outside the granule index, not yet from URLs), a one-target flux product."""
     path = small_workflow(folder, data_dir, workers=1)
-    text = path.read_text().replace("output:\n", PHENOLOGY + "output:\n")
-    path.write_text(text)
+    text = path.read_text().replace("[138.0, 36.0, 138.5, 36.5]", "[138.0, 35.5, 138.5, 36.0]")
+    products = PHENOLOGY
+    if towers is not None:
+        text = text.replace("products:\n", TOWERS.format(towers=towers) + "products:\n")
+        products += FLUX.format()
+    path.write_text(text.replace("output:\n", products + "output:\n"))
     return path
 
 
@@ -68,25 +95,26 @@ def _current(prefix: str, product: str) -> str:
 @pytest.fixture(scope="module")
 def local_run(sample_dir: Path, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("s3out_local")
-    run_cli("run", _workflow(folder, sample_dir), "--out", folder / "out")
+    run_cli("run", _workflow(folder, sample_dir, sample_dir / "towers"), "--out", folder / "out")
     return folder / "out"
 
 
 @pytest.fixture(scope="module")
-def bucket_run(s3, tmp_path_factory):  # noqa: F811
+def bucket_run(s3, sample_dir, tmp_path_factory):  # noqa: F811
     """The workflow with inputs from ``s3://BUCKET/sample`` and outputs to
     ``s3://OUT_BUCKET/runs/small``; returns (output prefix, folder with stdout.txt)."""
     _fs().mkdir(OUT_BUCKET)
     folder = tmp_path_factory.mktemp("s3out_bucket")
     prefix = f"{OUT_BUCKET}/runs/small"
-    proc = run_cli("run", _workflow(folder, f"s3://{BUCKET}/sample"), "--out", f"s3://{prefix}")
+    wf = _workflow(folder, f"s3://{BUCKET}/sample", sample_dir / "towers")
+    proc = run_cli("run", wf, "--out", f"s3://{prefix}")
     (folder / "stdout.txt").write_text(proc.stdout + proc.stderr)
     return prefix, folder
 
 
 def test_stores_on_the_bucket_equal_the_local_run_chunk_by_chunk(local_run, bucket_run):
     prefix, _ = bucket_run
-    for product in ("vi", "phenology"):
+    for product in ("vi", "phenology", "flux"):
         url = _current(prefix, product)
         there = _objects(url.removeprefix("s3://"))
         here = _local_chunks(local_run / "products" / f"{product}.zarr")
@@ -115,7 +143,13 @@ def test_layout_on_the_bucket_pointer_manifest_and_no_building_left(bucket_run):
     assert len(tiles) == 4  # one object per finished tile
     assert fs.exists(f"{prefix}/.fluxscape/manifests/vi/complete.json")
     assert not fs.exists(f"{prefix}/.fluxscape/building/vi.zarr")
-    for name in ("catalog/catalog.json", "workflow.yaml", ".fluxscape/run.log", "report.html"):
+    for name in (
+        "catalog/catalog.json",
+        "workflow.yaml",
+        ".fluxscape/run.log",
+        "report.html",
+        "models/flux/flux_model.skops",
+    ):
         assert fs.exists(f"{prefix}/{name}"), name
 
 
@@ -128,7 +162,7 @@ def test_open_catalog_and_serve_read_the_catalog_on_the_bucket(bucket_run, tmp_p
     prefix, _ = bucket_run
     cat = open_catalog(f"s3://{prefix}/catalog")
     ids = {e.id for e in cat.entries()}
-    assert ids == {"small.vi", "small.phenology"}
+    assert ids == {"small.vi", "small.phenology", "small.flux"}
     ds = cat.open("small.vi")
     assert float(ds["ndvi"].max()) > 0.3
     client = TestClient(create_app(f"s3://{prefix}/catalog"))
@@ -183,7 +217,8 @@ def test_a_killed_run_resumes_from_the_bucket_and_readers_never_see_a_partial_st
     fs.invalidate_cache()
     done = len(fs.ls(tiles))
     assert 1 <= done < 4
-    # a reader meanwhile: no pointer, so no store (never the half-built one)
+    # a reader meanwhile: no pointer, so no store (never the half-built one); the killed
+    # workflow has no flux product: its vi and phenology chunks equal the local run's
     assert not fs.exists(f"{prefix}/products/vi.zarr.current")
     assert not fs.exists(f"{prefix}/catalog/catalog.json")
     again = run_cli("run", wf, "--out", f"s3://{prefix}", "--resume")
