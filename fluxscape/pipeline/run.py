@@ -399,6 +399,8 @@ def _run_product(
 
     outputs = Outputs.of(wf.output.dir)
     out_dir = outputs.out_dir
+    if not outputs.remote:
+        _store(out_dir, name)  # the products folder must lie inside OUT
     staging = _staging(wf, out_dir, name)
     store = outputs.published(name) or outputs.pointer(name)
     manifest = outputs.manifest(name)
