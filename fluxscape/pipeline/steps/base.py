@@ -51,7 +51,7 @@ class StepContext:
     name: str
     product: Any
     grid: TargetGrid
-    store: Path
+    store: Path | str  # the building store: a folder, or a URL when OUT is on object storage
     out_dir: Path
     inputs: dict[str, InputIndex] = field(default_factory=dict)
     digest: str = ""
