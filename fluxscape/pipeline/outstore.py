@@ -156,6 +156,20 @@ class Outputs:
             self._path(_url_join(self.url, STATE_DIR, "lock.json")), json.dumps(doc).encode()
         )
 
+    def pull(self) -> None:
+        """Before a run on a machine whose work folder is new (object storage only): copy the
+        catalog, models and quicklooks an earlier run uploaded into the work folder, so this
+        run adds to that catalog and a ``flux`` product finds its saved model."""
+        if not self.url or (self.out_dir / STATE_DIR).is_dir():
+            return
+        fs = self._fs()
+        for name in ("catalog", "models", "quicklooks"):
+            where = self._path(_url_join(self.url, name))
+            fs.invalidate_cache(where)
+            if fs.exists(where):
+                (self.out_dir / name).mkdir(parents=True, exist_ok=True)
+                fs.get(where + "/", str(self.out_dir / name) + "/", recursive=True)
+
     def upload_published(self, catalog_dir: Path) -> None:
         """After a product's publication: upload the quicklooks, models, reports and (when it
         is the run's own, inside the work folder) the catalog (object storage only)."""

@@ -123,6 +123,7 @@ def run_workflow(
     outputs = Outputs.of(wf.output.dir)
     if outputs.remote:  # object storage: small files made in a local work folder, uploaded
         check_remote_output(outputs)
+        outputs.pull()
         out_dir = outputs.out_dir
     else:
         out_dir = check_output_dir(Path(wf.output.dir), [Path(wf.data_dir)])
