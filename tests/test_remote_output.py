@@ -191,6 +191,24 @@ def test_no_credential_in_any_object_local_file_or_log(bucket_run):
     assert (folder / "stdout.txt").stat().st_size > 0
 
 
+def test_a_resume_on_a_machine_without_the_work_folder_keeps_everything(bucket_run):
+    """The local work folder is only a cache: without it, --resume keeps every product (state
+    read from the bucket) and the catalog still lists them all."""
+    import shutil
+
+    from fluxscape.catalog.api import open_catalog
+    from fluxscape.pipeline.outstore import work_dir
+
+    prefix, folder = bucket_run
+    before = {p: _current(prefix, p) for p in ("vi", "phenology", "flux")}
+    shutil.rmtree(work_dir(f"s3://{prefix}"))
+    proc = run_cli("run", folder / "small.yaml", "--out", f"s3://{prefix}", "--resume")
+    assert proc.stdout.count("0 of 4 tiles run") == 3, proc.stdout
+    assert {p: _current(prefix, p) for p in before} == before
+    ids = {e.id for e in open_catalog(f"s3://{prefix}/catalog").entries()}
+    assert ids == {"small.vi", "small.phenology", "small.flux"}
+
+
 def test_a_killed_run_resumes_from_the_bucket_and_readers_never_see_a_partial_store(
     s3,  # noqa: F811
     local_run,
