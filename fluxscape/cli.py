@@ -830,7 +830,7 @@ def _print_entries(entries, as_json: bool) -> None:
 
 
 @catalog.command("list", epilog="Example: fluxscape catalog list demo-out/catalog")
-@click.argument("catalog_path", metavar="CATALOG", type=click.Path(path_type=Path))
+@click.argument("catalog_path", metavar="CATALOG", type=str, callback=_folder_or_url)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def catalog_list(catalog_path: Path, as_json: bool) -> None:
     """List the products published in CATALOG."""
@@ -844,7 +844,7 @@ def catalog_list(catalog_path: Path, as_json: bool) -> None:
     epilog="Example: fluxscape catalog search demo-out/catalog --variable ndvi "
     "--bbox 138.2,35.8,138.4,36.0 --time 2021-04-01/2021-10-31 --json",
 )
-@click.argument("catalog_path", metavar="CATALOG", type=click.Path(path_type=Path))
+@click.argument("catalog_path", metavar="CATALOG", type=str, callback=_folder_or_url)
 @click.option("--product", default=None, help="Product name or id, e.g. vi.")
 @click.option("--variable", default=None, help="Variable, e.g. ndvi.")
 @click.option("--bbox", default=None, metavar="W,S,E,N", help="Lon/lat box to intersect.")
@@ -873,7 +873,7 @@ def catalog_search(catalog_path: Path, product, variable, bbox, time_range, run,
     epilog="Example: fluxscape catalog extract demo-out/catalog --variable ndvi "
     "--point 138.44,35.96 -o ndvi.csv",
 )
-@click.argument("catalog_path", metavar="CATALOG", type=click.Path(path_type=Path))
+@click.argument("catalog_path", metavar="CATALOG", type=str, callback=_folder_or_url)
 @click.option("--variable", required=True, help="Variable to extract, e.g. ndvi.")
 @click.option("--point", default=None, metavar="LON,LAT", help="Nearest pixel to this point.")
 @click.option(
@@ -960,7 +960,7 @@ def catalog_extract(
     epilog="Example: fluxscape catalog export demo-out/catalog demo.vi ndvi-2021.tif "
     "--variable ndvi --time 2021-01-01/2021-12-31",
 )
-@click.argument("catalog_path", metavar="CATALOG", type=click.Path(path_type=Path))
+@click.argument("catalog_path", metavar="CATALOG", type=str, callback=_folder_or_url)
 @click.argument("product")
 @click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--variable", "variables", multiple=True, help="Variable(s) (repeat); default all.")
@@ -1023,7 +1023,7 @@ def catalog_token(tokens_file: Path, name: str, access: str) -> None:
 
 
 @cli.command(epilog="Example: fluxscape serve demo-out/catalog --port 8080")
-@click.argument("catalog_path", metavar="CATALOG", type=click.Path(path_type=Path))
+@click.argument("catalog_path", metavar="CATALOG", type=str, callback=_folder_or_url)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8080, show_default=True, type=int, help="Port to bind.")
 @click.option(
