@@ -22,6 +22,7 @@ import click
 
 from fluxscape import __version__
 from fluxscape.errors import FluxscapeError, one_line, storage_message, storage_problem
+from fluxscape.pipeline.remote import is_url
 
 
 def _process_start() -> float:
@@ -393,15 +394,8 @@ def demo(out: Path, workers: int | None, as_json: bool, dashboard: bool) -> None
 
 # --- run -------------------------------------------------------------------------------------
 
+
 # the options `run` and `validate` share: where outputs go and where relative inputs start
-_out_option = click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Output folder (overrides output.dir of the workflow).",
-)
-
-
 def _folder_or_url(ctx, param, value: str | None) -> Path | str | None:
     """A ``--data-dir`` value: a URL (``s3://bucket/prefix``) as given, else a Path."""
     from fluxscape.pipeline.remote import is_url
@@ -409,6 +403,14 @@ def _folder_or_url(ctx, param, value: str | None) -> Path | str | None:
     return value if value is None or is_url(value) else Path(value)
 
 
+_out_option = click.option(
+    "--out",
+    type=str,
+    default=None,
+    callback=_folder_or_url,
+    help="Output folder, or object storage URL (s3://bucket/prefix; credentials from the "
+    "AWS environment or profile) (overrides output.dir of the workflow).",
+)
 _data_dir_option = click.option(
     "--data-dir",
     "data_dir",
@@ -525,9 +527,12 @@ def run(
                 f"{p.name}: {p.tiles_run} of {p.tiles_total} tiles run, "
                 f"{len(p.skipped_inputs)} input(s) skipped -> {p.store}"
             )
+    where = result.out / "workflow.yaml"
+    if result.workflow is not None and is_url(result.workflow.output.dir):
+        where = f"{result.workflow.output.dir}/workflow.yaml"  # uploaded from the work folder
     click.echo(
         f"done in {_seconds(_elapsed())}{' (nothing to do)' if result.noop else ''}; "
-        f"resolved workflow: {result.out / 'workflow.yaml'}"
+        f"resolved workflow: {where}"
     )
 
 
@@ -825,7 +830,7 @@ def _print_entries(entries, as_json: bool) -> None:
 
 
 @catalog.command("list", epilog="Example: fluxscape catalog list demo-out/catalog")
-@click.argument("catalog_path", metavar="CATALOG", type=click.Path(path_type=Path))
+@click.argument("catalog_path", metavar="CATALOG", type=str, callback=_folder_or_url)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def catalog_list(catalog_path: Path, as_json: bool) -> None:
     """List the products published in CATALOG."""
@@ -839,7 +844,7 @@ def catalog_list(catalog_path: Path, as_json: bool) -> None:
     epilog="Example: fluxscape catalog search demo-out/catalog --variable ndvi "
     "--bbox 138.2,35.8,138.4,36.0 --time 2021-04-01/2021-10-31 --json",
 )
-@click.argument("catalog_path", metavar="CATALOG", type=click.Path(path_type=Path))
+@click.argument("catalog_path", metavar="CATALOG", type=str, callback=_folder_or_url)
 @click.option("--product", default=None, help="Product name or id, e.g. vi.")
 @click.option("--variable", default=None, help="Variable, e.g. ndvi.")
 @click.option("--bbox", default=None, metavar="W,S,E,N", help="Lon/lat box to intersect.")
@@ -868,7 +873,7 @@ def catalog_search(catalog_path: Path, product, variable, bbox, time_range, run,
     epilog="Example: fluxscape catalog extract demo-out/catalog --variable ndvi "
     "--point 138.44,35.96 -o ndvi.csv",
 )
-@click.argument("catalog_path", metavar="CATALOG", type=click.Path(path_type=Path))
+@click.argument("catalog_path", metavar="CATALOG", type=str, callback=_folder_or_url)
 @click.option("--variable", required=True, help="Variable to extract, e.g. ndvi.")
 @click.option("--point", default=None, metavar="LON,LAT", help="Nearest pixel to this point.")
 @click.option(
@@ -955,7 +960,7 @@ def catalog_extract(
     epilog="Example: fluxscape catalog export demo-out/catalog demo.vi ndvi-2021.tif "
     "--variable ndvi --time 2021-01-01/2021-12-31",
 )
-@click.argument("catalog_path", metavar="CATALOG", type=click.Path(path_type=Path))
+@click.argument("catalog_path", metavar="CATALOG", type=str, callback=_folder_or_url)
 @click.argument("product")
 @click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--variable", "variables", multiple=True, help="Variable(s) (repeat); default all.")
@@ -1018,7 +1023,7 @@ def catalog_token(tokens_file: Path, name: str, access: str) -> None:
 
 
 @cli.command(epilog="Example: fluxscape serve demo-out/catalog --port 8080")
-@click.argument("catalog_path", metavar="CATALOG", type=click.Path(path_type=Path))
+@click.argument("catalog_path", metavar="CATALOG", type=str, callback=_folder_or_url)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", default=8080, show_default=True, type=int, help="Port to bind.")
 @click.option(

@@ -29,6 +29,7 @@ from fluxscape.catalog.regions import bounds as region_bounds
 from fluxscape.catalog.regions import mean_in, means_in, read_regions
 from fluxscape.catalog.times import TimeRange
 from fluxscape.errors import FluxscapeError
+from fluxscape.pipeline.remote import is_url
 from fluxscape.sitelist import swapped_hint
 
 #: ``"START/END"`` -> (start, end); see :func:`fluxscape.catalog.times.parse_range`.
@@ -171,7 +172,7 @@ class Catalog:
                 variables=c["variables"][i],
                 bbox=[c["xmin"][i], c["ymin"][i], c["xmax"][i], c["ymax"][i]],
                 time=[c["start_text"][i], c["end_text"][i]],
-                store=Path(os.path.normpath(f"{base}/{c['store'][i]}")),
+                store=_entry_store(base, c["store"][i]),
                 run_id=c["run_id"][i],
                 access=c["access"][i],
                 models=c["models"][i],
@@ -389,8 +390,20 @@ def _filters(product: str | Entry | None = None, **filters) -> dict:
     return {"product": product, **filters}
 
 
+def _entry_store(base: str, store: str) -> Path | str:
+    """A catalog row's store: its URL (object storage) or its path under the catalog."""
+    return store if is_url(store) else Path(os.path.normpath(f"{base}/{store}"))
+
+
 def open_catalog(path: str | Path) -> Catalog:
-    """Open a catalog by its folder or its ``catalog.json``."""
+    """Open a catalog by its folder or its ``catalog.json``; a URL (``s3://bucket/OUT/catalog``,
+    endpoint and credentials from the storage library's environment) is copied into the
+    per-user cache first (:func:`fluxscape.catalog.remote_catalog.local_copy`: small JSON and
+    index files; the stores stay on object storage and are opened by their URLs)."""
+    if is_url(path):
+        from fluxscape.catalog.remote_catalog import local_copy
+
+        path = local_copy(str(path))
     path = Path(path)
     root = path / "catalog.json" if path.is_dir() else path
     if not root.exists():

@@ -28,6 +28,7 @@ import shapely
 from filelock import FileLock
 
 from fluxscape.catalog import times
+from fluxscape.pipeline.remote import is_url
 
 INDEX_NAME = "index.parquet"
 
@@ -73,7 +74,9 @@ def row_from_collection(coll: dict, coll_path: Path, catalog_dir: Path) -> dict:
     """The index row of a fluxscape Collection (dict) stored at ``coll_path``."""
     bbox = [float(v) for v in coll["extent"]["spatial"]["bbox"][0]]
     start, end = coll["extent"]["temporal"]["interval"][0]
-    store = (coll_path.parent / coll["assets"]["zarr"]["href"]).resolve()
+    href = coll["assets"]["zarr"]["href"]
+    # a store on object storage keeps its URL; a local one is named relative to the catalog
+    store = href if is_url(href) else (coll_path.parent / href).resolve()
     return {
         "id": coll["id"],
         "product": coll.get("fluxscape:product", coll["id"]),
@@ -91,7 +94,7 @@ def row_from_collection(coll: dict, coll_path: Path, catalog_dir: Path) -> dict:
         "end_datetime": _utc_naive(end),
         "created": coll.get("created") or "",
         "href": os.path.relpath(coll_path, catalog_dir),
-        "store": os.path.relpath(store, catalog_dir),
+        "store": store if is_url(store) else os.path.relpath(store, catalog_dir),
         "geometry": shapely.to_wkb(shapely.box(*bbox)),
     }
 

@@ -60,7 +60,10 @@ def step_labels(dim: str, starts: np.ndarray) -> list[str]:
 
 def gdal_href(store: Path, variable: str, indices: list[int]) -> str:
     """GDAL's name of one 2D slice of a Zarr array: ``ZARR:"store":/variable:i:j``."""
-    return f'ZARR:"{store}":/{variable}' + "".join(f":{i}" for i in indices)
+    text = str(store)
+    if text.startswith("s3://"):  # GDAL's name of an object on S3
+        text = "/vsis3/" + text.removeprefix("s3://")
+    return f'ZARR:"{text}":/{variable}' + "".join(f":{i}" for i in indices)
 
 
 def served_href(href: str, store_url: str) -> str:

@@ -38,6 +38,7 @@ from pystac.extensions.xarray_assets import XarrayAssetsExtension
 from fluxscape.access import check_level
 from fluxscape.catalog import index, itemindex, items, times
 from fluxscape.catalog.index import catalog_lock
+from fluxscape.pipeline.remote import is_url
 
 ZARR_MEDIA_TYPE = items.ZARR_MEDIA_TYPE
 CATALOG_ID = "fluxscape"
@@ -63,6 +64,11 @@ def quicklook_dir(store: Path, product: str) -> Path:
     """Where a run writes the quicklook PNGs of ``product`` whose store is ``store``
     (``OUT/products/NAME.zarr``, or its version ``OUT/products/.versions/NAME/RUN.zarr``, ->
     ``OUT/quicklooks/NAME``)."""
+    if is_url(store):  # a version on object storage: the run's local work folder has them
+        from fluxscape.pipeline.outstore import Outputs
+
+        out = str(store).split("/products/", 1)[0]
+        return Outputs.of(out).out_dir / "quicklooks" / product
     store = Path(store)
     versions = store.parent.parent  # pipeline.store.VERSIONS_DIR for a store version
     products = versions.parent if versions.name == ".versions" else store.parent
@@ -135,7 +141,7 @@ def _build_collection(
             ),
         },
     )
-    rel = os.path.relpath(store, href_base)
+    rel = str(store) if is_url(store) else os.path.relpath(store, href_base)
     collection.add_asset(
         "zarr",
         pystac.Asset(
@@ -299,6 +305,15 @@ def _write_root(catalog_dir: Path) -> Path:
     return root
 
 
+def _store_key(store, base: Path | None = None) -> str:
+    """A store's identity for comparison: its URL, or its resolved path (``store`` relative to
+    ``base`` when given)."""
+    if is_url(store):
+        return str(store).rstrip("/")
+    path = Path(store) if base is None else Path(base) / store
+    return str(path.resolve())
+
+
 def publication_problem(
     store: Path, catalog_dir: Path, run: str, product: str, access: str | None = None
 ) -> str | None:
@@ -313,7 +328,7 @@ def publication_problem(
         href = coll["assets"]["zarr"]["href"]
     except (OSError, ValueError, KeyError, TypeError):
         return f"{coll_path} is missing or unreadable"
-    if (coll_path.parent / href).resolve() != Path(store).resolve():
+    if _store_key(href, coll_path.parent) != _store_key(store):
         return f"{coll_path} names another store ({href})"
     if access is not None and coll.get("fluxscape:access") != access:
         return f"{coll_path} has access {coll.get('fluxscape:access')!r}, not {access!r}"
@@ -323,7 +338,7 @@ def publication_problem(
     except (OSError, ValueError):
         return "the catalog's index or catalog.json is missing or unreadable"
     row = rows.get(cid)
-    if row is None or (catalog_dir / row["store"]).resolve() != Path(store).resolve():
+    if row is None or _store_key(row["store"], catalog_dir) != _store_key(store):
         return f"the index of {catalog_dir} does not list {cid} with this store"
     if cid not in itemindex.collections(catalog_dir):
         return f"the item index of {catalog_dir} lists no item of {cid}"
@@ -353,7 +368,7 @@ def publish_store(
     coll_path = coll_dir / "collection.json"
     if only_if_missing and publication_problem(store, catalog_dir, run, product, access) is None:
         return coll_path
-    store = Path(store).resolve()
+    store = str(store).rstrip("/") if is_url(store) else Path(store).resolve()
     ds = _store_dataset(store)
     collection = _build_collection(ds, store, run, product, coll_dir, access, run_id)
     item_dicts = _item_dicts(ds, store, collection, coll_dir / itemindex.ITEMS_DIR)

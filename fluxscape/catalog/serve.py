@@ -57,7 +57,7 @@ import re
 import secrets
 from dataclasses import dataclass, replace
 from email.utils import formatdate
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from stat import S_ISREG
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -79,6 +79,7 @@ from fluxscape.catalog.itemsearch import ItemTable, select_fields
 from fluxscape.catalog.publish import LICENSE_FILE, quicklook_dir
 from fluxscape.catalog.stacquery import BadParameter
 from fluxscape.errors import FluxscapeError
+from fluxscape.pipeline.remote import is_url
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
 TOKENS_ENV = "FLUXSCAPE_TOKENS_FILE"
@@ -215,12 +216,13 @@ class Products:
             self._items = view
         return view
 
-    def store(self, row: dict) -> Path:
-        """The resolved path of a product's Zarr store."""
+    def store(self, row: dict) -> Path | str:
+        """The resolved path of a product's Zarr store (its URL on object storage)."""
         cache = self._current().files
         key = ("store", row["id"], row["store"])
         if key not in cache:
-            cache[key] = (self.cat.directory / row["store"]).resolve()
+            store = row["store"]
+            cache[key] = store if is_url(store) else (self.cat.directory / store).resolve()
         return cache[key]
 
     def document(self, row: dict) -> dict:
@@ -468,8 +470,11 @@ def create_app(
     @app.head("/zarr/{cid}/{path:path}")
     @app.get("/zarr/{cid}/{path:path}")
     async def zarr_file(cid: str, path: str, request: Request, levels: Levels) -> Response:
+        store = products.store(products.get(cid, levels))
+        if is_url(store):  # a store on object storage: the object, read through fsspec
+            return await run_in_threadpool(_object_response, request, store, path)
         # A few lstat calls on cached inodes: cheaper here than a hop to a worker thread.
-        target, stat = _inside(products.store(products.get(cid, levels)), path)
+        target, stat = _inside(store, path)
         return _file_response(request, target, stat)
 
     @app.get("/assets/{cid}/{key}")
@@ -802,6 +807,25 @@ def _search(
         },
         media_type=GEOJSON,
     )
+
+
+def _object_response(request: Request, store: str, relative: str) -> Response:
+    """One object of a Zarr store on object storage (``relative`` inside ``store``), or 404;
+    the key is checked like a local path (no ``..``, no absolute name)."""
+    parts = PurePosixPath(relative).parts
+    if not parts or relative.startswith("/") or ".." in parts:
+        return _error(404, f"no such file in the store: {relative}")
+    from fluxscape.pipeline import remote
+
+    fs, base = remote._fs(store)
+    try:
+        data = fs.cat_file(f"{base}/{'/'.join(parts)}")
+    except FileNotFoundError:
+        return _error(404, f"no such file in the store: {relative}")
+    if request.method == "HEAD":
+        return Response(headers={"content-length": str(len(data))})
+    kind = "application/json" if parts[-1].startswith(".z") else "application/octet-stream"
+    return Response(data, media_type=kind)
 
 
 def _inside(root: Path, relative: str) -> tuple[Path, os.stat_result]:

@@ -321,7 +321,11 @@ def resolve_workflow(
         data: Path | str = given.rstrip("/")
     else:
         data = (Path(given) if data_dir is not None else base / wf.data_dir).resolve()
-    out_dir = Path(out).resolve() if out is not None else (base / wf.output.dir).resolve()
+    given_out = str(out) if out is not None else wf.output.dir
+    if remote.is_url(given_out):  # object storage: stores and state under the URL's prefix
+        out_dir: Path | str = given_out.rstrip("/")
+    else:
+        out_dir = (Path(out) if out is not None else base / wf.output.dir).resolve()
     inputs = {}
     for name, inp in wf.inputs.items():
         patterns = [_input_glob(data, p) for p in inp.paths]

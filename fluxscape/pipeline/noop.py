@@ -210,8 +210,11 @@ def _output_dir(workflow_path: str | Path, out: str | Path | None) -> Path | Non
     """OUT as the run would resolve it: ``--out``, else the workflow file's ``output.dir``
     (relative to the file's folder); None when that takes more than reading the file (a
     shipped recipe named without ``--out``, an unreadable file)."""
+    from fluxscape.pipeline.remote import is_url
+
     if out is not None:
-        return Path(out).resolve()
+        # the no-op record is a local shortcut: an output on object storage always checks
+        return None if is_url(out) else Path(out).resolve()
     path = Path(workflow_path)
     if not path.is_file():
         return None
@@ -222,7 +225,7 @@ def _output_dir(workflow_path: str | Path, out: str | Path | None) -> Path | Non
         folder = doc["output"]["dir"]
     except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError):
         return None
-    if not isinstance(folder, str):
+    if not isinstance(folder, str) or is_url(folder):
         return None
     return (path.resolve().parent / folder).resolve()
 

@@ -502,9 +502,15 @@ def _cached(out: Path, section: str, name: str, store: Path, render) -> str:
     that draws them (this module and the quicklooks'). One file per section in
     ``OUT/.fluxscape/report-cache``; an older one of the same section is replaced."""
     digest = hashlib.sha256(f"{section}|{name}|{fluxscape.__version__}".encode())
-    store = Path(store)
-    digest.update(str(store.resolve()).encode())
-    files = [store / ".zmetadata", store / ".zattrs", store / "zarr.json"]
+    from fluxscape.pipeline.remote import is_url
+
+    if is_url(store):  # a version on object storage: immutable, its URL names it
+        digest.update(str(store).encode())
+        files = []
+    else:
+        store = Path(store)
+        digest.update(str(store.resolve()).encode())
+        files = [store / ".zmetadata", store / ".zattrs", store / "zarr.json"]
     for folder in (out / "quicklooks" / name, out / "reports" / name):
         if folder.is_dir():
             files += sorted(folder.iterdir())

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 import traceback
 import uuid
@@ -23,7 +22,7 @@ from distributed import as_completed
 import fluxscape
 from fluxscape.errors import FluxscapeError, storage_message, storage_problem
 from fluxscape.pipeline import config as cfg
-from fluxscape.pipeline import progress
+from fluxscape.pipeline import progress, remote
 from fluxscape.pipeline.archive import Mapper, dask_map
 from fluxscape.pipeline.budget import check_budget
 from fluxscape.pipeline.cluster import dashboard_link, dask_client
@@ -42,6 +41,7 @@ from fluxscape.pipeline.outdir import (
     inside,
     mark_output_dir,
 )
+from fluxscape.pipeline.outstore import Outputs, check_remote_output
 from fluxscape.pipeline.quicklook import write_quicklooks
 from fluxscape.pipeline.report import record_run, write_report
 from fluxscape.pipeline.schema import input_names
@@ -51,7 +51,6 @@ from fluxscape.pipeline.store import (
     Manifest,
     create_store,
     finalize_store,
-    publish_version,
     write_tile,
 )
 from fluxscape.pipeline.summary import ProductResult, RunResult, peak_rss_mib, store_facts
@@ -123,9 +122,16 @@ def run_workflow(
             return done
     wf = prepare(workflow_path, out, data_dir, scheduler, workers, catalog)
     run_id = new_run_id(wf.name)
-    out_dir = check_output_dir(Path(wf.output.dir), [Path(wf.data_dir)])
+    outputs = Outputs.of(wf.output.dir)
+    if outputs.remote:  # object storage: small files made in a local work folder, uploaded
+        check_remote_output(outputs)
+        outputs.pull()
+        out_dir = outputs.out_dir
+    else:
+        out_dir = check_output_dir(Path(wf.output.dir), [Path(wf.data_dir)])
     with OutputLock(out_dir, command=f"fluxscape run {workflow_path}"):
         mark_output_dir(out_dir)
+        outputs.claim(f"fluxscape run {workflow_path}")
         forget_record(out_dir)  # kept again only if this run succeeds
         _write_if_changed(out_dir / "workflow.yaml", cfg.workflow_yaml(wf))
         results = []
@@ -154,6 +160,7 @@ def run_workflow(
         key = _invocation_key(wf, workflow_path, out, data_dir, scheduler, workers, catalog)
         inputs = [p for i in wf.inputs.values() for p in i.paths]
         write_record(result, key, str(wf.data_dir), inputs)
+        outputs.upload_run_files()
     return result
 
 
@@ -186,7 +193,8 @@ def resume_action(wf: cfg.Workflow, out_dir: Path, name: str) -> tuple[str, str]
     store is complete and its digest, :func:`~fluxscape.pipeline.config.product_hash`, is
     unchanged), ``continue`` (an unfinished store of the same digest), ``rebuild`` (made
     with other settings, inputs or source products) or ``build`` (nothing there yet)."""
-    state = _manifest(out_dir, name).read()
+    outputs = _outputs(wf, out_dir)
+    state = outputs.manifest(name).read()
     digest = cfg.product_hash(wf, name)
     made = state["workflow_hash"]
     if made is not None and made != digest:
@@ -194,11 +202,12 @@ def resume_action(wf: cfg.Workflow, out_dir: Path, name: str) -> tuple[str, str]
             "its settings, inputs or source products changed since it was made "
             f"(digest {made}, now {digest})"
         )
-    if state["complete"] and _store(out_dir, name).exists():
+    published = outputs.published(name) is not None
+    if state["complete"] and published:
         return "keep", "complete, same digest"
-    if state["tiles"] and _staging(out_dir, name).exists():
+    if state["tiles"] and outputs.exists(outputs.staging(name)):
         return "continue", f"{len(state['tiles'])} tile(s) finished"
-    return "build", "no store yet" if not _store(out_dir, name).exists() else "store incomplete"
+    return "build", "store incomplete" if published else "no store yet"
 
 
 #: Degrees added around the region before a file name's tile or segment box is compared with
@@ -270,7 +279,7 @@ def make_context(wf: cfg.Workflow, out_dir: Path, name: str, index: dict) -> Ste
         name,
         product,
         grid,
-        _staging(out_dir, name),
+        _staging(wf, out_dir, name),
         out_dir,
         index,
         cfg.product_hash(wf, name),
@@ -297,6 +306,13 @@ def _contexts(
     }
 
 
+def _outputs(wf: cfg.Workflow, out_dir: Path) -> Outputs:
+    """The store backend of the run: OUT ``out_dir`` itself, or the object-store prefix of
+    ``output.dir`` (with ``out_dir`` its local work folder)."""
+    outputs = Outputs.of(wf.output.dir)
+    return outputs if outputs.remote else Outputs(out_dir)
+
+
 def _store(out_dir: Path, name: str) -> Path:
     """Where a finished product store is published (a link to its current version)."""
     path = out_dir / "products" / f"{name}.zarr"
@@ -304,15 +320,17 @@ def _store(out_dir: Path, name: str) -> Path:
     return path
 
 
-def _staging(out_dir: Path, name: str) -> Path:
+def _staging(wf: cfg.Workflow, out_dir: Path, name: str) -> Path | str:
     """Where a product store is built until it is finished (readers never see it)."""
-    path = out_dir / STATE_DIR / "building" / f"{name}.zarr"
-    inside(out_dir, path)
+    outputs = _outputs(wf, out_dir)
+    path = outputs.staging(name)
+    if not outputs.remote:
+        inside(out_dir, path)
     return path
 
 
 def _manifest(out_dir: Path, name: str) -> Manifest:
-    """The product's record of finished tiles."""
+    """The product's record of finished tiles (a local OUT's)."""
     return Manifest(inside(out_dir, out_dir / STATE_DIR / f"{name}.manifest.jsonl"))
 
 
@@ -371,7 +389,8 @@ def execute_tile(run_tile, task, store: str) -> dict:
     """Run one tile task on a worker and write its data into the store's region: the runner
     alone writes stores. Returns the manifest entry (tile id and what the tile read)."""
     result = run_tile(task)
-    write_tile(Path(store), result.data, task.tile.rows, task.tile.cols)
+    target = store if remote.is_url(store) else Path(store)
+    write_tile(target, result.data, task.tile.rows, task.tile.cols)
     return {"tile": task.tile.id, **result.inputs.to_json()}
 
 
@@ -435,9 +454,13 @@ def _run_product(
 ) -> ProductResult:
     from fluxscape.catalog.publish import publish_store
 
-    out_dir = Path(wf.output.dir)
-    store, staging = _store(out_dir, name), _staging(out_dir, name)
-    manifest = _manifest(out_dir, name)
+    outputs = Outputs.of(wf.output.dir)
+    out_dir = outputs.out_dir
+    if not outputs.remote:
+        _store(out_dir, name)  # the products folder must lie inside OUT
+    staging = _staging(wf, out_dir, name)
+    store = outputs.published(name) or outputs.pointer(name)
+    manifest = outputs.manifest(name)
     catalog_dir = cfg.catalog_dir(wf, out_dir)
     publish = {"access": cfg.product_access(wf, name), "run_id": run_id}
     if ctx is None:  # complete, and kept (--resume)
@@ -453,19 +476,19 @@ def _run_product(
         return ProductResult(
             name, store, total, 0, skipped, published, kind, "reused", version, variables
         )
-    replaces = store.exists()
+    replaces = outputs.published(name) is not None
     digest = ctx.digest
     if fresh:
-        shutil.rmtree(staging, ignore_errors=True)
-        manifest.path.unlink(missing_ok=True)
+        outputs.remove(staging)
+        manifest.unlink(missing_ok=True)
     state = manifest.read()
-    exists = store.exists() or staging.exists() or bool(state["tiles"])
-    if exists and not (resume or fresh):
+    staged = outputs.exists(staging)
+    if (replaces or staged or bool(state["tiles"])) and not (resume or fresh):
         raise FluxscapeError(
-            f"{store if store.exists() else staging} already exists; use --resume to continue "
+            f"{store if replaces else staging} already exists; use --resume to continue "
             "it or --fresh to start again"
         )
-    if (staging.exists() or state["tiles"]) and state["workflow_hash"] not in (None, digest):
+    if (staged or state["tiles"]) and state["workflow_hash"] not in (None, digest):
         log.log(
             logging.DEBUG if state["complete"] else logging.INFO,  # a rebuild is logged already
             "%s: starting again: the unfinished store was made with other settings, inputs or "
@@ -474,15 +497,16 @@ def _run_product(
             state["workflow_hash"],
             digest,
         )
-        shutil.rmtree(staging, ignore_errors=True)
-        manifest.path.unlink(missing_ok=True)
+        outputs.remove(staging)
+        manifest.unlink(missing_ok=True)
         state = manifest.read()
-    if state["tiles"] and not staging.exists():
+        staged = False
+    if state["tiles"] and not staged:
         raise FluxscapeError(
             f"{manifest.path} lists finished tiles but {staging} is missing; use --fresh to "
             "start again"
         )
-    if state["complete"] and store.exists() and not staging.exists():
+    if state["complete"] and replaces and not staged:
         state = {"workflow_hash": None, "tiles": {}, "complete": False}  # rebuilt: --fresh
 
     grid = ctx.grid
@@ -490,8 +514,9 @@ def _run_product(
     step = step_for(ctx.product.kind)
     with progress.phase(f"{name}: planning"):
         plan = step.plan(ctx)
-    if not staging.exists():
-        staging.parent.mkdir(parents=True, exist_ok=True)
+    if not staged:
+        if not outputs.remote:
+            staging.parent.mkdir(parents=True, exist_ok=True)
         create_store(
             staging,
             grid.geobox,
@@ -569,10 +594,11 @@ def _run_product(
         except InputChanged as exc:
             raise _input_changed(name, exc) from None
         finalize_store(staging, attrs)
-        publish_version(staging, store, run_id or new_run_id(wf.name))
+        store = outputs.publish(name, run_id or new_run_id(wf.name))
         write_quicklooks(store, inside(out_dir, out_dir / "quicklooks"), name)
         manifest.append({"complete": True})
         published = publish_store(store, catalog_dir, wf.name, name, **publish)
+        outputs.upload_published(catalog_dir)
     version, variables = store_facts(store)
     return ProductResult(
         name,

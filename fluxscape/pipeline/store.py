@@ -45,7 +45,7 @@ class VariableSpec:
 
 
 def create_store(
-    path: Path,
+    path: Path | str,
     geobox: GeoBox,
     dims: dict[str, np.ndarray],
     variables: list[VariableSpec],
@@ -55,8 +55,9 @@ def create_store(
     time_chunk: int | None = None,
     extra_coords: dict | None = None,
 ) -> None:
-    """Write an empty store: the non-spatial coordinates ``dims`` (in order, e.g. ``time`` or
-    ``year, season``) then ``y, x``, ``spatial_ref`` (CF grid mapping with ``crs_wkt``), and
+    """Write an empty store (a folder, or an object-store URL written in place): the
+    non-spatial coordinates ``dims`` (in order, e.g. ``time`` or ``year, season``) then
+    ``y, x``, ``spatial_ref`` (CF grid mapping with ``crs_wkt``), and
     data variables ``(*dims, y, x)`` chunked (whole non-spatial dims, tile, tile).
 
     A ``time`` dimension needs ``time_bounds`` (``(n, 2)`` datetime64: each period's start and
@@ -119,6 +120,16 @@ def create_store(
         ds[name].attrs.update(cattrs)
         encoding[name] = {"_FillValue": None}
     ds.attrs.update(attrs)
+    if isinstance(path, str):  # an object-store URL: no rename there; nobody reads it yet
+        ds.to_zarr(
+            path,
+            mode="w",
+            compute=False,
+            zarr_format=ZARR_FORMAT,
+            consolidated=False,
+            encoding=encoding,
+        )
+        return
     tmp = path.with_name(path.name + ".creating")
     _rmtree(tmp)
     ds.to_zarr(
@@ -173,7 +184,7 @@ def _axis_attrs(geobox: GeoBox, axis: str) -> dict:
 
 
 def write_tile(
-    path: Path, tile_ds: xr.Dataset, rows: slice, cols: slice, time: slice | None = None
+    path: Path | str, tile_ds: xr.Dataset, rows: slice, cols: slice, time: slice | None = None
 ) -> None:
     """Write one tile's data variables ``(*dims, y, x)`` into their region of the store;
     ``time``: the steps of the store's time axis the data holds (default: all)."""
@@ -188,7 +199,7 @@ def write_tile(
     out.to_zarr(path, region=region, zarr_format=ZARR_FORMAT, consolidated=False)
 
 
-def finalize_store(path: Path, attrs: dict) -> None:
+def finalize_store(path: Path | str, attrs: dict) -> None:
     """Set the provenance attributes and write consolidated metadata (``.zmetadata``)."""
     group = zarr.open_group(str(path), mode="r+", zarr_format=ZARR_FORMAT)
     group.attrs.update(attrs)
@@ -272,6 +283,10 @@ class Manifest:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text("")
         self.append({"workflow_hash": workflow_hash})
+
+    def unlink(self, missing_ok: bool = True) -> None:
+        """Remove the record."""
+        self.path.unlink(missing_ok=missing_ok)
 
     def append(self, entry: dict) -> None:
         with open(self.path, "a") as fh:

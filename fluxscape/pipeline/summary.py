@@ -68,9 +68,25 @@ def store_facts(store: Path) -> tuple[str, list[str]]:
     metadata (no Zarr library): the version is the name its link points to (the run id of
     the run that made it), the variables its arrays other than coordinates and
     ``spatial_ref``. ("", []) for what cannot be read."""
+    arrays: dict[str, list[str]] = {}
+    from fluxscape.pipeline import remote
+
+    if remote.is_url(store):  # a version on object storage: its name is the version
+        import fsspec
+
+        try:
+            with fsspec.open(f"{str(store).rstrip('/')}/.zmetadata") as fh:
+                meta = json.load(fh)["metadata"]
+        except (OSError, ValueError, KeyError):
+            return "", []
+        version = str(store).rstrip("/").rsplit("/", 1)[-1].removesuffix(".zarr")
+        for key, value in meta.items():
+            if key.endswith("/.zattrs") and f"{key[:-8]}/.zarray" in meta:
+                arrays[key[:-8]] = list(value.get("_ARRAY_DIMENSIONS", []))
+        dims = {d for names in arrays.values() for d in names}
+        return version, sorted(a for a in arrays if a not in dims and a != "spatial_ref")
     store = Path(store)
     version = store.resolve().name.removesuffix(".zarr") if store.exists() else ""
-    arrays: dict[str, list[str]] = {}
     try:
         v2 = store / ".zmetadata"
         if v2.is_file():

@@ -51,6 +51,7 @@ import pandas as pd
 
 from fluxscape.errors import FluxscapeError
 from fluxscape.pipeline import config as cfg
+from fluxscape.pipeline import remote
 from fluxscape.pipeline.inputs import (
     TileInputs,
     check_unchanged,
@@ -155,6 +156,11 @@ def update_workflow(
     if quick is not None:
         return UpdateResult(quick, True, seconds=time.monotonic() - started)
     wf = prepare(workflow_path, out, data_dir, None, None, catalog)
+    if remote.is_url(wf.output.dir):
+        raise FluxscapeError(
+            f"output.dir: {wf.output.dir}: fluxscape update writes local output folders only "
+            "(its versions share unchanged chunks by hard links); use fluxscape run --resume"
+        )
     out_dir = check_output_dir(Path(wf.output.dir), [Path(wf.data_dir)])
     then = "update again (the refused update changed nothing)"
     with OutputLock(out_dir, command=f"fluxscape update {workflow_path}", then=then):

@@ -19,6 +19,7 @@ from fluxscape.pipeline.archive import pool_map
 from fluxscape.pipeline.budget import estimate
 from fluxscape.pipeline.inputs import expand_paths
 from fluxscape.pipeline.outdir import check_output_dir
+from fluxscape.pipeline.outstore import Outputs
 from fluxscape.pipeline.run import index_inputs, make_context, prepare, resume_action
 from fluxscape.pipeline.schema import input_names, product_names
 from fluxscape.pipeline.steps import step_for
@@ -63,7 +64,12 @@ def validate_workflow(
     FluxscapeError naming the key or file. Writes nothing."""
     wf = prepare(workflow_path, out, data_dir)  # checks the budget too
     budget = estimate(wf)
-    out_dir = check_output_dir(Path(wf.output.dir), [Path(wf.data_dir)])
+    outputs = Outputs.of(wf.output.dir)  # on object storage: its state is read from the bucket
+    out_dir = (
+        outputs.out_dir
+        if outputs.remote
+        else check_output_dir(Path(wf.output.dir), [Path(wf.data_dir)])
+    )
     names = {i for p in wf.products.values() for i in input_names(p)}
     index = index_inputs(wf, names, out_dir, pool_map, write_cache=False)
     plans = []

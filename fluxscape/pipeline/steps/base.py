@@ -51,7 +51,7 @@ class StepContext:
     name: str
     product: Any
     grid: TargetGrid
-    store: Path
+    store: Path | str  # the building store: a folder, or a URL when OUT is on object storage
     out_dir: Path
     inputs: dict[str, InputIndex] = field(default_factory=dict)
     digest: str = ""
@@ -71,7 +71,13 @@ class StepContext:
         return catalog_dir(self.workflow, self.out_dir)
 
     def product_store(self, name: str) -> Path:
-        """The published store of another product of this run."""
+        """The published store of another product of this run (on object storage: the URL of
+        the version its pointer names, or of the pointer when none is published)."""
+        from fluxscape.pipeline.outstore import Outputs
+
+        outputs = Outputs.of(self.workflow.output.dir)
+        if outputs.remote:
+            return outputs.published(name) or outputs.pointer(name)
         return self.out_dir / "products" / f"{name}.zarr"
 
     def input_index(self, name: str) -> InputIndex:

@@ -532,7 +532,9 @@ def _reusable(
 def _store_card(ctx: StepContext) -> str | None:
     """The model card id the product's unfinished store was created for, or None when there
     is no such store (a first run, or --fresh)."""
-    if not ctx.store.exists():
+    from fluxscape.pipeline.outstore import location_exists
+
+    if not location_exists(ctx.store):
         return None
     group = zarr.open_group(str(ctx.store), mode="r")
     for target in ctx.product.targets:
