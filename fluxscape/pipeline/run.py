@@ -7,6 +7,7 @@ finished, finalise the store's provenance, and only then publish it to the catal
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -432,6 +433,7 @@ def _run_product(
     grid = ctx.grid
     action = "continued" if state["tiles"] else ("rebuilt" if replaces else "built")
     step = step_for(ctx.product.kind)
+    ctx = dataclasses.replace(ctx, client=get_client)
     with progress.phase(f"{name}: planning"):
         plan = step.plan(ctx)
     if not staging.exists():
