@@ -82,3 +82,14 @@ def write_quicklooks(store: Path, out_dir: Path, product: str) -> list[Path]:
             os.replace(tmp, path)
             written.append(path)
     return written
+
+
+def draw_quicklooks(store: Path, out_dir: Path, product: str) -> list[Path]:
+    """:func:`write_quicklooks` as a task on a Dask worker (the runner submits it when a
+    product is published, so the maps are drawn while the next product runs): the store's
+    chunks are read in the worker's own thread (dask's synchronous scheduler), not sent back
+    through the cluster; matplotlib draws with its Agg backend."""
+    import dask
+
+    with dask.config.set(scheduler="synchronous"):
+        return write_quicklooks(store, out_dir, product)
