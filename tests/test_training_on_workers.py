@@ -71,3 +71,16 @@ def test_final_model_on_workers_equals_serial(client):
     for target in ("gpp", "reco"):
         np.testing.assert_array_equal(a[target][0], b[target][0])
         np.testing.assert_array_equal(a[target][1], b[target][1])
+
+
+def test_quicklooks_drawn_on_a_worker_equal_driver(client, demo_out, tmp_path):
+    """The worker task draws the maps the driver drew, byte for byte: the finished demo's
+    quicklooks of its vi store, the same set of files."""
+    from fluxscape.pipeline.quicklook import draw_quicklooks
+
+    store = demo_out / "products" / "vi.zarr"
+    there = client.submit(draw_quicklooks, store, tmp_path, "vi").result()
+    before = sorted((demo_out / "quicklooks" / "vi").glob("*.png"))
+    assert sorted(p.name for p in there) == [p.name for p in before] and len(before) == 8
+    for b in before:
+        assert (tmp_path / "vi" / b.name).read_bytes() == b.read_bytes(), b.name
