@@ -43,7 +43,7 @@ from fluxscape.pipeline.outdir import (
     mark_output_dir,
 )
 from fluxscape.pipeline.quicklook import draw_quicklooks, write_quicklooks
-from fluxscape.pipeline.report import record_run, write_report
+from fluxscape.pipeline.report import product_sections, record_run, write_report
 from fluxscape.pipeline.schema import input_names
 from fluxscape.pipeline.steps import step_for
 from fluxscape.pipeline.steps.base import StepContext
@@ -554,7 +554,12 @@ def _run_product(
     )
     quicklooks = inside(out_dir, out_dir / "quicklooks")
     client = get_client() if todo else None  # the cluster is up when tiles ran
-    drawn = None if client is None else client.submit(draw_quicklooks, store, quicklooks, name)
+    drawn = sections = None
+    if client is not None:
+        drawn = client.submit(draw_quicklooks, store, quicklooks, name, pure=False)
+        # the run report's sections of the product, rendered into its cache after the maps
+        kind = ctx.product.kind
+        sections = client.submit(product_sections, out_dir, name, kind, store, drawn, pure=False)
 
     def publish_product() -> None:
         """Quicklooks drawn (on a worker, while later products run), then catalogued."""
@@ -563,8 +568,10 @@ def _run_product(
         else:
             drawn.result()
         result.published = publish_store(store, catalog_dir, wf.name, name, **publish)
+        if sections is not None:
+            sections.result()
 
-    publish_product.ready = lambda: drawn is None or drawn.done()
+    publish_product.ready = lambda: sections is None or sections.done()
     deferred.append(publish_product)
     if finishing is None:
         _finish_published(deferred, wait=True)
