@@ -56,11 +56,19 @@ DRIVER_PHASES = {
 
 
 def _fresh(work: Path, sample: Path) -> Path:
-    """An empty output folder whose ``sample`` is a link to the written sample world."""
+    """An empty output folder with a hard-linked copy of the written sample world in
+    ``sample`` (a symbolic link is refused: a folder no fluxscape run wrote)."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    (work / "sample").symlink_to(sample.resolve(), target_is_directory=True)
+    shutil.copytree(sample, work / "sample", copy_function=_link_or_copy)
     return work
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system
+        shutil.copy2(src, dst)
 
 
 def demo_wall(work: Path, sample: Path, src: Path) -> dict:
