@@ -98,6 +98,7 @@ def _task_phase(key: str) -> str:
         "fit": "final ensemble members",
         "write_report": "CV report (plots)",
         "draw_quicklooks": "quicklooks",
+        "product_sections": "run report sections",
     }.get(name, name)
 
 

@@ -556,10 +556,13 @@ def _run_product(
     client = get_client() if todo else None  # the cluster is up when tiles ran
     drawn = sections = None
     if client is not None:
-        drawn = client.submit(draw_quicklooks, store, quicklooks, name, pure=False)
+        # below the tiles' priority: drawn when a worker has no tile to run (while the driver
+        # plans the next product, or at the end), never ahead of the next product's tiles
+        later = {"pure": False, "priority": -10}
+        drawn = client.submit(draw_quicklooks, store, quicklooks, name, **later)
         # the run report's sections of the product, rendered into its cache after the maps
         kind = ctx.product.kind
-        sections = client.submit(product_sections, out_dir, name, kind, store, drawn, pure=False)
+        sections = client.submit(product_sections, out_dir, name, kind, store, drawn, **later)
 
     def publish_product() -> None:
         """Quicklooks drawn (on a worker, while later products run), then catalogued."""
