@@ -76,10 +76,14 @@ def test_final_model_on_workers_equals_serial(client):
 def test_quicklooks_drawn_on_a_worker_equal_driver(client, demo_out, tmp_path):
     """The worker task draws the maps the driver drew, byte for byte: the finished demo's
     quicklooks of its vi store, the same set of files."""
-    from fluxscape.pipeline.quicklook import draw_quicklooks
+    from fluxscape.pipeline.quicklook import draw_quicklooks, quicklook_variables
 
     store = demo_out / "products" / "vi.zarr"
-    there = client.submit(draw_quicklooks, store, tmp_path, "vi").result()
+    variables = quicklook_variables(store)
+    assert variables == ["evi", "evi2", "nbr", "ndvi"]
+    # as the runner submits them: one task per variable
+    tasks = [client.submit(draw_quicklooks, store, tmp_path, "vi", [v]) for v in variables]
+    there = [p for paths in client.gather(tasks) for p in paths]
     before = sorted((demo_out / "quicklooks" / "vi").glob("*.png"))
     assert sorted(p.name for p in there) == [p.name for p in before] and len(before) == 8
     for b in before:

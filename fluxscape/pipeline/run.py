@@ -42,7 +42,7 @@ from fluxscape.pipeline.outdir import (
     inside,
     mark_output_dir,
 )
-from fluxscape.pipeline.quicklook import draw_quicklooks, write_quicklooks
+from fluxscape.pipeline.quicklook import draw_quicklooks, quicklook_variables, write_quicklooks
 from fluxscape.pipeline.report import product_sections, record_run, write_report
 from fluxscape.pipeline.schema import input_names
 from fluxscape.pipeline.steps import step_for
@@ -559,17 +559,22 @@ def _run_product(
         # below the tiles' priority: drawn when a worker has no tile to run (while the driver
         # plans the next product, or at the end), never ahead of the next product's tiles
         later = {"pure": False, "priority": -10}
-        drawn = client.submit(draw_quicklooks, store, quicklooks, name, **later)
+        drawn = [
+            client.submit(draw_quicklooks, store, quicklooks, name, [v], **later)
+            for v in quicklook_variables(store)
+        ]
         # the run report's sections of the product, rendered into its cache after the maps
         kind = ctx.product.kind
-        sections = client.submit(product_sections, out_dir, name, kind, store, drawn, **later)
+        sections = client.submit(product_sections, out_dir, name, kind, store, *drawn, **later)
 
     def publish_product() -> None:
         """Quicklooks drawn (on a worker, while later products run), then catalogued."""
         if drawn is None:
             write_quicklooks(store, quicklooks, name)
         else:
-            drawn.result()
+            client.gather(drawn)
+            # the folder even for a store without maps (what a --resume looks for)
+            (quicklooks / name).mkdir(parents=True, exist_ok=True)
         result.published = publish_store(store, catalog_dir, wf.name, name, **publish)
         if sections is not None:
             sections.result()
