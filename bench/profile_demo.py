@@ -220,7 +220,7 @@ def section(result: dict) -> str:
                 if result.get("together")
                 else "Profiled runs, one after the other, "
             )
-            + "one process each: the cluster started first, then the run on it; "
+            + "one process each (the cluster started first, then the run on it; "
             "driver seconds from cProfile, worker thread-seconds from the Dask task stream; "
             "the Dask performance report is written beside the work folder, not committed):",
             "",
