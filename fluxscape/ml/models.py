@@ -8,6 +8,7 @@ GPP row.
 
 from __future__ import annotations
 
+import uuid
 import warnings
 
 import numpy as np
@@ -83,6 +84,24 @@ def check_params(method: str, params: dict) -> list[str]:
     return [name for name in params if name not in known]
 
 
+def fit_member(
+    X: np.ndarray,
+    y: np.ndarray,
+    train: np.ndarray,
+    method: str,
+    seed: int,
+    params: dict,
+    n_threads: int | None = 1,
+) -> BaseEstimator:
+    """One ensemble member: a fresh ``method`` estimator (``params``, ``random_state=seed``)
+    fitted on the rows ``train`` of ``X`` (n_rows, n_features, float64) and ``y``; pure and
+    deterministic, so it runs the same on the driver or a Dask worker."""
+    est = make_estimator(method, random_state=seed, **params)
+    with threadpool_limits(n_threads, user_api="openmp"):
+        est.fit(X[train], y[train])
+    return est
+
+
 def _as_matrix(X) -> np.ndarray:
     return np.asarray(X.to_numpy() if isinstance(X, pd.DataFrame) else X, dtype=np.float64)
 
@@ -138,9 +157,18 @@ class EnsembleRegressor(RegressorMixin, BaseEstimator):
             return len(self.methods) * self.n_splits
         return len(self.methods) * min(self.n_splits, len(np.unique(groups)))
 
-    def fit(self, X, y, groups=None, on_member=None) -> EnsembleRegressor:
-        """Fit all members. X (n_rows, n_features), y (n_rows,), groups (n_rows,) site ids;
-        ``on_member(label)`` is called after each member is fitted (progress)."""
+    def member_plan(self, n: int, groups=None) -> list[tuple[str, str, int, dict, np.ndarray]]:
+        """The members :meth:`fit` fits on ``n`` rows: (label, method, seed, params, training
+        row indices) each, in order."""
+        params = self.method_params or {}
+        plan = []
+        for m_i, method in enumerate(self.methods):
+            for f_i, train in enumerate(self._folds(n, groups)):
+                seed = self.random_state * 1000 + m_i * 100 + f_i
+                plan.append((f"{method}/fold{f_i}", method, seed, params.get(method, {}), train))
+        return plan
+
+    def _checked(self, X, y) -> tuple[np.ndarray, np.ndarray]:
         if isinstance(X, pd.DataFrame):
             self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         Xm = _as_matrix(X)
@@ -149,20 +177,57 @@ class EnsembleRegressor(RegressorMixin, BaseEstimator):
             raise FluxscapeError(f"EnsembleRegressor.fit: X {Xm.shape} and y {ym.shape} differ")
         if not (np.isfinite(Xm).all() and np.isfinite(ym).all()):
             raise FluxscapeError("EnsembleRegressor.fit: X and y must be finite (drop rows first)")
-        params = self.method_params or {}
+        return Xm, ym
+
+    def fit(self, X, y, groups=None, on_member=None) -> EnsembleRegressor:
+        """Fit all members. X (n_rows, n_features), y (n_rows,), groups (n_rows,) site ids;
+        ``on_member(label)`` is called after each member is fitted (progress)."""
+        Xm, ym = self._checked(X, y)
         self.members_: list[BaseEstimator] = []
         self.member_labels_: list[str] = []
-        for m_i, method in enumerate(self.methods):
-            for f_i, train in enumerate(self._folds(len(ym), groups)):
-                seed = self.random_state * 1000 + m_i * 100 + f_i
-                est = make_estimator(method, random_state=seed, **params.get(method, {}))
-                with threadpool_limits(self.n_threads, user_api="openmp"):
-                    est.fit(Xm[train], ym[train])
-                self.members_.append(est)
-                self.member_labels_.append(f"{method}/fold{f_i}")
-                if on_member is not None:
-                    on_member(self.member_labels_[-1])
+        for label, method, seed, params, train in self.member_plan(len(ym), groups):
+            self.members_.append(fit_member(Xm, ym, train, method, seed, params, self.n_threads))
+            self.member_labels_.append(label)
+            if on_member is not None:
+                on_member(label)
         self.n_features_in_ = Xm.shape[1]
+        return self
+
+    def submit_fit(self, client, X, y, groups=None) -> list:
+        """Start :meth:`fit` on a Dask ``client``'s workers: one task of :func:`fit_member`
+        per member (``X`` and ``y`` scattered once); returns the futures for
+        :meth:`collect_fit`. The members are the ones :meth:`fit` makes (same seeds)."""
+        Xm, ym = self._checked(X, y)
+        Xf, yf = client.scatter([Xm, ym])
+        self.n_features_in_ = Xm.shape[1]
+        run = uuid.uuid4().hex[:8]
+        return [
+            (
+                label,
+                client.submit(
+                    fit_member,
+                    Xf,
+                    yf,
+                    train,
+                    method,
+                    seed,
+                    params,
+                    self.n_threads,
+                    pure=False,
+                    key=f"fit-{method}-{seed}-{run}",
+                ),
+            )
+            for label, method, seed, params, train in self.member_plan(len(ym), groups)
+        ]
+
+    def collect_fit(self, futures: list, on_member=None) -> EnsembleRegressor:
+        """Wait for the members started by :meth:`submit_fit` and keep them, in order."""
+        self.members_, self.member_labels_ = [], []
+        for label, future in futures:
+            self.members_.append(future.result())
+            self.member_labels_.append(label)
+            if on_member is not None:
+                on_member(label)
         return self
 
     def _check_X(self, X) -> np.ndarray:
@@ -244,6 +309,14 @@ class FluxModel(BaseEstimator):
     def fit(self, X: pd.DataFrame, Y: pd.DataFrame, groups=None, on_member=None) -> FluxModel:
         """Fit one ensemble per target on rows where that target and all features are finite;
         ``on_member(label)`` is called after each member is fitted (progress)."""
+        for t, ens, Xt, yt, gt in self._per_target(X, Y, groups):
+            label = (lambda m, t=t: on_member(f"{t} {m}")) if on_member is not None else None
+            ens.fit(Xt, yt, gt, on_member=label)
+        return self
+
+    def _per_target(self, X: pd.DataFrame, Y: pd.DataFrame, groups):
+        """Check the columns; per target its unfitted ensemble and its rows (X, y, groups);
+        sets ``ensembles_`` and ``n_train_``."""
         features = list(self.features)
         leaks = leaking_features(features)
         if leaks:
@@ -257,6 +330,7 @@ class FluxModel(BaseEstimator):
         g = None if groups is None else np.asarray(groups)
         self.ensembles_: dict[str, EnsembleRegressor] = {}
         self.n_train_: dict[str, int] = {}
+        out = []
         for t in self.targets:
             ok = ok_x & np.isfinite(Y[t].to_numpy(dtype=np.float64))
             if ok.sum() < 2:
@@ -268,11 +342,26 @@ class FluxModel(BaseEstimator):
                 self.random_state,
                 self.n_threads,
             )
-            label = (lambda m, t=t: on_member(f"{t} {m}")) if on_member is not None else None
             y_t = Y[t].to_numpy(dtype=np.float64)[ok]
-            ens.fit(Xf[ok], y_t, None if g is None else g[ok], on_member=label)
             self.ensembles_[t] = ens
             self.n_train_[t] = int(ok.sum())
+            out.append((t, ens, Xf[ok], y_t, None if g is None else g[ok]))
+        return out
+
+    def submit_fit(self, client, X: pd.DataFrame, Y: pd.DataFrame, groups=None) -> dict:
+        """Start :meth:`fit` on a Dask ``client``'s workers (one task per member, see
+        :meth:`EnsembleRegressor.submit_fit`) and return at once; :meth:`collect_fit` waits.
+        The fitted model equals the one :meth:`fit` makes."""
+        return {
+            t: ens.submit_fit(client, Xt, yt, gt)
+            for t, ens, Xt, yt, gt in self._per_target(X, Y, groups)
+        }
+
+    def collect_fit(self, futures: dict, on_member=None) -> FluxModel:
+        """Wait for the members :meth:`submit_fit` started; returns the fitted model."""
+        for t, ens in self.ensembles_.items():
+            label = (lambda m, t=t: on_member(f"{t} {m}")) if on_member is not None else None
+            ens.collect_fit(futures[t], on_member=label)
         return self
 
     def predict_with_sd(self, X) -> dict[str, tuple[np.ndarray, np.ndarray]]:

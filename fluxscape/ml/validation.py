@@ -11,12 +11,14 @@ mean). Metrics per target and scale: ``r2`` (squared Pearson correlation), ``nse
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
+from threadpoolctl import threadpool_limits
 
 from fluxscape.errors import FluxscapeError
 from fluxscape.ml.models import EnsembleRegressor, leaking_features
@@ -65,6 +67,7 @@ def cross_validate(
     random_state: int = 0,
     units: dict[str, str] | None = None,
     on_member=None,
+    client=None,
 ) -> CVResult:
     """Out-of-fold predictions with whole sites held out.
 
@@ -72,7 +75,11 @@ def cross_validate(
     GroupKFold(n_splits) with sites as groups. In each outer fold an
     :class:`EnsembleRegressor` (``methods`` x ``inner_splits`` site-grouped folds of the
     training sites) is fitted and predicts the held-out sites with its spread;
-    ``on_member(label)`` is called after each member is fitted (progress). Rows with a
+    ``on_member(label)`` is called after each member is fitted (progress). With a Dask
+    ``client`` every outer fold is one task on the workers (the training matrices scattered
+    once per target, the fold function :func:`fold_predictions` pure and seeded): the same
+    out-of-fold predictions as without, ``on_member`` called for a fold's members when it
+    comes back. Rows with a
     missing target or feature are dropped per target and counted in ``result.dropped``.
     Raises FluxscapeError on leaking features (tower flux columns) or missing columns.
     """
@@ -90,7 +97,7 @@ def cross_validate(
     else:
         raise FluxscapeError(f"cv must be 'loso' or 'group_kfold', got {cv!r}")
 
-    parts, dropped = [], {}
+    parts, dropped, folds = [], {}, []
     for t in targets:
         X_all = table[features].to_numpy(dtype=np.float64)
         y_all = table[t].to_numpy(dtype=np.float64)
@@ -107,17 +114,8 @@ def cross_validate(
         groups = sub[site_col].to_numpy()
         if len(np.unique(groups)) < 2:
             raise FluxscapeError(f"cross-validation of {t!r} needs >= 2 sites with data")
-        pred = np.full(len(y), np.nan)
-        sd = np.full(len(y), np.nan)
-        fold = np.full(len(y), -1)
-        for k, (train, test) in enumerate(splitter.split(X, y, groups)):
-            ens = EnsembleRegressor(methods, inner_splits, method_params, random_state)
-            label = None
-            if on_member is not None:
-                label = lambda m, t=t, k=k: on_member(f"{t} fold {k} {m}")  # noqa: E731
-            ens.fit(X[train], y[train], groups[train], on_member=label)
-            pred[test], sd[test] = ens.predict_with_sd(X[test])
-            fold[test] = k
+        splits = list(splitter.split(X, y, groups))
+        folds.append((t, X, y, groups, splits))
         parts.append(
             pd.DataFrame(
                 {
@@ -125,12 +123,23 @@ def cross_validate(
                     "site": groups,
                     "time": pd.DatetimeIndex(sub[time_col]),
                     "obs": y,
-                    "pred": pred,
-                    "pred_sd": sd,
-                    "fold": fold,
+                    "pred": np.full(len(y), np.nan),
+                    "pred_sd": np.full(len(y), np.nan),
+                    "fold": np.full(len(y), -1),
                 }
             )
         )
+    fit = (methods, inner_splits, method_params, random_state)
+    if client is None:
+        for (t, X, y, groups, splits), part in zip(folds, parts, strict=True):
+            for k, (train, test) in enumerate(splits):
+                label = None
+                if on_member is not None:
+                    label = lambda m, t=t, k=k: on_member(f"{t} fold {k} {m}")  # noqa: E731
+                pred, sd = fold_predictions(X, y, groups, train, test, *fit, on_member=label)
+                _fill(part, test, k, pred, sd)
+    else:
+        _folds_on_workers(client, folds, parts, fit, on_member)
     return CVResult(
         predictions=pd.concat(parts, ignore_index=True),
         features=list(features),
@@ -142,6 +151,65 @@ def cross_validate(
         dropped=dropped,
         units=dict(units or {}),
     )
+
+
+def fold_predictions(
+    X: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    methods: tuple[str, ...],
+    inner_splits: int,
+    method_params: dict | None,
+    random_state: int,
+    on_member=None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One outer fold: an :class:`EnsembleRegressor` fitted on the rows ``train`` of ``X``
+    (n_rows, n_features), ``y`` (n_rows,) and ``groups`` (site ids) predicts the rows
+    ``test``; returns (mean, sd across members), each shape (len(test),), in ``y``'s units.
+    Pure and deterministic (seeded by ``random_state``): the same on the driver or a worker;
+    one OpenMP/BLAS thread per fit."""
+    ens = EnsembleRegressor(methods, inner_splits, method_params, random_state)
+    with threadpool_limits(limits=1):
+        ens.fit(X[train], y[train], groups[train], on_member=on_member)
+        return ens.predict_with_sd(X[test])
+
+
+def _fill(part: pd.DataFrame, test: np.ndarray, k: int, pred, sd) -> None:
+    """Put one fold's held-out predictions into its target's out-of-fold table."""
+    part.iloc[test, part.columns.get_loc("pred")] = pred
+    part.iloc[test, part.columns.get_loc("pred_sd")] = sd
+    part.iloc[test, part.columns.get_loc("fold")] = k
+
+
+def _folds_on_workers(client, folds: list, parts: list[pd.DataFrame], fit: tuple, on_member):
+    """Every (target, outer fold) as one task of :func:`fold_predictions` on ``client``'s
+    workers, each target's matrices scattered once; results put in ``parts`` as they come
+    back, ``on_member`` called once per member of a finished fold (progress)."""
+    from distributed import as_completed
+
+    methods, inner_splits = fit[0], fit[1]
+    run = uuid.uuid4().hex[:8]  # task keys unique on a scheduler shared by several runs
+    futures = {}
+    for i, (t, X, y, groups, splits) in enumerate(folds):
+        Xf, yf, gf = client.scatter([X, y, groups])
+        for k, (train, test) in enumerate(splits):
+            future = client.submit(
+                fold_predictions, Xf, yf, gf, train, test, *fit, pure=False, key=f"cv-{t}-{k}-{run}"
+            )
+            members = EnsembleRegressor(methods, inner_splits).n_members(groups[train])
+            futures[future] = (i, t, k, test, members)
+    try:
+        for future in as_completed(list(futures)):
+            i, t, k, test, members = futures[future]
+            pred, sd = future.result()
+            _fill(parts[i], test, k, pred, sd)
+            if on_member is not None:
+                for _ in range(members):
+                    on_member(f"{t} fold {k}")
+    finally:
+        client.cancel(list(futures))
 
 
 def n_members(

@@ -41,9 +41,22 @@ def _yearly(da: xr.DataArray) -> dict[int, xr.DataArray]:
     }
 
 
-def write_quicklooks(store: Path, out_dir: Path, product: str) -> list[Path]:
-    """PNG maps ``out_dir/<product>/<variable>_<year>.png`` for the store's float variables;
-    returns the paths written (each written to a temporary name, then renamed)."""
+def quicklook_variables(store: Path) -> list[str]:
+    """The store's variables that get quicklooks: float, on (y, x), not QA or counts."""
+    with xr.open_zarr(store, consolidated=True) as ds:
+        return [
+            name
+            for name, var in ds.data_vars.items()
+            if name not in SKIP and var.dtype.kind == "f" and {"y", "x"} <= set(var.dims)
+        ]
+
+
+def write_quicklooks(
+    store: Path, out_dir: Path, product: str, variables: list[str] | None = None
+) -> list[Path]:
+    """PNG maps ``out_dir/<product>/<variable>_<year>.png`` for the store's float variables
+    (only ``variables`` when given); returns the paths written (each written to a temporary
+    name, then renamed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -55,6 +68,8 @@ def write_quicklooks(store: Path, out_dir: Path, product: str) -> list[Path]:
     written = []
     for name, var in ds.data_vars.items():
         if name in SKIP or var.dtype.kind != "f" or not {"y", "x"} <= set(var.dims):
+            continue
+        if variables is not None and name not in variables:
             continue
         for year, data in _yearly(_coarse(var)).items():
             values = data.values  # computed chunk by chunk by dask (threaded scheduler)
@@ -82,3 +97,17 @@ def write_quicklooks(store: Path, out_dir: Path, product: str) -> list[Path]:
             os.replace(tmp, path)
             written.append(path)
     return written
+
+
+def draw_quicklooks(
+    store: Path, out_dir: Path, product: str, variables: list[str] | None = None
+) -> list[Path]:
+    """:func:`write_quicklooks` as a task on a Dask worker (the runner submits it when a
+    product is published, so the maps are drawn while the next product runs): the store's
+    chunks are read in the worker's own thread (dask's synchronous scheduler), not sent back
+    through the cluster; matplotlib draws with its Agg backend. The runner submits one task
+    per variable (``variables``), so no worker is tied up by a product's maps for long."""
+    import dask
+
+    with dask.config.set(scheduler="synchronous"):
+        return write_quicklooks(store, out_dir, product, variables)

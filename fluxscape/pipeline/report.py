@@ -473,11 +473,7 @@ def write_report(result, peak_memory_mib: float | None = None) -> Path:
     # The flux maps first: they are what most readers open the report for.
     ordered = sorted(result.products, key=lambda p: p.kind not in MODEL_KINDS)
     for p in ordered:
-        if p.kind in MODEL_KINDS:
-            body.append(_cached(out, "models", p.name, p.store, _flux_section))
-        if p.kind == "budget":
-            body.append(_cached(out, "budget", p.name, p.store, _budget_section))
-        body.append(_cached(out, "product", p.name, p.store, _product_section))
+        body += product_sections(out, p.name, p.kind, p.store)
     body.append(_runs_section(out))
     page = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
@@ -489,6 +485,21 @@ def write_report(result, peak_memory_mib: float | None = None) -> Path:
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def product_sections(out: Path, name: str, kind: str, store: Path, *after) -> list[str]:
+    """The report's HTML sections of one product (its model's, its budget's, its own), each
+    through :func:`_cached`. The runner calls it as a task on a worker once the product's
+    quicklooks are drawn (``after``: those tasks' results, only an ordering for Dask), so
+    :func:`write_report` finds the sections rendered and the driver draws no plot."""
+    out, store = Path(out), Path(store)
+    sections = []
+    if kind in MODEL_KINDS:
+        sections.append(_cached(out, "models", name, store, _flux_section))
+    if kind == "budget":
+        sections.append(_cached(out, "budget", name, store, _budget_section))
+    sections.append(_cached(out, "product", name, store, _product_section))
+    return sections
 
 
 #: Where :func:`_cached` keeps the sections it rendered.

@@ -7,6 +7,8 @@ finished, finalise the store's provenance, and only then publish it to the catal
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -42,8 +44,8 @@ from fluxscape.pipeline.outdir import (
     mark_output_dir,
 )
 from fluxscape.pipeline.outstore import Outputs, check_remote_output
-from fluxscape.pipeline.quicklook import write_quicklooks
-from fluxscape.pipeline.report import record_run, write_report
+from fluxscape.pipeline.quicklook import draw_quicklooks, quicklook_variables, write_quicklooks
+from fluxscape.pipeline.report import product_sections, record_run, write_report
 from fluxscape.pipeline.schema import input_names
 from fluxscape.pipeline.steps import step_for
 from fluxscape.pipeline.steps.base import StepContext
@@ -143,10 +145,21 @@ def run_workflow(
             for ctx in contexts.values():
                 if ctx is not None:
                     step_for(ctx.product.kind).check(ctx)
-            for name, ctx in contexts.items():
-                results.append(
-                    _run_product(wf, name, ctx, lazy.get, resume, fresh, run_id, allow_partial)
-                )
+            finishing: list = []  # products whose quicklooks are drawn on a worker
+            try:
+                for name, ctx in contexts.items():
+                    results.append(
+                        _run_product(
+                            wf, name, ctx, lazy.get, resume, fresh, run_id, allow_partial, finishing
+                        )
+                    )
+                    _finish_published(finishing, wait=False)
+                _finish_published(finishing, wait=True)
+            except Exception:
+                # products finished before the failure are catalogued, as they always were
+                with contextlib.suppress(Exception):
+                    _finish_published(finishing, wait=True)
+                raise
             workers_peak = lazy.peak_worker_mib()
         result = RunResult(out_dir, wf, results, time.monotonic() - started, run_id=run_id)
         result.facts = _report_facts(wf, out_dir)
@@ -451,7 +464,12 @@ def _run_product(
     fresh: bool,
     run_id: str = "",
     allow_partial: bool = False,
+    finishing: list | None = None,
 ) -> ProductResult:
+    """Run one product (``ctx`` None: kept as it is). Its quicklooks and catalog entry are
+    appended to ``finishing`` (callables, in run order, see :func:`_finish_published`): the
+    quicklooks are drawn on a worker while later products run; without ``finishing`` they
+    are made before this returns."""
     from fluxscape.catalog.publish import publish_store
 
     outputs = Outputs.of(wf.output.dir)
@@ -461,11 +479,16 @@ def _run_product(
     staging = _staging(wf, out_dir, name)
     store = outputs.published(name) or outputs.pointer(name)
     manifest = outputs.manifest(name)
+    deferred = [] if finishing is None else finishing
     catalog_dir = cfg.catalog_dir(wf, out_dir)
     publish = {"access": cfg.product_access(wf, name), "run_id": run_id}
     if ctx is None:  # complete, and kept (--resume)
         total = len(step_for(wf.products[name].kind).grid(wf, wf.products[name]).tiles)
         log.info("%s: complete already (%d tiles); nothing to do", name, total)
+        quicklooks = inside(out_dir, out_dir / "quicklooks")
+        if not (quicklooks / name).exists():  # a run stopped before they were drawn
+            write_quicklooks(store, quicklooks, name)
+            outputs.upload_published(catalog_dir)
         # checks the catalog entry and repairs it if an earlier publication was cut short
         published = publish_store(
             store, catalog_dir, wf.name, name, only_if_missing=True, access=publish["access"]
@@ -512,6 +535,7 @@ def _run_product(
     grid = ctx.grid
     action = "continued" if state["tiles"] else ("rebuilt" if replaces else "built")
     step = step_for(ctx.product.kind)
+    ctx = dataclasses.replace(ctx, client=get_client)
     with progress.phase(f"{name}: planning"):
         plan = step.plan(ctx)
     if not staged:
@@ -595,23 +619,61 @@ def _run_product(
             raise _input_changed(name, exc) from None
         finalize_store(staging, attrs)
         store = outputs.publish(name, run_id or new_run_id(wf.name))
-        write_quicklooks(store, inside(out_dir, out_dir / "quicklooks"), name)
         manifest.append({"complete": True})
-        published = publish_store(store, catalog_dir, wf.name, name, **publish)
-        outputs.upload_published(catalog_dir)
     version, variables = store_facts(store)
-    return ProductResult(
+    result = ProductResult(
         name,
         store,
         total,
         len(todo),
         all_skipped,
-        published,
+        None,
         ctx.product.kind,
         action,
         version,
         variables,
     )
+    quicklooks = inside(out_dir, out_dir / "quicklooks")
+    client = get_client() if todo else None  # the cluster is up when tiles ran
+    drawn = sections = None
+    if client is not None:
+        # below the tiles' priority: drawn when a worker has no tile to run (while the driver
+        # plans the next product, or at the end), never ahead of the next product's tiles
+        later = {"pure": False, "priority": -10}
+        drawn = [
+            client.submit(draw_quicklooks, store, quicklooks, name, [v], **later)
+            for v in quicklook_variables(store)
+        ]
+        # the run report's sections of the product, rendered into its cache after the maps
+        kind = ctx.product.kind
+        sections = client.submit(product_sections, out_dir, name, kind, store, *drawn, **later)
+
+    def publish_product() -> None:
+        """Quicklooks drawn (on a worker, while later products run), then catalogued."""
+        if drawn is None:
+            write_quicklooks(store, quicklooks, name)
+        else:
+            client.gather(drawn)
+            # the folder even for a store without maps (what a --resume looks for)
+            (quicklooks / name).mkdir(parents=True, exist_ok=True)
+        result.published = publish_store(store, catalog_dir, wf.name, name, **publish)
+        outputs.upload_published(catalog_dir)
+        if sections is not None:
+            sections.result()
+
+    publish_product.ready = lambda: sections is None or sections.done()
+    deferred.append(publish_product)
+    if finishing is None:
+        _finish_published(deferred, wait=True)
+    return result
+
+
+def _finish_published(finishing: list, wait: bool) -> None:
+    """Run the products' deferred finishing (quicklooks, catalog entry) in run order: all of
+    them with ``wait``, else those whose quicklooks are drawn already, up to the first still
+    drawing."""
+    while finishing and (wait or finishing[0].ready()):
+        finishing.pop(0)()
 
 
 def _run_tiles(wf, name, plan, step, todo, staging, manifest, get_client, digest) -> None:

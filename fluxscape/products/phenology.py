@@ -58,7 +58,28 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from fluxscape.products import dlfit, kernels, smoothing
+from fluxscape.products import smoothing
+
+
+def _lazy(name: str):
+    """Module ``name``, executed on first attribute access (``importlib.util.LazyLoader``):
+    the numba kernels are needed where tiles are computed, not in a driver that only plans
+    the product from this module's tables (numba's import is over a second)."""
+    import importlib.util
+    import sys
+
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+dlfit = _lazy("fluxscape.products.dlfit")
+kernels = _lazy("fluxscape.products.kernels")
 
 Method = Literal["whittaker", "savgol", "double_logistic"]
 METHODS: tuple[str, ...] = ("whittaker", "savgol", "double_logistic")

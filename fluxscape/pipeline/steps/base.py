@@ -45,7 +45,8 @@ class StepContext:
     every raster input of the workflow (built once, before the first product runs).
     ``reuse_model``: set by ``fluxscape update``: an upscaling product predicts with its
     saved model when that model's targets and features are the ones asked for, even though
-    the training table grew (no retraining unless ``update --retrain``)."""
+    the training table grew (no retraining unless ``update --retrain``). ``client``: a
+    callable giving the run's Dask client, set by the runner."""
 
     workflow: Workflow
     name: str
@@ -56,6 +57,9 @@ class StepContext:
     inputs: dict[str, InputIndex] = field(default_factory=dict)
     digest: str = ""
     reuse_model: bool = False
+    #: the run's Dask client getter (starts the cluster on first call), for work a step does
+    #: before its tiles on the workers (cross-validation folds); None: work in this process
+    client: Callable[[], Any] | None = None
 
     def output_path(self, *parts: str) -> Path:
         """``OUT/<parts...>`` for a file or folder the step writes, proven to lie inside OUT

@@ -568,7 +568,13 @@ def _fit(
     total = _validation().n_members(table, features, targets, **cv_args)
     total += model.n_members(table[features], table[targets], groups=groups)
     bar = progress(f"{ctx.name} model fits", total, every=5.0)  # fits take a fraction of a second
+    # On the run's workers: the final ensemble's members are submitted first (the longest
+    # work), the cross-validation folds after them, so both workers fit while the driver waits.
+    client = ctx.client() if ctx.client is not None else None
     try:
+        final = None
+        if client is not None:
+            final = model.submit_fit(client, table[features], table[targets], groups=groups)
         cv = _validation().cross_validate(
             table,
             features,
@@ -578,14 +584,22 @@ def _fit(
             random_state=p.seed,
             units=dict(units),
             on_member=lambda label: bar.advance(f"cross-validation {label}"),
+            client=client,
         )
-        _validation().write_report(cv, _report_dir(ctx), daily)
-        model.fit(
-            table[features],
-            table[targets],
-            groups=groups,
-            on_member=lambda label: bar.advance(f"ensemble {label}"),
-        )
+        plots = None
+        if client is not None:  # the CV plots drawn on a worker while the final fits finish
+            plots = client.submit(
+                _validation().write_report, cv, _report_dir(ctx), daily, pure=False
+            )
+        ensemble = lambda label: bar.advance(f"ensemble {label}")  # noqa: E731
+        if final is None:
+            model.fit(table[features], table[targets], groups=groups, on_member=ensemble)
+        else:
+            model.collect_fit(final, on_member=ensemble)
+        if plots is None:
+            _validation().write_report(cv, _report_dir(ctx), daily)
+        else:
+            plots.result()
     finally:
         bar.close()
     return cv, model
