@@ -732,6 +732,10 @@ def phenology(
     names = (*VARIABLES, *QA_VARIABLES)
 
     def kernel(v, w, d):
+        # apply_ufunc hands (..., time) transposed views: copy weights and days once, C-ordered,
+        # for both phenology_metrics and season_quality.
+        w = np.ascontiguousarray(w, dtype=float)
+        d = np.ascontiguousarray(d, dtype=float)
         res = phenology_metrics(v, w, d, years, method=method, seasons=seasons, **options)
         res |= season_quality(res, d, w, jan1)
         # One float32 copy into the output (no per-variable astype then stack).
