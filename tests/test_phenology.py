@@ -550,6 +550,6 @@ def test_metrics_of_broadcast_and_transposed_inputs_equal_those_of_full_c_ordere
         YEARS,
         method="whittaker",
     )
-    assert np.isfinite(exact["sos"]).all()
+    assert np.isfinite(exact["sos"][..., 0]).all()  # one season a year, every pixel
     for name in ph.VARIABLES:
         np.testing.assert_array_equal(odd[name], exact[name], err_msg=name)
