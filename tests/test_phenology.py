@@ -529,3 +529,27 @@ def test_season_quality_packs_two_bits_per_date_and_overall_is_the_worst(world_p
     inside = (greenup > 75) & (greenup < 135)
     g_class = ds2["qa_detailed"].sel(season=1).values.astype(np.int64) & 3
     assert inside.sum() > 10 and (g_class[inside] == 3).all()
+
+
+def test_metrics_of_broadcast_and_transposed_inputs_equal_those_of_full_c_ordered_ones():
+    """``phenology_metrics`` copies each input to C-ordered float64 rows at most once: weights
+    and days given once for all pixels (broadcast), and float32 values given as a transposed
+    (Fortran-ordered) view, give the same metrics as full C-ordered float64 arrays."""
+    rng = np.random.default_rng(3)
+    days = np.arange(0.0, 730.0, 16.0) + 8.0
+    p = (0.2, 0.8, 120.0, 0.08, 280.0, 0.06)
+    values = sm.double_logistic(days % 365 + 1, *p)[None] + rng.normal(0, 0.01, (5, days.size))
+    weights = np.where(rng.random(days.size) < 0.2, 0.0, 1.0)
+    transposed = np.asfortranarray(values.astype(np.float32)).T.T  # (5, time), F-ordered
+    assert not transposed.flags.c_contiguous
+    odd = ph.phenology_metrics(transposed, weights, days, YEARS, method="whittaker")
+    exact = ph.phenology_metrics(
+        values.astype(np.float32).astype(float),
+        np.tile(weights, (5, 1)),
+        np.tile(days, (5, 1)),
+        YEARS,
+        method="whittaker",
+    )
+    assert np.isfinite(exact["sos"][..., 0]).all()  # one season a year, every pixel
+    for name in ph.VARIABLES:
+        np.testing.assert_array_equal(odd[name], exact[name], err_msg=name)

@@ -553,12 +553,13 @@ def phenology_metrics(
         ],
         dtype=float,
     )
-    values = np.asarray(values, dtype=float)
+    values = np.asarray(values)
     shape = values.shape[:-1]
     nt = values.shape[-1]
-    y = values.reshape(-1, nt)
-    w = np.broadcast_to(np.asarray(weights, dtype=float), values.shape).reshape(-1, nt)
-    t = np.broadcast_to(np.asarray(days, dtype=float), values.shape).reshape(-1, nt)
+    # One C-ordered float64 copy each at most (inputs often arrive as transposed views).
+    y = np.ascontiguousarray(values, dtype=float).reshape(-1, nt)
+    w = _pixel_rows(weights, values.shape)
+    t = _pixel_rows(days, values.shape)
     ny = len(years)
     usable = None  # (pixel, time) temporaries only where needed
     if grid_start is None or grid_stop is None:
@@ -627,6 +628,17 @@ def phenology_metrics(
                 )
             res[rows] = block
     return {name: res[..., i].reshape(shape + (ny, seasons)) for i, name in enumerate(names)}
+
+
+def _pixel_rows(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``a`` broadcast to ``shape`` (..., time) as a C-ordered float64 (pixel, time) array,
+    copied once at most."""
+    a = np.asarray(a)
+    if a.shape == tuple(shape):
+        return np.ascontiguousarray(a, dtype=float).reshape(-1, shape[-1])
+    return np.ascontiguousarray(np.broadcast_to(a.astype(float, copy=False), shape)).reshape(
+        -1, shape[-1]
+    )
 
 
 # --- xarray entry point ----------------------------------------------------------------------
@@ -720,9 +732,18 @@ def phenology(
     names = (*VARIABLES, *QA_VARIABLES)
 
     def kernel(v, w, d):
+        # apply_ufunc hands (..., time) transposed views: copy weights and days once, C-ordered,
+        # for both phenology_metrics and season_quality.
+        w = np.ascontiguousarray(w, dtype=float)
+        d = np.ascontiguousarray(d, dtype=float)
         res = phenology_metrics(v, w, d, years, method=method, seasons=seasons, **options)
         res |= season_quality(res, d, w, jan1)
-        return np.stack([res[name].astype(np.float32) for name in names], axis=-3)
+        # One float32 copy into the output (no per-variable astype then stack).
+        first = res[names[0]]
+        out = np.empty(first.shape[:-2] + (len(names),) + first.shape[-2:], np.float32)
+        for i, name in enumerate(names):
+            out[..., i, :, :] = res[name]
+        return out
 
     stacked = xr.apply_ufunc(
         kernel,
