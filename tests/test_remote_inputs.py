@@ -122,3 +122,31 @@ def test_tower_tables_from_the_bucket_give_the_local_targets_and_a_gone_one_is_s
     pd.testing.assert_frame_equal(there, here)
     assert there["gpp"].notna().sum() > 20
     assert [(s.path, s.reason) for s in skipped] == [(gone, "no such object")]
+
+
+def test_gosat_soundings_from_the_bucket_bin_as_the_local_files(s3, sample_dir):  # noqa: F811
+    """The gosat_l3 tile task opens sounding objects through their staged copies (it opens
+    files itself, not through the read loop of raster granules)."""
+    import s3fs
+
+    from fluxscape.pipeline.grid import target_grid
+    from fluxscape.pipeline.schema import Region
+    from fluxscape.pipeline.steps.gosat_l3 import GosatTask, run_gosat_tile
+
+    files = sorted((sample_dir / "gosat" / "nies").glob("GOSATTFTS202101*_02C01S*.h5"))[:4]
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    for f in files:
+        fs.put_file(str(f), f"{BUCKET}/sample/gosat/nies/{f.name}")
+    urls = [f"{DATA}/gosat/nies/{f.name}" for f in files]
+    region = Region(bbox=[138.0, 35.5, 139.0, 36.5], crs="EPSG:4326", resolution=0.25)
+    tile = target_grid(region, 25).tiles[0]
+    times = (pd.Timestamp("2021-01-01").to_datetime64(),)
+
+    def run(paths):
+        task = GosatTask(tile, times, tuple(("gosat_nies", str(p)) for p in paths), ("xco2",))
+        return run_gosat_tile(task)
+
+    there, here = run(urls), run(files)
+    assert there.inputs.skipped == [] and sorted(there.inputs.opened) == urls
+    assert float(here.data["xco2_count"].sum()) > 0
+    assert there.data.identical(here.data)
