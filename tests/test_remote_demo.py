@@ -5,7 +5,11 @@ polygons) and every output written to another bucket gives, chunk by chunk, the 
 local run of the same recipe (the ``demo_out`` fixture); the catalog and stores open from the
 bucket; no credential reaches any object, local file or log.
 
-Slow (about 8 to 10 minutes on 2 shared cores): run by the slow step of ``.ci/run``."""
+``demo_out`` must be a run of the code under test (in ``.ci/run`` it is the test run's own demo
+output; unset, the fixture runs ``fluxscape demo``): a demo output made by older code may hold
+other flux models and so other flux chunks.
+
+Slow (about 5 to 6 minutes on 2 shared cores): run by the slow step of ``.ci/run``."""
 
 from __future__ import annotations
 
