@@ -9,7 +9,7 @@ bucket; no credential reaches any object, local file or log.
 output; unset, the fixture runs ``fluxscape demo``): a demo output made by older code may hold
 other flux models and so other flux chunks.
 
-Slow (about 4 to 5 minutes on 2 shared cores: 255 s measured): run by the slow step of ``.ci/run``."""
+Slow (255 s measured on 2 shared cores): run by the slow step of ``.ci/run``."""
 
 from __future__ import annotations
 
