@@ -22,8 +22,9 @@ BUCKET = "fluxscape-inputs"
 @pytest.fixture(scope="module")
 def s3(sample_dir: Path, tmp_path_factory):
     """moto's S3 server on a free loopback port, the AWS environment pointing at it (dummy
-    credentials), the sample world's MODIS granules uploaded to ``s3://BUCKET/sample/modis``
-    and the staged-copy cache in a temporary folder. Yields the endpoint URL."""
+    credentials), the sample world's MODIS granules, tower tables (with their site list),
+    meteorology and region polygons uploaded under ``s3://BUCKET/sample`` and the
+    staged-copy cache in a temporary folder. Yields the endpoint URL."""
     from moto.server import ThreadedMotoServer
 
     port = free_port()
@@ -43,7 +44,8 @@ def s3(sample_dir: Path, tmp_path_factory):
 
         fs = s3fs.S3FileSystem(skip_instance_cache=True)
         fs.mkdir(BUCKET)
-        fs.put(str(sample_dir / "modis") + "/", f"{BUCKET}/sample/modis/", recursive=True)
+        for folder in ("modis", "towers", "meteo", "regions"):  # about 35 MB
+            fs.put(str(sample_dir / folder) + "/", f"{BUCKET}/sample/{folder}/", recursive=True)
         try:
             yield endpoint
         finally:
@@ -135,17 +137,6 @@ def test_a_glob_matching_no_object_names_the_url(s3, sample_dir, tmp_path):
     assert proc.returncode != 0
     assert f"'s3://{BUCKET}/elsewhere/modis/*.hdf' matches no file" in proc.stderr
     assert "Traceback" not in proc.stderr
-
-
-def test_a_reader_of_local_files_only_refuses_a_url(s3, sample_dir, tmp_path):
-    from fluxscape.errors import WorkflowError
-    from fluxscape.pipeline.config import load_workflow, resolve_workflow
-
-    wf, base = load_workflow(small_workflow(tmp_path, sample_dir))
-    towers = wf.inputs["modis_vi"].model_copy(update={"reader": "fluxnet"})
-    wf = wf.model_copy(update={"inputs": {"towers": towers}})
-    with pytest.raises(WorkflowError, match="inputs.towers.paths: .*reader fluxnet reads local"):
-        resolve_workflow(wf, base, data_dir=f"s3://{BUCKET}/sample")
 
 
 def test_a_missing_object_is_an_os_error_naming_the_url(s3):

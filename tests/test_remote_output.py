@@ -37,29 +37,36 @@ FLUX = """\
     source: vi
     predictors: [ndvi, evi]
     towers: towers
+    meteo: meteo
+    meteo_variables: [ta]
     targets: [gpp]
     methods: [rf]
     ensemble_folds: 2
     method_params:
       rf: {{n_estimators: 20, min_samples_leaf: 5}}
     cv: loso
+    regions: regions/prefectures.geojson
 """
 TOWERS = """\
   towers:
     reader: fluxnet
-    paths: ["{towers}/FLX_*_FLUXNET2015_FULLSET_DD_*.csv"]
+    paths: ["towers/FLX_*_FLUXNET2015_FULLSET_DD_*.csv"]
+  meteo:
+    reader: cf_meteo
+    paths: ["meteo/era5_daily_*.nc"]
 """
 
 
-def _workflow(folder: Path, data_dir, towers: Path | None = None) -> Path:
+def _workflow(folder: Path, data_dir, towers: bool = False) -> Path:
     """The small 4-tile vi workflow (moved south to hold five towers) plus a phenology
-    product read from its vi store and, with ``towers`` (a local folder: tower files are
-    read outside the granule index, not yet from URLs), a one-target flux product."""
+    product read from its vi store and, with ``towers``, a one-target flux product on the
+    towers, meteorology and region polygons under ``data_dir`` (read outside the granule
+    index: tables, NetCDF and GeoJSON from the bucket too)."""
     path = small_workflow(folder, data_dir, workers=1)
     text = path.read_text().replace("[138.0, 36.0, 138.5, 36.5]", "[138.0, 35.5, 138.5, 36.0]")
     products = PHENOLOGY
-    if towers is not None:
-        text = text.replace("products:\n", TOWERS.format(towers=towers) + "products:\n")
+    if towers:
+        text = text.replace("products:\n", TOWERS + "products:\n")
         products += FLUX.format()
     path.write_text(text.replace("output:\n", products + "output:\n"))
     return path
@@ -95,7 +102,7 @@ def _current(prefix: str, product: str) -> str:
 @pytest.fixture(scope="module")
 def local_run(sample_dir: Path, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("s3out_local")
-    run_cli("run", _workflow(folder, sample_dir, sample_dir / "towers"), "--out", folder / "out")
+    run_cli("run", _workflow(folder, sample_dir, towers=True), "--out", folder / "out")
     return folder / "out"
 
 
@@ -106,7 +113,7 @@ def bucket_run(s3, sample_dir, tmp_path_factory):  # noqa: F811
     _fs().mkdir(OUT_BUCKET)
     folder = tmp_path_factory.mktemp("s3out_bucket")
     prefix = f"{OUT_BUCKET}/runs/small"
-    wf = _workflow(folder, f"s3://{BUCKET}/sample", sample_dir / "towers")
+    wf = _workflow(folder, f"s3://{BUCKET}/sample", towers=True)
     proc = run_cli("run", wf, "--out", f"s3://{prefix}")
     (folder / "stdout.txt").write_text(proc.stdout + proc.stderr)
     return prefix, folder
@@ -149,8 +156,22 @@ def test_layout_on_the_bucket_pointer_manifest_and_no_building_left(bucket_run):
         ".fluxscape/run.log",
         "report.html",
         "models/flux/flux_model.skops",
+        "reports/flux/regional_totals.csv",  # from the region polygons on the input bucket
     ):
         assert fs.exists(f"{prefix}/{name}"), name
+
+
+def test_flux_provenance_names_towers_and_meteorology_by_url_size_and_etag(bucket_run):
+    prefix, _ = bucket_run
+    entries = xr.open_zarr(_current(prefix, "flux")).attrs["inputs"]
+    folders = {"FLX_": "towers", "era5_daily_": "meteo"}
+    found = {f: [e for e in entries if e["file"].startswith(f)] for f in folders}
+    assert len(found["FLX_"]) >= 2 and len(found["era5_daily_"]) >= 1
+    for start, folder in folders.items():
+        for entry in found[start]:
+            assert entry["path"] == f"s3://{BUCKET}/sample/{folder}/{entry['file']}"
+            assert entry["size"] > 0 and len(entry["etag"]) >= 16
+            assert "sha256" not in entry
 
 
 def test_open_catalog_and_serve_read_the_catalog_on_the_bucket(bucket_run, tmp_path):

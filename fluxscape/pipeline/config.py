@@ -331,7 +331,6 @@ def resolve_workflow(
         patterns = [_input_glob(data, p) for p in inp.paths]
         for pattern in patterns:
             if remote.is_url(pattern):
-                _check_reads_urls(name, inp.reader, pattern)
                 try:
                     found = remote.expand(pattern)
                 except remote.RemoteError as exc:
@@ -365,20 +364,6 @@ def resolve_workflow(
     )
 
 
-def _check_reads_urls(name: str, reader: str, pattern: str) -> None:
-    """WorkflowError when input ``name``'s reader reads its files outside the granule index
-    (towers, meteorology, elevation, inventories): only indexed (raster and sounding)
-    sources are read from object storage so far."""
-    from fluxscape.readers.registry import get_reader
-
-    if get_reader(reader).granule_info is None:
-        raise WorkflowError(
-            f"inputs.{name}.paths: {pattern}: reader {reader} reads local files only (object "
-            "storage URLs work for the satellite sources so far); hint: copy the files to a "
-            "local folder and give its path"
-        )
-
-
 def _input_glob(data: Path | str, pattern: str) -> str:
     """An input glob made absolute: a URL or absolute path as is, else under ``data_dir``
     (a folder or a URL)."""
@@ -390,14 +375,17 @@ def _input_glob(data: Path | str, pattern: str) -> str:
 
 
 def _data_file(data: Path | str, value: str, key: str) -> str:
-    """The absolute path of a file named in the workflow (relative to ``data_dir``);
-    WorkflowError naming ``key`` when there is no such file."""
+    """The absolute path of a file named in the workflow (relative to ``data_dir``), or its
+    URL (a URL, or relative to a URL ``data_dir``: read through the staged copies of
+    :func:`remote.local` like every URL input); WorkflowError naming ``key`` when there is no
+    such file or object."""
     if remote.is_url(value) or isinstance(data, str) and not Path(value).is_absolute():
         where = value if remote.is_url(value) else remote.join(str(data), value)
-        raise WorkflowError(
-            f"{key}: {where}: files other than input paths cannot be on object storage yet; "
-            "hint: give a local path"
-        )
+        try:
+            remote.check_object(where)
+        except remote.RemoteError as exc:
+            raise WorkflowError(f"{key}: {exc}") from None
+        return where
     path = Path(value) if Path(value).is_absolute() else data / value
     if not path.is_file():
         raise WorkflowError(f"{key}: {path} not found")

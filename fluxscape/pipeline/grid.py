@@ -18,6 +18,7 @@ from odc.geo.geobox import GeoBox, GeoboxTiles
 from odc.geo.geom import BoundingBox, Geometry
 
 from fluxscape.errors import FluxscapeError
+from fluxscape.pipeline import remote
 from fluxscape.pipeline.schema import Region
 
 
@@ -74,7 +75,7 @@ def target_grid(region: Region, tile_size: int) -> TargetGrid:
     tiling = GeoboxTiles(box, (tile_size, tile_size))
     ny, nx = tiling.shape.yx
     if region.polygon:
-        wanted = set(tiling.tiles(area_geometry(region.polygon).to_crs(box.crs)))
+        wanted = set(tiling.tiles(area_geometry(remote.local(region.polygon)).to_crs(box.crs)))
     else:
         wanted = {(iy, ix) for iy in range(ny) for ix in range(nx)}
     tiles = []

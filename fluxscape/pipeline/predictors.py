@@ -24,6 +24,7 @@ import pandas as pd
 import xarray as xr
 
 from fluxscape.errors import FluxscapeError
+from fluxscape.pipeline import remote
 from fluxscape.readers.registry import get_reader, open_file
 
 SEASON_FEATURES = ("doy_sin", "doy_cos")
@@ -64,7 +65,7 @@ def meteo_periods(
     open_meteo = get_reader(reader).open if reader else open_file
     parts = []
     for path in paths:
-        ds = open_meteo(path)
+        ds = open_meteo(remote.local(path))  # a URL: its staged copy
         if bbox is not None:
             w, s, e, n = bbox
             dlat = float(np.abs(np.diff(ds["lat"].values[:2]))[0]) if ds.sizes["lat"] > 1 else 1
@@ -145,7 +146,7 @@ def static_at(
     x = xr.DataArray(lon.reshape(-1), dims="point")
     y = xr.DataArray(lat.reshape(-1), dims="point")
     for path in paths:
-        ds = open_static(path)
+        ds = open_static(remote.local(path))  # a URL: its staged copy
         if variable not in ds:
             raise FluxscapeError(f"{path}: gives no {variable} (has {list(ds.data_vars)})")
         field = ds[variable]

@@ -146,6 +146,33 @@ def describe(url: str) -> dict:
     }
 
 
+def check_object(url: str) -> None:
+    """RemoteError naming ``url`` when no object is there (or it cannot be read)."""
+    try:
+        stamp(url)
+    except FileNotFoundError:
+        raise RemoteError(f"{url}: no such object") from None
+    except OSError as exc:
+        raise RemoteError(f"{url}: cannot read ({_reason(exc)})") from None
+
+
+def find_up(url: str, name: str, levels: int = 3) -> str | None:
+    """The URL of the object ``name`` in the folder of the object ``url`` or up to
+    ``levels - 1`` parent folders (nearest first), else None; the remote counterpart of
+    looking for a file beside a local one (e.g. a tower network's ``SitesList.csv``)."""
+    parts = urlsplit(url)
+    folder = posixpath.dirname(parts.path)
+    for _ in range(levels):
+        candidate = f"{parts.scheme}://{parts.netloc}{posixpath.join(folder, name)}"
+        fs, path = _fs(candidate)
+        if _exists(fs, path):
+            return candidate
+        if folder in ("", "/"):
+            break
+        folder = posixpath.dirname(folder)
+    return None
+
+
 def cache_dir() -> Path:
     """The folder of staged copies: ``$FLUXSCAPE_CACHE_DIR`` or the user's cache folder."""
     env = os.environ.get("FLUXSCAPE_CACHE_DIR")

@@ -492,7 +492,10 @@ def product_sections(out: Path, name: str, kind: str, store: Path, *after) -> li
     through :func:`_cached`. The runner calls it as a task on a worker once the product's
     quicklooks are drawn (``after``: those tasks' results, only an ordering for Dask), so
     :func:`write_report` finds the sections rendered and the driver draws no plot."""
-    out, store = Path(out), Path(store)
+    from fluxscape.pipeline.remote import is_url
+
+    out = Path(out)
+    store = store if is_url(store) else Path(store)  # a version on object storage: its URL
     sections = []
     if kind in MODEL_KINDS:
         sections.append(_cached(out, "models", name, store, _flux_section))

@@ -25,6 +25,7 @@ from pydantic import Field
 
 from fluxscape.errors import FluxscapeError, ReaderError
 from fluxscape.ml.budget import budget_table, fire_carbon
+from fluxscape.pipeline import remote
 from fluxscape.pipeline.grid import Tile
 from fluxscape.pipeline.inputs import Skipped, TileInputs, expand_paths
 from fluxscape.pipeline.schema import ProductRef, StrictModel, input_ref
@@ -76,7 +77,8 @@ class BudgetTask:
 
 
 def _open(files, variables, relative_error) -> xr.Dataset:
-    return open_topdown_files(files, dict(variables) if variables else None, relative_error)
+    local = [remote.local(f) for f in files]  # URLs: their staged copies
+    return open_topdown_files(local, dict(variables) if variables else None, relative_error)
 
 
 def _lonlat(tile: Tile) -> tuple[np.ndarray, np.ndarray]:
@@ -154,10 +156,10 @@ class BudgetStep(Step):
         variables = tuple(sorted(inp.variables.items())) if inp.variables else None
         try:
             _open(expand_paths(inp.paths), variables, inp.relative_error)
-        except ReaderError as exc:
+        except (ReaderError, OSError) as exc:  # OSError: a URL whose object is gone
             raise FluxscapeError(f"{ctx.key('topdown')}: {exc}") from None
         try:
-            load_polygons(p.regions, p.region_name)
+            load_polygons(remote.local(p.regions), p.region_name)
         except FluxscapeError as exc:
             raise FluxscapeError(f"{ctx.key('regions')}: {exc}") from None
 
@@ -170,7 +172,7 @@ class BudgetStep(Step):
         variables = tuple(sorted(inp.variables.items())) if inp.variables else None
         try:
             td = _open(files, variables, inp.relative_error)
-        except ReaderError as exc:
+        except (ReaderError, OSError) as exc:  # OSError: a URL whose object is gone
             raise FluxscapeError(f"{ctx.key('topdown')}: {exc}") from None
         period = ctx.workflow.period
         first = pd.Timestamp(period.start).to_period("M").to_timestamp()
@@ -207,7 +209,7 @@ class BudgetStep(Step):
                 table = budget_table(
                     flux,
                     td.sel(time=times),
-                    p.regions,
+                    remote.local(p.regions),
                     p.region_name,
                     p.k,
                     end,

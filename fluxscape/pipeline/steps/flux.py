@@ -33,9 +33,16 @@ from fluxscape.ml.predict import predict_tile
 from fluxscape.ml.regional import regional_totals_dataset
 from fluxscape.ml.targets import build_targets
 from fluxscape.pipeline import features as fb
-from fluxscape.pipeline import native
+from fluxscape.pipeline import native, remote
 from fluxscape.pipeline.grid import Tile
-from fluxscape.pipeline.inputs import Skipped, TileInputs, expand_paths, giving_all, select
+from fluxscape.pipeline.inputs import (
+    Skipped,
+    TileInputs,
+    expand_paths,
+    giving_all,
+    select,
+    skipped_from,
+)
 from fluxscape.pipeline.predictors import period_of_days
 from fluxscape.pipeline.progress import progress
 from fluxscape.pipeline.schema import ProductRef, StrictModel, input_ref
@@ -266,13 +273,22 @@ def _feature_spec(ctx: StepContext, source: Path, times, ends, features, **land_
 
 def _sites(ctx: StepContext, tower_files: list[str]) -> pd.DataFrame:
     p = ctx.product
-    path = Path(p.sites) if p.sites else (find_site_list(tower_files[0]) if tower_files else None)
+    path = p.sites or (_site_list_beside(tower_files[0]) if tower_files else None)
     if path is None:
         raise FluxscapeError(
             f"products.{ctx.name}.sites: no site list given and no SitesList.csv beside "
             f"{tower_files[0] if tower_files else 'the tower files'}"
         )
-    return read_site_list(path).set_index("site_id")
+    return read_site_list(remote.local(str(path))).set_index("site_id")
+
+
+def _site_list_beside(tower_file: str) -> str | None:
+    """The ``SitesList.csv`` beside a tower file (its folder or up to two parents): a
+    path, or a URL for a tower file on object storage."""
+    if remote.is_url(tower_file):
+        return remote.find_up(tower_file, "SitesList.csv")
+    found = find_site_list(tower_file)
+    return str(found) if found is not None else None
 
 
 def _tower_targets(
@@ -285,7 +301,7 @@ def _tower_targets(
     for path in files:
         try:
             frame = build_targets(
-                read_fluxnet(path),
+                read_fluxnet(remote.local(path)),  # a URL: its staged copy
                 times,
                 partition=p.partitioning,
                 min_qc=p.min_qc,
@@ -293,8 +309,8 @@ def _tower_targets(
                 period_end=ends[-1],
                 targets=tuple(p.targets),
             )
-        except FluxscapeError as exc:
-            skipped.append(Skipped(path, str(exc)))
+        except (FluxscapeError, OSError) as exc:
+            skipped.append(skipped_from(path, exc))
             continue
         frames.append(frame)
     if not frames:
@@ -714,7 +730,7 @@ def _tower_totals(ds: xr.Dataset, ctx: StepContext, period_end) -> pd.DataFrame:
     """Monthly and annual totals (TgC) per region of each target."""
     p = ctx.product
     return regional_totals_dataset(
-        ds, p.regions, p.region_name, tuple(p.targets), period_end=period_end
+        ds, remote.local(p.regions), p.region_name, tuple(p.targets), period_end=period_end
     )
 
 

@@ -20,6 +20,7 @@ from pydantic import Field
 from pyproj import Transformer
 
 from fluxscape.errors import FluxscapeError
+from fluxscape.pipeline import remote
 from fluxscape.pipeline.grid import TargetGrid, Tile, target_grid
 from fluxscape.pipeline.inputs import READ_ERRORS, TileInputs, select, skipped_from
 from fluxscape.pipeline.schema import Period, StrictModel, input_ref
@@ -109,7 +110,7 @@ def run_gosat_tile(task: GosatTask) -> TileResult:
     first = times[0]
     for reader, path in task.files:
         try:
-            ds = get_reader(reader).open(path)
+            ds = get_reader(reader).open(remote.local(path))  # a URL: its staged copy
         except READ_ERRORS as exc:
             record.skipped.append(skipped_from(path, exc))
             continue

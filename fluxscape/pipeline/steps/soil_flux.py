@@ -34,6 +34,7 @@ from pydantic import Field
 
 from fluxscape.errors import FluxscapeError
 from fluxscape.ml.regional import G_PER_TG, regional_totals
+from fluxscape.pipeline import remote
 from fluxscape.pipeline.inputs import Skipped
 from fluxscape.pipeline.schema import input_ref
 from fluxscape.pipeline.steps import flux
@@ -201,7 +202,7 @@ def soil_totals(
 
 def _totals(ds: xr.Dataset, ctx: StepContext, period_end) -> pd.DataFrame:
     p = ctx.product
-    return soil_totals(ds, p.regions, p.region_name, tuple(p.targets), period_end)
+    return soil_totals(ds, remote.local(p.regions), p.region_name, tuple(p.targets), period_end)
 
 
 def _upscaling(ctx: StepContext) -> flux.Upscaling:
