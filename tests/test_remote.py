@@ -6,6 +6,7 @@ file of the output; a missing bucket or object is a one-line error naming the UR
 from __future__ import annotations
 
 import os
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,8 @@ def s3(sample_dir: Path, tmp_path_factory):
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
+    # moto keeps its buckets in process-wide state: start each module with none
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"))
     with pytest.MonkeyPatch.context() as mp:
         for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE"):
             mp.delenv(key, raising=False)
@@ -42,6 +45,8 @@ def s3(sample_dir: Path, tmp_path_factory):
         mp.setenv("FLUXSCAPE_CACHE_DIR", str(tmp_path_factory.mktemp("remote-cache")))
         import s3fs
 
+        # file systems made for an earlier module's server still point at its port
+        s3fs.S3FileSystem.clear_instance_cache()
         fs = s3fs.S3FileSystem(skip_instance_cache=True)
         fs.mkdir(BUCKET)
         for folder in ("modis", "towers", "meteo", "regions"):  # about 35 MB

@@ -682,7 +682,7 @@ def _write_version(
     its state and provenance, and publish it (atomic link swap, then the catalog)."""
     from fluxscape.catalog.publish import publish_store
 
-    store, staging = _store(out_dir, name), _staging(out_dir, name)
+    store, staging = _store(out_dir, name), Path(_staging(wf, out_dir, name))
     shutil.rmtree(staging, ignore_errors=True)
     staging.parent.mkdir(parents=True, exist_ok=True)
     lead = next(iter(dims), None)
