@@ -131,10 +131,11 @@ def _role(proc: psutil.Process, root_pid: int) -> str:
         cmdline = " ".join(proc.cmdline())
     except psutil.Error:
         return "other"
-    if "resource_tracker" in cmdline:
-        return "resource_tracker"
+    # workers first: their command line may carry a "-Wignore:resource_tracker..." option
     if "spawn_main" in cmdline or "forkserver" in cmdline:
         return "worker"
+    if "resource_tracker import" in cmdline:
+        return "resource_tracker"
     return "other"
 
 
