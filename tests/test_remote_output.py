@@ -114,9 +114,16 @@ def bucket_run(s3, sample_dir, tmp_path_factory):  # noqa: F811
     folder = tmp_path_factory.mktemp("s3out_bucket")
     prefix = f"{OUT_BUCKET}/runs/small"
     wf = _workflow(folder, f"s3://{BUCKET}/sample", towers=True)
-    proc = run_cli("run", wf, "--out", f"s3://{prefix}")
+    cwd = folder / "cwd"  # where the command runs: an output URL must never become a local path
+    cwd.mkdir()
+    proc = run_cli("run", wf, "--out", f"s3://{prefix}", cwd=cwd)
     (folder / "stdout.txt").write_text(proc.stdout + proc.stderr)
     return prefix, folder
+
+
+def test_nothing_is_written_to_the_folder_the_command_runs_in(bucket_run):
+    _, folder = bucket_run
+    assert not any((folder / "cwd").iterdir())  # e.g. "s3:/bucket/..." from a URL made a Path
 
 
 def test_stores_on_the_bucket_equal_the_local_run_chunk_by_chunk(local_run, bucket_run):
