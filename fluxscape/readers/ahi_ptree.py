@@ -39,7 +39,14 @@ import pandas as pd
 import xarray as xr
 
 from fluxscape.errors import ReaderError
-from fluxscape.readers.granule_cache import BLOCKS, file_stamp
+from fluxscape.readers.granule_cache import (
+    BLOCKS,
+    assemble,
+    file_stamp,
+    keep_blocks,
+    missing_span,
+    window_blocks,
+)
 from fluxscape.readers.magic import require
 from fluxscape.readers.ontile import Granule
 from fluxscape.readers.registry import FileSummary, ReaderSpec, register
@@ -375,33 +382,14 @@ def _read_variable(
     r0, r1, c0, c1 = rows.start, rows.stop, cols.start, cols.stop
     if BLOCKS.max_bytes <= 0:
         return _decode_cf(path, name, meta, _read_stored(path, handle, name, r0, r1, c0, c1))
-    blocks = {
-        (i, j): BLOCKS.get((stamp, name, i, j))
-        for i in range(r0 // BLOCK, -(-r1 // BLOCK))
-        for j in range(c0 // BLOCK, -(-c1 // BLOCK))
-    }
+    blocks = window_blocks(BLOCKS, (stamp, name), r0, r1, c0, c1, BLOCK)
     missing = [b for b, v in blocks.items() if v is None]
     if missing:
-        i0, i1 = min(b[0] for b in missing), max(b[0] for b in missing) + 1
-        j0, j1 = min(b[1] for b in missing), max(b[1] for b in missing) + 1
-        y0, x0 = i0 * BLOCK, j0 * BLOCK
-        stored = _read_stored(
-            path, handle, name, y0, min(meta.nlat, i1 * BLOCK), x0, min(meta.nlon, j1 * BLOCK)
-        )
+        y0, y1, x0, x1 = missing_span(missing, BLOCK, meta.nlat, meta.nlon)
+        stored = _read_stored(path, handle, name, y0, y1, x0, x1)
         part = _decode_cf(path, name, meta, stored)
-        for i, j in missing:
-            block = part[
-                i * BLOCK - y0 : (i + 1) * BLOCK - y0, j * BLOCK - x0 : (j + 1) * BLOCK - x0
-            ].copy()  # a copy: a view would keep the whole hyperslab alive in the cache
-            blocks[(i, j)] = block
-            BLOCKS.put((stamp, name, i, j), block)
-    out = np.empty((r1 - r0, c1 - c0), next(iter(blocks.values())).dtype)
-    for (i, j), block in blocks.items():
-        by, bx = i * BLOCK, j * BLOCK
-        ys, ye = max(r0, by), min(r1, by + block.shape[0])
-        xs, xe = max(c0, bx), min(c1, bx + block.shape[1])
-        out[ys - r0 : ye - r0, xs - c0 : xe - c0] = block[ys - by : ye - by, xs - bx : xe - bx]
-    return out
+        keep_blocks(BLOCKS, (stamp, name), part, y0, x0, missing, blocks, BLOCK)
+    return assemble(blocks, r0, r1, c0, c1, BLOCK, next(iter(blocks.values())).dtype)
 
 
 def read_window(

@@ -104,3 +104,56 @@ def _configured_bytes() -> int:
 
 #: The process's cache of raw blocks of input files (shared by the sources that use it).
 BLOCKS = ByteLRU(_configured_bytes())
+
+
+# -- windows read through cached square blocks --------------------------------------------
+# A window [r0, r1) x [c0, c1) of a 2-D layer is served from `block`-pixel square blocks
+# kept in a ByteLRU (BLOCKS) under (*key, i, j); the blocks not cached are read with one hyperslab.
+
+
+def window_blocks(
+    cache: ByteLRU, key: tuple, r0: int, r1: int, c0: int, c1: int, block: int
+) -> dict:
+    """(i, j) -> the block in ``cache`` (or None) of each block the window meets."""
+    rows = range(r0 // block, -(-r1 // block)) if r1 > r0 else range(0)
+    cols = range(c0 // block, -(-c1 // block)) if c1 > c0 else range(0)
+    return {(i, j): cache.get((*key, i, j)) for i in rows for j in cols}
+
+
+def missing_span(missing: list, block: int, nrows: int, ncols: int) -> tuple[int, int, int, int]:
+    """Rows y0:y1 and columns x0:x1 of the one hyperslab holding every ``missing`` block of a
+    layer of ``nrows`` x ``ncols`` pixels."""
+    i0, i1 = min(b[0] for b in missing), max(b[0] for b in missing) + 1
+    j0, j1 = min(b[1] for b in missing), max(b[1] for b in missing) + 1
+    return i0 * block, min(nrows, i1 * block), j0 * block, min(ncols, j1 * block)
+
+
+def keep_blocks(
+    cache: ByteLRU,
+    key: tuple,
+    part: np.ndarray,
+    y0: int,
+    x0: int,
+    missing: list,
+    blocks: dict,
+    block: int,
+) -> None:
+    """Cut the ``missing`` blocks out of ``part`` (the hyperslab starting at row ``y0``,
+    column ``x0``) into ``blocks`` and ``cache``."""
+    for i, j in missing:
+        cut = part[
+            i * block - y0 : (i + 1) * block - y0, j * block - x0 : (j + 1) * block - x0
+        ].copy()  # a copy: a view would keep the whole hyperslab alive in the cache
+        blocks[(i, j)] = cut
+        cache.put((*key, i, j), cut)
+
+
+def assemble(blocks: dict, r0: int, r1: int, c0: int, c1: int, block: int, dtype) -> np.ndarray:
+    """The window [r0, r1) x [c0, c1) put together from its ``blocks``."""
+    out = np.empty((max(r1 - r0, 0), max(c1 - c0, 0)), dtype)
+    for (i, j), cut in blocks.items():
+        by, bx = i * block, j * block
+        ys, ye = max(r0, by), min(r1, by + cut.shape[0])
+        xs, xe = max(c0, bx), min(c1, bx + cut.shape[1])
+        out[ys - r0 : ye - r0, xs - c0 : xe - c0] = cut[ys - by : ye - by, xs - bx : xe - bx]
+    return out

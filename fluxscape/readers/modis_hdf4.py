@@ -53,7 +53,14 @@ from pyhdf.SD import SD, SDC
 
 from fluxscape.errors import ReaderError
 from fluxscape.readers import qa
-from fluxscape.readers.granule_cache import BLOCKS, file_stamp
+from fluxscape.readers.granule_cache import (
+    BLOCKS,
+    assemble,
+    file_stamp,
+    keep_blocks,
+    missing_span,
+    window_blocks,
+)
 from fluxscape.readers.magic import require
 from fluxscape.readers.ontile import (
     Granule,
@@ -392,9 +399,7 @@ def _read_raw(
             raise ReaderError(f"{path}: cannot read {sds_name!r} ({exc})") from exc
         return dn, attrs
     (r0, r1), (c0, c1) = _bounds(roi[0], shape[0]), _bounds(roi[1], shape[1])
-    rows = range(r0 // BLOCK, -(-r1 // BLOCK)) if r1 > r0 else range(0)
-    cols = range(c0 // BLOCK, -(-c1 // BLOCK)) if c1 > c0 else range(0)
-    blocks = {(i, j): BLOCKS.get((stamp, sds_name, i, j)) for i in rows for j in cols}
+    blocks = window_blocks(BLOCKS, (stamp, sds_name), r0, r1, c0, c1, BLOCK)
     attrs = BLOCKS.get((stamp, sds_name, "attrs"))
     missing = [b for b, v in blocks.items() if v is None]
     if missing or attrs is None:
@@ -402,29 +407,16 @@ def _read_raw(
             sds = handle().select(sds_name)
             attrs = sds.attributes()
             if missing:
-                i0, i1 = min(b[0] for b in missing), max(b[0] for b in missing) + 1
-                j0, j1 = min(b[1] for b in missing), max(b[1] for b in missing) + 1
-                y0, x0 = i0 * BLOCK, j0 * BLOCK
-                part = np.asarray(
-                    sds[y0 : min(shape[0], i1 * BLOCK), x0 : min(shape[1], j1 * BLOCK)]
-                )
+                y0, y1, x0, x1 = missing_span(missing, BLOCK, shape[0], shape[1])
+                part = np.asarray(sds[y0:y1, x0:x1])
             sds.endaccess()
         except HDF4Error as exc:
             raise ReaderError(f"{path}: cannot read {sds_name!r} ({exc})") from exc
         BLOCKS.put((stamp, sds_name, "attrs"), attrs)
-        for i, j in missing:
-            block = part[
-                i * BLOCK - y0 : (i + 1) * BLOCK - y0, j * BLOCK - x0 : (j + 1) * BLOCK - x0
-            ].copy()  # a copy: a view would keep the whole hyperslab alive in the cache
-            blocks[(i, j)] = block
-            BLOCKS.put((stamp, sds_name, i, j), block)
+        if missing:
+            keep_blocks(BLOCKS, (stamp, sds_name), part, y0, x0, missing, blocks, BLOCK)
     dtype = next(iter(blocks.values())).dtype if blocks else np.int16
-    dn = np.empty((max(r1 - r0, 0), max(c1 - c0, 0)), dtype)
-    for (i, j), block in blocks.items():
-        by, bx = i * BLOCK, j * BLOCK
-        ys, ye = max(r0, by), min(r1, by + block.shape[0])
-        xs, xe = max(c0, bx), min(c1, bx + block.shape[1])
-        dn[ys - r0 : ye - r0, xs - c0 : xe - c0] = block[ys - by : ye - by, xs - bx : xe - bx]
+    dn = assemble(blocks, r0, r1, c0, c1, BLOCK, dtype)
     return dn, attrs
 
 
