@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import textwrap
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -51,20 +53,104 @@ def quicklook_variables(store: Path) -> list[str]:
         ]
 
 
+#: the quicklook's frame, inches: margins for tick and axis labels, the colour bar
+LEFT, BOTTOM, TOP, TITLE_LINE = 0.95, 0.6, 0.2, 0.19
+BAR_GAP, BAR_WIDTH, BAR_LABELS = 0.15, 0.2, 1.05
+MAP_SIDE = 4.0  # the map's longer side
+
+
+class _MapFigure:
+    """One quicklook figure (map, colour bar, title, axis labels) for a grid, redrawn for
+    every map of that grid: the image data, colours, title and colour-bar label are
+    replaced, the figure, axes, ticks and colour bar are not built again (building them and
+    the ``bbox_inches="tight"`` second draw cost most of a PNG's time). The frame is laid out
+    by hand around the map's true shape (in inches), so no layout engine runs; the title is
+    wrapped to the figure's width. Not thread-safe: one per thread (:func:`_map_figure`)."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, geographic: bool):
+        from matplotlib.figure import Figure
+
+        dx = float(x[1] - x[0]) if len(x) > 1 else 1.0
+        dy = float(y[1] - y[0]) if len(y) > 1 else -1.0
+        # pixel edges: each value drawn over its cell, as pcolormesh(shading="nearest")
+        extent = (x[0] - dx / 2, x[-1] + dx / 2, y[-1] + dy / 2, y[0] - dy / 2)
+        # A degree of longitude is cos(latitude) of a degree of latitude: keep shapes true.
+        aspect = 1 / np.cos(np.radians(float(np.mean(y)))) if geographic else 1.0
+        shape = abs(extent[3] - extent[2]) * aspect / abs(extent[1] - extent[0])
+        self.width = float(np.clip(MAP_SIDE / max(shape, 1.0), 1.0, MAP_SIDE * 1.5))
+        self.height = float(np.clip(self.width * shape, 1.0, MAP_SIDE * 1.5))
+        self.fig_width = LEFT + self.width + BAR_GAP + BAR_WIDTH + BAR_LABELS
+        self.fig = Figure(dpi=100)
+        ax = self.fig.add_axes((0, 0, 1, 1))
+        self.image = ax.imshow(
+            np.zeros((len(y), len(x))), extent=extent, origin="upper", interpolation="nearest"
+        )
+        ax.set_aspect(aspect)
+        ax.set_xlabel("longitude (°E)" if geographic else "x (m)")
+        ax.set_ylabel("latitude (°N)" if geographic else "y (m)")
+        self.bar_ax = self.fig.add_axes((0, 0, 1, 1))
+        self.colorbar = self.fig.colorbar(self.image, cax=self.bar_ax)
+        self.ax = ax
+        # the title centred on the figure (the map's axes may be narrower than it)
+        self.title = self.fig.text(0.5, 1.0, "", ha="center", va="top", fontsize=9)
+        self.lines = -1
+
+    def _layout(self, lines: int) -> None:
+        """Figure size and axes positions for a title of ``lines`` lines."""
+        if lines == self.lines:
+            return
+        top = TOP + lines * TITLE_LINE
+        fig_height = BOTTOM + self.height + top
+        self.fig.set_size_inches(self.fig_width, fig_height)
+        w, h = self.fig_width, fig_height
+        self.ax.set_position((LEFT / w, BOTTOM / h, self.width / w, self.height / h))
+        self.bar_ax.set_position(
+            ((LEFT + self.width + BAR_GAP) / w, BOTTOM / h, BAR_WIDTH / w, self.height / h)
+        )
+        self.title.set_y(1 - 0.08 / h)
+        self.lines = lines
+
+    def save(
+        self, values: np.ndarray, lo: float, hi: float, cmap: str, bar: str, title: str, path
+    ) -> None:
+        """Draw ``values`` (rows in the grid's ``y`` order) with ``cmap`` over ``lo``..``hi``
+        and write the PNG ``path``."""
+        # about 13 characters of 9-point text per inch
+        wrapped = textwrap.fill(title, width=max(int(self.fig_width * 13), 30))
+        self._layout(wrapped.count("\n") + 1)
+        self.image.set_data(values)
+        self.image.set_cmap(cmap)
+        self.image.set_clim(lo, hi)
+        self.colorbar.set_label(textwrap.fill(bar, width=max(int(self.height * 10), 30)))
+        self.title.set_text(wrapped)
+        # zlib level 6: a quicker write than PIL's default, a few % larger
+        self.fig.savefig(path, format="png", pil_kwargs={"compress_level": 6})
+
+
+_FIGURES = threading.local()
+
+
+def _map_figure(x: np.ndarray, y: np.ndarray, geographic: bool) -> _MapFigure:
+    """This thread's figure for the grid ``x``/``y`` (the last grid drawn is kept, so the
+    maps of one product, on one worker, share a figure)."""
+    key = (x.tobytes(), y.tobytes(), geographic)
+    cached = getattr(_FIGURES, "figure", None)
+    if cached is None or cached[0] != key:
+        cached = (key, _MapFigure(x, y, geographic))
+        _FIGURES.figure = cached
+    return cached[1]
+
+
 def write_quicklooks(
     store: Path, out_dir: Path, product: str, variables: list[str] | None = None
 ) -> list[Path]:
     """PNG maps ``out_dir/<product>/<variable>_<year>.png`` for the store's float variables
     (only ``variables`` when given); returns the paths written (each written to a temporary
-    name, then renamed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    name, then renamed). Drawn with matplotlib's Agg canvas (no pyplot state)."""
     ds = xr.open_zarr(store, consolidated=True)
     folder = out_dir / product
     folder.mkdir(parents=True, exist_ok=True)
+    geographic = ds["x"].attrs.get("units") == "degrees_east"
     written = []
     for name, var in ds.data_vars.items():
         if name in SKIP or var.dtype.kind != "f" or not {"y", "x"} <= set(var.dims):
@@ -72,28 +158,25 @@ def write_quicklooks(
         if variables is not None and name not in variables:
             continue
         for year, data in _yearly(_coarse(var)).items():
+            data = data.transpose("y", "x")
             values = data.values  # computed chunk by chunk by dask (threaded scheduler)
             if not np.isfinite(values).any():
                 continue
             lo, hi = (float(v) for v in np.nanpercentile(values, [2, 98]))
             cmap, lo, hi = colour_range(var.attrs, lo, hi)
-            fig, ax = plt.subplots(figsize=(6, 5), dpi=100)
-            x, y = data["x"].values, data["y"].values
-            mesh = ax.pcolormesh(
-                x, y, values, shading="nearest", vmin=lo, vmax=hi, cmap=MATPLOTLIB[cmap]
-            )
-            fig.colorbar(mesh, ax=ax, label=label(name, var.attrs))
+            figure = _map_figure(data["x"].values, data["y"].values, geographic)
             what = "annual mean of " if "time" in var.dims else ""
-            ax.set_title(f"{product}: {what}{var.attrs.get('long_name', name)}, {year}", fontsize=9)
-            geographic = ds["x"].attrs.get("units") == "degrees_east"
-            ax.set_xlabel("longitude (°E)" if geographic else "x (m)")
-            ax.set_ylabel("latitude (°N)" if geographic else "y (m)")
-            # A degree of longitude is cos(latitude) of a degree of latitude: keep shapes true.
-            ax.set_aspect(1 / np.cos(np.radians(float(np.mean(y)))) if geographic else "equal")
             path = folder / f"{name}_{year}.png"
             tmp = path.with_name(path.name + ".tmp.png")
-            fig.savefig(tmp, bbox_inches="tight")
-            plt.close(fig)
+            figure.save(
+                values,
+                lo,
+                hi,
+                MATPLOTLIB[cmap],
+                label(name, var.attrs),
+                f"{product}: {what}{var.attrs.get('long_name', name)}, {year}",
+                tmp,
+            )
             os.replace(tmp, path)
             written.append(path)
     return written

@@ -1,0 +1,75 @@
+"""The whole demo's CPU, before and after (issue #18, read floor: every non-reading cost counts).
+
+    python bench/demo_cpu.py --sample demo-out/sample --before SRC [--rounds 2] [--work DIR]
+
+Runs ``fluxscape demo --out WORK`` (the sample world hard-linked into WORK, so nothing is
+written again; the demo's two worker processes) as a process of its own, alternately with
+fluxscape from ``SRC`` (e.g. ``git archive COMMIT | tar -x -C SRC``) and from this tree, and
+prints wall time and the user + system CPU of the process and everything it waited for (the
+driver and both workers: ``resource.getrusage(RUSAGE_CHILDREN)`` deltas). Alternating rounds
+keep both sides under the same load on a shared machine. Prints a JSON document; writes
+nothing into bench/RESULTS.md (the figures are quoted by hand in ``## Demo profile``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system
+        shutil.copy2(src, dst)
+
+
+def demo_cpu(work: Path, sample: Path, src: Path) -> dict:
+    """One ``fluxscape demo --out WORK`` with fluxscape from ``src``: wall, user and system
+    seconds (driver and workers)."""
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    shutil.copytree(sample, work / "sample", copy_function=_link_or_copy)
+    cmd = [sys.executable, "-m", "fluxscape.cli", "demo", "--out", str(work)]
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=src)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return {
+        "wall_s": round(wall, 1),
+        "user_s": round(after.ru_utime - before.ru_utime, 1),
+        "sys_s": round(after.ru_stime - before.ru_stime, 1),
+        "load": os.getloadavg()[0],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sample", type=Path, required=True, help="a written demo sample world")
+    ap.add_argument("--before", type=Path, required=True, help="the source tree to compare")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--work", type=Path, default=REPO / "bench" / "out" / "demo_cpu")
+    args = ap.parse_args()
+    runs: dict[str, list[dict]] = {"before": [], "after": []}
+    for _ in range(args.rounds):
+        for side, src in (("before", args.before), ("after", REPO)):
+            runs[side].append(demo_cpu(args.work / side, args.sample, src))
+            print(side, runs[side][-1], file=sys.stderr, flush=True)
+    print(json.dumps(runs, indent=1))
+
+
+if __name__ == "__main__":
+    main()
