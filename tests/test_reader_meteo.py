@@ -3,6 +3,7 @@ in FLUXNET units, against the world's true weather; other CF layouts; bad files.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -197,3 +198,91 @@ def test_phenology_features_pick_the_current_season():
     expected = mid - np.array([100, 100, 100, 80, 200])
     np.testing.assert_array_equal(f["days_since_sos"].values[:, 0], expected)
     np.testing.assert_allclose(f["season_fraction"].values[:, 0], np.clip(expected / 100.0, 0, 1))
+
+
+def _xarray_period_means(path, times, ends, variables):
+    """The former xarray implementation of the period means (groupby sum / days)."""
+    from fluxscape.pipeline.predictors import period_of_days
+
+    ds = open_cf_meteo(path)
+    label = period_of_days(pd.DatetimeIndex(ds["time"].values), times, ends)
+    keep = label >= 0
+    sub = ds[variables].isel(time=np.flatnonzero(keep)).load()
+    sub = sub.assign_coords(period=("time", label[keep]))
+    sums = sub.groupby("period").sum("time").reindex(period=np.arange(len(times)), fill_value=0)
+    counts = np.bincount(label[keep], minlength=len(times)).astype(float)
+    days = xr.DataArray(np.where(counts > 0, counts, np.nan), dims="period")
+    return (sums / days).rename(period="time")
+
+
+def _daily_file(path: Path, ta: np.ndarray, days) -> Path:
+    lat, lon = [36.0, 36.25, 36.5], [138.0, 138.25]
+    xr.Dataset(
+        {"t2m": (("time", "latitude", "longitude"), ta + 273.15, {"units": "K"})},
+        coords={"time": days, "latitude": lat, "longitude": lon},
+    ).to_netcdf(path)
+    return path
+
+
+def test_period_means_equal_xarray_groupby_and_count_nan_days(tmp_path):
+    """The numpy period sums give xarray's groupby values bit for bit (float32 sums); a
+    NaN day adds nothing but counts among the period's days."""
+    rng = np.random.default_rng(3)
+    days = pd.date_range("2021-07-01", periods=40, freq="D")
+    ta = rng.normal(20, 5, (40, 3, 2)).astype("float32")
+    ta[3, 0, 0] = np.nan  # one NaN day in the first period at one cell
+    path = _daily_file(tmp_path / "met.nc", ta, days)
+    times = pd.DatetimeIndex(["2021-07-01", "2021-07-17", "2021-09-01"])
+    ends = times + pd.Timedelta(days=16)
+    got = meteo_periods([str(path)], times, ends, ["ta"])
+    want = _xarray_period_means(path, times, ends, ["ta"])
+    np.testing.assert_array_equal(got["ta"].values, want["ta"].values)
+    celsius = (ta.astype("float32") + np.float32(273.15)) - np.float32(273.15)
+    assert got["ta"].values[0, 0, 0] == pytest.approx(np.nansum(celsius[:16, 0, 0]) / 16, 1e-6)
+    assert np.isnan(got["ta"].values[2]).all()  # no day of data in the third period
+
+
+def test_a_rewritten_meteorology_file_is_read_again(tmp_path):
+    """Files are opened once per process and file version: a file rewritten in place (new
+    size or modification time) gives its new values."""
+    days = pd.date_range("2021-07-01", periods=16, freq="D")
+    path = tmp_path / "met.nc"
+    times = pd.DatetimeIndex(["2021-07-01"])
+    ends = times + pd.Timedelta(days=16)
+    _daily_file(path, np.full((16, 3, 2), 10.0, "float32"), days)
+    first = meteo_periods([str(path)], times, ends, ["ta"])
+    again = meteo_periods([str(path)], times, ends, ["ta"])
+    assert float(first["ta"].mean()) == float(again["ta"].mean()) == pytest.approx(10.0)
+    path.unlink()
+    _daily_file(path, np.full((16, 3, 2), 25.0, "float32"), days)
+    os.utime(path, ns=(1, 1))  # another version even within the clock's resolution
+    assert float(meteo_periods([str(path)], times, ends, ["ta"])["ta"].mean()) == pytest.approx(
+        25.0
+    )
+
+
+def test_gap_filling_equals_xarray_interpolate_na():
+    """The numpy gap filling gives xarray's interpolate_na (linear, then the ends by the
+    nearest value) bit for bit, along time in any axis position, float32 and float64; a
+    pixel with one value keeps its other periods NaN, as xarray leaves it."""
+    from fluxscape.pipeline.predictors import fill_time_gaps
+
+    rng = np.random.default_rng(5)
+    for dtype in ("float64", "float32"):
+        a = rng.normal(0.5, 0.2, (23, 6, 7)).astype(dtype)
+        a[rng.random(a.shape) < 0.6] = np.nan
+        a[:, 0, 0] = np.nan
+        a[:, 0, 1] = np.nan
+        a[4, 0, 1] = 0.25
+        da = xr.DataArray(a, dims=("time", "y", "x"), attrs={"units": "1"})
+        for cube in (da, da.transpose("y", "time", "x")):
+            want = cube.interpolate_na(dim="time", method="linear", use_coordinate=False)
+            want = want.interpolate_na(
+                dim="time", method="nearest", use_coordinate=False, fill_value="extrapolate"
+            )
+            got = fill_time_gaps(cube)
+            xr.testing.assert_identical(got, want)
+            assert got.dtype == dtype
+        filled = fill_time_gaps(da).values
+        assert np.isfinite(filled[:, 1:, :]).all() or np.isnan(a[:, 1:, :]).all(axis=0).any()
+        assert np.isnan(filled[:, 0, 1]).sum() == 22 and filled[4, 0, 1] == np.float32(0.25)

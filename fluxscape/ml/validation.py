@@ -21,6 +21,7 @@ from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
 from threadpoolctl import threadpool_limits
 
 from fluxscape.errors import FluxscapeError
+from fluxscape.figlayout import set_margins
 from fluxscape.ml.models import EnsembleRegressor, leaking_features
 
 __all__ = ["CVResult", "cross_validate", "metrics", "skill", "write_report"]
@@ -375,7 +376,8 @@ def _plots(result: CVResult, out_dir: Path) -> list[str]:
         ax.set_ylabel(f"predicted {t} (out of fold)")
         ax.set_title(f"{t}: {result.cv}")
         name = f"scatter_{t}.png"
-        fig.savefig(out_dir / name, dpi=90, bbox_inches="tight")
+        set_margins(fig, left=0.75, right=0.2, bottom=0.6, top=0.4)
+        fig.savefig(out_dir / name, dpi=90)
         plt.close(fig)
         names.append(name)
 
@@ -395,7 +397,7 @@ def _plots(result: CVResult, out_dir: Path) -> list[str]:
         for ax in axes.ravel()[len(sites) :]:
             ax.set_visible(False)
         axes[0, 0].legend(fontsize=6)
-        fig.tight_layout()
+        set_margins(fig, left=0.45, right=0.15, bottom=0.3, top=0.25, wgap=0.45, hgap=0.55)
         name = f"timeseries_{t}.png"
         fig.savefig(out_dir / name, dpi=80)
         plt.close(fig)

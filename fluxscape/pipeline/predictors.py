@@ -17,6 +17,7 @@ NaN where a predictor is missing.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -25,6 +26,7 @@ import xarray as xr
 
 from fluxscape.errors import FluxscapeError
 from fluxscape.pipeline import remote
+from fluxscape.readers.granule_cache import file_stamp
 from fluxscape.readers.registry import get_reader, open_file
 
 SEASON_FEATURES = ("doy_sin", "doy_cos")
@@ -50,6 +52,36 @@ def season_features(times: pd.DatetimeIndex, ends: pd.DatetimeIndex) -> dict[str
     return {"doy_sin": np.sin(angle), "doy_cos": np.cos(angle)}
 
 
+@functools.lru_cache(maxsize=32)
+def _open_meteo(reader: str | None, path: str, size: int, mtime_ns: int) -> xr.Dataset:
+    """The meteorology file ``path`` opened (lazily) by the ``reader`` source (detected when
+    None), once per process and file version (``size``/``mtime_ns``, from
+    :func:`~fluxscape.readers.granule_cache.file_stamp`, are the key: a changed file is
+    opened again). Every tile and tower of a run cuts its window from the same files, and
+    opening and decoding them was most of the meteorology's cost."""
+    return get_reader(reader).open(path) if reader else open_file(path)
+
+
+def _period_sums(values: np.ndarray, label: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sums over the leading (time) axis of ``values`` per period ``label`` (0..n-1; NaN
+    counted as 0, as xarray's skipna sum) and the number of days per period (NaN days
+    included): ``(sums of values' dtype, shape (n, ...); counts, shape (n,))``. Days of
+    one period are added in their order in ``values`` (a stable sort), so the float32 sums
+    equal xarray's ``groupby("period").sum()`` bit for bit. Written with numpy because
+    xarray's groupby (without flox) builds a Dataset per group, most of its cost here."""
+    order = np.argsort(label, kind="stable")
+    ordered = label[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    data = values[order]
+    data = np.where(np.isnan(data), data.dtype.type(0), data)
+    sums = np.zeros((n, *values.shape[1:]), dtype=values.dtype)
+    # np.sum over the leading axis adds day after day as xarray's sum does; np.add.reduceat
+    # sums in another order (a different float32 rounding), hence one sum per period
+    for start, stop in zip(starts, [*starts[1:], len(ordered)], strict=True):
+        sums[ordered[start]] = data[start:stop].sum(axis=0)
+    return sums, np.bincount(label, minlength=n).astype(float)
+
+
 def meteo_periods(
     paths: Sequence[str],
     times: pd.DatetimeIndex,
@@ -61,11 +93,14 @@ def meteo_periods(
     """Period means of the meteorology in ``paths`` (opened by the ``reader`` source: dims
     time, lat, lon) on the files' own grid, cut to ``bbox`` (W, S, E, N, degrees) plus one
     cell; a period without any day of data is NaN. FluxscapeError when a variable is in none
-    of the files. Without ``reader``, each file's source is detected."""
-    open_meteo = get_reader(reader).open if reader else open_file
-    parts = []
+    of the files. Without ``reader``, each file's source is detected. A day whose value is
+    NaN adds 0 to its period's sum but counts among the period's days. Each file is opened
+    once per process and file version (:func:`_open_meteo`)."""
+    sums = None
+    counts = np.zeros(len(times))
     for path in paths:
-        ds = open_meteo(remote.local(path))  # a URL: its staged copy
+        local = remote.local(path)  # a URL: its staged copy
+        ds = _open_meteo(reader, *file_stamp(local))
         if bbox is not None:
             w, s, e, n = bbox
             dlat = float(np.abs(np.diff(ds["lat"].values[:2]))[0]) if ds.sizes["lat"] > 1 else 1
@@ -81,16 +116,20 @@ def meteo_periods(
         if not keep.any():
             continue
         sub = ds[list(variables)].isel(time=np.flatnonzero(keep)).load()
-        sub = sub.assign_coords(period=("time", label[keep]))
-        parts.append((sub.groupby("period").sum("time"), sub["period"].to_series().value_counts()))
-    if not parts:
-        raise FluxscapeError(f"no meteorology in {list(paths)[:3]} covers the period")
-    sums = None
-    counts = np.zeros(len(times))
-    for summed, count in parts:
-        summed = summed.reindex(period=np.arange(len(times)), fill_value=0.0)
+        summed = {}
+        for v in variables:
+            da = sub[v].transpose("time", ...)
+            total, count = _period_sums(da.values, label[keep], len(times))
+            coords = {d: da[d].values for d in da.dims[1:]}
+            summed[v] = xr.DataArray(
+                total, dims=("period", *da.dims[1:]), coords=coords, attrs=da.attrs
+            )
+        summed = xr.Dataset(summed, attrs=sub.attrs)
+        # files on different grids add where they overlap (xarray's inner join), as before
         sums = summed if sums is None else sums + summed
-        counts[count.index.to_numpy()] += count.to_numpy()
+        counts += count
+    if sums is None:
+        raise FluxscapeError(f"no meteorology in {list(paths)[:3]} covers the period")
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = sums / xr.DataArray(np.where(counts > 0, counts, np.nan), dims="period")
     return mean.rename(period="time").assign_coords(time=times.values)
@@ -166,14 +205,58 @@ def static_at(
     return out
 
 
+def _fill_leading_axis(values: np.ndarray) -> np.ndarray:
+    """:func:`fill_time_gaps` on a numpy array whose leading axis is time (any dtype of
+    float; computed in float64, returned in the input's dtype)."""
+    n = values.shape[0]
+    flat = values.reshape(n, -1)
+    valid = ~np.isnan(flat)
+    if valid.all() or n == 0:
+        return values.copy()
+    steps = np.arange(n)[:, None]
+    # the last valid step at or before each step, and the first at or after it (n: none)
+    before = np.maximum.accumulate(np.where(valid, steps, -1), axis=0)
+    after = np.minimum.accumulate(np.where(valid, steps, n)[::-1], axis=0)[::-1]
+    columns = np.arange(flat.shape[1])[None, :]
+    y0 = flat[np.clip(before, 0, n - 1), columns].astype("float64")
+    y1 = flat[np.clip(after, 0, n - 1), columns].astype("float64")
+    x = np.broadcast_to(steps, flat.shape).astype("float64")
+    x0, x1 = before.astype("float64"), after.astype("float64")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # np.interp's own arithmetic (numpy compiled_base.c): slope from the left point,
+        # the right point where that gives NaN
+        slope = (y1 - y0) / (x1 - x0)
+        linear = slope * (x - x0) + y0
+        again = np.isnan(linear)
+        linear[again] = slope[again] * (x[again] - x1[again]) + y1[again]
+        flat_again = again & np.isnan(linear) & (y0 == y1)
+        linear[flat_again] = y0[flat_again]
+    out = flat.copy()
+    # xarray leaves a series with fewer than two values as it is (its "all NaN but one"
+    # fast track): a pixel observed once keeps NaN in its other periods; kept so
+    many = valid.sum(axis=0) >= 2
+    valid = valid | ~many[None, :]
+    inner = ~valid & (before >= 0) & (after < n)
+    out[inner] = linear[inner]
+    head = ~valid & (before < 0) & (after < n)  # before the first value: the first value
+    out[head] = y1[head]
+    tail = ~valid & (before >= 0) & (after >= n)  # after the last value: the last value
+    out[tail] = y0[tail]
+    return out.reshape(values.shape)
+
+
 def fill_time_gaps(da: xr.DataArray) -> xr.DataArray:
     """Fill a composite series' gaps (periods without a usable observation) by linear
     interpolation in time, and the ends by the nearest value, per pixel: the gap-filled
-    predictors FLUXCOM-style upscaling expects. Pixels with no value at all stay NaN."""
-    filled = da.interpolate_na(dim="time", method="linear", use_coordinate=False)
-    return filled.interpolate_na(
-        dim="time", method="nearest", use_coordinate=False, fill_value="extrapolate"
-    )
+    predictors FLUXCOM-style upscaling expects. Pixels with no value at all stay NaN; so do
+    the other periods of a pixel with one value only (as xarray has it). ``da``: any dims
+    including ``time`` (steps taken as equally spaced); the same dims, coordinates and
+    attributes out. The values equal xarray's ``interpolate_na`` (linear, then nearest with
+    extrapolation, ``use_coordinate=False``) bit for bit; written with numpy because xarray
+    interpolates pixel by pixel (a Python call per pixel)."""
+    axis = da.get_axis_num("time")
+    values = np.moveaxis(np.asarray(da.values), axis, 0)
+    return da.copy(data=np.moveaxis(_fill_leading_axis(values), 0, axis))
 
 
 PHENOLOGY_FEATURES = ("days_since_sos", "season_fraction")

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import fluxscape
+from fluxscape.figlayout import set_margins
 
 if TYPE_CHECKING:  # imported where used: a no-op resume rewrites the page from its cache
     import pandas as pd
@@ -189,7 +190,7 @@ def _oof_plot(pred: pd.DataFrame, target: str, units: str, metrics: dict) -> byt
     r2_text = f"R² {r2:.2f}, " if isinstance(r2, float) and math.isfinite(r2) else ""
     ax.set_title(f"{target}: {r2_text}n {metrics.get('n', len(sub))}", fontsize=9)
     ax.tick_params(labelsize=7)
-    fig.tight_layout()
+    set_margins(fig, left=0.62, right=0.15, bottom=0.45, top=0.3)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
     plt.close(fig)
@@ -236,7 +237,7 @@ def _tower_plot(
         "is in the table above",
         fontsize=9,
     )
-    fig.tight_layout()
+    set_margins(fig, left=0.5, right=0.15, bottom=0.45, top=0.6, wgap=0.5, hgap=0.35)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
     plt.close(fig)
