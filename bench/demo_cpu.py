@@ -1,13 +1,15 @@
 """The whole demo's CPU, before and after (issue #18, read floor: every non-reading cost counts).
 
-    python bench/demo_cpu.py --sample demo-out/sample --before SRC [--rounds 2] [--work DIR]
+    python bench/demo_cpu.py --sample demo-out/sample --before SRC [--after SRC]
+                             [--rounds 2] [--side before|after] [--work DIR]
 
 Runs ``fluxscape demo --out WORK`` (the sample world hard-linked into WORK, so nothing is
 written again; the demo's two worker processes) as a process of its own, alternately with
 fluxscape from ``SRC`` (e.g. ``git archive COMMIT | tar -x -C SRC``) and from this tree, and
 prints wall time and the user + system CPU of the process and everything it waited for (the
 driver and both workers: ``resource.getrusage(RUSAGE_CHILDREN)`` deltas). Alternating rounds
-keep both sides under the same load on a shared machine. Prints a JSON document; writes
+keep both sides under the same load on a shared machine (or run two processes, ``--side
+before`` and ``--side after``, at the same time). Prints a JSON document; writes
 nothing into bench/RESULTS.md (the figures are quoted by hand in ``## Demo profile``).
 """
 
@@ -60,12 +62,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sample", type=Path, required=True, help="a written demo sample world")
     ap.add_argument("--before", type=Path, required=True, help="the source tree to compare")
+    ap.add_argument("--after", type=Path, default=REPO, help="the tree measured as after")
+    ap.add_argument("--side", choices=("before", "after"), help="one side only")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--work", type=Path, default=REPO / "bench" / "out" / "demo_cpu")
     args = ap.parse_args()
     runs: dict[str, list[dict]] = {"before": [], "after": []}
     for _ in range(args.rounds):
-        for side, src in (("before", args.before), ("after", REPO)):
+        for side, src in (("before", args.before), ("after", args.after)):
+            if args.side not in (None, side):
+                continue
             runs[side].append(demo_cpu(args.work / side, args.sample, src))
             print(side, runs[side][-1], file=sys.stderr, flush=True)
     print(json.dumps(runs, indent=1))
