@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import REPO, headless
 from PIL import Image
 
@@ -92,3 +93,54 @@ def test_signed_quicklook_is_diverging_and_true_to_shape(tmp_path):
     inside = (np.abs(rgb - 255).sum(axis=2) > 60)[:, : rgb.shape[1] * 2 // 3]
     cols, rows = np.flatnonzero(inside.any(axis=0)), np.flatnonzero(inside.any(axis=1))
     assert (cols[-1] - cols[0]) / (rows[-1] - rows[0]) < 0.75
+
+
+def test_a_reused_quicklook_figure_draws_what_a_fresh_one_draws(tmp_path):
+    """Quicklooks share one figure per thread and grid: a map drawn after another (another
+    colour map, a longer title wrapped on two lines) is byte for byte the map drawn on a
+    fresh figure, and a one-line title after a two-line one gives the smaller frame back."""
+    import xarray as xr
+    from odc.geo.geobox import GeoBox
+
+    from fluxscape.pipeline import quicklook
+    from fluxscape.pipeline.store import VariableSpec, create_store, finalize_store, write_tile
+
+    gb = GeoBox.from_bbox((138.0, 35.5, 138.5, 36.0), "epsg:4326", resolution=0.01)
+    store = tmp_path / "s.zarr"
+    long_name = "a rather long description of a signed quantity " * 3
+    specs = [
+        VariableSpec("aa", "float32", {"long_name": long_name, "units": "1"}),
+        VariableSpec("bb", "float32", {"long_name": "short", "units": "K"}),
+    ]
+    create_store(store, gb, {"year": np.array([2021])}, specs, 50, {})
+    ramp = np.broadcast_to(np.linspace(-1, 1, 50, dtype=np.float32), (1, 50, 50))
+    data = {"aa": (("year", "y", "x"), ramp), "bb": (("year", "y", "x"), ramp + 300)}
+    write_tile(store, xr.Dataset(data), slice(0, 50), slice(0, 50))
+    finalize_store(store, {})
+    quicklook._FIGURES.__dict__.clear()  # a fresh figure for this thread
+    [first] = quicklook.write_quicklooks(store, tmp_path / "fresh", "p", ["bb"])
+    both = quicklook.write_quicklooks(store, tmp_path / "reused", "p")  # aa, then bb
+    assert [p.name for p in both] == ["aa_2021.png", "bb_2021.png"]
+    assert both[1].read_bytes() == first.read_bytes()
+    tall, short = (Image.open(p).size for p in both)
+    assert tall[1] > short[1] and tall[0] == short[0]  # two title lines, then one again
+
+
+def test_set_margins_places_subplots_in_inches():
+    """Margins and gaps given in inches hold whatever the figure's size."""
+    from matplotlib.figure import Figure
+
+    from fluxscape.figlayout import set_margins
+
+    for size in ((4.0, 3.0), (11.0, 8.8)):
+        fig = Figure(figsize=size, dpi=100)
+        axes = fig.subplots(2, 3)
+        set_margins(fig, left=0.5, right=0.2, bottom=0.4, top=0.6, wgap=0.3, hgap=0.25)
+        w, h = size
+        first, right_of_it = axes[0, 0].get_position(), axes[0, 1].get_position()
+        below = axes[1, 0].get_position()
+        assert first.x0 * w == pytest.approx(0.5) and (1 - first.y1) * h == pytest.approx(0.6)
+        assert (right_of_it.x0 - first.x1) * w == pytest.approx(0.3)
+        assert (first.y0 - below.y1) * h == pytest.approx(0.25)
+        assert below.y0 * h == pytest.approx(0.4)
+        assert (1 - axes[1, 2].get_position().x1) * w == pytest.approx(0.2)
