@@ -10,7 +10,9 @@ prints wall time and the user + system CPU of the process and everything it wait
 driver and both workers: ``resource.getrusage(RUSAGE_CHILDREN)`` deltas). Alternating rounds
 keep both sides under the same load on a shared machine (or run two processes, ``--side
 before`` and ``--side after``, at the same time). Prints a JSON document; writes
-nothing into bench/RESULTS.md (the figures are quoted by hand in ``## Demo profile``).
+nothing into bench/RESULTS.md (the figures are quoted by hand in ``## Demo profile``). With
+both sides, the last outputs' products are compared value for value
+(:func:`product_differences`, ``python -c`` it on two ``--side`` outputs).
 """
 
 from __future__ import annotations
@@ -58,6 +60,30 @@ def demo_cpu(work: Path, sample: Path, src: Path) -> dict:
     }
 
 
+def product_differences(a: Path, b: Path) -> list[str]:
+    """Where two demo outputs' products differ: every variable of every store under
+    ``products/`` compared value for value (NaN equal to NaN), and the flux report's CSV
+    tables (training table, out-of-fold predictions, skill) byte for byte. Empty: none."""
+    import numpy as np
+    import xarray as xr
+
+    out = []
+    for store in sorted((a / "products").glob("*.zarr")):
+        other = b / "products" / store.name
+        with xr.open_zarr(store) as x, xr.open_zarr(other) as y:
+            for name in sorted(set(x.variables) | set(y.variables)):
+                if name not in x.variables or name not in y.variables:
+                    out.append(f"{store.name}/{name}: in one output only")
+                elif not np.array_equal(
+                    x[name].values, y[name].values, equal_nan=x[name].dtype.kind == "f"
+                ):
+                    out.append(f"{store.name}/{name}: values differ")
+    for table in sorted((a / "reports").rglob("*.csv")):
+        if table.read_bytes() != (b / table.relative_to(a)).read_bytes():
+            out.append(f"{table.relative_to(a)}: differs")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sample", type=Path, required=True, help="a written demo sample world")
@@ -74,6 +100,8 @@ def main() -> None:
                 continue
             runs[side].append(demo_cpu(args.work / side, args.sample, src))
             print(side, runs[side][-1], file=sys.stderr, flush=True)
+    if args.side is None:
+        runs["product_differences"] = product_differences(args.work / "before", args.work / "after")
     print(json.dumps(runs, indent=1))
 
 
