@@ -17,6 +17,7 @@ from pathlib import Path
 
 #: (phase, frame pattern), most specific first: a stack goes to the first that matches
 PHASES = [
+    ("numba compile (cold cache)", "numba/core/compiler"),
     ("flux: compiled forest predict", "predict_tile ("),
     ("flux features: meteo_periods", "meteo_periods ("),
     ("flux features: fill_time_gaps", "fill_time_gaps ("),
