@@ -6,7 +6,8 @@
 ``WF``: the demo's workflow with ``dask: {processes: false, workers: 1, threads_per_worker:
 1}`` (the whole run in one process, so py-spy sees every thread). Each stack is counted in
 the first phase (in the order of :data:`PHASES`) one of whose frames contains the phase's
-pattern; the rest is "other". Prints one column per file (seconds = samples / rate).
+pattern; the rest is "other"; stacks ending in a wait (:data:`IDLE`) are "waiting", left
+out of the busy total. Prints one column per file (seconds = samples / rate).
 """
 
 from __future__ import annotations
@@ -35,6 +36,17 @@ PHASES = [
     ("imports", "<module> ("),
 ]
 
+#: leaf frames of threads waiting (a queue, a condition, the event loop's poll): py-spy takes
+#: them for busy when a loaded machine leaves it no time to read the thread's state
+IDLE = (
+    "Condition.wait (",
+    "EpollSelector.select (",
+    "_worker (concurrent/futures/thread.py",
+    "Event.wait (",
+    "Queue.get (",
+)
+WAITING = "waiting (idle threads)"
+
 
 def phases(path: Path, rate: float) -> Counter:
     """Seconds per phase of one raw py-spy file."""
@@ -43,7 +55,11 @@ def phases(path: Path, rate: float) -> Counter:
         stack, _, count = line.rpartition(" ")
         if not stack:
             continue
-        name = next((p for p, pattern in PHASES if pattern in stack), "other")
+        leaf = stack.rsplit(";", 1)[-1]
+        if not stack.strip() or any(leaf.startswith(p) for p in IDLE):
+            name = WAITING
+        else:
+            name = next((p for p, pattern in PHASES if pattern in stack), "other")
         out[name] += int(count) / rate
     return out
 
@@ -59,7 +75,9 @@ def main() -> None:
     print("|---|" + "---:|" * len(args.files))
     for name in names:
         print(f"| {name} | " + " | ".join(f"{t.get(name, 0):.1f}" for t in tables) + " |")
-    print("| **total** | " + " | ".join(f"**{sum(t.values()):.1f}**" for t in tables) + " |")
+    busy = [sum(v for k, v in t.items() if k != WAITING) for t in tables]
+    print("| **busy total** | " + " | ".join(f"**{b:.1f}**" for b in busy) + " |")
+    print(f"| {WAITING} | " + " | ".join(f"{t.get(WAITING, 0):.1f}" for t in tables) + " |")
 
 
 if __name__ == "__main__":
