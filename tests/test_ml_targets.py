@@ -106,7 +106,8 @@ def test_period_bounds_infer_month_and_modis_year_end():
     table = days_per_month(*period_bounds(modis))
     assert table.to_numpy().sum() == 365
     assert table.iloc[1].to_dict() == {
-        pd.Timestamp("2021-01-01"): 15.0, pd.Timestamp("2021-02-01"): 1.0,
+        pd.Timestamp("2021-01-01"): 15.0,
+        pd.Timestamp("2021-02-01"): 1.0,
         **{c: 0.0 for c in table.columns[2:]},
     }
 
@@ -121,7 +122,27 @@ def test_real_mm_targets_match_file_where_qc_good(realdata_dir):
     np.testing.assert_allclose(t["gpp"].to_numpy()[good], ds["GPP_NT_VUT_REF"].values[good])
     assert np.isnan(t["gpp"].to_numpy()[~good]).all()
     assert set(t["gpp_coverage"].round(6)) <= {0.0, 1.0}
-    yearly = build_targets(ds, pd.date_range("2001-01-01", "2020-01-01", freq="YS"),
-                           min_coverage=0.9)
+    yearly = build_targets(
+        ds, pd.date_range("2001-01-01", "2020-01-01", freq="YS"), min_coverage=0.9
+    )
     # annual means from good months: mean daily GPP of a beech forest, 3-6 gC m-2 d-1
     assert ((yearly["gpp"].dropna() > 3) & (yearly["gpp"].dropna() < 6)).all()
+
+
+def test_days_per_month_counts_each_day_of_each_period_once():
+    """The vectorised table equals counting the days of each period one by one (16-day,
+    monthly and daily axes; a period reaching into the next year)."""
+    for times in (
+        pd.date_range("2021-01-01", "2022-12-31", freq="16D"),
+        pd.date_range("2020-01-01", "2021-12-01", freq="MS"),
+        pd.date_range("2019-12-20", "2020-03-05", freq="D"),
+    ):
+        starts, ends = period_bounds(pd.DatetimeIndex(times))
+        table = days_per_month(starts, ends)
+        for i, (s, e) in enumerate(zip(starts, ends, strict=True)):
+            days = pd.date_range(s, e - pd.Timedelta(days=1), freq="D")
+            months = days.to_period("M").to_timestamp().value_counts()
+            row = table.loc[i]
+            assert row.sum() == len(days)
+            for month, n in months.items():
+                assert row[month] == n
