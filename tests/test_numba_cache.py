@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import xarray as xr
 from numba.core.caching import FunctionCache
 from numba.core.dispatcher import Dispatcher
 
@@ -22,7 +24,13 @@ from fluxscape.products import phenology as ph
 
 MODULES = (kernels, dlfit)
 #: The kernels called from Python (the others are compiled into them).
-ENTRY_POINTS = ("kernels._run", "kernels._date_quality", "dlfit.fit_rows", "dlfit.curves")
+ENTRY_POINTS = (
+    "kernels._run",
+    "kernels._date_quality",
+    "kernels._tile",
+    "dlfit.fit_rows",
+    "dlfit.curves",
+)
 
 
 def dispatchers() -> dict[str, Dispatcher]:
@@ -45,6 +53,18 @@ def small_run() -> None:
     for method in ("whittaker", "double_logistic"):
         res = ph.phenology_metrics(values, weights, days, [2021, 2022], method=method)
         ph.season_quality(res, days, weights, [0.0, 365.0])
+    # The vi store's types: the one-pass kernel of method="whittaker".
+    starts = pd.DatetimeIndex(
+        [
+            pd.Timestamp(y, 1, 1) + pd.Timedelta(days=d)
+            for y in (2021, 2022)
+            for d in range(0, 365, 16)
+        ]
+    )
+    cube = xr.DataArray(values.T.reshape(46, 3, 4).astype(np.float32), dims=("time", "y", "x"))
+    cube = cube.assign_coords(time=starts)
+    doy = xr.full_like(cube, 8.0)
+    ph.phenology(cube, xr.zeros_like(cube, dtype=np.uint8), doy, method="whittaker")
 
 
 def test_every_kernel_is_cached_in_a_writable_directory():

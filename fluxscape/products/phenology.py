@@ -874,7 +874,11 @@ def phenology(
     numbered by peak date within the year), float32, NaN where there is no season; dates are
     days of year of their ``year`` (see the module docstring). Works lazily on Dask arrays
     chunked in space (``time`` must be one chunk): it is one ``xarray.apply_ufunc`` with
-    ``dask="parallelized"``.
+    ``dask="parallelized"``. With ``method="whittaker"`` on the ``vi`` store's types (float32
+    index, uint8 ``qa`` or None, float32 or integer ``doy`` or None) each block is one compiled
+    pass from these variables to the output (:func:`fluxscape.products.kernels.phenology_tile`:
+    observation days, weights, smoothing, dates and quality layers, no (pixel, time) float64
+    copies); other types take the general path, with the same results.
     """
     starts = pd.DatetimeIndex(ndvi["time"].values)
     years = sorted(set(starts.year)) if years is None else [int(y) for y in years]
