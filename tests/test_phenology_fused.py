@@ -180,6 +180,8 @@ def _same(a: xr.Dataset, b: xr.Dataset) -> None:
         {"doy": None},
         {"doy": "int16"},
         {"qa_weights": {0: 1.0, 1: 0.3, 3: 0.1}},
+        {"qa": "float32"},
+        {"qa": "int16", "qa_weights": {0: 1.0, 1: 0.5, 300: 0.0, -2: 0.0}},
     ],
 )
 def test_fused_whittaker_equals_the_general_path(case):
@@ -188,7 +190,7 @@ def test_fused_whittaker_equals_the_general_path(case):
     dates, metrics and quality layers."""
     ndvi, qa, doy = cube(seed=5, size=16)
     options = dict(case)
-    qa = options.pop("qa", qa)
+    qa = {"float32": _masked(qa), "int16": _odd_codes(qa), None: None}.get(options.pop("qa", 0), qa)
     if options.pop("doy", "") == "int16":
         doy = doy.fillna(100).astype(np.int16)
     elif "doy" in case:
@@ -199,6 +201,30 @@ def test_fused_whittaker_equals_the_general_path(case):
     _same(fused, general)
     assert np.isfinite(fused["sos"].values).sum() > 100
     assert (fused["qa_overall"].values < 255).sum() > 100
+
+
+def _masked(qa: xr.DataArray) -> xr.DataArray:
+    """QA as a masked uint8 store variable decodes: float32, NaN where missing."""
+    out = qa.astype(np.float32)
+    return out.where(np.random.default_rng(1).random(qa.shape) > 0.05)
+
+
+def _odd_codes(qa: xr.DataArray) -> xr.DataArray:
+    """int16 QA with codes outside 0..255 (weight 0 in the fused kernel's table)."""
+    roll = np.random.default_rng(2).random(qa.shape)
+    return qa.astype(np.int16).where(roll > 0.05, 300).where(roll > 0.02, -2)
+
+
+def test_fused_path_needs_a_code_of_weight_zero_for_non_uint8_qa():
+    ndvi, qa, doy = cube(size=4)
+    grid = {"grid_start": 0.0, "grid_stop": 760.0}
+    assert ph._fused("whittaker", ndvi, qa.astype(np.float32), doy, grid)
+    every = {code: 1.0 for code in range(256)}
+    assert not ph._fused("whittaker", ndvi, qa.astype(np.float32), doy, grid, every)
+    assert ph._fused("whittaker", ndvi, qa, doy, grid, every)  # uint8: no other code exists
+    wide = {0: 1.0, 300: 0.5}
+    assert not ph._fused("whittaker", ndvi, qa.astype(np.int16), doy, grid, wide)
+    assert not ph._fused("double_logistic", ndvi, qa, doy, grid)
 
 
 def test_fused_whittaker_on_dask_blocks_equals_one_block():

@@ -700,22 +700,55 @@ _METRIC_DEFAULTS = {
 }
 
 
-def _fused(method: str, ndvi: xr.DataArray, qa, doy, options: Mapping[str, Any]) -> bool:
+def _qa_table(qa_weights: Mapping[int, float] | None) -> np.ndarray:
+    """The weight of each QA code 0..255 (:func:`fluxscape.products.smoothing.qa_weights`)."""
+    return smoothing.qa_weights(np.arange(256, dtype=np.uint8), mapping=qa_weights)
+
+
+def _fused(
+    method: str,
+    ndvi: xr.DataArray,
+    qa,
+    doy,
+    options: Mapping[str, Any],
+    qa_weights: Mapping[int, float] | None = None,
+) -> bool:
     """Whether :func:`phenology` takes the one-pass kernel
     (:func:`fluxscape.products.kernels.phenology_tile`): ``method="whittaker"`` on the ``vi``
-    store's types (float32 index, uint8 QA or none, float32 or integer day of year or none)
-    and a given grid."""
+    store's types (float32 index; QA codes as uint8, or as integers or floats, NaN = missing,
+    as a masked uint8 store variable decodes, while some code 0..255 has weight 0 to stand for
+    the others and no code outside 0..255 has a weight; float32 or integer day of year;
+    ``qa``/``doy`` may be None) and a given grid."""
     unknown = set(options) - set(_METRIC_DEFAULTS)
     if unknown:
         raise TypeError(f"phenology: unexpected options {sorted(unknown)}")
+    qa_ok = qa is None or qa.dtype == np.uint8
+    if not qa_ok and qa.dtype.kind in "iuf":
+        mapping = smoothing.DEFAULT_QA_WEIGHTS if qa_weights is None else qa_weights
+        qa_ok = bool((_qa_table(qa_weights) == 0).any()) and all(
+            0 <= code <= 255 for code, weight in mapping.items() if weight != 0
+        )
     return (
         method == "whittaker"
         and ndvi.dtype == np.float32
-        and (qa is None or qa.dtype == np.uint8)
+        and qa_ok
         and (doy is None or doy.dtype == np.float32 or doy.dtype.kind in "iu")
         and options.get("grid_start") is not None
         and options.get("grid_stop") is not None
     )
+
+
+def _qa_codes(qa: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """uint8 QA codes of ``qa`` (any integer or float type) with the weights of
+    :func:`fluxscape.products.smoothing.qa_weights`: a code is the value truncated to an
+    integer; NaN and codes outside 0..255 (weight 0 there) become a code of weight 0."""
+    if qa.dtype == np.uint8:
+        return qa
+    zero = int(np.flatnonzero(table == 0)[0])
+    if qa.dtype.kind == "f":
+        qa = np.where(np.isfinite(qa), np.clip(qa, -1.0, 256.0), -1.0)
+    codes = qa.astype(np.int64)
+    return np.where((codes >= 0) & (codes <= 255), codes, zero).astype(np.uint8)
 
 
 def _fused_product(
@@ -772,7 +805,7 @@ def _fused_product(
         table[0] = 1.0
         qa = xr.zeros_like(ndvi, dtype=np.uint8)
     else:
-        table = smoothing.qa_weights(np.arange(256, dtype=np.uint8), mapping=qa_weights)
+        table = _qa_table(qa_weights)
     if doy is None:
         doy = xr.full_like(ndvi, np.nan, dtype=np.float32)
     names = (*VARIABLES, *QA_VARIABLES)
@@ -796,7 +829,7 @@ def _fused_product(
 
         out = kernels.phenology_tile(
             rows(v, np.float32),
-            rows(q, np.uint8),
+            _qa_codes(rows(q, q.dtype), table),
             rows(d, np.float32),
             table,
             tinfo,
@@ -898,7 +931,7 @@ def phenology(
             "output_sizes": {"variable": len(names), "year": len(years), "season": seasons}
         },
     }
-    if _fused(method, ndvi, qa, doy, options):
+    if _fused(method, ndvi, qa, doy, options, qa_weights):
         stacked = _fused_product(ndvi, qa, doy, years, seasons, qa_weights, options, output)
     else:
         if doy is None:
