@@ -70,6 +70,10 @@ _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 #: at most 5 % faster per tile, docs/scale.md.)
 LANES = 8
 
+#: Pixels of a tile turned from the stored (time, pixel) order into (pixel, time) rows
+#: together by :func:`_tile` (its work arrays: 3 x BLOCK x time float64, in the L2 cache).
+BLOCK = 256
+
 
 @njit(**_JIT)
 def _solve(oy, ow, ij, of, m, lam, a, c1):
@@ -1220,28 +1224,26 @@ def _tile(v, q, doy, table, tinfo, smooth, settings, fractions, jan1, year_start
     work, iwork, chosen = _work(n + fractions.size, ny, ns)
     ws = _whittaker_work(n, nt)
     zg = np.empty((LANES, n))
-    yb = np.empty((LANES, nt))
-    wb = np.empty((LANES, nt))
-    tb = np.empty((LANES, nt))
-    qb = np.empty((LANES, nt), np.bool_)
-    o = np.empty((1, ny, ns, nm), np.float32)
+    # A block of pixels at a time, turned to (pixel, time) rows first and its outputs kept
+    # until the block is done: the stored (time, pixel) order read and written a row of
+    # BLOCK pixels at a time (sequential), not LANES pixels of 46 rows (as many streams).
+    yb = np.empty((BLOCK, nt))
+    wb = np.empty((BLOCK, nt))
+    tb = np.empty((BLOCK, nt))
+    qb = np.empty((BLOCK, nt), np.bool_)
+    ob = np.empty((BLOCK, ny, ns, nm + 2), np.float32)
     vals = np.empty(nt)
     flags = np.empty(nt, np.bool_)
     udays = np.empty(nt)
     upos = np.empty(nt, np.int64)
     cum = np.empty(nt + 1, np.int64)
     half = tinfo[3, 0]
-    for p0 in range(0, npix, LANES):
+    for b0 in range(0, npix, BLOCK):
+        nb = min(BLOCK, npix - b0)
         for k in range(nt):
             start, start_doy, year_len = tinfo[0, k], tinfo[1, k], tinfo[2, k]
-            for lane in range(LANES):
-                p = p0 + lane
-                if p >= npix:
-                    yb[lane, k] = np.nan
-                    wb[lane, k] = 0.0
-                    tb[lane, k] = np.nan
-                    qb[lane, k] = False
-                    continue
+            for j in range(nb):
+                p = b0 + j
                 d = np.float64(doy[k, p])
                 if np.isnan(d):
                     tk = start + half
@@ -1251,59 +1253,79 @@ def _tile(v, q, doy, table, tinfo, smooth, settings, fractions, jan1, year_start
                         delta += year_len
                     tk = start + delta
                 wk = table[q[k, p]]
-                yb[lane, k] = v[k, p]
-                wb[lane, k] = wk
-                tb[lane, k] = tk
-                qb[lane, k] = wk > 0.0 and np.isfinite(tk)
-        _whittaker_group(yb, wb, tb, 0, grid0, step, smooth[1], int(smooth[2]), smooth[3], ws, zg)
-        for lane in range(min(LANES, npix - p0)):
-            p = p0 + lane
-            if ws[2][1, lane] < smooth[4]:
-                for yi in range(ny):
-                    for s in range(ns):
-                        out[i_overall, yi, s, p] = 255.0
-                        out[i_detailed, yi, s, p] = 65535.0
-                continue
-            o[:] = np.nan
-            _row_metrics(
-                zg[lane],
-                ws[0][4, lane],
-                tb[lane],
-                0,
-                settings,
-                fractions,
-                jan1,
-                year_starts,
-                work,
-                iwork,
-                chosen,
-                o,
+                yb[j, k] = v[k, p]
+                wb[j, k] = wk
+                tb[j, k] = tk
+                qb[j, k] = wk > 0.0 and np.isfinite(tk)
+        ob[:nb] = np.nan
+        for g0 in range(0, nb, LANES):
+            _whittaker_group(
+                yb[:nb],
+                wb[:nb],
+                tb[:nb],
+                g0,
+                grid0,
+                step,
+                smooth[1],
+                int(smooth[2]),
+                smooth[3],
+                ws,
+                zg,
             )
-            nu = _dq_prepare(tb[lane], qb[lane], vals, flags, udays, upos, cum)
-            for yi in range(ny):
-                offset = jan1[yi] - 1.0  # day of year -> day number
-                for s in range(ns):
-                    for i in range(nm):
-                        out[i, yi, s, p] = o[0, yi, s, i]
-                    worst = 0
-                    detailed = 0
-                    missing = True
-                    for i in range(7):
-                        x = o[0, yi, s, qa[i]]
-                        cls = 3
-                        if not np.isnan(x):
-                            missing = False
-                            cls = _dq_class(
-                                np.float64(x) + offset, udays, upos, cum, nu, max_missing
-                            )
-                        worst = max(worst, cls)
-                        detailed |= cls << (2 * i)
-                    if missing:
-                        out[i_overall, yi, s, p] = 255.0
-                        out[i_detailed, yi, s, p] = 65535.0
-                    else:
-                        out[i_overall, yi, s, p] = worst
-                        out[i_detailed, yi, s, p] = detailed
+            for lane in range(min(LANES, nb - g0)):
+                j = g0 + lane
+                o = ob[j : j + 1]  # _row_metrics writes its first nm variables
+                if ws[2][1, lane] < smooth[4]:
+                    for yi in range(ny):
+                        for s in range(ns):
+                            ob[j, yi, s, nm] = 255.0
+                            ob[j, yi, s, nm + 1] = 65535.0
+                    continue
+                _row_metrics(
+                    zg[lane],
+                    ws[0][4, lane],
+                    tb[j],
+                    0,
+                    settings,
+                    fractions,
+                    jan1,
+                    year_starts,
+                    work,
+                    iwork,
+                    chosen,
+                    o,
+                )
+                nu = _dq_prepare(tb[j], qb[j], vals, flags, udays, upos, cum)
+                for yi in range(ny):
+                    offset = jan1[yi] - 1.0  # day of year -> day number
+                    for s in range(ns):
+                        worst = 0
+                        detailed = 0
+                        missing = True
+                        for i in range(7):
+                            x = ob[j, yi, s, qa[i]]
+                            cls = 3
+                            if not np.isnan(x):
+                                missing = False
+                                cls = _dq_class(
+                                    np.float64(x) + offset, udays, upos, cum, nu, max_missing
+                                )
+                            worst = max(worst, cls)
+                            detailed |= cls << (2 * i)
+                        if missing:
+                            ob[j, yi, s, nm] = 255.0
+                            ob[j, yi, s, nm + 1] = 65535.0
+                        else:
+                            ob[j, yi, s, nm] = worst
+                            ob[j, yi, s, nm + 1] = detailed
+        for yi in range(ny):
+            for s in range(ns):
+                for i in range(nm):
+                    for j in range(nb):
+                        out[i, yi, s, b0 + j] = ob[j, yi, s, i]
+                for j in range(nb):
+                    out[i_overall, yi, s, b0 + j] = ob[j, yi, s, nm]
+                    out[i_detailed, yi, s, b0 + j] = ob[j, yi, s, nm + 1]
 
 
 def phenology_tile(
