@@ -19,15 +19,19 @@ agree to float rounding, tests/test_kernels.py):
   around the double-logistic fit of ``method="double_logistic"``: the seasons of the rough
   curve in grid units, then the dates of each season on its own fitted curve.
 - :func:`date_quality`: the quality class of each date (``qa_detailed``).
+- :func:`phenology_tile`: the whole ``method="whittaker"`` product of a tile from the ``vi``
+  variables as stored (time first: index, QA codes, day of year), i.e. the observation days,
+  QA weights, :func:`phenology_rows` and :func:`date_quality` in one compiled pass.
 
 Hand-written because no maintained library offers a weighted, irregularly sampled Whittaker
 smoother with envelope reweighting or the MCD12Q2 season rules as compiled array kernels.
 
-The first three go through one compiled entry point, ``_run``; each entry point is compiled
-on first use (``_run`` takes some 10-20 s of CPU) and cached on disk (``cache=True``, next to
-this file or in the user's cache), so later processes load it in well under a second. Kernels
-release the GIL (``nogil=True``), so Dask's threads run tiles in parallel; they are serial
-over pixels: the work is spread over cores by Dask, one tile per task.
+The first three go through one compiled entry point, ``_run`` (``phenology_tile``: ``_tile``);
+each entry point is compiled on first use (``_run`` takes some 10-20 s of CPU) and cached on
+disk (``cache=True``, next to this file or in the user's cache), so later processes load it in
+well under a second. Kernels release the GIL (``nogil=True``), so Dask's threads run tiles in
+parallel; they are serial over pixels: the work is spread over cores by Dask, one tile per
+task.
 ``error_model="numpy"``: a singular system (a pixel without usable observations) gives NaN
 rather than an exception.
 
