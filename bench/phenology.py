@@ -137,7 +137,7 @@ def make_tile(rng: np.random.Generator, size: int) -> tuple[xr.Dataset, dict[str
 
 #: What each method does, for the report.
 METHOD_TEXT = {
-    "whittaker": "QA-weighted Whittaker smoothing with two upper-envelope iterations on an "
+    "whittaker": "QA-weighted Whittaker smoothing with one upper-envelope iteration on an "
     "8-day grid",
     "double_logistic": "a rough QA-weighted Whittaker curve to divide the seasons, then per "
     "season two weighted double-logistic fits at the observation days (the second with the "

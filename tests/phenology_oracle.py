@@ -577,7 +577,7 @@ def phenology_metrics(
     grid_start: float | None = None,
     grid_stop: float | None = None,
     lam: float = sm.DEFAULT_LAMBDA,
-    envelope_iterations: int = sm.DEFAULT_ENVELOPE_ITERATIONS,
+    envelope_iterations: int | None = None,
     envelope_scale: float = sm.DEFAULT_ENVELOPE_SCALE,
     savgol_window: float = 41.0,
     savgol_polyorder: int = 2,
@@ -590,7 +590,11 @@ def phenology_metrics(
 ) -> dict[str, np.ndarray]:
     """Reference of :func:`fluxscape.products.phenology.phenology_metrics` (same arguments
     and results): block-vectorised numpy, ``block_size`` pixels at a time, with the numpy
-    Whittaker smoother :func:`whittaker`."""
+    Whittaker smoother :func:`whittaker`. ``envelope_iterations`` None: one for
+    ``"whittaker"``, :data:`fluxscape.products.smoothing.DEFAULT_ENVELOPE_ITERATIONS` for the
+    others."""
+    if envelope_iterations is None:
+        envelope_iterations = 1 if method == "whittaker" else sm.DEFAULT_ENVELOPE_ITERATIONS
     if method not in METHODS:
         raise ValueError(
             f"method: expected 'whittaker', 'savgol' or 'double_logistic', got {method!r}"

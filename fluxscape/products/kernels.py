@@ -19,15 +19,19 @@ agree to float rounding, tests/test_kernels.py):
   around the double-logistic fit of ``method="double_logistic"``: the seasons of the rough
   curve in grid units, then the dates of each season on its own fitted curve.
 - :func:`date_quality`: the quality class of each date (``qa_detailed``).
+- :func:`phenology_tile`: the whole ``method="whittaker"`` product of a tile from the ``vi``
+  variables as stored (time first: index, QA codes, day of year), i.e. the observation days,
+  QA weights, :func:`phenology_rows` and :func:`date_quality` in one compiled pass.
 
 Hand-written because no maintained library offers a weighted, irregularly sampled Whittaker
 smoother with envelope reweighting or the MCD12Q2 season rules as compiled array kernels.
 
-The first three go through one compiled entry point, ``_run``; each entry point is compiled
-on first use (``_run`` takes some 10-20 s of CPU) and cached on disk (``cache=True``, next to
-this file or in the user's cache), so later processes load it in well under a second. Kernels
-release the GIL (``nogil=True``), so Dask's threads run tiles in parallel; they are serial
-over pixels: the work is spread over cores by Dask, one tile per task.
+The first three go through one compiled entry point, ``_run`` (``phenology_tile``: ``_tile``);
+each entry point is compiled on first use (``_run`` takes some 10-20 s of CPU) and cached on
+disk (``cache=True``, next to this file or in the user's cache), so later processes load it in
+well under a second. Kernels release the GIL (``nogil=True``), so Dask's threads run tiles in
+parallel; they are serial over pixels: the work is spread over cores by Dask, one tile per
+task.
 ``error_model="numpy"``: a singular system (a pixel without usable observations) gives NaN
 rather than an exception.
 
@@ -56,6 +60,7 @@ from fluxscape.products.smoothing import (
 FIXED_OUTPUTS = ("sos", "pos", "eos", "los", "peak", "amplitude", "integral", "n_obs")
 
 _SOS, _POS, _EOS, _LOS, _PEAK, _AMP, _INT, _NOBS = range(8)
+_N_FIXED = len(FIXED_OUTPUTS)
 
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 
@@ -68,6 +73,10 @@ _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 #: these lane loops to scalar code; 16 or 32 lanes, which vectorise the divisions, measured
 #: at most 5 % faster per tile, docs/scale.md.)
 LANES = 8
+
+#: Pixels of a tile turned from the stored (time, pixel) order into (pixel, time) rows
+#: together by :func:`_tile` (its work arrays: 3 x BLOCK x time float64, in the L2 cache).
+BLOCK = 256
 
 
 @njit(**_JIT)
@@ -1105,54 +1114,70 @@ def _output(npix: int, n_years: int, seasons: int, n_fractions: int) -> np.ndarr
 
 
 @njit(**_JIT)
+def _dq_prepare(days, usable, vals, flags, udays, upos, cum):
+    """One series' observations for :func:`_dq_class`: ``days`` (time,) float, ``usable``
+    (time,) bool; the non-NaN days sorted (``vals``, their ``flags``), the usable ones'
+    days ``udays`` and sorted positions ``upos``, and ``cum`` the count of unusable
+    observations before each sorted position. Returns the number of usable observations."""
+    m = 0
+    for t in range(days.size):
+        if not np.isnan(days[t]):
+            vals[m] = days[t]
+            flags[m] = usable[t]
+            m += 1
+    # insertion sort: composites come in time order, so this is O(time) in practice
+    for i in range(1, m):
+        v, f = vals[i], flags[i]
+        j = i - 1
+        while j >= 0 and vals[j] > v:
+            vals[j + 1], flags[j + 1] = vals[j], flags[j]
+            j -= 1
+        vals[j + 1], flags[j + 1] = v, f
+    nu = 0
+    cum[0] = 0
+    for i in range(m):
+        cum[i + 1] = cum[i] + (0 if flags[i] else 1)
+        if flags[i]:
+            udays[nu] = vals[i]
+            upos[nu] = i
+            nu += 1
+    return nu
+
+
+@njit(**_JIT)
+def _dq_class(d, udays, upos, cum, nu, max_missing):
+    """Quality class of the date ``d`` (not NaN) from :func:`_dq_prepare`'s arrays."""
+    n_classes = max_missing.shape[0]
+    before = np.searchsorted(udays[:nu], d, side="right") - 1
+    after = np.searchsorted(udays[:nu], d, side="left")
+    cls = n_classes
+    if before >= 0 and after < nu:
+        missing = cum[upos[after]] - cum[upos[before] + 1]
+        if upos[after] < upos[before]:
+            missing = 0
+        for i in range(n_classes - 1, -1, -1):
+            if missing <= max_missing[i]:
+                cls = i
+    return cls
+
+
+@njit(**_JIT)
 def _date_quality(dates, days, usable, max_missing, out):
     n_pix, n_dates = dates.shape
     n_time = days.shape[1]
-    n_classes = max_missing.shape[0]
     vals = np.empty(n_time)
     flags = np.empty(n_time, np.bool_)
     udays = np.empty(n_time)
     upos = np.empty(n_time, np.int64)
     cum = np.empty(n_time + 1, np.int64)  # unusable observations before each sorted position
     for p in range(n_pix):
-        m = 0
-        for t in range(n_time):
-            if not np.isnan(days[p, t]):
-                vals[m] = days[p, t]
-                flags[m] = usable[p, t]
-                m += 1
-        # insertion sort: composites come in time order, so this is O(time) in practice
-        for i in range(1, m):
-            v, f = vals[i], flags[i]
-            j = i - 1
-            while j >= 0 and vals[j] > v:
-                vals[j + 1], flags[j + 1] = vals[j], flags[j]
-                j -= 1
-            vals[j + 1], flags[j + 1] = v, f
-        nu = 0
-        cum[0] = 0
-        for i in range(m):
-            cum[i + 1] = cum[i] + (0 if flags[i] else 1)
-            if flags[i]:
-                udays[nu] = vals[i]
-                upos[nu] = i
-                nu += 1
+        nu = _dq_prepare(days[p], usable[p], vals, flags, udays, upos, cum)
         for k in range(n_dates):
             d = dates[p, k]
             if np.isnan(d):
                 out[p, k] = 255
                 continue
-            before = np.searchsorted(udays[:nu], d, side="right") - 1
-            after = np.searchsorted(udays[:nu], d, side="left")
-            cls = n_classes
-            if before >= 0 and after < nu:
-                missing = cum[upos[after]] - cum[upos[before] + 1]
-                if upos[after] < upos[before]:
-                    missing = 0
-                for i in range(n_classes - 1, -1, -1):
-                    if missing <= max_missing[i]:
-                        cls = i
-            out[p, k] = cls
+            out[p, k] = _dq_class(d, udays, upos, cum, nu, max_missing)
 
 
 def date_quality(dates, days, usable, max_missing) -> np.ndarray:
@@ -1167,6 +1192,232 @@ def date_quality(dates, days, usable, max_missing) -> np.ndarray:
         np.ascontiguousarray(days, np.float64),
         np.ascontiguousarray(usable, np.bool_),
         np.asarray(max_missing, np.int64),
+        out,
+    )
+    return out
+
+
+# --- one pass from the vi variables to the stacked product ------------------------------------
+
+
+@njit(**_JIT)
+def _tile(v, q, doy, table, tinfo, smooth, settings, fractions, jan1, year_starts, qa, out):
+    """The whole ``method="whittaker"`` product of a tile in one pass, :data:`LANES` pixels
+    at a time: observation days and QA weights, the Whittaker smoothing, season division and
+    dates (as :func:`_run` in mode :data:`BOTH`) and the per-date quality classes (as
+    :func:`_date_quality`), written straight into the stacked output.
+
+    ``v`` (time, pixel) float32 index values, ``q`` (time, pixel) uint8 QA codes, ``doy``
+    (time, pixel) float32 days of year (NaN: the period's middle); ``table`` (256,) the weight
+    of each QA code; ``tinfo`` (4, time): each period start's day number, its day of year and
+    its year's length, and in ``tinfo[3, 0]`` half the period (the day offset of a NaN
+    ``doy``). ``smooth``, ``settings``, ``fractions``, ``jan1``, ``year_starts`` as in
+    :func:`_run`. ``qa`` (int64): the 7 variable indices of the dates graded by
+    ``qa_detailed`` (2 bits each, in this order), the planes of ``qa_overall`` and
+    ``qa_detailed``, then the most unusable observations of each quality class. ``out``
+    (plane, year, season, pixel) float32, NaN-filled: the variables of the module docstring
+    in planes 0, 1, ...; the two quality planes 255 / 65535 where a season does not exist."""
+    nt, npix = v.shape
+    n = int(smooth[0])
+    grid0, step = settings[0], settings[1]
+    ny = year_starts.size - 1
+    ns = out.shape[2]
+    nm = _N_FIXED + fractions.size - 2
+    i_overall, i_detailed = qa[7], qa[8]
+    max_missing = qa[9:]
+    work, iwork, chosen = _work(n + fractions.size, ny, ns)
+    ws = _whittaker_work(n, nt)
+    zg = np.empty((LANES, n))
+    # A block of pixels at a time, turned to (pixel, time) rows first and its outputs kept
+    # until the block is done: the stored (time, pixel) order read and written a row of
+    # BLOCK pixels at a time (sequential), not LANES pixels of 46 rows (as many streams).
+    yb = np.empty((BLOCK, nt))
+    wb = np.empty((BLOCK, nt))
+    tb = np.empty((BLOCK, nt))
+    qb = np.empty((BLOCK, nt), np.bool_)
+    ob = np.empty((BLOCK, ny, ns, nm + 2), np.float32)
+    vals = np.empty(nt)
+    flags = np.empty(nt, np.bool_)
+    udays = np.empty(nt)
+    upos = np.empty(nt, np.int64)
+    cum = np.empty(nt + 1, np.int64)
+    half = tinfo[3, 0]
+    for b0 in range(0, npix, BLOCK):
+        nb = min(BLOCK, npix - b0)
+        for k in range(nt):
+            start, start_doy, year_len = tinfo[0, k], tinfo[1, k], tinfo[2, k]
+            for j in range(nb):
+                p = b0 + j
+                d = np.float64(doy[k, p])
+                if np.isnan(d):
+                    tk = start + half
+                else:
+                    delta = d - start_doy
+                    if delta < -183.0:  # a composite crossing 31 December
+                        delta += year_len
+                    tk = start + delta
+                wk = table[q[k, p]]
+                yb[j, k] = v[k, p]
+                wb[j, k] = wk
+                tb[j, k] = tk
+                qb[j, k] = wk > 0.0 and np.isfinite(tk)
+        ob[:nb] = np.nan
+        for g0 in range(0, nb, LANES):
+            _whittaker_group(
+                yb[:nb],
+                wb[:nb],
+                tb[:nb],
+                g0,
+                grid0,
+                step,
+                smooth[1],
+                int(smooth[2]),
+                smooth[3],
+                ws,
+                zg,
+            )
+            for lane in range(min(LANES, nb - g0)):
+                j = g0 + lane
+                o = ob[j : j + 1]  # _row_metrics writes its first nm variables
+                if ws[2][1, lane] < smooth[4]:
+                    for yi in range(ny):
+                        for s in range(ns):
+                            ob[j, yi, s, nm] = 255.0
+                            ob[j, yi, s, nm + 1] = 65535.0
+                    continue
+                _row_metrics(
+                    zg[lane],
+                    ws[0][4, lane],
+                    tb[j],
+                    0,
+                    settings,
+                    fractions,
+                    jan1,
+                    year_starts,
+                    work,
+                    iwork,
+                    chosen,
+                    o,
+                )
+                nu = _dq_prepare(tb[j], qb[j], vals, flags, udays, upos, cum)
+                for yi in range(ny):
+                    offset = jan1[yi] - 1.0  # day of year -> day number
+                    for s in range(ns):
+                        worst = 0
+                        detailed = 0
+                        missing = True
+                        for i in range(7):
+                            x = ob[j, yi, s, qa[i]]
+                            cls = 3
+                            if not np.isnan(x):
+                                missing = False
+                                cls = _dq_class(
+                                    np.float64(x) + offset, udays, upos, cum, nu, max_missing
+                                )
+                            worst = max(worst, cls)
+                            detailed |= cls << (2 * i)
+                        if missing:
+                            ob[j, yi, s, nm] = 255.0
+                            ob[j, yi, s, nm + 1] = 65535.0
+                        else:
+                            ob[j, yi, s, nm] = worst
+                            ob[j, yi, s, nm + 1] = detailed
+        for yi in range(ny):
+            for s in range(ns):
+                for i in range(nm):
+                    for j in range(nb):
+                        out[i, yi, s, b0 + j] = ob[j, yi, s, i]
+                for j in range(nb):
+                    out[i_overall, yi, s, b0 + j] = ob[j, yi, s, nm]
+                    out[i_detailed, yi, s, b0 + j] = ob[j, yi, s, nm + 1]
+
+
+def phenology_tile(
+    values: np.ndarray,
+    codes: np.ndarray,
+    doy: np.ndarray,
+    table: np.ndarray,
+    tinfo: np.ndarray,
+    grid: np.ndarray,
+    jan1: np.ndarray,
+    *,
+    planes: int,
+    qa_dates: tuple[int, ...],
+    qa_planes: tuple[int, int],
+    max_missing: tuple[int, ...],
+    lam: float,
+    envelope_iterations: int,
+    envelope_scale: float,
+    seasons: int,
+    up_fractions: np.ndarray,
+    down_fractions: np.ndarray,
+    windows: tuple[int, int, int, int],
+    sos_method: str = "amplitude",
+    min_amplitude: float,
+    min_relative_amplitude: float,
+    min_peak_separation: float,
+    min_observations: int = 0,
+) -> np.ndarray:
+    """:func:`phenology_rows` and the per-date quality of
+    :func:`fluxscape.products.phenology.season_quality` in one compiled pass over a tile's
+    ``vi`` variables as stored (time first), without (pixel, time) temporaries.
+
+    ``values`` (time, pixel) float32 index; ``codes`` (time, pixel) uint8 QA codes, weighted by
+    ``table`` (256,) float64; ``doy`` (time, pixel) float32 day of year of each observation,
+    NaN = the period's middle; ``tinfo`` (4, time) float64: the period starts as day numbers
+    (days since 1 January of the first year), their day of year, their year's length, and
+    ``tinfo[3, 0]`` half the period in days (see
+    :func:`fluxscape.products.phenology.observation_days`). ``qa_dates``: the 7 output
+    variable indices graded by ``qa_detailed``; ``qa_planes`` the planes of ``qa_overall`` and
+    ``qa_detailed``; ``max_missing`` the quality classes' limits. The other arguments as in
+    :func:`phenology_rows`. Returns float32 (``planes``, year, season, pixel): the variables of
+    the module docstring in the first planes, the quality classes in ``qa_planes`` (255 /
+    65535 where no season), every other plane NaN."""
+    settings, fractions, jan1, year_starts = _settings(
+        grid,
+        jan1,
+        up_fractions,
+        down_fractions,
+        windows,
+        sos_method,
+        min_amplitude,
+        min_relative_amplitude,
+        min_peak_separation,
+    )
+    values = np.asarray(values)
+    codes = np.asarray(codes)
+    doy = np.asarray(doy)
+    if values.dtype != np.float32 or codes.dtype != np.uint8 or doy.dtype != np.float32:
+        raise TypeError(
+            "phenology_tile: expected float32 values, uint8 codes and float32 doy, got "
+            f"{values.dtype}, {codes.dtype}, {doy.dtype}"
+        )
+    if not (values.ndim == 2 and values.shape == codes.shape == doy.shape):
+        raise ValueError(
+            f"phenology_tile: values, codes, doy: expected equal (time, pixel) shapes, got "
+            f"{values.shape}, {codes.shape}, {doy.shape}"
+        )
+    if len(qa_dates) != 7 or len(qa_planes) != 2:
+        raise ValueError("phenology_tile: expected 7 qa_dates and 2 qa_planes")
+    step = settings[1]
+    smooth = np.array(
+        [np.size(grid), lam / step**3, int(envelope_iterations), envelope_scale, min_observations],
+        dtype=float,
+    )
+    out = np.full((planes, jan1.size - 1, seasons, values.shape[1]), np.nan, np.float32)
+    qa = np.array([*qa_dates, *qa_planes, *max_missing], np.int64)
+    _tile(
+        np.ascontiguousarray(values),
+        np.ascontiguousarray(codes),
+        np.ascontiguousarray(doy),
+        np.ascontiguousarray(table, np.float64),
+        np.ascontiguousarray(tinfo, np.float64),
+        smooth,
+        settings,
+        fractions,
+        jan1,
+        year_starts,
+        qa,
         out,
     )
     return out

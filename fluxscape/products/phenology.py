@@ -50,6 +50,7 @@ float days since 1 January of the first year (day 0 = 1 January 00:00).
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -462,62 +463,34 @@ def _double_logistic_block(
     return out
 
 
-# --- numpy entry point ---------------------------------------------------------------------------
+#: Upper-envelope iterations of each method by default (``envelope_iterations=None``): one for
+#: ``"whittaker"`` (a second one moved sos / eos further from the truth on the sample worlds
+#: of bench/phenology.py and bench/phenology_skill.py and costs a quarter of the method's
+#: time, issue #18), two for the others (their rough or smoothed curves).
+ENVELOPE_ITERATIONS: dict[str, int] = {
+    "whittaker": 1,
+    "savgol": smoothing.DEFAULT_ENVELOPE_ITERATIONS,
+    "double_logistic": smoothing.DEFAULT_ENVELOPE_ITERATIONS,
+}
 
 
-def phenology_metrics(
-    values: np.ndarray,
-    weights: np.ndarray,
-    days: np.ndarray,
+def _resolve(
+    method: str,
     years: Sequence[int],
     *,
-    method: Method = "whittaker",
-    seasons: int = 2,
-    sos_method: Literal["amplitude", "derivative"] = "amplitude",
-    sos_fraction: float = 0.5,
-    eos_fraction: float = 0.5,
-    step: float = 8.0,
-    grid_start: float | None = None,
-    grid_stop: float | None = None,
-    lam: float = smoothing.DEFAULT_LAMBDA,
-    envelope_iterations: int = smoothing.DEFAULT_ENVELOPE_ITERATIONS,
-    envelope_scale: float = smoothing.DEFAULT_ENVELOPE_SCALE,
-    savgol_window: float = 41.0,
-    savgol_polyorder: int = 2,
-    fit_iterations: int = 10,
-    min_amplitude: float = 0.1,
-    min_relative_amplitude: float = 0.15,
-    min_peak_separation: float = 60.0,
-    min_observations: int = 6,
-    block_size: int = 8192,
-) -> dict[str, np.ndarray]:
-    """Phenology metrics of many series: numpy in, numpy out (see the module docstring for the
-    definitions and conventions).
-
-    ``values``, ``weights`` (0..1; see :func:`fluxscape.products.smoothing.qa_weights`) and
-    ``days`` (float days since 1 January of ``years[0]``) are (..., time). Returns a dict of
-    float32 arrays (..., year, season) for :data:`VARIABLES`; dates in day of year of their
-    ``year``. Series with fewer than ``min_observations`` usable observations give NaN.
-
-    Smoothing: ``method`` with its parameters (``lam`` in day^3 and the envelope settings of
-    :func:`~fluxscape.products.kernels.whittaker`, which also makes the rough curve of
-    ``"double_logistic"``; ``savgol_window`` in days and ``savgol_polyorder``;
-    ``fit_iterations`` of the double-logistic fit), on a grid of ``step`` days from
-    ``grid_start`` to ``grid_stop`` (default: the years' first and last days, widened to every
-    observation). Dates are interpolated between grid nodes, so they are not rounded to
-    ``step``; for 16-day composites an 8-day grid moves sos/eos by less than half a day
-    against a daily one (tests/test_phenology.py) for a third of the cost.
-
-    Seasons: a rise or fall smaller than ``max(min_amplitude, min_relative_amplitude x the
-    series range)`` (index units) does not separate seasons; peaks closer than
-    ``min_peak_separation`` days merge; at most ``seasons`` per year.
-
-    Season division and dates run in the compiled kernels of
-    :mod:`fluxscape.products.kernels`; with ``"whittaker"`` the smoothing too, in the same
-    pass, a few pixels at a time, so the working memory does not grow with the number of
-    pixels. ``"savgol"`` and ``"double_logistic"`` smooth (and fit) ``block_size`` pixels at a
-    time (at most :data:`FIT_BLOCK_SIZE` for the fit), which bounds their memory.
-    """
+    seasons: int,
+    sos_method: str,
+    sos_fraction: float,
+    eos_fraction: float,
+    lam: float,
+    envelope_iterations: int | None,
+    envelope_scale: float,
+    min_amplitude: float,
+    min_relative_amplitude: float,
+    min_peak_separation: float,
+) -> tuple[dict[str, Any], dict[str, Any], np.ndarray]:
+    """Checked options of :func:`phenology_metrics`: the season rules and Whittaker settings
+    of the kernels, and ``jan1`` (day numbers of 1 January of each year and the next)."""
     if method not in METHODS:
         raise ValueError(
             f"method: expected 'whittaker', 'savgol' or 'double_logistic', got {method!r}"
@@ -540,9 +513,11 @@ def phenology_metrics(
         "min_relative_amplitude": min_relative_amplitude,
         "min_peak_separation": min_peak_separation,
     }
+    if envelope_iterations is None:
+        envelope_iterations = ENVELOPE_ITERATIONS[method]
     whittaker = {
         "lam": lam,
-        "envelope_iterations": envelope_iterations,
+        "envelope_iterations": int(envelope_iterations),
         "envelope_scale": envelope_scale,
     }
     years = [int(y) for y in years]
@@ -553,6 +528,81 @@ def phenology_metrics(
         ],
         dtype=float,
     )
+    return rules, whittaker, jan1
+
+
+# --- numpy entry point ---------------------------------------------------------------------------
+
+
+def phenology_metrics(
+    values: np.ndarray,
+    weights: np.ndarray,
+    days: np.ndarray,
+    years: Sequence[int],
+    *,
+    method: Method = "whittaker",
+    seasons: int = 2,
+    sos_method: Literal["amplitude", "derivative"] = "amplitude",
+    sos_fraction: float = 0.5,
+    eos_fraction: float = 0.5,
+    step: float = 8.0,
+    grid_start: float | None = None,
+    grid_stop: float | None = None,
+    lam: float = smoothing.DEFAULT_LAMBDA,
+    envelope_iterations: int | None = None,
+    envelope_scale: float = smoothing.DEFAULT_ENVELOPE_SCALE,
+    savgol_window: float = 41.0,
+    savgol_polyorder: int = 2,
+    fit_iterations: int = 10,
+    min_amplitude: float = 0.1,
+    min_relative_amplitude: float = 0.15,
+    min_peak_separation: float = 60.0,
+    min_observations: int = 6,
+    block_size: int = 8192,
+) -> dict[str, np.ndarray]:
+    """Phenology metrics of many series: numpy in, numpy out (see the module docstring for the
+    definitions and conventions).
+
+    ``values``, ``weights`` (0..1; see :func:`fluxscape.products.smoothing.qa_weights`) and
+    ``days`` (float days since 1 January of ``years[0]``) are (..., time). Returns a dict of
+    float32 arrays (..., year, season) for :data:`VARIABLES`; dates in day of year of their
+    ``year``. Series with fewer than ``min_observations`` usable observations give NaN.
+
+    Smoothing: ``method`` with its parameters (``lam`` in day^3 and the envelope settings of
+    :func:`~fluxscape.products.kernels.whittaker`, which also makes the rough curve of
+    ``"double_logistic"``; ``envelope_iterations`` None = the method's default,
+    :data:`ENVELOPE_ITERATIONS`; ``savgol_window`` in days and ``savgol_polyorder``;
+    ``fit_iterations`` of the double-logistic fit), on a grid of ``step`` days from
+    ``grid_start`` to ``grid_stop`` (default: the years' first and last days, widened to every
+    observation). Dates are interpolated between grid nodes, so they are not rounded to
+    ``step``; for 16-day composites an 8-day grid moves sos/eos by less than half a day
+    against a daily one (tests/test_phenology.py) for a third of the cost.
+
+    Seasons: a rise or fall smaller than ``max(min_amplitude, min_relative_amplitude x the
+    series range)`` (index units) does not separate seasons; peaks closer than
+    ``min_peak_separation`` days merge; at most ``seasons`` per year.
+
+    Season division and dates run in the compiled kernels of
+    :mod:`fluxscape.products.kernels`; with ``"whittaker"`` the smoothing too, in the same
+    pass, a few pixels at a time, so the working memory does not grow with the number of
+    pixels. ``"savgol"`` and ``"double_logistic"`` smooth (and fit) ``block_size`` pixels at a
+    time (at most :data:`FIT_BLOCK_SIZE` for the fit), which bounds their memory.
+    """
+    rules, whittaker, jan1 = _resolve(
+        method,
+        years,
+        seasons=seasons,
+        sos_method=sos_method,
+        sos_fraction=sos_fraction,
+        eos_fraction=eos_fraction,
+        lam=lam,
+        envelope_iterations=envelope_iterations,
+        envelope_scale=envelope_scale,
+        min_amplitude=min_amplitude,
+        min_relative_amplitude=min_relative_amplitude,
+        min_peak_separation=min_peak_separation,
+    )
+    years = [int(y) for y in years]
     values = np.asarray(values)
     shape = values.shape[:-1]
     nt = values.shape[-1]
@@ -604,7 +654,7 @@ def phenology_metrics(
                     grid,
                     window=savgol_window,
                     polyorder=savgol_polyorder,
-                    envelope_iterations=envelope_iterations,
+                    envelope_iterations=whittaker["envelope_iterations"],
                     envelope_scale=envelope_scale,
                 )
                 block = kernels.season_metrics(
@@ -638,6 +688,160 @@ def _pixel_rows(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         return np.ascontiguousarray(a, dtype=float).reshape(-1, shape[-1])
     return np.ascontiguousarray(np.broadcast_to(a.astype(float, copy=False), shape)).reshape(
         -1, shape[-1]
+    )
+
+
+#: Options of :func:`phenology_metrics` with their defaults (the fused path resolves them the
+#: same way).
+_METRIC_DEFAULTS = {
+    k: p.default
+    for k, p in inspect.signature(phenology_metrics).parameters.items()
+    if p.default is not inspect.Parameter.empty
+}
+
+
+def _qa_table(qa_weights: Mapping[int, float] | None) -> np.ndarray:
+    """The weight of each QA code 0..255 (:func:`fluxscape.products.smoothing.qa_weights`)."""
+    return smoothing.qa_weights(np.arange(256, dtype=np.uint8), mapping=qa_weights)
+
+
+def _fused(
+    method: str,
+    ndvi: xr.DataArray,
+    qa,
+    doy,
+    options: Mapping[str, Any],
+    qa_weights: Mapping[int, float] | None = None,
+) -> bool:
+    """Whether :func:`phenology` takes the one-pass kernel
+    (:func:`fluxscape.products.kernels.phenology_tile`): ``method="whittaker"`` on the ``vi``
+    store's types (float32 index; QA codes as uint8, or as integers or floats, NaN = missing,
+    as a masked uint8 store variable decodes, while some code 0..255 has weight 0 to stand for
+    the others and no code outside 0..255 has a weight; float32 or integer day of year;
+    ``qa``/``doy`` may be None) and a given grid."""
+    unknown = set(options) - set(_METRIC_DEFAULTS)
+    if unknown:
+        raise TypeError(f"phenology: unexpected options {sorted(unknown)}")
+    qa_ok = qa is None or qa.dtype == np.uint8
+    if not qa_ok and qa.dtype.kind in "iuf":
+        mapping = smoothing.DEFAULT_QA_WEIGHTS if qa_weights is None else qa_weights
+        qa_ok = bool((_qa_table(qa_weights) == 0).any()) and all(
+            0 <= code <= 255 for code, weight in mapping.items() if weight != 0
+        )
+    return (
+        method == "whittaker"
+        and ndvi.dtype == np.float32
+        and qa_ok
+        and (doy is None or doy.dtype == np.float32 or doy.dtype.kind in "iu")
+        and options.get("grid_start") is not None
+        and options.get("grid_stop") is not None
+    )
+
+
+def _qa_codes(qa: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """uint8 QA codes of ``qa`` (any integer or float type) with the weights of
+    :func:`fluxscape.products.smoothing.qa_weights`: a code is the value truncated to an
+    integer; NaN and codes outside 0..255 (weight 0 there) become a code of weight 0."""
+    if qa.dtype == np.uint8:
+        return qa
+    zero = int(np.flatnonzero(table == 0)[0])
+    if qa.dtype.kind == "f":
+        qa = np.where(np.isfinite(qa), np.clip(qa, -1.0, 256.0), -1.0)
+    codes = qa.astype(np.int64)
+    return np.where((codes >= 0) & (codes <= 255), codes, zero).astype(np.uint8)
+
+
+def _fused_product(
+    ndvi: xr.DataArray,
+    qa: xr.DataArray | None,
+    doy: xr.DataArray | None,
+    years: list[int],
+    seasons: int,
+    qa_weights: Mapping[int, float] | None,
+    options: Mapping[str, Any],
+    output: dict[str, Any],
+) -> xr.DataArray:
+    """The stacked (..., variable, year, season) output of :func:`phenology` for
+    ``method="whittaker"`` from one compiled pass per block
+    (:func:`fluxscape.products.kernels.phenology_tile`): the same observation days, QA
+    weights, metrics and quality layers as the general path, without its (pixel, time)
+    float64 copies."""
+    opts = {**_METRIC_DEFAULTS, **options}
+    rules, whittaker, jan1 = _resolve(
+        "whittaker",
+        years,
+        seasons=seasons,
+        **{
+            k: opts[k]
+            for k in (
+                "sos_method",
+                "sos_fraction",
+                "eos_fraction",
+                "lam",
+                "envelope_iterations",
+                "envelope_scale",
+                "min_amplitude",
+                "min_relative_amplitude",
+                "min_peak_separation",
+            )
+        },
+    )
+    start, stop, step = float(opts["grid_start"]), float(opts["grid_stop"]), float(opts["step"])
+    grid = start + step * np.arange(int(np.ceil((stop - start) / step)) + 1)
+    starts = pd.DatetimeIndex(ndvi["time"].values)
+    reference = pd.Timestamp(years[0], 1, 1)
+    half = (
+        0.5 * float(np.median(np.diff(starts.values).astype("timedelta64[D]").astype(float)))
+        if len(starts) > 1
+        else 0.0
+    )
+    tinfo = np.zeros((4, len(starts)))
+    tinfo[0] = (starts - reference).days
+    tinfo[1] = starts.day_of_year
+    tinfo[2] = np.where(starts.is_leap_year, 366.0, 365.0)
+    tinfo[3, 0] = half
+    if qa is None:
+        table = np.zeros(256)
+        table[0] = 1.0
+        qa = xr.zeros_like(ndvi, dtype=np.uint8)
+    else:
+        table = _qa_table(qa_weights)
+    if doy is None:
+        doy = xr.full_like(ndvi, np.nan, dtype=np.float32)
+    names = (*VARIABLES, *QA_VARIABLES)
+    fixed = {
+        "planes": len(names),
+        "qa_dates": tuple(names.index(n) for n in QA_DATES),
+        "qa_planes": tuple(names.index(n) for n in QA_VARIABLES),
+        "max_missing": QA_MAX_MISSING,
+        "seasons": seasons,
+        "min_observations": opts["min_observations"],
+        **whittaker,
+        **rules,
+    }
+
+    def kernel(v, q, d):
+        # (..., time) views of (time, ...) blocks: back to time first, a view when contiguous.
+        lead, nt = v.shape[:-1], v.shape[-1]
+
+        def rows(a, dtype):
+            return np.moveaxis(a, -1, 0).reshape(nt, -1).astype(dtype, copy=False)
+
+        out = kernels.phenology_tile(
+            rows(v, np.float32),
+            _qa_codes(rows(q, q.dtype), table),
+            rows(d, np.float32),
+            table,
+            tinfo,
+            grid,
+            jan1,
+            **fixed,
+        )
+        out = out.reshape(out.shape[:3] + lead)
+        return np.moveaxis(out, (0, 1, 2), (-3, -2, -1))
+
+    return xr.apply_ufunc(
+        kernel, ndvi, qa, doy, input_core_dims=[["time"], ["time"], ["time"]], **output
     )
 
 
@@ -703,61 +907,70 @@ def phenology(
     numbered by peak date within the year), float32, NaN where there is no season; dates are
     days of year of their ``year`` (see the module docstring). Works lazily on Dask arrays
     chunked in space (``time`` must be one chunk): it is one ``xarray.apply_ufunc`` with
-    ``dask="parallelized"``.
+    ``dask="parallelized"``. With ``method="whittaker"`` on the ``vi`` store's types (float32
+    index, uint8 ``qa`` or None, float32 or integer ``doy`` or None) each block is one compiled
+    pass from these variables to the output (:func:`fluxscape.products.kernels.phenology_tile`:
+    observation days, weights, smoothing, dates and quality layers, no (pixel, time) float64
+    copies); other types take the general path, with the same results.
     """
     starts = pd.DatetimeIndex(ndvi["time"].values)
     years = sorted(set(starts.year)) if years is None else [int(y) for y in years]
     reference = pd.Timestamp(years[0], 1, 1)
-    if doy is None:
-        doy = xr.full_like(ndvi, np.nan, dtype=float)
-    days = observation_days(ndvi["time"], doy, reference)
-    if qa is None:
-        weights = xr.ones_like(ndvi, dtype=float)
-    else:
-        weights = xr.apply_ufunc(
-            smoothing.qa_weights,
-            qa,
-            kwargs={"mapping": qa_weights},
-            dask="parallelized",
-            output_dtypes=[float],
-        )
     jan1_next = (pd.Timestamp(years[-1] + 1, 1, 1) - reference).days
     first_start = float((starts[0] - reference).days)
     options.setdefault("grid_start", min(0.0, first_start))
     options.setdefault(
         "grid_stop", max(jan1_next - 1.0, float((starts[-1] - reference).days) + 32.0)
     )
-
-    jan1 = [float((pd.Timestamp(y, 1, 1) - reference).days) for y in years]
     names = (*VARIABLES, *QA_VARIABLES)
-
-    def kernel(v, w, d):
-        # apply_ufunc hands (..., time) transposed views: copy weights and days once, C-ordered,
-        # for both phenology_metrics and season_quality.
-        w = np.ascontiguousarray(w, dtype=float)
-        d = np.ascontiguousarray(d, dtype=float)
-        res = phenology_metrics(v, w, d, years, method=method, seasons=seasons, **options)
-        res |= season_quality(res, d, w, jan1)
-        # One float32 copy into the output (no per-variable astype then stack).
-        first = res[names[0]]
-        out = np.empty(first.shape[:-2] + (len(names),) + first.shape[-2:], np.float32)
-        for i, name in enumerate(names):
-            out[..., i, :, :] = res[name]
-        return out
-
-    stacked = xr.apply_ufunc(
-        kernel,
-        ndvi,
-        weights,
-        days,
-        input_core_dims=[["time"], ["time"], ["time"]],
-        output_core_dims=[["variable", "year", "season"]],
-        dask="parallelized",
-        output_dtypes=[np.float32],
-        dask_gufunc_kwargs={
+    output = {
+        "output_core_dims": [["variable", "year", "season"]],
+        "dask": "parallelized",
+        "output_dtypes": [np.float32],
+        "dask_gufunc_kwargs": {
             "output_sizes": {"variable": len(names), "year": len(years), "season": seasons}
         },
-    )
+    }
+    if _fused(method, ndvi, qa, doy, options, qa_weights):
+        stacked = _fused_product(ndvi, qa, doy, years, seasons, qa_weights, options, output)
+    else:
+        if doy is None:
+            doy = xr.full_like(ndvi, np.nan, dtype=float)
+        days = observation_days(ndvi["time"], doy, reference)
+        if qa is None:
+            weights = xr.ones_like(ndvi, dtype=float)
+        else:
+            weights = xr.apply_ufunc(
+                smoothing.qa_weights,
+                qa,
+                kwargs={"mapping": qa_weights},
+                dask="parallelized",
+                output_dtypes=[float],
+            )
+        jan1 = [float((pd.Timestamp(y, 1, 1) - reference).days) for y in years]
+
+        def kernel(v, w, d):
+            # apply_ufunc hands (..., time) transposed views: copy weights and days once,
+            # C-ordered, for both phenology_metrics and season_quality.
+            w = np.ascontiguousarray(w, dtype=float)
+            d = np.ascontiguousarray(d, dtype=float)
+            res = phenology_metrics(v, w, d, years, method=method, seasons=seasons, **options)
+            res |= season_quality(res, d, w, jan1)
+            # One float32 copy into the output (no per-variable astype then stack).
+            first = res[names[0]]
+            out = np.empty(first.shape[:-2] + (len(names),) + first.shape[-2:], np.float32)
+            for i, name in enumerate(names):
+                out[..., i, :, :] = res[name]
+            return out
+
+        stacked = xr.apply_ufunc(
+            kernel,
+            ndvi,
+            weights,
+            days,
+            input_core_dims=[["time"], ["time"], ["time"]],
+            **output,
+        )
     space = [d for d in ndvi.dims if d != "time"]
     # One transpose, then the variables as views of it (no per-variable alignment).
     data = stacked.transpose("variable", "year", "season", *space).data
