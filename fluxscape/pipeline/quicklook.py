@@ -55,7 +55,7 @@ def quicklook_variables(store: Path) -> list[str]:
 
 #: the quicklook's frame, inches: margins for tick and axis labels, the colour bar
 LEFT, BOTTOM, TOP, TITLE_LINE = 0.95, 0.6, 0.2, 0.19
-BAR_GAP, BAR_WIDTH, BAR_LABELS = 0.15, 0.2, 1.05
+BAR_GAP, BAR_WIDTH, BAR_TICKS, BAR_LINE = 0.15, 0.2, 0.75, 0.2
 MAP_SIDE = 4.0  # the map's longer side
 
 
@@ -79,7 +79,6 @@ class _MapFigure:
         shape = abs(extent[3] - extent[2]) * aspect / abs(extent[1] - extent[0])
         self.width = float(np.clip(MAP_SIDE / max(shape, 1.0), 1.0, MAP_SIDE * 1.5))
         self.height = float(np.clip(self.width * shape, 1.0, MAP_SIDE * 1.5))
-        self.fig_width = LEFT + self.width + BAR_GAP + BAR_WIDTH + BAR_LABELS
         self.fig = Figure(dpi=100)
         ax = self.fig.add_axes((0, 0, 1, 1))
         self.image = ax.imshow(
@@ -93,35 +92,41 @@ class _MapFigure:
         self.ax = ax
         # the title centred on the figure (the map's axes may be narrower than it)
         self.title = self.fig.text(0.5, 1.0, "", ha="center", va="top", fontsize=9)
-        self.lines = -1
+        self.lines = (-1, -1)
 
-    def _layout(self, lines: int) -> None:
-        """Figure size and axes positions for a title of ``lines`` lines."""
-        if lines == self.lines:
+    def _layout(self, title_lines: int, bar_lines: int) -> None:
+        """Figure size and axes positions for a title and a colour-bar label of so many
+        lines (the figure grows to hold them: nothing is cut off)."""
+        if (title_lines, bar_lines) == self.lines:
             return
-        top = TOP + lines * TITLE_LINE
-        fig_height = BOTTOM + self.height + top
-        self.fig.set_size_inches(self.fig_width, fig_height)
-        w, h = self.fig_width, fig_height
+        fig_height = BOTTOM + self.height + TOP + title_lines * TITLE_LINE
+        w, h = self._fig_width(bar_lines), fig_height
+        self.fig.set_size_inches(w, h)
         self.ax.set_position((LEFT / w, BOTTOM / h, self.width / w, self.height / h))
         self.bar_ax.set_position(
             ((LEFT + self.width + BAR_GAP) / w, BOTTOM / h, BAR_WIDTH / w, self.height / h)
         )
         self.title.set_y(1 - 0.08 / h)
-        self.lines = lines
+        self.lines = (title_lines, bar_lines)
+
+    def _fig_width(self, bar_lines: int) -> float:
+        """The figure's width (inches) with a colour-bar label of ``bar_lines`` lines."""
+        return LEFT + self.width + BAR_GAP + BAR_WIDTH + BAR_TICKS + bar_lines * BAR_LINE
 
     def save(
         self, values: np.ndarray, lo: float, hi: float, cmap: str, bar: str, title: str, path
     ) -> None:
         """Draw ``values`` (rows in the grid's ``y`` order) with ``cmap`` over ``lo``..``hi``
         and write the PNG ``path``."""
-        # about 13 characters of 9-point text per inch
-        wrapped = textwrap.fill(title, width=max(int(self.fig_width * 13), 30))
-        self._layout(wrapped.count("\n") + 1)
+        # about 10 characters of 10-point text per inch along the bar, 13 of the 9-point title
+        bar = textwrap.fill(bar, width=max(int(self.height * 10), 30))
+        bar_lines = bar.count("\n") + 1
+        wrapped = textwrap.fill(title, width=max(int(self._fig_width(bar_lines) * 13), 30))
+        self._layout(wrapped.count("\n") + 1, bar_lines)
         self.image.set_data(values)
         self.image.set_cmap(cmap)
         self.image.set_clim(lo, hi)
-        self.colorbar.set_label(textwrap.fill(bar, width=max(int(self.height * 10), 30)))
+        self.colorbar.set_label(bar)
         self.title.set_text(wrapped)
         # zlib level 6: a quicker write than PIL's default, a few % larger
         self.fig.savefig(path, format="png", pil_kwargs={"compress_level": 6})
