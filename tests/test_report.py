@@ -97,8 +97,9 @@ def test_signed_quicklook_is_diverging_and_true_to_shape(tmp_path):
 
 def test_a_reused_quicklook_figure_draws_what_a_fresh_one_draws(tmp_path):
     """Quicklooks share one figure per thread and grid: a map drawn after another (another
-    colour map, a longer title wrapped on two lines) is byte for byte the map drawn on a
-    fresh figure, and a one-line title after a two-line one gives the smaller frame back."""
+    colour map, a longer title and colour-bar label wrapped on several lines) is byte for byte
+    the map drawn on a fresh figure: one-line texts after longer ones give the smaller frame
+    back."""
     import xarray as xr
     from odc.geo.geobox import GeoBox
 
@@ -123,7 +124,8 @@ def test_a_reused_quicklook_figure_draws_what_a_fresh_one_draws(tmp_path):
     assert [p.name for p in both] == ["aa_2021.png", "bb_2021.png"]
     assert both[1].read_bytes() == first.read_bytes()
     tall, short = (Image.open(p).size for p in both)
-    assert tall[1] > short[1] and tall[0] == short[0]  # two title lines, then one again
+    # two title lines and a three-line bar label, then one line each again
+    assert tall[1] > short[1] and tall[0] > short[0]
 
 
 def test_set_margins_places_subplots_in_inches():
