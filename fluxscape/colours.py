@@ -7,7 +7,8 @@ negative teal-green, zero white, positive brown; for NEE uptake is green and rel
 on a range centred on 0, ``[-m, m]`` with ``m`` the larger magnitude of the 2nd and 98th
 percentiles; any other variable with ``viridis`` over the 2nd-98th percentile range. Signed
 is decided from the variable's attributes first (``long_name``/``standard_name`` naming a net
-exchange, an anomaly, a z-score, a residual, a dNBR or a difference "minus"; ``valid_min`` <
+exchange, an anomaly, a z-score, a residual, a dNBR or a difference "minus", unless it names a
+spread — a standard deviation or uncertainty, never negative; ``valid_min`` <
 0 < ``valid_max``; "normalized difference" indices are not signed by name), then from the
 data: both signs hold a substantial part of the range (the smaller of |p2| and |p98| is at
 least a quarter of the larger), so a few negative NDVI pixels over water do not make NDVI
@@ -28,6 +29,12 @@ SIGNED_NAME = re.compile(
     r"\bnet\b|exchange|anomal|z-?score|residual|\bdnbr\b|\bminus\b|departure|\bbias\b",
     re.IGNORECASE,
 )
+#: Words that make a variable a spread (a standard deviation or uncertainty of a signed
+#: quantity, e.g. ``nee_sd``): never negative, so never signed, whatever else its name says.
+SPREAD_NAME = re.compile(
+    r"standard deviation|standard_error|uncertainty|\bsigma\b|posterior error|\bspread\b",
+    re.IGNORECASE,
+)
 #: Smallest |negative| : |positive| percentile ratio (or its inverse) that makes data signed.
 SIGNED_SHARE = 0.25
 
@@ -36,6 +43,8 @@ def is_signed(attrs: dict, lo: float, hi: float) -> bool:
     """Whether a variable with these attributes and 2nd/98th percentiles ``lo``/``hi`` is
     signed (see the module docstring)."""
     names = f"{attrs.get('long_name', '')} {attrs.get('standard_name', '')}"
+    if SPREAD_NAME.search(names):
+        return False
     if SIGNED_NAME.search(names):
         return True
     vmin, vmax = attrs.get("valid_min"), attrs.get("valid_max")

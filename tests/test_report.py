@@ -48,6 +48,10 @@ def test_colour_rules_centre_signed_variables_on_zero():
     assert colour_range({}, -3.0, 2.5) == (DIVERGING, -3.0, 3.0)  # both signs in the data
     assert colour_range({"long_name": "ndvi"}, -0.05, 0.9) == (SEQUENTIAL, -0.05, 0.9)  # water
     assert colour_range({}, 0.1, 0.9) == (SEQUENTIAL, 0.1, 0.9)
+    # a spread of a signed quantity is never negative: sequential, whatever names it
+    nee_sd = {"long_name": "net ecosystem exchange, as carbon: ensemble standard deviation"}
+    assert colour_range(nee_sd, 0.05, 1.2) == (SEQUENTIAL, 0.05, 1.2)
+    assert colour_range({"long_name": "1-sigma uncertainty of xco2"}, 0.4, 2.0)[0] == SEQUENTIAL
     assert label("ndvi", {"long_name": "normalized difference vegetation index", "units": "1"}) == (
         "normalized difference vegetation index"
     )
