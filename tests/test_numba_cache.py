@@ -67,6 +67,19 @@ def small_run() -> None:
     ph.phenology(cube, xr.zeros_like(cube, dtype=np.uint8), doy, method="whittaker")
 
 
+def last_json_line(code: str):
+    """Run ``code`` in a fresh Python process (this checkout first on its path) and return the
+    JSON document of its last output line."""
+    env = dict(os.environ)
+    root = str(Path(fluxscape.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def test_every_kernel_is_cached_in_a_writable_directory():
     found = dispatchers()
     assert set(ENTRY_POINTS) <= set(found)
@@ -87,14 +100,7 @@ t.small_run()
 print(json.dumps({{n: [sum(d.stats.cache_hits.values()), sum(d.stats.cache_misses.values())]
                   for n, d in t.dispatchers().items()}}))
 """
-    env = dict(os.environ)
-    root = str(Path(fluxscape.__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    stats = json.loads(done.stdout.strip().splitlines()[-1])
+    stats = last_json_line(code)
     compiled = {n: s for n, s in stats.items() if s[1]}
     assert not compiled, f"kernels compiled again in a second process: {compiled}"
     for name in ENTRY_POINTS:
@@ -136,14 +142,7 @@ for method in ("whittaker", "double_logistic"):
     out[method] = {{n: sorted(set(after[n]) - set(before.get(n, []))) for n in after}}
 print(json.dumps(out))
 """
-    env = dict(os.environ)
-    root = str(Path(fluxscape.__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
-    done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    new = json.loads(done.stdout.strip().splitlines()[-1])
+    new = last_json_line(code)
     for method, added in new.items():
         missed = {n: s for n, s in added.items() if s}
         assert not missed, f"{method}: a tile compiled signatures the warm-up did not: {missed}"
