@@ -98,6 +98,16 @@ def disturbance_run(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def soil_sample(tmp_path_factory) -> Path:
+    """The ``soil`` preset's sample world (COSORE chambers, DEM, MODIS), written once for the
+    session (read-only: tests/test_reader_cosore.py reads it, tests/test_soil_flux.py runs the
+    soil recipe on it into a folder of its own)."""
+    out = tmp_path_factory.mktemp("soil") / "sample"
+    run_cli("sample-data", out, "--preset", "soil")
+    return out
+
+
 SMALL_WORKFLOW = """\
 name: small
 region:

@@ -306,13 +306,6 @@ def test_folder_without_tables_is_a_directory_error_with_reason(tmp_path):
 # --- the soil preset -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def soil_sample(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("soil") / "sample"
-    run_cli("sample-data", out, "--preset", "soil")
-    return out
-
-
 def test_soil_preset_writes_15_forest_sites_and_leaves_the_demo_alone(soil_sample):
     assert "chambers" not in PRESETS["demo"].sources  # the demo's files and run time stay
     folders = sorted((soil_sample / "chambers").iterdir())

@@ -110,3 +110,27 @@ def test_heat_wave_raises_lst_only_in_its_region_and_days():
     np.testing.assert_array_equal(
         world.air_temperature(lon, lat, days), calm.air_temperature(lon, lat, days)
     )
+
+
+def test_sources_written_side_by_side_give_the_same_files_as_one_after_the_other(
+    tmp_path, monkeypatch
+):
+    """``write_sample_world`` writes independent sources in processes: the files (bytes) and
+    the summary equal a one-process run. Cheap sources of the demo (the top-down file needs
+    the regions the meteorology writes, in the same process), one year."""
+    from fluxscape.sample import generate
+
+    sources = ("towers", "meteo", "topdown")
+    small = replace(PRESETS["demo"], name="side-by-side", sources=sources, years=(2021,))
+    monkeypatch.setitem(PRESETS, "side-by-side", small)
+    assert generate._source_tasks(small.sources) == [("towers",), ("meteo", "topdown")]
+    one = generate.write_sample_world(tmp_path / "one", preset="side-by-side", workers=1)
+    two = generate.write_sample_world(tmp_path / "two", preset="side-by-side", workers=2)
+    assert one == two and one["tower_files"] > 0 and one["topdown_files"] == 1
+
+    def files(root):
+        return {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+    a, b = files(tmp_path / "one"), files(tmp_path / "two")
+    assert sorted(a) == sorted(b) and len(a) > 10
+    assert [p for p in a if a[p] != b[p]] == []

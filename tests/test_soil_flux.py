@@ -33,13 +33,12 @@ VARIABLES = {"soil_co2": "rs_gc", "soil_ch4": "ch4_mg"}
 
 
 @pytest.fixture(scope="module")
-def soil_run(tmp_path_factory):
-    """The soil preset's sample world and the shipped recipe run on it: (sample, out)."""
+def soil_run(tmp_path_factory, soil_sample):
+    """The soil preset's sample world (conftest ``soil_sample``, shared with
+    tests/test_reader_cosore.py) and the shipped recipe run on it: (sample, out)."""
     folder = tmp_path_factory.mktemp("soil_flux")
-    sample = folder / "sample"
-    run_cli("sample-data", sample, "--preset", "soil")
-    run_cli("run", on_sample(RECIPE, sample, folder))
-    return sample, folder / "out"
+    run_cli("run", on_sample(RECIPE, soil_sample, folder))
+    return soil_sample, folder / "out"
 
 
 @pytest.fixture(scope="module")

@@ -44,6 +44,9 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -75,7 +78,7 @@ from fluxscape.sample.modis_writer import (
 )
 from fluxscape.sample.regions_writer import write_regions
 from fluxscape.sample.sgli_writer import write_sgli
-from fluxscape.sample.world import LAND_COVER, LC_NAMES, PRESETS, World
+from fluxscape.sample.world import LAND_COVER, LC_NAMES, PRESETS, Preset, World
 
 log = logging.getLogger(__name__)
 
@@ -752,9 +755,164 @@ def write_truth_disturbance(world: World, truth: Path, step: float = 0.01) -> Pa
     return path
 
 
-def write_sample_world(out_dir: str | Path, preset: str = "demo", seed: int = 42) -> dict:
+#: The kinds of files a sample world counts in ``truth/world.json`` (``<kind>_files``).
+FILE_KINDS = (
+    "modis",
+    "towers",
+    "gosat",
+    "sgli",
+    "ahi",
+    "meteo",
+    "burned_area",
+    "modis_lst",
+    "ahi_ptree",
+    "landcover",
+    "modis_sr",
+    "modis_lai",
+    "chambers",
+    "topdown",
+    "dem",
+    "ahi_fire",
+)
+
+#: Sources in the order they are handed to the writing processes: the longest first (CPU
+#: seconds on the demo and disturbance presets), so two processes finish close together.
+_SOURCE_ORDER = (
+    "ahi",
+    "modis_lst",
+    "modis",
+    "ahi_ptree",
+    "burned_area",
+    "modis_sr",
+    "modis_lai",
+    "sgli",
+    "ahi_fire",
+    "chambers",
+    "gosat",
+    "meteo",
+    "topdown",
+    "towers",
+    "landcover",
+    "dem",
+)
+
+
+def _source_tasks(sources) -> list[tuple[str, ...]]:
+    """The preset's sources grouped into independent writing tasks, longest first: the
+    top-down file is written after the regions that ``meteo`` writes, in the same task."""
+    names = [s for s in _SOURCE_ORDER if s in sources]
+    tasks = [(s,) for s in names if s not in ("meteo", "topdown")]
+    if "meteo" in names:
+        tasks.append(("meteo", "topdown") if "topdown" in names else ("meteo",))
+    elif "topdown" in names:
+        tasks.append(("topdown",))
+    return tasks
+
+
+def _log_to_stderr(level: int) -> None:
+    """In a writing process: this module's messages at ``level`` to stderr, as the CLI's."""
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"
+    )
+
+
+def _write_sources(names: tuple[str, ...], out_dir: str, preset: Preset, seed: int) -> dict:
+    """Write the sources ``names`` of the ``preset`` world (``seed``) into ``out_dir``, in
+    order; returns {file kind: [written paths]}. Runs in a worker process or inline."""
+    out = Path(out_dir)
+    world = World(preset, seed=seed)
+    truth = out / "truth"
+    # One random stream per source, so adding a source never changes the others' files.
+    streams = np.random.SeedSequence(seed).spawn(8)
+    files: dict[str, list] = {}
+    for name in names:
+        files[name] = _write_source(name, world, out, truth, streams, seed)
+    return files
+
+
+def _write_source(name: str, world: World, out: Path, truth: Path, streams, seed: int) -> list:
+    """Write one source of the sample world; returns the written paths."""
+    if name == "modis":
+        log.info("writing MODIS MOD13A2 tiles")
+        return write_modis_vi(world, out / "modis", np.random.default_rng(streams[0]))
+    if name == "towers":
+        log.info("writing FLUXNET FULLSET tower files")
+        (out / "towers").mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(streams[1])
+        return write_towers(world, out / "towers", truth, rng)[1:]
+    if name == "gosat":
+        log.info("writing GOSAT L2 soundings (NIES HDF5, ACOS Lite NetCDF)")
+        return write_gosat(world, out, np.random.default_rng(streams[2]))
+    if name == "sgli":
+        log.info("writing GCOM-C SGLI L2 land tiles and L1B granules")
+        return write_sgli(world, out / "sgli", np.random.default_rng(streams[3]))
+    if name == "ahi":
+        log.info("writing Himawari AHI HSD segments and P-Tree NetCDF")
+        return write_ahi(world, out / "ahi", np.random.default_rng(streams[4]))
+    if name == "meteo":
+        log.info("writing ERA5-like daily meteorology NetCDF and the regions GeoJSON")
+        paths = write_meteo(world, out / "meteo")
+        write_regions(world, out / "regions")
+        return paths
+    if name == "burned_area":
+        log.info("writing MODIS MCD64A1 monthly burned-area tiles")
+        rng = np.random.default_rng(streams[7])
+        return write_modis_burned_area(world, out / "burned_area", rng)
+    if name == "modis_lst":
+        log.info("writing MODIS MOD11A2 8-day LST tiles")
+        # Its own stream (a child of the seed), so the other sources' files do not change.
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 11]))
+        return write_modis_lst(world, out / "modis", rng)
+    if name == "ahi_ptree":
+        log.info("writing Himawari AHI P-Tree NetCDF (02:30 UTC, every %d days)", PTREE_DAY_STEP)
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 13]))
+        return write_ptree(world, out / "ahi" / "ptree", rng, day_step=PTREE_DAY_STEP)
+    if name == "landcover":
+        log.info("writing MODIS MCD12Q1 annual land-cover tiles")
+        return write_modis_landcover(world, out / "landcover")
+    if name == "modis_sr":
+        log.info("writing MODIS MOD09A1 8-day surface-reflectance tiles")
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 15]))
+        return write_modis_reflectance(world, out / "reflectance", rng)
+    if name == "modis_lai":
+        log.info("writing MODIS MCD15A2H 8-day LAI/FPAR tiles")
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 17]))
+        return write_modis_lai(world, out / "lai", rng)
+    if name == "chambers":
+        log.info("writing COSORE soil-chamber datasets")
+        from fluxscape.sample.cosore_writer import write_chambers
+
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 19]))
+        return write_chambers(world, out / "chambers", truth, rng)
+    if name == "dem":
+        log.info("writing a 30 arc-second elevation NetCDF (DEM)")
+        from fluxscape.sample.dem_writer import write_dem
+
+        return write_dem(world, out / "dem")
+    if name == "topdown":
+        log.info("writing a CarbonTracker-like monthly 1-degree top-down flux NetCDF")
+        from fluxscape.sample.topdown_writer import write_topdown
+
+        regions = out / "regions" / "prefectures.geojson"
+        if not regions.exists():
+            write_regions(world, out / "regions")
+        return [write_topdown(world, out / "topdown", truth, regions)]
+    if name == "ahi_fire":
+        log.info("writing Himawari AHI B07/B14 fire scenes (hourly, 4 days)")
+        from fluxscape.sample.fire_writer import write_fire_scenes
+
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 21]))
+        return write_fire_scenes(world, out / "ahi_fire", rng, truth_dir=truth)
+    raise ValueError(f"unknown sample source {name!r}")
+
+
+def write_sample_world(
+    out_dir: str | Path, preset: str = "demo", seed: int = 42, workers: int | None = None
+) -> dict:
     """Write the sample world for ``preset`` into ``out_dir``; returns a summary dict
-    (preset, bbox, years, file counts, towers)."""
+    (preset, bbox, years, file counts, towers). ``workers`` processes write the sources side
+    by side (default: one per CPU; 1 writes them one after the other, in this process); the
+    files are the same either way."""
     if preset not in PRESETS:
         from fluxscape.errors import FluxscapeError
 
@@ -763,100 +921,27 @@ def write_sample_world(out_dir: str | Path, preset: str = "demo", seed: int = 42
     world = World(PRESETS[preset], seed=seed)
     truth = out / "truth"
     truth.mkdir(parents=True, exist_ok=True)
-    # One random stream per source, so adding a source never changes the others' files.
-    streams = np.random.SeedSequence(seed).spawn(8)
-    sources = world.preset.sources
-    files = {
-        name: []
-        for name in (
-            "modis",
-            "towers",
-            "gosat",
-            "sgli",
-            "ahi",
-            "meteo",
-            "burned_area",
-            "modis_lst",
-            "ahi_ptree",
-            "landcover",
-            "modis_sr",
-            "modis_lai",
-            "chambers",
-            "topdown",
-            "dem",
-            "ahi_fire",
-        )
-    }
-    if "modis" in sources:
-        log.info("writing MODIS MOD13A2 tiles")
-        files["modis"] = write_modis_vi(world, out / "modis", np.random.default_rng(streams[0]))
-    if "towers" in sources:
-        log.info("writing FLUXNET FULLSET tower files")
-        (out / "towers").mkdir(parents=True, exist_ok=True)
-        rng = np.random.default_rng(streams[1])
-        files["towers"] = write_towers(world, out / "towers", truth, rng)[1:]
-    if "gosat" in sources:
-        log.info("writing GOSAT L2 soundings (NIES HDF5, ACOS Lite NetCDF)")
-        files["gosat"] = write_gosat(world, out, np.random.default_rng(streams[2]))
-    if "sgli" in sources:
-        log.info("writing GCOM-C SGLI L2 land tiles and L1B granules")
-        files["sgli"] = write_sgli(world, out / "sgli", np.random.default_rng(streams[3]))
-    if "ahi" in sources:
-        log.info("writing Himawari AHI HSD segments and P-Tree NetCDF")
-        files["ahi"] = write_ahi(world, out / "ahi", np.random.default_rng(streams[4]))
-    if "meteo" in sources:
-        log.info("writing ERA5-like daily meteorology NetCDF and the regions GeoJSON")
-        files["meteo"] = write_meteo(world, out / "meteo")
-        write_regions(world, out / "regions")
-    if "burned_area" in sources:
-        log.info("writing MODIS MCD64A1 monthly burned-area tiles")
-        rng = np.random.default_rng(streams[7])
-        files["burned_area"] = write_modis_burned_area(world, out / "burned_area", rng)
-    if "modis_lst" in sources:
-        log.info("writing MODIS MOD11A2 8-day LST tiles")
-        # Its own stream (a child of the seed), so the other sources' files do not change.
-        rng = np.random.default_rng(np.random.SeedSequence([seed, 11]))
-        files["modis_lst"] = write_modis_lst(world, out / "modis", rng)
-    if "ahi_ptree" in sources:
-        log.info("writing Himawari AHI P-Tree NetCDF (02:30 UTC, every %d days)", PTREE_DAY_STEP)
-        rng = np.random.default_rng(np.random.SeedSequence([seed, 13]))
-        files["ahi_ptree"] = write_ptree(world, out / "ahi" / "ptree", rng, day_step=PTREE_DAY_STEP)
-    if "landcover" in sources:
-        log.info("writing MODIS MCD12Q1 annual land-cover tiles")
-        files["landcover"] = write_modis_landcover(world, out / "landcover")
-    if "modis_sr" in sources:
-        log.info("writing MODIS MOD09A1 8-day surface-reflectance tiles")
-        rng = np.random.default_rng(np.random.SeedSequence([seed, 15]))
-        files["modis_sr"] = write_modis_reflectance(world, out / "reflectance", rng)
-    if "modis_lai" in sources:
-        log.info("writing MODIS MCD15A2H 8-day LAI/FPAR tiles")
-        rng = np.random.default_rng(np.random.SeedSequence([seed, 17]))
-        files["modis_lai"] = write_modis_lai(world, out / "lai", rng)
-    if "chambers" in sources:
-        log.info("writing COSORE soil-chamber datasets")
-        from fluxscape.sample.cosore_writer import write_chambers
-
-        rng = np.random.default_rng(np.random.SeedSequence([seed, 19]))
-        files["chambers"] = write_chambers(world, out / "chambers", truth, rng)
-    if "dem" in sources:
-        log.info("writing a 30 arc-second elevation NetCDF (DEM)")
-        from fluxscape.sample.dem_writer import write_dem
-
-        files["dem"] = write_dem(world, out / "dem")
-    if "topdown" in sources:
-        log.info("writing a CarbonTracker-like monthly 1-degree top-down flux NetCDF")
-        from fluxscape.sample.topdown_writer import write_topdown
-
-        regions = out / "regions" / "prefectures.geojson"
-        if not regions.exists():
-            write_regions(world, out / "regions")
-        files["topdown"] = [write_topdown(world, out / "topdown", truth, regions)]
-    if "ahi_fire" in sources:
-        log.info("writing Himawari AHI B07/B14 fire scenes (hourly, 4 days)")
-        from fluxscape.sample.fire_writer import write_fire_scenes
-
-        rng = np.random.default_rng(np.random.SeedSequence([seed, 21]))
-        files["ahi_fire"] = write_fire_scenes(world, out / "ahi_fire", rng, truth_dir=truth)
+    files: dict[str, list] = {name: [] for name in FILE_KINDS}
+    tasks = _source_tasks(world.preset.sources)
+    n = min(len(tasks), os.cpu_count() or 1) if workers is None else min(len(tasks), workers)
+    if n <= 1:
+        for task in tasks:
+            files.update(_write_sources(task, str(out), world.preset, seed))
+    else:
+        # Each source has its own random stream and writes its own files, so the sources are
+        # written side by side in processes (spawned: the caller may hold threads) and give the
+        # same files as one after the other. The longest-running sources are submitted first.
+        log.info("writing %d sources in %d processes", len(tasks), n)
+        context = multiprocessing.get_context("spawn")
+        level = log.getEffectiveLevel()
+        with ProcessPoolExecutor(
+            n, mp_context=context, initializer=_log_to_stderr, initargs=(level,)
+        ) as pool:
+            futures = [
+                pool.submit(_write_sources, task, str(out), world.preset, seed) for task in tasks
+            ]
+            for future in futures:
+                files.update(future.result())
     write_truth_phenology(world, truth)
     write_truth_disturbance(world, truth)
     summary = {
