@@ -190,8 +190,33 @@ def run(wf_path: Path, out: Path, env: dict) -> dict:
     }
 
 
-def section(rows: dict) -> str:
-    """The ``## Read floor`` section from rows by label."""
+def recorded(results: Path) -> tuple[dict[str, str], str]:
+    """The rows already in ``results``' ``## Read floor`` table, by label (their raw JSON may
+    be gone: ``bench/out/`` is not committed), and the text after the table (notes written by
+    hand)."""
+    text = results.read_text() if results.exists() else ""
+    start = text.find("\n## Read floor\n")
+    if start < 0:
+        return {}, ""
+    body = text[start + 1 :]
+    end = body.find("\n## ", 1)
+    body = body[: end + 1] if end >= 0 else body
+    rows: dict[str, str] = {}
+    tail: list[str] = []
+    in_table = False
+    for line in body.splitlines():
+        if line.startswith("| label |") or line.startswith("|---"):
+            in_table = True
+        elif in_table and line.startswith("| "):
+            rows[line.split("|")[1].strip()] = line
+        elif in_table:
+            tail.append(line)
+    return rows, "\n".join(tail).strip()
+
+
+def section(rows: dict, kept: dict[str, str] | None = None, notes: str = "") -> str:
+    """The ``## Read floor`` section from rows by label (raw results), then the ``kept`` rows
+    (table lines by label) of labels without raw results, then ``notes``."""
     lines = [
         "## Read floor",
         "",
@@ -225,6 +250,9 @@ def section(rows: dict) -> str:
                 else "| |"
             )
         )
+    lines += [line for label, line in (kept or {}).items() if label not in rows]
+    if notes:
+        lines += ["", notes]
     return "\n".join(lines) + "\n"
 
 
@@ -271,7 +299,8 @@ def main() -> None:
             rows[p.stem.removeprefix("readfloor-")] = json.loads(p.read_text())
         from results import write_section
 
-        write_section(BENCH_DIR / "RESULTS.md", "Read floor", section(rows))
+        kept, notes = recorded(BENCH_DIR / "RESULTS.md")
+        write_section(BENCH_DIR / "RESULTS.md", "Read floor", section(rows, kept, notes))
 
 
 if __name__ == "__main__":
