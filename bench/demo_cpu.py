@@ -21,28 +21,20 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from profile_demo import _fresh  # bench/ is on sys.path
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:  # another file system
-        shutil.copy2(src, dst)
 
 
 def demo_cpu(work: Path, sample: Path, src: Path) -> dict:
     """One ``fluxscape demo --out WORK`` with fluxscape from ``src``: wall, user and system
     seconds (driver and workers)."""
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    shutil.copytree(sample, work / "sample", copy_function=_link_or_copy)
+    _fresh(work, sample)
     cmd = [sys.executable, "-m", "fluxscape.cli", "demo", "--out", str(work)]
     env = {**os.environ, "PYTHONPATH": str(src)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)

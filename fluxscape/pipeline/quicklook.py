@@ -128,8 +128,7 @@ class _MapFigure:
         self.image.set_clim(lo, hi)
         self.colorbar.set_label(bar)
         self.title.set_text(wrapped)
-        # zlib level 6: a quicker write than PIL's default, a few % larger
-        self.fig.savefig(path, format="png", pil_kwargs={"compress_level": 6})
+        self.fig.savefig(path, format="png")
 
 
 _FIGURES = threading.local()
