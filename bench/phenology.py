@@ -117,7 +117,8 @@ def make_tile(rng: np.random.Generator, size: int) -> tuple[xr.Dataset, dict[str
     qa = np.where(cloudy, 3, np.where(marginal, 1, 0)).astype(np.uint8)
 
     def cube(a: np.ndarray, dtype) -> np.ndarray:
-        return a.T.reshape(starts.size, size, size).astype(dtype)
+        # C order (time, y, x), as a tile is read from its store
+        return np.ascontiguousarray(a.T.reshape(starts.size, size, size), dtype=dtype)
 
     coords = {"time": starts, "y": np.arange(size, dtype=float), "x": np.arange(size, dtype=float)}
     dims = ("time", "y", "x")

@@ -228,3 +228,20 @@ def test_date_quality_kernel_equals_the_numpy_reference():
     fast = ph.date_quality(dates, days, weights)
     assert set(np.unique(ref)) == {0, 1, 2, 3, 255}
     np.testing.assert_array_equal(fast, ref)
+
+
+def test_date_quality_kernel_equals_the_reference_with_ties_and_unsorted_days():
+    # Days out of order, several observations on one day (usable and not), dates exactly on
+    # observation days and dates in no particular order: the kernel's sorted walk must count
+    # the unusable observations strictly between the bracketing usable days, as the reference.
+    rng = np.random.default_rng(11)
+    n, t = 400, 30
+    days = rng.integers(0, 40, (n, t)).astype(float)
+    days[rng.random((n, t)) < 0.05] = np.nan
+    weights = np.where(rng.random((n, t)) < 0.5, 0.0, 1.0)
+    on_days = np.take_along_axis(days, rng.integers(0, t, (n, 10)), axis=1)
+    dates = np.concatenate([on_days, rng.uniform(-3, 43, (n, 10))], axis=1)
+    ref = oracle.date_quality(dates, days, weights)
+    fast = ph.date_quality(dates, days, weights)
+    assert set(np.unique(ref)) == {0, 1, 2, 3, 255}
+    np.testing.assert_array_equal(fast, ref)
