@@ -69,10 +69,10 @@ _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 
 
 #: Pixels smoothed together: the banded solve runs over this many independent systems at
-#: once, whose interleaved recurrences hide each other's division latency. (LLVM compiles
-#: these lane loops to scalar code; 16 or 32 lanes, which vectorise the divisions, measured
-#: at most 5 % faster per tile, docs/scale.md.)
-LANES = 8
+#: once, whose interleaved recurrences hide each other's division latency. At 32 lanes LLVM
+#: vectorises the lane loops (8 lanes stay scalar code): about 4 % less CPU per tile than 8
+#: (bench/phenology.py; a solve alone: 0.7x).
+LANES = 32
 
 #: Pixels of a tile turned from the stored (time, pixel) order into (pixel, time) rows
 #: together by :func:`_tile` (its work arrays: 3 x BLOCK x time float64, in the L2 cache).
