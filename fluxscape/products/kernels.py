@@ -369,11 +369,17 @@ def _simplify(idx, val, typ, count, threshold, min_separation, score, remove):
     returns the new count."""
     cc = count
     while cc >= 2:
+        lowest = np.inf
         for p in range(cc - 1):
             score[p] = abs(val[p + 1] - val[p])
+            if score[p] < lowest:
+                lowest = score[p]
         for j in range(1, cc - 1):
             if typ[j] == -1 and (idx[j + 1] - idx[j - 1]) < min_separation:
                 score[j - 1 if val[j - 1] < val[j + 1] else j] = -1.0
+                lowest = -1.0
+        if not lowest < threshold:
+            break  # no pair to remove (the usual last pass, without its selection loop)
         for p in range(cc):
             remove[p] = 0
         any_chosen = False
