@@ -202,26 +202,27 @@ def _whittaker_group(y, w, t, p0, grid0, step, lam, iterations, scale_min, ws, z
         first = np.inf
         last = -np.inf
         if p < npix:
+            # Branch-free: every observation is written at the next free slot, which only
+            # advances for a usable one on the grid (clouds fall at random: a branch on them
+            # is mispredicted a third of the time).
             for k in range(nt):
                 yk = y[p, k]
                 wk = w[p, k]
                 tk = t[p, k]
-                wu[lane, k] = 0.0
-                if not (np.isfinite(yk) and np.isfinite(tk) and np.isfinite(wk) and wk > 0.0):
-                    continue
-                wu[lane, k] = wk
-                usable += 1
+                ok = np.isfinite(yk) & np.isfinite(tk) & np.isfinite(wk) & (wk > 0.0)
+                wu[lane, k] = wk if ok else 0.0
+                usable += ok
                 u = (tk - grid0) / step
-                if u < 0.0 or u > n - 1:
-                    continue
+                ok = ok & (u >= 0.0) & (u <= n - 1)
+                u = u if ok else 0.0
                 j = min(max(np.floor(u), 0.0), n - 2.0)
                 oy[lane, count] = yk
                 ow0[lane, count] = wk
                 ij[lane, count] = int(j)
                 of[lane, count] = u - j
-                first = min(first, tk)
-                last = max(last, tk)
-                count += 1
+                first = min(first, tk) if ok else first
+                last = max(last, tk) if ok else last
+                count += ok
         m[lane] = count
         counts[1, lane] = usable
         span[0, lane] = first
