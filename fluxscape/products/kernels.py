@@ -154,8 +154,8 @@ def _solve(oy, ow, ij, of, m, lam, a, c1):
 
 @njit(**_JIT)
 def _middle_pair_sum(a, m):
-    """Sum of the ((m - 1) // 2)-th and (m // 2)-th smallest of ``a[:m]`` (twice the median;
-    NaN if ``a`` holds NaN). Each candidate's rank is counted against all the others: O(m^2)
+    """Sum of the ((m - 1) // 2)-th and (m // 2)-th smallest of the finite values ``a[:m]``
+    (twice the median). Each candidate's rank is counted against all the others: O(m^2)
     compares, but in branch-free loops the compiler vectorises, about twice as fast as
     quickselect's unpredictable branches for the 20-50 residuals of a series."""
     k = (m - 1) // 2
