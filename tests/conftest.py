@@ -7,9 +7,11 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[1]
 FLUXSCAPE = [sys.executable, "-m", "fluxscape.cli"]
@@ -46,6 +48,26 @@ def run_cli(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedPro
     return proc
 
 
+def shared_folder(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """The folder ``name`` built by ``build(folder)`` once per test run, also when pytest-xdist
+    spreads the tests over several processes: in the run's base folder (``pytest-N/name``,
+    above the workers' own ``popen-gwK``), the first worker to need it builds it under a file
+    lock while the others wait, then all read it. A build that raised is tried again by the
+    next worker that needs the folder (and fails it the same way)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    folder = root / name
+    done = root / f"{name}.done"
+    with FileLock(root / f"{name}.lock"):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def demo_out(tmp_path_factory) -> Path:
     """``fluxscape demo --out DIR`` run once: the sample world in DIR/sample, products in DIR.
@@ -55,11 +77,13 @@ def demo_out(tmp_path_factory) -> Path:
     reuse = os.environ.get("FLUXSCAPE_TEST_DEMO_OUT")
     if reuse:
         return Path(reuse)
-    out = tmp_path_factory.mktemp("demo")
-    proc = run_cli("demo", "--out", out)
-    (out / "demo_stdout.txt").write_text(proc.stdout)
-    (out / "demo_stderr.txt").write_text(proc.stderr)
-    return out
+
+    def build(out: Path) -> None:
+        proc = run_cli("demo", "--out", out)
+        (out / "demo_stdout.txt").write_text(proc.stdout)
+        (out / "demo_stderr.txt").write_text(proc.stderr)
+
+    return shared_folder(tmp_path_factory, "demo", build)
 
 
 @pytest.fixture(scope="session")
@@ -91,11 +115,13 @@ def disturbance_run(tmp_path_factory) -> Path:
     reuse = os.environ.get("FLUXSCAPE_TEST_DISTURBANCE_OUT")
     if reuse:
         return Path(reuse)
-    folder = tmp_path_factory.mktemp("disturbance")
-    run_cli("sample-data", folder / "sample", "--preset", "disturbance")
-    recipe = REPO / "workflows" / "disturbance-fire.yaml"
-    run_cli("run", on_sample(recipe, folder / "sample", folder))
-    return folder
+
+    def build(folder: Path) -> None:
+        run_cli("sample-data", folder / "sample", "--preset", "disturbance")
+        recipe = REPO / "workflows" / "disturbance-fire.yaml"
+        run_cli("run", on_sample(recipe, folder / "sample", folder))
+
+    return shared_folder(tmp_path_factory, "disturbance", build)
 
 
 @pytest.fixture(scope="session")
@@ -103,9 +129,11 @@ def soil_sample(tmp_path_factory) -> Path:
     """The ``soil`` preset's sample world (COSORE chambers, DEM, MODIS), written once for the
     session (read-only: tests/test_reader_cosore.py reads it, tests/test_soil_flux.py runs the
     soil recipe on it into a folder of its own)."""
-    out = tmp_path_factory.mktemp("soil") / "sample"
-    run_cli("sample-data", out, "--preset", "soil")
-    return out
+
+    def build(folder: Path) -> None:
+        run_cli("sample-data", folder / "sample", "--preset", "soil")
+
+    return shared_folder(tmp_path_factory, "soil", build) / "sample"
 
 
 SMALL_WORKFLOW = """\
@@ -144,10 +172,11 @@ def small_workflow(folder: Path, data_dir: Path, workers: int = 2) -> Path:
 @pytest.fixture(scope="session")
 def small_reference(tmp_path_factory, sample_dir: Path) -> Path:
     """An uninterrupted local run of the small workflow; returns its output folder."""
-    folder = tmp_path_factory.mktemp("small_ref")
-    wf = small_workflow(folder, sample_dir)
-    run_cli("run", wf, "--out", folder / "out")
-    return folder / "out"
+
+    def build(folder: Path) -> None:
+        run_cli("run", small_workflow(folder, sample_dir), "--out", folder / "out")
+
+    return shared_folder(tmp_path_factory, "small_ref", build) / "out"
 
 
 def copy_sample_inputs(sample_dir: Path, dest: Path) -> Path:
