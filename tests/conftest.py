@@ -68,6 +68,25 @@ def shared_folder(tmp_path_factory, name: str, build: Callable[[Path], None]) ->
     return folder
 
 
+@pytest.fixture(scope="session", autouse=True)
+def kernels_compiled_once(tmp_path_factory) -> None:
+    """Under pytest-xdist, the phenology kernels are compiled into numba's on-disk cache by
+    the first test process, before any of its tests, while the others wait and then load
+    them: otherwise on a fresh install two processes (or a process and a run it started)
+    compiled the same kernels at the same time (issue #18: the cold compile at most once per
+    install). In one process nothing is done here: the kernels compile at first use."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+
+    def build(folder: Path) -> None:
+        from fluxscape.pipeline.steps.phenology import warm_kernels
+
+        for method in ("whittaker", "double_logistic", "savgol"):
+            warm_kernels(method)
+
+    shared_folder(tmp_path_factory, "numba_kernels", build)
+
+
 @pytest.fixture(scope="session")
 def demo_out(tmp_path_factory) -> Path:
     """``fluxscape demo --out DIR`` run once: the sample world in DIR/sample, products in DIR.
