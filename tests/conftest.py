@@ -79,9 +79,11 @@ def kernels_compiled_once(tmp_path_factory) -> None:
         return
 
     def build(folder: Path) -> None:
-        from fluxscape.pipeline.steps.phenology import warm_kernels
+        from typing import get_args
 
-        for method in ("whittaker", "double_logistic", "savgol"):
+        from fluxscape.pipeline.steps.phenology import PhenologyConfig, warm_kernels
+
+        for method in get_args(PhenologyConfig.model_fields["method"].annotation):
             warm_kernels(method)
 
     shared_folder(tmp_path_factory, "numba_kernels", build)

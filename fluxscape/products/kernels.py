@@ -1218,8 +1218,9 @@ def _date_quality(dates, days, usable, max_missing, out):
 def date_quality(dates, days, usable, max_missing) -> np.ndarray:
     """:func:`fluxscape.products.phenology.date_quality` as a compiled loop: ``dates``
     (n, k), ``days`` (n, time) float, ``usable`` (n, time) bool, ``max_missing`` (classes,)
-    int. Returns uint8 (n, k). Per pixel one in-place sort of its observations and a binary
-    search per date, no (n, time) temporaries."""
+    int. Returns uint8 (n, k). Per pixel one walk over its observations (sorted in place
+    unless their days strictly increase) and a count over its usable days per date, no
+    (n, time) temporaries."""
     dates = np.ascontiguousarray(dates, np.float64)
     out = np.empty(dates.shape, np.uint8)
     _date_quality(
