@@ -274,3 +274,27 @@ def test_a_killed_run_resumes_from_the_bucket_and_readers_never_see_a_partial_st
         here = _local_chunks(local_run / "products" / f"{product}.zarr")
         for key, data in here.items():
             assert there[key] == data, f"{product}: {key}"
+
+
+def test_upload_leaves_out_files_still_being_written(tmp_path):
+    # A worker may be drawing another product's maps (NAME.png.tmp.png, renamed when done)
+    # while a product's publication uploads the quicklooks folder: listing then uploading
+    # such a file failed the run when the rename came in between (seen in CI).
+    import fsspec
+
+    from fluxscape.pipeline.outstore import Outputs
+
+    out = tmp_path / "work"
+    maps = out / "quicklooks" / "vi"
+    maps.mkdir(parents=True)
+    (maps / "ndvi_2021.png").write_bytes(b"png")
+    (maps / "evi_2021.png.tmp.png").write_bytes(b"half")
+    (out / "reports").mkdir()
+    (out / "reports" / "vi.html.tmp").write_text("half")
+    (out / "reports" / "vi.html").write_text("done")
+    url = f"memory://fluxscape-test-{os.getpid()}/run"
+    Outputs(out, url).upload_published(tmp_path / "elsewhere")
+    fs = fsspec.filesystem("memory")
+    root = url.removeprefix("memory://")
+    names = sorted(p.removeprefix(f"/{root}/") for p in fs.find(root))
+    assert names == ["quicklooks/vi/ndvi_2021.png", "reports/vi.html"]

@@ -232,8 +232,15 @@ class Outputs:
         if local.is_file():
             fs.put_file(str(local), base)
             return
-        # not the catalog's lock file: object storage has no flock (single writer, see above)
-        files = sorted(p for p in local.rglob("*") if p.is_file() and p.name != ".lock")
+        # not the catalog's lock file: object storage has no flock (single writer, see above);
+        # not a file still being written (``NAME.tmp``, ``NAME.tmp.png``, renamed when done):
+        # a worker may be drawing another product's maps into this folder meanwhile, and
+        # that product's own publication uploads them once renamed
+        files = sorted(
+            p
+            for p in local.rglob("*")
+            if p.is_file() and p.name != ".lock" and ".tmp" not in p.suffixes
+        )
         last = [p for p in files if p.name == "catalog.json"]
         last.sort(key=lambda p: -len(p.parts))  # deepest first: the root catalog.json last
         for path in [p for p in files if p.name != "catalog.json"] + last:
